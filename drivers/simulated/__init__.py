@@ -1,0 +1,1 @@
+"""Simulated devices for `lintel demo`, the tests and the benchmarks."""

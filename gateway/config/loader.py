@@ -1,0 +1,120 @@
+"""Read, parse and validate a config file into a `GatewayConfig`, or raise `ConfigError` with all
+problems. Relative file paths in the config are resolved against the config file's folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.config.model import GatewayConfig
+from gateway.config.problems import problems_from_validation, show
+from gateway.core.errors import ConfigError, ConfigProblem
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: GatewayConfig
+    path: Path | None
+    base_dir: Path
+    sha256: str
+
+    def resolve(self, name: str) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        p = Path(name).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.config.gateway.state_dir)
+
+    @property
+    def outbox_path(self) -> Path:
+        p = Path(self.config.outbox.path)
+        return p if p.is_absolute() else self.state_dir / p
+
+
+def parse_config(data: bytes, name: str = "config", base_dir: Path | None = None) -> LoadedConfig:
+    """Validate TOML bytes. No file or device is touched."""
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigProblem(name, "file is not UTF-8 text", f"byte {exc.start}", "a UTF-8 TOML file")], name
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(name, f"TOML syntax error: {exc}", None, "valid TOML")], name) from None
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(exc, GatewayConfig), name) from None
+    return LoadedConfig(config, None, base_dir or Path.cwd(), digest)
+
+
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> LoadedConfig:
+    """Read and validate a config file, then check the files it names (secrets, certificates)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigProblem(str(p), "config file not found", None, "a TOML file; see config.example.toml")],
+            str(p),
+        ) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(p), f"cannot read config file: {exc.strerror}")], str(p)) from None
+    loaded = parse_config(data, str(p), p.resolve().parent)
+    loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
+    if check_files:
+        problems = file_problems(loaded)
+        if problems:
+            raise ConfigError(problems, str(p))
+    return loaded
+
+
+_FILES = {
+    "password_file": "a readable file holding the MQTT password",
+    "ca_file": "a readable PEM file with the CA that signed the broker's certificate",
+    "cert_file": "a readable PEM file with this gateway's client certificate",
+    "key_file": "a readable PEM file with this gateway's private key",
+}
+
+
+def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """Problems with files the config names. Reads nothing but file metadata and the password."""
+    problems: list[ConfigProblem] = []
+    mqtt = loaded.config.mqtt
+    if mqtt is not None:
+        for key, expected in _FILES.items():
+            name = getattr(mqtt, key)
+            if name is None:
+                continue
+            target = loaded.resolve(name)
+            if not target.is_file():
+                problems.append(ConfigProblem(f"mqtt.{key}", "file not found", show(str(target)), expected))
+            elif not os.access(target, os.R_OK):
+                problems.append(ConfigProblem(f"mqtt.{key}", "file is not readable", show(str(target)), expected))
+            elif key == "password_file" and not read_secret(target):
+                problems.append(ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected))
+    state_dir = loaded.state_dir
+    existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        problems.append(
+            ConfigProblem(
+                "gateway.state_dir",
+                "folder cannot be created or written",
+                show(str(state_dir)),
+                "a writable folder (systemd's StateDirectory= makes /var/lib/lintel)",
+            )
+        )
+    return problems
+
+
+def read_secret(path: Path) -> str:
+    """A secret file's content without the trailing newline editors add."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")

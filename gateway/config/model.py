@@ -1,0 +1,186 @@
+"""The config schema. Key names carry units (`_s`, `_ms`, `_mb`, `_h`, `_msg_s`).
+
+Validators here are pure: nothing opens a file or a device. File checks (secrets, certificates)
+happen in `loader.check_files` after validation, so `check-config` and the daemon report both kinds
+of problem in one list and in one format.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from gateway import registry
+from gateway.core.config_base import Identifier, StrictModel
+
+TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def custom_error(message: str, expected: str) -> PydanticCustomError:
+    """A validation error that our renderer shows as `message (got X); expected <expected>`."""
+    return PydanticCustomError("lintel", message, {"expected": expected})
+
+
+class GatewaySection(StrictModel):
+    id: Identifier = Field(description="This gateway's id: unique per site, used in topics and payloads.")
+    site: Annotated[str, Field(pattern=TOPIC_SEGMENT)] = Field(description="Site (community) id.")
+    state_dir: str = Field("/var/lib/lintel", description="Where the outbox and status file live.")
+
+
+class ClassLimits(StrictModel):
+    max_mb: float = Field(gt=0, description="Bytes this class may hold in the outbox, in MiB.")
+    max_age_h: float = Field(gt=0, description="Older messages of this class are dropped, in hours.")
+
+
+def _default_classes() -> dict[str, ClassLimits]:
+    return {
+        "telemetry": ClassLimits(max_mb=128, max_age_h=24 * 7),
+        "state": ClassLimits(max_mb=32, max_age_h=24 * 14),
+        "event": ClassLimits(max_mb=64, max_age_h=24 * 30),
+        "alarm": ClassLimits(max_mb=64, max_age_h=24 * 90),
+    }
+
+
+class OutboxSection(StrictModel):
+    path: str = Field("outbox.db", description="SQLite file, relative to gateway.state_dir.")
+    commit_window_ms: int = Field(250, ge=1, le=5000, description="Longest wait before a group commit.")
+    max_mb: float = Field(256, gt=0, description="Total outbox size cap across classes, in MiB.")
+    min_free_disk_mb: float = Field(64, ge=0, description="Free space kept on the disk (the floor).")
+    max_pending_records: int = Field(
+        100_000, ge=100, description="Records waiting for the next commit before telemetry is refused."
+    )
+    batch_max_readings: int = Field(
+        500, ge=1, le=10_000, description="Telemetry readings per message (one source per message)."
+    )
+    classes: dict[Literal["telemetry", "state", "event", "alarm"], ClassLimits] = Field(
+        default_factory=_default_classes, description="Caps per priority class."
+    )
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: Any) -> Any:
+        # A partial [outbox.classes.telemetry] table overrides only that class.
+        if isinstance(value, dict):
+            merged: dict[str, Any] = {k: v.model_dump() for k, v in _default_classes().items()}
+            merged.update(value)
+            return merged
+        return value
+
+
+class MqttSection(StrictModel):
+    url: str = Field(description="mqtt://host[:port] or mqtts://host[:port] (TLS).")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    client_id: str | None = Field(None, description="Defaults to lintel-<site>-<gateway id>.")
+    username: str | None = None
+    password_file: str | None = Field(None, description="File holding the password (one line).")
+    ca_file: str | None = Field(None, description="CA bundle to verify the broker (mqtts).")
+    cert_file: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: str | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    topic_prefix: Annotated[str, Field(pattern=TOPIC_SEGMENT)] = "lintel"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    qos: Literal[1] = Field(1, description="Only QoS 1 gives the delivery contract.")
+    inflight_max: int = Field(100, ge=1, le=65_535, description="Messages awaiting PUBACK at once.")
+    ack_timeout_s: float = Field(30, gt=0, description="No PUBACK within this -> reconnect, resend.")
+    drain_rate_msg_s: float = Field(
+        1000, ge=0, description="Backlog messages per second after an outage (0 = no limit)."
+    )
+    reconnect_initial_s: float = Field(1, gt=0)
+    reconnect_max_s: float = Field(120, gt=0)
+    stable_after_s: float = Field(30, ge=0, description="Backoff resets once a connection lasts this.")
+    stats_interval_s: float = Field(60, gt=0, description="Seconds between gateway stats messages.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        expected = "mqtt://host[:port] or mqtts://host[:port]"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise custom_error("not a valid broker URL", expected) from None
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise custom_error("unsupported URL scheme", expected)
+        if not parts.hostname:
+            raise custom_error("broker URL has no host", expected)
+        if port == 0:
+            raise custom_error("broker URL port must be 1-65535", expected)
+        if parts.username or parts.password:
+            raise custom_error(
+                "credentials must not be inline in the URL", "mqtt.username and mqtt.password_file"
+            )
+        if parts.path not in ("", "/") or parts.query:
+            raise custom_error("broker URL must not have a path or query", expected)
+        return url
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> MqttSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise custom_error(
+                "cert_file and key_file go together", "both mqtt.cert_file and mqtt.key_file, or neither"
+            )
+        if self.password_file and not self.username:
+            raise custom_error("password_file needs a username", "mqtt.username set as well")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise custom_error(
+                "reconnect_max_s is below reconnect_initial_s", "reconnect_max_s >= reconnect_initial_s"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+
+class RuntimeSection(StrictModel):
+    shutdown_timeout_s: float = Field(10, gt=0, le=300, description="Total budget for a graceful stop.")
+    restart_budget: int = Field(10, ge=1, description="Restarts allowed per component per window.")
+    restart_window_s: float = Field(600, gt=0)
+    restart_initial_s: float = Field(1, gt=0, description="First restart delay (doubles, full jitter).")
+    restart_max_s: float = Field(60, gt=0, description="Longest restart delay.")
+    stall_after_s: float = Field(
+        120, gt=0, description="A component without progress this long stops the systemd watchdog."
+    )
+    status_interval_s: float = Field(2, gt=0, description="How often the status file is rewritten.")
+
+
+class LogSection(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _source_union() -> Any:
+    classes = registry.config_classes()
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[Union[tuple(classes)], Field(discriminator="type")]  # noqa: UP007
+
+
+SourceConfig = _source_union()
+
+
+class GatewayConfig(StrictModel):
+    gateway: GatewaySection
+    outbox: OutboxSection = Field(default_factory=OutboxSection)  # type: ignore[arg-type]
+    mqtt: MqttSection | None = None
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)  # type: ignore[arg-type]
+    log: LogSection = Field(default_factory=LogSection)  # type: ignore[arg-type]
+    sources: list[SourceConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _unique_source_ids(self) -> GatewayConfig:
+        seen: dict[str, int] = {}
+        for index, source in enumerate(self.sources):
+            if source.id in seen:
+                raise PydanticCustomError(
+                    "lintel_at",
+                    "duplicate source id",
+                    {
+                        "path": f"sources[{index}].id",
+                        "got": repr(source.id),
+                        "expected": f"an id not already used by sources[{seen[source.id]}]",
+                    },
+                )
+            seen[source.id] = index
+        return self

@@ -1,0 +1,30 @@
+"""The stable kernel every driver and gateway layer builds on.
+
+Imports only the standard library (and pydantic where config types are shared), never a device
+library, never another gateway layer. Drivers may import from here and from nowhere else in gateway.
+"""
+
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock, ManualClock, SystemClock
+from gateway.core.errors import ConfigError, ConfigProblem, LintelError, SourceUnavailable
+from gateway.core.records import Event, Klass, Reading, Record, Severity
+from gateway.core.source import PollingSource, Source, SourceContext
+
+__all__ = [
+    "Backoff",
+    "Clock",
+    "ConfigError",
+    "ConfigProblem",
+    "Event",
+    "Klass",
+    "LintelError",
+    "ManualClock",
+    "PollingSource",
+    "Reading",
+    "Record",
+    "Severity",
+    "Source",
+    "SourceContext",
+    "SourceUnavailable",
+    "SystemClock",
+]

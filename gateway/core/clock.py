@@ -1,0 +1,45 @@
+"""One injectable clock: wall time for timestamps, monotonic time for intervals.
+
+Production code takes a `Clock`; tests pass a `ManualClock` and move time by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def time_ms(self) -> int:
+        """Wall-clock milliseconds since the epoch (for `ts_ms`)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (for intervals and deadlines)."""
+        ...
+
+
+class SystemClock:
+    def time_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self._wall_ms = start_ms
+        self._mono = 1000.0
+
+    def time_ms(self) -> int:
+        return self._wall_ms
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._wall_ms += int(seconds * 1000)
+        self._mono += seconds

@@ -1,0 +1,29 @@
+"""Config base classes shared by the gateway and the drivers (pydantic v2).
+
+Every config model forbids unknown keys and is immutable once validated. Validators never touch
+files or devices: checks that need I/O run after validation, in `gateway.config.loader`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ID_EXPECTED = "1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; a typo must never silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SourceConfigBase(StrictModel):
+    """Keys every `[[sources]]` table has. Each driver subclasses it with `type: Literal[...]`."""
+
+    id: Identifier = Field(description="Unique id of this source; appears in topics and payloads.")
+    enabled: bool = Field(True, description="false keeps the entry but does not start it.")

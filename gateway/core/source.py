@@ -1,0 +1,107 @@
+"""The Source extension point: how a driver hands records to the gateway without knowing it.
+
+A driver implements `Source.run(ctx)` and produces records through `ctx.emit` until it is cancelled.
+It raises `SourceUnavailable` for faults worth retrying (the supervisor backs off and calls `run`
+again); any other exception is a bug, logged with its traceback and restarted within a budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
+from gateway.core.clock import Clock
+from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
+
+
+class SourceContext:
+    """What a running source may touch: its id, the clock, a logger and a non-blocking emit.
+
+    `emit` never blocks the event loop: it returns False when the record was refused (the pipeline is
+    full), and the refusal is counted by the pipeline. `progress()` tells the watchdog the source is
+    alive; a source that stops calling it is reported as stalled.
+    """
+
+    __slots__ = ("_emit", "_on_progress", "clock", "log", "source_id")
+
+    def __init__(
+        self,
+        source_id: str,
+        clock: Clock,
+        emit: Callable[[Record], bool],
+        on_progress: Callable[[], None] = lambda: None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.clock = clock
+        self._emit = emit
+        self._on_progress = on_progress
+        self.log = log or logging.getLogger(f"lintel.source.{source_id}")
+
+    def emit(self, record: Record) -> bool:
+        return self._emit(record)
+
+    def progress(self) -> None:
+        self._on_progress()
+
+    def reading(self, point: str, value: Value, *, klass: Klass = Klass.TELEMETRY) -> Reading:
+        """A reading of this source stamped with the clock's current time."""
+        return Reading(self.source_id, point, value, self.clock.time_ms(), klass=klass)
+
+    def event(self, kind: str, severity: Severity = "info", **attrs: object) -> Event:
+        """An event of this source stamped with the clock's current time."""
+        return Event(self.source_id, kind, self.clock.time_ms(), attrs, severity)
+
+
+@runtime_checkable
+class Source(Protocol):
+    async def run(self, ctx: SourceContext) -> None:
+        """Produce records until cancelled. Raise SourceUnavailable for retryable faults."""
+        ...
+
+
+class PollingSource(ABC):
+    """Owns the interval loop of a pull device.
+
+    The cadence is jitter-free: deadlines sit on a fixed grid started at the first poll, so a slow
+    poll never drifts the schedule; polls that would have started while a slow one ran are skipped
+    (counted in `missed_polls`) rather than run back to back.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.interval_s = interval_s
+        self.missed_polls = 0
+
+    async def open(self, ctx: SourceContext) -> None:  # noqa: B027 - optional hook
+        """Acquire the device. Raise SourceUnavailable if it is not there."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device; called even when run() ends by cancellation or error."""
+
+    @abstractmethod
+    async def poll(self, ctx: SourceContext) -> Iterable[Record]:
+        """Read the device once and return what it measured."""
+
+    async def run(self, ctx: SourceContext) -> None:
+        await self.open(ctx)
+        try:
+            deadline = ctx.clock.monotonic()
+            while True:
+                for record in await self.poll(ctx):
+                    ctx.emit(record)
+                ctx.progress()
+                deadline += self.interval_s
+                now = ctx.clock.monotonic()
+                if deadline <= now:
+                    skipped = math.floor((now - deadline) / self.interval_s) + 1
+                    self.missed_polls += skipped
+                    deadline += skipped * self.interval_s
+                await asyncio.sleep(deadline - now)
+        finally:
+            await self.close()

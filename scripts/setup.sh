@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Shared set-up for the README's two commands. Idempotent: safe to run on every call.
+#   scripts/setup.sh            -> Python venv in .venv with Lintel installed
+#   scripts/setup.sh --test     -> also the dev tools and the OS packages the tests talk to
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+apt_missing=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || apt_missing+=("$2"); }
+
+pick_python() {
+    for py in python3.13 python3.12 python3.11 python3; do
+        if command -v "$py" >/dev/null 2>&1 &&
+            "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+            echo "$py"; return 0
+        fi
+    done
+    return 1
+}
+
+PY=$(pick_python) || apt_missing+=(python3)
+if [[ -n "${PY:-}" ]] && ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_missing+=(python3-venv); fi
+if [[ $want_test == 1 ]]; then
+    need_cmd mosquitto mosquitto
+    need_cmd openssl openssl
+    need_cmd systemd-analyze systemd
+fi
+
+if ((${#apt_missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "setup: installing OS packages: ${apt_missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    else
+        echo "setup: missing OS packages: ${apt_missing[*]} (run as root or: sudo apt-get install ${apt_missing[*]})" >&2
+        exit 1
+    fi
+    PY=$(pick_python)
+fi
+
+# The broker is only ever started by the tests on a random loopback port: keep Debian's
+# system-wide mosquitto service from holding 1883 where systemd runs.
+if [[ $want_test == 1 ]] && command -v systemctl >/dev/null && systemctl is-enabled mosquitto >/dev/null 2>&1; then
+    systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+
+stamp=.venv/.lintel-installed
+extras=""
+[[ $want_test == 1 ]] && extras="[dev]"
+key="$(cat pyproject.toml | sha256sum | cut -c1-16)$extras"
+if [[ ! -x .venv/bin/python ]]; then
+    "$PY" -m venv .venv
+fi
+if [[ ! -f $stamp ]] || ! grep -qxF "$key" "$stamp"; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
+    echo "$key" >"$stamp"
+fi
