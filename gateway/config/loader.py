@@ -33,6 +33,14 @@ class LoadedConfig:
         return self.resolve(self.config.gateway.state_dir)
 
     @property
+    def runtime_dir(self) -> Path:
+        return self.resolve(self.config.gateway.runtime_dir)
+
+    @property
+    def status_path(self) -> Path:
+        return self.runtime_dir / "status.json"
+
+    @property
     def outbox_path(self) -> Path:
         p = Path(self.config.outbox.path)
         return p if p.is_absolute() else self.state_dir / p

@@ -27,11 +27,16 @@ def custom_error(message: str, expected: str) -> PydanticCustomError:
 class GatewaySection(StrictModel):
     id: Identifier = Field(description="This gateway's id: unique per site, used in topics and payloads.")
     site: Annotated[str, Field(pattern=TOPIC_SEGMENT)] = Field(description="Site (community) id.")
-    state_dir: str = Field("/var/lib/lintel", description="Where the outbox and status file live.")
+    state_dir: str = Field("/var/lib/lintel", description="Where the outbox database lives (on disk).")
+    runtime_dir: str = Field(
+        "/run/lintel", description="Where the status file lives (tmpfs: rewritten often, spares the SD card)."
+    )
 
 
 class ClassLimits(StrictModel):
-    max_mb: float = Field(gt=0, description="Bytes this class may hold in the outbox, in MiB.")
+    max_mb: float | None = Field(
+        None, gt=0, description="Bytes this class may hold in the outbox, in MiB (none: only outbox.max_mb)."
+    )
     max_age_h: float = Field(gt=0, description="Older messages of this class are dropped, in hours.")
 
 
@@ -40,7 +45,7 @@ def _default_classes() -> dict[str, ClassLimits]:
         "telemetry": ClassLimits(max_mb=128, max_age_h=24 * 7),
         "state": ClassLimits(max_mb=32, max_age_h=24 * 14),
         "event": ClassLimits(max_mb=64, max_age_h=24 * 30),
-        "alarm": ClassLimits(max_mb=64, max_age_h=24 * 90),
+        "alarm": ClassLimits(max_mb=None, max_age_h=24 * 90),
     }
 
 
@@ -67,6 +72,16 @@ class OutboxSection(StrictModel):
             merged: dict[str, Any] = {k: v.model_dump() for k, v in _default_classes().items()}
             merged.update(value)
             return merged
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _alarms_have_no_byte_cap(cls, value: dict[str, ClassLimits]) -> dict[str, ClassLimits]:
+        if value["alarm"].max_mb is not None:
+            raise custom_error(
+                "alarms have no byte cap: they are kept until the disk floor",
+                "no max_mb in [outbox.classes.alarm] (only max_age_h)",
+            )
         return value
 
 

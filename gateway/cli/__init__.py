@@ -1,0 +1,1 @@
+"""The `lintel` command line: the only place that parses argv."""

@@ -1,0 +1,37 @@
+"""`lintel check-config`: every problem in one go, as `path: what (got X); expected Y`."""
+
+from __future__ import annotations
+
+import argparse
+
+from gateway.cli.output import console, err_console, print_json
+from gateway.config import load_config
+from gateway.core import ConfigError
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        if args.json:
+            print_json({"ok": False, "file": exc.source, "problems": [str(p) for p in exc.problems]})
+        else:
+            err_console.print(f"[bold red]{exc.source}: {len(exc.problems)} problem(s)[/]", highlight=False)
+            for problem in exc.problems:
+                print(str(problem))
+        return 1
+    cfg = loaded.config
+    summary = {
+        "ok": True,
+        "file": str(loaded.path),
+        "sha256": loaded.sha256,
+        "gateway": f"{cfg.gateway.site}/{cfg.gateway.id}",
+        "sources": [f"{s.id} ({s.type})" for s in cfg.sources],
+        "broker": cfg.mqtt.url if cfg.mqtt else None,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        console.print(f"[green]ok[/]: {loaded.path}", highlight=False)
+        console.print(f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}")
+    return 0

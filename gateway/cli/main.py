@@ -1,0 +1,80 @@
+"""`lintel` entry point: argument parsing and dispatch. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_CONFIG = os.environ.get("LINTEL_CONFIG", "/etc/lintel/config.toml")
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lintel", description="Lintel edge gateway for residential buildings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the gateway daemon (what systemd starts)")
+    _config_arg(p)
+
+    p = sub.add_parser("demo", help="run a simulated building end to end, no hardware needed")
+    p.add_argument("--broker", help="also publish to this broker, e.g. mqtt://127.0.0.1:1883")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--state-dir", default="var/demo", help="where the demo keeps its outbox (default var/demo)")
+    p.add_argument("--plain", action="store_true", help="print lines instead of a live screen")
+
+    p = sub.add_parser("check-config", help="validate a config file and list every problem")
+    _config_arg(p)
+    _json_arg(p)
+
+    p = sub.add_parser("status", help="what the running daemon is doing")
+    _config_arg(p)
+    _json_arg(p)
+
+    p = sub.add_parser("outbox", help="inspect the outbox database")
+    osub = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    q = osub.add_parser("stats", help="messages and bytes per class, drop counters")
+    _config_arg(q)
+    _json_arg(q)
+    q = osub.add_parser("peek", help="show the next messages waiting to be sent")
+    _config_arg(q)
+    _json_arg(q)
+    q.add_argument("--class", dest="klass", choices=["alarm", "event", "state", "telemetry"])
+    q.add_argument("--limit", type=int, default=10)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from gateway.cli.run import cmd_run
+
+        return cmd_run(args)
+    if args.command == "demo":
+        from gateway.cli.demo import cmd_demo
+
+        return cmd_demo(args)
+    if args.command == "check-config":
+        from gateway.cli.check_config import cmd_check_config
+
+        return cmd_check_config(args)
+    if args.command == "status":
+        from gateway.cli.status import cmd_status
+
+        return cmd_status(args)
+    if args.command == "outbox":
+        from gateway.cli.outbox import cmd_outbox
+
+        return cmd_outbox(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""`lintel run`: the daemon in the foreground (systemd's ExecStart)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from gateway.cli.logs import setup_logging
+from gateway.config import load_config
+from gateway.core import ConfigError
+
+log = logging.getLogger("lintel")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    setup_logging("info")
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config %s: %s", exc.source, problem)
+        log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
+        # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
+        return 78
+    setup_logging(loaded.config.log.level)
+    from gateway.runtime.daemon import Daemon, run_daemon
+
+    daemon = Daemon(loaded)
+    asyncio.run(run_daemon(daemon))
+    return 0

@@ -1,0 +1,72 @@
+"""`lintel status`: components, last errors, outbox backlog and uplink state of the running daemon."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.cli.output import ago, console, err_console, human_bytes, print_json, table
+from gateway.config import load_config
+from gateway.core import ConfigError
+from gateway.status import read_status
+
+_STYLE = {"running": "green", "connected": "green", "retrying": "yellow", "backoff": "yellow",
+          "connecting": "yellow", "stalled": "red", "failed": "red", "stopped": "dim"}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config, check_files=False)
+    except ConfigError as exc:
+        err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
+        return 1
+    status, age = read_status(loaded.status_path)
+    stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
+    running = status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
+    if args.json:
+        print_json({"running": running, "status_age_s": age, "status": status})
+        return 0 if running else 3
+    if status is None:
+        console.print(f"[red]not running[/]: no status file at {loaded.status_path}", highlight=False)
+        return 3
+    if not running:
+        console.print(
+            f"[red]not running[/]: status last written {age:.0f} s ago (state {status.get('state')})",
+            highlight=False,
+        )
+    _render(status)
+    return 0 if running else 3
+
+
+def _render(s: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{s['site']}/{s['gateway_id']}[/] lintel {s['version']}, pid {s['pid']}, "
+        f"up {s['uptime_s']:.0f} s, boot reason {s['boot_reason']}",
+        highlight=False,
+    )
+    if s.get("outbox_recovery"):
+        r = s["outbox_recovery"]
+        console.print(f"[yellow]outbox was corrupt ({r['reason']}); moved to {r['moved_to']}[/]", highlight=False)
+    t = table("components", ["component", "state", "restarts", "last error"])
+    for c in s["components"]:
+        style = _STYLE.get(c["state"], "")
+        t.add_row(c["name"], f"[{style}]{c['state']}[/]", str(c["restarts"]), c["last_error"] or "")
+    console.print(t)
+    up = s["uplink"]
+    style = _STYLE.get(up["state"], "")
+    line = f"uplink: [{style}]{up['state']}[/]"
+    if up["state"] != "disabled":
+        line += f" {up['broker']}, sent {up['sent']}, acked {up['acked']}, in flight {up['inflight']}"
+        if up.get("last_error"):
+            line += f"\n  last error: {up['last_error']}"
+    console.print(line, highlight=False)
+    ob = s["outbox"]
+    t = table("outbox backlog", ["class", "messages", "bytes"])
+    for name in ("alarm", "event", "state", "telemetry"):
+        t.add_row(name, str(ob["rows"][name]), human_bytes(ob["bytes"][name]))
+    console.print(t)
+    console.print(f"last commit {ago(ob['last_commit_ms'])}, last seq {ob['last_seq']}", highlight=False)
+    if ob["dropped"]:
+        console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob["dropped"].items()))
+    if ob.get("at_disk_floor"):
+        console.print("[red]disk floor reached: only alarms are accepted[/]")

@@ -1,0 +1,6 @@
+"""The outbox: the single durable truth between the devices and the broker (SQLite, WAL)."""
+
+from gateway.outbox.store import OutboxStore, PendingMessage
+from gateway.outbox.writer import OutboxLimits, OutboxWriter
+
+__all__ = ["OutboxLimits", "OutboxStore", "OutboxWriter", "PendingMessage"]

@@ -1,0 +1,491 @@
+"""The outbox writer: the only thread that writes the outbox database.
+
+Contract (README "Delivery contract"):
+- `submit()` is non-blocking and thread-safe. A record is *accepted* once the transaction holding
+  it commits. Ordinary records are committed in groups at most `commit_window_s` after the first of
+  them arrived; an alarm wakes the writer at once, and every commit is fsynced.
+- Each message gets the next `seq`; seq is stored in the same transaction (and reserved in a sidecar
+  file ahead of use), so it never goes backwards across restarts or a replaced database.
+- `ack()` deletes rows the broker acknowledged, by (class, seq).
+- Space: per-class byte caps, a total byte cap and per-class age limits; when over, the oldest
+  messages of the lowest class go first; alarms are never evicted for space, only refused when the
+  disk floor is reached and nothing else is left to evict. Every drop is counted by class and
+  reason, and the counters persist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core import Clock, Event, Klass, Reading, Record
+from gateway.encode import Encoder
+from gateway.outbox.store import SEQ_RESERVE_BLOCK, TABLES, OutboxStore
+
+log = logging.getLogger("lintel.outbox")
+
+MIB = 1024 * 1024
+EARLY_COMMIT_RECORDS = 20_000  # commit before the window ends once this many records wait
+MAINTENANCE_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    commit_window_s: float = 0.25
+    max_bytes: int = 256 * MIB
+    min_free_bytes: int = 64 * MIB
+    max_pending: int = 100_000
+    batch_max_readings: int = 500
+    class_max_bytes: Mapping[Klass, int | None] = field(default_factory=dict)
+    class_max_age_ms: Mapping[Klass, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> OutboxLimits:
+        return cls(
+            commit_window_s=cfg.commit_window_ms / 1000,
+            max_bytes=int(cfg.max_mb * MIB),
+            min_free_bytes=int(cfg.min_free_disk_mb * MIB),
+            max_pending=cfg.max_pending_records,
+            batch_max_readings=cfg.batch_max_readings,
+            class_max_bytes={
+                Klass.parse(name): (int(lim.max_mb * MIB) if lim.max_mb else None)
+                for name, lim in cfg.classes.items()
+            },
+            class_max_age_ms={Klass.parse(name): int(lim.max_age_h * 3_600_000) for name, lim in cfg.classes.items()},
+        )
+
+
+@dataclass(slots=True)
+class _Stats:
+    body: Mapping[str, Any]
+
+
+_Item = Reading | Event | _Stats
+
+
+class OutboxWriter:
+    def __init__(
+        self,
+        store: OutboxStore,
+        encoder: Encoder,
+        clock: Clock,
+        limits: OutboxLimits,
+        on_commit: Callable[[int], None] | None = None,
+        disk_free: Callable[[], int] | None = None,
+    ) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.clock = clock
+        self.limits = limits
+        self.on_commit = on_commit
+        self._disk_free = disk_free or self._statvfs_free
+        self._cond = threading.Condition()
+        self._pending: list[_Item] = []
+        self._pending_since: float | None = None
+        self._alarm_waiting = False
+        self._acks: list[tuple[Klass, int, int]] = []
+        self._flush_requested = 0
+        self._commits_started = 0
+        self._commits_done = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.last_seq = store.initial_seq()
+        self._reserved = max(store.read_reservation(), self.last_seq)
+        self.totals: dict[Klass, list[int]] = {k: list(v) for k, v in store.class_totals().items()}
+        self.drops: dict[tuple[Klass, str], int] = defaultdict(int)
+        for key, value in store.meta().items():
+            if key.startswith("drop."):
+                _, klass_name, reason = key.split(".", 2)
+                self.drops[(Klass.parse(klass_name), reason)] = value
+        self._dirty_drops: set[tuple[Klass, str]] = set()
+        self._txn_drops: dict[tuple[Klass, str], int] = defaultdict(int)
+        self._drop_lock = threading.Lock()
+        self.accepted_records = 0
+        self.commits = 0
+        self.last_commit_ms: int | None = None
+        self._last_commit_mono: float | None = None
+        self.last_error: str | None = None
+        self.at_disk_floor = False
+        self._next_maintenance = 0.0
+
+    # -- API used by other threads ----------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: Record) -> bool:
+        """Queue a record for the next commit. False (and counted) if the queue is full."""
+        klass = record.klass
+        with self._cond:
+            if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
+                self._count_drop(klass, "queue_full", 1)
+                return False
+            self._pending.append(record)
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+            if klass == Klass.ALARM:
+                self._alarm_waiting = True
+                self._cond.notify()
+            elif len(self._pending) >= EARLY_COMMIT_RECORDS:
+                self._cond.notify()
+        return True
+
+    def submit_stats(self, body: Mapping[str, Any]) -> None:
+        """Queue a gateway stats message (state class)."""
+        with self._cond:
+            self._pending.append(_Stats(body))
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+
+    def ack(self, acks: Iterable[tuple[Klass, int, int]]) -> None:
+        """Delete acknowledged messages, given as (class, seq, size) triples."""
+        with self._cond:
+            self._acks.extend(acks)
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Commit everything submitted so far; True when done within the timeout."""
+        with self._cond:
+            # The next commit to start takes everything submitted before this call.
+            target = self._commits_started + 1
+            self._flush_requested = target
+            self._cond.notify()
+            deadline = time.monotonic() + timeout
+            while self._commits_done < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is pending, mark a clean shutdown and close the database."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.store.close(clean=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def commits_done_recently(self, within_s: float) -> bool:
+        return self._last_commit_mono is not None and time.monotonic() - self._last_commit_mono < within_s
+
+    def pending_count(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for status and stats messages (read without the lock: a consistent-enough view)."""
+        return {
+            "last_seq": self.last_seq,
+            "rows": {k.label: self.totals[k][0] for k in Klass},
+            "bytes": {k.label: self.totals[k][1] for k in Klass},
+            "pending_records": len(self._pending),
+            "accepted_records": self.accepted_records,
+            "commits": self.commits,
+            "last_commit_ms": self.last_commit_ms,
+            "dropped": {f"{k.label}.{reason}": n for (k, reason), n in sorted(self.drops.items()) if n},
+            "at_disk_floor": self.at_disk_floor,
+            "last_error": self.last_error,
+        }
+
+    # -- writer thread ------------------------------------------------------------------------
+    def _due(self) -> float | None:
+        """Seconds until the next commit is due (0 = now), None when there is nothing to do."""
+        if self._stop or self._alarm_waiting or self._flush_requested > self._commits_started:
+            return 0.0
+        if self._pending_since is None:
+            return None
+        if len(self._pending) >= EARLY_COMMIT_RECORDS:
+            return 0.0
+        return max(0.0, self._pending_since + self.limits.commit_window_s - time.monotonic())
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    due = self._due()
+                    if due == 0.0:
+                        break
+                    maintenance_in = max(0.0, self._next_maintenance - time.monotonic())
+                    self._cond.wait(maintenance_in if due is None else min(due, maintenance_in))
+                    if time.monotonic() >= self._next_maintenance:
+                        break
+                items, self._pending = self._pending, []
+                acks, self._acks = self._acks, []
+                self._pending_since = None
+                self._alarm_waiting = False
+                stopping = self._stop
+                self._commits_started += 1
+                number = self._commits_started
+            try:
+                self._commit(items, acks)
+            except Exception as exc:  # never let the writer die: the daemon would lose everything
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("outbox commit failed; %d records not accepted", len(items))
+                with self._cond:
+                    for item in items:
+                        if not isinstance(item, _Stats):
+                            self._count_drop(item.klass, "write_error", 1)
+            with self._cond:
+                self._commits_done = number
+                self._cond.notify_all()
+            if self.on_commit is not None and items:
+                self.on_commit(self.last_seq)
+            if stopping:
+                return
+
+    # -- one transaction -----------------------------------------------------------------------
+    def _encode(self, items: list[_Item], now_ms: int, at_floor: bool) -> list[tuple[Klass, int, str, bytes, int]]:
+        telemetry: dict[str, list[Reading]] = {}
+        singles: list[_Item] = []
+        for item in items:
+            klass = Klass.STATE if isinstance(item, _Stats) else item.klass
+            if at_floor and klass != Klass.ALARM:
+                self._count_drop(klass, "disk_floor", 1)
+                continue
+            if isinstance(item, Reading) and item.klass == Klass.TELEMETRY:
+                telemetry.setdefault(item.source_id, []).append(item)
+            else:
+                singles.append(item)
+        n_messages = len(singles) + sum(
+            -(-len(rs) // self.limits.batch_max_readings) for rs in telemetry.values()
+        )
+        self._ensure_reserved(self.last_seq + n_messages)
+        rows: list[tuple[Klass, int, str, bytes, int]] = []
+        seq = self.last_seq
+        for item in singles:
+            seq += 1
+            if isinstance(item, _Stats):
+                topic, payload = self.encoder.stats(seq, now_ms, item.body)
+                rows.append((Klass.STATE, seq, topic, payload, 1))
+            elif isinstance(item, Event):
+                topic, payload = self.encoder.event(seq, item)
+                rows.append((item.klass, seq, topic, payload, 1))
+            else:
+                topic, payload = self.encoder.state(seq, item)
+                rows.append((item.klass, seq, topic, payload, 1))
+        step = self.limits.batch_max_readings
+        for source_id, readings in telemetry.items():
+            for start in range(0, len(readings), step):
+                chunk = readings[start : start + step]
+                seq += 1
+                topic, payload = self.encoder.telemetry(seq, now_ms, source_id, chunk)
+                rows.append((Klass.TELEMETRY, seq, topic, payload, len(chunk)))
+        return rows
+
+    def _ensure_reserved(self, upto: int) -> None:
+        if upto > self._reserved:
+            self._reserved = upto + SEQ_RESERVE_BLOCK
+            self.store.reserve(self._reserved)
+
+    def _commit(self, items: list[_Item], acks: list[tuple[Klass, int, int]]) -> None:
+        now_ms = self.clock.time_ms()
+        free = self._disk_free()
+        at_floor = free < self.limits.min_free_bytes
+        if at_floor != self.at_disk_floor:
+            self.at_disk_floor = at_floor
+            if at_floor:
+                log.error("disk floor reached (%d MiB free): refusing all but alarms", free // MIB)
+            else:
+                log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
+        rows = self._encode(items, now_ms, at_floor)
+        maintenance = time.monotonic() >= self._next_maintenance
+        try:
+            self._transaction(rows, acks, now_ms, at_floor, maintenance)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc).lower():
+                raise
+            # The disk (or max_page_count) is full: make room from the lowest classes and retry once.
+            log.error("outbox write hit a full disk: evicting the oldest low-class messages")
+            need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
+            conn = self.store.conn
+            conn.execute("BEGIN IMMEDIATE")
+            totals_before = {k: list(v) for k, v in self.totals.items()}
+            try:
+                self._evict_lowest(need, "disk_full", allow_alarm=False)
+                self._persist_drops()
+                conn.execute("COMMIT")
+                self._merge_txn_drops(committed=True)
+            except sqlite3.OperationalError:
+                conn.execute("ROLLBACK")
+                self.totals = totals_before
+                self._merge_txn_drops(committed=False)
+            try:
+                self._transaction(rows, acks, now_ms, at_floor, maintenance)
+            except sqlite3.OperationalError as exc2:
+                if "full" not in str(exc2).lower():
+                    raise
+                for klass, _, _, _, n in rows:
+                    self._count_drop(klass, "disk_full", n)
+                self.last_error = f"disk full: {exc2}"
+                return
+        if maintenance:
+            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+        self.last_error = None
+
+    def _transaction(
+        self,
+        rows: list[tuple[Klass, int, str, bytes, int]],
+        acks: list[tuple[Klass, int, int]],
+        now_ms: int,
+        at_floor: bool,
+        maintenance: bool,
+    ) -> None:
+        conn = self.store.conn
+        totals_before = {k: list(v) for k, v in self.totals.items()}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            for klass, seq, size in acks:
+                cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
+                if cur.rowcount:
+                    self.totals[klass][0] -= 1
+                    self.totals[klass][1] -= size
+            by_class: dict[Klass, list[tuple[int, str, bytes, int, int]]] = defaultdict(list)
+            for klass, seq, topic, payload, n in rows:
+                by_class[klass].append((seq, topic, payload, now_ms, n))
+            added_bytes = 0
+            for klass, values in by_class.items():
+                cur.executemany(
+                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records) VALUES(?,?,?,?,?)",
+                    values,
+                )
+                size = sum(len(v[1]) + len(v[2]) for v in values)
+                added_bytes += size
+                self.totals[klass][0] += len(values)
+                self.totals[klass][1] += size
+            if at_floor and added_bytes:
+                # Alarms still get in at the floor: give back as much as they took, if anything can go.
+                self._evict_lowest(added_bytes, "disk_floor", allow_alarm=False)
+            if maintenance:
+                self._expire(now_ms)
+            self._enforce_caps()
+            new_last = rows[-1][1] if rows else self.last_seq
+            if rows:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES('last_seq', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (new_last,),
+                )
+            self._persist_drops()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.totals = totals_before
+            self._merge_txn_drops(committed=False)
+            raise
+        self._merge_txn_drops(committed=True)
+        self.last_seq = new_last
+        self.accepted_records += sum(r[4] for r in rows)
+        self.commits += 1
+        self.last_commit_ms = now_ms
+        self._last_commit_mono = time.monotonic()
+
+    # -- space policy (called inside a transaction) -------------------------------------------
+    def _drop_oldest(self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str) -> int:
+        """Delete the oldest messages of one class until `need_bytes` are freed or rows are no
+        longer older than `older_than_ms`. Returns bytes freed."""
+        table = TABLES[klass]
+        freed = 0
+        conn = self.store.conn
+        while True:
+            batch = conn.execute(
+                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms FROM {table} "
+                "ORDER BY seq LIMIT 500"
+            ).fetchall()
+            upto = None
+            rows = records = batch_bytes = 0
+            for seq, size, n, created in batch:
+                if need_bytes is not None and freed + batch_bytes >= need_bytes:
+                    break
+                if older_than_ms is not None and created >= older_than_ms:
+                    break
+                upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
+            if upto is None:
+                return freed
+            conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (upto,))
+            freed += batch_bytes
+            self.totals[klass][0] -= rows
+            self.totals[klass][1] -= batch_bytes
+            self._count_drop(klass, reason, records, in_txn=True)
+            if rows < len(batch):
+                return freed
+
+    def _evict_lowest(self, need_bytes: int, reason: str, *, allow_alarm: bool) -> int:
+        freed = 0
+        for klass in sorted(Klass):
+            if klass == Klass.ALARM and not allow_alarm:
+                break
+            if freed >= need_bytes:
+                break
+            freed += self._drop_oldest(klass, need_bytes - freed, None, reason)
+        return freed
+
+    def _enforce_caps(self) -> None:
+        for klass in Klass:
+            cap = self.limits.class_max_bytes.get(klass)
+            if cap is not None and self.totals[klass][1] > cap:
+                self._drop_oldest(klass, self.totals[klass][1] - cap, None, "class_full")
+        over = sum(t[1] for t in self.totals.values()) - self.limits.max_bytes
+        if over > 0:
+            self._evict_lowest(over, "outbox_full", allow_alarm=False)
+
+    def _expire(self, now_ms: int) -> None:
+        for klass, max_age_ms in self.limits.class_max_age_ms.items():
+            self._drop_oldest(klass, None, now_ms - max_age_ms, "expired")
+
+    # -- drop counters ----------------------------------------------------------------------------
+    def _count_drop(self, klass: Klass, reason: str, records: int, *, in_txn: bool = False) -> None:
+        """Count dropped records. Drops made inside a transaction only count once it commits."""
+        if records <= 0:
+            return
+        key = (klass, reason)
+        with self._drop_lock:
+            if in_txn:
+                self._txn_drops[key] += records
+                return
+            if self.drops[key] == 0:
+                log.warning("outbox: dropping %s records (%s); counted in stats", klass.label, reason)
+            self.drops[key] += records
+            self._dirty_drops.add(key)
+
+    def _persist_drops(self) -> None:
+        """Write drop counters (including this transaction's) into meta."""
+        with self._drop_lock:
+            keys = self._dirty_drops | set(self._txn_drops)
+            values = {
+                f"drop.{k.label}.{reason}": self.drops[(k, reason)] + self._txn_drops.get((k, reason), 0)
+                for k, reason in keys
+            }
+        if values:
+            self.store.set_meta(values)
+
+    def _merge_txn_drops(self, committed: bool) -> None:
+        with self._drop_lock:
+            if committed:
+                for key, n in self._txn_drops.items():
+                    if self.drops[key] == 0:
+                        log.warning("outbox: dropping %s records (%s); counted in stats", key[0].label, key[1])
+                    self.drops[key] += n
+                self._dirty_drops.clear()
+            self._txn_drops.clear()
+
+    def _statvfs_free(self) -> int:
+        st = os.statvfs(self.store.path.parent)
+        return st.f_bavail * st.f_frsize

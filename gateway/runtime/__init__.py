@@ -1,0 +1,1 @@
+"""Running the gateway: supervision, systemd integration, staged shutdown."""

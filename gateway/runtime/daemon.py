@@ -1,0 +1,315 @@
+"""The daemon: wires config -> sources -> pipeline -> outbox writer -> uplink, and runs them.
+
+Layout of the process: one asyncio loop running a TaskGroup (the supervised sources, the status
+file, stats messages, the systemd watchdog, processor timers), plus two named threads that own
+blocking work: `outbox-writer` (SQLite) and `uplink` (MQTT socket + read-only SQLite).
+
+Shutdown is staged and time-limited (runtime.shutdown_timeout_s in total): stop sources -> commit
+what they produced -> let the uplink finish in-flight messages and say offline -> close the
+database cleanly. A second SIGTERM/SIGINT exits at once; whatever was accepted is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__, registry
+from gateway.config import LoadedConfig
+from gateway.config.loader import read_secret
+from gateway.core import Clock, Event, Record, SourceContext, SystemClock
+from gateway.core.processor import Processor
+from gateway.encode import Encoder, Topics
+from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.pipeline import Pipeline
+from gateway.runtime.sdnotify import Notifier
+from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
+from gateway.status import write_status
+from gateway.uplink import Uplink, UplinkSettings
+
+log = logging.getLogger("lintel.daemon")
+
+GATEWAY_SOURCE = "gateway"
+
+
+def boot_id() -> int:
+    """This system boot's id as an int (0 where the kernel does not say)."""
+    try:
+        return int(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:15], 16)
+    except (OSError, ValueError):
+        return 0
+
+
+class Daemon:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        processors: list[Processor] | None = None,
+        observers: list[Callable[[Record], None]] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        gw = self.config.gateway
+        prefix = self.config.mqtt.topic_prefix if self.config.mqtt else "lintel"
+        self.topics = Topics(prefix, gw.site, gw.id)
+        self.encoder = Encoder(self.topics)
+        self.store = OutboxStore(loaded.outbox_path)
+        self.boot_reason = self._boot_reason()
+        self.writer = OutboxWriter(self.store, self.encoder, self.clock, OutboxLimits.from_config(self.config.outbox))
+        self.pipeline = Pipeline(self.writer.submit, processors or [], observers or [])
+        self.uplink: Uplink | None = None
+        if self.config.mqtt is not None:
+            mqtt = self.config.mqtt
+            password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
+            settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
+            self.uplink = Uplink(settings, self.writer, self.encoder, self.clock, self._birth_body)
+            self.writer.on_commit = self.uplink.wake
+        stall = self.config.runtime.stall_after_s
+        self.health: dict[str, ComponentHealth] = {
+            "outbox": ComponentHealth("outbox", stall_after_s=stall),
+        }
+        if self.uplink is not None:
+            self.health["uplink"] = ComponentHealth("uplink")
+        self.started_mono = time.monotonic()
+        self.started_ms = self.clock.time_ms()
+        self.state = "starting"
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    # -- facts ------------------------------------------------------------------------------------
+    def _boot_reason(self) -> str:
+        report = self.store.report
+        meta = self.store.meta()
+        previous_boot = meta.get("boot_id")
+        this_boot = boot_id()
+        self.store.set_meta({"boot_id": this_boot})
+        if report.quarantined_to:
+            return "outbox_replaced"
+        if report.created:
+            return "first_start"
+        rebooted = previous_boot is not None and previous_boot != this_boot
+        if not report.was_clean_shutdown:
+            return "power_loss" if rebooted else "crash"
+        return "reboot" if rebooted else "restart"
+
+    def versions(self) -> dict[str, str]:
+        import paho.mqtt
+
+        return {
+            "lintel": __version__,
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+            "paho_mqtt": paho.mqtt.__version__,
+        }
+
+    def _birth_body(self) -> dict[str, Any]:
+        snap = self.writer.snapshot()
+        return {
+            "versions": self.versions(),
+            "config_sha256": self.loaded.sha256,
+            "boot_reason": self.boot_reason,
+            "started_ms": self.started_ms,
+            "outbox": {"rows": snap["rows"], "bytes": snap["bytes"], "dropped": snap["dropped"]},
+        }
+
+    def status_body(self) -> dict[str, Any]:
+        now = time.monotonic()
+        self._refresh_thread_health()
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "gateway_id": self.config.gateway.id,
+            "site": self.config.gateway.site,
+            "version": __version__,
+            "boot_reason": self.boot_reason,
+            "outbox_recovery": (
+                {"moved_to": self.store.report.quarantined_to, "reason": self.store.report.quarantine_reason}
+                if self.store.report.quarantined_to
+                else None
+            ),
+            "uptime_s": round(now - self.started_mono, 1),
+            "config_sha256": self.loaded.sha256,
+            "components": [h.as_dict(now) for h in self.health.values()],
+            "outbox": self.writer.snapshot(),
+            "uplink": self.uplink.snapshot() if self.uplink else {"state": "disabled"},
+            "pipeline": {"accepted": self.pipeline.accepted, "refused": self.pipeline.refused},
+            "written_ms": self.clock.time_ms(),
+        }
+
+    def _refresh_thread_health(self) -> None:
+        out = self.health["outbox"]
+        out.state = "running" if self.writer.alive else "failed"
+        out.last_error = self.writer.last_error
+        # The writer makes progress if it commits, or if it has nothing to commit.
+        if self.writer.pending_count() == 0 or self.writer.commits_done_recently(out.stall_after_s or 60):
+            out.progress()
+        if self.uplink is not None:
+            up = self.health["uplink"]
+            up.state = "running" if self.uplink.alive else "failed"
+            up.last_error = self.uplink.last_error
+            up.progress()
+
+    def healthy(self) -> bool:
+        """Every component shows progress: only then is the systemd watchdog petted."""
+        self._refresh_thread_health()
+        now = time.monotonic()
+        return all(h.state != "failed" and not h.stalled(now) for h in self.health.values())
+
+    # -- running ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("stop requested: shutting down in stages (again to force)")
+            self._stop.set()
+        else:
+            log.warning("second stop request: exiting now")
+            self.notifier.stopping("forced exit")
+            os._exit(130)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    async def run(self) -> None:
+        """Run until request_stop(); then shut down in stages."""
+        self.writer.start()
+        if self.store.report.quarantined_to:
+            self.pipeline.submit(
+                Event(
+                    GATEWAY_SOURCE,
+                    "outbox_replaced",
+                    self.clock.time_ms(),
+                    {"moved_to": self.store.report.quarantined_to, "reason": self.store.report.quarantine_reason},
+                    "warning",
+                )
+            )
+        if self.uplink is not None:
+            self.uplink.start()
+        source_tasks: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as group:
+            for cfg in self.config.sources:
+                if cfg.enabled:
+                    source_tasks.append(group.create_task(self._run_source(cfg), name=f"source:{cfg.id}"))
+            helpers = [
+                group.create_task(self._status_loop(), name="status"),
+                group.create_task(self._stats_loop(), name="stats"),
+                group.create_task(self._watchdog_loop(), name="watchdog"),
+                group.create_task(self._tick_loop(), name="processor-ticks"),
+            ]
+            self.state = "running"
+            self.notifier.ready(self._status_line())
+            log.info(
+                "lintel %s running: gateway %s/%s, %d sources, boot reason %s",
+                __version__, self.config.gateway.site, self.config.gateway.id, len(source_tasks), self.boot_reason,
+            )
+            await self._stop.wait()
+            await self._shutdown(source_tasks, helpers)
+
+    async def _shutdown(self, sources: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]]) -> None:
+        budget = self.config.runtime.shutdown_timeout_s
+        deadline = time.monotonic() + budget
+        self.state = "stopping"
+        self.notifier.stopping("stopping: sources")
+        stage_start = time.monotonic()
+        for task in sources:
+            task.cancel()
+        if sources:
+            await asyncio.wait(sources, timeout=budget * 0.2)
+        log.info("shutdown: sources stopped in %.2f s", time.monotonic() - stage_start)
+        self.notifier.status("stopping: committing queued records")
+        stage_start = time.monotonic()
+        left = max(0.1, (deadline - time.monotonic()) * 0.4)
+        flushed = await asyncio.to_thread(self.writer.flush, left)
+        log.info("shutdown: outbox %s in %.2f s", "committed" if flushed else "NOT committed", time.monotonic() - stage_start)
+        if self.uplink is not None:
+            self.notifier.status("stopping: finishing in-flight messages")
+            stage_start = time.monotonic()
+            left = max(0.1, (deadline - time.monotonic()) * 0.8)
+            await asyncio.to_thread(self.uplink.stop, left)
+            log.info("shutdown: uplink closed in %.2f s", time.monotonic() - stage_start)
+        for task in helpers:
+            task.cancel()
+        await asyncio.to_thread(self.writer.stop, max(0.1, deadline - time.monotonic()))
+        self.state = "stopped"
+        write_status(self.loaded.status_path, self.status_body())
+        log.info("lintel stopped")
+
+    async def _run_source(self, cfg: Any) -> None:
+        health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.config.runtime.stall_after_s)
+        self.health[health.name] = health
+        rt = self.config.runtime
+        policy = RestartPolicy(rt.restart_budget, rt.restart_window_s, rt.restart_initial_s, rt.restart_max_s)
+        ctx = SourceContext(cfg.id, self.clock, self.pipeline.submit, health.progress)
+
+        async def run_once() -> None:
+            source = registry.create_source(cfg)
+            await source.run(ctx)
+
+        await supervise(health, run_once, policy)
+
+    def _status_line(self) -> str:
+        snap = self.writer.snapshot()
+        backlog = sum(snap["rows"].values())
+        uplink = self.uplink.state if self.uplink else "no broker configured"
+        return f"{self.state}; outbox {backlog} messages; uplink {uplink}"
+
+    async def _status_loop(self) -> None:
+        path = self.loaded.status_path
+        while True:
+            try:
+                write_status(path, self.status_body())
+            except OSError as exc:
+                log.warning("cannot write status file %s: %s", path, exc)
+            self.notifier.status(self._status_line())
+            await asyncio.sleep(self.config.runtime.status_interval_s)
+
+    async def _stats_loop(self) -> None:
+        interval = self.config.mqtt.stats_interval_s if self.config.mqtt else 60.0
+        while True:
+            await asyncio.sleep(interval)
+            body = self.status_body()
+            self.writer.submit_stats(
+                {k: body[k] for k in ("uptime_s", "boot_reason", "components", "outbox", "uplink", "pipeline")}
+            )
+
+    async def _watchdog_loop(self) -> None:
+        usec = self.notifier.watchdog_usec
+        if not usec:
+            return
+        interval = usec / 1_000_000 / 2
+        unhealthy_logged = False
+        while True:
+            if self.healthy():
+                self.notifier.watchdog()
+                unhealthy_logged = False
+            elif not unhealthy_logged:
+                bad = [h.name for h in self.health.values() if h.state == "failed" or h.stalled(time.monotonic())]
+                log.error("not petting the systemd watchdog: no progress from %s", ", ".join(bad))
+                unhealthy_logged = True
+            await asyncio.sleep(interval)
+
+    async def _tick_loop(self) -> None:
+        if not self.pipeline.processors:
+            return
+        while True:
+            await asyncio.sleep(1.0)
+            self.pipeline.tick(self.clock.time_ms())
+
+
+async def run_daemon(daemon: Daemon) -> None:
+    daemon.install_signal_handlers()
+    await daemon.run()

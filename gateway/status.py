@@ -1,0 +1,34 @@
+"""The status file: how `lintel status` learns about the running daemon.
+
+The daemon rewrites `<runtime_dir>/status.json` atomically every `runtime.status_interval_s`
+(on tmpfs under systemd, so it costs the SD card nothing). A file older than three intervals means
+the daemon is not running (or hung), and the reader says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def write_status(path: Path, body: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> tuple[dict[str, Any] | None, float | None]:
+    """(status, age in seconds) or (None, None) when there is no status file."""
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None, None
+    try:
+        return json.loads(text), age
+    except json.JSONDecodeError:
+        return None, age
