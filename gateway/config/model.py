@@ -193,7 +193,7 @@ class GatewayConfig(StrictModel):
                     "duplicate source id",
                     {
                         "path": f"sources[{index}].id",
-                        "got": repr(source.id),
+                        "got": f'"{source.id}"',
                         "expected": f"an id not already used by sources[{seen[source.id]}]",
                     },
                 )

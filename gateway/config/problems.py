@@ -108,6 +108,11 @@ def _tag_of(model: type[BaseModel]) -> Any:
 def _expected_for_field(field: Any) -> str:
     if field is None:
         return "a value"
+    kinds = _unwrap(field.annotation)
+    if all(isinstance(t, type) and issubclass(t, BaseModel) for t in kinds):
+        return "a table"
+    if len(kinds) == 1 and typing.get_origin(kinds[0]) is typing.Literal:
+        return "one of: " + ", ".join(show(v) for v in typing.get_args(kinds[0]))
     if field.description:
         return f"a value: {field.description[0].lower()}{field.description[1:].rstrip('.')}"
     names = [getattr(t, "__name__", str(t)) for t in _unwrap(field.annotation)]
@@ -123,6 +128,9 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
     loc: tuple[Any, ...] = tuple(error["loc"])
     ctx: dict[str, Any] = error.get("ctx") or {}
     value = error.get("input")
+    dict_key = bool(loc) and loc[-1] == "[key]"
+    if dict_key:
+        loc = loc[:-1]
     segments, owner, field = _walk(root, loc)
     path = "".join(segments)
     got = None if isinstance(value, dict) else show(value)
@@ -149,6 +157,8 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
         if not path.endswith(".type"):
             path += ".type"
         return ConfigProblem(path, "unknown source type", show(ctx.get("tag", value)), "one of: " + types_known)
+    if dict_key:
+        return ConfigProblem(path, "unknown table name", got, "one of: " + str(ctx.get("expected")))
     if kind == "literal_error":
         return ConfigProblem(path, "not an allowed value", got, "one of: " + str(ctx.get("expected")))
     if kind == "string_pattern_mismatch":

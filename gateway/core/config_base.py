@@ -19,7 +19,7 @@ Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 class StrictModel(BaseModel):
     """Unknown keys are errors; a typo must never silently fall back to a default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 class SourceConfigBase(StrictModel):

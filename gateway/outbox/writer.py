@@ -70,6 +70,12 @@ class _Stats:
 _Item = Reading | Event | _Stats
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on some errors (SQLITE_FULL): only roll back what is still open.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class OutboxWriter:
     def __init__(
         self,
@@ -323,7 +329,7 @@ class OutboxWriter:
                 conn.execute("COMMIT")
                 self._merge_txn_drops(committed=True)
             except sqlite3.OperationalError:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 self.totals = totals_before
                 self._merge_txn_drops(committed=False)
             try:
@@ -386,7 +392,7 @@ class OutboxWriter:
             self._persist_drops()
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             self.totals = totals_before
             self._merge_txn_drops(committed=False)
             raise

@@ -1,0 +1,206 @@
+"""Config validation: every problem named by key path, bad value and fix."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from gateway.config import load_config, parse_config
+from gateway.config.model import GatewayConfig
+from gateway.core import ConfigError
+from gateway.registry import config_classes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """
+[gateway]
+id = "gw1"
+site = "site-a"
+"""
+
+SOURCE = """
+[[sources]]
+id = "m1"
+type = "simulated"
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(textwrap.dedent(text).encode(), "test.toml")
+    return [str(p) for p in info.value.problems]
+
+
+CASES = [
+    ("unknown top-level key", BASE + "[gatway]\nid='x'\n",
+     'gatway: unknown key; expected "gateway" (did you mean it?)'),
+    ("unknown key with no near match", BASE + "[outbox]\nzzz = 1\n",
+     "outbox.zzz: unknown key; expected one of: batch_max_readings, classes, commit_window_ms, max_mb, "
+     "max_pending_records, min_free_disk_mb, path"),
+    ("misspelt key", BASE + "[outbox]\ncomit_window_ms = 100\n",
+     'outbox.comit_window_ms: unknown key; expected "commit_window_ms" (did you mean it?)'),
+    ("missing required key", "[gateway]\nsite = 'a'\n",
+     "gateway.id: required key is missing; expected a value: this gateway's id: unique per site, "
+     "used in topics and payloads"),
+    ("missing required table", "[outbox]\nmax_mb = 5\n",
+     "gateway: required key is missing; expected a table"),
+    ("wrong type: string for number", BASE + SOURCE + "interval_s = 'fast'\n",
+     'sources[0].interval_s: wrong type (got "fast"); expected a number'),
+    ("wrong type: float for int", BASE + "[outbox]\ncommit_window_ms = 2.5\n",
+     "outbox.commit_window_ms: wrong type (got 2.5); expected a whole number"),
+    ("wrong type: string for bool", BASE + SOURCE + "enabled = 'yes'\n",
+     'sources[0].enabled: wrong type (got "yes"); expected true or false'),
+    ("out of range low", BASE + "[outbox]\nmax_mb = 0\n",
+     "outbox.max_mb: out of range (got 0); expected a number > 0"),
+    ("out of range high", BASE + "[outbox]\ncommit_window_ms = 60000\n",
+     "outbox.commit_window_ms: out of range (got 60000); expected a number <= 5000"),
+    ("bad gateway id", "[gateway]\nid = 'Block 7'\nsite = 'a'\n",
+     'gateway.id: invalid format (got "Block 7"); expected 1-64 characters of a-z, 0-9, \'_\' or \'-\', '
+     "starting with a letter or digit"),
+    ("unknown source type", BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
+     'sources[0].type: unknown source type (got "modbuss"); expected one of: simulated'),
+    ("source without type", BASE + "[[sources]]\nid = 'm1'\n",
+     'sources[0].type: required key is missing; expected one of: "simulated"'),
+    ("duplicate source id", BASE + SOURCE + SOURCE,
+     'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0]'),
+    ("bad profile", BASE + SOURCE + "profile = 'gas_meter'\n",
+     "sources[0].profile: not an allowed value (got \"gas_meter\"); expected one of: 'electricity_meter', "
+     "'water_meter', 'door_sensor' or 'load'"),
+    ("bad URL scheme", BASE + "[mqtt]\nurl = 'http://broker:1883'\n",
+     'mqtt.url: unsupported URL scheme (got "http://broker:1883"); expected mqtt://host[:port] or '
+     "mqtts://host[:port]"),
+    ("URL without host", BASE + "[mqtt]\nurl = 'mqtt://:1883'\n",
+     'mqtt.url: broker URL has no host (got "mqtt://:1883"); expected mqtt://host[:port] or mqtts://host[:port]'),
+    ("URL with bad port", BASE + "[mqtt]\nurl = 'mqtt://broker:99999'\n",
+     'mqtt.url: not a valid broker URL (got "mqtt://broker:99999"); expected mqtt://host[:port] or '
+     "mqtts://host[:port]"),
+    ("inline credentials", BASE + "[mqtt]\nurl = 'mqtt://u:secret@broker'\n",
+     'mqtt.url: credentials must not be inline in the URL (got "mqtt://u:secret@broker"); expected '
+     "mqtt.username and mqtt.password_file"),
+    ("inline password key", BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword = 'secret'\n",
+     'mqtt.password: unknown key; expected "password_file" (did you mean it?)'),
+    ("cert without key", BASE + "[mqtt]\nurl = 'mqtts://broker'\ncert_file = 'c.pem'\n",
+     "mqtt: cert_file and key_file go together; expected both mqtt.cert_file and mqtt.key_file, or neither"),
+    ("password without username", BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = 'pw'\n",
+     "mqtt: password_file needs a username; expected mqtt.username set as well"),
+    ("protocol version", BASE + "[mqtt]\nurl = 'mqtt://broker'\nprotocol = '3'\n",
+     "mqtt.protocol: not an allowed value (got \"3\"); expected one of: '5' or '3.1.1'"),
+    ("qos 0 refused", BASE + "[mqtt]\nurl = 'mqtt://broker'\nqos = 0\n",
+     "mqtt.qos: not an allowed value (got 0); expected one of: 1"),
+    ("alarm byte cap", BASE + "[outbox.classes.alarm]\nmax_mb = 5\nmax_age_h = 1\n",
+     "outbox.classes: alarms have no byte cap: they are kept until the disk floor; expected no max_mb in "
+     "[outbox.classes.alarm] (only max_age_h)"),
+    ("unknown outbox class", BASE + "[outbox.classes.video]\nmax_age_h = 1\n",
+     "outbox.classes.video: unknown table name (got \"video\"); expected one of: 'telemetry', 'state', "
+     "'event' or 'alarm'"),
+    ("TOML syntax", BASE + "[outbox\n",
+     "test.toml: TOML syntax error: Expected ']' at the end of a table declaration (at line 5, column 8); "
+     "expected valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_config_names_key_value_and_fix(text: str, expected: str) -> None:
+    assert expected in problems(text), problems(text)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(BASE + "[outbox]\nmax_mb = -1\ncomit_window_ms = 3\n" + SOURCE + "interval_s = 'x'\n")
+    assert len(found) == 3
+    assert all(re.match(r"^[a-z_\[\]0-9.]+: ", p) for p in found), found
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.toml")
+    assert [str(p) for p in info.value.problems] == [
+        f"{tmp_path / 'nope.toml'}: config file not found; expected a TOML file; see config.example.toml"
+    ]
+
+
+def test_missing_secret_and_certificate_files(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        BASE
+        + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtts://b'\nusername = 'u'\npassword_file = 'pw'\n"
+        "ca_file = '/nonexistent/ca.pem'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert [str(p) for p in info.value.problems] == [
+        f'mqtt.password_file: file not found (got "{tmp_path / "pw"}"); expected a readable file holding the '
+        "MQTT password",
+        'mqtt.ca_file: file not found (got "/nonexistent/ca.pem"); expected a readable PEM file with the CA '
+        "that signed the broker's certificate",
+    ]
+
+
+def test_empty_password_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert str(info.value.problems[0]).startswith("mqtt.password_file: password file is empty")
+
+
+def test_state_dir_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + f"state_dir = '{tmp_path / 'afile' / 'sub'}'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert str(info.value.problems[0]).startswith(
+        f'gateway.state_dir: folder cannot be created or written (got "{tmp_path / "afile" / "sub"}")'
+    )
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + "state_dir = 'state'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n")
+    loaded = load_config(cfg)
+    assert loaded.state_dir == tmp_path / "state"
+    assert loaded.outbox_path == tmp_path / "state" / "outbox.db"
+
+
+def test_partial_class_table_keeps_other_defaults() -> None:
+    loaded = parse_config((BASE + "[outbox.classes.telemetry]\nmax_mb = 8\nmax_age_h = 2\n").encode())
+    classes = loaded.config.outbox.classes
+    assert classes["telemetry"].max_mb == 8
+    assert classes["event"].max_mb == 64 and classes["alarm"].max_mb is None
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    loaded = parse_config(text.encode(), "config.example.toml")
+    assert loaded.config.gateway.id == "bldg-07"
+    assert loaded.config.mqtt is not None and loaded.config.mqtt.password_file
+    missing = []
+    for section, model in _sections():
+        for name in model.model_fields:
+            if name == "classes":
+                continue
+            if not re.search(rf"^#? ?{name} = ", text, re.M):
+                missing.append(f"{section}.{name}")
+    assert not missing, f"config.example.toml does not document: {missing}"
+    # Every key line has a comment right above it (or is a commented example of one).
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-z_]+ = ", line):
+            assert lines[i - 1].startswith("#") or lines[i - 1].startswith("["), f"no comment above: {line}"
+
+
+def _sections() -> list[tuple[str, type[BaseModel]]]:
+    out: list[tuple[str, type[BaseModel]]] = []
+    for name, field in GatewayConfig.model_fields.items():
+        for t in [field.annotation, *typing.get_args(field.annotation)]:
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                out.append((name, t))
+    out.extend(("sources", cls) for cls in config_classes())
+    return out
