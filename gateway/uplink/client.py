@@ -113,6 +113,7 @@ class Uplink:
         self.last_error: str | None = None
         self.connected_since_ms: int | None = None
         self.connects = 0
+        self.attempts = 0
         self.sent = 0
         self.acked = 0
         self.rejected = 0
@@ -153,6 +154,7 @@ class Uplink:
             "last_error": self.last_error,
             "connected_since_ms": self.connected_since_ms,
             "connects": self.connects,
+            "attempts": self.attempts,
             "sent": self.sent,
             "acked": self.acked,
             "rejected": self.rejected,
@@ -161,10 +163,13 @@ class Uplink:
         }
 
     def _set_state(self, state: str, error: str | None = None) -> None:
-        changed = state != self.state or error != self.last_error
+        """Record a state; log only real changes (not every retry of the same failure)."""
+        retrying = {"connecting", "backoff"}
+        quiet = state in retrying and self.state in retrying and error == self.last_error
+        changed = (state != self.state or error != self.last_error) and not quiet
         self.state, self.last_error = state, error
         if changed:
-            if error:
+            if error and state != "connected":
                 log.warning("uplink %s: %s", state, error)
             else:
                 log.info("uplink %s", state)
@@ -208,6 +213,7 @@ class Uplink:
 
     def _session(self) -> None:
         s = self.settings
+        self.attempts += 1
         self._set_state("connecting", self.last_error)
         client = self._new_client()
         session = _Session(self, client)

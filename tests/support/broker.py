@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,8 @@ class Mosquitto:
 
     def write_conf(self) -> None:
         lines = [
+            # As root, mosquitto would switch to its own user and could not write the test's folder.
+            *(["user root"] if os.geteuid() == 0 else []),
             "per_listener_settings true",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",

@@ -25,12 +25,16 @@ class Collector:
     topic: str = "#"
     tls: dict[str, Any] | None = None
     auth: tuple[str, str] | None = None
+    persistent: bool = False  # keep the session (and queued messages) across broker restarts
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{id(self)}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"collector-{id(self)}", clean_session=not self.persistent
+        )
+        self.client.reconnect_delay_set(0.05, 0.5)
         if self.tls:
             self.client.tls_set(**self.tls)
         if self.auth:

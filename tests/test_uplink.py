@@ -1,0 +1,331 @@
+"""The uplink against a real mosquitto: delivery counted by (gateway_id, seq), outages, drain rate,
+TLS and authentication."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from gateway.core import Event, Klass, Reading
+from gateway.outbox import OutboxLimits
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector, Received
+from tests.support.harness import InProcessGateway, SteadyLoad
+from tests.support.proxy import CuttableProxy
+from tests.support.schema import validate
+from tests.support.tls import make_pki
+
+KLASS_OF_TOPIC = {"alarm": Klass.ALARM, "event": Klass.EVENT, "state": Klass.STATE, "telemetry": Klass.TELEMETRY}
+
+
+def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
+    """Every seq 1..last_seq arrived; every message matches the schema. Returns arrivals per seq."""
+    data = collector.data()
+    for m in data:
+        validate(m.topic, m.payload)
+    assert {m.payload["gateway_id"] for m in data} == {"gw-test"}
+    counts = Counter(m.payload["seq"] for m in data)
+    missing = set(range(1, last_seq + 1)) - set(counts)
+    assert not missing, f"{len(missing)} accepted messages never arrived, e.g. {sorted(missing)[:10]}"
+    return counts
+
+
+def assert_fifo_per_class_and_lane(messages: list[Received]) -> int:
+    """Between birth messages (one connection each), within a class, the backlog lane and the live
+    lane each arrive in increasing seq order. Returns the number of connections seen."""
+    epochs = 0
+    boundary = 0
+    last: dict[tuple[Klass, bool], int] = defaultdict(int)
+    for m in messages:
+        schema = m.payload["schema"]
+        if schema == "lintel.birth/1":
+            epochs += 1
+            boundary = m.payload["backlog_until_seq"]
+            last.clear()
+            continue
+        if schema == "lintel.status/1":
+            continue
+        kind = m.topic.split("/")[3]
+        klass = Klass.STATE if kind == "stats" else KLASS_OF_TOPIC[kind]
+        seq = m.payload["seq"]
+        lane = (klass, seq > boundary)
+        assert seq > last[lane], f"out of order in {lane}: {seq} after {last[lane]}"
+        last[lane] = seq
+    return epochs
+
+
+def test_every_message_arrives_and_is_then_deleted(tmp_path: Path, broker: Mosquitto, collector: Collector) -> None:
+    gw = InProcessGateway(tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=7))
+    gw.start()
+    try:
+        for i in range(500):
+            gw.writer.submit(Reading(f"m{i % 3}", "energy_import_kwh", i / 10, 1_700_000_000_000 + i))
+            if i % 50 == 0:
+                gw.writer.submit(Event("door-1", "door_opened", 1_700_000_000_000 + i, {"i": i}))
+        gw.writer.flush()
+        assert gw.wait_drained(20)
+        last = gw.writer.last_seq
+        assert collector.wait_for(lambda c: len(c.seqs()) >= last, 10)
+        counts = assert_complete(collector, last)
+        assert max(counts.values()) == 1  # no outage, no duplicate
+        readings = [r["value"] for m in collector.data() if "readings" in m.payload for r in m.payload["readings"]]
+        assert sorted(readings) == sorted(i / 10 for i in range(500))
+        statuses = [m for m in collector.snapshot() if m.topic.endswith("/status")]
+        assert statuses and statuses[-1].payload["state"] == "online"
+    finally:
+        gw.stop()
+    # A clean stop says offline (retained), so a dashboard shows the truth.
+    later = Collector(broker.port, topic="lintel/site-a/gw-test/status").start()
+    try:
+        assert later.wait_for(lambda c: bool(c.snapshot()), 5)
+        assert later.snapshot()[-1].payload["state"] == "offline" and later.snapshot()[-1].retain
+    finally:
+        later.stop()
+
+
+def test_hard_network_cuts_lose_nothing_and_duplicate_only_the_inflight_window(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    proxy = CuttableProxy(broker.port)
+    inflight = 20
+    gw = InProcessGateway(
+        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02, batch_max_readings=3),
+        inflight_max=inflight, drain_rate_msg_s=400, keepalive_s=5,
+    )
+    gw.start()
+    load = SteadyLoad(gw.writer, rate_per_s=1500).start()
+    cuts = 5
+    try:
+        for _ in range(cuts):
+            time.sleep(1.2)
+            proxy.cut(refuse_s=0.6)
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    try:
+        assert gw.wait_drained(60), gw.uplink.snapshot()
+        last = gw.writer.last_seq
+        assert collector.wait_for(lambda c: len(c.seqs()) >= last, 10)
+        counts = assert_complete(collector, last)
+        duplicates = sum(n - 1 for n in counts.values())
+        assert duplicates <= inflight * cuts, f"{duplicates} duplicates from {cuts} cuts of a {inflight} window"
+        epochs = assert_fifo_per_class_and_lane(collector.snapshot())
+        assert epochs >= cuts + 1
+        assert gw.uplink.connects >= cuts + 1
+    finally:
+        gw.stop()
+        proxy.close()
+
+
+def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
+    # The broker keeps the subscriber's session on disk across its restarts, so whatever it
+    # acknowledged to the gateway still reaches the subscriber.
+    broker = Mosquitto(tmp_path, extra=[]).start()
+    broker.stop()
+    broker.extra = []
+    persist = [f"persistence_location {tmp_path}/", "autosave_interval 1"]
+
+    def start_broker() -> None:
+        broker.write_conf()
+        text = broker.conf.read_text().replace("persistence false", "persistence true\n" + "\n".join(persist))
+        broker.conf.write_text(text)
+        logf = open(broker.log, "ab")  # noqa: SIM115
+        broker.proc = subprocess.Popen([broker.exe, "-c", str(broker.conf)], stdout=logf, stderr=logf)
+        from tests.support.broker import wait_port
+
+        wait_port(broker.port)
+
+    start_broker()
+    collector = Collector(broker.port, persistent=True).start()
+    gw = InProcessGateway(tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=5))
+    gw.start()
+    load = SteadyLoad(gw.writer, rate_per_s=800).start()
+    restarts = 4
+    try:
+        for _ in range(restarts):
+            time.sleep(1.0)
+            assert broker.proc is not None
+            broker.proc.terminate()  # mosquitto saves its state and drops every client
+            broker.proc.wait(10)
+            time.sleep(0.5)
+            start_broker()
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    try:
+        assert gw.wait_drained(60), gw.uplink.snapshot()
+        last = gw.writer.last_seq
+        ok = collector.wait_for(lambda c: len(c.seqs()) >= last, 20)
+        missing = sorted(set(range(1, last + 1)) - collector.seqs())
+        assert ok, (len(collector.seqs()), last, missing[:50], gw.uplink.snapshot())
+        counts = assert_complete(collector, last)
+        duplicates = sum(n - 1 for n in counts.values())
+        assert duplicates <= 2 * 100 * restarts
+        assert gw.uplink.connects >= restarts + 1
+    finally:
+        gw.stop()
+        collector.stop()
+        broker.stop()
+
+
+def test_backlog_drains_at_the_set_rate_while_live_data_flows(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)  # the broker is unreachable while the backlog builds
+    rate = 400
+    gw = InProcessGateway(
+        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=rate
+    )
+    gw.start()
+    try:
+        for i in range(1200):
+            gw.writer.submit(Event("door-1", "door_opened", 1_700_000_000_000 + i, {"i": i}))
+        gw.writer.flush()
+        backlog_last = gw.writer.last_seq
+        proxy.cut(refuse_s=0)  # the outage ends
+        assert collector.wait_for(lambda c: any(m.topic.endswith("/birth") for m in c.snapshot()), 10)
+        connected = time.monotonic()
+        time.sleep(0.5)
+        live_sent = time.monotonic()
+        gw.writer.submit(Event("door-2", "door_closed", int(time.time() * 1000), {"live": True}))
+        assert collector.wait_for(lambda c: any(m.payload.get("source_id") == "door-2" for m in c.data()), 5)
+        live_latency = time.monotonic() - live_sent
+        backlog_seen_when_live = len([s for s in collector.seqs() if s <= backlog_last])
+        assert collector.wait_for(lambda c: len([s for s in c.seqs() if s <= backlog_last]) >= backlog_last, 20)
+        drain_s = time.monotonic() - connected
+        assert live_latency < 0.5, f"live event waited {live_latency:.2f} s behind the backlog"
+        assert backlog_seen_when_live < backlog_last, "the backlog had already drained: the test proves nothing"
+        # The bucket holds one second's worth, so the first `rate` messages go at once.
+        expected_s = (backlog_last - rate) / rate
+        assert expected_s * 0.85 <= drain_s <= expected_s * 1.5 + 1, f"{backlog_last} messages in {drain_s:.2f} s"
+        birth = next(m for m in collector.snapshot() if m.topic.endswith("/birth"))
+        validate(birth.topic, birth.payload)
+        assert birth.payload["backlog_until_seq"] == backlog_last
+    finally:
+        gw.stop()
+        proxy.close()
+
+
+def test_alarms_in_the_backlog_are_not_rate_limited_and_go_first(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)
+    gw = InProcessGateway(tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=50)
+    gw.start()
+    try:
+        for i in range(300):
+            gw.writer.submit(Reading("m1", "power_w", float(i), 1_700_000_000_000 + i, klass=Klass.STATE))
+        for i in range(30):
+            gw.writer.submit(Event("door-1", "door_forced", 1_700_000_000_000 + i, {"i": i}, "alarm"))
+        gw.writer.flush()
+        proxy.cut(refuse_s=0)
+        assert collector.wait_for(lambda c: len([m for m in c.data() if "/alarm/" in m.topic]) == 30, 5)
+        data = collector.data()
+        first_state = next(i for i, m in enumerate(data) if "/state/" in m.topic)
+        last_alarm = max(i for i, m in enumerate(data) if "/alarm/" in m.topic)
+        assert last_alarm < first_state + 5  # alarms came before (nearly) all of the backlog
+    finally:
+        gw.stop()
+        proxy.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, pki):  # type: ignore[no-untyped-def]
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-test", "right-password"], check=True)
+    b = Mosquitto(
+        tmp_path,
+        allow_anonymous=False,
+        extra=[
+            f"cafile {pki.ca}",
+            f"certfile {pki.server_cert}",
+            f"keyfile {pki.server_key}",
+            "require_certificate true",
+            f"password_file {passwd}",
+        ],
+    ).start()
+    yield b
+    b.stop()
+
+
+def _tls_gateway(tmp_path: Path, port: int, pki, **overrides) -> InProcessGateway:  # type: ignore[no-untyped-def]
+    options = {
+        "tls": True,
+        "ca_file": str(pki.ca),
+        "cert_file": str(pki.client_cert),
+        "key_file": str(pki.client_key),
+        "username": "gw-test",
+        "password": "right-password",
+        "reconnect_initial_s": 0.2,
+        "reconnect_max_s": 1.0,
+    }
+    options.update(overrides)
+    return InProcessGateway(tmp_path / "o.db", port, OutboxLimits(commit_window_s=0.02), **options)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_tls_with_client_certificate_and_password(tmp_path: Path, tls_broker: Mosquitto, pki, protocol: str) -> None:  # type: ignore[no-untyped-def]
+    collector = Collector(
+        tls_broker.port,
+        tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert), "keyfile": str(pki.client_key)},
+        auth=("gw-test", "right-password"),
+    ).start()
+    gw = _tls_gateway(tmp_path, tls_broker.port, pki, protocol=protocol).start()
+    try:
+        gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
+        assert collector.wait_for(lambda c: 1 in c.seqs(), 10), gw.uplink.snapshot()
+        assert gw.wait_drained(5)
+        assert gw.uplink.state == "connected"
+    finally:
+        gw.stop()
+        collector.stop()
+
+
+def _assert_refused_with_backoff(gw: InProcessGateway, words: tuple[str, ...]) -> str:
+    gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
+    time.sleep(3.0)
+    snap = gw.uplink.snapshot()
+    assert gw.uplink.alive, "the uplink thread must survive a refused connection"
+    assert snap["connects"] == 0 and snap["state"] in ("backoff", "connecting")
+    error = snap["last_error"] or ""
+    assert any(w in error for w in words), error
+    # Backoff, not a crash loop: with delays of 0.2..1 s (full jitter), a handful of attempts in 3 s.
+    assert 2 <= snap["attempts"] <= 25, snap["attempts"]
+    assert gw.backlog() == 1, "nothing is deleted without a PUBACK"
+    return error
+
+
+def test_wrong_password_is_a_clear_error_retried_with_backoff(tmp_path: Path, tls_broker: Mosquitto, pki) -> None:  # type: ignore[no-untyped-def]
+    gw = _tls_gateway(tmp_path, tls_broker.port, pki, password="wrong").start()
+    try:
+        _assert_refused_with_backoff(gw, ("Bad user name or password", "Not authorized"))
+    finally:
+        gw.stop()
+
+
+def test_untrusted_broker_certificate_is_a_clear_error(tmp_path: Path, tls_broker: Mosquitto, pki) -> None:  # type: ignore[no-untyped-def]
+    gw = _tls_gateway(tmp_path, tls_broker.port, pki, ca_file=str(pki.other_ca)).start()
+    try:
+        error = _assert_refused_with_backoff(gw, ("not trusted",))
+        assert "127.0.0.1" in error and "certificate" in error
+    finally:
+        gw.stop()
+
+
+def test_missing_client_certificate_is_a_clear_error(tmp_path: Path, tls_broker: Mosquitto, pki) -> None:  # type: ignore[no-untyped-def]
+    gw = _tls_gateway(tmp_path, tls_broker.port, pki, cert_file=None, key_file=None).start()
+    try:
+        _assert_refused_with_backoff(gw, ("TLS handshake", "connection lost", "cannot reach"))
+    finally:
+        gw.stop()
