@@ -77,7 +77,9 @@ class Encoder:
         self.topics = topics
         self.gateway_id = topics.gateway_id
 
-    def telemetry(self, seq: int, now_ms: int, source_id: str, readings: Iterable[Reading]) -> tuple[str, bytes]:
+    def telemetry(
+        self, seq: int, now_ms: int, source_id: str, readings: Iterable[Reading]
+    ) -> tuple[str, bytes]:
         payload = {
             "schema": SCHEMA_TELEMETRY,
             "gateway_id": self.gateway_id,
@@ -120,7 +122,13 @@ class Encoder:
         return self.topics.stats, _dumps(payload).encode()
 
     def birth(self, last_seq: int, now_ms: int, body: Mapping[str, Any]) -> bytes:
-        payload = {"schema": SCHEMA_BIRTH, "gateway_id": self.gateway_id, "seq": last_seq, "ts_ms": now_ms, **body}
+        payload = {
+            "schema": SCHEMA_BIRTH,
+            "gateway_id": self.gateway_id,
+            "seq": last_seq,
+            "ts_ms": now_ms,
+            **body,
+        }
         return _dumps(payload).encode()
 
     def status(self, last_seq: int, now_ms: int, state: str) -> bytes:

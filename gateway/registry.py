@@ -47,7 +47,7 @@ def config_classes() -> list[type[SourceConfigBase]]:
 
 def create_source(config: SourceConfigBase) -> Source:
     """Instantiate the source for a validated config. Imports the driver's device library now."""
-    spec = DRIVERS[config.type]  # type: ignore[attr-defined]
+    spec = DRIVERS[config.type]
     cls = _load(spec.source)
     source: Source = cls(config)
     return source

@@ -37,70 +37,152 @@ def problems(text: str) -> list[str]:
 
 
 CASES = [
-    ("unknown top-level key", BASE + "[gatway]\nid='x'\n",
-     'gatway: unknown key; expected "gateway" (did you mean it?)'),
-    ("unknown key with no near match", BASE + "[outbox]\nzzz = 1\n",
-     "outbox.zzz: unknown key; expected one of: batch_max_readings, classes, commit_window_ms, max_mb, "
-     "max_pending_records, min_free_disk_mb, path"),
-    ("misspelt key", BASE + "[outbox]\ncomit_window_ms = 100\n",
-     'outbox.comit_window_ms: unknown key; expected "commit_window_ms" (did you mean it?)'),
-    ("missing required key", "[gateway]\nsite = 'a'\n",
-     "gateway.id: required key is missing; expected a value: this gateway's id: unique per site, "
-     "used in topics and payloads"),
-    ("missing required table", "[outbox]\nmax_mb = 5\n",
-     "gateway: required key is missing; expected a table"),
-    ("wrong type: string for number", BASE + SOURCE + "interval_s = 'fast'\n",
-     'sources[0].interval_s: wrong type (got "fast"); expected a number'),
-    ("wrong type: float for int", BASE + "[outbox]\ncommit_window_ms = 2.5\n",
-     "outbox.commit_window_ms: wrong type (got 2.5); expected a whole number"),
-    ("wrong type: string for bool", BASE + SOURCE + "enabled = 'yes'\n",
-     'sources[0].enabled: wrong type (got "yes"); expected true or false'),
-    ("out of range low", BASE + "[outbox]\nmax_mb = 0\n",
-     "outbox.max_mb: out of range (got 0); expected a number > 0"),
-    ("out of range high", BASE + "[outbox]\ncommit_window_ms = 60000\n",
-     "outbox.commit_window_ms: out of range (got 60000); expected a number <= 5000"),
-    ("bad gateway id", "[gateway]\nid = 'Block 7'\nsite = 'a'\n",
-     'gateway.id: invalid format (got "Block 7"); expected 1-64 characters of a-z, 0-9, \'_\' or \'-\', '
-     "starting with a letter or digit"),
-    ("unknown source type", BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
-     'sources[0].type: unknown source type (got "modbuss"); expected one of: simulated'),
-    ("source without type", BASE + "[[sources]]\nid = 'm1'\n",
-     'sources[0].type: required key is missing; expected one of: "simulated"'),
-    ("duplicate source id", BASE + SOURCE + SOURCE,
-     'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0]'),
-    ("bad profile", BASE + SOURCE + "profile = 'gas_meter'\n",
-     "sources[0].profile: not an allowed value (got \"gas_meter\"); expected one of: 'electricity_meter', "
-     "'water_meter', 'door_sensor' or 'load'"),
-    ("bad URL scheme", BASE + "[mqtt]\nurl = 'http://broker:1883'\n",
-     'mqtt.url: unsupported URL scheme (got "http://broker:1883"); expected mqtt://host[:port] or '
-     "mqtts://host[:port]"),
-    ("URL without host", BASE + "[mqtt]\nurl = 'mqtt://:1883'\n",
-     'mqtt.url: broker URL has no host (got "mqtt://:1883"); expected mqtt://host[:port] or mqtts://host[:port]'),
-    ("URL with bad port", BASE + "[mqtt]\nurl = 'mqtt://broker:99999'\n",
-     'mqtt.url: not a valid broker URL (got "mqtt://broker:99999"); expected mqtt://host[:port] or '
-     "mqtts://host[:port]"),
-    ("inline credentials", BASE + "[mqtt]\nurl = 'mqtt://u:secret@broker'\n",
-     'mqtt.url: credentials must not be inline in the URL (got "mqtt://u:secret@broker"); expected '
-     "mqtt.username and mqtt.password_file"),
-    ("inline password key", BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword = 'secret'\n",
-     'mqtt.password: unknown key; expected "password_file" (did you mean it?)'),
-    ("cert without key", BASE + "[mqtt]\nurl = 'mqtts://broker'\ncert_file = 'c.pem'\n",
-     "mqtt: cert_file and key_file go together; expected both mqtt.cert_file and mqtt.key_file, or neither"),
-    ("password without username", BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = 'pw'\n",
-     "mqtt: password_file needs a username; expected mqtt.username set as well"),
-    ("protocol version", BASE + "[mqtt]\nurl = 'mqtt://broker'\nprotocol = '3'\n",
-     "mqtt.protocol: not an allowed value (got \"3\"); expected one of: '5' or '3.1.1'"),
-    ("qos 0 refused", BASE + "[mqtt]\nurl = 'mqtt://broker'\nqos = 0\n",
-     "mqtt.qos: not an allowed value (got 0); expected one of: 1"),
-    ("alarm byte cap", BASE + "[outbox.classes.alarm]\nmax_mb = 5\nmax_age_h = 1\n",
-     "outbox.classes: alarms have no byte cap: they are kept until the disk floor; expected no max_mb in "
-     "[outbox.classes.alarm] (only max_age_h)"),
-    ("unknown outbox class", BASE + "[outbox.classes.video]\nmax_age_h = 1\n",
-     "outbox.classes.video: unknown table name (got \"video\"); expected one of: 'telemetry', 'state', "
-     "'event' or 'alarm'"),
-    ("TOML syntax", BASE + "[outbox\n",
-     "test.toml: TOML syntax error: Expected ']' at the end of a table declaration (at line 5, column 8); "
-     "expected valid TOML"),
+    (
+        "unknown top-level key",
+        BASE + "[gatway]\nid='x'\n",
+        'gatway: unknown key; expected "gateway" (did you mean it?)',
+    ),
+    (
+        "unknown key with no near match",
+        BASE + "[outbox]\nzzz = 1\n",
+        "outbox.zzz: unknown key; expected one of: batch_max_readings, classes, commit_window_ms, max_mb, "
+        "max_pending_records, min_free_disk_mb, path",
+    ),
+    (
+        "misspelt key",
+        BASE + "[outbox]\ncomit_window_ms = 100\n",
+        'outbox.comit_window_ms: unknown key; expected "commit_window_ms" (did you mean it?)',
+    ),
+    (
+        "missing required key",
+        "[gateway]\nsite = 'a'\n",
+        "gateway.id: required key is missing; expected a value: this gateway's id: unique per site, "
+        "used in topics and payloads",
+    ),
+    (
+        "missing required table",
+        "[outbox]\nmax_mb = 5\n",
+        "gateway: required key is missing; expected a table",
+    ),
+    (
+        "wrong type: string for number",
+        BASE + SOURCE + "interval_s = 'fast'\n",
+        'sources[0].interval_s: wrong type (got "fast"); expected a number',
+    ),
+    (
+        "wrong type: float for int",
+        BASE + "[outbox]\ncommit_window_ms = 2.5\n",
+        "outbox.commit_window_ms: wrong type (got 2.5); expected a whole number",
+    ),
+    (
+        "wrong type: string for bool",
+        BASE + SOURCE + "enabled = 'yes'\n",
+        'sources[0].enabled: wrong type (got "yes"); expected true or false',
+    ),
+    (
+        "out of range low",
+        BASE + "[outbox]\nmax_mb = 0\n",
+        "outbox.max_mb: out of range (got 0); expected a number > 0",
+    ),
+    (
+        "out of range high",
+        BASE + "[outbox]\ncommit_window_ms = 60000\n",
+        "outbox.commit_window_ms: out of range (got 60000); expected a number <= 5000",
+    ),
+    (
+        "bad gateway id",
+        "[gateway]\nid = 'Block 7'\nsite = 'a'\n",
+        "gateway.id: invalid format (got \"Block 7\"); expected 1-64 characters of a-z, 0-9, '_' or '-', "
+        "starting with a letter or digit",
+    ),
+    (
+        "unknown source type",
+        BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
+        'sources[0].type: unknown source type (got "modbuss"); expected one of: simulated',
+    ),
+    (
+        "source without type",
+        BASE + "[[sources]]\nid = 'm1'\n",
+        'sources[0].type: required key is missing; expected one of: "simulated"',
+    ),
+    (
+        "duplicate source id",
+        BASE + SOURCE + SOURCE,
+        'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0]',
+    ),
+    (
+        "bad profile",
+        BASE + SOURCE + "profile = 'gas_meter'\n",
+        "sources[0].profile: not an allowed value (got \"gas_meter\"); expected one of: 'electricity_meter', "
+        "'water_meter', 'door_sensor' or 'load'",
+    ),
+    (
+        "bad URL scheme",
+        BASE + "[mqtt]\nurl = 'http://broker:1883'\n",
+        'mqtt.url: unsupported URL scheme (got "http://broker:1883"); expected mqtt://host[:port] or '
+        "mqtts://host[:port]",
+    ),
+    (
+        "URL without host",
+        BASE + "[mqtt]\nurl = 'mqtt://:1883'\n",
+        'mqtt.url: broker URL has no host (got "mqtt://:1883"); expected mqtt://host[:port] or mqtts://host[:port]',
+    ),
+    (
+        "URL with bad port",
+        BASE + "[mqtt]\nurl = 'mqtt://broker:99999'\n",
+        'mqtt.url: not a valid broker URL (got "mqtt://broker:99999"); expected mqtt://host[:port] or '
+        "mqtts://host[:port]",
+    ),
+    (
+        "inline credentials",
+        BASE + "[mqtt]\nurl = 'mqtt://u:secret@broker'\n",
+        'mqtt.url: credentials must not be inline in the URL (got "mqtt://u:secret@broker"); expected '
+        "mqtt.username and mqtt.password_file",
+    ),
+    (
+        "inline password key",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword = 'secret'\n",
+        'mqtt.password: unknown key; expected "password_file" (did you mean it?)',
+    ),
+    (
+        "cert without key",
+        BASE + "[mqtt]\nurl = 'mqtts://broker'\ncert_file = 'c.pem'\n",
+        "mqtt: cert_file and key_file go together; expected both mqtt.cert_file and mqtt.key_file, "
+        "or neither",
+    ),
+    (
+        "password without username",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = 'pw'\n",
+        "mqtt: password_file needs a username; expected mqtt.username set as well",
+    ),
+    (
+        "protocol version",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\nprotocol = '3'\n",
+        "mqtt.protocol: not an allowed value (got \"3\"); expected one of: '5' or '3.1.1'",
+    ),
+    (
+        "qos 0 refused",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\nqos = 0\n",
+        "mqtt.qos: not an allowed value (got 0); expected one of: 1",
+    ),
+    (
+        "alarm byte cap",
+        BASE + "[outbox.classes.alarm]\nmax_mb = 5\nmax_age_h = 1\n",
+        "outbox.classes: alarms have no byte cap: they are kept until the disk floor; expected no max_mb in "
+        "[outbox.classes.alarm] (only max_age_h)",
+    ),
+    (
+        "unknown outbox class",
+        BASE + "[outbox.classes.video]\nmax_age_h = 1\n",
+        "outbox.classes.video: unknown table name (got \"video\"); expected one of: 'telemetry', 'state', "
+        "'event' or 'alarm'",
+    ),
+    (
+        "TOML syntax",
+        BASE + "[outbox\n",
+        "test.toml: TOML syntax error: Expected ']' at the end of a table declaration (at line 5, column 8); "
+        "expected valid TOML",
+    ),
 ]
 
 
@@ -126,8 +208,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_missing_secret_and_certificate_files(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        BASE
-        + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtts://b'\nusername = 'u'\npassword_file = 'pw'\n"
+        BASE + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtts://b'\nusername = 'u'\npassword_file = 'pw'\n"
         "ca_file = '/nonexistent/ca.pem'\n"
     )
     with pytest.raises(ConfigError) as info:
@@ -143,7 +224,9 @@ def test_missing_secret_and_certificate_files(tmp_path: Path) -> None:
 def test_empty_password_file(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(BASE + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n")
+    cfg.write_text(
+        BASE + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(cfg)
     assert str(info.value.problems[0]).startswith("mqtt.password_file: password file is empty")
@@ -163,7 +246,9 @@ def test_state_dir_that_is_a_file(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(BASE + "state_dir = 'state'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n")
+    cfg.write_text(
+        BASE + "state_dir = 'state'\n[mqtt]\nurl = 'mqtt://b'\nusername = 'u'\npassword_file = 'pw'\n"
+    )
     loaded = load_config(cfg)
     assert loaded.state_dir == tmp_path / "state"
     assert loaded.outbox_path == tmp_path / "state" / "outbox.db"

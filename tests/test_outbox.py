@@ -42,7 +42,8 @@ def rows(db: Path) -> dict[Klass, list[tuple[int, str, dict]]]:  # type: ignore[
     reader = OutboxReader(db)
     try:
         return {
-            k: [(m.seq, m.topic, json.loads(m.payload)) for m in reader.page(k, 0, None, 100_000)] for k in Klass
+            k: [(m.seq, m.topic, json.loads(m.payload)) for m in reader.page(k, 0, None, 100_000)]
+            for k in Klass
         }
     finally:
         reader.close()
@@ -113,7 +114,7 @@ def test_seq_survives_restart_and_never_goes_backwards(db: Path) -> None:
     w2.submit(alarm(99))
     w2.flush()
     w2.stop()
-    (seq, _, _), = rows(db)[Klass.ALARM]
+    ((seq, _, _),) = rows(db)[Klass.ALARM]
     assert first == 10 and seq == 11
 
 
@@ -132,7 +133,7 @@ def test_seq_stays_above_everything_after_a_corrupt_database_is_replaced(db: Pat
     w2.submit(alarm(6))
     w2.flush()
     w2.stop()
-    (seq, _, _), = rows(db)[Klass.ALARM]
+    ((seq, _, _),) = rows(db)[Klass.ALARM]
     assert seq > 5 and seq == SEQ_RESERVE_BLOCK + 5 + 1  # the reservation made at the first commit
 
 
@@ -240,7 +241,10 @@ def test_old_messages_expire_by_class_age(db: Path) -> None:
 def test_disk_floor_accepts_only_alarms(db: Path) -> None:
     free = {"bytes": 10 * MIB}
     w = OutboxWriter(
-        OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=0.01, min_free_bytes=5 * MIB),
+        OutboxStore(db),
+        ENC,
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01, min_free_bytes=5 * MIB),
         disk_free=lambda: free["bytes"],
     )
     w.start()

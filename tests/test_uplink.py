@@ -19,7 +19,12 @@ from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
 from tests.support.tls import make_pki
 
-KLASS_OF_TOPIC = {"alarm": Klass.ALARM, "event": Klass.EVENT, "state": Klass.STATE, "telemetry": Klass.TELEMETRY}
+KLASS_OF_TOPIC = {
+    "alarm": Klass.ALARM,
+    "event": Klass.EVENT,
+    "state": Klass.STATE,
+    "telemetry": Klass.TELEMETRY,
+}
 
 
 def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
@@ -58,8 +63,12 @@ def assert_fifo_per_class_and_lane(messages: list[Received]) -> int:
     return epochs
 
 
-def test_every_message_arrives_and_is_then_deleted(tmp_path: Path, broker: Mosquitto, collector: Collector) -> None:
-    gw = InProcessGateway(tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=7))
+def test_every_message_arrives_and_is_then_deleted(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=7)
+    )
     gw.start()
     try:
         for i in range(500):
@@ -72,7 +81,9 @@ def test_every_message_arrives_and_is_then_deleted(tmp_path: Path, broker: Mosqu
         assert collector.wait_for(lambda c: len(c.seqs()) >= last, 10)
         counts = assert_complete(collector, last)
         assert max(counts.values()) == 1  # no outage, no duplicate
-        readings = [r["value"] for m in collector.data() if "readings" in m.payload for r in m.payload["readings"]]
+        readings = [
+            r["value"] for m in collector.data() if "readings" in m.payload for r in m.payload["readings"]
+        ]
         assert sorted(readings) == sorted(i / 10 for i in range(500))
         statuses = [m for m in collector.snapshot() if m.topic.endswith("/status")]
         assert statuses and statuses[-1].payload["state"] == "online"
@@ -93,8 +104,12 @@ def test_hard_network_cuts_lose_nothing_and_duplicate_only_the_inflight_window(
     proxy = CuttableProxy(broker.port)
     inflight = 20
     gw = InProcessGateway(
-        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02, batch_max_readings=3),
-        inflight_max=inflight, drain_rate_msg_s=400, keepalive_s=5,
+        tmp_path / "o.db",
+        proxy.port,
+        OutboxLimits(commit_window_s=0.02, batch_max_readings=3),
+        inflight_max=inflight,
+        drain_rate_msg_s=400,
+        keepalive_s=5,
     )
     gw.start()
     load = SteadyLoad(gw.writer, rate_per_s=1500).start()
@@ -112,7 +127,9 @@ def test_hard_network_cuts_lose_nothing_and_duplicate_only_the_inflight_window(
         assert collector.wait_for(lambda c: len(c.seqs()) >= last, 10)
         counts = assert_complete(collector, last)
         duplicates = sum(n - 1 for n in counts.values())
-        assert duplicates <= inflight * cuts, f"{duplicates} duplicates from {cuts} cuts of a {inflight} window"
+        assert duplicates <= inflight * cuts, (
+            f"{duplicates} duplicates from {cuts} cuts of a {inflight} window"
+        )
         epochs = assert_fifo_per_class_and_lane(collector.snapshot())
         assert epochs >= cuts + 1
         assert gw.uplink.connects >= cuts + 1
@@ -141,7 +158,9 @@ def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
 
     start_broker()
     collector = Collector(broker.port, persistent=True).start()
-    gw = InProcessGateway(tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=5))
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=5)
+    )
     gw.start()
     load = SteadyLoad(gw.writer, rate_per_s=800).start()
     restarts = 4
@@ -196,13 +215,19 @@ def test_backlog_drains_at_the_set_rate_while_live_data_flows(
         assert collector.wait_for(lambda c: any(m.payload.get("source_id") == "door-2" for m in c.data()), 5)
         live_latency = time.monotonic() - live_sent
         backlog_seen_when_live = len([s for s in collector.seqs() if s <= backlog_last])
-        assert collector.wait_for(lambda c: len([s for s in c.seqs() if s <= backlog_last]) >= backlog_last, 20)
+        assert collector.wait_for(
+            lambda c: len([s for s in c.seqs() if s <= backlog_last]) >= backlog_last, 20
+        )
         drain_s = time.monotonic() - connected
         assert live_latency < 0.5, f"live event waited {live_latency:.2f} s behind the backlog"
-        assert backlog_seen_when_live < backlog_last, "the backlog had already drained: the test proves nothing"
+        assert backlog_seen_when_live < backlog_last, (
+            "the backlog had already drained: the test proves nothing"
+        )
         # The bucket holds one second's worth, so the first `rate` messages go at once.
         expected_s = (backlog_last - rate) / rate
-        assert expected_s * 0.85 <= drain_s <= expected_s * 1.5 + 1, f"{backlog_last} messages in {drain_s:.2f} s"
+        assert expected_s * 0.85 <= drain_s <= expected_s * 1.5 + 1, (
+            f"{backlog_last} messages in {drain_s:.2f} s"
+        )
         birth = next(m for m in collector.snapshot() if m.topic.endswith("/birth"))
         validate(birth.topic, birth.payload)
         assert birth.payload["backlog_until_seq"] == backlog_last
@@ -216,7 +241,9 @@ def test_alarms_in_the_backlog_are_not_rate_limited_and_go_first(
 ) -> None:
     proxy = CuttableProxy(broker.port)
     proxy.cut(refuse_s=3600)
-    gw = InProcessGateway(tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=50)
+    gw = InProcessGateway(
+        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=50
+    )
     gw.start()
     try:
         for i in range(300):
@@ -275,7 +302,9 @@ def _tls_gateway(tmp_path: Path, port: int, pki, **overrides) -> InProcessGatewa
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_tls_with_client_certificate_and_password(tmp_path: Path, tls_broker: Mosquitto, pki, protocol: str) -> None:  # type: ignore[no-untyped-def]
+def test_tls_with_client_certificate_and_password(
+    tmp_path: Path, tls_broker: Mosquitto, pki, protocol: str
+) -> None:  # type: ignore[no-untyped-def]
     collector = Collector(
         tls_broker.port,
         tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert), "keyfile": str(pki.client_key)},
@@ -306,7 +335,9 @@ def _assert_refused_with_backoff(gw: InProcessGateway, words: tuple[str, ...]) -
     return error
 
 
-def test_wrong_password_is_a_clear_error_retried_with_backoff(tmp_path: Path, tls_broker: Mosquitto, pki) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_is_a_clear_error_retried_with_backoff(
+    tmp_path: Path, tls_broker: Mosquitto, pki
+) -> None:  # type: ignore[no-untyped-def]
     gw = _tls_gateway(tmp_path, tls_broker.port, pki, password="wrong").start()
     try:
         _assert_refused_with_backoff(gw, ("Bad user name or password", "Not authorized"))

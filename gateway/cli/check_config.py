@@ -33,5 +33,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         console.print(f"[green]ok[/]: {loaded.path}", highlight=False)
-        console.print(f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}")
+        console.print(
+            f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}"
+        )
     return 0

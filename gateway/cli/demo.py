@@ -50,7 +50,10 @@ class DemoView:
         for e in reversed(self.events):
             style = "bold red" if e.severity == "alarm" else ""
             events.add_row(
-                time.strftime("%H:%M:%S", time.localtime(e.ts_ms / 1000)), e.source_id, Text(e.kind, style), e.severity
+                time.strftime("%H:%M:%S", time.localtime(e.ts_ms / 1000)),
+                e.source_id,
+                Text(e.kind, style),
+                e.severity,
             )
         comps = Table(title="components", title_justify="left", header_style="bold")
         for col in ("component", "state", "restarts", "last error"):
@@ -60,9 +63,14 @@ class DemoView:
         ob, up = status["outbox"], status["uplink"]
         backlog = sum(ob["rows"].values())
         footer = Text(
-            f"records {self.count}  outbox backlog {backlog} messages ({human_bytes(sum(ob['bytes'].values()))}), "
+            f"records {self.count}  outbox backlog {backlog} messages "
+            f"({human_bytes(sum(ob['bytes'].values()))}), "
             f"last seq {ob['last_seq']}  uplink {up['state']}"
-            + (f" sent {up['sent']} acked {up['acked']}" if up["state"] != "disabled" else " (no broker: buffering)")
+            + (
+                f" sent {up['sent']} acked {up['acked']}"
+                if up["state"] != "disabled"
+                else " (no broker: buffering)"
+            )
             + "   Ctrl-C to stop"
         )
         return Group(readings, events, comps, footer)

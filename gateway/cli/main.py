@@ -18,7 +18,9 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lintel", description="Lintel edge gateway for residential buildings.")
+    parser = argparse.ArgumentParser(
+        prog="lintel", description="Lintel edge gateway for residential buildings."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the gateway daemon (what systemd starts)")
@@ -27,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a simulated building end to end, no hardware needed")
     p.add_argument("--broker", help="also publish to this broker, e.g. mqtt://127.0.0.1:1883")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)")
-    p.add_argument("--state-dir", default="var/demo", help="where the demo keeps its outbox (default var/demo)")
+    p.add_argument(
+        "--state-dir", default="var/demo", help="where the demo keeps its outbox (default var/demo)"
+    )
     p.add_argument("--plain", action="store_true", help="print lines instead of a live screen")
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")

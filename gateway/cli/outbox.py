@@ -67,8 +67,15 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             for seq, topic, payload, created in conn.execute(
                 f"SELECT seq, topic, payload, created_ms FROM {TABLES[klass]} ORDER BY seq LIMIT ?", (left,)
             ):
-                out.append({"class": klass.label, "seq": seq, "topic": topic, "created_ms": created,
-                            "payload": json.loads(payload)})
+                out.append(
+                    {
+                        "class": klass.label,
+                        "seq": seq,
+                        "topic": topic,
+                        "created_ms": created,
+                        "payload": json.loads(payload),
+                    }
+                )
         if args.json:
             print_json(out)
             return 0

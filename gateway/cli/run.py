@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 
 from gateway.cli.logs import setup_logging
 from gateway.config import load_config
@@ -14,6 +15,11 @@ log = logging.getLogger("lintel")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # A stop request during start-up (imports, opening the outbox) is remembered, not fatal:
+    # the daemon starts, sees it, and stops cleanly.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     setup_logging("info")
     try:
         loaded = load_config(args.config)
@@ -27,5 +33,5 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.runtime.daemon import Daemon, run_daemon
 
     daemon = Daemon(loaded)
-    asyncio.run(run_daemon(daemon))
+    asyncio.run(run_daemon(daemon, early_stops=len(early)))
     return 0

@@ -10,8 +10,16 @@ from gateway.config import load_config
 from gateway.core import ConfigError
 from gateway.status import read_status
 
-_STYLE = {"running": "green", "connected": "green", "retrying": "yellow", "backoff": "yellow",
-          "connecting": "yellow", "stalled": "red", "failed": "red", "stopped": "dim"}
+_STYLE = {
+    "running": "green",
+    "connected": "green",
+    "retrying": "yellow",
+    "backoff": "yellow",
+    "connecting": "yellow",
+    "stalled": "red",
+    "failed": "red",
+    "stopped": "dim",
+}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -22,7 +30,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     status, age = read_status(loaded.status_path)
     stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
-    running = status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
+    running = (
+        status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
+    )
     if args.json:
         print_json({"running": running, "status_age_s": age, "status": status})
         return 0 if running else 3
@@ -46,14 +56,16 @@ def _render(s: dict[str, Any]) -> None:
     )
     if s.get("outbox_recovery"):
         r = s["outbox_recovery"]
-        console.print(f"[yellow]outbox was corrupt ({r['reason']}); moved to {r['moved_to']}[/]", highlight=False)
+        console.print(
+            f"[yellow]outbox was corrupt ({r['reason']}); moved to {r['moved_to']}[/]", highlight=False
+        )
     t = table("components", ["component", "state", "restarts", "last error"])
     for c in s["components"]:
-        style = _STYLE.get(c["state"], "")
+        style = _STYLE.get(c["state"], "white")
         t.add_row(c["name"], f"[{style}]{c['state']}[/]", str(c["restarts"]), c["last_error"] or "")
     console.print(t)
     up = s["uplink"]
-    style = _STYLE.get(up["state"], "")
+    style = _STYLE.get(up["state"], "white")
     line = f"uplink: [{style}]{up['state']}[/]"
     if up["state"] != "disabled":
         line += f" {up['broker']}, sent {up['sent']}, acked {up['acked']}, in flight {up['inflight']}"
@@ -67,6 +79,8 @@ def _render(s: dict[str, Any]) -> None:
     console.print(t)
     console.print(f"last commit {ago(ob['last_commit_ms'])}, last seq {ob['last_seq']}", highlight=False)
     if ob["dropped"]:
-        console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob["dropped"].items()))
+        console.print(
+            "[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob["dropped"].items())
+        )
     if ob.get("at_disk_floor"):
         console.print("[red]disk floor reached: only alarms are accepted[/]")

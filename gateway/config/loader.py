@@ -56,7 +56,9 @@ def parse_config(data: bytes, name: str = "config", base_dir: Path | None = None
             [ConfigProblem(name, "file is not UTF-8 text", f"byte {exc.start}", "a UTF-8 TOML file")], name
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem(name, f"TOML syntax error: {exc}", None, "valid TOML")], name) from None
+        raise ConfigError(
+            [ConfigProblem(name, f"TOML syntax error: {exc}", None, "valid TOML")], name
+        ) from None
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -75,7 +77,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
             str(p),
         ) from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), f"cannot read config file: {exc.strerror}")], str(p)) from None
+        raise ConfigError(
+            [ConfigProblem(str(p), f"cannot read config file: {exc.strerror}")], str(p)
+        ) from None
     loaded = parse_config(data, str(p), p.resolve().parent)
     loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
     if check_files:
@@ -106,9 +110,13 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
             if not target.is_file():
                 problems.append(ConfigProblem(f"mqtt.{key}", "file not found", show(str(target)), expected))
             elif not os.access(target, os.R_OK):
-                problems.append(ConfigProblem(f"mqtt.{key}", "file is not readable", show(str(target)), expected))
+                problems.append(
+                    ConfigProblem(f"mqtt.{key}", "file is not readable", show(str(target)), expected)
+                )
             elif key == "password_file" and not read_secret(target):
-                problems.append(ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected))
+                problems.append(
+                    ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected)
+                )
     state_dir = loaded.state_dir
     existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):

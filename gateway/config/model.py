@@ -7,14 +7,14 @@ of problem in one list and in one format.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway import registry
-from gateway.core.config_base import Identifier, StrictModel
+from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -40,7 +40,10 @@ class ClassLimits(StrictModel):
     max_age_h: float = Field(gt=0, description="Older messages of this class are dropped, in hours.")
 
 
-def _default_classes() -> dict[str, ClassLimits]:
+ClassName = Literal["telemetry", "state", "event", "alarm"]
+
+
+def _default_classes() -> dict[ClassName, ClassLimits]:
     return {
         "telemetry": ClassLimits(max_mb=128, max_age_h=24 * 7),
         "state": ClassLimits(max_mb=32, max_age_h=24 * 14),
@@ -60,7 +63,7 @@ class OutboxSection(StrictModel):
     batch_max_readings: int = Field(
         500, ge=1, le=10_000, description="Telemetry readings per message (one source per message)."
     )
-    classes: dict[Literal["telemetry", "state", "event", "alarm"], ClassLimits] = Field(
+    classes: dict[ClassName, ClassLimits] = Field(
         default_factory=_default_classes, description="Caps per priority class."
     )
 
@@ -172,16 +175,19 @@ def _source_union() -> Any:
     return Annotated[Union[tuple(classes)], Field(discriminator="type")]  # noqa: UP007
 
 
-SourceConfig = _source_union()
+if TYPE_CHECKING:
+    SourceConfig = SourceConfigBase
+else:
+    SourceConfig = _source_union()
 
 
 class GatewayConfig(StrictModel):
     gateway: GatewaySection
-    outbox: OutboxSection = Field(default_factory=OutboxSection)  # type: ignore[arg-type]
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
     mqtt: MqttSection | None = None
-    runtime: RuntimeSection = Field(default_factory=RuntimeSection)  # type: ignore[arg-type]
-    log: LogSection = Field(default_factory=LogSection)  # type: ignore[arg-type]
-    sources: list[SourceConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    log: LogSection = Field(default_factory=LogSection)
+    sources: list[SourceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:

@@ -156,7 +156,9 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
             return ConfigProblem(path + ".type", "required key is missing", None, "one of: " + types_known)
         if not path.endswith(".type"):
             path += ".type"
-        return ConfigProblem(path, "unknown source type", show(ctx.get("tag", value)), "one of: " + types_known)
+        return ConfigProblem(
+            path, "unknown source type", show(ctx.get("tag", value)), "one of: " + types_known
+        )
     if dict_key:
         return ConfigProblem(path, "unknown table name", got, "one of: " + str(ctx.get("expected")))
     if kind == "literal_error":

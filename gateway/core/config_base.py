@@ -25,5 +25,6 @@ class StrictModel(BaseModel):
 class SourceConfigBase(StrictModel):
     """Keys every `[[sources]]` table has. Each driver subclasses it with `type: Literal[...]`."""
 
+    type: str = Field(description="The driver: a key of gateway.registry.DRIVERS.")
     id: Identifier = Field(description="Unique id of this source; appears in topics and payloads.")
     enabled: bool = Field(True, description="false keeps the entry but does not start it.")

@@ -12,6 +12,7 @@ past it, so a fresh database can safely start at the reservation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -180,10 +181,9 @@ class OutboxStore:
     def close(self, *, clean: bool) -> None:
         if clean:
             self.set_meta({"clean_shutdown": 1})
-            try:
+            # Fold the WAL into the database so the next start reads one file; optional.
+            with contextlib.suppress(sqlite3.OperationalError):
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError:
-                pass
         self.conn.close()
 
 

@@ -58,7 +58,9 @@ class OutboxLimits:
                 Klass.parse(name): (int(lim.max_mb * MIB) if lim.max_mb else None)
                 for name, lim in cfg.classes.items()
             },
-            class_max_age_ms={Klass.parse(name): int(lim.max_age_h * 3_600_000) for name, lim in cfg.classes.items()},
+            class_max_age_ms={
+                Klass.parse(name): int(lim.max_age_h * 3_600_000) for name, lim in cfg.classes.items()
+            },
         )
 
 
@@ -257,7 +259,9 @@ class OutboxWriter:
                 return
 
     # -- one transaction -----------------------------------------------------------------------
-    def _encode(self, items: list[_Item], now_ms: int, at_floor: bool) -> list[tuple[Klass, int, str, bytes, int]]:
+    def _encode(
+        self, items: list[_Item], now_ms: int, at_floor: bool
+    ) -> list[tuple[Klass, int, str, bytes, int]]:
         telemetry: dict[str, list[Reading]] = {}
         singles: list[_Item] = []
         for item in items:
@@ -369,7 +373,8 @@ class OutboxWriter:
             added_bytes = 0
             for klass, values in by_class.items():
                 cur.executemany(
-                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records) VALUES(?,?,?,?,?)",
+                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records) "
+                    "VALUES(?,?,?,?,?)",
                     values,
                 )
                 size = sum(len(v[1]) + len(v[2]) for v in values)
@@ -404,7 +409,9 @@ class OutboxWriter:
         self._last_commit_mono = time.monotonic()
 
     # -- space policy (called inside a transaction) -------------------------------------------
-    def _drop_oldest(self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str) -> int:
+    def _drop_oldest(
+        self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str
+    ) -> int:
         """Delete the oldest messages of one class until `need_bytes` are freed or rows are no
         longer older than `older_than_ms`. Returns bytes freed."""
         table = TABLES[klass]
@@ -487,7 +494,9 @@ class OutboxWriter:
             if committed:
                 for key, n in self._txn_drops.items():
                     if self.drops[key] == 0:
-                        log.warning("outbox: dropping %s records (%s); counted in stats", key[0].label, key[1])
+                        log.warning(
+                            "outbox: dropping %s records (%s); counted in stats", key[0].label, key[1]
+                        )
                     self.drops[key] += n
                 self._dirty_drops.clear()
             self._txn_drops.clear()

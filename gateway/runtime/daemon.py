@@ -68,7 +68,9 @@ class Daemon:
         self.encoder = Encoder(self.topics)
         self.store = OutboxStore(loaded.outbox_path)
         self.boot_reason = self._boot_reason()
-        self.writer = OutboxWriter(self.store, self.encoder, self.clock, OutboxLimits.from_config(self.config.outbox))
+        self.writer = OutboxWriter(
+            self.store, self.encoder, self.clock, OutboxLimits.from_config(self.config.outbox)
+        )
         self.pipeline = Pipeline(self.writer.submit, processors or [], observers or [])
         self.uplink: Uplink | None = None
         if self.config.mqtt is not None:
@@ -193,7 +195,10 @@ class Daemon:
                     GATEWAY_SOURCE,
                     "outbox_replaced",
                     self.clock.time_ms(),
-                    {"moved_to": self.store.report.quarantined_to, "reason": self.store.report.quarantine_reason},
+                    {
+                        "moved_to": self.store.report.quarantined_to,
+                        "reason": self.store.report.quarantine_reason,
+                    },
                     "warning",
                 )
             )
@@ -214,7 +219,11 @@ class Daemon:
             self.notifier.ready(self._status_line())
             log.info(
                 "lintel %s running: gateway %s/%s, %d sources, boot reason %s",
-                __version__, self.config.gateway.site, self.config.gateway.id, len(source_tasks), self.boot_reason,
+                __version__,
+                self.config.gateway.site,
+                self.config.gateway.id,
+                len(source_tasks),
+                self.boot_reason,
             )
             await self._stop.wait()
             await self._shutdown(source_tasks, helpers)
@@ -234,7 +243,11 @@ class Daemon:
         stage_start = time.monotonic()
         left = max(0.1, (deadline - time.monotonic()) * 0.4)
         flushed = await asyncio.to_thread(self.writer.flush, left)
-        log.info("shutdown: outbox %s in %.2f s", "committed" if flushed else "NOT committed", time.monotonic() - stage_start)
+        log.info(
+            "shutdown: outbox %s in %.2f s",
+            "committed" if flushed else "NOT committed",
+            time.monotonic() - stage_start,
+        )
         if self.uplink is not None:
             self.notifier.status("stopping: finishing in-flight messages")
             stage_start = time.monotonic()
@@ -283,7 +296,10 @@ class Daemon:
             await asyncio.sleep(interval)
             body = self.status_body()
             self.writer.submit_stats(
-                {k: body[k] for k in ("uptime_s", "boot_reason", "components", "outbox", "uplink", "pipeline")}
+                {
+                    k: body[k]
+                    for k in ("uptime_s", "boot_reason", "components", "outbox", "uplink", "pipeline")
+                }
             )
 
     async def _watchdog_loop(self) -> None:
@@ -297,7 +313,9 @@ class Daemon:
                 self.notifier.watchdog()
                 unhealthy_logged = False
             elif not unhealthy_logged:
-                bad = [h.name for h in self.health.values() if h.state == "failed" or h.stalled(time.monotonic())]
+                bad = [
+                    h.name for h in self.health.values() if h.state == "failed" or h.stalled(time.monotonic())
+                ]
                 log.error("not petting the systemd watchdog: no progress from %s", ", ".join(bad))
                 unhealthy_logged = True
             await asyncio.sleep(interval)
@@ -310,6 +328,9 @@ class Daemon:
             self.pipeline.tick(self.clock.time_ms())
 
 
-async def run_daemon(daemon: Daemon) -> None:
+async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:
+    """Run with SIGTERM/SIGINT handlers; `early_stops` counts signals that came during start-up."""
     daemon.install_signal_handlers()
+    for _ in range(early_stops):
+        daemon.request_stop()
     await daemon.run()

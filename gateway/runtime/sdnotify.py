@@ -15,13 +15,18 @@ log = logging.getLogger("lintel.systemd")
 
 
 class Notifier:
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, watchdog_usec: int | None = None) -> None:
         self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
         self._sock: socket.socket | None = None
         self._warned = False
         if self.address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.watchdog_usec = _int_env("WATCHDOG_USEC") if _watchdog_for_us() else None
+            # Non-blocking: a notification is never worth stalling the event loop for.
+            self._sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            )
+        if watchdog_usec is None and _watchdog_for_us():
+            watchdog_usec = _int_env("WATCHDOG_USEC")
+        self.watchdog_usec = watchdog_usec
 
     @property
     def enabled(self) -> bool:

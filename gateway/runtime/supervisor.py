@@ -100,7 +100,10 @@ async def supervise(
                 health.state = "failed"
                 log.error(
                     "%s failed %d times in %.0f s: giving up until restart (last: %s)",
-                    health.name, len(crashes), policy.window_s, health.last_error,
+                    health.name,
+                    len(crashes),
+                    policy.window_s,
+                    health.last_error,
                     exc_info=exc,
                 )
                 return

@@ -12,6 +12,7 @@ retried with the same backoff: a misconfigured gateway never spins.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -60,7 +61,9 @@ class UplinkSettings:
     connect_timeout_s: float = 10.0
 
     @classmethod
-    def from_config(cls, cfg: Any, client_id: str, password: str | None, resolve: Callable[[str], Any]) -> UplinkSettings:
+    def from_config(
+        cls, cfg: Any, client_id: str, password: str | None, resolve: Callable[[str], Any]
+    ) -> UplinkSettings:
         url = urlsplit(cfg.url)
         return cls(
             host=url.hostname or "",
@@ -128,10 +131,8 @@ class Uplink:
 
     def wake(self, _last_seq: int = 0) -> None:
         """Called by the writer after each commit (any thread)."""
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):  # a wake-up is already pending, or closed
             self._wake_w.send(b"\0")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish in-flight messages (up to `timeout`), publish `offline` status, disconnect."""
@@ -321,10 +322,8 @@ class _Session:
         finally:
             self._flush_acks(force=True)
             up.inflight_count = 0
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 self.client.disconnect()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
             self.client.loop_misc()
             if self.reader is not None:
                 self.reader.close()
@@ -333,7 +332,11 @@ class _Session:
         t = 1.0
         if self.acks:
             t = min(t, ACK_FLUSH_S)
-        if self.lanes is not None and self.lanes.backlog_left and len(self.inflight) < self.up.settings.inflight_max:
+        if (
+            self.lanes is not None
+            and self.lanes.backlog_left
+            and len(self.inflight) < self.up.settings.inflight_max
+        ):
             t = min(t, max(0.001, self.lanes.bucket.wait_s()))
         return t
 
@@ -390,7 +393,9 @@ class _Session:
         self.up.inflight_count = len(self.inflight)
 
     def _flush_acks(self, force: bool) -> None:
-        if self.acks and (force or len(self.acks) >= ACK_BATCH or time.monotonic() - self.acks_since >= ACK_FLUSH_S):
+        if self.acks and (
+            force or len(self.acks) >= ACK_BATCH or time.monotonic() - self.acks_since >= ACK_FLUSH_S
+        ):
             self.up.writer.ack(self.acks)
             self.acks = []
 
@@ -405,12 +410,20 @@ class _Session:
             self._lost(f"no PUBACK within {self.up.settings.ack_timeout_s:g} s")
 
     def _finish(self) -> None:
-        """Graceful end: wait for in-flight acks until the stop deadline, then say offline."""
+        """Graceful end: send what is committed and wait for its acks until the stop deadline,
+        then say offline. What is left stays in the outbox for the next start."""
         up = self.up
-        while self.inflight and not self.ended and time.monotonic() < up._stop_deadline:
-            self._io(0.05)
+        if self.ready and self.lanes is not None:
+            self.lanes.new_data()  # the writer's final commit may not have woken us yet
+            while not self.ended and time.monotonic() < up._stop_deadline:
+                self._fill_window()
+                if not self.inflight:
+                    break
+                self._flush_acks(force=False)
+                self._io(0.05)
         self._flush_acks(force=True)
-        if self.ended:
+        if self.ended or not self.ready:
+            self.ended = True
             return
         status = up.encoder.status(up.writer.last_seq, up.clock.time_ms(), "offline")
         info = self.client.publish(up.encoder.topics.status, status, qos=1, retain=True)

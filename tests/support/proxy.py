@@ -21,6 +21,7 @@ class CuttableProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._refuse_until = 0.0
         self._stop = False
+        self.frozen = False  # when set, bytes stop flowing both ways: a hung broker
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
@@ -47,7 +48,10 @@ class CuttableProxy:
         peers = {a: b, b: a}
         try:
             while True:
-                readable, _, _ = select.select([a, b], [], [], 0.5)
+                if self.frozen:
+                    time.sleep(0.05)
+                    continue
+                readable, _, _ = select.select([a, b], [], [], 0.1)
                 for s in readable:
                     data = s.recv(65536)
                     if not data:
@@ -59,6 +63,10 @@ class CuttableProxy:
             for s in (a, b):
                 with contextlib.suppress(OSError):
                     s.close()
+
+    def freeze(self) -> None:
+        """Keep connections open but pass nothing: PUBACKs stop arriving."""
+        self.frozen = True
 
     def cut(self, refuse_s: float = 0.0) -> None:
         """Reset every open connection; refuse new ones for `refuse_s` seconds."""

@@ -1,0 +1,50 @@
+"""Running `lintel` as a real child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lintel(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def lintel_output(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_status(config: Path, predicate: Any, timeout: float = 20) -> dict[str, Any]:
+    """Poll `lintel status --json` until predicate(status) holds."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        out = lintel_output("status", "--json", "-c", str(config))
+        if out.stdout:
+            last = json.loads(out.stdout)
+            if last.get("status") and predicate(last["status"]):
+                return last["status"]
+        time.sleep(0.2)
+    raise AssertionError(f"status never matched: {last}")

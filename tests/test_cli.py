@@ -1,0 +1,172 @@
+"""The CLI as a technician uses it: check-config, outbox stats/peek, status, demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.core import Event, Klass, Reading, SystemClock
+from gateway.encode import Encoder, Topics
+from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from tests.conftest import gateway_toml
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector
+from tests.support.process import ROOT, lintel, lintel_output, wait_status
+from tests.support.schema import validate
+
+
+def _config_with_outbox(tmp_path: Path) -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(gateway_toml(tmp_path / "state"))
+    store = OutboxStore(tmp_path / "state" / "outbox.db")
+    w = OutboxWriter(
+        store,
+        Encoder(Topics("lintel", "site-a", "gw-test")),
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01),
+    )
+    w.start()
+    for i in range(30):
+        w.submit(Reading("m1", "power_w", float(i), 1_700_000_000_000 + i))
+    w.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
+    w.submit(Reading("door-1", "door_open", True, 2, klass=Klass.STATE))
+    w.stop()
+    return config
+
+
+def test_outbox_stats_json_and_human(tmp_path: Path) -> None:
+    config = _config_with_outbox(tmp_path)
+    out = lintel_output("outbox", "stats", "--json", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["classes"]["telemetry"] == {
+        "messages": 1,
+        "records": 30,
+        "bytes": data["classes"]["telemetry"]["bytes"],
+        "oldest_ms": data["classes"]["telemetry"]["oldest_ms"],
+    }
+    assert data["classes"]["alarm"]["messages"] == 1 and data["last_seq"] == 3
+    human = lintel_output("outbox", "stats", "-c", str(config))
+    assert "telemetry" in human.stdout and "30" in human.stdout
+
+
+def test_outbox_peek_shows_messages_in_send_order(tmp_path: Path) -> None:
+    config = _config_with_outbox(tmp_path)
+    out = lintel_output("outbox", "peek", "--json", "-c", str(config))
+    peeked = json.loads(out.stdout)
+    assert [m["class"] for m in peeked] == ["alarm", "state", "telemetry"]
+    for m in peeked:
+        validate(m["topic"], m["payload"])
+    only = json.loads(lintel_output("outbox", "peek", "--json", "--class", "state", "-c", str(config)).stdout)
+    assert [m["payload"]["point"] for m in only] == ["door_open"]
+
+
+def test_outbox_commands_explain_a_missing_database(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(gateway_toml(tmp_path / "nothing-yet"))
+    out = lintel_output("outbox", "stats", "-c", str(config))
+    assert (
+        out.returncode == 1
+        and "no outbox database" in out.stderr
+        and "has the gateway run yet?" in out.stderr
+    )
+
+
+def test_status_of_a_running_daemon(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        gateway_toml(
+            tmp_path / "state",
+            sources='[[sources]]\nid = "flaky"\ntype = "simulated"\n'
+            "interval_s = 0.05\nfail_after_polls = 3\n",
+        )
+    )
+    proc = lintel("run", "-c", str(config))
+    try:
+        status = wait_status(config, lambda s: any(c["restarts"] > 0 for c in s["components"]))
+        flaky = next(c for c in status["components"] if c["name"] == "source:flaky")
+        assert flaky["last_error"] is None or "no response" in flaky["last_error"]
+        assert status["uplink"] == {"state": "disabled"}
+        human = lintel_output("status", "-c", str(config))
+        assert human.returncode == 0
+        for words in ("components", "source:flaky", "outbox backlog", "uplink: disabled"):
+            assert words in human.stdout, human.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_status_without_a_daemon(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(gateway_toml(tmp_path / "state"))
+    out = lintel_output("status", "-c", str(config))
+    assert out.returncode == 3 and "not running" in out.stdout
+    assert json.loads(lintel_output("status", "--json", "-c", str(config)).stdout)["running"] is False
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(gateway_toml(tmp_path / "state"))
+    out = lintel_output("check-config", "-c", str(config))
+    assert out.returncode == 0 and "ok" in out.stdout
+
+
+def test_demo_publishes_a_valid_building_to_a_broker(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            "demo",
+            "--seconds",
+            "4",
+            "--plain",
+            "--state-dir",
+            str(tmp_path / "demo"),
+            "--broker",
+            broker.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "demo stopped" in out.stdout
+    data = collector.data()
+    kinds = {m.topic.split("/")[3] for m in data}
+    assert {"telemetry", "event", "state"} <= kinds, kinds
+    for m in collector.snapshot():
+        validate(m.topic, m.payload)
+    sources = {m.payload["source_id"] for m in data if "source_id" in m.payload}
+    assert {"meter-1a", "meter-1b", "water-1", "door-front"} <= sources
+
+
+def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            "demo",
+            "--seconds",
+            "3",
+            "--plain",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no broker (buffering locally)" in out.stdout.replace("\n", " ")
+    last = out.stdout.strip().splitlines()[-1]
+    backlog = int(last.rsplit("outbox backlog ", 1)[1].split()[0])
+    assert backlog > 0

@@ -1,0 +1,218 @@
+"""`lintel run` as a real process: kill -9, SIGTERM, systemd notifications, a corrupt outbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.conftest import gateway_toml
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector
+from tests.support.notify import NotifySocket
+from tests.support.process import lintel, lintel_output, wait_status
+from tests.support.proxy import CuttableProxy
+from tests.support.schema import validate
+
+LOAD_SOURCES = """
+[[sources]]
+id = "load-1"
+type = "simulated"
+profile = "load"
+points = 100
+interval_s = 0.05
+
+[[sources]]
+id = "door-1"
+type = "simulated"
+profile = "door_sensor"
+interval_s = 0.1
+alarm_probability = 0.2
+"""
+
+
+def write_config(
+    tmp_path: Path, mqtt_url: str | None, sources: str = LOAD_SOURCES, runtime: str = ""
+) -> Path:
+    mqtt = (
+        f'url = "{mqtt_url}"\nstats_interval_s = 1\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
+        if mqtt_url
+        else ""
+    )
+    text = gateway_toml(
+        tmp_path / "state",
+        mqtt=mqtt,
+        sources=sources,
+        extra="commit_window_ms = 50\nbatch_max_readings = 50\n",
+    )
+    text = text.replace("[outbox]", f"[runtime]\nstatus_interval_s = 0.3\n{runtime}\n[outbox]")
+    path = tmp_path / "lintel.toml"
+    path.write_text(text)
+    return path
+
+
+def db_last_seq(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def test_kill_9_ten_times_under_load_loses_no_accepted_record(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    config = write_config(tmp_path, broker.url)
+    db = tmp_path / "state" / "outbox.db"
+    rng = random.Random(7)
+    for _ in range(10):
+        proc = lintel("run", "-c", str(config))
+        time.sleep(rng.uniform(0.6, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if db.exists():
+            conn = sqlite3.connect(db)
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            conn.close()
+    accepted = db_last_seq(db)
+    assert accepted > 100, "the load never got going: the test would prove nothing"
+    # One more start drains what the kills left behind.
+    proc = lintel("run", "-c", str(config))
+    try:
+        wait_status(config, lambda s: s["state"] == "running" and s["pid"] == proc.pid)
+        assert collector.wait_for(lambda c: set(range(1, accepted + 1)) <= c.seqs(), 60), sorted(
+            set(range(1, accepted + 1)) - collector.seqs()
+        )[:20]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    final = db_last_seq(db)
+    data = collector.data()
+    for m in data:
+        validate(m.topic, m.payload)
+    seqs = [m.payload["seq"] for m in data]
+    missing = set(range(1, final + 1)) - set(seqs)
+    assert not missing, f"{len(missing)} accepted messages lost, e.g. {sorted(missing)[:10]}"
+    duplicates = len(seqs) - len(set(seqs))
+    assert duplicates <= 100 * 10, f"{duplicates} duplicates from 10 kills with a 100-message window"
+    reasons = [m.payload["boot_reason"] for m in collector.snapshot() if m.topic.endswith("/birth")]
+    assert "crash" in reasons
+
+
+def test_systemd_notifications_and_graceful_stop(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    config = write_config(tmp_path, broker.url)
+    sock = NotifySocket(tmp_path / "notify")
+    proc = lintel(
+        "run", "-c", str(config), env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
+    )
+    try:
+        assert sock.wait_for("READY", 15), proc.stderr.read1().decode() if proc.stderr else ""
+        sock.collect(1.5)
+    finally:
+        stop_sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    stop_s = time.monotonic() - stop_sent
+    sock.collect(0.3)
+    messages = sock.messages
+    sock.close()
+    assert code == 0
+    assert stop_s < 10, f"graceful stop took {stop_s:.1f} s"
+    keys = [
+        next(iter(m))
+        if len(m) == 1
+        else ("READY" if "READY" in m else "STOPPING" if "STOPPING" in m else "STATUS")
+        for m in messages
+    ]
+    ready_at = keys.index("READY")
+    assert messages[ready_at]["MAINPID"] == str(proc.pid)
+    assert "running" in messages[ready_at]["STATUS"]
+    pets = [i for i, k in enumerate(keys) if k == "WATCHDOG"]
+    assert len(pets) >= 5 and min(pets) > ready_at
+    stops = [i for i, k in enumerate(keys) if k == "STOPPING"]
+    assert len(stops) == 1 and stops[0] > max(pets)
+    # Everything accepted went out before the process ended; the outbox is empty and marked clean.
+    db = tmp_path / "state" / "outbox.db"
+    conn = sqlite3.connect(db)
+    left = sum(conn.execute(f"SELECT COUNT(*) FROM m{k}").fetchone()[0] for k in range(4))
+    clean = conn.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()[0]
+    conn.close()
+    assert left == 0 and clean == 1
+    assert set(range(1, db_last_seq(db) + 1)) <= collector.seqs()
+    status = [m for m in collector.snapshot() if m.topic.endswith("/status")]
+    assert status[-1].payload["state"] == "offline"
+    out = lintel_output("status", "-c", str(config))
+    assert out.returncode == 3 and "not running" in out.stdout
+
+
+def test_second_sigterm_forces_exit(tmp_path: Path, broker: Mosquitto) -> None:
+    # The broker hangs (no more PUBACKs): a graceful stop waits for in-flight messages.
+    proxy = CuttableProxy(broker.port)
+    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", runtime="shutdown_timeout_s = 30\n")
+    proc = lintel("run", "-c", str(config))
+    try:
+        wait_status(config, lambda s: s["uplink"]["state"] == "connected" and s["uplink"]["acked"] > 0)
+        proxy.freeze()
+        wait_status(config, lambda s: s["uplink"]["inflight"] > 0)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the first SIGTERM should still be waiting for in-flight messages"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.close()
+    # Nothing accepted is lost by the forced exit: it is all still in the outbox.
+    conn = sqlite3.connect(tmp_path / "state" / "outbox.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+def test_corrupt_outbox_is_replaced_and_the_gateway_says_so(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    config = write_config(tmp_path, broker.url)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.db").write_bytes(os.urandom(64 * 1024))
+    (state / "outbox.db.seq").write_text("500000\n")  # seqs the lost database had reserved
+    proc = lintel("run", "-c", str(config))
+    try:
+        status = wait_status(config, lambda s: s["state"] == "running")
+        assert status["boot_reason"] == "outbox_replaced"
+        assert Path(status["outbox_recovery"]["moved_to"]).exists()
+        human = lintel_output("status", "-c", str(config))
+        assert human.returncode == 0 and "outbox was corrupt" in human.stdout
+        assert collector.wait_for(
+            lambda c: any(m.payload.get("kind") == "outbox_replaced" for m in c.data()), 15
+        )
+        event = next(m for m in collector.data() if m.payload.get("kind") == "outbox_replaced")
+        validate(event.topic, event.payload)
+        assert event.payload["seq"] > 500000, "seq must not go backwards when the database is replaced"
+        assert collector.wait_for(lambda c: len(c.seqs()) > 20, 15), "the gateway keeps running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_bad_config_exits_with_ex_config_and_names_the_problem(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[gateway]\nid = "gw"\nsite = "s"\n[outbox]\nmax_mb = -5\n')
+    proc = lintel("run", "-c", str(config))
+    code = proc.wait(20)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 78
+    assert "outbox.max_mb: out of range (got -5); expected a number > 0" in err
+    check = lintel_output("check-config", "-c", str(config))
+    assert check.returncode == 1
+    assert "outbox.max_mb: out of range (got -5); expected a number > 0" in check.stdout
+    as_json = json.loads(lintel_output("check-config", "--json", "-c", str(config)).stdout)
+    assert as_json["ok"] is False and len(as_json["problems"]) == 1

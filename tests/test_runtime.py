@@ -1,0 +1,223 @@
+"""Runtime pieces in-process: sd_notify over a real socket, supervision, polling cadence, pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from gateway.config import parse_config
+from gateway.core import (
+    Backoff,
+    Event,
+    PollingSource,
+    Reading,
+    Record,
+    SourceContext,
+    SourceUnavailable,
+    SystemClock,
+)
+from gateway.pipeline import Pipeline
+from gateway.runtime.daemon import Daemon
+from gateway.runtime.sdnotify import Notifier
+from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
+from tests.conftest import gateway_toml
+from tests.support.notify import NotifySocket
+
+
+def test_notifier_speaks_the_datagram_protocol(tmp_path: Path) -> None:
+    sock = NotifySocket(tmp_path / "notify")
+    n = Notifier(str(tmp_path / "notify"))
+    assert n.ready("running") and n.watchdog() and n.stopping()
+    got = sock.collect(0.3)
+    assert got[0]["READY"] == "1" and got[0]["STATUS"] == "running" and got[0]["MAINPID"].isdigit()
+    assert got[1] == {"WATCHDOG": "1"}
+    assert got[2] == {"STOPPING": "1", "STATUS": "stopping"}
+    sock.close()
+
+
+def test_notifier_abstract_namespace_socket() -> None:
+    name = f"lintel-test-{time.monotonic_ns()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind("\0" + name)
+    server.settimeout(1)
+    assert Notifier("@" + name).status("hello")
+    assert server.recv(100) == b"STATUS=hello"
+    server.close()
+
+
+def test_notifier_without_systemd_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    n = Notifier()
+    assert not n.enabled and not n.ready("x") and not n.watchdog()
+
+
+def test_notifier_survives_a_vanished_socket(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    n = Notifier(str(tmp_path / "gone"))
+    assert not n.status("a") and not n.status("b")
+    assert len([r for r in caplog.records if "cannot notify" in r.message]) == 1  # logged once
+
+
+def test_backoff_full_jitter_bounds() -> None:
+    b = Backoff(1.0, 8.0)
+    ceilings = []
+    for _ in range(6):
+        ceilings.append(b.ceiling())
+        assert 0 <= b.next_delay() <= ceilings[-1]
+    assert ceilings == [1, 2, 4, 8, 8, 8]
+    b.reset()
+    assert b.ceiling() == 1
+
+
+async def _no_sleep(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+def test_supervisor_retries_device_faults_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    calls = {"n": 0}
+    health = ComponentHealth("source:m1")
+
+    async def run() -> None:
+        calls["n"] += 1
+        if calls["n"] < 5:
+            raise SourceUnavailable("no response from unit 7")
+        health.progress()
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(supervise(health, run, RestartPolicy(budget=1), sleep=_no_sleep))
+    assert calls["n"] == 5 and health.state == "stopped"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unavailable" in m for m in messages) == 1, messages
+    assert sum("is back" in m for m in messages) == 1, messages
+
+
+def test_supervisor_gives_up_on_a_crashing_component_after_its_budget() -> None:
+    calls = {"n": 0}
+    health = ComponentHealth("source:buggy")
+
+    async def run() -> None:
+        calls["n"] += 1
+        raise ZeroDivisionError("bug")
+
+    asyncio.run(supervise(health, run, RestartPolicy(budget=3, window_s=60), sleep=_no_sleep))
+    assert calls["n"] == 4 and health.state == "failed"
+    assert health.last_error == "ZeroDivisionError: bug"
+
+
+class Slow(PollingSource):
+    def __init__(self) -> None:
+        super().__init__(0.05)
+        self.started: list[float] = []
+
+    async def poll(self, ctx: SourceContext) -> Iterable[Record]:
+        self.started.append(time.monotonic())
+        if len(self.started) == 3:
+            await asyncio.sleep(0.12)  # one slow poll
+        return [ctx.reading("x_count", len(self.started))]
+
+
+def test_polling_cadence_does_not_drift_and_skips_missed_polls() -> None:
+    source = Slow()
+    out: list[Record] = []
+    ctx = SourceContext("s1", SystemClock(), lambda r: out.append(r) is None)
+
+    async def main() -> None:
+        task = asyncio.create_task(source.run(ctx))
+        await asyncio.sleep(0.52)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    t0 = source.started[0]
+    offsets = [(t - t0) / 0.05 for t in source.started]
+    after_slow = offsets[3:]
+    # Every poll after the slow one starts on the original 50 ms grid, not 120 ms later plus drift.
+    assert all(abs(o - round(o)) < 0.4 for o in after_slow), offsets
+    assert source.missed_polls >= 2
+    assert len(out) == len(source.started)
+
+
+class Doubler:
+    name = "doubler"
+
+    def process(self, record: Record) -> Iterable[Record]:
+        if isinstance(record, Reading):
+            return [
+                record,
+                Reading(record.source_id, record.point + "_x2", float(record.value) * 2, record.ts_ms),
+            ]
+        return [record]
+
+    def tick(self, now_ms: int) -> Iterable[Record]:
+        return [Event("proc", "tick", now_ms)]
+
+
+class Broken:
+    name = "broken"
+
+    def process(self, record: Record) -> Iterable[Record]:
+        raise RuntimeError("bug")
+
+    def tick(self, now_ms: int) -> Iterable[Record]:
+        raise RuntimeError("bug")
+
+
+def test_pipeline_runs_processors_and_survives_a_broken_one() -> None:
+    sunk: list[Record] = []
+    p = Pipeline(lambda r: sunk.append(r) is None, [Broken(), Doubler()])
+    p.submit(Reading("m1", "power_w", 2.0, 1))
+    p.tick(5)
+    assert [getattr(r, "point", getattr(r, "kind", "")) for r in sunk] == ["power_w", "power_w_x2", "tick"]
+    assert p.processor_errors == {"broken": 2}
+
+
+def test_watchdog_is_withheld_while_a_component_is_stalled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drivers.simulated.source import SimulatedSource
+
+    real_poll = SimulatedSource.poll
+    hang = {"now": False}
+
+    async def poll(self: SimulatedSource, ctx: SourceContext) -> Iterable[Record]:
+        if hang["now"]:
+            await asyncio.sleep(3600)  # a device read that never returns
+        return await real_poll(self, ctx)
+
+    monkeypatch.setattr(SimulatedSource, "poll", poll)
+    text = gateway_toml(
+        tmp_path / "state", sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n'
+    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
+    loaded = parse_config(text.encode(), "t", tmp_path)
+    sock = NotifySocket(tmp_path / "notify")
+    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
+
+    async def main() -> tuple[int, int, int]:
+        runner = asyncio.create_task(daemon.run())
+        await asyncio.sleep(1.0)
+        healthy = sum(1 for m in sock.collect(0.05) if m.get("WATCHDOG") == "1")
+        hang["now"] = True
+        await asyncio.sleep(0.7)  # the stall is noticed after stall_after_s
+        sock.collect(0.05)
+        sock.messages.clear()
+        await asyncio.sleep(1.0)
+        stalled = sum(1 for m in sock.collect(0.05) if m.get("WATCHDOG") == "1")
+        states = {c["name"]: c["state"] for c in daemon.status_body()["components"]}
+        assert states["source:ok"] == "stalled", states
+        hang["now"] = False
+        daemon.request_stop()
+        await asyncio.wait_for(runner, 15)
+        stopping = sum(1 for m in sock.collect(0.05) if m.get("STOPPING") == "1")
+        return healthy, stalled, stopping
+
+    healthy, stalled, stopping = asyncio.run(main())
+    sock.close()
+    assert healthy >= 5
+    assert stalled == 0
+    assert stopping == 1

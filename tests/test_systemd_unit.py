@@ -1,0 +1,47 @@
+"""The shipped unit file passes systemd's own checks and is hardened to exposure <= 2.0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "systemd" / "lintel.service"
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is missing: scripts/test.sh installs Debian's systemd package"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_unit_verifies(tmp_path: Path) -> None:
+    # verify checks that ExecStart exists: point it at this checkout's installed command.
+    lintel = shutil.which("lintel") or str(ROOT / ".venv" / "bin" / "lintel")
+    assert Path(lintel).exists()
+    unit = tmp_path / "lintel.service"
+    unit.write_text(UNIT.read_text().replace("/opt/lintel/.venv/bin/lintel", lintel))
+    out = _analyze("verify", str(unit))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "", out.stderr
+
+
+def test_unit_security_exposure_is_at_most_2() -> None:
+    out = _analyze("security", "--offline=yes", "--no-pager", str(UNIT))
+    match = re.search(r"Overall exposure level for lintel.service: (\d+\.\d+)", out.stdout)
+    assert match, out.stdout[-500:] + out.stderr
+    assert float(match.group(1)) <= 2.0
+
+
+def test_unit_is_type_notify_with_watchdog_and_state_directory() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "StateDirectory=lintel",
+        "RuntimeDirectory=lintel",
+        "RestartPreventExitStatus=78",
+    ):
+        assert line in text
