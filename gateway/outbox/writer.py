@@ -116,6 +116,7 @@ class OutboxWriter:
         self._txn_drops: dict[tuple[Klass, str], int] = defaultdict(int)
         self._drop_lock = threading.Lock()
         self.accepted_records = 0
+        self.accepted_payload_bytes = 0
         self.commits = 0
         self.last_commit_ms: int | None = None
         self._last_commit_mono: float | None = None
@@ -404,6 +405,7 @@ class OutboxWriter:
         self._merge_txn_drops(committed=True)
         self.last_seq = new_last
         self.accepted_records += sum(r[4] for r in rows)
+        self.accepted_payload_bytes += sum(len(r[3]) for r in rows)
         self.commits += 1
         self.last_commit_ms = now_ms
         self._last_commit_mono = time.monotonic()
