@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Broker, cpu_seconds, io_write_bytes, peak_rss_mb, print_table, rss_mb  # noqa: E402
-from gateway.config import parse_config  # noqa: E402
-from gateway.runtime.daemon import Daemon  # noqa: E402
+from bench.common import Broker, cpu_seconds, io_write_bytes, peak_rss_mb, print_table, rss_mb
+from gateway.config import parse_config
+from gateway.runtime.daemon import Daemon
 
 
 def config_text(state: Path, port: int, points: int, interval_s: float) -> str:
@@ -69,7 +69,14 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
     await asyncio.sleep(1.0)  # connected, warmed up
     w, up = daemon.writer, daemon.uplink
     assert up is not None
-    r0, a0, p0, io0, cpu0, t0 = w.accepted_records, up.acked, w.accepted_payload_bytes, io_write_bytes(), cpu_seconds(), time.monotonic()
+    r0, a0, p0, io0, cpu0, t0 = (
+        w.accepted_records,
+        up.acked,
+        w.accepted_payload_bytes,
+        io_write_bytes(),
+        cpu_seconds(),
+        time.monotonic(),
+    )
     await asyncio.sleep(seconds)
     offered_end = time.monotonic()
     # Stop the source and wait until the broker acknowledged everything.
@@ -99,7 +106,9 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=int, default=25_000, help="readings per second offered")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
@@ -124,7 +133,11 @@ def main() -> None:
             ("CPU seconds per 100k readings", f"{r['cpu_s'] / n * 100_000:.2f} s", ""),
             ("CPU use during the run", f"{r['cpu_s'] / r['delivered_s'] * 100:.0f} % of one core", ""),
             ("payload bytes per reading", f"{payload_per:.1f} B", ""),
-            ("bytes written to disk per reading", f"{written_per:.1f} B ({written_per / payload_per:.2f}x payload)", "<= 2x"),
+            (
+                "bytes written to disk per reading",
+                f"{written_per:.1f} B ({written_per / payload_per:.2f}x payload)",
+                "<= 2x",
+            ),
             ("outbox file size at the end", f"{r['db_mb']:.1f} MB", ""),
             ("peak RSS", f"{r['peak_rss']:.1f} MB", ""),
             ("idle RSS (daemon running, 3 points/s)", f"{idle:.1f} MB", "<= 60 MB"),

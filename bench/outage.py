@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table  # noqa: E402
-from gateway.core import Reading, SystemClock  # noqa: E402
-from gateway.encode import Encoder, Topics  # noqa: E402
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter  # noqa: E402
-from gateway.uplink import Uplink, UplinkSettings  # noqa: E402
+from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table
+from gateway.core import Reading, SystemClock
+from gateway.encode import Encoder, Topics
+from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.uplink import Uplink, UplinkSettings
 
 SUBSCRIBER = textwrap.dedent(
     """
@@ -55,7 +55,9 @@ SUBSCRIBER = textwrap.dedent(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--drain-rate", type=float, default=0.0, help="mqtt.drain_rate_msg_s (0 = unlimited)")
     parser.add_argument("--inflight", type=int, default=100)
@@ -69,7 +71,9 @@ def main() -> None:
             OutboxStore(tmp / "outbox.db"),
             encoder,
             SystemClock(),
-            OutboxLimits(max_bytes=4 << 30, min_free_bytes=100 << 20, batch_max_readings=1, max_pending=2_000_000),
+            OutboxLimits(
+                max_bytes=4 << 30, min_free_bytes=100 << 20, batch_max_readings=1, max_pending=2_000_000
+            ),
         )
         writer.start()
         t0 = time.monotonic()
@@ -85,7 +89,8 @@ def main() -> None:
 
         result_file = tmp / "counted.json"
         counter = subprocess.Popen(
-            [sys.executable, "-c", SUBSCRIBER, str(broker.port), str(n), str(result_file)], stdout=subprocess.PIPE
+            [sys.executable, "-c", SUBSCRIBER, str(broker.port), str(n), str(result_file)],
+            stdout=subprocess.PIPE,
         )
         assert counter.stdout is not None and counter.stdout.readline().strip() == b"ready"
 
