@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from gateway.core import Event, Klass, Reading, SystemClock
@@ -14,7 +12,7 @@ from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import ROOT, lintel, lintel_output, wait_status
+from tests.support.process import lintel, lintel_output, wait_status
 from tests.support.schema import validate
 
 
@@ -117,23 +115,15 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
 def test_demo_publishes_a_valid_building_to_a_broker(
     tmp_path: Path, broker: Mosquitto, collector: Collector
 ) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli.main",
-            "demo",
-            "--seconds",
-            "4",
-            "--plain",
-            "--state-dir",
-            str(tmp_path / "demo"),
-            "--broker",
-            broker.url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = lintel_output(
+        "demo",
+        "--seconds",
+        "4",
+        "--plain",
+        "--state-dir",
+        str(tmp_path / "demo"),
+        "--broker",
+        broker.url,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
@@ -148,23 +138,7 @@ def test_demo_publishes_a_valid_building_to_a_broker(
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli.main",
-            "demo",
-            "--seconds",
-            "3",
-            "--plain",
-            "--state-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = lintel_output("demo", "--seconds", "3", "--plain", "--state-dir", str(tmp_path), timeout=60)
     assert out.returncode == 0, out.stderr
     assert "no broker (buffering locally)" in out.stdout.replace("\n", " ")
     last = out.stdout.strip().splitlines()[-1]

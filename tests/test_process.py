@@ -36,7 +36,7 @@ alarm_probability = 0.2
 
 
 def write_config(
-    tmp_path: Path, mqtt_url: str | None, sources: str = LOAD_SOURCES, runtime: str = ""
+    tmp_path: Path, mqtt_url: str | None, sources: str = LOAD_SOURCES, runtime: str = "", outbox: str = ""
 ) -> Path:
     mqtt = (
         f'url = "{mqtt_url}"\nstats_interval_s = 1\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
@@ -47,7 +47,7 @@ def write_config(
         tmp_path / "state",
         mqtt=mqtt,
         sources=sources,
-        extra="commit_window_ms = 50\nbatch_max_readings = 50\n",
+        extra="commit_window_ms = 50\nbatch_max_readings = 50\n" + outbox,
     )
     text = text.replace("[outbox]", f"[runtime]\nstatus_interval_s = 0.3\n{runtime}\n[outbox]")
     path = tmp_path / "lintel.toml"
@@ -216,3 +216,34 @@ def test_bad_config_exits_with_ex_config_and_names_the_problem(tmp_path: Path) -
     assert "outbox.max_mb: out of range (got -5); expected a number > 0" in check.stdout
     as_json = json.loads(lintel_output("check-config", "--json", "-c", str(config)).stdout)
     assert as_json["ok"] is False and len(as_json["problems"]) == 1
+
+
+def test_outbox_overflow_drops_low_classes_and_is_reported_upstream(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)  # the uplink is down while the outbox fills up
+    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", outbox="max_mb = 0.05\n")
+    proc = lintel("run", "-c", str(config))
+    try:
+        status = wait_status(config, lambda s: s["outbox"]["dropped"].get("telemetry.outbox_full", 0) > 0)
+        assert not any(k.startswith("alarm.") for k in status["outbox"]["dropped"])
+        proxy.cut(refuse_s=0)
+        assert collector.wait_for(
+            lambda c: any(
+                m.topic.endswith("/stats")
+                and m.payload["outbox"]["dropped"].get("telemetry.outbox_full", 0) > 0
+                for m in c.data()
+            ),
+            20,
+        )
+        birth = next(m for m in collector.snapshot() if m.topic.endswith("/birth"))
+        validate(birth.topic, birth.payload)
+        assert birth.payload["outbox"]["dropped"]["telemetry.outbox_full"] > 0
+        stats = next(m for m in collector.data() if m.topic.endswith("/stats"))
+        validate(stats.topic, stats.payload)
+        assert not any(k.startswith("alarm.") for k in stats.payload["outbox"]["dropped"]), "alarms are kept"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        proxy.close()

@@ -7,6 +7,8 @@ import json
 import sqlite3
 from typing import Any
 
+import sqlite_utils
+
 from gateway.cli.output import console, err_console, human_bytes, print_json, table
 from gateway.config import load_config
 from gateway.core import ConfigError, Klass
@@ -64,9 +66,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             left = args.limit - len(out)
             if left <= 0:
                 break
-            for seq, topic, payload, created in conn.execute(
-                f"SELECT seq, topic, payload, created_ms FROM {TABLES[klass]} ORDER BY seq LIMIT ?", (left,)
-            ):
+            rows = sqlite_utils.Database(conn).table(TABLES[klass])
+            for row in rows.rows_where(order_by="seq", limit=left):
+                seq, topic, payload, created = row["seq"], row["topic"], row["payload"], row["created_ms"]
                 out.append(
                     {
                         "class": klass.label,
