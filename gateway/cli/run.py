@@ -30,8 +30,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
     setup_logging(loaded.config.log.level)
+    from gateway.outbox.store import OutboxUnavailable
     from gateway.runtime.daemon import Daemon, run_daemon
 
-    daemon = Daemon(loaded)
+    try:
+        daemon = Daemon(loaded)
+    except OutboxUnavailable as exc:
+        log.error("not starting: %s (systemd will try again)", exc)
+        return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
     return 0

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core import Klass
+from gateway.core import Klass, LintelError
 
 log = logging.getLogger("lintel.outbox")
 
@@ -74,8 +74,17 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+CORRUPTION = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+class OutboxUnavailable(LintelError):
+    """The outbox cannot be opened for a reason other than corruption (full disk, permissions, I/O):
+    the file is left alone; the service fails to start and systemd retries later."""
+
+
 def _check(path: Path) -> str | None:
-    """None if the database is sound, else why not. Reads the file; writes nothing."""
+    """None if the database is sound, else why not. Only real corruption counts: a full disk or a
+    permission problem raises OutboxUnavailable, because moving a healthy file aside would lose it."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)
         try:
@@ -83,7 +92,9 @@ def _check(path: Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return str(exc)
+        if getattr(exc, "sqlite_errorname", "") in CORRUPTION:
+            return str(exc)
+        raise OutboxUnavailable(f"cannot open the outbox {path}: {exc}") from exc
     if rows != [("ok",)]:
         return "; ".join(str(r[0]) for r in rows[:3])
     return None
@@ -115,7 +126,10 @@ class OutboxStore:
                 self.report.quarantined_to = str(quarantine(path, reason))
                 self.report.quarantine_reason = reason
         self.report.created = not path.exists()
-        self.conn = connect(path)
+        try:
+            self.conn = connect(path)
+        except sqlite3.OperationalError as exc:
+            raise OutboxUnavailable(f"cannot open the outbox {path}: {exc}") from exc
         for ddl in _DDL:
             self.conn.execute(ddl)
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -180,7 +194,10 @@ class OutboxStore:
 
     def close(self, *, clean: bool) -> None:
         if clean:
-            self.set_meta({"clean_shutdown": 1})
+            try:
+                self.set_meta({"clean_shutdown": 1})
+            except sqlite3.OperationalError as exc:  # a full disk: the next start says "crash"
+                log.warning("outbox: cannot record the clean shutdown: %s", exc)
             # Fold the WAL into the database so the next start reads one file; optional.
             with contextlib.suppress(sqlite3.OperationalError):
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

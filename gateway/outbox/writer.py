@@ -15,6 +15,7 @@ Contract (README "Delivery contract"):
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -72,6 +73,17 @@ class _Stats:
 _Item = Reading | Event | _Stats
 
 
+RETRY_KEEP_MAX = 10_000  # alarms and events held in memory while the disk is full
+
+
+class _DiskFull(Exception):
+    """No room on the disk for this commit, even after evicting low classes."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return "full" in str(exc).lower()
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite rolls back by itself on some errors (SQLITE_FULL): only roll back what is still open.
     if conn.in_transaction:
@@ -122,6 +134,7 @@ class OutboxWriter:
         self._last_commit_mono: float | None = None
         self.last_error: str | None = None
         self.at_disk_floor = False
+        self.disk_full = False
         self._next_maintenance = 0.0
 
     # -- API used by other threads ----------------------------------------------------------
@@ -210,6 +223,7 @@ class OutboxWriter:
             "last_commit_ms": self.last_commit_ms,
             "dropped": {f"{k.label}.{reason}": n for (k, reason), n in sorted(self.drops.items()) if n},
             "at_disk_floor": self.at_disk_floor,
+            "disk_full": self.disk_full,
             "last_error": self.last_error,
         }
 
@@ -244,6 +258,9 @@ class OutboxWriter:
                 number = self._commits_started
             try:
                 self._commit(items, acks)
+            except _DiskFull as exc:
+                self.last_error = f"disk full: {exc}"
+                self._keep_for_retry(items, acks)
             except Exception as exc:  # never let the writer die: the daemon would lose everything
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox commit failed; %d records not accepted", len(items))
@@ -306,6 +323,8 @@ class OutboxWriter:
             self.store.reserve(self._reserved)
 
     def _commit(self, items: list[_Item], acks: list[tuple[Klass, int, int]]) -> None:
+        """Encode and commit one group. Raises _DiskFull when the disk has no room even after
+        evicting low classes (nothing of this group is accepted then)."""
         now_ms = self.clock.time_ms()
         free = self._disk_free()
         at_floor = free < self.limits.min_free_bytes
@@ -315,20 +334,25 @@ class OutboxWriter:
                 log.error("disk floor reached (%d MiB free): refusing all but alarms", free // MIB)
             else:
                 log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
-        rows = self._encode(items, now_ms, at_floor)
+        try:
+            rows = self._encode(items, now_ms, at_floor)
+        except OSError as exc:  # the seq reservation file could not be written
+            if exc.errno == errno.ENOSPC:
+                raise _DiskFull(str(exc)) from None
+            raise
         maintenance = time.monotonic() >= self._next_maintenance
         try:
             self._transaction(rows, acks, now_ms, at_floor, maintenance)
         except sqlite3.OperationalError as exc:
-            if "full" not in str(exc).lower():
+            if not _is_full(exc):
                 raise
-            # The disk (or max_page_count) is full: make room from the lowest classes and retry once.
-            log.error("outbox write hit a full disk: evicting the oldest low-class messages")
+            # No room: make some from the lowest classes (this needs room too, in the WAL) and retry.
+            self._set_disk_full(True)
             need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
             conn = self.store.conn
-            conn.execute("BEGIN IMMEDIATE")
             totals_before = {k: list(v) for k, v in self.totals.items()}
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 self._evict_lowest(need, "disk_full", allow_alarm=False)
                 self._persist_drops()
                 conn.execute("COMMIT")
@@ -340,15 +364,37 @@ class OutboxWriter:
             try:
                 self._transaction(rows, acks, now_ms, at_floor, maintenance)
             except sqlite3.OperationalError as exc2:
-                if "full" not in str(exc2).lower():
+                if not _is_full(exc2):
                     raise
-                for klass, _, _, _, n in rows:
-                    self._count_drop(klass, "disk_full", n)
-                self.last_error = f"disk full: {exc2}"
-                return
+                raise _DiskFull(str(exc2)) from None
+        self._set_disk_full(False)
         if maintenance:
             self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
         self.last_error = None
+
+    def _set_disk_full(self, full: bool) -> None:
+        if full != self.disk_full:
+            self.disk_full = full
+            if full:
+                log.error("outbox: the disk is full: evicting low classes, holding alarms, events in memory")
+            else:
+                log.warning("outbox: the disk has room again")
+
+    def _keep_for_retry(self, items: list[_Item], acks: list[tuple[Klass, int, int]]) -> None:
+        """The disk is full: keep alarms and events (bounded) for the next commit; count the rest."""
+        kept: list[_Item] = []
+        for item in items:
+            if isinstance(item, _Stats):
+                continue
+            if item.klass >= Klass.EVENT and len(kept) < RETRY_KEEP_MAX:
+                kept.append(item)
+            else:
+                self._count_drop(item.klass, "disk_full", 1)
+        with self._cond:
+            self._pending[:0] = kept
+            self._acks[:0] = acks
+            if kept or acks:
+                self._pending_since = time.monotonic()
 
     def _transaction(
         self,

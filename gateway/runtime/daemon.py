@@ -84,7 +84,7 @@ class Daemon:
             "outbox": ComponentHealth("outbox", stall_after_s=stall),
         }
         if self.uplink is not None:
-            self.health["uplink"] = ComponentHealth("uplink")
+            self.health["uplink"] = ComponentHealth("uplink", stall_after_s=stall)
         self.started_mono = time.monotonic()
         self.started_ms = self.clock.time_ms()
         self.state = "starting"
@@ -162,7 +162,7 @@ class Daemon:
             up = self.health["uplink"]
             up.state = "running" if self.uplink.alive else "failed"
             up.last_error = self.uplink.last_error
-            up.progress()
+            up.last_progress = self.uplink.progress_mono
 
     def healthy(self) -> bool:
         """Every component shows progress: only then is the systemd watchdog petted."""

@@ -122,7 +122,7 @@ class Uplink:
         self.rejected = 0
         self.inflight_count = 0
         self.backlog_until_seq = 0
-        self.progress_mono = time.monotonic()
+        self.progress_mono = time.monotonic()  # last turn of the uplink loop (watchdog)
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -188,7 +188,10 @@ class Uplink:
             if self._stop.is_set():
                 break
             self._set_state("backoff", self.last_error)
-            self._stop.wait(self._backoff.next_delay())
+            deadline = time.monotonic() + self._backoff.next_delay()
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self.progress_mono = time.monotonic()  # waiting on purpose is progress
+                self._stop.wait(min(1.0, deadline - time.monotonic()))
         self._set_state("stopped")
 
     def _new_client(self) -> mqtt.Client:
@@ -300,7 +303,6 @@ class _Session:
             self.acks_since = time.monotonic()
         self.acks.append((klass, seq, size))
         self.up.acked += 1
-        self.up.progress_mono = time.monotonic()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if not self.ended:
@@ -341,6 +343,7 @@ class _Session:
         return t
 
     def _io(self, timeout: float) -> None:
+        self.up.progress_mono = time.monotonic()  # the loop turns: a hung connect or select would not
         sock = self.client.socket()
         if sock is None:
             self.ended = True
