@@ -13,7 +13,7 @@ import pytest
 from gateway.core import Event, Klass, ManualClock, Reading, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import SEQ_RESERVE_BLOCK, OutboxReader
+from gateway.outbox.store import SEQ_RESERVE_BLOCK, OutboxReader, OutboxUnavailable
 from tests.support.schema import validate
 
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
@@ -316,3 +316,13 @@ def test_clean_shutdown_is_recorded(db: Path) -> None:
     s = OutboxStore(db)
     s.conn.close()
     assert not OutboxStore(db).report.was_clean_shutdown
+
+
+def test_an_outbox_from_a_newer_lintel_is_refused_not_destroyed(db: Path) -> None:
+    make_writer(db).stop()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(OutboxUnavailable, match="written by a newer Lintel"):
+        OutboxStore(db)
+    assert not list(db.parent.glob("*.corrupt-*"))

@@ -130,6 +130,13 @@ class OutboxStore:
             self.conn = connect(path)
         except sqlite3.OperationalError as exc:
             raise OutboxUnavailable(f"cannot open the outbox {path}: {exc}") from exc
+        (version,) = self.conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            self.conn.close()
+            raise OutboxUnavailable(
+                f"the outbox {path} was written by a newer Lintel (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}): upgrade Lintel again, or move the file aside to start empty"
+            )
         for ddl in _DDL:
             self.conn.execute(ddl)
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
