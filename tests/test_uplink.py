@@ -198,16 +198,23 @@ def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
         broker.stop()
 
 
+def gateway_behind_an_outage(
+    tmp_path: Path, broker: Mosquitto, drain_rate_msg_s: float
+) -> tuple[InProcessGateway, CuttableProxy]:
+    """A running gateway whose broker is unreachable (until `proxy.cut(refuse_s=0)`)."""
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)
+    gw = InProcessGateway(
+        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=drain_rate_msg_s
+    )
+    return gw.start(), proxy
+
+
 def test_backlog_drains_at_the_set_rate_while_live_data_flows(
     tmp_path: Path, broker: Mosquitto, collector: Collector
 ) -> None:
-    proxy = CuttableProxy(broker.port)
-    proxy.cut(refuse_s=3600)  # the broker is unreachable while the backlog builds
     rate = 400
-    gw = InProcessGateway(
-        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=rate
-    )
-    gw.start()
+    gw, proxy = gateway_behind_an_outage(tmp_path, broker, drain_rate_msg_s=rate)
     try:
         for i in range(1200):
             gw.writer.submit(Event("door-1", "door_opened", 1_700_000_000_000 + i, {"i": i}))
@@ -246,12 +253,7 @@ def test_backlog_drains_at_the_set_rate_while_live_data_flows(
 def test_alarms_in_the_backlog_are_not_rate_limited_and_go_first(
     tmp_path: Path, broker: Mosquitto, collector: Collector
 ) -> None:
-    proxy = CuttableProxy(broker.port)
-    proxy.cut(refuse_s=3600)
-    gw = InProcessGateway(
-        tmp_path / "o.db", proxy.port, OutboxLimits(commit_window_s=0.02), drain_rate_msg_s=50
-    )
-    gw.start()
+    gw, proxy = gateway_behind_an_outage(tmp_path, broker, drain_rate_msg_s=50)
     try:
         for i in range(300):
             gw.writer.submit(Reading("m1", "power_w", float(i), 1_700_000_000_000 + i, klass=Klass.STATE))
