@@ -23,11 +23,20 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core import Clock, Event, Klass, Reading, Record
+from gateway.core import Clock, Klass, Record
 from gateway.encode import Encoder
+from gateway.outbox.drops import DropCounter
+from gateway.outbox.messages import (
+    Item,
+    MessageRow,
+    OutboxLimits,
+    StatsBody,
+    build_messages,
+    item_klass,
+)
+from gateway.outbox.space import SpaceKeeper
 from gateway.outbox.store import SEQ_RESERVE_BLOCK, TABLES, OutboxStore
 
 log = logging.getLogger("lintel.outbox")
@@ -35,42 +44,6 @@ log = logging.getLogger("lintel.outbox")
 MIB = 1024 * 1024
 EARLY_COMMIT_RECORDS = 20_000  # commit before the window ends once this many records wait
 MAINTENANCE_INTERVAL_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxLimits:
-    commit_window_s: float = 0.25
-    max_bytes: int = 256 * MIB
-    min_free_bytes: int = 64 * MIB
-    max_pending: int = 100_000
-    batch_max_readings: int = 500
-    class_max_bytes: Mapping[Klass, int | None] = field(default_factory=dict)
-    class_max_age_ms: Mapping[Klass, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> OutboxLimits:
-        return cls(
-            commit_window_s=cfg.commit_window_ms / 1000,
-            max_bytes=int(cfg.max_mb * MIB),
-            min_free_bytes=int(cfg.min_free_disk_mb * MIB),
-            max_pending=cfg.max_pending_records,
-            batch_max_readings=cfg.batch_max_readings,
-            class_max_bytes={
-                Klass.parse(name): (int(lim.max_mb * MIB) if lim.max_mb else None)
-                for name, lim in cfg.classes.items()
-            },
-            class_max_age_ms={
-                Klass.parse(name): int(lim.max_age_h * 3_600_000) for name, lim in cfg.classes.items()
-            },
-        )
-
-
-@dataclass(slots=True)
-class _Stats:
-    body: Mapping[str, Any]
-
-
-_Item = Reading | Event | _Stats
 
 
 RETRY_KEEP_MAX = 10_000  # alarms and events held in memory while the disk is full
@@ -107,7 +80,7 @@ class OutboxWriter:
         self.on_commit = on_commit
         self._disk_free = disk_free or self._statvfs_free
         self._cond = threading.Condition()
-        self._pending: list[_Item] = []
+        self._pending: list[Item] = []
         self._pending_since: float | None = None
         self._alarm_waiting = False
         self._acks: list[tuple[Klass, int, int]] = []
@@ -119,14 +92,15 @@ class OutboxWriter:
         self.last_seq = store.initial_seq()
         self._reserved = max(store.read_reservation(), self.last_seq)
         self.totals: dict[Klass, list[int]] = {k: list(v) for k, v in store.class_totals().items()}
-        self.drops: dict[tuple[Klass, str], int] = defaultdict(int)
-        for key, value in store.meta().items():
-            if key.startswith("drop."):
-                _, klass_name, reason = key.split(".", 2)
-                self.drops[(Klass.parse(klass_name), reason)] = value
-        self._dirty_drops: set[tuple[Klass, str]] = set()
-        self._txn_drops: dict[tuple[Klass, str], int] = defaultdict(int)
-        self._drop_lock = threading.Lock()
+        self.drops = DropCounter(store.meta())
+        self.space = SpaceKeeper(
+            store.conn,
+            self.totals,
+            self.drops,
+            limits.class_max_bytes,
+            limits.max_bytes,
+            limits.class_max_age_ms,
+        )
         self.accepted_records = 0
         self.accepted_payload_bytes = 0
         self.commits = 0
@@ -147,7 +121,7 @@ class OutboxWriter:
         klass = record.klass
         with self._cond:
             if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
-                self._count_drop(klass, "queue_full", 1)
+                self.drops.count(klass, "queue_full", 1)
                 return False
             self._pending.append(record)
             if self._pending_since is None:
@@ -163,7 +137,7 @@ class OutboxWriter:
     def submit_stats(self, body: Mapping[str, Any]) -> None:
         """Queue a gateway stats message (state class)."""
         with self._cond:
-            self._pending.append(_Stats(body))
+            self._pending.append(StatsBody(body))
             if self._pending_since is None:
                 self._pending_since = time.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
@@ -221,7 +195,7 @@ class OutboxWriter:
             "accepted_records": self.accepted_records,
             "commits": self.commits,
             "last_commit_ms": self.last_commit_ms,
-            "dropped": {f"{k.label}.{reason}": n for (k, reason), n in sorted(self.drops.items()) if n},
+            "dropped": self.drops.snapshot(),
             "at_disk_floor": self.at_disk_floor,
             "disk_full": self.disk_full,
             "last_error": self.last_error,
@@ -266,8 +240,8 @@ class OutboxWriter:
                 log.exception("outbox commit failed; %d records not accepted", len(items))
                 with self._cond:
                     for item in items:
-                        if not isinstance(item, _Stats):
-                            self._count_drop(item.klass, "write_error", 1)
+                        if not isinstance(item, StatsBody):
+                            self.drops.count(item.klass, "write_error", 1)
             with self._cond:
                 self._commits_done = number
                 self._cond.notify_all()
@@ -277,44 +251,19 @@ class OutboxWriter:
                 return
 
     # -- one transaction -----------------------------------------------------------------------
-    def _encode(
-        self, items: list[_Item], now_ms: int, at_floor: bool
-    ) -> list[tuple[Klass, int, str, bytes, int]]:
-        telemetry: dict[str, list[Reading]] = {}
-        singles: list[_Item] = []
-        for item in items:
-            klass = Klass.STATE if isinstance(item, _Stats) else item.klass
-            if at_floor and klass != Klass.ALARM:
-                self._count_drop(klass, "disk_floor", 1)
-                continue
-            if isinstance(item, Reading) and item.klass == Klass.TELEMETRY:
-                telemetry.setdefault(item.source_id, []).append(item)
-            else:
-                singles.append(item)
-        n_messages = len(singles) + sum(
-            -(-len(rs) // self.limits.batch_max_readings) for rs in telemetry.values()
-        )
-        self._ensure_reserved(self.last_seq + n_messages)
-        rows: list[tuple[Klass, int, str, bytes, int]] = []
-        seq = self.last_seq
-        for item in singles:
-            seq += 1
-            if isinstance(item, _Stats):
-                topic, payload = self.encoder.stats(seq, now_ms, item.body)
-                rows.append((Klass.STATE, seq, topic, payload, 1))
-            elif isinstance(item, Event):
-                topic, payload = self.encoder.event(seq, item)
-                rows.append((item.klass, seq, topic, payload, 1))
-            else:
-                topic, payload = self.encoder.state(seq, item)
-                rows.append((item.klass, seq, topic, payload, 1))
-        step = self.limits.batch_max_readings
-        for source_id, readings in telemetry.items():
-            for start in range(0, len(readings), step):
-                chunk = readings[start : start + step]
-                seq += 1
-                topic, payload = self.encoder.telemetry(seq, now_ms, source_id, chunk)
-                rows.append((Klass.TELEMETRY, seq, topic, payload, len(chunk)))
+    def _group(self, items: list[Item], now_ms: int, at_floor: bool) -> list[MessageRow]:
+        """Messages for this commit, with seqs reserved ahead; at the floor only alarms remain."""
+        if at_floor:
+            kept: list[Item] = []
+            for item in items:
+                if item_klass(item) == Klass.ALARM:
+                    kept.append(item)
+                else:
+                    self.drops.count(item_klass(item), "disk_floor", 1)
+            items = kept
+        rows = build_messages(items, self.encoder, self.last_seq, now_ms, self.limits.batch_max_readings)
+        if rows:
+            self._ensure_reserved(rows[-1][1])  # durable before the transaction that uses them
         return rows
 
     def _ensure_reserved(self, upto: int) -> None:
@@ -322,7 +271,7 @@ class OutboxWriter:
             self._reserved = upto + SEQ_RESERVE_BLOCK
             self.store.reserve(self._reserved)
 
-    def _commit(self, items: list[_Item], acks: list[tuple[Klass, int, int]]) -> None:
+    def _commit(self, items: list[Item], acks: list[tuple[Klass, int, int]]) -> None:
         """Encode and commit one group. Raises _DiskFull when the disk has no room even after
         evicting low classes (nothing of this group is accepted then)."""
         now_ms = self.clock.time_ms()
@@ -335,7 +284,7 @@ class OutboxWriter:
             else:
                 log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
         try:
-            rows = self._encode(items, now_ms, at_floor)
+            rows = self._group(items, now_ms, at_floor)
         except OSError as exc:  # the seq reservation file could not be written
             if exc.errno == errno.ENOSPC:
                 raise _DiskFull(str(exc)) from None
@@ -350,17 +299,17 @@ class OutboxWriter:
             self._set_disk_full(True)
             need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
             conn = self.store.conn
-            totals_before = {k: list(v) for k, v in self.totals.items()}
+            totals_before = self._copy_totals()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                self._evict_lowest(need, "disk_full", allow_alarm=False)
-                self._persist_drops()
+                self.space.evict_lowest(need, "disk_full")
+                self.store.set_meta(self.drops.meta_values())
                 conn.execute("COMMIT")
-                self._merge_txn_drops(committed=True)
+                self.drops.settle(committed=True)
             except sqlite3.OperationalError:
                 _rollback(conn)
-                self.totals = totals_before
-                self._merge_txn_drops(committed=False)
+                self._restore_totals(totals_before)
+                self.drops.settle(committed=False)
             try:
                 self._transaction(rows, acks, now_ms, at_floor, maintenance)
             except sqlite3.OperationalError as exc2:
@@ -380,16 +329,16 @@ class OutboxWriter:
             else:
                 log.warning("outbox: the disk has room again")
 
-    def _keep_for_retry(self, items: list[_Item], acks: list[tuple[Klass, int, int]]) -> None:
+    def _keep_for_retry(self, items: list[Item], acks: list[tuple[Klass, int, int]]) -> None:
         """The disk is full: keep alarms and events (bounded) for the next commit; count the rest."""
-        kept: list[_Item] = []
+        kept: list[Item] = []
         for item in items:
-            if isinstance(item, _Stats):
+            if isinstance(item, StatsBody):
                 continue
             if item.klass >= Klass.EVENT and len(kept) < RETRY_KEEP_MAX:
                 kept.append(item)
             else:
-                self._count_drop(item.klass, "disk_full", 1)
+                self.drops.count(item.klass, "disk_full", 1)
         with self._cond:
             self._pending[:0] = kept
             self._acks[:0] = acks
@@ -398,14 +347,14 @@ class OutboxWriter:
 
     def _transaction(
         self,
-        rows: list[tuple[Klass, int, str, bytes, int]],
+        rows: list[MessageRow],
         acks: list[tuple[Klass, int, int]],
         now_ms: int,
         at_floor: bool,
         maintenance: bool,
     ) -> None:
         conn = self.store.conn
-        totals_before = {k: list(v) for k, v in self.totals.items()}
+        totals_before = self._copy_totals()
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
@@ -430,10 +379,10 @@ class OutboxWriter:
                 self.totals[klass][1] += size
             if at_floor and added_bytes:
                 # Alarms still get in at the floor: give back as much as they took, if anything can go.
-                self._evict_lowest(added_bytes, "disk_floor", allow_alarm=False)
+                self.space.evict_lowest(added_bytes, "disk_floor")
             if maintenance:
-                self._expire(now_ms)
-            self._enforce_caps()
+                self.space.expire(now_ms)
+            self.space.enforce_caps()
             new_last = rows[-1][1] if rows else self.last_seq
             if rows:
                 conn.execute(
@@ -441,14 +390,14 @@ class OutboxWriter:
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (new_last,),
                 )
-            self._persist_drops()
+            self.store.set_meta(self.drops.meta_values())
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
-            self.totals = totals_before
-            self._merge_txn_drops(committed=False)
+            self._restore_totals(totals_before)
+            self.drops.settle(committed=False)
             raise
-        self._merge_txn_drops(committed=True)
+        self.drops.settle(committed=True)
         self.last_seq = new_last
         self.accepted_records += sum(r[4] for r in rows)
         self.accepted_payload_bytes += sum(len(r[3]) for r in rows)
@@ -456,98 +405,13 @@ class OutboxWriter:
         self.last_commit_ms = now_ms
         self._last_commit_mono = time.monotonic()
 
-    # -- space policy (called inside a transaction) -------------------------------------------
-    def _drop_oldest(
-        self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str
-    ) -> int:
-        """Delete the oldest messages of one class until `need_bytes` are freed or rows are no
-        longer older than `older_than_ms`. Returns bytes freed."""
-        table = TABLES[klass]
-        freed = 0
-        conn = self.store.conn
-        while True:
-            batch = conn.execute(
-                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms FROM {table} "
-                "ORDER BY seq LIMIT 500"
-            ).fetchall()
-            upto = None
-            rows = records = batch_bytes = 0
-            for seq, size, n, created in batch:
-                if need_bytes is not None and freed + batch_bytes >= need_bytes:
-                    break
-                if older_than_ms is not None and created >= older_than_ms:
-                    break
-                upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
-            if upto is None:
-                return freed
-            conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (upto,))
-            freed += batch_bytes
-            self.totals[klass][0] -= rows
-            self.totals[klass][1] -= batch_bytes
-            self._count_drop(klass, reason, records, in_txn=True)
-            if rows < len(batch):
-                return freed
+    def _copy_totals(self) -> dict[Klass, list[int]]:
+        return {k: list(v) for k, v in self.totals.items()}
 
-    def _evict_lowest(self, need_bytes: int, reason: str, *, allow_alarm: bool) -> int:
-        freed = 0
-        for klass in sorted(Klass):
-            if klass == Klass.ALARM and not allow_alarm:
-                break
-            if freed >= need_bytes:
-                break
-            freed += self._drop_oldest(klass, need_bytes - freed, None, reason)
-        return freed
-
-    def _enforce_caps(self) -> None:
-        for klass in Klass:
-            cap = self.limits.class_max_bytes.get(klass)
-            if cap is not None and self.totals[klass][1] > cap:
-                self._drop_oldest(klass, self.totals[klass][1] - cap, None, "class_full")
-        over = sum(t[1] for t in self.totals.values()) - self.limits.max_bytes
-        if over > 0:
-            self._evict_lowest(over, "outbox_full", allow_alarm=False)
-
-    def _expire(self, now_ms: int) -> None:
-        for klass, max_age_ms in self.limits.class_max_age_ms.items():
-            self._drop_oldest(klass, None, now_ms - max_age_ms, "expired")
-
-    # -- drop counters ----------------------------------------------------------------------------
-    def _count_drop(self, klass: Klass, reason: str, records: int, *, in_txn: bool = False) -> None:
-        """Count dropped records. Drops made inside a transaction only count once it commits."""
-        if records <= 0:
-            return
-        key = (klass, reason)
-        with self._drop_lock:
-            if in_txn:
-                self._txn_drops[key] += records
-                return
-            if self.drops[key] == 0:
-                log.warning("outbox: dropping %s records (%s); counted in stats", klass.label, reason)
-            self.drops[key] += records
-            self._dirty_drops.add(key)
-
-    def _persist_drops(self) -> None:
-        """Write drop counters (including this transaction's) into meta."""
-        with self._drop_lock:
-            keys = self._dirty_drops | set(self._txn_drops)
-            values = {
-                f"drop.{k.label}.{reason}": self.drops[(k, reason)] + self._txn_drops.get((k, reason), 0)
-                for k, reason in keys
-            }
-        if values:
-            self.store.set_meta(values)
-
-    def _merge_txn_drops(self, committed: bool) -> None:
-        with self._drop_lock:
-            if committed:
-                for key, n in self._txn_drops.items():
-                    if self.drops[key] == 0:
-                        log.warning(
-                            "outbox: dropping %s records (%s); counted in stats", key[0].label, key[1]
-                        )
-                    self.drops[key] += n
-                self._dirty_drops.clear()
-            self._txn_drops.clear()
+    def _restore_totals(self, saved: dict[Klass, list[int]]) -> None:
+        # In place: the SpaceKeeper holds the same dict.
+        for klass, values in saved.items():
+            self.totals[klass][:] = values
 
     def _statvfs_free(self) -> int:
         st = os.statvfs(self.store.path.parent)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -25,18 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.core import Backoff, Clock, Klass
+from gateway.core import Backoff, Clock
 from gateway.encode import Encoder
-from gateway.outbox.store import OutboxReader
 from gateway.outbox.writer import OutboxWriter
-from gateway.uplink.lanes import LaneScheduler
+from gateway.uplink.session import Session
 
 log = logging.getLogger("lintel.uplink")
-
-ACK_BATCH = 256
-ACK_FLUSH_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +81,6 @@ class UplinkSettings:
         )
 
 
-class _SessionEnd(Exception):
-    pass
-
-
 class Uplink:
     def __init__(
         self,
@@ -104,11 +95,11 @@ class Uplink:
         self.encoder = encoder
         self.clock = clock
         self.birth_body = birth_body
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
+        self.wake_socket, self._wake_w = socket.socketpair()
+        self.wake_socket.setblocking(False)
         self._wake_w.setblocking(False)
-        self._stop = threading.Event()
-        self._stop_deadline = 0.0
+        self.stopping = threading.Event()
+        self.stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
         # Status (read by other threads; plain attribute writes are atomic enough for display).
@@ -136,12 +127,12 @@ class Uplink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish in-flight messages (up to `timeout`), publish `offline` status, disconnect."""
-        self._stop_deadline = time.monotonic() + timeout
-        self._stop.set()
+        self.stop_deadline = time.monotonic() + timeout
+        self.stopping.set()
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout + 2)
-        self._wake_r.close()
+        self.wake_socket.close()
         self._wake_w.close()
 
     @property
@@ -163,7 +154,7 @@ class Uplink:
             "backlog_until_seq": self.backlog_until_seq,
         }
 
-    def _set_state(self, state: str, error: str | None = None) -> None:
+    def set_state(self, state: str, error: str | None = None) -> None:
         """Record a state; log only real changes (not every retry of the same failure)."""
         retrying = {"connecting", "backoff"}
         quiet = state in retrying and self.state in retrying and error == self.last_error
@@ -177,22 +168,22 @@ class Uplink:
 
     # -- thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 self._session()
             except Exception as exc:  # a bug, or a paho surprise: never let the uplink thread die
                 log.exception("uplink session failed")
-                self._set_state("backoff", f"internal error: {exc}")
+                self.set_state("backoff", f"internal error: {exc}")
             self.connected_since_ms = None
             self.inflight_count = 0
-            if self._stop.is_set():
+            if self.stopping.is_set():
                 break
-            self._set_state("backoff", self.last_error)
+            self.set_state("backoff", self.last_error)
             deadline = time.monotonic() + self._backoff.next_delay()
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
                 self.progress_mono = time.monotonic()  # waiting on purpose is progress
-                self._stop.wait(min(1.0, deadline - time.monotonic()))
-        self._set_state("stopped")
+                self.stopping.wait(min(1.0, deadline - time.monotonic()))
+        self.set_state("stopped")
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
@@ -218,220 +209,25 @@ class Uplink:
     def _session(self) -> None:
         s = self.settings
         self.attempts += 1
-        self._set_state("connecting", self.last_error)
+        self.set_state("connecting", self.last_error)
         client = self._new_client()
-        session = _Session(self, client)
+        session = Session(self, client)
         try:
             if s.protocol == "5":
                 client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
-            self._set_state("backoff", f"TLS certificate of {s.host} not trusted: {exc.verify_message}")
+            self.set_state("backoff", f"TLS certificate of {s.host} not trusted: {exc.verify_message}")
             return
         except ssl.SSLError as exc:
-            self._set_state("backoff", f"TLS handshake with {s.host}:{s.port} failed: {exc.reason or exc}")
+            self.set_state("backoff", f"TLS handshake with {s.host}:{s.port} failed: {exc.reason or exc}")
             return
         except (OSError, ValueError) as exc:
-            self._set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
+            self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
             return
         session.run()
         if self.connected_since_ms is not None:
             up_s = (self.clock.time_ms() - self.connected_since_ms) / 1000
             if up_s >= s.stable_after_s:
                 self._backoff.reset()
-
-
-class _Session:
-    """One MQTT connection: CONNACK, birth, the publish window, acks, graceful end."""
-
-    def __init__(self, uplink: Uplink, client: mqtt.Client) -> None:
-        self.up = uplink
-        self.client = client
-        self.inflight: dict[int, tuple[Klass, int, int, float]] = {}
-        self.control_mids: set[int] = set()
-        self.acks: list[tuple[Klass, int, int]] = []
-        self.acks_since = 0.0
-        self.ready = False
-        self.ended = False
-        self.opened = time.monotonic()
-        self.lanes: LaneScheduler | None = None
-        self.reader: OutboxReader | None = None
-        client.on_connect = self._on_connect
-        client.on_publish = self._on_publish
-        client.on_disconnect = self._on_disconnect
-
-    # paho callbacks (run in this thread, inside loop_read/loop_write)
-    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.up._set_state("backoff", f"broker refused the connection: {reason}")
-            self.ended = True
-            return
-        up = self.up
-        up.connects += 1
-        up.connected_since_ms = up.clock.time_ms()
-        up._set_state("connected")
-        self.reader = OutboxReader(up.writer.store.path)
-        boundary = up.writer.last_seq
-        up.backlog_until_seq = boundary
-        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s)
-        now = up.clock.time_ms()
-        body = dict(up.birth_body())
-        body["backlog_until_seq"] = boundary
-        topics = up.encoder.topics
-        birth = up.encoder.birth(boundary, now, body)
-        status = up.encoder.status(boundary, now, "online")
-        self.control_mids.add(client.publish(topics.birth, birth, qos=1).mid)
-        self.control_mids.add(client.publish(topics.status, status, qos=1, retain=True).mid)
-        self.ready = True
-
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _props: Any) -> None:
-        if mid in self.control_mids:
-            self.control_mids.discard(mid)
-            return
-        entry = self.inflight.pop(mid, None)
-        if entry is None:
-            return
-        if reason is not None and getattr(reason, "is_failure", False):
-            # The broker refused this message (MQTT 5 reason code): keep it, reconnect later.
-            self.up.rejected += 1
-            self.up._set_state("backoff", f"broker refused a publish: {reason}")
-            self.ended = True
-            return
-        klass, seq, size, _ = entry
-        if not self.acks:
-            self.acks_since = time.monotonic()
-        self.acks.append((klass, seq, size))
-        self.up.acked += 1
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if not self.ended:
-            self.up._set_state("backoff", f"connection lost: {reason}")
-        self.ended = True
-
-    # -- the loop ---------------------------------------------------------------------------------
-    def run(self) -> None:
-        up = self.up
-        try:
-            while not self.ended:
-                if up._stop.is_set():
-                    self._finish()
-                    return
-                self._fill_window()
-                self._flush_acks(force=False)
-                self._check_ack_timeout()
-                self._io(self._timeout())
-        finally:
-            self._flush_acks(force=True)
-            up.inflight_count = 0
-            with contextlib.suppress(Exception):  # already gone
-                self.client.disconnect()
-            self.client.loop_misc()
-            if self.reader is not None:
-                self.reader.close()
-
-    def _timeout(self) -> float:
-        t = 1.0
-        if self.acks:
-            t = min(t, ACK_FLUSH_S)
-        if (
-            self.lanes is not None
-            and self.lanes.backlog_left
-            and len(self.inflight) < self.up.settings.inflight_max
-        ):
-            t = min(t, max(0.001, self.lanes.bucket.wait_s()))
-        return t
-
-    def _io(self, timeout: float) -> None:
-        self.up.progress_mono = time.monotonic()  # the loop turns: a hung connect or select would not
-        sock = self.client.socket()
-        if sock is None:
-            self.ended = True
-            return
-        wlist = [sock] if self.client.want_write() else []
-        try:
-            readable, writable, _ = select.select([sock, self.up._wake_r], wlist, [], timeout)
-        except (OSError, ValueError):
-            self.ended = True
-            return
-        if self.up._wake_r in readable:
-            try:
-                while self.up._wake_r.recv(4096):
-                    pass
-            except BlockingIOError:
-                pass
-            if self.lanes is not None:
-                self.lanes.new_data()
-        if sock in readable and self.client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._lost("read failed")
-            return
-        if (sock in writable or self.client.want_write()) and self.client.loop_write() not in (
-            MQTTErrorCode.MQTT_ERR_SUCCESS,
-            MQTTErrorCode.MQTT_ERR_AGAIN,
-        ):
-            self._lost("write failed")
-            return
-        if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._lost("keepalive timed out")
-
-    def _lost(self, why: str) -> None:
-        if not self.ended:
-            self.up._set_state("backoff", f"connection lost: {why}")
-        self.ended = True
-
-    def _fill_window(self) -> None:
-        if not self.ready or self.lanes is None:
-            return
-        limit = self.up.settings.inflight_max
-        while len(self.inflight) < limit:
-            msg = self.lanes.next()
-            if msg is None:
-                break
-            info = self.client.publish(msg.topic, msg.payload, qos=1)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._lost(f"publish failed: {mqtt.error_string(info.rc)}")
-                return
-            self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, time.monotonic())
-            self.up.sent += 1
-        self.up.inflight_count = len(self.inflight)
-
-    def _flush_acks(self, force: bool) -> None:
-        if self.acks and (
-            force or len(self.acks) >= ACK_BATCH or time.monotonic() - self.acks_since >= ACK_FLUSH_S
-        ):
-            self.up.writer.ack(self.acks)
-            self.acks = []
-
-    def _check_ack_timeout(self) -> None:
-        if not self.ready and time.monotonic() - self.opened > self.up.settings.connect_timeout_s:
-            self._lost(f"no CONNACK within {self.up.settings.connect_timeout_s:g} s")
-            return
-        if not self.inflight:
-            return
-        oldest = next(iter(self.inflight.values()))[3]
-        if time.monotonic() - oldest > self.up.settings.ack_timeout_s:
-            self._lost(f"no PUBACK within {self.up.settings.ack_timeout_s:g} s")
-
-    def _finish(self) -> None:
-        """Graceful end: send what is committed and wait for its acks until the stop deadline,
-        then say offline. What is left stays in the outbox for the next start."""
-        up = self.up
-        if self.ready and self.lanes is not None:
-            self.lanes.new_data()  # the writer's final commit may not have woken us yet
-            while not self.ended and time.monotonic() < up._stop_deadline:
-                self._fill_window()
-                if not self.inflight:
-                    break
-                self._flush_acks(force=False)
-                self._io(0.05)
-        self._flush_acks(force=True)
-        if self.ended or not self.ready:
-            self.ended = True
-            return
-        status = up.encoder.status(up.writer.last_seq, up.clock.time_ms(), "offline")
-        info = self.client.publish(up.encoder.topics.status, status, qos=1, retain=True)
-        self.control_mids.add(info.mid)
-        end = min(up._stop_deadline, time.monotonic() + 1.0)
-        while info.mid in self.control_mids and not self.ended and time.monotonic() < end:
-            self._io(0.05)
-        self.ended = True
