@@ -326,3 +326,21 @@ def test_an_outbox_from_a_newer_lintel_is_refused_not_destroyed(db: Path) -> Non
     with pytest.raises(OutboxUnavailable, match="written by a newer Lintel"):
         OutboxStore(db)
     assert not list(db.parent.glob("*.corrupt-*"))
+
+
+def test_messages_stamped_before_the_clock_was_set_do_not_expire_when_it_jumps(db: Path) -> None:
+    # A Pi without a real-time clock boots in 1970 and buffers through an outage; then NTP answers.
+    clock = ManualClock(start_ms=86_400_000)
+    w = make_writer(db, clock=clock, commit_window_s=0.01, class_max_age_ms={Klass.TELEMETRY: 3_600_000})
+    try:
+        for i in range(5):
+            w.submit(reading(i, source=f"s{i}"))
+        w.flush()
+        clock.advance(56 * 365 * 86_400)  # NTP: now it is 2026
+        w._next_maintenance = 0
+        w.submit(reading(99, source="fresh"))
+        w.flush()
+        snap = w.snapshot()
+        assert snap["rows"]["telemetry"] == 6 and "telemetry.expired" not in snap["dropped"]
+    finally:
+        w.stop()

@@ -30,7 +30,7 @@ class SystemClock:
 class ManualClock:
     """A clock that only moves when told to."""
 
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+    def __init__(self, start_ms: int = 1_790_000_000_000) -> None:
         self._wall_ms = start_ms
         self._mono = 1000.0
 

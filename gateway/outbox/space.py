@@ -15,6 +15,12 @@ from gateway.core import Klass
 from gateway.outbox.drops import DropCounter
 from gateway.outbox.store import TABLES
 
+# Before this instant (2025-01-01 UTC) the wall clock cannot be right: a Pi without a real-time clock
+# boots at an old date until NTP answers. Messages stamped then have an unknown age and are never
+# expired by age (they still count against the byte caps): a clock that jumps forward after an
+# outage must not throw away everything buffered during it.
+SANE_EPOCH_MS = 1_735_689_600_000
+
 Totals = dict[Klass, list[int]]  # class -> [rows, bytes]; shared with the writer, updated in place
 
 
@@ -52,7 +58,7 @@ class SpaceKeeper:
             for seq, size, n, created in batch:
                 if need_bytes is not None and freed + batch_bytes >= need_bytes:
                     break
-                if older_than_ms is not None and created >= older_than_ms:
+                if older_than_ms is not None and (created >= older_than_ms or created < SANE_EPOCH_MS):
                     break
                 upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
             if upto is None:
@@ -84,5 +90,7 @@ class SpaceKeeper:
             self.evict_lowest(over, "outbox_full")
 
     def expire(self, now_ms: int) -> None:
+        if now_ms < SANE_EPOCH_MS:
+            return  # the clock is not set: no age can be known
         for klass, max_age_ms in self.class_max_age_ms.items():
             self.drop_oldest(klass, None, now_ms - max_age_ms, "expired")
