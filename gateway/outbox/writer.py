@@ -163,7 +163,8 @@ class OutboxWriter:
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
                 self._cond.wait(left)
-        return True
+        # Records held in memory because the disk is full are not committed: not done.
+        return not self.disk_full
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is pending, mark a clean shutdown and close the database."""
@@ -248,6 +249,9 @@ class OutboxWriter:
             if self.on_commit is not None and items:
                 self.on_commit(self.last_seq)
             if stopping:
+                held = self.pending_count()
+                if held:
+                    log.error("outbox: %d alarms/events could not be written (disk full) and are lost", held)
                 return
 
     # -- one transaction -----------------------------------------------------------------------
