@@ -240,6 +240,7 @@ def test_outbox_overflow_drops_low_classes_and_is_reported_upstream(
         birth = next(m for m in collector.snapshot() if m.topic.endswith("/birth"))
         validate(birth.topic, birth.payload)
         assert birth.payload["outbox"]["dropped"]["telemetry.outbox_full"] > 0
+        assert birth.payload["clock_set"] is True
         stats = next(m for m in collector.data() if m.topic.endswith("/stats"))
         validate(stats.topic, stats.payload)
         assert not any(k.startswith("alarm.") for k in stats.payload["outbox"]["dropped"]), "alarms are kept"

@@ -8,6 +8,15 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+# Before this instant (2025-01-01 UTC) the wall clock cannot be right: a Pi without a real-time clock
+# boots at an old date until NTP answers.
+SANE_EPOCH_MS = 1_735_689_600_000
+
+
+def clock_is_set(time_ms: int) -> bool:
+    """Whether a wall-clock reading can be trusted as a real date."""
+    return time_ms >= SANE_EPOCH_MS
+
 
 class Clock(Protocol):
     def time_ms(self) -> int:

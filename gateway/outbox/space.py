@@ -12,14 +12,13 @@ import sqlite3
 from collections.abc import Mapping
 
 from gateway.core import Klass
+from gateway.core.clock import SANE_EPOCH_MS
 from gateway.outbox.drops import DropCounter
 from gateway.outbox.store import TABLES
 
-# Before this instant (2025-01-01 UTC) the wall clock cannot be right: a Pi without a real-time clock
-# boots at an old date until NTP answers. Messages stamped then have an unknown age and are never
+# Messages stamped before the clock was set (SANE_EPOCH_MS) have an unknown age and are never
 # expired by age (they still count against the byte caps): a clock that jumps forward after an
 # outage must not throw away everything buffered during it.
-SANE_EPOCH_MS = 1_735_689_600_000
 
 Totals = dict[Klass, list[int]]  # class -> [rows, bytes]; shared with the writer, updated in place
 

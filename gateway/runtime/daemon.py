@@ -26,6 +26,7 @@ from gateway import __version__, registry
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Event, Record, SourceContext, SystemClock
+from gateway.core.clock import clock_is_set
 from gateway.core.processor import Processor
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -124,6 +125,7 @@ class Daemon:
             "config_sha256": self.loaded.sha256,
             "boot_reason": self.boot_reason,
             "started_ms": self.started_ms,
+            "clock_set": clock_is_set(self.clock.time_ms()),
             "outbox": {"rows": snap["rows"], "bytes": snap["bytes"], "dropped": snap["dropped"]},
         }
 
