@@ -58,10 +58,6 @@ class Topics:
     def status(self) -> str:
         return f"{self.base}/status"
 
-    @property
-    def command_filter(self) -> str:
-        return f"{self.base}/command/#"
-
 
 def _reading_item(r: Reading) -> dict[str, Any]:
     item: dict[str, Any] = {"point": r.point, "value": r.value, "ts_ms": r.ts_ms}

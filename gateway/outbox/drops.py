@@ -15,8 +15,6 @@ from gateway.core import Klass
 
 log = logging.getLogger("lintel.outbox")
 
-REASONS = ("queue_full", "class_full", "outbox_full", "expired", "disk_floor", "disk_full", "write_error")
-
 
 class DropCounter:
     def __init__(self, meta: dict[str, int]) -> None:

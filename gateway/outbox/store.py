@@ -232,16 +232,5 @@ class OutboxReader:
             ).fetchall()
         return [PendingMessage(klass, seq, topic, payload) for seq, topic, payload in rows]
 
-    def last_seq(self) -> int:
-        last = 0
-        for table in TABLES.values():
-            (top,) = self.conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()
-            last = max(last, top)
-        row = self.conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-        return max(last, row[0] if row else 0)
-
-    def counts(self) -> dict[Klass, int]:
-        return {k: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for k, t in TABLES.items()}
-
     def close(self) -> None:
         self.conn.close()

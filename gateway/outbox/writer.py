@@ -15,6 +15,7 @@ Contract (README "Delivery contract"):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -22,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from gateway.core import Clock, Klass, Record
@@ -302,18 +303,8 @@ class OutboxWriter:
             # No room: make some from the lowest classes (this needs room too, in the WAL) and retry.
             self._set_disk_full(True)
             need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
-            conn = self.store.conn
-            totals_before = self._copy_totals()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with contextlib.suppress(sqlite3.OperationalError), self._write_txn():
                 self.space.evict_lowest(need, "disk_full")
-                self.store.set_meta(self.drops.meta_values())
-                conn.execute("COMMIT")
-                self.drops.settle(committed=True)
-            except sqlite3.OperationalError:
-                _rollback(conn)
-                self._restore_totals(totals_before)
-                self.drops.settle(committed=False)
             try:
                 self._transaction(rows, acks, now_ms, at_floor, maintenance)
             except sqlite3.OperationalError as exc2:
@@ -357,11 +348,8 @@ class OutboxWriter:
         at_floor: bool,
         maintenance: bool,
     ) -> None:
-        conn = self.store.conn
-        totals_before = self._copy_totals()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.cursor()
+        new_last = rows[-1][1] if rows else self.last_seq
+        with self._write_txn() as cur:
             for klass, seq, size in acks:
                 cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
                 if cur.rowcount:
@@ -387,21 +375,8 @@ class OutboxWriter:
             if maintenance:
                 self.space.expire(now_ms)
             self.space.enforce_caps()
-            new_last = rows[-1][1] if rows else self.last_seq
             if rows:
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('last_seq', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (new_last,),
-                )
-            self.store.set_meta(self.drops.meta_values())
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            self._restore_totals(totals_before)
-            self.drops.settle(committed=False)
-            raise
-        self.drops.settle(committed=True)
+                self.store.set_meta({"last_seq": new_last})
         self.last_seq = new_last
         self.accepted_records += sum(r[4] for r in rows)
         self.accepted_payload_bytes += sum(len(r[3]) for r in rows)
@@ -409,13 +384,24 @@ class OutboxWriter:
         self.last_commit_ms = now_ms
         self._last_commit_mono = time.monotonic()
 
-    def _copy_totals(self) -> dict[Klass, list[int]]:
-        return {k: list(v) for k, v in self.totals.items()}
-
-    def _restore_totals(self, saved: dict[Klass, list[int]]) -> None:
-        # In place: the SpaceKeeper holds the same dict.
-        for klass, values in saved.items():
-            self.totals[klass][:] = values
+    @contextlib.contextmanager
+    def _write_txn(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction that also persists the drop counters. On any error it is rolled
+        back, and the in-memory totals and the drops staged inside it are undone with it."""
+        conn = self.store.conn
+        totals_before = {k: list(v) for k, v in self.totals.items()}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn.cursor()
+            self.store.set_meta(self.drops.meta_values())
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            for klass, values in totals_before.items():  # in place: the SpaceKeeper shares the dict
+                self.totals[klass][:] = values
+            self.drops.settle(committed=False)
+            raise
+        self.drops.settle(committed=True)
 
     def _statvfs_free(self) -> int:
         st = os.statvfs(self.store.path.parent)
