@@ -39,6 +39,16 @@ def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
     return counts
 
 
+def drained_and_complete(gw: InProcessGateway, collector: Collector, wait_s: float) -> int:
+    """Wait until the outbox is empty and the subscriber has every accepted seq (asserting both);
+    return how many duplicates arrived."""
+    assert gw.wait_drained(60), gw.uplink.snapshot()
+    last = gw.writer.last_seq
+    collector.wait_for(lambda c: len(c.seqs()) >= last, wait_s)
+    counts = assert_complete(collector, last)
+    return sum(n - 1 for n in counts.values())
+
+
 def assert_fifo_per_class_and_lane(messages: list[Received], skip_repeats: bool = False) -> int:
     """Between birth messages (one connection each), within a class, the backlog lane and the live
     lane each arrive in increasing seq order. Returns the number of connections seen.
@@ -128,11 +138,7 @@ def test_hard_network_cuts_lose_nothing_and_duplicate_only_the_inflight_window(
     finally:
         load.stop()
     try:
-        assert gw.wait_drained(60), gw.uplink.snapshot()
-        last = gw.writer.last_seq
-        assert collector.wait_for(lambda c: len(c.seqs()) >= last, 10)
-        counts = assert_complete(collector, last)
-        duplicates = sum(n - 1 for n in counts.values())
+        duplicates = drained_and_complete(gw, collector, wait_s=10)
         assert duplicates <= inflight * cuts, (
             f"{duplicates} duplicates from {cuts} cuts of a {inflight} window"
         )
@@ -182,13 +188,7 @@ def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
     finally:
         load.stop()
     try:
-        assert gw.wait_drained(60), gw.uplink.snapshot()
-        last = gw.writer.last_seq
-        ok = collector.wait_for(lambda c: len(c.seqs()) >= last, 20)
-        missing = sorted(set(range(1, last + 1)) - collector.seqs())
-        assert ok, (len(collector.seqs()), last, missing[:50], gw.uplink.snapshot())
-        counts = assert_complete(collector, last)
-        duplicates = sum(n - 1 for n in counts.values())
+        duplicates = drained_and_complete(gw, collector, wait_s=20)
         assert duplicates <= 2 * 100 * restarts
         assert gw.uplink.connects >= restarts + 1
         assert assert_fifo_per_class_and_lane(collector.snapshot(), skip_repeats=True) >= restarts + 1
