@@ -63,6 +63,8 @@ def _reading_item(r: Reading) -> dict[str, Any]:
     item: dict[str, Any] = {"point": r.point, "value": r.value, "ts_ms": r.ts_ms}
     if r.quality != "good":
         item["quality"] = r.quality
+    if r.counter:
+        item["kind"] = "counter"
     return item
 
 

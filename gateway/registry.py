@@ -32,6 +32,12 @@ DRIVERS: dict[str, DriverSpec] = {
             "drivers.simulated.source:SimulatedSource",
             "simulated meters and door sensors (demo, tests, benchmarks)",
         ),
+        DriverSpec(
+            "modbus",
+            "drivers.modbus.config:ModbusBusConfig",
+            "drivers.modbus.source:ModbusBusSource",
+            "a Modbus bus (RS-485 serial port, Modbus TCP gateway) and the meters on it",
+        ),
     ]
 }
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from gateway.config import load_config, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
+from drivers.modbus.config import MeterConfig
+from drivers.modbus.profiles import PointFields
 from gateway.registry import config_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,17 +100,17 @@ CASES = [
     (
         "unknown source type",
         BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
-        'sources[0].type: unknown source type (got "modbuss"); expected one of: simulated',
+        'sources[0].type: unknown source type (got "modbuss"); expected one of: modbus, simulated',
     ),
     (
         "source without type",
         BASE + "[[sources]]\nid = 'm1'\n",
-        'sources[0].type: required key is missing; expected one of: "simulated"',
+        'sources[0].type: required key is missing; expected one of: modbus, simulated',
     ),
     (
         "duplicate source id",
         BASE + SOURCE + SOURCE,
-        'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0]',
+        'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0].id',
     ),
     (
         "bad profile",
@@ -271,7 +273,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         for name in model.model_fields:
             if name == "classes":
                 continue
-            if not re.search(rf"^#? ?{name} = ", text, re.M):
+            if not re.search(rf"^#? ?{name} = |^#? ?\[\[[a-z.]*\.{name}\]\]", text, re.M):
                 missing.append(f"{section}.{name}")
     assert not missing, f"config.example.toml does not document: {missing}"
     # Every key line has a comment right above it (or is a commented example of one).
@@ -288,4 +290,6 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
             if isinstance(t, type) and issubclass(t, BaseModel):
                 out.append((name, t))
     out.extend(("sources", cls) for cls in config_classes())
+    out.append(("sources.meters", MeterConfig))
+    out.append(("sources.meters.points", PointFields))
     return out

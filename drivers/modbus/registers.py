@@ -121,6 +121,43 @@ def decode(spec: PointSpec, values: Sequence[int] | Sequence[bool]) -> float | i
     )[0]
     if isinstance(raw_value, float) and not math.isfinite(raw_value):
         return None
+    if spec.type == "float32":
+        # A float32 carries ~7 significant digits; printing the binary expansion (229.6172637939453)
+        # would publish noise the meter never measured.
+        raw_value = float(f"{raw_value:.7g}")
     if spec.scale == 1.0 and spec.offset == 0.0:
         return raw_value
-    return raw_value * spec.scale + spec.offset
+    return float(f"{raw_value * spec.scale + spec.offset:.12g}")
+
+
+def bytes_to_registers(raw: bytes, word_order: Order = "big", byte_order: Order = "big") -> list[int]:
+    """Inverse of `registers_to_bytes`: big-endian bytes to registers in the point's orders."""
+    if len(raw) % 2:
+        raise ValueError("an odd number of bytes does not fill whole registers")
+    words = []
+    for i in range(0, len(raw), 2):
+        hi, lo = raw[i], raw[i + 1]
+        words.append((hi << 8 | lo) if byte_order == "big" else (lo << 8 | hi))
+    return words if word_order == "big" else list(reversed(words))
+
+
+def encode(spec: PointSpec, value: float | int | bool | str) -> list[int]:
+    """Registers (or 0/1 bits) that `decode(spec, ...)` turns back into `value`.
+
+    Used by the meter simulator and by writes; `scale`/`offset` are undone and integers rounded.
+    A `bit` point encodes as a whole register with only that bit set (or clear).
+    """
+    if spec.type == "bool":
+        return [1 if value else 0]
+    if spec.type == "bit":
+        assert spec.bit is not None
+        return [(1 << spec.bit) if value else 0]
+    if spec.type == "string":
+        raw = str(value).encode("ascii")[: spec.length * 2].ljust(spec.length * 2, b"\0")
+        return bytes_to_registers(raw, "big", spec.byte_order)
+    number = (float(value) - spec.offset) / spec.scale if spec.scale != 1.0 or spec.offset else value
+    if spec.type.startswith("float"):
+        raw = struct.pack(_STRUCT[spec.type], float(number))
+    else:
+        raw = struct.pack(_STRUCT[spec.type], round(float(number)))
+    return bytes_to_registers(raw, spec.word_order, spec.byte_order)

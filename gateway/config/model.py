@@ -14,14 +14,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway import registry
-from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel
+from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def custom_error(message: str, expected: str) -> PydanticCustomError:
-    """A validation error that our renderer shows as `message (got X); expected <expected>`."""
-    return PydanticCustomError("lintel", message, {"expected": expected})
 
 
 class GatewaySection(StrictModel):
@@ -191,17 +186,19 @@ class GatewayConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:
-        seen: dict[str, int] = {}
+        seen: dict[str, str] = {}
         for index, source in enumerate(self.sources):
-            if source.id in seen:
-                raise PydanticCustomError(
-                    "lintel_at",
-                    "duplicate source id",
-                    {
-                        "path": f"sources[{index}].id",
-                        "got": f'"{source.id}"',
-                        "expected": f"an id not already used by sources[{seen[source.id]}]",
-                    },
-                )
-            seen[source.id] = index
+            for key, device_id in source.device_ids():
+                path = f"sources[{index}].{key}"
+                if device_id in seen:
+                    raise PydanticCustomError(
+                        "lintel_at",
+                        "duplicate source id",
+                        {
+                            "path": path,
+                            "got": f'"{device_id}"',
+                            "expected": f"an id not already used by {seen[device_id]}",
+                        },
+                    )
+                seen[device_id] = path
         return self

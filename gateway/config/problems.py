@@ -139,6 +139,10 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
     if kind == "lintel_at":
         return ConfigProblem(ctx["path"], error["msg"], ctx.get("got"), ctx.get("expected"))
     if kind == "lintel":
+        if ctx.get("key"):
+            key = str(ctx["key"])
+            path = f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}"
+            got = ctx.get("got")
         return ConfigProblem(path, error["msg"], got, ctx.get("expected"))
     if kind == "missing":
         return ConfigProblem(path, "required key is missing", None, _expected_for_field(field))

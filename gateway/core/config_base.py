@@ -9,11 +9,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ID_EXPECTED = "1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def custom_error(message: str, expected: str, *, key: str | None = None, got: str | None = None) -> PydanticCustomError:
+    """A validation error the config renderer shows as `path: message (got X); expected <expected>`.
+
+    Raised from a field validator, the path is the field's. Raised from a model validator, `key`
+    names the offending key below the model (`points.power_w.type`, `meters[2].unit`) and `got`
+    the value as written, since pydantic only knows the model's own location there.
+    """
+    return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
 
 
 class StrictModel(BaseModel):
@@ -28,3 +39,11 @@ class SourceConfigBase(StrictModel):
     type: str = Field(description="The driver: a key of gateway.registry.DRIVERS.")
     id: Identifier = Field(description="Unique id of this source; appears in topics and payloads.")
     enabled: bool = Field(True, description="false keeps the entry but does not start it.")
+
+    def device_ids(self) -> list[tuple[str, str]]:
+        """(key path below this source, id) of every id this source emits records under.
+
+        Ids are unique across the whole config, so a source that speaks for several devices (a
+        Modbus bus and its meters) lists them all here.
+        """
+        return [("id", self.id)]

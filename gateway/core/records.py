@@ -40,6 +40,8 @@ class Reading:
 
     `klass` is TELEMETRY for periodic measurements (batched upstream) or STATE for values where only
     the latest matters and each change is worth a message of its own (a door's open/closed state).
+    `counter` marks a cumulative total (kWh, m³): consumption is the difference of successive values,
+    and a `counter_reset` event of the same source marks where the series restarts.
     """
 
     source_id: str
@@ -48,6 +50,7 @@ class Reading:
     ts_ms: int
     quality: Quality = "good"
     klass: Klass = Klass.TELEMETRY
+    counter: bool = False
 
 
 def _no_attrs() -> Mapping[str, object]:

@@ -1,0 +1,121 @@
+"""The `modbus` source: one scheduler per physical bus, polling every meter on it.
+
+The schedule is a set of (meter, poll group) jobs, each on its own fixed grid (`start + k·interval`):
+the earliest due job runs next, so a slow exchange delays the jobs behind it but never moves their
+grid; a job whose slot passed while the line was busy runs once, late, and its missed slots are
+counted (`missed_polls`), never run back to back.
+
+When the port disappears (USB adapter unplugged, TCP gateway rebooted) every meter goes offline with
+reason `disconnected`, and the port is reopened with backoff inside the source: the daemon sees a
+healthy source that reports progress, and the meters come back one by one as they answer.
+
+Other lanes reach a running bus through `running_bus(source_id)` to write (a door relay coil).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+
+from drivers.modbus.bus import Bus, BusDown
+from drivers.modbus.config import ModbusBusConfig
+from drivers.modbus.meter import MeterPoller, PollGroup
+from gateway.core import Backoff, Event, SourceContext
+
+log = logging.getLogger("lintel.modbus")
+
+_RUNNING: dict[str, Bus] = {}
+
+
+def running_bus(source_id: str) -> Bus | None:
+    """The live bus of a running `modbus` source (for writes from other lanes), or None."""
+    return _RUNNING.get(source_id)
+
+
+class ModbusBusSource:
+    def __init__(self, config: ModbusBusConfig) -> None:
+        self.config = config
+        self.endpoint = config.parsed_endpoint
+        self.meters = [MeterPoller(m, config) for m in config.meters if m.enabled]
+        self.bus = Bus(self.endpoint, turnaround_s=config.turnaround_ms / 1000)
+        self.missed_polls = 0
+        self.cycles = 0
+        self._down_reported = False
+
+    async def run(self, ctx: SourceContext) -> None:
+        _RUNNING[self.config.id] = self.bus
+        try:
+            await self._run(ctx)
+        finally:
+            _RUNNING.pop(self.config.id, None)
+            self.bus.close()
+
+    async def _run(self, ctx: SourceContext) -> None:
+        clock = ctx.clock
+        await self._open(ctx)
+        start = clock.monotonic()
+        order = itertools.count()
+        jobs: list[tuple[float, int, MeterPoller, PollGroup]] = []
+        # Spread meters over the first interval so they do not all fire at t=0 on every cycle.
+        total = max(len(self.meters), 1)
+        for i, meter in enumerate(self.meters):
+            for group in meter.groups:
+                offset = group.interval_s * i / total
+                heapq.heappush(jobs, (start + offset, next(order), meter, group))
+        if not jobs:
+            await asyncio.Event().wait()
+        while True:
+            due, _, meter, group = heapq.heappop(jobs)
+            now = clock.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+                now = clock.monotonic()
+            if meter.breaker_allows(now):
+                try:
+                    records = await meter.poll(self.bus, group, clock.time_ms, now)
+                except BusDown as exc:
+                    heapq.heappush(jobs, (due, next(order), meter, group))  # retry this job first
+                    self._bus_down(ctx, str(exc))
+                    await self._open(ctx)
+                    continue
+                for record in records:
+                    ctx.emit(record)
+            ctx.progress()
+            due += group.interval_s
+            now = clock.monotonic()
+            if due <= now:
+                skipped = math.floor((now - due) / group.interval_s) + 1
+                self.missed_polls += skipped
+                due += skipped * group.interval_s
+            heapq.heappush(jobs, (due, next(order), meter, group))
+
+    def _bus_down(self, ctx: SourceContext, reason: str) -> None:
+        self.bus.close()
+        now_ms = ctx.clock.time_ms()
+        for meter in self.meters:
+            for record in meter.mark_bus_down(reason, now_ms):
+                ctx.emit(record)
+
+    async def _open(self, ctx: SourceContext) -> None:
+        """Open the bus, retrying with backoff for as long as it takes; report progress meanwhile."""
+        backoff = Backoff(initial_s=1.0, max_s=30.0)
+        while True:
+            try:
+                await self.bus.open()
+            except BusDown as exc:
+                if not self._down_reported:
+                    log.warning("%s: bus unavailable, retrying with backoff: %s", self.config.id, exc)
+                    ctx.emit(Event(self.config.id, "bus_unavailable", ctx.clock.time_ms(), {"error": str(exc)}, "warning"))
+                    self._down_reported = True
+                    self._bus_down(ctx, str(exc))
+                ctx.progress()
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if self._down_reported:
+                log.info("%s: bus available again (%s)", self.config.id, self.endpoint)
+                ctx.emit(Event(self.config.id, "bus_available", ctx.clock.time_ms(), {"endpoint": str(self.endpoint)}))
+                self._down_reported = False
+            return
