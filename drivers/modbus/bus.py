@@ -64,6 +64,7 @@ class BusDown(Exception):
 class BusStats:
     requests: int = 0
     attempts: int = 0
+    attempt_failures: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
     busy_s: float = 0.0  # time the line was in use by our exchanges
 
@@ -164,7 +165,8 @@ class Bus:
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if not sending:
-            self._rx_bytes += len(data)
+            # pymodbus hands over its whole receive buffer each time: its size is what arrived.
+            self._rx_bytes = max(self._rx_bytes, len(data))
             self._quiet_at = time.monotonic() + self.endpoint.frame_gap_s + self.turnaround_s
         return data
 
@@ -217,6 +219,7 @@ class Bus:
                     return await self._attempt(unit, function, timeout_s, kwargs)
                 except RequestFailed as exc:
                     last = exc
+                    self.stats.attempt_failures[exc.reason] += 1
                     if exc.reason == "exception" and exc.code not in _RETRYABLE_EXCEPTIONS:
                         break
                     if exc.reason == "exception" and attempt < retries:
