@@ -6,12 +6,61 @@ cameras) so `lintel demo` always shows the whole gateway working without hardwar
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+from drivers.modbus.simulator import MeterServer, SimulatedMeter
 from gateway.config import LoadedConfig, parse_config
 
+# The demo's Modbus TCP gateway: four meters answer; unit 5 is configured but dead, so the demo
+# shows a device_offline and the circuit breaker at work.
+DEMO_METERS = [
+    ("meter-1a", 1, "eastron_sdm120", 450.0),
+    ("meter-1b", 2, "chint_ddsu666", 300.0),
+    ("meter-house", 3, "chint_dtsu666", 2500.0),
+    ("water-1", 4, "generic_water", 0.0),
+]
+DEAD_METER = ("meter-2c", 5, "eastron_sdm120")
 
-def demo_config_text(state_dir: Path, broker: str | None) -> str:
+
+def demo_meter_server() -> MeterServer:
+    """Simulated meters behind one Modbus TCP gateway; start it with `start_tcp(port=...)`."""
+    return MeterServer(
+        [SimulatedMeter(unit, profile, seed=unit, base_load_w=load) for _, unit, profile, load in DEMO_METERS]
+    )
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _modbus_text(port: int) -> str:
+    meters = "".join(
+        f'''
+[[sources.meters]]
+id = "{mid}"
+unit = {unit}
+profile = "{profile}"
+'''
+        for mid, unit, profile, _ in [*DEMO_METERS, (*DEAD_METER, 0.0)]
+    )
+    return f'''
+[[sources]]
+id = "bus-demo"
+type = "modbus"
+endpoint = "tcp://127.0.0.1:{port}"
+interval_s = 2.0
+timeout_ms = 300
+{meters}
+[sources.meters.points.energy_import_kwh]
+interval_s = 10
+'''
+
+
+def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
     mqtt = ""
     if broker:
         mqtt = f"""
@@ -30,27 +79,7 @@ runtime_dir = "{state_dir / "run"}"
 max_mb = 64
 min_free_disk_mb = 16
 {mqtt}
-[[sources]]
-id = "meter-1a"
-type = "simulated"
-profile = "electricity_meter"
-interval_s = 1.0
-seed = 1
-
-[[sources]]
-id = "meter-1b"
-type = "simulated"
-profile = "electricity_meter"
-interval_s = 1.0
-seed = 2
-
-[[sources]]
-id = "water-1"
-type = "simulated"
-profile = "water_meter"
-interval_s = 2.0
-seed = 3
-
+{_modbus_text(modbus_port) if modbus_port else ""}
 [[sources]]
 id = "door-front"
 type = "simulated"
@@ -69,6 +98,6 @@ fail_after_polls = 20
 """
 
 
-def demo_config(state_dir: Path, broker: str | None) -> LoadedConfig:
+def demo_config(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> LoadedConfig:
     state_dir = state_dir.resolve()
-    return parse_config(demo_config_text(state_dir, broker).encode(), "demo", state_dir)
+    return parse_config(demo_config_text(state_dir, broker, modbus_port).encode(), "demo", state_dir)

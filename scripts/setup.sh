@@ -27,6 +27,8 @@ if [[ $want_test == 1 ]]; then
     need_cmd mosquitto mosquitto
     need_cmd openssl openssl
     need_cmd systemd-analyze systemd
+    need_cmd socat socat    # RS-485 line for the Modbus RTU tests (pty pairs)
+    need_cmd mbpoll mbpoll  # independent Modbus master to cross-check our decoding
 fi
 
 if ((${#apt_missing[@]})); then

@@ -134,7 +134,18 @@ def test_demo_publishes_a_valid_building_to_a_broker(
     for m in collector.snapshot():
         validate(m.topic, m.payload)
     sources = {m.payload["source_id"] for m in data if "source_id" in m.payload}
-    assert {"meter-1a", "meter-1b", "water-1", "door-front"} <= sources
+    assert {"meter-1a", "meter-1b", "meter-house", "water-1", "door-front"} <= sources
+    # Modbus meters arrive decoded, counters marked; the dead unit is reported, not silent.
+    counters = {
+        (m.payload["source_id"], r["point"])
+        for m in data
+        if m.topic.split("/")[3] == "telemetry"
+        for r in m.payload["readings"]
+        if r.get("kind") == "counter"
+    }
+    assert ("meter-1a", "energy_import_kwh") in counters and ("water-1", "volume_m3") in counters
+    offline = [m for m in data if m.topic.endswith("/event/meter-2c/device_offline")]
+    assert len(offline) == 1, [m.topic for m in data if "meter-2c" in m.topic]
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:

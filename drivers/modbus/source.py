@@ -59,12 +59,10 @@ class ModbusBusSource:
         start = clock.monotonic()
         order = itertools.count()
         jobs: list[tuple[float, int, MeterPoller, PollGroup]] = []
-        # Spread meters over the first interval so they do not all fire at t=0 on every cycle.
-        total = max(len(self.meters), 1)
-        for i, meter in enumerate(self.meters):
+        # Every job starts on the same grid: a cycle is the meters read back to back, in config order.
+        for meter in self.meters:
             for group in meter.groups:
-                offset = group.interval_s * i / total
-                heapq.heappush(jobs, (start + offset, next(order), meter, group))
+                heapq.heappush(jobs, (start, next(order), meter, group))
         if not jobs:
             await asyncio.Event().wait()
         while True:

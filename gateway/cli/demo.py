@@ -20,7 +20,7 @@ from rich.text import Text
 from gateway.cli.logs import setup_logging
 from gateway.cli.output import console, err_console, human_bytes
 from gateway.core import ConfigError, Event, Reading, Record
-from gateway.demo import demo_config
+from gateway.demo import demo_config, demo_meter_server, free_tcp_port
 
 
 class DemoView:
@@ -79,7 +79,8 @@ class DemoView:
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("warning")
     try:
-        loaded = demo_config(Path(args.state_dir), args.broker)
+        modbus_port = free_tcp_port()
+        loaded = demo_config(Path(args.state_dir), args.broker, modbus_port)
     except ConfigError as exc:
         err_console.print(f"[red]demo config invalid[/]:\n{exc}", highlight=False)
         return 1
@@ -96,6 +97,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         daemon.install_signal_handlers()
+        meters = demo_meter_server()
+        await meters.start_tcp(port=modbus_port)
         runner = asyncio.create_task(daemon.run())
         started = time.monotonic()
         with Live(console=console, refresh_per_second=4) if live else contextlib.nullcontext() as screen:
@@ -114,7 +117,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 if args.seconds and time.monotonic() - started >= args.seconds:
                     daemon.request_stop()
                 await asyncio.wait({runner}, timeout=0.5 if live else 2.0)
-        await runner
+        try:
+            await runner
+        finally:
+            await meters.stop()
 
     logging.getLogger("lintel").setLevel(logging.WARNING)
     asyncio.run(main())
