@@ -12,16 +12,21 @@ The server is pymodbus's own (3.16 `SimDevice`), over TCP or a serial port (a so
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
 from collections.abc import Callable
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.profiles import MeterPoint, profile_points
 from drivers.modbus.registers import encode
+
+# The server logs every refused request with a traceback at ERROR; tests provoke those on purpose.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _FUNCTION_BLOCK = {1: 0, 2: 1, 3: 2, 4: 3}  # SimDevice's 4-tuple order: coils, inputs, holding, input regs
 
@@ -146,6 +151,10 @@ class SimulatedMeter:
         return None
 
 
+async def _no_target(*_: object) -> ExcCodes:
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
 class MeterServer:
     """A pymodbus server answering for several simulated meters (one RS-485 line or TCP gateway)."""
 
@@ -156,8 +165,14 @@ class MeterServer:
         self.port = 0
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Serve Modbus TCP; returns the port (an ephemeral one when `port` is 0)."""
-        self._server = ModbusTcpServer([m.device() for m in self.meters], address=(host, port), ignore_missing_devices=True)
+        """Serve Modbus TCP; returns the port (an ephemeral one when `port` is 0).
+
+        Like a real Modbus TCP gateway, a unit id with no meter behind it is answered with exception
+        0x0B, "gateway target device failed to respond".
+        """
+        devices = [m.device() for m in self.meters]
+        devices.append(SimDevice(id=0, simdata=[SimData(0, count=1, values=0, datatype=DataType.REGISTERS)], action=_no_target))
+        self._server = ModbusTcpServer(devices, address=(host, port))
         await self._start()
         if port == 0:
             sockets = self._server.transport.sockets if self._server.transport else []  # type: ignore[attr-defined]

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(q)
     q.add_argument("--class", dest="klass", choices=["alarm", "event", "state", "telemetry"])
     q.add_argument("--limit", type=int, default=10)
+
+    from gateway.cli.modbus import add_parsers as add_modbus_parsers
+
+    add_modbus_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -77,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.outbox import cmd_outbox
 
         return cmd_outbox(args)
+    if args.command == "modbus":
+        from gateway.cli.modbus import cmd_modbus
+
+        return cmd_modbus(args)
+    if args.command == "probe":
+        from gateway.cli.modbus import cmd_probe
+
+        return cmd_probe(args)
     return 2
 
 
