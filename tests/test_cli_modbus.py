@@ -33,7 +33,7 @@ def run_against_server(tmp_path: Path, commands: list[list[str]]) -> list[tuple[
         for cmd in commands:
             argv = [a.replace("{port}", str(port)).replace("{config}", str(config)) for a in cmd]
             proc = await asyncio.create_subprocess_exec(*LINTEL, *argv, "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            out, _ = await proc.communicate()
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
             results.append((proc.returncode or 0, json.loads(out)))
         await server.stop()
         return results

@@ -36,6 +36,10 @@ class PollGroup:
     requests: list[ReadRequest]
 
 
+def _one_per_point(request: ReadRequest) -> list[ReadRequest]:
+    return [ReadRequest(p.function, p.address, p.size, (p,)) for p in request.points]
+
+
 class MeterPoller:
     def __init__(self, meter: MeterConfig, bus: ModbusBusConfig) -> None:
         self.id = meter.id
@@ -70,7 +74,7 @@ class MeterPoller:
 
     def _split(self, group: PollGroup, request: ReadRequest) -> None:
         """A merged read hit a hole the meter refuses: read those points one by one from now on."""
-        single = plan_reads(request.points, max_gap=0)
+        single = _one_per_point(request)
         at = group.requests.index(request)
         group.requests[at : at + 1] = single
         log.warning(
@@ -102,7 +106,7 @@ class MeterPoller:
             except RequestFailed as exc:
                 if exc.reason == "exception" and exc.code == 2 and len(request.points) > 1:
                     self._split(group, request)
-                    requests[index : index + 1] = plan_reads(request.points, max_gap=0)
+                    requests[index : index + 1] = _one_per_point(request)
                     continue
                 self.errors[exc.reason] += 1
                 return self._failed(exc, now_ms, now_mono)

@@ -171,7 +171,7 @@ class MeterServer:
         0x0B, "gateway target device failed to respond".
         """
         devices = [m.device() for m in self.meters]
-        devices.append(SimDevice(id=0, simdata=[SimData(0, count=1, values=0, datatype=DataType.REGISTERS)], action=_no_target))
+        devices.append(SimDevice(id=0, simdata=[SimData(0, count=0xFFFF, values=0, datatype=DataType.REGISTERS)], action=_no_target))
         self._server = ModbusTcpServer(devices, address=(host, port))
         await self._start()
         if port == 0:

@@ -135,3 +135,15 @@ def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
     poller._split(group, before[0])
     assert len(group.requests) == len(before) - 1 + len(before[0].points)
     assert all(r.count == 2 for r in group.requests[: len(before[0].points)])
+
+
+def test_splitting_contiguous_points_gives_one_request_each() -> None:
+    """Regression: re-planning contiguous points with gap 0 merged them again and looped forever."""
+    cfg = ModbusBusConfig.model_validate(
+        {"type": "modbus", "id": "b", "endpoint": "tcp://127.0.0.1:1", "meters": [{"id": "w", "unit": 4, "profile": "generic_water"}]}
+    )
+    poller = MeterPoller(cfg.meters[0], cfg)
+    group = poller.groups[0]
+    assert len(group.requests) == 1 and len(group.requests[0].points) == 2  # 0x0000-0x0002 contiguous
+    poller._split(group, group.requests[0])
+    assert [len(r.points) for r in group.requests] == [1, 1]
