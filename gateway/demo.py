@@ -47,7 +47,7 @@ profile = "{profile}"
 '''
         for mid, unit, profile, _ in [*DEMO_METERS, (*DEAD_METER, 0.0)]
     )
-    return f'''
+    return f"""
 [[sources]]
 id = "bus-demo"
 type = "modbus"
@@ -57,7 +57,7 @@ timeout_ms = 300
 {meters}
 [sources.meters.points.energy_import_kwh]
 interval_s = 10
-'''
+"""
 
 
 def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:

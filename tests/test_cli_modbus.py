@@ -32,7 +32,9 @@ def run_against_server(tmp_path: Path, commands: list[list[str]]) -> list[tuple[
         results = []
         for cmd in commands:
             argv = [a.replace("{port}", str(port)).replace("{config}", str(config)) for a in cmd]
-            proc = await asyncio.create_subprocess_exec(*LINTEL, *argv, "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(
+                *LINTEL, *argv, "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
             out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
             results.append((proc.returncode or 0, json.loads(out)))
         await server.stop()
@@ -46,7 +48,16 @@ def test_scan_read_and_probe(tmp_path: Path) -> None:
         tmp_path,
         [
             ["modbus", "scan", "--endpoint", "tcp://127.0.0.1:{port}", "--units", "1-8"],
-            ["modbus", "read", "--endpoint", "tcp://127.0.0.1:{port}", "--unit", "4", "--profile", "generic_water"],
+            [
+                "modbus",
+                "read",
+                "--endpoint",
+                "tcp://127.0.0.1:{port}",
+                "--unit",
+                "4",
+                "--profile",
+                "generic_water",
+            ],
             ["probe", "bus-1", "-c", "{config}", "--cycles", "2"],
         ],
     )

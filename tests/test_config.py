@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from drivers.modbus.config import MeterConfig
+from drivers.modbus.profiles import PointFields
 from gateway.config import load_config, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
-from drivers.modbus.config import MeterConfig
-from drivers.modbus.profiles import PointFields
 from gateway.registry import config_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ CASES = [
     (
         "source without type",
         BASE + "[[sources]]\nid = 'm1'\n",
-        'sources[0].type: required key is missing; expected one of: modbus, simulated',
+        "sources[0].type: required key is missing; expected one of: modbus, simulated",
     ),
     (
         "duplicate source id",

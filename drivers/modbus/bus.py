@@ -154,7 +154,8 @@ class Bus:
         if not ok:
             client.close()
             where = ep.path if ep.kind == "rtu" else f"{ep.host}:{ep.port}"
-            raise BusDown(f"cannot open {where}: {'no such port or no permission' if ep.kind == 'rtu' else 'connection refused or unreachable'}")
+            why = "no such port or no permission" if ep.kind == "rtu" else "connection refused or unreachable"
+            raise BusDown(f"cannot open {where}: {why}")
         self._client = client
         self._quiet_at = time.monotonic() + self.endpoint.frame_gap_s
 
@@ -176,7 +177,9 @@ class Bus:
         self, unit: int, function: int, address: int, count: int, *, timeout_s: float, retries: int = 0
     ) -> list[int] | list[bool]:
         """Registers (functions 3, 4) or bits (1, 2) read from a unit; RequestFailed otherwise."""
-        response = await self._execute(unit, function, timeout_s, retries, False, address=address, count=count)
+        response = await self._execute(
+            unit, function, timeout_s, retries, False, address=address, count=count
+        )
         if function in (1, 2):
             return [bool(b) for b in response.bits[:count]]
         registers = list(response.registers)
@@ -192,10 +195,19 @@ class Bus:
         if verify:
             got = await self._execute(unit, 1, timeout_s, retries, True, address=address, count=1)
             if bool(got.bits[0]) != bool(value):
-                raise RequestFailed("exception", f"coil {address} reads back {bool(got.bits[0])} after writing {value}")
+                raise RequestFailed(
+                    "exception", f"coil {address} reads back {bool(got.bits[0])} after writing {value}"
+                )
 
     async def write_registers(
-        self, unit: int, address: int, values: Sequence[int], *, timeout_s: float, retries: int = 0, verify: bool = True
+        self,
+        unit: int,
+        address: int,
+        values: Sequence[int],
+        *,
+        timeout_s: float,
+        retries: int = 0,
+        verify: bool = True,
     ) -> None:
         """Write holding registers (function 6 for one, 16 for several); verify by reading back."""
         if len(values) == 1:
@@ -205,7 +217,10 @@ class Bus:
         if verify:
             got = await self._execute(unit, 3, timeout_s, retries, True, address=address, count=len(values))
             if list(got.registers) != list(values):
-                raise RequestFailed("exception", f"registers {address}.. read back {list(got.registers)} after writing {list(values)}")
+                raise RequestFailed(
+                    "exception",
+                    f"registers {address}.. read back {list(got.registers)} after writing {list(values)}",
+                )
 
     async def _execute(
         self, unit: int, function: int, timeout_s: float, retries: int, urgent: bool, **kwargs: Any
@@ -237,7 +252,7 @@ class Bus:
         wait = self._quiet_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        call = {
+        call: Any = {
             1: client.read_coils,
             2: client.read_discrete_inputs,
             3: client.read_holding_registers,
@@ -254,10 +269,17 @@ class Bus:
                 response = await call(device_id=unit, **kwargs)
         except TimeoutError:
             # Bytes that arrived without making a frame were garbage or failed the CRC.
-            self._quiet_at = max(self._quiet_at, time.monotonic() + self.endpoint.frame_gap_s + self.turnaround_s)
+            self._quiet_at = max(
+                self._quiet_at, time.monotonic() + self.endpoint.frame_gap_s + self.turnaround_s
+            )
             if self._rx_bytes:
-                raise RequestFailed("bad_frame", f"unit {unit}: {self._rx_bytes} bytes but no valid frame (CRC error or garbage)") from None
-            raise RequestFailed("timeout", f"unit {unit}: no answer within {timeout_s * 1000:.0f} ms") from None
+                raise RequestFailed(
+                    "bad_frame",
+                    f"unit {unit}: {self._rx_bytes} bytes but no valid frame (CRC error or garbage)",
+                ) from None
+            raise RequestFailed(
+                "timeout", f"unit {unit}: no answer within {timeout_s * 1000:.0f} ms"
+            ) from None
         except ModbusIOException as exc:
             if not client.connected:
                 raise BusDown(str(exc)) from None

@@ -64,15 +64,24 @@ class MeterConfig(StrictModel):
         for name in self.read or []:
             if name not in names:
                 raise custom_error(
-                    "no such point in the profile or in points", _did_you_mean(name, names), key="read", got=f'"{name}"'
+                    "no such point in the profile or in points",
+                    _did_you_mean(name, names),
+                    key="read",
+                    got=f'"{name}"',
                 )
         if not names:
-            raise custom_error("a meter needs a profile or points", 'profile = "eastron_sdm120" or [points.x] tables')
+            raise custom_error(
+                "a meter needs a profile or points", 'profile = "eastron_sdm120" or [points.x] tables'
+            )
         for name in self.points:
             try:
                 self._build(name)
             except ValueError as exc:
-                raise custom_error(str(exc).removeprefix(f"{name}: "), "function, address and type that fit together", key=f"points.{name}") from None
+                raise custom_error(
+                    str(exc).removeprefix(f"{name}: "),
+                    "function, address and type that fit together",
+                    key=f"points.{name}",
+                ) from None
         return self
 
     def _build(self, name: str) -> MeterPoint:
@@ -129,16 +138,27 @@ class ModbusBusConfig(SourceConfigBase):
         serial = self.parsed_endpoint.serial_line
         for index, meter in enumerate(self.meters):
             if meter.id in ids:
-                raise custom_error("duplicate meter id", f"an id not used by meters[{ids[meter.id]}]", key=f"meters[{index}].id", got=f'"{meter.id}"')
+                raise custom_error(
+                    "duplicate meter id",
+                    f"an id not used by meters[{ids[meter.id]}]",
+                    key=f"meters[{index}].id",
+                    got=f'"{meter.id}"',
+                )
             if meter.unit in units:
                 raise custom_error(
                     "two meters with one unit id on one bus",
-                    f"a unit id not used by meters[{units[meter.unit]}] (set the meter's address on its display)",
+                    f"a unit id not used by meters[{units[meter.unit]}]"
+                    " (set the meter's address on its display)",
                     key=f"meters[{index}].unit",
                     got=str(meter.unit),
                 )
             if serial and meter.unit > 247:
-                raise custom_error("unit ids on RS-485 are 1-247", "a number 1-247", key=f"meters[{index}].unit", got=str(meter.unit))
+                raise custom_error(
+                    "unit ids on RS-485 are 1-247",
+                    "a number 1-247",
+                    key=f"meters[{index}].unit",
+                    got=str(meter.unit),
+                )
             ids[meter.id] = index
             units[meter.unit] = index
         return self

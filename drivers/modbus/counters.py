@@ -48,19 +48,27 @@ class CounterGuard:
             return Verdict(True)
         if value < last - _BACKWARDS_TOLERANCE:
             self._accept(value, ts_ms)
-            return Verdict(True, "counter_reset", {"previous": last, "value": value, "reason": "went_backwards"})
+            return Verdict(
+                True, "counter_reset", {"previous": last, "value": value, "reason": "went_backwards"}
+            )
         if self._plausible(last, self.last_ts_ms, value, ts_ms):
             self._accept(value, ts_ms)
             return Verdict(True)
         # Implausible against the baseline: does it agree with an earlier jump?
         candidate = self._candidate
-        if candidate is not None and candidate <= value and self._plausible(candidate, self._candidate_ts_ms, value, ts_ms):
+        if (
+            candidate is not None
+            and candidate <= value
+            and self._plausible(candidate, self._candidate_ts_ms, value, ts_ms)
+        ):
             self._agreeing += 1
             self._candidate, self._candidate_ts_ms = value, ts_ms
             if self._agreeing >= self.confirm_after:
                 previous = last
                 self._accept(value, ts_ms)
-                return Verdict(True, "counter_reset", {"previous": previous, "value": value, "reason": "rebased"})
+                return Verdict(
+                    True, "counter_reset", {"previous": previous, "value": value, "reason": "rebased"}
+                )
             return Verdict(False)
         first_jump = candidate is None
         self._candidate, self._candidate_ts_ms, self._agreeing = value, ts_ms, 0
@@ -70,7 +78,12 @@ class CounterGuard:
         return Verdict(
             False,
             "implausible_jump",
-            {"previous": last, "value": value, "seconds": round(hours * 3600, 3), "max_rate_per_h": self.max_rate_per_h},
+            {
+                "previous": last,
+                "value": value,
+                "seconds": round(hours * 3600, 3),
+                "max_rate_per_h": self.max_rate_per_h,
+            },
         )
 
     def _accept(self, value: float, ts_ms: int) -> None:

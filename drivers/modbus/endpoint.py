@@ -11,11 +11,13 @@ back may get a new `/dev/ttyUSB*` number, but its by-id link follows it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 Kind = Literal["rtu", "tcp", "rtu+tcp"]
-EXAMPLES = 'rtu:///dev/serial/by-id/...?baudrate=9600&parity=N&stopbits=1, tcp://host:502 or rtu+tcp://host:4001'
+EXAMPLES = (
+    "rtu:///dev/serial/by-id/...?baudrate=9600&parity=N&stopbits=1, tcp://host:502 or rtu+tcp://host:4001"
+)
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
@@ -78,7 +80,9 @@ def parse_endpoint(text: str) -> Endpoint:
     known = {"baudrate", "parity", "stopbits", "bytesize"} if kind != "tcp" else set()
     unknown = sorted(set(options) - known)
     if unknown:
-        raise EndpointError(f"unknown option {unknown[0]!r}" + (f" (known: {', '.join(sorted(known))})" if known else ""))
+        raise EndpointError(
+            f"unknown option {unknown[0]!r}" + (f" (known: {', '.join(sorted(known))})" if known else "")
+        )
     serial = _serial_options(options)
     if kind == "rtu":
         if parts.netloc or not parts.path.startswith("/"):
@@ -95,8 +99,8 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(kind, host=parts.hostname, port=port, **serial)  # type: ignore[arg-type]
 
 
-def _serial_options(options: dict[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _serial_options(options: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if "baudrate" in options:
         try:
             out["baudrate"] = int(options["baudrate"])

@@ -80,7 +80,11 @@ class MeterPoller:
         log.warning(
             "%s: unit %d refuses the merged read at %d+%d (illegal data address); reading its %d points "
             "separately from now on (set max_gap = 0 for this meter to skip the first attempt)",
-            self.id, self.unit, request.address, request.count, len(request.points),
+            self.id,
+            self.unit,
+            request.address,
+            request.count,
+            len(request.points),
         )
 
     # -- polling --------------------------------------------------------------------------------
@@ -88,7 +92,9 @@ class MeterPoller:
     def breaker_allows(self, now_mono: float) -> bool:
         return self.online is not False or now_mono >= self.next_probe_mono
 
-    async def poll(self, bus: Bus, group: PollGroup, now_ms: Callable[[], int], now_mono: float) -> list[Record]:
+    async def poll(
+        self, bus: Bus, group: PollGroup, now_ms: Callable[[], int], now_mono: float
+    ) -> list[Record]:
         """Read one group; returns readings and any health/counter events. Raises BusDown only."""
         self.polls += 1
         probing = self.online is False
@@ -100,8 +106,12 @@ class MeterPoller:
             request = requests[index]
             try:
                 data = await bus.read(
-                    self.unit, request.function, request.address, request.count,
-                    timeout_s=self.timeout_s, retries=retries,
+                    self.unit,
+                    request.function,
+                    request.address,
+                    request.count,
+                    timeout_s=self.timeout_s,
+                    retries=retries,
                 )
             except RequestFailed as exc:
                 if exc.reason == "exception" and exc.code == 2 and len(request.points) > 1:
@@ -129,8 +139,15 @@ class MeterPoller:
             log.warning("%s: offline (unit %d): %s", self.id, self.unit, exc)
             records.append(
                 Event(
-                    self.id, "device_offline", now_ms(),
-                    {"reason": exc.reason, "error": str(exc), "unit": self.unit, "failures": dict(self.errors)},
+                    self.id,
+                    "device_offline",
+                    now_ms(),
+                    {
+                        "reason": exc.reason,
+                        "error": str(exc),
+                        "unit": self.unit,
+                        "failures": dict(self.errors),
+                    },
                     "warning",
                 )
             )
@@ -141,7 +158,9 @@ class MeterPoller:
         if self.online is not True:
             if self.online is False:
                 log.info("%s: online again (unit %d)", self.id, self.unit)
-                records.append(Event(self.id, "device_online", ts_ms, {"unit": self.unit, "failures": dict(self.errors)}))
+                records.append(
+                    Event(self.id, "device_online", ts_ms, {"unit": self.unit, "failures": dict(self.errors)})
+                )
             self.online = True
         self.failures_in_row = 0
         self.breaker_s = 0.0
@@ -153,7 +172,11 @@ class MeterPoller:
                 verdict = guard.check(float(value), ts_ms)
                 if verdict.event:
                     log.warning("%s: %s on %s: %s", self.id, verdict.event, name, verdict.attrs)
-                    records.append(Event(self.id, verdict.event, ts_ms, {"point": name, **(verdict.attrs or {})}, "warning"))
+                    records.append(
+                        Event(
+                            self.id, verdict.event, ts_ms, {"point": name, **(verdict.attrs or {})}, "warning"
+                        )
+                    )
                 if not verdict.publish:
                     continue
                 records.append(Reading(self.id, name, value, ts_ms, counter=True))
@@ -173,5 +196,11 @@ class MeterPoller:
         self.breaker_s = 0.0
         self.next_probe_mono = 0.0  # probe as soon as the bus is back
         return [
-            Event(self.id, "device_offline", ts_ms, {"reason": "disconnected", "error": reason, "unit": self.unit, "failures": dict(self.errors)}, "warning")
+            Event(
+                self.id,
+                "device_offline",
+                ts_ms,
+                {"reason": "disconnected", "error": reason, "unit": self.unit, "failures": dict(self.errors)},
+                "warning",
+            )
         ]

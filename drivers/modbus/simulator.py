@@ -115,8 +115,12 @@ class SimulatedMeter:
             if not pts:
                 # pymodbus wants every block; a one-register stub that the meter maps nowhere
                 blocks[_FUNCTION_BLOCK[function]].append(
-                    SimData(0, count=16 if function < 3 else 1, values=False if function < 3 else 0,
-                            datatype=DataType.BITS if function < 3 else DataType.REGISTERS)
+                    SimData(
+                        0,
+                        count=16 if function < 3 else 1,
+                        values=False if function < 3 else 0,
+                        datatype=DataType.BITS if function < 3 else DataType.REGISTERS,
+                    )
                 )
                 continue
             lo = min(pt.spec.address for pt in pts)
@@ -130,7 +134,9 @@ class SimulatedMeter:
                 blocks[_FUNCTION_BLOCK[function]].append(
                     SimData(lo, count=hi - lo, values=0, datatype=DataType.REGISTERS)
                 )
-        return SimDevice(id=self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]), action=self._action)
+        return SimDevice(
+            id=self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]), action=self._action
+        )
 
     async def _action(
         self, function: int, start: int, address: int, count: int, registers: list[int], set_values: object
@@ -141,7 +147,11 @@ class SimulatedMeter:
         self._advance()
         for pt in self.points:
             spec = pt.spec
-            if spec.function != function or spec.address + spec.size <= address or spec.address >= address + count:
+            if (
+                spec.function != function
+                or spec.address + spec.size <= address
+                or spec.address >= address + count
+            ):
                 continue
             words = encode(spec, self.value_of(spec.name))
             for i, word in enumerate(words):
@@ -171,7 +181,13 @@ class MeterServer:
         0x0B, "gateway target device failed to respond".
         """
         devices = [m.device() for m in self.meters]
-        devices.append(SimDevice(id=0, simdata=[SimData(0, count=0xFFFF, values=0, datatype=DataType.REGISTERS)], action=_no_target))
+        devices.append(
+            SimDevice(
+                id=0,
+                simdata=[SimData(0, count=0xFFFF, values=0, datatype=DataType.REGISTERS)],
+                action=_no_target,
+            )
+        )
         self._server = ModbusTcpServer(devices, address=(host, port))
         await self._start()
         if port == 0:

@@ -106,7 +106,15 @@ class ModbusBusSource:
             except BusDown as exc:
                 if not self._down_reported:
                     log.warning("%s: bus unavailable, retrying with backoff: %s", self.config.id, exc)
-                    ctx.emit(Event(self.config.id, "bus_unavailable", ctx.clock.time_ms(), {"error": str(exc)}, "warning"))
+                    ctx.emit(
+                        Event(
+                            self.config.id,
+                            "bus_unavailable",
+                            ctx.clock.time_ms(),
+                            {"error": str(exc)},
+                            "warning",
+                        )
+                    )
                     self._down_reported = True
                     self._bus_down(ctx, str(exc))
                 ctx.progress()
@@ -114,6 +122,10 @@ class ModbusBusSource:
                 continue
             if self._down_reported:
                 log.info("%s: bus available again (%s)", self.config.id, self.endpoint)
-                ctx.emit(Event(self.config.id, "bus_available", ctx.clock.time_ms(), {"endpoint": str(self.endpoint)}))
+                ctx.emit(
+                    Event(
+                        self.config.id, "bus_available", ctx.clock.time_ms(), {"endpoint": str(self.endpoint)}
+                    )
+                )
                 self._down_reported = False
             return

@@ -91,7 +91,9 @@ def cmd_modbus(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_scan(args, endpoint) if args.modbus_command == "scan" else _read(args, endpoint))
     except BusDown as exc:
-        err_console.print(f"[red]{exc}[/] (is the adapter plugged in? is the daemon using this port?)", highlight=False)
+        err_console.print(
+            f"[red]{exc}[/] (is the adapter plugged in? is the daemon using this port?)", highlight=False
+        )
         return 1
 
 
@@ -119,20 +121,30 @@ async def _scan(args: argparse.Namespace, endpoint: Any) -> int:
     t = table(f"Units answering on {endpoint}", ["unit", "answer"])
     for row in found:
         t.add_row(str(row["unit"]), row["answer"])
-    console.print(t if found else "[yellow]no unit answered[/] (check wiring A/B, baud rate, parity, termination)")
+    console.print(
+        t if found else "[yellow]no unit answered[/] (check wiring A/B, baud rate, parity, termination)"
+    )
     return 0 if found else 1
 
 
 async def _read(args: argparse.Namespace, endpoint: Any) -> int:
     if args.profile:
         if args.profile not in available():
-            err_console.print(f"[red]unknown profile[/] {args.profile!r}: one of {', '.join(available())}", highlight=False)
+            err_console.print(
+                f"[red]unknown profile[/] {args.profile!r}: one of {', '.join(available())}", highlight=False
+            )
             return 2
         points = profile_points(args.profile)
     elif args.address is not None:
         from drivers.modbus.profiles import PointFields
 
-        fields = PointFields(function=args.function, address=args.address, type=args.type, word_order=args.word_order, scale=args.scale)
+        fields = PointFields(
+            function=args.function,
+            address=args.address,
+            type=args.type,
+            word_order=args.word_order,
+            scale=args.scale,
+        )
         points = [build_point(f"register_{args.address}", fields)]
     else:
         err_console.print("[red]give --profile NAME or --address A[/]")
@@ -143,18 +155,32 @@ async def _read(args: argparse.Namespace, endpoint: Any) -> int:
     for point in points:
         spec = point.spec
         try:
-            data = await bus.read(args.unit, spec.function, spec.address, spec.size, timeout_s=args.timeout_ms / 1000)
-            rows.append({"point": spec.name, "address": spec.address, "raw": list(data), "value": decode(spec, data)})
+            data = await bus.read(
+                args.unit, spec.function, spec.address, spec.size, timeout_s=args.timeout_ms / 1000
+            )
+            rows.append(
+                {"point": spec.name, "address": spec.address, "raw": list(data), "value": decode(spec, data)}
+            )
         except RequestFailed as exc:
-            rows.append({"point": spec.name, "address": spec.address, "raw": None, "value": None, "error": str(exc)})
+            rows.append(
+                {"point": spec.name, "address": spec.address, "raw": None, "value": None, "error": str(exc)}
+            )
     bus.close()
     if args.json:
         print_json({"unit": args.unit, "readings": rows})
     else:
         t = table(f"Unit {args.unit} on {endpoint}", ["point", "address", "raw registers", "value"])
         for r in rows:
-            raw = " ".join(f"{w:04X}" if isinstance(w, int) and not isinstance(w, bool) else str(w) for w in r["raw"] or [])
-            t.add_row(r["point"], f"0x{r['address']:04X}", raw or "-", str(r["value"]) if r.get("error") is None else f"[red]{r['error']}[/]")
+            raw = " ".join(
+                f"{w:04X}" if isinstance(w, int) and not isinstance(w, bool) else str(w)
+                for w in r["raw"] or []
+            )
+            t.add_row(
+                r["point"],
+                f"0x{r['address']:04X}",
+                raw or "-",
+                str(r["value"]) if r.get("error") is None else f"[red]{r['error']}[/]",
+            )
         console.print(t)
     return 0 if all("error" not in r for r in rows) else 1
 
@@ -162,16 +188,34 @@ async def _read(args: argparse.Namespace, endpoint: Any) -> int:
 def _profiles(args: argparse.Namespace) -> int:
     profiles = available()
     if args.name and args.name not in profiles:
-        err_console.print(f"[red]unknown profile[/] {args.name!r}: one of {', '.join(profiles)}", highlight=False)
+        err_console.print(
+            f"[red]unknown profile[/] {args.name!r}: one of {', '.join(profiles)}", highlight=False
+        )
         return 2
     if args.json:
-        print_json({n: {"title": p.title, "document": p.document, "points": list(p.points)} for n, p in profiles.items() if not args.name or n == args.name})
+        print_json(
+            {
+                n: {"title": p.title, "document": p.document, "points": list(p.points)}
+                for n, p in profiles.items()
+                if not args.name or n == args.name
+            }
+        )
         return 0
     if args.name:
-        t = table(f"{args.name}: {profiles[args.name].title}", ["point", "function", "address", "type", "scale", "counter"])
+        t = table(
+            f"{args.name}: {profiles[args.name].title}",
+            ["point", "function", "address", "type", "scale", "counter"],
+        )
         for pt in profile_points(args.name):
             s = pt.spec
-            t.add_row(s.name, str(s.function), f"0x{s.address:04X}", s.type, f"{s.scale:g}", "yes" if pt.counter else "")
+            t.add_row(
+                s.name,
+                str(s.function),
+                f"0x{s.address:04X}",
+                s.type,
+                f"{s.scale:g}",
+                "yes" if pt.counter else "",
+            )
         console.print(t)
         console.print(profiles[args.name].document, highlight=False)
         return 0
@@ -189,10 +233,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
         return 78
     for source in loaded.config.sources:
-        if isinstance(source, ModbusBusConfig) and (source.id == args.source_id or any(m.id == args.source_id for m in source.meters)):
+        if isinstance(source, ModbusBusConfig) and (
+            source.id == args.source_id or any(m.id == args.source_id for m in source.meters)
+        ):
             return asyncio.run(_probe(args, source))
     ids = [i for s in loaded.config.sources for _, i in s.device_ids()]
-    err_console.print(f"[red]no Modbus meter or bus {args.source_id!r} in the config[/] (known: {', '.join(ids)})", highlight=False)
+    err_console.print(
+        f"[red]no Modbus meter or bus {args.source_id!r} in the config[/] (known: {', '.join(ids)})",
+        highlight=False,
+    )
     return 2
 
 
@@ -209,9 +258,19 @@ async def _probe(args: argparse.Namespace, source: ModbusBusConfig) -> int:
                 took_ms = (time.monotonic() - started) * 1000
                 for r in records:
                     if isinstance(r, Reading):
-                        results.append({"cycle": cycle + 1, "meter": meter.id, "point": r.point, "value": r.value, "ms": round(took_ms, 1)})
+                        results.append(
+                            {
+                                "cycle": cycle + 1,
+                                "meter": meter.id,
+                                "point": r.point,
+                                "value": r.value,
+                                "ms": round(took_ms, 1),
+                            }
+                        )
                     elif isinstance(r, Event):
-                        results.append({"cycle": cycle + 1, "meter": meter.id, "event": r.kind, "attrs": dict(r.attrs)})
+                        results.append(
+                            {"cycle": cycle + 1, "meter": meter.id, "event": r.kind, "attrs": dict(r.attrs)}
+                        )
                 if meter.online is False or meter.failures_in_row:
                     results.append({"cycle": cycle + 1, "meter": meter.id, "error": meter.last_error})
         if cycle + 1 < args.cycles:
@@ -219,17 +278,34 @@ async def _probe(args: argparse.Namespace, source: ModbusBusConfig) -> int:
     bus.close()
     ok = all(m.failures_in_row == 0 for m in meters)
     if args.json:
-        print_json({"source": args.source_id, "ok": ok, "results": results, "requests_per_cycle": {m.id: m.request_count() for m in meters}})
+        print_json(
+            {
+                "source": args.source_id,
+                "ok": ok,
+                "results": results,
+                "requests_per_cycle": {m.id: m.request_count() for m in meters},
+            }
+        )
         return 0 if ok else 1
     t = table(f"probe {args.source_id} on {source.parsed_endpoint}", ["cycle", "meter", "point", "value"])
-    for r in results:
-        if "point" in r:
-            t.add_row(str(r["cycle"]), r["meter"], r["point"], str(r["value"]))
-        elif "event" in r:
-            t.add_row(str(r["cycle"]), r["meter"], f"[yellow]{r['event']}[/]", str(r["attrs"].get("error", "")))
+    row: dict[str, Any]
+    for row in results:
+        if "point" in row:
+            t.add_row(str(row["cycle"]), row["meter"], row["point"], str(row["value"]))
+        elif "event" in row:
+            t.add_row(
+                str(row["cycle"]),
+                row["meter"],
+                f"[yellow]{row['event']}[/]",
+                str(row["attrs"].get("error", "")),
+            )
         else:
-            t.add_row(str(r["cycle"]), r["meter"], "[red]error[/]", r["error"])
+            t.add_row(str(row["cycle"]), row["meter"], "[red]error[/]", row["error"])
     console.print(t)
     for m in meters:
-        console.print(f"{m.id}: unit {m.unit}, {m.request_count()} requests per cycle, errors {dict(m.errors) or 'none'}", highlight=False)
+        console.print(
+            f"{m.id}: unit {m.unit}, {m.request_count()} requests per cycle, "
+            f"errors {dict(m.errors) or 'none'}",
+            highlight=False,
+        )
     return 0 if ok else 1

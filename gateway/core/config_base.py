@@ -17,7 +17,9 @@ ID_EXPECTED = "1-64 characters of a-z, 0-9, '_' or '-', starting with a letter o
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-def custom_error(message: str, expected: str, *, key: str | None = None, got: str | None = None) -> PydanticCustomError:
+def custom_error(
+    message: str, expected: str, *, key: str | None = None, got: str | None = None
+) -> PydanticCustomError:
     """A validation error the config renderer shows as `path: message (got X); expected <expected>`.
 
     Raised from a field validator, the path is the field's. Raised from a model validator, `key`

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the expected messages are quoted whole, as an installer reads them
 """Modbus config mistakes name the key, the value and the fix; counters guard consumption figures."""
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ METER = '[[sources.meters]]\nid = "m1"\nunit = 1\nprofile = "eastron_sdm120"\n'
             'sources[0].endpoint: bad Modbus endpoint: baudrate 9601 is not one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200 (got "rtu:///dev/ttyUSB0?baudrate=9601"); expected rtu:///dev/serial/by-id/...?baudrate=9600&parity=N&stopbits=1, tcp://host:502 or rtu+tcp://host:4001',
         ),
         (
-            bus('[[sources.meters]]\nid = "m1"\nunit = 1\n[sources.meters.points.relay]\nfunction = 3\naddress = 0\ntype = "bool"\n'),
+            bus(
+                '[[sources.meters]]\nid = "m1"\nunit = 1\n[sources.meters.points.relay]\nfunction = 3\naddress = 0\ntype = "bool"\n'
+            ),
             "sources[0].meters[0].points.relay: type bool goes with functions 1 and 2 (coils, discrete inputs) only; expected function, address and type that fit together",
         ),
         (
@@ -56,11 +59,23 @@ METER = '[[sources.meters]]\nid = "m1"\nunit = 1\nprofile = "eastron_sdm120"\n'
             'sources[1].id: duplicate source id (got "m1"); expected an id not already used by sources[0].meters[0].id',
         ),
         (
-            bus('[[sources.meters]]\nid = "m1"\nunit = 250\nprofile = "eastron_sdm120"\n', endpoint="rtu:///dev/ttyUSB0"),
+            bus(
+                '[[sources.meters]]\nid = "m1"\nunit = 250\nprofile = "eastron_sdm120"\n',
+                endpoint="rtu:///dev/ttyUSB0",
+            ),
             "sources[0].meters[0].unit: unit ids on RS-485 are 1-247 (got 250); expected a number 1-247",
         ),
     ],
-    ids=["unknown profile", "unknown point", "duplicate unit", "endpoint slashes", "baudrate", "bool on registers", "meter id clash", "unit range"],
+    ids=[
+        "unknown profile",
+        "unknown point",
+        "duplicate unit",
+        "endpoint slashes",
+        "baudrate",
+        "bool on registers",
+        "meter id clash",
+        "unit range",
+    ],
 )
 def test_bad_modbus_config_names_key_value_and_fix(toml: str, expected: str) -> None:
     assert expected in problems(toml)
@@ -73,7 +88,7 @@ def test_point_override_and_custom_point() -> None:
             + bus(
                 METER
                 + 'read = ["power_w", "tariff"]\n'
-                + "[sources.meters.points.power_w]\nword_order = \"little\"\ninterval_s = 2\n"
+                + '[sources.meters.points.power_w]\nword_order = "little"\ninterval_s = 2\n'
                 + '[sources.meters.points.tariff]\nfunction = 3\naddress = 0x0F00\ntype = "uint16"\n'
             )
         ).encode(),

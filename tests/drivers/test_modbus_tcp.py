@@ -22,15 +22,36 @@ from gateway.core import Reading, Record, SourceContext, SystemClock
 # exchange: 230.2 V, 1.260 A, -196.3 W, PF 0.91, 50.0 Hz, 478.492 kWh imported, 6.216 kWh exported.
 KNOWN: dict[str, dict[str, float]] = {
     "chint_ddsu666": {
-        "voltage_v": 230.2, "current_a": 1.26, "power_w": -196.3, "power_factor": 0.91,
-        "frequency_hz": 50.0, "energy_import_kwh": 478.492, "energy_export_kwh": 6.216,
+        "voltage_v": 230.2,
+        "current_a": 1.26,
+        "power_w": -196.3,
+        "power_factor": 0.91,
+        "frequency_hz": 50.0,
+        "energy_import_kwh": 478.492,
+        "energy_export_kwh": 6.216,
     },
     "chint_dtsu666": {
-        "voltage_l1_v": 230.1, "current_l1_a": 1.26, "power_w": 2196.3, "power_factor": 0.987,
-        "frequency_hz": 49.99, "energy_import_kwh": 12345.67, "energy_export_kwh": 3.5,
+        "voltage_l1_v": 230.1,
+        "current_l1_a": 1.26,
+        "power_w": 2196.3,
+        "power_factor": 0.987,
+        "frequency_hz": 49.99,
+        "energy_import_kwh": 12345.67,
+        "energy_export_kwh": 3.5,
     },
-    "eastron_sdm120": {"voltage_v": 229.8, "current_a": 4.52, "power_w": 1020.5, "frequency_hz": 50.01, "energy_import_kwh": 4321.5},
-    "eastron_sdm630": {"voltage_l3_v": 231.7, "power_w": 7350.0, "energy_import_kwh": 88123.25, "current_neutral_a": 0.4},
+    "eastron_sdm120": {
+        "voltage_v": 229.8,
+        "current_a": 4.52,
+        "power_w": 1020.5,
+        "frequency_hz": 50.01,
+        "energy_import_kwh": 4321.5,
+    },
+    "eastron_sdm630": {
+        "voltage_l3_v": 231.7,
+        "power_w": 7350.0,
+        "energy_import_kwh": 88123.25,
+        "current_neutral_a": 0.4,
+    },
     "generic_water": {"volume_m3": 123.456, "flow_m3h": 0.75},
 }
 
@@ -45,12 +66,20 @@ def test_every_profile_is_covered_and_cites_its_document() -> None:
         assert profile.points
 
 
-def read_all(meters: list[SimulatedMeter], config: dict[str, Any]) -> tuple[list[Record], ModbusBusSource, int]:
+def read_all(
+    meters: list[SimulatedMeter], config: dict[str, Any]
+) -> tuple[list[Record], ModbusBusSource, int]:
     async def main() -> tuple[list[Record], ModbusBusSource, int]:
         server = MeterServer(meters)
         port = await server.start_tcp()
         cfg = ModbusBusConfig.model_validate(
-            {"type": "modbus", "id": "gw-tcp", "endpoint": f"tcp://127.0.0.1:{port}", "interval_s": 60, **config}
+            {
+                "type": "modbus",
+                "id": "gw-tcp",
+                "endpoint": f"tcp://127.0.0.1:{port}",
+                "interval_s": 60,
+                **config,
+            }
         )
         source = ModbusBusSource(cfg)
         out: list[Record] = []
@@ -72,7 +101,11 @@ def test_each_profile_decodes_known_readings_over_tcp() -> None:
         for name, value in values.items():
             meter.pin(name, value)
         meters.append(meter)
-    config = {"meters": [{"id": f"m-{m.profile.replace('_', '-')}", "unit": m.unit, "profile": m.profile} for m in meters]}
+    config = {
+        "meters": [
+            {"id": f"m-{m.profile.replace('_', '-')}", "unit": m.unit, "profile": m.profile} for m in meters
+        ]
+    }
     out, source, _ = read_all(meters, config)
     got = {(r.source_id, r.point): r.value for r in out if isinstance(r, Reading)}
     assert not [r for r in out if not isinstance(r, Reading)], [r for r in out if not isinstance(r, Reading)]
@@ -108,8 +141,24 @@ def test_mbpoll_reads_the_same_values_as_the_gateway() -> None:
         port = await server.start_tcp()
         # mbpoll numbers registers from 1: 0x2006 is reference 8199; -t 4:float reads float32 ABCD.
         proc = await asyncio.create_subprocess_exec(
-            "mbpoll", "-m", "tcp", "-p", str(port), "-a", "3", "-t", "4:float", "-B", "-r", "8199", "-c", "1", "-1",
-            "127.0.0.1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            "mbpoll",
+            "-m",
+            "tcp",
+            "-p",
+            str(port),
+            "-a",
+            "3",
+            "-t",
+            "4:float",
+            "-B",
+            "-r",
+            "8199",
+            "-c",
+            "1",
+            "-1",
+            "127.0.0.1",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         stdout, _ = await proc.communicate()
         await server.stop()
@@ -127,7 +176,12 @@ def test_mbpoll_reads_the_same_values_as_the_gateway() -> None:
 def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
     """Some meters answer 'illegal data address' for holes in a merged read: read those points alone."""
     cfg = ModbusBusConfig.model_validate(
-        {"type": "modbus", "id": "b", "endpoint": "tcp://127.0.0.1:1", "meters": [{"id": "m", "unit": 1, "profile": "eastron_sdm120"}]}
+        {
+            "type": "modbus",
+            "id": "b",
+            "endpoint": "tcp://127.0.0.1:1",
+            "meters": [{"id": "m", "unit": 1, "profile": "eastron_sdm120"}],
+        }
     )
     poller = MeterPoller(cfg.meters[0], cfg)
     group = poller.groups[0]
@@ -140,7 +194,12 @@ def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
 def test_splitting_contiguous_points_gives_one_request_each() -> None:
     """Regression: re-planning contiguous points with gap 0 merged them again and looped forever."""
     cfg = ModbusBusConfig.model_validate(
-        {"type": "modbus", "id": "b", "endpoint": "tcp://127.0.0.1:1", "meters": [{"id": "w", "unit": 4, "profile": "generic_water"}]}
+        {
+            "type": "modbus",
+            "id": "b",
+            "endpoint": "tcp://127.0.0.1:1",
+            "meters": [{"id": "w", "unit": 4, "profile": "generic_water"}],
+        }
     )
     poller = MeterPoller(cfg.meters[0], cfg)
     group = poller.groups[0]
