@@ -99,7 +99,10 @@ class ModbusBusSource:
 
     async def _open(self, ctx: SourceContext) -> None:
         """Open the bus, retrying with backoff for as long as it takes; report progress meanwhile."""
-        backoff = Backoff(initial_s=1.0, max_s=30.0)
+        # A serial port is a local open(): retry it every second so a replugged adapter is back at
+        # once. A TCP gateway is a shared server: back off with jitter, up to 30 s.
+        serial = self.endpoint.kind == "rtu"
+        backoff = Backoff(initial_s=1.0, max_s=1.0 if serial else 30.0)
         while True:
             try:
                 await self.bus.open()
@@ -118,7 +121,7 @@ class ModbusBusSource:
                     self._down_reported = True
                     self._bus_down(ctx, str(exc))
                 ctx.progress()
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(1.0 if serial else backoff.next_delay())
                 continue
             if self._down_reported:
                 log.info("%s: bus available again (%s)", self.config.id, self.endpoint)
