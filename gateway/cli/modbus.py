@@ -17,11 +17,11 @@ from drivers.modbus.bus import Bus, BusDown, RequestFailed
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.endpoint import EndpointError, parse_endpoint
 from drivers.modbus.meter import MeterPoller
-from drivers.modbus.profiles import available, build_point, profile_points
+from drivers.modbus.profiles import PointFields, available, build_point, profile_points
 from drivers.modbus.registers import decode
+from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, print_json, table
-from gateway.config import load_config
-from gateway.core import ConfigError, Event, Reading
+from gateway.core import Event, Reading
 
 
 def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
@@ -136,8 +136,6 @@ async def _read(args: argparse.Namespace, endpoint: Any) -> int:
             return 2
         points = profile_points(args.profile)
     elif args.address is not None:
-        from drivers.modbus.profiles import PointFields
-
         fields = PointFields(
             function=args.function,
             address=args.address,
@@ -227,10 +225,8 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.config, check_files=False)
-    except ConfigError as exc:
-        err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
+    loaded = read_config(args.config)
+    if loaded is None:
         return 78
     for source in loaded.config.sources:
         if isinstance(source, ModbusBusConfig) and (

@@ -9,17 +9,15 @@ from typing import Any
 
 import sqlite_utils
 
+from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, human_bytes, print_json, table
-from gateway.config import load_config
-from gateway.core import ConfigError, Klass
+from gateway.core import Klass
 from gateway.outbox.store import TABLES
 
 
 def _open(args: argparse.Namespace) -> sqlite3.Connection | None:
-    try:
-        loaded = load_config(args.config, check_files=False)
-    except ConfigError as exc:
-        err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
+    loaded = read_config(args.config)
+    if loaded is None:
         return None
     path = loaded.outbox_path
     if not path.exists():

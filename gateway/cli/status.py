@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.cli.output import ago, console, err_console, human_bytes, print_json, table
-from gateway.config import load_config
-from gateway.core import ConfigError
+from gateway.cli.config_file import read_config
+from gateway.cli.output import ago, console, human_bytes, print_json, table
 from gateway.status import read_status
 
 _STYLE = {
@@ -23,10 +22,8 @@ _STYLE = {
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.config, check_files=False)
-    except ConfigError as exc:
-        err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
+    loaded = read_config(args.config)
+    if loaded is None:
         return 1
     status, age = read_status(loaded.status_path)
     stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
