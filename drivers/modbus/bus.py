@@ -66,7 +66,6 @@ class BusStats:
     attempts: int = 0
     attempt_failures: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
-    busy_s: float = 0.0  # time the line was in use by our exchanges
 
 
 class _PriorityGate:
@@ -263,7 +262,6 @@ class Bus:
         }[function]
         self.stats.attempts += 1
         self._rx_bytes = 0
-        started = time.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
                 response = await call(device_id=unit, **kwargs)
@@ -286,8 +284,6 @@ class Bus:
             raise RequestFailed("bad_frame", f"unit {unit}: {exc}") from None
         except (ConnectionException, OSError) as exc:
             raise BusDown(str(exc) or type(exc).__name__) from None
-        finally:
-            self.stats.busy_s += time.monotonic() - started
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, f"exception code {code}")

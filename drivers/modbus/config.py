@@ -57,10 +57,14 @@ class MeterConfig(StrictModel):
             raise custom_error("unknown meter profile", _did_you_mean(value, sorted(available())))
         return value
 
+    def _point_names(self) -> list[str]:
+        """Every point this meter knows: the profile's, then the ones the config adds."""
+        known = list(available()[self.profile].points) if self.profile else []
+        return known + [n for n in self.points if n not in known]
+
     @model_validator(mode="after")
     def _points_resolve(self) -> MeterConfig:
-        known = list(available()[self.profile].points) if self.profile else []
-        names = known + [n for n in self.points if n not in known]
+        names = self._point_names()
         for name in self.read or []:
             if name not in names:
                 raise custom_error(
@@ -97,8 +101,7 @@ class MeterConfig(StrictModel):
 
     def resolved_points(self) -> list[MeterPoint]:
         """The points this meter polls, overrides applied."""
-        known = list(available()[self.profile].points) if self.profile else []
-        names = self.read if self.read is not None else known + [n for n in self.points if n not in known]
+        names = self.read if self.read is not None else self._point_names()
         return [self._build(n) for n in names]
 
 

@@ -32,7 +32,6 @@ log = logging.getLogger("lintel.modbus")
 @dataclass
 class PollGroup:
     interval_s: float
-    points: list[MeterPoint]
     requests: list[ReadRequest]
 
 
@@ -54,15 +53,15 @@ class MeterPoller:
         for point in meter.resolved_points():
             by_interval.setdefault(point.interval_s or interval, []).append(point)
         self.groups = [
-            PollGroup(iv, pts, plan_reads([p.spec for p in pts], self.max_gap))
+            PollGroup(iv, plan_reads([p.spec for p in pts], self.max_gap))
             for iv, pts in sorted(by_interval.items())
         ]
-        self._points = {p.name: p for pts in by_interval.values() for p in pts}
-        self.guards = {p.name: CounterGuard(p.max_rate_per_h) for p in self._points.values() if p.counter}
+        self.guards = {
+            p.name: CounterGuard(p.max_rate_per_h) for pts in by_interval.values() for p in pts if p.counter
+        }
         self.online: bool | None = None  # None until the first poll
         self.failures_in_row = 0
         self.errors: collections.Counter[str] = collections.Counter()
-        self.polls = 0
         self.breaker_s = 0.0  # current probe spacing while offline
         self.next_probe_mono = 0.0
         self.last_error = ""
@@ -72,8 +71,10 @@ class MeterPoller:
     def request_count(self) -> int:
         return sum(len(g.requests) for g in self.groups)
 
-    def _split(self, group: PollGroup, request: ReadRequest) -> None:
-        """A merged read hit a hole the meter refuses: read those points one by one from now on."""
+    def _split(self, group: PollGroup, request: ReadRequest) -> list[ReadRequest]:
+        """A merged read hit a hole the meter refuses: read those points one by one from now on.
+
+        Returns the single-point requests that replace it in the group."""
         single = _one_per_point(request)
         at = group.requests.index(request)
         group.requests[at : at + 1] = single
@@ -86,6 +87,7 @@ class MeterPoller:
             request.count,
             len(request.points),
         )
+        return single
 
     # -- polling --------------------------------------------------------------------------------
 
@@ -96,7 +98,6 @@ class MeterPoller:
         self, bus: Bus, group: PollGroup, now_ms: Callable[[], int], now_mono: float
     ) -> list[Record]:
         """Read one group; returns readings and any health/counter events. Raises BusDown only."""
-        self.polls += 1
         probing = self.online is False
         retries = 0 if probing or self.failures_in_row else self.retries
         values: dict[str, object] = {}
@@ -115,8 +116,7 @@ class MeterPoller:
                 )
             except RequestFailed as exc:
                 if exc.reason == "exception" and exc.code == 2 and len(request.points) > 1:
-                    self._split(group, request)
-                    requests[index : index + 1] = _one_per_point(request)
+                    requests[index : index + 1] = self._split(group, request)
                     continue
                 self.errors[exc.reason] += 1
                 return self._failed(exc, now_ms, now_mono)
@@ -137,21 +137,12 @@ class MeterPoller:
             self.breaker_s = min(max(g.interval_s for g in self.groups), self.breaker_max_s)
             self.next_probe_mono = now_mono + self.breaker_s
             log.warning("%s: offline (unit %d): %s", self.id, self.unit, exc)
-            records.append(
-                Event(
-                    self.id,
-                    "device_offline",
-                    now_ms(),
-                    {
-                        "reason": exc.reason,
-                        "error": str(exc),
-                        "unit": self.unit,
-                        "failures": dict(self.errors),
-                    },
-                    "warning",
-                )
-            )
+            records.append(self._offline_event(exc.reason, str(exc), now_ms()))
         return records
+
+    def _offline_event(self, reason: str, error: str, ts_ms: int) -> Event:
+        attrs = {"reason": reason, "error": error, "unit": self.unit, "failures": dict(self.errors)}
+        return Event(self.id, "device_offline", ts_ms, attrs, "warning")
 
     def _succeeded(self, values: dict[str, object], ts_ms: int) -> list[Record]:
         records: list[Record] = []
@@ -195,12 +186,4 @@ class MeterPoller:
         self.failures_in_row = max(self.failures_in_row, 1)
         self.breaker_s = 0.0
         self.next_probe_mono = 0.0  # probe as soon as the bus is back
-        return [
-            Event(
-                self.id,
-                "device_offline",
-                ts_ms,
-                {"reason": "disconnected", "error": reason, "unit": self.unit, "failures": dict(self.errors)},
-                "warning",
-            )
-        ]
+        return [self._offline_event("disconnected", reason, ts_ms)]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError
 
@@ -76,9 +76,6 @@ class Profile:
     type: DataType
     points: dict[str, PointFields]
 
-    def point_names(self) -> list[str]:
-        return list(self.points)
-
 
 _SPEC_KEYS = ("function", "address", "type", "word_order", "byte_order", "scale", "offset", "bit", "length")
 
@@ -98,10 +95,6 @@ def build_point(name: str, *layers: PointFields, defaults: dict[str, Any] | None
         max_rate_per_h=merged.get("max_rate_per_h"),
         interval_s=merged.get("interval_s"),
     )
-
-
-def with_function(point: MeterPoint, function: Literal[1, 2, 3, 4]) -> MeterPoint:
-    return replace(point, spec=replace(point.spec, function=function))
 
 
 @functools.cache

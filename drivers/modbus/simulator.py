@@ -45,6 +45,7 @@ class SimulatedMeter:
         self.unit = unit
         self.profile = profile
         self.points = points if points is not None else profile_points(profile)
+        self._three_phase = any(pt.name.endswith("_l3_v") for pt in self.points)
         self._rng = random.Random(seed)
         self._clock = clock
         self._base_w = base_load_w
@@ -54,13 +55,9 @@ class SimulatedMeter:
         self._flow_m3h = 0.0
         self._power_w = base_load_w
         self.pinned: dict[str, float | int | bool | str] = {}
-        self.reads = 0
 
     def pin(self, name: str, value: float | int | bool | str) -> None:
         self.pinned[name] = value
-
-    def unpin(self, name: str) -> None:
-        self.pinned.pop(name, None)
 
     def _advance(self) -> None:
         now = self._clock()
@@ -78,8 +75,7 @@ class SimulatedMeter:
         if name in self.pinned:
             return self.pinned[name]
         p = self._power_w
-        three_phase = any(pt.name.endswith("_l3_v") for pt in self.points)
-        phase_p = p / 3 if three_phase else p
+        phase_p = p / 3 if self._three_phase else p
         if name.startswith("voltage_"):
             return 400.0 if name.count("_l") == 2 else 230.0 + math.sin(self._last_t / 60) * 1.5
         if name.startswith("current_"):
@@ -143,7 +139,6 @@ class SimulatedMeter:
     ) -> None:
         if set_values is not None or function not in (3, 4):
             return None
-        self.reads += 1
         self._advance()
         for pt in self.points:
             spec = pt.spec

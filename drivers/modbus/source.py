@@ -18,12 +18,11 @@ import asyncio
 import heapq
 import itertools
 import logging
-import math
 
 from drivers.modbus.bus import Bus, BusDown
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.meter import MeterPoller, PollGroup
-from gateway.core import Backoff, Event, SourceContext
+from gateway.core import Backoff, Event, SourceContext, next_deadline
 
 log = logging.getLogger("lintel.modbus")
 
@@ -42,7 +41,6 @@ class ModbusBusSource:
         self.meters = [MeterPoller(m, config) for m in config.meters if m.enabled]
         self.bus = Bus(self.endpoint, turnaround_s=config.turnaround_ms / 1000)
         self.missed_polls = 0
-        self.cycles = 0
         self._down_reported = False
 
     async def run(self, ctx: SourceContext) -> None:
@@ -82,12 +80,8 @@ class ModbusBusSource:
                 for record in records:
                     ctx.emit(record)
             ctx.progress()
-            due += group.interval_s
-            now = clock.monotonic()
-            if due <= now:
-                skipped = math.floor((now - due) / group.interval_s) + 1
-                self.missed_polls += skipped
-                due += skipped * group.interval_s
+            due, skipped = next_deadline(due, group.interval_s, clock.monotonic())
+            self.missed_polls += skipped
             heapq.heappush(jobs, (due, next(order), meter, group))
 
     def _bus_down(self, ctx: SourceContext, reason: str) -> None:
@@ -102,7 +96,7 @@ class ModbusBusSource:
         # A serial port is a local open(): retry it every second so a replugged adapter is back at
         # once. A TCP gateway is a shared server: back off with jitter, up to 30 s.
         serial = self.endpoint.kind == "rtu"
-        backoff = Backoff(initial_s=1.0, max_s=1.0 if serial else 30.0)
+        backoff = Backoff(initial_s=1.0, max_s=30.0)
         while True:
             try:
                 await self.bus.open()

@@ -8,7 +8,7 @@ from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, ManualClock, SystemClock
 from gateway.core.errors import ConfigError, ConfigProblem, LintelError, SourceUnavailable
 from gateway.core.records import Event, Klass, Reading, Record, Severity
-from gateway.core.source import PollingSource, Source, SourceContext
+from gateway.core.source import PollingSource, Source, SourceContext, next_deadline
 
 __all__ = [
     "Backoff",
@@ -27,4 +27,5 @@ __all__ = [
     "SourceContext",
     "SourceUnavailable",
     "SystemClock",
+    "next_deadline",
 ]

@@ -18,6 +18,19 @@ from gateway.core.clock import Clock
 from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
 
 
+def next_deadline(deadline: float, interval_s: float, now: float) -> tuple[float, int]:
+    """The next slot on the fixed grid `deadline + k·interval_s` after a run ending at `now`.
+
+    Returns (next deadline, slots skipped): slots that passed while the run was still going are
+    skipped, not run back to back, so a slow run never drifts the schedule nor causes a burst.
+    """
+    deadline += interval_s
+    if deadline > now:
+        return deadline, 0
+    skipped = math.floor((now - deadline) / interval_s) + 1
+    return deadline + skipped * interval_s, skipped
+
+
 class SourceContext:
     """What a running source may touch: its id, the clock, a logger and a non-blocking emit.
 
@@ -96,12 +109,9 @@ class PollingSource(ABC):
                 for record in await self.poll(ctx):
                     ctx.emit(record)
                 ctx.progress()
-                deadline += self.interval_s
                 now = ctx.clock.monotonic()
-                if deadline <= now:
-                    skipped = math.floor((now - deadline) / self.interval_s) + 1
-                    self.missed_polls += skipped
-                    deadline += skipped * self.interval_s
+                deadline, skipped = next_deadline(deadline, self.interval_s, now)
+                self.missed_polls += skipped
                 await asyncio.sleep(deadline - now)
         finally:
             await self.close()

@@ -173,17 +173,22 @@ def test_mbpoll_reads_the_same_values_as_the_gateway() -> None:
     assert encode(spec, 230.1) == DTSU_UA_WIRE
 
 
-def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
-    """Some meters answer 'illegal data address' for holes in a merged read: read those points alone."""
+def poller_for(profile: str) -> MeterPoller:
+    """A poller for one meter of `profile`, planned but never connected."""
     cfg = ModbusBusConfig.model_validate(
         {
             "type": "modbus",
             "id": "b",
             "endpoint": "tcp://127.0.0.1:1",
-            "meters": [{"id": "m", "unit": 1, "profile": "eastron_sdm120"}],
+            "meters": [{"id": "m", "unit": 1, "profile": profile}],
         }
     )
-    poller = MeterPoller(cfg.meters[0], cfg)
+    return MeterPoller(cfg.meters[0], cfg)
+
+
+def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
+    """Some meters answer 'illegal data address' for holes in a merged read: read those points alone."""
+    poller = poller_for("eastron_sdm120")
     group = poller.groups[0]
     before = list(group.requests)
     poller._split(group, before[0])
@@ -193,15 +198,7 @@ def test_poller_splits_a_merged_read_the_meter_refuses() -> None:
 
 def test_splitting_contiguous_points_gives_one_request_each() -> None:
     """Regression: re-planning contiguous points with gap 0 merged them again and looped forever."""
-    cfg = ModbusBusConfig.model_validate(
-        {
-            "type": "modbus",
-            "id": "b",
-            "endpoint": "tcp://127.0.0.1:1",
-            "meters": [{"id": "w", "unit": 4, "profile": "generic_water"}],
-        }
-    )
-    poller = MeterPoller(cfg.meters[0], cfg)
+    poller = poller_for("generic_water")
     group = poller.groups[0]
     assert len(group.requests) == 1 and len(group.requests[0].points) == 2  # 0x0000-0x0002 contiguous
     poller._split(group, group.requests[0])
