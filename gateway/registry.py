@@ -38,6 +38,12 @@ DRIVERS: dict[str, DriverSpec] = {
             "drivers.modbus.source:ModbusBusSource",
             "a Modbus bus (RS-485 serial port, Modbus TCP gateway) and the meters on it",
         ),
+        DriverSpec(
+            "ble",
+            "drivers.ble.config:BleConfig",
+            "drivers.ble.source:BleSource",
+            "a Bluetooth adapter and the BLE door/window sensors it listens to",
+        ),
     ]
 }
 

@@ -117,6 +117,8 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
                 problems.append(
                     ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected)
                 )
+    for index, source in enumerate(loaded.config.sources):
+        problems.extend(source.file_problems(f"sources[{index}]"))
     state_dir = loaded.state_dir
     existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):

@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from gateway.core.errors import ConfigProblem
+
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ID_EXPECTED = "1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
 
@@ -49,3 +51,11 @@ class SourceConfigBase(StrictModel):
         Modbus bus and its meters) lists them all here.
         """
         return [("id", self.id)]
+
+    def file_problems(self, prefix: str) -> list[ConfigProblem]:
+        """Problems with files this source names (keys, certificates), found by reading them.
+
+        Called by the loader after validation, since validators never touch files. `prefix` is the
+        source's path in the config (`sources[2]`).
+        """
+        return []

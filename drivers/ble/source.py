@@ -1,0 +1,187 @@
+"""The `ble` source: one adapter, the configured sensors, a watchdog over the scanner.
+
+The radio's callback only enqueues (`put_nowait`; a full queue drops and counts): decoding, the
+trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
+connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+from drivers.ble.adverts import Advert, mac_bytes
+from drivers.ble.config import BleConfig
+from drivers.ble.decode import decode_advert
+from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
+from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
+from drivers.ble.tracker import SensorTracker
+from drivers.ble.watchdog import ScannerWatchdog, Step
+from gateway.core import Event, Record, SourceContext, SourceUnavailable
+
+log = logging.getLogger("lintel.ble")
+
+TICK_S = 1.0
+
+
+class _Sensor:
+    __slots__ = ("key", "mac", "tracker")
+
+    def __init__(self, tracker: SensorTracker, mac: bytes, key: bytes | None) -> None:
+        self.tracker = tracker
+        self.mac = mac
+        self.key = key
+
+
+class BleSource:
+    def __init__(self, config: BleConfig, scanner: AdvertScanner | None = None) -> None:
+        self.config = config
+        self.scanner = scanner or self._default_scanner(config)
+        self.watchdog = ScannerWatchdog(config.watchdog_silence_s, config.max_adapter_resets)
+        self.counts: Counter[str] = Counter()
+        self.sensors: dict[str, _Sensor] = {}
+        self._queue: asyncio.Queue[Advert] | None = None
+        self._drop_logged_at = 0.0
+        self.watchdog_seen = 0.0  # monotonic time of the last advert from anyone
+
+    @staticmethod
+    def _default_scanner(config: BleConfig) -> AdvertScanner:
+        if config.backend == "simulated":
+            return SimulatedRadio(
+                [
+                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id)
+                    for s in config.sensors
+                    if s.enabled
+                ]
+            )
+        return BleakAdvertScanner(config.adapter, config.scanning)
+
+    def _load_sensors(self, now: float) -> None:
+        self.sensors.clear()
+        for sensor in self.config.sensors:
+            if not sensor.enabled:
+                continue
+            try:
+                key = sensor.key()
+            except (OSError, ValueError) as exc:
+                raise SourceUnavailable(f"{sensor.id}: cannot read bindkey_file {sensor.bindkey_file}: {exc}") from exc
+            tracker = SensorTracker(
+                sensor.id,
+                sensor.address,
+                sensor.offline_after_s or self.config.offline_after_s,
+                self.config.telemetry_interval_s,
+                started=now,
+            )
+            self.sensors[sensor.address] = _Sensor(tracker, mac_bytes(sensor.address), key)
+
+    # -- the radio side: never blocks -------------------------------------------------------------
+
+    def on_advert(self, advert: Advert) -> None:
+        """Scanner callback (event loop). Enqueue configured sensors' adverts; count the rest."""
+        self.counts["adverts"] += 1
+        self.watchdog_seen = advert.ts
+        if advert.address not in self.sensors or self._queue is None:
+            self.counts["ignored"] += 1
+            return
+        try:
+            self._queue.put_nowait(advert)
+        except asyncio.QueueFull:
+            self.counts["dropped"] += 1
+            if advert.ts - self._drop_logged_at > 60:
+                self._drop_logged_at = advert.ts
+                log.warning("%s: advert queue full, dropped %d so far", self.config.id, self.counts["dropped"])
+
+    # -- the decoding side ------------------------------------------------------------------------
+
+    def handle(self, advert: Advert, ts_ms: int) -> list[Record]:
+        """Records for one advert of a configured sensor (decode + tracker). Pure of I/O."""
+        sensor = self.sensors.get(advert.address)
+        if sensor is None:
+            return []
+        result = decode_advert(advert, sensor.mac, sensor.key)
+        if result is None:
+            self.counts["unknown_format"] += 1
+            return []
+        return sensor.tracker.on_advert(advert, result, ts_ms)
+
+    async def run(self, ctx: SourceContext) -> None:
+        self._load_sensors(time.monotonic())
+        self._queue = asyncio.Queue(self.config.queue_size)
+        self.watchdog_seen = 0.0
+        consumer = asyncio.create_task(self._consume(ctx, self._queue))
+        try:
+            await self._scan_forever(ctx)
+        finally:
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            await self.scanner.stop()
+            self._queue = None
+
+    async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
+        while True:
+            advert = await queue.get()
+            for record in self.handle(advert, ctx.clock.time_ms()):
+                ctx.emit(record)
+
+    async def _scan_forever(self, ctx: SourceContext) -> None:
+        watchdog = self.watchdog
+        while True:
+            try:
+                await self.scanner.start(self.on_advert)
+            except ScannerError as exc:
+                await self._do(ctx, watchdog.start_failed(str(exc)))
+                continue
+            log.info("%s: scanning on %s (%s)", self.config.id, self.config.adapter, self.scanner.mode)
+            now = time.monotonic()
+            watchdog.started(now)
+            seen = self.watchdog_seen = 0.0
+            while True:
+                await asyncio.sleep(TICK_S)
+                now = time.monotonic()
+                if self.watchdog_seen != seen:
+                    seen = self.watchdog_seen
+                    if watchdog.advert(now):
+                        log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
+                        ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))
+                self._check_presence(ctx, now)
+                ctx.progress()
+                step = watchdog.check(now)
+                if step is not None:
+                    await self.scanner.stop()
+                    await self._do(ctx, step)
+                    break
+
+    async def _do(self, ctx: SourceContext, step: Step) -> None:
+        """Carry out a watchdog step; keeps reporting progress and presence while it waits."""
+        log.warning("%s: scanner %s: %s", self.config.id, step.kind, step.reason)
+        if step.alarm:
+            ctx.emit(
+                Event(
+                    self.config.id,
+                    "ble_adapter_failed",
+                    ctx.clock.time_ms(),
+                    {"adapter": self.config.adapter, "error": step.reason, "resets": self.watchdog.resets},
+                    "alarm",
+                )
+            )
+        if step.kind == "reset":
+            try:
+                await self.scanner.reset_adapter()
+            except ScannerError as exc:
+                log.warning("%s: adapter reset failed: %s", self.config.id, exc)
+        deadline = time.monotonic() + step.delay_s
+        while True:
+            ctx.progress()
+            self._check_presence(ctx, time.monotonic())
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(TICK_S, left))
+
+    def _check_presence(self, ctx: SourceContext, now: float) -> None:
+        ts_ms = ctx.clock.time_ms()
+        for sensor in self.sensors.values():
+            for record in sensor.tracker.check_presence(now, ts_ms):
+                ctx.emit(record)
