@@ -29,6 +29,10 @@ if [[ $want_test == 1 ]]; then
     need_cmd systemd-analyze systemd
     need_cmd socat socat    # RS-485 line for the Modbus RTU tests (pty pairs)
     need_cmd mbpoll mbpoll  # independent Modbus master to cross-check our decoding
+    need_cmd dbus-daemon dbus  # private system bus for bleak in the BLE tests
+    need_cmd busctl systemd    # injects adverts into the mocked bluetoothd
+    # python-dbusmock's bluez5 template plays bluetoothd (runs under Debian's python3)
+    [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import dbusmock' >/dev/null 2>&1 || apt_missing+=(python3-dbusmock)
 fi
 
 if ((${#apt_missing[@]})); then
