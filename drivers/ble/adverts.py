@@ -78,3 +78,4 @@ class Undecodable:
     reason: Reason
     detail: str
     encrypted: bool = False
+    model: str | None = None  # readable from a clear header even when the payload is not

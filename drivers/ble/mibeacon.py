@@ -107,12 +107,12 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     if len(data) < pos + 1 + 3 + 4:
         return Undecodable(FORMAT, "malformed", "encrypted frame too short", True)
     if key is None:
-        return Undecodable(FORMAT, "no_key", "advert is encrypted and no bindkey is configured", True)
+        return Undecodable(FORMAT, "no_key", "advert is encrypted and no bindkey is configured", True, model)
     ext = data[-7:-4]
     nonce = mac[::-1] + data[2:5] + ext
     plain = ccm.decrypt(key, nonce, data[pos:-7], data[-4:], _AAD)
     if plain is None:
-        return Undecodable(FORMAT, "wrong_key", "cannot decrypt: wrong bindkey?", True)
+        return Undecodable(FORMAT, "wrong_key", "cannot decrypt: wrong bindkey?", True, model)
     values, note = _objects(plain)
     counter = int.from_bytes(ext, "little") << 8 | frame_counter
     return Decoded(FORMAT, values, True, frame_counter, counter, model, (), note)

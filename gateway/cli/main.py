@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.modbus import add_parsers as add_modbus_parsers
 
     add_modbus_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.ble import add_parsers as add_ble_parsers
+
+    add_ble_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.modbus import cmd_modbus
 
         return cmd_modbus(args)
+    if args.command == "ble":
+        from gateway.cli.ble import cmd_ble
+
+        return cmd_ble(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

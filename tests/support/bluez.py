@@ -84,6 +84,13 @@ class MockBluez:
             adapter, address, name, str(rssi), "1", uuid, "ay", str(len(data)), *[str(b) for b in data],
         )  # fmt: skip
 
+    def scanning(self, adapter: str = "hci0") -> bool:
+        """Someone scans: discovery is on (active), or a passive advertisement monitor is registered."""
+        if "true" in self.property(f"/org/bluez/{adapter}", "org.bluez.Adapter1", "Discovering"):
+            return True
+        log = (self.folder / "dbusmock.log").read_text(errors="replace")
+        return log.count("RegisterMonitor") > log.count("UnregisterMonitor")
+
     def property(self, path: str, interface: str, name: str) -> str:
         return self._busctl("get-property", "org.bluez", path, interface, name).stdout.strip()
 
