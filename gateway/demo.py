@@ -60,6 +60,34 @@ interval_s = 10
 """
 
 
+# The demo's BLE sensors on a simulated radio: real advert bytes in each model's format (BTHome v2
+# encrypted, MiBeacon v5 encrypted, Qingping), decoded by the real lane.
+BLE_TEXT = """
+[[sources]]
+id = "ble-hall"
+type = "ble"
+backend = "simulated"
+telemetry_interval_s = 30
+
+[[sources.sensors]]
+id = "door-1a"
+address = "54:48:E6:8F:80:A5"
+model = "SBDW-002C"
+bindkey = "231d39c1d7cc1ab1aee224cd096db932"
+
+[[sources.sensors]]
+id = "door-1b"
+address = "E4:AA:EC:81:21:AE"
+model = "MCCGQ02HL"
+bindkey = "017e52d2684779298709b117c0a75a7b"
+
+[[sources.sensors]]
+id = "window-house"
+address = "58:2D:34:40:3A:4D"
+model = "CGH1"
+"""
+
+
 def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
     mqtt = ""
     if broker:
@@ -80,6 +108,7 @@ max_mb = 64
 min_free_disk_mb = 16
 {mqtt}
 {_modbus_text(modbus_port) if modbus_port else ""}
+{BLE_TEXT}
 [[sources]]
 id = "door-front"
 type = "simulated"

@@ -146,6 +146,9 @@ def test_demo_publishes_a_valid_building_to_a_broker(
     assert ("meter-1a", "energy_import_kwh") in counters and ("water-1", "volume_m3") in counters
     offline = [m for m in data if m.topic.endswith("/event/meter-2c/device_offline")]
     assert len(offline) == 1, [m.topic for m in data if "meter-2c" in m.topic]
+    # BLE doors on the simulated radio: every sensor's state arrives decoded (two of them encrypted).
+    ble_states = {m.payload["source_id"] for m in data if m.topic.split("/")[3] == "state"}
+    assert {"door-1a", "door-1b", "window-house"} <= ble_states, ble_states
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:
