@@ -46,9 +46,10 @@ def _adverts(model: str, keyed: bool, count: int) -> tuple[BleConfig, list[Adver
     adverts = []
     for n in range(count):
         sensor = sensors[rng.randrange(SENSORS)]
-        if n % 10 == 0:
+        if n % 10 == 0:  # a door changes: a new transmission, as a real sensor sends it
             sensor.door_open = not sensor.door_open
-        if n % 3 == 0:  # two repeats of each transmission, then a new packet
+            sensor.next_packet()
+        elif n % 3 == 0:  # otherwise two repeats of each transmission, then a heartbeat
             sensor.next_packet()
         adverts.append(sensor.advert(n / 200))  # a busy building: 200 adverts/s
     return config, adverts

@@ -1,1 +1,1 @@
-"""BLE door and window sensors: passive listening, our own advert decoders, presence and a scanner watchdog."""
+"""BLE door and window sensors: passive listening, our own decoders, presence, a scanner watchdog."""

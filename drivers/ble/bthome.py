@@ -161,7 +161,11 @@ def parse_objects(payload: bytes) -> tuple[dict[str, Value], int | None, tuple[s
             size = payload[pos]
             data = payload[pos + 1 : pos + 1 + size]
             pos += 1 + size
-            _put(values, "text" if oid == _TEXT else "raw", data.decode("utf-8", "replace") if oid == _TEXT else data.hex())
+            _put(
+                values,
+                "text" if oid == _TEXT else "raw",
+                data.decode("utf-8", "replace") if oid == _TEXT else data.hex(),
+            )
             continue
         spec = _OBJECTS.get(oid)
         if spec is None:
@@ -220,8 +224,14 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     return Decoded(FORMAT, values, encrypted, packet_id, counter, None, presses, problem)
 
 
-def encode(objects: list[tuple[int, int]], *, mac: bytes | None = None, key: bytes | None = None,
-           counter: int = 0, trigger: bool = False) -> bytes:
+def encode(
+    objects: list[tuple[int, int]],
+    *,
+    mac: bytes | None = None,
+    key: bytes | None = None,
+    counter: int = 0,
+    trigger: bool = False,
+) -> bytes:
     """Service data for (object id, raw integer) pairs; encrypted when `key` is given.
 
     The inverse of `decode`, for the demo's simulated sensors, the benchmark and the tests.

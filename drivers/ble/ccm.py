@@ -16,7 +16,9 @@ def _cipher(key: bytes) -> AESCCM:
     return AESCCM(key, tag_length=4)
 
 
-def decrypt(key: bytes, nonce: bytes, ciphertext: bytes, tag: bytes, aad: bytes | None = None) -> bytes | None:
+def decrypt(
+    key: bytes, nonce: bytes, ciphertext: bytes, tag: bytes, aad: bytes | None = None
+) -> bytes | None:
     """The plaintext, or None when the tag does not verify (wrong key or tampered advert)."""
     try:
         return _cipher(key).decrypt(nonce, ciphertext + tag, aad)

@@ -51,8 +51,12 @@ def parse_key(text: str) -> bytes:
 
 class SensorConfig(StrictModel):
     id: Identifier = Field(description="Source id of this sensor's records; unique in the config.")
-    address: str = Field(description="Bluetooth address, e.g. E4:AA:EC:81:21:AE (as `lintel ble scan` shows).")
-    model: str | None = Field(None, description="Model, for people and the demo (SBDW-002C, MCCGQ02HL, CGH1).")
+    address: str = Field(
+        description="Bluetooth address, e.g. E4:AA:EC:81:21:AE (as `lintel ble scan` shows)."
+    )
+    model: str | None = Field(
+        None, description="Model, for people and the demo (SBDW-002C, MCCGQ02HL, CGH1)."
+    )
     bindkey: str | None = Field(None, description="Encryption key, 32 hex digits (prefer bindkey_file).")
     bindkey_file: str | None = Field(None, description="Absolute path of a file holding the bindkey.")
     offline_after_s: float | None = Field(
@@ -88,7 +92,10 @@ class SensorConfig(StrictModel):
     def _one_key(self) -> SensorConfig:
         if self.bindkey is not None and self.bindkey_file is not None:
             raise custom_error(
-                "set bindkey or bindkey_file, not both", "one of them", key="bindkey_file", got=f'"{self.bindkey_file}"'
+                "set bindkey or bindkey_file, not both",
+                "one of them",
+                key="bindkey_file",
+                got=f'"{self.bindkey_file}"',
             )
         return self
 
@@ -116,13 +123,18 @@ class BleConfig(SourceConfigBase):
         10_800, gt=0, le=7 * 86_400, description="Silence before a sensor is reported device_offline."
     )
     telemetry_interval_s: float = Field(
-        300, gt=0, le=86_400, description="At most one battery/RSSI/temperature reading per sensor per interval."
+        300,
+        gt=0,
+        le=86_400,
+        description="At most one battery/RSSI/temperature reading per sensor per interval.",
     )
     watchdog_silence_s: float = Field(
         600, ge=10, le=86_400, description="No advert from any sensor this long: restart the scanner."
     )
     max_adapter_resets: int = Field(3, ge=0, le=20, description="Adapter resets before ble_adapter_failed.")
-    queue_size: int = Field(2048, ge=16, le=1_000_000, description="Adverts buffered between radio and decoder.")
+    queue_size: int = Field(
+        2048, ge=16, le=1_000_000, description="Adverts buffered between radio and decoder."
+    )
     sensors: list[SensorConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -151,11 +163,17 @@ class BleConfig(SourceConfigBase):
             try:
                 sensor.key()
             except FileNotFoundError:
-                problems.append(ConfigProblem(where, "file not found", f'"{sensor.bindkey_file}"', KEY_EXPECTED))
+                problems.append(
+                    ConfigProblem(where, "file not found", f'"{sensor.bindkey_file}"', KEY_EXPECTED)
+                )
             except OSError as exc:
-                problems.append(ConfigProblem(where, f"cannot read: {exc.strerror}", f'"{sensor.bindkey_file}"'))
+                problems.append(
+                    ConfigProblem(where, f"cannot read: {exc.strerror}", f'"{sensor.bindkey_file}"')
+                )
             except ValueError:
                 problems.append(
-                    ConfigProblem(where, "file does not hold a bindkey", f'"{sensor.bindkey_file}"', KEY_EXPECTED)
+                    ConfigProblem(
+                        where, "file does not hold a bindkey", f'"{sensor.bindkey_file}"', KEY_EXPECTED
+                    )
                 )
         return problems

@@ -118,8 +118,16 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     return Decoded(FORMAT, values, True, frame_counter, counter, model, (), note)
 
 
-def encode(mac: bytes, product: int, frame_counter: int, objects: list[tuple[int, bytes]], *,
-           key: bytes | None = None, ext_counter: int = 0, include_mac: bool = True) -> bytes:
+def encode(
+    mac: bytes,
+    product: int,
+    frame_counter: int,
+    objects: list[tuple[int, bytes]],
+    *,
+    key: bytes | None = None,
+    ext_counter: int = 0,
+    include_mac: bool = True,
+) -> bytes:
     """MiBeacon v5 service data carrying `objects` (type, data); encrypted when `key` is given."""
     body = b"".join(oid.to_bytes(2, "little") + bytes([len(d)]) + d for oid, d in objects)
     control = 0x5000 | 0x40 | (0x10 if include_mac else 0) | (0x08 if key else 0)

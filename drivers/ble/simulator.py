@@ -44,22 +44,33 @@ class SimulatedSensor:
 
     def advert(self, ts: float | None = None) -> Advert:
         uuid, data = self.service_data()
-        return Advert(self.address, self.rssi, {uuid: data}, {}, self.name, time.monotonic() if ts is None else ts)
+        return Advert(
+            self.address, self.rssi, {uuid: data}, {}, self.name, time.monotonic() if ts is None else ts
+        )
 
     def service_data(self) -> tuple[str, bytes]:
         if self.model == "MCCGQ02HL":
             code = (2 if self.left_open else 0) if self.door_open else 1
-            objects = [(0x1019, bytes([code])), (0x4803, bytes([self.battery_pct]))]
+            mi_objects = [(0x1019, bytes([code])), (0x4803, bytes([self.battery_pct]))]
+            # The 32-bit frame counter: its low byte is the frame's counter, the rest the extension.
             data = mibeacon.encode(
-                self.mac, 0x098B, self.packet_id, objects, key=self.key, ext_counter=self.counter >> 8
+                self.mac, 0x098B, self.counter & 0xFF, mi_objects, key=self.key, ext_counter=self.counter >> 8
             )
             return MIBEACON_UUID, data
         if self.model == "CGH1":
             code = (2 if self.left_open else 0) if self.door_open else 1
-            items = [(0x04, bytes([code])), (0x02, bytes([self.battery_pct])), (0x0F, bytes([self.packet_id]))]
+            items: list[tuple[int, bytes]] = [
+                (0x04, bytes([code])),
+                (0x02, bytes([self.battery_pct])),
+                (0x0F, bytes([self.packet_id])),
+            ]
             return QINGPING_UUID, qingping.encode(self.mac, 0x04, items)
         # Shelly BLU Door/Window and any BTHome v2 sensor: packet id, battery, window state.
-        objects = [(0x00, self.packet_id), (0x01, self.battery_pct), (0x2D, int(self.door_open))]
+        objects: list[tuple[int, int]] = [
+            (0x00, self.packet_id),
+            (0x01, self.battery_pct),
+            (0x2D, int(self.door_open)),
+        ]
         return BTHOME_UUID, bthome.encode(objects, mac=self.mac, key=self.key, counter=self.counter)
 
 

@@ -66,7 +66,9 @@ class BleSource:
             try:
                 key = sensor.key()
             except (OSError, ValueError) as exc:
-                raise SourceUnavailable(f"{sensor.id}: cannot read bindkey_file {sensor.bindkey_file}: {exc}") from exc
+                raise SourceUnavailable(
+                    f"{sensor.id}: cannot read bindkey_file {sensor.bindkey_file}: {exc}"
+                ) from exc
             tracker = SensorTracker(
                 sensor.id,
                 sensor.address,
@@ -91,7 +93,9 @@ class BleSource:
             self.counts["dropped"] += 1
             if advert.ts - self._drop_logged_at > 60:
                 self._drop_logged_at = advert.ts
-                log.warning("%s: advert queue full, dropped %d so far", self.config.id, self.counts["dropped"])
+                log.warning(
+                    "%s: advert queue full, dropped %d so far", self.config.id, self.counts["dropped"]
+                )
 
     # -- the decoding side ------------------------------------------------------------------------
 

@@ -125,8 +125,15 @@ class SensorTracker:
         if result.reason in ("malformed", "unsupported"):
             text = f"{text}: {result.detail}"
         log.error("%s: %s", self.sensor_id, text)
-        kind = "sensor_decrypt_failed" if result.reason in ("wrong_key", "no_key") else "sensor_advert_invalid"
-        attrs = {"reason": result.reason, "detail": result.detail, "format": result.format, "address": self.address}
+        kind = (
+            "sensor_decrypt_failed" if result.reason in ("wrong_key", "no_key") else "sensor_advert_invalid"
+        )
+        attrs = {
+            "reason": result.reason,
+            "detail": result.detail,
+            "format": result.format,
+            "address": self.address,
+        }
         records.append(Event(self.sensor_id, kind, ts_ms, attrs, "warning"))
 
     def _is_repeat(self, result: Decoded) -> bool:
@@ -153,7 +160,9 @@ class SensorTracker:
             log.warning("%s: dropped an encrypted advert with an old counter (replay?)", self.sensor_id)
         if len(self._backwards) < REBASE_AFTER:
             return False
-        log.warning("%s: encryption counter restarted (%d → %d); accepting", self.sensor_id, self._counter, counter)
+        log.warning(
+            "%s: encryption counter restarted (%d → %d); accepting", self.sensor_id, self._counter, counter
+        )
         attrs = {"previous": self._counter, "counter": counter, "address": self.address}
         records.append(Event(self.sensor_id, "sensor_counter_reset", ts_ms, attrs, "warning"))
         self._counter = counter
@@ -175,7 +184,9 @@ class SensorTracker:
         left_open = values.get("door_left_open")
         if left_open is True and not self.left_open:
             self.left_open = True
-            records.append(Event(self.sensor_id, "door_left_open", ts_ms, {"reported_by": "device"}, "warning"))
+            records.append(
+                Event(self.sensor_id, "door_left_open", ts_ms, {"reported_by": "device"}, "warning")
+            )
         elif left_open is False:
             self.left_open = False
         tamper = values.get("tamper")

@@ -54,10 +54,18 @@ class _Seen:
         self.rssi = advert.rssi
         self.name = advert.name or self.name
         if isinstance(result, Decoded):
-            self.format, self.model, self.encrypted = result.format, result.model or self.model, result.encrypted
+            self.format, self.model, self.encrypted = (
+                result.format,
+                result.model or self.model,
+                result.encrypted,
+            )
             self.state, self.problem = dict(result.values), None
         elif isinstance(result, Undecodable):
-            self.format, self.encrypted, self.model = result.format, result.encrypted, result.model or self.model
+            self.format, self.encrypted, self.model = (
+                result.format,
+                result.encrypted,
+                result.model or self.model,
+            )
             self.problem = "encrypted: key needed" if result.reason == "no_key" else result.detail
 
 
@@ -88,7 +96,15 @@ def _render(seen: dict[str, _Seen], show_all: bool) -> Any:
             continue
         kind = " ".join(x for x in (s.format, s.model) if x) or "-"
         state = s.problem or ", ".join(f"{k}={v}" for k, v in s.state.items()) or "-"
-        t.add_row(s.address, s.name or "", kind, state, f"{s.rssi} dBm", "yes" if s.encrypted else "no", str(s.adverts))
+        t.add_row(
+            s.address,
+            s.name or "",
+            kind,
+            state,
+            f"{s.rssi} dBm",
+            "yes" if s.encrypted else "no",
+            str(s.adverts),
+        )
     return t
 
 
@@ -146,25 +162,33 @@ def cmd_check_key(args: argparse.Namespace) -> int:
             if result is not None:
                 found.append((advert, result))
 
-    console.print(f"waiting up to {args.timeout:.0f} s for an advert from {address} (open or close the door)…")
+    console.print(
+        f"waiting up to {args.timeout:.0f} s for an advert from {address} (open or close the door)…"
+    )
     try:
         asyncio.run(_listen(args.adapter, args.timeout, on_advert, lambda: bool(found)))
     except ScannerError as exc:
         err_console.print(f"[red]cannot scan on {args.adapter}:[/red] {exc}")
         return 2
     if not found:
-        console.print(f"[yellow]no advert from {address} in {args.timeout:.0f} s[/yellow]: is it in range, and awake?")
+        console.print(
+            f"[yellow]no advert from {address} in {args.timeout:.0f} s[/yellow]: is it in range, and awake?"
+        )
         return 2
     advert, result = found[0]
     if isinstance(result, Decoded) and result.encrypted:
         values = ", ".join(f"{k}={v}" for k, v in result.values.items())
-        console.print(f"[green]key OK[/green]: {result.format} advert decrypted ({values}), RSSI {advert.rssi} dBm")
+        console.print(
+            f"[green]key OK[/green]: {result.format} advert decrypted ({values}), RSSI {advert.rssi} dBm"
+        )
         return 0
     if isinstance(result, Decoded):
         console.print(f"advert is not encrypted ({result.format}): no key needed")
         return 0
     if result.reason == "wrong_key":
-        console.print(f"[red]wrong key[/red]: the {result.format} advert is encrypted and this key does not decrypt it")
+        console.print(
+            f"[red]wrong key[/red]: the {result.format} advert is encrypted and this key does not decrypt it"
+        )
         return 1
     console.print(f"[red]cannot check[/red]: {result.detail}")
     return 1

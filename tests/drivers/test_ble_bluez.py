@@ -16,7 +16,7 @@ from drivers.ble.simulator import SimulatedSensor
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import lintel, lintel_output
+from tests.support.process import lintel
 from tests.support.schema import validate
 from tests.test_process import write_config
 
@@ -151,7 +151,9 @@ def test_ble_scan_lists_nearby_sensors(bluez: MockBluez) -> None:
 
 
 @pytest.mark.parametrize(("key", "verdict", "code"), [(XIAOMI_KEY, "key OK", 0), ("00" * 16, "wrong key", 1)])
-def test_check_key_says_whether_the_key_decrypts(bluez: MockBluez, tmp_path: Path, key: str, verdict: str, code: int) -> None:
+def test_check_key_says_whether_the_key_decrypts(
+    bluez: MockBluez, tmp_path: Path, key: str, verdict: str, code: int
+) -> None:
     import os
     import subprocess
     import sys

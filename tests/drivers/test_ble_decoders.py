@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.ble import bthome, mibeacon, qingping
-from drivers.ble.adverts import BTHOME_UUID, MIBEACON_UUID, QINGPING_UUID, Advert, Decoded, Undecodable, mac_bytes
+from drivers.ble.adverts import (
+    BTHOME_UUID,
+    MIBEACON_UUID,
+    QINGPING_UUID,
+    Advert,
+    Decoded,
+    Undecodable,
+    mac_bytes,
+)
 from drivers.ble.decode import decode_advert
 
 ANY_MAC = mac_bytes("A4:C1:38:00:00:01")
@@ -129,7 +137,9 @@ def test_wrong_and_missing_keys_are_named_not_raised() -> None:
     missing = bthome.decode(mac, data, None)
     assert isinstance(missing, Undecodable) and missing.reason == "no_key"
     xiaomi = mibeacon.decode(
-        mac_bytes("E4:AA:EC:81:21:AE"), bytes.fromhex("58588b09a3ae2181ecaae40e2c553c040000d28a500c"), bytes(16)
+        mac_bytes("E4:AA:EC:81:21:AE"),
+        bytes.fromhex("58588b09a3ae2181ecaae40e2c553c040000d28a500c"),
+        bytes(16),
     )
     assert isinstance(xiaomi, Undecodable) and xiaomi.reason == "wrong_key"
 
@@ -159,7 +169,12 @@ def test_dispatch_by_service_uuid() -> None:
     mac = mac_bytes("58:2D:34:40:3A:4D")
     advert = Advert("58:2D:34:40:3A:4D", -50, {QINGPING_UUID: bytes.fromhex("c8044d3a40342d580401010f01ef")})
     assert isinstance(decode_advert(advert, mac), Decoded)
-    assert decode_advert(Advert("58:2D:34:40:3A:4D", -50, {"0000180f" + "-0000-1000-8000-00805f9b34fb": b"\x01"}), mac) is None
+    assert (
+        decode_advert(
+            Advert("58:2D:34:40:3A:4D", -50, {"0000180f" + "-0000-1000-8000-00805f9b34fb": b"\x01"}), mac
+        )
+        is None
+    )
 
 
 @settings(max_examples=400, deadline=None)

@@ -15,7 +15,9 @@ KEY = bytes.fromhex("017e52d2684779298709b117c0a75a7b")
 
 
 def tracker(**kw: float) -> SensorTracker:
-    return SensorTracker("door-back", "E4:AA:EC:81:21:AE", kw.get("offline", 3600), kw.get("telemetry", 300), 0.0)
+    return SensorTracker(
+        "door-back", "E4:AA:EC:81:21:AE", kw.get("offline", 3600), kw.get("telemetry", 300), 0.0
+    )
 
 
 def feed(t: SensorTracker, sensor: SimulatedSensor, ts: float, key: bytes | None = KEY) -> list[Record]:
@@ -36,7 +38,7 @@ def test_door_changes_become_events_once_and_repeats_are_dropped(model: str) -> 
     first = feed(t, sensor, 1.0)
     # First sight: the state, battery and RSSI, but no door_closed event (we did not see it close).
     assert kinds(first) == ["door_open=False", "battery_pct=97", "rssi_dbm=-70"]
-    assert [r.klass for r in first if isinstance(r, Reading)][0] == Klass.STATE
+    assert next(r.klass for r in first if isinstance(r, Reading)) == Klass.STATE
     assert feed(t, sensor, 1.1) == []  # the same transmission again
     sensor.door_open = True
     sensor.next_packet()

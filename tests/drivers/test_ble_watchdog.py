@@ -75,7 +75,9 @@ async def _run_until(source: BleSource, records: list[Record], predicate, timeou
         await asyncio.gather(task, return_exceptions=True)
 
 
-def test_source_survives_a_broken_adapter_raises_one_alarm_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_source_survives_a_broken_adapter_raises_one_alarm_and_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(ble_source, "TICK_S", 0.02)
     config = BleConfig.model_validate(
         {"type": "ble", "id": "ble-hall", "sensors": [{"id": "door-1", "address": "3C:2E:F5:00:00:01"}]}
@@ -95,7 +97,9 @@ def test_source_survives_a_broken_adapter_raises_one_alarm_and_recovers(monkeypa
     asyncio.run(_run_until(source, records, advert_when_running))
     events = [r for r in records if isinstance(r, Event)]
     alarms = [e for e in events if e.kind == "ble_adapter_failed"]
-    assert len(alarms) == 1 and alarms[0].severity == "alarm" and "InProgress" in str(alarms[0].attrs["error"])
+    assert (
+        len(alarms) == 1 and alarms[0].severity == "alarm" and "InProgress" in str(alarms[0].attrs["error"])
+    )
     assert scanner.resets == 2 and scanner.starts == 13
     assert events[-1].kind == "ble_adapter_recovered"
     assert any(getattr(r, "point", None) == "door_open" for r in records)
@@ -113,7 +117,12 @@ def test_silent_radio_restarts_the_scanner(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     config = BleConfig.model_validate(
-        {"type": "ble", "id": "ble-hall", "queue_size": 16, "sensors": [{"id": "d", "address": "3C:2E:F5:00:00:01"}]}
+        {
+            "type": "ble",
+            "id": "ble-hall",
+            "queue_size": 16,
+            "sensors": [{"id": "d", "address": "3C:2E:F5:00:00:01"}],
+        }
     )
     source = BleSource(config, FlakyScanner(0))
     source._load_sensors(0.0)

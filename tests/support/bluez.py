@@ -26,7 +26,9 @@ def require_mock_bluez() -> None:
     if missing or probe.returncode != 0:
         # setup.sh --test installs dbus, systemd (busctl) and python3-dbusmock: a missing piece is a
         # broken test machine, not a reason to skip.
-        pytest.fail(f"mock BlueZ needs dbus-daemon, busctl and python3-dbusmock (missing: {missing or 'dbusmock'})")
+        pytest.fail(
+            f"mock BlueZ needs dbus-daemon, busctl and python3-dbusmock (missing: {missing or 'dbusmock'})"
+        )
 
 
 class MockBluez:
@@ -44,7 +46,12 @@ class MockBluez:
         require_mock_bluez()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._daemon = subprocess.Popen(
-            ["dbus-daemon", "--config-file=/usr/share/dbus-1/session.conf", "--nofork", f"--address={self.address}"],
+            [
+                "dbus-daemon",
+                "--config-file=/usr/share/dbus-1/session.conf",
+                "--nofork",
+                f"--address={self.address}",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -75,10 +82,13 @@ class MockBluez:
         self._busctl("call", "org.bluez", "/", "org.bluez.Mock", "RemoveAdapterWithDevices", "s", name)
 
     def fail_start(self, error: str, count: int, adapter: str = "hci0") -> None:
-        self._busctl("call", "org.bluez", "/", "org.bluez.Mock", "FailStart", "ssi", adapter, error, str(count))
+        self._busctl(
+            "call", "org.bluez", "/", "org.bluez.Mock", "FailStart", "ssi", adapter, error, str(count)
+        )
 
-    def advertise(self, address: str, uuid: str, data: bytes, *, rssi: int = -60, name: str = "",
-                  adapter: str = "hci0") -> None:
+    def advertise(
+        self, address: str, uuid: str, data: bytes, *, rssi: int = -60, name: str = "", adapter: str = "hci0"
+    ) -> None:
         self._busctl(
             "call", "org.bluez", "/", "org.bluez.Mock", "Advertise", "sssna{sv}",
             adapter, address, name, str(rssi), "1", uuid, "ay", str(len(data)), *[str(b) for b in data],
@@ -96,7 +106,11 @@ class MockBluez:
 
     def _busctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["busctl", f"--address={self.address}", "--", *args], capture_output=True, text=True, check=check, timeout=10
+            ["busctl", f"--address={self.address}", "--", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=10,
         )
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ Runs under Debian's /usr/bin/python3 (python3-dbusmock), not in the project's ve
 import dbus
 from dbusmock import OBJECT_MANAGER_IFACE, mockobject
 from dbusmock.templates import bluez5
-from dbusmock.templates.bluez5 import *  # noqa: F401,F403 - the stock template's methods and constants
+from dbusmock.templates.bluez5 import *  # noqa: F403 - the stock template's methods and constants
 
 ADAPTER_IFACE = "org.bluez.Adapter1"
 DEVICE_IFACE = "org.bluez.Device1"
@@ -34,7 +34,9 @@ def load(mock, parameters):
 def AddLEAdapter(self, name):
     path = bluez5.AddAdapter(self, name, "lintel-test")
     adapter = mockobject.objects[path]
-    adapter.props[ADAPTER_IFACE]["Roles"] = dbus.Array(["central", "peripheral"], signature="s", variant_level=1)
+    adapter.props[ADAPTER_IFACE]["Roles"] = dbus.Array(
+        ["central", "peripheral"], signature="s", variant_level=1
+    )
     adapter.AddMethods(
         ADAPTER_IFACE,
         [
@@ -112,7 +114,10 @@ def Advertise(self, adapter_name, address, name, rssi, service_data):
             props["Name"] = dbus.String(name, variant_level=1)
         self.AddObject(path, DEVICE_IFACE, props, [])
         manager.EmitSignal(
-            OBJECT_MANAGER_IFACE, "InterfacesAdded", "oa{sa{sv}}", [dbus.ObjectPath(path), {DEVICE_IFACE: props}]
+            OBJECT_MANAGER_IFACE,
+            "InterfacesAdded",
+            "oa{sa{sv}}",
+            [dbus.ObjectPath(path), {DEVICE_IFACE: props}],
         )
         return
     device = mockobject.objects[path]
