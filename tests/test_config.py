@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from drivers.ble.config import SensorConfig
 from drivers.modbus.config import MeterConfig
 from drivers.modbus.profiles import PointFields
 from gateway.config import load_config, parse_config
@@ -100,12 +101,12 @@ CASES = [
     (
         "unknown source type",
         BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
-        'sources[0].type: unknown source type (got "modbuss"); expected one of: modbus, simulated',
+        'sources[0].type: unknown source type (got "modbuss"); expected one of: ble, modbus, simulated',
     ),
     (
         "source without type",
         BASE + "[[sources]]\nid = 'm1'\n",
-        "sources[0].type: required key is missing; expected one of: modbus, simulated",
+        "sources[0].type: required key is missing; expected one of: ble, modbus, simulated",
     ),
     (
         "duplicate source id",
@@ -292,4 +293,67 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
     out.extend(("sources", cls) for cls in config_classes())
     out.append(("sources.meters", MeterConfig))
     out.append(("sources.meters.points", PointFields))
+    out.append(("sources.sensors", SensorConfig))
     return out
+
+
+BLE_BASE = """
+[gateway]
+id = "gw1"
+site = "site-a"
+[[sources]]
+id = "ble-hall"
+type = "ble"
+[[sources.sensors]]
+id = "door-1"
+"""
+
+
+@pytest.mark.parametrize(
+    ("sensor", "expected"),
+    [
+        (
+            'address = "E4:AA:EC:81:21"',
+            'sources[0].sensors[0].address: not a Bluetooth address (got "E4:AA:EC:81:21"); '
+            "expected six hex pairs like E4:AA:EC:81:21:AE",
+        ),
+        (
+            'address = "E4:AA:EC:81:21:AE"\nbindkey = "017e52d2"',
+            'sources[0].sensors[0].bindkey: not a bindkey (got "017e52d2"); expected 32 hex digits',
+        ),
+        (
+            'address = "E4:AA:EC:81:21:AE"\nbindkey_file = "keys/door.key"',
+            'sources[0].sensors[0].bindkey_file: must be an absolute path (got "keys/door.key"); '
+            "expected e.g. /etc/lintel/keys/door-back.key",
+        ),
+        (
+            'address = "E4:AA:EC:81:21:AE"\nbindkey = "017e52d2684779298709b117c0a75a7b"\n'
+            'bindkey_file = "/k"',
+            'sources[0].sensors[0].bindkey_file: set bindkey or bindkey_file, not both (got "/k")',
+        ),
+    ],
+    ids=["short address", "short key", "relative key file", "two keys"],
+)
+def test_bad_ble_sensor_config_names_key_value_and_fix(sensor: str, expected: str) -> None:
+    found = problems(BLE_BASE + sensor + "\n")
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_ble_key_file_is_checked_at_load(tmp_path: Path) -> None:
+    key = tmp_path / "door.key"
+    key.write_text("not a key\n")
+    config = tmp_path / "lintel.toml"
+    config.write_text(
+        BLE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path / "state"}"')
+        + f'address = "E4:AA:EC:81:21:AE"\nbindkey_file = "{key}"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert [str(p) for p in err.value.problems] == [
+        f'sources[0].sensors[0].bindkey_file: file does not hold a bindkey (got "{key}"); expected 32 hex '
+        "digits (the 16-byte bindkey, e.g. from the Xiaomi cloud or the Shelly app)"
+    ]
+    key.write_text("017e52d2684779298709b117c0a75a7b\n")
+    assert load_config(config).config.sources[0].sensors[0].key() == bytes.fromhex(  # type: ignore[union-attr]
+        "017e52d2684779298709b117c0a75a7b"
+    )
