@@ -13,11 +13,11 @@ from __future__ import annotations
 import struct
 
 from drivers.ble import ccm
-from drivers.ble.adverts import Decoded, Undecodable
+from drivers.ble.adverts import BTHOME_UUID16, Decoded, Undecodable
 from gateway.core.records import Value
 
 FORMAT = "bthome"
-_UUID_LE = b"\xd2\xfc"
+_UUID_LE = BTHOME_UUID16.to_bytes(2, "little")  # part of the nonce
 
 # id: (name, length, signed, factor). Binary objects (length 1, factor None) become booleans.
 # Names carry their unit. `opening`, `door`, `window` and `garage_door` are door states.

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from drivers.ble.adverts import Advert
+from drivers.ble.adverts import BTHOME_UUID16, MIBEACON_UUID16, QINGPING_UUID16, Advert
 
 log = logging.getLogger("lintel.ble")
 
@@ -20,7 +20,7 @@ OnAdvert = Callable[[Advert], None]
 
 # Service data AD type (0x16) followed by the 16-bit UUID, little-endian: what passive scanning
 # asks the controller to report. Everything else is filtered out in the controller.
-_PATTERN_UUIDS = (b"\xd2\xfc", b"\x95\xfe", b"\xcd\xfd")
+_PATTERN_UUIDS = tuple(u.to_bytes(2, "little") for u in (BTHOME_UUID16, MIBEACON_UUID16, QINGPING_UUID16))
 
 
 class ScannerError(Exception):

@@ -49,8 +49,9 @@ class SimulatedSensor:
         )
 
     def service_data(self) -> tuple[str, bytes]:
+        # Xiaomi and Qingping share the door code: 0 open, 1 closed, 2 open for too long.
+        code = (2 if self.left_open else 0) if self.door_open else 1
         if self.model == "MCCGQ02HL":
-            code = (2 if self.left_open else 0) if self.door_open else 1
             mi_objects = [(0x1019, bytes([code])), (0x4803, bytes([self.battery_pct]))]
             # The 32-bit frame counter: its low byte is the frame's counter, the rest the extension.
             data = mibeacon.encode(
@@ -58,7 +59,6 @@ class SimulatedSensor:
             )
             return MIBEACON_UUID, data
         if self.model == "CGH1":
-            code = (2 if self.left_open else 0) if self.door_open else 1
             items: list[tuple[int, bytes]] = [
                 (0x04, bytes([code])),
                 (0x02, bytes([self.battery_pct])),

@@ -44,7 +44,6 @@ class BleSource:
         self.sensors: dict[str, _Sensor] = {}
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
-        self.watchdog_seen = 0.0  # monotonic time of the last advert from anyone
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
@@ -82,8 +81,7 @@ class BleSource:
 
     def on_advert(self, advert: Advert) -> None:
         """Scanner callback (event loop). Enqueue configured sensors' adverts; count the rest."""
-        self.counts["adverts"] += 1
-        self.watchdog_seen = advert.ts
+        self.counts["adverts"] += 1  # from anyone: the watchdog's sign of life
         if advert.address not in self.sensors or self._queue is None:
             self.counts["ignored"] += 1
             return
@@ -113,7 +111,6 @@ class BleSource:
     async def run(self, ctx: SourceContext) -> None:
         self._load_sensors(time.monotonic())
         self._queue = asyncio.Queue(self.config.queue_size)
-        self.watchdog_seen = 0.0
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
             await self._scan_forever(ctx)
@@ -132,20 +129,21 @@ class BleSource:
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
         while True:
+            # Adverts counted before this start are old news; any counted from here on (even during
+            # the start itself) are a sign of life.
+            seen = self.counts["adverts"]
             try:
                 await self.scanner.start(self.on_advert)
             except ScannerError as exc:
                 await self._do(ctx, watchdog.start_failed(str(exc)))
                 continue
             log.info("%s: scanning on %s (%s)", self.config.id, self.config.adapter, self.scanner.mode)
-            now = time.monotonic()
-            watchdog.started(now)
-            seen = self.watchdog_seen = 0.0
+            watchdog.started(time.monotonic())
             while True:
                 await asyncio.sleep(TICK_S)
                 now = time.monotonic()
-                if self.watchdog_seen != seen:
-                    seen = self.watchdog_seen
+                if self.counts["adverts"] != seen:
+                    seen = self.counts["adverts"]
                     if watchdog.advert(now):
                         log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
                         ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))

@@ -55,8 +55,6 @@ class SensorTracker:
     left_open: bool = False
     tampered: bool = False
     last_rssi: int | None = None
-    last_format: str | None = None
-    last_values: dict[str, Value] = field(default_factory=dict)
     _states: dict[str, Value] = field(default_factory=dict)
     _last_packet: tuple[int | None, int | None, tuple[tuple[str, Value], ...]] | None = None
     _counter: int | None = None
@@ -85,14 +83,12 @@ class SensorTracker:
         if result.note:
             self.counts["partial"] += 1
         self.counts["decoded"] += 1
-        self.last_format = result.format
-        self.last_values = dict(result.values)
         self._apply(result, now, ts_ms, records)
         return records
 
     def check_presence(self, now: float, ts_ms: int) -> list[Record]:
         """`device_offline` once the sensor has been silent for `offline_after_s`."""
-        since = self.last_heard if self.last_heard is not None else self.started
+        since = self._silent_since()
         if self.online is not False and now - since >= self.offline_after_s:
             self.online = False
             log.warning("%s: offline, nothing heard for %.0f s", self.sensor_id, now - since)
@@ -107,9 +103,12 @@ class SensorTracker:
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _silent_since(self) -> float:
+        return self.last_heard if self.last_heard is not None else self.started
+
     def _heard(self, now: float, ts_ms: int, records: list[Record]) -> None:
         if self.online is False:
-            silent = now - (self.last_heard if self.last_heard is not None else self.started)
+            silent = now - self._silent_since()
             log.info("%s: heard again after %.0f s", self.sensor_id, silent)
             attrs = {"address": self.address, "silent_s": round(silent), "rssi_dbm": self.last_rssi}
             records.append(Event(self.sensor_id, "device_online", ts_ms, attrs))

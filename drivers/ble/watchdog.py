@@ -43,7 +43,6 @@ class ScannerWatchdog:
         self.failed = False  # the alarm is raised and not yet cleared by an advert
         self.restarts = 0
         self.resets = 0
-        self.start_failures = 0
         self._resets_in_episode = 0
         self._failures_in_row = 0
         self._silent_restart = False  # the last restart was for silence and nothing came since
@@ -75,7 +74,6 @@ class ScannerWatchdog:
 
     def start_failed(self, error: str) -> Step:
         """The scanner could not start: retry, reset the adapter, or give up loudly (and keep trying)."""
-        self.start_failures += 1
         self._failures_in_row += 1
         if self._failures_in_row < FAILURES_BEFORE_RESET:
             return Step("retry", self.failed_retry_s if self.failed else self.retry_s, reason=error)
