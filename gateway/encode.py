@@ -1,7 +1,8 @@
 """Upstream schema v1: topics and JSON payloads (documented in docs/upstream-schema.md).
 
 Topics: `{prefix}/{site}/{gateway}/{kind}/...` where kind is telemetry, state, event, alarm, stats,
-birth or status. Every payload carries `schema`, `gateway_id`, `seq` and `ts_ms`.
+birth, status or command (inbound; results on command/result). Every payload carries `schema`,
+`gateway_id`, `seq` and `ts_ms`.
 Encoding runs in the outbox writer thread, after `seq` is assigned, never on the event loop.
 """
 
@@ -20,6 +21,7 @@ SCHEMA_EVENT = "lintel.event/1"
 SCHEMA_STATS = "lintel.stats/1"
 SCHEMA_BIRTH = "lintel.birth/1"
 SCHEMA_STATUS = "lintel.status/1"
+SCHEMA_COMMAND_RESULT = "lintel.command_result/1"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -45,6 +47,15 @@ class Topics:
     def event(self, klass: Klass, source_id: str, kind: str) -> str:
         lane = "alarm" if klass == Klass.ALARM else "event"
         return f"{self.base}/{lane}/{source_id}/{kind}"
+
+    @property
+    def command(self) -> str:
+        """Where commands to this gateway arrive (subscribed, QoS 1)."""
+        return f"{self.base}/command"
+
+    @property
+    def command_result(self) -> str:
+        return f"{self.base}/command/result"
 
     @property
     def stats(self) -> str:
@@ -118,6 +129,16 @@ class Encoder:
     def stats(self, seq: int, now_ms: int, body: Mapping[str, Any]) -> tuple[str, bytes]:
         payload = {"schema": SCHEMA_STATS, "gateway_id": self.gateway_id, "seq": seq, "ts_ms": now_ms, **body}
         return self.topics.stats, _dumps(payload).encode()
+
+    def command_result(self, seq: int, now_ms: int, body: Mapping[str, Any]) -> tuple[str, bytes]:
+        payload = {
+            "schema": SCHEMA_COMMAND_RESULT,
+            "gateway_id": self.gateway_id,
+            "seq": seq,
+            "ts_ms": now_ms,
+            **body,
+        }
+        return self.topics.command_result, _dumps(payload).encode()
 
     def birth(self, last_seq: int, now_ms: int, body: Mapping[str, Any]) -> bytes:
         payload = {

@@ -13,10 +13,13 @@ from pydantic import BaseModel
 from drivers.ble.config import SensorConfig
 from drivers.modbus.config import MeterConfig
 from drivers.modbus.profiles import PointFields
+from gateway.care.config import HouseholdConfig
 from gateway.config import load_config, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
+from gateway.doors import ModbusCoilRelay
 from gateway.registry import config_classes
+from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, ThresholdRule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -274,7 +277,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         for name in model.model_fields:
             if name == "classes":
                 continue
-            if not re.search(rf"^#? ?{name} = |^#? ?\[\[[a-z.]*\.{name}\]\]", text, re.M):
+            if not re.search(rf"^#? ?{name} = |^#? ?\[\[?[a-z.]*\.{name}\]\]?", text, re.M):
                 missing.append(f"{section}.{name}")
     assert not missing, f"config.example.toml does not document: {missing}"
     # Every key line has a comment right above it (or is a commented example of one).
@@ -294,6 +297,9 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
     out.append(("sources.meters", MeterConfig))
     out.append(("sources.meters.points", PointFields))
     out.append(("sources.sensors", SensorConfig))
+    out.append(("care.households", HouseholdConfig))
+    out.extend(("rules", cls) for cls in (ThresholdRule, DoorLeftOpenRule, DeadbandRule))
+    out.append(("doors.relay", ModbusCoilRelay))
     return out
 
 

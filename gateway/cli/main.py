@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.ble import add_parsers as add_ble_parsers
 
     add_ble_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.alarms import add_parsers as add_alarm_parsers
+
+    add_alarm_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.ble import cmd_ble
 
         return cmd_ble(args)
+    if args.command == "alarms":
+        from gateway.cli.alarms import cmd_alarms
+
+        return cmd_alarms(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

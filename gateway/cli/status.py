@@ -81,3 +81,30 @@ def _render(s: dict[str, Any]) -> None:
         )
     if ob.get("at_disk_floor"):
         console.print("[red]disk floor reached: only alarms are accepted[/]")
+    alarms = s.get("alarms") or []
+    if alarms:
+        t = table("open alarms", ["id", "kind", "source", "open s", "acknowledged"])
+        for a in alarms:
+            t.add_row(
+                a["alarm_id"],
+                f"[red]{a['kind']}[/]",
+                a["source_id"],
+                str(a["open_s"]),
+                "yes" if a["acked"] else "no",
+            )
+        console.print(t)
+    else:
+        console.print("[green]no open alarms[/]")
+    care = s.get("care")
+    if care:
+        line = f"care watch: {care['households']} households"
+        for hid, names in care["missing_data"].items():
+            line += f"\n  [yellow]{hid}: no data from {', '.join(names)}[/]"
+        console.print(line, highlight=False)
+    cmds = s.get("commands")
+    if cmds and cmds.get("received"):
+        console.print(
+            f"commands: {cmds['received']} received, {cmds['ok']} ok, {cmds['rejected']} rejected, "
+            f"{cmds['failed']} failed",
+            highlight=False,
+        )

@@ -7,6 +7,7 @@ of problem in one list and in one format.
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
@@ -14,7 +15,10 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway import registry
+from gateway.care.config import CareSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
+from gateway.doors import DoorConfig
+from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -163,6 +167,36 @@ class LogSection(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+CommandName = Literal[
+    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats"
+]
+
+
+SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")
+
+
+class CommandsSection(StrictModel):
+    enabled: bool = Field(True, description="Listen on the command topic (needs [mqtt]).")
+    allow: list[CommandName] = Field(
+        default_factory=lambda: list(SAFE_COMMANDS),
+        description="Commands accepted from upstream; door_pulse, reload_config, faces_delete if listed.",
+    )
+    max_age_s: float = Field(300, gt=0, le=86_400, description="Older commands are refused as expired.")
+    max_skew_s: float = Field(30, ge=0, le=3600, description="Commands dated further ahead are refused.")
+    max_per_minute: int = Field(120, ge=1, le=100_000, description="More are dropped unanswered (flood).")
+
+
+def _at(path: str, message: str, got: str, expected: str) -> PydanticCustomError:
+    return PydanticCustomError("lintel_at", message, {"path": path, "got": got, "expected": expected})
+
+
+def _one_of(name: str, known: set[str], what: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f' - did you mean "{close[0]}"?' if close else ""
+    listed = ", ".join(sorted(known)[:8]) or "none configured"
+    return f"the id of {what} ({listed}){hint}"
+
+
 def _source_union() -> Any:
     classes = registry.config_classes()
     if len(classes) == 1:
@@ -183,6 +217,10 @@ class GatewayConfig(StrictModel):
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     log: LogSection = Field(default_factory=LogSection)
     sources: list[SourceConfig] = Field(default_factory=list)
+    care: CareSection | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    doors: list[DoorConfig] = Field(default_factory=list)
+    commands: CommandsSection = Field(default_factory=CommandsSection)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:
@@ -201,4 +239,61 @@ class GatewayConfig(StrictModel):
                         },
                     )
                 seen[device_id] = path
+        self._check_references(seen)
         return self
+
+    def _check_references(self, devices: dict[str, str]) -> None:
+        """Ids that the care watch, rules and doors name must exist among the sources."""
+        known = set(devices)
+        device_what = "a device in [[sources]]"
+        for index, rule in enumerate(self.rules):
+            names: list[tuple[str, str]] = []
+            if isinstance(rule, ThresholdRule | DeadbandRule):
+                names = [("source", rule.source)]
+            elif isinstance(rule, DoorLeftOpenRule):
+                names = [(f"sources[{i}]", s) for i, s in enumerate(rule.sources)]
+            for key, name in names:
+                if name not in known:
+                    raise _at(
+                        f"rules[{index}].{key}",
+                        "unknown device",
+                        f'"{name}"',
+                        _one_of(name, known, device_what),
+                    )
+        rule_ids = [r.id for r in self.rules]
+        for index, rid in enumerate(rule_ids):
+            if rid in rule_ids[:index]:
+                raise _at(
+                    f"rules[{index}].id", "duplicate rule id", f'"{rid}"', "an id used by one rule only"
+                )
+        if self.care is not None:
+            for index, h in enumerate(self.care.households):
+                if h.id in known:
+                    raise _at(
+                        f"care.households[{index}].id",
+                        "household id is also a device id",
+                        f'"{h.id}"',
+                        f"an id not already used by {devices[h.id]}",
+                    )
+                for key in ("door", "water_meter", "electricity_meter"):
+                    name = getattr(h, key)
+                    if name is not None and name not in known:
+                        raise _at(
+                            f"care.households[{index}].{key}",
+                            "unknown device",
+                            f'"{name}"',
+                            _one_of(name, known, device_what),
+                        )
+        buses = {s.id for s in self.sources if s.type == "modbus"}
+        door_ids: set[str] = set()
+        for index, door in enumerate(self.doors):
+            if door.id in known or door.id in door_ids:
+                raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
+            door_ids.add(door.id)
+            if door.relay.bus not in buses:
+                raise _at(
+                    f"doors[{index}].relay.bus",
+                    "unknown modbus bus",
+                    f'"{door.relay.bus}"',
+                    _one_of(door.relay.bus, buses, "a [[sources]] entry of type modbus"),
+                )

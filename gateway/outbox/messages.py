@@ -52,7 +52,15 @@ class StatsBody:
     body: Mapping[str, Any]
 
 
-Item = Reading | Event | StatsBody
+@dataclass(slots=True)
+class ResultBody:
+    """A command result waiting for its seq (event class: durable, ordered with the events)."""
+
+    body: Mapping[str, Any]
+    klass: Klass = Klass.EVENT
+
+
+Item = Reading | Event | StatsBody | ResultBody
 
 
 def item_klass(item: Item) -> Klass:
@@ -81,6 +89,8 @@ def build_messages(
         seq += 1
         if isinstance(item, StatsBody):
             topic, payload = encoder.stats(seq, now_ms, item.body)
+        elif isinstance(item, ResultBody):
+            topic, payload = encoder.command_result(seq, now_ms, item.body)
         elif isinstance(item, Event):
             topic, payload = encoder.event(seq, item)
         else:

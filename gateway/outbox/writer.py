@@ -33,6 +33,7 @@ from gateway.outbox.messages import (
     Item,
     MessageRow,
     OutboxLimits,
+    ResultBody,
     StatsBody,
     build_messages,
     item_klass,
@@ -139,6 +140,14 @@ class OutboxWriter:
         """Queue a gateway stats message (state class)."""
         with self._cond:
             self._pending.append(StatsBody(body))
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+
+    def submit_result(self, body: Mapping[str, Any]) -> None:
+        """Queue a command result (event class)."""
+        with self._cond:
+            self._pending.append(ResultBody(body))
             if self._pending_since is None:
                 self._pending_since = time.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one

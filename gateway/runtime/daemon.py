@@ -23,22 +23,34 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__, registry
-from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
-from gateway.core import Clock, Event, Record, SourceContext, SystemClock
+from gateway.alarms import AlarmBook, AlarmReminders
+from gateway.care.watch import CareWatch
+from gateway.commands.handlers import build_handlers
+from gateway.commands.replay import ReplayGuard
+from gateway.commands.router import CommandRouter, Failed, Rejected
+from gateway.config import LoadedConfig, parse_config
+from gateway.config.loader import file_problems, read_secret
+from gateway.config.model import GatewayConfig
+from gateway.core import Clock, ConfigError, Event, Record, SourceContext, SystemClock
 from gateway.core.clock import clock_is_set
 from gateway.core.processor import Processor
+from gateway.doors import Doors
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.pipeline import Pipeline
+from gateway.rules.engine import RulesProcessor
+from gateway.runtime.control import SOCKET_NAME, ControlServer
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
+from gateway.state import StateStore, state_path
 from gateway.status import write_status
 from gateway.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger("lintel.daemon")
 
 GATEWAY_SOURCE = "gateway"
+# Sections a running daemon cannot change: reload_config refuses them (restart the service).
+RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime")
 
 
 def boot_id() -> int:
@@ -72,7 +84,25 @@ class Daemon:
         self.writer = OutboxWriter(
             self.store, self.encoder, self.clock, OutboxLimits.from_config(self.config.outbox)
         )
-        self.pipeline = Pipeline(self.writer.submit, processors or [], observers or [])
+        self.state_store = StateStore(state_path(loaded.state_dir))
+        self.book = AlarmBook(self.state_store)
+        self.extra_processors = list(processors or [])
+        self.care: CareWatch | None = None
+        self.rules: RulesProcessor | None = None
+        self.pipeline = Pipeline(self.writer.submit, [], observers or [])
+        self.pipeline.processors = self._build_processors(self.config, self.clock.time_ms())
+        self.doors = Doors(self.config.doors, self.clock, self.pipeline.submit)
+        cmd = self.config.commands
+        self.router = CommandRouter(
+            {},
+            set(cmd.allow),
+            ReplayGuard(self.state_store, cmd.max_age_s, cmd.max_skew_s),
+            self.clock,
+            self.writer.submit_result,
+            cmd.max_per_minute,
+        )
+        self.router.handlers = build_handlers(self)
+        self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, self.router)
         self.uplink: Uplink | None = None
         if self.config.mqtt is not None:
             mqtt = self.config.mqtt
@@ -91,6 +121,22 @@ class Daemon:
         self.state = "starting"
         self._stop = asyncio.Event()
         self._signals = 0
+        self._group: asyncio.TaskGroup | None = None
+        self._source_tasks: dict[str, asyncio.Task[None]] = {}
+        self._reload_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _build_processors(self, config: GatewayConfig, now_ms: int) -> list[Processor]:
+        """Care watch, rules, then reminders: each later step sees what the earlier ones raised."""
+        self.care = CareWatch(config.care, self.book, self.state_store, now_ms) if config.care else None
+        self.rules = RulesProcessor(config.rules, self.book, self.state_store) if config.rules else None
+        steps: list[Processor] = [*self.extra_processors]
+        if self.care is not None:
+            steps.append(self.care)
+        if self.rules is not None:
+            steps.append(self.rules)
+        steps.append(AlarmReminders(self.book))
+        return steps
 
     # -- facts ------------------------------------------------------------------------------------
     def _boot_reason(self) -> str:
@@ -149,7 +195,16 @@ class Daemon:
             "components": [h.as_dict(now) for h in self.health.values()],
             "outbox": self.writer.snapshot(),
             "uplink": self.uplink.snapshot() if self.uplink else {"state": "disabled"},
-            "pipeline": {"accepted": self.pipeline.accepted, "refused": self.pipeline.refused},
+            "pipeline": {
+                "accepted": self.pipeline.accepted,
+                "refused": self.pipeline.refused,
+                "processor_errors": dict(self.pipeline.processor_errors),
+            },
+            "alarms": self.book.listing(self.clock.time_ms()),
+            "care": self.care.status(self.clock.time_ms()) if self.care else None,
+            "rules": {"suppressed_readings": self.rules.suppressed} if self.rules else None,
+            "commands": self.router.snapshot(),
+            "doors": {"pulses": self.doors.pulses, "failures": self.doors.failures},
             "written_ms": self.clock.time_ms(),
         }
 
@@ -204,13 +259,17 @@ class Daemon:
                     "warning",
                 )
             )
+        self._loop = asyncio.get_running_loop()
+        if self.uplink is not None and self.config.commands.enabled:
+            self.uplink.on_command = self._command_arrived
         if self.uplink is not None:
             self.uplink.start()
-        source_tasks: list[asyncio.Task[None]] = []
+        await self.control.start()
         async with asyncio.TaskGroup() as group:
+            self._group = group
             for cfg in self.config.sources:
                 if cfg.enabled:
-                    source_tasks.append(group.create_task(self._run_source(cfg), name=f"source:{cfg.id}"))
+                    self._start_source(cfg)
             helpers = [
                 group.create_task(self._status_loop(), name="status"),
                 group.create_task(self._stats_loop(), name="stats"),
@@ -224,11 +283,11 @@ class Daemon:
                 __version__,
                 self.config.gateway.site,
                 self.config.gateway.id,
-                len(source_tasks),
+                len(self._source_tasks),
                 self.boot_reason,
             )
             await self._stop.wait()
-            await self._shutdown(source_tasks, helpers)
+            await self._shutdown(list(self._source_tasks.values()), helpers)
 
     async def _shutdown(self, sources: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]]) -> None:
         budget = self.config.runtime.shutdown_timeout_s
@@ -241,6 +300,9 @@ class Daemon:
         if sources:
             await asyncio.wait(sources, timeout=budget * 0.2)
         log.info("shutdown: sources stopped in %.2f s", time.monotonic() - stage_start)
+        await self.control.close()
+        if self.care is not None:
+            self.care.close(self.clock.time_ms())
         self.notifier.status("stopping: committing queued records")
         stage_start = time.monotonic()
         left = max(0.1, (deadline - time.monotonic()) * 0.4)
@@ -259,9 +321,21 @@ class Daemon:
         for task in helpers:
             task.cancel()
         await asyncio.to_thread(self.writer.stop, max(0.1, deadline - time.monotonic()))
+        self.state_store.close()
         self.state = "stopped"
         write_status(self.loaded.status_path, self.status_body())
         log.info("lintel stopped")
+
+    def _start_source(self, cfg: Any) -> None:
+        assert self._group is not None
+        self._source_tasks[cfg.id] = self._group.create_task(self._run_source(cfg), name=f"source:{cfg.id}")
+
+    async def _stop_source(self, source_id: str) -> None:
+        task = self._source_tasks.pop(source_id, None)
+        self.health.pop(f"source:{source_id}", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=self.config.runtime.shutdown_timeout_s)
 
     async def _run_source(self, cfg: Any) -> None:
         health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.config.runtime.stall_after_s)
@@ -322,12 +396,134 @@ class Daemon:
                 unhealthy_logged = True
             await asyncio.sleep(interval)
 
-    async def _tick_loop(self) -> None:
-        if not self.pipeline.processors:
+    # -- commands -----------------------------------------------------------------------------------
+    def _command_arrived(self, payload: bytes) -> None:
+        """Uplink thread -> event loop: run the command there (handlers use the loop's objects)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
             return
+        loop.call_soon_threadsafe(self._spawn_command, payload)
+
+    def _spawn_command(self, payload: bytes) -> None:
+        if self._group is not None and self.state == "running":
+            self._group.create_task(self.router.handle(payload), name="command")
+
+    async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
+        """Validate a new config, then apply it atomically; the old one stays on any failure."""
+        async with self._reload_lock:
+            return await self._reload(toml_text, expect_sha256)
+
+    async def _reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
+        old = self.loaded
+        if expect_sha256 and expect_sha256 != old.sha256:
+            raise Rejected(f"config changed meanwhile: the running config is {old.sha256}")
+        path = old.path
+        if toml_text is None:
+            if path is None:
+                raise Rejected("no config file to re-read: send config_toml")
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise Rejected(f"cannot read {path}: {exc.strerror}") from None
+        else:
+            data = toml_text.encode()
+        try:
+            parsed = parse_config(data, str(path or "config"), old.base_dir)
+            new = LoadedConfig(parsed.config, path, old.base_dir, parsed.sha256)
+            problems = file_problems(new)
+            if problems:
+                raise ConfigError(problems, str(path))
+        except ConfigError as exc:
+            shown = "; ".join(str(p) for p in exc.problems[:5])
+            more = f" (+{len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
+            raise Rejected(f"invalid config: {shown}{more}") from None
+        if new.sha256 == old.sha256:
+            return {"changed": False, "config_sha256": old.sha256}
+        fixed = [name for name in RESTART_SECTIONS if getattr(old.config, name) != getattr(new.config, name)]
+        if old.config.commands.enabled != new.config.commands.enabled:
+            fixed.append("commands.enabled")
+        if fixed:
+            raise Rejected(f"needs a restart to change: {', '.join(fixed)} (systemctl restart lintel)")
+        now = self.clock.time_ms()
+        old_sources = {c.id: c for c in old.config.sources if c.enabled}
+        new_sources = {c.id: c for c in new.config.sources if c.enabled}
+        stop = [sid for sid, c in old_sources.items() if new_sources.get(sid) != c]
+        start = [c for sid, c in new_sources.items() if old_sources.get(sid) != c]
+        saved = (self.loaded, self.config, self.pipeline.processors, self.care, self.rules, self.doors)
+        try:
+            for cfg in start:
+                registry.create_source(cfg)  # constructing catches what validation cannot
+            if self.care is not None:
+                self.care.save(now)
+            processors = self._build_processors(new.config, now)
+            doors = Doors(new.config.doors, self.clock, self.pipeline.submit)
+        except Exception as exc:
+            self.loaded, self.config, self.pipeline.processors, self.care, self.rules, self.doors = saved
+            log.exception("reload: the new config could not be built; the old one stays")
+            raise Failed(f"the new config could not be built, the old one stays: {exc}") from None
+        backup = self._write_config(path, data) if toml_text is not None and path is not None else None
+        try:
+            self.loaded, self.config = new, new.config
+            self.pipeline.processors = processors
+            self.doors = doors
+            self.router.allow = set(new.config.commands.allow)
+            self.router.max_per_minute = new.config.commands.max_per_minute
+            self.router.guard.max_age_ms = int(new.config.commands.max_age_s * 1000)
+            self.router.guard.max_skew_ms = int(new.config.commands.max_skew_s * 1000)
+            self.router.handlers = build_handlers(self)
+            logging.getLogger().setLevel(new.config.log.level.upper())
+            for sid in stop:
+                await self._stop_source(sid)
+            for cfg in start:
+                self._start_source(cfg)
+        except Exception as exc:
+            log.exception("reload failed while applying; rolling back")
+            self.loaded, self.config, self.pipeline.processors, self.care, self.rules, self.doors = saved
+            self.router.allow = set(self.config.commands.allow)
+            self.router.handlers = build_handlers(self)
+            if backup is not None and path is not None:
+                os.replace(backup, path)
+            for cfg in start:
+                await self._stop_source(cfg.id)
+            for sid in stop:
+                self._start_source(old_sources[sid])
+            raise Failed(f"applying the new config failed, the old one is back: {exc}") from None
+        restarted = sorted({*stop, *(c.id for c in start)})
+        self.pipeline.submit(
+            Event(
+                GATEWAY_SOURCE,
+                "config_reloaded",
+                self.clock.time_ms(),
+                {"config_sha256": new.sha256, "previous_sha256": old.sha256, "sources_restarted": restarted},
+            )
+        )
+        log.info(
+            "config reloaded (%s); sources restarted: %s", new.sha256[:12], ", ".join(restarted) or "none"
+        )
+        return {"changed": True, "config_sha256": new.sha256, "sources_restarted": restarted}
+
+    @staticmethod
+    def _write_config(path: Path, data: bytes) -> Path:
+        """Replace the config file atomically, keeping the previous one as `<name>.bak`."""
+        backup = path.with_name(path.name + ".bak")
+        tmp = path.with_name(f".{path.name}.new")
+        if path.exists():
+            _write_synced(backup, path.read_bytes())
+        _write_synced(tmp, data)
+        os.replace(tmp, path)
+        return backup
+
+    async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.pipeline.tick(self.clock.time_ms())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

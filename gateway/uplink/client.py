@@ -114,6 +114,9 @@ class Uplink:
         self.inflight_count = 0
         self.backlog_until_seq = 0
         self.progress_mono = time.monotonic()  # last turn of the uplink loop (watchdog)
+        # Commands from the command topic go here (called in the uplink thread; must not block).
+        self.on_command: Callable[[bytes], None] | None = None
+        self.commands_received = 0
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -152,6 +155,7 @@ class Uplink:
             "rejected": self.rejected,
             "inflight": self.inflight_count,
             "backlog_until_seq": self.backlog_until_seq,
+            "commands_received": self.commands_received,
         }
 
     def set_state(self, state: str, error: str | None = None) -> None:

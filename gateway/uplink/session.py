@@ -40,6 +40,7 @@ class Session:
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
 
     # paho callbacks (run in this thread, inside loop_read/loop_write)
     def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -63,7 +64,17 @@ class Session:
         status = up.encoder.status(boundary, now, "online")
         self.control_mids.add(client.publish(topics.birth, birth, qos=1).mid)
         self.control_mids.add(client.publish(topics.status, status, qos=1, retain=True).mid)
+        if up.on_command is not None:
+            # A clean session each time: subscribe on every connect. Commands sent while we were
+            # away are not queued for us; they would be stale by now anyway.
+            client.subscribe(topics.command, qos=1)
         self.ready = True
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        up = self.up
+        if up.on_command is not None and message.topic == up.encoder.topics.command:
+            up.commands_received += 1
+            up.on_command(bytes(message.payload))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _props: Any) -> None:
         if mid in self.control_mids:

@@ -1,0 +1,1 @@
+"""Care watch for residents living alone: activity signals, care rules, alarms."""

@@ -1,0 +1,54 @@
+"""Replay and expiry guard for commands: a command is executed at most once, and only while fresh.
+
+A command is refused when its `ts_ms` is older than `max_age_s`, more than `max_skew_s` ahead of
+the gateway's clock, past its own `expires_ms`, or when its nonce was seen within the window. Nonces
+are kept only for the window (older ones would be refused as expired anyway) and saved to the
+state store at each accepted command, so a restart does not reopen the window to a replay.
+While the gateway's clock is not set (a Pi without RTC before NTP), nothing can be judged fresh:
+every command is refused.
+"""
+
+from __future__ import annotations
+
+from gateway.commands.envelope import Command
+from gateway.core.clock import clock_is_set
+from gateway.state import StateStore
+
+NS = "command_nonce"
+
+
+class ReplayGuard:
+    def __init__(self, store: StateStore | None, max_age_s: float, max_skew_s: float) -> None:
+        self.store = store
+        self.max_age_ms = int(max_age_s * 1000)
+        self.max_skew_ms = int(max_skew_s * 1000)
+        self.seen: dict[str, int] = {}
+        if store is not None:
+            self.seen = {k: int(v) for k, v in store.load(NS).items()}
+
+    def check(self, cmd: Command, now_ms: int) -> str | None:
+        """None if fresh (and remembers its nonce); otherwise the reason to refuse."""
+        if not clock_is_set(now_ms):
+            return "gateway clock not set: cannot tell a fresh command from a replay"
+        if cmd.ts_ms < now_ms - self.max_age_ms:
+            age_s = (now_ms - cmd.ts_ms) / 1000
+            return f"expired: issued {age_s:.0f} s ago (limit {self.max_age_ms / 1000:g} s)"
+        if cmd.ts_ms > now_ms + self.max_skew_ms:
+            return f"issued {(cmd.ts_ms - now_ms) / 1000:.0f} s in the future: check the sender's clock"
+        if cmd.expires_ms is not None and cmd.expires_ms < now_ms:
+            return "expired: past its expires_ms"
+        if cmd.nonce in self.seen:
+            return "replayed: nonce already used"
+        self._prune(now_ms)
+        self.seen[cmd.nonce] = cmd.ts_ms
+        if self.store is not None:
+            self.store.save(NS, {cmd.nonce: cmd.ts_ms})
+        return None
+
+    def _prune(self, now_ms: int) -> None:
+        horizon = now_ms - self.max_age_ms - self.max_skew_ms
+        old = [n for n, ts in self.seen.items() if ts < horizon]
+        for n in old:
+            del self.seen[n]
+        if old and self.store is not None:
+            self.store.save(NS, {}, old)

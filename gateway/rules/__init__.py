@@ -1,0 +1,1 @@
+"""Local alarm rules as configured data: threshold, door left open, deadband."""
