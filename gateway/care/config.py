@@ -37,10 +37,10 @@ class CareLimits(StrictModel):
     """Limits a household can override (None here: inherit `[care]`'s value)."""
 
     no_activity_day_h: Hours | None = Field(
-        None, description="Hours without any activity before care_no_activity, when it is day."
+        None, description="Hours without any activity before care_no_activity (silence within a day)."
     )
     no_activity_night_h: Hours | None = Field(
-        None, description="Same at night (people sleep: usually longer)."
+        None, description="Same for a silence that spans a night (people sleep: usually longer)."
     )
     door_inactive_day_h: Hours | None = Field(
         None, description="Daytime hours without the front door opening before care_door_inactive."
@@ -64,6 +64,9 @@ class HouseholdConfig(CareLimits):
     electricity_meter: Identifier | None = Field(None, description="Id of the household's electricity meter.")
     energy_point: Identifier = Field(
         "energy_import_kwh", description="The electricity meter's cumulative energy point (kWh)."
+    )
+    power_point: Identifier | None = Field(
+        "power_w", description="The electricity meter's power point (W), if it has one."
     )
     enabled: bool = Field(True, description="false keeps the entry but does not watch the household.")
 

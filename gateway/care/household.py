@@ -1,8 +1,9 @@
 """One household under care watch: its activity signals, their data health, and its rules.
 
-Signals: the front door (opened/closed), water (the volume counter rising) and electricity (energy
-rising faster than the standby baseline). Each signal keeps when it last showed activity and when
-its device last reported at all: silence of the *resident* and silence of a *sensor* are told apart.
+Signals: the front door (opened/closed), water (the volume counter rising) and electricity (power
+above the standby baseline, read directly or averaged from the energy counter over 10 minutes).
+Each signal keeps when it last showed activity and when its device last reported at all: silence
+of the *resident* and silence of a *sensor* are told apart.
 A signal whose device is offline (or a meter that sent nothing for `data_stale_h`) is *missing*:
 it is reported once as `care_data_missing`, and no rule that depends on it alone raises an alarm.
 
@@ -26,6 +27,7 @@ CONTINUOUS_WATER = "care_continuous_water"
 PATTERN_BREAK = "care_pattern_break"
 
 H_MS = 3_600_000
+ENERGY_WINDOW_MS = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class HouseholdWatch:
     since_ms: int
     water_point: str = "volume_m3"
     energy_point: str = "energy_import_kwh"
+    power_point: str | None = "power_w"
     water: WaterFlow = field(default_factory=WaterFlow)
     energy: EnergyAnchor = field(default_factory=EnergyAnchor)
     pattern: DayPattern = field(default_factory=DayPattern)
@@ -123,6 +126,8 @@ class HouseholdWatch:
             out.extend(self._water(record, clock))
         elif signal == ELECTRICITY and record.point == self.energy_point:
             out.extend(self._energy(record, clock))
+        elif signal == ELECTRICITY and record.point == self.power_point:
+            out.extend(self._power(record, clock))
         return out
 
     def _back_online(self, state: SignalState, ts: int) -> list[Transition]:
@@ -151,19 +156,27 @@ class HouseholdWatch:
         flow.value, flow.value_ms = value, r.ts_ms
         return out
 
+    def _power(self, r: Reading, clock: DayClock) -> list[Transition]:
+        if isinstance(r.value, bool) or float(r.value) <= self.limits.standby_w:
+            return []
+        return self._activity(ELECTRICITY, r.ts_ms, clock, "electricity_used")
+
     def _energy(self, r: Reading, clock: DayClock) -> list[Transition]:
+        """Average power over windows of at least ENERGY_WINDOW_MS: a meter counting in 0.01 kWh
+        steps shows a single step between two close readings as kilowatts."""
         anchor = self.energy
         kwh = float(r.value)
-        out: list[Transition] = []
         if anchor.kwh is None or anchor.ts_ms is None or kwh < anchor.kwh:
             anchor.kwh, anchor.ts_ms = kwh, r.ts_ms  # first reading, or a replaced meter
-            return out
-        if kwh > anchor.kwh and r.ts_ms > anchor.ts_ms:
-            avg_w = (kwh - anchor.kwh) * 3_600_000_000 / (r.ts_ms - anchor.ts_ms)
-            if avg_w > self.limits.standby_w:
-                out.extend(self._activity(ELECTRICITY, r.ts_ms, clock, "electricity_used"))
-            anchor.kwh, anchor.ts_ms = kwh, r.ts_ms
-        return out
+            return []
+        span_ms = r.ts_ms - anchor.ts_ms
+        if span_ms < ENERGY_WINDOW_MS:
+            return []
+        avg_w = (kwh - anchor.kwh) * 3_600_000_000 / span_ms
+        anchor.kwh, anchor.ts_ms = kwh, r.ts_ms
+        if avg_w > self.limits.standby_w:
+            return self._activity(ELECTRICITY, r.ts_ms, clock, "electricity_used")
+        return []
 
     def _activity(self, signal: str, ts: int, clock: DayClock, what: str) -> list[Transition]:
         state = self.signals[signal]
@@ -185,7 +198,7 @@ class HouseholdWatch:
     # -- time ---------------------------------------------------------------------------------
     def evaluate(self, now_ms: int, is_day: bool, clock: DayClock) -> list[Transition]:
         out = self._data_health(now_ms)
-        out.extend(self._no_activity(now_ms, is_day))
+        out.extend(self._no_activity(now_ms, clock))
         out.extend(self._door_inactive(now_ms, is_day, clock))
         out.extend(self._continuous_water(now_ms))
         return out
@@ -234,12 +247,18 @@ class HouseholdWatch:
             "watching_since_ms": self.since_ms,
         }
 
-    def _no_activity(self, now_ms: int, is_day: bool) -> list[Transition]:
+    def _no_activity(self, now_ms: int, clock: DayClock) -> list[Transition]:
         if NO_ACTIVITY in self.open_kinds:
             return []
-        limit_h = self.limits.no_activity_day_h if is_day else self.limits.no_activity_night_h
         last = self.last_activity_ms() or self.since_ms
         silence_ms = now_ms - last
+        day_h, night_h = self.limits.no_activity_day_h, self.limits.no_activity_night_h
+        if silence_ms < min(day_h, night_h) * H_MS:
+            return []
+        # A silence that spans part of a night is judged by the night limit (the resident slept);
+        # one that lies entirely within a day by the day limit.
+        spans_night = clock.daytime_s(last, now_ms) * 1000 < silence_ms - 60_000
+        limit_h = night_h if spans_night else day_h
         if silence_ms < limit_h * H_MS:
             return []
         missing = self.missing(now_ms)
@@ -248,7 +267,7 @@ class HouseholdWatch:
         attrs = {
             "silence_h": round(silence_ms / H_MS, 2),
             "limit_h": limit_h,
-            "period": "day" if is_day else "night",
+            "limit_kind": "night" if spans_night else "day",
             **self.evidence(now_ms),
         }
         return [self._open(NO_ACTIVITY, now_ms, attrs)]
@@ -327,8 +346,8 @@ class HouseholdWatch:
             return None
         first_hour = clock.day_start_min // 60
         until_hour = clock.local(now_ms).hour
-        if until_hour == first_hour:
-            return None
+        if until_hour <= first_hour:
+            return None  # before the day window has begun: nothing to compare yet
         return self.pattern.verdict(today, first_hour, until_hour, learned, self.limits.pattern_ratio)
 
     def _pattern_recovered(self, ts: int, clock: DayClock) -> bool:

@@ -93,7 +93,9 @@ class CareWatch:
             ):
                 if device is not None:
                     signals[signal] = SignalState(device)
-            watch = HouseholdWatch(h.id, _limits(section, h), signals, now_ms, h.water_point, h.energy_point)
+            watch = HouseholdWatch(
+                h.id, _limits(section, h), signals, now_ms, h.water_point, h.energy_point, h.power_point
+            )
             if h.id in saved:
                 watch.restore(saved[h.id])
             prefix = f"{h.id}:"
