@@ -153,6 +153,12 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
         if close:
             return ConfigProblem(path, "unknown key", None, f'"{close[0]}" (did you mean it?)')
         return ConfigProblem(path, "unknown key", None, "one of: " + ", ".join(known))
+    if kind in ("union_tag_invalid", "union_tag_not_found") and not path.startswith("sources["):
+        # Another tagged list (rules, door relays): pydantic lists the tags it expected.
+        expected = "one of: " + str(ctx.get("expected_tags", "")).replace("'", "")
+        if kind == "union_tag_not_found":
+            return ConfigProblem(path + ".type", "required key is missing", None, expected)
+        return ConfigProblem(path + ".type", "unknown type", show(ctx.get("tag", value)), expected)
     if kind in ("union_tag_invalid", "union_tag_not_found") or (
         kind == "literal_error" and _is_source_type_path(path)
     ):
