@@ -156,6 +156,40 @@ class SimulatedMeter:
         return None
 
 
+class SimulatedRelayModule:
+    """A Modbus relay module (door strikes, gates): `coils` relays at coil addresses 0..coils-1.
+
+    Every write is logged with its monotonic time in `switches` as (time, coil, on), so a test can
+    see a door pulse's length; `states()` is what the relays show now.
+    """
+
+    def __init__(self, unit: int, coils: int = 8) -> None:
+        self.unit = unit
+        self.coils = coils
+        self.switches: list[tuple[float, int, bool]] = []
+        self._data = SimData(0, count=max(1, (coils + 15) // 16), values=False, datatype=DataType.BITS)
+        self._on: dict[int, bool] = {}
+
+    def device(self) -> SimDevice:
+        stub = [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
+        inputs = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
+        return SimDevice(id=self.unit, simdata=([self._data], inputs, stub, stub), action=self._action)
+
+    def states(self) -> dict[int, bool]:
+        return {coil: self._on.get(coil, False) for coil in range(self.coils)}
+
+    async def _action(
+        self, function: int, start: int, address: int, count: int, registers: list[int], set_values: object
+    ) -> None:
+        if function in (5, 15) and set_values is not None:
+            values = set_values if isinstance(set_values, list) else [set_values]
+            for i, value in enumerate(values[:count]):
+                coil = address + i
+                self._on[coil] = bool(value)
+                self.switches.append((time.monotonic(), coil, bool(value)))
+        return None
+
+
 async def _no_target(*_: object) -> ExcCodes:
     return ExcCodes.GATEWAY_NO_RESPONSE
 
@@ -163,7 +197,7 @@ async def _no_target(*_: object) -> ExcCodes:
 class MeterServer:
     """A pymodbus server answering for several simulated meters (one RS-485 line or TCP gateway)."""
 
-    def __init__(self, meters: list[SimulatedMeter]) -> None:
+    def __init__(self, meters: list[SimulatedMeter | SimulatedRelayModule]) -> None:
         self.meters = meters
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._task: asyncio.Task[None] | None = None

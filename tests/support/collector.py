@@ -47,6 +47,8 @@ class Collector:
         self._connected.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/command"):
+            return  # inbound commands (operators, fuzzers) are not the gateway's output
         item = Received(msg.topic, json.loads(msg.payload), bool(msg.retain))
         with self._lock:
             self.messages.append(item)

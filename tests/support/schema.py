@@ -34,5 +34,7 @@ def validate(topic: str, payload: dict[str, Any]) -> None:
     elif name == "event":
         assert kind == ("alarm" if payload["severity"] == "alarm" else "event")
         assert parts[4:] == [payload["source_id"], payload["kind"]]
+    elif name == "command_result":
+        assert parts[3:] == ["command", "result"], topic
     else:
         assert kind == name, topic
