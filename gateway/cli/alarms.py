@@ -63,15 +63,16 @@ def _list(args: argparse.Namespace, path: Any) -> int:
     if not alarms:
         console.print("[green]no open alarms[/]")
         return 0
-    t = table("open alarms", ["id", "kind", "source", "open for", "reminders", "acknowledged", "details"])
+    t = table("open alarms", ["id", "kind", "source", "open for", "acknowledged", "details"])
+    for column in t.columns[:4]:
+        column.no_wrap = True
     for a in alarms:
-        acked = f"yes, by {a['acked_by']}" if a.get("acked_ms") else "[yellow]no[/]"
+        acked = f"by {a['acked_by']}" if a.get("acked_ms") else "[yellow]no[/]"
         t.add_row(
             a["alarm_id"],
             f"[red]{a['kind']}[/]",
             a["source_id"],
             _duration((now_ms - a["opened_ms"]) / 1000),
-            str(a["notified"] - 1),
             acked,
             _details(a["attrs"]),
         )
