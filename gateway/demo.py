@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from drivers.modbus.simulator import MeterServer, SimulatedMeter
+from drivers.modbus.simulator import MeterServer, SimulatedMeter, SimulatedRelayModule
 from gateway.config import LoadedConfig, parse_config
 
 # The demo's Modbus TCP gateway: four meters answer; unit 5 is configured but dead, so the demo
@@ -21,13 +21,16 @@ DEMO_METERS = [
     ("water-1", 4, "generic_water", 0.0),
 ]
 DEAD_METER = ("meter-2c", 5, "eastron_sdm120")
+DEMO_RELAY_UNIT = 9  # a relay module for the lobby door (door_pulse)
 
 
 def demo_meter_server() -> MeterServer:
     """Simulated meters behind one Modbus TCP gateway; start it with `start_tcp(port=...)`."""
-    return MeterServer(
-        [SimulatedMeter(unit, profile, seed=unit, base_load_w=load) for _, unit, profile, load in DEMO_METERS]
-    )
+    meters: list[SimulatedMeter | SimulatedRelayModule] = [
+        SimulatedMeter(unit, profile, seed=unit, base_load_w=load) for _, unit, profile, load in DEMO_METERS
+    ]
+    meters.append(SimulatedRelayModule(DEMO_RELAY_UNIT))
+    return MeterServer(meters)
 
 
 def free_tcp_port() -> int:
@@ -57,6 +60,45 @@ timeout_ms = 300
 {meters}
 [sources.meters.points.energy_import_kwh]
 interval_s = 10
+
+# The lobby door's strike on a relay module of the same bus (door_pulse; face access later).
+[[doors]]
+id = "lobby"
+pulse_s = 2
+
+[doors.relay]
+type = "modbus_coil"
+bus = "bus-demo"
+unit = {DEMO_RELAY_UNIT}
+coil = 0
+
+# Care watch: two flats, each with its door sensor and electricity meter.
+[care]
+renotify_min = 30
+
+[[care.households]]
+id = "flat-1a"
+door = "door-1a"
+electricity_meter = "meter-1a"
+
+[[care.households]]
+id = "flat-1b"
+door = "door-1b"
+electricity_meter = "meter-1b"
+
+[[rules]]
+id = "house-overload"
+type = "threshold"
+source = "meter-house"
+point = "power_w"
+above = 9000
+for_s = 30
+
+[[rules]]
+id = "doors-left-open"
+type = "door_left_open"
+sources = ["door-1a", "door-1b", "door-front"]
+after_s = 120
 """
 
 

@@ -183,7 +183,8 @@ def test_deadband_thins_noise_keeps_changes_and_a_heartbeat(tmp_path: Path) -> N
         ),
         (
             "[[rules]]\nid='r'\ntype='threshold'\nsource='boiler-1'\npoint='x'\nabove=1\nbelow=0\n",
-            "rules[0].above: a threshold rule needs exactly one limit; expected either above = N or below = N",
+            "rules[0].above: a threshold rule needs exactly one limit; "
+            "expected either above = N or below = N",
         ),
         (
             "[[rules]]\nid='r'\ntype='threshold'\nsource='boiler-1'\npoint='x'\nabove=80\nclear_at=85\n",
@@ -210,7 +211,8 @@ def test_bad_rules_name_the_key_the_value_and_the_fix(rule: str, message: str | 
     shown = [str(p) for p in info.value.problems]
     if message is None:
         assert shown == [
-            'rules[0].type: unknown type (got "threshhold"); expected one of: threshold, door_left_open, deadband'
+            'rules[0].type: unknown type (got "threshhold"); '
+            "expected one of: threshold, door_left_open, deadband"
         ]
     else:
         assert message in shown, shown
