@@ -20,7 +20,7 @@ state store at once: alarms change rarely, and a restart must neither forget nor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from gateway.core import Event, Record
@@ -44,7 +44,6 @@ class OpenAlarm:
     last_notify_ms: int = 0
     acked_ms: int | None = None
     acked_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_status(self, now_ms: int) -> dict[str, Any]:
         return {
@@ -82,9 +81,6 @@ class AlarmBook:
     def is_open(self, key: str) -> bool:
         return key in self.open_by_key
 
-    def get(self, key: str) -> OpenAlarm | None:
-        return self.open_by_key.get(key)
-
     def open(
         self,
         key: str,
@@ -107,6 +103,8 @@ class AlarmBook:
         self.open_by_key[key] = alarm
         self.by_id[alarm_id] = alarm
         self._save(alarm)
+        if self.store is not None:
+            self.store.save(META_NS, {"next_id": self.next_id})
         return [self._event(alarm, ts_ms)]
 
     def close(self, key: str, ts_ms: int, attrs: Mapping[str, Any] | None = None) -> list[Event]:
@@ -173,7 +171,6 @@ class AlarmBook:
         if self.store is None:
             return
         self.store.save(NS, {alarm.alarm_id: asdict(alarm)})
-        self.store.save(META_NS, {"next_id": self.next_id})
 
 
 class AlarmReminders:

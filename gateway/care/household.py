@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.care.daytime import DayClock
-from gateway.care.pattern import DayPattern
+from gateway.care.pattern import DayPattern, PatternVerdict
 from gateway.core import Event, Reading, Record
 
 DOOR, WATER, ELECTRICITY = "door", "water", "electricity"
@@ -107,16 +107,16 @@ class HouseholdWatch:
                 self.dirty = True
                 return out
             if record.kind == "device_online":
-                out.extend(self._back_online(state, ts))
+                out.extend(self._back_online(signal, ts))
                 state.last_seen_ms = ts
                 return out
             if signal == DOOR and record.kind in ("door_opened", "door_closed"):
-                out.extend(self._back_online(state, ts))
+                out.extend(self._back_online(signal, ts))
                 state.last_seen_ms = ts
                 self.door_is_open = record.kind == "door_opened"
                 out.extend(self._activity(DOOR, ts, clock, record.kind))
             return out
-        out.extend(self._back_online(state, ts))
+        out.extend(self._back_online(signal, ts))
         state.last_seen_ms = ts
         if signal == DOOR and record.point == "door_open" and isinstance(record.value, bool):
             if self.door_is_open is not None and record.value != self.door_is_open:
@@ -130,13 +130,13 @@ class HouseholdWatch:
             out.extend(self._power(record, clock))
         return out
 
-    def _back_online(self, state: SignalState, ts: int) -> list[Transition]:
+    def _back_online(self, signal: str, ts: int) -> list[Transition]:
+        state = self.signals[signal]
         state.offline = False
         if not state.missing_reported:
             return []
         state.missing_reported = False
         self.dirty = True
-        signal = next(name for name, s in self.signals.items() if s is state)
         return [Transition("event", "care_data_restored", ts, {"signal": signal, "device": state.device})]
 
     def _water(self, r: Reading, clock: DayClock) -> list[Transition]:
@@ -335,7 +335,7 @@ class HouseholdWatch:
         }
         return [self._open(PATTERN_BREAK, now_ms, attrs)]
 
-    def _pattern_verdict(self, now_ms: int, clock: DayClock) -> Any:
+    def _pattern_verdict(self, now_ms: int, clock: DayClock) -> PatternVerdict | None:
         today = clock.day_index(now_ms)
         learned = {
             d
@@ -388,7 +388,6 @@ class HouseholdWatch:
             ],
             "energy": [self.energy.kwh, self.energy.ts_ms],
             "door_is_open": self.door_is_open,
-            "open": sorted(self.open_kinds),
         }
 
     def restore(self, raw: dict[str, Any]) -> None:
@@ -404,5 +403,4 @@ class HouseholdWatch:
         if e:
             self.energy = EnergyAnchor(*e)
         self.door_is_open = raw.get("door_is_open")
-        self.open_kinds = set(raw.get("open", []))
         self.dirty = False

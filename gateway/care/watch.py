@@ -111,7 +111,6 @@ class CareWatch:
         self._last_day: int | None = None
         self._last_hour: int | None = None
         self._last_save_ms = now_ms
-        self.records_seen = 0
 
     def _close_orphans(self, now_ms: int) -> list[Event]:
         """Care alarms of households no longer watched (config changed) close, saying why."""
@@ -130,7 +129,6 @@ class CareWatch:
         entries = self.by_device.get(record.source_id)
         if entries is None:
             return (record,)
-        self.records_seen += 1
         out: list[Record] = [record]
         for watch, signal in entries:
             transitions = watch.observe(signal, record, self.clock)

@@ -98,7 +98,7 @@ class CommandRouter:
         except Failed as exc:
             body = self._body(cid, name, origin, "failed", str(exc))
         except Exception as exc:
-            if name not in self._bug_logged:
+            if str(name) not in self._bug_logged:
                 self._bug_logged.add(str(name))
                 log.exception("command %s failed unexpectedly", name)
             body = self._body(cid, name, origin, "failed", f"internal error: {type(exc).__name__}: {exc}")

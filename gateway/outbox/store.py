@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.core import Klass, LintelError
+from gateway.core.files import replace_durably
 
 log = logging.getLogger("lintel.outbox")
 
@@ -176,17 +177,7 @@ class OutboxStore:
 
     def reserve(self, upto: int) -> None:
         """Durably promise that no seq above `upto` has been used (atomic replace + fsync)."""
-        tmp = self.seq_file.with_name(self.seq_file.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(f"{upto}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.seq_file)
-        dir_fd = os.open(self.seq_file.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_durably(self.seq_file, f"{upto}\n".encode())
 
     # -- sizes -----------------------------------------------------------------------------
     def class_totals(self) -> dict[Klass, tuple[int, int]]:

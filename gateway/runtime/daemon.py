@@ -33,6 +33,7 @@ from gateway.config.loader import file_problems, read_secret
 from gateway.config.model import GatewayConfig
 from gateway.core import Clock, ConfigError, Event, Record, SourceContext, SystemClock
 from gateway.core.clock import clock_is_set
+from gateway.core.files import replace_durably
 from gateway.core.processor import Processor
 from gateway.doors import Doors
 from gateway.encode import Encoder, Topics
@@ -466,11 +467,7 @@ class Daemon:
             self.loaded, self.config = new, new.config
             self.pipeline.processors = processors
             self.doors = doors
-            self.router.allow = set(new.config.commands.allow)
-            self.router.max_per_minute = new.config.commands.max_per_minute
-            self.router.guard.max_age_ms = int(new.config.commands.max_age_s * 1000)
-            self.router.guard.max_skew_ms = int(new.config.commands.max_skew_s * 1000)
-            self.router.handlers = build_handlers(self)
+            self._apply_command_settings()
             logging.getLogger().setLevel(new.config.log.level.upper())
             for sid in stop:
                 await self._stop_source(sid)
@@ -479,8 +476,7 @@ class Daemon:
         except Exception as exc:
             log.exception("reload failed while applying; rolling back")
             self.loaded, self.config, self.pipeline.processors, self.care, self.rules, self.doors = saved
-            self.router.allow = set(self.config.commands.allow)
-            self.router.handlers = build_handlers(self)
+            self._apply_command_settings()
             if backup is not None and path is not None:
                 os.replace(backup, path)
             for cfg in start:
@@ -502,28 +498,28 @@ class Daemon:
         )
         return {"changed": True, "config_sha256": new.sha256, "sources_restarted": restarted}
 
+    def _apply_command_settings(self) -> None:
+        """Point the command router at the current config's [commands] and parts."""
+        cmd = self.config.commands
+        self.router.allow = set(cmd.allow)
+        self.router.max_per_minute = cmd.max_per_minute
+        self.router.guard.max_age_ms = int(cmd.max_age_s * 1000)
+        self.router.guard.max_skew_ms = int(cmd.max_skew_s * 1000)
+        self.router.handlers = build_handlers(self)
+
     @staticmethod
     def _write_config(path: Path, data: bytes) -> Path:
         """Replace the config file atomically, keeping the previous one as `<name>.bak`."""
         backup = path.with_name(path.name + ".bak")
-        tmp = path.with_name(f".{path.name}.new")
         if path.exists():
-            _write_synced(backup, path.read_bytes())
-        _write_synced(tmp, data)
-        os.replace(tmp, path)
+            replace_durably(backup, path.read_bytes())
+        replace_durably(path, data)
         return backup
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.pipeline.tick(self.clock.time_ms())
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:
