@@ -14,7 +14,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.modbus_thread import ModbusThread
-from tests.support.process import lintel, lintel_output, wait_status
+from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
 
@@ -122,8 +122,7 @@ def test_care_alarm_raised_offline_survives_kill_9_and_is_delivered(
         )
         assert open_alarms(config) == [] or wait_status(config, lambda s: s["alarms"] == [], 5)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_and_show_log(proc)
         collector.stop()
         proxy.close()
         modbus.stop()

@@ -20,7 +20,7 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import Commander, envelope
 from tests.support.modbus_thread import ModbusThread
-from tests.support.process import lintel, wait_status
+from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.support.schema import validate
 
 ALLOW = '["ping", "outbox_stats", "alarm_ack", "door_pulse", "reload_config", "snapshot"]'
@@ -100,8 +100,7 @@ def rig(tmp_path: Path, broker: Mosquitto) -> Iterator[Rig]:
         time.sleep(0.3)  # the SUBACK of the command topic follows the birth
         yield Rig(config, commander, collector, relay, proc)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_and_show_log(proc)
         commander.close()
         collector.stop()
         modbus.stop()

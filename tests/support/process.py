@@ -48,3 +48,17 @@ def wait_status(config: Path, predicate: Any, timeout: float = 20) -> dict[str, 
                 return last["status"]
         time.sleep(0.2)
     raise AssertionError(f"status never matched: {last}")
+
+
+def stop_and_show_log(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then wait reading both pipes (an unread pipe that fills up blocks the daemon's
+    logging, and with it the daemon). If it does not stop in time, fail with its log's tail."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(
+            f"lintel did not stop within {timeout:g} s; log tail:\n{err.decode()[-4000:]}"
+        ) from None
