@@ -1,0 +1,1 @@
+"""On-device vision: model catalog, ONNX inference engine, detectors and the fire-lane analytics."""

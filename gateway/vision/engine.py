@@ -1,0 +1,115 @@
+"""The inference engine: onnxruntime sessions on one executor thread.
+
+- Intra-op threads as configured, and `session.intra_op.allow_spinning = 0`: onnxruntime's worker
+  threads otherwise busy-wait between runs and keep a Pi's cores at 100 % with idle cameras.
+- One executor thread for every model: inference never runs on the event loop, and two cameras
+  never fight over the same cores (frames queue instead; each camera keeps only its latest frame).
+- A model is checked against its manifest's sha256 before it is loaded (a corrupt or swapped file
+  is refused with the fix in the message), and warmed up once so the first real frame is not slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gateway.vision.catalog import Manifest, ModelError
+
+log = logging.getLogger("lintel.vision")
+T = TypeVar("T")
+
+
+class Model:
+    """A loaded session and its manifest. `run` is called on the engine's thread only."""
+
+    def __init__(self, manifest: Manifest, session: Any, load_s: float, warmup_ms: float) -> None:
+        self.manifest = manifest
+        self.session = session
+        self.input_name: str = session.get_inputs()[0].name
+        self.output_names: list[str] = [o.name for o in session.get_outputs()]
+        self.load_s = load_s
+        self.warmup_ms = warmup_ms
+        self.runs = 0
+        self.busy_s = 0.0
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        started = time.perf_counter()
+        outputs = self.session.run(self.output_names, {self.input_name: blob})
+        self.busy_s += time.perf_counter() - started
+        self.runs += 1
+        return list(outputs)
+
+
+def session_options(threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+def load_model(manifest: Manifest, threads: int) -> Model:
+    """Verify and load a model, then warm it up. Raises ModelError with the fix."""
+    import onnxruntime as ort
+
+    manifest.verify()
+    started = time.perf_counter()
+    try:
+        session = ort.InferenceSession(
+            str(manifest.file), session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelError(f"model {manifest.name!r}: onnxruntime cannot load {manifest.file}: {exc}") from exc
+    shape = session.get_inputs()[0].shape
+    want = [1, 3, manifest.input.height, manifest.input.width]
+    if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape, want, strict=True)):
+        raise ModelError(
+            f"model {manifest.name!r}: the ONNX input is {shape}, the manifest says {want}; fix input.width/"
+            "height in the manifest"
+        )
+    load_s = time.perf_counter() - started
+    blob = np.zeros(want, dtype=np.float32)
+    started = time.perf_counter()
+    session.run(None, {session.get_inputs()[0].name: blob})
+    warmup_ms = (time.perf_counter() - started) * 1000
+    log.info("model %s loaded in %.2f s (warm-up %.0f ms, %d threads)", manifest.name, load_s, warmup_ms, threads)
+    return Model(manifest, session, load_s, warmup_ms)
+
+
+class InferenceEngine:
+    """Owns the single inference thread. `submit` runs a function there from the event loop."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lintel-infer")
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def model(self, manifest: Manifest) -> Model:
+        """Load (once) and return a model. Blocking: call it from the engine thread or at start."""
+        with self._lock:
+            if manifest.name not in self._models:
+                self._models[manifest.name] = load_model(manifest, self.threads)
+            return self._models[manifest.name]
+
+    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def models(self) -> list[Model]:
+        return list(self._models.values())
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

