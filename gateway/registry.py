@@ -44,6 +44,12 @@ DRIVERS: dict[str, DriverSpec] = {
             "drivers.ble.source:BleSource",
             "a Bluetooth adapter and the BLE door/window sensors it listens to",
         ),
+        DriverSpec(
+            "camera",
+            "drivers.camera.config:CameraConfig",
+            "drivers.camera.source:CameraSource",
+            "a camera stream (RTSP, HTTP, USB, file) whose latest frame the analytics read",
+        ),
     ]
 }
 

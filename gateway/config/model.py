@@ -19,6 +19,7 @@ from gateway.care.config import CareSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 from gateway.doors import DoorConfig
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
+from gateway.vision.config import FireLaneConfig, VisionSection
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -220,6 +221,8 @@ class GatewayConfig(StrictModel):
     care: CareSection | None = None
     rules: list[Rule] = Field(default_factory=list)
     doors: list[DoorConfig] = Field(default_factory=list)
+    vision: VisionSection = Field(default_factory=VisionSection)
+    fire_lanes: list[FireLaneConfig] = Field(default_factory=list)
     commands: CommandsSection = Field(default_factory=CommandsSection)
 
     @model_validator(mode="after")
@@ -284,6 +287,21 @@ class GatewayConfig(StrictModel):
                             f'"{name}"',
                             _one_of(name, known, device_what),
                         )
+        cameras = {s.id for s in self.sources if s.type == "camera"}
+        lane_ids: set[str] = set()
+        for index, lane in enumerate(self.fire_lanes):
+            if lane.id in known or lane.id in lane_ids:
+                raise _at(
+                    f"fire_lanes[{index}].id", "duplicate id", f'"{lane.id}"', "an id used by nothing else"
+                )
+            lane_ids.add(lane.id)
+            if lane.camera not in cameras:
+                raise _at(
+                    f"fire_lanes[{index}].camera",
+                    "unknown camera",
+                    f'"{lane.camera}"',
+                    _one_of(lane.camera, cameras, "a [[sources]] entry of type camera"),
+                )
         buses = {s.id for s in self.sources if s.type == "modbus"}
         door_ids: set[str] = set()
         for index, door in enumerate(self.doors):

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__, registry
 from gateway.alarms import AlarmBook, AlarmReminders
@@ -34,6 +34,7 @@ from gateway.config.model import GatewayConfig
 from gateway.core import Clock, ConfigError, Event, Record, SourceContext, SystemClock
 from gateway.core.clock import clock_is_set
 from gateway.core.files import replace_durably
+from gateway.core.frames import FrameHub, FrameSource
 from gateway.core.processor import Processor
 from gateway.doors import Doors
 from gateway.encode import Encoder, Topics
@@ -47,11 +48,14 @@ from gateway.state import StateStore, state_path
 from gateway.status import write_status
 from gateway.uplink import Uplink, UplinkSettings
 
+if TYPE_CHECKING:
+    from gateway.vision.watch import FireLaneWatch
+
 log = logging.getLogger("lintel.daemon")
 
 GATEWAY_SOURCE = "gateway"
 # Sections a running daemon cannot change: reload_config refuses them (restart the service).
-RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime")
+RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime", "vision", "fire_lanes")
 
 
 def boot_id() -> int:
@@ -93,6 +97,11 @@ class Daemon:
         self.pipeline = Pipeline(self.writer.submit, [], observers or [])
         self.pipeline.processors = self._build_processors(self.config, self.clock.time_ms())
         self.doors = Doors(self.config.doors, self.clock, self.pipeline.submit)
+        self.frames = FrameHub()
+        self.fire: FireLaneWatch | None = None
+        self.fire_error: str | None = None
+        if self.config.fire_lanes:
+            self._build_fire_lanes()
         cmd = self.config.commands
         self.router = CommandRouter(
             {},
@@ -126,6 +135,53 @@ class Daemon:
         self._source_tasks: dict[str, asyncio.Task[None]] = {}
         self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _build_fire_lanes(self) -> None:
+        """The fire-lane watch; a model problem leaves the lanes UNKNOWN, never the gateway down."""
+        from gateway.vision.catalog import ModelError
+        from gateway.vision.watch import FireLaneWatch
+
+        try:
+            self.fire = FireLaneWatch(
+                self.config.vision,
+                self.config.fire_lanes,
+                self.frames,
+                self.book,
+                self.state_store,
+                self.clock,
+                self.pipeline.submit,
+                self.loaded.state_dir,
+            )
+        except ModelError as exc:
+            self.fire_error = str(exc)
+
+    async def _start_fire_lanes(self, group: asyncio.TaskGroup) -> None:
+        from gateway.vision.catalog import ModelError
+
+        if self.fire is not None:
+            try:
+                await self.fire.start()
+            except ModelError as exc:
+                self.fire_error = str(exc)
+                self.fire.close()
+                self.fire = None
+        if self.fire is None:
+            log.error("fire lanes are not watched: %s", self.fire_error)
+            now = self.clock.time_ms()
+            for lane in self.config.fire_lanes:
+                reason = f"detector unavailable: {self.fire_error}"
+                self.pipeline.submit(
+                    Event(
+                        lane.id,
+                        "fire_lane_unknown",
+                        now,
+                        {"camera": lane.camera, "reason": reason},
+                        "warning",
+                    )
+                )
+            return
+        for camera_id in self.fire.analyzers:
+            group.create_task(self.fire.run_camera(camera_id), name=f"fire-lane:{camera_id}")
 
     def _build_processors(self, config: GatewayConfig, now_ms: int) -> list[Processor]:
         """Care watch, rules, then reminders: each later step sees what the earlier ones raised."""
@@ -206,6 +262,9 @@ class Daemon:
             "rules": {"suppressed_readings": self.rules.suppressed} if self.rules else None,
             "commands": self.router.snapshot(),
             "doors": {"pulses": self.doors.pulses, "failures": self.doors.failures},
+            "vision": self.fire.status()
+            if self.fire
+            else ({"error": self.fire_error} if self.fire_error else None),
             "written_ms": self.clock.time_ms(),
         }
 
@@ -271,6 +330,7 @@ class Daemon:
             for cfg in self.config.sources:
                 if cfg.enabled:
                     self._start_source(cfg)
+            await self._start_fire_lanes(group)
             helpers = [
                 group.create_task(self._status_loop(), name="status"),
                 group.create_task(self._stats_loop(), name="stats"),
@@ -322,6 +382,8 @@ class Daemon:
         for task in helpers:
             task.cancel()
         await asyncio.to_thread(self.writer.stop, max(0.1, deadline - time.monotonic()))
+        if self.fire is not None:
+            self.fire.close()
         self.state_store.close()
         self.state = "stopped"
         write_status(self.loaded.status_path, self.status_body())
@@ -347,7 +409,13 @@ class Daemon:
 
         async def run_once() -> None:
             source = registry.create_source(cfg)
-            await source.run(ctx)
+            if isinstance(source, FrameSource):
+                self.frames.attach(cfg.id, source)
+            try:
+                await source.run(ctx)
+            finally:
+                if isinstance(source, FrameSource):
+                    self.frames.detach(cfg.id, source)
 
         await supervise(health, run_once, policy)
 

@@ -91,7 +91,9 @@ def parse_manifest(path: Path, model_dir: Path) -> Manifest:
             file = (model_dir if path.parent == REPO_MODELS else path.parent) / file
         layout = out["layout"]
         if layout not in LAYOUTS:
-            raise ModelError(f"{path}: output.layout {layout!r} is unknown; expected one of {', '.join(LAYOUTS)}")
+            raise ModelError(
+                f"{path}: output.layout {layout!r} is unknown; expected one of {', '.join(LAYOUTS)}"
+            )
         return Manifest(
             name=raw["name"],
             task=raw.get("task", "detect"),
@@ -125,7 +127,10 @@ def catalog(model_dir: Path = DEFAULT_MODEL_DIR, extra_dir: Path | None = None) 
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
             manifest = parse_manifest(path, model_dir)
             if manifest.name in found:
-                raise ModelError(f"{path}: a model named {manifest.name!r} is already in {found[manifest.name].manifest_path}")
+                raise ModelError(
+                    f"{path}: a model named {manifest.name!r} is already in "
+                    f"{found[manifest.name].manifest_path}"
+                )
             found[manifest.name] = manifest
     return found
 

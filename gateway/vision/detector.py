@@ -63,7 +63,7 @@ def preprocess(frame: np.ndarray, manifest: Manifest) -> tuple[np.ndarray, Lette
         scale = min(spec.width / w, spec.height / h)
         nw, nh = round(w * scale), round(h * scale)
         dx, dy = (spec.width - nw) // 2, (spec.height - nh) // 2
-        canvas = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
+        canvas: np.ndarray = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
         canvas[dy : dy + nh, dx : dx + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
         box = Letterbox(nw / w, nh / h, dx, dy)
     else:
@@ -71,7 +71,7 @@ def preprocess(frame: np.ndarray, manifest: Manifest) -> tuple[np.ndarray, Lette
         box = Letterbox(spec.width / w, spec.height / h, 0.0, 0.0)
     if spec.colour == "rgb":
         canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-    blob = canvas.astype(np.float32)
+    blob: np.ndarray = canvas.astype(np.float32)
     blob -= np.asarray(spec.mean, dtype=np.float32)
     blob /= np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(blob.transpose(2, 0, 1)[None]), box
@@ -139,7 +139,9 @@ def decode(outputs: list[np.ndarray], manifest: Manifest) -> tuple[np.ndarray, n
     if layout == "nanodet":
         m = out[0]
         bins = int(opts.get("reg_max", 7)) + 1
-        cells, strides = _grid(manifest, list(opts.get("strides", [8, 16, 32])), float(opts.get("center_offset", 0.0)))
+        cells, strides = _grid(
+            manifest, list(opts.get("strides", [8, 16, 32])), float(opts.get("center_offset", 0.0))
+        )
         dist = _softmax(m[:, ncls:].reshape(-1, 4, bins), axis=-1) @ np.arange(bins, dtype=np.float32)
         dist *= strides[:, None]
         centres = cells * strides[:, None]

@@ -85,7 +85,9 @@ def load_model(manifest: Manifest, threads: int) -> Model:
     started = time.perf_counter()
     session.run(None, {session.get_inputs()[0].name: blob})
     warmup_ms = (time.perf_counter() - started) * 1000
-    log.info("model %s loaded in %.2f s (warm-up %.0f ms, %d threads)", manifest.name, load_s, warmup_ms, threads)
+    log.info(
+        "model %s loaded in %.2f s (warm-up %.0f ms, %d threads)", manifest.name, load_s, warmup_ms, threads
+    )
     return Model(manifest, session, load_s, warmup_ms)
 
 

@@ -1,0 +1,118 @@
+"""Config of the `camera` source type: one video stream.
+
+    [[sources]]
+    type = "camera"
+    id = "cam-lane-north"
+    url = "rtsp://192.168.1.64:554/Streaming/Channels/102"
+    password_file = "/etc/lintel/keys/cam-lane-north.pass"   # optional, fills in rtsp://user:PASSWORD@…
+    stall_s = 5
+
+`url` is an `rtsp://`, `http(s)://` (MJPEG or MPEG-TS) or `file://` address, a V4L2 device
+(`/dev/video0`) or a plain file path (clips for tests and the demo). Use the camera's sub-stream
+(low resolution, e.g. 640×360): the detector sees 416×416 anyway and decoding a 4K main stream
+costs a Pi a core.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.core.config_base import SourceConfigBase, custom_error
+from gateway.core.errors import ConfigProblem
+
+URL_EXPECTED = "rtsp://…, http(s)://…, file:///path, /dev/videoN or a path to a video file"
+_SCHEMES = re.compile(r"^(rtsp|rtsps|http|https|file)://")
+
+
+def stream_kind(url: str) -> str:
+    """`rtsp`, `http`, `usb` or `file`."""
+    if url.startswith(("rtsp://", "rtsps://")):
+        return "rtsp"
+    if url.startswith(("http://", "https://")):
+        return "http"
+    if url.startswith("/dev/video"):
+        return "usb"
+    return "file"
+
+
+class CameraConfig(SourceConfigBase):
+    type: Literal["camera"]
+    url: str = Field(description=f"The stream: {URL_EXPECTED}.")
+    username: str | None = Field(None, description="RTSP/HTTP user, written into the url at open time.")
+    password_file: str | None = Field(None, description="File holding the stream password (absolute path).")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="tcp survives lossy Wi-Fi links.")
+    open_timeout_s: float = Field(10.0, gt=0, le=120, description="Give up opening the stream after this.")
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="OpenCV's own read timeout.")
+    stall_s: float = Field(5.0, gt=0, le=300, description="No new frame for this long: abandon and reopen.")
+    offline_after_s: float = Field(
+        15.0, gt=0, le=3600, description="camera_offline after this long without frames."
+    )
+    reconnect_initial_s: float = Field(1.0, gt=0, le=60, description="First delay before reopening.")
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest delay between reopen attempts.")
+    realtime: bool = Field(
+        True, description="Files: play at the clip's frame rate (false: as fast as decoded)."
+    )
+    loop: bool = Field(False, description="Files: start again at the end (demo clips).")
+    stats_interval_s: float = Field(60.0, gt=0, description="How often fps and decode_ms readings are sent.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" in value and not _SCHEMES.match(value):
+            raise custom_error("unsupported stream address", URL_EXPECTED, got=value)
+        if "://" not in value and not value.startswith("/"):
+            raise custom_error("a file or device must be an absolute path", URL_EXPECTED, got=value)
+        if (
+            "@" in value.split("://", 1)[-1].split("/", 1)[0]
+            and ":" in value.split("://", 1)[-1].split("@")[0]
+        ):
+            raise custom_error(
+                "the password is written in the url",
+                "the url without it, and `username` + `password_file` (the url appears in logs)",
+                got=re.sub(r"//[^@/]*@", "//***@", value),
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise custom_error(
+                "reconnect_max_s is below reconnect_initial_s",
+                f"a value ≥ {self.reconnect_initial_s}",
+                key="reconnect_max_s",
+                got=str(self.reconnect_max_s),
+            )
+        if self.password_file is not None and not Path(self.password_file).is_absolute():
+            raise custom_error(
+                "not an absolute path",
+                "e.g. /etc/lintel/keys/cam.pass",
+                key="password_file",
+                got=self.password_file,
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return stream_kind(self.url)
+
+    def file_problems(self, prefix: str) -> list[ConfigProblem]:
+        problems: list[ConfigProblem] = []
+        if self.password_file is not None:
+            path = Path(self.password_file)
+            if not path.is_file():
+                problems.append(
+                    ConfigProblem(
+                        f"{prefix}.password_file", "file not found", self.password_file, "a readable file"
+                    )
+                )
+        if self.kind == "file":
+            path = Path(self.url.removeprefix("file://"))
+            if not path.is_file():
+                problems.append(
+                    ConfigProblem(f"{prefix}.url", "video file not found", self.url, "an existing file")
+                )
+        return problems

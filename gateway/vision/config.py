@@ -1,0 +1,153 @@
+"""Config of the vision analytics: `[vision]` (detector, threads, evidence) and `[[fire_lanes]]`.
+
+[vision]
+detector = "yolov2-tiny-coco"   # a manifest name: `lintel models list`
+threads = 1
+
+[[fire_lanes]]
+id = "lane-north"
+camera = "cam-north"            # a [[sources]] entry of type camera
+# corners in normalised image coordinates (0,0 top left; 1,1 bottom right): check them by
+# looking at `lintel camera snapshot cam-north --out lane.png`
+polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.98], [0.05, 0.98]]
+grace_s = 180
+[[fire_lanes.exempt]]           # loading window: no alarm raised
+days = ["mon", "tue", "wed", "thu", "fri"]
+from = "07:00"
+to = "09:00"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.core.config_base import Identifier, StrictModel, custom_error
+
+VEHICLES = ("car", "truck", "bus", "motorcycle", "motorbike")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _hhmm(value: str) -> str:
+    try:
+        dt.time.fromisoformat(value)
+    except ValueError:
+        raise custom_error("not a time of day", 'HH:MM, e.g. "07:30"') from None
+    return value
+
+
+class Window(StrictModel):
+    """A weekly time window in the gateway's time zone; `to` before `from` spans midnight."""
+
+    days: list[Day] = Field(default_factory=lambda: list(DAYS), description="Days the window starts on.")
+    start: str = Field(alias="from", description="HH:MM")
+    end: str = Field(alias="to", description="HH:MM")
+
+    _check_start = field_validator("start")(_hhmm)
+    _check_end = field_validator("end")(_hhmm)
+
+    def contains(self, local: dt.datetime) -> bool:
+        start, end = dt.time.fromisoformat(self.start), dt.time.fromisoformat(self.end)
+        now, today = local.time(), DAYS[local.weekday()]
+        yesterday = DAYS[(local.weekday() - 1) % 7]
+        if start <= end:
+            return today in self.days and start <= now < end
+        return (today in self.days and now >= start) or (yesterday in self.days and now < end)
+
+
+class VisionSection(StrictModel):
+    detector: str = Field("yolov2-tiny-coco", description="Model name from `lintel models list`.")
+    threads: int = Field(
+        1, ge=1, le=8, description="onnxruntime intra-op threads (1 leaves cores for the rest)."
+    )
+    model_dir: str | None = Field(
+        None, description="Where built ONNX files are (default: the checkout's models/onnx)."
+    )
+    manifest_dir: str | None = Field(
+        None, description="Folder of your own model manifests (a drop-in detector)."
+    )
+    min_score: float = Field(0.25, gt=0, lt=1, description="Detections below this are ignored everywhere.")
+    evidence_dir: str | None = Field(None, description="Evidence JPEGs (default: <state_dir>/evidence).")
+    evidence_retention_days: float = Field(
+        30, gt=0, le=3650, description="Evidence older than this is deleted."
+    )
+    evidence_max_mb: float = Field(200, gt=0, description="Oldest evidence is deleted beyond this size.")
+    timezone: str | None = Field(None, description="IANA zone for lane schedules (default: the system's).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise custom_error("unknown time zone", 'an IANA zone name such as "Asia/Shanghai"') from None
+        return value
+
+
+class FireLaneConfig(StrictModel):
+    id: Identifier = Field(description="Lane id; the source id of the lane's events.")
+    camera: str = Field(description="Id of the camera source that sees the lane.")
+    polygon: list[tuple[float, float]] = Field(description="Corners (x, y) in 0..1 image coordinates.")
+    classes: list[str] = Field(default_factory=lambda: ["car", "truck", "bus", "motorcycle", "motorbike"])
+    min_score: float = Field(0.3, gt=0, lt=1, description="Vehicle detections below this are ignored.")
+    min_area: float = Field(0.004, ge=0, lt=1, description="Smallest vehicle box as a fraction of the frame.")
+    overlap: float = Field(0.5, gt=0, le=1, description="Share of the box's bottom strip inside the lane.")
+    grace_s: float = Field(180, ge=0, le=86400, description="Parked longer than this is a violation.")
+    settle_s: float = Field(5, ge=0, le=600, description="A vehicle still for this long counts as parked.")
+    exit_delay_s: float = Field(20, ge=1, le=3600, description="Lane seen empty this long before it clears.")
+    forced_interval_s: float = Field(5, ge=0.5, le=600, description="Detector cadence without motion.")
+    motion_interval_s: float = Field(1, ge=0.1, le=60, description="Detector cadence while the lane moves.")
+    motion_threshold: float = Field(
+        0.01, gt=0, lt=1, description="Share of lane pixels changed that is motion."
+    )
+    renotify_min: float = Field(30, ge=0, description="Repeat an unacknowledged alarm this often (0: never).")
+    active: list[Window] = Field(
+        default_factory=list, description="When the lane is watched (empty: always)."
+    )
+    exempt: list[Window] = Field(default_factory=list, description="When parking is allowed (loading).")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(value) < 3:
+            raise custom_error(
+                "a lane needs at least 3 corners", "[[x, y], [x, y], [x, y], …]", got=str(len(value))
+            )
+        for x, y in value:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise custom_error(
+                    "corner outside the picture",
+                    "x and y between 0 and 1 (fractions of the image width and height)",
+                    got=f"[{x}, {y}]",
+                )
+        area = 0.5 * abs(
+            sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(value, value[1:] + value[:1], strict=True))
+        )
+        if area < 0.001:
+            raise custom_error(
+                "the lane has no area", "corners that enclose part of the picture", got=str(value)
+            )
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise custom_error("no vehicle classes", f"some of {', '.join(VEHICLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cadence(self) -> FireLaneConfig:
+        if self.motion_interval_s > self.forced_interval_s:
+            raise custom_error(
+                "motion_interval_s is above forced_interval_s",
+                f"a value ≤ {self.forced_interval_s} (motion makes the detector run sooner, not later)",
+                key="motion_interval_s",
+                got=str(self.motion_interval_s),
+            )
+        return self

@@ -1,0 +1,137 @@
+"""The fire-lane watch: the runtime glue between cameras, the inference thread and the lanes.
+
+One asyncio task per watched camera steps its `CameraAnalyzer` every `STEP_S` with the camera's
+latest frame from the `FrameHub`, runs the detector on the engine's single thread when the
+analyzer asks, and submits the resulting records to the pipeline. Lane state is saved to the
+state store at every transition (and the dwell clock with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import zoneinfo
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.alarms import AlarmBook
+from gateway.core import Clock, Record
+from gateway.core.frames import FrameHub
+from gateway.state import StateStore
+from gateway.vision.analyzer import CameraAnalyzer
+from gateway.vision.annotate import jpeg
+from gateway.vision.catalog import DEFAULT_MODEL_DIR, find
+from gateway.vision.config import FireLaneConfig, VisionSection
+from gateway.vision.detector import Detector
+from gateway.vision.engine import InferenceEngine
+from gateway.vision.evidence import EvidenceStore
+from gateway.vision.firelane import LaneWatch
+
+log = logging.getLogger("lintel.vision")
+
+NS = "fire_lane"
+STEP_S = 0.5
+
+
+def local_zone(name: str | None) -> dt.tzinfo:
+    if name:
+        return zoneinfo.ZoneInfo(name)
+    zone = dt.datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
+
+
+class FireLaneWatch:
+    def __init__(
+        self,
+        vision: VisionSection,
+        lanes: list[FireLaneConfig],
+        hub: FrameHub,
+        book: AlarmBook,
+        store: StateStore,
+        clock: Clock,
+        submit: Callable[[Record], bool],
+        state_dir: Path,
+    ) -> None:
+        self.vision = vision
+        self.hub = hub
+        self.store = store
+        self.clock = clock
+        self.submit = submit
+        model_dir = Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR
+        extra = Path(vision.manifest_dir) if vision.manifest_dir else None
+        self.manifest = find(vision.detector, model_dir, extra)
+        self.engine = InferenceEngine(vision.threads)
+        self.detector: Detector | None = None
+        folder = Path(vision.evidence_dir) if vision.evidence_dir else state_dir / "evidence"
+        self.evidence = EvidenceStore(
+            folder, vision.evidence_retention_days, int(vision.evidence_max_mb * 1e6)
+        )
+        saved = store.load(NS)
+        tz = local_zone(vision.timezone)
+        by_camera: dict[str, list[LaneWatch]] = {}
+        for cfg in lanes:
+            by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, book, tz, saved.get(cfg.id)))
+        self.analyzers = {
+            cam: CameraAnalyzer(cam, ls, self.evidence, self._save) for cam, ls in by_camera.items()
+        }
+        self.detect_ms_total = 0.0
+        self.errors = 0
+
+    def _save(self, lane: LaneWatch) -> None:
+        self.store.save(NS, {lane.config.id: lane.saved()})
+
+    async def start(self) -> None:
+        """Load and warm up the detector on the inference thread (raises ModelError)."""
+        model = await self.engine.submit(self.engine.model, self.manifest)
+        self.detector = Detector(model, self.vision.min_score)
+
+    async def run_camera(self, camera_id: str) -> None:
+        analyzer = self.analyzers[camera_id]
+        assert self.detector is not None
+        detector = self.detector
+        while True:
+            now_ms = self.clock.time_ms()
+            frame = self.hub.latest(camera_id)
+            records, run = analyzer.step(frame, self.hub.online(camera_id), now_ms)
+            if run and frame is not None:
+                started = time.perf_counter()
+                try:
+                    detections = await self.engine.submit(detector.detect, frame.image)
+                except Exception:
+                    self.errors += 1
+                    log.exception("camera %s: detector failed", camera_id)
+                    detections = None
+                self.detect_ms_total += (time.perf_counter() - started) * 1000
+                if detections is not None:
+                    records += analyzer.apply(frame, detections, self.clock.time_ms())
+            records += analyzer.tick(self.clock.time_ms())
+            for record in records:
+                self.submit(record)
+            await asyncio.sleep(STEP_S)
+
+    def snapshot(self, camera_id: str) -> tuple[str, bytes] | None:
+        """Save the camera's latest analysed frame (lanes, boxes, states) as evidence."""
+        analyzer = self.analyzers.get(camera_id)
+        if analyzer is None or analyzer.last_frame is None:
+            return None
+        picture = jpeg(analyzer.annotated(caption=f"{camera_id} snapshot"))
+        return self.evidence.save(camera_id, picture, self.clock.time_ms()), picture
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.time_ms()
+        runs = sum(m.runs for m in self.engine.models())
+        return {
+            "detector": self.manifest.name,
+            "detector_runs": runs,
+            "detect_ms_avg": round(self.detect_ms_total / runs, 1) if runs else None,
+            "detector_errors": self.errors,
+            "evidence_saved": self.evidence.saved,
+            "cameras": [a.status(now) for a in self.analyzers.values()],
+        }
+
+    def close(self) -> None:
+        self.engine.close()
