@@ -113,7 +113,8 @@ class CameraAnalyzer:
         self.last_seq = -1
         self.last_frame: Frame | None = None
         self.last_detections: list[Detection] = []
-        self.runs = {"forced": 0, "motion": 0}
+        self.runs = {"forced": 0, "motion": 0, "settled": 0}
+        self.was_moving = False
         self.steps = 0
 
     def step(self, frame: Frame | None, online: bool, now_ms: int) -> tuple[list[Record], bool]:
@@ -128,10 +129,9 @@ class CameraAnalyzer:
         if problem is not None:
             return self._blind(now_ms, problem), False
         self.last_frame = frame
-        moving = (
-            self.motion.score(frame.image, [lane.config.polygon for lane in self.lanes])
-            >= self.motion_threshold
-        )
+        polygons = [lane.config.polygon for lane in self.lanes]
+        moving = self.motion.score(frame.image, polygons) >= self.motion_threshold
+        settled, self.was_moving = self.was_moving and not moving, moving
         since = None if self.last_detect_ms is None else now_ms - self.last_detect_ms
         blind = any(lane.state == UNKNOWN for lane in self.lanes)
         if since is None or since >= self.forced_ms or blind:
@@ -139,6 +139,11 @@ class CameraAnalyzer:
             return [], True
         if moving and since >= self.motion_ms:
             self.runs["motion"] += 1
+            return [], True
+        if settled:
+            # The lane just stopped moving: look now, so a car's stop time is known to within a
+            # step rather than to within the slow forced cadence.
+            self.runs["settled"] += 1
             return [], True
         return [], False
 

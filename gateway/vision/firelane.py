@@ -39,6 +39,11 @@ log = logging.getLogger("lintel.firelane")
 ABSENT, CANDIDATE, PARKED, VIOLATION, UNKNOWN = "absent", "candidate", "parked", "violation", "unknown"
 REVERIFY_IOU = 0.5  # a box this close to the saved one is the same parked vehicle
 OCCLUDED = 0.3  # share of the parked box covered by something else: cannot tell it left
+# What walks or rolls in front of a parked car. Static things the detector sees in the background
+# (a potted plant, a bench) must not count, or a lane beside them could never clear.
+OCCLUDERS = frozenset(
+    {"person", "bicycle", "motorbike", "motorcycle", "dog", "umbrella", "suitcase", "handbag"}
+)
 
 
 @dataclass(slots=True)
@@ -125,7 +130,7 @@ class LaneWatch:
                     )
                 occ.track_id, occ.box, occ.last_seen_ms = match.track_id, match.box, now_ms
                 self.empty_since_ms = None
-            elif any(overlap_of(occ.box, o.box) >= OCCLUDED for o in others) or any(
+            elif any(overlap_of(occ.box, o.box) >= OCCLUDED for o in others if o.label in OCCLUDERS) or any(
                 overlap_of(occ.box, t.box) >= OCCLUDED for t in seen if t not in inside
             ):
                 self.empty_since_ms = None  # something stands in front of it: not evidence of absence

@@ -2,7 +2,7 @@
 
 Run with Debian's /usr/bin/python3 (python3-gst-1.0, gir1.2-gst-rtsp-server-1.0), not the venv:
 
-    /usr/bin/python3 tests/support/rtsp_server.py [h264|mjpeg]
+    /usr/bin/python3 tests/support/rtsp_server.py [h264|mjpeg] [PORT]
 
 Binds a free port and prints `PORT <n>` on stdout once it listens; the stream is rtsp://127.0.0.1:<n>/cam.
 """
@@ -33,7 +33,7 @@ def main() -> None:
     codec = sys.argv[1] if len(sys.argv) > 1 else "h264"
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
-    server.set_service("0")
+    server.set_service(sys.argv[2] if len(sys.argv) > 2 else "0")
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(PIPELINES[codec])
     factory.set_shared(True)

@@ -1,0 +1,25 @@
+"""Real photographs and models for the vision tests (fetched by `scripts/setup.sh --test`)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MEDIA = ROOT / ".cache" / "media"
+PINS = {
+    line.split()[1]: line.split()[0]
+    for line in (ROOT / "scripts" / "media.sha256").read_text().splitlines()
+    if line.strip()
+}
+
+
+def photo(name: str) -> Path:
+    """A pinned photograph, e.g. `darknet/dog.jpg`; fails (never skips) when it is missing."""
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run scripts/setup.sh --test (it fetches Debian's darknet and opencv-doc)")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == PINS[name], f"{path} does not match its pin"
+    return path
