@@ -40,7 +40,9 @@ def detector() -> Detector:
 
 @pytest.fixture(scope="module")
 def scene() -> Scene:
-    sprites = load_sprites(photo("darknet/dog.jpg"), photo("darknet/person.jpg"), photo("opencv-doc/building.jpg"))
+    sprites = load_sprites(
+        photo("darknet/dog.jpg"), photo("darknet/person.jpg"), photo("opencv-doc/building.jpg")
+    )
     return Scene(sprites, PLAN)
 
 
@@ -74,7 +76,10 @@ class Rig:
         self.lane = LaneWatch(lane_config(**self.overrides), self.book, dt.UTC, saved)
         self.evidence = EvidenceStore(self.tmp / "evidence", 30, 10_000_000)
         self.analyzer = CameraAnalyzer(
-            "cam-a", [self.lane], self.evidence, lambda lane: self.store.save("fire_lane", {"lane-a": lane.saved()})
+            "cam-a",
+            [self.lane],
+            self.evidence,
+            lambda lane: self.store.save("fire_lane", {"lane-a": lane.saved()}),
         )
         self.seq = 0
         self.detector_runs = 0
@@ -148,7 +153,9 @@ def test_scene_parked_past_grace_pedestrian_passes_then_leaves(
     assert rig.analyzer.runs["motion"] > 0 and rig.analyzer.runs["forced"] > 0
 
 
-def test_restart_mid_violation_keeps_the_dwell_clock(tmp_path: Path, detector: Detector, scene: Scene) -> None:
+def test_restart_mid_violation_keeps_the_dwell_clock(
+    tmp_path: Path, detector: Detector, scene: Scene
+) -> None:
     rig = Rig(tmp_path, detector)
     for t, image in scene.frames():
         if t >= 30:

@@ -76,6 +76,7 @@ class _Worker:
         self.generation = generation
         self.stale = False
         self.in_read_since: float | None = None
+        self.opening = False
         self.thread: threading.Thread | None = None
 
 
@@ -132,7 +133,9 @@ class Capture:
         worker = self._worker
         if worker is None or worker.in_read_since is None:
             return False
-        if now_mono - worker.in_read_since < self.config.stall_s:
+        # Opening an RTSP stream takes seconds (probing); it gets its own budget on top.
+        limit = self.config.stall_s + (self.config.open_timeout_s if worker.opening else 0.0)
+        if now_mono - worker.in_read_since < limit:
             return False
         self.stalls += 1
         self.last_error = f"stalled: no frame for {now_mono - worker.in_read_since:.1f} s"
@@ -178,14 +181,17 @@ class Capture:
                 continue
             try:
                 worker.in_read_since = time.monotonic()  # opening counts: a hung open is a stall too
+                worker.opening = True
                 cap = open_capture(self.config)
             except (OSError, cv2.error) as exc:
                 worker.in_read_since = None
+                worker.opening = False
                 self.open_failures += 1
                 self.last_error = str(exc)
                 if not self._wait(worker, self.backoff.next_delay()):
                     return
                 continue
+            worker.opening = False
             try:
                 self._read_loop(worker, cap)
             finally:

@@ -155,7 +155,7 @@ class Daemon:
         except ModelError as exc:
             self.fire_error = str(exc)
 
-    async def _start_fire_lanes(self, group: asyncio.TaskGroup) -> None:
+    async def _start_fire_lanes(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         from gateway.vision.catalog import ModelError
 
         if self.fire is not None:
@@ -179,9 +179,11 @@ class Daemon:
                         "warning",
                     )
                 )
-            return
-        for camera_id in self.fire.analyzers:
+            return []
+        return [
             group.create_task(self.fire.run_camera(camera_id), name=f"fire-lane:{camera_id}")
+            for camera_id in self.fire.analyzers
+        ]
 
     def _build_processors(self, config: GatewayConfig, now_ms: int) -> list[Processor]:
         """Care watch, rules, then reminders: each later step sees what the earlier ones raised."""
@@ -330,8 +332,9 @@ class Daemon:
             for cfg in self.config.sources:
                 if cfg.enabled:
                     self._start_source(cfg)
-            await self._start_fire_lanes(group)
+            fire_tasks = await self._start_fire_lanes(group)
             helpers = [
+                *fire_tasks,
                 group.create_task(self._status_loop(), name="status"),
                 group.create_task(self._stats_loop(), name="stats"),
                 group.create_task(self._watchdog_loop(), name="watchdog"),

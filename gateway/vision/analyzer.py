@@ -45,7 +45,7 @@ class MotionGate:
         self.mask: np.ndarray | None = None
         self.last_score = 0.0
 
-    def score(self, image: np.ndarray, polygons: list[list[tuple[float, float]]]) -> float:
+    def score(self, image: np.ndarray, polygons: list[list[list[float]]]) -> float:
         """Share of lane pixels that changed since the previous call (1.0 on the first call)."""
         h, w = image.shape[:2]
         small_h = max(1, round(h * MOTION_WIDTH / w))

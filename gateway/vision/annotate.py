@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ STATE_COLOURS = {  # BGR
 
 def draw(
     frame: np.ndarray,
-    lanes: Iterable[tuple[str, list[tuple[float, float]], str]],
+    lanes: Iterable[tuple[str, Sequence[Sequence[float]], str]],
     detections: Iterable[Detection] = (),
     caption: str | None = None,
 ) -> np.ndarray:

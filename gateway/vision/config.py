@@ -92,7 +92,7 @@ class VisionSection(StrictModel):
 class FireLaneConfig(StrictModel):
     id: Identifier = Field(description="Lane id; the source id of the lane's events.")
     camera: str = Field(description="Id of the camera source that sees the lane.")
-    polygon: list[tuple[float, float]] = Field(description="Corners (x, y) in 0..1 image coordinates.")
+    polygon: list[list[float]] = Field(description="Corners (x, y) in 0..1 image coordinates.")
     classes: list[str] = Field(default_factory=lambda: ["car", "truck", "bus", "motorcycle", "motorbike"])
     min_score: float = Field(0.3, gt=0, lt=1, description="Vehicle detections below this are ignored.")
     min_area: float = Field(0.004, ge=0, lt=1, description="Smallest vehicle box as a fraction of the frame.")
@@ -113,12 +113,15 @@ class FireLaneConfig(StrictModel):
 
     @field_validator("polygon")
     @classmethod
-    def _polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    def _polygon(cls, value: list[list[float]]) -> list[list[float]]:
         if len(value) < 3:
             raise custom_error(
                 "a lane needs at least 3 corners", "[[x, y], [x, y], [x, y], …]", got=str(len(value))
             )
-        for x, y in value:
+        for corner in value:
+            if len(corner) != 2:
+                raise custom_error("a corner is two numbers", "[x, y]", got=str(corner))
+            x, y = corner
             if not (0 <= x <= 1 and 0 <= y <= 1):
                 raise custom_error(
                     "corner outside the picture",

@@ -50,7 +50,7 @@ def overlap_of(a: Box, b: Box) -> float:
     return ix * iy / area if area > 0 else 0.0
 
 
-def to_pixels(polygon: Sequence[tuple[float, float]], width: int, height: int) -> np.ndarray:
+def to_pixels(polygon: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
     return np.array([(x * width, y * height) for x, y in polygon], dtype=np.float64)
 
 

@@ -20,6 +20,8 @@ def photo(name: str) -> Path:
     """A pinned photograph, e.g. `darknet/dog.jpg`; fails (never skips) when it is missing."""
     path = MEDIA / name
     if not path.is_file():
-        pytest.fail(f"{path} is missing: run scripts/setup.sh --test (it fetches Debian's darknet and opencv-doc)")
+        pytest.fail(
+            f"{path} is missing: run scripts/setup.sh --test (it fetches Debian's darknet and opencv-doc)"
+        )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == PINS[name], f"{path} does not match its pin"
     return path
