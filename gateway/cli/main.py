@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.alarms import add_parsers as add_alarm_parsers
 
     add_alarm_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.vision import add_parsers as add_vision_parsers
+
+    add_vision_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.alarms import cmd_alarms
 
         return cmd_alarms(args)
+    if args.command in ("camera", "models"):
+        from gateway.cli.vision import cmd_camera, cmd_models
+
+        return cmd_camera(args) if args.command == "camera" else cmd_models(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

@@ -1,0 +1,285 @@
+"""`lintel camera snapshot|probe` and `lintel models list|verify|bench`: installer tools.
+
+`camera snapshot` opens the camera itself (RTSP and HTTP cameras take several clients; a USB
+camera only when the daemon is stopped), runs the configured detector on one fresh frame and draws
+the lanes, the detections and each lane's state (from the state database) into a PNG/JPEG, so an
+installer checks a polygon by looking at it. `camera probe` measures what the stream delivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.config_file import read_config
+from gateway.cli.output import console, err_console, print_json, table
+
+
+def add_parsers(
+    sub: Any,
+    config_arg: Callable[[argparse.ArgumentParser], None],
+    json_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    p = sub.add_parser("camera", help="camera tools: annotated snapshot, stream probe")
+    csub = p.add_subparsers(dest="camera_command", required=True, metavar="ACTION")
+    q = csub.add_parser("snapshot", help="one frame with lanes, detections and lane states drawn on it")
+    q.add_argument("camera_id")
+    q.add_argument("--out", required=True, help="picture to write (.png or .jpg)")
+    config_arg(q)
+    json_arg(q)
+    q = csub.add_parser("probe", help="resolution, frame rate and latency of a camera's stream")
+    q.add_argument("camera_id")
+    q.add_argument("--seconds", type=float, default=5.0)
+    config_arg(q)
+    json_arg(q)
+
+    p = sub.add_parser("models", help="ONNX models: list, verify, benchmark")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    for name, text in (("list", "models the gateway knows"), ("verify", "check every model file's sha256")):
+        q = msub.add_parser(name, help=text)
+        config_arg(q)
+        json_arg(q)
+    q = msub.add_parser("bench", help="detector latency per frame at 1 and 2 threads")
+    q.add_argument("--model", default=None, help="model name (default: the configured detector)")
+    q.add_argument("--runs", type=int, default=20)
+    config_arg(q)
+    json_arg(q)
+
+
+def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
+    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, catalog
+
+    loaded = read_config(args.config)
+    if loaded is None:
+        return None
+    vision = loaded.config.vision
+    try:
+        models = catalog(
+            Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
+            Path(vision.manifest_dir) if vision.manifest_dir else None,
+        )
+    except ModelError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        return None
+    return models, loaded
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from gateway.vision.catalog import ModelError
+
+    found = _catalog(args)
+    if found is None:
+        return 1
+    models, loaded = found
+    if args.models_command == "bench":
+        return _bench(args, models, loaded)
+    rows = []
+    failed = 0
+    for m in models.values():
+        state = "present" if m.file.is_file() else "missing"
+        if args.models_command == "verify":
+            try:
+                m.verify()
+                state = "ok"
+            except ModelError as exc:
+                state, failed = str(exc), failed + 1
+        rows.append(
+            {
+                "name": m.name,
+                "task": m.task,
+                "licence": m.licence,
+                "layout": m.layout,
+                "input": f"{m.input.width}x{m.input.height} {m.input.colour}",
+                "classes": len(m.classes),
+                "file": str(m.file),
+                "sha256": m.sha256,
+                "state": state,
+                "source": "{}:{}=={}".format(
+                    m.source.get("registry", "?"), m.source.get("package", "?"), m.source.get("version", "?")
+                ),
+            }
+        )
+    if args.json:
+        print_json({"models": rows})
+    else:
+        t = table("models", ["name", "state", "layout", "input", "licence", "source"])
+        for r in rows:
+            colour = "green" if r["state"] in ("ok", "present") else "red"
+            t.add_row(
+                r["name"], f"[{colour}]{r['state']}[/]", r["layout"], r["input"], r["licence"], r["source"]
+            )
+        console.print(t)
+    return 1 if failed else 0
+
+
+def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int:
+    import numpy as np
+
+    from gateway.vision.detector import Detector
+    from gateway.vision.engine import load_model
+
+    name = args.model or loaded.config.vision.detector
+    if name not in models:
+        err_console.print(f"[red]no model named {name!r}; known: {', '.join(sorted(models))}[/]")
+        return 1
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
+    results = []
+    for threads in (1, 2):
+        detector = Detector(load_model(models[name], threads))
+        times = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            detector.detect(frame)
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        results.append(
+            {
+                "threads": threads,
+                "p50_ms": round(statistics.median(times), 1),
+                "p95_ms": round(times[int(len(times) * 0.95) - 1], 1),
+            }
+        )
+    if args.json:
+        print_json({"model": name, "results": results})
+    else:
+        t = table(
+            f"{name}: one 640x360 frame, preprocessing + inference + decoding", ["threads", "p50", "p95"]
+        )
+        for r in results:
+            t.add_row(str(r["threads"]), f"{r['p50_ms']} ms", f"{r['p95_ms']} ms")
+        console.print(t)
+    return 0
+
+
+def _camera(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    loaded = read_config(args.config)
+    if loaded is None:
+        return None
+    cams = {s.id: s for s in loaded.config.sources if s.type == "camera"}
+    if args.camera_id not in cams:
+        known = ", ".join(sorted(cams)) or "none"
+        err_console.print(f"[red]no camera {args.camera_id!r} in the config; cameras: {known}[/]")
+        return None
+    return cams[args.camera_id], loaded
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    from drivers.camera.capture import open_capture
+
+    found = _camera(args)
+    if found is None:
+        return 1
+    cfg, loaded = found
+    started = time.perf_counter()
+    try:
+        cap = open_capture(cfg)
+    except OSError as exc:
+        err_console.print(f"[red]{exc}[/] (a USB camera is held by the running daemon: stop it first)")
+        return 1
+    try:
+        ok, image = cap.read()
+        first_s = time.perf_counter() - started
+        if not ok:
+            err_console.print("[red]the stream opened but delivered no frame[/]")
+            return 1
+        if args.camera_command == "probe":
+            return _probe(args, cap, image, first_s)
+        for _ in range(3):  # drop what the decoder buffered: draw on a fresh frame
+            ok, newer = cap.read()
+            image = newer if ok else image
+    finally:
+        cap.release()
+    return _snapshot(args, cfg, loaded, image)
+
+
+def _probe(args: argparse.Namespace, cap: Any, image: Any, first_s: float) -> int:
+    reads = []
+    end = time.perf_counter() + args.seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        ok, newer = cap.read()
+        if not ok:
+            break
+        image = newer
+        reads.append(time.perf_counter() - t0)
+    total = sum(reads)
+    body = {
+        "camera": args.camera_id,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "first_frame_s": round(first_s, 2),
+        "frames": len(reads),
+        "fps": round(len(reads) / total, 2) if total else 0.0,
+        "read_ms_p50": round(statistics.median(reads) * 1000, 2) if reads else None,
+    }
+    if args.json:
+        print_json(body)
+    else:
+        t = table(f"camera {args.camera_id}", ["measure", "value"])
+        for k, v in body.items():
+            t.add_row(k, str(v))
+        console.print(t)
+    return 0 if reads else 1
+
+
+def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> int:
+    import cv2
+
+    from gateway.state import StateStore, state_path
+    from gateway.vision.annotate import draw
+    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, find
+    from gateway.vision.detector import Detector
+    from gateway.vision.engine import load_model
+    from gateway.vision.watch import NS
+
+    vision = loaded.config.vision
+    lanes = [lane for lane in loaded.config.fire_lanes if lane.camera == cfg.id]
+    states: dict[str, Any] = {}
+    if state_path(loaded.state_dir).exists():
+        store = StateStore(state_path(loaded.state_dir), read_only=True)
+        states = store.load(NS)
+        store.close()
+    detections = []
+    try:
+        manifest = find(
+            vision.detector,
+            Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
+            Path(vision.manifest_dir) if vision.manifest_dir else None,
+        )
+        detections = Detector(load_model(manifest, vision.threads), vision.min_score).detect(image)
+    except ModelError as exc:
+        err_console.print(f"[yellow]no detections drawn: {exc}[/]")
+    drawn = draw(
+        image,
+        [(lane.id, lane.polygon, states.get(lane.id, {}).get("state", "absent")) for lane in lanes],
+        detections,
+        f"{cfg.id} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+    )
+    if not cv2.imwrite(args.out, drawn):
+        err_console.print(f"[red]cannot write {args.out} (use a .png or .jpg name)[/]")
+        return 1
+    body = {
+        "out": args.out,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "lanes": [
+            {"lane": lane.id, "state": states.get(lane.id, {}).get("state", "absent")} for lane in lanes
+        ],
+        "detections": [
+            {"label": d.label, "score": round(d.score, 2), "box": [round(v) for v in d.box]}
+            for d in detections
+        ],
+    }
+    if args.json:
+        print_json(body)
+    else:
+        console.print(
+            f"wrote {args.out}: {len(detections)} detections, lanes: "
+            + (", ".join(f"{x['lane']} {x['state']}" for x in body["lanes"]) or "none on this camera")
+        )
+    return 0
