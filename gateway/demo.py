@@ -6,11 +6,14 @@ cameras) so `lintel demo` always shows the whole gateway working without hardwar
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
 from drivers.modbus.simulator import MeterServer, SimulatedMeter, SimulatedRelayModule
 from gateway.config import LoadedConfig, parse_config
+
+log = logging.getLogger("lintel.demo")
 
 # The demo's Modbus TCP gateway: four meters answer; unit 5 is configured but dead, so the demo
 # shows a device_offline and the circuit breaker at work.
@@ -130,6 +133,45 @@ model = "CGH1"
 """
 
 
+MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media" / "darknet"
+
+
+def demo_camera_text(state_dir: Path) -> str:
+    """A simulated fire-lane camera: a looping clip (a real car photograph drives in, parks 44 s,
+    a pedestrian passes, it leaves) played through the real camera driver and detector.
+
+    The photographs come from Debian's darknet package (`scripts/fetch_media.sh`, run by set-up);
+    without them the demo runs without a camera and says so.
+    """
+    from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
+
+    car, person = MEDIA / "dog.jpg", MEDIA / "person.jpg"
+    if not (car.is_file() and person.is_file()):
+        log.warning("demo: no fire-lane camera (%s missing: run scripts/fetch_media.sh)", car)
+        return ""
+    clip = state_dir / "demo-fire-lane.avi"
+    if not clip.is_file():
+        plan = ScenePlan(enter_s=2, park_s=6, leave_s=50, gone_s=53, walk_from_s=20, walk_to_s=26, total_s=65)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        Scene(load_sprites(car, person, None), plan).write(clip)
+    polygon = ", ".join(f"[{x}, {y}]" for x, y in LANE)
+    return f"""
+[[sources]]
+id = "cam-court"
+type = "camera"
+url = "{clip}"
+loop = true
+
+[[fire_lanes]]
+id = "lane-court"
+camera = "cam-court"
+polygon = [{polygon}]
+grace_s = 20
+settle_s = 3
+exit_delay_s = 6
+"""
+
+
 def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
     mqtt = ""
     if broker:
@@ -166,7 +208,7 @@ profile = "door_sensor"
 interval_s = 5.0
 seed = 5
 fail_after_polls = 20
-"""
+{demo_camera_text(state_dir)}"""
 
 
 def demo_config(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> LoadedConfig:
