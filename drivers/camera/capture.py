@@ -128,6 +128,19 @@ class Capture:
             if self._worker is not None:
                 self._worker.stale = True
 
+    def join(self, timeout_s: float) -> bool:
+        """Wait for the workers to release the stream (after `stop`). True if all did.
+
+        A process that exits while a worker is inside OpenCV aborts ("terminate called without an
+        active exception"), so the source waits for its workers before it returns.
+        """
+        deadline = time.monotonic() + timeout_s
+        workers = [w for w in (self._worker, *self.abandoned) if w is not None and w.thread is not None]
+        for worker in workers:
+            assert worker.thread is not None
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(w.thread is not None and w.thread.is_alive() for w in workers)
+
     def check_stall(self, now_mono: float) -> bool:
         """Abandon the current worker if its read has hung for `stall_s`. True if it did."""
         worker = self._worker

@@ -22,7 +22,7 @@ import numpy as np
 
 WIDTH, HEIGHT = 640, 360
 # The lane, in normalised coordinates, that the scene's car parks in.
-LANE = [(0.25, 0.70), (0.99, 0.70), (0.99, 0.99), (0.25, 0.99)]
+LANE = [[0.25, 0.70], [0.99, 0.70], [0.99, 0.99], [0.25, 0.99]]
 
 
 @dataclass(frozen=True, slots=True)

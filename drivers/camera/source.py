@@ -92,3 +92,7 @@ class CameraSource:
         finally:
             capture.stop()
             self._online = False
+            # Shield: a second cancellation must not leave a worker inside OpenCV at exit.
+            joined = await asyncio.shield(asyncio.to_thread(capture.join, cfg.read_timeout_s + 1.0))
+            if not joined:
+                log.warning("camera %s: a capture thread is still inside a read at stop", cfg.id)
