@@ -104,12 +104,12 @@ CASES = [
     (
         "unknown source type",
         BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
-        'sources[0].type: unknown source type (got "modbuss"); expected one of: ble, modbus, simulated',
+        'sources[0].type: unknown source type (got "modbuss"); expected one of: ble, camera, modbus, simulated',
     ),
     (
         "source without type",
         BASE + "[[sources]]\nid = 'm1'\n",
-        "sources[0].type: required key is missing; expected one of: ble, modbus, simulated",
+        "sources[0].type: required key is missing; expected one of: ble, camera, modbus, simulated",
     ),
     (
         "duplicate source id",
@@ -277,7 +277,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         for name in model.model_fields:
             if name == "classes":
                 continue
-            if not re.search(rf"^#? ?{name} = |^#? ?\[\[?[a-z.]*\.{name}\]\]?", text, re.M):
+            if not re.search(rf"^#? ?{name} = |^#? ?\[\[?[a-z_.]*\.{name}\]\]?", text, re.M):
                 missing.append(f"{section}.{name}")
     assert not missing, f"config.example.toml does not document: {missing}"
     # Every key line has a comment right above it (or is a commented example of one).
@@ -363,3 +363,52 @@ def test_ble_key_file_is_checked_at_load(tmp_path: Path) -> None:
     assert load_config(config).config.sources[0].sensors[0].key() == bytes.fromhex(  # type: ignore[union-attr]
         "017e52d2684779298709b117c0a75a7b"
     )
+
+
+LANE_BASE = """
+[gateway]
+id = "gw1"
+site = "site-a"
+[[sources]]
+id = "cam-1"
+type = "camera"
+url = "rtsp://10.0.0.5/sub"
+[[fire_lanes]]
+id = "lane-1"
+"""
+
+
+@pytest.mark.parametrize(
+    ("lane", "expected"),
+    [
+        (
+            'camera = "cam-2"\npolygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]]',
+            'fire_lanes[0].camera: unknown camera (got "cam-2"); expected the id of a [[sources]] entry '
+            'of type camera (cam-1) - did you mean "cam-1"?',
+        ),
+        (
+            'camera = "cam-1"\npolygon = [[0.1, 0.5], [1.9, 0.5], [0.9, 0.9]]',
+            "fire_lanes[0].polygon: corner outside the picture (got [1.9, 0.5]); "
+            "expected x and y between 0 and 1 (fractions of the image width and height)",
+        ),
+        (
+            'camera = "cam-1"\npolygon = [[0.1, 0.5], [0.9, 0.5]]',
+            "fire_lanes[0].polygon: a lane needs at least 3 corners (got 2)",
+        ),
+        (
+            'camera = "cam-1"\npolygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]]\n'
+            '[[fire_lanes.exempt]]\nfrom = "7am"\nto = "09:00"',
+            "fire_lanes[0].exempt[0].from: not a time of day",
+        ),
+    ],
+)
+def test_bad_fire_lane_names_key_value_and_fix(lane: str, expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(LANE_BASE + lane)), problems(LANE_BASE + lane)
+
+
+def test_camera_password_in_url_is_refused() -> None:
+    text = LANE_BASE.replace("rtsp://10.0.0.5/sub", "rtsp://admin:secret@10.0.0.5/sub")
+    text += 'camera = "cam-1"\npolygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]]'
+    found = problems(text)
+    assert any(p.startswith("sources[0].url: the password is written in the url") for p in found), found
+    assert not any("secret" in p for p in found)
