@@ -388,7 +388,7 @@ id = "lane-1"
         ),
         (
             'camera = "cam-1"\npolygon = [[0.1, 0.5], [1.9, 0.5], [0.9, 0.9]]',
-            "fire_lanes[0].polygon: corner outside the picture (got [1.9, 0.5]); "
+            "fire_lanes[0].polygon: corner [1.9, 0.5] is outside the picture (got [1.9, 0.5]); "
             "expected x and y between 0 and 1 (fractions of the image width and height)",
         ),
         (

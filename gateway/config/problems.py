@@ -142,7 +142,8 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
         if ctx.get("key"):
             key = str(ctx["key"])
             path = f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}"
-            got = ctx.get("got")
+        if ctx.get("got") is not None:
+            got = ctx["got"]  # as the validator shows it (a password redacted, a single corner)
         return ConfigProblem(path, error["msg"], got, ctx.get("expected"))
     if kind == "missing":
         return ConfigProblem(path, "required key is missing", None, _expected_for_field(field))

@@ -124,7 +124,7 @@ class FireLaneConfig(StrictModel):
             x, y = corner
             if not (0 <= x <= 1 and 0 <= y <= 1):
                 raise custom_error(
-                    "corner outside the picture",
+                    f"corner [{x}, {y}] is outside the picture",
                     "x and y between 0 and 1 (fractions of the image width and height)",
                     got=f"[{x}, {y}]",
                 )
