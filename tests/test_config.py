@@ -104,7 +104,8 @@ CASES = [
     (
         "unknown source type",
         BASE + "[[sources]]\nid = 'm1'\ntype = 'modbuss'\n",
-        'sources[0].type: unknown source type (got "modbuss"); expected one of: ble, camera, modbus, simulated',
+        'sources[0].type: unknown source type (got "modbuss"); '
+        "expected one of: ble, camera, modbus, simulated",
     ),
     (
         "source without type",
