@@ -20,7 +20,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.media import photo
-from tests.support.process import lintel, stop_and_show_log, wait_status
+from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
 from tests.support.schema import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,8 @@ motion_interval_s = 0.5
             lambda c: any(m.payload.get("kind") == "camera_offline" for m in c.data()), 60
         )
         status = wait_status(config, lambda s: s.get("vision") is not None, 5)
+        shown = lintel_output("status", "-c", str(config))
+        assert "lane-a on cam-a: UNKNOWN (camera offline)" in shown.stdout, shown.stdout
     finally:
         stop_and_show_log(proc)
         collector.stop()

@@ -101,6 +101,22 @@ def _render(s: dict[str, Any]) -> None:
         for hid, names in care["missing_data"].items():
             line += f"\n  [yellow]{hid}: no data from {', '.join(names)}[/]"
         console.print(line, highlight=False)
+    vision = s.get("vision")
+    if vision and vision.get("error"):
+        console.print(f"[red]fire lanes NOT watched: {vision['error']}[/]", highlight=False)
+    elif vision:
+        line = (
+            f"fire lanes: detector {vision['detector']}, {vision['detector_runs']} runs, "
+            f"{vision['detect_ms_avg']} ms average"
+        )
+        colours = {"violation": "red", "unknown": "yellow", "parked": "yellow"}
+        for cam in vision["cameras"]:
+            for lane in cam["lanes"]:
+                colour = colours.get(lane["state"], "green")
+                extra = f", {lane['dwell_s']} s parked" if "dwell_s" in lane else ""
+                extra += f" ({lane['reason']})" if lane.get("reason") else ""
+                line += f"\n  [{colour}]{lane['lane']} on {cam['camera']}: {lane['state'].upper()}{extra}[/]"
+        console.print(line, highlight=False)
     cmds = s.get("commands")
     if cmds and cmds.get("received"):
         console.print(
