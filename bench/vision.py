@@ -127,7 +127,7 @@ def alarm_latency(sprites_bg: Path | None) -> float:
     t0 = 1_790_000_000_000
     for i, (t, image) in enumerate(scene.frames()):
         now = t0 + round(t * 1000)
-        frame = Frame(image, now, t, i + 1)
+        frame = Frame(image, now, i + 1)
         records, run = analyzer.step(frame, True, now)
         if run:
             records += analyzer.apply(frame, detector.detect(image), now)

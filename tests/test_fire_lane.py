@@ -91,7 +91,7 @@ class Rig:
     def feed(self, t: float, image: np.ndarray | None, online: bool = True) -> None:
         now = T0 + round(t * 1000)
         self.seq += 1
-        frame = Frame(image, now, t, self.seq) if image is not None else None
+        frame = Frame(image, now, self.seq) if image is not None else None
         records, run = self.analyzer.step(frame, online, now)
         self.records += records
         if run and frame is not None:

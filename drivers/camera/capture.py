@@ -98,13 +98,10 @@ class Capture:
         self._generation = 0
         self.backoff = Backoff(config.reconnect_initial_s, config.reconnect_max_s)
         self.opens = 0
-        self.open_failures = 0
         self.stalls = 0
-        self.read_errors = 0
         self.abandoned: list[_Worker] = []
         self.last_error: str | None = None
         self.last_frame_mono: float | None = None
-        self.opened_mono: float | None = None
         self.width = 0
         self.height = 0
         self.stream_fps = 0.0
@@ -199,7 +196,6 @@ class Capture:
             except (OSError, cv2.error) as exc:
                 worker.in_read_since = None
                 worker.opening = False
-                self.open_failures += 1
                 self.last_error = str(exc)
                 if not self._wait(worker, self.backoff.next_delay()):
                     return
@@ -218,7 +214,6 @@ class Capture:
 
     def _read_loop(self, worker: _Worker, cap: cv2.VideoCapture) -> None:
         self.opens += 1
-        self.opened_mono = time.monotonic()
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.stream_fps = fps if 0 < fps < 240 else 0.0
         pace = self.config.kind == "file" and self.config.realtime and self.stream_fps > 0
@@ -235,7 +230,6 @@ class Capture:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     started, played = time.monotonic(), 0
                     continue
-                self.read_errors += 1
                 self.last_error = (
                     "end of file" if self.config.kind == "file" else "read failed (stream ended or timed out)"
                 )
@@ -247,7 +241,7 @@ class Capture:
                 if worker.stale:
                     return
                 self._seq += 1
-                self._frame = Frame(image, self.clock_ms(), done, self._seq)
+                self._frame = Frame(image, self.clock_ms(), self._seq)
                 self.last_frame_mono = done
                 self.height, self.width = image.shape[:2]
             worker.in_read_since = None

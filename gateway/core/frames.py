@@ -17,7 +17,6 @@ class Frame:
 
     image: Any
     ts_ms: int  # wall clock, for events
-    mono: float  # monotonic seconds, for intervals
     seq: int  # increases by one per decoded frame of this camera
 
 
@@ -45,9 +44,6 @@ class FrameHub:
     def detach(self, camera_id: str, source: FrameSource) -> None:
         if self._sources.get(camera_id) is source:
             del self._sources[camera_id]
-
-    def get(self, camera_id: str) -> FrameSource | None:
-        return self._sources.get(camera_id)
 
     def latest(self, camera_id: str) -> Frame | None:
         source = self._sources.get(camera_id)

@@ -115,11 +115,9 @@ class CameraAnalyzer:
         self.last_detections: list[Detection] = []
         self.runs = {"forced": 0, "motion": 0, "settled": 0}
         self.was_moving = False
-        self.steps = 0
 
     def step(self, frame: Frame | None, online: bool, now_ms: int) -> tuple[list[Record], bool]:
         """(records, run the detector on this frame now?)."""
-        self.steps += 1
         if not online or frame is None:
             return self._blind(now_ms, "camera offline"), False
         if frame.seq == self.last_seq:

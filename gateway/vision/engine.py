@@ -29,20 +29,15 @@ T = TypeVar("T")
 class Model:
     """A loaded session and its manifest. `run` is called on the engine's thread only."""
 
-    def __init__(self, manifest: Manifest, session: Any, load_s: float, warmup_ms: float) -> None:
+    def __init__(self, manifest: Manifest, session: Any) -> None:
         self.manifest = manifest
         self.session = session
         self.input_name: str = session.get_inputs()[0].name
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
-        self.load_s = load_s
-        self.warmup_ms = warmup_ms
         self.runs = 0
-        self.busy_s = 0.0
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
-        started = time.perf_counter()
         outputs = self.session.run(self.output_names, {self.input_name: blob})
-        self.busy_s += time.perf_counter() - started
         self.runs += 1
         return list(outputs)
 
@@ -88,7 +83,7 @@ def load_model(manifest: Manifest, threads: int) -> Model:
     log.info(
         "model %s loaded in %.2f s (warm-up %.0f ms, %d threads)", manifest.name, load_s, warmup_ms, threads
     )
-    return Model(manifest, session, load_s, warmup_ms)
+    return Model(manifest, session)
 
 
 class InferenceEngine:

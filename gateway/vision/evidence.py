@@ -23,7 +23,6 @@ class EvidenceStore:
         self.retention_s = retention_days * 86400
         self.max_bytes = max_bytes
         self.saved = 0
-        self.pruned = 0
 
     def save(self, prefix: str, jpeg: bytes, now_ms: int) -> str:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -57,7 +56,3 @@ class EvidenceStore:
                 break
             path.unlink(missing_ok=True)
             total -= size
-            self.pruned += 1
-
-    def listing(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.jpg")) if self.folder.is_dir() else []

@@ -73,7 +73,6 @@ class LaneWatch:
         self.empty_since_ms: int | None = None
         self.unknown_since_ms: int | None = None
         self.unknown_reason: str | None = None
-        self.candidates = 0
         self.dirty = False
         self._polygon_px: tuple[int, int, np.ndarray] | None = None
         if saved:
@@ -114,7 +113,6 @@ class LaneWatch:
         if self.state == UNKNOWN:
             out += self._regain_sight(now_ms)
         inside = [t for t in seen if self.in_lane(t, width, height)]
-        self.candidates = len(inside)
         occ = self.occupant
         if occ is not None:
             match = next((t for t in inside if t.track_id == occ.track_id), None) or next(
@@ -277,7 +275,6 @@ class LaneWatch:
             occ.label,
             1.0,
             occ.box,
-            occ.parked_since_ms,
             occ.last_seen_ms,
             occ.box,
             occ.parked_since_ms,

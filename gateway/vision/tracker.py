@@ -21,11 +21,9 @@ class Track:
     label: str
     score: float
     box: Box
-    first_ms: int
     last_ms: int
     anchor: Box
     still_since_ms: int
-    hits: int = 1
 
     def still_for_s(self, now_ms: int) -> float:
         return (now_ms - self.still_since_ms) / 1000
@@ -61,14 +59,13 @@ class IouTracker:
             used_dets.add(di)
             track, det = self.tracks[tid], detections[di]
             track.box, track.score, track.last_ms = det.box, det.score, now_ms
-            track.hits += 1
             if iou(track.anchor, det.box) < self.still_iou:
                 track.anchor, track.still_since_ms = det.box, now_ms
             seen.append(track)
         for di, det in enumerate(detections):
             if di in used_dets:
                 continue
-            track = Track(self.next_id, det.label, det.score, det.box, now_ms, now_ms, det.box, now_ms)
+            track = Track(self.next_id, det.label, det.score, det.box, now_ms, det.box, now_ms)
             self.next_id += 1
             self.tracks[track.track_id] = track
             seen.append(track)
