@@ -12,7 +12,6 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from gateway.cli.config_file import read_config
@@ -51,17 +50,14 @@ def add_parsers(
 
 
 def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
-    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, catalog
+    from gateway.vision.catalog import ModelError, configured
 
     loaded = read_config(args.config)
     if loaded is None:
         return None
     vision = loaded.config.vision
     try:
-        models = catalog(
-            Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
-            Path(vision.manifest_dir) if vision.manifest_dir else None,
-        )
+        models = configured(vision)
     except ModelError as exc:
         err_console.print(f"[red]{exc}[/]")
         return None
@@ -232,7 +228,7 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
 
     from gateway.state import StateStore, state_path
     from gateway.vision.annotate import draw
-    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, find
+    from gateway.vision.catalog import ModelError, configured, pick
     from gateway.vision.detector import Detector
     from gateway.vision.engine import load_model
     from gateway.vision.watch import NS
@@ -246,11 +242,7 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
         store.close()
     detections = []
     try:
-        manifest = find(
-            vision.detector,
-            Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
-            Path(vision.manifest_dir) if vision.manifest_dir else None,
-        )
+        manifest = pick(vision.detector, configured(vision))
         detections = Detector(load_model(manifest, vision.threads), vision.min_score).detect(image)
     except ModelError as exc:
         err_console.print(f"[yellow]no detections drawn: {exc}[/]")

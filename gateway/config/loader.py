@@ -102,12 +102,11 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     config = loaded.config
     if not config.fire_lanes:
         return []
-    from gateway.vision.catalog import DEFAULT_MODEL_DIR, ModelError, catalog
+    from gateway.vision.catalog import ModelError, configured
 
     vision = config.vision
-    model_dir = Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR
     try:
-        models = catalog(model_dir, Path(vision.manifest_dir) if vision.manifest_dir else None)
+        models = configured(vision)
     except ModelError as exc:
         return [ConfigProblem("vision.manifest_dir", str(exc))]
     if vision.detector not in models:

@@ -15,7 +15,10 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.vision.config import VisionSection
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
@@ -58,7 +61,7 @@ class Manifest:
                 f"model {self.name!r}: {self.file} is missing; build it with `python models/fetch.py` "
                 "(the set-up command does this)"
             )
-        digest = file_sha256(self.file)
+        digest = verified_sha256(self.file)
         if digest != self.sha256:
             raise ModelError(
                 f"model {self.name!r}: {self.file} has sha256 {digest[:16]}…, the manifest expects "
@@ -66,6 +69,22 @@ class Manifest:
                 "`python models/fetch.py`"
             )
         return digest
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def verified_sha256(path: Path) -> str:
+    """sha256 of a model file, hashed once per file version in this process.
+
+    The loader's config check and the model load both verify the same 45 MB file at start-up, and
+    every `reload_config` checks it again: the digest is kept per (path, inode, size, mtime).
+    """
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(path)
+    return _DIGESTS[key]
 
 
 def file_sha256(path: Path) -> str:
@@ -135,8 +154,20 @@ def catalog(model_dir: Path = DEFAULT_MODEL_DIR, extra_dir: Path | None = None) 
     return found
 
 
+def configured(vision: VisionSection) -> dict[str, Manifest]:
+    """The catalog where a `[vision]` section says the models and the user's manifests are."""
+    return catalog(
+        Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
+        Path(vision.manifest_dir) if vision.manifest_dir else None,
+    )
+
+
 def find(name: str, model_dir: Path = DEFAULT_MODEL_DIR, extra_dir: Path | None = None) -> Manifest:
-    models = catalog(model_dir, extra_dir)
+    return pick(name, catalog(model_dir, extra_dir))
+
+
+def pick(name: str, models: dict[str, Manifest]) -> Manifest:
+    """The model `name` of a catalog, or a ModelError listing the known ones."""
     if name not in models:
         known = ", ".join(sorted(models)) or "none"
         raise ModelError(f"no model named {name!r}; known models: {known} (see `lintel models list`)")

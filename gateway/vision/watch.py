@@ -23,7 +23,7 @@ from gateway.core.frames import FrameHub
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
 from gateway.vision.annotate import jpeg
-from gateway.vision.catalog import DEFAULT_MODEL_DIR, find
+from gateway.vision.catalog import configured, pick
 from gateway.vision.config import FireLaneConfig, VisionSection
 from gateway.vision.detector import Detector
 from gateway.vision.engine import InferenceEngine
@@ -61,9 +61,7 @@ class FireLaneWatch:
         self.store = store
         self.clock = clock
         self.submit = submit
-        model_dir = Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR
-        extra = Path(vision.manifest_dir) if vision.manifest_dir else None
-        self.manifest = find(vision.detector, model_dir, extra)
+        self.manifest = pick(vision.detector, configured(vision))
         self.engine = InferenceEngine(vision.threads)
         self.detector: Detector | None = None
         folder = Path(vision.evidence_dir) if vision.evidence_dir else state_dir / "evidence"
