@@ -22,7 +22,7 @@ from pathlib import Path
 
 import cv2
 
-from drivers.camera.config import CameraConfig
+from drivers.camera.config import CameraConfig, redact
 from gateway.core import Backoff
 from gateway.core.frames import Frame
 
@@ -60,13 +60,6 @@ def open_capture(config: CameraConfig) -> cv2.VideoCapture:
         raise OSError(f"cannot open {redact(config.url)}")
     cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return cap
-
-
-def redact(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 class _Worker:

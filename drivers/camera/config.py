@@ -28,6 +28,11 @@ URL_EXPECTED = "rtsp://…, http(s)://…, file:///path, /dev/videoN or a path t
 _SCHEMES = re.compile(r"^(rtsp|rtsps|http|https|file)://")
 
 
+def redact(url: str) -> str:
+    """The url as logs and errors may show it: any `user[:password]@` replaced by `***@`."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
 def stream_kind(url: str) -> str:
     """`rtsp`, `http`, `usb` or `file`."""
     if url.startswith(("rtsp://", "rtsps://")):
@@ -73,7 +78,7 @@ class CameraConfig(SourceConfigBase):
             raise custom_error(
                 "the password is written in the url",
                 "the url without it, and `username` + `password_file` (the url appears in logs)",
-                got=re.sub(r"//[^@/]*@", "//***@", value),
+                got=redact(value),
             )
         return value
 

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import time
 
-from drivers.camera.capture import Capture, redact
-from drivers.camera.config import CameraConfig
+from drivers.camera.capture import Capture
+from drivers.camera.config import CameraConfig, redact
 from gateway.core import SourceContext
 from gateway.core.frames import Frame
 

@@ -8,12 +8,11 @@ in `gateway.config.model`).
 from __future__ import annotations
 
 import re
-import zoneinfo
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -116,16 +115,7 @@ class CareSection(CareLimits):
     _hhmm_day = field_validator("day_starts")(_check_hhmm)
     _hhmm_night = field_validator("night_starts")(_check_hhmm)
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise custom_error("unknown time zone", 'an IANA zone name such as "Asia/Shanghai"') from None
-        return value
+    _zone = field_validator("timezone")(check_zone)
 
     @model_validator(mode="after")
     def _consistent(self) -> CareSection:

@@ -7,13 +7,14 @@ The day is [day_starts, night_starts) local time; if night starts before day in 
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from functools import lru_cache
+
+from gateway.core.clock import local_zone
 
 
 class DayClock:
     def __init__(self, timezone: str | None, day_start_min: int, night_start_min: int) -> None:
-        self.tz: dt.tzinfo = zoneinfo.ZoneInfo(timezone) if timezone else _system_zone()
+        self.tz: dt.tzinfo = local_zone(timezone)
         self.day_start_min = day_start_min
         self.night_start_min = night_start_min
         self._windows = lru_cache(maxsize=512)(self._window_of)
@@ -60,9 +61,3 @@ class DayClock:
             if hi > lo:
                 total += hi - lo
         return total / 1000
-
-
-def _system_zone() -> dt.tzinfo:
-    zone = dt.datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone

@@ -5,12 +5,23 @@ Production code takes a `Clock`; tests pass a `ManualClock` and move time by han
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+import zoneinfo
 from typing import Protocol
 
 # Before this instant (2025-01-01 UTC) the wall clock cannot be right: a Pi without a real-time clock
 # boots at an old date until NTP answers.
 SANE_EPOCH_MS = 1_735_689_600_000
+
+
+def local_zone(name: str | None) -> dt.tzinfo:
+    """The IANA zone `name` (validated by the config), or the system's zone when None."""
+    if name:
+        return zoneinfo.ZoneInfo(name)
+    zone = dt.datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
 
 
 def clock_is_set(time_ms: int) -> bool:

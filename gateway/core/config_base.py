@@ -6,6 +6,7 @@ files or devices: checks that need I/O run after validation, in `gateway.config.
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,16 @@ def custom_error(
     the value as written, since pydantic only knows the model's own location there.
     """
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
+
+
+def check_zone(value: str | None) -> str | None:
+    """Field validator: None (the system's zone) or an IANA zone name this machine knows."""
+    if value is not None:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise custom_error("unknown time zone", 'an IANA zone name such as "Asia/Shanghai"') from None
+    return value
 
 
 class StrictModel(BaseModel):

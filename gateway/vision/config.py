@@ -20,12 +20,11 @@ to = "09:00"
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
 
 VEHICLES = ("car", "truck", "bus", "motorcycle", "motorbike")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -78,15 +77,7 @@ class VisionSection(StrictModel):
     evidence_max_mb: float = Field(200, gt=0, description="Oldest evidence is deleted beyond this size.")
     timezone: str | None = Field(None, description="IANA zone for lane schedules (default: the system's).")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                zoneinfo.ZoneInfo(value)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise custom_error("unknown time zone", 'an IANA zone name such as "Asia/Shanghai"') from None
-        return value
+    _zone = field_validator("timezone")(check_zone)
 
 
 class FireLaneConfig(StrictModel):

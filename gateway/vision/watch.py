@@ -9,16 +9,15 @@ state store at every transition (and the dwell clock with it).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
-import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.alarms import AlarmBook
 from gateway.core import Clock, Record
+from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
@@ -34,14 +33,6 @@ log = logging.getLogger("lintel.vision")
 
 NS = "fire_lane"
 STEP_S = 0.5
-
-
-def local_zone(name: str | None) -> dt.tzinfo:
-    if name:
-        return zoneinfo.ZoneInfo(name)
-    zone = dt.datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone
 
 
 class FireLaneWatch:
