@@ -26,10 +26,10 @@ import numpy as np
 from gateway.core import Record
 from gateway.core.frames import Frame
 from gateway.vision.annotate import draw, jpeg
-from gateway.vision.detector import Detection
+from gateway.vision.detector import Detection, nms
 from gateway.vision.evidence import EvidenceStore
 from gateway.vision.firelane import UNKNOWN, LaneWatch, Occupant
-from gateway.vision.geometry import iou, to_pixels
+from gateway.vision.geometry import to_pixels
 from gateway.vision.tracker import IouTracker
 
 log = logging.getLogger("lintel.vision")
@@ -69,11 +69,11 @@ class MotionGate:
 
 def merge_vehicles(vehicles: list[Detection], same_iou: float = 0.5) -> list[Detection]:
     """One box per vehicle: the detector may call the same pickup both `car` and `truck`."""
-    kept: list[Detection] = []
-    for det in sorted(vehicles, key=lambda d: -d.score):
-        if all(iou(det.box, k.box) < same_iou for k in kept):
-            kept.append(det)
-    return kept
+    if not vehicles:
+        return []
+    boxes = np.array([d.box for d in vehicles], dtype=np.float64)
+    scores = np.array([d.score for d in vehicles], dtype=np.float64)
+    return [vehicles[i] for i in nms(boxes, scores, same_iou)]
 
 
 def view_problem(image: np.ndarray) -> str | None:

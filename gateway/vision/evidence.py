@@ -48,7 +48,8 @@ class EvidenceStore:
     def prune(self, now_ms: int) -> None:
         if not self.folder.is_dir():
             return
-        files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in self.folder.glob("*.jpg"))
+        stats = ((p.stat(), p) for p in self.folder.glob("*.jpg"))
+        files = sorted((st.st_mtime, st.st_size, p) for st, p in stats)
         total = sum(size for _, size, _ in files)
         horizon = now_ms / 1000 - self.retention_s
         for mtime, size, path in files:

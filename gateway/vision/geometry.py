@@ -34,20 +34,22 @@ def bottom_strip_inside(box: Box, polygon: np.ndarray, strip: float = 0.25, grid
     return float(inside(pts, polygon).mean())
 
 
-def iou(a: Box, b: Box) -> float:
+def _intersection(a: Box, b: Box) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    return ix * iy
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = _intersection(a, b)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
 
 def overlap_of(a: Box, b: Box) -> float:
     """Share of box `a` covered by box `b`."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     area = (a[2] - a[0]) * (a[3] - a[1])
-    return ix * iy / area if area > 0 else 0.0
+    return _intersection(a, b) / area if area > 0 else 0.0
 
 
 def to_pixels(polygon: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
