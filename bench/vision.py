@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
 from gateway.vision.catalog import find
 from gateway.vision.config import FireLaneConfig, VisionSection
-from gateway.vision.detector import Detector
+from gateway.vision.detector import Detector, latency_ms
 from gateway.vision.engine import load_model
 from gateway.vision.firelane import LaneWatch
 from gateway.vision.watch import FireLaneWatch
@@ -50,14 +49,7 @@ def detector_latency(runs: int) -> list[tuple[str, str, str]]:
     image = cv2.resize(cv2.imread(str(MEDIA / "darknet" / "dog.jpg")), (640, 360))
     rows = []
     for threads in (1, 2):
-        detector = Detector(load_model(find("yolov2-tiny-coco"), threads))
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            detector.detect(image)
-            times.append((time.perf_counter() - started) * 1000)
-        times.sort()
-        p50, p95 = statistics.median(times), times[int(runs * 0.95) - 1]
+        p50, p95 = latency_ms(Detector(load_model(find("yolov2-tiny-coco"), threads)), image, runs)
         target = "≤ 60 ms" if threads == 1 else ""
         rows.append((f"detector, {threads} thread(s)", f"{p50:.1f} ms p50, {p95:.1f} ms p95", target))
     return rows

@@ -154,7 +154,6 @@ def demo_camera_text(state_dir: Path) -> str:
         plan = ScenePlan(enter_s=2, park_s=6, leave_s=50, gone_s=53, walk_from_s=20, walk_to_s=26, total_s=65)
         state_dir.mkdir(parents=True, exist_ok=True)
         Scene(load_sprites(car, person, None), plan).write(clip)
-    polygon = ", ".join(f"[{x}, {y}]" for x, y in LANE)
     return f"""
 [[sources]]
 id = "cam-court"
@@ -165,7 +164,7 @@ loop = true
 [[fire_lanes]]
 id = "lane-court"
 camera = "cam-court"
-polygon = [{polygon}]
+polygon = {LANE}
 grace_s = 20
 settle_s = 3
 exit_delay_s = 6

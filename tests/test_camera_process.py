@@ -32,7 +32,6 @@ def test_clip_through_the_daemon_raises_and_clears_once(tmp_path: Path, broker: 
         photo("darknet/dog.jpg"), photo("darknet/person.jpg"), photo("opencv-doc/building.jpg")
     )
     clip = Scene(sprites, SHORT).write(tmp_path / "lane.mp4", codec="h264")
-    polygon = ", ".join(f"[{x}, {y}]" for x, y in LANE)
     sources = f"""
 [[sources]]
 id = "cam-a"
@@ -48,7 +47,7 @@ threads = 1
 [[fire_lanes]]
 id = "lane-a"
 camera = "cam-a"
-polygon = [{polygon}]
+polygon = {LANE}
 grace_s = 6
 settle_s = 2
 exit_delay_s = 4

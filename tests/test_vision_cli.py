@@ -20,7 +20,6 @@ def config_with_camera(tmp_path: Path, extra: str = "") -> Path:
     sprites = load_sprites(photo("darknet/dog.jpg"), photo("darknet/person.jpg"), background)
     plan = ScenePlan(enter_s=0, park_s=0.01, leave_s=100, gone_s=101, walk_from_s=50, walk_to_s=51, total_s=3)
     clip = Scene(sprites, plan).write(tmp_path / "parked.avi")
-    polygon = ", ".join(f"[{x}, {y}]" for x, y in LANE)
     sources = f"""
 [[sources]]
 id = "cam-a"
@@ -33,7 +32,7 @@ url = "{clip}"
 [[fire_lanes]]
 id = "lane-a"
 camera = "cam-a"
-polygon = [{polygon}]
+polygon = {LANE}
 """
     config = tmp_path / "lintel.toml"
     config.write_text(gateway_toml(tmp_path / "state", sources=sources))

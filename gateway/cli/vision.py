@@ -115,31 +115,22 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int:
     import numpy as np
 
-    from gateway.vision.detector import Detector
+    from gateway.vision.catalog import ModelError, pick
+    from gateway.vision.detector import Detector, latency_ms
     from gateway.vision.engine import load_model
 
-    name = args.model or loaded.config.vision.detector
-    if name not in models:
-        err_console.print(f"[red]no model named {name!r}; known: {', '.join(sorted(models))}[/]")
+    try:
+        manifest = pick(args.model or loaded.config.vision.detector, models)
+    except ModelError as exc:
+        err_console.print(f"[red]{exc}[/]")
         return 1
+    name = manifest.name
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
     results = []
     for threads in (1, 2):
-        detector = Detector(load_model(models[name], threads))
-        times = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            detector.detect(frame)
-            times.append((time.perf_counter() - started) * 1000)
-        times.sort()
-        results.append(
-            {
-                "threads": threads,
-                "p50_ms": round(statistics.median(times), 1),
-                "p95_ms": round(times[int(len(times) * 0.95) - 1], 1),
-            }
-        )
+        p50, p95 = latency_ms(Detector(load_model(manifest, threads)), frame, args.runs)
+        results.append({"threads": threads, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1)})
     if args.json:
         print_json({"model": name, "results": results})
     else:

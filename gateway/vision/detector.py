@@ -19,6 +19,8 @@ Boxes come back in the frame's pixel coordinates, after class-wise non-maximum s
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -201,3 +203,14 @@ class Detector:
                 out.append(Detection(self.manifest.classes[int(c)], float(best[j]), (x1, y1, x2, y2)))
         out.sort(key=lambda d: -d.score)
         return out
+
+
+def latency_ms(detector: Detector, frame: np.ndarray, runs: int) -> tuple[float, float]:
+    """(p50, p95) milliseconds of `detector.detect(frame)` over `runs` runs."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        detector.detect(frame)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[max(0, int(runs * 0.95) - 1)]
