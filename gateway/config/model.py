@@ -18,6 +18,7 @@ from gateway import registry
 from gateway.care.config import CareSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 from gateway.doors import DoorConfig
+from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
 from gateway.vision.config import FireLaneConfig, VisionSection
 
@@ -223,6 +224,8 @@ class GatewayConfig(StrictModel):
     doors: list[DoorConfig] = Field(default_factory=list)
     vision: VisionSection = Field(default_factory=VisionSection)
     fire_lanes: list[FireLaneConfig] = Field(default_factory=list)
+    faces: FacesSection = Field(default_factory=FacesSection)
+    face_access: list[FaceAccessConfig] = Field(default_factory=list)
     commands: CommandsSection = Field(default_factory=CommandsSection)
 
     @model_validator(mode="after")
@@ -314,4 +317,27 @@ class GatewayConfig(StrictModel):
                     "unknown modbus bus",
                     f'"{door.relay.bus}"',
                     _one_of(door.relay.bus, buses, "a [[sources]] entry of type modbus"),
+                )
+        for index, entrance in enumerate(self.face_access):
+            if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
+                raise _at(
+                    f"face_access[{index}].id",
+                    "duplicate id",
+                    f'"{entrance.id}"',
+                    "an id used by nothing else",
+                )
+            lane_ids.add(entrance.id)
+            if entrance.camera not in cameras:
+                raise _at(
+                    f"face_access[{index}].camera",
+                    "unknown camera",
+                    f'"{entrance.camera}"',
+                    _one_of(entrance.camera, cameras, "a [[sources]] entry of type camera"),
+                )
+            if entrance.door not in door_ids:
+                raise _at(
+                    f"face_access[{index}].door",
+                    "unknown door",
+                    f'"{entrance.door}"',
+                    _one_of(entrance.door, door_ids, "a [[doors]] entry (the relay a grant pulses)"),
                 )

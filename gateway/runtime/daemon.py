@@ -49,13 +49,15 @@ from gateway.status import write_status
 from gateway.uplink import Uplink, UplinkSettings
 
 if TYPE_CHECKING:
+    from gateway.faces.access import FaceAccessWatch
+    from gateway.vision.engine import InferenceEngine
     from gateway.vision.watch import FireLaneWatch
 
 log = logging.getLogger("lintel.daemon")
 
 GATEWAY_SOURCE = "gateway"
 # Sections a running daemon cannot change: reload_config refuses them (restart the service).
-RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime", "vision", "fire_lanes")
+RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime", "vision", "fire_lanes", "faces", "face_access")
 
 
 def boot_id() -> int:
@@ -100,8 +102,17 @@ class Daemon:
         self.frames = FrameHub()
         self.fire: FireLaneWatch | None = None
         self.fire_error: str | None = None
+        self.faces: FaceAccessWatch | None = None
+        self.faces_error: str | None = None
+        self.engine: InferenceEngine | None = None
+        if self.config.fire_lanes or self.config.face_access:
+            from gateway.vision.engine import InferenceEngine
+
+            self.engine = InferenceEngine(self.config.vision.threads)
         if self.config.fire_lanes:
             self._build_fire_lanes()
+        if self.config.face_access:
+            self._build_face_access()
         cmd = self.config.commands
         self.router = CommandRouter(
             {},
@@ -151,9 +162,62 @@ class Daemon:
                 self.clock,
                 self.pipeline.submit,
                 self.loaded.state_dir,
+                self.engine,
             )
         except ModelError as exc:
             self.fire_error = str(exc)
+
+    def _build_face_access(self) -> None:
+        """The face access lane; a model or gallery problem leaves the doors to cards and PINs
+        (and says so), never the gateway down."""
+        from gateway.faces.access import FaceAccessWatch
+        from gateway.vision.catalog import ModelError, configured
+
+        assert self.engine is not None
+        try:
+            self.faces = FaceAccessWatch(
+                self.config.faces,
+                self.config.face_access,
+                self.frames,
+                self.doors,
+                self.state_store,
+                self.clock,
+                self.pipeline.submit,
+                self.loaded.state_dir,
+                self.engine,
+                configured(self.config.vision),
+                self.config.vision.timezone,
+            )
+        except ModelError as exc:
+            self.faces_error = str(exc)
+
+    async def _start_face_access(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        from gateway.faces.gallery import GalleryError
+        from gateway.faces.keys import GalleryKeyError
+        from gateway.vision.catalog import ModelError
+
+        if self.faces is not None:
+            try:
+                await self.faces.start()
+            except (ModelError, GalleryError, GalleryKeyError, OSError) as exc:
+                self.faces_error = str(exc)
+                self.faces.close()
+                self.faces = None
+        if self.faces is None:
+            log.error("face access is not running (doors open by card/PIN only): %s", self.faces_error)
+            now = self.clock.time_ms()
+            for entrance in self.config.face_access:
+                body = {"camera": entrance.camera, "door": entrance.door, "reason": self.faces_error}
+                self.pipeline.submit(Event(entrance.id, "face_access_unavailable", now, body, "warning"))
+            return []
+        faces = self.faces
+        return [
+            group.create_task(faces.poll_gallery(), name="face-gallery"),
+            *(
+                group.create_task(faces.run_entrance(e), name=f"face-access:{e.id}")
+                for e in self.config.face_access
+            ),
+        ]
 
     async def _start_fire_lanes(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         from gateway.vision.catalog import ModelError
@@ -267,6 +331,9 @@ class Daemon:
             "vision": self.fire.status()
             if self.fire
             else ({"error": self.fire_error} if self.fire_error else None),
+            "faces": self.faces.status()
+            if self.faces
+            else ({"error": self.faces_error} if self.faces_error else None),
             "written_ms": self.clock.time_ms(),
         }
 
@@ -333,8 +400,10 @@ class Daemon:
                 if cfg.enabled:
                     self._start_source(cfg)
             fire_tasks = await self._start_fire_lanes(group)
+            face_tasks = await self._start_face_access(group)
             helpers = [
                 *fire_tasks,
+                *face_tasks,
                 group.create_task(self._status_loop(), name="status"),
                 group.create_task(self._stats_loop(), name="stats"),
                 group.create_task(self._watchdog_loop(), name="watchdog"),
@@ -387,6 +456,10 @@ class Daemon:
         await asyncio.to_thread(self.writer.stop, max(0.1, deadline - time.monotonic()))
         if self.fire is not None:
             self.fire.close()
+        if self.faces is not None:
+            self.faces.close()
+        if self.engine is not None:
+            self.engine.close()
         self.state_store.close()
         self.state = "stopped"
         write_status(self.loaded.status_path, self.status_body())

@@ -46,6 +46,7 @@ class FireLaneWatch:
         clock: Clock,
         submit: Callable[[Record], bool],
         state_dir: Path,
+        engine: InferenceEngine | None = None,
     ) -> None:
         self.vision = vision
         self.hub = hub
@@ -53,7 +54,9 @@ class FireLaneWatch:
         self.clock = clock
         self.submit = submit
         self.manifest = pick(vision.detector, configured(vision))
-        self.engine = InferenceEngine(vision.threads)
+        # one inference thread for every lane: the daemon passes the engine face access shares
+        self._owns_engine = engine is None
+        self.engine = engine or InferenceEngine(vision.threads)
         self.detector: Detector | None = None
         folder = Path(vision.evidence_dir) if vision.evidence_dir else state_dir / "evidence"
         self.evidence = EvidenceStore(
@@ -123,4 +126,5 @@ class FireLaneWatch:
         }
 
     def close(self) -> None:
-        self.engine.close()
+        if self._owns_engine:
+            self.engine.close()

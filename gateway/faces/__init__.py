@@ -1,0 +1,1 @@
+"""Face access: detection, alignment, embedding, an encrypted gallery, decisions, door pulses."""
