@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.vision import add_parsers as add_vision_parsers
 
     add_vision_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.faces import add_parsers as add_faces_parsers
+
+    add_faces_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -106,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.vision import cmd_camera, cmd_models
 
         return cmd_camera(args) if args.command == "camera" else cmd_models(args)
+    if args.command == "faces":
+        from gateway.cli.faces import cmd_faces
+
+        return cmd_faces(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

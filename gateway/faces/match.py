@@ -54,3 +54,13 @@ class Matcher:
             float(np.sqrt(per_resident[first])),
             float(np.sqrt(per_resident[second])),
         )
+
+    def ranking(self, probe: np.ndarray, count: int = 3) -> list[tuple[Resident, float]]:
+        """The `count` closest residents with their distances, closest first (for verify)."""
+        if not self.residents:
+            return []
+        q = probe.astype(np.float32)
+        d2 = np.maximum(self.sq_norms - 2.0 * (self.vectors @ q) + float(q @ q), 0.0)
+        per_resident = np.sqrt(np.minimum.reduceat(d2, self.starts))
+        order = np.argsort(per_resident)[:count]
+        return [(self.residents[int(i)], float(per_resident[i])) for i in order]

@@ -1,0 +1,569 @@
+"""`lintel faces init-key|enroll|list|delete|verify|calibrate`: the face gallery, for installers
+and building managers.
+
+Photos are judged by the same pipeline as the door camera's frames (quality gates included), so
+a photo refused here would have been useless at the door. Nothing but the encrypted descriptor
+and the quality figures is stored: no photo, no name. The running daemon sees an enrolment or a
+deletion within a second (it polls the gallery's generation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.config_file import read_config
+from gateway.cli.output import console, err_console, print_json, table
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def add_parsers(
+    sub: Any,
+    config_arg: Callable[[argparse.ArgumentParser], None],
+    json_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    p = sub.add_parser("faces", help="face gallery: enrol, list, delete, verify, calibrate")
+    fsub = p.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
+    q = fsub.add_parser("init-key", help="create the gallery key (mode 0600) if there is none")
+    config_arg(q)
+    json_arg(q)
+    q = fsub.add_parser("enroll", help="add a resident from photos or from a camera")
+    q.add_argument("images", nargs="*", type=Path, help="photos of the resident alone, facing the camera")
+    q.add_argument("--resident", required=True, help="resident id, e.g. r-0412 (never a name)")
+    q.add_argument("--unit", required=True, help="flat or unit, e.g. 3-1202")
+    q.add_argument("--consent", required=True, help='how consent was given, e.g. "signed form 2026-118"')
+    q.add_argument("--consent-by", default="resident", help="who gave it (resident, guardian, …)")
+    q.add_argument("--door", action="append", default=[], help="allowed door id (repeat; default: all)")
+    q.add_argument(
+        "--window",
+        action="append",
+        default=[],
+        help='allowed hours, e.g. "mon-fri 07:00-22:00" (repeat; default: any time)',
+    )
+    q.add_argument("--camera", help="take the photos from this camera instead")
+    q.add_argument("--shots", type=int, default=3, help="good frames to take from the camera")
+    q.add_argument("--force", action="store_true", help="enrol even if the face matches another resident")
+    config_arg(q)
+    json_arg(q)
+    q = fsub.add_parser("list", help="residents, units, consent records, template counts")
+    config_arg(q)
+    json_arg(q)
+    q = fsub.add_parser("delete", help="remove a resident and purge their templates from the disk")
+    q.add_argument("resident_id")
+    config_arg(q)
+    json_arg(q)
+    q = fsub.add_parser("verify", help="who would a photo match, with distances")
+    q.add_argument("image", type=Path)
+    config_arg(q)
+    json_arg(q)
+    q = fsub.add_parser("calibrate", help="labelled photos → distance distributions, suggested threshold")
+    q.add_argument("folder", type=Path, help="one sub-folder of photos per person")
+    q.add_argument("--far", type=float, default=0.001, help="target false-accept rate (default 0.001)")
+    q.add_argument("--plot", type=Path, help="write the distributions as a PNG")
+    config_arg(q)
+    json_arg(q)
+
+
+@dataclass
+class Context:
+    loaded: Any
+    gallery_path: Path
+    key_path: Path
+
+    @property
+    def faces(self) -> Any:
+        return self.loaded.config.faces
+
+    def pipeline(self) -> Any:
+        from gateway.faces.access import build_pipeline
+        from gateway.vision.catalog import configured
+        from gateway.vision.engine import InferenceEngine
+
+        return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.vision))
+
+    def gallery(self, create: bool = False) -> Any:
+        from gateway.faces.gallery import Gallery
+
+        return Gallery(self.gallery_path, self.key_path, create=create)
+
+    def threshold(self, pipeline: Any) -> float:
+        return float(self.faces.max_distance or pipeline.embedder.threshold)
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    from gateway.faces.access import face_paths
+    from gateway.faces.gallery import GalleryError
+    from gateway.faces.keys import GalleryKeyError
+    from gateway.vision.catalog import ModelError
+
+    loaded = read_config(args.config)
+    if loaded is None:
+        return 1
+    gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
+    ctx = Context(loaded, gallery_path, key_path)
+    action = {
+        "init-key": _init_key,
+        "enroll": _enroll,
+        "list": _list,
+        "delete": _delete,
+        "verify": _verify,
+        "calibrate": _calibrate,
+    }[args.faces_command]
+    try:
+        return action(args, ctx)
+    except (GalleryError, GalleryKeyError, ModelError) as exc:
+        err_console.print(f"[red]{exc}[/]")
+        return 1
+
+
+def _init_key(args: argparse.Namespace, ctx: Context) -> int:
+    from gateway.faces.keys import create_key
+
+    created = create_key(ctx.key_path)
+    if args.json:
+        print_json({"key_file": str(ctx.key_path), "created": created})
+    else:
+        console.print(f"{'created' if created else 'kept the existing'} gallery key {ctx.key_path}")
+    return 0
+
+
+def parse_window(text: str) -> dict[str, Any]:
+    """'mon-fri 07:00-22:00' or 'sat,sun 09:00-18:00' → a Window dict (ValueError with the fix)."""
+    from gateway.vision.config import Window
+
+    try:
+        days_part, hours = text.split()
+        start, end = hours.split("-")
+        days: list[str] = []
+        for part in days_part.lower().split(","):
+            if "-" in part:
+                a, b = (DAY_NAMES.index(d) for d in part.split("-"))
+                days += [DAY_NAMES[i % 7] for i in range(a, b + 1 if b >= a else b + 8)]
+            else:
+                days.append(DAY_NAMES[DAY_NAMES.index(part)])
+        window = {"days": days, "from": start, "to": end}
+        Window.model_validate(window)
+    except Exception:
+        raise ValueError(
+            f'--window {text!r}: expected e.g. "mon-fri 07:00-22:00" or "sat,sun 09:00-18:00"'
+        ) from None
+    return window
+
+
+def _photos_from_files(paths: list[Path]) -> list[tuple[str, Any]]:
+    import cv2
+
+    out = []
+    for path in paths:
+        image = cv2.imread(str(path))
+        out.append((str(path), image))
+    return out
+
+
+def _photos_from_camera(ctx: Context, camera_id: str, shots: int, pipeline: Any) -> list[tuple[str, Any]]:
+    """Good frames from a camera: waits up to 30 s for `shots` frames passing the gates."""
+    from drivers.camera.capture import open_capture
+
+    cams = {s.id: s for s in ctx.loaded.config.sources if s.type == "camera"}
+    if camera_id not in cams:
+        raise ValueError(
+            f"no camera {camera_id!r} in the config; cameras: {', '.join(sorted(cams)) or 'none'}"
+        )
+    cap = open_capture(cams[camera_id])
+    taken: list[tuple[str, Any]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(taken) < shots and time.monotonic() < deadline:
+            ok, image = cap.read()
+            if not ok:
+                break
+            if pipeline.analyse(image).usable:
+                taken.append((f"{camera_id} frame {len(taken) + 1}", image))
+                time.sleep(0.3)  # a little apart: different expressions make better templates
+    finally:
+        cap.release()
+    return taken
+
+
+def _enroll(args: argparse.Namespace, ctx: Context) -> int:
+    from rich.progress import Progress
+
+    from gateway.faces.gallery import Resident
+    from gateway.faces.match import Matcher
+
+    if bool(args.images) == bool(args.camera):
+        err_console.print("[red]give photos or --camera CAM (one of the two)[/]")
+        return 2
+    try:
+        windows = [parse_window(w) for w in args.window]
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        return 2
+    known_doors = {d.id for d in ctx.loaded.config.doors}
+    for door in args.door:
+        if door not in known_doors:
+            err_console.print(
+                f"[red]--door {door!r} is not a configured door; "
+                f"doors: {', '.join(sorted(known_doors)) or 'none'}[/]"
+            )
+            return 2
+    pipeline = ctx.pipeline()
+    gallery = ctx.gallery(create=True)
+    try:
+        threshold = ctx.threshold(pipeline)
+        others = Matcher(gallery.templates(pipeline.embedder.name))
+        if args.camera:
+            photos = _photos_from_camera(ctx, args.camera, args.shots, pipeline)
+        else:
+            photos = _photos_from_files(args.images)
+        report: list[dict[str, Any]] = []
+        vectors, qualities = [], []
+        with Progress(console=err_console, transient=True, disable=args.json) as progress:
+            task = progress.add_task("checking photos", total=len(photos))
+            for name, image in photos:
+                row: dict[str, Any] = {"photo": name}
+                if image is None:
+                    row.update(accepted=False, reason="not a readable picture")
+                else:
+                    probes = pipeline.analyse_all(image)
+                    usable = [p for p in probes if p.face is not None]
+                    if len(usable) > 1:
+                        row.update(
+                            accepted=False, reason=f"{len(usable)} faces: use a photo of the resident alone"
+                        )
+                    elif not probes:
+                        row.update(accepted=False, reason="no face found")
+                    else:
+                        probe = probes[0]
+                        row.update(probe.quality.metrics if probe.quality else {})
+                        if not probe.usable:
+                            row.update(accepted=False, reason=probe.reason())
+                        else:
+                            match = others.match(probe.vector)
+                            other = match.resident.id if match.resident is not None else args.resident
+                            if other != args.resident and match.distance <= threshold and not args.force:
+                                row.update(
+                                    accepted=False,
+                                    reason=f"looks like resident {other} (distance "
+                                    f"{match.distance:.2f}): already enrolled? (--force to enrol anyway)",
+                                )
+                            else:
+                                row.update(accepted=True, reason="ok")
+                                vectors.append(probe.vector)
+                                qualities.append(probe.quality.metrics)
+                report.append(row)
+                progress.advance(task)
+        count = 0
+        if vectors:
+            now_ms = int(time.time() * 1000)
+            resident = Resident(
+                args.resident, args.unit, args.consent_by, args.consent, now_ms, args.door, windows
+            )
+            count = gallery.enroll(resident, vectors, pipeline.embedder.name, qualities, now_ms)
+    finally:
+        gallery.close()
+    body = {"resident_id": args.resident, "accepted": len(vectors), "templates": count, "photos": report}
+    if args.json:
+        print_json(body)
+    else:
+        t = table(f"enrolment of {args.resident}", ["photo", "result", "eyes px", "yaw", "sharpness"])
+        for r in report:
+            result = "[green]accepted[/]" if r["accepted"] else f"[red]rejected[/]: {r['reason']}"
+            t.add_row(
+                r["photo"],
+                result,
+                str(r.get("eye_px", "")),
+                str(r.get("yaw", "")),
+                str(r.get("sharpness", "")),
+            )
+        console.print(t)
+        if vectors:
+            console.print(f"{args.resident}: {len(vectors)} template(s) added, {count} in all")
+        else:
+            err_console.print(f"[red]{args.resident}: no usable photo, nothing enrolled[/]")
+    return 0 if vectors else 1
+
+
+def _list(args: argparse.Namespace, ctx: Context) -> int:
+    gallery = ctx.gallery()
+    try:
+        residents = gallery.residents()
+        models = dict(gallery.db.execute("SELECT model, count(*) FROM templates GROUP BY model").fetchall())
+    finally:
+        gallery.close()
+    rows = [
+        {
+            "resident_id": r.id,
+            "unit": r.unit,
+            "templates": r.templates,
+            "doors": r.doors or "all",
+            "windows": r.windows or "any time",
+            "consent": {
+                "by": r.consent_by,
+                "how": r.consent_how,
+                "at": dt.datetime.fromtimestamp(r.consent_at_ms / 1000).isoformat(timespec="minutes"),
+            },
+        }
+        for r in residents
+    ]
+    if args.json:
+        print_json({"residents": rows, "templates_by_model": models})
+        return 0
+    t = table(
+        f"face gallery {ctx.gallery_path}", ["resident", "unit", "templates", "doors", "hours", "consent"]
+    )
+    for r in rows:
+        doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
+        hours = (
+            "; ".join(f"{','.join(w['days'])} {w['from']}-{w['to']}" for w in r["windows"])
+            if isinstance(r["windows"], list)
+            else r["windows"]
+        )
+        c = r["consent"]
+        t.add_row(
+            r["resident_id"],
+            r["unit"],
+            str(r["templates"]),
+            doors,
+            hours,
+            f"{c['by']}, {c['at']}: {c['how']}",
+        )
+    console.print(t)
+    stale = {m: n for m, n in models.items() if m != ctx.faces.embedder}
+    if stale:
+        err_console.print(
+            f"[yellow]templates of other embedders (unused, re-enrol those residents): {stale}[/]"
+        )
+    return 0
+
+
+def _delete(args: argparse.Namespace, ctx: Context) -> int:
+    gallery = ctx.gallery()
+    try:
+        removed = gallery.delete(args.resident_id)
+    finally:
+        gallery.close()
+    if removed is None:
+        err_console.print(
+            f"[red]no resident {args.resident_id!r} in the face gallery (`lintel faces list`)[/]"
+        )
+        return 1
+    body = {"resident_id": args.resident_id, "templates_deleted": removed, "purged": True}
+    if args.json:
+        print_json(body)
+    else:
+        console.print(
+            f"deleted {args.resident_id}: {removed} template(s) removed; database and WAL rewritten "
+            "without them"
+        )
+    return 0
+
+
+def _verify(args: argparse.Namespace, ctx: Context) -> int:
+    import cv2
+
+    from gateway.faces.match import Matcher
+
+    image = cv2.imread(str(args.image))
+    if image is None:
+        err_console.print(f"[red]{args.image} is not a readable picture[/]")
+        return 1
+    pipeline = ctx.pipeline()
+    gallery = ctx.gallery()
+    try:
+        matcher = Matcher(gallery.templates(pipeline.embedder.name))
+    finally:
+        gallery.close()
+    threshold = ctx.threshold(pipeline)
+    faces = []
+    for probe in pipeline.analyse_all(image):
+        entry: dict[str, Any] = {
+            "box": [round(v) for v in probe.face.box],
+            "quality": probe.quality.metrics if probe.quality else {},
+            "usable": probe.usable,
+        }
+        if not probe.usable:
+            entry["verdict"] = f"not compared: {probe.reason()}"
+        else:
+            match = matcher.match(probe.vector)
+            entry["closest"] = [
+                {"resident_id": r.id, "unit": r.unit, "distance": round(d, 3)}
+                for r, d in matcher.ranking(probe.vector)
+            ]
+            if match.resident is None or match.distance > threshold:
+                entry["verdict"] = "unknown"
+            elif match.margin < ctx.faces.min_margin:
+                entry["verdict"] = f"ambiguous (margin {match.margin:.3f} < {ctx.faces.min_margin})"
+            else:
+                entry["verdict"] = f"matches {match.resident.id}"
+                entry["resident_id"] = match.resident.id
+            entry["margin"] = round(match.margin, 3) if match.second != float("inf") else None
+        faces.append(entry)
+    body = {
+        "image": str(args.image),
+        "threshold": threshold,
+        "min_margin": ctx.faces.min_margin,
+        "faces": faces,
+    }
+    if args.json:
+        print_json(body)
+    else:
+        if not faces:
+            console.print(f"{args.image}: no face found")
+        for i, f in enumerate(faces, 1):
+            console.print(f"face {i} at {f['box']}: [bold]{f['verdict']}[/]")
+            for c in f.get("closest", []):
+                mark = "≤" if c["distance"] <= threshold else ">"
+                console.print(
+                    f"   {c['resident_id']:<16} unit {c['unit']:<10} "
+                    f"distance {c['distance']:.3f} {mark} {threshold}"
+                )
+    return 0 if faces else 1
+
+
+def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
+    import cv2
+    import numpy as np
+
+    folder: Path = args.folder
+    people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if len(people) < 2:
+        err_console.print(f"[red]{folder}: needs one sub-folder of photos per person, at least two people[/]")
+        return 1
+    pipeline = ctx.pipeline()
+    vectors: list[tuple[str, np.ndarray]] = []
+    skipped: list[dict[str, str]] = []
+    for person in people:
+        for path in sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            image = cv2.imread(str(path))
+            probe = pipeline.analyse(image) if image is not None else None
+            if probe is None or not probe.usable:
+                skipped.append({"photo": str(path), "reason": probe.reason() if probe else "unreadable"})
+                continue
+            vectors.append((person.name, probe.vector))
+    genuine: list[float] = []
+    impostor: list[float] = []
+    for (la, va), (lb, vb) in itertools.combinations(vectors, 2):
+        (genuine if la == lb else impostor).append(float(np.linalg.norm(va - vb)))
+    if not genuine or not impostor:
+        err_console.print("[red]need at least two usable photos of one person and photos of two people[/]")
+        return 1
+    imp = np.sort(np.array(impostor))
+    gen = np.array(genuine)
+    allowed = int(np.floor(args.far * len(imp)))  # impostor pairs that may fall at or below
+    reject = float(imp[min(allowed, len(imp) - 1)])  # the first one that must be rejected
+    below = gen[gen < reject]
+    # in the middle of the gap between the genuine pairs it still accepts and that impostor
+    threshold = float((below.max() + reject) / 2) if below.size else reject - 1e-3
+    frr = float((gen > threshold).mean())
+    far = float((imp <= threshold).mean())
+    body = {
+        "people": len(people),
+        "photos": len(vectors),
+        "skipped": skipped,
+        "genuine_pairs": len(gen),
+        "impostor_pairs": len(imp),
+        "genuine": {
+            "min": round(float(gen.min()), 3),
+            "median": round(float(np.median(gen)), 3),
+            "max": round(float(gen.max()), 3),
+        },
+        "impostor": {
+            "min": round(float(imp.min()), 3),
+            "median": round(float(np.median(imp)), 3),
+            "max": round(float(imp.max()), 3),
+        },
+        "target_far": args.far,
+        "suggested_max_distance": round(threshold, 3),
+        "far_at_threshold": round(far, 5),
+        "frr_at_threshold": round(frr, 4),
+        "far_resolution": round(1 / len(imp), 5),
+    }
+    if args.plot:
+        _plot(args.plot, gen, imp, threshold)
+        body["plot"] = str(args.plot)
+    if args.json:
+        print_json(body)
+        return 0
+    g, i = body["genuine"], body["impostor"]
+    console.print(
+        f"{len(vectors)} photos of {len(people)} people: "
+        f"{len(gen)} same-person pairs, {len(imp)} other-person pairs"
+    )
+    console.print(f"same person:   distance {g['min']}–{g['max']} (median {g['median']})")
+    console.print(f"other people:  distance {i['min']}–{i['max']} (median {i['median']})")
+    console.print(
+        f"suggested [bold]faces.max_distance = {body['suggested_max_distance']}[/] "
+        f"for a false-accept rate ≤ {args.far}: measured FAR {far:.4f}, FRR {frr:.3f}"
+    )
+    if 1 / len(imp) > args.far:
+        err_console.print(
+            f"[yellow]only {len(imp)} other-person pairs: a false-accept rate below "
+            f"{1 / len(imp):.4f} cannot be shown with this folder; add photos of more people[/]"
+        )
+    for s in skipped:
+        err_console.print(f"[yellow]skipped {s['photo']}: {s['reason']}[/]")
+    if args.plot:
+        console.print(f"plot: {args.plot}")
+    return 0
+
+
+def _plot(path: Path, genuine: Any, impostor: Any, threshold: float) -> None:
+    """Two histograms (same person green, other people red) and the threshold, drawn with OpenCV."""
+    import cv2
+    import numpy as np
+
+    w, h, pad = 800, 400, 40
+    canvas = np.full((h, w, 3), 255, np.uint8)
+    top = max(1.5, float(max(genuine.max(), impostor.max())) * 1.05)
+    bins = np.linspace(0, top, 61)
+    hg, _ = np.histogram(genuine, bins)
+    hi, _ = np.histogram(impostor, bins)
+    hg, hi = hg / max(1, hg.sum()), hi / max(1, hi.sum())
+    peak = max(hg.max(), hi.max()) or 1
+
+    def x_of(value: float) -> int:
+        return int(pad + (w - 2 * pad) * value / top)
+
+    for counts, colour, shift in ((hg, (60, 160, 60), 0), (hi, (60, 60, 200), 3)):
+        for i, c in enumerate(counts):
+            if c:
+                y = int(h - pad - (h - 2 * pad) * c / peak)
+                cv2.rectangle(
+                    canvas, (x_of(bins[i]) + shift, y), (x_of(bins[i + 1]) - 3 + shift, h - pad), colour, -1
+                )
+    cv2.line(canvas, (pad, h - pad), (w - pad, h - pad), (0, 0, 0), 1)
+    for tick in np.arange(0, top + 1e-9, 0.25):
+        cv2.putText(
+            canvas,
+            f"{tick:.2f}",
+            (x_of(tick) - 14, h - pad + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+        )
+    cv2.line(canvas, (x_of(threshold), pad - 10), (x_of(threshold), h - pad), (0, 0, 0), 2)
+    cv2.putText(
+        canvas,
+        f"max_distance {threshold:.3f}",
+        (x_of(threshold) + 5, pad),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+    )
+    cv2.putText(canvas, "same person", (pad, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 160, 60), 2)
+    cv2.putText(canvas, "other people", (pad + 130, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 60, 200), 2)
+    cv2.putText(
+        canvas, "descriptor distance", (w // 2 - 70, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1
+    )
+    cv2.imwrite(str(path), canvas)
