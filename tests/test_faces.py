@@ -298,6 +298,19 @@ def test_doors_hours_and_anti_passback() -> None:
     assert feed(d, [(a, 0.3, 0.9)] * 3, start_ms=700_000)[0][1].granted  # after the window
 
 
+def test_the_same_stranger_is_reported_once_and_the_next_one_too() -> None:
+    d = decider(cooldown_s=30)
+    one, two = np.zeros(128, np.float32), np.full(128, 0.1, np.float32)  # 1.13 apart
+
+    def stranger(ts: int, v: np.ndarray) -> Observation:
+        return Observation(ts, Match(None, 0.9, 0.9), "", LANDMARKS, None, v)
+
+    decided = [d.observe(stranger(i * 200, one), i * 200)[0] for i in range(10)]
+    assert [x.reason for x in decided if x] == ["unknown_face"]  # he waits at the door: once
+    decided = [d.observe(stranger(3000 + i * 200, two), 3000 + i * 200)[0] for i in range(5)]
+    assert [x.reason for x in decided if x] == ["unknown_face"]  # another stranger: reported
+
+
 def test_repeated_denials_lock_the_camera_out() -> None:
     d = decider(cooldown_s=0, max_attempts_per_minute=3, lockout_s=30)
     results = feed(d, [(None, 0.9, 0.9)] * 30, step_ms=500)

@@ -179,9 +179,8 @@ class FaceAccessWatch:
             match = self.matcher.match(probe.vector)
             label = decider.label(match)
             keep_chip = self.crops is not None and label == UNKNOWN
-            obs = Observation(
-                frame.ts_ms, match, label, probe.face.landmarks, probe.chip if keep_chip else None
-            )
+            chip = probe.chip if keep_chip else None
+            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, chip, probe.vector)
             decision, locked = decider.observe(obs, now_ms)
             if decision is not None:
                 self._decided(entrance, decision, now_ms)

@@ -5,8 +5,9 @@ second-closest resident at least `min_margin` farther), `?` (close to someone bu
 unknown. A decision is taken when k of the last n observations agree:
 - a resident → liveness → allowed door → time window → anti-passback → GRANT;
 - unknown or ambiguous → DENY.
-The window is then emptied; the same person gets no new decision for `cooldown_s` (the door is
-open, they are walking through), and an unknown face is not reported again for `cooldown_s`.
+The window is then emptied; the same resident gets no new decision for `cooldown_s` (the door is
+open, they are walking through), and the same unknown face (its descriptor within the threshold
+of one just denied) is not reported again for `cooldown_s` — while a different stranger is.
 A face missing for `RESET_S` empties the window, so two people never add up to one decision.
 Denials are rate limited: more than `max_attempts_per_minute` locks face decisions out for
 `lockout_s` (someone trying photo after photo); the card/PIN reader is unaffected.
@@ -41,6 +42,7 @@ class Observation:
     label: str  # resident id, UNKNOWN or AMBIGUOUS
     landmarks: np.ndarray
     chip: np.ndarray | None = None  # kept only when unknown crops are kept
+    vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class Decider:
     window: deque[Observation] = field(init=False)
     cooldown_until: dict[str, int] = field(default_factory=dict)
     denials: deque[int] = field(default_factory=deque)
+    strangers: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (descriptor, until_ms)
     locked_until_ms: int = 0
     last_face_ms: int = 0
     suppressed: int = 0
@@ -122,7 +125,10 @@ class Decider:
         if self.locked(now_ms):
             self.suppressed += 1
             return None, False
-        if self.cooldown_until.get(obs.label, 0) > now_ms:
+        if obs.label == UNKNOWN:
+            if self._same_stranger(obs, now_ms):
+                return None, False
+        elif self.cooldown_until.get(obs.label, 0) > now_ms:
             return None, False
         self.window.append(obs)
         label, count = Counter(o.label for o in self.window).most_common(1)[0]
@@ -130,12 +136,23 @@ class Decider:
             return None, False
         agreeing = [o for o in self.window if o.label == label]
         self.window.clear()
-        self.cooldown_until[label] = now_ms + int(self.entrance.cooldown_s * 1000)
+        until = now_ms + int(self.entrance.cooldown_s * 1000)
+        if label == UNKNOWN:
+            self.strangers += [(o.vector, until) for o in agreeing if o.vector is not None]
+        else:
+            self.cooldown_until[label] = until
         decision = self._decide(label, agreeing, now_ms)
         started_lockout = False
         if not decision.granted:
             started_lockout = self._count_denial(now_ms)
         return decision, started_lockout
+
+    def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
+        """True for an unknown face just denied (within the threshold of its descriptors)."""
+        self.strangers = [(v, until) for v, until in self.strangers if until > now_ms]
+        if obs.vector is None:
+            return False
+        return any(float(np.linalg.norm(v - obs.vector)) <= self.threshold for v, _ in self.strangers)
 
     def _decide(self, label: str, agreeing: list[Observation], now_ms: int) -> Decision:
         best = min(agreeing, key=lambda o: o.match.distance)
