@@ -413,3 +413,71 @@ def test_camera_password_in_url_is_refused() -> None:
     found = problems(text)
     assert any(p.startswith("sources[0].url: the password is written in the url") for p in found), found
     assert not any("secret" in p for p in found)
+
+
+FACE_BASE = """
+[gateway]
+id = "gw1"
+site = "site-a"
+[[sources]]
+id = "bus-1"
+type = "modbus"
+endpoint = "tcp://127.0.0.1:5020"
+[[sources.meters]]
+id = "m1"
+unit = 1
+profile = "eastron_sdm120"
+[[sources]]
+id = "cam-door"
+type = "camera"
+url = "rtsp://10.0.0.6/sub"
+[[doors]]
+id = "lobby"
+[doors.relay]
+type = "modbus_coil"
+bus = "bus-1"
+unit = 9
+coil = 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            '[[face_access]]\nid = "f1"\ncamera = "cam-dor"\ndoor = "lobby"',
+            'face_access[0].camera: unknown camera (got "cam-dor"); expected the id of a [[sources]] entry '
+            'of type camera (cam-door) - did you mean "cam-door"?',
+        ),
+        (
+            '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobbby"',
+            'face_access[0].door: unknown door (got "lobbby"); expected the id of a [[doors]] entry '
+            '(the relay a grant pulses) (lobby) - did you mean "lobby"?',
+        ),
+        (
+            '[faces]\nk = 6\nn = 5\n[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"',
+            "faces.k: k is above n (got 6); expected k ≤ n (k of the last n frames must agree; n is 5)",
+        ),
+        (
+            '[faces]\nliveness = "blink"\n[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"',
+            "faces.liveness:",
+        ),
+    ],
+)
+def test_bad_face_access_names_key_value_and_fix(entry: str, expected: str) -> None:
+    found = problems(FACE_BASE + entry)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_face_models_must_be_face_models(tmp_path: Path) -> None:
+    config = tmp_path / "lintel.toml"
+    entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
+    config.write_text(base + '[faces]\nembedder = "yolov2-tiny-coco"\n' + entrance)
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    found = [str(p) for p in info.value.problems]
+    expected = (
+        'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: dlib-resnet29-faceapi'
+    )
+    assert any(p.startswith(expected) for p in found), found
