@@ -1,0 +1,155 @@
+"""Face access: per-frame decision latency, gallery matching at scale, idle cost, memory, gallery I/O.
+
+1. One decision frame at the door (640×360, a face ~130 px wide, composited from a registry
+   photograph): detection, alignment, quality gates, embedding, matching against 1,000
+   residents — p50/p95 on one inference thread. Target ≤ 25 ms.
+2. Matching alone against galleries of 1,000 and 10,000 residents (3 templates each). Target for
+   10k ≤ 1 ms.
+3. An empty hallway at the default 5 detections per second: share of one core.
+4. RSS of a fresh process before and after loading both models.
+5. The gallery file: enrolling 1,000 residents, loading (decrypting) their templates at start-up,
+   deleting one resident with the purge (secure_delete + VACUUM + WAL truncation).
+
+    python -m bench.faces [--runs 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import cpu_seconds, print_table, rss_mb
+from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit, hallway
+from gateway.faces.access import build_pipeline
+from gateway.faces.config import FacesSection
+from gateway.faces.gallery import Gallery, Resident, Templates
+from gateway.faces.match import Matcher
+from gateway.vision.engine import InferenceEngine
+
+MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def synthetic(residents: int, per: int = 3, dim: int = 128) -> Templates:
+    rng = np.random.default_rng(1)
+    people = [Resident(f"r-{i}", "u", "resident", "bench", 0) for i in range(residents)]
+    vectors = rng.normal(0, 0.09, (residents * per, dim)).astype(np.float32)
+    return Templates(vectors, np.repeat(np.arange(residents, dtype=np.int32), per), people)
+
+
+def decision_frame(runs: int) -> list[tuple[str, str, str]]:
+    pipeline = build_pipeline(FacesSection(), InferenceEngine(1))
+    name = "faces/obama2.jpg"
+    frame = DoorScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10)], 10).frame(1.0)
+    matcher = Matcher(synthetic(1000))
+    total, detect, embed = [], [], []
+    for i in range(runs + 3):
+        started = time.perf_counter()
+        probe = pipeline.analyse(frame)
+        assert probe.vector is not None, probe.reason()
+        matcher.match(probe.vector)
+        if i >= 3:  # warm-up
+            total.append((time.perf_counter() - started) * 1000)
+            detect.append(probe.detect_ms)
+            embed.append(probe.embed_ms)
+    p50, p95 = percentiles(total)
+    rows = [("decision frame, 1 thread", f"{p50:.1f} ms p50, {p95:.1f} ms p95", "≤ 25 ms")]
+    rows.append(("  of which detection", f"{statistics.median(detect):.1f} ms p50", ""))
+    rows.append(("  of which embedding", f"{statistics.median(embed):.1f} ms p50", ""))
+    empty = hallway()
+    idle = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        pipeline.analyse(empty)
+        idle.append((time.perf_counter() - started) * 1000)
+    rows.append(("empty frame (detection only)", f"{statistics.median(idle):.1f} ms p50", ""))
+    # An empty hallway at 5 detections a second, for 10 s of wall time.
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    while time.monotonic() - wall0 < 10:
+        pipeline.analyse(empty)
+        time.sleep(0.2)
+    share = (cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+    rows.append(("idle door camera, 5 detections/s", f"{share * 100:.1f} % of one core", ""))
+    return rows
+
+
+def matching(runs: int) -> list[tuple[str, str, str]]:
+    rows = []
+    for size in (1_000, 10_000):
+        templates = synthetic(size)
+        matcher = Matcher(templates)
+        probe = templates.vectors[size // 2] + 0.01
+        samples = []
+        for _ in range(runs * 5):
+            started = time.perf_counter()
+            matcher.match(probe)
+            samples.append((time.perf_counter() - started) * 1000)
+        p50, p95 = percentiles(samples)
+        target = "≤ 1 ms" if size == 10_000 else ""
+        rows.append((f"match, {size:,} residents × 3", f"{p50:.3f} ms p50, {p95:.3f} ms p95", target))
+    return rows
+
+
+def gallery_io() -> list[tuple[str, str, str]]:
+    folder = Path(tempfile.mkdtemp())
+    gallery = Gallery(folder / "faces.db", folder / "faces.key", create=True)
+    templates = synthetic(1000)
+    started = time.perf_counter()
+    for i, person in enumerate(templates.residents):
+        gallery.enroll(person, list(templates.vectors[i * 3 : i * 3 + 3]), "bench", [{}] * 3, 0)
+    enrol_ms = (time.perf_counter() - started) * 1000 / 1000
+    started = time.perf_counter()
+    loaded = gallery.templates("bench")
+    load_ms = (time.perf_counter() - started) * 1000
+    size = (folder / "faces.db").stat().st_size
+    started = time.perf_counter()
+    gallery.delete("r-500")
+    delete_ms = (time.perf_counter() - started) * 1000
+    gallery.close()
+    return [
+        ("enrol one resident (3 templates, one transaction)", f"{enrol_ms:.1f} ms", ""),
+        (f"load {loaded.vectors.shape[0]:,} templates (decrypt)", f"{load_ms:.0f} ms", ""),
+        ("gallery file, 1,000 residents", f"{size / 1e6:.2f} MB ({size / 3000:.0f} B per template)", ""),
+        ("delete + purge one resident of 1,000", f"{delete_ms:.0f} ms", ""),
+    ]
+
+
+def child_rss() -> None:
+    before = rss_mb()
+    build_pipeline(FacesSection(), InferenceEngine(1))
+    print(json.dumps([before, rss_mb()]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_rss()
+        return
+    rows = decision_frame(args.runs)
+    rows += matching(args.runs)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.faces", "--child"], capture_output=True, text=True, check=True
+    )
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    rows.append(("RSS, fresh process → both face models loaded", f"{before:.0f} → {after:.0f} MB", ""))
+    rows += gallery_io()
+    print_table("face access (bench/faces.py)", rows)
+
+
+if __name__ == "__main__":
+    main()
