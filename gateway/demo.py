@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
 
 from drivers.modbus.simulator import MeterServer, SimulatedMeter, SimulatedRelayModule
@@ -64,7 +65,7 @@ timeout_ms = 300
 [sources.meters.points.energy_import_kwh]
 interval_s = 10
 
-# The lobby door's strike on a relay module of the same bus (door_pulse; face access later).
+# The lobby door's strike on a relay module of the same bus (door_pulse and the face reader).
 [[doors]]
 id = "lobby"
 pulse_s = 2
@@ -171,6 +172,76 @@ exit_delay_s = 6
 """
 
 
+FACES = MEDIA.parent / "faces"
+DEMO_RESIDENT = "r-demo-0412"
+
+
+def demo_face_text(state_dir: Path) -> str:
+    """A simulated door camera at the lobby: the enrolled resident steps up (a different photograph
+    of him than the one enrolled), leaves, then a stranger; looping. Runs the real face lane, which
+    pulses the lobby relay of the simulated relay module."""
+    from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+
+    needed = ["faces/obama.jpg", "faces/obama2.jpg", "faces/biden.jpg"]
+    if not all((MEDIA.parent / n).is_file() for n in needed):
+        log.warning("demo: no face reader (%s missing: run scripts/fetch_media.sh)", FACES)
+        return ""
+    clip = state_dir / "demo-door.avi"
+    if not clip.is_file():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        visits = [
+            Visit(MEDIA.parent / "faces/obama2.jpg", FACE_BOXES["faces/obama2.jpg"], 1, 7),
+            Visit(MEDIA.parent / "faces/biden.jpg", FACE_BOXES["faces/biden.jpg"], 11, 16),
+        ]
+        DoorScene(visits, total_s=20).write(clip)
+    return f"""
+[[sources]]
+id = "cam-lobby"
+type = "camera"
+url = "{clip}"
+loop = true
+
+[[face_access]]
+id = "lobby-face"
+camera = "cam-lobby"
+door = "lobby"
+cooldown_s = 15
+"""
+
+
+def enrol_demo_resident(loaded: LoadedConfig) -> None:
+    """Enrol the demo's resident (from a photograph the door clip does not show) once."""
+    if not loaded.config.face_access:
+        return
+    from gateway.faces.access import build_pipeline, face_paths
+    from gateway.faces.gallery import Gallery, Resident
+    from gateway.vision.catalog import ModelError
+    from gateway.vision.engine import InferenceEngine
+
+    gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
+    gallery = Gallery(gallery_path, key_path, create=True)
+    try:
+        if gallery.resident(DEMO_RESIDENT) is not None:
+            return
+        try:
+            pipeline = build_pipeline(loaded.config.faces, InferenceEngine(1))
+        except ModelError as exc:
+            log.warning("demo: face models unavailable (%s)", exc)
+            return
+        import cv2
+
+        image = cv2.imread(str(FACES / "obama.jpg"))
+        if image is None:
+            return
+        probe = pipeline.analyse(image)
+        if probe.vector is None or probe.quality is None:
+            return
+        resident = Resident(DEMO_RESIDENT, "3-1202", "resident", "demo enrolment", int(time.time() * 1000))
+        gallery.enroll(resident, [probe.vector], pipeline.embedder.name, [probe.quality.metrics], 0)
+    finally:
+        gallery.close()
+
+
 def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
     mqtt = ""
     if broker:
@@ -207,7 +278,8 @@ profile = "door_sensor"
 interval_s = 5.0
 seed = 5
 fail_after_polls = 20
-{demo_camera_text(state_dir)}"""
+{demo_camera_text(state_dir)}
+{demo_face_text(state_dir) if modbus_port else ""}"""
 
 
 def demo_config(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> LoadedConfig:

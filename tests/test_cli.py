@@ -152,6 +152,9 @@ def test_demo_publishes_a_valid_building_to_a_broker(
     # The fire-lane camera plays its clip through the real driver (the detector loads in the demo).
     topics = sorted({m.topic for m in data})
     assert any(t.endswith("/event/cam-court/camera_online") for t in topics), topics
+    # The lobby's face reader: its camera plays, the demo resident is enrolled (encrypted).
+    assert any(t.endswith("/event/cam-lobby/camera_online") for t in topics), topics
+    assert (tmp_path / "demo" / "faces.db").is_file() and (tmp_path / "demo" / "faces.key").is_file()
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ class DoorScene:
 
     def write(self, path: Path) -> Path:
         """The whole scene as an MJPEG AVI (OpenCV writes and reads it without ffmpeg)."""
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (WIDTH, HEIGHT))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), self.fps, (WIDTH, HEIGHT))
         if not writer.isOpened():
             raise OSError(f"cannot write {path}")
         for i in range(int(self.total_s * self.fps)):

@@ -20,7 +20,7 @@ from rich.text import Text
 from gateway.cli.logs import setup_logging
 from gateway.cli.output import console, err_console, human_bytes
 from gateway.core import ConfigError, Event, Reading, Record
-from gateway.demo import demo_config, demo_meter_server, free_tcp_port
+from gateway.demo import demo_config, demo_meter_server, enrol_demo_resident, free_tcp_port
 
 
 class DemoView:
@@ -81,6 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         modbus_port = free_tcp_port()
         loaded = demo_config(Path(args.state_dir), args.broker, modbus_port)
+        enrol_demo_resident(loaded)
     except ConfigError as exc:
         err_console.print(f"[red]demo config invalid[/]:\n{exc}", highlight=False)
         return 1
