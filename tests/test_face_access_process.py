@@ -115,6 +115,8 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
         )
         status = wait_status(config, lambda s: (s.get("faces") or {}).get("residents") == 0, 5)
         assert status["faces"]["entrances"][0]["granted"] == 1
+        shown = lintel_output("status", "-c", str(config)).stdout
+        assert "face access: 0 residents" in shown and "lobby-face on cam-door → door lobby" in shown, shown
     finally:
         stop_and_show_log(proc)
         collector.stop()

@@ -117,6 +117,20 @@ def _render(s: dict[str, Any]) -> None:
                 extra += f" ({lane['reason']})" if lane.get("reason") else ""
                 line += f"\n  [{colour}]{lane['lane']} on {cam['camera']}: {lane['state'].upper()}{extra}[/]"
         console.print(line, highlight=False)
+    faces = s.get("faces")
+    if faces and faces.get("error"):
+        console.print(f"[red]face access NOT running (card/PIN only): {faces['error']}[/]", highlight=False)
+    elif faces:
+        line = f"face access: {faces['residents']} residents, max distance {faces['threshold']}"
+        line += f", liveness {faces['liveness']}"
+        for e in faces["entrances"]:
+            state = "LOCKED OUT" if e["locked"] else ("watching" if e["camera_online"] else "CAMERA OFFLINE")
+            colour = "green" if state == "watching" else "red"
+            line += (
+                f"\n  [{colour}]{e['id']} on {e['camera']} → door {e['door']}: {state}[/], "
+                f"{e['granted']} granted, {e['denied']} denied, {e['pipeline_ms_avg']} ms per frame"
+            )
+        console.print(line, highlight=False)
     cmds = s.get("commands")
     if cmds and cmds.get("received"):
         console.print(
