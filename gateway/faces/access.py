@@ -73,7 +73,7 @@ class FaceAccessWatch:
         faces: FacesSection,
         entrances: list[FaceAccessConfig],
         hub: FrameHub,
-        doors: Doors,
+        doors: Callable[[], Doors],
         store: StateStore,
         clock: Clock,
         submit: Callable[[Record], bool],
@@ -85,6 +85,8 @@ class FaceAccessWatch:
         self.faces = faces
         self.entrances = entrances
         self.hub = hub
+        # the daemon's current Doors: reload_config replaces it, and a pulse must take the same
+        # per-door lock as the door_pulse command
         self.doors = doors
         self.store = store
         self.clock = clock
@@ -204,7 +206,7 @@ class FaceAccessWatch:
             stats["granted"] += 1
             self.store.save(NS, {body["resident_id"]: {"direction": entrance.direction, "ts_ms": now_ms}})
             self.submit(Event(entrance.id, "access_granted", now_ms, body))
-            if self.doors.busy(entrance.door):
+            if self.doors().busy(entrance.door):
                 log.info("entrance %s: door %s is already open", entrance.id, entrance.door)
             else:
                 asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
@@ -218,7 +220,7 @@ class FaceAccessWatch:
 
     async def _open(self, entrance: FaceAccessConfig, resident_id: str) -> None:
         try:
-            await self.doors.pulse(entrance.door, via="face", entrance=entrance.id, resident_id=resident_id)
+            await self.doors().pulse(entrance.door, via="face", entrance=entrance.id, resident_id=resident_id)
         except DoorError as exc:
             self.errors += 1
             log.error("entrance %s: door did not open for a granted face: %s", entrance.id, exc)

@@ -179,7 +179,7 @@ class Daemon:
                 self.config.faces,
                 self.config.face_access,
                 self.frames,
-                self.doors,
+                lambda: self.doors,
                 self.state_store,
                 self.clock,
                 self.pipeline.submit,
