@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-WIDTH, HEIGHT = 640, 360
+from drivers.camera.scene import HEIGHT, WIDTH, write_mjpeg
+
 FACE_PX = 130
 
 
@@ -66,7 +67,7 @@ def _cutout(photo: np.ndarray, face: tuple[float, float, float, float]) -> np.nd
 
 
 class DoorScene:
-    def __init__(self, visits: list[Visit], total_s: float, fps: int = 5) -> None:
+    def __init__(self, visits: list[Visit], total_s: float, fps: float = 5) -> None:
         self.visits = visits
         self.total_s = total_s
         self.fps = fps
@@ -96,10 +97,5 @@ class DoorScene:
 
     def write(self, path: Path) -> Path:
         """The whole scene as an MJPEG AVI (OpenCV writes and reads it without ffmpeg)."""
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), self.fps, (WIDTH, HEIGHT))
-        if not writer.isOpened():
-            raise OSError(f"cannot write {path}")
-        for i in range(int(self.total_s * self.fps)):
-            writer.write(self.frame(i / self.fps))
-        writer.release()
-        return path
+        count = round(self.total_s * self.fps)
+        return write_mjpeg((self.frame(i / self.fps) for i in range(count)), path, self.fps)

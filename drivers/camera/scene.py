@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,10 +162,15 @@ class Scene:
                 if proc.wait() != 0:
                     raise OSError(f"ffmpeg failed with exit code {proc.returncode}")
             return path
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), self.plan.fps, (WIDTH, HEIGHT))
-        if not writer.isOpened():
-            raise OSError(f"cannot write {path}")
-        for _, frame in self.frames():
-            writer.write(frame)
-        writer.release()
-        return path
+        return write_mjpeg((frame for _, frame in self.frames()), path, self.plan.fps)
+
+
+def write_mjpeg(frames: Iterable[np.ndarray], path: Path, fps: float) -> Path:
+    """WIDTH×HEIGHT BGR frames as an MJPEG .avi, which OpenCV writes and reads without ffmpeg."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise OSError(f"cannot write {path}")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
