@@ -370,6 +370,7 @@ def _delete(args: argparse.Namespace, ctx: Context) -> int:
 def _verify(args: argparse.Namespace, ctx: Context) -> int:
     import cv2
 
+    from gateway.faces.decision import AMBIGUOUS, UNKNOWN, classify
     from gateway.faces.match import Matcher
 
     image = cv2.imread(str(args.image))
@@ -398,13 +399,14 @@ def _verify(args: argparse.Namespace, ctx: Context) -> int:
                 {"resident_id": r.id, "unit": r.unit, "distance": round(d, 3)}
                 for r, d in matcher.ranking(probe.vector)
             ]
-            if match.resident is None or match.distance > threshold:
+            label = classify(match, threshold, ctx.faces.min_margin)
+            if label == UNKNOWN:
                 entry["verdict"] = "unknown"
-            elif match.margin < ctx.faces.min_margin:
+            elif label == AMBIGUOUS:
                 entry["verdict"] = f"ambiguous (margin {match.margin:.3f} < {ctx.faces.min_margin})"
             else:
-                entry["verdict"] = f"matches {match.resident.id}"
-                entry["resident_id"] = match.resident.id
+                entry["verdict"] = f"matches {label}"
+                entry["resident_id"] = label
             entry["margin"] = round(match.margin, 3) if match.second != float("inf") else None
         faces.append(entry)
     body = {

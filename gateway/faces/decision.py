@@ -35,6 +35,16 @@ UNKNOWN = ""
 AMBIGUOUS = "?"
 
 
+def classify(match: Match, threshold: float, min_margin: float) -> str:
+    """The label of one match: the resident's id, AMBIGUOUS (close, but another resident is
+    nearly as close) or UNKNOWN. The door and `lintel faces verify` judge a face by this alone."""
+    if match.resident is None or match.distance > threshold:
+        return UNKNOWN
+    if match.margin < min_margin:
+        return AMBIGUOUS
+    return match.resident.id
+
+
 @dataclass(slots=True)
 class Observation:
     ts_ms: int  # capture time of the frame
@@ -105,11 +115,7 @@ class Decider:
         self.window = deque(maxlen=self.faces.n)
 
     def label(self, match: Match) -> str:
-        if match.resident is None or match.distance > self.threshold:
-            return UNKNOWN
-        if match.margin < self.faces.min_margin:
-            return AMBIGUOUS
-        return match.resident.id
+        return classify(match, self.threshold, self.faces.min_margin)
 
     def locked(self, now_ms: int) -> bool:
         return now_ms < self.locked_until_ms
