@@ -13,7 +13,7 @@ import numpy as np
 
 from gateway.faces.detect import Face, FaceDetector
 from gateway.faces.embed import Embedder
-from gateway.faces.quality import Quality, QualityLimits, assess
+from gateway.faces.quality import Quality, QualityLimits, assess, assess_chip
 
 
 @dataclass(slots=True)
@@ -61,12 +61,11 @@ class FacePipeline:
         return [self._probe(image, f, len(faces), detect_ms) for f in faces]
 
     def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float) -> Probe:
-        early = assess(face, image.shape, None, self.limits)
-        if not early.ok:  # no chip for a face already refused: saves the embedder's time
-            return Probe(face, count, early, None, None, detect_ms)
+        quality = assess(face, image.shape, self.limits)
+        if not quality.ok:  # no chip for a face already refused: saves the warp and the embedder
+            return Probe(face, count, quality, None, None, detect_ms)
         chip = self.embedder.chip(image, face)
-        quality = assess(face, image.shape, chip, self.limits)
-        if not quality.ok:
+        if not assess_chip(quality, chip, self.limits).ok:
             return Probe(face, count, quality, None, chip, detect_ms)
         started = time.perf_counter()
         vector = self.embedder.embed(chip)

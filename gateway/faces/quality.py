@@ -54,10 +54,8 @@ def pose(face: Face) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
-def assess(
-    face: Face, image_shape: tuple[int, ...], chip: np.ndarray | None, limits: QualityLimits
-) -> Quality:
-    """Check one detected face (and its aligned chip, when made) against the limits."""
+def assess(face: Face, image_shape: tuple[int, ...], limits: QualityLimits) -> Quality:
+    """Check one detected face's size, position and pose (its landmarks) against the limits."""
     q = Quality()
     h, w = image_shape[:2]
     x1, y1, x2, y2 = face.box
@@ -77,17 +75,21 @@ def assess(
         q.problems.append(f"face tilted up or down: pitch {pitch:.2f}, expected {lo:.2f}-{hi:.2f}")
     if abs(roll) > limits.max_roll_deg:
         q.problems.append(f"head tilted: roll {roll:+.0f}°, limit ±{limits.max_roll_deg:.0f}°")
-    if chip is not None:
-        grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
-        sharp = float(cv2.Laplacian(grey, cv2.CV_64F).var())
-        bright = float(grey.mean())
-        q.metrics.update(sharpness=round(sharp, 1), brightness=round(bright, 1))
-        if sharp < limits.min_sharpness:
-            q.problems.append(f"blurred: sharpness {sharp:.0f}, need ≥ {limits.min_sharpness:.0f}")
-        lo, hi = limits.brightness_range
-        if not lo <= bright <= hi:
-            q.problems.append(
-                f"{'too dark' if bright < lo else 'too bright'}: "
-                f"brightness {bright:.0f}, expected {lo:.0f}-{hi:.0f}"
-            )
+    return q
+
+
+def assess_chip(q: Quality, chip: np.ndarray, limits: QualityLimits) -> Quality:
+    """Add the checks of the aligned chip (sharpness, brightness) to a face's assessment."""
+    grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
+    sharp = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    bright = float(grey.mean())
+    q.metrics.update(sharpness=round(sharp, 1), brightness=round(bright, 1))
+    if sharp < limits.min_sharpness:
+        q.problems.append(f"blurred: sharpness {sharp:.0f}, need ≥ {limits.min_sharpness:.0f}")
+    lo, hi = limits.brightness_range
+    if not lo <= bright <= hi:
+        q.problems.append(
+            f"{'too dark' if bright < lo else 'too bright'}: "
+            f"brightness {bright:.0f}, expected {lo:.0f}-{hi:.0f}"
+        )
     return q
