@@ -32,6 +32,7 @@ from gateway.faces.access import build_pipeline
 from gateway.faces.config import FacesSection
 from gateway.faces.gallery import Gallery, Resident, Templates
 from gateway.faces.match import Matcher
+from gateway.vision.catalog import catalog
 from gateway.vision.engine import InferenceEngine
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
@@ -50,7 +51,7 @@ def synthetic(residents: int, per: int = 3, dim: int = 128) -> Templates:
 
 
 def decision_frame(runs: int) -> list[tuple[str, str, str]]:
-    pipeline = build_pipeline(FacesSection(), InferenceEngine(1))
+    pipeline = build_pipeline(FacesSection(), InferenceEngine(1), catalog())
     name = "faces/obama2.jpg"
     frame = DoorScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10)], 10).frame(1.0)
     matcher = Matcher(synthetic(1000))
@@ -128,7 +129,7 @@ def gallery_io() -> list[tuple[str, str, str]]:
 
 def child_rss() -> None:
     before = rss_mb()
-    build_pipeline(FacesSection(), InferenceEngine(1))
+    build_pipeline(FacesSection(), InferenceEngine(1), catalog())
     print(json.dumps([before, rss_mb()]))
 
 

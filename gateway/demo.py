@@ -215,7 +215,7 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
         return
     from gateway.faces.access import build_pipeline, face_paths
     from gateway.faces.gallery import Gallery, Resident
-    from gateway.vision.catalog import ModelError
+    from gateway.vision.catalog import ModelError, configured
     from gateway.vision.engine import InferenceEngine
 
     gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
@@ -224,7 +224,9 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
         if gallery.resident(DEMO_RESIDENT) is not None:
             return
         try:
-            pipeline = build_pipeline(loaded.config.faces, InferenceEngine(1))
+            pipeline = build_pipeline(
+                loaded.config.faces, InferenceEngine(1), configured(loaded.config.vision)
+            )
         except ModelError as exc:
             log.warning("demo: face models unavailable (%s)", exc)
             return

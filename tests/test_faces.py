@@ -21,6 +21,7 @@ from gateway.faces.keys import GalleryKeyError, create_key
 from gateway.faces.liveness import MicroMotion, Off
 from gateway.faces.match import Match, Matcher
 from gateway.faces.pipeline import FacePipeline
+from gateway.vision.catalog import catalog
 from gateway.vision.engine import InferenceEngine
 from tests.support.media import photo
 from tests.support.process import lintel_output
@@ -38,7 +39,7 @@ GENUINE = ["faces/obama2.jpg", "faces/obama3.jpg", "faces/obama_partial_face.jpg
 
 @pytest.fixture(scope="module")
 def pipeline() -> FacePipeline:
-    return build_pipeline(FacesSection(), InferenceEngine(1))
+    return build_pipeline(FacesSection(), InferenceEngine(1), catalog())
 
 
 def vector(pipeline: FacePipeline, name: str) -> np.ndarray:

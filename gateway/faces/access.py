@@ -34,7 +34,7 @@ from gateway.faces.liveness import liveness_check
 from gateway.faces.match import Matcher
 from gateway.faces.pipeline import FacePipeline
 from gateway.state import StateStore
-from gateway.vision.catalog import Manifest, catalog, pick
+from gateway.vision.catalog import Manifest, pick
 from gateway.vision.engine import InferenceEngine
 from gateway.vision.evidence import EvidenceStore
 
@@ -51,16 +51,14 @@ def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
     return gallery, key
 
 
-def face_models(faces: FacesSection, models: dict[str, Manifest] | None = None) -> tuple[Manifest, Manifest]:
+def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
     """The (detector, embedder) manifests `[faces]` names; ModelError naming the known ones."""
-    models = models if models is not None else catalog()
     return pick(faces.detector, models), pick(faces.embedder, models)
 
 
-def build_pipeline(
-    faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest] | None = None
-) -> FacePipeline:
-    """Load both models (blocking: call on the engine thread or from the CLI)."""
+def build_pipeline(faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest]) -> FacePipeline:
+    """Load both models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
+    `manifest_dir` apply). Blocking: call on the engine thread or from the CLI."""
     det, emb = face_models(faces, models)
     return FacePipeline(
         FaceDetector(engine.model(det), faces.min_face_score), Embedder(engine.model(emb)), faces.limits()
