@@ -193,6 +193,31 @@ def _photos_from_camera(ctx: Context, camera_id: str, shots: int, pipeline: Any)
     return taken
 
 
+def _judge(
+    image: Any, pipeline: Any, others: Any, threshold: float, args: argparse.Namespace
+) -> tuple[Any, str | None]:
+    """(the photo's face probe, why it is refused or None): one face, passing the gates, not
+    already enrolled under another id (unless --force)."""
+    if image is None:
+        return None, "not a readable picture"
+    probes = pipeline.analyse_all(image)
+    if not probes:
+        return None, "no face found"
+    if len(probes) > 1:
+        return None, f"{len(probes)} faces: use a photo of the resident alone"
+    probe = probes[0]
+    if not probe.usable:
+        return probe, probe.reason()
+    match = others.match(probe.vector)
+    other = match.resident.id if match.resident is not None else args.resident
+    if other != args.resident and match.distance <= threshold and not args.force:
+        return probe, (
+            f"looks like resident {other} (distance {match.distance:.2f}): already enrolled? "
+            "(--force to enrol anyway)"
+        )
+    return probe, None
+
+
 def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     from rich.progress import Progress
 
@@ -229,36 +254,13 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
         with Progress(console=err_console, transient=True, disable=args.json) as progress:
             task = progress.add_task("checking photos", total=len(photos))
             for name, image in photos:
-                row: dict[str, Any] = {"photo": name}
-                if image is None:
-                    row.update(accepted=False, reason="not a readable picture")
-                else:
-                    probes = pipeline.analyse_all(image)
-                    usable = [p for p in probes if p.face is not None]
-                    if len(usable) > 1:
-                        row.update(
-                            accepted=False, reason=f"{len(usable)} faces: use a photo of the resident alone"
-                        )
-                    elif not probes:
-                        row.update(accepted=False, reason="no face found")
-                    else:
-                        probe = probes[0]
-                        row.update(probe.quality.metrics if probe.quality else {})
-                        if not probe.usable:
-                            row.update(accepted=False, reason=probe.reason())
-                        else:
-                            match = others.match(probe.vector)
-                            other = match.resident.id if match.resident is not None else args.resident
-                            if other != args.resident and match.distance <= threshold and not args.force:
-                                row.update(
-                                    accepted=False,
-                                    reason=f"looks like resident {other} (distance "
-                                    f"{match.distance:.2f}): already enrolled? (--force to enrol anyway)",
-                                )
-                            else:
-                                row.update(accepted=True, reason="ok")
-                                vectors.append(probe.vector)
-                                qualities.append(probe.quality.metrics)
+                probe, reason = _judge(image, pipeline, others, threshold, args)
+                row: dict[str, Any] = {"photo": name, "accepted": reason is None, "reason": reason or "ok"}
+                if probe is not None and probe.quality is not None:
+                    row.update(probe.quality.metrics)
+                    if reason is None:
+                        vectors.append(probe.vector)
+                        qualities.append(probe.quality.metrics)
                 report.append(row)
                 progress.advance(task)
         count = 0
