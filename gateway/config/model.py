@@ -199,6 +199,12 @@ def _one_of(name: str, known: set[str], what: str) -> str:
     return f"the id of {what} ({listed}){hint}"
 
 
+def _check_ref(path: str, problem: str, name: str, known: set[str], what: str) -> None:
+    """The error for a reference to an id that is not among `known` (with a did-you-mean)."""
+    if name not in known:
+        raise _at(path, problem, f'"{name}"', _one_of(name, known, what))
+
+
 def _source_union() -> Any:
     classes = registry.config_classes()
     if len(classes) == 1:
@@ -259,13 +265,7 @@ class GatewayConfig(StrictModel):
             elif isinstance(rule, DoorLeftOpenRule):
                 names = [(f"sources[{i}]", s) for i, s in enumerate(rule.sources)]
             for key, name in names:
-                if name not in known:
-                    raise _at(
-                        f"rules[{index}].{key}",
-                        "unknown device",
-                        f'"{name}"',
-                        _one_of(name, known, device_what),
-                    )
+                _check_ref(f"rules[{index}].{key}", "unknown device", name, known, device_what)
         rule_ids = [r.id for r in self.rules]
         for index, rid in enumerate(rule_ids):
             if rid in rule_ids[:index]:
@@ -283,14 +283,12 @@ class GatewayConfig(StrictModel):
                     )
                 for key in ("door", "water_meter", "electricity_meter"):
                     name = getattr(h, key)
-                    if name is not None and name not in known:
-                        raise _at(
-                            f"care.households[{index}].{key}",
-                            "unknown device",
-                            f'"{name}"',
-                            _one_of(name, known, device_what),
+                    if name is not None:
+                        _check_ref(
+                            f"care.households[{index}].{key}", "unknown device", name, known, device_what
                         )
         cameras = {s.id for s in self.sources if s.type == "camera"}
+        camera_what = "a [[sources]] entry of type camera"
         lane_ids: set[str] = set()
         for index, lane in enumerate(self.fire_lanes):
             if lane.id in known or lane.id in lane_ids:
@@ -298,26 +296,20 @@ class GatewayConfig(StrictModel):
                     f"fire_lanes[{index}].id", "duplicate id", f'"{lane.id}"', "an id used by nothing else"
                 )
             lane_ids.add(lane.id)
-            if lane.camera not in cameras:
-                raise _at(
-                    f"fire_lanes[{index}].camera",
-                    "unknown camera",
-                    f'"{lane.camera}"',
-                    _one_of(lane.camera, cameras, "a [[sources]] entry of type camera"),
-                )
+            _check_ref(f"fire_lanes[{index}].camera", "unknown camera", lane.camera, cameras, camera_what)
         buses = {s.id for s in self.sources if s.type == "modbus"}
         door_ids: set[str] = set()
         for index, door in enumerate(self.doors):
             if door.id in known or door.id in door_ids:
                 raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
             door_ids.add(door.id)
-            if door.relay.bus not in buses:
-                raise _at(
-                    f"doors[{index}].relay.bus",
-                    "unknown modbus bus",
-                    f'"{door.relay.bus}"',
-                    _one_of(door.relay.bus, buses, "a [[sources]] entry of type modbus"),
-                )
+            _check_ref(
+                f"doors[{index}].relay.bus",
+                "unknown modbus bus",
+                door.relay.bus,
+                buses,
+                "a [[sources]] entry of type modbus",
+            )
         for index, entrance in enumerate(self.face_access):
             if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
                 raise _at(
@@ -327,17 +319,13 @@ class GatewayConfig(StrictModel):
                     "an id used by nothing else",
                 )
             lane_ids.add(entrance.id)
-            if entrance.camera not in cameras:
-                raise _at(
-                    f"face_access[{index}].camera",
-                    "unknown camera",
-                    f'"{entrance.camera}"',
-                    _one_of(entrance.camera, cameras, "a [[sources]] entry of type camera"),
-                )
-            if entrance.door not in door_ids:
-                raise _at(
-                    f"face_access[{index}].door",
-                    "unknown door",
-                    f'"{entrance.door}"',
-                    _one_of(entrance.door, door_ids, "a [[doors]] entry (the relay a grant pulses)"),
-                )
+            _check_ref(
+                f"face_access[{index}].camera", "unknown camera", entrance.camera, cameras, camera_what
+            )
+            _check_ref(
+                f"face_access[{index}].door",
+                "unknown door",
+                entrance.door,
+                door_ids,
+                "a [[doors]] entry (the relay a grant pulses)",
+            )
