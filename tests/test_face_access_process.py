@@ -11,6 +11,7 @@ from pathlib import Path
 
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
+from gateway.state import StateStore, state_path
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
@@ -149,5 +150,9 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     for m in collector.data():
         if m.payload.get("kind") in ("access_granted", "access_denied", "door_pulsed"):
             validate(m.topic, m.payload)
+    # the grant's anti-passback record went with the resident
+    store = StateStore(state_path(tmp_path / "state"), read_only=True)
+    assert "r-0412" not in store.load("face_access")
+    store.close()
     raw = json.dumps([m.payload for m in collector.data()])
     assert "3-1202" not in raw and "signed form" not in raw  # ids and numbers only go upstream

@@ -348,11 +348,16 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
+    from gateway.faces.access import delete_resident
+    from gateway.state import StateStore, state_path
+
     gallery = ctx.gallery()
+    store = StateStore(state_path(ctx.loaded.state_dir))  # the resident's anti-passback record
     try:
-        removed = gallery.delete(args.resident_id)
+        removed = delete_resident(gallery, store, args.resident_id)
     finally:
         gallery.close()
+        store.close()
     if removed is None:
         err_console.print(
             f"[red]no resident {args.resident_id!r} in the face gallery (`lintel faces list`)[/]"

@@ -106,7 +106,7 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         handlers["snapshot"] = snapshot
 
     async def faces_delete(args: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
-        from gateway.faces.access import face_paths
+        from gateway.faces.access import delete_resident, face_paths
         from gateway.faces.gallery import Gallery, GalleryError
         from gateway.faces.keys import GalleryKeyError
 
@@ -118,7 +118,7 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
                 path, key = face_paths(daemon.config.faces, daemon.loaded.state_dir)
                 gallery = Gallery(path, key)
                 try:
-                    removed = gallery.delete(resident_id)
+                    removed = delete_resident(gallery, daemon.state_store, resident_id)
                 finally:
                     gallery.close()
         except (GalleryError, GalleryKeyError) as exc:

@@ -44,6 +44,15 @@ NS = "face_access"
 GALLERY_POLL_S = 1.0
 
 
+def delete_resident(gallery: Gallery, store: StateStore, resident_id: str) -> int | None:
+    """Remove a resident from the gallery (purged) and their passages from the state database.
+    Returns the templates removed, or None for an unknown resident."""
+    removed = gallery.delete(resident_id)
+    if removed is not None:
+        store.save(NS, {}, deleted=[resident_id])
+    return removed
+
+
 def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
     """(gallery database, key file) where `[faces]` says, or in the state folder."""
     gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
@@ -104,10 +113,9 @@ class FaceAccessWatch:
         )
         saved = store.load(NS)
         self.passages = {rid: Passage(p["direction"], p["ts_ms"]) for rid, p in saved.items()}
-        zone = local_zone(timezone)
+        self.zone = local_zone(timezone)
         self.threshold = faces.max_distance  # None until the embedder is loaded
         self.deciders: dict[str, Decider] = {}
-        self._zone = zone
         self.stats: dict[str, dict[str, Any]] = {
             e.id: {"frames": 0, "usable": 0, "granted": 0, "denied": 0, "pipeline_ms": 0.0, "last": None}
             for e in entrances
@@ -125,7 +133,7 @@ class FaceAccessWatch:
                 "face liveness check %r is EXPERIMENTAL: not validated against spoof data", check.name
             )
         self.deciders = {
-            e.id: Decider(e, self.faces, threshold, check, self._zone, self.passages) for e in self.entrances
+            e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
         }
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
         self._reload_gallery()
@@ -233,11 +241,9 @@ class FaceAccessWatch:
     def delete(self, resident_id: str) -> int | None:
         """Remove a resident everywhere (gallery file, memory, anti-passback state)."""
         assert self.gallery is not None
-        removed = self.gallery.delete(resident_id)
+        removed = delete_resident(self.gallery, self.store, resident_id)
         self._reload_gallery()
-        if resident_id in self.passages:
-            del self.passages[resident_id]
-            self.store.save(NS, {}, deleted=[resident_id])
+        self.passages.pop(resident_id, None)
         return removed
 
     def status(self) -> dict[str, Any]:
