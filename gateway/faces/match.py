@@ -38,13 +38,17 @@ class Matcher:
     def __len__(self) -> int:
         return len(self.residents)
 
-    def match(self, probe: np.ndarray) -> Match:
-        if not self.residents:
-            return Match(None, float("inf"), float("inf"))
+    def _squared(self, probe: np.ndarray) -> np.ndarray:
+        """Each resident's smallest squared distance to the probe (≥ 0: rounding can dip below)."""
         q = probe.astype(np.float32)
         d2 = self.sq_norms - 2.0 * (self.vectors @ q) + float(q @ q)
         per_resident = np.minimum.reduceat(d2, self.starts)
-        np.maximum(per_resident, 0.0, out=per_resident)
+        return np.maximum(per_resident, 0.0, out=per_resident)
+
+    def match(self, probe: np.ndarray) -> Match:
+        if not self.residents:
+            return Match(None, float("inf"), float("inf"))
+        per_resident = self._squared(probe)
         if per_resident.size == 1:
             return Match(self.residents[0], float(np.sqrt(per_resident[0])), float("inf"))
         top2 = np.argpartition(per_resident, 1)[:2]
@@ -59,8 +63,6 @@ class Matcher:
         """The `count` closest residents with their distances, closest first (for verify)."""
         if not self.residents:
             return []
-        q = probe.astype(np.float32)
-        d2 = np.maximum(self.sq_norms - 2.0 * (self.vectors @ q) + float(q @ q), 0.0)
-        per_resident = np.sqrt(np.minimum.reduceat(d2, self.starts))
+        per_resident = np.sqrt(self._squared(probe))
         order = np.argsort(per_resident)[:count]
         return [(self.residents[int(i)], float(per_resident[i])) for i in order]
