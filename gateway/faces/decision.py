@@ -165,7 +165,7 @@ class Decider:
         latency = now_ms - agreeing[0].ts_ms
 
         def decision(granted: bool, reason: str, liveness: str = "not_checked") -> Decision:
-            resident = best.match.resident if label not in (UNKNOWN,) else None
+            resident = best.match.resident if label != UNKNOWN else None  # ambiguous: the closest
             chip = best.chip if label == UNKNOWN else None
             return Decision(
                 granted, reason, resident, best.match.distance, best.match.margin, latency,
