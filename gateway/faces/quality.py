@@ -19,11 +19,14 @@ from gateway.faces.detect import Face
 
 @dataclass(frozen=True, slots=True)
 class QualityLimits:
-    min_eye_px: float = 28.0
-    max_yaw: float = 0.4  # nose offset from the eyes' midpoint, in inter-eye distances
+    """The gates; the configurable ones come from `[faces]` (`FacesSection.limits`), where their
+    defaults are."""
+
+    min_eye_px: float
+    max_yaw: float  # nose offset from the eyes' midpoint, in inter-eye distances
+    max_roll_deg: float
+    min_sharpness: float  # variance of the Laplacian of the aligned grey chip
     pitch_range: tuple[float, float] = (0.25, 0.80)  # nose height between eye line and mouth line
-    max_roll_deg: float = 35.0
-    min_sharpness: float = 30.0  # variance of the Laplacian of the aligned grey chip
     brightness_range: tuple[float, float] = (40.0, 225.0)  # mean grey of the chip
 
 
