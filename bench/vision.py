@@ -49,7 +49,7 @@ def detector_latency(runs: int) -> list[tuple[str, str, str]]:
     image = cv2.resize(cv2.imread(str(MEDIA / "darknet" / "dog.jpg")), (640, 360))
     rows = []
     for threads in (1, 2):
-        p50, p95 = latency_ms(Detector(load_model(find("yolov2-tiny-coco"), threads)), image, runs)
+        p50, p95 = latency_ms(Detector(load_model(find("yolov2-tiny-coco"), threads)).detect, image, runs)
         target = "≤ 60 ms" if threads == 1 else ""
         rows.append((f"detector, {threads} thread(s)", f"{p50:.1f} ms p50, {p95:.1f} ms p95", target))
     return rows

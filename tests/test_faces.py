@@ -342,3 +342,13 @@ def test_liveness_is_consulted_before_a_grant() -> None:
     d = Decider(cfg, FacesSection(k=3, n=5, liveness="micro_motion"), 0.5, check, dt.UTC, {})
     ((_, decision, _),) = feed(d, [(resident("r-a"), 0.3, 0.9)] * 3)  # same landmarks every frame
     assert not decision.granted and decision.reason == "liveness_failed" and decision.liveness == "failed"
+
+
+def test_models_bench_times_the_face_models(tmp_path: Path) -> None:
+    config = tmp_path / "lintel.toml"
+    config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path / "state"}"\n')
+    for model in ("yunet-2023mar", "dlib-resnet29-faceapi"):
+        out = lintel_output("models", "bench", "-c", str(config), "--model", model, "--runs", "3", "--json")
+        assert out.returncode == 0, out.stderr
+        body = json.loads(out.stdout)
+        assert body["model"] == model and [r["threads"] for r in body["results"]] == [1, 2]

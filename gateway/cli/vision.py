@@ -115,6 +115,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int:
     import numpy as np
 
+    from gateway.faces.detect import FaceDetector
+    from gateway.faces.embed import Embedder
     from gateway.vision.catalog import ModelError, pick
     from gateway.vision.detector import Detector, latency_ms
     from gateway.vision.engine import load_model
@@ -126,16 +128,29 @@ def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int
         return 1
     name = manifest.name
     rng = np.random.default_rng(1)
-    frame = rng.integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
+    # what each kind of model is given at run time: a camera frame, or an aligned face chip
+    height, width = (
+        (manifest.input.height, manifest.input.width) if manifest.task == "face_embed" else (360, 640)
+    )
+    frame = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
     results = []
     for threads in (1, 2):
-        p50, p95 = latency_ms(Detector(load_model(manifest, threads)), frame, args.runs)
+        model = load_model(manifest, threads)
+        run: Callable[[Any], object]
+        if manifest.task == "face_detect":
+            run = FaceDetector(model).detect
+        elif manifest.task == "face_embed":
+            run = Embedder(model).embed
+        else:
+            run = Detector(model).detect
+        p50, p95 = latency_ms(run, frame, args.runs)
         results.append({"threads": threads, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1)})
     if args.json:
         print_json({"model": name, "results": results})
     else:
         t = table(
-            f"{name}: one 640x360 frame, preprocessing + inference + decoding", ["threads", "p50", "p95"]
+            f"{name}: one {width}x{height} input, preprocessing + inference + decoding",
+            ["threads", "p50", "p95"],
         )
         for r in results:
             t.add_row(str(r["threads"]), f"{r['p50_ms']} ms", f"{r['p95_ms']} ms")

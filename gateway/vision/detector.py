@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -205,12 +206,12 @@ class Detector:
         return out
 
 
-def latency_ms(detector: Detector, frame: np.ndarray, runs: int) -> tuple[float, float]:
-    """(p50, p95) milliseconds of `detector.detect(frame)` over `runs` runs."""
+def latency_ms(run: Callable[[np.ndarray], object], frame: np.ndarray, runs: int) -> tuple[float, float]:
+    """(p50, p95) milliseconds of `run(frame)` (a detector's `detect`, an embedder's `embed`)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        detector.detect(frame)
+        run(frame)
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return statistics.median(times), times[max(0, int(runs * 0.95) - 1)]
