@@ -23,18 +23,11 @@ from typing import Any
 from gateway.commands.envelope import Command, Malformed, parse_command
 from gateway.commands.replay import ReplayGuard
 from gateway.core import Clock
+from gateway.core.commands import Failed, Handler, Rejected
 
 log = logging.getLogger("lintel.commands")
 
 LOCAL, MQTT = "local", "mqtt"
-
-
-class Rejected(Exception):
-    """Not executed, for a reason the sender can act on."""
-
-
-class Failed(Exception):
-    """Executed (or attempted) and it went wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +39,6 @@ class CommandContext:
     def by(self) -> str:
         return self.command.by or ("local technician" if self.origin == LOCAL else "upstream")
 
-
-Handler = Callable[[dict[str, Any], CommandContext], Awaitable[dict[str, Any]]]
 
 UNAVAILABLE = {
     "snapshot": "no camera lane on this gateway: snapshots come with the camera lane",
