@@ -144,13 +144,14 @@ def test_every_command_and_every_refusal(rig: Rig) -> None:
     r = cmd.call(envelope("door_pulse", {"door": "lobby"}))
     assert r["outcome"] == "ok", r
     switches = [(t, on) for t, coil, on in rig.relay.switches if coil == 2]
-    assert [on for _, on in switches] == [True, False]
-    assert 0.45 <= switches[1][0] - switches[0][0] <= 1.5
+    # the first write is the start-up switch-off (doors fail-safe contract, clause 2)
+    assert [on for _, on in switches] == [False, True, False]
+    assert 0.45 <= switches[2][0] - switches[1][0] <= 1.5
     assert rig.relay.states()[2] is False
     assert rig.collector.wait_for(lambda c: events(c, "door_pulsed"), 10)
     r = cmd.call(envelope("door_pulse", {"door": "garage"}))
     assert r["outcome"] == "rejected" and r["reason"] == "unknown door: garage (configured: lobby)"
-    assert len(rig.relay.switches) == 2  # nothing was switched for the unknown door
+    assert len(rig.relay.switches) == 3  # nothing was switched for the unknown door
 
     r = cmd.call(envelope("snapshot", {"camera_id": "cam-1"}))
     assert r["outcome"] == "rejected" and r["reason"].startswith("unavailable: no camera lane")
@@ -166,7 +167,7 @@ def test_every_command_and_every_refusal(rig: Rig) -> None:
     no_nonce = envelope("ping")
     del no_nonce["nonce"]
     assert cmd.call(no_nonce)["reason"].startswith("schema: (top level): 'nonce' is a required property")
-    assert len(rig.relay.switches) == 2
+    assert len(rig.relay.switches) == 3
 
     # Replays and stale commands are refused.
     cmd.send(ping)
@@ -180,7 +181,7 @@ def test_every_command_and_every_refusal(rig: Rig) -> None:
     assert "in the future" in cmd.call(future)["reason"]
     late = envelope("ping", expires_ms=time.time_ns() // 1_000_000 - 1000)
     assert cmd.call(late)["reason"] == "expired: past its expires_ms"
-    assert len(rig.relay.switches) == 2
+    assert len(rig.relay.switches) == 3
 
     # Every result follows the published schema, on the documented topic.
     results = [m for m in rig.collector.snapshot() if m.topic.endswith("/command/result")]

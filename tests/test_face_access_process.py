@@ -99,7 +99,7 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     commander = Commander(broker.port)
     proc = lintel("run", "-c", str(config))
     try:
-        wait_status(config, lambda s: (s.get("faces") or {}).get("residents") == 1, timeout=30)
+        wait_status(config, lambda s: s["lanes"].get("face_access", {}).get("residents") == 1, timeout=30)
         assert collector.wait_for(
             lambda c: any(m.topic.endswith("/lobby-face/access_granted") for m in c.data()), 40
         ), [m.topic for m in collector.data()]
@@ -114,8 +114,8 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
         assert collector.wait_for(
             lambda c: len([m for m in c.data() if m.topic.endswith("/lobby-face/access_denied")]) >= 2, 40
         )
-        status = wait_status(config, lambda s: (s.get("faces") or {}).get("residents") == 0, 5)
-        assert status["faces"]["entrances"][0]["granted"] == 1
+        status = wait_status(config, lambda s: s["lanes"].get("face_access", {}).get("residents") == 0, 5)
+        assert status["lanes"]["face_access"]["entrances"][0]["granted"] == 1
         shown = lintel_output("status", "-c", str(config)).stdout
         assert "face access: 0 residents" in shown and "lobby-face on cam-door → door lobby" in shown, shown
     finally:

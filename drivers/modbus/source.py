@@ -9,7 +9,8 @@ When the port disappears (USB adapter unplugged, TCP gateway rebooted) every met
 reason `disconnected`, and the port is reopened with backoff inside the source: the daemon sees a
 healthy source that reports progress, and the meters come back one by one as they answer.
 
-Other lanes reach a running bus through `running_bus(source_id)` to write (a door relay coil).
+The bus is lent to actuators (door relays) through `actuator_ports()`: the runtime puts it in its
+`ActuatorHub` while this instance runs, so a relay write takes its turn between meter reads.
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ from gateway.core import Backoff, Event, SourceContext, next_deadline
 
 log = logging.getLogger("lintel.modbus")
 
-_RUNNING: dict[str, Bus] = {}
-
-
-def running_bus(source_id: str) -> Bus | None:
-    """The live bus of a running `modbus` source (for writes from other lanes), or None."""
-    return _RUNNING.get(source_id)
-
 
 class ModbusBusSource:
     def __init__(self, config: ModbusBusConfig) -> None:
@@ -43,12 +37,14 @@ class ModbusBusSource:
         self.missed_polls = 0
         self._down_reported = False
 
+    def actuator_ports(self) -> dict[str, Bus]:
+        """The bus, lent to door relays under this source's id."""
+        return {self.config.id: self.bus}
+
     async def run(self, ctx: SourceContext) -> None:
-        _RUNNING[self.config.id] = self.bus
         try:
             await self._run(ctx)
         finally:
-            _RUNNING.pop(self.config.id, None)
             self.bus.close()
 
     async def _run(self, ctx: SourceContext) -> None:

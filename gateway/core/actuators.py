@@ -9,7 +9,6 @@ that failed on a bus instance that stopped is retried on the instance that repla
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol, runtime_checkable
 
 
@@ -39,24 +38,13 @@ class ActuatorHub:
 
     def __init__(self) -> None:
         self._ports: dict[str, CoilPort] = {}
-        self._changed = asyncio.Event()
 
     def attach(self, port_id: str, port: CoilPort) -> None:
         self._ports[port_id] = port
-        self._changed.set()
 
     def detach(self, port_id: str, port: CoilPort) -> None:
         if self._ports.get(port_id) is port:
             del self._ports[port_id]
-            self._changed.set()
 
     def get(self, port_id: str) -> CoilPort | None:
         return self._ports.get(port_id)
-
-    async def changed(self, timeout_s: float) -> None:
-        """Wait until a port is attached or detached, or `timeout_s` passed."""
-        self._changed.clear()
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except TimeoutError:
-            pass

@@ -8,7 +8,8 @@ Fail-safe contract (README "Doors fail safe"; each clause has a test):
 3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off;
    the runtime awaits them *before* any bus the relays sit on is stopped.
 4. A switch-off is retried through whichever bus instance is current (the hub is asked each time).
-   If a relay is still not released `fault_after_s` after the first failed attempt, one
+   If a relay is still not released `fault_after_s` after the first failed attempt (at start,
+   when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
    `door_relay_fault` alarm is raised for the episode (emitted before the outbox closes, also during
    shutdown); `door_relay_recovered` follows when a later attempt succeeds.
 5. Where the relay times the pulse itself (`Relay.hardware_timed`), the pulse is started that way,
@@ -20,6 +21,7 @@ Pulses of one door never overlap; every pulse runs as a task the component owns 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from typing import Any
 from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.doors.config import DoorConfig
-from gateway.doors.relays import Relay, RelayError
+from gateway.doors.relays import Relay, RelayError, build_relay
+from gateway.lanes import Lane, LaneDeps
 
 log = logging.getLogger("lintel.doors")
 
@@ -83,6 +86,7 @@ class Doors:
         margin_s: float = 0.5,
         retry_s: float = 0.25,
         fault_after_s: float = 1.0,
+        start_grace_s: float = 15.0,
         stop_budget_s: float = 3.0,
     ) -> None:
         self.clock = clock
@@ -90,6 +94,7 @@ class Doors:
         self.margin_s = margin_s
         self.retry_s = retry_s
         self.fault_after_s = fault_after_s
+        self.start_grace_s = start_grace_s
         self.stop_budget_s = stop_budget_s
         self._doors = {d.id: _Door(d, relays[d.id]) for d in doors}
         self._pulses: set[asyncio.Task[dict[str, Any]]] = set()
@@ -135,7 +140,7 @@ class Doors:
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Switch every relay off (clause 2). Doors that fail keep retrying in `run()`."""
-        await asyncio.gather(*(self._release(door, first=True) for door in self._doors.values()))
+        await asyncio.gather(*(self._release(door) for door in self._doors.values()))
 
     async def run(self) -> None:
         """Clause 1 and 4: release relays past their deadline; retry pending switch-offs."""
@@ -148,10 +153,8 @@ class Doors:
                 if door.state in ("unknown", "releasing") or overdue:
                     await self._release(door)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.retry_s)
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         """Clause 3: end every pulse and release every relay, within `stop_budget_s`."""
@@ -237,8 +240,8 @@ class Doors:
         self.emit(Event(door.config.id, "door_pulsed", self.clock.time_ms(), body))
         return body
 
-    async def _release(self, door: _Door, *, first: bool = False) -> bool:
-        """One switch-off attempt (a few quick tries); True when the relay is known released."""
+    async def _release(self, door: _Door) -> bool:
+        """One switch-off attempt (two quick tries); True when the relay is known released."""
         last = ""
         for attempt in range(2):
             try:
@@ -250,16 +253,20 @@ class Doors:
                 continue
             self._released(door)
             return True
-        if door.state == "released" and not first:
+        if door.state == "released":
             return False  # known released already: a failed extra switch-off changes nothing
+        if door.state == "energised":
+            door.state = "releasing"
         now = self.clock.monotonic()
-        if door.state == "energised" or first:
-            door.state = "releasing" if door.state == "energised" else "unknown"
+        door.last_error = last
+        # A relay known energised is a fault after fault_after_s. At start the state is only
+        # unknown (the bus may still be connecting): give it start_grace_s before alarming.
+        allowed = self.fault_after_s if door.state == "releasing" else self.start_grace_s
         if door.failing_since is None:
             door.failing_since = now
-            log.warning("door %s: relay did not switch off (%s); retrying", door.config.id, last)
-        door.last_error = last
-        if now - door.failing_since >= self.fault_after_s:
+            if door.state == "releasing":
+                log.warning("door %s: relay did not switch off (%s); retrying", door.config.id, last)
+        if now - door.failing_since >= allowed:
             self._raise_fault(door)
         self._wake.set()
         return False
@@ -287,3 +294,23 @@ class Doors:
         )
         attrs = {"door": door.config.id, **door.relay.wiring(), "error": door.last_error}
         self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
+
+
+REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
+
+
+def build_lane(config: Any, deps: LaneDeps) -> Lane:
+    """The doors lane: one component; `door_pulse` is its command."""
+    relays = {d.id: build_relay(d.relay, deps.actuators) for d in config.doors}
+    doors = Doors(config.doors, relays, deps.clock, deps.emit)
+    return Lane("doors", [doors], handlers=doors.handlers())
+
+
+def render(report: DoorsReport) -> list[str]:
+    """`lintel status` lines for the doors."""
+    lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
+    for d in report.doors:
+        colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
+        extra = f" ({d.fault})" if d.fault else ""
+        lines.append(f"  [{colour}]{d.id}: relay {d.relay}{extra}[/]")
+    return lines

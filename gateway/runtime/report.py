@@ -1,0 +1,221 @@
+"""Typed reports: what `status.json`, `lintel status` and the upstream `stats` message say.
+
+Every part reports a frozen dataclass; this module assembles them. The JSON written to disk and
+upstream is `to_json(report)`; the `stats` JSON Schema in docs/ is generated from `StatsReport`
+(`python -m gateway.runtime.report > docs/schema/v1/stats.json`) and a test fails on drift, so an
+internal rename cannot silently change the protocol. Counters of the outbox and uplink threads
+cross into these types here, at one boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentReport:
+    name: str
+    state: str  # starting, running, retrying, failed, stopped, stalled, unavailable
+    last_error: str | None
+    restarts: int
+    progress_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassCounts:
+    telemetry: int
+    state: int
+    event: int
+    alarm: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxReport:
+    last_seq: int
+    rows: ClassCounts
+    bytes: ClassCounts
+    pending_records: int
+    accepted_records: int
+    commits: int
+    last_commit_ms: int | None
+    dropped: dict[str, int]  # "<class>.<reason>": records, counted once each
+    at_disk_floor: bool
+    disk_full: bool
+    last_error: str | None
+
+    @classmethod
+    def of(cls, snap: dict[str, Any]) -> OutboxReport:
+        return cls(
+            snap["last_seq"],
+            ClassCounts(**snap["rows"]),
+            ClassCounts(**snap["bytes"]),
+            snap["pending_records"],
+            snap["accepted_records"],
+            snap["commits"],
+            snap["last_commit_ms"],
+            dict(snap["dropped"]),
+            bool(snap["at_disk_floor"]),
+            bool(snap["disk_full"]),
+            snap["last_error"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkReport:
+    state: str  # disabled, connecting, connected, backoff, stopped, …
+    broker: str | None = None
+    last_error: str | None = None
+    connected_since_ms: int | None = None
+    connects: int = 0
+    attempts: int = 0
+    sent: int = 0
+    acked: int = 0
+    rejected: int = 0
+    inflight: int = 0
+    backlog_until_seq: int | None = None
+    commands_received: int = 0
+
+    @classmethod
+    def of(cls, snap: dict[str, Any] | None) -> UplinkReport:
+        if snap is None:
+            return cls("disabled")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in snap.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    accepted: int
+    refused: int
+    processor_errors: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmReport:
+    alarm_id: str
+    kind: str
+    source_id: str
+    opened_ms: int
+    open_s: int
+    notified: int
+    acked: bool
+    acked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsReport:
+    received: int
+    ok: int
+    rejected: int
+    failed: int
+    flood_dropped: int
+    refusals: dict[str, int]
+
+    @classmethod
+    def of(cls, snap: dict[str, Any]) -> CommandsReport:
+        names = {f.name for f in dataclasses.fields(cls)}
+        body = {k: v for k, v in snap.items() if k in names}
+        body.setdefault("refusals", {})
+        return cls(**{n: body.get(n, 0) for n in names} | {"refusals": dict(body["refusals"])})
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecovery:
+    moved_to: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport:
+    """The body of the upstream `stats` message (besides schema, gateway_id, seq, ts_ms)."""
+
+    uptime_s: float
+    boot_reason: str
+    components: tuple[ComponentReport, ...]
+    outbox: OutboxReport
+    uplink: UplinkReport
+    pipeline: PipelineReport
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayReport:
+    """`status.json`: everything `lintel status` shows. `lanes` holds each lane's own report,
+    keyed by lane name; `unavailable` the lanes that are configured but not running, and why."""
+
+    pid: int
+    state: str
+    gateway_id: str
+    site: str
+    version: str
+    boot_reason: str
+    outbox_recovery: OutboxRecovery | None
+    uptime_s: float
+    config_sha256: str
+    components: tuple[ComponentReport, ...]
+    outbox: OutboxReport
+    uplink: UplinkReport
+    pipeline: PipelineReport
+    alarms: tuple[AlarmReport, ...]
+    commands: CommandsReport
+    lanes: dict[str, Any]
+    unavailable: dict[str, str]
+    written_ms: int
+
+    def stats(self) -> StatsReport:
+        return StatsReport(
+            self.uptime_s, self.boot_reason, self.components, self.outbox, self.uplink, self.pipeline
+        )
+
+
+def to_json(report: Any) -> dict[str, Any]:
+    """A report as the JSON object written to status.json / published (dataclasses → dicts)."""
+    body: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    return body
+
+
+def read_report(body: dict[str, Any]) -> GatewayReport:
+    """status.json back into its types (lane reports stay JSON: their lane module renders them)."""
+    return TypeAdapter(GatewayReport).validate_python(body)
+
+
+ENVELOPE = {
+    "schema": {"const": "lintel.stats/1"},
+    "gateway_id": {
+        "type": "string",
+        "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$",
+        "description": "The gateway that published the message.",
+    },
+    "seq": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "This message's sequence number, increasing per gateway across restarts.",
+    },
+    "ts_ms": {"type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch (UTC)."},
+}
+
+
+def stats_schema() -> dict[str, Any]:
+    """The JSON Schema of the `stats` message, generated from `StatsReport` (closed objects)."""
+    schema = TypeAdapter(StatsReport).json_schema(ref_template="#/$defs/{model}")
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        if definition.get("type") == "object" and "properties" in definition:
+            definition["additionalProperties"] = False
+    schema["properties"] = {**ENVELOPE, **schema["properties"]}
+    schema["required"] = [*ENVELOPE, *schema.get("required", [])]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://lintel.invalid/schema/v1/stats.json",
+        "title": "Gateway statistics",
+        "description": "Periodic health of the gateway. Topic {prefix}/{site}/{gateway}/stats. "
+        "Generated from gateway.runtime.report.StatsReport: do not edit by hand.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(stats_schema(), indent=2))

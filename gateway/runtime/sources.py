@@ -1,0 +1,79 @@
+"""Running sources: one supervised task per `[[sources]]` entry, lending what it owns to the hubs.
+
+A source instance that is a `FrameSource` is attached to the `FrameHub` while it runs; one that is an
+`ActuatorProvider` lends its ports (a Modbus bus) to the `ActuatorHub`. Both are detached by identity
+when that instance stops, so a restarted source never leaves a dead port behind and a door retrying
+a switch-off reaches the instance that replaced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from gateway import registry
+from gateway.core import Clock, Record, SourceContext
+from gateway.core.actuators import ActuatorHub, ActuatorProvider
+from gateway.core.frames import FrameHub, FrameSource
+from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
+
+
+class Sources:
+    """The running sources by id; started and stopped by the runtime (and by a reload)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        emit: Callable[[Record], bool],
+        frames: FrameHub,
+        actuators: ActuatorHub,
+        policy: RestartPolicy,
+        stall_after_s: float,
+        health: dict[str, ComponentHealth],
+    ) -> None:
+        self.clock = clock
+        self.emit = emit
+        self.frames = frames
+        self.actuators = actuators
+        self.policy = policy
+        self.stall_after_s = stall_after_s
+        self.health = health
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.group: asyncio.TaskGroup | None = None
+
+    def start(self, cfg: Any) -> None:
+        assert self.group is not None
+        self.tasks[cfg.id] = self.group.create_task(self._run(cfg), name=f"source:{cfg.id}")
+
+    async def stop(self, source_ids: list[str], timeout_s: float) -> None:
+        """Cancel these sources and wait (bounded) until each has really ended."""
+        tasks = [t for sid in source_ids if (t := self.tasks.pop(sid, None)) is not None]
+        for sid in source_ids:
+            self.health.pop(f"source:{sid}", None)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def _run(self, cfg: Any) -> None:
+        health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.stall_after_s)
+        self.health[health.name] = health
+        ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress)
+
+        async def run_once() -> None:
+            source = registry.create_source(cfg)
+            ports = source.actuator_ports() if isinstance(source, ActuatorProvider) else {}
+            if isinstance(source, FrameSource):
+                self.frames.attach(cfg.id, source)
+            for port_id, port in ports.items():
+                self.actuators.attach(port_id, port)
+            try:
+                await source.run(ctx)
+            finally:
+                if isinstance(source, FrameSource):
+                    self.frames.detach(cfg.id, source)
+                for port_id, port in ports.items():
+                    self.actuators.detach(port_id, port)
+
+        await supervise(health, run_once, self.policy)
