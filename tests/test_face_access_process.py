@@ -141,11 +141,12 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     assert not any(isinstance(v, str) and "obama" in v.lower() for v in grant.values())
     assert pulse["via"] == "face" and pulse["resident_id"] == "r-0412"
     assert deleted["reason"] == "unknown_face"
-    # the coil: on once, for the pulse time, then off; untouched by the stranger and the deleted face
-    assert [on for _, coil, on in relay.switches] == [True, False]
-    on_s = relay.switches[1][0] - relay.switches[0][0]
+    # the coil: switched off at start and at stop (doors contract), on once for the pulse time in
+    # between; untouched by the stranger and the deleted face
+    assert [on for _, coil, on in relay.switches] == [False, True, False, False]
+    on_s = relay.switches[2][0] - relay.switches[1][0]
     assert PULSE_S - 0.05 <= on_s <= PULSE_S + 0.6
-    assert abs(relay.switches[0][0] - granted_at) < 1.0
+    assert abs(relay.switches[1][0] - granted_at) < 1.0
     assert relay.states()[0] is False
     for m in collector.data():
         if m.payload.get("kind") in ("access_granted", "access_denied", "door_pulsed"):

@@ -135,7 +135,14 @@ class Doors:
         task = asyncio.get_running_loop().create_task(self._locked_pulse(door, seconds, attrs))
         self._pulses.add(task)
         task.add_done_callback(self._pulses.discard)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and not (caller is not None and caller.cancelling()):
+                why = "the gateway is stopping" if self._closing else "a reload restarted its bus"
+                raise DoorError(f"door {door_id}: pulse cut short, relay released ({why})") from None
+            raise
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:

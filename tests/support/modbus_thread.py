@@ -23,6 +23,14 @@ class ModbusThread:
         self.port = future.result(10)
         return self
 
+    def pause(self) -> None:
+        """Take the server off the network (a TCP gateway rebooting); the devices keep their state."""
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+
+    def resume(self) -> None:
+        """Serve again on the same port, with the same devices."""
+        asyncio.run_coroutine_threadsafe(self.server.start_tcp(port=self.port), self.loop).result(10)
+
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
