@@ -183,7 +183,7 @@ def test_reload_restarting_the_bus_during_a_pulse_releases_the_relay(rig: Rig) -
 
 def test_bus_lost_and_back_during_a_pulse_the_switch_off_reaches_the_new_connection(rig: Rig) -> None:
     rig.start()
-    thread, results, on_at = rig.pulse_in_background()
+    thread, _, on_at = rig.pulse_in_background()
     rig.modbus.pause()  # the relay module's TCP gateway reboots mid-pulse
     time.sleep(0.5)
     rig.modbus.resume()
