@@ -7,6 +7,11 @@ activity) are saved on an interval, not per reading. `synchronous=NORMAL` in WAL
 committed write across a process crash; a power cut may lose the last interval, which callers
 accept (alarms themselves are in the outbox, fully synced, before their state row is written).
 
+A full or failing disk never raises into a caller: a write that fails is kept in memory (the
+latest value per key wins) and retried with the next write or `flush()`, counted in
+`failed_writes`, and logged once per episode. The callers' logic (an alarm opened, a timer started)
+goes on, and what they decided reaches the pipeline even when its state row could not be saved yet.
+
 Only the daemon writes. The CLI reads (`lintel alarms list` without a daemon) through a read-only
 connection.
 """
@@ -14,10 +19,13 @@ connection.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("lintel.state")
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -47,9 +55,13 @@ class StateStore:
             self.conn.executescript(SCHEMA)
         self.bytes_written = 0
         self.writes = 0
+        self.failed_writes = 0
+        # rows not yet on disk: (ns, key) -> encoded value, or None for a deletion
+        self._unsaved: dict[tuple[str, str], str | None] = {}
+        self._ok_since_failure = True
 
-    def load(self, ns: str) -> dict[str, Any]:
-        """Every row of a namespace, decoded. Rows that do not decode are skipped (and reported)."""
+    def _load_file(self, ns: str) -> dict[str, Any]:
+        """Every row of a namespace on disk, decoded. Rows that do not decode are skipped."""
         out: dict[str, Any] = {}
         for key, value in self.conn.execute("SELECT key, value FROM state WHERE ns = ?", (ns,)):
             try:
@@ -59,20 +71,56 @@ class StateStore:
         return out
 
     def save(self, ns: str, rows: Mapping[str, Any], deleted: Iterable[str] = ()) -> None:
-        """Upsert `rows` and delete `deleted` keys of a namespace in one transaction."""
-        doomed = list(deleted)
-        if not rows and not doomed:
-            return
-        encoded = [(ns, key, _dumps(value)) for key, value in rows.items()]
-        with self.conn:
-            self.conn.execute("BEGIN")
-            self.conn.executemany("INSERT OR REPLACE INTO state (ns, key, value) VALUES (?, ?, ?)", encoded)
-            if doomed:
-                self.conn.executemany("DELETE FROM state WHERE ns = ? AND key = ?", [(ns, k) for k in doomed])
+        """Upsert `rows` and delete `deleted` keys of a namespace in one transaction; never raises
+        for a disk problem (see the module docstring)."""
+        for key, value in rows.items():
+            self._unsaved[(ns, key)] = _dumps(value)
+        for key in deleted:
+            self._unsaved[(ns, key)] = None
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what is not on disk yet; True when nothing is left unsaved."""
+        if not self._unsaved:
+            return True
+        pending = dict(self._unsaved)
+        upserts = [(ns, key, value) for (ns, key), value in pending.items() if value is not None]
+        deletes = [(ns, key) for (ns, key), value in pending.items() if value is None]
+        try:
+            with self.conn:
+                self.conn.execute("BEGIN")
+                self.conn.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
+                self.conn.executemany("DELETE FROM state WHERE ns = ? AND key = ?", deletes)
+        except sqlite3.Error as exc:
+            self.failed_writes += 1
+            if self.failed_writes == 1 or self._ok_since_failure:
+                log.error("state not saved (%s): kept in memory, retried with the next write", exc)
+            self._ok_since_failure = False
+            return False
+        for item, value in pending.items():
+            if self._unsaved.get(item, value) == value:
+                self._unsaved.pop(item, None)
+        if not self._ok_since_failure:
+            log.info("state saved again (%d rows were held in memory)", len(pending))
+            self._ok_since_failure = True
         self.writes += 1
-        self.bytes_written += sum(len(v) + len(k) for _, k, v in encoded)
+        self.bytes_written += sum(len(v) + len(k) for _, k, v in upserts)
+        return not self._unsaved
+
+    def load(self, ns: str) -> dict[str, Any]:
+        out = self._load_file(ns)
+        for (row_ns, key), value in self._unsaved.items():
+            if row_ns != ns:
+                continue
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = json.loads(value)
+        return out
 
     def close(self) -> None:
+        if not self.read_only and not self.flush():
+            log.error("state: %d rows could not be saved before closing", len(self._unsaved))
         self.conn.close()
 
 

@@ -193,7 +193,7 @@ def test_bus_lost_and_back_during_a_pulse_the_switch_off_reaches_the_new_connect
 
 def test_kill_9_during_a_pulse_then_restart_switches_the_relay_off_first(rig: Rig) -> None:
     rig.start()
-    _, _, on_at = rig.pulse_in_background()
+    rig.pulse_in_background()
     rig.proc.send_signal(signal.SIGKILL)
     rig.proc.wait(10)
     time.sleep(0.2)
