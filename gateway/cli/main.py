@@ -71,8 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_parser() -> argparse.ArgumentParser:
+    """`lintel run` alone: the daemon's start must not import every tool's module (pymodbus,
+    bleak, OpenCV…) just to parse its arguments; READY comes sooner and RSS stays lower."""
+    parser = argparse.ArgumentParser(prog="lintel run", description="run the gateway daemon")
+    _config_arg(parser)
+    parser.set_defaults(command="run")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv):
+        args = run_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     if args.command == "run":
         from gateway.cli.run import cmd_run
 
