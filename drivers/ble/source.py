@@ -3,11 +3,18 @@
 The radio's callback only enqueues (`put_nowait`; a full queue drops and counts): decoding, the
 trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
 connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
+
+Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db), namespace
+`ble.counters`, one row per sensor address with a fingerprint of its key (a new key starts afresh).
+Writes are rate-limited: at once when an accepted advert changed something (a state, an event),
+else at most every `PERSIST_INTERVAL_S`, and at every stop. So after a crash only unchanged-state
+heartbeats can be replayed, and they can only repeat the state already published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -15,24 +22,34 @@ from collections import Counter
 from drivers.ble.adverts import Advert, mac_bytes
 from drivers.ble.config import BleConfig
 from drivers.ble.decode import decode_advert
+from drivers.ble.replay import ReplayGuard
 from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.tracker import SensorTracker
 from drivers.ble.watchdog import ScannerWatchdog, Step
-from gateway.core import Event, Record, SourceContext, SourceUnavailable
+from gateway.core import Event, KeyValueStore, Klass, MemoryStore, Record, SourceContext, SourceUnavailable
 
 log = logging.getLogger("lintel.ble")
 
 TICK_S = 1.0
+PERSIST_NS = "ble.counters"
+PERSIST_INTERVAL_S = 60.0
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Names the key a stored counter belongs to, without revealing it."""
+    return hashlib.sha256(b"lintel ble counter\0" + key).hexdigest()[:16]
 
 
 class _Sensor:
-    __slots__ = ("key", "mac", "tracker")
+    __slots__ = ("fingerprint", "key", "mac", "saved_at", "tracker")
 
     def __init__(self, tracker: SensorTracker, mac: bytes, key: bytes | None) -> None:
         self.tracker = tracker
         self.mac = mac
         self.key = key
+        self.fingerprint = key_fingerprint(key) if key is not None else None
+        self.saved_at = float("-inf")
 
 
 class BleSource:
@@ -44,6 +61,7 @@ class BleSource:
         self.sensors: dict[str, _Sensor] = {}
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
+        self._store_failing = False
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
@@ -57,7 +75,10 @@ class BleSource:
             )
         return BleakAdvertScanner(config.adapter, config.scanning)
 
-    def _load_sensors(self, now: float) -> None:
+    def _load_sensors(self, now: float, store: KeyValueStore | None = None) -> None:
+        """Build the trackers; keyed sensors get their replay counter back from `store`."""
+        store = store if store is not None else MemoryStore()
+        policy = self.config.restart_policy()
         self.sensors.clear()
         for sensor in self.config.sensors:
             if not sensor.enabled:
@@ -74,8 +95,54 @@ class BleSource:
                 sensor.offline_after_s or self.config.offline_after_s,
                 self.config.telemetry_interval_s,
                 started=now,
+                keyed=key is not None,
             )
-            self.sensors[sensor.address] = _Sensor(tracker, mac_bytes(sensor.address), key)
+            entry = _Sensor(tracker, mac_bytes(sensor.address), key)
+            if entry.fingerprint is not None:
+                tracker.guard = ReplayGuard(
+                    policy, self._stored_counter(store, sensor.address, entry.fingerprint)
+                )
+            self.sensors[sensor.address] = entry
+
+    def _stored_counter(self, store: KeyValueStore, address: str, fingerprint: str) -> int | None:
+        try:
+            row = store.get(PERSIST_NS, address)
+        except Exception as exc:  # any store fault: run unprotected across restarts, but say so
+            log.error("%s: cannot read the replay counter of %s: %s", self.config.id, address, exc)
+            return None
+        if not isinstance(row, dict) or row.get("key") != fingerprint:
+            return None  # none yet, or it belongs to another key (the sensor was re-paired)
+        counter = row.get("counter")
+        if isinstance(counter, int) and not isinstance(counter, bool) and 0 <= counter <= 0xFFFF_FFFF:
+            return counter
+        log.warning("%s: ignoring an unreadable stored replay counter for %s", self.config.id, address)
+        return None
+
+    def _save(self, store: KeyValueStore, sensor: _Sensor, now: float, *, urgent: bool) -> None:
+        """Persist the sensor's replay counter if it moved: at once when `urgent`, else rate-limited."""
+        guard = sensor.tracker.guard
+        if not guard.changed or sensor.fingerprint is None:
+            return
+        if not urgent and now - sensor.saved_at < PERSIST_INTERVAL_S:
+            return
+        try:
+            store.put(PERSIST_NS, sensor.tracker.address, {"counter": guard.high, "key": sensor.fingerprint})
+        except Exception as exc:  # a full disk must not stop the door sensors; retried next time
+            self.counts["persist_failed"] += 1
+            if not self._store_failing:
+                self._store_failing = True
+                log.error("%s: cannot save replay counters: %s", self.config.id, exc)
+            return
+        if self._store_failing:
+            self._store_failing = False
+            log.info("%s: replay counters saved again", self.config.id)
+        guard.changed = False
+        sensor.saved_at = now
+        self.counts["persisted"] += 1
+
+    def _save_all(self, store: KeyValueStore, now: float, *, urgent: bool = False) -> None:
+        for sensor in self.sensors.values():
+            self._save(store, sensor, now, urgent=urgent)
 
     # -- the radio side: never blocks -------------------------------------------------------------
 
@@ -109,7 +176,7 @@ class BleSource:
         return sensor.tracker.on_advert(advert, result, ts_ms)
 
     async def run(self, ctx: SourceContext) -> None:
-        self._load_sensors(time.monotonic())
+        self._load_sensors(time.monotonic(), ctx.store)
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
@@ -119,12 +186,19 @@ class BleSource:
             await asyncio.gather(consumer, return_exceptions=True)
             await self.scanner.stop()
             self._queue = None
+            self._save_all(ctx.store, time.monotonic(), urgent=True)
 
     async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
         while True:
             advert = await queue.get()
-            for record in self.handle(advert, ctx.clock.time_ms()):
+            records = self.handle(advert, ctx.clock.time_ms())
+            for record in records:
                 ctx.emit(record)
+            sensor = self.sensors.get(advert.address)
+            if sensor is not None:
+                # An advert that changed something is worth replaying: its counter is saved at once.
+                urgent = any(r.klass is not Klass.TELEMETRY for r in records)
+                self._save(ctx.store, sensor, advert.ts, urgent=urgent)
 
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
@@ -148,6 +222,7 @@ class BleSource:
                         log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
                         ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))
                 self._check_presence(ctx, now)
+                self._save_all(ctx.store, now)
                 ctx.progress()
                 step = watchdog.check(now)
                 if step is not None:
