@@ -188,17 +188,20 @@ class BleSource:
             self._queue = None
             self._save_all(ctx.store, time.monotonic(), urgent=True)
 
+    def process(self, ctx: SourceContext, advert: Advert) -> None:
+        """Decode, track, emit and persist one queued advert (the consumer task's whole job)."""
+        records = self.handle(advert, ctx.clock.time_ms())
+        for record in records:
+            ctx.emit(record)
+        sensor = self.sensors.get(advert.address)
+        if sensor is not None:
+            # An advert that changed something is worth replaying: its counter is saved at once.
+            urgent = any(r.klass is not Klass.TELEMETRY for r in records)
+            self._save(ctx.store, sensor, advert.ts, urgent=urgent)
+
     async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
         while True:
-            advert = await queue.get()
-            records = self.handle(advert, ctx.clock.time_ms())
-            for record in records:
-                ctx.emit(record)
-            sensor = self.sensors.get(advert.address)
-            if sensor is not None:
-                # An advert that changed something is worth replaying: its counter is saved at once.
-                urgent = any(r.klass is not Klass.TELEMETRY for r in records)
-                self._save(ctx.store, sensor, advert.ts, urgent=urgent)
+            self.process(ctx, await queue.get())
 
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
