@@ -4,25 +4,22 @@ The radio's callback only enqueues (`put_nowait`; a full queue drops and counts)
 trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
 connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
 
-Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db), namespace
-`ble.counters`, one row per sensor address with a fingerprint of its key (a new key starts afresh).
-Writes are rate-limited: at once when an accepted advert changed something (a state, an event),
-else at most every `PERSIST_INTERVAL_S`, and at every stop. So after a crash only unchanged-state
-heartbeats can be replayed, and they can only repeat the state already published.
+Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db): `counters.py`.
+Counters moved by an advert that changed something are saved once the queue is drained (a burst
+costs one write per sensor, not one per advert); the others on the tick, rate-limited; all at stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import Counter
 
 from drivers.ble.adverts import Advert, mac_bytes
 from drivers.ble.config import BleConfig
+from drivers.ble.counters import ReplayCounters
 from drivers.ble.decode import decode_advert
-from drivers.ble.replay import ReplayGuard
 from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.tracker import SensorTracker
@@ -32,24 +29,15 @@ from gateway.core import Event, KeyValueStore, Klass, MemoryStore, Record, Sourc
 log = logging.getLogger("lintel.ble")
 
 TICK_S = 1.0
-PERSIST_NS = "ble.counters"
-PERSIST_INTERVAL_S = 60.0
-
-
-def key_fingerprint(key: bytes) -> str:
-    """Names the key a stored counter belongs to, without revealing it."""
-    return hashlib.sha256(b"lintel ble counter\0" + key).hexdigest()[:16]
 
 
 class _Sensor:
-    __slots__ = ("fingerprint", "key", "mac", "saved_at", "tracker")
+    __slots__ = ("key", "mac", "tracker")
 
     def __init__(self, tracker: SensorTracker, mac: bytes, key: bytes | None) -> None:
         self.tracker = tracker
         self.mac = mac
         self.key = key
-        self.fingerprint = key_fingerprint(key) if key is not None else None
-        self.saved_at = float("-inf")
 
 
 class BleSource:
@@ -61,7 +49,7 @@ class BleSource:
         self.sensors: dict[str, _Sensor] = {}
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
-        self._store_failing = False
+        self.counters = ReplayCounters(MemoryStore(), config.id)
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
@@ -77,7 +65,7 @@ class BleSource:
 
     def _load_sensors(self, now: float, store: KeyValueStore | None = None) -> None:
         """Build the trackers; keyed sensors get their replay counter back from `store`."""
-        store = store if store is not None else MemoryStore()
+        self.counters = ReplayCounters(store if store is not None else MemoryStore(), self.config.id)
         policy = self.config.restart_policy()
         self.sensors.clear()
         for sensor in self.config.sensors:
@@ -97,52 +85,9 @@ class BleSource:
                 started=now,
                 keyed=key is not None,
             )
-            entry = _Sensor(tracker, mac_bytes(sensor.address), key)
-            if entry.fingerprint is not None:
-                tracker.guard = ReplayGuard(
-                    policy, self._stored_counter(store, sensor.address, entry.fingerprint)
-                )
-            self.sensors[sensor.address] = entry
-
-    def _stored_counter(self, store: KeyValueStore, address: str, fingerprint: str) -> int | None:
-        try:
-            row = store.get(PERSIST_NS, address)
-        except Exception as exc:  # any store fault: run unprotected across restarts, but say so
-            log.error("%s: cannot read the replay counter of %s: %s", self.config.id, address, exc)
-            return None
-        if not isinstance(row, dict) or row.get("key") != fingerprint:
-            return None  # none yet, or it belongs to another key (the sensor was re-paired)
-        counter = row.get("counter")
-        if isinstance(counter, int) and not isinstance(counter, bool) and 0 <= counter <= 0xFFFF_FFFF:
-            return counter
-        log.warning("%s: ignoring an unreadable stored replay counter for %s", self.config.id, address)
-        return None
-
-    def _save(self, store: KeyValueStore, sensor: _Sensor, now: float, *, urgent: bool) -> None:
-        """Persist the sensor's replay counter if it moved: at once when `urgent`, else rate-limited."""
-        guard = sensor.tracker.guard
-        if not guard.changed or sensor.fingerprint is None:
-            return
-        if not urgent and now - sensor.saved_at < PERSIST_INTERVAL_S:
-            return
-        try:
-            store.put(PERSIST_NS, sensor.tracker.address, {"counter": guard.high, "key": sensor.fingerprint})
-        except Exception as exc:  # a full disk must not stop the door sensors; retried next time
-            self.counts["persist_failed"] += 1
-            if not self._store_failing:
-                self._store_failing = True
-                log.error("%s: cannot save replay counters: %s", self.config.id, exc)
-            return
-        if self._store_failing:
-            self._store_failing = False
-            log.info("%s: replay counters saved again", self.config.id)
-        guard.changed = False
-        sensor.saved_at = now
-        self.counts["persisted"] += 1
-
-    def _save_all(self, store: KeyValueStore, now: float, *, urgent: bool = False) -> None:
-        for sensor in self.sensors.values():
-            self._save(store, sensor, now, urgent=urgent)
+            if key is not None:
+                tracker.guard = self.counters.guard(sensor.address, key, policy)
+            self.sensors[sensor.address] = _Sensor(tracker, mac_bytes(sensor.address), key)
 
     # -- the radio side: never blocks -------------------------------------------------------------
 
@@ -186,22 +131,22 @@ class BleSource:
             await asyncio.gather(consumer, return_exceptions=True)
             await self.scanner.stop()
             self._queue = None
-            self._save_all(ctx.store, time.monotonic(), urgent=True)
+            self.counters.flush(time.monotonic(), force=True)
 
     def process(self, ctx: SourceContext, advert: Advert) -> None:
-        """Decode, track, emit and persist one queued advert (the consumer task's whole job)."""
+        """Decode, track and emit one queued advert; note its counter for saving."""
         records = self.handle(advert, ctx.clock.time_ms())
         for record in records:
             ctx.emit(record)
-        sensor = self.sensors.get(advert.address)
-        if sensor is not None:
-            # An advert that changed something is worth replaying: its counter is saved at once.
-            urgent = any(r.klass is not Klass.TELEMETRY for r in records)
-            self._save(ctx.store, sensor, advert.ts, urgent=urgent)
+        # An advert that changed something is worth replaying: its counter is saved soon.
+        self.counters.touched(advert.address, urgent=any(r.klass is not Klass.TELEMETRY for r in records))
 
     async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
         while True:
-            self.process(ctx, await queue.get())
+            advert = await queue.get()
+            self.process(ctx, advert)
+            if queue.empty():
+                self.counters.flush(advert.ts)
 
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
@@ -225,7 +170,7 @@ class BleSource:
                         log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
                         ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))
                 self._check_presence(ctx, now)
-                self._save_all(ctx.store, now)
+                self.counters.flush(now)
                 ctx.progress()
                 step = watchdog.check(now)
                 if step is not None:

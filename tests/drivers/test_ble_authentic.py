@@ -12,10 +12,11 @@ import pytest
 from drivers.ble import mibeacon
 from drivers.ble.adverts import BTHOME_UUID, MIBEACON_UUID, Advert, mac_bytes
 from drivers.ble.config import BleConfig
+from drivers.ble.counters import PERSIST_INTERVAL_S, PERSIST_NS
 from drivers.ble.decode import decode_advert
 from drivers.ble.replay import ReplayGuard, RestartPolicy, Verdict
 from drivers.ble.simulator import SimulatedSensor
-from drivers.ble.source import PERSIST_INTERVAL_S, PERSIST_NS, BleSource
+from drivers.ble.source import BleSource
 from drivers.ble.tracker import SensorTracker
 from gateway.core import Event, ManualClock, MemoryStore, Reading, Record, SourceContext
 from gateway.state import StateStore
@@ -206,12 +207,14 @@ class Run:
         self.source._load_sensors(0.0, store)
 
     def send(self, advert: Advert) -> list[Record]:
+        """One advert through the consumer, which then finds its queue empty (as at real rates)."""
         before = len(self.records)
         self.source.process(self.ctx, advert)
+        self.source.counters.flush(advert.ts)
         return self.records[before:]
 
     def stop(self) -> None:
-        self.source._save_all(self.ctx.store, 0.0, urgent=True)  # what run()'s finally does
+        self.source.counters.flush(0.0, force=True)  # what run()'s finally does
 
 
 def test_counters_are_saved_at_once_on_change_and_rate_limited_otherwise() -> None:
@@ -227,6 +230,17 @@ def test_counters_are_saved_at_once_on_change_and_rate_limited_otherwise() -> No
     assert store.writes == 2 and store.get(PERSIST_NS, SHELLY)["counter"] == 62
     run.send(step(shelly, 70.0, door=False))
     assert store.writes == 3 and store.get(PERSIST_NS, SHELLY)["counter"] == 63
+
+
+def test_a_burst_costs_one_write_per_sensor() -> None:
+    store = MemoryStore()
+    run = Run(store)
+    shelly = SimulatedSensor(SHELLY, "SBDW-002C", KEY, counter=10)
+    for i in range(20):  # queued together: the consumer saves when the queue is drained
+        run.source.process(run.ctx, step(shelly, 1.0 + i, door=i % 2 == 0))
+    assert store.writes == 0
+    run.source.counters.flush(21.0)
+    assert store.writes == 1 and store.get(PERSIST_NS, SHELLY)["counter"] == 30
 
 
 @pytest.mark.parametrize("clean_stop", [True, False], ids=["restart", "crash"])
@@ -288,7 +302,7 @@ def test_a_failing_store_is_counted_and_the_sensor_keeps_working(caplog: pytest.
     shelly = SimulatedSensor(SHELLY, "SBDW-002C", KEY, counter=1)
     for i in range(4):
         assert "door_open" in kinds(run.send(step(shelly, 1.0 + i, door=i % 2 == 0)))[0]
-    assert run.source.counts["persist_failed"] == 4
+    assert run.source.counters.counts["persist_failed"] == 4
     assert sum("cannot save replay counters" in r.getMessage() for r in caplog.records) == 1
     store.broken = False
     run.send(step(shelly, 10.0, door=True))
