@@ -54,9 +54,12 @@ class BleSource:
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
         if config.backend == "simulated":
+            # Counters start from the clock, as if the sensors kept counting while the demo was
+            # stopped: its replay guard (counters kept in state.db) must not see a restart.
+            start = int(time.time())
             return SimulatedRadio(
                 [
-                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id)
+                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id, counter=start)
                     for s in config.sensors
                     if s.enabled
                 ]
