@@ -88,9 +88,8 @@ class ReplayGuard:
             return Verdict.OLD  # the same transmission again: neither progress nor a contradiction
         if candidate is None or counter < candidate.last or not self._plausible(candidate, counter, now):
             # Not a continuation: perhaps the start of a restart (if low), else plainly old.
-            self._candidate = (
-                _Candidate(counter, counter, now, now) if counter <= self.policy.max_start else None
-            )
+            low = counter < self.high and counter <= self.policy.max_start
+            self._candidate = _Candidate(counter, counter, now, now) if low else None
             return Verdict.OLD
         candidate.last, candidate.last_at = counter, now
         candidate.adverts += 1

@@ -81,11 +81,14 @@ class SensorTracker:
         if self.keyed and not result.authenticated:
             self._report_downgrade(result, ts_ms, records)
             return records
-        if self._is_repeat(result):
+        packet = self._packet_key(result)
+        if packet is not None and packet == self._last_packet:
             self.counts["duplicates"] += 1
             return records
         if result.counter is not None and not self._counter_ok(result.counter, now, ts_ms, records):
             return records
+        if packet is not None:
+            self._last_packet = packet  # only an accepted transmission makes later copies repeats
         if self._downgraded:
             log.info("%s: authenticated adverts again", self.sensor_id)
             self._downgraded = False
@@ -164,14 +167,12 @@ class SensorTracker:
         attrs = {"format": result.format, "address": self.address, "encrypted": result.encrypted}
         records.append(Event(self.sensor_id, "sensor_downgrade", ts_ms, attrs, "warning"))
 
-    def _is_repeat(self, result: Decoded) -> bool:
+    @staticmethod
+    def _packet_key(result: Decoded) -> tuple[int | None, int | None, tuple[tuple[str, Value], ...]] | None:
+        """What makes two adverts one transmission sent again (None: the format cannot tell)."""
         if result.packet_id is None and result.counter is None:
-            return False
-        key = (result.packet_id, result.counter, tuple(sorted(result.values.items())))
-        if key == self._last_packet:
-            return True
-        self._last_packet = key
-        return False
+            return None
+        return (result.packet_id, result.counter, tuple(sorted(result.values.items())))
 
     def _counter_ok(self, counter: int, now: float, ts_ms: int, records: list[Record]) -> bool:
         guard = self.guard

@@ -131,6 +131,18 @@ def test_five_replayed_adverts_with_increasing_old_counters_change_nothing(first
     assert t.counts["replays"] == 5 and "sensor_counter_reset" not in kinds(out)
 
 
+def test_a_replay_between_two_copies_of_a_transmission_leaves_them_copies() -> None:
+    t = keyed_tracker()
+    shelly = SimulatedSensor(SHELLY, "SBDW-002C", KEY, counter=10)
+    old = step(shelly, 1.0, door=True)
+    feed(t, old)
+    current = step(shelly, 2.0, door=False)
+    assert "door_closed" in kinds(feed(t, current))
+    assert feed(t, Advert(SHELLY, -60, old.service_data, ts=3.0)) == []
+    assert feed(t, Advert(SHELLY, -60, current.service_data, ts=3.1)) == []  # the sensor repeats itself
+    assert (t.counts["replays"], t.counts["duplicates"], t.guard.on_probation) == (1, 1, False)
+
+
 def test_a_slow_replay_is_refuted_by_the_live_sensor() -> None:
     # The attacker plays a low recording back at its own pace, past the probation; the real
     # sensor's heartbeat (its counter above the high-water mark) shows the device never restarted.
