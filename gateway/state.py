@@ -40,7 +40,11 @@ CREATE TABLE IF NOT EXISTS state (
 
 
 class StateStore:
-    """Key/value rows per namespace. Not thread-safe: owned by the event loop."""
+    """Key/value rows per namespace. Not thread-safe: owned by the event loop.
+
+    Also a `gateway.core.KeyValueStore` (`get`/`put`), so the runtime can hand it to sources as
+    `SourceContext.store` (the BLE lane keeps its replay counters here).
+    """
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
@@ -117,6 +121,22 @@ class StateStore:
             else:
                 out[key] = json.loads(value)
         return out
+
+    # -- gateway.core.KeyValueStore: one row at a time, for drivers (SourceContext.store) ---------
+
+    def get(self, ns: str, key: str) -> Any:
+        """The decoded row (ns, key), or None when there is none or it does not decode."""
+        row = self.conn.execute("SELECT value FROM state WHERE ns = ? AND key = ?", (ns, key)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except json.JSONDecodeError:
+            return None
+
+    def put(self, ns: str, key: str, value: Any) -> None:
+        """Upsert one row (its own transaction)."""
+        self.save(ns, {key: value})
 
     def close(self) -> None:
         if not self.read_only and not self.flush():

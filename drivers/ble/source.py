@@ -3,6 +3,10 @@
 The radio's callback only enqueues (`put_nowait`; a full queue drops and counts): decoding, the
 trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
 connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
+
+Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db): `counters.py`.
+Counters moved by an advert that changed something are saved once the queue is drained (a burst
+costs one write per sensor, not one per advert); the others on the tick, rate-limited; all at stop.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections import Counter
 
 from drivers.ble.adverts import Advert, mac_bytes
 from drivers.ble.config import BleConfig
+from drivers.ble.counters import ReplayCounters
 from drivers.ble.decode import decode_advert
 from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.tracker import SensorTracker
 from drivers.ble.watchdog import ScannerWatchdog, Step
-from gateway.core import Event, Record, SourceContext, SourceUnavailable
+from gateway.core import Event, KeyValueStore, Klass, MemoryStore, Record, SourceContext, SourceUnavailable
 
 log = logging.getLogger("lintel.ble")
 
@@ -44,20 +49,27 @@ class BleSource:
         self.sensors: dict[str, _Sensor] = {}
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
+        self.counters = ReplayCounters(MemoryStore(), config.id)
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
         if config.backend == "simulated":
+            # Counters start from the clock, as if the sensors kept counting while the demo was
+            # stopped: its replay guard (counters kept in state.db) must not see a restart.
+            start = int(time.time())
             return SimulatedRadio(
                 [
-                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id)
+                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id, counter=start)
                     for s in config.sensors
                     if s.enabled
                 ]
             )
         return BleakAdvertScanner(config.adapter, config.scanning)
 
-    def _load_sensors(self, now: float) -> None:
+    def _load_sensors(self, now: float, store: KeyValueStore | None = None) -> None:
+        """Build the trackers; keyed sensors get their replay counter back from `store`."""
+        self.counters = ReplayCounters(store if store is not None else MemoryStore(), self.config.id)
+        policy = self.config.restart_policy()
         self.sensors.clear()
         for sensor in self.config.sensors:
             if not sensor.enabled:
@@ -74,7 +86,10 @@ class BleSource:
                 sensor.offline_after_s or self.config.offline_after_s,
                 self.config.telemetry_interval_s,
                 started=now,
+                keyed=key is not None,
             )
+            if key is not None:
+                tracker.guard = self.counters.guard(sensor.address, key, policy)
             self.sensors[sensor.address] = _Sensor(tracker, mac_bytes(sensor.address), key)
 
     # -- the radio side: never blocks -------------------------------------------------------------
@@ -109,7 +124,7 @@ class BleSource:
         return sensor.tracker.on_advert(advert, result, ts_ms)
 
     async def run(self, ctx: SourceContext) -> None:
-        self._load_sensors(time.monotonic())
+        self._load_sensors(time.monotonic(), ctx.store)
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
@@ -119,12 +134,22 @@ class BleSource:
             await asyncio.gather(consumer, return_exceptions=True)
             await self.scanner.stop()
             self._queue = None
+            self.counters.flush(time.monotonic(), force=True)
+
+    def process(self, ctx: SourceContext, advert: Advert) -> None:
+        """Decode, track and emit one queued advert; note its counter for saving."""
+        records = self.handle(advert, ctx.clock.time_ms())
+        for record in records:
+            ctx.emit(record)
+        # An advert that changed something is worth replaying: its counter is saved soon.
+        self.counters.touched(advert.address, urgent=any(r.klass is not Klass.TELEMETRY for r in records))
 
     async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
         while True:
             advert = await queue.get()
-            for record in self.handle(advert, ctx.clock.time_ms()):
-                ctx.emit(record)
+            self.process(ctx, advert)
+            if queue.empty():
+                self.counters.flush(advert.ts)
 
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
@@ -148,6 +173,7 @@ class BleSource:
                         log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
                         ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))
                 self._check_presence(ctx, now)
+                self.counters.flush(now)
                 ctx.progress()
                 step = watchdog.check(now)
                 if step is not None:

@@ -7,6 +7,7 @@ library, never another gateway layer. Drivers may import from here and from nowh
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, ManualClock, SystemClock
 from gateway.core.errors import ConfigError, ConfigProblem, LintelError, SourceUnavailable
+from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity
 from gateway.core.source import PollingSource, Source, SourceContext, next_deadline
 
@@ -16,9 +17,11 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "Event",
+    "KeyValueStore",
     "Klass",
     "LintelError",
     "ManualClock",
+    "MemoryStore",
     "PollingSource",
     "Reading",
     "Record",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from gateway.core.clock import Clock
+from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
 
 
@@ -32,14 +33,16 @@ def next_deadline(deadline: float, interval_s: float, now: float) -> tuple[float
 
 
 class SourceContext:
-    """What a running source may touch: its id, the clock, a logger and a non-blocking emit.
+    """What a running source may touch: its id, the clock, a logger, a non-blocking emit and a
+    small key-value store.
 
     `emit` never blocks the event loop: it returns False when the record was refused (the pipeline is
     full), and the refusal is counted by the pipeline. `progress()` tells the watchdog the source is
-    alive; a source that stops calling it is reported as stalled.
+    alive; a source that stops calling it is reported as stalled. `store` keeps small state across
+    restarts (the daemon's state.db); without one, an in-memory store that forgets at exit.
     """
 
-    __slots__ = ("_emit", "_on_progress", "clock", "log", "source_id")
+    __slots__ = ("_emit", "_on_progress", "clock", "log", "source_id", "store")
 
     def __init__(
         self,
@@ -48,12 +51,14 @@ class SourceContext:
         emit: Callable[[Record], bool],
         on_progress: Callable[[], None] = lambda: None,
         log: logging.Logger | None = None,
+        store: KeyValueStore | None = None,
     ) -> None:
         self.source_id = source_id
         self.clock = clock
         self._emit = emit
         self._on_progress = on_progress
         self.log = log or logging.getLogger(f"lintel.source.{source_id}")
+        self.store: KeyValueStore = store if store is not None else MemoryStore()
 
     def emit(self, record: Record) -> bool:
         return self._emit(record)
