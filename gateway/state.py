@@ -126,6 +126,9 @@ class StateStore:
 
     def get(self, ns: str, key: str) -> Any:
         """The decoded row (ns, key), or None when there is none or it does not decode."""
+        if (ns, key) in self._unsaved:  # written while the disk refused it: memory is newer
+            held = self._unsaved[(ns, key)]
+            return None if held is None else json.loads(held)
         row = self.conn.execute("SELECT value FROM state WHERE ns = ? AND key = ?", (ns, key)).fetchone()
         if row is None:
             return None

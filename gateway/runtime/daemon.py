@@ -85,6 +85,7 @@ class Daemon:
             self.policy,
             rt.stall_after_s,
             self.health,
+            core.state_store,
         )
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)

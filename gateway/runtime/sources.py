@@ -16,6 +16,7 @@ from gateway import registry
 from gateway.core import Clock, Record, SourceContext
 from gateway.core.actuators import ActuatorHub, ActuatorProvider
 from gateway.core.frames import FrameHub, FrameSource
+from gateway.core.persist import KeyValueStore
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
 
@@ -31,6 +32,7 @@ class Sources:
         policy: RestartPolicy,
         stall_after_s: float,
         health: dict[str, ComponentHealth],
+        store: KeyValueStore,
     ) -> None:
         self.clock = clock
         self.emit = emit
@@ -39,6 +41,7 @@ class Sources:
         self.policy = policy
         self.stall_after_s = stall_after_s
         self.health = health
+        self.store = store  # what a source keeps across restarts (BLE replay counters)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.group: asyncio.TaskGroup | None = None
 
@@ -59,7 +62,7 @@ class Sources:
     async def _run(self, cfg: Any) -> None:
         health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.stall_after_s)
         self.health[health.name] = health
-        ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress)
+        ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress, store=self.store)
 
         async def run_once() -> None:
             source = registry.create_source(cfg)
