@@ -4,6 +4,8 @@ A command is refused when its `ts_ms` is older than `max_age_s`, more than `max_
 the gateway's clock, past its own `expires_ms`, or when its nonce was seen within the window. Nonces
 are kept only for the window (older ones would be refused as expired anyway) and saved to the
 state store at each accepted command, so a restart does not reopen the window to a replay.
+The router checks freshness only after the signature and the roles: an unverified sender cannot
+spend nonces, nor grow the table (which holds at most what verified keys sent within the window).
 While the gateway's clock is not set (a Pi without RTC before NTP), nothing can be judged fresh:
 every command is refused.
 """
@@ -11,6 +13,7 @@ every command is refused.
 from __future__ import annotations
 
 from gateway.commands.envelope import Command
+from gateway.commands.refusals import Code, Refusal
 from gateway.core.clock import clock_is_set
 from gateway.state import StateStore
 
@@ -26,19 +29,20 @@ class ReplayGuard:
         if store is not None:
             self.seen = {k: int(v) for k, v in store.load(NS).items()}
 
-    def check(self, cmd: Command, now_ms: int) -> str | None:
-        """None if fresh (and remembers its nonce); otherwise the reason to refuse."""
+    def check(self, cmd: Command, now_ms: int) -> Refusal | None:
+        """None if fresh (and remembers its nonce); otherwise the refusal."""
         if not clock_is_set(now_ms):
-            return "gateway clock not set: cannot tell a fresh command from a replay"
+            return Refusal(Code.CLOCK_UNSET, "gateway clock not set: fresh cannot be told from replayed")
         if cmd.ts_ms < now_ms - self.max_age_ms:
             age_s = (now_ms - cmd.ts_ms) / 1000
-            return f"expired: issued {age_s:.0f} s ago (limit {self.max_age_ms / 1000:g} s)"
+            return Refusal(Code.EXPIRED, f"issued {age_s:.0f} s ago (limit {self.max_age_ms / 1000:g} s)")
         if cmd.ts_ms > now_ms + self.max_skew_ms:
-            return f"issued {(cmd.ts_ms - now_ms) / 1000:.0f} s in the future: check the sender's clock"
+            ahead_s = (cmd.ts_ms - now_ms) / 1000
+            return Refusal(Code.CLOCK_SKEW, f"issued {ahead_s:.0f} s in the future: check the sender's clock")
         if cmd.expires_ms is not None and cmd.expires_ms < now_ms:
-            return "expired: past its expires_ms"
+            return Refusal(Code.EXPIRED, "past its expires_ms")
         if cmd.nonce in self.seen:
-            return "replayed: nonce already used"
+            return Refusal(Code.REPLAYED, "nonce already used")
         self._prune(now_ms)
         self.seen[cmd.nonce] = cmd.ts_ms
         if self.store is not None:
