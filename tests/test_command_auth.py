@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,8 @@ def config_toml(extra_commands: str = "", office_doors: str = '["lobby"]', per_m
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, text: str | None = None) -> None:
-        self.clock = ManualClock()
+    def __init__(self, tmp_path: Path, text: str | None = None, start_ms: int | None = None) -> None:
+        self.clock = ManualClock() if start_ms is None else ManualClock(start_ms)
         self.ran: list[tuple[str, dict[str, Any], CommandContext]] = []
         self.results: list[dict[str, Any]] = []
         self.store = StateStore(tmp_path / "state.db")
@@ -354,3 +355,30 @@ def test_canonical_numbers_follow_ecmascript() -> None:
     )
     with pytest.raises(ValueError):
         canonical_bytes({"ts_ms": 2**60})
+
+
+def test_lintel_keys_new_and_sign_make_commands_the_router_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
+
+    key_file = tmp_path / "door-desk.key"
+    assert main(["keys", "new", "--id", "door-desk", "--out", str(key_file)]) == 0
+    lines = capsys.readouterr().out
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert main(["keys", "new", "--id", "door-desk", "--out", str(key_file)]) == 1  # never overwritten
+    capsys.readouterr()
+    # The printed lines go into the config as they are, with the roles added.
+    operator = lines.replace('allow = ["ping"]', 'allow = ["door_pulse"]\ndoors = ["garage"]')
+    rig = Rig(tmp_path, config_toml() + "\n" + operator, start_ms=time.time_ns() // 1_000_000)
+    argv = ["keys", "sign", "--key", str(key_file), "--gateway", "gw-7", "--site", "north"]
+    assert main([*argv, "door_pulse", '{"door": "garage", "pulse_s": 1.5}']) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert signed["key_id"] == "door-desk" and signed["args"] == {"door": "garage", "pulse_s": 1.5}
+    r = rig.send(signed)
+    assert r is not None and r["outcome"] == "ok" and r["by"] == "door-desk", r
+    assert main([*argv, "door_pulse", '{"door": "lobby"}']) == 0
+    r = rig.send(json.loads(capsys.readouterr().out))
+    assert r is not None and r["code"] == "door_not_allowed"
+    assert main([*argv, "ping", "[1]"]) == 2
+    assert "ARGS must be a JSON object" in capsys.readouterr().err

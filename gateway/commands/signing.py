@@ -2,7 +2,9 @@
 
 Used by `lintel keys new|sign`, the tests and the benchmark; an operator's backend can do the same in
 a few lines of any language with an Ed25519 and an RFC 8785 (JCS) library (docs/commands.md).
-Private keys are PKCS#8 PEM files, created with mode 0600 and never overwritten.
+Private keys are PKCS#8 PEM files, created with mode 0600 and never overwritten; a first line
+`lintel-key-id: ID` (explanatory text before the PEM block, which PEM readers skip) records the id
+the key is listed under in the gateways' configs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.commands.canonical import SIG_FIELD, canonical_bytes
 
 SCHEMA = "lintel.command/1"
+KEY_ID_LINE = b"lintel-key-id: "
 
 
 class KeyFileError(Exception):
@@ -41,9 +44,10 @@ def public_key_b64(key: Ed25519PrivateKey) -> str:
     return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
-    """Write `key` as PKCS#8 PEM, mode 0600; refuses to replace an existing file."""
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+def write_private_key(path: Path, key: Ed25519PrivateKey, key_id: str) -> None:
+    """Write `key` (listed as `key_id`) as PKCS#8 PEM, mode 0600; never replaces an existing file."""
+    pem = KEY_ID_LINE + key_id.encode() + b"\n"
+    pem += key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -54,8 +58,9 @@ def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
         os.fsync(f.fileno())
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """Read a private key written by `write_private_key` (or any unencrypted Ed25519 PKCS#8 PEM)."""
+def load_private_key(path: Path) -> tuple[Ed25519PrivateKey, str | None]:
+    """A private key written by `write_private_key` (or any unencrypted Ed25519 PKCS#8 PEM), and
+    the key id its first line records (None if it has none)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -66,7 +71,10 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
-    return key
+    first = data.split(b"\n", 1)[0]
+    if not first.startswith(KEY_ID_LINE):
+        return key, None
+    return key, first[len(KEY_ID_LINE) :].decode("ascii", "replace").strip() or None
 
 
 def envelope(
