@@ -8,14 +8,17 @@ import asyncio
 import json
 import logging
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.commands.canonical import canonical_bytes, es_number
 from gateway.commands.refusals import Code
@@ -25,6 +28,7 @@ from gateway.config import parse_config
 from gateway.core import ManualClock
 from gateway.core.errors import ConfigError
 from gateway.state import StateStore
+from tests.support.broker import Mosquitto
 
 OFFICE, GUARD = new_key(), new_key()  # office: door_pulse on lobby; guard: ping and alarm_ack only
 
@@ -79,11 +83,13 @@ def config_toml(extra_commands: str = "", office_doors: str = '["lobby"]', per_m
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, text: str | None = None, start_ms: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, text: str | None = None, start_ms: int | None = None, persist: bool = True
+    ) -> None:
         self.clock = ManualClock() if start_ms is None else ManualClock(start_ms)
         self.ran: list[tuple[str, dict[str, Any], CommandContext]] = []
         self.results: list[dict[str, Any]] = []
-        self.store = StateStore(tmp_path / "state.db")
+        self.store = StateStore(tmp_path / "state.db") if persist else None
         config = parse_config((text or config_toml()).encode(), "test.toml").config
         handlers = {name: self._handler(name) for name in ("ping", "alarm_ack", "door_pulse")}
         self.router = CommandRouter.from_config(
@@ -382,3 +388,48 @@ def test_lintel_keys_new_and_sign_make_commands_the_router_accepts(
     assert r is not None and r["code"] == "door_not_allowed"
     assert main([*argv, "ping", "[1]"]) == 2
     assert "ARGS must be a JSON object" in capsys.readouterr().err
+
+
+def test_lintel_keys_sign_publishes_and_prints_the_result(
+    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through a real mosquitto to a responder running the router, as a gateway's command topic does."""
+    from gateway.cli.main import main
+
+    key_file = tmp_path / "office.key"
+    assert main(["keys", "new", "--id", "office", "--out", str(key_file)]) == 0
+    roles = 'allow = ["ping", "door_pulse"]\ndoors = ["*"]'
+    operator = capsys.readouterr().out.replace('allow = ["ping"]', roles)
+    text = config_toml().replace('id = "office"', 'id = "old-office"') + "\n" + operator
+    # No state store: the router runs in paho's thread here, and SQLite connections stay in theirs.
+    rig = Rig(tmp_path, text, start_ms=time.time_ns() // 1_000_000, persist=False)
+    base = "lintel/north/gw-7/command"
+    gateway = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fake-gw-7")
+    ready = threading.Event()
+    gateway.on_connect = lambda c, *_: (c.subscribe(base, qos=1), ready.set())
+
+    def answer(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        body = asyncio.run(rig.router.handle(msg.payload))
+        client.publish(f"{base}/result", json.dumps(body), qos=1)
+
+    gateway.on_message = answer
+    gateway.connect("127.0.0.1", broker.port, 30)
+    gateway.loop_start()
+    try:
+        assert ready.wait(10)
+        argv = ["keys", "sign", "--key", str(key_file), "--gateway", "gw-7", "--site", "north"]
+        publish = ["--publish", f"mqtt://127.0.0.1:{broker.port}", "--wait-s", "10"]
+        assert main([*argv, *publish, "door_pulse", '{"door": "garage"}']) == 0
+        sent, result = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+        assert result["correlation_id"] == sent["id"]
+        assert result["outcome"] == "ok" and result["by"] == "office"
+        assert [(name, ctx.by) for name, _, ctx in rig.ran] == [("door_pulse", "office")]
+        # A refusal exits 1 and says why; no answer at all (nobody serves gw-8) exits 3.
+        assert main([*argv, *publish, "alarm_ack", '{"alarm_id": "1"}']) == 1
+        assert "not_allowed" in capsys.readouterr().err
+        wrong = ["keys", "sign", "--key", str(key_file), "--gateway", "gw-8", "--site", "north"]
+        assert main([*wrong, *publish[:2], "--wait-s", "0.5", "ping"]) == 3
+        assert "no result within 0.5 s" in capsys.readouterr().err
+    finally:
+        gateway.loop_stop()
+        gateway.disconnect()
