@@ -12,6 +12,8 @@ every command is refused.
 
 from __future__ import annotations
 
+import heapq
+
 from gateway.commands.envelope import Command
 from gateway.commands.refusals import Code, Refusal
 from gateway.core.clock import clock_is_set
@@ -28,6 +30,9 @@ class ReplayGuard:
         self.seen: dict[str, int] = {}
         if store is not None:
             self.seen = {k: int(v) for k, v in store.load(NS).items()}
+        # Oldest first, so pruning costs O(log n) per command, not a scan of the whole window.
+        self._by_age: list[tuple[int, str]] = [(ts, n) for n, ts in self.seen.items()]
+        heapq.heapify(self._by_age)
 
     def check(self, cmd: Command, now_ms: int) -> Refusal | None:
         """None if fresh (and remembers its nonce); otherwise the refusal."""
@@ -45,14 +50,17 @@ class ReplayGuard:
             return Refusal(Code.REPLAYED, "nonce already used")
         self._prune(now_ms)
         self.seen[cmd.nonce] = cmd.ts_ms
+        heapq.heappush(self._by_age, (cmd.ts_ms, cmd.nonce))
         if self.store is not None:
             self.store.save(NS, {cmd.nonce: cmd.ts_ms})
         return None
 
     def _prune(self, now_ms: int) -> None:
         horizon = now_ms - self.max_age_ms - self.max_skew_ms
-        old = [n for n, ts in self.seen.items() if ts < horizon]
-        for n in old:
-            del self.seen[n]
+        old: list[str] = []
+        while self._by_age and self._by_age[0][0] < horizon:
+            _, nonce = heapq.heappop(self._by_age)
+            if self.seen.pop(nonce, None) is not None:
+                old.append(nonce)
         if old and self.store is not None:
             self.store.save(NS, {}, old)
