@@ -5,6 +5,7 @@ with its fixed code, counted under it, and never reaches a handler."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import textwrap
@@ -433,3 +434,54 @@ def test_lintel_keys_sign_publishes_and_prints_the_result(
     finally:
         gateway.loop_stop()
         gateway.disconnect()
+
+
+def test_canonical_form_matches_an_independent_rfc8785_implementation() -> None:
+    """A sender signing with any JCS library (here `rfc8785`) produces the bytes the gateway verifies."""
+    import rfc8785
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53) + 1, 2**53 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=12),
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.text(st.characters(exclude_categories=["Cs"]), max_size=6), inner, max_size=4
+            )
+        ),
+        max_leaves=16,
+    )
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.dictionaries(st.text(max_size=6).filter(lambda k: k != "sig"), values, max_size=6))
+    def same(doc: dict[str, Any]) -> None:
+        assert canonical_bytes(doc) == rfc8785.dumps(doc)
+
+    same()
+    key = new_key()
+    body = envelope("door_pulse", {"door": "lobby", "pulse_s": 2.5}, gateway_id="gw-7", site="north")
+    doc = sign(body, key)
+    unsigned = {k: v for k, v in doc.items() if k != "sig"}
+    key.public_key().verify(base64.b64decode(doc["sig"]), rfc8785.dumps(unsigned))
+
+
+def test_replay_guard_survives_a_restart_and_forgets_only_past_the_window(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    doc = signed_by(OFFICE, "office", rig.body("ping"))
+    assert rig.send(doc)["outcome"] == "ok"  # type: ignore[index]
+    rig.store.close()  # type: ignore[union-attr]
+    again = Rig(tmp_path, start_ms=rig.clock.time_ms())  # a restarted gateway on the same state.db
+    assert again.send(doc)["code"] == "replayed"  # type: ignore[index]
+    assert doc["nonce"] in again.router.guard.seen
+    again.clock.advance(400)  # past max_age_s + max_skew_s: the next command prunes it
+    assert again.send(signed_by(OFFICE, "office", again.body("ping")))["outcome"] == "ok"  # type: ignore[index]
+    assert doc["nonce"] not in again.router.guard.seen
+    assert doc["nonce"] not in again.store.load("command_nonce")  # type: ignore[union-attr]
