@@ -485,3 +485,25 @@ def test_replay_guard_survives_a_restart_and_forgets_only_past_the_window(tmp_pa
     assert again.send(signed_by(OFFICE, "office", again.body("ping")))["outcome"] == "ok"  # type: ignore[index]
     assert doc["nonce"] not in again.router.guard.seen
     assert doc["nonce"] not in again.store.load("command_nonce")  # type: ignore[union-attr]
+
+
+def test_the_python_snippet_in_the_docs_signs_what_the_gateway_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.commands.auth import Authority, Operator
+    from gateway.commands.envelope import validate
+    from gateway.commands.signing import write_private_key
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    key = new_key()
+    write_private_key(tmp_path / "building-office.key", key, "building-office")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(compile(snippet, "docs/commands.md", "exec"), scope)
+    operator = Operator("building-office", key.public_key(), frozenset({"door_pulse"}), frozenset({"*"}))
+    authority = Authority("bldg-07", "riverside", [operator], ["door_pulse"])
+    doc = json.loads(scope["payload"])
+    who = authority.authenticate(doc)
+    authority.authorize(who, validate(doc))
+    assert who.by == "building-office"
