@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import textwrap
@@ -507,3 +508,39 @@ def test_the_python_snippet_in_the_docs_signs_what_the_gateway_verifies(
     who = authority.authenticate(doc)
     authority.authorize(who, validate(doc))
     assert who.by == "building-office"
+
+
+def test_hostile_envelopes_never_escape_the_router(tmp_path: Path) -> None:
+    """Generated envelopes around the signed fields: always a result (or a counted drop), never a raise."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    rig = Rig(tmp_path, config_toml('unsigned = ["ping"]', per_minute=100_000))
+    junk = st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8,
+    )
+    names = ["gw-7", "north", "office", "ping", "door_pulse", "A" * 86 + "=="]
+    field = st.one_of(junk, st.sampled_from(names))
+    keys = ["schema", "id", "gateway_id", "site", "key_id", "sig", "command", "args", "ts_ms", "nonce"]
+    docs = st.dictionaries(st.sampled_from(keys), field)
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(docs, st.booleans(), st.booleans())
+    def never_raises(doc: dict[str, Any], aimed: bool, sign_it: bool) -> None:
+        if aimed:  # past the target check, so the later checks see the junk
+            doc = {**doc, "gateway_id": "gw-7", "site": "north"}
+        if sign_it and isinstance(doc.get("key_id"), str):
+            with contextlib.suppress(ValueError):  # no canonical form (NaN, huge int): sent unsigned
+                doc = signed_by(OFFICE, "office", doc)
+        try:
+            payload = json.dumps(doc).encode()
+        except (ValueError, TypeError):
+            return
+        r = rig.send(payload)
+        assert r is not None and r["outcome"] in ("ok", "rejected"), r
+        assert r.get("code") != "internal_error", r
+
+    never_raises()
+    assert set(rig.router.snapshot()["refusals"]) <= {c.value for c in Code}

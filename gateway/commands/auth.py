@@ -98,7 +98,8 @@ class Authority:
             )
         key_id, sig = doc.get("key_id"), doc.get(SIG_FIELD)
         if key_id is None and sig is None:
-            if doc.get("command") in self.unsigned:
+            command = doc.get("command")
+            if isinstance(command, str) and command in self.unsigned:
                 return Identity(UNSIGNED_BY, None)
             accepted = ", ".join(sorted(self.unsigned)) or "none"
             raise Refusal(

@@ -139,8 +139,15 @@ class CommandRouter:
             doc = decode(payload)
             cid, name = readable_ids(doc)
             who = self._identify(doc, origin)
-        except Refusal as refusal:
+        except Exception as exc:
             # Not verified: spend the budget every unverified sender shares.
+            if isinstance(exc, Refusal):
+                refusal = exc
+            else:  # a bug in the checks themselves: refuse, never let it escape
+                if "identify" not in self._bug_logged:
+                    self._bug_logged.add("identify")
+                    log.exception("checking a command's sender failed unexpectedly")
+                refusal = Refusal(Code.INTERNAL_ERROR, f"checking the sender failed: {type(exc).__name__}")
             admission = self.budgets.take(UNAUTHENTICATED)
             if admission is not Admission.ADMIT:
                 return self._limited(admission, cid, name, origin, None)
