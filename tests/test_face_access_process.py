@@ -15,7 +15,7 @@ from gateway.state import StateStore, state_path
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.commander import Commander, envelope
+from tests.support.commander import Commander, envelope, operator_toml
 from tests.support.media import photo
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
@@ -71,6 +71,8 @@ cooldown_s = 30
 
 [commands]
 allow = ["ping", "faces_delete"]
+
+{operator_toml(["faces_delete"])}
 """
     text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
     return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.faces import add_parsers as add_faces_parsers
 
     add_faces_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.keys import add_parsers as add_keys_parsers
+
+    add_keys_parsers(sub)
     return parser
 
 
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.faces import cmd_faces
 
         return cmd_faces(args)
+    if args.command == "keys":
+        from gateway.cli.keys import cmd_keys
+
+        return cmd_keys(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

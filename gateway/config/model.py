@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway import registry
 from gateway.care.config import CareSection
+from gateway.config.commands import ALL_DOORS, CommandsSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 from gateway.doors import DoorConfig
 from gateway.faces.config import FaceAccessConfig, FacesSection
@@ -169,25 +170,6 @@ class LogSection(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-CommandName = Literal[
-    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats"
-]
-
-
-SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")
-
-
-class CommandsSection(StrictModel):
-    enabled: bool = Field(True, description="Listen on the command topic (needs [mqtt]).")
-    allow: list[CommandName] = Field(
-        default_factory=lambda: list(SAFE_COMMANDS),
-        description="Commands accepted from upstream; door_pulse, reload_config, faces_delete if listed.",
-    )
-    max_age_s: float = Field(300, gt=0, le=86_400, description="Older commands are refused as expired.")
-    max_skew_s: float = Field(30, ge=0, le=3600, description="Commands dated further ahead are refused.")
-    max_per_minute: int = Field(120, ge=1, le=100_000, description="More are dropped unanswered (flood).")
-
-
 def _at(path: str, message: str, got: str, expected: str) -> PydanticCustomError:
     return PydanticCustomError("lintel_at", message, {"path": path, "got": got, "expected": expected})
 
@@ -310,6 +292,11 @@ class GatewayConfig(StrictModel):
                 buses,
                 "a [[sources]] entry of type modbus",
             )
+        for index, op in enumerate(self.commands.operators):
+            for j, door_id in enumerate(op.doors):
+                if door_id != ALL_DOORS:
+                    where = f"commands.operators[{index}].doors[{j}]"
+                    _check_ref(where, "unknown door", door_id, door_ids, 'a [[doors]] entry, or "*"')
         for index, entrance in enumerate(self.face_access):
             if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
                 raise _at(

@@ -17,7 +17,6 @@ from typing import Any
 
 from gateway import __version__
 from gateway.alarms import AlarmBook, AlarmReminders
-from gateway.commands.replay import ReplayGuard
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
@@ -81,10 +80,8 @@ class Core:
         self.started_mono = clock.monotonic()
         self.started_ms = clock.time_ms()
         self._birth_extra = birth_extra
-        cmd = config.commands
-        guard = ReplayGuard(self.state_store, cmd.max_age_s, cmd.max_skew_s)
-        self.router = CommandRouter(
-            {}, set(cmd.allow), guard, clock, self.writer.submit_result, cmd.max_per_minute
+        self.router = CommandRouter.from_config(
+            config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.uplink: Uplink | None = None
         if config.mqtt is not None:
@@ -97,13 +94,6 @@ class Core:
     def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
         """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
         self.pipeline.processors = [*extra, *lane_processors, AlarmReminders(self.book)]
-
-    def apply_command_settings(self, config: Any) -> None:
-        cmd = config.commands
-        self.router.allow = set(cmd.allow)
-        self.router.max_per_minute = cmd.max_per_minute
-        self.router.guard.max_age_ms = int(cmd.max_age_s * 1000)
-        self.router.guard.max_skew_ms = int(cmd.max_skew_s * 1000)
 
     def announce_recovery(self) -> None:
         report = self.store.report

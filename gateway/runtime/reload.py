@@ -28,7 +28,18 @@ log = logging.getLogger("lintel.daemon")
 
 GATEWAY_SOURCE = "gateway"
 # Sections a running daemon cannot change: reload_config refuses them (restart the service).
-RESTART_SECTIONS = ("gateway", "outbox", "mqtt", "runtime", "vision", "fire_lanes", "faces", "face_access")
+# [commands] among them: a key allowed reload_config must not be able to widen its own roles.
+RESTART_SECTIONS = (
+    "gateway",
+    "outbox",
+    "mqtt",
+    "runtime",
+    "commands",
+    "vision",
+    "fire_lanes",
+    "faces",
+    "face_access",
+)
 # Lanes whose pipeline steps a reload rebuilds from the new config.
 RELOADED_LANES = ("care", "rules")
 
@@ -61,8 +72,6 @@ def _read(old: LoadedConfig, toml_text: str | None, expect_sha256: str | None) -
 
 def _needs_restart(old: Any, new: Any) -> list[str]:
     fixed = [name for name in RESTART_SECTIONS if getattr(old, name) != getattr(new, name)]
-    if old.commands.enabled != new.commands.enabled:
-        fixed.append("commands.enabled")
     old_wiring = {d.id: d.relay for d in old.doors}
     if old_wiring != {d.id: d.relay for d in new.doors}:
         fixed.append("doors (ids or relay wiring)")
@@ -110,7 +119,6 @@ async def reload_config(daemon: Daemon, toml_text: str | None, expect_sha256: st
     daemon.loaded = new
     daemon.core.loaded = new
     daemon.core.set_processors(lanes.processors, daemon.extra_processors)
-    daemon.core.apply_command_settings(new.config)
     doors = lanes.component("doors")
     if doors is not None:
         doors.tune(new.config.doors)  # type: ignore[attr-defined]
