@@ -113,15 +113,23 @@ class CommandsReport:
     ok: int
     rejected: int
     failed: int
-    flood_dropped: int
-    refusals: dict[str, int]
+    dropped: int  # over a sender's budget, dropped unanswered
+    signatures_checked: bool
+    refusals: dict[str, int]  # by refusal code (a fixed set)
+    per_key: dict[str, dict[str, int]]  # per operator key: outcomes
 
     @classmethod
     def of(cls, snap: dict[str, Any]) -> CommandsReport:
-        names = {f.name for f in dataclasses.fields(cls)}
-        body = {k: v for k, v in snap.items() if k in names}
-        body.setdefault("refusals", {})
-        return cls(**{n: body.get(n, 0) for n in names} | {"refusals": dict(body["refusals"])})
+        return cls(
+            snap["received"],
+            snap["ok"],
+            snap["rejected"],
+            snap["failed"],
+            snap["dropped"],
+            bool(snap["signatures_checked"]),
+            dict(snap["refusals"]),
+            {k: dict(v) for k, v in snap["per_key"].items()},
+        )
 
 
 @dataclass(frozen=True, slots=True)
