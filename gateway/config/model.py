@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from gateway import registry
 from gateway.care.config import CareSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
-from gateway.doors import DoorConfig
+from gateway.doors import DoorConfig, ModbusCoilRelay
 from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
 from gateway.vision.config import FireLaneConfig, VisionSection
@@ -303,13 +303,14 @@ class GatewayConfig(StrictModel):
             if door.id in known or door.id in door_ids:
                 raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
             door_ids.add(door.id)
-            _check_ref(
-                f"doors[{index}].relay.bus",
-                "unknown modbus bus",
-                door.relay.bus,
-                buses,
-                "a [[sources]] entry of type modbus",
-            )
+            if isinstance(door.relay, ModbusCoilRelay):  # a Shelly relay is reached over the LAN
+                _check_ref(
+                    f"doors[{index}].relay.bus",
+                    "unknown modbus bus",
+                    door.relay.bus,
+                    buses,
+                    "a [[sources]] entry of type modbus",
+                )
         for index, entrance in enumerate(self.face_access):
             if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
                 raise _at(
