@@ -89,7 +89,7 @@ class ShellyRelay:
         await self._switch_set({"id": self.config.switch, "on": on})
 
     async def timed_pulse(self, seconds: float) -> None:
-        # The device takes fractional seconds; it refuses a zero timer, so never send one.
+        # toggle_after takes fractional seconds; a zero or tiny timer would be no pulse at all.
         toggle_after = max(0.1, round(seconds, 3))
         await self._switch_set({"id": self.config.switch, "on": True, "toggle_after": toggle_after})
 
