@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def shelly_config(url: str, **keys: Any) -> ShellyGen2Relay:
     return ShellyGen2Relay.model_validate({"type": "shelly_gen2", "url": url, **keys})
 
 
-def run(test: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> None:
+def run(test: Callable[..., Coroutine[Any, Any, None]], *args: Any, **kwargs: Any) -> None:
     asyncio.run(test(*args, **kwargs))
 
 
@@ -254,18 +254,13 @@ def test_door_relay_password_file_is_checked(tmp_path: Path) -> None:
 # -- Modbus relay board: the flash function --------------------------------------------------------
 
 
+FLASH_RELAY = {"type": "modbus_coil", "bus": "bus-1", "unit": 9, "coil": 3, "flash": {"address_base": 0x0200}}
+
+
 def modbus_relay(port: int, **flash: Any) -> tuple[Relay, Bus, ActuatorHub]:
     bus = Bus(parse_endpoint(f"tcp://127.0.0.1:{port}"))
     hub = ActuatorHub()
-    config = ModbusCoilRelay.model_validate(
-        {
-            "type": "modbus_coil",
-            "bus": "bus-1",
-            "unit": 9,
-            "coil": 3,
-            "flash": {"address_base": 0x0200, **flash},
-        }
-    )
+    config = ModbusCoilRelay.model_validate({**FLASH_RELAY, "flash": {"address_base": 0x0200, **flash}})
     return build_relay(config, hub), bus, hub
 
 
@@ -354,3 +349,33 @@ def test_doors_pulse_a_hardware_timed_relay() -> None:
         await doors.stop()
 
     run(with_shelly, body, password=PASSWORD)
+
+
+def test_doors_pulse_a_modbus_board_with_the_flash_function() -> None:
+    board = SimulatedRelayModule(9)
+    server = ModbusThread([board]).start()
+
+    async def body() -> None:
+        relay, bus, hub = modbus_relay(server.port)
+        await bus.open()
+        hub.attach("bus-1", bus)
+        records: list[Record] = []
+        door = DoorConfig.model_validate({"id": "lobby", "pulse_s": 0.5, "relay": FLASH_RELAY})
+        doors = Doors([door], {"lobby": relay}, SystemClock(), records.append)
+        try:
+            await doors.start()
+            body = await doors.pulse("lobby", by="test")
+            assert body["hardware_timed"] is True
+            pulsed = [r for r in records if isinstance(r, Event) and r.kind == "door_pulsed"]
+            assert len(pulsed) == 1 and pulsed[0].attrs["hardware_timed"] is True
+            ons = [t for t, coil, on in board.switches if coil == 3 and on]
+            assert len(ons) == 1  # one flash; the rest are switch-offs (start, the board, the backstop)
+            await until(lambda: board.states()[3] is False)
+            await doors.stop()
+        finally:
+            bus.close()
+
+    try:
+        run(body)
+    finally:
+        server.stop()
