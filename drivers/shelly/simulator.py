@@ -45,6 +45,7 @@ class SimulatedShelly:
         self._timers: dict[int, tuple[asyncio.TimerHandle, float, float]] = {}
         self._nonces: set[int] = set()
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -59,6 +60,9 @@ class SimulatedShelly:
         """Stop listening (the device is unreachable); running flip-back timers still fire."""
         if self._server is not None:
             self._server.close()
+            for task in list(self._handlers):  # a "silent" exchange would hold wait_closed (3.12+)
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
 
@@ -118,6 +122,9 @@ class SimulatedShelly:
 
     # -- HTTP -------------------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -139,6 +146,7 @@ class SimulatedShelly:
             pass
         finally:
             writer.close()
+            self._handlers.discard(task)
 
     def _answer(self, request_line: list[bytes], body: bytes) -> tuple[int, dict[str, str], bytes]:
         json_type = {"Content-Type": "application/json"}
