@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.bus import Bus
+from drivers.modbus.bus import Bus, RequestFailed
 from drivers.modbus.endpoint import parse_endpoint
 from drivers.modbus.simulator import SimulatedRelayModule
 from drivers.shelly.simulator import SimulatedShelly
@@ -213,11 +213,12 @@ def test_hostile_http_replies_are_bounded_relay_errors(reply: bytes, message: st
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("https://10.0.0.5", "not an http:// URL with a host"),
+        ("https://10.0.0.5", "unsupported URL scheme"),
         ("http://admin:pw@10.0.0.5", "credentials must not be inline in the URL"),
-        ("http://10.0.0.5/rpc", "the URL must not have a path"),
-        ("http://10.0.0.5:99999", "not a URL"),
-        ("10.0.0.5", "not an http:// URL with a host"),
+        ("http://10.0.0.5/rpc", "device URL must not have a path or query"),
+        ("http://10.0.0.5:99999", "not a valid device URL"),
+        ("http://:8080", "device URL has no host"),
+        ("10.0.0.5", "unsupported URL scheme"),
     ],
 )
 def test_shelly_url_is_validated(url: str, problem: str) -> None:
@@ -257,69 +258,64 @@ def test_door_relay_password_file_is_checked(tmp_path: Path) -> None:
 FLASH_RELAY = {"type": "modbus_coil", "bus": "bus-1", "unit": 9, "coil": 3, "flash": {"address_base": 0x0200}}
 
 
-def modbus_relay(port: int, **flash: Any) -> tuple[Relay, Bus, ActuatorHub]:
-    bus = Bus(parse_endpoint(f"tcp://127.0.0.1:{port}"))
-    hub = ActuatorHub()
+def with_board(body: Callable[[SimulatedRelayModule, Relay, Bus], Awaitable[None]], **flash: Any) -> None:
+    """Run `body` with a relay board on a pymodbus server of its own thread, a bus to it lent
+    through a hub, and the flash relay on coil 3 built from FLASH_RELAY (+ `flash` keys)."""
+    board = SimulatedRelayModule(9)
+    server = ModbusThread([board]).start()
     config = ModbusCoilRelay.model_validate({**FLASH_RELAY, "flash": {"address_base": 0x0200, **flash}})
-    return build_relay(config, hub), bus, hub
+
+    async def main() -> None:
+        bus = Bus(parse_endpoint(f"tcp://127.0.0.1:{server.port}"))
+        hub = ActuatorHub()
+        await bus.open()
+        hub.attach("bus-1", bus)
+        try:
+            await body(board, build_relay(config, hub), bus)
+        finally:
+            bus.close()
+
+    try:
+        run(main)
+    finally:
+        server.stop()
 
 
 def test_modbus_flash_switches_off_without_another_write() -> None:
-    board = SimulatedRelayModule(9)
-    server = ModbusThread([board]).start()
+    async def body(board: SimulatedRelayModule, relay: Relay, bus: Bus) -> None:
+        assert relay.hardware_timed
+        await relay.timed_pulse(0.6)  # 6 steps of 100 ms
+        assert board.states()[3] is True
+        assert await bus.read(9, 1, 3, 1, timeout_s=1) == [True]  # the coil reads on meanwhile
+        await until(lambda: len(board.switches) == 2)
+        (t_on, coil_on, on), (t_off, coil_off, off) = board.switches
+        assert (coil_on, on, coil_off, off) == (3, True, 3, False)
+        assert abs((t_off - t_on) - 0.6) <= TOLERANCE_S
+        assert bus.stats.requests == 2  # the flash and our read: no switch-off was written
+        assert await bus.read(9, 1, 3, 1, timeout_s=1) == [False]
+        await relay.switch(True)  # plain writes still work beside the flash function
+        await relay.switch(False)
+        assert [on for _, _, on in board.switches[2:]] == [True, False]
 
-    async def body() -> None:
-        relay, bus, hub = modbus_relay(server.port)
-        await bus.open()
-        hub.attach("bus-1", bus)
-        try:
-            assert relay.hardware_timed
-            await relay.timed_pulse(0.6)  # 6 steps of 100 ms
-            assert board.states()[3] is True
-            assert await bus.read(9, 1, 3, 1, timeout_s=1) == [True]  # the coil reads on meanwhile
-            await until(lambda: len(board.switches) == 2)
-            (t_on, coil_on, on), (t_off, coil_off, off) = board.switches
-            assert (coil_on, on, coil_off, off) == (3, True, 3, False)
-            assert abs((t_off - t_on) - 0.6) <= TOLERANCE_S
-            assert bus.stats.requests == 2  # the flash and our read: no switch-off was written
-            assert await bus.read(9, 1, 3, 1, timeout_s=1) == [False]
-            await relay.switch(True)  # plain writes still work beside the flash function
-            await relay.switch(False)
-            assert [on for _, _, on in board.switches[2:]] == [True, False]
-        finally:
-            bus.close()
-
-    try:
-        run(body)
-    finally:
-        server.stop()
+    with_board(body)
 
 
 def test_modbus_flash_value_is_clamped_and_refused_values_fail() -> None:
-    board = SimulatedRelayModule(9)
-    server = ModbusThread([board]).start()
+    async def body(board: SimulatedRelayModule, relay: Relay, bus: Bus) -> None:
+        await relay.timed_pulse(30)  # more than the board takes: clamped to 3 x 100 ms
+        await until(lambda: len(board.switches) == 2)
+        assert abs(board.switches[1][0] - board.switches[0][0] - 0.3) <= TOLERANCE_S
+        # a word at the relay's own coil address is not a flash: the board refuses it
+        with pytest.raises(RequestFailed, match="illegal data value"):
+            await bus.write_coil_word(9, 3, 7, timeout_s=1)
 
-    async def body() -> None:
-        relay, bus, hub = modbus_relay(server.port, max_steps=3)
-        await bus.open()
-        hub.attach("bus-1", bus)
-        try:
-            await relay.timed_pulse(30)  # more than the board takes: clamped to 3 x 100 ms
-            await until(lambda: len(board.switches) == 2)
-            assert abs(board.switches[1][0] - board.switches[0][0] - 0.3) <= TOLERANCE_S
-            # a word at the relay's own coil address is not a flash: the board refuses it
-            with pytest.raises(Exception, match="illegal data value"):
-                await bus.write_coil_word(9, 3, 7, timeout_s=1)
-            hub.detach("bus-1", bus)
-            with pytest.raises(RelayError, match="bus bus-1 is not running"):
-                await relay.timed_pulse(1)
-        finally:
-            bus.close()
+    with_board(body, max_steps=3)
 
-    try:
-        run(body)
-    finally:
-        server.stop()
+
+def test_modbus_flash_needs_a_running_bus() -> None:
+    relay = build_relay(ModbusCoilRelay.model_validate(FLASH_RELAY), ActuatorHub())
+    with pytest.raises(RelayError, match="bus bus-1 is not running"):
+        run(relay.timed_pulse, 1)
 
 
 # -- the Doors component with a hardware-timed relay ---------------------------------------------------
@@ -335,8 +331,8 @@ def test_doors_pulse_a_hardware_timed_relay() -> None:
         doors = Doors([door], {"gate": relay}, SystemClock(), records.append)
         await doors.start()
         assert [on for _, _, on in device.switches] == [False]  # released before first use
-        body = await doors.pulse("gate", by="test")
-        assert body["hardware_timed"] is True
+        pulse = await doors.pulse("gate", by="test")
+        assert pulse["hardware_timed"] is True
         pulsed = [r for r in records if isinstance(r, Event) and r.kind == "door_pulsed"]
         assert len(pulsed) == 1 and pulsed[0].attrs["hardware_timed"] is True
         # On once, with the device's own timer. Then off: by the device's flip-back and our backstop
@@ -352,30 +348,18 @@ def test_doors_pulse_a_hardware_timed_relay() -> None:
 
 
 def test_doors_pulse_a_modbus_board_with_the_flash_function() -> None:
-    board = SimulatedRelayModule(9)
-    server = ModbusThread([board]).start()
-
-    async def body() -> None:
-        relay, bus, hub = modbus_relay(server.port)
-        await bus.open()
-        hub.attach("bus-1", bus)
+    async def body(board: SimulatedRelayModule, relay: Relay, bus: Bus) -> None:
         records: list[Record] = []
         door = DoorConfig.model_validate({"id": "lobby", "pulse_s": 0.5, "relay": FLASH_RELAY})
         doors = Doors([door], {"lobby": relay}, SystemClock(), records.append)
-        try:
-            await doors.start()
-            body = await doors.pulse("lobby", by="test")
-            assert body["hardware_timed"] is True
-            pulsed = [r for r in records if isinstance(r, Event) and r.kind == "door_pulsed"]
-            assert len(pulsed) == 1 and pulsed[0].attrs["hardware_timed"] is True
-            ons = [t for t, coil, on in board.switches if coil == 3 and on]
-            assert len(ons) == 1  # one flash; the rest are switch-offs (start, the board, the backstop)
-            await until(lambda: board.states()[3] is False)
-            await doors.stop()
-        finally:
-            bus.close()
+        await doors.start()
+        pulse = await doors.pulse("lobby", by="test")
+        assert pulse["hardware_timed"] is True
+        pulsed = [r for r in records if isinstance(r, Event) and r.kind == "door_pulsed"]
+        assert len(pulsed) == 1 and pulsed[0].attrs["hardware_timed"] is True
+        ons = [t for t, coil, on in board.switches if coil == 3 and on]
+        assert len(ons) == 1  # one flash; the rest are switch-offs (start, the board, the backstop)
+        await until(lambda: board.states()[3] is False)
+        await doors.stop()
 
-    try:
-        run(body)
-    finally:
-        server.stop()
+    with_board(body)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.config_base import Identifier, StrictModel, check_url
 
 
 class FlashFunction(StrictModel):
@@ -53,24 +53,9 @@ class ShellyGen2Relay(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _plain_http_url(cls, value: str) -> str:
+    def _plain_http_url(cls, url: str) -> str:
         expected = "http://host or http://host:port, e.g. http://192.168.10.40"
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError:
-            raise custom_error("not a URL", expected) from None
-        if parts.scheme != "http" or not parts.hostname:
-            raise custom_error("not an http:// URL with a host", expected)
-        if parts.username is not None or parts.password is not None:
-            raise custom_error(
-                "credentials must not be inline in the URL", "the url without them and password_file"
-            )
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise custom_error("the URL must not have a path", expected)
-        if port == 0:
-            raise custom_error("port 0", expected)
-        return value
+        return check_url(url, "device URL", ("http",), expected, "the url without them, and password_file")
 
     @property
     def host(self) -> str:
