@@ -17,7 +17,8 @@ from gateway.care.config import HouseholdConfig
 from gateway.config import load_config, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
-from gateway.doors import ModbusCoilRelay
+from gateway.doors import ModbusCoilRelay, ShellyGen2Relay
+from gateway.doors.config import FlashFunction
 from gateway.registry import config_classes
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, ThresholdRule
 
@@ -301,6 +302,8 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
     out.append(("care.households", HouseholdConfig))
     out.extend(("rules", cls) for cls in (ThresholdRule, DoorLeftOpenRule, DeadbandRule))
     out.append(("doors.relay", ModbusCoilRelay))
+    out.append(("doors.relay.flash", FlashFunction))
+    out.append(("doors.relay", ShellyGen2Relay))
     return out
 
 

@@ -137,17 +137,16 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
             name = getattr(mqtt, key)
             if name is None:
                 continue
-            target = loaded.resolve(name)
-            if not target.is_file():
-                problems.append(ConfigProblem(f"mqtt.{key}", "file not found", show(str(target)), expected))
-            elif not os.access(target, os.R_OK):
-                problems.append(
-                    ConfigProblem(f"mqtt.{key}", "file is not readable", show(str(target)), expected)
-                )
-            elif key == "password_file" and not read_secret(target):
-                problems.append(
-                    ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected)
-                )
+            problems.extend(
+                _file_problem(f"mqtt.{key}", loaded.resolve(name), expected, key == "password_file")
+            )
+    for index, door in enumerate(loaded.config.doors):
+        secret = getattr(door.relay, "password_file", None)
+        if secret is not None:
+            expected = "a readable file holding the relay device's password"
+            problems.extend(
+                _file_problem(f"doors[{index}].relay.password_file", loaded.resolve(secret), expected, True)
+            )
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
     problems.extend(vision_problems(loaded))
@@ -163,6 +162,16 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
             )
         )
     return problems
+
+
+def _file_problem(key: str, target: Path, expected: str, secret: bool) -> list[ConfigProblem]:
+    if not target.is_file():
+        return [ConfigProblem(key, "file not found", show(str(target)), expected)]
+    if not os.access(target, os.R_OK):
+        return [ConfigProblem(key, "file is not readable", show(str(target)), expected)]
+    if secret and not read_secret(target):
+        return [ConfigProblem(key, "password file is empty", show(str(target)), expected)]
+    return []
 
 
 def read_secret(path: Path) -> str:

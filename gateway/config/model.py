@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,8 +16,8 @@ from pydantic_core import PydanticCustomError
 from gateway import registry
 from gateway.care.config import CareSection
 from gateway.config.commands import ALL_DOORS, CommandsSection
-from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
-from gateway.doors import DoorConfig
+from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
+from gateway.doors import DoorConfig, ModbusCoilRelay
 from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
 from gateway.vision.config import FireLaneConfig, VisionSection
@@ -115,25 +114,13 @@ class MqttSection(StrictModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        expected = "mqtt://host[:port] or mqtts://host[:port]"
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise custom_error("not a valid broker URL", expected) from None
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise custom_error("unsupported URL scheme", expected)
-        if not parts.hostname:
-            raise custom_error("broker URL has no host", expected)
-        if port == 0:
-            raise custom_error("broker URL port must be 1-65535", expected)
-        if parts.username or parts.password:
-            raise custom_error(
-                "credentials must not be inline in the URL", "mqtt.username and mqtt.password_file"
-            )
-        if parts.path not in ("", "/") or parts.query:
-            raise custom_error("broker URL must not have a path or query", expected)
-        return url
+        return check_url(
+            url,
+            "broker URL",
+            ("mqtt", "mqtts"),
+            "mqtt://host[:port] or mqtts://host[:port]",
+            "mqtt.username and mqtt.password_file",
+        )
 
     @model_validator(mode="after")
     def _check_pairs(self) -> MqttSection:
@@ -285,13 +272,14 @@ class GatewayConfig(StrictModel):
             if door.id in known or door.id in door_ids:
                 raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
             door_ids.add(door.id)
-            _check_ref(
-                f"doors[{index}].relay.bus",
-                "unknown modbus bus",
-                door.relay.bus,
-                buses,
-                "a [[sources]] entry of type modbus",
-            )
+            if isinstance(door.relay, ModbusCoilRelay):  # a Shelly relay is reached over the LAN
+                _check_ref(
+                    f"doors[{index}].relay.bus",
+                    "unknown modbus bus",
+                    door.relay.bus,
+                    buses,
+                    "a [[sources]] entry of type modbus",
+                )
         for index, op in enumerate(self.commands.operators):
             for j, door_id in enumerate(op.doors):
                 if door_id != ALL_DOORS:

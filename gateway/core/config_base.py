@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -30,6 +31,28 @@ def custom_error(
     the value as written, since pydantic only knows the model's own location there.
     """
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
+
+
+def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:
+    """Field validator body: `url` is scheme://host[:port] with one of `schemes`, no credentials
+    (they belong in `credentials_in`, since URLs appear in logs), no path or query. `what` names
+    the URL in the messages ("broker URL")."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise custom_error(f"not a valid {what}", expected) from None
+    if parts.scheme not in schemes:
+        raise custom_error("unsupported URL scheme", expected)
+    if not parts.hostname:
+        raise custom_error(f"{what} has no host", expected)
+    if port == 0:
+        raise custom_error(f"{what} port must be 1-65535", expected)
+    if parts.username or parts.password:
+        raise custom_error("credentials must not be inline in the URL", credentials_in)
+    if parts.path not in ("", "/") or parts.query:
+        raise custom_error(f"{what} must not have a path or query", expected)
+    return url
 
 
 def check_zone(value: str | None) -> str | None:

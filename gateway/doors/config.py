@@ -8,10 +8,11 @@ is a tunable.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from gateway.core.config_base import Identifier, StrictModel
+from gateway.core.config_base import Identifier, StrictModel, check_url
 
 
 class FlashFunction(StrictModel):
@@ -35,7 +36,37 @@ class ModbusCoilRelay(StrictModel):
     )
 
 
-RelayConfig = Annotated[ModbusCoilRelay, Field(discriminator="type")]
+class ShellyGen2Relay(StrictModel):
+    """A Shelly Gen2/Gen3/Pro relay reached over its local HTTP RPC (`POST /rpc`, JSON-RPC 2.0).
+
+    A pulse is `Switch.Set` with `toggle_after`: the device switches itself back off, so even a
+    killed gateway cannot hold the door open. With authentication enabled on the device (user
+    "admin", set in the Shelly app or web page), `password_file` holds its password."""
+
+    type: Literal["shelly_gen2"]
+    url: str = Field(description="The device: http://host or http://host:port (no path, no credentials).")
+    switch: int = Field(0, ge=0, le=15, description="Id of the switch (output) of this door's relay.")
+    password_file: str | None = Field(
+        None, description="File holding the device's password (one line); relative to the config file."
+    )
+    timeout_ms: int = Field(2000, ge=50, le=30_000, description="Reply timeout of one RPC, in ms.")
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http_url(cls, url: str) -> str:
+        expected = "http://host or http://host:port, e.g. http://192.168.10.40"
+        return check_url(url, "device URL", ("http",), expected, "the url without them, and password_file")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+
+RelayConfig = Annotated[ModbusCoilRelay | ShellyGen2Relay, Field(discriminator="type")]
 
 
 class DoorConfig(StrictModel):

@@ -308,9 +308,17 @@ REPORT = DoorsReport  # the type of this lane's report (status.json is read back
 
 def build_lane(config: Any, deps: LaneDeps) -> Lane:
     """The doors lane: one component; `door_pulse` is its command."""
-    relays = {d.id: build_relay(d.relay, deps.actuators) for d in config.doors}
+    relays = {
+        d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in config.doors
+    }
     doors = Doors(config.doors, relays, deps.clock, deps.emit)
     return Lane("doors", [doors], handlers=doors.handlers())
+
+
+def _password(relay: Any, deps: LaneDeps) -> str | None:
+    """A relay's password, read once at start (a changed password file needs a restart)."""
+    name = getattr(relay, "password_file", None)
+    return deps.secret(name) if name else None
 
 
 def render(report: DoorsReport) -> list[str]:

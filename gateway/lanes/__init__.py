@@ -37,7 +37,8 @@ class DoorOpener(Protocol):
 @dataclass(slots=True)
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
-    first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors."""
+    first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors;
+    `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -48,6 +49,7 @@ class LaneDeps:
     state_dir: Path
     engine: Callable[[], Any]
     doors: Callable[[], DoorOpener | None]
+    secret: Callable[[str], str]
 
 
 @dataclass(slots=True)
