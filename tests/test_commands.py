@@ -216,23 +216,27 @@ def test_reload_config_validates_applies_and_refuses(rig: Rig, tmp_path: Path) -
     assert r["outcome"] == "rejected"
     assert r["reason"].startswith("invalid config: rules[0].above: a threshold rule needs exactly one limit")
     assert rig.config.read_text() == text
-    # Changing the broker needs a restart: refused, not half applied.
+    # Anything but a tunable (here the broker) is refused remotely, naming the section.
     moved = text.replace("reconnect_max_s = 1", "reconnect_max_s = 2")
     r = cmd.call(envelope("reload_config", {"config_toml": moved}))
-    assert r["outcome"] == "rejected" and r["reason"].startswith("needs a restart to change: mqtt")
-    # A good change is applied at once: the threshold moves above the meter's 2500 W.
+    assert r["outcome"] == "rejected" and r["reason"].startswith("not tunable remotely: mqtt"), r
+    # A good change is applied at once: the threshold moves above the meter's 2500 W. It is kept
+    # in the overlay under state_dir; the installer's file is never rewritten remotely.
     raised = text.replace("above = 100", "above = 5000")
     r = cmd.call(envelope("reload_config", {"config_toml": raised}))
     assert r["outcome"] == "ok", r
     assert r["result"]["changed"] is True and r["result"]["sources_restarted"] == []
-    assert rig.config.read_text() == raised
-    assert (tmp_path / "lintel.toml.bak").read_text() == text
+    assert rig.config.read_text() == text
+    overlay = (tmp_path / "state" / "config.overlay.toml").read_text()
+    assert (
+        overlay.endswith(raised) and (tmp_path / "state" / "config.overlay.toml").stat().st_mode & 0o077 == 0
+    )
     status = wait_status(rig.config, lambda s: s["config_sha256"] != before, timeout=10)
     assert status["config_sha256"] == r["result"]["config_sha256"]
     assert rig.collector.wait_for(lambda c: events(c, "config_reloaded"), 10)
-    # Re-reading the same file again changes nothing.
+    # Re-reading the unchanged local file keeps the remote tunables: nothing changes.
     r = cmd.call(envelope("reload_config"))
-    assert r["outcome"] == "ok" and r["result"]["changed"] is False
+    assert r["outcome"] == "ok" and r["result"]["changed"] is False, r
 
 
 def _fuzz_payloads() -> st.SearchStrategy[bytes]:

@@ -29,6 +29,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
+    from gateway.config.overlay import apply_overlay
+
+    loaded = apply_overlay(loaded)  # remote tunables, while the local file is the one they were set on
     setup_logging(loaded.config.log.level)
     from gateway.outbox.store import OutboxUnavailable
     from gateway.runtime.daemon import Daemon, run_daemon

@@ -21,7 +21,13 @@ class LoadedConfig:
     config: GatewayConfig
     path: Path | None
     base_dir: Path
-    sha256: str
+    sha256: str  # of the config running (the local file, or the overlay of remote tunables)
+    local_sha256: str | None = None  # of the local file, where an overlay of tunables applies
+
+    @property
+    def file_sha256(self) -> str:
+        """The sha256 of the installer's local file."""
+        return self.local_sha256 or self.sha256
 
     def resolve(self, name: str) -> Path:
         """A path from the config, made absolute against the config file's folder."""

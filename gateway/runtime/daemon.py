@@ -204,6 +204,19 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_local)
+
+    def _reload_local(self) -> None:
+        """SIGHUP: apply the installer's edited file (sources included), like systemctl reload."""
+        if self._group is not None and self.state == "running":
+            self._group.create_task(self._logged_reload(), name="sighup-reload")
+
+    async def _logged_reload(self) -> None:
+        try:
+            result = await self.reload(None, None)
+            log.info("SIGHUP: %s", "config unchanged" if not result["changed"] else "config reloaded")
+        except Exception as exc:  # Rejected / Failed say why; the old config keeps running
+            log.error("SIGHUP: config not reloaded: %s", exc)
 
     async def run(self) -> None:
         """Run until request_stop(); then shut down in stages."""

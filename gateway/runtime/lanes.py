@@ -36,6 +36,7 @@ class Lanes:
         self.lanes: dict[str, Lane] = {}
         self.unavailable: dict[str, str] = {}
         self._running: dict[Component, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
         for spec in configured(config):
             self._build(spec, config)
 
@@ -69,21 +70,38 @@ class Lanes:
 
     async def start(self, group: asyncio.TaskGroup) -> None:
         """Start every lane's components (doors first), then run each supervised in `group`."""
+        self._group = group
         for name, lane in list(self.lanes.items()):
-            try:
-                for component in lane.components:
-                    await component.start()
-            except Exception as exc:
-                del self.lanes[name]
-                for component in lane.components:
-                    await _quietly(component.stop())
-                self._unavailable(name, str(exc) or type(exc).__name__, lane)
-                continue
+            await self._start_lane(name, lane, group)
+
+    async def _start_lane(self, name: str, lane: Lane, group: asyncio.TaskGroup) -> None:
+        try:
             for component in lane.components:
-                health = ComponentHealth(f"lane:{component.name}")
-                self.health[health.name] = health
-                run = supervise(health, component.run, self.policy)
-                self._running[component] = group.create_task(run, name=f"lane:{component.name}")
+                await component.start()
+        except Exception as exc:
+            del self.lanes[name]
+            for component in lane.components:
+                await _quietly(component.stop())
+            self._unavailable(name, str(exc) or type(exc).__name__, lane)
+            return
+        for component in lane.components:
+            health = ComponentHealth(f"lane:{component.name}")
+            self.health[health.name] = health
+            run = supervise(health, component.run, self.policy)
+            self._running[component] = group.create_task(run, name=f"lane:{component.name}")
+
+    async def replace(self, rebuilt: dict[str, Lane], removed: list[str]) -> None:
+        """Swap in lanes a reload rebuilt or removed (their predecessors are already stopped)."""
+        assert self._group is not None
+        for name in [*rebuilt, *removed]:
+            old = self.lanes.pop(name, None)
+            for component in old.components if old is not None else []:
+                task = self._running.pop(component, None)
+                if task is not None:
+                    task.cancel()
+        for name, lane in rebuilt.items():
+            self.lanes[name] = lane
+            await self._start_lane(name, lane, self._group)
 
     async def stop(self, timeout_s: float) -> None:
         """Stop every started component, last started first, each within a share of `timeout_s`."""
