@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from gateway.core import Clock, Klass, Record
+from gateway.core import Clock, Event, Klass, Record
 from gateway.encode import Encoder
 from gateway.outbox.drops import DropCounter
 from gateway.outbox.messages import (
@@ -39,6 +39,7 @@ from gateway.outbox.messages import (
     item_klass,
 )
 from gateway.outbox.space import SpaceKeeper
+from gateway.outbox.checks import row_crc
 from gateway.outbox.store import SEQ_RESERVE_BLOCK, TABLES, OutboxStore
 
 log = logging.getLogger("lintel.outbox")
@@ -52,7 +53,12 @@ RETRY_KEEP_MAX = 10_000  # alarms and events held in memory while the disk is fu
 
 
 class _DiskFull(Exception):
-    """No room on the disk for this commit, even after evicting low classes."""
+    """No room on the disk for this commit, even after evicting low classes. `items` are the
+    records of the group that were not counted as dropped yet (what the retry may hold)."""
+
+    def __init__(self, why: str, items: list[Item]) -> None:
+        super().__init__(why)
+        self.items = items
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -111,7 +117,10 @@ class OutboxWriter:
         self.last_error: str | None = None
         self.at_disk_floor = False
         self.disk_full = False
+        self.held = 0  # alarms/events held in memory because the disk is full
+        self.corrupt_rows = 0  # rows that failed their crc and were removed (this run)
         self._next_maintenance = 0.0
+        store.corrupt.listener = self._wake
 
     # -- API used by other threads ----------------------------------------------------------
     def start(self) -> None:
@@ -151,6 +160,13 @@ class OutboxWriter:
             if self._pending_since is None:
                 self._pending_since = time.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
+
+    def _wake(self) -> None:
+        """Something needs a commit soon (a reader found a corrupt row)."""
+        with self._cond:
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+                self._cond.notify()
 
     def ack(self, acks: Iterable[tuple[Klass, int, int]]) -> None:
         """Delete acknowledged messages, given as (class, seq, size) triples."""
@@ -209,8 +225,22 @@ class OutboxWriter:
             "dropped": self.drops.snapshot(),
             "at_disk_floor": self.at_disk_floor,
             "disk_full": self.disk_full,
+            "held_in_memory": self.held,
+            "degraded": self.degraded,
+            "corrupt_rows": self.corrupt_rows,
             "last_error": self.last_error,
         }
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the outbox is not fully working (None when it is): for status and birth."""
+        if self.disk_full:
+            return f"disk full: {self.held} alarms/events held in memory"
+        if self.store.report.degraded:
+            return self.store.report.degraded
+        if self.at_disk_floor:
+            return "disk floor: only alarms and events are accepted"
+        return None
 
     # -- writer thread ------------------------------------------------------------------------
     def _due(self) -> float | None:
@@ -245,7 +275,7 @@ class OutboxWriter:
                 self._commit(items, acks)
             except _DiskFull as exc:
                 self.last_error = f"disk full: {exc}"
-                self._keep_for_retry(items, acks)
+                self._keep_for_retry(exc.items, acks)
             except Exception as exc:  # never let the writer die: the daemon would lose everything
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox commit failed; %d records not accepted", len(items))
@@ -259,22 +289,27 @@ class OutboxWriter:
             if self.on_commit is not None and items:
                 self.on_commit(self.last_seq)
             if stopping:
-                held = self.pending_count()
-                if held:
-                    log.error("outbox: %d alarms/events could not be written (disk full) and are lost", held)
+                with self._cond:
+                    left = len(self._pending)
+                if left and not self.disk_full:
+                    continue  # records submitted while the last commit ran: commit them too
+                if left:
+                    log.error("outbox: %d alarms/events could not be written (disk full) and are lost", left)
                 return
 
     # -- one transaction -----------------------------------------------------------------------
-    def _group(self, items: list[Item], now_ms: int, at_floor: bool) -> list[MessageRow]:
-        """Messages for this commit, with seqs reserved ahead; at the floor only alarms remain."""
-        if at_floor:
-            kept: list[Item] = []
-            for item in items:
-                if item_klass(item) == Klass.ALARM:
-                    kept.append(item)
-                else:
-                    self.drops.count(item_klass(item), "disk_floor", 1)
-            items = kept
+    def _at_floor(self, items: list[Item]) -> list[Item]:
+        """At the disk floor only alarms and events remain; the rest is counted once, here."""
+        kept: list[Item] = []
+        for item in items:
+            if item_klass(item) >= Klass.EVENT:
+                kept.append(item)
+            elif not isinstance(item, StatsBody):  # stats are made again; they are not records
+                self.drops.count(item_klass(item), "disk_floor", 1)
+        return kept
+
+    def _group(self, items: list[Item], now_ms: int) -> list[MessageRow]:
+        """Messages for this commit, with seqs reserved ahead."""
         rows = build_messages(items, self.encoder, self.last_seq, now_ms, self.limits.batch_max_readings)
         if rows:
             self._ensure_reserved(rows[-1][1])  # durable before the transaction that uses them
@@ -297,11 +332,15 @@ class OutboxWriter:
                 log.error("disk floor reached (%d MiB free): refusing all but alarms", free // MIB)
             else:
                 log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
+        if at_floor:
+            items = self._at_floor(items)
+        if not self.store.ensure_schema():
+            raise _DiskFull("the schema cannot be migrated", items)
         try:
-            rows = self._group(items, now_ms, at_floor)
+            rows = self._group(items, now_ms)
         except OSError as exc:  # the seq reservation file could not be written
             if exc.errno == errno.ENOSPC:
-                raise _DiskFull(str(exc)) from None
+                raise _DiskFull(str(exc), items) from None
             raise
         maintenance = time.monotonic() >= self._next_maintenance
         try:
@@ -319,8 +358,9 @@ class OutboxWriter:
             except sqlite3.OperationalError as exc2:
                 if not _is_full(exc2):
                     raise
-                raise _DiskFull(str(exc2)) from None
+                raise _DiskFull(str(exc2), items) from None
         self._set_disk_full(False)
+        self.held = 0
         if maintenance:
             self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
         self.last_error = None
@@ -334,15 +374,14 @@ class OutboxWriter:
                 log.warning("outbox: the disk has room again")
 
     def _keep_for_retry(self, items: list[Item], acks: list[tuple[Klass, int, int]]) -> None:
-        """The disk is full: keep alarms and events (bounded) for the next commit; count the rest."""
-        kept: list[Item] = []
-        for item in items:
-            if isinstance(item, StatsBody):
-                continue
-            if item.klass >= Klass.EVENT and len(kept) < RETRY_KEEP_MAX:
-                kept.append(item)
-            else:
-                self.drops.count(item.klass, "disk_full", 1)
+        """The disk is full: hold alarms, then events, up to RETRY_KEEP_MAX, for the next commit.
+        Only what is let go is counted (`disk_full`), once: a held record is not a drop."""
+        keep = [i for i in items if not isinstance(i, StatsBody) and item_klass(i) >= Klass.EVENT]
+        keep.sort(key=lambda i: item_klass(i) != Klass.ALARM)  # stable: alarms first, order kept
+        kept, over = keep[:RETRY_KEEP_MAX], keep[RETRY_KEEP_MAX:]
+        for item in [*over, *(i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT)]:
+            self.drops.count(item_klass(item), "disk_full", 1)
+        self.held = len(kept)
         with self._cond:
             self._pending[:0] = kept
             self._acks[:0] = acks
@@ -364,14 +403,16 @@ class OutboxWriter:
                 if cur.rowcount:
                     self.totals[klass][0] -= 1
                     self.totals[klass][1] -= size
-            by_class: dict[Klass, list[tuple[int, str, bytes, int, int]]] = defaultdict(list)
+            self._remove_corrupt(cur)
+            by_class: dict[Klass, list[tuple[int, str, bytes, int, int, int]]] = defaultdict(list)
             for klass, seq, topic, payload, n in rows:
-                by_class[klass].append((seq, topic, payload, now_ms, n))
+                crc = row_crc(int(klass), seq, n, topic.encode(), payload)
+                by_class[klass].append((seq, topic, payload, now_ms, n, crc))
             added_bytes = 0
             for klass, values in by_class.items():
                 cur.executemany(
-                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records) "
-                    "VALUES(?,?,?,?,?)",
+                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records, crc) "
+                    "VALUES(?,?,?,?,?,?)",
                     values,
                 )
                 size = sum(len(v[1]) + len(v[2]) for v in values)
@@ -399,18 +440,59 @@ class OutboxWriter:
         back, and the in-memory totals and the drops staged inside it are undone with it."""
         conn = self.store.conn
         totals_before = {k: list(v) for k, v in self.totals.items()}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn.cursor()
-            self.store.set_meta(self.drops.meta_values())
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            for klass, values in totals_before.items():  # in place: the SpaceKeeper shares the dict
-                self.totals[klass][:] = values
-            self.drops.settle(committed=False)
-            raise
+        with self.store.lock:  # a reader sharing this connection must not see a half transaction
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn.cursor()
+                meta = self.drops.meta_values()
+                # Rows per class, in the same transaction: the salvage's count of what was lost.
+                meta.update({f"rows.{k.label}": t[0] for k, t in self.totals.items()})
+                self.store.set_meta(meta)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                for klass, values in totals_before.items():  # in place: the SpaceKeeper shares the dict
+                    self.totals[klass][:] = values
+                self.drops.settle(committed=False)
+                raise
         self.drops.settle(committed=True)
+
+    def _remove_corrupt(self, cur: sqlite3.Cursor) -> None:
+        """Delete the rows readers found bad (checked again here), count each once, and queue one
+        `outbox_row_corrupt` event naming them."""
+        found = self.store.corrupt.take()
+        removed: dict[str, list[int]] = defaultdict(list)
+        for klass, seq in found:
+            row = cur.execute(
+                f"SELECT CAST(topic AS BLOB), payload, records, crc, LENGTH(payload) + LENGTH(topic) "
+                f"FROM {TABLES[klass]} WHERE seq=?",
+                (seq,),
+            ).fetchone()
+            if row is None:
+                continue  # acknowledged or evicted meanwhile
+            topic, payload, records, crc, size = row
+            if crc is None or (isinstance(records, int) and row_crc(int(klass), seq, records, topic, payload) == crc):
+                continue  # it reads well now: a reader's transient error, keep it
+            cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
+            self.totals[klass][0] -= 1
+            self.totals[klass][1] -= size or 0
+            self.drops.count(klass, "corrupt", 1, in_txn=True)
+            removed[klass.label].append(seq)
+        if removed:
+            n = sum(len(v) for v in removed.values())
+            self.corrupt_rows += n
+            log.error("outbox: %d rows failed their checksum and were removed: %s", n, dict(removed))
+            event = Event(
+                "gateway",
+                "outbox_row_corrupt",
+                self.clock.time_ms(),
+                {"rows": n, "seqs": {k: v[:100] for k, v in removed.items()}},
+                "warning",
+            )
+            with self._cond:  # committed with the next group; a record like any other
+                self._pending.append(event)
+                if self._pending_since is None:
+                    self._pending_since = time.monotonic()
 
     def _statvfs_free(self) -> int:
         st = os.statvfs(self.store.path.parent)
