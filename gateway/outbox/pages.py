@@ -57,14 +57,17 @@ def read_header(data: bytes) -> Header:
 
 
 def guess_page_size(data: bytes) -> int:
-    """The page size under which the most pages start like b-tree pages (the header is gone)."""
-    best, best_score = 4096, -1
-    for size in (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512):
-        score = sum(
-            1 for off in range(size, len(data), size) if data[off] in (2, 5, 10, 13) and data[off + 7] < 64
-        )
-        if score > best_score:
-            best, best_score = size, score
+    """The page size under which the largest share of pages parse as b-tree pages (the header is
+    gone). A multiple of the real size scores as well as the real one, so ties go to the smaller."""
+    best, best_share = 4096, -1.0
+    for size in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
+        starts = range(size, len(data) - size + 1, size)
+        if not starts:
+            continue
+        good = sum(1 for off in starts if _cell_offsets(data[off : off + size], 2) is not None)
+        share = good / len(starts)
+        if share > best_share + 1e-9:
+            best, best_share = size, share
     return best
 
 
