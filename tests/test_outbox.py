@@ -137,7 +137,7 @@ def test_seq_stays_above_everything_after_a_corrupt_database_is_replaced(db: Pat
     assert seq > 5 and seq == SEQ_RESERVE_BLOCK + 5 + 1  # the reservation made at the first commit
 
 
-def test_corrupt_pages_are_detected_and_quarantined(db: Path) -> None:
+def test_corrupt_pages_are_detected_quarantined_and_salvaged(db: Path) -> None:
     w = make_writer(db, commit_window_s=0.01)
     for i in range(2000):
         w.submit(reading(i, source=f"s{i % 40}"))
@@ -146,6 +146,7 @@ def test_corrupt_pages_are_detected_and_quarantined(db: Path) -> None:
     conn = sqlite3.connect(db)
     (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='m0'").fetchone()
     (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    before = conn.execute("SELECT seq, payload FROM m0 ORDER BY seq").fetchall()
     conn.close()
     data = bytearray(db.read_bytes())
     start = (root - 1) * page_size
@@ -154,8 +155,11 @@ def test_corrupt_pages_are_detected_and_quarantined(db: Path) -> None:
     store = OutboxStore(db)
     try:
         assert store.report.quarantined_to is not None
-        assert store.report.created
+        assert store.report.salvage is not None
+        assert store.report.event_body()["rows_recovered"] == len(before) == 40
+        assert store.report.event_body()["rows_lost"] == 0
         assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert sqlite3.connect(db).execute("SELECT seq, payload FROM m0 ORDER BY seq").fetchall() == before
     finally:
         store.close(clean=True)
 
@@ -238,7 +242,7 @@ def test_old_messages_expire_by_class_age(db: Path) -> None:
         w.stop()
 
 
-def test_disk_floor_accepts_only_alarms(db: Path) -> None:
+def test_disk_floor_accepts_only_alarms_and_events(db: Path) -> None:
     free = {"bytes": 10 * MIB}
     w = OutboxWriter(
         OutboxStore(db),
@@ -254,19 +258,22 @@ def test_disk_floor_accepts_only_alarms(db: Path) -> None:
         w.flush()
         free["bytes"] = 1 * MIB
         w.submit(reading(100))
-        w.submit(Event("door1", "door_opened", 1))
+        w.submit(reading(101, klass=Klass.STATE))
+        w.submit(Event("door1", "door_opened", 1))  # an alarm_resolved must not be lost either
         w.submit(alarm(1))
         w.flush()
+        for _ in range(3):  # later commits at the floor do not count the same records again
+            w.flush()
         snap = w.snapshot()
-        assert snap["at_disk_floor"]
-        assert snap["rows"]["alarm"] == 1 and snap["rows"]["event"] == 0
-        assert snap["dropped"]["telemetry.disk_floor"] >= 1 and snap["dropped"]["event.disk_floor"] == 1
-        # The alarm took the place of the oldest telemetry.
-        assert snap["rows"]["telemetry"] < 20
+        assert snap["at_disk_floor"] and snap["degraded"]
+        assert snap["rows"]["alarm"] == 1 and snap["rows"]["event"] == 1
+        evicted = 20 - snap["rows"]["telemetry"]  # the alarm and event took the oldest telemetry's place
+        assert evicted >= 1
+        assert snap["dropped"] == {"telemetry.disk_floor": 1 + evicted, "state.disk_floor": 1}
         free["bytes"] = 10 * MIB
-        w.submit(Event("door1", "door_closed", 2))
+        w.submit(reading(102))
         w.flush()
-        assert w.snapshot()["rows"]["event"] == 1 and not w.snapshot()["at_disk_floor"]
+        assert not w.snapshot()["at_disk_floor"] and w.snapshot()["rows"]["telemetry"] == 20 - evicted + 1
     finally:
         w.stop()
 

@@ -348,8 +348,13 @@ class OutboxWriter:
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
-            # No room: make some from the lowest classes (this needs room too, in the WAL) and retry.
+            # No room. The outbox's own files may be what fills the disk: give back the reserve,
+            # fold the WAL into the database and truncate it; then make room from the lowest
+            # classes (this needs room too, in the WAL) and retry.
             self._set_disk_full(True)
+            self.store.release_reserve()
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
             with contextlib.suppress(sqlite3.OperationalError), self._write_txn():
                 self.space.evict_lowest(need, "disk_full")
@@ -363,6 +368,8 @@ class OutboxWriter:
         self.held = 0
         if maintenance:
             self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            if not at_floor:
+                self.store.keep_reserve()  # room for the next full disk (needs 4x its size free)
         self.last_error = None
 
     def _set_disk_full(self, full: bool) -> None:
