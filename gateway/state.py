@@ -74,9 +74,10 @@ class StateStore:
                 conn.executescript(SCHEMA)
             except sqlite3.OperationalError as exc:
                 # A full disk on a file that has the table already is fine for reading.
-                if not _is_full(exc) or not conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE name='state'"
-                ).fetchone():
+                if (
+                    not _is_full(exc)
+                    or not conn.execute("SELECT 1 FROM sqlite_master WHERE name='state'").fetchone()
+                ):
                     raise
         except BaseException:
             conn.close()
@@ -109,12 +110,16 @@ class StateStore:
         held = self.unsaved.setdefault(ns, {})
         held.update(rows)
         held.update(dict.fromkeys(doomed))
-        upserts = [(n, k, _dumps(v)) for n, kv in self.unsaved.items() for k, v in kv.items() if v is not None]
+        upserts = [
+            (n, k, _dumps(v)) for n, kv in self.unsaved.items() for k, v in kv.items() if v is not None
+        ]
         deletes = [(n, k) for n, kv in self.unsaved.items() for k, v in kv.items() if v is None]
         try:
             self.conn.execute("BEGIN")
             try:
-                self.conn.executemany("INSERT OR REPLACE INTO state (ns, key, value) VALUES (?, ?, ?)", upserts)
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO state (ns, key, value) VALUES (?, ?, ?)", upserts
+                )
                 self.conn.executemany("DELETE FROM state WHERE ns = ? AND key = ?", deletes)
                 self.conn.execute("COMMIT")
             except BaseException:

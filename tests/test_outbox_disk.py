@@ -114,7 +114,10 @@ def test_a_really_full_disk_keeps_alarms_and_the_writer_alive(small_disk: Path, 
 
 def _outbox_with_backlog(db: Path) -> None:
     w = OutboxWriter(
-        OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=0.01, min_free_bytes=0, batch_max_readings=1)
+        OutboxStore(db),
+        ENC,
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01, min_free_bytes=0, batch_max_readings=1),
     )
     w.start()
     for k in range(5):
@@ -126,7 +129,9 @@ def _outbox_with_backlog(db: Path) -> None:
 
 
 @pytest.mark.parametrize("reserve", [True, False], ids=["with-reserve", "no-reserve"])
-def test_a_full_disk_at_start_opens_and_holds_alarms_until_space_returns(small_disk: Path, reserve: bool) -> None:
+def test_a_full_disk_at_start_opens_and_holds_alarms_until_space_returns(
+    small_disk: Path, reserve: bool
+) -> None:
     db = small_disk / "outbox.db"
     _outbox_with_backlog(db)
     if not reserve:
@@ -169,7 +174,10 @@ def test_counts_are_exact_through_floor_full_and_back(small_disk: Path) -> None:
     """Every record submitted is, at the end, either in the outbox or counted once as dropped."""
     db = small_disk / "outbox.db"
     w = OutboxWriter(
-        OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=0.01, min_free_bytes=2 * MIB, batch_max_readings=20)
+        OutboxStore(db),
+        ENC,
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01, min_free_bytes=2 * MIB, batch_max_readings=20),
     )
     w.start()
     submitted = {k: 0 for k in Klass}
@@ -203,7 +211,9 @@ def test_counts_are_exact_through_floor_full_and_back(small_disk: Path) -> None:
     finally:
         w.stop()
     snap_conn = sqlite3.connect(db)
-    on_disk = {k: snap_conn.execute(f"SELECT COALESCE(SUM(records), 0) FROM m{int(k)}").fetchone()[0] for k in Klass}
+    on_disk = {
+        k: snap_conn.execute(f"SELECT COALESCE(SUM(records), 0) FROM m{int(k)}").fetchone()[0] for k in Klass
+    }
     meta = dict(snap_conn.execute("SELECT key, value FROM meta").fetchall())
     snap_conn.close()
     dropped = {k: sum(v for key, v in meta.items() if key.startswith(f"drop.{k.label}.")) for k in Klass}
@@ -212,8 +222,12 @@ def test_counts_are_exact_through_floor_full_and_back(small_disk: Path) -> None:
     assert dropped[Klass.ALARM] == 0 and dropped[Klass.EVENT] == 0
     # Both paths ran (the test proves something): the floor, and a disk with no room at all.
     assert final["dropped"]["telemetry.disk_floor"] > 0 and final["dropped"]["telemetry.disk_full"] > 0
-    assert final["dropped"] == {f"{k.label}.{r}": v for key, v in meta.items() if key.startswith("drop.")
-                                for k, r in [(Klass.parse(key.split(".")[1]), key.split(".")[2])]}
+    assert final["dropped"] == {
+        f"{k.label}.{r}": v
+        for key, v in meta.items()
+        if key.startswith("drop.")
+        for k, r in [(Klass.parse(key.split(".")[1]), key.split(".")[2])]
+    }
 
 
 def test_state_store_on_a_full_disk_keeps_rows_in_memory_and_writes_them_later(small_disk: Path) -> None:

@@ -27,7 +27,9 @@ Rows = dict[tuple[Klass, int], tuple[str, bytes]]
 
 def build(db: Path, telemetry: int = 3000, alarms: int = 6, events: int = 40) -> OutboxWriter:
     """An outbox with one message per reading (many rows, many pages), alarms and events."""
-    w = OutboxWriter(OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=5, batch_max_readings=1))
+    w = OutboxWriter(
+        OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=5, batch_max_readings=1)
+    )
     w.start()
     for i in range(telemetry):
         w.submit(Reading(f"meter-{i % 50}", "power_w", float(i), 1_700_000_000_000 + i))
@@ -56,7 +58,9 @@ def published(db: Path) -> Rows:
     """What the uplink would publish: every row through OutboxReader (checked)."""
     reader = OutboxReader(db)
     try:
-        return {(m.klass, m.seq): (m.topic, m.payload) for k in Klass for m in reader.page(k, 0, None, 1_000_000)}
+        return {
+            (m.klass, m.seq): (m.topic, m.payload) for k in Klass for m in reader.page(k, 0, None, 1_000_000)
+        }
     finally:
         reader.close()
 
@@ -252,7 +256,9 @@ def test_sixteen_unaligned_bytes_in_a_row_are_never_published(tmp_path: Path) ->
         snap = w.snapshot()
         assert snap["dropped"] == {f"{victim_key[0].label}.corrupt": 1}
         assert snap["corrupt_rows"] == 1
-        events = [json.loads(p) for (k, _), (t, p) in published(db).items() if t.endswith("outbox_row_corrupt")]
+        events = [
+            json.loads(p) for (k, _), (t, p) in published(db).items() if t.endswith("outbox_row_corrupt")
+        ]
         assert len(events) == 1 and events[0]["attrs"]["seqs"] == {victim_key[0].label: [victim_key[1]]}
         assert victim_key not in everything(db)  # deleted, so it is not counted again
     finally:

@@ -71,7 +71,9 @@ def salvage_file(path: Path, wal: bytes | None) -> tuple[list[Row], SalvageRepor
     return salvage(pages, free, damaged_frames)
 
 
-def reinsert(conn: sqlite3.Connection, tables: dict[int, str], rows: list[Row], report: SalvageReport, floor_seq: int) -> int:
+def reinsert(
+    conn: sqlite3.Connection, tables: dict[int, str], rows: list[Row], report: SalvageReport, floor_seq: int
+) -> int:
     """Put the salvaged rows into the fresh database; returns its last_seq."""
     last = max(report.last_seq, floor_seq)
     meta = {k: v for k, v in report.meta.items() if k.startswith("drop.")}
@@ -86,7 +88,8 @@ def reinsert(conn: sqlite3.Connection, tables: dict[int, str], rows: list[Row], 
     try:
         for table, values in by_table.items():
             conn.executemany(
-                f"INSERT OR IGNORE INTO {table}(seq, topic, payload, created_ms, records, crc) VALUES(?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO {table}(seq, topic, payload, created_ms, records, crc) "
+                "VALUES(?,?,?,?,?,?)",
                 values,
             )
         conn.executemany(

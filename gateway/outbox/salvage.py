@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from gateway.core import Klass
@@ -94,7 +95,9 @@ def _row(klass: Klass, seq: int, values: list[Value], need_crc: bool) -> Row | N
         return None
     if not isinstance(body, dict) or body.get("seq") != seq:
         return None
-    return Row(klass, seq, topic, payload, created, records, row_crc(int(klass), seq, records, topic, payload))
+    return Row(
+        klass, seq, topic, payload, created, records, row_crc(int(klass), seq, records, topic, payload)
+    )
 
 
 class _Salvage:
@@ -209,7 +212,7 @@ def _narrow(ranges: list[tuple[int, int | None]], seqs: list[int], last_seq: int
         top = last_seq if hi is None else hi
         inside = seqs[bisect_right(seqs, lo) : bisect_right(seqs, top)]
         edges = [lo, *inside, top + 1]
-        for a, b in zip(edges, edges[1:], strict=False):
+        for a, b in pairwise(edges):
             if b - a > 1:
                 out.add((a + 1, b - 1))
     return sorted(out)
@@ -235,7 +238,9 @@ def salvage(pages: Pages, free: set[int], wal_frames_damaged: int) -> tuple[list
             if pgno in s.visited:
                 continue
             cells = pages.index_cells(pgno) or []
-            found = {v[0].decode(errors="replace"): v[1] for v in cells if len(v) == 2 and isinstance(v[0], bytes)}
+            found = {
+                v[0].decode(errors="replace"): v[1] for v in cells if len(v) == 2 and isinstance(v[0], bytes)
+            }
             if "last_seq" in found:
                 meta = {k: v for k, v in found.items() if isinstance(v, int)}
                 break

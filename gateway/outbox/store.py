@@ -208,7 +208,9 @@ class OutboxStore:
             )
         if rows is not None and salvaged is not None:
             self.ensure_schema()
-            reinsert(self.conn, {int(k): t for k, t in TABLES.items()}, rows, salvaged, self.read_reservation())
+            reinsert(
+                self.conn, {int(k): t for k, t in TABLES.items()}, rows, salvaged, self.read_reservation()
+            )
             self.report.created = False  # it holds the salvaged rows and a last_seq above them
 
     def ensure_schema(self) -> bool:
@@ -236,7 +238,8 @@ class OutboxStore:
         with self.lock:
             try:
                 self.conn.executemany(
-                    "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    "INSERT INTO meta(key, value) VALUES(?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     list(values.items()),
                 )
             except sqlite3.OperationalError as exc:
@@ -404,7 +407,9 @@ class OutboxReader:
             self.conn.close()
 
 
-def _checked(klass: Klass, seq: int, topic: Any, payload: Any, records: Any, crc: Any) -> PendingMessage | None:
+def _checked(
+    klass: Klass, seq: int, topic: Any, payload: Any, records: Any, crc: Any
+) -> PendingMessage | None:
     if not isinstance(topic, bytes) or not isinstance(payload, bytes) or not isinstance(records, int):
         return None
     if crc is not None and row_crc(int(klass), seq, records, topic, payload) != crc:

@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.core import Clock, Event, Klass, Record
 from gateway.encode import Encoder
+from gateway.outbox.checks import row_crc
 from gateway.outbox.drops import DropCounter
 from gateway.outbox.messages import (
     Item,
@@ -39,7 +40,6 @@ from gateway.outbox.messages import (
     item_klass,
 )
 from gateway.outbox.space import SpaceKeeper
-from gateway.outbox.checks import row_crc
 from gateway.outbox.store import SEQ_RESERVE_BLOCK, TABLES, OutboxStore
 
 log = logging.getLogger("lintel.outbox")
@@ -386,7 +386,10 @@ class OutboxWriter:
         keep = [i for i in items if not isinstance(i, StatsBody) and item_klass(i) >= Klass.EVENT]
         keep.sort(key=lambda i: item_klass(i) != Klass.ALARM)  # stable: alarms first, order kept
         kept, over = keep[:RETRY_KEEP_MAX], keep[RETRY_KEEP_MAX:]
-        for item in [*over, *(i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT)]:
+        for item in [
+            *over,
+            *(i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT),
+        ]:
             self.drops.count(item_klass(item), "disk_full", 1)
         self.held = len(kept)
         with self._cond:
@@ -478,7 +481,9 @@ class OutboxWriter:
             if row is None:
                 continue  # acknowledged or evicted meanwhile
             topic, payload, records, crc, size = row
-            if crc is None or (isinstance(records, int) and row_crc(int(klass), seq, records, topic, payload) == crc):
+            if crc is None or (
+                isinstance(records, int) and row_crc(int(klass), seq, records, topic, payload) == crc
+            ):
                 continue  # it reads well now: a reader's transient error, keep it
             cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
             self.totals[klass][0] -= 1
