@@ -50,6 +50,10 @@ MAINTENANCE_INTERVAL_S = 30.0
 
 
 RETRY_KEEP_MAX = 10_000  # alarms and events held in memory while the disk is full
+# Acknowledged rows are deleted by a commit at most this long after the ack arrived (not a whole
+# commit window later): what a kill -9 sends again is the in-flight window plus the acks waiting
+# here, and this keeps the second part small (README, delivery contract clause 4).
+ACK_COMMIT_S = 0.05
 
 
 class _DiskFull(Exception):
@@ -92,6 +96,8 @@ class OutboxWriter:
         self._pending_since: float | None = None
         self._alarm_waiting = False
         self._acks: list[tuple[Klass, int, int]] = []
+        self._acks_since: float | None = None
+        self._acks_in_commit = 0
         self._flush_requested = 0
         self._commits_started = 0
         self._commits_done = 0
@@ -172,9 +178,15 @@ class OutboxWriter:
         """Delete acknowledged messages, given as (class, seq, size) triples."""
         with self._cond:
             self._acks.extend(acks)
-            if self._pending_since is None:
-                self._pending_since = time.monotonic()
-                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+            if self._acks_since is None:
+                self._acks_since = time.monotonic()
+                self._cond.notify()  # the writer may be asleep with a later deadline: give it this one
+
+    def undeleted_acks(self) -> int:
+        """Acknowledged rows not deleted yet (a kill -9 now would send them again). An uplink that
+        counts these in its in-flight window keeps duplicates after a crash within that window."""
+        with self._cond:
+            return len(self._acks) + self._acks_in_commit
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Commit everything submitted so far; True when done within the timeout."""
@@ -247,11 +259,16 @@ class OutboxWriter:
         """Seconds until the next commit is due (0 = now), None when there is nothing to do."""
         if self._stop or self._alarm_waiting or self._flush_requested > self._commits_started:
             return 0.0
-        if self._pending_since is None:
-            return None
         if len(self._pending) >= EARLY_COMMIT_RECORDS:
             return 0.0
-        return max(0.0, self._pending_since + self.limits.commit_window_s - time.monotonic())
+        due_at = []
+        if self._pending_since is not None:
+            due_at.append(self._pending_since + self.limits.commit_window_s)
+        if self._acks_since is not None:
+            due_at.append(self._acks_since + ACK_COMMIT_S)
+        if not due_at:
+            return None
+        return max(0.0, min(due_at) - time.monotonic())
 
     def _run(self) -> None:
         while True:
@@ -266,7 +283,8 @@ class OutboxWriter:
                         break
                 items, self._pending = self._pending, []
                 acks, self._acks = self._acks, []
-                self._pending_since = None
+                self._acks_in_commit = len(acks)
+                self._pending_since = self._acks_since = None
                 self._alarm_waiting = False
                 stopping = self._stop
                 self._commits_started += 1
@@ -285,6 +303,7 @@ class OutboxWriter:
                             self.drops.count(item.klass, "write_error", 1)
             with self._cond:
                 self._commits_done = number
+                self._acks_in_commit = 0
                 self._cond.notify_all()
             if self.on_commit is not None and items:
                 self.on_commit(self.last_seq)
@@ -395,7 +414,7 @@ class OutboxWriter:
         with self._cond:
             self._pending[:0] = kept
             self._acks[:0] = acks
-            if kept or acks:
+            if kept or acks:  # retried a commit window later, not every ACK_COMMIT_S
                 self._pending_since = time.monotonic()
 
     def _transaction(
