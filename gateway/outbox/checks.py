@@ -15,11 +15,13 @@ one `outbox_row_corrupt` event per commit that found some.
 from __future__ import annotations
 
 import os
+import sqlite3
 import struct
 import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from gateway.core import Klass
 
@@ -53,7 +55,16 @@ class CorruptRows:
             return out
 
 
-_OWNERS: dict[str, CorruptRows] = {}
+class Owner(Protocol):
+    """What readers need of the store that has a file open in this process."""
+
+    corrupt: CorruptRows
+    exclusive: bool
+    conn: sqlite3.Connection
+    lock: threading.RLock
+
+
+_OWNERS: dict[str, Owner] = {}
 _OWNERS_LOCK = threading.Lock()
 
 
@@ -61,18 +72,27 @@ def _key(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def register(path: Path, sink: CorruptRows) -> None:
+def register(path: Path, owner: Owner) -> None:
     with _OWNERS_LOCK:
-        _OWNERS[_key(path)] = sink
+        _OWNERS[_key(path)] = owner
 
 
-def unregister(path: Path, sink: CorruptRows) -> None:
+def unregister(path: Path, owner: Owner) -> None:
     with _OWNERS_LOCK:
-        if _OWNERS.get(_key(path)) is sink:
+        if _OWNERS.get(_key(path)) is owner:
             del _OWNERS[_key(path)]
 
 
 def sink_for(path: Path) -> CorruptRows | None:
     """The sink of the store that has `path` open in this process (None in a CLI process)."""
     with _OWNERS_LOCK:
-        return _OWNERS.get(_key(path))
+        owner = _OWNERS.get(_key(path))
+    return owner.corrupt if owner is not None else None
+
+
+def exclusive_owner(path: Path) -> Owner | None:
+    """The store holding `path` in exclusive mode (a full disk at start): readers share its
+    connection, under its lock, because no second connection can open the file."""
+    with _OWNERS_LOCK:
+        owner = _OWNERS.get(_key(path))
+    return owner if owner is not None and owner.exclusive else None

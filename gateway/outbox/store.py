@@ -1,9 +1,14 @@
-"""The outbox database: opening (with integrity check and quarantine), schema, and queries.
+"""The outbox database file: opening it whatever state it is in, the seq reservation, the reserve.
+
+Opening: `PRAGMA quick_check` and a check of the WAL a crash left (`recover.wal_damage`); a damaged
+file is salvaged (`recover`, `salvage`), moved aside and replaced by a fresh one holding the
+salvaged rows with their seqs. A full disk is not corruption: the store releases its reserve file
+and, if SQLite still cannot create its `-shm` file, opens in exclusive locking mode (`degraded`).
 
 One table per priority class (`m0` telemetry … `m3` alarm) keyed by `seq`: the rowid order *is*
 FIFO order, so no secondary index has to be written for every message (fewer bytes per reading on
-an SD card). `meta` holds the seq high-water mark, drop counters and the clean-shutdown marker,
-all updated in the same transactions as the messages they describe.
+an SD card). `meta` holds the seq high-water mark, drop counters, rows per class and the
+clean-shutdown marker, all updated in the same transactions as the messages they describe.
 
 Seq never goes backwards, even when a corrupt file is replaced: a sidecar file `<db>.seq` holds a
 *reservation* (a seq above every seq handed out); the writer renews it before handing out seqs
@@ -25,37 +30,16 @@ from typing import Any
 
 from gateway.core import Klass, LintelError
 from gateway.core.files import replace_durably
-from gateway.outbox.checks import CorruptRows, register, row_crc, sink_for, unregister
+from gateway.outbox.checks import CorruptRows, register, unregister
+from gateway.outbox.reader import OutboxReader
 from gateway.outbox.recover import read_wal, reinsert, salvage_file, wal_damage
 from gateway.outbox.salvage import SalvageReport
+from gateway.outbox.schema import SCHEMA_VERSION, TABLES, PendingMessage, connect, migrate
 
 log = logging.getLogger("lintel.outbox")
 
-SCHEMA_VERSION = 2  # 2: a crc column in every message table (checks.row_crc)
 SEQ_RESERVE_BLOCK = 100_000
-TABLES = {k: f"m{int(k)}" for k in Klass}
 RESERVE_BYTES = 1024 * 1024  # `<db>.reserve`: given back to the outbox when the disk is full at start
-
-_DDL = [
-    *(
-        f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-        "payload BLOB NOT NULL, created_ms INTEGER NOT NULL, records INTEGER NOT NULL, crc INTEGER)"
-        for t in TABLES.values()
-    ),
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class PendingMessage:
-    klass: Klass
-    seq: int
-    topic: str
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.payload) + len(self.topic)
 
 
 @dataclass(slots=True)
@@ -79,22 +63,7 @@ class OpenReport:
         return body
 
 
-def connect(path: Path, *, readonly: bool = False, exclusive: bool = False) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-    else:
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=30000")
-    if exclusive:
-        # Before the first access: SQLite then keeps the WAL index in heap memory, no -shm file.
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # Commits are fsynced: 'accepted' means on the disk, also across a power cut.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA journal_size_limit=8388608")
-    return conn
-
+__all__ = ["TABLES", "OutboxReader", "OutboxStore", "OutboxUnavailable", "PendingMessage", "connect"]
 
 CORRUPTION = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
@@ -172,8 +141,7 @@ class OutboxStore:
                 self.exclusive = True
                 self.report.degraded = f"disk full at start: {exc2}"
                 log.error("outbox: the disk is full; opened in exclusive mode (no -shm file) until restart")
-        register(path, self.corrupt)
-        _STORES[os.path.realpath(path)] = self
+        register(path, self)
         self.ensure_schema()
         meta = self.meta()
         self.report.was_clean_shutdown = self.report.created or meta.get("clean_shutdown", 0) == 1
@@ -311,9 +279,7 @@ class OutboxStore:
         return totals
 
     def close(self, *, clean: bool) -> None:
-        unregister(self.path, self.corrupt)
-        if _STORES.get(os.path.realpath(self.path)) is self:
-            del _STORES[os.path.realpath(self.path)]
+        unregister(self.path, self)
         if clean:
             try:
                 self.set_meta({"clean_shutdown": 1})
@@ -323,107 +289,3 @@ class OutboxStore:
             with contextlib.suppress(sqlite3.OperationalError):
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: add the crc column and fill it for the rows already there (they were
-    written before checks existed; this is the last moment they can be sealed)."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version == SCHEMA_VERSION:
-        return  # nothing to write (a full disk at start must not stop a sound file from opening)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for ddl in _DDL:
-            conn.execute(ddl)
-        if version == 1:
-            for klass, table in TABLES.items():
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
-                conn.create_function("lintel_crc", 5, row_crc, deterministic=True)
-                conn.execute(
-                    f"UPDATE {table} SET crc = lintel_crc(?, seq, records, CAST(topic AS BLOB), payload)",
-                    (int(klass),),
-                )
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-class OutboxReader:
-    """A read-only view for the uplink and the CLI: FIFO pages of one class, each row checked.
-
-    A row whose crc does not match is never returned: it is reported to `on_corrupt` (by default
-    the owning store's `CorruptRows`, found by path) and skipped, and the rest flows. Rows of a file
-    not yet migrated (crc NULL) are returned unchecked.
-    """
-
-    def __init__(self, path: Path, on_corrupt: CorruptRows | None = None) -> None:
-        self.sink = on_corrupt or sink_for(path)
-        self.corrupt_seen = 0
-        owner = _exclusive_owner(path)
-        self._shared = owner
-        if owner is not None:
-            self.conn = owner.conn  # the file is locked by the writer: share its connection
-        else:
-            self.conn = connect(path)
-            self.conn.execute("PRAGMA query_only=1")
-
-    def page(self, klass: Klass, after_seq: int, upto_seq: int | None, limit: int) -> list[PendingMessage]:
-        """Up to `limit` good rows after `after_seq` (and up to `upto_seq`). Pages made only of bad
-        rows are skipped over, so an empty result always means "nothing more"."""
-        out: list[PendingMessage] = []
-        while not out:
-            rows = self._fetch(klass, after_seq, upto_seq, limit)
-            if not rows:
-                return out
-            for seq, topic, payload, records, crc in rows:
-                message = _checked(klass, seq, topic, payload, records, crc)
-                if message is None:
-                    self.corrupt_seen += 1
-                    if self.sink is not None:
-                        self.sink.report(klass, seq)
-                else:
-                    out.append(message)
-            after_seq = rows[-1][0]
-        return out
-
-    def _fetch(self, klass: Klass, after: int, upto: int | None, limit: int) -> list[tuple[Any, ...]]:
-        table = TABLES[klass]
-        sql = f"SELECT seq, CAST(topic AS BLOB), payload, records, crc FROM {table} WHERE seq > ?"
-        args: tuple[int, ...] = (after,)
-        if upto is not None:
-            sql += " AND seq <= ?"
-            args = (after, upto)
-        sql += " ORDER BY seq LIMIT ?"
-        if self._shared is not None:
-            with self._shared.lock:
-                return self.conn.execute(sql, (*args, limit)).fetchall()
-        return self.conn.execute(sql, (*args, limit)).fetchall()
-
-    def close(self) -> None:
-        if self._shared is None:
-            self.conn.close()
-
-
-def _checked(
-    klass: Klass, seq: int, topic: Any, payload: Any, records: Any, crc: Any
-) -> PendingMessage | None:
-    if not isinstance(topic, bytes) or not isinstance(payload, bytes) or not isinstance(records, int):
-        return None
-    if crc is not None and row_crc(int(klass), seq, records, topic, payload) != crc:
-        return None
-    try:
-        text = topic.decode()
-    except UnicodeDecodeError:
-        return None
-    return PendingMessage(klass, seq, text, payload)
-
-
-_STORES: dict[str, OutboxStore] = {}
-
-
-def _exclusive_owner(path: Path) -> OutboxStore | None:
-    store = _STORES.get(os.path.realpath(path))
-    return store if store is not None and store.exclusive else None

@@ -6,11 +6,15 @@ Contract (README "Delivery contract"):
   them arrived; an alarm wakes the writer at once, and every commit is fsynced.
 - Each message gets the next `seq`; seq is stored in the same transaction (and reserved in a sidecar
   file ahead of use), so it never goes backwards across restarts or a replaced database.
-- `ack()` deletes rows the broker acknowledged, by (class, seq).
+- `ack()` deletes rows the broker acknowledged, by (class, seq), in a commit within ACK_COMMIT_S.
+- Each row is written with its crc (`checks.row_crc`); rows readers found bad are deleted, counted
+  (`<class>.corrupt`) and reported in an `outbox_row_corrupt` event.
+- A full disk: the reserve file is released and the WAL truncated, low classes are evicted, and
+  alarms then events are held in memory (bounded); a held record is not counted as dropped.
 - Space: per-class byte caps, a total byte cap and per-class age limits; when over, the oldest
-  messages of the lowest class go first; alarms are never evicted for space, only refused when the
-  disk floor is reached and nothing else is left to evict. Every drop is counted by class and
-  reason, and the counters persist.
+  messages of the lowest class go first; alarms are never evicted for space. At the disk floor only
+  alarms and events are accepted. Every dropped record is counted once, by class and reason, and the
+  counters persist.
 """
 
 from __future__ import annotations
