@@ -55,6 +55,7 @@ class SalvageReport:
     wal_frames_damaged: int = 0
     meta: dict[str, int] = field(default_factory=dict)
     last_seq: int = 0
+    stored: bool = True  # False: the fresh database had no room for them (a full disk)
 
     def as_event(self) -> dict[str, Any]:
         """The salvage part of the `outbox_replaced` event (class labels as keys)."""
@@ -70,6 +71,7 @@ class SalvageReport:
             },
             "pages_damaged": self.pages_damaged,
             "wal_frames_damaged": self.wal_frames_damaged,
+            "rows_stored": self.stored,
         }
 
 

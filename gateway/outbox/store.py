@@ -157,8 +157,8 @@ class OutboxStore:
             if reason is not None:
                 try:
                     rows, salvaged = salvage_file(path, wal)
-                except (OSError, MemoryError) as exc:  # never worse than the quarantine alone
-                    log.error("outbox salvage failed (%s): the rows of the bad file are lost", exc)
+                except Exception:  # never worse than the quarantine alone: the daemon must start
+                    log.exception("outbox salvage failed: the rows of the bad file stay in it, unsent")
                 self.report.quarantined_to = str(quarantine(path, reason))
                 self.report.quarantine_reason = reason
                 self.report.salvage = salvaged
@@ -176,9 +176,20 @@ class OutboxStore:
             )
         if rows is not None and salvaged is not None:
             self.ensure_schema()
-            reinsert(
-                self.conn, {int(k): t for k, t in TABLES.items()}, rows, salvaged, self.read_reservation()
-            )
+            try:
+                reinsert(
+                    self.conn, {int(k): t for k, t in TABLES.items()}, rows, salvaged, self.read_reservation()
+                )
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                salvaged.stored = False
+                log.error(
+                    "outbox: the salvaged rows do not fit on the disk (%s); they stay in %s",
+                    exc,
+                    self.report.quarantined_to,
+                )
+                return
             self.report.created = False  # it holds the salvaged rows and a last_seq above them
 
     def ensure_schema(self) -> bool:
