@@ -28,6 +28,9 @@ class OutboxReader:
         else:
             self.conn = connect(path)
             self.conn.execute("PRAGMA query_only=1")
+        # A schema-1 file not migrated yet (a full disk at start) has no crc column: read unchecked.
+        columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({TABLES[Klass.TELEMETRY]})")}
+        self._crc = "crc" if "crc" in columns else "NULL"
 
     def page(self, klass: Klass, after_seq: int, upto_seq: int | None, limit: int) -> list[PendingMessage]:
         """Up to `limit` good rows after `after_seq` (and up to `upto_seq`). Pages made only of bad
@@ -50,7 +53,7 @@ class OutboxReader:
 
     def _fetch(self, klass: Klass, after: int, upto: int | None, limit: int) -> list[tuple[Any, ...]]:
         table = TABLES[klass]
-        sql = f"SELECT seq, CAST(topic AS BLOB), payload, records, crc FROM {table} WHERE seq > ?"
+        sql = f"SELECT seq, CAST(topic AS BLOB), payload, records, {self._crc} FROM {table} WHERE seq > ?"
         args: tuple[int, ...] = (after,)
         if upto is not None:
             sql += " AND seq <= ?"

@@ -128,6 +128,7 @@ class OutboxWriter:
         self.at_disk_floor = False
         self.disk_full = False
         self.held = 0  # alarms/events held in memory because the disk is full
+        self._group_items: list[Item] = []  # the records of the commit under way, none counted yet
         self.corrupt_rows = 0  # rows that failed their crc and were removed (this run)
         self._next_maintenance = 0.0
         store.corrupt.listener = self._wake
@@ -293,6 +294,7 @@ class OutboxWriter:
                 stopping = self._stop
                 self._commits_started += 1
                 number = self._commits_started
+            self._group_items = items
             try:
                 self._commit(items, acks)
             except _DiskFull as exc:
@@ -302,7 +304,7 @@ class OutboxWriter:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox commit failed; %d records not accepted", len(items))
                 with self._cond:
-                    for item in items:
+                    for item in self._group_items:  # not those already counted at the disk floor
                         if not isinstance(item, StatsBody):
                             self.drops.count(item.klass, "write_error", 1)
             with self._cond:
@@ -357,6 +359,7 @@ class OutboxWriter:
                 log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
         if at_floor:
             items = self._at_floor(items)
+        self._group_items = items
         if not self.store.ensure_schema():
             raise _DiskFull("the schema cannot be migrated", items)
         try:
