@@ -62,10 +62,11 @@ def salvage_file(path: Path, wal: bytes | None) -> tuple[list[Row], SalvageRepor
         for pgno, image in scan.frames:
             images[pgno] = image
         damaged_frames = scan.damaged
-        if not header.valid and 1 in images:  # the WAL may hold an intact page 1
-            wal_header = read_header(images[1])
-            if wal_header.valid:
-                header = wal_header
+        # The newest page 1 (from the WAL) has the current freelist, and may be intact when the
+        # file's is not.
+        newest = read_header(images.get(1, b""))
+        if newest.valid and newest.page_size == header.page_size:
+            header = newest
     pages = Pages(header, images)
     free = pages.freelist() if header.valid else set()
     return salvage(pages, free, damaged_frames)
