@@ -12,6 +12,9 @@ latest value per key wins) and retried with the next write or `flush()`, counted
 `failed_writes`, and logged once per episode. The callers' logic (an alarm opened, a timer started)
 goes on, and what they decided reaches the pipeline even when its state row could not be saved yet.
 
+Opening on a full disk falls back to SQLite's exclusive locking mode, which needs no `-shm` file
+(then only this process can read the file until the next start).
+
 Only the daemon writes. The CLI reads (`lintel alarms list` without a daemon) through a read-only
 connection.
 """
@@ -53,16 +56,51 @@ class StateStore:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
+            try:
+                self.conn = self._open(path, exclusive=False)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                log.error("state: the disk is full (%s): opened in exclusive mode until restart", exc)
+                self.conn = self._open(path, exclusive=True)
         self.bytes_written = 0
         self.writes = 0
         self.failed_writes = 0
         # rows not yet on disk: (ns, key) -> encoded value, or None for a deletion
         self._unsaved: dict[tuple[str, str], str | None] = {}
         self._ok_since_failure = True
+
+    @staticmethod
+    def _open(path: Path, exclusive: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            if exclusive:
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before any access: no -shm file
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.executescript(SCHEMA)
+            except sqlite3.OperationalError as exc:
+                # A full disk on a file that has the table already is fine for reading.
+                if (
+                    not _is_full(exc)
+                    or not conn.execute("SELECT 1 FROM sqlite_master WHERE name='state'").fetchone()
+                ):
+                    raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @property
+    def disk_full(self) -> bool:
+        """True while writes fail (rows are held in memory)."""
+        return not self._ok_since_failure
+
+    @property
+    def unsaved(self) -> dict[tuple[str, str], str | None]:
+        """Rows held in memory until the disk takes them: (ns, key) -> JSON, None for a deletion."""
+        return dict(self._unsaved)
 
     def _load_file(self, ns: str) -> dict[str, Any]:
         """Every row of a namespace on disk, decoded. Rows that do not decode are skipped."""
@@ -145,6 +183,11 @@ class StateStore:
         if not self.read_only and not self.flush():
             log.error("state: %d rows could not be saved before closing", len(self._unsaved))
         self.conn.close()
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "full" in text or "disk i/o error" in text
 
 
 def state_path(state_dir: Path) -> Path:

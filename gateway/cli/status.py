@@ -57,7 +57,14 @@ def _render(body: dict[str, Any]) -> None:
     )
     if s.outbox_recovery:
         r = s.outbox_recovery
-        console.print(f"[yellow]outbox was corrupt ({r.reason}); moved to {r.moved_to}[/]", highlight=False)
+        salvage = (
+            f"; {r.rows_recovered} messages recovered, {r.rows_lost} lost"
+            if r.rows_recovered is not None
+            else ""
+        )
+        console.print(
+            f"[yellow]outbox was corrupt ({r.reason}); moved to {r.moved_to}{salvage}[/]", highlight=False
+        )
     t = table("components", ["component", "state", "restarts", "last error"])
     for c in s.components:
         style = _STYLE.get(c.state, "white")
@@ -80,7 +87,12 @@ def _render(body: dict[str, Any]) -> None:
     if ob.dropped:
         console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob.dropped.items()))
     if ob.at_disk_floor:
-        console.print("[red]disk floor reached: only alarms are accepted[/]")
+        console.print("[red]disk floor reached: only alarms and events are accepted[/]")
+    if ob.degraded:
+        held = f" ({ob.held_in_memory} alarms/events held in memory)" if ob.held_in_memory else ""
+        console.print(f"[yellow]outbox degraded: {ob.degraded}{held}[/]", highlight=False)
+    if ob.corrupt_rows:
+        console.print(f"[yellow]{ob.corrupt_rows} corrupt outbox rows were found and not published[/]")
     if s.alarms:
         t = table("open alarms", ["id", "kind", "source", "open s", "acknowledged"])
         for a in s.alarms:

@@ -111,7 +111,12 @@ class Core:
             "boot_reason": self.boot_reason,
             "started_ms": self.started_ms,
             "clock_set": clock_is_set(self.clock.time_ms()),
-            "outbox": {"rows": snap["rows"], "bytes": snap["bytes"], "dropped": snap["dropped"]},
+            "outbox": {
+                "rows": snap["rows"],
+                "bytes": snap["bytes"],
+                "dropped": snap["dropped"],
+                "degraded": snap["degraded"],
+            },
             **self._birth_extra(),
         }
 

@@ -146,9 +146,7 @@ class Daemon:
             site=self.loaded.config.gateway.site,
             version=__version__,
             boot_reason=core.boot_reason,
-            outbox_recovery=rp.OutboxRecovery(recovery.quarantined_to, recovery.quarantine_reason or "")
-            if recovery.quarantined_to
-            else None,
+            outbox_recovery=rp.OutboxRecovery.of(recovery.event_body()) if recovery.quarantined_to else None,
             uptime_s=round(now - core.started_mono, 1),
             config_sha256=self.loaded.sha256,
             components=tuple(rp.ComponentReport(**h.as_dict(now)) for h in self.health.values()),

@@ -46,6 +46,9 @@ class OutboxReport:
     dropped: dict[str, int]  # "<class>.<reason>": records, counted once each
     at_disk_floor: bool
     disk_full: bool
+    held_in_memory: int  # alarms/events kept in memory while the disk is full
+    degraded: str | None  # why the outbox is not fully working (None: it is)
+    corrupt_rows: int  # rows whose checksum failed: never published
     last_error: str | None
 
     @classmethod
@@ -61,6 +64,9 @@ class OutboxReport:
             dict(snap["dropped"]),
             bool(snap["at_disk_floor"]),
             bool(snap["disk_full"]),
+            int(snap["held_in_memory"]),
+            snap["degraded"],
+            int(snap["corrupt_rows"]),
             snap["last_error"],
         )
 
@@ -134,8 +140,23 @@ class CommandsReport:
 
 @dataclass(frozen=True, slots=True)
 class OutboxRecovery:
+    """What start-up found in a corrupt outbox and salvaged (the `outbox_replaced` event's body)."""
+
     moved_to: str
     reason: str
+    rows_recovered: int | None = None
+    rows_lost: int | None = None  # None where the counts were unreadable too
+    seq_ranges_lost: dict[str, list[list[int]]] | None = None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> OutboxRecovery:
+        return cls(
+            str(body["moved_to"]),
+            str(body["reason"]),
+            body.get("rows_recovered"),
+            body.get("rows_lost"),
+            body.get("seq_ranges_lost"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,16 +84,28 @@ class LaneScheduler:
         return any(not lane.exhausted or lane.buffer for lane in self.backlog)
 
     def next(self) -> PendingMessage | None:
+        """Highest class first: live before backlog within a class; the backlog at the drain rate.
+
+        The rate token is asked for at most once per call and kept across classes: asking once per
+        class let a token that refilled between two asks send telemetry's backlog ahead of state's."""
+        token: bool | None = None
+        msg: PendingMessage | None = None
         for live, backlog in zip(self.live, self.backlog, strict=True):
             msg = live.next(self.reader)
             if msg is not None:
-                return msg
+                break
             if backlog.exhausted and not backlog.buffer:
                 continue
-            if live.klass == Klass.ALARM or self.bucket.take():
-                msg = backlog.next(self.reader)
-                if msg is not None:
-                    return msg
+            if live.klass != Klass.ALARM:  # alarms' backlog is never rate-limited
+                if token is None:
+                    token = self.bucket.take()
+                if not token:
+                    continue
+            msg = backlog.next(self.reader)
+            if msg is not None:
                 if live.klass != Klass.ALARM:
-                    self.bucket.tokens += 1  # nothing taken: give the token back
-        return None
+                    token = None  # spent
+                break
+        if token:
+            self.bucket.tokens += 1  # taken but not spent: give it back
+        return msg
