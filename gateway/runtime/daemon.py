@@ -30,11 +30,12 @@ from gateway.lanes import DoorOpener, LaneDeps
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
+from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
 from gateway.runtime.reload import reload_config
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.sources import Sources
-from gateway.runtime.supervisor import ComponentHealth, RestartPolicy
+from gateway.runtime.supervisor import RestartPolicy
 from gateway.status import write_status
 
 log = logging.getLogger("lintel.daemon")
@@ -59,11 +60,8 @@ class Daemon:
         self.policy = RestartPolicy(
             rt.restart_budget, rt.restart_window_s, rt.restart_initial_s, rt.restart_max_s
         )
-        self.health: dict[str, ComponentHealth] = {
-            "outbox": ComponentHealth("outbox", stall_after_s=rt.stall_after_s)
-        }
-        if core.uplink is not None:
-            self.health["uplink"] = ComponentHealth("uplink", stall_after_s=rt.stall_after_s)
+        self.health_watch = Health(self.clock, rt.stall_after_s, core.uplink is not None)
+        self.health = self.health_watch.parts  # sources and lane components add theirs
         self._engine: Any = None
         deps = LaneDeps(
             self.clock,
@@ -135,57 +133,19 @@ class Daemon:
 
     # -- reports -------------------------------------------------------------------------------------
     def report(self) -> rp.GatewayReport:
-        core, now = self.core, self.clock.monotonic()
         self._refresh_thread_health()
-        recovery = core.store.report
-        book = core.book.listing(self.clock.time_ms())
-        return rp.GatewayReport(
-            pid=os.getpid(),
-            state=self.state,
-            gateway_id=self.loaded.config.gateway.id,
-            site=self.loaded.config.gateway.site,
-            version=__version__,
-            boot_reason=core.boot_reason,
-            outbox_recovery=rp.OutboxRecovery.of(recovery.event_body()) if recovery.quarantined_to else None,
-            uptime_s=round(now - core.started_mono, 1),
-            config_sha256=self.loaded.sha256,
-            components=tuple(rp.ComponentReport(**h.as_dict(now)) for h in self.health.values()),
-            outbox=rp.OutboxReport.of(core.writer.snapshot()),
-            uplink=rp.UplinkReport.of(core.uplink.snapshot() if core.uplink else None),
-            pipeline=rp.PipelineReport(
-                core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
-            ),
-            alarms=tuple(
-                rp.AlarmReport(**{k: a[k] for k in rp.AlarmReport.__dataclass_fields__}) for a in book
-            ),
-            commands=rp.CommandsReport.of(core.router.snapshot()),
-            lanes=self.lanes.reports(),
-            unavailable=dict(self.lanes.unavailable),
-            written_ms=self.clock.time_ms(),
-        )
+        return rp.gateway_report(self)
 
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
 
     def _refresh_thread_health(self) -> None:
-        writer, uplink = self.core.writer, self.core.uplink
-        out = self.health["outbox"]
-        out.state = "running" if writer.alive else ("stopped" if self.state == "stopped" else "failed")
-        out.last_error = writer.last_error
-        # The writer makes progress if it commits, or if it has nothing to commit.
-        if writer.pending_count() == 0 or writer.commits_done_recently(out.stall_after_s or 60):
-            out.progress()
-        if uplink is not None:
-            up = self.health["uplink"]
-            up.state = "running" if uplink.alive else ("stopped" if self.state == "stopped" else "failed")
-            up.last_error = uplink.last_error
-            up.last_progress = uplink.progress_mono
+        self.health_watch.refresh_threads(self.core.writer, self.core.uplink, self.state == "stopped")
 
     def healthy(self) -> bool:
         """Every component shows progress: only then is the systemd watchdog petted."""
         self._refresh_thread_health()
-        now = self.clock.monotonic()
-        return all(h.state != "failed" and not h.stalled(now) for h in self.health.values())
+        return not self.health_watch.unhealthy()
 
     # -- running -------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -238,7 +198,7 @@ class Daemon:
                     self._every(self.loaded.config.runtime.status_interval_s, self._write_status)
                 ),
                 group.create_task(self._stats_loop(), name="stats"),
-                group.create_task(self._watchdog_loop(), name="watchdog"),
+                group.create_task(self.health_watch.watchdog(self.notifier, self._refresh_thread_health)),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
             ]
             self.state = "running"
@@ -313,22 +273,6 @@ class Daemon:
         while True:
             await asyncio.sleep(mqtt.stats_interval_s if mqtt else 60.0)
             self.core.writer.submit_stats(rp.to_json(self.report().stats()))
-
-    async def _watchdog_loop(self) -> None:
-        usec = self.notifier.watchdog_usec
-        if not usec:
-            return
-        unhealthy_logged = False
-        while True:
-            if self.healthy():
-                self.notifier.watchdog()
-                unhealthy_logged = False
-            elif not unhealthy_logged:
-                now = self.clock.monotonic()
-                bad = [h.name for h in self.health.values() if h.state == "failed" or h.stalled(now)]
-                log.error("not petting the systemd watchdog: no progress from %s", ", ".join(bad))
-                unhealthy_logged = True
-            await asyncio.sleep(usec / 1_000_000 / 2)
 
     # -- commands ------------------------------------------------------------------------------------
     def _command_arrived(self, payload: bytes) -> None:

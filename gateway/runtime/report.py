@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
+
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.runtime.daemon import Daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +205,35 @@ class GatewayReport:
         return StatsReport(
             self.uptime_s, self.boot_reason, self.components, self.outbox, self.uplink, self.pipeline
         )
+
+
+def gateway_report(daemon: Daemon) -> GatewayReport:
+    """Everything a running daemon reports, in its types."""
+    core, now = daemon.core, daemon.clock.monotonic()
+    recovery = core.store.report
+    book = core.book.listing(daemon.clock.time_ms())
+    return GatewayReport(
+        pid=os.getpid(),
+        state=daemon.state,
+        gateway_id=daemon.loaded.config.gateway.id,
+        site=daemon.loaded.config.gateway.site,
+        version=__version__,
+        boot_reason=core.boot_reason,
+        outbox_recovery=OutboxRecovery.of(recovery.event_body()) if recovery.quarantined_to else None,
+        uptime_s=round(now - core.started_mono, 1),
+        config_sha256=daemon.loaded.sha256,
+        components=tuple(ComponentReport(**h.as_dict(now)) for h in daemon.health.values()),
+        outbox=OutboxReport.of(core.writer.snapshot()),
+        uplink=UplinkReport.of(core.uplink.snapshot() if core.uplink else None),
+        pipeline=PipelineReport(
+            core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
+        ),
+        alarms=tuple(AlarmReport(**{k: a[k] for k in AlarmReport.__dataclass_fields__}) for a in book),
+        commands=CommandsReport.of(core.router.snapshot()),
+        lanes=daemon.lanes.reports(),
+        unavailable=dict(daemon.lanes.unavailable),
+        written_ms=daemon.clock.time_ms(),
+    )
 
 
 def to_json(report: Any) -> dict[str, Any]:
