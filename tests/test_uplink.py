@@ -3,6 +3,7 @@ TLS and authentication."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core import Event, Klass, Reading
+from gateway.config.model import MqttSection
+from gateway.core import Event, Klass, ManualClock, Reading
 from gateway.outbox import OutboxLimits
+from gateway.uplink import UplinkSettings
+from gateway.uplink.reconnect import ReconnectPolicy
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector, Received
 from tests.support.harness import InProcessGateway, SteadyLoad
@@ -369,3 +373,100 @@ def test_missing_client_certificate_is_a_clear_error(tmp_path: Path, tls_broker:
         _assert_refused_with_backoff(gw, ("TLS handshake", "connection lost", "cannot reach"))
     finally:
         gw.stop()
+
+
+# -- reconnecting promptly ------------------------------------------------------------------------
+
+
+def test_reconnect_delays_stay_under_the_ceiling_and_reset_only_after_a_stable_connection() -> None:
+    clock = ManualClock()
+    policy = ReconnectPolicy(1.0, 5.0, 30.0, clock, random.Random(1))
+    delays = [policy.next_delay() for _ in range(500)]  # a long outage: 500 failed attempts
+    assert max(delays) <= 5.0 and policy.ceiling_s == 5.0
+    assert max(delays) > 4.0, "full jitter spans the whole window"
+    # A connection that drops before stable_after_s does not reset the backoff ...
+    policy.connected()
+    clock.advance(29.0)
+    policy.next_delay()
+    assert policy.resets == 0 and policy.ceiling_s == 5.0
+    # ... one that held stable_after_s does: the next delay is at most reconnect_initial_s.
+    policy.connected()
+    clock.advance(30.0)
+    assert policy.next_delay() <= 1.0
+    assert policy.resets == 1 and policy.ceiling_s == 2.0
+
+
+def test_the_default_config_reaches_a_returning_broker_within_10_s_after_a_10_minute_outage() -> None:
+    """The config's defaults through the uplink's own policy, driven by a manual clock: a 600 s
+    outage (attempts refused at once), then the first attempt after the broker's return."""
+    mqtt = MqttSection(url="mqtt://broker.example")
+    settings = UplinkSettings.from_config(mqtt, "gw", None, Path)
+    worst = 0.0
+    for seed in range(200):  # 200 gateways, each with its own jitter
+        clock = ManualClock()
+        policy = ReconnectPolicy(
+            settings.reconnect_initial_s,
+            settings.reconnect_max_s,
+            settings.stable_after_s,
+            clock,
+            random.Random(seed),
+        )
+        t = 0.0
+        while t < 600.0:
+            t += policy.next_delay()
+        worst = max(worst, t - 600.0)
+    assert worst <= 10.0, f"a gateway waited {worst:.1f} s after the broker came back"
+
+
+def test_connected_in_every_up_window_of_a_flapping_broker(tmp_path: Path) -> None:
+    """Scaled down from 'restarted every 30 s for 10 minutes': up 1.2 s, down 0.5 s, 6 times, with
+    stable_after_s longer than a window (as 30 s is in the field) so the backoff never resets."""
+    broker = Mosquitto(tmp_path)
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, reconnect_initial_s=0.1, reconnect_max_s=0.4, stable_after_s=5.0
+    ).start()
+    windows, connected_in = 6, 0
+    try:
+        for _ in range(windows):
+            before = gw.uplink.connects
+            broker.start()
+            up_until = time.monotonic() + 1.2
+            while time.monotonic() < up_until and gw.uplink.connects == before:
+                time.sleep(0.01)
+            connected_in += gw.uplink.connects > before
+            time.sleep(max(0.0, up_until - time.monotonic()))  # the window lasts its full length
+            broker.stop()
+            time.sleep(0.5)  # the broker is down (wall time is the scenario here)
+        assert connected_in == windows, f"connected in {connected_in} of {windows} up-windows"
+        assert gw.uplink.reconnect.resets == 0  # no window lasted stable_after_s
+    finally:
+        gw.stop()
+        broker.stop()
+
+
+def test_after_an_outage_the_broker_is_reached_within_the_backoff_ceiling(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path).start()
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, reconnect_initial_s=0.1, reconnect_max_s=0.5
+    ).start()
+    try:
+        deadline = time.monotonic() + 10
+        while gw.uplink.connects == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while gw.uplink.reconnect.ceiling_s < 0.5 or gw.uplink.attempts < 6:  # the backoff is at its cap
+            assert time.monotonic() < deadline, gw.uplink.snapshot()
+            time.sleep(0.05)
+        before = gw.uplink.connects
+        broker.start()
+        back = time.monotonic()
+        while gw.uplink.connects == before:
+            assert time.monotonic() - back < 5, gw.uplink.snapshot()
+            time.sleep(0.01)
+        lag = time.monotonic() - back
+        assert lag < 0.5 + 1.0, f"reconnected {lag:.2f} s after the broker's return (ceiling 0.5 s)"
+    finally:
+        gw.stop()
+        broker.stop()

@@ -106,8 +106,10 @@ class MqttSection(StrictModel):
     drain_rate_msg_s: float = Field(
         1000, ge=0, description="Backlog messages per second after an outage (0 = no limit)."
     )
-    reconnect_initial_s: float = Field(1, gt=0)
-    reconnect_max_s: float = Field(120, gt=0)
+    reconnect_initial_s: float = Field(1, gt=0, description="First reconnect delay (doubles, full jitter).")
+    reconnect_max_s: float = Field(
+        5, gt=0, le=3600, description="Longest reconnect delay: a returning broker is reached within it."
+    )
     stable_after_s: float = Field(30, ge=0, description="Backoff resets once a connection lasts this.")
     stats_interval_s: float = Field(60, gt=0, description="Seconds between gateway stats messages.")
 

@@ -5,9 +5,10 @@ window; it drives paho's external loop with select(), woken through a socketpair
 commits. A message counts as delivered only on its PUBACK; acknowledged (class, seq, size) triples go
 to the writer in batches, which deletes them. A connection that misses a PUBACK for `ack_timeout_s`
 is dropped and everything unacknowledged is sent again on the next one.
-Reconnects back off exponentially with full jitter; the backoff resets only after a connection
-stayed up `stable_after_s`. Refused credentials or certificates are logged once per change, then
-retried with the same backoff: a misconfigured gateway never spins.
+Reconnects follow `ReconnectPolicy` (reconnect.py): full jitter under a low ceiling, so a returning
+broker is reached within `reconnect_max_s`, and a reset only after a connection held
+`stable_after_s`. Refused credentials or certificates are logged once per change, then retried with
+the same backoff: a misconfigured gateway never spins.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.core import Backoff, Clock
+from gateway.core import Clock
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
+from gateway.uplink.reconnect import ReconnectPolicy
 from gateway.uplink.session import Session
 
 log = logging.getLogger("lintel.uplink")
@@ -51,7 +53,7 @@ class UplinkSettings:
     ack_timeout_s: float = 30.0
     drain_rate_msg_s: float = 1000.0
     reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 120.0
+    reconnect_max_s: float = 5.0
     stable_after_s: float = 30.0
     connect_timeout_s: float = 10.0
 
@@ -101,7 +103,9 @@ class Uplink:
         self.stopping = threading.Event()
         self.stop_deadline = 0.0
         self._thread: threading.Thread | None = None
-        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
+        self.reconnect = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.stable_after_s, clock
+        )
         # Status (read by other threads; plain attribute writes are atomic enough for display).
         self.state = "stopped"
         self.last_error: str | None = None
@@ -183,7 +187,7 @@ class Uplink:
             if self.stopping.is_set():
                 break
             self.set_state("backoff", self.last_error)
-            deadline = time.monotonic() + self._backoff.next_delay()
+            deadline = time.monotonic() + self.reconnect.next_delay()
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 self.progress_mono = time.monotonic()  # waiting on purpose is progress
                 self.stopping.wait(min(1.0, deadline - time.monotonic()))
@@ -231,7 +235,3 @@ class Uplink:
             self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
             return
         session.run()
-        if self.connected_since_ms is not None:
-            up_s = (self.clock.time_ms() - self.connected_since_ms) / 1000
-            if up_s >= s.stable_after_s:
-                self._backoff.reset()

@@ -50,6 +50,7 @@ class Session:
             return
         up = self.up
         up.connects += 1
+        up.reconnect.connected()
         up.connected_since_ms = up.clock.time_ms()
         up.set_state("connected")
         self.reader = OutboxReader(up.writer.store.path)
