@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway import registry
 from gateway.care.config import CareSection
+from gateway.config.problems import show
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 from gateway.doors import DoorConfig
 from gateway.faces.config import FaceAccessConfig, FacesSection
@@ -23,6 +24,15 @@ from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, Threshold
 from gateway.vision.config import FireLaneConfig, VisionSection
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def mask_url(url: str) -> str:
+    """The URL with anything between `user:` and the last `@` replaced by *** (for messages)."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 class GatewaySection(StrictModel):
@@ -117,23 +127,27 @@ class MqttSection(StrictModel):
     @classmethod
     def _check_url(cls, url: str) -> str:
         expected = "mqtt://host[:port] or mqtts://host[:port]"
+        # Every refusal shows the URL with any inline password masked: errors are printed and logged.
+        got = show(mask_url(url))
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise custom_error("not a valid broker URL", expected) from None
+            raise custom_error("not a valid broker URL", expected, got=got) from None
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise custom_error("unsupported URL scheme", expected)
+            raise custom_error("unsupported URL scheme", expected, got=got)
         if not parts.hostname:
-            raise custom_error("broker URL has no host", expected)
+            raise custom_error("broker URL has no host", expected, got=got)
         if port == 0:
-            raise custom_error("broker URL port must be 1-65535", expected)
-        if parts.username or parts.password:
+            raise custom_error("broker URL port must be 1-65535", expected, got=got)
+        if parts.username or parts.password or "@" in parts.netloc:
             raise custom_error(
-                "credentials must not be inline in the URL", "mqtt.username and mqtt.password_file"
+                "credentials must not be inline in the URL",
+                "the URL without user:password@, and mqtt.username plus mqtt.password_file",
+                got=got,
             )
         if parts.path not in ("", "/") or parts.query:
-            raise custom_error("broker URL must not have a path or query", expected)
+            raise custom_error("broker URL must not have a path or query", expected, got=got)
         return url
 
     @model_validator(mode="after")
@@ -146,7 +160,10 @@ class MqttSection(StrictModel):
             raise custom_error("password_file needs a username", "mqtt.username set as well")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise custom_error(
-                "reconnect_max_s is below reconnect_initial_s", "reconnect_max_s >= reconnect_initial_s"
+                "reconnect_max_s is below reconnect_initial_s",
+                f"a number >= reconnect_initial_s ({self.reconnect_initial_s:g})",
+                key="reconnect_max_s",
+                got=f"{self.reconnect_max_s:g}",
             )
         return self
 
@@ -165,6 +182,17 @@ class RuntimeSection(StrictModel):
         120, gt=0, description="A component without progress this long stops the systemd watchdog."
     )
     status_interval_s: float = Field(2, gt=0, description="How often the status file is rewritten.")
+
+    @model_validator(mode="after")
+    def _check_restart_bounds(self) -> RuntimeSection:
+        if self.restart_max_s < self.restart_initial_s:
+            raise custom_error(
+                "restart_max_s is below restart_initial_s",
+                f"a number >= restart_initial_s ({self.restart_initial_s:g})",
+                key="restart_max_s",
+                got=f"{self.restart_max_s:g}",
+            )
+        return self
 
 
 class LogSection(StrictModel):
