@@ -9,16 +9,21 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config.model import MqttSection
 from gateway.core import Event, Klass, ManualClock, Reading
 from gateway.outbox import OutboxLimits
 from gateway.uplink import UplinkSettings
+from gateway.uplink.bounded import FrameGuard, PacketTooLarge
 from gateway.uplink.reconnect import ReconnectPolicy
+from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector, Received
 from tests.support.harness import InProcessGateway, SteadyLoad
+from tests.support.process import lintel
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
 from tests.support.tls import make_pki
@@ -470,3 +475,97 @@ def test_after_an_outage_the_broker_is_reached_within_the_backoff_ceiling(tmp_pa
     finally:
         gw.stop()
         broker.stop()
+
+
+# -- bounded input ---------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    """MQTT's variable byte integer: 7 bits per byte, least significant first, 0x80 = more."""
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_frame_guard_follows_real_packets_and_refuses_an_oversize_one_at_its_length() -> None:
+    """Real MQTT bytes: a PUBACK, a 200-byte PUBLISH, a PINGRESP pass, in any chunking; a PUBLISH
+    announcing 100 MB is refused on the last byte of its length, before any of its body is read."""
+    publish = b"\x30" + bytes([0xCB, 0x01]) + b"\x00\x05a/cmd" + b"x" * 196  # remaining length 203
+    stream = b"\x40\x02\x00\x01" + publish + b"\xd0\x00"
+    for chunk in (1, 3, 64, len(stream)):
+        guard = FrameGuard(cap=1024)
+        for i in range(0, len(stream), chunk):
+            guard.feed(stream[i : i + chunk])
+    guard = FrameGuard(cap=1024)
+    guard.feed(b"\x40\x02\x00\x01")
+    header = b"\x30" + _varint(100_000_000)
+    assert len(header) == 5
+    guard.feed(header[:4])
+    with pytest.raises(PacketTooLarge) as info:
+        guard.feed(header[4:])
+    assert info.value.size == 1 + 4 + 100_000_000 and info.value.cap == 1024
+    # A packet exactly at the cap passes.
+    FrameGuard(cap=len(publish)).feed(publish)
+    with pytest.raises(PacketTooLarge):
+        FrameGuard(cap=len(publish) - 1).feed(publish)
+
+
+def _rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_100_mb_command_keeps_the_daemon_small_and_publishing(tmp_path: Path, protocol: str) -> None:
+    """A real `lintel run` and a real mosquitto that accepts 100 MB messages (message_size_limit 0
+    is 'no limit': the broker is not what stops it). The daemon's peak RSS stays under 150 MB and
+    data keeps flowing after the publish."""
+    broker = Mosquitto(tmp_path, extra=["message_size_limit 0"]).start()
+    data = Collector(broker.port, topic="lintel/site-a/gw-test/telemetry/#").start()
+    text = gateway_toml(
+        tmp_path / "state",
+        mqtt=f'url = "{broker.url}"\nprotocol = "{protocol}"\nreconnect_initial_s = 0.2\n'
+        "reconnect_max_s = 1\n",
+        sources='[[sources]]\nid = "load-1"\ntype = "simulated"\nprofile = "load"\npoints = 20\n'
+        "interval_s = 0.05\n",
+        extra="commit_window_ms = 50\n",
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(text)
+    proc = lintel("run", "-c", str(config))
+    attacker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="attacker")
+    try:
+        assert data.wait_for(lambda c: len(c.seqs()) > 5, 30), "the daemon never published"
+        before_mb = _rss_peak_mb(proc.pid)
+        attacker.connect("127.0.0.1", broker.port, 60)
+        attacker.loop_start()
+        info = attacker.publish("lintel/site-a/gw-test/command", b"{" + b" " * 100_000_000 + b"}", qos=1)
+        info.wait_for_publish(60)  # the broker has the whole message (PUBACK) and fans it out
+        seen = max(data.seqs())
+        assert data.wait_for(lambda c: max(c.seqs()) > seen + 20, 30), "data stopped after the publish"
+        peak = _rss_peak_mb(proc.pid)
+        assert peak < 150, f"peak RSS {peak:.0f} MB (was {before_mb:.0f} MB before the 100 MB publish)"
+        assert proc.poll() is None
+    finally:
+        attacker.loop_stop()
+        attacker.disconnect()
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                proc.communicate()
+            data.stop()
+            broker.stop()
+    log = err.decode()
+    assert proc.returncode == 0, log[-2000:]
+    if protocol == "3.1.1":  # no way to tell a 3.1.1 broker our limit: the guard dropped it unread
+        assert "dropped unread" in log, log[-2000:]
+    else:  # the CONNECT's Maximum Packet Size made mosquitto drop it: it never reached the guard
+        assert "dropped unread" not in log, log[-2000:]

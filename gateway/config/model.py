@@ -122,6 +122,9 @@ class MqttSection(StrictModel):
     )
     stable_after_s: float = Field(30, ge=0, description="Backoff resets once a connection lasts this.")
     stats_interval_s: float = Field(60, gt=0, description="Seconds between gateway stats messages.")
+    max_packet_kb: float = Field(
+        320, ge=16, le=262_144, description="Largest packet taken from the broker (commands), in KiB."
+    )
 
     @field_validator("url")
     @classmethod

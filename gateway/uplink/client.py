@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.core import Clock
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
+from gateway.uplink.bounded import CappedClient
 from gateway.uplink.reconnect import ReconnectPolicy
 from gateway.uplink.session import Session
 
@@ -56,6 +58,7 @@ class UplinkSettings:
     reconnect_max_s: float = 5.0
     stable_after_s: float = 30.0
     connect_timeout_s: float = 10.0
+    max_packet_bytes: int = 320 * 1024  # largest packet accepted from the broker (commands)
 
     @classmethod
     def from_config(
@@ -80,6 +83,7 @@ class UplinkSettings:
             reconnect_initial_s=cfg.reconnect_initial_s,
             reconnect_max_s=cfg.reconnect_max_s,
             stable_after_s=cfg.stable_after_s,
+            max_packet_bytes=int(cfg.max_packet_kb * 1024),
         )
 
 
@@ -121,6 +125,7 @@ class Uplink:
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
+        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,6 +165,7 @@ class Uplink:
             "inflight": self.inflight_count,
             "backlog_until_seq": self.backlog_until_seq,
             "commands_received": self.commands_received,
+            "oversize_dropped": self.oversize_dropped,
         }
 
     def set_state(self, state: str, error: str | None = None) -> None:
@@ -193,11 +199,12 @@ class Uplink:
                 self.stopping.wait(min(1.0, deadline - time.monotonic()))
         self.set_state("stopped")
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> CappedClient:
         s = self.settings
         protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        client = mqtt.Client(
+        client = CappedClient(
             CallbackAPIVersion.VERSION2,
+            max_packet_bytes=s.max_packet_bytes,
             client_id=s.client_id,
             protocol=protocol,
             clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
@@ -222,7 +229,10 @@ class Uplink:
         session = Session(self, client)
         try:
             if s.protocol == "5":
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
