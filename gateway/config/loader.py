@@ -135,7 +135,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
     loaded = parse_config(data, str(p), p.resolve().parent)
     loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
     if check_files:
-        problems = file_problems(loaded)
+        problems = file_problems(loaded, try_state_dir=True)
         if problems:
             raise ConfigError(problems, str(p))
     return loaded
@@ -180,8 +180,12 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     return problems
 
 
-def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
-    """Problems with files the config names. Reads nothing but file metadata and the password."""
+def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[ConfigProblem]:
+    """Problems with files the config names. Reads nothing but file metadata and the password.
+
+    `try_state_dir` (the local file, at `run` and `check-config`) creates state_dir and a probe file
+    in it and removes both; without it (a remote reload: never write where remote input says) only
+    the folder's metadata is checked."""
     problems: list[ConfigProblem] = []
     mqtt = loaded.config.mqtt
     if mqtt is not None:
@@ -203,10 +207,28 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
     problems.extend(vision_problems(loaded))
-    problem = state_dir_problem(loaded.state_dir)
+    state_dir = loaded.state_dir
+    if try_state_dir:
+        problem = state_dir_problem(state_dir)
+    else:
+        existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+        writable = existing is not None and existing.is_dir() and os.access(existing, os.W_OK)
+        problem = (
+            None
+            if writable
+            else ConfigProblem(
+                "gateway.state_dir",
+                "folder cannot be created or written",
+                show(str(state_dir)),
+                _STATE_DIR_FIX,
+            )
+        )
     if problem is not None:
         problems.append(problem)
     return problems
+
+
+_STATE_DIR_FIX = "a writable folder for the service user (systemd's StateDirectory= makes /var/lib/lintel)"
 
 
 def state_dir_problem(state_dir: Path) -> ConfigProblem | None:
@@ -227,7 +249,7 @@ def state_dir_problem(state_dir: Path) -> ConfigProblem | None:
             "gateway.state_dir",
             f"folder cannot be created or written: {exc.strerror or exc}",
             show(str(state_dir)),
-            "a writable folder for the service user (systemd's StateDirectory= makes /var/lib/lintel)",
+            _STATE_DIR_FIX,
         )
     finally:
         for folder in reversed(created):
