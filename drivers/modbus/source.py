@@ -23,7 +23,7 @@ import logging
 from drivers.modbus.bus import Bus, BusDown
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.meter import MeterPoller, PollGroup
-from gateway.core import Backoff, Event, SourceContext, next_deadline
+from gateway.core import Backoff, Event, SourceContext, next_deadline, raise_if_cancelled
 
 log = logging.getLogger("lintel.modbus")
 
@@ -68,6 +68,11 @@ class ModbusBusSource:
             if meter.breaker_allows(now):
                 try:
                     records = await meter.poll(self.bus, group, clock.time_ms, now)
+                    # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops a
+                    # cancel that coincides with the answer; without this check a stopping gateway
+                    # polled on at full speed (the check lives here, not in Bus: a relay switched off
+                    # from a cancelled door task must still complete its write and read-back).
+                    raise_if_cancelled()
                 except BusDown as exc:
                     heapq.heappush(jobs, (due, next(order), meter, group))  # retry this job first
                     self._bus_down(ctx, str(exc))
@@ -96,6 +101,7 @@ class ModbusBusSource:
         while True:
             try:
                 await self.bus.open()
+                raise_if_cancelled()  # Bus.open awaits asyncio.wait_for too
             except BusDown as exc:
                 if not self._down_reported:
                     log.warning("%s: bus unavailable, retrying with backoff: %s", self.config.id, exc)

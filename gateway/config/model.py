@@ -106,10 +106,15 @@ class MqttSection(StrictModel):
     drain_rate_msg_s: float = Field(
         1000, ge=0, description="Backlog messages per second after an outage (0 = no limit)."
     )
-    reconnect_initial_s: float = Field(1, gt=0)
-    reconnect_max_s: float = Field(120, gt=0)
+    reconnect_initial_s: float = Field(1, gt=0, description="First reconnect delay (doubles, full jitter).")
+    reconnect_max_s: float = Field(
+        5, gt=0, le=3600, description="Longest reconnect delay: a returning broker is reached within it."
+    )
     stable_after_s: float = Field(30, ge=0, description="Backoff resets once a connection lasts this.")
     stats_interval_s: float = Field(60, gt=0, description="Seconds between gateway stats messages.")
+    max_packet_kb: float = Field(
+        320, ge=16, le=262_144, description="Largest packet taken from the broker (commands), in KiB."
+    )
 
     @field_validator("url")
     @classmethod
@@ -119,7 +124,7 @@ class MqttSection(StrictModel):
             "broker URL",
             ("mqtt", "mqtts"),
             "mqtt://host[:port] or mqtts://host[:port]",
-            "mqtt.username and mqtt.password_file",
+            "the URL without user:password@, and mqtt.username plus mqtt.password_file",
         )
 
     @model_validator(mode="after")
@@ -132,7 +137,10 @@ class MqttSection(StrictModel):
             raise custom_error("password_file needs a username", "mqtt.username set as well")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise custom_error(
-                "reconnect_max_s is below reconnect_initial_s", "reconnect_max_s >= reconnect_initial_s"
+                "reconnect_max_s is below reconnect_initial_s",
+                f"a number >= reconnect_initial_s ({self.reconnect_initial_s:g})",
+                key="reconnect_max_s",
+                got=f"{self.reconnect_max_s:g}",
             )
         return self
 
@@ -151,6 +159,17 @@ class RuntimeSection(StrictModel):
         120, gt=0, description="A component without progress this long stops the systemd watchdog."
     )
     status_interval_s: float = Field(2, gt=0, description="How often the status file is rewritten.")
+
+    @model_validator(mode="after")
+    def _check_restart_bounds(self) -> RuntimeSection:
+        if self.restart_max_s < self.restart_initial_s:
+            raise custom_error(
+                "restart_max_s is below restart_initial_s",
+                f"a number >= restart_initial_s ({self.restart_initial_s:g})",
+                key="restart_max_s",
+                got=f"{self.restart_max_s:g}",
+            )
+        return self
 
 
 class LogSection(StrictModel):

@@ -9,7 +9,7 @@ from gateway.core.clock import Clock, ManualClock, SystemClock
 from gateway.core.errors import ConfigError, ConfigProblem, LintelError, SourceUnavailable
 from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity
-from gateway.core.source import PollingSource, Source, SourceContext, next_deadline
+from gateway.core.source import PollingSource, Source, SourceContext, next_deadline, raise_if_cancelled
 
 __all__ = [
     "Backoff",
@@ -31,4 +31,5 @@ __all__ = [
     "SourceUnavailable",
     "SystemClock",
     "next_deadline",
+    "raise_if_cancelled",
 ]

@@ -33,25 +33,35 @@ def custom_error(
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
 
 
+def mask_url(url: str) -> str:
+    """The URL with anything between `user:` and the last `@` replaced by *** (for messages)."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
+
+
 def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:
     """Field validator body: `url` is scheme://host[:port] with one of `schemes`, no credentials
     (they belong in `credentials_in`, since URLs appear in logs), no path or query. `what` names
     the URL in the messages ("broker URL")."""
+    got = f'"{mask_url(url)}"'  # every refusal is printed and logged: never with a password
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise custom_error(f"not a valid {what}", expected) from None
+        raise custom_error(f"not a valid {what}", expected, got=got) from None
     if parts.scheme not in schemes:
-        raise custom_error("unsupported URL scheme", expected)
+        raise custom_error("unsupported URL scheme", expected, got=got)
     if not parts.hostname:
-        raise custom_error(f"{what} has no host", expected)
+        raise custom_error(f"{what} has no host", expected, got=got)
     if port == 0:
-        raise custom_error(f"{what} port must be 1-65535", expected)
-    if parts.username or parts.password:
-        raise custom_error("credentials must not be inline in the URL", credentials_in)
+        raise custom_error(f"{what} port must be 1-65535", expected, got=got)
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise custom_error("credentials must not be inline in the URL", credentials_in, got=got)
     if parts.path not in ("", "/") or parts.query:
-        raise custom_error(f"{what} must not have a path or query", expected)
+        raise custom_error(f"{what} must not have a path or query", expected, got=got)
     return url
 
 

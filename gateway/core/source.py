@@ -19,6 +19,21 @@ from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
 
 
+def raise_if_cancelled() -> None:
+    """End the current task if its cancellation was requested but swallowed by awaited code.
+
+    Python 3.11's `asyncio.wait_for` returns the awaited result instead of raising CancelledError
+    when that result arrives in the same loop turn as the cancel (bpo-42130, fixed in 3.12).
+    pymodbus awaits every response that way, so at 1 ms polling a SIGTERM was lost in most stops and
+    the source polled on. A task whose cancellation is still requested (`cancelling()`, which
+    `asyncio.timeout` and TaskGroup withdraw when they handle their own) must end: call this right
+    after awaiting third-party code, outside any `asyncio.timeout` block.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def next_deadline(deadline: float, interval_s: float, now: float) -> tuple[float, int]:
     """The next slot on the fixed grid `deadline + k·interval_s` after a run ending at `now`.
 
@@ -111,7 +126,9 @@ class PollingSource(ABC):
         try:
             deadline = ctx.clock.monotonic()
             while True:
-                for record in await self.poll(ctx):
+                records = await self.poll(ctx)
+                raise_if_cancelled()  # a driver's library may have swallowed our cancellation
+                for record in records:
                     ctx.emit(record)
                 ctx.progress()
                 now = ctx.clock.monotonic()

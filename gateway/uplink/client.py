@@ -5,9 +5,10 @@ window; it drives paho's external loop with select(), woken through a socketpair
 commits. A message counts as delivered only on its PUBACK; acknowledged (class, seq, size) triples go
 to the writer in batches, which deletes them. A connection that misses a PUBACK for `ack_timeout_s`
 is dropped and everything unacknowledged is sent again on the next one.
-Reconnects back off exponentially with full jitter; the backoff resets only after a connection
-stayed up `stable_after_s`. Refused credentials or certificates are logged once per change, then
-retried with the same backoff: a misconfigured gateway never spins.
+Reconnects follow `ReconnectPolicy` (reconnect.py): full jitter under a low ceiling, so a returning
+broker is reached within `reconnect_max_s`, and a reset only after a connection held
+`stable_after_s`. Refused credentials or certificates are logged once per change, then retried with
+the same backoff: a misconfigured gateway never spins.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from gateway.core import Backoff, Clock
+from gateway.core import Clock
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
+from gateway.uplink.bounded import CappedClient
+from gateway.uplink.reconnect import ReconnectPolicy
 from gateway.uplink.session import Session
 
 log = logging.getLogger("lintel.uplink")
@@ -51,9 +55,10 @@ class UplinkSettings:
     ack_timeout_s: float = 30.0
     drain_rate_msg_s: float = 1000.0
     reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 120.0
+    reconnect_max_s: float = 5.0
     stable_after_s: float = 30.0
     connect_timeout_s: float = 10.0
+    max_packet_bytes: int = 320 * 1024  # largest packet accepted from the broker (commands)
 
     @classmethod
     def from_config(
@@ -78,6 +83,7 @@ class UplinkSettings:
             reconnect_initial_s=cfg.reconnect_initial_s,
             reconnect_max_s=cfg.reconnect_max_s,
             stable_after_s=cfg.stable_after_s,
+            max_packet_bytes=int(cfg.max_packet_kb * 1024),
         )
 
 
@@ -101,7 +107,9 @@ class Uplink:
         self.stopping = threading.Event()
         self.stop_deadline = 0.0
         self._thread: threading.Thread | None = None
-        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
+        self.reconnect = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.stable_after_s, clock
+        )
         # Status (read by other threads; plain attribute writes are atomic enough for display).
         self.state = "stopped"
         self.last_error: str | None = None
@@ -117,6 +125,7 @@ class Uplink:
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
+        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,6 +165,7 @@ class Uplink:
             "inflight": self.inflight_count,
             "backlog_until_seq": self.backlog_until_seq,
             "commands_received": self.commands_received,
+            "oversize_dropped": self.oversize_dropped,
         }
 
     def set_state(self, state: str, error: str | None = None) -> None:
@@ -183,17 +193,18 @@ class Uplink:
             if self.stopping.is_set():
                 break
             self.set_state("backoff", self.last_error)
-            deadline = time.monotonic() + self._backoff.next_delay()
+            deadline = time.monotonic() + self.reconnect.next_delay()
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 self.progress_mono = time.monotonic()  # waiting on purpose is progress
                 self.stopping.wait(min(1.0, deadline - time.monotonic()))
         self.set_state("stopped")
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> CappedClient:
         s = self.settings
         protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        client = mqtt.Client(
+        client = CappedClient(
             CallbackAPIVersion.VERSION2,
+            max_packet_bytes=s.max_packet_bytes,
             client_id=s.client_id,
             protocol=protocol,
             clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
@@ -218,7 +229,10 @@ class Uplink:
         session = Session(self, client)
         try:
             if s.protocol == "5":
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
@@ -231,7 +245,3 @@ class Uplink:
             self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
             return
         session.run()
-        if self.connected_since_ms is not None:
-            up_s = (self.clock.time_ms() - self.connected_since_ms) / 1000
-            if up_s >= s.stable_after_s:
-                self._backoff.reset()

@@ -50,6 +50,7 @@ class Session:
             return
         up = self.up
         up.connects += 1
+        up.reconnect.connected()
         up.connected_since_ms = up.clock.time_ms()
         up.set_state("connected")
         self.reader = OutboxReader(up.writer.store.path)
@@ -96,8 +97,15 @@ class Session:
         self.up.acked += 1
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._lost(str(reason))
+
+    def _lost(self, why: str) -> None:
         if not self.ended:
-            self.up.set_state("backoff", f"connection lost: {reason}")
+            too_large = getattr(self.client, "too_large", None)  # CappedClient refused a packet
+            if too_large is not None:
+                self.up.oversize_dropped += 1
+                why = f"{too_large.strerror}: dropped unread (mqtt.max_packet_kb)"
+            self.up.set_state("backoff", f"connection lost: {why}")
         self.ended = True
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -164,11 +172,6 @@ class Session:
             return
         if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost("keepalive timed out")
-
-    def _lost(self, why: str) -> None:
-        if not self.ended:
-            self.up.set_state("backoff", f"connection lost: {why}")
-        self.ended = True
 
     def _fill_window(self) -> None:
         if not self.ready or self.lanes is None:
