@@ -22,7 +22,7 @@ class RefillsBetweenAsks(TokenBucket):
     """Every other ask finds a token: one refill lands between any two asks."""
 
     def __init__(self) -> None:
-        super().__init__(100.0)
+        super().__init__(100.0, SystemClock())
         self.asks = 0
         self.always = True  # until the script starts
 

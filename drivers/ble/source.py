@@ -124,7 +124,7 @@ class BleSource:
         return sensor.tracker.on_advert(advert, result, ts_ms)
 
     async def run(self, ctx: SourceContext) -> None:
-        self._load_sensors(time.monotonic(), ctx.store)
+        self._load_sensors(ctx.clock.monotonic(), ctx.store)
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
@@ -134,7 +134,7 @@ class BleSource:
             await asyncio.gather(consumer, return_exceptions=True)
             await self.scanner.stop()
             self._queue = None
-            self.counters.flush(time.monotonic(), force=True)
+            self.counters.flush(ctx.clock.monotonic(), force=True)
 
     def process(self, ctx: SourceContext, advert: Advert) -> None:
         """Decode, track and emit one queued advert; note its counter for saving."""
@@ -163,10 +163,10 @@ class BleSource:
                 await self._do(ctx, watchdog.start_failed(str(exc)))
                 continue
             log.info("%s: scanning on %s (%s)", self.config.id, self.config.adapter, self.scanner.mode)
-            watchdog.started(time.monotonic())
+            watchdog.started(ctx.clock.monotonic())
             while True:
                 await asyncio.sleep(TICK_S)
-                now = time.monotonic()
+                now = ctx.clock.monotonic()
                 if self.counts["adverts"] != seen:
                     seen = self.counts["adverts"]
                     if watchdog.advert(now):
@@ -199,11 +199,11 @@ class BleSource:
                 await self.scanner.reset_adapter()
             except ScannerError as exc:
                 log.warning("%s: adapter reset failed: %s", self.config.id, exc)
-        deadline = time.monotonic() + step.delay_s
+        deadline = ctx.clock.monotonic() + step.delay_s
         while True:
             ctx.progress()
-            self._check_presence(ctx, time.monotonic())
-            left = deadline - time.monotonic()
+            self._check_presence(ctx, ctx.clock.monotonic())
+            left = deadline - ctx.clock.monotonic()
             if left <= 0:
                 return
             await asyncio.sleep(min(TICK_S, left))

@@ -25,7 +25,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -147,7 +146,7 @@ class OutboxWriter:
                 return False
             self._pending.append(record)
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
             if klass == Klass.ALARM:
                 self._alarm_waiting = True
@@ -161,7 +160,7 @@ class OutboxWriter:
         with self._cond:
             self._pending.append(StatsBody(body))
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
 
     def submit_result(self, body: Mapping[str, Any]) -> None:
@@ -169,14 +168,14 @@ class OutboxWriter:
         with self._cond:
             self._pending.append(ResultBody(body))
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
 
     def _wake(self) -> None:
         """Something needs a commit soon (a reader found a corrupt row)."""
         with self._cond:
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()
 
     def ack(self, acks: Iterable[tuple[Klass, int, int]]) -> None:
@@ -184,7 +183,7 @@ class OutboxWriter:
         with self._cond:
             self._acks.extend(acks)
             if self._acks_since is None:
-                self._acks_since = time.monotonic()
+                self._acks_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with a later deadline: give it this one
 
     def undeleted_acks(self) -> int:
@@ -200,9 +199,9 @@ class OutboxWriter:
             target = self._commits_started + 1
             self._flush_requested = target
             self._cond.notify()
-            deadline = time.monotonic() + timeout
+            deadline = self.clock.monotonic() + timeout
             while self._commits_done < target:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
                 self._cond.wait(left)
@@ -223,7 +222,9 @@ class OutboxWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def commits_done_recently(self, within_s: float) -> bool:
-        return self._last_commit_mono is not None and time.monotonic() - self._last_commit_mono < within_s
+        return (
+            self._last_commit_mono is not None and self.clock.monotonic() - self._last_commit_mono < within_s
+        )
 
     def pending_count(self) -> int:
         with self._cond:
@@ -273,7 +274,7 @@ class OutboxWriter:
             due_at.append(self._acks_since + ACK_COMMIT_S)
         if not due_at:
             return None
-        return max(0.0, min(due_at) - time.monotonic())
+        return max(0.0, min(due_at) - self.clock.monotonic())
 
     def _run(self) -> None:
         while True:
@@ -282,9 +283,9 @@ class OutboxWriter:
                     due = self._due()
                     if due == 0.0:
                         break
-                    maintenance_in = max(0.0, self._next_maintenance - time.monotonic())
+                    maintenance_in = max(0.0, self._next_maintenance - self.clock.monotonic())
                     self._cond.wait(maintenance_in if due is None else min(due, maintenance_in))
-                    if time.monotonic() >= self._next_maintenance:
+                    if self.clock.monotonic() >= self._next_maintenance:
                         break
                 items, self._pending = self._pending, []
                 acks, self._acks = self._acks, []
@@ -368,7 +369,7 @@ class OutboxWriter:
             if exc.errno == errno.ENOSPC:
                 raise _DiskFull(str(exc), items) from None
             raise
-        maintenance = time.monotonic() >= self._next_maintenance
+        maintenance = self.clock.monotonic() >= self._next_maintenance
         try:
             self._transaction(rows, acks, now_ms, at_floor, maintenance)
         except sqlite3.OperationalError as exc:
@@ -393,7 +394,7 @@ class OutboxWriter:
         self._set_disk_full(False)
         self.held = 0
         if maintenance:
-            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            self._next_maintenance = self.clock.monotonic() + MAINTENANCE_INTERVAL_S
             if not at_floor:
                 self.store.keep_reserve()  # room for the next full disk (needs 4x its size free)
         self.last_error = None
@@ -422,7 +423,7 @@ class OutboxWriter:
             self._pending[:0] = kept
             self._acks[:0] = acks
             if kept or acks:  # retried a commit window later, not every ACK_COMMIT_S
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
 
     def _transaction(
         self,
@@ -468,7 +469,7 @@ class OutboxWriter:
         self.accepted_payload_bytes += sum(len(r[3]) for r in rows)
         self.commits += 1
         self.last_commit_ms = now_ms
-        self._last_commit_mono = time.monotonic()
+        self._last_commit_mono = self.clock.monotonic()
 
     @contextlib.contextmanager
     def _write_txn(self) -> Iterator[sqlite3.Cursor]:
@@ -530,7 +531,7 @@ class OutboxWriter:
             with self._cond:  # committed with the next group; a record like any other
                 self._pending.append(event)
                 if self._pending_since is None:
-                    self._pending_since = time.monotonic()
+                    self._pending_since = self.clock.monotonic()
 
     def _statvfs_free(self) -> int:
         st = os.statvfs(self.store.path.parent)

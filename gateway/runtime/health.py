@@ -22,10 +22,10 @@ class Health:
     def __init__(self, clock: Clock, stall_after_s: float, has_uplink: bool) -> None:
         self.clock = clock
         self.parts: dict[str, ComponentHealth] = {
-            "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s)
+            "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s, clock=clock)
         }
         if has_uplink:
-            self.parts["uplink"] = ComponentHealth("uplink", stall_after_s=stall_after_s)
+            self.parts["uplink"] = ComponentHealth("uplink", stall_after_s=stall_after_s, clock=clock)
 
     def refresh_threads(self, writer: Any, uplink: Any, stopped: bool) -> None:
         """Read the worker threads' liveness into their health entries."""

@@ -48,7 +48,9 @@ class Lanes:
 
     def _unavailable(self, name: str, reason: str, lane: Lane | None) -> None:
         self.unavailable[name] = reason
-        self.health[f"lane:{name}"] = ComponentHealth(f"lane:{name}", state="unavailable", last_error=reason)
+        self.health[f"lane:{name}"] = ComponentHealth(
+            f"lane:{name}", state="unavailable", last_error=reason, clock=self.deps.clock
+        )
         log.error("%s is not running: %s", name, reason)
         records = lane.unavailable(reason) if lane is not None else []
         if not records:
@@ -85,7 +87,7 @@ class Lanes:
             self._unavailable(name, str(exc) or type(exc).__name__, lane)
             return
         for component in lane.components:
-            health = ComponentHealth(f"lane:{component.name}")
+            health = ComponentHealth(f"lane:{component.name}", clock=self.deps.clock)
             self.health[health.name] = health
             run = supervise(health, component.run, self.policy)
             self._running[component] = group.create_task(run, name=f"lane:{component.name}")

@@ -60,7 +60,7 @@ class Sources:
             await asyncio.wait(tasks, timeout=timeout_s)
 
     async def _run(self, cfg: Any) -> None:
-        health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.stall_after_s)
+        health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.stall_after_s, clock=self.clock)
         self.health[health.name] = health
         ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress, store=self.store)
 

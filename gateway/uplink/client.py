@@ -18,7 +18,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +120,7 @@ class Uplink:
         self.rejected = 0
         self.inflight_count = 0
         self.backlog_until_seq = 0
-        self.progress_mono = time.monotonic()  # last turn of the uplink loop (watchdog)
+        self.progress_mono = self.clock.monotonic()  # last turn of the uplink loop (watchdog)
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
@@ -139,7 +138,7 @@ class Uplink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish in-flight messages (up to `timeout`), publish `offline` status, disconnect."""
-        self.stop_deadline = time.monotonic() + timeout
+        self.stop_deadline = self.clock.monotonic() + timeout
         self.stopping.set()
         self.wake()
         if self._thread is not None:
@@ -193,10 +192,10 @@ class Uplink:
             if self.stopping.is_set():
                 break
             self.set_state("backoff", self.last_error)
-            deadline = time.monotonic() + self.reconnect.next_delay()
-            while not self.stopping.is_set() and time.monotonic() < deadline:
-                self.progress_mono = time.monotonic()  # waiting on purpose is progress
-                self.stopping.wait(min(1.0, deadline - time.monotonic()))
+            deadline = self.clock.monotonic() + self.reconnect.next_delay()
+            while not self.stopping.is_set() and self.clock.monotonic() < deadline:
+                self.progress_mono = self.clock.monotonic()  # waiting on purpose is progress
+                self.stopping.wait(min(1.0, deadline - self.clock.monotonic()))
         self.set_state("stopped")
 
     def _new_client(self) -> CappedClient:

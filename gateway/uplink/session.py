@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import select
-import time
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -34,7 +33,7 @@ class Session:
         self.acks_since = 0.0
         self.ready = False
         self.ended = False
-        self.opened = time.monotonic()
+        self.opened = self.up.clock.monotonic()
         self.lanes: LaneScheduler | None = None
         self.reader: OutboxReader | None = None
         client.on_connect = self._on_connect
@@ -56,7 +55,7 @@ class Session:
         self.reader = OutboxReader(up.writer.store.path)
         boundary = up.writer.last_seq
         up.backlog_until_seq = boundary
-        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s)
+        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s, up.clock)
         now = up.clock.time_ms()
         body = dict(up.birth_body())
         body["backlog_until_seq"] = boundary
@@ -92,7 +91,7 @@ class Session:
             return
         klass, seq, size, _ = entry
         if not self.acks:
-            self.acks_since = time.monotonic()
+            self.acks_since = self.up.clock.monotonic()
         self.acks.append((klass, seq, size))
         self.up.acked += 1
 
@@ -142,7 +141,9 @@ class Session:
         return t
 
     def _io(self, timeout: float) -> None:
-        self.up.progress_mono = time.monotonic()  # the loop turns: a hung connect or select would not
+        self.up.progress_mono = (
+            self.up.clock.monotonic()
+        )  # the loop turns: a hung connect or select would not
         sock = self.client.socket()
         if sock is None:
             self.ended = True
@@ -185,25 +186,25 @@ class Session:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(f"publish failed: {mqtt.error_string(info.rc)}")
                 return
-            self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, time.monotonic())
+            self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, self.up.clock.monotonic())
             self.up.sent += 1
         self.up.inflight_count = len(self.inflight)
 
     def _flush_acks(self, force: bool) -> None:
         if self.acks and (
-            force or len(self.acks) >= ACK_BATCH or time.monotonic() - self.acks_since >= ACK_FLUSH_S
+            force or len(self.acks) >= ACK_BATCH or self.up.clock.monotonic() - self.acks_since >= ACK_FLUSH_S
         ):
             self.up.writer.ack(self.acks)
             self.acks = []
 
     def _check_ack_timeout(self) -> None:
-        if not self.ready and time.monotonic() - self.opened > self.up.settings.connect_timeout_s:
+        if not self.ready and self.up.clock.monotonic() - self.opened > self.up.settings.connect_timeout_s:
             self._lost(f"no CONNACK within {self.up.settings.connect_timeout_s:g} s")
             return
         if not self.inflight:
             return
         oldest = next(iter(self.inflight.values()))[3]
-        if time.monotonic() - oldest > self.up.settings.ack_timeout_s:
+        if self.up.clock.monotonic() - oldest > self.up.settings.ack_timeout_s:
             self._lost(f"no PUBACK within {self.up.settings.ack_timeout_s:g} s")
 
     def _finish(self) -> None:
@@ -212,7 +213,7 @@ class Session:
         up = self.up
         if self.ready and self.lanes is not None:
             self.lanes.new_data()  # the writer's final commit may not have woken us yet
-            while not self.ended and time.monotonic() < up.stop_deadline:
+            while not self.ended and self.up.clock.monotonic() < up.stop_deadline:
                 self._fill_window()
                 if not self.inflight:
                     break
@@ -225,7 +226,7 @@ class Session:
         status = up.encoder.status(up.writer.last_seq, up.clock.time_ms(), "offline")
         info = self.client.publish(up.encoder.topics.status, status, qos=1, retain=True)
         self.control_mids.add(info.mid)
-        end = min(up.stop_deadline, time.monotonic() + 1.0)
-        while info.mid in self.control_mids and not self.ended and time.monotonic() < end:
+        end = min(up.stop_deadline, self.up.clock.monotonic() + 1.0)
+        while info.mid in self.control_mids and not self.ended and self.up.clock.monotonic() < end:
             self._io(0.05)
         self.ended = True
