@@ -200,7 +200,12 @@ def test_every_command_and_every_refusal(rig: Rig) -> None:
     assert len(rig.relay.switches) == 3
 
     # Every result follows the published schema, on the documented topic.
-    results = [m for m in rig.collector.snapshot() if m.topic.endswith("/command/result")]
+    def on_topic(c: Collector) -> list[Any]:
+        return [m for m in c.snapshot() if m.topic.endswith("/command/result")]
+
+    # the collector is another subscriber: it may be a message behind the commander
+    assert rig.collector.wait_for(lambda c: len(on_topic(c)) >= len(rig.commander.results), 10)
+    results = on_topic(rig.collector)
     assert len(results) == len(rig.commander.results)
     for m in results:
         validate(m.topic, m.payload)

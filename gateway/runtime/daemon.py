@@ -226,7 +226,7 @@ class Daemon:
         self.notifier.status("stopping: sources")
         stage = clock.monotonic()
         await self.sources.stop(list(self.sources.tasks), budget * 0.2)
-        log.info("shutdown: lanes and sources stopped in %.2f s", clock.monotonic() - stage)
+        log.info("shutdown: sources stopped in %.2f s (after the lanes)", clock.monotonic() - stage)
         await self.control.close()
         self.notifier.status("stopping: committing queued records")
         left = max(0.1, (deadline - clock.monotonic()) * 0.4)
