@@ -101,6 +101,7 @@ cleanup() {
     if ((!keep)) && [[ -n $root ]]; then rm -rf "$root"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 fresh_root() {  # fresh_root NAME: unpack the base, copy the checkout and the network settings in
     cleanup
@@ -114,6 +115,10 @@ fresh_root() {  # fresh_root NAME: unpack the base, copy the checkout and the ne
     # This machine reaches the registries through its own resolver and CA bundle; a Pi on a
     # building's network needs none of this.
     cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # Local CAs go where update-ca-certificates (run when the root installs ca-certificates) adds
+    # them to the bundle; the bundle itself too, for what runs before that.
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
     [[ -f /etc/ssl/certs/ca-certificates.crt ]] && install -D -m 644 /etc/ssl/certs/ca-certificates.crt \
         "$root/etc/ssl/certs/ca-certificates.crt"
     for f in /etc/apt/apt.conf.d/99artifact-registry /etc/apt/sources.list.d/debian.sources /etc/npmrc; do

@@ -35,7 +35,9 @@ def bluez_version() -> str | None:
     return None
 
 
-async def _managed_objects(timeout_s: float) -> dict[str, Any]:
+async def _managed_objects(timeout_s: float) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """BlueZ's objects with their properties, and each adapter's interfaces as introspection lists
+    them (an interface without properties, like the monitor manager, is only seen there)."""
     from dbus_fast import BusType, Message, MessageType
     from dbus_fast.aio import MessageBus
 
@@ -52,12 +54,17 @@ async def _managed_objects(timeout_s: float) -> dict[str, Any]:
             ),
             timeout_s,
         )
+        if reply is None or reply.message_type == MessageType.ERROR:
+            raise LookupError(reply.error_name if reply is not None else "no reply")
+        objects: dict[str, Any] = reply.body[0]
+        interfaces: dict[str, set[str]] = {}
+        for path, ifaces in objects.items():
+            if "org.bluez.Adapter1" in ifaces:
+                node = await asyncio.wait_for(bus.introspect("org.bluez", path), timeout_s)
+                interfaces[path] = {i.name for i in node.interfaces} | set(ifaces)
     finally:
         bus.disconnect()
-    if reply is None or reply.message_type == MessageType.ERROR:
-        raise LookupError(reply.error_name if reply is not None else "no reply")
-    objects: dict[str, Any] = reply.body[0]
-    return objects
+    return objects, interfaces
 
 
 def check_ble(ctx: Context) -> list[Finding]:
@@ -70,7 +77,7 @@ def check_ble(ctx: Context) -> list[Finding]:
     if not sources:
         return []
     try:
-        objects = asyncio.run(_managed_objects(ctx.timeout_s))
+        objects, interfaces = asyncio.run(_managed_objects(ctx.timeout_s))
     except (OSError, EOFError, TimeoutError) as exc:
         return [
             fail(
@@ -120,7 +127,7 @@ def check_ble(ctx: Context) -> list[Finding]:
         mode = source.scanning  # type: ignore[attr-defined]
         address = _value(props.get("Address")) or "?"
         line = f"adapter {adapter} ({address}) is on, BlueZ {version}"
-        if PASSIVE_IFACE in ifaces:
+        if PASSIVE_IFACE in interfaces.get(f"/org/bluez/{adapter}", set()):
             findings.append(ok(check, f"{line}, passive scanning available"))
         elif mode == "passive":
             findings.append(

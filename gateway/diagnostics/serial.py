@@ -30,8 +30,11 @@ class Holder:
 
 def holders(device: str, proc: Path, skip: int | None = None) -> tuple[list[Holder], bool]:
     """Processes with `device` open (its real path, as /proc/*/fd links show it), and whether some
-    processes could not be inspected (not root)."""
+    processes could not be inspected (not root). A pseudo-terminal's creator (it holds the master
+    side too: socat, a serial-server bridge) provides the port rather than competing for it, and is
+    not counted."""
     target = os.path.realpath(device)
+    pty_index = target.removeprefix("/dev/pts/") if target.startswith("/dev/pts/") else None
     found: list[Holder] = []
     hidden = False
     for entry in proc.iterdir():
@@ -44,14 +47,27 @@ def holders(device: str, proc: Path, skip: int | None = None) -> tuple[list[Hold
             continue
         except OSError:
             continue  # the process ended while we looked
+        links = {}
         for fd in fds:
             try:
-                if os.readlink(fd) == target:
-                    found.append(Holder(int(entry.name), _command(entry)))
-                    break
+                links[fd.name] = os.readlink(fd)
             except OSError:
                 continue
+        if target in links.values() and not (pty_index and _holds_master(entry, links, pty_index)):
+            found.append(Holder(int(entry.name), _command(entry)))
     return found, hidden
+
+
+def _holds_master(entry: Path, links: dict[str, str], index: str) -> bool:
+    for fd, link in links.items():
+        if link in ("/dev/ptmx", "/dev/pts/ptmx"):
+            try:
+                info = (entry / "fdinfo" / fd).read_text()
+            except OSError:
+                continue
+            if f"tty-index:\t{index}\n" in info:
+                return True
+    return False
 
 
 def _command(entry: Path) -> str:
