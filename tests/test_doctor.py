@@ -92,8 +92,10 @@ class Site:
     broker: Mosquitto
     line: PacedLine
     meters: ModbusThread
-    bluez: MockBluez
-    rtsp: RtspServer
+    bluez: MockBluez | None = None
+    rtsp: RtspServer | None = None
+    # the camera: the RTSP server when there is one, else a still picture (quick to open)
+    picture: Path = ROOT / ".cache" / "media" / "darknet" / "dog.jpg"
     ca: Path = field(init=False)
     password: str = PASSWORD
     model_dir: Path = MODELS
@@ -108,6 +110,7 @@ class Site:
     def config(self, *, only: set[str] | None = None) -> Path:
         """The config file; `only` keeps just those parts (mqtt, serial, ble, camera, faces)."""
         want = only or {"mqtt", "serial", "ble", "camera", "faces"}
+        assert self.bluez or "ble" not in want
         pw = self.tmp / "mqtt.pass"
         pw.write_text(self.password + "\n")
         mqtt = ""
@@ -154,7 +157,7 @@ address = "E4:AA:EC:81:21:AE"
 [[sources]]
 id = "cam-door"
 type = "camera"
-url = "rtsp://127.0.0.1:{self.rtsp.port}/cam"
+url = "{f"rtsp://127.0.0.1:{self.rtsp.port}/cam" if self.rtsp else self.picture}"
 open_timeout_s = 3
 read_timeout_s = 3
 """
@@ -188,7 +191,8 @@ door = "lobby"
 
 
 @pytest.fixture
-def site(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def site(tmp_path: Path, pki: Pki) -> Iterator[Site]:
+    """The broker and a serial line of two meters; `full_site` adds BlueZ and an RTSP camera."""
     started: list[object] = []
     try:
         broker = tls_broker(tmp_path, pki)
@@ -199,14 +203,7 @@ def site(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         meters = ModbusThread([SimulatedMeter(1, "eastron_sdm120"), SimulatedMeter(2, "eastron_sdm120")])
         meters.start_serial(str(line.server_port))
         started.append(meters)
-        bluez = MockBluez(tmp_path / "bluez", passive=True)
-        started.append(bluez)
-        bluez.start()
-        bluez.add_adapter("hci0")
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bluez.address)
-        rtsp = RtspServer()
-        started.append(rtsp)
-        s = Site(tmp_path, pki, broker, line, meters, bluez, rtsp)
+        s = Site(tmp_path, pki, broker, line, meters)
         create_key(s.key_file)
         s.state_dir.mkdir()
         OutboxStore(s.state_dir / "outbox.db").close(clean=True)
@@ -214,6 +211,31 @@ def site(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     finally:
         for peer in reversed(started):
             peer.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def bluez(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockBluez]:
+    mock = MockBluez(tmp_path / "bluez", passive=True)
+    try:
+        mock.start()
+        mock.add_adapter("hci0")
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", mock.address)
+        yield mock
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def rtsp() -> Iterator[RtspServer]:
+    server = RtspServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def full_site(site: Site, bluez: MockBluez, rtsp: RtspServer) -> Site:
+    site.bluez, site.rtsp = bluez, rtsp
+    return site
 
 
 def doctor(config: Path, **overrides: object) -> list[Finding]:
@@ -237,7 +259,8 @@ def the_failure(findings: list[Finding], check: str, detail: str, fix: str) -> F
 # -- a clean site ---------------------------------------------------------------------------------
 
 
-def test_a_clean_site_is_all_green(site: Site) -> None:
+def test_a_clean_site_is_all_green(full_site: Site) -> None:
+    site = full_site
     findings = doctor(site.config())
     not_ok = [f for f in findings if f.level != Level.OK and f.check not in ABSENT_HERE]
     assert not not_ok, not_ok
@@ -342,8 +365,9 @@ def test_dead_meter(site: Site) -> None:
     assert lines(findings, "meter.meter-101")[0].level == Level.OK  # a dead meter costs only itself
 
 
-def test_camera_down(site: Site) -> None:
-    site.rtsp.stop()
+def test_camera_down(site: Site, rtsp: RtspServer) -> None:
+    site.rtsp = rtsp
+    rtsp.stop()
     the_failure(
         doctor(site.config(only={"camera"})), "camera.cam-door", "does not open", "power and network cable"
     )
@@ -393,14 +417,16 @@ def test_clock_not_set(site: Site) -> None:
     the_failure(findings, "clock", "not set (it reads 1970-01-02", "network time")
 
 
-def test_ble_adapter_missing(site: Site) -> None:
-    site.bluez.remove_adapter("hci0")
+def test_ble_adapter_missing(site: Site, bluez: MockBluez) -> None:
+    site.bluez = bluez
+    bluez.remove_adapter("hci0")
     the_failure(doctor(site.config(only={"ble"})), "ble.hci0", "is not there", "Bluetooth dongle")
 
 
-def test_ble_adapter_switched_off(site: Site) -> None:
+def test_ble_adapter_switched_off(site: Site, bluez: MockBluez) -> None:
+    site.bluez = bluez
     subprocess.run(
-        ["busctl", f"--address={site.bluez.address}", "set-property", "org.bluez", "/org/bluez/hci0",
+        ["busctl", f"--address={bluez.address}", "set-property", "org.bluez", "/org/bluez/hci0",
          "org.bluez.Adapter1", "Powered", "b", "false"],
         check=True,
     )  # fmt: skip

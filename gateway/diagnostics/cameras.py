@@ -11,7 +11,7 @@ from drivers.camera.config import CameraConfig, redact
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Finding, fail, ok, warn
 
-MEASURE_S = 1.5
+MEASURE_S = 1.0
 
 
 def check_cameras(ctx: Context) -> list[Finding]:
