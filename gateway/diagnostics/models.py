@@ -7,7 +7,7 @@ import os
 import stat
 
 from gateway.diagnostics.context import Context
-from gateway.diagnostics.report import Finding, fail, ok
+from gateway.diagnostics.report import Finding, fail, ok, warn
 
 
 def check_models(ctx: Context) -> list[Finding]:
@@ -57,6 +57,8 @@ def check_face_key(ctx: Context) -> list[Finding]:
     check = "faces.key"
     try:
         st = path.stat()
+    except PermissionError:
+        return [warn(check, f"no permission to look at {path}", "run `sudo lintel doctor`")]
     except FileNotFoundError:
         return [
             fail(

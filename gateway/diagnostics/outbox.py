@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from gateway.core import Klass
@@ -38,6 +39,8 @@ def check_outbox(ctx: Context) -> list[Finding]:
     path = ctx.loaded.outbox_path
     if not path.exists():
         return [warn("outbox", f"no outbox at {path} yet", "it is created when the gateway first starts")]
+    if not os.access(path, os.R_OK):
+        return [warn("outbox", f"no permission to read {path}", "run `sudo lintel doctor`")]
     try:
         stats = outbox_stats(str(path))
     except sqlite3.Error as exc:
