@@ -191,7 +191,7 @@ if [[ -z $only || $only == resumed ]]; then
         fi
         sleep 0.05
     done
-    wait "$pid" 2>/dev/null || true
+    { wait "$pid"; } 2>/dev/null || true  # (bash would report the kill)
     took[interrupted]=$(secs "$t0" "$(now)")
     result[interrupted]="killed at $kill_at: $killed"
     t0=$(now)
