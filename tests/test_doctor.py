@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from drivers.modbus.simulator import SimulatedMeter
-from gateway.diagnostics.context import Context
+from gateway.core import Event, ManualClock, Reading
+from gateway.diagnostics.context import Context, wall_ms
 from gateway.diagnostics.report import Finding, Level
 from gateway.diagnostics.runner import run_doctor
+from gateway.encode import Encoder, Topics
 from gateway.faces.keys import create_key
-from gateway.outbox.store import OutboxStore
+from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from tests.conftest import gateway_toml
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto, free_port
@@ -431,6 +433,29 @@ def test_ble_adapter_switched_off(site: Site, bluez: MockBluez) -> None:
         check=True,
     )  # fmt: skip
     the_failure(doctor(site.config(only={"ble"})), "ble.hci0", "switched off", "bluetoothctl power on")
+
+
+def test_a_day_old_backlog(site: Site) -> None:
+    """Messages that waited a day (the writer's clock a day behind) mean the uplink delivers nothing."""
+    now_ms = wall_ms()
+    clock = ManualClock(now_ms - 26 * 3600 * 1000)
+    writer = OutboxWriter(
+        OutboxStore(site.state_dir / "outbox.db"),
+        Encoder(Topics("lintel", "site-a", "gw-test")),
+        clock,
+        OutboxLimits(commit_window_s=0.01),
+    )
+    writer.start()
+    for i in range(3):
+        writer.submit(Reading("meter-101", "power_w", float(i), clock.time_ms()))
+    writer.submit(Event("door-1", "door_forced", clock.time_ms(), {}, "alarm"))
+    assert writer.flush()
+    writer.stop()
+    site.broker.stop()  # the reason it waited
+    findings = doctor(site.config(only={"mqtt"}), time_ms=lambda: now_ms)
+    f = the_failure(findings, "outbox", "the oldest 26.0 h old", "fix the broker checks above")
+    assert f.detail.startswith("2 message(s) waiting"), f  # one telemetry batch and the alarm
+    assert lines(findings, "broker.tcp")[0].level == Level.FAIL
 
 
 def test_invalid_config(tmp_path: Path) -> None:
