@@ -27,9 +27,11 @@ SHELLY_KEY = "231d39c1d7cc1ab1aee224cd096db932"
 @pytest.fixture(params=[False, True], ids=["active-fallback", "passive"])
 def bluez(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MockBluez]:
     mock = MockBluez(tmp_path / "bluez", passive=request.param).start()
-    mock.add_adapter("hci0")
-    yield mock
-    mock.stop()
+    try:
+        mock.add_adapter("hci0")
+        yield mock
+    finally:
+        mock.stop()
 
 
 def wait_scanning(bluez: MockBluez, timeout: float = 20) -> None:
