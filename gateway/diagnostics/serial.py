@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.modbus.bus import Bus, BusDown, RequestFailed
-from drivers.modbus.config import ModbusBusConfig
+from drivers.modbus.config import MeterConfig, ModbusBusConfig
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Finding, Level, fail, ok, warn
 
@@ -225,10 +225,7 @@ async def _read_meters(bus: ModbusBusConfig, timeout_s: float) -> list[Finding]:
     return findings
 
 
-async def _read_one(line: Bus, bus: ModbusBusConfig, meter: object) -> Finding:
-    from drivers.modbus.config import MeterConfig
-
-    assert isinstance(meter, MeterConfig)
+async def _read_one(line: Bus, bus: ModbusBusConfig, meter: MeterConfig) -> Finding:
     check = f"meter.{meter.id}"
     spec = meter.resolved_points()[0].spec
     timeout_s = (meter.timeout_ms or bus.timeout_ms) / 1000
