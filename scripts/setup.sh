@@ -21,6 +21,14 @@ pick_python() {
     return 1
 }
 
+# An earlier set-up killed while dpkg was unpacking leaves packages half configured (and apt-get
+# refuses to install anything until that is finished): finish it first.
+if [[ $(id -u) == 0 ]] && command -v dpkg >/dev/null && [[ -n $(dpkg --audit 2>/dev/null) ]]; then
+    echo "setup: finishing an interrupted package installation (dpkg --configure -a)" >&2
+    DEBIAN_FRONTEND=noninteractive dpkg --configure -a >/dev/null 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq >/dev/null 2>&1 || true
+fi
+
 # Debian splits venv's pip bootstrap (ensurepip) into python3-venv: a machine with python3 but
 # without it, or without python3 at all, needs both before `python3 -m venv` can work.
 PY=$(pick_python) || apt_missing+=(python3 python3-venv)
@@ -54,9 +62,6 @@ if ((${#apt_missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
         echo "setup: installing OS packages: ${apt_missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
-        # An earlier set-up killed while dpkg was unpacking leaves it half done; finish that first
-        # (apt-get refuses to install anything until it is).
-        dpkg --configure -a >/dev/null 2>&1 || apt-get install -f -y -qq >/dev/null 2>&1 || true
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
     else
