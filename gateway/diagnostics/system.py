@@ -76,6 +76,15 @@ def check_daemon(ctx: Context) -> list[Finding]:
                 "it may be hung: `sudo systemctl restart lintel`, then `journalctl -u lintel -n 50`",
             )
         ]
+    if d.answers is None:
+        return [
+            warn(
+                "daemon",
+                f"the gateway is running (pid {d.pid}{up}); its control socket was not asked "
+                f"({d.socket_error})",
+                "run `sudo lintel doctor` to check that it answers",
+            )
+        ]
     answered = f", answered a ping in {d.answer_ms:.0f} ms" if d.answer_ms is not None else ""
     return [ok("daemon", f"the gateway is running (pid {d.pid}{up}){answered}")]
 
