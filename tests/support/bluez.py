@@ -43,17 +43,17 @@ class MockBluez:
         return {"DBUS_SYSTEM_BUS_ADDRESS": self.address}
 
     def start(self) -> MockBluez:
-        """Start dbus-daemon and the mock; if either fails to come up, neither is left running."""
+        """Start both processes; if either fails to come up, stop what did start before raising
+        (a fixture whose start raises never reaches its teardown)."""
         require_mock_bluez()
-        self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            self._start()
+            return self._start()
         except BaseException:
             self.stop()
             raise
-        return self
 
-    def _start(self) -> None:
+    def _start(self) -> MockBluez:
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._daemon = subprocess.Popen(
             [
                 "dbus-daemon",
@@ -82,6 +82,7 @@ class MockBluez:
             if time.monotonic() > deadline or self._mock.poll() is not None:
                 raise RuntimeError(f"dbusmock did not start: {(self.folder / 'dbusmock.log').read_text()}")
             time.sleep(0.05)
+        return self
 
     def add_adapter(self, name: str = "hci0") -> None:
         self._busctl("call", "org.bluez", "/", "org.bluez.Mock", "AddLEAdapter", "s", name)
