@@ -98,7 +98,7 @@ class Core:
     def announce_recovery(self) -> None:
         report = self.store.report
         if report.quarantined_to:
-            body = {"moved_to": report.quarantined_to, "reason": report.quarantine_reason}
+            body = report.event_body()  # what was salvaged, and the seq ranges lost
             self.pipeline.submit(
                 Event(GATEWAY_SOURCE, "outbox_replaced", self.clock.time_ms(), body, "warning")
             )
