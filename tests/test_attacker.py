@@ -23,6 +23,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import OPERATOR_ID, OPERATOR_KEY, Commander, envelope, operator_toml
+from tests.support.configs import meter_bus_toml, mqtt_toml, threshold_rule_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log, wait_status
 
@@ -35,30 +36,11 @@ LOBBY_COIL, GARAGE_COIL = 2, 3
 def config_text(tmp_path: Path, broker: int, modbus: int) -> str:
     password_file = tmp_path / "mqtt.pass"
     password_file.write_text(MQTT_PASSWORD + "\n")
-    mqtt = (
-        f'url = "mqtt://127.0.0.1:{broker}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-        f'username = "gw-test"\npassword_file = "{password_file}"\n'
-    )
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus}"
-interval_s = 0.5
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
-[[rules]]
-id = "overload"
-type = "threshold"
-source = "m1"
-point = "power_w"
-above = 100
-
+    mqtt = mqtt_toml(broker, f'username = "gw-test"\npassword_file = "{password_file}"\n')
+    sources = (
+        meter_bus_toml(modbus)
+        + threshold_rule_toml("m1", 100)
+        + f"""
 [[doors]]
 id = "lobby"
 pulse_s = 0.5
@@ -88,6 +70,7 @@ id = "{INTRUDER_ID}"
 public_key = "{public_key_b64(INTRUDER_KEY)}"
 allow = ["ping"]
 """
+    )
     text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
     return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
 

@@ -23,6 +23,7 @@ from gateway.runtime.control import send_local
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log
 
@@ -32,20 +33,9 @@ COIL = 0
 
 
 def config_text(tmp_path: Path, broker: int, modbus: int, interval_s: float = 1) -> str:
-    mqtt = f'url = "mqtt://127.0.0.1:{broker}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus}"
-interval_s = {interval_s}
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
+    sources = (
+        meter_bus_toml(modbus, interval_s=interval_s)
+        + f"""
 [[doors]]
 id = "lobby"
 pulse_s = {PULSE_S}
@@ -57,7 +47,8 @@ unit = 9
 coil = {COIL}
 timeout_ms = 300
 """
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
+    )
+    text = gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources)
     return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.2\n\n[outbox]")
 
 

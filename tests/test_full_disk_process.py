@@ -19,6 +19,7 @@ from drivers.modbus.simulator import SimulatedMeter
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.configs import meter_bus_toml, mqtt_toml, threshold_rule_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.test_outbox_disk import fill
@@ -39,28 +40,8 @@ def small_state(tmp_path: Path) -> Iterator[Path]:
 
 
 def config_text(state: Path, broker: int, modbus: int) -> str:
-    mqtt = f'url = "mqtt://127.0.0.1:{broker}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus}"
-interval_s = 0.2
-
-[[sources.meters]]
-id = "boiler"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
-[[rules]]
-id = "overload"
-type = "threshold"
-source = "boiler"
-point = "power_w"
-above = 1000
-"""
-    text = gateway_toml(state, mqtt=mqtt, sources=sources).replace(
+    sources = meter_bus_toml(modbus, meter="boiler", interval_s=0.2) + threshold_rule_toml("boiler", 1000)
+    text = gateway_toml(state, mqtt=mqtt_toml(broker), sources=sources).replace(
         "min_free_disk_mb = 1", "min_free_disk_mb = 0"
     )
     # the runtime dir (status.json) stays off the full disk, as /run is under systemd
