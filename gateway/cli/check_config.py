@@ -28,6 +28,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "gateway": f"{cfg.gateway.site}/{cfg.gateway.id}",
         "sources": [f"{s.id} ({s.type})" for s in cfg.sources],
         "broker": cfg.mqtt.url if cfg.mqtt else None,
+        "warnings": cfg.faces.warnings(len(cfg.face_access)),
     }
     if args.json:
         print_json(summary)
@@ -36,4 +37,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         console.print(
             f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}"
         )
+        for warning in summary["warnings"]:
+            console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     return 0

@@ -25,7 +25,9 @@ from gateway.faces.quality import QualityLimits
 
 class FacesSection(StrictModel):
     detector: str = Field("yunet-2023mar", description="Face detector model (`lintel models list`).")
-    embedder: str = Field("dlib-resnet29-faceapi", description="Face embedder model.")
+    embedder: str = Field(
+        "sface-2021dec", description="Face embedder model (templates of another one need re-enrolment)."
+    )
     gallery: str | None = Field(None, description="Gallery database (default: <state_dir>/faces.db).")
     key_file: str | None = Field(
         None, description="AES key of the gallery, mode 0600 (default: <state_dir>/faces.key)."
@@ -45,7 +47,8 @@ class FacesSection(StrictModel):
     max_roll_deg: float = Field(35, gt=0, le=90, description="Largest head tilt in degrees.")
     min_sharpness: float = Field(30, ge=0, description="Laplacian variance of the aligned face.")
     liveness: Literal["off", "micro_motion"] = Field(
-        "off", description="Anti-spoofing check (experimental: not validated on spoof data)."
+        "micro_motion",
+        description="Anti-spoofing check: micro_motion refuses a still photo or phone screen; off: none.",
     )
     keep_unknown_crops: bool = Field(
         False, description="Keep face crops of denied unknown faces (privacy: off by default)."
@@ -62,6 +65,15 @@ class FacesSection(StrictModel):
                 got=str(self.k),
             )
         return self
+
+    def warnings(self, entrances: int) -> list[str]:
+        """Settings that are valid but weaken the door (shown by `lintel check-config`)."""
+        if entrances and self.liveness == "off":
+            return [
+                "faces.liveness: off — a printed photograph or a phone held to the camera opens the "
+                'door; use liveness = "micro_motion" (the default)'
+            ]
+        return []
 
     def limits(self) -> QualityLimits:
         return QualityLimits(
