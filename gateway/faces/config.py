@@ -2,8 +2,8 @@
 `[[face_access]]` (one entry per door camera).
 
 [faces]
-max_distance = 0.5        # calibrate with `lintel faces calibrate DIR`
-min_margin = 0.08
+max_distance = 1.128      # default: the embedder's; `lintel faces calibrate DIR` with ≥ 20 people
+min_margin = 0.18
 k = 3
 n = 5
 
@@ -36,13 +36,18 @@ class FacesSection(StrictModel):
         None, gt=0, lt=2, description="Accept at or below this distance (default: the embedder's)."
     )
     min_margin: float = Field(
-        0.08, ge=0, lt=1, description="Second-closest resident must be this much farther away."
+        0.18,
+        ge=0,
+        lt=1,
+        description="Second-closest resident must be this much farther away (docs/face-calibration.md).",
     )
     k: int = Field(3, ge=1, le=20, description="Frames that must agree on the same resident …")
     n: int = Field(5, ge=1, le=30, description="… among this many consecutive usable frames.")
     interval_s: float = Field(0.2, ge=0.05, le=5, description="Face detection cadence per camera.")
     min_face_score: float = Field(0.7, gt=0, lt=1, description="Detector score for a face.")
-    min_eye_px: float = Field(28, ge=8, le=500, description="Smallest inter-eye distance in pixels.")
+    min_eye_px: float = Field(
+        24, ge=8, le=500, description="Smallest inter-eye distance in pixels (docs/face-calibration.md)."
+    )
     max_yaw: float = Field(0.4, gt=0, le=1, description="Largest sideways turn (inter-eye units).")
     max_roll_deg: float = Field(35, gt=0, le=90, description="Largest head tilt in degrees.")
     min_sharpness: float = Field(30, ge=0, description="Laplacian variance of the aligned face.")
