@@ -477,7 +477,5 @@ def test_face_models_must_be_face_models(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(config)
     found = [str(p) for p in info.value.problems]
-    expected = (
-        'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: sface-2021dec'
-    )
+    expected = 'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: sface-2021dec'
     assert any(p.startswith(expected) for p in found), found

@@ -106,8 +106,9 @@ class Decider:
     zone: dt.tzinfo
     passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
     window: deque[Observation] = field(init=False)
-    # the last n usable frames whatever their label: liveness judges the face's motion over them
-    recent: deque[np.ndarray] = field(init=False)
+    # (label, aligned chip) of the last usable frames: liveness judges the motion of one face over
+    # the frames labelled as that face (never across two people)
+    recent: deque[tuple[str, np.ndarray]] = field(init=False)
     cooldown_until: dict[str, int] = field(default_factory=dict)
     denials: deque[int] = field(default_factory=deque)
     strangers: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (descriptor, until_ms)
@@ -117,7 +118,7 @@ class Decider:
 
     def __post_init__(self) -> None:
         self.window = deque(maxlen=self.faces.n)
-        self.recent = deque(maxlen=max(self.faces.n, self.liveness.frames))
+        self.recent = deque(maxlen=2 * max(self.faces.n, self.liveness.frames))
 
     def label(self, match: Match) -> str:
         return classify(match, self.threshold, self.faces.min_margin)
@@ -126,7 +127,7 @@ class Decider:
         return now_ms < self.locked_until_ms
 
     def no_face(self, now_ms: int) -> None:
-        if self.window and now_ms - self.last_face_ms > RESET_S * 1000:
+        if now_ms - self.last_face_ms > RESET_S * 1000:
             self.window.clear()
             self.recent.clear()
 
@@ -135,7 +136,7 @@ class Decider:
         self.no_face(obs.ts_ms)
         self.last_face_ms = obs.ts_ms
         if obs.chip is not None:
-            self.recent.append(obs.chip)
+            self.recent.append((obs.label, obs.chip))
         if self.locked(now_ms):
             self.suppressed += 1
             return None, False
@@ -148,7 +149,7 @@ class Decider:
         label, count = Counter(o.label for o in self.window).most_common(1)[0]
         if count < self.faces.k:
             return None, False
-        if label not in (UNKNOWN, AMBIGUOUS) and len(self.recent) < self.liveness.frames:
+        if label not in (UNKNOWN, AMBIGUOUS) and len(self._chips(label)) < self.liveness.frames:
             return None, False  # a resident: wait until liveness has the frames it judges
         agreeing = [o for o in self.window if o.label == label]
         self.window.clear()
@@ -162,6 +163,9 @@ class Decider:
         if not decision.granted:
             started_lockout = self._count_denial(now_ms)
         return decision, started_lockout
+
+    def _chips(self, label: str) -> list[np.ndarray]:
+        return [chip for lab, chip in self.recent if lab == label]
 
     def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
         """True for an unknown face just denied (within the threshold of its descriptors)."""
@@ -186,7 +190,7 @@ class Decider:
             return decision(False, "unknown_face")
         if label == AMBIGUOUS:
             return decision(False, "ambiguous")
-        live = self.liveness.check(list(self.recent))
+        live = self.liveness.check(self._chips(label))
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
         if not live.passed:
             return decision(False, "liveness_failed", live_label)
