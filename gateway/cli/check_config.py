@@ -21,6 +21,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print(str(problem))
         return 1
     cfg = loaded.config
+    warnings = cfg.faces.warnings(len(cfg.face_access))
     summary = {
         "ok": True,
         "file": str(loaded.path),
@@ -28,7 +29,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "gateway": f"{cfg.gateway.site}/{cfg.gateway.id}",
         "sources": [f"{s.id} ({s.type})" for s in cfg.sources],
         "broker": cfg.mqtt.url if cfg.mqtt else None,
-        "warnings": cfg.faces.warnings(len(cfg.face_access)),
+        "warnings": warnings,
     }
     if args.json:
         print_json(summary)
@@ -37,6 +38,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         console.print(
             f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}"
         )
-        for warning in summary["warnings"]:
+        for warning in warnings:
             console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     return 0

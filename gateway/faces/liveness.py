@@ -66,7 +66,7 @@ def nonplanar_px(a: np.ndarray, b: np.ndarray) -> float:
     grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
     ga = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) if a.ndim == 3 else a
     gb = cv2.cvtColor(b, cv2.COLOR_BGR2GRAY) if b.ndim == 3 else b
-    flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 11, 3, 5, 1.1, 0)
+    flow = cv2.calcOpticalFlowFarneback(ga, gb, np.zeros((h, w, 2), np.float32), 0.5, 3, 11, 3, 5, 1.1, 0)
     moved = grid + flow[ys.ravel(), xs.ravel()]
     # least squares, not RANSAC: the parallax of a real face is the signal, not an outlier
     homography, _ = cv2.findHomography(grid, moved, 0)
