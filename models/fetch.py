@@ -90,6 +90,12 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         onnx_bytes = convert(
             members["cfg"].decode(), members["weights"], manifest["name"]
         ).SerializeToString()
+    elif source["converter"] == "onnx_inputs":
+        sys.path.insert(0, str(HERE))
+        from onnx_inputs import strip
+
+        (data,) = members.values()
+        onnx_bytes = strip(data).SerializeToString()
     elif source["converter"] == "copy":
         (onnx_bytes,) = members.values()
     else:
