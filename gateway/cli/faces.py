@@ -67,7 +67,9 @@ def add_parsers(
     q.add_argument("folder", type=Path, help="one sub-folder of photos per person")
     q.add_argument("--far", type=float, default=0.001, help="target pair false-accept rate (default 0.001)")
     q.add_argument(
-        "--gallery-size", type=int, default=1000, help="residents at the door, for the per-frame FAR"
+        "--gallery-size",
+        type=int,
+        help="residents at the door, for the per-frame FAR (default: the configured gallery's, or 1000)",
     )
     q.add_argument("--templates", type=int, default=3, help="templates per resident (default 3)")
     q.add_argument("--plot", type=Path, help="write the distributions as a PNG")
@@ -474,7 +476,7 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
         err_console.print("[red]need at least two usable photos of one person and photos of two people[/]")
         return 1
     configured = ctx.threshold(pipeline)
-    templates = args.gallery_size * args.templates
+    templates = _gallery_size(args, ctx) * args.templates
     refused = cal.refusal(d)
     body: dict[str, Any] = {
         "people": d.people,
@@ -519,6 +521,21 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
     if args.plot:
         console.print(f"plot: {args.plot}")
     return 1 if refused else 0
+
+
+def _gallery_size(args: argparse.Namespace, ctx: Context) -> int:
+    """--gallery-size, else the residents of the configured gallery (if any), else 1000."""
+    if args.gallery_size:
+        return int(args.gallery_size)
+    if ctx.gallery_path.exists():
+        gallery = ctx.gallery()
+        try:
+            count = len(gallery.residents())
+        finally:
+            gallery.close()
+        if count:
+            return count
+    return 1000
 
 
 def _summary(values: Any) -> dict[str, float]:
