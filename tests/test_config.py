@@ -657,9 +657,7 @@ def test_face_models_must_be_face_models(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(config)
     found = [str(p) for p in info.value.problems]
-    expected = (
-        'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: dlib-resnet29-faceapi'
-    )
+    expected = 'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: sface-2021dec'
     assert any(p.startswith(expected) for p in found), found
 
 
@@ -697,3 +695,22 @@ def test_check_config_prints_the_plain_mqtt_password_warning(tmp_path: Path) -> 
     check = lintel_output("check-config", "-c", str(cfg))
     assert check.returncode == 0
     assert "warning: mqtt.url: the MQTT password travels unencrypted over plain mqtt://" in check.stderr
+
+
+def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
+    from tests.support.process import lintel_output
+
+    config = tmp_path / "lintel.toml"
+    entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
+    config.write_text(base + entrance)
+    assert load_config(config).config.faces.liveness == "micro_motion"  # the default
+    clean = lintel_output("check-config", "-c", str(config))
+    assert "warning" not in clean.stdout + clean.stderr
+    config.write_text(base + '[faces]\nliveness = "off"\n' + entrance)
+    out = lintel_output("check-config", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    assert (
+        "warning: faces.liveness: off — a printed photograph or a phone held to the camera opens the door"
+        in (" ".join((out.stdout + out.stderr).split()))
+    ), out.stdout + out.stderr

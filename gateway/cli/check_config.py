@@ -24,7 +24,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print(str(problem))
         return 1
     cfg = loaded.config
-    warnings = config_warnings(loaded)
+    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(len(cfg.face_access))
     summary = {
         "ok": True,
         "file": str(loaded.path),
@@ -32,7 +32,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "gateway": f"{cfg.gateway.site}/{cfg.gateway.id}",
         "sources": [f"{s.id} ({s.type})" for s in cfg.sources],
         "broker": cfg.mqtt.url if cfg.mqtt else None,
-        "warnings": [str(w) for w in warnings],
+        "warnings": warnings,
     }
     if args.json:
         print_json(summary)
