@@ -5,17 +5,50 @@ from __future__ import annotations
 
 import contextlib
 import select
-from typing import TYPE_CHECKING, Any
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from gateway.core import Klass
+from gateway.core import Clock, Klass
+from gateway.encode import Encoder
 from gateway.outbox.store import OutboxReader
+from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.lanes import LaneScheduler
+from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.settings import UplinkSettings
 
-if TYPE_CHECKING:
-    from gateway.uplink.client import Uplink
+
+class UplinkHost(Protocol):
+    """What a session uses of the uplink that opened it: its settings and parts, the counters it
+    keeps up to date, and the stop signals (the uplink's side of one connection, never the whole)."""
+
+    settings: UplinkSettings
+    writer: OutboxWriter
+    encoder: Encoder
+    clock: Clock
+    reconnect: ReconnectPolicy
+    stopping: threading.Event
+    stop_deadline: float
+    wake_socket: socket.socket
+    birth_body: Callable[[], Mapping[str, Any]]
+    on_command: Callable[[bytes], None] | None
+    connected_since_ms: int | None
+    connects: int
+    sent: int
+    acked: int
+    rejected: int
+    inflight_count: int
+    backlog_until_seq: int
+    progress_mono: float
+    commands_received: int
+    oversize_dropped: int
+
+    def set_state(self, state: str, error: str | None = None) -> None: ...
+
 
 ACK_BATCH = 256  # acknowledged messages handed to the writer at once
 ACK_FLUSH_S = 0.05  # ... or after this long
@@ -24,7 +57,7 @@ ACK_FLUSH_S = 0.05  # ... or after this long
 class Session:
     """One MQTT connection: CONNACK, birth, the publish window, acks, graceful end."""
 
-    def __init__(self, uplink: Uplink, client: mqtt.Client) -> None:
+    def __init__(self, uplink: UplinkHost, client: mqtt.Client) -> None:
         self.up = uplink
         self.client = client
         self.inflight: dict[int, tuple[Klass, int, int, float]] = {}
