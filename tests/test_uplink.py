@@ -51,7 +51,7 @@ def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
 def drained_and_complete(gw: InProcessGateway, collector: Collector, wait_s: float) -> int:
     """Wait until the outbox is empty and the subscriber has every accepted seq (asserting both);
     return how many duplicates arrived."""
-    assert gw.wait_drained(60), gw.uplink.snapshot()
+    assert gw.wait_drained(60), gw.uplink.report()
     last = gw.writer.last_seq
     collector.wait_for(lambda c: len(c.seqs()) >= last, wait_s)
     counts = assert_complete(collector, last)
@@ -331,7 +331,7 @@ def test_tls_with_client_certificate_and_password(
     gw = _tls_gateway(tmp_path, tls_broker.port, pki, protocol=protocol).start()
     try:
         gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
-        assert collector.wait_for(lambda c: 1 in c.seqs(), 10), gw.uplink.snapshot()
+        assert collector.wait_for(lambda c: 1 in c.seqs(), 10), gw.uplink.report()
         assert gw.wait_drained(5)
         assert gw.uplink.state == "connected"
     finally:
@@ -342,7 +342,7 @@ def test_tls_with_client_certificate_and_password(
 def _assert_refused_with_backoff(gw: InProcessGateway, words: tuple[str, ...]) -> str:
     gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
     time.sleep(3.0)
-    snap = gw.uplink.snapshot()
+    snap = gw.uplink.report()
     assert gw.uplink.alive, "the uplink thread must survive a refused connection"
     assert snap["connects"] == 0 and snap["state"] in ("backoff", "connecting")
     error = snap["last_error"] or ""
@@ -462,13 +462,13 @@ def test_after_an_outage_the_broker_is_reached_within_the_backoff_ceiling(tmp_pa
         broker.stop()
         deadline = time.monotonic() + 10
         while gw.uplink.reconnect.ceiling_s < 0.5 or gw.uplink.attempts < 6:  # the backoff is at its cap
-            assert time.monotonic() < deadline, gw.uplink.snapshot()
+            assert time.monotonic() < deadline, gw.uplink.report()
             time.sleep(0.05)
         before = gw.uplink.connects
         broker.start()
         back = time.monotonic()
         while gw.uplink.connects == before:
-            assert time.monotonic() - back < 5, gw.uplink.snapshot()
+            assert time.monotonic() - back < 5, gw.uplink.report()
             time.sleep(0.01)
         lag = time.monotonic() - back
         assert lag < 0.5 + 1.0, f"reconnected {lag:.2f} s after the broker's return (ceiling 0.5 s)"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from gateway import __version__
+from gateway.uplink.report import UplinkReport
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon
@@ -75,29 +76,6 @@ class OutboxReport:
             int(snap["corrupt_rows"]),
             snap["last_error"],
         )
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkReport:
-    state: str  # disabled, connecting, connected, backoff, stopped, …
-    broker: str | None = None
-    last_error: str | None = None
-    connected_since_ms: int | None = None
-    connects: int = 0
-    attempts: int = 0
-    sent: int = 0
-    acked: int = 0
-    rejected: int = 0
-    inflight: int = 0
-    backlog_until_seq: int | None = None
-    commands_received: int = 0
-
-    @classmethod
-    def of(cls, snap: dict[str, Any] | None) -> UplinkReport:
-        if snap is None:
-            return cls("disabled")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in snap.items() if k in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +202,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         config_sha256=daemon.loaded.sha256,
         components=tuple(ComponentReport(**h.as_dict(now)) for h in daemon.health.values()),
         outbox=OutboxReport.of(core.writer.snapshot()),
-        uplink=UplinkReport.of(core.uplink.snapshot() if core.uplink else None),
+        uplink=core.uplink.report() if core.uplink else UplinkReport("disabled"),
         pipeline=PipelineReport(
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
         ),

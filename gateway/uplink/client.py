@@ -30,6 +30,7 @@ from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
 from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.report import UplinkReport
 from gateway.uplink.session import Session
 from gateway.uplink.settings import UplinkSettings
 
@@ -100,22 +101,22 @@ class Uplink:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "broker": f"{'mqtts' if self.settings.tls else 'mqtt'}://{self.settings.host}:{self.settings.port}",
-            "last_error": self.last_error,
-            "connected_since_ms": self.connected_since_ms,
-            "connects": self.connects,
-            "attempts": self.attempts,
-            "sent": self.sent,
-            "acked": self.acked,
-            "rejected": self.rejected,
-            "inflight": self.inflight_count,
-            "backlog_until_seq": self.backlog_until_seq,
-            "commands_received": self.commands_received,
-            "oversize_dropped": self.oversize_dropped,
-        }
+    def report(self) -> UplinkReport:
+        return UplinkReport(
+            self.state,
+            f"{'mqtts' if self.settings.tls else 'mqtt'}://{self.settings.host}:{self.settings.port}",
+            self.last_error,
+            self.connected_since_ms,
+            self.connects,
+            self.attempts,
+            self.sent,
+            self.acked,
+            self.rejected,
+            self.inflight_count,
+            self.backlog_until_seq,
+            self.commands_received,
+            self.oversize_dropped,
+        )
 
     def set_state(self, state: str, error: str | None = None) -> None:
         """Record a state; log only real changes (not every retry of the same failure)."""
