@@ -23,6 +23,13 @@ from pathlib import Path
 import cv2
 
 from drivers.camera.config import CameraConfig, redact
+from drivers.camera.opening import (
+    CameraRefused,
+    capture_options,
+    size_problem,
+    tls_preflight,
+    with_capture_options,
+)
 from gateway.core import Backoff
 from gateway.core.frames import Frame
 
@@ -45,7 +52,15 @@ def stream_address(config: CameraConfig) -> str:
 
 
 def open_capture(config: CameraConfig) -> cv2.VideoCapture:
-    """Open the stream with OpenCV's timeouts. Returns an opened capture or raises OSError."""
+    """Open the stream with OpenCV's timeouts. Returns an opened capture or raises OSError.
+
+    A TLS camera is verified first (`tls_preflight`): an untrusted one never receives a request,
+    so never its credentials. A stream over max_width × max_height is refused (`CameraRefused`)
+    on the size FFmpeg reports at open, before a frame is decoded.
+    """
+    if config.tls and config.tls_verify:
+        tls_preflight(config, config.open_timeout_s)
+    options = capture_options(config)
     address = stream_address(config)
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
@@ -54,10 +69,16 @@ def open_capture(config: CameraConfig) -> cv2.VideoCapture:
     if config.kind == "usb":
         cap = cv2.VideoCapture(address, cv2.CAP_V4L2)
     else:
-        cap = cv2.VideoCapture(address, cv2.CAP_FFMPEG, params)
+        cap = with_capture_options(options, lambda: cv2.VideoCapture(address, cv2.CAP_FFMPEG, params))
     if not cap.isOpened():
         cap.release()
         raise OSError(f"cannot open {redact(config.url)}")
+    problem = size_problem(
+        config, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    )
+    if problem is not None:
+        cap.release()
+        raise CameraRefused(problem)
     cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return cap
 
@@ -226,6 +247,11 @@ class Capture:
                 self.last_error = (
                     "end of file" if self.config.kind == "file" else "read failed (stream ended or timed out)"
                 )
+                return
+            problem = size_problem(self.config, image.shape[1], image.shape[0])
+            if problem is not None:
+                # The stream grew after the open check: this frame was decoded, no more will be.
+                self.last_error = problem
                 return
             self.decode_s_total += done - worker.in_read_since
             played += 1
