@@ -250,7 +250,8 @@ class Capture:
                 return
             problem = size_problem(self.config, image.shape[1], image.shape[0])
             if problem is not None:
-                # The stream grew after the open check: this frame was decoded, no more will be.
+                # Bigger than the open check saw (V4L2). OpenCV's FFmpeg backend never gets here: it
+                # scales later frames to the open-time size (the decoder's own buffer still grows).
                 self.last_error = problem
                 return
             self.decode_s_total += done - worker.in_read_since

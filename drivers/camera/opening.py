@@ -18,8 +18,10 @@ The variable is process-global and capture threads open concurrently, so every F
 Resolution. FFmpeg reports the stream's size at open, before any frame is decoded; a stream over
 `max_width` × `max_height` is refused there (measured: 52 MB RSS instead of 1.1 GB for a
 12000×12000 MJPEG camera). FFmpeg's `max_pixels` decoder option does not reach the decoder through
-this variable (measured: no effect), so a stream that grows mid-way is caught after the frame that
-grew is decoded (see `Capture._read_loop`).
+this variable (measured: no effect). A stream that grows after the open is not refused: OpenCV
+scales every later frame to the open-time size, so the BGR frames stay small, but FFmpeg decodes
+the big frame first (measured: +154 MB RSS for a 12000×12000 grey frame; about 1.5 bytes/pixel
+for 4:2:0 colour). A reopen (reconnect, restart) then refuses it.
 """
 
 from __future__ import annotations
