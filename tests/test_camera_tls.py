@@ -21,7 +21,7 @@ from drivers.camera.source import CameraSource
 from gateway.core import Event, Record, SourceContext, SystemClock
 from tests.conftest import gateway_toml
 from tests.support.mjpeg_server import MjpegServer, jpeg
-from tests.support.process import lintel_output
+from tests.support.process import lintel, lintel_output, wait_status
 from tests.support.tls import Pki, issue_server_cert, make_pki
 from tests.support.tls_front import TlsFront
 
@@ -166,6 +166,14 @@ tls_verify = false
     out = lintel_output("check-config", "-c", str(config))
     assert out.returncode == 0, out.stderr
     assert "sources[0].tls_verify: the camera's certificate is not verified" in out.stderr, out.stderr
+    proc = lintel("run", "-c", str(config))
+    try:
+        wait_status(config, lambda status: True, 30)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    warned = [line for line in err.decode().splitlines() if "sources[0].tls_verify" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0], err.decode()[-2000:]
 
 
 class RtspsCamera:
@@ -246,4 +254,37 @@ def test_options_are_per_open_and_restored(tmp_path: Path) -> None:
     first.join(5)
     second.join(5)
     assert seen == ["a;1", "b;2"]
+    assert OPTIONS_ENV not in os.environ
+
+
+def test_an_open_hung_past_its_budget_does_not_block_other_cameras() -> None:
+    os.environ.pop(OPTIONS_ENV, None)
+    seen: dict[str, str | None] = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def hung_open() -> None:
+        seen["hung"] = os.environ.get(OPTIONS_ENV)
+        inside.set()
+        release.wait(10)  # an OpenCV open that ignores its timeout
+
+    hung = threading.Thread(target=with_capture_options, args=("a;1", hung_open, 0.3))
+    hung.start()
+    assert inside.wait(5)
+    started = time.monotonic()
+    with_capture_options("b;2", lambda: seen.__setitem__("next", os.environ.get(OPTIONS_ENV)), 5)
+    waited = time.monotonic() - started
+    assert seen == {"hung": "a;1", "next": "b;2"}
+    assert 0.2 <= waited < 3, waited  # waited for the hung open's budget, not for the open itself
+    assert OPTIONS_ENV not in os.environ  # restored by the overtaking open to the value before both
+    third_in, third_release = threading.Event(), threading.Event()
+    third = threading.Thread(
+        target=with_capture_options, args=("c;3", lambda: (third_in.set(), third_release.wait(10)), 5)
+    )
+    third.start()
+    assert third_in.wait(5)
+    release.set()  # the hung open returns late, while the third holds the gate
+    hung.join(5)
+    assert os.environ.get(OPTIONS_ENV) == "c;3"  # the late one did not restore over the holder's
+    third_release.set()
+    third.join(5)
     assert OPTIONS_ENV not in os.environ

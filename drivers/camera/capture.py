@@ -24,6 +24,7 @@ import cv2
 
 from drivers.camera.config import CameraConfig, redact
 from drivers.camera.opening import (
+    GATE_SLACK_S,
     CameraRefused,
     capture_options,
     size_problem,
@@ -51,15 +52,19 @@ def stream_address(config: CameraConfig) -> str:
     return url
 
 
-def open_capture(config: CameraConfig) -> cv2.VideoCapture:
+def open_capture(config: CameraConfig, restart_clock: Callable[[], None] | None = None) -> cv2.VideoCapture:
     """Open the stream with OpenCV's timeouts. Returns an opened capture or raises OSError.
 
     A TLS camera is verified first (`tls_preflight`): an untrusted one never receives a request,
     so never its credentials. A stream over max_width × max_height is refused (`CameraRefused`)
-    on the size FFmpeg reports at open, before a frame is decoded.
+    on the size FFmpeg reports at open, before a frame is decoded. `restart_clock` is called as
+    each phase (our handshake, FFmpeg's open once the option gate is held) begins, so the stall
+    watchdog gives each phase its own budget.
     """
     if config.tls and config.tls_verify:
         tls_preflight(config, config.open_timeout_s)
+        if restart_clock is not None:
+            restart_clock()
     options = capture_options(config)
     address = stream_address(config)
     params = [
@@ -69,7 +74,12 @@ def open_capture(config: CameraConfig) -> cv2.VideoCapture:
     if config.kind == "usb":
         cap = cv2.VideoCapture(address, cv2.CAP_V4L2)
     else:
-        cap = with_capture_options(options, lambda: cv2.VideoCapture(address, cv2.CAP_FFMPEG, params))
+        cap = with_capture_options(
+            options,
+            lambda: cv2.VideoCapture(address, cv2.CAP_FFMPEG, params),
+            budget_s=config.open_timeout_s + GATE_SLACK_S,
+            on_enter=restart_clock,
+        )
     if not cap.isOpened():
         cap.release()
         raise OSError(f"cannot open {redact(config.url)}")
@@ -81,6 +91,10 @@ def open_capture(config: CameraConfig) -> cv2.VideoCapture:
         raise CameraRefused(problem)
     cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return cap
+
+
+def _restart_clock(worker: _Worker) -> None:
+    worker.in_read_since = time.monotonic()
 
 
 class _Worker:
@@ -206,7 +220,7 @@ class Capture:
             try:
                 worker.in_read_since = time.monotonic()  # opening counts: a hung open is a stall too
                 worker.opening = True
-                cap = open_capture(self.config)
+                cap = open_capture(self.config, lambda: _restart_clock(worker))
             except (OSError, cv2.error) as exc:
                 worker.in_read_since = None
                 worker.opening = False

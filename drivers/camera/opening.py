@@ -13,7 +13,11 @@ an attacker who can pass our handshake to the real camera and intercept FFmpeg's
 still stopped by FFmpeg's chain check, so a camera-specific `ca_file` is the strong setting.
 
 The variable is process-global and capture threads open concurrently, so every FFmpeg open sets it
-(or clears it) under one lock and restores it after: opens of different cameras are serialised.
+under one gate and restores it after: opens of different cameras are serialised. An open that hangs
+past its budget (OpenCV's timeouts are not always honoured: the reason for the stall watchdog) must
+not block every other camera forever, so the gate is held for at most `open_timeout_s` + 2 s; after
+that the next open overtakes it. That is safe because OpenCV reads the variable when an open starts,
+and an overtaken open no longer restores the variable.
 
 Resolution. FFmpeg reports the stream's size at open, before any frame is decoded; a stream over
 `max_width` × `max_height` is refused there (measured: 52 MB RSS instead of 1.1 GB for a
@@ -26,10 +30,12 @@ for 4:2:0 colour). A reopen (reconnect, restart) then refuses it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -37,8 +43,10 @@ from urllib.parse import urlsplit
 
 from drivers.camera.config import CameraConfig, redact
 
+log = logging.getLogger("lintel.camera")
+
 OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_ENV_LOCK = threading.Lock()
+GATE_SLACK_S = 2.0
 DEFAULT_PORTS = {"https": 443, "rtsps": 322}
 
 T = TypeVar("T")
@@ -93,12 +101,12 @@ def tls_preflight(config: CameraConfig, timeout_s: float) -> None:
         raise CameraRefused(f"bad port in {redact(config.url)}: {exc}") from None
     name = config.tls_server_name or host
     context = ssl.create_default_context(cafile=config.ca_file)
+    deadline = time.monotonic() + timeout_s
     try:
-        with (
-            socket.create_connection((host, port), timeout=timeout_s) as sock,
-            context.wrap_socket(sock, server_hostname=name),
-        ):
-            pass
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))  # one budget for the whole check
+            with context.wrap_socket(sock, server_hostname=name):
+                pass
     except ssl.SSLCertVerificationError as exc:
         what = exc.verify_message or str(exc)
         if "hostname" in what.lower() or "ip address mismatch" in what.lower():
@@ -116,23 +124,71 @@ def tls_preflight(config: CameraConfig, timeout_s: float) -> None:
         raise CameraRefused(f"TLS connection to {redact(config.url)} failed: {exc}") from None
 
 
-def with_capture_options(options: str | None, opener: Callable[[], T]) -> T:
+def _set_env(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(OPTIONS_ENV, None)
+    else:
+        os.environ[OPTIONS_ENV] = value
+
+
+class _EnvGate:
+    """The variable's lock, whose holder loses it after its budget (a hung open keeps its thread).
+
+    Setting and restoring happen under the gate's own lock, so an overtaken open that returns late
+    cannot overwrite what the new holder set; the new holder restores the value from before both.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: object | None = None
+        self._expires = 0.0
+        self._previous: str | None = None
+
+    def enter(self, budget_s: float, options: str | None) -> object:
+        with self._cond:
+            while self._holder is not None and (left := self._expires - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._holder is not None:
+                log.warning("a camera open hung past its budget; the next camera opens anyway")
+            else:
+                self._previous = os.environ.get(OPTIONS_ENV)
+            _set_env(options if options is not None else self._previous)
+            token = object()
+            self._holder, self._expires = token, time.monotonic() + budget_s
+            return token
+
+    def leave(self, token: object) -> None:
+        with self._cond:
+            if self._holder is not token:
+                return  # overtaken: the variable belongs to the new holder now
+            _set_env(self._previous)
+            self._holder = None
+            self._cond.notify_all()
+
+
+_GATE = _EnvGate()
+
+
+def with_capture_options(
+    options: str | None,
+    opener: Callable[[], T],
+    budget_s: float = 30.0,
+    on_enter: Callable[[], None] | None = None,
+) -> T:
     """Run `opener` (an OpenCV FFmpeg open) with the option variable set to `options`.
 
     None leaves the variable as it is (unset, or the operator's own). It is restored afterwards, so
-    no other open sees this camera's options.
+    no other open sees this camera's options. `budget_s` is how long this open may hold the gate
+    (its open timeout plus slack) before another open may overtake it. `on_enter` runs once the
+    gate is held (the stall watchdog starts its clock there, not while waiting for another camera).
     """
-    with _ENV_LOCK:
-        previous = os.environ.get(OPTIONS_ENV)
-        if options is not None:
-            os.environ[OPTIONS_ENV] = options
-        try:
-            return opener()
-        finally:
-            if previous is None:
-                os.environ.pop(OPTIONS_ENV, None)
-            else:
-                os.environ[OPTIONS_ENV] = previous
+    token = _GATE.enter(budget_s, options)
+    if on_enter is not None:
+        on_enter()
+    try:
+        return opener()
+    finally:
+        _GATE.leave(token)
 
 
 def size_problem(config: CameraConfig, width: int, height: int) -> str | None:
