@@ -14,7 +14,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.mjpeg_server import MjpegServer, jpeg
-from tests.support.process import lintel, stop_and_show_log, wait_status
+from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
 from tests.test_camera_tls import offline_reason, run_until
 
 # A daemon with one camera source (cv2, numpy, FFmpeg mapped) peaks near 110 MB here; one decoded
@@ -116,3 +116,22 @@ def test_daemon_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
             assert mode == 0o660, oct(mode)  # chmod'ed on purpose: the operators' group may ack alarms
         else:
             assert mode & 0o077 == 0, f"{path.relative_to(tmp_path)} is {oct(mode)}"
+
+
+def test_probe_names_the_size_and_the_keys(tmp_path: Path) -> None:
+    server = MjpegServer(jpeg(2560, 1440)).start()
+    sources = f"""
+[[sources]]
+id = "cam-p"
+type = "camera"
+url = "{server.url()}"
+"""
+    config = tmp_path / "lintel.toml"
+    config.write_text(gateway_toml(tmp_path / "state", sources=sources))
+    try:
+        out = lintel_output("camera", "probe", "cam-p", "--seconds", "0.5", "-c", str(config))
+    finally:
+        server.stop()
+    assert out.returncode == 1
+    assert "stream is 2560×1440, over the 1920×1080 limit" in out.stderr, out.stderr
+    assert "USB camera" not in out.stderr
