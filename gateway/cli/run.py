@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import signal
 
 from gateway.cli.logs import setup_logging
@@ -18,7 +19,13 @@ log = logging.getLogger("lintel")
 _FOLDER_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EROFS, errno.EISDIR}
 
 
+# Files the daemon creates (outbox.db, state.db, status.json, the overlay, evidence images) hold
+# residents' data: owner-only, whether or not systemd's UMask= applies (a manual or container run).
+DAEMON_UMASK = 0o077
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    os.umask(DAEMON_UMASK)  # first, before any file or folder is opened or created
     # A stop request during start-up (imports, opening the outbox) is remembered, not fatal:
     # the daemon starts, sees it, and stops cleanly.
     early: list[int] = []

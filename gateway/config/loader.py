@@ -288,6 +288,8 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
                     f"mqtts://{host} (TLS, with mqtt.ca_file if the broker's CA is private)",
                 )
             )
+    for index, source in enumerate(loaded.config.sources):
+        warnings.extend(source.config_warnings(f"sources[{index}]"))
     return warnings
 
 

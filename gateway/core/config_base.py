@@ -103,3 +103,10 @@ class SourceConfigBase(StrictModel):
         source's path in the config (`sources[2]`).
         """
         return []
+
+    def config_warnings(self, prefix: str) -> list[ConfigProblem]:
+        """Settings of this source that work but are risky (an explicit security opt-out).
+
+        `check-config` prints them and `lintel run` logs them as WARNING at start.
+        """
+        return []

@@ -144,3 +144,18 @@ def issue_server_cert(
         )
     )
     return pki.dir / f"{name}.pem"
+
+
+def issue_cert_for(pki: Pki, name: str, san: str) -> tuple[Path, Path]:
+    """A server certificate signed by the test CA for another name (`san` e.g. "DNS:other.example")."""
+    d = pki.dir
+    _run(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d,
+    )  # fmt: skip
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+    _run(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d,
+    )  # fmt: skip
+    return d / f"{name}.pem", d / f"{name}.key"
