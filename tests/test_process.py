@@ -56,10 +56,13 @@ def write_config(
 
 
 def db_last_seq(db: Path) -> int:
+    """The highest accepted seq, 0 while the daemon has not created its tables yet."""
     conn = sqlite3.connect(db)
     try:
         row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
         return int(row[0]) if row else 0
+    except sqlite3.OperationalError:  # the file exists, its schema not yet
+        return 0
     finally:
         conn.close()
 
