@@ -61,7 +61,6 @@ class Core:
         loaded: LoadedConfig,
         clock: Clock,
         observers: list[Callable[[Record], None]],
-        birth_extra: Callable[[], dict[str, Any]],
     ) -> None:
         config = loaded.config
         self.loaded = loaded
@@ -79,7 +78,6 @@ class Core:
         self.actuators = ActuatorHub()
         self.started_mono = clock.monotonic()
         self.started_ms = clock.time_ms()
-        self._birth_extra = birth_extra
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
@@ -117,7 +115,6 @@ class Core:
                 "dropped": snap["dropped"],
                 "degraded": snap["degraded"],
             },
-            **self._birth_extra(),
         }
 
     def _boot_reason(self) -> str:

@@ -55,7 +55,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.extra_processors = list(processors or [])
-        self.core = core = Core(loaded, self.clock, list(observers or []), dict)
+        self.core = core = Core(loaded, self.clock, list(observers or []))
         rt = loaded.config.runtime
         self.policy = RestartPolicy(
             rt.restart_budget, rt.restart_window_s, rt.restart_initial_s, rt.restart_max_s
