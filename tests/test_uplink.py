@@ -344,11 +344,11 @@ def _assert_refused_with_backoff(gw: InProcessGateway, words: tuple[str, ...]) -
     time.sleep(3.0)
     snap = gw.uplink.report()
     assert gw.uplink.alive, "the uplink thread must survive a refused connection"
-    assert snap["connects"] == 0 and snap["state"] in ("backoff", "connecting")
-    error = snap["last_error"] or ""
+    assert snap.connects == 0 and snap.state in ("backoff", "connecting")
+    error = snap.last_error or ""
     assert any(w in error for w in words), error
     # Backoff, not a crash loop: with delays of 0.2..1 s (full jitter), a handful of attempts in 3 s.
-    assert 2 <= snap["attempts"] <= 25, snap["attempts"]
+    assert 2 <= snap.attempts <= 25, snap.attempts
     assert gw.backlog() == 1, "nothing is deleted without a PUBACK"
     return error
 
