@@ -19,10 +19,12 @@ from gateway.bridges import Bridges, Group, HomeAssistantBridgeConfig, Inventory
 from gateway.bridges.home_assistant import HomeAssistantBridge
 from gateway.core import Event, Klass, Reading
 from gateway.encode import Encoder
+from gateway.outbox import OutboxLimits
 from gateway.outbox.schema import TABLES
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.harness import TOPICS, InProcessGateway
+from tests.support.proxy import CuttableProxy
 
 NODE = "lintel_site-a_gw-test"
 INV = Inventory(
@@ -208,9 +210,7 @@ def test_through_the_outbox_to_a_real_broker_retained_and_complete(tmp_path: Pat
         assert gw.writer.flush()
         db = sqlite3.connect(tmp_path / "outbox.db")
         rows = [
-            row
-            for table in TABLES.values()
-            for row in db.execute(f"SELECT seq, topic, records FROM {table}")
+            row for table in TABLES.values() for row in db.execute(f"SELECT seq, topic, records FROM {table}")
         ]
         db.close()
         bridge_rows = [r for r in rows if r[1].startswith(("homeassistant/", "lintel/site-a/gw-test/ha/"))]
@@ -239,4 +239,46 @@ def test_through_the_outbox_to_a_real_broker_retained_and_complete(tmp_path: Pat
         sub.stop()
         if gw is not None:
             gw.stop()
+        broker.stop()
+
+
+def test_a_retained_state_from_the_backlog_never_overwrites_a_newer_live_one(tmp_path: Path) -> None:
+    """After an outage the backlog drains behind live messages: an older retained connectivity
+    state still in the backlog is superseded (acknowledged unsent), so HA keeps the newer one."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)
+    bridges = Bridges([_bridge(tmp_path)])
+    gw = InProcessGateway(
+        tmp_path / "o.db",
+        proxy.port,
+        OutboxLimits(commit_window_s=0.02),
+        bridges=bridges,
+        drain_rate_msg_s=50,
+    ).start()
+    topic = "lintel/site-a/gw-test/ha/door-1/connectivity"
+    sub = RawSubscriber(broker.port, "lintel/#")
+    try:
+        for i in range(150):  # the backlog: 1 s of draining at 50 msg/s ahead of the offline event
+            gw.writer.submit(Event("meter-1", "door_opened", T + i, {"i": i}))
+        gw.writer.submit(Event("door-1", "device_offline", T + 200, {"reason": "silent"}, "warning"))
+        assert gw.writer.flush()
+        proxy.cut(refuse_s=0)
+        assert sub.wait(lambda got: any(t.endswith("/birth") for t, _p, _r in got), 10)
+        gw.writer.submit(Event("door-1", "device_online", T + 300, {}))  # live, newer
+        assert gw.wait_drained(30)
+        assert sub.wait(lambda got: any(t == topic for t, _p, _r in got))
+        with sub.lock:
+            states = [p for t, p, _r in sub.got if t == topic]
+            backlog_left = any(t.endswith("/event/meter-1/door_opened") for t, _p, _r in sub.got[-5:])
+        assert states == [b"ON"], states  # the older OFF was never published
+        assert backlog_left or len(sub.got) > 100  # the live one really overtook a backlog
+        late = RawSubscriber(broker.port, topic)
+        assert late.wait(lambda got: got == [(topic, b"ON", True)])
+        late.stop()
+    finally:
+        sub.stop()
+        gw.stop()
+        proxy.close()
         broker.stop()
