@@ -20,6 +20,7 @@ from gateway.bridges.home_assistant import HomeAssistantBridge
 from gateway.core import Event, Klass, Reading
 from gateway.encode import Encoder
 from gateway.outbox import OutboxLimits
+from gateway.outbox.messages import build_messages
 from gateway.outbox.schema import TABLES
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
@@ -282,3 +283,29 @@ def test_a_retained_state_from_the_backlog_never_overwrites_a_newer_live_one(tmp
         gw.stop()
         proxy.close()
         broker.stop()
+
+
+class _Broken:
+    name = "broken"
+
+    def messages(self, group: Group) -> list[Any]:
+        raise ValueError("a bug in a bridge")
+
+    def on_connect(self) -> list[Any]:
+        raise ValueError("a bug in a bridge")
+
+    def retained(self, topic: str) -> bool:
+        return False
+
+
+def test_a_failing_bridge_costs_no_native_message_and_is_counted(tmp_path: Path) -> None:
+    bridges = Bridges([_Broken(), _bridge(tmp_path)])
+    rows = build_messages(list(_records()), Encoder(TOPICS, bridges), 10, T, 500)
+    native = build_messages(list(_records()), Encoder(TOPICS), 10, T, 500)
+    assert [r[2:] for r in rows[: len(native)]] == [r[2:] for r in native]  # native first, unchanged
+    assert len(rows) > len(native)  # the working bridge still added its messages
+    assert [r[1] for r in rows] == list(range(11, 11 + len(rows)))
+    rows2 = build_messages(list(_records()), Encoder(TOPICS, bridges), 0, T, 500)
+    assert len(rows2) >= len(native)
+    assert bridges.on_connect()  # the healthy bridge's configs, despite the broken one
+    assert bridges.failures == {"broken.messages": 2, "broken.on_connect": 1}

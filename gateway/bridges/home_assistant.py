@@ -77,15 +77,13 @@ class HomeAssistantBridge:
             return
         devices = self.inv.device_ids
         for topic, entry in announced.items():
-            if not isinstance(entry, list) or len(entry) != 3:
+            if topic in self.static or not isinstance(entry, list) or len(entry) != 3:
                 continue
             device, point, payload = entry
-            if topic in self.static:
-                continue
-            if device in devices and device is not None:
+            if device in devices and isinstance(point, str) and isinstance(payload, str):
                 self.dynamic[topic] = (device, payload.encode())
                 self.seen.add((device, point))
-            elif device is None or device not in devices:
+            else:  # its device (or lane, entrance) left the configuration
                 self.removed.add(topic)
         self.removed |= {t for t in removed if isinstance(t, str)}
         self.removed -= set(self.static) | set(self.dynamic)
