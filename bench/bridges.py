@@ -1,11 +1,12 @@
 """What a bridge costs per reading: the Home Assistant bridge against no bridge.
 
-Two figures, each with and without `[bridges.home_assistant]`:
+Figures with and without `[bridges.home_assistant]`:
 1. encode: `build_messages` (best of five) (the writer thread's encoding of one commit) on commits of
    `--meters` meters x 5 points (steady state: every point already discovered), microseconds per
    reading, and extra outbox rows per 1000 readings;
 2. commit: the real outbox writer (SQLite, fsync) accepting `--readings` readings plus one door event
    per 50 readings, CPU seconds per 100k records and rows written.
+3. connect: the retained configs the HA bridge republishes on every connection (count, bytes).
 
     .venv/bin/python bench/bridges.py [--meters 100] [--commits 400] [--readings 200000]
 """
@@ -50,6 +51,15 @@ def commit_group(meters: int, t: int) -> list[Reading | Event]:
     group.append(Reading("door-1", "door_open", t % 2 == 0, t, klass=Klass.STATE))
     group.append(Event("door-1", "device_online", t, {}))
     return group
+
+
+def connect_cost(meters: int) -> tuple[int, int]:
+    """Messages and bytes the HA bridge publishes on every connection once every point is known."""
+    with tempfile.TemporaryDirectory() as d:
+        b = bridges(meters, Path(d), True)
+        build_messages(commit_group(meters, 0), Encoder(TOPICS, b), 0, 0, 500)
+        msgs = b.on_connect()
+    return len(msgs), sum(len(m.topic) + len(m.payload) for m in msgs)
 
 
 def encode_cost(meters: int, commits: int, on: bool) -> tuple[float, float]:
@@ -101,6 +111,7 @@ def main() -> None:
         cpu, rows = commit_cost(args.meters, args.readings, on)
         results.append((on, us, rows_per_k, cpu, rows))
     off, on_ = results
+    n_connect, bytes_connect = connect_cost(args.meters)
 
     def row(name: str, a: float, b: float, fmt: str) -> tuple[str, str, str]:
         return (name, f"{a:{fmt}} -> {b:{fmt}}", f"{b - a:+{fmt}}")
@@ -113,6 +124,11 @@ def main() -> None:
             row("outbox rows per 1000 readings", off[2], on_[2], ".1f"),
             row("writer CPU s per 100k records (SQLite, fsync)", off[3], on_[3], ".2f"),
             row("rows written", off[4], on_[4], ".0f"),
+            (
+                "messages published on every connection",
+                f"0 -> {n_connect}",
+                f"{bytes_connect / 1024:.0f} KiB",
+            ),
         ],
     )
 
