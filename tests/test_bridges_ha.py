@@ -309,3 +309,10 @@ def test_a_failing_bridge_costs_no_native_message_and_is_counted(tmp_path: Path)
     assert len(rows2) >= len(native)
     assert bridges.on_connect()  # the healthy bridge's configs, despite the broken one
     assert bridges.failures == {"broken.messages": 2, "broken.on_connect": 1}
+
+
+def test_a_restart_announces_no_point_again(tmp_path: Path) -> None:
+    first = _bridge(tmp_path).messages(Group(_records(), (), T))
+    assert any(m.topic.endswith("meter-1_power_w/config") for m in first)
+    again = _bridge(tmp_path).messages(Group(_records(), (), T + 1))  # a new process, same state file
+    assert [m.topic for m in again if m.topic.endswith("/config")] == []

@@ -51,7 +51,7 @@ class HomeAssistantBridge:
         self.static: dict[str, bytes] = {}
         for topic, cfg in self._static_configs():
             self.static[topic] = _dumps(cfg).encode()
-        self.dynamic: dict[str, tuple[str, bytes]] = {}  # topic -> (device id, payload)
+        self.dynamic: dict[str, tuple[str, str, bytes]] = {}  # topic -> (device id, point, payload)
         self.seen: set[tuple[str, str]] = set()
         self.removed: set[str] = set()
         self.bad_input = 0
@@ -81,7 +81,7 @@ class HomeAssistantBridge:
                 continue
             device, point, payload = entry
             if device in devices and isinstance(point, str) and isinstance(payload, str):
-                self.dynamic[topic] = (device, payload.encode())
+                self.dynamic[topic] = (device, point, payload.encode())
                 self.seen.add((device, point))
             else:  # its device (or lane, entrance) left the configuration
                 self.removed.add(topic)
@@ -91,8 +91,7 @@ class HomeAssistantBridge:
 
     def _save(self) -> None:
         announced: dict[str, list[Any]] = {t: [None, None, ""] for t in self.static}
-        for topic, (device, payload) in self.dynamic.items():
-            point = topic.rsplit("/", 2)[-2]
+        for topic, (device, point, payload) in self.dynamic.items():
             announced[topic] = [device, point, payload.decode()]
         body = {"announced": announced, "removed": sorted(self.removed)}
         try:
@@ -111,7 +110,7 @@ class HomeAssistantBridge:
         with self._lock:
             out = [BridgeMessage(t, b"", Klass.EVENT, True) for t in sorted(self.removed)]
             out += [BridgeMessage(t, p, Klass.EVENT, True) for t, p in self.static.items()]
-            out += [BridgeMessage(t, p, Klass.EVENT, True) for t, (_d, p) in self.dynamic.items()]
+            out += [BridgeMessage(t, p, Klass.EVENT, True) for t, (_d, _p, p) in self.dynamic.items()]
         return out
 
     def messages(self, group: Group) -> list[BridgeMessage]:
@@ -137,7 +136,7 @@ class HomeAssistantBridge:
         topic, cfg = self.disc.point(r.source_id, r.point, mapped, model, r.klass == Klass.TELEMETRY)
         payload = _dumps(cfg).encode()
         with self._lock:
-            self.dynamic[topic] = (r.source_id, payload)
+            self.dynamic[topic] = (r.source_id, r.point, payload)
             self.removed.discard(topic)
         out.append(BridgeMessage(topic, payload, Klass.EVENT, True))
         return True
