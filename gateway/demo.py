@@ -251,6 +251,10 @@ def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | Non
 [mqtt]
 url = "{broker}"
 stats_interval_s = 10
+
+# Home Assistant discovery beside the native schema: point a Home Assistant at the same broker.
+[bridges.home_assistant]
+enabled = true
 """
     return f"""
 [gateway]

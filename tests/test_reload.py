@@ -94,6 +94,7 @@ def test_remote_tunables_survive_a_restart_until_the_local_file_changes(tmp_path
             "mqtt",
         ),
         (lambda t: t.replace("[outbox]", '[commands]\nallow = ["door_pulse"]\n\n[outbox]'), "commands"),
+        (lambda t: t + "\n[bridges.home_assistant]\nenabled = true\n", "bridges"),
     ],
 )
 def test_remote_text_beyond_tunables_is_refused_without_reading_what_it_names(
@@ -128,3 +129,17 @@ def test_a_reload_that_cannot_be_kept_changes_nothing(tmp_path: Path) -> None:
 
     above, before, after = running(tmp_path, attempt)
     assert above == 100 and before == after and "CareWatch" in after
+
+
+def test_a_local_reload_that_switches_a_bridge_on_needs_a_restart(tmp_path: Path) -> None:
+    config = tmp_path / "lintel.toml"
+    config.write_text(local_text(tmp_path))
+
+    async def attempt(daemon: Daemon) -> tuple[str, int]:
+        config.write_text(local_text(tmp_path) + "\n[bridges.home_assistant]\nenabled = true\n")
+        with pytest.raises(Rejected) as refused:
+            await daemon.reload(None, None)
+        return str(refused.value), len(daemon.core.encoder.bridges.items)
+
+    reason, bridges = running(tmp_path, attempt)
+    assert reason.startswith("needs a restart to change: bridges") and bridges == 0

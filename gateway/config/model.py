@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway import registry
+from gateway.bridges.config import BridgesSection
 from gateway.care.config import CareSection
 from gateway.config.commands import ALL_DOORS, CommandsSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
@@ -221,6 +222,7 @@ class GatewayConfig(StrictModel):
     faces: FacesSection = Field(default_factory=FacesSection)
     face_access: list[FaceAccessConfig] = Field(default_factory=list)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    bridges: BridgesSection = Field(default_factory=BridgesSection)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:

@@ -28,6 +28,7 @@ from gateway.core.processor import Processor
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.pipeline import Pipeline
+from gateway.runtime.bridges import build_bridges
 from gateway.state import StateStore, state_path
 from gateway.uplink import Uplink, UplinkSettings
 
@@ -67,7 +68,7 @@ class Core:
         self.clock = clock
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix if config.mqtt else "lintel", gw.site, gw.id)
-        self.encoder = Encoder(self.topics)
+        self.encoder = Encoder(self.topics, build_bridges(loaded, self.topics))
         self.store = OutboxStore(loaded.outbox_path)
         self.boot_reason = self._boot_reason()
         self.writer = OutboxWriter(self.store, self.encoder, clock, OutboxLimits.from_config(config.outbox))

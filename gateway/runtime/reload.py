@@ -44,6 +44,7 @@ RESTART_SECTIONS = (
     "fire_lanes",
     "faces",
     "face_access",
+    "bridges",  # built once with the encoder the outbox writer holds
 )
 # Lanes whose pipeline steps a reload rebuilds from the new config.
 RELOADED_LANES = ("care", "rules")

@@ -69,6 +69,10 @@ class Session:
         self.opened = self.up.clock.monotonic()
         self.lanes: LaneScheduler | None = None
         self.reader: OutboxReader | None = None
+        # Retained bridge topics sent live (or at connect) on this connection: a backlog message
+        # for one of them is older, superseded, and acknowledged without being sent.
+        self.retained_live: set[str] = set()
+        self.superseded = 0
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
@@ -97,6 +101,10 @@ class Session:
         status = up.encoder.status(boundary, now, "online")
         self.control_mids.add(client.publish(topics.birth, birth, qos=1).mid)
         self.control_mids.add(client.publish(topics.status, status, qos=1, retain=True).mid)
+        for msg in up.encoder.bridges.on_connect():  # config-derived, like the birth: before data
+            self.control_mids.add(client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain).mid)
+            if msg.retain:
+                self.retained_live.add(msg.topic)
         if up.on_command is not None:
             # A clean session each time: subscribe on every connect. Commands sent while we were
             # away are not queued for us; they would be stale by now anyway.
@@ -211,17 +219,32 @@ class Session:
         if not self.ready or self.lanes is None:
             return
         limit = self.up.settings.inflight_max
+        bridges = self.up.encoder.bridges
         while len(self.inflight) < limit:
             msg = self.lanes.next()
             if msg is None:
                 break
-            info = self.client.publish(msg.topic, msg.payload, qos=1)
+            retain = bool(bridges) and bridges.retained(msg.topic)
+            if retain:
+                if msg.seq > self.lanes.boundary_seq:
+                    self.retained_live.add(msg.topic)
+                elif msg.topic in self.retained_live:
+                    self._superseded(msg.klass, msg.seq, msg.size)
+                    continue
+            info = self.client.publish(msg.topic, msg.payload, qos=1, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(f"publish failed: {mqtt.error_string(info.rc)}")
                 return
             self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, self.up.clock.monotonic())
             self.up.sent += 1
         self.up.inflight_count = len(self.inflight)
+
+    def _superseded(self, klass: Klass, seq: int, size: int) -> None:
+        """A retained bridge message older than one already sent: done, as if acknowledged."""
+        if not self.acks:
+            self.acks_since = self.up.clock.monotonic()
+        self.acks.append((klass, seq, size))
+        self.superseded += 1
 
     def _flush_acks(self, force: bool) -> None:
         if self.acks and (
