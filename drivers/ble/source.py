@@ -87,6 +87,7 @@ class BleSource:
                     last_seen,
                     self.memory.offline_since_ms.get(t.sensor_id) if t.online is False else None,
                     counts,
+                    counts["decrypt_failed"] + counts["refused"] + t.counts["malformed"],
                     self.memory.points(t.sensor_id),
                 )
             )

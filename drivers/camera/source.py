@@ -37,7 +37,7 @@ class CameraSource:
         cid, capture = self.config.id, self.capture
         offline_since = self.memory.offline_since_ms.get(cid)
         if capture is None:
-            return [DeviceReport(cid, cid, "camera", None, None, None, {}, ())]
+            return [DeviceReport(cid, cid, "camera", None, None, None, {}, 0, ())]
         frame = capture.latest()
         reconnects = max(capture.opens - 1, 0)
         counters = {"frames": capture.frames, "reconnects": reconnects, "stalls": capture.stalls}
@@ -51,6 +51,7 @@ class CameraSource:
                 frame.ts_ms if frame is not None else None,
                 offline_since if not self._online else None,
                 counters,
+                capture.stalls,  # reconnects of a looping file are normal; a stall is not
                 self.memory.points(cid),
                 capture.last_error,
             )

@@ -51,6 +51,7 @@ class ModbusBusSource:
                 self.memory.last_reading_ms.get(m.id),
                 self.memory.offline_since_ms.get(m.id) if m.online is False else None,
                 dict(m.errors),
+                sum(m.errors.values()),  # every reason counted there is a failed exchange
                 self.memory.points(m.id),
                 m.last_error or None,
             )

@@ -37,7 +37,10 @@ class SimulatedSource(PollingSource):
         counters = {"polls": self._polls, "missed_polls": self.missed_polls}
         points = () if self.config.profile == "load" else self.memory.points(sid)
         offline_since = self._failed_ms if self._online is False else None
-        return [DeviceReport(sid, sid, kind, self._online, self._seen_ms, offline_since, counters, points)]
+        errors = 1 if self._online is False else 0  # its simulated timeout (the instance is then replaced)
+        return [
+            DeviceReport(sid, sid, kind, self._online, self._seen_ms, offline_since, counters, errors, points)
+        ]
 
     async def run(self, ctx: SourceContext) -> None:
         await super().run(self.memory.tap(ctx))

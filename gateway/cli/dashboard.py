@@ -129,7 +129,7 @@ def meters_panel(devices: list[DeviceReport], now_ms: int) -> Panel:
         by_name = {p.name: p for p in d.points}
         picked = [next((by_name[n] for n in group if n in by_name), None) for group in METER_POINTS]
         shown = [show(p) for p in picked if p is not None][:3]
-        errors = sum(d.counters.values())
+        errors = d.errors
         text = " ".join(shown) if shown else "[dim]waiting for a first answer[/]"
         warn = f" [yellow]{errors} err[/]" if errors else ""
         lines.append(f"{escape(d.device_id):<12} {text}{warn}")

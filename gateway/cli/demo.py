@@ -12,6 +12,7 @@ from collections import deque
 from pathlib import Path
 
 from rich.live import Live
+from rich.text import Text
 
 from gateway.cli.dashboard import Decision, outbox_oldest_ms, render
 from gateway.cli.logs import setup_logging
@@ -58,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + f"\nIn another terminal: lintel status -c {config_path}  (or --watch)",
         highlight=False,
     )
-    footer = f"[dim]another terminal:[/] lintel status -c {config_path} [dim]· Ctrl-C stops[/]"
+    hint = f"[dim]another terminal:[/] lintel status -c {config_path}"
 
     async def main() -> None:
         daemon.install_signal_handlers()
@@ -71,6 +72,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             while not runner.done():
                 if screen is not None:
                     size = console.size
+                    # one line when it fits, else the command gets a line of its own
+                    one_line = len(Text.from_markup(hint).plain) + 16 <= size.width
+                    footer = f"{hint} [dim]· Ctrl-C stops[/]" if one_line else f"{hint}\n[dim]Ctrl-C stops[/]"
                     screen.update(
                         render(
                             daemon.report(),

@@ -58,7 +58,8 @@ class DeviceReport:
     online: bool | None
     last_seen_ms: int | None
     offline_since_ms: int | None
-    counters: dict[str, int]
+    counters: dict[str, int]  # the driver's own, by name
+    errors: int  # of those, the ones a technician should look into (failed reads, refused adverts)
     points: tuple[PointValue, ...]
     last_error: str | None = None
 
