@@ -19,13 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from gateway.cli.dashboard import TITLES
 from tests.conftest import gateway_toml
 from tests.support.process import ROOT, lintel, lintel_output, stop_and_show_log
-
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (setup.sh --test)")
 
 ALARM_ID = re.compile(r"#(\d+)\b")
 
@@ -60,6 +56,7 @@ class Pane:
 @contextmanager
 def terminal(tmp_path: Path, command: str) -> Iterator[Pane]:
     """`command` (exec'd, from the repository root) in an 80×24 tmux pane; Ctrl-C and tear-down at exit."""
+    assert shutil.which("tmux"), "tmux is missing: run scripts/setup.sh --test"
     pane = Pane(tmp_path / "tmux.sock")
     started = pane.tmux(
         "new-session", "-d", "-x", "80", "-y", "24", "-s", "glance", "-c", str(ROOT), f"exec {command}"
