@@ -204,11 +204,22 @@ def faces_panel(
     if faces is None:
         return Panel("FACE ENTRANCES", "[dim]none configured[/]")
     lines = []
+    seen = list(decisions)
     for e in faces.entrances:
-        state = "[bold red]LOCKED OUT[/]" if e.locked else f"{e.granted} in, {e.denied} refused"
+        state = f"{e.granted} in, {e.denied} refused"
+        if e.locked:
+            state = f"[bold red]LOCKED OUT[/] {state}"
+        elif not e.camera_online:
+            state = f"[bold red]{escape(e.camera)} OFFLINE[/] {state}"
         lines.append(f"{escape(e.id)} → {escape(e.door)}: {state}")
+        # status.json carries an entrance's last decision once the face lane reports it (the demo
+        # passes the decisions it observed instead)
+        last_ms = getattr(e, "last_decision_ms", None)
+        if not decisions and last_ms:
+            kind = "access_granted" if getattr(e, "last_granted", False) else "access_denied"
+            seen.append(Decision(e.id, kind, last_ms, getattr(e, "last_reason", None)))
     colours = {"access_granted": "green", "access_denied": "yellow", "access_lockout": "bold red"}
-    for d in list(decisions)[-2:][::-1]:
+    for d in sorted(seen, key=lambda d: d.ts_ms)[-2:][::-1]:
         what = d.kind.removeprefix("access_")
         who = f" {escape(d.who)}" if d.who else ""
         lines.append(f"  {clock(d.ts_ms)} [{colours.get(d.kind, 'white')}]{what}[/]{who}")
@@ -269,7 +280,10 @@ def alarm_lines(report: GatewayReport, now_ms: int, rows: int, width: int) -> li
     late_s = max(0.0, (now_ms - report.written_ms) / 1000)
     alarms = sorted(report.alarms, key=lambda a: a.opened_ms)
     columns = max(1, math.ceil(len(alarms) / max(rows, 1)))
-    cell_width = width // columns
+    widest_id = max((len(a.alarm_id) + 2 for a in alarms), default=0)
+    # Room for every id: past ~270 alarms at 80×24 the columns stop at what the width holds and
+    # the last ids are cut (the title still counts them all).
+    cell_width = max(width // columns, widest_id)
     per_column = math.ceil(len(alarms) / columns) if alarms else 0
     lines = []
     for row in range(per_column):
