@@ -140,7 +140,7 @@ def sensors_panel(devices: list[DeviceReport], doors: Any, now_ms: int) -> Panel
     sensors = [d for d in devices if d.kind == "sensor"]
     offline = [d for d in sensors if d.online is False]
     is_open = [d for d in sensors if any(p.name == "door_open" and p.value is True for p in d.points)]
-    summary = f"{len(sensors)} sensors, {len(is_open)} open"
+    summary = f"{len(sensors)} ({len(is_open)} open)"
     if offline:
         summary += f", [bold red]{len(offline)} OFFLINE[/]"
     lines: list[str] = []
