@@ -109,6 +109,18 @@ def show(p: PointValue) -> str:
     return f"{text} {p.unit}" if p.unit else f"{p.name.replace('_', ' ')} {text}"
 
 
+SENSOR_POINTS = (("door_open",), ("temperature_c",), ("humidity_pct",), ("battery_pct",), ("rssi_dbm",))
+CAMERA_POINTS = (("fps",), ("decode_ms",))
+
+
+def key_points(d: DeviceReport, limit: int = 3) -> list[str]:
+    """The few points that say most about a device, shown (a meter: power, energy, volume...)."""
+    groups = {"meter": METER_POINTS, "sensor": SENSOR_POINTS, "camera": CAMERA_POINTS}[d.kind]
+    by_name = {p.name: p for p in d.points}
+    picked = [next((by_name[n] for n in group if n in by_name), None) for group in groups]
+    return [show(p) for p in picked if p is not None][:limit]
+
+
 def _offline(d: DeviceReport, now_ms: int) -> str:
     since = d.offline_since_ms or d.last_seen_ms
     when = f" since {clock(since)}" if since else ""
@@ -126,9 +138,7 @@ def meters_panel(devices: list[DeviceReport], now_ms: int) -> Panel:
     for d in meters:
         if d.online is False:
             continue
-        by_name = {p.name: p for p in d.points}
-        picked = [next((by_name[n] for n in group if n in by_name), None) for group in METER_POINTS]
-        shown = [show(p) for p in picked if p is not None][:3]
+        shown = key_points(d)
         errors = d.errors
         text = " ".join(shown) if shown else "[dim]waiting for a first answer[/]"
         warn = f" [yellow]{errors} err[/]" if errors else ""

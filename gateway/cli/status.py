@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -97,7 +98,7 @@ def _screen(loaded: LoadedConfig) -> RenderableType:
 
 def _devices(devices: Sequence[DeviceReport]) -> Table:
     """Per-device health: state (offline since when), last seen, the driver's counters, values."""
-    from gateway.cli.dashboard import clock, show
+    from gateway.cli.dashboard import clock, key_points
 
     t = table("devices", ["device", "kind", "state", "last seen", "counters", "latest"])
     for d in devices:
@@ -107,9 +108,9 @@ def _devices(devices: Sequence[DeviceReport]) -> Table:
         else:
             state = "[green]online[/]" if d.online else "[dim]not yet[/]"
         counters = ", ".join(f"{k} {v}" for k, v in sorted(d.counters.items()) if v)
-        t.add_row(
-            d.device_id, d.kind, state, ago(d.last_seen_ms), counters, " ".join(show(p) for p in d.points)
-        )
+        # the few telling points (all of them are in --json); ids and counter names are data, not markup
+        latest = " ".join(key_points(d, limit=5))
+        t.add_row(escape(d.device_id), d.kind, state, ago(d.last_seen_ms), escape(counters), latest)
     return t
 
 
