@@ -162,5 +162,10 @@ interval_s = 0.5
             assert fits(screen), screen
             assert "30 open" in screen and "lintel status --watch" in screen, screen
             assert re.search(r"m1 +\d+ W \d+\.\d\d kWh", screen), screen
+            # The daemon stops: the screen says so (and keeps the last status) instead of going blank.
+            stop_and_show_log(daemon)
+            pane.wait(
+                "NOT RUNNING", lambda s: "NOT RUNNING" in s and set(ALARM_ID.findall(s)) == ids, timeout=10
+            )
     finally:
         stop_and_show_log(daemon)
