@@ -109,7 +109,9 @@ def _demo_screen(tmp_path: Path, state: Path) -> None:
         config = state / "config.toml"
         assert config.is_file()
         # What the screen says is true: the written config points `lintel status` at this demo.
-        status = status_of(config)
+        deadline = time.monotonic() + 10  # status.json is rewritten every 2 s: the first may be due
+        while (status := status_of(config))["running"] is not True and time.monotonic() < deadline:
+            time.sleep(0.3)
         assert status["running"] is True, status
         body = status["status"]
         assert isinstance(body, dict)
