@@ -54,6 +54,7 @@ if [[ $want_test == 1 ]]; then
         >/dev/null 2>&1 || apt_missing+=(python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
     [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
         apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
+    need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
 fi
 
 if ((${#apt_missing[@]})); then

@@ -24,7 +24,17 @@ from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.tracker import SensorTracker
 from drivers.ble.watchdog import ScannerWatchdog, Step
-from gateway.core import Event, KeyValueStore, Klass, MemoryStore, Record, SourceContext, SourceUnavailable
+from gateway.core import (
+    Clock,
+    Event,
+    KeyValueStore,
+    Klass,
+    MemoryStore,
+    Record,
+    SourceContext,
+    SourceUnavailable,
+)
+from gateway.core.devices import DeviceReport, PointMemory
 
 log = logging.getLogger("lintel.ble")
 
@@ -50,6 +60,38 @@ class BleSource:
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
         self.counters = ReplayCounters(MemoryStore(), config.id)
+        self.memory = PointMemory()  # latest values and offline episodes, per sensor
+        self._clock: Clock | None = None
+
+    def device_reports(self) -> list[DeviceReport]:
+        """Each sensor's health: its tracker's counts (adverts, duplicates, replays, downgrades,
+        wrong_key...) plus `decrypt_failed` (wrong or missing key) and `refused` (replays and
+        downgrades, never applied); when it was last heard; its latest values. Adverts the adapter's
+        queue dropped are not attributed to a sensor: they are the source's `counts["dropped"]`."""
+        reports = []
+        for sensor in self.sensors.values():
+            t = sensor.tracker
+            counts = {"adverts": 0, **t.counts}
+            counts["decrypt_failed"] = t.counts["wrong_key"] + t.counts["no_key"]
+            counts["refused"] = t.counts["replays"] + t.counts["downgrades"]
+            last_seen = None
+            if t.last_heard is not None and self._clock is not None:
+                ago_s = self._clock.monotonic() - t.last_heard
+                last_seen = self._clock.time_ms() - round(ago_s * 1000)
+            reports.append(
+                DeviceReport(
+                    t.sensor_id,
+                    self.config.id,
+                    "sensor",
+                    t.online,
+                    last_seen,
+                    self.memory.offline_since_ms.get(t.sensor_id) if t.online is False else None,
+                    counts,
+                    counts["decrypt_failed"] + counts["refused"] + t.counts["malformed"],
+                    self.memory.points(t.sensor_id),
+                )
+            )
+        return reports
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
@@ -124,6 +166,7 @@ class BleSource:
         return sensor.tracker.on_advert(advert, result, ts_ms)
 
     async def run(self, ctx: SourceContext) -> None:
+        ctx, self._clock = self.memory.tap(ctx), ctx.clock
         self._load_sensors(ctx.clock.monotonic(), ctx.store)
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))

@@ -24,6 +24,7 @@ from drivers.modbus.bus import Bus, BusDown
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.meter import MeterPoller, PollGroup
 from gateway.core import Backoff, Event, SourceContext, next_deadline, raise_if_cancelled
+from gateway.core.devices import DeviceReport, PointMemory
 
 log = logging.getLogger("lintel.modbus")
 
@@ -36,6 +37,26 @@ class ModbusBusSource:
         self.bus = Bus(self.endpoint, turnaround_s=config.turnaround_ms / 1000)
         self.missed_polls = 0
         self._down_reported = False
+        self.memory = PointMemory()  # latest values and offline episodes, per meter
+
+    def device_reports(self) -> list[DeviceReport]:
+        """Each meter's health: online, its errors by reason (timeout, exception, crc,
+        disconnected...), when it last answered, its latest values."""
+        return [
+            DeviceReport(
+                m.id,
+                self.config.id,
+                "meter",
+                m.online,
+                self.memory.last_reading_ms.get(m.id),
+                self.memory.offline_since_ms.get(m.id) if m.online is False else None,
+                dict(m.errors),
+                sum(m.errors.values()),  # every reason counted there is a failed exchange
+                self.memory.points(m.id),
+                m.last_error or None,
+            )
+            for m in self.meters
+        ]
 
     def actuator_ports(self) -> dict[str, Bus]:
         """The bus, lent to door relays under this source's id."""
@@ -43,7 +64,7 @@ class ModbusBusSource:
 
     async def run(self, ctx: SourceContext) -> None:
         try:
-            await self._run(ctx)
+            await self._run(self.memory.tap(ctx))
         finally:
             self.bus.close()
 

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the running daemon is doing")
     _config_arg(p)
     _json_arg(p)
+    p.add_argument(
+        "--watch", action="store_true", help="a live building at a glance, refreshed each second (Ctrl-C)"
+    )
 
     p = sub.add_parser("outbox", help="inspect the outbox database")
     osub = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")

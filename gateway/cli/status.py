@@ -1,12 +1,22 @@
-"""`lintel status`: components, last errors, outbox backlog and uplink state of the running daemon."""
+"""`lintel status`: components, devices, last errors, outbox backlog and uplink state of the running
+daemon; `--watch` shows the same status.json as a live building at a glance (gateway/cli/dashboard.py)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Sequence
 from typing import Any
+
+from rich.console import RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from gateway.cli.config_file import read_config
 from gateway.cli.output import ago, console, human_bytes, print_json, table
+from gateway.config import LoadedConfig
+from gateway.core.devices import DeviceReport
 from gateway.status import read_status
 
 _STYLE = {
@@ -25,11 +35,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = read_config(args.config)
     if loaded is None:
         return 1
+    if args.watch and not args.json:
+        return watch(loaded)
     status, age = read_status(loaded.status_path)
-    stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
-    running = (
-        status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
-    )
+    running = _running(loaded, status, age)
     if args.json:
         print_json({"running": running, "status_age_s": age, "status": status})
         return 0 if running else 3
@@ -43,6 +52,66 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     _render(status)
     return 0 if running else 3
+
+
+def _running(loaded: LoadedConfig, status: dict[str, Any] | None, age: float | None) -> bool:
+    stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
+    return status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
+
+
+def watch(loaded: LoadedConfig, refresh_s: float = 1.0) -> int:
+    """`lintel status --watch`: the dashboard of the daemon's status.json, redrawn each second
+    until Ctrl-C. A missing, unreadable or stale status file is said on screen, not an exit."""
+    from rich.live import Live
+
+    try:
+        with Live(console=console, screen=True, auto_refresh=False) as live:
+            while True:
+                live.update(_screen(loaded), refresh=True)
+                time.sleep(refresh_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _screen(loaded: LoadedConfig) -> RenderableType:
+    from gateway.cli.dashboard import outbox_oldest_ms, render
+    from gateway.runtime.report import read_report
+
+    body, age = read_status(loaded.status_path)
+    if body is None:
+        return Text(f"not running: no readable status at {loaded.status_path}")
+    try:
+        report = read_report(body)
+    except ValueError as exc:  # a status.json of another version: say so, keep watching
+        return Text(f"unreadable status {loaded.status_path}: {exc}")
+    size = console.size
+    stale = "" if _running(loaded, body, age) else f"[bold red]NOT RUNNING[/] (status {age or 0:.0f}s old)"
+    return render(
+        report,
+        width=size.width,
+        height=size.height,
+        oldest_ms=outbox_oldest_ms(loaded.outbox_path),
+        header_note=stale,
+        footer="[dim]lintel status --watch · Ctrl-C stops[/]",
+    )
+
+
+def _devices(devices: Sequence[DeviceReport]) -> Table:
+    """Per-device health: state (offline since when), last seen, the driver's counters, values."""
+    from gateway.cli.dashboard import clock, key_points
+
+    t = table("devices", ["device", "kind", "state", "last seen", "counters", "latest"])
+    for d in devices:
+        if d.online is False:
+            since = d.offline_since_ms or d.last_seen_ms
+            state = "[red]OFFLINE" + (f" since {clock(since)}" if since else "") + "[/]"
+        else:
+            state = "[green]online[/]" if d.online else "[dim]not yet[/]"
+        counters = ", ".join(f"{k} {v}" for k, v in sorted(d.counters.items()) if v)
+        # the few telling points (all of them are in --json); ids and counter names are data, not markup
+        latest = " ".join(key_points(d, limit=5))
+        t.add_row(escape(d.device_id), d.kind, state, ago(d.last_seen_ms), escape(counters), latest)
+    return t
 
 
 def _render(body: dict[str, Any]) -> None:
@@ -70,6 +139,8 @@ def _render(body: dict[str, Any]) -> None:
         style = _STYLE.get(c.state, "white")
         t.add_row(c.name, f"[{style}]{c.state}[/]", str(c.restarts), c.last_error or "")
     console.print(t)
+    if s.devices:
+        console.print(_devices(s.devices))
     up = s.uplink
     style = _STYLE.get(up.state, "white")
     line = f"uplink: [{style}]{up.state}[/]"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from gateway import __version__
+from gateway.core.devices import DeviceReport
 from gateway.uplink.report import UplinkReport
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ class StatsReport:
     outbox: OutboxReport
     uplink: UplinkReport
     pipeline: PipelineReport
+    devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +180,17 @@ class GatewayReport:
     lanes: dict[str, Any]
     unavailable: dict[str, str]
     written_ms: int
+    devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
 
     def stats(self) -> StatsReport:
         return StatsReport(
-            self.uptime_s, self.boot_reason, self.components, self.outbox, self.uplink, self.pipeline
+            self.uptime_s,
+            self.boot_reason,
+            self.components,
+            self.outbox,
+            self.uplink,
+            self.pipeline,
+            self.devices,
         )
 
 
@@ -211,6 +220,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         lanes=daemon.lanes.reports(),
         unavailable=dict(daemon.lanes.unavailable),
         written_ms=daemon.clock.time_ms(),
+        devices=tuple(daemon.sources.device_reports()),
     )
 
 
