@@ -27,6 +27,9 @@ class EntranceReport:
     granted: int
     denied: int
     pipeline_ms_avg: float | None
+    last_decision_ms: int | None = None
+    last_granted: bool | None = None
+    last_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,9 @@ class FaceAccessComponent:
                 e["granted"],
                 e["denied"],
                 e["pipeline_ms_avg"],
+                (e["last"] or {}).get("ts_ms"),
+                (e["last"] or {}).get("granted"),
+                (e["last"] or {}).get("reason"),
             )
             for e in s["entrances"]
         )
