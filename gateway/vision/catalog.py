@@ -24,7 +24,7 @@ REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
 # object detectors (task "detect"), the face detector (task "face_detect") and face embedders
 # (task "face_embed")
-LAYOUTS = ("yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
+LAYOUTS = ("darknet_yolo", "yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
 
 
 class ModelError(Exception):

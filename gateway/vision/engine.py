@@ -34,6 +34,8 @@ class Model:
         self.session = session
         self.input_name: str = session.get_inputs()[0].name
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
+        # symbolic height/width: the model takes any input size (our YOLOv4 build)
+        self.free_shape = any(not isinstance(s, int) for s in session.get_inputs()[0].shape[2:])
         self.runs = 0
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
