@@ -35,7 +35,7 @@ PLAN = ScenePlan(enter_s=2, park_s=6, leave_s=40, gone_s=43, walk_from_s=18, wal
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return Detector(load_model(find("yolov2-tiny-coco"), threads=2))
+    return Detector(load_model(find("yolov4-tiny-coco"), threads=2))
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,14 @@ and whether the detector should run now:
   detector runs every `motion_interval_s`, otherwise only every `forced_interval_s`. An idle
   camera therefore costs a resize and a subtraction per step, and a detection every few seconds.
 
-`apply(frame, detections, now_ms)` runs the tracker and every lane of this camera; `tick(now_ms)`
-runs the lanes' timers. All three are synchronous and take time from their arguments, so tests
-can drive them with scene time.
+- **confirming**: while a lane counts down to clearing, the detector runs every
+  `motion_interval_s`, so the lane is seen empty often enough to clear on time.
+
+`apply(frame, detections, now_ms)` runs the tracker and every lane of this camera with `now_ms` the
+time the frame was *taken* (a result that arrives late still describes that moment; one older than
+the last applied is dropped); `tick(now_ms)` runs the lanes' timers. All three are synchronous and
+take time from their arguments, so tests can drive them with scene time, delays included.
+Lane state is saved at every transition, and between transitions at most every `save_interval_s`.
 """
 
 from __future__ import annotations
@@ -113,7 +118,9 @@ class CameraAnalyzer:
         self.last_seq = -1
         self.last_frame: Frame | None = None
         self.last_detections: list[Detection] = []
-        self.runs = {"forced": 0, "motion": 0, "settled": 0}
+        self.last_applied_ms: int | None = None
+        self.saved_ms: dict[str, int] = {}
+        self.runs = {"forced": 0, "motion": 0, "settled": 0, "confirm": 0}
         self.was_moving = False
 
     def step(self, frame: Frame | None, online: bool, now_ms: int) -> tuple[list[Record], bool]:
@@ -138,6 +145,9 @@ class CameraAnalyzer:
         if moving and since >= self.motion_ms:
             self.runs["motion"] += 1
             return [], True
+        if since >= self.motion_ms and any(lane.wants_look(now_ms) for lane in self.lanes):
+            self.runs["confirm"] += 1
+            return [], True
         if settled:
             # The lane just stopped moving: look now, so a car's stop time is known to within a
             # step rather than to within the slow forced cadence.
@@ -146,7 +156,10 @@ class CameraAnalyzer:
         return [], False
 
     def apply(self, frame: Frame, detections: list[Detection], now_ms: int) -> list[Record]:
-        """Feed one detection result to the tracker and the lanes."""
+        """Feed one detection result (of a frame taken at `now_ms`) to the tracker and the lanes."""
+        if self.last_applied_ms is not None and now_ms < self.last_applied_ms:
+            return []  # an older frame's result after a newer one: the lanes already know better
+        self.last_applied_ms = now_ms
         self.last_detect_ms = now_ms
         self.last_frame = frame
         self.last_detections = detections
@@ -159,27 +172,38 @@ class CameraAnalyzer:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.observe(now_ms, size, seen, others, self._evidence_for(lane))
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
     def tick(self, now_ms: int) -> list[Record]:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.tick(now_ms, self._evidence_for(lane))
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
     def _blind(self, now_ms: int, reason: str) -> list[Record]:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.blind(now_ms, reason)
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
-    def _save_if_dirty(self, lane: LaneWatch) -> None:
-        if lane.dirty:
-            lane.dirty = False
+    def _save_if_dirty(self, lane: LaneWatch, now_ms: int) -> None:
+        """Transitions at once; a moved dwell clock or last sighting at most every save_interval_s."""
+        last = self.saved_ms.get(lane.config.id)
+        due = lane.moved and (last is None or now_ms - last >= lane.config.save_interval_s * 1000)
+        if lane.dirty or due:
+            lane.dirty = lane.moved = False
+            self.saved_ms[lane.config.id] = now_ms
             self.on_save(lane)
+
+    def flush(self) -> None:
+        """Save what moved since the last save (at shutdown)."""
+        for lane in self.lanes:
+            if lane.dirty or lane.moved:
+                lane.dirty = lane.moved = False
+                self.on_save(lane)
 
     def _evidence_for(self, lane: LaneWatch) -> Callable[[Occupant], str | None]:
         def save(occupant: Occupant) -> str | None:

@@ -3,7 +3,8 @@
 One asyncio task per watched camera steps its `CameraAnalyzer` every `STEP_S` with the camera's
 latest frame from the `FrameHub`, runs the detector on the engine's single thread when the
 analyzer asks, and submits the resulting records to the pipeline. Lane state is saved to the
-state store at every transition (and the dwell clock with it).
+state store at every transition, the moving dwell clock and last sighting at most every
+`save_interval_s` and at `close`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class FireLaneWatch:
     async def start(self) -> None:
         """Load and warm up the detector on the inference thread (raises ModelError)."""
         model = await self.engine.submit(self.engine.model, self.manifest)
-        self.detector = Detector(model, self.vision.min_score)
+        self.detector = Detector(model, self.vision.min_score, input_size=self.vision.detector_input())
 
     async def run_camera(self, camera_id: str) -> None:
         analyzer = self.analyzers[camera_id]
@@ -99,7 +100,8 @@ class FireLaneWatch:
                     detections = None
                 self.detect_ms_total += (time.perf_counter() - started) * 1000
                 if detections is not None:
-                    records += analyzer.apply(frame, detections, self.clock.time_ms())
+                    # the moment the frame shows, not when a backed-up inference queue got to it
+                    records += analyzer.apply(frame, detections, frame.ts_ms)
             records += analyzer.tick(self.clock.time_ms())
             for record in records:
                 self.submit(record)
@@ -126,5 +128,7 @@ class FireLaneWatch:
         }
 
     def close(self) -> None:
+        for analyzer in self.analyzers.values():
+            analyzer.flush()
         if self._owns_engine:
             self.engine.close()
