@@ -144,9 +144,7 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
         elif kind == "upsample":
             factor = int(sec.get("stride", 2))
             scales = f"{out}_scales"
-            inits.append(
-                numpy_helper.from_array(np.array([1, 1, factor, factor], dtype=np.float32), scales)
-            )
+            inits.append(numpy_helper.from_array(np.array([1, 1, factor, factor], dtype=np.float32), scales))
             # Darknet copies input pixel (y // s, x // s): nearest with asymmetric coordinates, floor.
             nodes.append(
                 helper.make_node(

@@ -9,6 +9,7 @@ against the truth of the scene.
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from gateway.vision.evidence import EvidenceStore
 from gateway.vision.firelane import LaneWatch
 from gateway.vision.geometry import iou
 from tests.support.media import photo
+from tests.support.vehicles import labelled_photos, score
 
 T0 = 1_790_000_000_000  # Monday 2026-09-21, 14:13:20 UTC
 PLAN = ScenePlan(enter_s=2, park_s=6, leave_s=40, gone_s=43, walk_from_s=18, walk_to_s=26, total_s=70, fps=5)
@@ -83,21 +85,41 @@ class Rig:
         )
         self.seq = 0
         self.detector_runs = 0
+        # throttled mode: None runs inference at once; True holds each request for finish_late
+        self.late: tuple[Frame, int] | bool | None = None
 
     def restart(self) -> None:
         self.store.close()
         self.open()
 
-    def feed(self, t: float, image: np.ndarray | None, online: bool = True) -> None:
+    def feed(self, t: float, image: np.ndarray | None, online: bool = True) -> bool:
+        """One step of the watch loop at scene time t; True when it asked for a detection."""
         now = T0 + round(t * 1000)
         self.seq += 1
         frame = Frame(image, now, self.seq) if image is not None else None
         records, run = self.analyzer.step(frame, online, now)
         self.records += records
-        if run and frame is not None:
+        if run and frame is not None and self.late is None:
             self.detector_runs += 1
             self.records += self.analyzer.apply(frame, self.detector.detect(frame.image), now)
         self.records += self.analyzer.tick(now)
+        if run and frame is not None and self.late is not None:
+            self.late = (frame, now)
+        return run
+
+    def finish_late(self, done_t: float, dropped: bool, missed: bool = False) -> None:
+        """The inference asked for at `feed` returns at `done_t` (or its slot was dropped; or the
+        detector missed every vehicle in it)."""
+        assert self.late is not None and self.late is not True
+        frame, taken = self.late
+        if not dropped:
+            self.detector_runs += 1
+            found = self.detector.detect(frame.image)
+            if missed:
+                found = [d for d in found if d.label not in ("car", "truck", "bus")]
+            self.records += self.analyzer.apply(frame, found, taken)
+        self.records += self.analyzer.tick(T0 + round(done_t * 1000))
+        self.late = True
 
     def events(self, kind: str) -> list[Event]:
         return [r for r in self.records if isinstance(r, Event) and r.kind == kind]
@@ -112,7 +134,7 @@ def test_detector_finds_vehicles_in_real_photographs(detector: Detector) -> None
 
     # Hand-labelled boxes (x1, y1, x2, y2) of the vehicles in Debian's sample photographs.
     pickup = (465, 75, 685, 175)  # the white pickup across the street in darknet's dog.jpg
-    bus = (45, 110, 500, 390)  # the red double-decker in opencv-doc's pexels_double_decker_bus.jpg
+    bus = (64, 115, 474, 392)  # the red double-decker in opencv-doc's pexels_double_decker_bus.jpg
     found = detector.detect(cv2.imread(str(photo("darknet/dog.jpg"))))
     vehicles = [d for d in found if d.label in ("car", "truck") and d.score >= 0.3]
     assert any(iou(d.box, pickup) >= 0.6 for d in vehicles), found
@@ -122,6 +144,23 @@ def test_detector_finds_vehicles_in_real_photographs(detector: Detector) -> None
     assert len(buses) == 1 and iou(buses[0].box, bus) >= 0.7, found
     # The car behind the bus on the left is found too, as a car, not part of the bus.
     assert any(d.label == "car" and d.box[2] < 120 for d in found)
+
+
+def test_recall_and_loose_boxes_on_labelled_photographs(detector: Detector) -> None:
+    """36 hand-labelled lane-sized vehicles in 11 registry photographs (tests/data/vehicles.toml),
+    at the lanes' default score 0.3: ≥ 80 % found, ≤ 1 loose or duplicate box per 10 vehicles;
+    the same on grey copies (an IR camera at night gives one channel)."""
+    lane = Detector(detector.model, lane_config().min_score)
+    colour = score(lane.detect, labelled_photos())
+    assert colour.vehicles >= 30
+    assert colour.recall >= 0.8 and colour.loose_per_10 <= 1.0, colour
+    grey = score(lane.detect, labelled_photos(grey=True))
+    assert grey.recall >= 0.8 and grey.loose_per_10 <= 1.0, grey
+    # A one-channel frame goes through as it comes from the camera.
+    import cv2
+
+    mono = cv2.cvtColor(cv2.imread(str(photo("darknet/dog.jpg"))), cv2.COLOR_BGR2GRAY)
+    assert any(iou(d.box, (465, 75, 685, 175)) >= 0.6 for d in lane.detect(mono))
 
 
 def test_scene_parked_past_grace_pedestrian_passes_then_leaves(
@@ -214,3 +253,61 @@ def test_loading_window_pauses_the_dwell_clock(tmp_path: Path, detector: Detecto
     assert len(blocked) == 1
     # Grace counts from the end of the window (20 s), not from the stop (6 s).
     assert scene_s(blocked[0]) == pytest.approx(20 + 15, abs=2)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_throttled_inference_raises_one_alarm_per_car(
+    tmp_path: Path, detector: Detector, scene: Scene, seed: int
+) -> None:
+    """A CPU-starved gateway: every inference returns 0.5-3 s after its frame (random, seeded), one
+    request in five is lost and one result in ten misses the car (a weak detector at dusk); the
+    lanes' timers tick meanwhile, as the watch does. Still exactly one blocked and one cleared per
+    car, with the dwell within the sparse cadence's error."""
+    rng = random.Random(seed)
+    rig = Rig(tmp_path, detector)
+    rig.late = True
+    due: float | None = None
+    for t, image in scene.frames():
+        if due is not None and t >= due:
+            rig.finish_late(t, dropped=rng.random() < 0.2, missed=rng.random() < 0.1)
+            due = None
+        if due is not None:  # a detection in flight: frames pass unseen, the lanes' timers tick
+            rig.records += rig.analyzer.tick(T0 + round(t * 1000))
+        elif rig.feed(t, image):
+            due = t + rng.uniform(0.5, 3.0)
+    blocked, cleared = rig.events("fire_lane_blocked"), rig.events("fire_lane_cleared")
+    assert len(blocked) == 1 and len(cleared) == 1, [
+        (r.kind, scene_s(r)) for r in rig.events("fire_lane_blocked") + cleared
+    ]
+    # The stop is known from the first result that finds the car still: with a lost request and a
+    # miss in a row that is up to ~5 s late; the timers tick meanwhile.
+    assert PLAN.park_s + 15 - 1 <= scene_s(blocked[0]) <= PLAN.park_s + 15 + 5, scene_s(blocked[0])
+    assert cleared[0].attrs["dwell_s"] == pytest.approx(PLAN.leave_s - PLAN.park_s, abs=5)
+    assert cleared[0].attrs["alarm_id"] == blocked[0].attrs["alarm_id"]
+    # seen empty 3 times over the exit delay, each look up to 3 s late: clears ≤ 8 s after that
+    assert scene_s(cleared[0]) <= PLAN.gone_s + 6 + 8
+
+
+def test_restart_across_the_end_of_a_loading_window_raises_no_early_alarm(
+    tmp_path: Path, detector: Detector, scene: Scene
+) -> None:
+    # Loading window until 14:13:40 (20 s into the scene); the car stops at 6 s. The gateway stops
+    # at 18 s (inside the window) and comes back at 22 s (after it).
+    window = [{"days": ["mon"], "from": "14:00", "to": "14:13:40"}]
+    rig = Rig(tmp_path, detector, exempt=window, save_interval_s=2)
+    for t, image in scene.frames():
+        if t >= 18:
+            break
+        rig.feed(t, image)
+    saved = rig.store.load("fire_lane")["lane-a"]
+    # the paused dwell clock reached the store between transitions (rate-limited: ≤ 2 s behind)
+    assert saved["occupant"]["parked_since_ms"] >= T0 + 15_000, saved
+    rig.restart()
+    for t, image in scene.frames():
+        if t >= 22:
+            rig.feed(t, image)
+    blocked = rig.events("fire_lane_blocked")
+    assert len(blocked) == 1
+    # Without the saved pause the dwell counts from the stop (6 s) and the alarm comes at once at
+    # 22 s; with it, grace runs from about the window's end (the 2 s unobserved in the window count).
+    assert scene_s(blocked[0]) >= 20 + 15 - 3, scene_s(blocked[0])

@@ -87,9 +87,7 @@ class VisionSection(StrictModel):
     @field_validator("input_size")
     @classmethod
     def _input_size(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (
-            len(value) != 2 or any(v % 32 or not 128 <= v <= 1280 for v in value)
-        ):
+        if value is not None and (len(value) != 2 or any(v % 32 or not 128 <= v <= 1280 for v in value)):
             raise custom_error(
                 "not a detector input size", "[width, height], multiples of 32 from 128 to 1280",
                 got=str(value),

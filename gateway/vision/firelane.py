@@ -81,6 +81,7 @@ class LaneWatch:
         self.occupant: Occupant | None = None
         self.empty_since_ms: int | None = None
         self.empty_looks = 0
+        self.cleared_ms: int | None = None
         self.unknown_since_ms: int | None = None
         self.unknown_reason: str | None = None
         self.dirty = False  # a transition: save now
@@ -126,8 +127,15 @@ class LaneWatch:
         inside = [t for t in seen if self.in_lane(t, width, height)]
         occ = self.occupant
         if occ is not None:
+            # the same track, or a box where it stood: the same box again, or a larger one
+            # around it (the whole car again after a passer-by hid half of it)
             match = next((t for t in inside if t.track_id == occ.track_id), None) or next(
-                (t for t in inside if iou(t.box, occ.box) >= REVERIFY_IOU), None
+                (
+                    t
+                    for t in inside
+                    if iou(t.box, occ.box) >= REVERIFY_IOU or overlap_of(occ.box, t.box) >= 0.8
+                ),
+                None,
             )
             if match is not None:
                 if match.track_id != occ.track_id:
@@ -141,7 +149,7 @@ class LaneWatch:
                 occ.last_seen_ms, self.moved = max(occ.last_seen_ms, now_ms), True
                 self._stop_countdown()
             elif any(overlap_of(occ.box, o.box) >= OCCLUDED for o in others if o.label in OCCLUDERS) or any(
-                overlap_of(occ.box, t.box) >= OCCLUDED for t in seen if t not in inside
+                overlap_of(occ.box, t.box) >= OCCLUDED for t in seen
             ):
                 self._stop_countdown()  # something stands in front of it: not evidence of absence
             else:
@@ -157,7 +165,10 @@ class LaneWatch:
             still = [t for t in inside if t.still_for_s(now_ms) >= self.config.settle_s]
             if still:
                 first = min(still, key=lambda t: t.still_since_ms)
-                self.occupant = Occupant(first.track_id, first.label, first.box, first.still_since_ms, now_ms)
+                # a new episode's dwell cannot start before the last one ended (a car the detector
+                # lost for exit_delay_s and finds again is not overdue at once: no second alarm)
+                since = max(first.still_since_ms, self.cleared_ms or 0)
+                self.occupant = Occupant(first.track_id, first.label, first.box, since, now_ms)
                 self._set(PARKED)
                 log.info("lane %s: %s (track %d) parked", self.config.id, first.label, first.track_id)
             else:
@@ -255,6 +266,7 @@ class LaneWatch:
         assert occ is not None
         self.occupant = None
         self._stop_countdown()
+        self.cleared_ms = now_ms
         was = self.state
         self._set(ABSENT)
         if was != VIOLATION:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -69,8 +68,12 @@ def labelled_photos(grey: bool = False) -> list[Labelled]:
             image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         tag = entry["name"] + (f"@{entry['rows'][0]}" if "rows" in entry else "")
         out.append(
-            Labelled(tag, np.ascontiguousarray(image), [tuple(b) for b in entry["vehicles"]],
-                     [tuple(b) for b in entry["ignore"]])  # fmt: skip
+            Labelled(
+                tag,
+                np.ascontiguousarray(image),
+                [tuple(b) for b in entry["vehicles"]],
+                [tuple(b) for b in entry["ignore"]],
+            )
         )
     return out
 
@@ -91,5 +94,7 @@ def score(detect: Callable[[np.ndarray], list[Detection]], photos: list[Labelled
             total.loose += 1
             total.loose_boxes.append(f"{item.name}:{d.label}{[round(v) for v in d.box]}")
         total.found += len(taken)
-        total.missed += [f"{item.name}:{list(item.vehicles[i])}" for i in range(len(item.vehicles)) if i not in taken]
+        total.missed += [
+            f"{item.name}:{list(item.vehicles[i])}" for i in range(len(item.vehicles)) if i not in taken
+        ]
     return total
