@@ -15,12 +15,14 @@ door = "lobby"            # a [[doors]] entry: pulsed on a grant
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
-from gateway.faces.quality import QualityLimits
+
+if TYPE_CHECKING:
+    from gateway.faces.quality import QualityLimits
 
 
 class FacesSection(StrictModel):
@@ -64,6 +66,8 @@ class FacesSection(StrictModel):
         return self
 
     def limits(self) -> QualityLimits:
+        from gateway.faces.quality import QualityLimits
+
         return QualityLimits(
             min_eye_px=self.min_eye_px,
             max_yaw=self.max_yaw,
