@@ -1,6 +1,6 @@
 """Memory of a whole building gateway: a real `lintel run` process, RSS after warm-up and peak.
 
-    python -m bench.memory [--seconds 300] [--warmup 60] [--no-camera] [--detector NAME]
+    python -m bench.memory [--seconds 300] [--warmup 60] [--no-camera | --no-face] [--detector NAME]
 
 The config is the demo building's (gateway/demo.py): Modbus meters on a simulated TCP gateway
 (pymodbus, in this process), BLE door sensors on the simulated radio, simulated door contacts, the
@@ -38,11 +38,12 @@ def extra_cameras(state_dir: Path, count: int) -> str:
     return out
 
 
-def config_text(state_dir: Path, port: int, cameras: bool, detector: str | None) -> str:
+def config_text(state_dir: Path, port: int, cameras: bool, face: bool, detector: str | None) -> str:
     text = demo_config_text(state_dir, None, port)
     if not cameras:
-        text = text.split("\n[[sources]]\nid = \"cam-court\"")[0]
-        return text
+        return text.split('\n[[sources]]\nid = "cam-court"')[0]
+    if not face:
+        text = text.split('\n[[sources]]\nid = "cam-lobby"')[0]
     text += extra_cameras(state_dir, 3)
     if detector:
         text += f'\n[vision]\ndetector = "{detector}"\n'
@@ -63,7 +64,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         state = Path(tmp) / "state"
         state.mkdir()
         config = Path(tmp) / "gateway.toml"
-        config.write_text(config_text(state, port, not args.no_camera, args.detector))
+        config.write_text(config_text(state, port, not args.no_camera, not args.no_face, args.detector))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "lintel"), "run", "-c", str(config)],
@@ -74,7 +75,9 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         try:
             while (elapsed := time.monotonic() - started) < args.seconds:
                 if proc.poll() is not None:
-                    raise SystemExit(f"memory: lintel run exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                    raise SystemExit(
+                        f"memory: lintel run exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}"
+                    )  # type: ignore[union-attr]
                 samples.append((elapsed, status_kb(proc.pid, "VmRSS")))
                 await asyncio.sleep(1.0)
             peak = status_kb(proc.pid, "VmHWM")
@@ -99,10 +102,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--warmup", type=float, default=60)
     parser.add_argument("--no-camera", action="store_true", help="meters, BLE and doors only")
+    parser.add_argument("--no-face", action="store_true", help="no face entrance (its share)")
     parser.add_argument("--detector", help="vision.detector (default: the config default)")
     args = parser.parse_args()
     figures = asyncio.run(measure(args))
-    what = "no camera" if args.no_camera else f"4 fire-lane cameras + 1 face entrance ({args.detector or 'default detector'})"
+    face = "" if args.no_face else " + 1 face entrance"
+    what = (
+        "no camera"
+        if args.no_camera
+        else f"4 fire-lane cameras{face} ({args.detector or 'default detector'})"
+    )
     target = "≤ 60 MB" if args.no_camera else "≤ 200 MB"
     print_table(
         f"lintel run RSS, {what}, {args.seconds:g} s",
