@@ -75,9 +75,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         try:
             while (elapsed := time.monotonic() - started) < args.seconds:
                 if proc.poll() is not None:
-                    raise SystemExit(
-                        f"memory: lintel run exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}"
-                    )  # type: ignore[union-attr]
+                    tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                    raise SystemExit(f"memory: lintel run exited {proc.returncode}: {tail}")
                 samples.append((elapsed, status_kb(proc.pid, "VmRSS")))
                 await asyncio.sleep(1.0)
             peak = status_kb(proc.pid, "VmHWM")

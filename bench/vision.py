@@ -66,6 +66,7 @@ def photo_levers() -> list[tuple[str, str, str]]:
         ("yolov2-tiny-coco", None, 0.3),
         ("yolov4-tiny-coco", None, 0.3),
         ("yolov4-tiny-coco", None, 0.2),
+        ("yolov4-tiny-coco", (416, 416), 0.3),
         ("yolov4-tiny-coco", (512, 512), 0.3),
         ("yolov4-tiny-coco", (608, 608), 0.3),
         ("yolov4-tiny-coco", (640, 384), 0.3),
@@ -73,12 +74,12 @@ def photo_levers() -> list[tuple[str, str, str]]:
     ):
         det = Detector(load_model(find(name), 2), floor, input_size=size)
         c, g = score(det.detect, colour), score(det.detect, grey)
+        shape = f"{size[0]}x{size[1]}" if size else "frame aspect"
+        found = f"{c.found}/{c.vehicles} found, {c.loose} loose"
         rows.append(
             (
-                f"photos: {name} {size[0]}x{size[1] if size else ''}, score {floor}"
-                if size
-                else f"photos: {name}, score {floor}",
-                f"{c.found}/{c.vehicles} found, {c.loose} loose; grey {g.found}/{g.vehicles}, {g.loose} loose",
+                f"photos: {name} {shape}, score {floor}",
+                f"{found}; grey {g.found}/{g.vehicles}, {g.loose} loose",
                 "≥ 80 %, ≤ 1 per 10",
             )
         )
