@@ -120,7 +120,7 @@ motion_interval_s = 0.5
             validate(m.topic, m.payload)
     evidence = tmp_path / "state" / "evidence" / f"{blocked.payload['attrs']['evidence_id']}.jpg"
     assert evidence.read_bytes()[:2] == b"\xff\xd8"
-    assert status["vision"]["detector"] == "yolov4-tiny-coco" and status["vision"]["detector_runs"] > 0
+    assert status["vision"]["detector"] == "yolov4-tiny-coco-int8" and status["vision"]["detector_runs"] > 0
 
 
 class RtspServer:

@@ -22,7 +22,7 @@ from gateway.core.frames import Frame
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
 from gateway.vision.catalog import find
-from gateway.vision.config import FireLaneConfig
+from gateway.vision.config import FireLaneConfig, VisionSection
 from gateway.vision.detector import Detector
 from gateway.vision.engine import load_model
 from gateway.vision.evidence import EvidenceStore
@@ -37,7 +37,8 @@ PLAN = ScenePlan(enter_s=2, park_s=6, leave_s=40, gone_s=43, walk_from_s=18, wal
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return Detector(load_model(find("yolov4-tiny-coco"), threads=2))
+    # the gateway's default detector
+    return Detector(load_model(find(VisionSection().detector), threads=2))
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +147,13 @@ def test_detector_finds_vehicles_in_real_photographs(detector: Detector) -> None
     assert any(d.label == "car" and d.box[2] < 120 for d in found)
 
 
-def test_recall_and_loose_boxes_on_labelled_photographs(detector: Detector) -> None:
+@pytest.mark.parametrize("model", ["yolov4-tiny-coco-int8", "yolov4-tiny-coco"])
+def test_recall_and_loose_boxes_on_labelled_photographs(model: str) -> None:
     """36 hand-labelled lane-sized vehicles in 11 registry photographs (tests/data/vehicles.toml),
     at the lanes' default score 0.3: ≥ 80 % found, ≤ 1 loose or duplicate box per 10 vehicles;
-    the same on grey copies (an IR camera at night gives one channel)."""
-    lane = Detector(detector.model, lane_config().min_score)
+    the same on grey copies (an IR camera at night gives one channel). The default (int8) and
+    the fp32 build both."""
+    lane = Detector(load_model(find(model), threads=2), lane_config().min_score)
     colour = score(lane.detect, labelled_photos())
     assert colour.vehicles >= 30
     assert colour.recall >= 0.8 and colour.loose_per_10 <= 1.0, colour

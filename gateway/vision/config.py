@@ -1,7 +1,7 @@
 """Config of the vision analytics: `[vision]` (detector, threads, evidence) and `[[fire_lanes]]`.
 
 [vision]
-detector = "yolov4-tiny-coco"   # a manifest name: `lintel models list`
+detector = "yolov4-tiny-coco-int8"   # a manifest name: `lintel models list`
 threads = 1
 
 [[fire_lanes]]
@@ -59,7 +59,7 @@ class Window(StrictModel):
 
 
 class VisionSection(StrictModel):
-    detector: str = Field("yolov4-tiny-coco", description="Model name from `lintel models list`.")
+    detector: str = Field("yolov4-tiny-coco-int8", description="Model name from `lintel models list`.")
     input_size: list[int] | None = Field(
         None,
         description="Detector input [width, height], multiples of 32, for a model with a free input "
