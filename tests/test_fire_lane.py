@@ -393,3 +393,21 @@ def test_input_size_is_checked() -> None:
     assert fit_input((640, 360), v4) == (416, 256)
     assert fit_input((640, 480), v4) == (416, 320)
     assert fit_input((360, 640), v4) == (256, 416)
+
+
+def test_a_manifest_chooses_its_graph_optimisation(tmp_path: Path) -> None:
+    from gateway.vision.catalog import DEFAULT_MODEL_DIR, REPO_MODELS, ModelError, catalog
+
+    text = (REPO_MODELS / "yolov4-tiny-coco-int8.toml").read_text()
+    text = text.replace('name = "yolov4-tiny-coco-int8"', 'name = "mine"\ngraph_optimisation = "extended"')
+    text = text.replace(
+        'file = "yolov4-tiny-coco-int8.onnx"', f'file = "{DEFAULT_MODEL_DIR}/yolov4-tiny-coco-int8.onnx"'
+    )
+    (tmp_path / "mine.toml").write_text(text)
+    mine = catalog(DEFAULT_MODEL_DIR, tmp_path)["mine"]
+    assert mine.graph_optimisation == "extended"
+    model = load_model(mine, 1)
+    assert model.session.get_session_options().graph_optimization_level.name == "ORT_ENABLE_EXTENDED"
+    (tmp_path / "mine.toml").write_text(text.replace('"extended"', '"fastest"'))
+    with pytest.raises(ModelError, match="graph_optimisation 'fastest' is unknown"):
+        catalog(DEFAULT_MODEL_DIR, tmp_path)

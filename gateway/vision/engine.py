@@ -44,14 +44,21 @@ class Model:
         return list(outputs)
 
 
-def session_options(threads: int) -> Any:
+def session_options(threads: int, optimisation: str = "all") -> Any:
+    """onnxruntime options. `optimisation` ("all", "extended", "basic") is the manifest's
+    `graph_optimisation`: "all" adds x86's NCHWc re-layout, a second copy of the convolution
+    weights (33 MB for the dlib embedder) for speed; "extended" leaves it out."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    }[optimisation]
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     # Memory patterns pre-plan one block per input shape; off, YOLOv4-tiny's process is 11 MB
@@ -70,7 +77,9 @@ def load_model(manifest: Manifest, threads: int) -> Model:
     started = time.perf_counter()
     try:
         session = ort.InferenceSession(
-            str(manifest.file), session_options(threads), providers=["CPUExecutionProvider"]
+            str(manifest.file),
+            session_options(threads, manifest.graph_optimisation),
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelError(f"model {manifest.name!r}: onnxruntime cannot load {manifest.file}: {exc}") from exc
