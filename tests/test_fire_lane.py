@@ -411,3 +411,20 @@ def test_a_manifest_chooses_its_graph_optimisation(tmp_path: Path) -> None:
     (tmp_path / "mine.toml").write_text(text.replace('"extended"', '"fastest"'))
     with pytest.raises(ModelError, match="graph_optimisation 'fastest' is unknown"):
         catalog(DEFAULT_MODEL_DIR, tmp_path)
+
+
+def test_single_channel_ir_frames_raise_and_clear_once(
+    tmp_path: Path, detector: Detector, scene: Scene
+) -> None:
+    """An IR camera at night: one grey channel per frame, through motion gating, the detector,
+    the lane and the evidence picture."""
+    import cv2
+
+    rig = Rig(tmp_path, detector)
+    for t, image in scene.frames():
+        rig.feed(t, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    blocked, cleared = rig.events("fire_lane_blocked"), rig.events("fire_lane_cleared")
+    assert len(blocked) == 1 and len(cleared) == 1, rig.records
+    assert scene_s(blocked[0]) == pytest.approx(PLAN.park_s + 15, abs=2)
+    picture = rig.evidence.get(str(blocked[0].attrs["evidence_id"]))
+    assert picture is not None and picture[:2] == b"\xff\xd8"

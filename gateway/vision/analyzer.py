@@ -44,6 +44,11 @@ PIXEL_CHANGE = 25  # grey levels: above sensor noise, below a car's edge
 BLOCKED_STD = 6.0  # a covered lens or a black picture is this flat
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """One channel: an IR camera's single-channel frame as it is, a colour frame converted."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
 class MotionGate:
     def __init__(self) -> None:
         self.previous: np.ndarray | None = None
@@ -54,20 +59,18 @@ class MotionGate:
         """Share of lane pixels that changed since the previous call (1.0 on the first call)."""
         h, w = image.shape[:2]
         small_h = max(1, round(h * MOTION_WIDTH / w))
-        grey = cv2.cvtColor(
-            cv2.resize(image, (MOTION_WIDTH, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
-        )
-        grey = cv2.GaussianBlur(grey, (5, 5), 0)
-        if self.mask is None or self.mask.shape != grey.shape:
-            self.mask = np.zeros(grey.shape, dtype=np.uint8)
+        small = grey(cv2.resize(image, (MOTION_WIDTH, small_h), interpolation=cv2.INTER_AREA))
+        small = cv2.GaussianBlur(small, (5, 5), 0)
+        if self.mask is None or self.mask.shape != small.shape:
+            self.mask = np.zeros(small.shape, dtype=np.uint8)
             for poly in polygons:
                 cv2.fillPoly(self.mask, [to_pixels(poly, MOTION_WIDTH, small_h).round().astype(np.int32)], 1)
             self.previous = None
-        previous, self.previous = self.previous, grey
+        previous, self.previous = self.previous, small
         if previous is None:
             self.last_score = 1.0
             return 1.0
-        changed = (cv2.absdiff(grey, previous) > PIXEL_CHANGE) & (self.mask > 0)
+        changed = (cv2.absdiff(small, previous) > PIXEL_CHANGE) & (self.mask > 0)
         self.last_score = float(changed.sum()) / max(1, int(self.mask.sum()))
         return self.last_score
 
@@ -84,9 +87,9 @@ def merge_vehicles(vehicles: list[Detection], same_iou: float = 0.5) -> list[Det
 def view_problem(image: np.ndarray) -> str | None:
     """Why the picture cannot be trusted, or None. Flat pictures are covered or black."""
     small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    if float(grey.std()) < BLOCKED_STD:
-        return "view blocked or too dark" if float(grey.mean()) < 40 else "view blocked (uniform picture)"
+    mono = grey(small)
+    if float(mono.std()) < BLOCKED_STD:
+        return "view blocked or too dark" if float(mono.mean()) < 40 else "view blocked (uniform picture)"
     return None
 
 
