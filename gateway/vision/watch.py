@@ -100,7 +100,9 @@ class FireLaneWatch:
                     frame, started, job = pending
                     pending = None
                     self.detect_ms_total += (time.perf_counter() - started) * 1000
-                    if job.exception() is not None:
+                    if job.cancelled():
+                        pass  # the engine is shutting down
+                    elif job.exception() is not None:
                         self.errors += 1
                         log.error("camera %s: detector failed: %r", camera_id, job.exception())
                     else:
