@@ -1,12 +1,14 @@
 """Face access: per-frame decision latency, gallery matching at scale, idle cost, memory, gallery I/O.
 
 1. One decision frame at the door (640×360, a face ~130 px wide, composited from a registry
-   photograph): detection, alignment, quality gates, embedding, matching against 1,000
-   residents — p50/p95 on one inference thread. Target ≤ 25 ms.
+   photograph): detection, alignment, quality gates, embedding (SFace), matching against 10,000
+   residents × 3 templates — p50/p95 on one and on two inference threads. Target ≤ 50 ms on one.
+   The liveness check (run once per decision, over 5 chips) is timed on its own.
 2. Matching alone against galleries of 1,000 and 10,000 residents (3 templates each). Target for
    10k ≤ 1 ms.
 3. An empty hallway at the default 5 detections per second: share of one core.
-4. RSS of a fresh process before and after loading both models.
+4. RSS of a fresh process before and after loading both models (and with SFace int8, for
+   comparison: not shipped, see bench/face_accuracy.py).
 5. The gallery file: enrolling 1,000 residents, loading (decrypting) their templates at start-up,
    deleting one resident with the purge (secure_delete + VACUUM + WAL truncation).
 
@@ -31,6 +33,7 @@ from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit, hallway
 from gateway.faces.access import build_pipeline
 from gateway.faces.config import FacesSection
 from gateway.faces.gallery import Gallery, Resident, Templates
+from gateway.faces.liveness import MicroMotion
 from gateway.faces.match import Matcher
 from gateway.vision.catalog import catalog
 from gateway.vision.engine import InferenceEngine
@@ -51,24 +54,45 @@ def synthetic(residents: int, per: int = 3, dim: int = 128) -> Templates:
 
 
 def decision_frame(runs: int) -> list[tuple[str, str, str]]:
-    pipeline = build_pipeline(FacesSection(), InferenceEngine(1), catalog())
     name = "faces/obama2.jpg"
-    frame = DoorScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10)], 10).frame(1.0)
-    matcher = Matcher(synthetic(1000))
-    total, detect, embed = [], [], []
-    for i in range(runs + 3):
+    scene = DoorScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10)], 10)
+    frame = scene.frame(1.0)
+    matcher = Matcher(synthetic(10_000))
+    rows = []
+    for threads in (1, 2):
+        pipeline = build_pipeline(FacesSection(), InferenceEngine(threads), catalog())
+        total, detect, embed, cpu = [], [], [], []
+        for i in range(runs + 3):
+            started, cpu0 = time.perf_counter(), time.thread_time()
+            probe = pipeline.analyse(frame)
+            assert probe.vector is not None, probe.reason()
+            matcher.match(probe.vector)
+            if i >= 3:  # warm-up
+                total.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.thread_time() - cpu0) * 1000)
+                detect.append(probe.detect_ms)
+                embed.append(probe.embed_ms)
+        p50, p95 = percentiles(total)
+        target = "≤ 50 ms" if threads == 1 else ""
+        name = f"decision frame (match 10k × 3), {threads} thread(s)"
+        rows.append((name, f"{p50:.1f} ms p50, {p95:.1f} ms p95", target))
+        if threads == 1:  # one intra-op thread runs in the caller: its CPU time is the work itself,
+            # whatever else the machine is doing (wall time also counts waiting for a core)
+            rows.append(
+                ("  CPU time of this thread per decision", f"{statistics.median(cpu):.1f} ms p50", "")
+            )
+        rows.append(("  of which detection", f"{statistics.median(detect):.1f} ms p50", ""))
+        rows.append(("  of which embedding", f"{statistics.median(embed):.1f} ms p50", ""))
+    chips = [pipeline.analyse(scene.frame(i / 5)).chip for i in range(5)]
+    check = MicroMotion()
+    live = []
+    for _ in range(max(5, runs // 4)):
         started = time.perf_counter()
-        probe = pipeline.analyse(frame)
-        assert probe.vector is not None, probe.reason()
-        matcher.match(probe.vector)
-        if i >= 3:  # warm-up
-            total.append((time.perf_counter() - started) * 1000)
-            detect.append(probe.detect_ms)
-            embed.append(probe.embed_ms)
-    p50, p95 = percentiles(total)
-    rows = [("decision frame, 1 thread", f"{p50:.1f} ms p50, {p95:.1f} ms p95", "≤ 25 ms")]
-    rows.append(("  of which detection", f"{statistics.median(detect):.1f} ms p50", ""))
-    rows.append(("  of which embedding", f"{statistics.median(embed):.1f} ms p50", ""))
+        check.check(chips)  # type: ignore[arg-type]
+        live.append((time.perf_counter() - started) * 1000)
+    rows.append(
+        ("liveness micro_motion (5 chips, once per decision)", f"{statistics.median(live):.1f} ms p50", "")
+    )
     empty = hallway()
     idle = []
     for _ in range(runs):
@@ -127,27 +151,61 @@ def gallery_io() -> list[tuple[str, str, str]]:
     ]
 
 
-def child_rss() -> None:
+def child_rss(model: str | None) -> None:
+    """RSS before and after loading both face models, or one ONNX file alone (`model`)."""
+    import onnxruntime as ort
+
     before = rss_mb()
-    build_pipeline(FacesSection(), InferenceEngine(1), catalog())
+    if model:
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 112, 112), np.float32)})
+    else:
+        build_pipeline(FacesSection(), InferenceEngine(1), catalog())
     print(json.dumps([before, rss_mb()]))
+
+
+def rss_rows() -> list[tuple[str, str, str]]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def child(*extra: str) -> tuple[float, float]:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.faces", "--child", *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        before, after = json.loads(out.stdout.strip().splitlines()[-1])
+        return before, after
+
+    before, after = child()
+    rows = [
+        (
+            "RSS, fresh process → YuNet + SFace loaded",
+            f"{before:.0f} → {after:.0f} MB (+{after - before:.0f})",
+            "",
+        )
+    ]
+    sface = catalog()["sface-2021dec"].file
+    int8 = Path(tempfile.mkdtemp()) / "sface-int8.onnx"
+    quantize_dynamic(str(sface), str(int8), weight_type=QuantType.QInt8)
+    for label, path in (("SFace float32 alone", sface), ("SFace int8 alone (not shipped)", int8)):
+        before, after = child("--model", str(path))
+        rows.append((f"  RSS of {label}", f"+{after - before:.0f} MB", ""))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_rss()
+        child_rss(args.model)
         return
     rows = decision_frame(args.runs)
     rows += matching(args.runs)
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.faces", "--child"], capture_output=True, text=True, check=True
-    )
-    before, after = json.loads(out.stdout.strip().splitlines()[-1])
-    rows.append(("RSS, fresh process → both face models loaded", f"{before:.0f} → {after:.0f} MB", ""))
+    rows += rss_rows()
     rows += gallery_io()
     print_table("face access (bench/faces.py)", rows)
 

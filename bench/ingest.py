@@ -2,7 +2,9 @@
 
 Offers `--rate` readings/s for `--seconds`, then waits until the broker has acknowledged everything.
 Prints one table: throughput, CPU seconds per 100k readings, bytes written to disk per reading
-(from /proc/self/io) against payload bytes per reading, peak RSS, and idle RSS.
+(from /proc/self/io) against payload bytes per reading, peak RSS, idle RSS, and the CPU the per-row
+checksum adds per reading (computed once when the row is written, once when the uplink reads it;
+timed on this run's message sizes and on one-reading messages, against the run's CPU per reading).
 
     .venv/bin/python bench/ingest.py [--rate 25000] [--seconds 20]
 """
@@ -20,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, cpu_seconds, io_write_bytes, peak_rss_mb, print_table, rss_mb
 from gateway.config import parse_config
+from gateway.core import Reading
+from gateway.encode import Encoder, Topics
+from gateway.outbox.checks import row_crc
 from gateway.runtime.daemon import Daemon
 
 
@@ -105,6 +110,22 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
     return result
 
 
+def crc_seconds_per_message(readings_per_message: int, rounds: int = 20_000) -> float:
+    """CPU seconds the row checksum costs one message: computed on write and checked on read."""
+    enc = Encoder(Topics("lintel", "bench-site", "bench"))
+    readings = [
+        Reading("load", f"p{i}", float(i), 1_700_000_000_000 + i) for i in range(readings_per_message)
+    ]
+    topic, payload = enc.telemetry(1, 1_700_000_000_000, "load", readings)
+    rounds = max(200, rounds // readings_per_message)
+    t0 = time.process_time()
+    for seq in range(rounds):
+        # As the writer does (topic encoded) and as the reader does (the stored bytes).
+        row_crc(0, seq, readings_per_message, topic.encode(), payload)
+        row_crc(0, seq, readings_per_message, topic.encode(), payload)
+    return (time.process_time() - t0) / rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,6 +142,10 @@ def main() -> None:
         broker.stop()
     n = r["readings"]
     throughput = n / r["delivered_s"]
+    cpu_per_reading = r["cpu_s"] / n
+    per_msg = max(1, round(n / max(1, r["messages"])))
+    crc_run = crc_seconds_per_message(per_msg) / per_msg
+    crc_one = crc_seconds_per_message(1)
     payload_per = r["payload_bytes"] / n
     written_per = r["written_bytes"] / n
     print_table(
@@ -137,6 +162,16 @@ def main() -> None:
                 "bytes written to disk per reading",
                 f"{written_per:.1f} B ({written_per / payload_per:.2f}x payload)",
                 "<= 2x",
+            ),
+            (
+                f"row crc CPU per reading ({per_msg} readings/message, this run)",
+                f"{crc_run * 1e6:.3f} us ({crc_run / cpu_per_reading * 100:.2f} % of the CPU per reading)",
+                "<= 5 %",
+            ),
+            (
+                "row crc CPU per one-reading message (write + check)",
+                f"{crc_one * 1e6:.2f} us",
+                "",
             ),
             ("outbox file size at the end", f"{r['db_mb']:.1f} MB", ""),
             ("peak RSS", f"{r['peak_rss']:.1f} MB", ""),

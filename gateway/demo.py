@@ -251,6 +251,10 @@ def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | Non
 [mqtt]
 url = "{broker}"
 stats_interval_s = 10
+
+# Home Assistant discovery beside the native schema: point a Home Assistant at the same broker.
+[bridges.home_assistant]
+enabled = true
 """
     return f"""
 [gateway]
@@ -284,6 +288,25 @@ fail_after_polls = 20
 {demo_face_text(state_dir) if modbus_port else ""}"""
 
 
-def demo_config(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> LoadedConfig:
-    state_dir = state_dir.resolve()
-    return parse_config(demo_config_text(state_dir, broker, modbus_port).encode(), "demo", state_dir)
+def demo_config(
+    state_dir: Path, broker: str | None, modbus_port: int | None = None, *, write: bool = False
+) -> LoadedConfig:
+    """The demo's config, validated. With `write`, also saved as `<state_dir>/config.toml` (see
+    `demo_config_path`) so `lintel status -c var/demo/config.toml` and the other inspection tools
+    can be pointed at the running demo; its paths are absolute, so it works from any directory."""
+    text = demo_config_text(state_dir.resolve(), broker, modbus_port)
+    loaded = parse_config(text.encode(), "demo", state_dir.resolve())
+    if write:
+        path = demo_config_path(state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(
+            f"# Written by `lintel demo`: the running demo's config, for `lintel status -c`.\n{text}"
+        )
+        tmp.replace(path)
+    return loaded
+
+
+def demo_config_path(state_dir: Path) -> Path:
+    """Where `lintel demo` writes its config (the path as the user gave the state dir)."""
+    return state_dir / "config.toml"

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.bridges.base import Bridges
 from gateway.core import Event, Klass, Reading
 
 SCHEMA_TELEMETRY = "lintel.telemetry/1"
@@ -80,11 +81,13 @@ def _reading_item(r: Reading) -> dict[str, Any]:
 
 
 class Encoder:
-    """Builds (topic, payload bytes) for records once their seq is known."""
+    """Builds (topic, payload bytes) for records once their seq is known. `bridges` add their own
+    messages to each commit (gateway.bridges); none by default."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, bridges: Bridges | None = None) -> None:
         self.topics = topics
         self.gateway_id = topics.gateway_id
+        self.bridges = bridges if bridges is not None else Bridges()
 
     def telemetry(
         self, seq: int, now_ms: int, source_id: str, readings: Iterable[Reading]

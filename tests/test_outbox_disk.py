@@ -15,7 +15,7 @@ import pytest
 from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import OutboxUnavailable
+from gateway.outbox.store import OutboxReader
 
 MIB = 1024 * 1024
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
@@ -112,23 +112,142 @@ def test_a_really_full_disk_keeps_alarms_and_the_writer_alive(small_disk: Path, 
     conn.close()
 
 
-def test_a_full_disk_at_start_is_not_mistaken_for_corruption(small_disk: Path) -> None:
-    db = small_disk / "outbox.db"
+def _outbox_with_backlog(db: Path) -> None:
     w = OutboxWriter(
-        OutboxStore(db), ENC, SystemClock(), OutboxLimits(commit_window_s=0.01, min_free_bytes=0)
+        OutboxStore(db),
+        ENC,
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01, min_free_bytes=0, batch_max_readings=1),
     )
     w.start()
     for k in range(5):
         w.submit(alarm(k))
-    w.flush()
-    w.stop()
-    before = db.read_bytes()
+    for i in range(400):
+        w.submit(Reading(f"s{i % 10}", "power_w", float(i), 1_700_000_000_000 + i))
+    assert w.flush()
+    w.stop()  # clean: SQLite deletes the -shm file, which it cannot create again on a full disk
+
+
+@pytest.mark.parametrize("reserve", [True, False], ids=["with-reserve", "no-reserve"])
+def test_a_full_disk_at_start_opens_and_holds_alarms_until_space_returns(
+    small_disk: Path, reserve: bool
+) -> None:
+    db = small_disk / "outbox.db"
+    _outbox_with_backlog(db)
+    if not reserve:
+        (small_disk / "outbox.db.reserve").unlink()  # e.g. the first start after an upgrade
     fill(small_disk / "filler")
-    with pytest.raises(OutboxUnavailable, match="cannot open the outbox"):
-        OutboxStore(db)
-    assert db.read_bytes() == before, "a healthy outbox must not be touched"
-    assert not list(small_disk.glob("*.corrupt-*"))
-    (small_disk / "filler").unlink()
-    store = OutboxStore(db)
-    assert store.report.quarantined_to is None and store.class_totals()[Klass.ALARM][0] == 5
-    store.close(clean=True)
+    store = OutboxStore(db)  # used to exit 75 ("disk I/O error"), every restart
+    assert store.report.quarantined_to is None, "a full disk is not corruption"
+    assert (store.report.degraded is None) == reserve  # the reserve makes room for SQLite's -shm file
+    w = OutboxWriter(store, ENC, SystemClock(), OutboxLimits(commit_window_s=0.01, min_free_bytes=MIB))
+    w.start()
+    try:
+        # The backlog is readable (the uplink's reader shares the connection in exclusive mode).
+        reader = OutboxReader(db)
+        assert len(reader.page(Klass.ALARM, 0, None, 100)) == 5
+        assert len(reader.page(Klass.TELEMETRY, 0, None, 1000)) == 400
+        reader.close()
+        # New alarms, and the alarm_resolved of one: never dropped, held until they fit.
+        for k in range(5, 25):
+            w.submit(alarm(k, evidence_bytes=100_000 if not reserve else 0))
+        w.submit(Event("door-1", "alarm_resolved", 1_700_000_000_100, {"alarm_id": 3}))
+        w.flush()
+        snap = w.snapshot()
+        assert w.alive and snap["degraded"]
+        assert not any(key.startswith(("alarm.", "event.")) for key in snap["dropped"]), snap["dropped"]
+        assert snap["rows"]["alarm"] + snap["held_in_memory"] >= 20 + 5
+        (small_disk / "filler").unlink()  # space returns
+        w.flush()
+        w.flush()
+        snap = w.snapshot()
+        assert snap["rows"]["alarm"] == 25 and snap["rows"]["event"] == 1 and snap["held_in_memory"] == 0
+        # What telemetry made room is counted once, under one reason, and the rest is still there.
+        lost = sum(n for key, n in snap["dropped"].items() if key.startswith("telemetry."))
+        assert snap["rows"]["telemetry"] + lost == 400
+        assert set(snap["dropped"]) <= {"telemetry.disk_full", "telemetry.disk_floor"}
+    finally:
+        w.stop()
+
+
+def test_counts_are_exact_through_floor_full_and_back(small_disk: Path) -> None:
+    """Every record submitted is, at the end, either in the outbox or counted once as dropped."""
+    db = small_disk / "outbox.db"
+    w = OutboxWriter(
+        OutboxStore(db),
+        ENC,
+        SystemClock(),
+        OutboxLimits(commit_window_s=0.01, min_free_bytes=2 * MIB, batch_max_readings=20),
+    )
+    w.start()
+    submitted = {k: 0 for k in Klass}
+
+    def push(telemetry: int, events: int, alarms: int) -> None:
+        for i in range(telemetry):
+            w.submit(Reading(f"s{i % 30}", "power_w", float(i), 1_700_000_000_000 + i))
+        for i in range(events):
+            w.submit(Event("door-1", "door_opened", 1_700_000_000_000 + i, {"i": i}))
+        for i in range(alarms):
+            w.submit(alarm(i))
+        submitted[Klass.TELEMETRY] += telemetry
+        submitted[Klass.EVENT] += events
+        submitted[Klass.ALARM] += alarms
+        w.flush()
+
+    try:
+        rounds = 0
+        while not w.snapshot()["at_disk_floor"] and rounds < 500:
+            push(2000, 5, 0)
+            rounds += 1
+        assert w.snapshot()["at_disk_floor"]
+        push(500, 20, 3)  # at the floor
+        fill(small_disk / "filler")
+        for _ in range(5):  # really full, several commits: nothing may be counted twice
+            push(300, 10, 2)
+        (small_disk / "filler").unlink()
+        push(0, 0, 0)
+        push(0, 0, 0)
+        final = w.snapshot()
+    finally:
+        w.stop()
+    snap_conn = sqlite3.connect(db)
+    on_disk = {
+        k: snap_conn.execute(f"SELECT COALESCE(SUM(records), 0) FROM m{int(k)}").fetchone()[0] for k in Klass
+    }
+    meta = dict(snap_conn.execute("SELECT key, value FROM meta").fetchall())
+    snap_conn.close()
+    dropped = {k: sum(v for key, v in meta.items() if key.startswith(f"drop.{k.label}.")) for k in Klass}
+    for k in Klass:
+        assert on_disk[k] + dropped[k] == submitted[k], (k, on_disk[k], dropped[k], submitted[k], meta)
+    assert dropped[Klass.ALARM] == 0 and dropped[Klass.EVENT] == 0
+    # Both paths ran (the test proves something): the floor, and a disk with no room at all.
+    assert final["dropped"]["telemetry.disk_floor"] > 0 and final["dropped"]["telemetry.disk_full"] > 0
+    assert final["dropped"] == {
+        f"{k.label}.{r}": v
+        for key, v in meta.items()
+        if key.startswith("drop.")
+        for k, r in [(Klass.parse(key.split(".")[1]), key.split(".")[2])]
+    }
+
+
+def test_state_store_on_a_full_disk_keeps_rows_in_memory_and_writes_them_later(small_disk: Path) -> None:
+    from gateway.state import StateStore
+
+    path = small_disk / "state.db"
+    store = StateStore(path)
+    store.save("alarms", {"1": {"open": True}})
+    store.close()
+    fill(small_disk / "filler")
+    store = StateStore(path)  # opens (exclusive mode) instead of raising "disk I/O error"
+    try:
+        big = {str(i): {"open": True, "note": "x" * 2000} for i in range(2, 200)}
+        store.save("alarms", big, deleted=["1"])  # must not raise: the caller is raising an alarm
+        assert store.disk_full and "1" not in store.load("alarms") and len(store.load("alarms")) == 198
+        (small_disk / "filler").unlink()
+        store.save("alarms", {"200": {"open": True}})
+        assert not store.disk_full and not store.unsaved
+    finally:
+        store.close()
+    check = StateStore(path, read_only=True)
+    assert len(check.load("alarms")) == 199 and "1" not in check.load("alarms")
+    check.close()

@@ -56,10 +56,13 @@ def write_config(
 
 
 def db_last_seq(db: Path) -> int:
+    """The highest accepted seq, 0 while the daemon has not created its tables yet."""
     conn = sqlite3.connect(db)
     try:
         row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
         return int(row[0]) if row else 0
+    except sqlite3.OperationalError:  # the file exists, its schema not yet
+        return 0
     finally:
         conn.close()
 
@@ -71,8 +74,14 @@ def test_kill_9_ten_times_under_load_loses_no_accepted_record(
     db = tmp_path / "state" / "outbox.db"
     rng = random.Random(7)
     for _ in range(10):
+        before = db_last_seq(db) if db.exists() else 0
         proc = lintel("run", "-c", str(config))
-        time.sleep(rng.uniform(0.6, 2.0))
+        # Kill while it is accepting under load: wait until it commits (a CPU-starved machine may
+        # take longer to start than any fixed sleep), then at a random moment after that.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not db.exists() or db_last_seq(db) <= before + 5):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         if db.exists():

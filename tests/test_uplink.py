@@ -3,18 +3,27 @@ TLS and authentication."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.core import Event, Klass, Reading
+from gateway.config.model import MqttSection
+from gateway.core import Event, Klass, ManualClock, Reading
 from gateway.outbox import OutboxLimits
+from gateway.uplink import UplinkSettings
+from gateway.uplink.bounded import FrameGuard, PacketTooLarge
+from gateway.uplink.reconnect import ReconnectPolicy
+from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector, Received
 from tests.support.harness import InProcessGateway, SteadyLoad
+from tests.support.process import lintel
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
 from tests.support.tls import make_pki
@@ -42,7 +51,7 @@ def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
 def drained_and_complete(gw: InProcessGateway, collector: Collector, wait_s: float) -> int:
     """Wait until the outbox is empty and the subscriber has every accepted seq (asserting both);
     return how many duplicates arrived."""
-    assert gw.wait_drained(60), gw.uplink.snapshot()
+    assert gw.wait_drained(60), gw.uplink.report()
     last = gw.writer.last_seq
     collector.wait_for(lambda c: len(c.seqs()) >= last, wait_s)
     counts = assert_complete(collector, last)
@@ -322,7 +331,7 @@ def test_tls_with_client_certificate_and_password(
     gw = _tls_gateway(tmp_path, tls_broker.port, pki, protocol=protocol).start()
     try:
         gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
-        assert collector.wait_for(lambda c: 1 in c.seqs(), 10), gw.uplink.snapshot()
+        assert collector.wait_for(lambda c: 1 in c.seqs(), 10), gw.uplink.report()
         assert gw.wait_drained(5)
         assert gw.uplink.state == "connected"
     finally:
@@ -333,13 +342,13 @@ def test_tls_with_client_certificate_and_password(
 def _assert_refused_with_backoff(gw: InProcessGateway, words: tuple[str, ...]) -> str:
     gw.writer.submit(Event("door-1", "door_forced", 1, {}, "alarm"))
     time.sleep(3.0)
-    snap = gw.uplink.snapshot()
+    snap = gw.uplink.report()
     assert gw.uplink.alive, "the uplink thread must survive a refused connection"
-    assert snap["connects"] == 0 and snap["state"] in ("backoff", "connecting")
-    error = snap["last_error"] or ""
+    assert snap.connects == 0 and snap.state in ("backoff", "connecting")
+    error = snap.last_error or ""
     assert any(w in error for w in words), error
     # Backoff, not a crash loop: with delays of 0.2..1 s (full jitter), a handful of attempts in 3 s.
-    assert 2 <= snap["attempts"] <= 25, snap["attempts"]
+    assert 2 <= snap.attempts <= 25, snap.attempts
     assert gw.backlog() == 1, "nothing is deleted without a PUBACK"
     return error
 
@@ -369,3 +378,194 @@ def test_missing_client_certificate_is_a_clear_error(tmp_path: Path, tls_broker:
         _assert_refused_with_backoff(gw, ("TLS handshake", "connection lost", "cannot reach"))
     finally:
         gw.stop()
+
+
+# -- reconnecting promptly ------------------------------------------------------------------------
+
+
+def test_reconnect_delays_stay_under_the_ceiling_and_reset_only_after_a_stable_connection() -> None:
+    clock = ManualClock()
+    policy = ReconnectPolicy(1.0, 5.0, 30.0, clock, random.Random(1))
+    delays = [policy.next_delay() for _ in range(500)]  # a long outage: 500 failed attempts
+    assert max(delays) <= 5.0 and policy.ceiling_s == 5.0
+    assert max(delays) > 4.0, "full jitter spans the whole window"
+    # A connection that drops before stable_after_s does not reset the backoff ...
+    policy.connected()
+    clock.advance(29.0)
+    policy.next_delay()
+    assert policy.resets == 0 and policy.ceiling_s == 5.0
+    # ... one that held stable_after_s does: the next delay is at most reconnect_initial_s.
+    policy.connected()
+    clock.advance(30.0)
+    assert policy.next_delay() <= 1.0
+    assert policy.resets == 1 and policy.ceiling_s == 2.0
+
+
+def test_the_default_config_reaches_a_returning_broker_within_10_s_after_a_10_minute_outage() -> None:
+    """The config's defaults through the uplink's own policy, driven by a manual clock: a 600 s
+    outage (attempts refused at once), then the first attempt after the broker's return."""
+    mqtt = MqttSection(url="mqtt://broker.example")
+    settings = UplinkSettings.from_config(mqtt, "gw", None, Path)
+    worst = 0.0
+    for seed in range(200):  # 200 gateways, each with its own jitter
+        clock = ManualClock()
+        policy = ReconnectPolicy(
+            settings.reconnect_initial_s,
+            settings.reconnect_max_s,
+            settings.stable_after_s,
+            clock,
+            random.Random(seed),
+        )
+        t = 0.0
+        while t < 600.0:
+            t += policy.next_delay()
+        worst = max(worst, t - 600.0)
+    assert worst <= 10.0, f"a gateway waited {worst:.1f} s after the broker came back"
+
+
+def test_connected_in_every_up_window_of_a_flapping_broker(tmp_path: Path) -> None:
+    """Scaled down from 'restarted every 30 s for 10 minutes': up 1.2 s, down 0.5 s, 6 times, with
+    stable_after_s longer than a window (as 30 s is in the field) so the backoff never resets."""
+    broker = Mosquitto(tmp_path)
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, reconnect_initial_s=0.1, reconnect_max_s=0.4, stable_after_s=5.0
+    ).start()
+    windows, connected_in = 6, 0
+    try:
+        for _ in range(windows):
+            before = gw.uplink.connects
+            broker.start()
+            up_until = time.monotonic() + 1.2
+            while time.monotonic() < up_until and gw.uplink.connects == before:
+                time.sleep(0.01)
+            connected_in += gw.uplink.connects > before
+            time.sleep(max(0.0, up_until - time.monotonic()))  # the window lasts its full length
+            broker.stop()
+            time.sleep(0.5)  # the broker is down (wall time is the scenario here)
+        assert connected_in == windows, f"connected in {connected_in} of {windows} up-windows"
+        assert gw.uplink.reconnect.resets == 0  # no window lasted stable_after_s
+    finally:
+        gw.stop()
+        broker.stop()
+
+
+def test_after_an_outage_the_broker_is_reached_within_the_backoff_ceiling(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path).start()
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, reconnect_initial_s=0.1, reconnect_max_s=0.5
+    ).start()
+    try:
+        deadline = time.monotonic() + 10
+        while gw.uplink.connects == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while gw.uplink.reconnect.ceiling_s < 0.5 or gw.uplink.attempts < 6:  # the backoff is at its cap
+            assert time.monotonic() < deadline, gw.uplink.report()
+            time.sleep(0.05)
+        before = gw.uplink.connects
+        broker.start()
+        back = time.monotonic()
+        while gw.uplink.connects == before:
+            assert time.monotonic() - back < 5, gw.uplink.report()
+            time.sleep(0.01)
+        lag = time.monotonic() - back
+        assert lag < 0.5 + 1.0, f"reconnected {lag:.2f} s after the broker's return (ceiling 0.5 s)"
+    finally:
+        gw.stop()
+        broker.stop()
+
+
+# -- bounded input ---------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    """MQTT's variable byte integer: 7 bits per byte, least significant first, 0x80 = more."""
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_frame_guard_follows_real_packets_and_refuses_an_oversize_one_at_its_length() -> None:
+    """Real MQTT bytes: a PUBACK, a 200-byte PUBLISH, a PINGRESP pass, in any chunking; a PUBLISH
+    announcing 100 MB is refused on the last byte of its length, before any of its body is read."""
+    publish = b"\x30" + bytes([0xCB, 0x01]) + b"\x00\x05a/cmd" + b"x" * 196  # remaining length 203
+    stream = b"\x40\x02\x00\x01" + publish + b"\xd0\x00"
+    for chunk in (1, 3, 64, len(stream)):
+        guard = FrameGuard(cap=1024)
+        for i in range(0, len(stream), chunk):
+            guard.feed(stream[i : i + chunk])
+    guard = FrameGuard(cap=1024)
+    guard.feed(b"\x40\x02\x00\x01")
+    header = b"\x30" + _varint(100_000_000)
+    assert len(header) == 5
+    guard.feed(header[:4])
+    with pytest.raises(PacketTooLarge) as info:
+        guard.feed(header[4:])
+    assert info.value.size == 1 + 4 + 100_000_000 and info.value.cap == 1024
+    # A packet exactly at the cap passes.
+    FrameGuard(cap=len(publish)).feed(publish)
+    with pytest.raises(PacketTooLarge):
+        FrameGuard(cap=len(publish) - 1).feed(publish)
+
+
+def _rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_100_mb_command_keeps_the_daemon_small_and_publishing(tmp_path: Path, protocol: str) -> None:
+    """A real `lintel run` and a real mosquitto that accepts 100 MB messages (message_size_limit 0
+    is 'no limit': the broker is not what stops it). The daemon's peak RSS stays under 150 MB and
+    data keeps flowing after the publish."""
+    broker = Mosquitto(tmp_path, extra=["message_size_limit 0"]).start()
+    data = Collector(broker.port, topic="lintel/site-a/gw-test/telemetry/#").start()
+    text = gateway_toml(
+        tmp_path / "state",
+        mqtt=f'url = "{broker.url}"\nprotocol = "{protocol}"\nreconnect_initial_s = 0.2\n'
+        "reconnect_max_s = 1\n",
+        sources='[[sources]]\nid = "load-1"\ntype = "simulated"\nprofile = "load"\npoints = 20\n'
+        "interval_s = 0.05\n",
+        extra="commit_window_ms = 50\n",
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(text)
+    proc = lintel("run", "-c", str(config))
+    attacker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="attacker")
+    try:
+        assert data.wait_for(lambda c: len(c.seqs()) > 5, 30), "the daemon never published"
+        before_mb = _rss_peak_mb(proc.pid)
+        attacker.connect("127.0.0.1", broker.port, 60)
+        attacker.loop_start()
+        info = attacker.publish("lintel/site-a/gw-test/command", b"{" + b" " * 100_000_000 + b"}", qos=1)
+        info.wait_for_publish(60)  # the broker has the whole message (PUBACK) and fans it out
+        seen = max(data.seqs())
+        assert data.wait_for(lambda c: max(c.seqs()) > seen + 20, 30), "data stopped after the publish"
+        peak = _rss_peak_mb(proc.pid)
+        assert peak < 150, f"peak RSS {peak:.0f} MB (was {before_mb:.0f} MB before the 100 MB publish)"
+        assert proc.poll() is None
+    finally:
+        attacker.loop_stop()
+        attacker.disconnect()
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                proc.communicate()
+            data.stop()
+            broker.stop()
+    log = err.decode()
+    assert proc.returncode == 0, log[-2000:]
+    if protocol == "3.1.1":  # no way to tell a 3.1.1 broker our limit: the guard dropped it unread
+        assert "dropped unread" in log, log[-2000:]
+    else:  # the CONNECT's Maximum Packet Size made mosquitto drop it: it never reached the guard
+        assert "dropped unread" not in log, log[-2000:]

@@ -51,13 +51,24 @@ class Advert:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """Something the device reports happening, published as an Event of `kind`: a button press
+    (`button_pressed`), a dimmer turn (`dimmer_rotated`), a command sent by a remote
+    (`device_command`), the device restarting (`sensor_reset`). `attrs` are the Event's attrs."""
+
+    kind: str
+    attrs: dict[str, Value] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Decoded:
     """A successfully decoded advert.
 
     `values` use our point vocabulary (`opening`, `window`, `door_left_open`, `battery_pct`,
     `temperature_c`, ...). `packet_id` lets the tracker drop repeats of one transmission; `counter`
-    is the encryption frame counter (encrypted formats only) for the replay guard. `presses` are
-    button events carried by the advert.
+    is the encryption frame counter, set only when the advert was decrypted and its tag verified
+    with the bindkey (`authenticated`), for the replay guard. `events` are what the device reports
+    happening (button presses, dimmer turns...), in the advert's order.
     """
 
     format: str
@@ -66,8 +77,13 @@ class Decoded:
     packet_id: int | None = None
     counter: int | None = None
     model: str | None = None
-    presses: tuple[str, ...] = ()
+    events: tuple[DeviceEvent, ...] = ()
     note: str | None = None  # a part we skipped (unknown object id, truncated tail)
+
+    @property
+    def authenticated(self) -> bool:
+        """Decrypted with the configured bindkey: only the key's holder can have produced it."""
+        return self.counter is not None
 
 
 Reason = Literal["malformed", "no_key", "wrong_key", "unsupported"]

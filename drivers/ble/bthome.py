@@ -2,7 +2,13 @@
 
 Layout: one device-information byte (bit 0 encrypted, bit 2 trigger-based, bits 5-7 version = 2),
 then objects `id, value...` with little-endian fixed-size values in a known order. An object id we
-do not know ends the parse (its length is unknown), keeping what came before: the spec's own rule.
+do not know ends the parse (its length is unknown), keeping what came before: the spec's own rule,
+so the table below holds every object id of the spec (checked against bthome.io/format, 2026-04).
+
+Binary sensors are published with the spec's meaning of 1 (0x28 `safe`: 1 = safe). Events
+(0x3A button, 0x3B command, 0x3C dimmer) become `DeviceEvent`s; a device with several buttons
+sends one 0x3A per button in a fixed order (0x00 = nothing for this one), so their position is
+the button's index: `button_1`, `button_2`... (a lone one is `button`).
 
 Encrypted: info byte, ciphertext, 4-byte counter, 4-byte tag; nonce = sender address + UUID (d2 fc)
 + info byte + counter.
@@ -13,7 +19,7 @@ from __future__ import annotations
 import struct
 
 from drivers.ble import ccm
-from drivers.ble.adverts import BTHOME_UUID16, Decoded, Undecodable
+from drivers.ble.adverts import BTHOME_UUID16, Decoded, DeviceEvent, Undecodable
 from gateway.core.records import Value
 
 FORMAT = "bthome"
@@ -61,7 +67,7 @@ _OBJECTS: dict[int, tuple[str, int, bool, float | None]] = {
     0x25: ("presence", 1, False, None),
     0x26: ("problem", 1, False, None),
     0x27: ("running", 1, False, None),
-    0x28: ("unsafe", 1, False, None),
+    0x28: ("safe", 1, False, None),  # 1 = safe, 0 = unsafe (the spec's meaning)
     0x29: ("smoke", 1, False, None),
     0x2A: ("sound", 1, False, None),
     0x2B: ("tamper", 1, False, None),
@@ -69,8 +75,6 @@ _OBJECTS: dict[int, tuple[str, int, bool, float | None]] = {
     0x2D: ("window", 1, False, None),
     0x2E: ("humidity_pct", 1, False, 1),
     0x2F: ("moisture_pct", 1, False, 1),
-    0x3A: ("button", 1, False, 1),
-    0x3C: ("dimmer", 2, False, 1),
     0x3D: ("count", 2, False, 1),
     0x3E: ("count", 4, False, 1),
     0x3F: ("rotation_deg", 2, True, 0.1),
@@ -109,13 +113,18 @@ _OBJECTS: dict[int, tuple[str, int, bool, float | None]] = {
     0x62: ("speed_m_s", 4, True, 0.000001),
     0x63: ("acceleration_m_s2", 4, True, 0.000001),
     0x64: ("light_level", 1, False, 1),
+    0x65: ("settings_revision", 1, False, 1),
     0xF0: ("device_type_id", 2, False, 1),
-    0xF1: ("firmware", 4, False, 1),
-    0xF2: ("firmware", 3, False, 1),
 }
 _PACKET_ID = 0x00
 _TEXT, _RAW = 0x53, 0x54  # variable length: one length byte, then the bytes
+_FIRMWARE = {0xF1: 4, 0xF2: 3}  # version bytes, least significant first: F2 00 01 06 → "6.1.0"
 
+# Events: (name, value bytes). 0x3B (command) has a variable length: a byte whose low 5 bits
+# give the argument length, then the opcode, then the arguments.
+_BUTTON, _COMMAND, _DIMMER = 0x3A, 0x3B, 0x3C
+_EVENT_SIZE = {_BUTTON: 1, _DIMMER: 2}
+_EVENT_NAME = {_BUTTON: "button", _COMMAND: "command", _DIMMER: "dimmer"}
 _BUTTON_EVENTS = {
     0x01: "press",
     0x02: "double_press",
@@ -123,9 +132,11 @@ _BUTTON_EVENTS = {
     0x04: "long_press",
     0x05: "long_double_press",
     0x06: "long_triple_press",
-    0x80: "hold",
-    0xFE: "hold",
+    0x80: "hold_press",
+    0xFE: "hold_press",  # sent by Shelly BLU buttons for a hold, before the spec named 0x80
 }
+_DIMMER_DIRECTIONS = {0x01: "left", 0x02: "right"}
+_COMMAND_OPCODES = {0x00: "off", 0x01: "on", 0x02: "toggle", 0x03: "step_up", 0x04: "step_down"}
 
 
 def _number(raw: bytes, signed: bool, factor: float) -> float | int:
@@ -136,54 +147,101 @@ def _number(raw: bytes, signed: bool, factor: float) -> float | int:
     return round(value * factor, 6)
 
 
-def parse_objects(payload: bytes) -> tuple[dict[str, Value], int | None, tuple[str, ...], str | None]:
-    """(values, packet id, button presses, problem) of a decrypted object list.
+def parse_objects(payload: bytes) -> tuple[dict[str, Value], int | None, tuple[DeviceEvent, ...], str | None]:
+    """(values, packet id, device events, problem) of a decrypted object list.
 
-    A repeated object (two buttons, two temperatures) gets `_2`, `_3`... appended, as BTHome's
-    multi-channel convention intends. `problem` is set when the list is truncated or malformed.
+    A repeated measurement (two temperatures) gets `_2`, `_3`... appended, as BTHome's
+    multi-channel convention intends. `problem` is set when the list is truncated, malformed or
+    stops at an unknown object id; what came before it is kept.
     """
     values: dict[str, Value] = {}
-    presses: list[str] = []
+    raw_events: list[tuple[int, bytes]] = []
     packet_id: int | None = None
+    problem: str | None = None
     pos, end = 0, len(payload)
     while pos < end:
         oid = payload[pos]
         pos += 1
         if oid == _PACKET_ID:
             if pos >= end:
-                return values, packet_id, tuple(presses), "truncated packet id"
+                problem = "truncated packet id"
+                break
             packet_id = payload[pos]
             pos += 1
             continue
-        if oid in (_TEXT, _RAW):
-            if pos >= end or pos + 1 + payload[pos] > end:
-                return values, packet_id, tuple(presses), f"truncated object 0x{oid:02x}"
-            size = payload[pos]
-            data = payload[pos + 1 : pos + 1 + size]
-            pos += 1 + size
-            _put(
-                values,
-                "text" if oid == _TEXT else "raw",
-                data.decode("utf-8", "replace") if oid == _TEXT else data.hex(),
-            )
-            continue
-        spec = _OBJECTS.get(oid)
-        if spec is None:
+        size = _size(oid, payload, pos)
+        if size is None:
             # Unknown length: the rest cannot be parsed. Keep what we have (spec behaviour).
-            return values, packet_id, tuple(presses), f"unknown object id 0x{oid:02x}"
-        name, size, signed, factor = spec
+            problem = f"unknown object id 0x{oid:02x}"
+            break
         if pos + size > end:
-            return values, packet_id, tuple(presses), f"truncated object 0x{oid:02x}"
+            problem = f"truncated object 0x{oid:02x}"
+            break
         raw = payload[pos : pos + size]
         pos += size
-        if factor is None:
-            _put(values, name, raw[0] != 0)
-        elif oid == 0x3A:
-            if raw[0]:
-                presses.append(_BUTTON_EVENTS.get(raw[0], f"button_0x{raw[0]:02x}"))
+        if oid in _EVENT_NAME:
+            raw_events.append((oid, raw))
+        elif oid == _TEXT:
+            _put(values, "text", raw[1:].decode("utf-8", "replace"))
+        elif oid == _RAW:
+            _put(values, "raw", raw[1:].hex())
+        elif oid in _FIRMWARE:
+            _put(values, "firmware", ".".join(str(b) for b in reversed(raw)))
         else:
-            _put(values, name, _number(raw, signed, factor))
-    return values, packet_id, tuple(presses), None
+            name, _, signed, factor = _OBJECTS[oid]
+            _put(values, name, raw[0] != 0 if factor is None else _number(raw, signed, factor))
+    return values, packet_id, _events(raw_events), problem
+
+
+def _size(oid: int, payload: bytes, pos: int) -> int | None:
+    """Bytes after the object id, or None for an id the spec does not define (yet)."""
+    spec = _OBJECTS.get(oid)
+    if spec is not None:
+        return spec[1]
+    if oid in _EVENT_SIZE:
+        return _EVENT_SIZE[oid]
+    if oid in _FIRMWARE:
+        return _FIRMWARE[oid]
+    if oid in (_TEXT, _RAW):  # length byte + that many bytes (no length byte: truncated)
+        return 1 + payload[pos] if pos < len(payload) else 1
+    if oid == _COMMAND:  # length byte (low 5 bits = argument bytes) + opcode + arguments
+        return 2 + (payload[pos] & 0x1F) if pos < len(payload) else 2
+    return None
+
+
+def _events(raw_events: list[tuple[int, bytes]]) -> tuple[DeviceEvent, ...]:
+    """Device events in order; the n-th object of a type is that type's channel n."""
+    totals: dict[int, int] = {}
+    for oid, _ in raw_events:
+        totals[oid] = totals.get(oid, 0) + 1
+    seen: dict[int, int] = {}
+    out: list[DeviceEvent] = []
+    for oid, raw in raw_events:
+        index = seen[oid] = seen.get(oid, 0) + 1
+        channel = _EVENT_NAME[oid] if totals[oid] == 1 else f"{_EVENT_NAME[oid]}_{index}"
+        event = _event(oid, channel, raw)
+        if event is not None:
+            out.append(event)
+    return tuple(out)
+
+
+def _event(oid: int, channel: str, raw: bytes) -> DeviceEvent | None:
+    """One event object, or None for the spec's "no event for this channel" (0x00)."""
+    if oid == _BUTTON:
+        if raw[0] == 0:
+            return None
+        press = _BUTTON_EVENTS.get(raw[0], f"0x{raw[0]:02x}")
+        return DeviceEvent("button_pressed", {"button": channel, "press": press})
+    if oid == _DIMMER:
+        if raw[0] == 0:
+            return None
+        direction = _DIMMER_DIRECTIONS.get(raw[0], f"0x{raw[0]:02x}")
+        return DeviceEvent("dimmer_rotated", {"dimmer": channel, "direction": direction, "steps": raw[1]})
+    # A command (a remote's on/off/toggle/step): the arguments are opcode- and maker-specific.
+    attrs: dict[str, Value] = {"command": channel, "opcode": _COMMAND_OPCODES.get(raw[1], f"0x{raw[1]:02x}")}
+    if raw[2:]:
+        attrs["args"] = raw[2:].hex()
+    return DeviceEvent("device_command", attrs)
 
 
 def _put(values: dict[str, Value], name: str, value: Value) -> None:
@@ -218,10 +276,10 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
         payload = plain
     else:
         payload = data[1:]
-    values, packet_id, presses, problem = parse_objects(payload)
-    if problem and not values and not presses and packet_id is None:
+    values, packet_id, events, problem = parse_objects(payload)
+    if problem and not values and not events and packet_id is None:
         return Undecodable(FORMAT, "malformed", problem, encrypted)
-    return Decoded(FORMAT, values, encrypted, packet_id, counter, None, presses, problem)
+    return Decoded(FORMAT, values, encrypted, packet_id, counter, None, events, problem)
 
 
 def encode(
@@ -232,14 +290,16 @@ def encode(
     counter: int = 0,
     trigger: bool = False,
 ) -> bytes:
-    """Service data for (object id, raw integer) pairs; encrypted when `key` is given.
+    """Service data for (object id, raw integer) pairs of fixed-size objects (measurements, binary
+    sensors, 0x3A buttons, 0x3C dimmers); encrypted when `key` is given.
 
     The inverse of `decode`, for the demo's simulated sensors, the benchmark and the tests.
     """
     body = bytearray()
     for oid, raw in objects:
-        size = 1 if oid == _PACKET_ID else _OBJECTS[oid][1]
-        signed = oid != _PACKET_ID and _OBJECTS[oid][2]
+        spec = _OBJECTS.get(oid)
+        size = spec[1] if spec else _EVENT_SIZE.get(oid, 1)
+        signed = spec is not None and spec[2]
         body.append(oid)
         body += raw.to_bytes(size, "little", signed=signed)
     info = 0x40 | (0x04 if trigger else 0) | (0x01 if key else 0)

@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from drivers.ble.replay import RestartPolicy
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
 from gateway.core.errors import ConfigProblem
 
@@ -135,6 +136,20 @@ class BleConfig(SourceConfigBase):
     queue_size: int = Field(
         2048, ge=16, le=1_000_000, description="Adverts buffered between radio and decoder."
     )
+    counter_restart_after_s: float = Field(
+        600,
+        ge=60,
+        le=7 * 86_400,
+        description="An encrypted sensor whose counter went back (battery change) is believed after "
+        "this long of fresh, increasing adverts while its old counter stays silent; until then, "
+        "nothing it says is applied (a replay of recorded adverts cannot pass).",
+    )
+    counter_restart_max_start: int = Field(
+        4096,
+        ge=0,
+        le=0xFFFF_FFFF,
+        description="Highest counter a restarted sensor may start from (a fresh device counts from 0).",
+    )
     sensors: list[SensorConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -150,6 +165,11 @@ class BleConfig(SourceConfigBase):
                 )
             seen[sensor.address] = i
         return self
+
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(
+            probation_s=self.counter_restart_after_s, max_start=self.counter_restart_max_start
+        )
 
     def device_ids(self) -> list[tuple[str, str]]:
         return [("id", self.id)] + [(f"sensors[{i}].id", s.id) for i, s in enumerate(self.sensors)]

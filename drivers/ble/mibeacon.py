@@ -10,7 +10,7 @@ nonce = MAC reversed + product id + frame counter + extended counter, associated
 from __future__ import annotations
 
 from drivers.ble import ccm
-from drivers.ble.adverts import Decoded, Undecodable
+from drivers.ble.adverts import Decoded, DeviceEvent, Undecodable
 from gateway.core.records import Value
 
 FORMAT = "mibeacon"
@@ -24,18 +24,24 @@ MODELS = {
 }
 
 
-def _door_state(code: int, values: dict[str, Value]) -> None:
-    # 0x1019: 0 open, 1 closed, 2 open for longer than the device's timeout, 3 device reset.
-    if code in (0, 2, 3):
+def _door_state(code: int, values: dict[str, Value], events: list[DeviceEvent]) -> None:
+    # 0x1019: 0 open, 1 closed, 2 open for longer than the device's timeout, 3 device reset (a
+    # battery change): the reset says nothing about the door, so it is an event, not a state.
+    if code in (0, 2):
         values["opening"] = True
         values["door_left_open"] = code == 2
     elif code == 1:
         values["opening"] = False
         values["door_left_open"] = False
+    elif code == 3:
+        events.append(DeviceEvent("sensor_reset", {"reported_by": "device"}))
 
 
-def _objects(payload: bytes) -> tuple[dict[str, Value], str | None]:
+def _objects(payload: bytes) -> tuple[dict[str, Value], tuple[DeviceEvent, ...], str | None]:
+    """(values, events, problem) of an object list. 0x4A0F (forcibly removed) is only ever sent as
+    1: the tracker ends the tamper episode when the door closes, as xiaomi-ble does."""
     values: dict[str, Value] = {}
+    events: list[DeviceEvent] = []
     pos, end = 0, len(payload)
     while pos + 3 <= end:
         oid = payload[pos] | payload[pos + 1] << 8
@@ -43,9 +49,9 @@ def _objects(payload: bytes) -> tuple[dict[str, Value], str | None]:
         obj = payload[pos + 3 : pos + 3 + size]
         pos += 3 + size
         if len(obj) < size or size == 0:
-            return values, f"truncated object 0x{oid:04x}"
+            return values, tuple(events), f"truncated object 0x{oid:04x}"
         if oid == 0x1019:
-            _door_state(obj[0], values)
+            _door_state(obj[0], values, events)
         elif oid in (0x4A12, 0x4804):  # opening event / state: 1 open, 2 closed
             if obj[0] in (1, 2):
                 values["opening"] = obj[0] == 1
@@ -55,8 +61,9 @@ def _objects(payload: bytes) -> tuple[dict[str, Value], str | None]:
             if obj[0] == 1:
                 values["opening"] = True
                 values["door_left_open"] = True
-        elif oid == 0x4A0F:  # forcibly opened / removed
-            values["tamper"] = obj[0] == 1
+        elif oid == 0x4A0F:  # forcibly opened / removed (only ever 1)
+            if obj[0] == 1:
+                values["tamper"] = True
         elif oid in (0x100A, 0x4803):
             values["battery_pct"] = obj[0]
         elif oid == 0x1004 and size == 2:
@@ -70,8 +77,8 @@ def _objects(payload: bytes) -> tuple[dict[str, Value], str | None]:
             values["light"] = obj[0] != 0
         # Other object types are valid but not ours to interpret: skipped by length.
     if pos != end:
-        return values, "trailing bytes after the last object"
-    return values, None
+        return values, tuple(events), "trailing bytes after the last object"
+    return values, tuple(events), None
 
 
 def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
@@ -98,10 +105,10 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     if not control & 0x40:
         return Decoded(FORMAT, {}, encrypted, frame_counter, None, model)
     if not encrypted:
-        values, note = _objects(data[pos:])
-        if note and not values:
+        values, events, note = _objects(data[pos:])
+        if note and not values and not events:
             return Undecodable(FORMAT, "malformed", note)
-        return Decoded(FORMAT, values, False, frame_counter, None, model, (), note)
+        return Decoded(FORMAT, values, False, frame_counter, None, model, events, note)
     if version < 4:
         return Undecodable(FORMAT, "unsupported", f"MiBeacon v{version} legacy encryption", True)
     if len(data) < pos + 1 + 3 + 4:
@@ -113,9 +120,9 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     plain = ccm.decrypt(key, nonce, data[pos:-7], data[-4:], _AAD)
     if plain is None:
         return Undecodable(FORMAT, "wrong_key", "cannot decrypt: wrong bindkey?", True, model)
-    values, note = _objects(plain)
+    values, events, note = _objects(plain)
     counter = int.from_bytes(ext, "little") << 8 | frame_counter
-    return Decoded(FORMAT, values, True, frame_counter, counter, model, (), note)
+    return Decoded(FORMAT, values, True, frame_counter, counter, model, events, note)
 
 
 def encode(

@@ -3,6 +3,10 @@
 The radio's callback only enqueues (`put_nowait`; a full queue drops and counts): decoding, the
 trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
 connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
+
+Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db): `counters.py`.
+Counters moved by an advert that changed something are saved once the queue is drained (a burst
+costs one write per sensor, not one per advert); the others on the tick, rate-limited; all at stop.
 """
 
 from __future__ import annotations
@@ -14,12 +18,23 @@ from collections import Counter
 
 from drivers.ble.adverts import Advert, mac_bytes
 from drivers.ble.config import BleConfig
+from drivers.ble.counters import ReplayCounters
 from drivers.ble.decode import decode_advert
 from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.tracker import SensorTracker
 from drivers.ble.watchdog import ScannerWatchdog, Step
-from gateway.core import Event, Record, SourceContext, SourceUnavailable
+from gateway.core import (
+    Clock,
+    Event,
+    KeyValueStore,
+    Klass,
+    MemoryStore,
+    Record,
+    SourceContext,
+    SourceUnavailable,
+)
+from gateway.core.devices import DeviceReport, PointMemory
 
 log = logging.getLogger("lintel.ble")
 
@@ -44,20 +59,59 @@ class BleSource:
         self.sensors: dict[str, _Sensor] = {}
         self._queue: asyncio.Queue[Advert] | None = None
         self._drop_logged_at = 0.0
+        self.counters = ReplayCounters(MemoryStore(), config.id)
+        self.memory = PointMemory()  # latest values and offline episodes, per sensor
+        self._clock: Clock | None = None
+
+    def device_reports(self) -> list[DeviceReport]:
+        """Each sensor's health: its tracker's counts (adverts, duplicates, replays, downgrades,
+        wrong_key...) plus `decrypt_failed` (wrong or missing key) and `refused` (replays and
+        downgrades, never applied); when it was last heard; its latest values. Adverts the adapter's
+        queue dropped are not attributed to a sensor: they are the source's `counts["dropped"]`."""
+        reports = []
+        for sensor in self.sensors.values():
+            t = sensor.tracker
+            counts = {"adverts": 0, **t.counts}
+            counts["decrypt_failed"] = t.counts["wrong_key"] + t.counts["no_key"]
+            counts["refused"] = t.counts["replays"] + t.counts["downgrades"]
+            last_seen = None
+            if t.last_heard is not None and self._clock is not None:
+                ago_s = self._clock.monotonic() - t.last_heard
+                last_seen = self._clock.time_ms() - round(ago_s * 1000)
+            reports.append(
+                DeviceReport(
+                    t.sensor_id,
+                    self.config.id,
+                    "sensor",
+                    t.online,
+                    last_seen,
+                    self.memory.offline_since_ms.get(t.sensor_id) if t.online is False else None,
+                    counts,
+                    counts["decrypt_failed"] + counts["refused"] + t.counts["malformed"],
+                    self.memory.points(t.sensor_id),
+                )
+            )
+        return reports
 
     @staticmethod
     def _default_scanner(config: BleConfig) -> AdvertScanner:
         if config.backend == "simulated":
+            # Counters start from the clock, as if the sensors kept counting while the demo was
+            # stopped: its replay guard (counters kept in state.db) must not see a restart.
+            start = int(time.time())
             return SimulatedRadio(
                 [
-                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id)
+                    SimulatedSensor(s.address, s.model or "SBDW-002C", s.key(), name=s.id, counter=start)
                     for s in config.sensors
                     if s.enabled
                 ]
             )
         return BleakAdvertScanner(config.adapter, config.scanning)
 
-    def _load_sensors(self, now: float) -> None:
+    def _load_sensors(self, now: float, store: KeyValueStore | None = None) -> None:
+        """Build the trackers; keyed sensors get their replay counter back from `store`."""
+        self.counters = ReplayCounters(store if store is not None else MemoryStore(), self.config.id)
+        policy = self.config.restart_policy()
         self.sensors.clear()
         for sensor in self.config.sensors:
             if not sensor.enabled:
@@ -74,7 +128,10 @@ class BleSource:
                 sensor.offline_after_s or self.config.offline_after_s,
                 self.config.telemetry_interval_s,
                 started=now,
+                keyed=key is not None,
             )
+            if key is not None:
+                tracker.guard = self.counters.guard(sensor.address, key, policy)
             self.sensors[sensor.address] = _Sensor(tracker, mac_bytes(sensor.address), key)
 
     # -- the radio side: never blocks -------------------------------------------------------------
@@ -109,7 +166,8 @@ class BleSource:
         return sensor.tracker.on_advert(advert, result, ts_ms)
 
     async def run(self, ctx: SourceContext) -> None:
-        self._load_sensors(time.monotonic())
+        ctx, self._clock = self.memory.tap(ctx), ctx.clock
+        self._load_sensors(ctx.clock.monotonic(), ctx.store)
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
@@ -119,12 +177,22 @@ class BleSource:
             await asyncio.gather(consumer, return_exceptions=True)
             await self.scanner.stop()
             self._queue = None
+            self.counters.flush(ctx.clock.monotonic(), force=True)
+
+    def process(self, ctx: SourceContext, advert: Advert) -> None:
+        """Decode, track and emit one queued advert; note its counter for saving."""
+        records = self.handle(advert, ctx.clock.time_ms())
+        for record in records:
+            ctx.emit(record)
+        # An advert that changed something is worth replaying: its counter is saved soon.
+        self.counters.touched(advert.address, urgent=any(r.klass is not Klass.TELEMETRY for r in records))
 
     async def _consume(self, ctx: SourceContext, queue: asyncio.Queue[Advert]) -> None:
         while True:
             advert = await queue.get()
-            for record in self.handle(advert, ctx.clock.time_ms()):
-                ctx.emit(record)
+            self.process(ctx, advert)
+            if queue.empty():
+                self.counters.flush(advert.ts)
 
     async def _scan_forever(self, ctx: SourceContext) -> None:
         watchdog = self.watchdog
@@ -138,16 +206,17 @@ class BleSource:
                 await self._do(ctx, watchdog.start_failed(str(exc)))
                 continue
             log.info("%s: scanning on %s (%s)", self.config.id, self.config.adapter, self.scanner.mode)
-            watchdog.started(time.monotonic())
+            watchdog.started(ctx.clock.monotonic())
             while True:
                 await asyncio.sleep(TICK_S)
-                now = time.monotonic()
+                now = ctx.clock.monotonic()
                 if self.counts["adverts"] != seen:
                     seen = self.counts["adverts"]
                     if watchdog.advert(now):
                         log.info("%s: adapter %s works again", self.config.id, self.config.adapter)
                         ctx.emit(ctx.event("ble_adapter_recovered", adapter=self.config.adapter))
                 self._check_presence(ctx, now)
+                self.counters.flush(now)
                 ctx.progress()
                 step = watchdog.check(now)
                 if step is not None:
@@ -173,11 +242,11 @@ class BleSource:
                 await self.scanner.reset_adapter()
             except ScannerError as exc:
                 log.warning("%s: adapter reset failed: %s", self.config.id, exc)
-        deadline = time.monotonic() + step.delay_s
+        deadline = ctx.clock.monotonic() + step.delay_s
         while True:
             ctx.progress()
-            self._check_presence(ctx, time.monotonic())
-            left = deadline - time.monotonic()
+            self._check_presence(ctx, ctx.clock.monotonic())
+            left = deadline - ctx.clock.monotonic()
             if left <= 0:
                 return
             await asyncio.sleep(min(TICK_S, left))

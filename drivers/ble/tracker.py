@@ -6,13 +6,17 @@ A `SensorTracker` sees the sensor's decoded adverts in arrival order and turns t
   wins) on first sight and on every change; `door_opened` / `door_closed` events on changes only,
   since the state before the gateway started is unknown;
 - `door_left_open` (when the device reports it) and `sensor_tampered` are warning events, once per
-  episode; button presses are `button_pressed` events;
+  episode (a tamper episode ends when the device says so or the door closes, as xiaomi-ble does);
+  what the device reports happening (`button_pressed`, `dimmer_rotated`, `device_command`,
+  `sensor_reset`) are events;
 - other booleans (motion, light...) are STATE readings on change; numbers (battery, temperature,
   RSSI) are TELEMETRY, at most once per `telemetry_interval_s`;
+- a sensor with a bindkey (`keyed`) has only authenticated adverts applied: a plaintext one is a
+  downgrade (forged, or encryption switched off on the device), counted and reported once per
+  episode as `sensor_downgrade`, never applied;
 - a repeated transmission (same packet id or encryption counter, same content) is dropped; an
-  encrypted advert whose counter went backwards is a replay and is dropped. A device that really
-  restarted its counter (battery change) is accepted again after `REBASE_AFTER` increasing adverts,
-  with a `sensor_counter_reset` warning so the jump is visible upstream;
+  authenticated advert whose counter is not above the highest accepted is a replay and is dropped
+  (`replay.py`, which also decides when a counter restart is real: then `sensor_counter_reset`);
 - a wrong or missing bindkey, or a malformed advert, is reported once per episode (log line and
   event), never as a stream; the episode ends when an advert decodes again;
 - presence: silence longer than `offline_after_s` → `device_offline`; heard again → `device_online`.
@@ -26,12 +30,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from drivers.ble.adverts import Advert, Decoded, Undecodable
-from gateway.core.records import Event, Klass, Reading, Record, Value
+from drivers.ble.replay import ReplayGuard, Verdict
+from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
 
 log = logging.getLogger("lintel.ble")
 
 DOOR_POINTS = ("opening", "door", "window", "garage_door")
-REBASE_AFTER = 5
+_DEVICE_EVENT_SEVERITY: dict[str, Severity] = {"sensor_reset": "warning"}  # someone opened it?
 
 _PROBLEM_TEXT = {
     "wrong_key": "cannot decrypt: wrong bindkey?",
@@ -48,6 +53,8 @@ class SensorTracker:
     offline_after_s: float
     telemetry_interval_s: float
     started: float  # monotonic time the tracker was created: silence is counted from here
+    keyed: bool = False  # a bindkey is configured: only authenticated adverts are applied
+    guard: ReplayGuard = field(default_factory=ReplayGuard)
     counts: Counter[str] = field(default_factory=Counter)
     last_heard: float | None = None
     online: bool | None = None
@@ -57,9 +64,8 @@ class SensorTracker:
     last_rssi: int | None = None
     _states: dict[str, Value] = field(default_factory=dict)
     _last_packet: tuple[int | None, int | None, tuple[tuple[str, Value], ...]] | None = None
-    _counter: int | None = None
-    _backwards: list[int] = field(default_factory=list)
     _problem: str | None = None
+    _downgraded: bool = False
     _telemetry_at: float | None = None
 
     def on_advert(self, advert: Advert, result: Decoded | Undecodable, ts_ms: int) -> list[Record]:
@@ -72,11 +78,20 @@ class SensorTracker:
         if isinstance(result, Undecodable):
             self._report_problem(result, ts_ms, records)
             return records
-        if self._is_repeat(result):
+        if self.keyed and not result.authenticated:
+            self._report_downgrade(result, ts_ms, records)
+            return records
+        packet = self._packet_key(result)
+        if packet is not None and packet == self._last_packet:
             self.counts["duplicates"] += 1
             return records
-        if result.encrypted and not self._counter_ok(result, ts_ms, records):
+        if result.counter is not None and not self._counter_ok(result.counter, now, ts_ms, records):
             return records
+        if packet is not None:
+            self._last_packet = packet  # only an accepted transmission makes later copies repeats
+        if self._downgraded:
+            log.info("%s: authenticated adverts again", self.sensor_id)
+            self._downgraded = False
         if self._problem is not None:
             log.info("%s: adverts decode again (%s)", self.sensor_id, result.format)
             self._problem = None
@@ -135,37 +150,58 @@ class SensorTracker:
         }
         records.append(Event(self.sensor_id, kind, ts_ms, attrs, "warning"))
 
-    def _is_repeat(self, result: Decoded) -> bool:
-        if result.packet_id is None and result.counter is None:
-            return False
-        key = (result.packet_id, result.counter, tuple(sorted(result.values.items())))
-        if key == self._last_packet:
-            return True
-        self._last_packet = key
-        return False
-
-    def _counter_ok(self, result: Decoded, ts_ms: int, records: list[Record]) -> bool:
-        counter = result.counter
-        if counter is None or self._counter is None or counter > self._counter:
-            self._counter = counter
-            self._backwards.clear()
-            return True
-        # Backwards (or equal with other content): a replayed advert, or a device that restarted.
-        if self._backwards and counter <= self._backwards[-1]:
-            self._backwards.clear()
-        self._backwards.append(counter)
-        self.counts["replays"] += 1
-        if self.counts["replays"] == 1:
-            log.warning("%s: dropped an encrypted advert with an old counter (replay?)", self.sensor_id)
-        if len(self._backwards) < REBASE_AFTER:
-            return False
+    def _report_downgrade(self, result: Decoded, ts_ms: int, records: list[Record]) -> None:
+        if not result.values and not result.events:
+            self.counts["plaintext_empty"] += 1  # carries nothing to apply (a MiBeacon beacon frame)
+            return
+        self.counts["downgrades"] += 1
+        if self._downgraded:
+            return
+        self._downgraded = True
         log.warning(
-            "%s: encryption counter restarted (%d → %d); accepting", self.sensor_id, self._counter, counter
+            "%s: plaintext %s advert from a sensor with a bindkey: not applied (forged, or encryption "
+            "switched off on the device?)",
+            self.sensor_id,
+            result.format,
         )
-        attrs = {"previous": self._counter, "counter": counter, "address": self.address}
+        attrs = {"format": result.format, "address": self.address, "encrypted": result.encrypted}
+        records.append(Event(self.sensor_id, "sensor_downgrade", ts_ms, attrs, "warning"))
+
+    @staticmethod
+    def _packet_key(result: Decoded) -> tuple[int | None, int | None, tuple[tuple[str, Value], ...]] | None:
+        """What makes two adverts one transmission sent again (None: the format cannot tell)."""
+        if result.packet_id is None and result.counter is None:
+            return None
+        return (result.packet_id, result.counter, tuple(sorted(result.values.items())))
+
+    def _counter_ok(self, counter: int, now: float, ts_ms: int, records: list[Record]) -> bool:
+        guard = self.guard
+        high, probation = guard.high, guard.on_probation
+        verdict = guard.check(counter, now)
+        if verdict is Verdict.FRESH:
+            return True
+        if verdict is Verdict.OLD:
+            self.counts["replays"] += 1
+            if self.counts["replays"] == 1:
+                log.warning("%s: dropped an encrypted advert with an old counter (replay?)", self.sensor_id)
+            if guard.on_probation and not probation:
+                log.warning(
+                    "%s: counter went back (%s → %d): a replay, or the device restarted; accepted only "
+                    "after %.0f s of fresh adverts while the old sequence stays silent",
+                    self.sensor_id,
+                    high,
+                    counter,
+                    guard.policy.probation_s,
+                )
+            return False
+        log.warning("%s: encryption counter restarted (%s → %d); accepting", self.sensor_id, high, counter)
+        attrs = {
+            "previous": guard.previous,
+            "counter": counter,
+            "address": self.address,
+            "probation_s": guard.policy.probation_s,
+        }
         records.append(Event(self.sensor_id, "sensor_counter_reset", ts_ms, attrs, "warning"))
-        self._counter = counter
-        self._backwards.clear()
         return True
 
     def _apply(self, result: Decoded, now: float, ts_ms: int, records: list[Record]) -> None:
@@ -180,6 +216,7 @@ class SensorTracker:
                 records.append(Event(self.sensor_id, kind, ts_ms, {"rssi_dbm": self.last_rssi}))
             if not door:
                 self.left_open = False
+                self.tampered = False  # the episode ends when the door is closed again
         left_open = values.get("door_left_open")
         if left_open is True and not self.left_open:
             self.left_open = True
@@ -193,8 +230,9 @@ class SensorTracker:
             self.tampered = tamper
             if tamper:
                 records.append(Event(self.sensor_id, "sensor_tampered", ts_ms, {}, "warning"))
-        for press in result.presses:
-            records.append(Event(self.sensor_id, "button_pressed", ts_ms, {"press": press}))
+        for event in result.events:
+            severity = _DEVICE_EVENT_SEVERITY.get(event.kind, "info")
+            records.append(Event(self.sensor_id, event.kind, ts_ms, dict(event.attrs), severity))
         for name, value in values.items():
             if name in DOOR_POINTS or name in ("door_left_open", "tamper"):
                 continue

@@ -23,6 +23,14 @@ from pathlib import Path
 import cv2
 
 from drivers.camera.config import CameraConfig, redact
+from drivers.camera.opening import (
+    GATE_SLACK_S,
+    CameraRefused,
+    capture_options,
+    size_problem,
+    tls_preflight,
+    with_capture_options,
+)
 from gateway.core import Backoff
 from gateway.core.frames import Frame
 
@@ -44,8 +52,20 @@ def stream_address(config: CameraConfig) -> str:
     return url
 
 
-def open_capture(config: CameraConfig) -> cv2.VideoCapture:
-    """Open the stream with OpenCV's timeouts. Returns an opened capture or raises OSError."""
+def open_capture(config: CameraConfig, restart_clock: Callable[[], None] | None = None) -> cv2.VideoCapture:
+    """Open the stream with OpenCV's timeouts. Returns an opened capture or raises OSError.
+
+    A TLS camera is verified first (`tls_preflight`): an untrusted one never receives a request,
+    so never its credentials. A stream over max_width × max_height is refused (`CameraRefused`)
+    on the size FFmpeg reports at open, before a frame is decoded. `restart_clock` is called as
+    each phase (our handshake, FFmpeg's open once the option gate is held) begins, so the stall
+    watchdog gives each phase its own budget.
+    """
+    if config.tls and config.tls_verify:
+        tls_preflight(config, config.open_timeout_s)
+        if restart_clock is not None:
+            restart_clock()
+    options = capture_options(config)
     address = stream_address(config)
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
@@ -54,12 +74,27 @@ def open_capture(config: CameraConfig) -> cv2.VideoCapture:
     if config.kind == "usb":
         cap = cv2.VideoCapture(address, cv2.CAP_V4L2)
     else:
-        cap = cv2.VideoCapture(address, cv2.CAP_FFMPEG, params)
+        cap = with_capture_options(
+            options,
+            lambda: cv2.VideoCapture(address, cv2.CAP_FFMPEG, params),
+            budget_s=config.open_timeout_s + GATE_SLACK_S,
+            on_enter=restart_clock,
+        )
     if not cap.isOpened():
         cap.release()
         raise OSError(f"cannot open {redact(config.url)}")
+    problem = size_problem(
+        config, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    )
+    if problem is not None:
+        cap.release()
+        raise CameraRefused(problem)
     cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return cap
+
+
+def _restart_clock(worker: _Worker) -> None:
+    worker.in_read_since = time.monotonic()
 
 
 class _Worker:
@@ -185,7 +220,7 @@ class Capture:
             try:
                 worker.in_read_since = time.monotonic()  # opening counts: a hung open is a stall too
                 worker.opening = True
-                cap = open_capture(self.config)
+                cap = open_capture(self.config, lambda: _restart_clock(worker))
             except (OSError, cv2.error) as exc:
                 worker.in_read_since = None
                 worker.opening = False
@@ -226,6 +261,12 @@ class Capture:
                 self.last_error = (
                     "end of file" if self.config.kind == "file" else "read failed (stream ended or timed out)"
                 )
+                return
+            problem = size_problem(self.config, image.shape[1], image.shape[0])
+            if problem is not None:
+                # Bigger than the open check saw (V4L2). OpenCV's FFmpeg backend never gets here: it
+                # scales later frames to the open-time size (the decoder's own buffer still grows).
+                self.last_error = problem
                 return
             self.decode_s_total += done - worker.in_read_since
             played += 1

@@ -11,6 +11,11 @@
 (`/dev/video0`) or a plain file path (clips for tests and the demo). Use the camera's sub-stream
 (low resolution, e.g. 640×360): the detector sees 416×416 anyway and decoding a 4K main stream
 costs a Pi a core.
+
+`https://` and `rtsps://` cameras are verified: the certificate must chain to `ca_file` (default:
+the system's CA bundle) and name the url's host (or `tls_server_name`); `tls_verify = false` is an
+explicit, warned opt-out. Streams larger than `max_width` × `max_height` are refused at open, before
+a frame is decoded (a 12000×12000 MJPEG frame costs over 1 GB once decoded).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from gateway.core.errors import ConfigProblem
 
 URL_EXPECTED = "rtsp://…, http(s)://…, file:///path, /dev/videoN or a path to a video file"
 _SCHEMES = re.compile(r"^(rtsp|rtsps|http|https|file)://")
+# FFmpeg's option string is `key;value|key;value`: a path holding either separator would inject options.
+_OPTION_SEPARATORS = re.compile(r"[;|]")
 
 
 def redact(url: str) -> str:
@@ -63,6 +70,21 @@ class CameraConfig(SourceConfigBase):
     )
     loop: bool = Field(False, description="Files: start again at the end (demo clips).")
     stats_interval_s: float = Field(60.0, gt=0, description="How often fps and decode_ms readings are sent.")
+    tls_verify: bool = Field(
+        True,
+        description="https/rtsps: verify the camera's certificate (false: accept any — unsafe, warned).",
+    )
+    ca_file: str | None = Field(
+        None,
+        description="https/rtsps: PEM file of the CA (or the camera's own certificate) to trust; "
+        "default the system CA bundle.",
+    )
+    tls_server_name: str | None = Field(
+        None,
+        description="https/rtsps: the name the certificate must carry, when it is not the url's host.",
+    )
+    max_width: int = Field(1920, gt=0, le=16384, description="Refuse streams wider than this (pixels).")
+    max_height: int = Field(1080, gt=0, le=16384, description="Refuse streams taller than this (pixels).")
 
     @field_validator("url")
     @classmethod
@@ -98,7 +120,21 @@ class CameraConfig(SourceConfigBase):
                 key="password_file",
                 got=self.password_file,
             )
+        if self.ca_file is not None and (
+            not Path(self.ca_file).is_absolute() or _OPTION_SEPARATORS.search(self.ca_file)
+        ):
+            raise custom_error(
+                "not an absolute path without ';' or '|'",
+                "e.g. /etc/lintel/certs/cam-ca.pem",
+                key="ca_file",
+                got=self.ca_file,
+            )
         return self
+
+    @property
+    def tls(self) -> bool:
+        """The stream runs over TLS (its certificate is verified unless `tls_verify = false`)."""
+        return self.url.startswith(("https://", "rtsps://"))
 
     @property
     def kind(self) -> str:
@@ -114,6 +150,10 @@ class CameraConfig(SourceConfigBase):
                         f"{prefix}.password_file", "file not found", self.password_file, "a readable file"
                     )
                 )
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            problems.append(
+                ConfigProblem(f"{prefix}.ca_file", "file not found", self.ca_file, "a readable PEM file")
+            )
         if self.kind == "file":
             path = Path(self.url.removeprefix("file://"))
             if not path.is_file():
@@ -121,3 +161,16 @@ class CameraConfig(SourceConfigBase):
                     ConfigProblem(f"{prefix}.url", "video file not found", self.url, "an existing file")
                 )
         return problems
+
+    def config_warnings(self, prefix: str) -> list[ConfigProblem]:
+        if self.tls and not self.tls_verify:
+            return [
+                ConfigProblem(
+                    f"{prefix}.tls_verify",
+                    "the camera's certificate is not verified: anyone on the path can pose as the "
+                    "camera and receive its credentials",
+                    "false",
+                    "tls_verify = true, with ca_file = the camera's CA or certificate (PEM)",
+                )
+            ]
+        return []

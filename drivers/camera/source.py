@@ -16,6 +16,7 @@ import time
 from drivers.camera.capture import Capture
 from drivers.camera.config import CameraConfig, redact
 from gateway.core import SourceContext
+from gateway.core.devices import DeviceReport, PointMemory
 from gateway.core.frames import Frame
 
 log = logging.getLogger("lintel.camera")
@@ -28,6 +29,33 @@ class CameraSource:
         self.config = config
         self.capture: Capture | None = None
         self._online = False
+        self.memory = PointMemory()  # the latest fps/decode_ms readings and offline episode
+
+    # -- DeviceReporter -------------------------------------------------------------------------
+    def device_reports(self) -> list[DeviceReport]:
+        """The camera's health: frames, reconnects and stalls of its capture, its latest fps."""
+        cid, capture = self.config.id, self.capture
+        offline_since = self.memory.offline_since_ms.get(cid)
+        if capture is None:
+            return [DeviceReport(cid, cid, "camera", None, None, None, {}, 0, ())]
+        frame = capture.latest()
+        reconnects = max(capture.opens - 1, 0)
+        counters = {"frames": capture.frames, "reconnects": reconnects, "stalls": capture.stalls}
+        known = capture.frames > 0 or offline_since is not None  # before either: still opening
+        return [
+            DeviceReport(
+                cid,
+                cid,
+                "camera",
+                self._online if known else None,
+                frame.ts_ms if frame is not None else None,
+                offline_since if not self._online else None,
+                counters,
+                capture.stalls,  # reconnects of a looping file are normal; a stall is not
+                self.memory.points(cid),
+                capture.last_error,
+            )
+        ]
 
     # -- FrameSource ----------------------------------------------------------------------------
     def latest_frame(self) -> Frame | None:
@@ -39,6 +67,7 @@ class CameraSource:
 
     # -- Source ---------------------------------------------------------------------------------
     async def run(self, ctx: SourceContext) -> None:
+        ctx = self.memory.tap(ctx)
         cfg = self.config
         capture = Capture(cfg, ctx.clock.time_ms)
         self.capture = capture

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
+from drivers.modbus.coilword import CoilWord
 from drivers.modbus.endpoint import Endpoint
 
 # pymodbus logs every timeout and skipped frame at ERROR; the bus counts them and the meter logs
@@ -47,6 +49,7 @@ EXCEPTION_NAMES = {
     11: "gateway target failed to respond",
 }
 _RETRYABLE_EXCEPTIONS = {5, 6, 10, 11}
+_COIL_WORD = 0x105  # not a Modbus function code: function 05 with a raw word (write_coil_word)
 
 
 class RequestFailed(Exception):
@@ -198,6 +201,17 @@ class Bus:
                     "exception", f"coil {address} reads back {bool(got.bits[0])} after writing {value}"
                 )
 
+    async def write_coil_word(self, unit: int, address: int, word: int, *, timeout_s: float) -> None:
+        """Function 05 with a raw 16-bit value: a relay board's timed command such as "flash on for
+        `word` x 100 ms" (see drivers/modbus/coilword.py). The echo must carry the same address and
+        word. Sent once, never retried here: the caller decides whether to restart a board's timer."""
+        response = await self._execute(unit, _COIL_WORD, timeout_s, 0, True, address=address, word=word)
+        echoed = (response.address, getattr(response, "word", None))
+        if echoed != (address, word):
+            raise RequestFailed(
+                "bad_frame", f"unit {unit}: echo {echoed} does not match the request {(address, word)}"
+            )
+
     async def write_registers(
         self,
         unit: int,
@@ -259,6 +273,7 @@ class Bus:
             5: client.write_coil,
             6: client.write_register,
             16: client.write_registers,
+            _COIL_WORD: functools.partial(_send_coil_word, client),
         }[function]
         self.stats.attempts += 1
         self._rx_bytes = 0
@@ -289,3 +304,8 @@ class Bus:
             name = EXCEPTION_NAMES.get(code, f"exception code {code}")
             raise RequestFailed("exception", f"unit {unit}: {name} (code {code})", code)
         return response
+
+
+def _send_coil_word(client: Any, *, device_id: int, address: int, word: int) -> Any:
+    client.register(CoilWord)  # so the echo decodes with its word (idempotent, per client)
+    return client.execute(False, CoilWord(address, word, dev_id=device_id))

@@ -36,7 +36,7 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 class MeterConfig(StrictModel):
     id: Identifier = Field(description="Source id of this meter's readings; unique in the config.")
-    unit: int = Field(ge=1, le=255, description="Modbus unit (slave) id: 1-247 on RS-485, up to 255 on TCP.")
+    unit: int = Field(description="Modbus unit (slave) id: 1-247 on RS-485, up to 255 on TCP.")
     profile: str | None = Field(None, description="A shipped meter profile (see `lintel modbus profiles`).")
     read: list[str] | None = Field(None, description="Points to poll; default every point of the profile.")
     points: dict[str, PointFields] = Field(
@@ -49,6 +49,16 @@ class MeterConfig(StrictModel):
         None, ge=0, le=100, description="Unused registers a merged read may span (default: the bus's)."
     )
     enabled: bool = True
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_range(cls, value: int) -> int:
+        if not 1 <= value <= 255:
+            # The bus narrows it to 1-247 on an RS-485 line; say both here, the bus is not known yet.
+            raise custom_error(
+                "no such Modbus unit id", "1-247 on an RS-485 line (rtu://, rtu+tcp://), 1-255 on Modbus TCP"
+            )
+        return value
 
     @field_validator("profile")
     @classmethod

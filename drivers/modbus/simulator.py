@@ -6,7 +6,8 @@ energy counters integrate the power, or a water meter whose volume grows with bu
 are encoded with the profile's own types, orders and scales, so the gateway's decoding is exercised
 end to end. `pin(name, value)` fixes a point (datasheet examples, counter resets).
 
-The server is pymodbus's own (3.16 `SimDevice`), over TCP or a serial port (a socat pty).
+The server is pymodbus's own (3.16 `SimDevice`), over TCP or a serial port (a socat pty), with
+function 05 decoded by `CoilWord` so relay modules see raw words (their timed "flash" command).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.modbus.coilword import CoilWord
 from drivers.modbus.profiles import MeterPoint, profile_points
 from drivers.modbus.registers import encode
 
@@ -159,16 +162,28 @@ class SimulatedMeter:
 class SimulatedRelayModule:
     """A Modbus relay module (door strikes, gates): `coils` relays at coil addresses 0..coils-1.
 
-    Every write is logged with its monotonic time in `switches` as (time, coil, on), so a test can
+    Like Waveshare/Eletechsup boards it also has the timed "flash" command: function 05 at coil
+    address `flash_base + n` with a value v (1..65535) switches relay n on and, v x `flash_unit_ms`
+    later, off again by itself, whoever is still connected. A plain write to relay n cancels a
+    running flash. A value other than 0xFF00/0x0000 at a relay's own address is refused with
+    "illegal data value", as the standard says.
+
+    Every switch is logged with its monotonic time in `switches` as (time, coil, on), so a test can
     see a door pulse's length; `states()` is what the relays show now.
     """
 
-    def __init__(self, unit: int, coils: int = 8) -> None:
+    def __init__(
+        self, unit: int, coils: int = 8, *, flash_base: int | None = 0x0200, flash_unit_ms: int = 100
+    ) -> None:
         self.unit = unit
         self.coils = coils
+        self.flash_base = flash_base
+        self.flash_unit_ms = flash_unit_ms
         self.switches: list[tuple[float, int, bool]] = []
-        self._data = SimData(0, count=max(1, (coils + 15) // 16), values=False, datatype=DataType.BITS)
+        top = coils if flash_base is None else max(coils, flash_base + coils)
+        self._data = SimData(0, count=top, values=False, datatype=DataType.BITS)  # count: bits
         self._on: dict[int, bool] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
 
     def device(self) -> SimDevice:
         stub = [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
@@ -178,15 +193,44 @@ class SimulatedRelayModule:
     def states(self) -> dict[int, bool]:
         return {coil: self._on.get(coil, False) for coil in range(self.coils)}
 
+    def _switch(self, coil: int, on: bool) -> None:
+        self._on[coil] = on
+        self.switches.append((time.monotonic(), coil, on))
+
+    def _flash_end(self, coil: int, registers: list[int], at: int) -> None:
+        self._timers.pop(coil, None)
+        registers[at] &= ~(1 << (coil % 16))
+        self._switch(coil, False)
+
     async def _action(
         self, function: int, start: int, address: int, count: int, registers: list[int], set_values: object
-    ) -> None:
-        if function in (5, 15) and set_values is not None:
-            values = set_values if isinstance(set_values, list) else [set_values]
-            for i, value in enumerate(values[:count]):
-                coil = address + i
-                self._on[coil] = bool(value)
-                self.switches.append((time.monotonic(), coil, bool(value)))
+    ) -> ExcCodes | None:
+        if function not in (5, 15) or set_values is None:
+            return None
+        values: list[Any] = set_values if isinstance(set_values, list) else [set_values]
+        base = self.flash_base
+        if function == 5 and base is not None and base <= address < base + self.coils:
+            word = int(values[0])
+            if not 1 <= word <= 0xFFFF or isinstance(values[0], bool):
+                return ExcCodes.ILLEGAL_VALUE
+            coil = address - base
+            if timer := self._timers.pop(coil, None):
+                timer.cancel()
+            at = coil // 16 - start  # the relay's own bit, so that reading the coil shows it
+            registers[at] |= 1 << (coil % 16)
+            self._switch(coil, True)
+            delay = word * self.flash_unit_ms / 1000
+            self._timers[coil] = asyncio.get_running_loop().call_later(
+                delay, self._flash_end, coil, registers, at
+            )
+            return None
+        if function == 5 and not isinstance(values[0], bool) and values[0] not in (0xFF00, 0):
+            return ExcCodes.ILLEGAL_VALUE
+        for i, value in enumerate(values):
+            coil = address + i
+            if timer := self._timers.pop(coil, None):
+                timer.cancel()
+            self._switch(coil, bool(value))
         return None
 
 
@@ -217,7 +261,7 @@ class MeterServer:
                 action=_no_target,
             )
         )
-        self._server = ModbusTcpServer(devices, address=(host, port))
+        self._server = ModbusTcpServer(devices, address=(host, port), custom_pdu=[CoilWord])
         await self._start()
         if port == 0:
             sockets = self._server.transport.sockets if self._server.transport else []  # type: ignore[attr-defined]
@@ -228,7 +272,11 @@ class MeterServer:
     async def start_serial(self, device: str, baudrate: int = 9600) -> None:
         """Serve Modbus RTU on a serial device (in tests, one end of a socat pty pair)."""
         self._server = ModbusSerialServer(
-            [m.device() for m in self.meters], port=device, baudrate=baudrate, ignore_missing_devices=True
+            [m.device() for m in self.meters],
+            port=device,
+            baudrate=baudrate,
+            ignore_missing_devices=True,
+            custom_pdu=[CoilWord],
         )
         await self._start()
 

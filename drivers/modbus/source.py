@@ -9,7 +9,8 @@ When the port disappears (USB adapter unplugged, TCP gateway rebooted) every met
 reason `disconnected`, and the port is reopened with backoff inside the source: the daemon sees a
 healthy source that reports progress, and the meters come back one by one as they answer.
 
-Other lanes reach a running bus through `running_bus(source_id)` to write (a door relay coil).
+The bus is lent to actuators (door relays) through `actuator_ports()`: the runtime puts it in its
+`ActuatorHub` while this instance runs, so a relay write takes its turn between meter reads.
 """
 
 from __future__ import annotations
@@ -22,16 +23,10 @@ import logging
 from drivers.modbus.bus import Bus, BusDown
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.meter import MeterPoller, PollGroup
-from gateway.core import Backoff, Event, SourceContext, next_deadline
+from gateway.core import Backoff, Event, SourceContext, next_deadline, raise_if_cancelled
+from gateway.core.devices import DeviceReport, PointMemory
 
 log = logging.getLogger("lintel.modbus")
-
-_RUNNING: dict[str, Bus] = {}
-
-
-def running_bus(source_id: str) -> Bus | None:
-    """The live bus of a running `modbus` source (for writes from other lanes), or None."""
-    return _RUNNING.get(source_id)
 
 
 class ModbusBusSource:
@@ -42,13 +37,35 @@ class ModbusBusSource:
         self.bus = Bus(self.endpoint, turnaround_s=config.turnaround_ms / 1000)
         self.missed_polls = 0
         self._down_reported = False
+        self.memory = PointMemory()  # latest values and offline episodes, per meter
+
+    def device_reports(self) -> list[DeviceReport]:
+        """Each meter's health: online, its errors by reason (timeout, exception, crc,
+        disconnected...), when it last answered, its latest values."""
+        return [
+            DeviceReport(
+                m.id,
+                self.config.id,
+                "meter",
+                m.online,
+                self.memory.last_reading_ms.get(m.id),
+                self.memory.offline_since_ms.get(m.id) if m.online is False else None,
+                dict(m.errors),
+                sum(m.errors.values()),  # every reason counted there is a failed exchange
+                self.memory.points(m.id),
+                m.last_error or None,
+            )
+            for m in self.meters
+        ]
+
+    def actuator_ports(self) -> dict[str, Bus]:
+        """The bus, lent to door relays under this source's id."""
+        return {self.config.id: self.bus}
 
     async def run(self, ctx: SourceContext) -> None:
-        _RUNNING[self.config.id] = self.bus
         try:
-            await self._run(ctx)
+            await self._run(self.memory.tap(ctx))
         finally:
-            _RUNNING.pop(self.config.id, None)
             self.bus.close()
 
     async def _run(self, ctx: SourceContext) -> None:
@@ -72,6 +89,11 @@ class ModbusBusSource:
             if meter.breaker_allows(now):
                 try:
                     records = await meter.poll(self.bus, group, clock.time_ms, now)
+                    # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops a
+                    # cancel that coincides with the answer; without this check a stopping gateway
+                    # polled on at full speed (the check lives here, not in Bus: a relay switched off
+                    # from a cancelled door task must still complete its write and read-back).
+                    raise_if_cancelled()
                 except BusDown as exc:
                     heapq.heappush(jobs, (due, next(order), meter, group))  # retry this job first
                     self._bus_down(ctx, str(exc))
@@ -100,6 +122,7 @@ class ModbusBusSource:
         while True:
             try:
                 await self.bus.open()
+                raise_if_cancelled()  # Bus.open awaits asyncio.wait_for too
             except BusDown as exc:
                 if not self._down_reported:
                     log.warning("%s: bus unavailable, retrying with backoff: %s", self.config.id, exc)

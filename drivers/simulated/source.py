@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from drivers.simulated.config import SimulatedSourceConfig
 from gateway.core import Klass, PollingSource, Reading, Record, SourceContext, SourceUnavailable
+from gateway.core.devices import DeviceKind, DeviceReport, PointMemory
 
 
 class SimulatedSource(PollingSource):
@@ -24,11 +25,32 @@ class SimulatedSource(PollingSource):
         self._volume_m3 = 100.0 + self._rng.random() * 50
         self._door_open = False
         self._load_names = [f"p{i:05d}_value" for i in range(config.points)]
+        self.memory = PointMemory()
+        self._online: bool | None = None
+        self._failed_ms: int | None = None
+        self._seen_ms: int | None = None
+
+    def device_reports(self) -> list[DeviceReport]:
+        """The simulated device's health: offline from its simulated timeout until it is replaced."""
+        sid = self.config.id
+        kind: DeviceKind = "sensor" if self.config.profile == "door_sensor" else "meter"
+        counters = {"polls": self._polls, "missed_polls": self.missed_polls}
+        points = () if self.config.profile == "load" else self.memory.points(sid)
+        offline_since = self._failed_ms if self._online is False else None
+        errors = 1 if self._online is False else 0  # its simulated timeout (the instance is then replaced)
+        return [
+            DeviceReport(sid, sid, kind, self._online, self._seen_ms, offline_since, counters, errors, points)
+        ]
+
+    async def run(self, ctx: SourceContext) -> None:
+        await super().run(self.memory.tap(ctx))
 
     async def poll(self, ctx: SourceContext) -> Iterable[Record]:
         self._polls += 1
         if self.config.fail_after_polls and self._polls % (self.config.fail_after_polls + 1) == 0:
+            self._online, self._failed_ms = False, ctx.clock.time_ms()
             raise SourceUnavailable(f"{self.config.id}: no response (simulated timeout)")
+        self._online, self._seen_ms = True, ctx.clock.time_ms()
         profile = self.config.profile
         if profile == "electricity_meter":
             return self._electricity(ctx)

@@ -176,7 +176,7 @@ def cmd_check_key(args: argparse.Namespace) -> int:
         )
         return 2
     advert, result = found[0]
-    if isinstance(result, Decoded) and result.encrypted:
+    if isinstance(result, Decoded) and result.authenticated:
         values = ", ".join(f"{k}={v}" for k, v in result.values.items())
         console.print(
             f"[green]key OK[/green]: {result.format} advert decrypted ({values}), RSSI {advert.rssi} dBm"

@@ -1,11 +1,14 @@
-"""`lintel check-config`: every problem in one go, as `path: what (got X); expected Y`."""
+"""`lintel check-config`: every problem in one go, as `path: what (got X); expected Y`.
+
+Exit 0 when the config is usable (warnings, such as a password over plain MQTT, are printed but do
+not fail it), 1 when it has problems (`lintel run` exits 78 on the same problems)."""
 
 from __future__ import annotations
 
 import argparse
 
 from gateway.cli.output import console, err_console, print_json
-from gateway.config import load_config
+from gateway.config import config_warnings, load_config
 from gateway.core import ConfigError
 
 
@@ -21,6 +24,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print(str(problem))
         return 1
     cfg = loaded.config
+    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(len(cfg.face_access))
     summary = {
         "ok": True,
         "file": str(loaded.path),
@@ -28,6 +32,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "gateway": f"{cfg.gateway.site}/{cfg.gateway.id}",
         "sources": [f"{s.id} ({s.type})" for s in cfg.sources],
         "broker": cfg.mqtt.url if cfg.mqtt else None,
+        "warnings": warnings,
     }
     if args.json:
         print_json(summary)
@@ -36,4 +41,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         console.print(
             f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}"
         )
+        for warning in warnings:
+            err_console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     return 0

@@ -10,77 +10,40 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
 
-from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
+from gateway.cli.dashboard import Decision, outbox_oldest_ms, render
 from gateway.cli.logs import setup_logging
-from gateway.cli.output import console, err_console, human_bytes
-from gateway.core import ConfigError, Event, Reading, Record
-from gateway.demo import demo_config, demo_meter_server, enrol_demo_resident, free_tcp_port
+from gateway.cli.output import console, err_console
+from gateway.core import ConfigError, Event, Record
+from gateway.demo import demo_config, demo_config_path, demo_meter_server, enrol_demo_resident, free_tcp_port
 
 
 class DemoView:
-    """Keeps the latest value per point and the recent events, and renders them."""
+    """Counts the records the demo's daemon produces and keeps the face entrances' last decisions
+    (status.json has their counts only); the screen itself is the dashboard's."""
 
     def __init__(self) -> None:
-        self.latest: dict[tuple[str, str], Any] = {}
-        self.events: deque[Event] = deque(maxlen=8)
+        self.decisions: deque[Decision] = deque(maxlen=4)
         self.count = 0
 
     def observe(self, record: Record) -> None:
         self.count += 1
-        if isinstance(record, Reading):
-            self.latest[(record.source_id, record.point)] = record.value
-        else:
-            self.events.append(record)
-
-    def render(self, status: dict[str, Any]) -> Group:
-        readings = Table(title="live readings", title_justify="left", header_style="bold")
-        for col in ("source", "point", "value"):
-            readings.add_column(col)
-        for (source, point), value in sorted(self.latest.items()):
-            readings.add_row(source, point, str(value))
-        events = Table(title="recent events", title_justify="left", header_style="bold")
-        for col in ("time", "source", "event", "severity"):
-            events.add_column(col)
-        for e in reversed(self.events):
-            style = "bold red" if e.severity == "alarm" else ""
-            events.add_row(
-                time.strftime("%H:%M:%S", time.localtime(e.ts_ms / 1000)),
-                e.source_id,
-                Text(e.kind, style),
-                e.severity,
+        if isinstance(record, Event) and record.kind in ("access_granted", "access_denied", "access_lockout"):
+            who = record.attrs.get("resident_id") or record.attrs.get("reason")
+            self.decisions.append(
+                Decision(record.source_id, record.kind, record.ts_ms, str(who) if who else None)
             )
-        comps = Table(title="components", title_justify="left", header_style="bold")
-        for col in ("component", "state", "restarts", "last error"):
-            comps.add_column(col)
-        for c in status["components"]:
-            comps.add_row(c["name"], c["state"], str(c["restarts"]), c["last_error"] or "")
-        ob, up = status["outbox"], status["uplink"]
-        backlog = sum(ob["rows"].values())
-        footer = Text(
-            f"records {self.count}  outbox backlog {backlog} messages "
-            f"({human_bytes(sum(ob['bytes'].values()))}), "
-            f"last seq {ob['last_seq']}  uplink {up['state']}"
-            + (
-                f" sent {up['sent']} acked {up['acked']}"
-                if up["state"] != "disabled"
-                else " (no broker: buffering)"
-            )
-            + "   Ctrl-C to stop"
-        )
-        return Group(readings, events, comps, footer)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("warning")
     try:
         modbus_port = free_tcp_port()
-        loaded = demo_config(Path(args.state_dir), args.broker, modbus_port)
+        loaded = demo_config(Path(args.state_dir), args.broker, modbus_port, write=True)
+        config_path = demo_config_path(Path(args.state_dir))
         enrol_demo_resident(loaded)
     except ConfigError as exc:
         err_console.print(f"[red]demo config invalid[/]:\n{exc}", highlight=False)
@@ -92,9 +55,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.plain
     console.print(
         f"[bold]Lintel demo[/]: simulated building {loaded.config.gateway.site}, outbox {loaded.outbox_path}"
-        + (f", publishing to {args.broker}" if args.broker else ", no broker (buffering locally)"),
+        + (f", publishing to {args.broker}" if args.broker else ", no broker (buffering locally)")
+        + f"\nIn another terminal: lintel status -c {config_path}  (or --watch)",
         highlight=False,
     )
+    hint = f"[dim]another terminal:[/] lintel status -c {config_path}"
 
     async def main() -> None:
         daemon.install_signal_handlers()
@@ -102,17 +67,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await meters.start_tcp(port=modbus_port)
         runner = asyncio.create_task(daemon.run())
         started = time.monotonic()
-        with Live(console=console, refresh_per_second=4) if live else contextlib.nullcontext() as screen:
+        live_screen = Live(console=console, refresh_per_second=4, screen=True, auto_refresh=False)
+        with live_screen if live else contextlib.nullcontext() as screen:
             while not runner.done():
-                status = daemon.status_body()
                 if screen is not None:
-                    screen.update(view.render(status))
+                    size = console.size
+                    # one line when it fits, else the command gets a line of its own
+                    one_line = len(Text.from_markup(hint).plain) + 16 <= size.width
+                    footer = f"{hint} [dim]· Ctrl-C stops[/]" if one_line else f"{hint}\n[dim]Ctrl-C stops[/]"
+                    screen.update(
+                        render(
+                            daemon.report(),
+                            width=size.width,
+                            height=size.height,
+                            decisions=list(view.decisions),
+                            oldest_ms=outbox_oldest_ms(loaded.outbox_path),
+                            footer=footer,
+                        ),
+                        refresh=True,
+                    )
                 else:
+                    status = daemon.status_body()
                     ob, up = status["outbox"], status["uplink"]
                     print(
                         f"records={view.count} backlog={sum(ob['rows'].values())} last_seq={ob['last_seq']} "
                         f"uplink={up['state']} sent={up.get('sent', 0)} acked={up.get('acked', 0)} "
-                        f"events={[e.kind for e in list(view.events)[-3:]]}",
+                        f"alarms={[a['alarm_id'] for a in status['alarms']]}",
                         flush=True,
                     )
                 if args.seconds and time.monotonic() - started >= args.seconds:
@@ -128,7 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     status = daemon.status_body()
     console.print(
         f"demo stopped: {view.count} records, last seq {status['outbox']['last_seq']}, "
-        f"outbox backlog {sum(status['outbox']['rows'].values())} messages",
+        f"outbox backlog {sum(status['outbox']['rows'].values())} messages; "
+        f"its config stays in {config_path}",
         highlight=False,
     )
     return 0

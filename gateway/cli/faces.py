@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +65,13 @@ def add_parsers(
     json_arg(q)
     q = fsub.add_parser("calibrate", help="labelled photos → distance distributions, suggested threshold")
     q.add_argument("folder", type=Path, help="one sub-folder of photos per person")
-    q.add_argument("--far", type=float, default=0.001, help="target false-accept rate (default 0.001)")
+    q.add_argument("--far", type=float, default=0.001, help="target pair false-accept rate (default 0.001)")
+    q.add_argument(
+        "--gallery-size",
+        type=int,
+        help="residents at the door, for the per-frame FAR (default: the configured gallery's, or 1000)",
+    )
+    q.add_argument("--templates", type=int, default=3, help="templates per resident (default 3)")
     q.add_argument("--plot", type=Path, help="write the distributions as a PNG")
     config_arg(q)
     json_arg(q)
@@ -298,29 +303,36 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     gallery = ctx.gallery()
     try:
         residents = gallery.residents()
-        models = dict(gallery.db.execute("SELECT model, count(*) FROM templates GROUP BY model").fetchall())
+        by_resident = gallery.models()
     finally:
         gallery.close()
-    rows = [
-        {
-            "resident_id": r.id,
-            "unit": r.unit,
-            "templates": r.templates,
-            "doors": r.doors or "all",
-            "windows": r.windows or "any time",
-            "consent": {
-                "by": r.consent_by,
-                "how": r.consent_how,
-                "at": dt.datetime.fromtimestamp(r.consent_at_ms / 1000).isoformat(timespec="minutes"),
-            },
-        }
-        for r in residents
-    ]
+    embedder = ctx.faces.embedder
+    rows = []
+    for r in residents:
+        models = by_resident.get(r.id, {})
+        rows.append(
+            {
+                "resident_id": r.id,
+                "unit": r.unit,
+                "templates": models.get(embedder, 0),
+                "other_embedders": {m: n for m, n in models.items() if m != embedder},
+                "needs_reenrolment": models.get(embedder, 0) == 0,
+                "doors": r.doors or "all",
+                "windows": r.windows or "any time",
+                "consent": {
+                    "by": r.consent_by,
+                    "how": r.consent_how,
+                    "at": dt.datetime.fromtimestamp(r.consent_at_ms / 1000).isoformat(timespec="minutes"),
+                },
+            }
+        )
+    stale = [r["resident_id"] for r in rows if r["needs_reenrolment"]]
     if args.json:
-        print_json({"residents": rows, "templates_by_model": models})
+        print_json({"embedder": embedder, "residents": rows, "needs_reenrolment": stale})
         return 0
     t = table(
-        f"face gallery {ctx.gallery_path}", ["resident", "unit", "templates", "doors", "hours", "consent"]
+        f"face gallery {ctx.gallery_path} (embedder {embedder})",
+        ["resident", "unit", "templates", "doors", "hours", "consent"],
     )
     for r in rows:
         doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
@@ -330,19 +342,18 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
             else r["windows"]
         )
         c = r["consent"]
-        t.add_row(
-            r["resident_id"],
-            r["unit"],
-            str(r["templates"]),
-            doors,
-            hours,
-            f"{c['by']}, {c['at']}: {c['how']}",
-        )
+        count = str(r["templates"])
+        if r["other_embedders"]:
+            other = ", ".join(f"{n} {m}" for m, n in r["other_embedders"].items())
+            count += f" [yellow](+{other}: unused)[/]"
+        if r["needs_reenrolment"]:
+            count = "[red]0: RE-ENROL[/] " + count[1:]
+        t.add_row(r["resident_id"], r["unit"], count, doors, hours, f"{c['by']}, {c['at']}: {c['how']}")
     console.print(t)
-    stale = {m: n for m, n in models.items() if m != ctx.faces.embedder}
     if stale:
         err_console.print(
-            f"[yellow]templates of other embedders (unused, re-enrol those residents): {stale}[/]"
+            f"[yellow]{len(stale)} resident(s) have no {embedder} template and are never recognised "
+            f"until enrolled again (photos are not kept): {', '.join(stale)}[/]"
         )
     return 0
 
@@ -442,6 +453,8 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
     import cv2
     import numpy as np
 
+    from gateway.faces import calibration as cal
+
     folder: Path = args.folder
     people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if len(people) < 2:
@@ -458,71 +471,102 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
                 skipped.append({"photo": str(path), "reason": probe.reason() if probe else "unreadable"})
                 continue
             vectors.append((person.name, probe.vector))
-    genuine: list[float] = []
-    impostor: list[float] = []
-    for (la, va), (lb, vb) in itertools.combinations(vectors, 2):
-        (genuine if la == lb else impostor).append(float(np.linalg.norm(va - vb)))
-    if not genuine or not impostor:
+    d = cal.distances(vectors)
+    if not d.genuine.size or not d.impostor.size:
         err_console.print("[red]need at least two usable photos of one person and photos of two people[/]")
         return 1
-    imp = np.sort(np.array(impostor))
-    gen = np.array(genuine)
-    allowed = int(np.floor(args.far * len(imp)))  # impostor pairs that may fall at or below
-    reject = float(imp[min(allowed, len(imp) - 1)])  # the first one that must be rejected
-    below = gen[gen < reject]
-    # in the middle of the gap between the genuine pairs it still accepts and that impostor
-    threshold = float((below.max() + reject) / 2) if below.size else reject - 1e-3
-    frr = float((gen > threshold).mean())
-    far = float((imp <= threshold).mean())
-    body = {
-        "people": len(people),
+    configured = ctx.threshold(pipeline)
+    templates = _gallery_size(args, ctx) * args.templates
+    refused = cal.refusal(d)
+    body: dict[str, Any] = {
+        "people": d.people,
+        "people_with_pairs": d.people_with_pairs,
         "photos": len(vectors),
         "skipped": skipped,
-        "genuine_pairs": len(gen),
-        "impostor_pairs": len(imp),
-        "genuine": {
-            "min": round(float(gen.min()), 3),
-            "median": round(float(np.median(gen)), 3),
-            "max": round(float(gen.max()), 3),
-        },
-        "impostor": {
-            "min": round(float(imp.min()), 3),
-            "median": round(float(np.median(imp)), 3),
-            "max": round(float(imp.max()), 3),
-        },
+        "genuine_pairs": int(d.genuine.size),
+        "impostor_pairs": int(d.impostor.size),
+        "person_pairs": d.person_pairs,
+        "genuine": _summary(d.genuine),
+        "impostor": _summary(d.impostor),
+        "configured": _at(d, configured, templates),
+        "gallery_templates": templates,
         "target_far": args.far,
-        "suggested_max_distance": round(threshold, 3),
-        "far_at_threshold": round(far, 5),
-        "frr_at_threshold": round(frr, 4),
-        "far_resolution": round(1 / len(imp), 5),
+        "suggested_max_distance": None,
+        "refused": refused,
     }
+    if refused is None:
+        threshold = cal.suggest(d, args.far)
+        body["suggested_max_distance"] = round(threshold, 3)
+        body["suggested"] = _at(d, threshold, templates)
     if args.plot:
-        _plot(args.plot, gen, imp, threshold)
+        _plot(args.plot, d.genuine, d.impostor, body["suggested_max_distance"] or configured)
         body["plot"] = str(args.plot)
     if args.json:
         print_json(body)
-        return 0
+        return 1 if refused else 0
     g, i = body["genuine"], body["impostor"]
     console.print(
-        f"{len(vectors)} photos of {len(people)} people: "
-        f"{len(gen)} same-person pairs, {len(imp)} other-person pairs"
+        f"{len(vectors)} photos of {d.people} people ({d.person_pairs} person pairs): "
+        f"{d.genuine.size} same-person pairs, {d.impostor.size} other-person pairs"
     )
     console.print(f"same person:   distance {g['min']}–{g['max']} (median {g['median']})")
     console.print(f"other people:  distance {i['min']}–{i['max']} (median {i['median']})")
-    console.print(
-        f"suggested [bold]faces.max_distance = {body['suggested_max_distance']}[/] "
-        f"for a false-accept rate ≤ {args.far}: measured FAR {far:.4f}, FRR {frr:.3f}"
-    )
-    if 1 / len(imp) > args.far:
-        err_console.print(
-            f"[yellow]only {len(imp)} other-person pairs: a false-accept rate below "
-            f"{1 / len(imp):.4f} cannot be shown with this folder; add photos of more people[/]"
-        )
+    for label, key in (("configured", "configured"), ("suggested", "suggested")):
+        if key in body:
+            console.print(_rates_line(label, body[key], templates))
+    if refused:
+        err_console.print(f"[yellow]no threshold suggested: {refused}[/]")
     for s in skipped:
         err_console.print(f"[yellow]skipped {s['photo']}: {s['reason']}[/]")
     if args.plot:
         console.print(f"plot: {args.plot}")
-    return 0
+    return 1 if refused else 0
+
+
+def _gallery_size(args: argparse.Namespace, ctx: Context) -> int:
+    """--gallery-size, else the residents of the configured gallery (if any), else 1000."""
+    if args.gallery_size:
+        return int(args.gallery_size)
+    if ctx.gallery_path.exists():
+        gallery = ctx.gallery()
+        try:
+            count = len(gallery.residents())
+        finally:
+            gallery.close()
+        if count:
+            return count
+    return 1000
+
+
+def _summary(values: Any) -> dict[str, float]:
+    import numpy as np
+
+    return {
+        "min": round(float(values.min()), 3),
+        "median": round(float(np.median(values)), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+def _at(d: Any, threshold: float, templates: int) -> dict[str, Any]:
+    """FAR/FRR at a threshold and what the FAR (and its upper bound) means per stranger frame."""
+    from gateway.faces import calibration as cal
+
+    out = cal.rates(d, threshold)
+    far_hi = out["far_ci95"][1]  # type: ignore[index]
+    out["per_frame_far"] = round(cal.per_frame_far(float(out["far"]), templates), 5)  # type: ignore[arg-type]
+    out["per_frame_far_upper"] = round(cal.per_frame_far(far_hi, templates), 5)
+    return out
+
+
+def _rates_line(label: str, r: dict[str, Any], templates: int) -> str:
+    return (
+        f"{label} max_distance {r['threshold']}: FAR {r['far']:.5f} "
+        f"(95 % CI {r['far_ci95'][0]:.5f}–{r['far_ci95'][1]:.5f}), FRR {r['frr']:.3f} "
+        f"(95 % CI {r['frr_ci95'][0]:.3f}–{r['frr_ci95'][1]:.3f}); a stranger frame against "
+        f"{templates:,} templates matches someone with p ≈ {r['per_frame_far']:.4f} "
+        f"(up to {r['per_frame_far_upper']:.3f})"
+    )
 
 
 def _plot(path: Path, genuine: Any, impostor: Any, threshold: float) -> None:

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the running daemon is doing")
     _config_arg(p)
     _json_arg(p)
+    p.add_argument(
+        "--watch", action="store_true", help="a live building at a glance, refreshed each second (Ctrl-C)"
+    )
 
     p = sub.add_parser("outbox", help="inspect the outbox database")
     osub = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
@@ -68,11 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.faces import add_parsers as add_faces_parsers
 
     add_faces_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.keys import add_parsers as add_keys_parsers
+
+    add_keys_parsers(sub)
+    from gateway.cli.bundle import add_parser as add_bundle_parser
+    from gateway.cli.doctor import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub, _config_arg, _json_arg)
+    add_bundle_parser(sub, _config_arg)
+    return parser
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """`lintel run` alone: the daemon's start must not import every tool's module (pymodbus,
+    bleak, OpenCV…) just to parse its arguments; READY comes sooner and RSS stays lower."""
+    parser = argparse.ArgumentParser(prog="lintel run", description="run the gateway daemon")
+    _config_arg(parser)
+    parser.set_defaults(command="run")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv):
+        args = run_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     if args.command == "run":
         from gateway.cli.run import cmd_run
 
@@ -113,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.faces import cmd_faces
 
         return cmd_faces(args)
+    if args.command == "keys":
+        from gateway.cli.keys import cmd_keys
+
+        return cmd_keys(args)
+    if args.command in ("doctor", "bundle"):
+        from gateway.cli.bundle import cmd_bundle
+        from gateway.cli.doctor import cmd_doctor
+
+        return cmd_doctor(args) if args.command == "doctor" else cmd_bundle(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import signal
 
 from gateway.cli.logs import setup_logging
-from gateway.config import load_config
+from gateway.config import config_warnings, load_config
 from gateway.core import ConfigError
 
 log = logging.getLogger("lintel")
 
+# Errors opening files under state_dir that a restart cannot fix (EX_CONFIG, not a retry).
+_FOLDER_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EROFS, errno.EISDIR}
+
+
+# Files the daemon creates (outbox.db, state.db, status.json, the overlay, evidence images) hold
+# residents' data: owner-only, whether or not systemd's UMask= applies (a manual or container run).
+DAEMON_UMASK = 0o077
+
 
 def cmd_run(args: argparse.Namespace) -> int:
+    os.umask(DAEMON_UMASK)  # first, before any file or folder is opened or created
     # A stop request during start-up (imports, opening the outbox) is remembered, not fatal:
     # the daemon starts, sees it, and stops cleanly.
     early: list[int] = []
@@ -29,7 +40,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
+    from gateway.config.overlay import apply_overlay
+
+    loaded = apply_overlay(loaded)  # remote tunables, while the local file is the one they were set on
     setup_logging(loaded.config.log.level)
+    for warning in config_warnings(loaded):
+        log.warning("config %s: %s", args.config, warning)
     from gateway.outbox.store import OutboxUnavailable
     from gateway.runtime.daemon import Daemon, run_daemon
 
@@ -38,5 +54,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OutboxUnavailable as exc:
         log.error("not starting: %s (systemd will try again)", exc)
         return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
+    except OSError as exc:
+        if exc.errno not in _FOLDER_ERRORS:
+            raise
+        # The state folder vanished or lost its permissions after the check: a config-side fix.
+        log.error(
+            "config %s: gateway.state_dir: cannot use %s: %s; expected a writable folder for the "
+            "service user",
+            args.config,
+            loaded.state_dir,
+            exc.strerror or exc,
+        )
+        return 78
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
     return 0

@@ -1,12 +1,22 @@
-"""`lintel status`: components, last errors, outbox backlog and uplink state of the running daemon."""
+"""`lintel status`: components, devices, last errors, outbox backlog and uplink state of the running
+daemon; `--watch` shows the same status.json as a live building at a glance (gateway/cli/dashboard.py)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Sequence
 from typing import Any
+
+from rich.console import RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from gateway.cli.config_file import read_config
 from gateway.cli.output import ago, console, human_bytes, print_json, table
+from gateway.config import LoadedConfig
+from gateway.core.devices import DeviceReport
 from gateway.status import read_status
 
 _STYLE = {
@@ -25,11 +35,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = read_config(args.config)
     if loaded is None:
         return 1
+    if args.watch and not args.json:
+        return watch(loaded)
     status, age = read_status(loaded.status_path)
-    stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
-    running = (
-        status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
-    )
+    running = _running(loaded, status, age)
     if args.json:
         print_json({"running": running, "status_age_s": age, "status": status})
         return 0 if running else 3
@@ -45,96 +54,132 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if running else 3
 
 
-def _render(s: dict[str, Any]) -> None:
+def _running(loaded: LoadedConfig, status: dict[str, Any] | None, age: float | None) -> bool:
+    stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)
+    return status is not None and age is not None and age <= stale_after and status.get("state") != "stopped"
+
+
+def watch(loaded: LoadedConfig, refresh_s: float = 1.0) -> int:
+    """`lintel status --watch`: the dashboard of the daemon's status.json, redrawn each second
+    until Ctrl-C. A missing, unreadable or stale status file is said on screen, not an exit."""
+    from rich.live import Live
+
+    try:
+        with Live(console=console, screen=True, auto_refresh=False) as live:
+            while True:
+                live.update(_screen(loaded), refresh=True)
+                time.sleep(refresh_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _screen(loaded: LoadedConfig) -> RenderableType:
+    from gateway.cli.dashboard import outbox_oldest_ms, render
+    from gateway.runtime.report import read_report
+
+    body, age = read_status(loaded.status_path)
+    if body is None:
+        return Text(f"not running: no readable status at {loaded.status_path}")
+    try:
+        report = read_report(body)
+    except ValueError as exc:  # a status.json of another version: say so, keep watching
+        return Text(f"unreadable status {loaded.status_path}: {exc}")
+    size = console.size
+    stale = "" if _running(loaded, body, age) else f"[bold red]NOT RUNNING[/] (status {age or 0:.0f}s old)"
+    return render(
+        report,
+        width=size.width,
+        height=size.height,
+        oldest_ms=outbox_oldest_ms(loaded.outbox_path),
+        header_note=stale,
+        footer="[dim]lintel status --watch · Ctrl-C stops[/]",
+    )
+
+
+def _devices(devices: Sequence[DeviceReport]) -> Table:
+    """Per-device health: state (offline since when), last seen, the driver's counters, values."""
+    from gateway.cli.dashboard import clock, key_points
+
+    t = table("devices", ["device", "kind", "state", "last seen", "counters", "latest"])
+    for d in devices:
+        if d.online is False:
+            since = d.offline_since_ms or d.last_seen_ms
+            state = "[red]OFFLINE" + (f" since {clock(since)}" if since else "") + "[/]"
+        else:
+            state = "[green]online[/]" if d.online else "[dim]not yet[/]"
+        counters = ", ".join(f"{k} {v}" for k, v in sorted(d.counters.items()) if v)
+        # the few telling points (all of them are in --json); ids and counter names are data, not markup
+        latest = " ".join(key_points(d, limit=5))
+        t.add_row(escape(d.device_id), d.kind, state, ago(d.last_seen_ms), escape(counters), latest)
+    return t
+
+
+def _render(body: dict[str, Any]) -> None:
+    from gateway.lanes.registry import render as render_lane
+    from gateway.runtime.report import read_report
+
+    s = read_report(body)
     console.print(
-        f"[bold]{s['site']}/{s['gateway_id']}[/] lintel {s['version']}, pid {s['pid']}, "
-        f"up {s['uptime_s']:.0f} s, boot reason {s['boot_reason']}",
+        f"[bold]{s.site}/{s.gateway_id}[/] lintel {s.version}, pid {s.pid}, "
+        f"up {s.uptime_s:.0f} s, boot reason {s.boot_reason}",
         highlight=False,
     )
-    if s.get("outbox_recovery"):
-        r = s["outbox_recovery"]
+    if s.outbox_recovery:
+        r = s.outbox_recovery
+        salvage = (
+            f"; {r.rows_recovered} messages recovered, {r.rows_lost} lost"
+            if r.rows_recovered is not None
+            else ""
+        )
         console.print(
-            f"[yellow]outbox was corrupt ({r['reason']}); moved to {r['moved_to']}[/]", highlight=False
+            f"[yellow]outbox was corrupt ({r.reason}); moved to {r.moved_to}{salvage}[/]", highlight=False
         )
     t = table("components", ["component", "state", "restarts", "last error"])
-    for c in s["components"]:
-        style = _STYLE.get(c["state"], "white")
-        t.add_row(c["name"], f"[{style}]{c['state']}[/]", str(c["restarts"]), c["last_error"] or "")
+    for c in s.components:
+        style = _STYLE.get(c.state, "white")
+        t.add_row(c.name, f"[{style}]{c.state}[/]", str(c.restarts), c.last_error or "")
     console.print(t)
-    up = s["uplink"]
-    style = _STYLE.get(up["state"], "white")
-    line = f"uplink: [{style}]{up['state']}[/]"
-    if up["state"] != "disabled":
-        line += f" {up['broker']}, sent {up['sent']}, acked {up['acked']}, in flight {up['inflight']}"
-        if up.get("last_error"):
-            line += f"\n  last error: {up['last_error']}"
+    if s.devices:
+        console.print(_devices(s.devices))
+    up = s.uplink
+    style = _STYLE.get(up.state, "white")
+    line = f"uplink: [{style}]{up.state}[/]"
+    if up.state != "disabled":
+        line += f" {up.broker}, sent {up.sent}, acked {up.acked}, in flight {up.inflight}"
+        if up.last_error:
+            line += f"\n  last error: {up.last_error}"
     console.print(line, highlight=False)
-    ob = s["outbox"]
+    ob = s.outbox
     t = table("outbox backlog", ["class", "messages", "bytes"])
     for name in ("alarm", "event", "state", "telemetry"):
-        t.add_row(name, str(ob["rows"][name]), human_bytes(ob["bytes"][name]))
+        t.add_row(name, str(getattr(ob.rows, name)), human_bytes(getattr(ob.bytes, name)))
     console.print(t)
-    console.print(f"last commit {ago(ob['last_commit_ms'])}, last seq {ob['last_seq']}", highlight=False)
-    if ob["dropped"]:
-        console.print(
-            "[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob["dropped"].items())
-        )
-    if ob.get("at_disk_floor"):
-        console.print("[red]disk floor reached: only alarms are accepted[/]")
-    alarms = s.get("alarms") or []
-    if alarms:
+    console.print(f"last commit {ago(ob.last_commit_ms)}, last seq {ob.last_seq}", highlight=False)
+    if ob.dropped:
+        console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob.dropped.items()))
+    if ob.at_disk_floor:
+        console.print("[red]disk floor reached: only alarms and events are accepted[/]")
+    if ob.degraded:
+        held = f" ({ob.held_in_memory} alarms/events held in memory)" if ob.held_in_memory else ""
+        console.print(f"[yellow]outbox degraded: {ob.degraded}{held}[/]", highlight=False)
+    if ob.corrupt_rows:
+        console.print(f"[yellow]{ob.corrupt_rows} corrupt outbox rows were found and not published[/]")
+    if s.alarms:
         t = table("open alarms", ["id", "kind", "source", "open s", "acknowledged"])
-        for a in alarms:
-            t.add_row(
-                a["alarm_id"],
-                f"[red]{a['kind']}[/]",
-                a["source_id"],
-                str(a["open_s"]),
-                "yes" if a["acked"] else "no",
-            )
+        for a in s.alarms:
+            t.add_row(a.alarm_id, f"[red]{a.kind}[/]", a.source_id, str(a.open_s), "yes" if a.acked else "no")
         console.print(t)
     else:
         console.print("[green]no open alarms[/]")
-    care = s.get("care")
-    if care:
-        line = f"care watch: {care['households']} households"
-        for hid, names in care["missing_data"].items():
-            line += f"\n  [yellow]{hid}: no data from {', '.join(names)}[/]"
-        console.print(line, highlight=False)
-    vision = s.get("vision")
-    if vision and vision.get("error"):
-        console.print(f"[red]fire lanes NOT watched: {vision['error']}[/]", highlight=False)
-    elif vision:
-        line = (
-            f"fire lanes: detector {vision['detector']}, {vision['detector_runs']} runs, "
-            f"{vision['detect_ms_avg']} ms average"
-        )
-        colours = {"violation": "red", "unknown": "yellow", "parked": "yellow"}
-        for cam in vision["cameras"]:
-            for lane in cam["lanes"]:
-                colour = colours.get(lane["state"], "green")
-                extra = f", {lane['dwell_s']} s parked" if "dwell_s" in lane else ""
-                extra += f" ({lane['reason']})" if lane.get("reason") else ""
-                line += f"\n  [{colour}]{lane['lane']} on {cam['camera']}: {lane['state'].upper()}{extra}[/]"
-        console.print(line, highlight=False)
-    faces = s.get("faces")
-    if faces and faces.get("error"):
-        console.print(f"[red]face access NOT running (card/PIN only): {faces['error']}[/]", highlight=False)
-    elif faces:
-        line = f"face access: {faces['residents']} residents, max distance {faces['threshold']}"
-        line += f", liveness {faces['liveness']}"
-        for e in faces["entrances"]:
-            state = "LOCKED OUT" if e["locked"] else ("watching" if e["camera_online"] else "CAMERA OFFLINE")
-            colour = "green" if state == "watching" else "red"
-            line += (
-                f"\n  [{colour}]{e['id']} on {e['camera']} → door {e['door']}: {state}[/], "
-                f"{e['granted']} granted, {e['denied']} denied, {e['pipeline_ms_avg']} ms per frame"
-            )
-        console.print(line, highlight=False)
-    cmds = s.get("commands")
-    if cmds and cmds.get("received"):
+    for name, reason in s.unavailable.items():
+        what = "face access NOT running (card/PIN only)" if name == "face_access" else f"{name} NOT running"
+        console.print(f"[red]{what}: {reason}[/]", highlight=False)
+    for name, lane in s.lanes.items():
+        console.print("\n".join(render_lane(name, lane)), highlight=False)
+    cmds = s.commands
+    if cmds.received:
         console.print(
-            f"commands: {cmds['received']} received, {cmds['ok']} ok, {cmds['rejected']} rejected, "
-            f"{cmds['failed']} failed",
+            f"commands: {cmds.received} received, {cmds.ok} ok, {cmds.rejected} rejected, "
+            f"{cmds.failed} failed",
             highlight=False,
         )

@@ -172,6 +172,7 @@ def _camera(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 def cmd_camera(args: argparse.Namespace) -> int:
     from drivers.camera.capture import open_capture
+    from drivers.camera.opening import CameraRefused
 
     found = _camera(args)
     if found is None:
@@ -180,6 +181,11 @@ def cmd_camera(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         cap = open_capture(cfg)
+    except CameraRefused as exc:  # untrusted certificate, oversized stream: the reason says the fix
+        from rich.markup import escape
+
+        err_console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        return 1
     except OSError as exc:
         err_console.print(f"[red]{exc}[/] (a USB camera is held by the running daemon: stop it first)")
         return 1

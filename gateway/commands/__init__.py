@@ -1,1 +1,2 @@
-"""Remote commands: schema-checked, allow-listed, replay-guarded, each answered with a result."""
+"""Remote commands: signed by operator keys with roles, schema-checked, replay-guarded,
+rate-limited per sender, each answered with a result."""

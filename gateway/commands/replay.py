@@ -4,13 +4,18 @@ A command is refused when its `ts_ms` is older than `max_age_s`, more than `max_
 the gateway's clock, past its own `expires_ms`, or when its nonce was seen within the window. Nonces
 are kept only for the window (older ones would be refused as expired anyway) and saved to the
 state store at each accepted command, so a restart does not reopen the window to a replay.
+The router checks freshness only after the signature and the roles: an unverified sender cannot
+spend nonces, nor grow the table (which holds at most what verified keys sent within the window).
 While the gateway's clock is not set (a Pi without RTC before NTP), nothing can be judged fresh:
 every command is refused.
 """
 
 from __future__ import annotations
 
+import heapq
+
 from gateway.commands.envelope import Command
+from gateway.commands.refusals import Code, Refusal
 from gateway.core.clock import clock_is_set
 from gateway.state import StateStore
 
@@ -25,30 +30,37 @@ class ReplayGuard:
         self.seen: dict[str, int] = {}
         if store is not None:
             self.seen = {k: int(v) for k, v in store.load(NS).items()}
+        # Oldest first, so pruning costs O(log n) per command, not a scan of the whole window.
+        self._by_age: list[tuple[int, str]] = [(ts, n) for n, ts in self.seen.items()]
+        heapq.heapify(self._by_age)
 
-    def check(self, cmd: Command, now_ms: int) -> str | None:
-        """None if fresh (and remembers its nonce); otherwise the reason to refuse."""
+    def check(self, cmd: Command, now_ms: int) -> Refusal | None:
+        """None if fresh (and remembers its nonce); otherwise the refusal."""
         if not clock_is_set(now_ms):
-            return "gateway clock not set: cannot tell a fresh command from a replay"
+            return Refusal(Code.CLOCK_UNSET, "gateway clock not set: fresh cannot be told from replayed")
         if cmd.ts_ms < now_ms - self.max_age_ms:
             age_s = (now_ms - cmd.ts_ms) / 1000
-            return f"expired: issued {age_s:.0f} s ago (limit {self.max_age_ms / 1000:g} s)"
+            return Refusal(Code.EXPIRED, f"issued {age_s:.0f} s ago (limit {self.max_age_ms / 1000:g} s)")
         if cmd.ts_ms > now_ms + self.max_skew_ms:
-            return f"issued {(cmd.ts_ms - now_ms) / 1000:.0f} s in the future: check the sender's clock"
+            ahead_s = (cmd.ts_ms - now_ms) / 1000
+            return Refusal(Code.CLOCK_SKEW, f"issued {ahead_s:.0f} s in the future: check the sender's clock")
         if cmd.expires_ms is not None and cmd.expires_ms < now_ms:
-            return "expired: past its expires_ms"
+            return Refusal(Code.EXPIRED, "past its expires_ms")
         if cmd.nonce in self.seen:
-            return "replayed: nonce already used"
+            return Refusal(Code.REPLAYED, "nonce already used")
         self._prune(now_ms)
         self.seen[cmd.nonce] = cmd.ts_ms
+        heapq.heappush(self._by_age, (cmd.ts_ms, cmd.nonce))
         if self.store is not None:
             self.store.save(NS, {cmd.nonce: cmd.ts_ms})
         return None
 
     def _prune(self, now_ms: int) -> None:
         horizon = now_ms - self.max_age_ms - self.max_skew_ms
-        old = [n for n, ts in self.seen.items() if ts < horizon]
-        for n in old:
-            del self.seen[n]
+        old: list[str] = []
+        while self._by_age and self._by_age[0][0] < horizon:
+            _, nonce = heapq.heappop(self._by_age)
+            if self.seen.pop(nonce, None) is not None:
+                old.append(nonce)
         if old and self.store is not None:
             self.store.save(NS, {}, old)

@@ -3,16 +3,20 @@ problems. Relative file paths in the config are resolved against the config file
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from gateway.config.model import GatewayConfig
 from gateway.config.problems import problems_from_validation, show
+from gateway.config.toml_errors import MAX_DEPTH, depth_problem, syntax_problem
 from gateway.core.errors import ConfigError, ConfigProblem
 
 
@@ -21,7 +25,13 @@ class LoadedConfig:
     config: GatewayConfig
     path: Path | None
     base_dir: Path
-    sha256: str
+    sha256: str  # of the config running (the local file, or the overlay of remote tunables)
+    local_sha256: str | None = None  # of the local file, where an overlay of tunables applies
+
+    @property
+    def file_sha256(self) -> str:
+        """The sha256 of the installer's local file."""
+        return self.local_sha256 or self.sha256
 
     def resolve(self, name: str) -> Path:
         """A path from the config, made absolute against the config file's folder."""
@@ -46,23 +56,71 @@ class LoadedConfig:
         return p if p.is_absolute() else self.state_dir / p
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def parse_config(data: bytes, name: str = "config", base_dir: Path | None = None) -> LoadedConfig:
-    """Validate TOML bytes. No file or device is touched."""
+    """Validate TOML bytes. No file or device is touched. Every refusal is a ConfigError whose
+    problems name the key (and line), the value as written and the fix."""
     digest = hashlib.sha256(data).hexdigest()
+    if data.startswith(BOM):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    f"{name} (line 1)",
+                    "file starts with a UTF-8 byte order mark (BOM)",
+                    "bytes EF BB BF",
+                    "the file saved as UTF-8 without BOM (Notepad: 'UTF-8', not 'UTF-8 with BOM')",
+                )
+            ],
+            name,
+        )
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            [ConfigProblem(name, "file is not UTF-8 text", f"byte {exc.start}", "a UTF-8 TOML file")], name
+            [
+                ConfigProblem(
+                    f"{name} (line {line})",
+                    "file is not UTF-8 text",
+                    f"byte {exc.start}",
+                    "a UTF-8 TOML file",
+                )
+            ],
+            name,
         ) from None
+    too_deep = depth_problem(text)
+    if too_deep is not None:  # tomllib would recurse until RecursionError
+        raise ConfigError([too_deep], name)
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([syntax_problem(text, exc)], name) from None
+    except RecursionError:  # depth_problem should have caught it; never a traceback
         raise ConfigError(
-            [ConfigProblem(name, f"TOML syntax error: {exc}", None, "valid TOML")], name
+            [ConfigProblem(name, "values nested too deeply", None, f"at most {MAX_DEPTH} levels")], name
         ) from None
+    if not raw:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    name,
+                    "the config file is empty" if not text.strip() else "the config file has no settings",
+                    f"{len(data)} bytes",
+                    "at least a [gateway] table with id and site (see config.example.toml)",
+                )
+            ],
+            name,
+        )
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, GatewayConfig), name) from None
+    except RecursionError:
+        raise ConfigError(
+            [ConfigProblem(name, "values nested too deeply", None, f"at most {MAX_DEPTH} levels")], name
+        ) from None
     return LoadedConfig(config, None, base_dir or Path.cwd(), digest)
 
 
@@ -83,7 +141,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
     loaded = parse_config(data, str(p), p.resolve().parent)
     loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
     if check_files:
-        problems = file_problems(loaded)
+        problems = file_problems(loaded, try_state_dir=True)
         if problems:
             raise ConfigError(problems, str(p))
     return loaded
@@ -128,8 +186,12 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     return problems
 
 
-def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
-    """Problems with files the config names. Reads nothing but file metadata and the password."""
+def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[ConfigProblem]:
+    """Problems with files the config names. Reads nothing but file metadata and the password.
+
+    `try_state_dir` (the local file, at `run` and `check-config`) creates state_dir and a probe file
+    in it and removes both; without it (a remote reload: never write where remote input says) only
+    the folder's metadata is checked."""
     problems: list[ConfigProblem] = []
     mqtt = loaded.config.mqtt
     if mqtt is not None:
@@ -137,32 +199,98 @@ def file_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
             name = getattr(mqtt, key)
             if name is None:
                 continue
-            target = loaded.resolve(name)
-            if not target.is_file():
-                problems.append(ConfigProblem(f"mqtt.{key}", "file not found", show(str(target)), expected))
-            elif not os.access(target, os.R_OK):
-                problems.append(
-                    ConfigProblem(f"mqtt.{key}", "file is not readable", show(str(target)), expected)
-                )
-            elif key == "password_file" and not read_secret(target):
-                problems.append(
-                    ConfigProblem(f"mqtt.{key}", "password file is empty", show(str(target)), expected)
-                )
+            problems.extend(
+                _file_problem(f"mqtt.{key}", loaded.resolve(name), expected, key == "password_file")
+            )
+    for index, door in enumerate(loaded.config.doors):
+        secret = getattr(door.relay, "password_file", None)
+        if secret is not None:
+            expected = "a readable file holding the relay device's password"
+            problems.extend(
+                _file_problem(f"doors[{index}].relay.password_file", loaded.resolve(secret), expected, True)
+            )
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
     problems.extend(vision_problems(loaded))
     state_dir = loaded.state_dir
-    existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
-        problems.append(
-            ConfigProblem(
+    if try_state_dir:
+        problem = state_dir_problem(state_dir)
+    else:
+        existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+        writable = existing is not None and existing.is_dir() and os.access(existing, os.W_OK)
+        problem = (
+            None
+            if writable
+            else ConfigProblem(
                 "gateway.state_dir",
                 "folder cannot be created or written",
                 show(str(state_dir)),
-                "a writable folder (systemd's StateDirectory= makes /var/lib/lintel)",
+                _STATE_DIR_FIX,
             )
         )
+    if problem is not None:
+        problems.append(problem)
     return problems
+
+
+def _file_problem(key: str, target: Path, expected: str, secret: bool) -> list[ConfigProblem]:
+    if not target.is_file():
+        return [ConfigProblem(key, "file not found", show(str(target)), expected)]
+    if not os.access(target, os.R_OK):
+        return [ConfigProblem(key, "file is not readable", show(str(target)), expected)]
+    if secret and not read_secret(target):
+        return [ConfigProblem(key, "password file is empty", show(str(target)), expected)]
+    return []
+
+
+_STATE_DIR_FIX = "a writable folder for the service user (systemd's StateDirectory= makes /var/lib/lintel)"
+
+
+def state_dir_problem(state_dir: Path) -> ConfigProblem | None:
+    """Whether the daemon can create `state_dir` and write in it, found by doing it: permission bits
+    do not tell (root passes every check, yet cannot write under /proc or on a read-only mount).
+    Folders this check creates are removed again, so `check-config` leaves nothing behind."""
+    created: list[Path] = []
+    try:
+        for folder in reversed([state_dir, *state_dir.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".lintel-write-check-", dir=state_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return ConfigProblem(
+            "gateway.state_dir",
+            f"folder cannot be created or written: {exc.strerror or exc}",
+            show(str(state_dir)),
+            _STATE_DIR_FIX,
+        )
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return None
+
+
+def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """Settings that work but are risky; `check-config` prints them and `run` logs them."""
+    warnings: list[ConfigProblem] = []
+    mqtt = loaded.config.mqtt
+    if mqtt is not None and mqtt.password_file and not mqtt.tls:
+        host = urlsplit(mqtt.url).hostname or ""
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            warnings.append(
+                ConfigProblem(
+                    "mqtt.url",
+                    "the MQTT password travels unencrypted over plain mqtt://",
+                    show(mqtt.url),
+                    f"mqtts://{host} (TLS, with mqtt.ca_file if the broker's CA is private)",
+                )
+            )
+    for index, source in enumerate(loaded.config.sources):
+        warnings.extend(source.config_warnings(f"sources[{index}]"))
+    return warnings
 
 
 def read_secret(path: Path) -> str:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway import registry
+from gateway.bridges.config import BridgesSection
 from gateway.care.config import CareSection
-from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
-from gateway.doors import DoorConfig
+from gateway.config.commands import ALL_DOORS, CommandsSection
+from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
+from gateway.doors import DoorConfig, ModbusCoilRelay
 from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
 from gateway.vision.config import FireLaneConfig, VisionSection
@@ -106,33 +107,26 @@ class MqttSection(StrictModel):
     drain_rate_msg_s: float = Field(
         1000, ge=0, description="Backlog messages per second after an outage (0 = no limit)."
     )
-    reconnect_initial_s: float = Field(1, gt=0)
-    reconnect_max_s: float = Field(120, gt=0)
+    reconnect_initial_s: float = Field(1, gt=0, description="First reconnect delay (doubles, full jitter).")
+    reconnect_max_s: float = Field(
+        5, gt=0, le=3600, description="Longest reconnect delay: a returning broker is reached within it."
+    )
     stable_after_s: float = Field(30, ge=0, description="Backoff resets once a connection lasts this.")
     stats_interval_s: float = Field(60, gt=0, description="Seconds between gateway stats messages.")
+    max_packet_kb: float = Field(
+        320, ge=16, le=262_144, description="Largest packet taken from the broker (commands), in KiB."
+    )
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        expected = "mqtt://host[:port] or mqtts://host[:port]"
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise custom_error("not a valid broker URL", expected) from None
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise custom_error("unsupported URL scheme", expected)
-        if not parts.hostname:
-            raise custom_error("broker URL has no host", expected)
-        if port == 0:
-            raise custom_error("broker URL port must be 1-65535", expected)
-        if parts.username or parts.password:
-            raise custom_error(
-                "credentials must not be inline in the URL", "mqtt.username and mqtt.password_file"
-            )
-        if parts.path not in ("", "/") or parts.query:
-            raise custom_error("broker URL must not have a path or query", expected)
-        return url
+        return check_url(
+            url,
+            "broker URL",
+            ("mqtt", "mqtts"),
+            "mqtt://host[:port] or mqtts://host[:port]",
+            "the URL without user:password@, and mqtt.username plus mqtt.password_file",
+        )
 
     @model_validator(mode="after")
     def _check_pairs(self) -> MqttSection:
@@ -144,7 +138,10 @@ class MqttSection(StrictModel):
             raise custom_error("password_file needs a username", "mqtt.username set as well")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise custom_error(
-                "reconnect_max_s is below reconnect_initial_s", "reconnect_max_s >= reconnect_initial_s"
+                "reconnect_max_s is below reconnect_initial_s",
+                f"a number >= reconnect_initial_s ({self.reconnect_initial_s:g})",
+                key="reconnect_max_s",
+                got=f"{self.reconnect_max_s:g}",
             )
         return self
 
@@ -164,28 +161,20 @@ class RuntimeSection(StrictModel):
     )
     status_interval_s: float = Field(2, gt=0, description="How often the status file is rewritten.")
 
+    @model_validator(mode="after")
+    def _check_restart_bounds(self) -> RuntimeSection:
+        if self.restart_max_s < self.restart_initial_s:
+            raise custom_error(
+                "restart_max_s is below restart_initial_s",
+                f"a number >= restart_initial_s ({self.restart_initial_s:g})",
+                key="restart_max_s",
+                got=f"{self.restart_max_s:g}",
+            )
+        return self
+
 
 class LogSection(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-CommandName = Literal[
-    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats"
-]
-
-
-SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")
-
-
-class CommandsSection(StrictModel):
-    enabled: bool = Field(True, description="Listen on the command topic (needs [mqtt]).")
-    allow: list[CommandName] = Field(
-        default_factory=lambda: list(SAFE_COMMANDS),
-        description="Commands accepted from upstream; door_pulse, reload_config, faces_delete if listed.",
-    )
-    max_age_s: float = Field(300, gt=0, le=86_400, description="Older commands are refused as expired.")
-    max_skew_s: float = Field(30, ge=0, le=3600, description="Commands dated further ahead are refused.")
-    max_per_minute: int = Field(120, ge=1, le=100_000, description="More are dropped unanswered (flood).")
 
 
 def _at(path: str, message: str, got: str, expected: str) -> PydanticCustomError:
@@ -233,6 +222,7 @@ class GatewayConfig(StrictModel):
     faces: FacesSection = Field(default_factory=FacesSection)
     face_access: list[FaceAccessConfig] = Field(default_factory=list)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    bridges: BridgesSection = Field(default_factory=BridgesSection)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:
@@ -303,13 +293,19 @@ class GatewayConfig(StrictModel):
             if door.id in known or door.id in door_ids:
                 raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
             door_ids.add(door.id)
-            _check_ref(
-                f"doors[{index}].relay.bus",
-                "unknown modbus bus",
-                door.relay.bus,
-                buses,
-                "a [[sources]] entry of type modbus",
-            )
+            if isinstance(door.relay, ModbusCoilRelay):  # a Shelly relay is reached over the LAN
+                _check_ref(
+                    f"doors[{index}].relay.bus",
+                    "unknown modbus bus",
+                    door.relay.bus,
+                    buses,
+                    "a [[sources]] entry of type modbus",
+                )
+        for index, op in enumerate(self.commands.operators):
+            for j, door_id in enumerate(op.doors):
+                if door_id != ALL_DOORS:
+                    where = f"commands.operators[{index}].doors[{j}]"
+                    _check_ref(where, "unknown door", door_id, door_ids, 'a [[doors]] entry, or "*"')
         for index, entrance in enumerate(self.face_access):
             if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
                 raise _at(

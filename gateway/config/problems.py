@@ -191,6 +191,12 @@ def _one(error: Any, root: type[BaseModel]) -> ConfigProblem:
         return ConfigProblem(path, "out of range", got, f"a number {bounds[kind]} {limit}")
     if kind == "int_from_float":
         return ConfigProblem(path, "must be a whole number", got, "a whole number such as 5")
+    if kind == "list_type" and isinstance(value, dict):
+        # `[sources]` where `[[sources]]` was meant: one table instead of a list of tables.
+        header = "".join(c for c in path if c not in "0123456789[]").replace("..", ".")
+        return ConfigProblem(
+            path, "written as one [table]", f"[{header}]", f"[[{header}]] (double brackets), once per entry"
+        )
     for prefix, words in _TYPE_WORDS.items():
         if kind.startswith(prefix + "_") and (kind.endswith("_type") or kind.endswith("_parsing")):
             return ConfigProblem(path, "wrong type", got, words)

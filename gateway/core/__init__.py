@@ -7,8 +7,9 @@ library, never another gateway layer. Drivers may import from here and from nowh
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, ManualClock, SystemClock
 from gateway.core.errors import ConfigError, ConfigProblem, LintelError, SourceUnavailable
+from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity
-from gateway.core.source import PollingSource, Source, SourceContext, next_deadline
+from gateway.core.source import PollingSource, Source, SourceContext, next_deadline, raise_if_cancelled
 
 __all__ = [
     "Backoff",
@@ -16,9 +17,11 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "Event",
+    "KeyValueStore",
     "Klass",
     "LintelError",
     "ManualClock",
+    "MemoryStore",
     "PollingSource",
     "Reading",
     "Record",
@@ -28,4 +31,5 @@ __all__ = [
     "SourceUnavailable",
     "SystemClock",
     "next_deadline",
+    "raise_if_cancelled",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -30,6 +31,38 @@ def custom_error(
     the value as written, since pydantic only knows the model's own location there.
     """
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
+
+
+def mask_url(url: str) -> str:
+    """The URL with anything between `user:` and the last `@` replaced by *** (for messages)."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:
+    """Field validator body: `url` is scheme://host[:port] with one of `schemes`, no credentials
+    (they belong in `credentials_in`, since URLs appear in logs), no path or query. `what` names
+    the URL in the messages ("broker URL")."""
+    got = f'"{mask_url(url)}"'  # every refusal is printed and logged: never with a password
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise custom_error(f"not a valid {what}", expected, got=got) from None
+    if parts.scheme not in schemes:
+        raise custom_error("unsupported URL scheme", expected, got=got)
+    if not parts.hostname:
+        raise custom_error(f"{what} has no host", expected, got=got)
+    if port == 0:
+        raise custom_error(f"{what} port must be 1-65535", expected, got=got)
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise custom_error("credentials must not be inline in the URL", credentials_in, got=got)
+    if parts.path not in ("", "/") or parts.query:
+        raise custom_error(f"{what} must not have a path or query", expected, got=got)
+    return url
 
 
 def check_zone(value: str | None) -> str | None:
@@ -68,5 +101,12 @@ class SourceConfigBase(StrictModel):
 
         Called by the loader after validation, since validators never touch files. `prefix` is the
         source's path in the config (`sources[2]`).
+        """
+        return []
+
+    def config_warnings(self, prefix: str) -> list[ConfigProblem]:
+        """Settings of this source that work but are risky (an explicit security opt-out).
+
+        `check-config` prints them and `lintel run` logs them as WARNING at start.
         """
         return []

@@ -15,7 +15,23 @@ from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from gateway.core.clock import Clock
+from gateway.core.persist import KeyValueStore, MemoryStore
 from gateway.core.records import Event, Klass, Reading, Record, Severity, Value
+
+
+def raise_if_cancelled() -> None:
+    """End the current task if its cancellation was requested but swallowed by awaited code.
+
+    Python 3.11's `asyncio.wait_for` returns the awaited result instead of raising CancelledError
+    when that result arrives in the same loop turn as the cancel (bpo-42130, fixed in 3.12).
+    pymodbus awaits every response that way, so at 1 ms polling a SIGTERM was lost in most stops and
+    the source polled on. A task whose cancellation is still requested (`cancelling()`, which
+    `asyncio.timeout` and TaskGroup withdraw when they handle their own) must end: call this right
+    after awaiting third-party code, outside any `asyncio.timeout` block.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def next_deadline(deadline: float, interval_s: float, now: float) -> tuple[float, int]:
@@ -32,14 +48,16 @@ def next_deadline(deadline: float, interval_s: float, now: float) -> tuple[float
 
 
 class SourceContext:
-    """What a running source may touch: its id, the clock, a logger and a non-blocking emit.
+    """What a running source may touch: its id, the clock, a logger, a non-blocking emit and a
+    small key-value store.
 
     `emit` never blocks the event loop: it returns False when the record was refused (the pipeline is
     full), and the refusal is counted by the pipeline. `progress()` tells the watchdog the source is
-    alive; a source that stops calling it is reported as stalled.
+    alive; a source that stops calling it is reported as stalled. `store` keeps small state across
+    restarts (the daemon's state.db); without one, an in-memory store that forgets at exit.
     """
 
-    __slots__ = ("_emit", "_on_progress", "clock", "log", "source_id")
+    __slots__ = ("_emit", "_on_progress", "clock", "log", "source_id", "store")
 
     def __init__(
         self,
@@ -48,12 +66,14 @@ class SourceContext:
         emit: Callable[[Record], bool],
         on_progress: Callable[[], None] = lambda: None,
         log: logging.Logger | None = None,
+        store: KeyValueStore | None = None,
     ) -> None:
         self.source_id = source_id
         self.clock = clock
         self._emit = emit
         self._on_progress = on_progress
         self.log = log or logging.getLogger(f"lintel.source.{source_id}")
+        self.store: KeyValueStore = store if store is not None else MemoryStore()
 
     def emit(self, record: Record) -> bool:
         return self._emit(record)
@@ -106,7 +126,9 @@ class PollingSource(ABC):
         try:
             deadline = ctx.clock.monotonic()
             while True:
-                for record in await self.poll(ctx):
+                records = await self.poll(ctx)
+                raise_if_cancelled()  # a driver's library may have swallowed our cancellation
+                for record in records:
                     ctx.emit(record)
                 ctx.progress()
                 now = ctx.clock.monotonic()

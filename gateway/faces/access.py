@@ -26,7 +26,7 @@ from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
 from gateway.doors import DoorError, Doors
 from gateway.faces.config import FaceAccessConfig, FacesSection
-from gateway.faces.decision import UNKNOWN, Decider, Decision, Observation, Passage
+from gateway.faces.decision import Decider, Decision, Observation, Passage
 from gateway.faces.detect import FaceDetector
 from gateway.faces.embed import Embedder
 from gateway.faces.gallery import Gallery
@@ -128,10 +128,8 @@ class FaceAccessWatch:
         threshold = self.faces.max_distance or self.pipeline.embedder.threshold
         self.threshold = threshold
         check = liveness_check(self.faces.liveness)
-        if check.experimental:
-            log.warning(
-                "face liveness check %r is EXPERIMENTAL: not validated against spoof data", check.name
-            )
+        if check.name == "off":
+            log.warning("face liveness check is off: a photograph held to the camera opens the door")
         self.deciders = {
             e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
         }
@@ -143,9 +141,17 @@ class FaceAccessWatch:
         generation = self.gallery.generation()
         if generation == self.generation:
             return
-        self.matcher = Matcher(self.gallery.templates(self.pipeline.embedder.name))
+        embedder = self.pipeline.embedder.name
+        self.matcher = Matcher(self.gallery.templates(embedder))
         self.generation = generation
         log.info("face gallery loaded: %d residents (generation %d)", len(self.matcher), generation)
+        stale = [rid for rid, models in self.gallery.models().items() if embedder not in models]
+        if stale:  # templates of another embedder are never matched: say who must enrol again
+            log.warning(
+                "%d resident(s) have no %s template and cannot be recognised until enrolled again "
+                "(`lintel faces list`): %s",
+                len(stale), embedder, ", ".join(stale[:20]),
+            )  # fmt: skip
 
     async def poll_gallery(self) -> None:
         while True:
@@ -186,9 +192,9 @@ class FaceAccessWatch:
             assert self.matcher is not None and probe.vector is not None and probe.face is not None
             match = self.matcher.match(probe.vector)
             label = decider.label(match)
-            keep_chip = self.crops is not None and label == UNKNOWN
-            chip = probe.chip if keep_chip else None
-            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, chip, probe.vector)
+            # the aligned chip always goes along: liveness needs it; a crop is saved only when
+            # keep_unknown_crops is on (_decided)
+            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, probe.chip, probe.vector)
             decision, locked = decider.observe(obs, now_ms)
             if decision is not None:
                 self._decided(entrance, decision, now_ms)

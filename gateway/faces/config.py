@@ -2,8 +2,8 @@
 `[[face_access]]` (one entry per door camera).
 
 [faces]
-max_distance = 0.5        # calibrate with `lintel faces calibrate DIR`
-min_margin = 0.08
+max_distance = 1.128      # default: the embedder's; `lintel faces calibrate DIR` with ≥ 20 people
+min_margin = 0.18
 k = 3
 n = 5
 
@@ -21,13 +21,15 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # quality imports OpenCV: a gateway without cameras must not pay for it
     from gateway.faces.quality import QualityLimits
 
 
 class FacesSection(StrictModel):
     detector: str = Field("yunet-2023mar", description="Face detector model (`lintel models list`).")
-    embedder: str = Field("dlib-resnet29-faceapi", description="Face embedder model.")
+    embedder: str = Field(
+        "sface-2021dec", description="Face embedder model (templates of another one need re-enrolment)."
+    )
     gallery: str | None = Field(None, description="Gallery database (default: <state_dir>/faces.db).")
     key_file: str | None = Field(
         None, description="AES key of the gallery, mode 0600 (default: <state_dir>/faces.key)."
@@ -36,18 +38,24 @@ class FacesSection(StrictModel):
         None, gt=0, lt=2, description="Accept at or below this distance (default: the embedder's)."
     )
     min_margin: float = Field(
-        0.08, ge=0, lt=1, description="Second-closest resident must be this much farther away."
+        0.18,
+        ge=0,
+        lt=1,
+        description="Second-closest resident must be this much farther away (docs/face-calibration.md).",
     )
     k: int = Field(3, ge=1, le=20, description="Frames that must agree on the same resident …")
     n: int = Field(5, ge=1, le=30, description="… among this many consecutive usable frames.")
     interval_s: float = Field(0.2, ge=0.05, le=5, description="Face detection cadence per camera.")
     min_face_score: float = Field(0.7, gt=0, lt=1, description="Detector score for a face.")
-    min_eye_px: float = Field(28, ge=8, le=500, description="Smallest inter-eye distance in pixels.")
+    min_eye_px: float = Field(
+        24, ge=8, le=500, description="Smallest inter-eye distance in pixels (docs/face-calibration.md)."
+    )
     max_yaw: float = Field(0.4, gt=0, le=1, description="Largest sideways turn (inter-eye units).")
     max_roll_deg: float = Field(35, gt=0, le=90, description="Largest head tilt in degrees.")
     min_sharpness: float = Field(30, ge=0, description="Laplacian variance of the aligned face.")
     liveness: Literal["off", "micro_motion"] = Field(
-        "off", description="Anti-spoofing check (experimental: not validated on spoof data)."
+        "micro_motion",
+        description="Anti-spoofing check: micro_motion refuses a still photo or phone screen; off: none.",
     )
     keep_unknown_crops: bool = Field(
         False, description="Keep face crops of denied unknown faces (privacy: off by default)."
@@ -64,6 +72,15 @@ class FacesSection(StrictModel):
                 got=str(self.k),
             )
         return self
+
+    def warnings(self, entrances: int) -> list[str]:
+        """Settings that are valid but weaken the door (shown by `lintel check-config`)."""
+        if entrances and self.liveness == "off":
+            return [
+                "faces.liveness: off — a printed photograph or a phone held to the camera opens the "
+                'door; use liveness = "micro_motion" (the default)'
+            ]
+        return []
 
     def limits(self) -> QualityLimits:
         from gateway.faces.quality import QualityLimits

@@ -51,7 +51,7 @@ class Observation:
     match: Match
     label: str  # resident id, UNKNOWN or AMBIGUOUS
     landmarks: np.ndarray
-    chip: np.ndarray | None = None  # kept only when unknown crops are kept
+    chip: np.ndarray | None = None  # the aligned face: liveness, and unknown crops when kept
     vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
 
 
@@ -65,6 +65,7 @@ class Decision:
     latency_ms: int
     frames: int
     liveness: str
+    liveness_check: str  # which check ran ("micro_motion", "off")
     chip: np.ndarray | None = None
 
     def body(self, entrance: FaceAccessConfig) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class Decision:
             "latency_ms": self.latency_ms,
             "frames": self.frames,
             "liveness": self.liveness,
+            "liveness_check": self.liveness_check,
         }
         if not self.granted:
             body["reason"] = self.reason
@@ -104,6 +106,9 @@ class Decider:
     zone: dt.tzinfo
     passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
     window: deque[Observation] = field(init=False)
+    # (label, aligned chip) of the last usable frames: liveness judges the motion of one face over
+    # the frames labelled as that face (never across two people)
+    recent: deque[tuple[str, np.ndarray]] = field(init=False)
     cooldown_until: dict[str, int] = field(default_factory=dict)
     denials: deque[int] = field(default_factory=deque)
     strangers: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (descriptor, until_ms)
@@ -113,6 +118,7 @@ class Decider:
 
     def __post_init__(self) -> None:
         self.window = deque(maxlen=self.faces.n)
+        self.recent = deque(maxlen=2 * max(self.faces.n, self.liveness.frames))
 
     def label(self, match: Match) -> str:
         return classify(match, self.threshold, self.faces.min_margin)
@@ -121,13 +127,16 @@ class Decider:
         return now_ms < self.locked_until_ms
 
     def no_face(self, now_ms: int) -> None:
-        if self.window and now_ms - self.last_face_ms > RESET_S * 1000:
+        if now_ms - self.last_face_ms > RESET_S * 1000:
             self.window.clear()
+            self.recent.clear()
 
     def observe(self, obs: Observation, now_ms: int) -> tuple[Decision | None, bool]:
         """Add a usable frame. Returns (decision or None, whether a lockout started now)."""
         self.no_face(obs.ts_ms)
         self.last_face_ms = obs.ts_ms
+        if obs.chip is not None:
+            self.recent.append((obs.label, obs.chip))
         if self.locked(now_ms):
             self.suppressed += 1
             return None, False
@@ -140,6 +149,8 @@ class Decider:
         label, count = Counter(o.label for o in self.window).most_common(1)[0]
         if count < self.faces.k:
             return None, False
+        if label not in (UNKNOWN, AMBIGUOUS) and len(self._chips(label)) < self.liveness.frames:
+            return None, False  # a resident: wait until liveness has the frames it judges
         agreeing = [o for o in self.window if o.label == label]
         self.window.clear()
         until = now_ms + int(self.entrance.cooldown_s * 1000)
@@ -152,6 +163,9 @@ class Decider:
         if not decision.granted:
             started_lockout = self._count_denial(now_ms)
         return decision, started_lockout
+
+    def _chips(self, label: str) -> list[np.ndarray]:
+        return [chip for lab, chip in self.recent if lab == label]
 
     def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
         """True for an unknown face just denied (within the threshold of its descriptors)."""
@@ -169,14 +183,14 @@ class Decider:
             chip = best.chip if label == UNKNOWN else None
             return Decision(
                 granted, reason, resident, best.match.distance, best.match.margin, latency,
-                len(agreeing), liveness, chip,
+                len(agreeing), liveness, self.liveness.name, chip,
             )  # fmt: skip
 
         if label == UNKNOWN:
             return decision(False, "unknown_face")
         if label == AMBIGUOUS:
             return decision(False, "ambiguous")
-        live = self.liveness.check([o.landmarks for o in agreeing])
+        live = self.liveness.check(self._chips(label))
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
         if not live.passed:
             return decision(False, "liveness_failed", live_label)

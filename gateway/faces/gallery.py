@@ -152,6 +152,17 @@ class Gallery:
             for r in rows
         ]
 
+    def models(self) -> dict[str, dict[str, int]]:
+        """Template counts per resident and embedder: {resident: {model: count}}. A resident with no
+        template of the configured embedder is never matched and must be enrolled again (the photos
+        are not kept, so old templates cannot be converted)."""
+        out: dict[str, dict[str, int]] = {}
+        for rid, model, count in self.db.execute(
+            "SELECT resident_id, model, count(*) FROM templates GROUP BY resident_id, model"
+        ):
+            out.setdefault(rid, {})[model] = int(count)
+        return out
+
     def resident(self, resident_id: str) -> Resident | None:
         return next((r for r in self.residents() if r.id == resident_id), None)
 

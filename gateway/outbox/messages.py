@@ -2,6 +2,8 @@
 
 Telemetry readings are batched per source (at most `batch_max_readings` per message); state
 readings, events and stats are one message each. Seqs are handed out in order, one per message.
+Bridges (gateway.bridges) add their messages after the native ones of the same commit: rows of
+their own, with their own seqs and `records = 0` (the native message counts the record).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.bridges.base import Group
 from gateway.core import Event, Klass, Reading
 from gateway.encode import Encoder
 
@@ -102,4 +105,13 @@ def build_messages(
             seq += 1
             topic, payload = encoder.telemetry(seq, now_ms, source_id, chunk)
             rows.append((Klass.TELEMETRY, seq, topic, payload, len(chunk)))
+    if encoder.bridges:
+        group = Group(
+            [i for i in items if isinstance(i, Reading | Event)],
+            [i.body for i in items if isinstance(i, StatsBody)],
+            now_ms,
+        )
+        for msg in encoder.bridges.messages(group):
+            seq += 1
+            rows.append((msg.klass, seq, msg.topic, msg.payload, 0))
     return rows

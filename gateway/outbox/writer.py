@@ -6,11 +6,15 @@ Contract (README "Delivery contract"):
   them arrived; an alarm wakes the writer at once, and every commit is fsynced.
 - Each message gets the next `seq`; seq is stored in the same transaction (and reserved in a sidecar
   file ahead of use), so it never goes backwards across restarts or a replaced database.
-- `ack()` deletes rows the broker acknowledged, by (class, seq).
+- `ack()` deletes rows the broker acknowledged, by (class, seq), in a commit within ACK_COMMIT_S.
+- Each row is written with its crc (`checks.row_crc`); rows readers found bad are deleted, counted
+  (`<class>.corrupt`) and reported in an `outbox_row_corrupt` event.
+- A full disk: the reserve file is released and the WAL truncated, low classes are evicted, and
+  alarms then events are held in memory (bounded); a held record is not counted as dropped.
 - Space: per-class byte caps, a total byte cap and per-class age limits; when over, the oldest
-  messages of the lowest class go first; alarms are never evicted for space, only refused when the
-  disk floor is reached and nothing else is left to evict. Every drop is counted by class and
-  reason, and the counters persist.
+  messages of the lowest class go first; alarms are never evicted for space. At the disk floor only
+  alarms and events are accepted. Every dropped record is counted once, by class and reason, and the
+  counters persist.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from gateway.core import Clock, Klass, Record
+from gateway.core import Clock, Event, Klass, Record
 from gateway.encode import Encoder
+from gateway.outbox.checks import row_crc
 from gateway.outbox.drops import DropCounter
 from gateway.outbox.messages import (
     Item,
@@ -49,10 +53,19 @@ MAINTENANCE_INTERVAL_S = 30.0
 
 
 RETRY_KEEP_MAX = 10_000  # alarms and events held in memory while the disk is full
+# Acknowledged rows are deleted by a commit at most this long after the ack arrived (not a whole
+# commit window later): what a kill -9 sends again is the in-flight window plus the acks waiting
+# here, and this keeps the second part small (README, delivery contract clause 4).
+ACK_COMMIT_S = 0.05
 
 
 class _DiskFull(Exception):
-    """No room on the disk for this commit, even after evicting low classes."""
+    """No room on the disk for this commit, even after evicting low classes. `items` are the
+    records of the group that were not counted as dropped yet (what the retry may hold)."""
+
+    def __init__(self, why: str, items: list[Item]) -> None:
+        super().__init__(why)
+        self.items = items
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -86,6 +99,8 @@ class OutboxWriter:
         self._pending_since: float | None = None
         self._alarm_waiting = False
         self._acks: list[tuple[Klass, int, int]] = []
+        self._acks_since: float | None = None
+        self._acks_in_commit = 0
         self._flush_requested = 0
         self._commits_started = 0
         self._commits_done = 0
@@ -111,7 +126,11 @@ class OutboxWriter:
         self.last_error: str | None = None
         self.at_disk_floor = False
         self.disk_full = False
+        self.held = 0  # alarms/events held in memory because the disk is full
+        self._group_items: list[Item] = []  # the records of the commit under way, none counted yet
+        self.corrupt_rows = 0  # rows that failed their crc and were removed (this run)
         self._next_maintenance = 0.0
+        store.corrupt.listener = self._wake
 
     # -- API used by other threads ----------------------------------------------------------
     def start(self) -> None:
@@ -127,7 +146,7 @@ class OutboxWriter:
                 return False
             self._pending.append(record)
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
             if klass == Klass.ALARM:
                 self._alarm_waiting = True
@@ -141,7 +160,7 @@ class OutboxWriter:
         with self._cond:
             self._pending.append(StatsBody(body))
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
 
     def submit_result(self, body: Mapping[str, Any]) -> None:
@@ -149,16 +168,29 @@ class OutboxWriter:
         with self._cond:
             self._pending.append(ResultBody(body))
             if self._pending_since is None:
-                self._pending_since = time.monotonic()
+                self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
+
+    def _wake(self) -> None:
+        """Something needs a commit soon (a reader found a corrupt row)."""
+        with self._cond:
+            if self._pending_since is None:
+                self._pending_since = self.clock.monotonic()
+                self._cond.notify()
 
     def ack(self, acks: Iterable[tuple[Klass, int, int]]) -> None:
         """Delete acknowledged messages, given as (class, seq, size) triples."""
         with self._cond:
             self._acks.extend(acks)
-            if self._pending_since is None:
-                self._pending_since = time.monotonic()
-                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+            if self._acks_since is None:
+                self._acks_since = self.clock.monotonic()
+                self._cond.notify()  # the writer may be asleep with a later deadline: give it this one
+
+    def undeleted_acks(self) -> int:
+        """Acknowledged rows not deleted yet (a kill -9 now would send them again). An uplink that
+        counts these in its in-flight window keeps duplicates after a crash within that window."""
+        with self._cond:
+            return len(self._acks) + self._acks_in_commit
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Commit everything submitted so far; True when done within the timeout."""
@@ -167,9 +199,9 @@ class OutboxWriter:
             target = self._commits_started + 1
             self._flush_requested = target
             self._cond.notify()
-            deadline = time.monotonic() + timeout
+            deadline = self.clock.monotonic() + timeout
             while self._commits_done < target:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
                 self._cond.wait(left)
@@ -190,7 +222,9 @@ class OutboxWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def commits_done_recently(self, within_s: float) -> bool:
-        return self._last_commit_mono is not None and time.monotonic() - self._last_commit_mono < within_s
+        return (
+            self._last_commit_mono is not None and self.clock.monotonic() - self._last_commit_mono < within_s
+        )
 
     def pending_count(self) -> int:
         with self._cond:
@@ -209,19 +243,38 @@ class OutboxWriter:
             "dropped": self.drops.snapshot(),
             "at_disk_floor": self.at_disk_floor,
             "disk_full": self.disk_full,
+            "held_in_memory": self.held,
+            "degraded": self.degraded,
+            "corrupt_rows": self.corrupt_rows,
             "last_error": self.last_error,
         }
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the outbox is not fully working (None when it is): for status and birth."""
+        if self.disk_full:
+            return f"disk full: {self.held} alarms/events held in memory"
+        if self.store.report.degraded:
+            return self.store.report.degraded
+        if self.at_disk_floor:
+            return "disk floor: only alarms and events are accepted"
+        return None
 
     # -- writer thread ------------------------------------------------------------------------
     def _due(self) -> float | None:
         """Seconds until the next commit is due (0 = now), None when there is nothing to do."""
         if self._stop or self._alarm_waiting or self._flush_requested > self._commits_started:
             return 0.0
-        if self._pending_since is None:
-            return None
         if len(self._pending) >= EARLY_COMMIT_RECORDS:
             return 0.0
-        return max(0.0, self._pending_since + self.limits.commit_window_s - time.monotonic())
+        due_at = []
+        if self._pending_since is not None:
+            due_at.append(self._pending_since + self.limits.commit_window_s)
+        if self._acks_since is not None:
+            due_at.append(self._acks_since + ACK_COMMIT_S)
+        if not due_at:
+            return None
+        return max(0.0, min(due_at) - self.clock.monotonic())
 
     def _run(self) -> None:
         while True:
@@ -230,51 +283,59 @@ class OutboxWriter:
                     due = self._due()
                     if due == 0.0:
                         break
-                    maintenance_in = max(0.0, self._next_maintenance - time.monotonic())
+                    maintenance_in = max(0.0, self._next_maintenance - self.clock.monotonic())
                     self._cond.wait(maintenance_in if due is None else min(due, maintenance_in))
-                    if time.monotonic() >= self._next_maintenance:
+                    if self.clock.monotonic() >= self._next_maintenance:
                         break
                 items, self._pending = self._pending, []
                 acks, self._acks = self._acks, []
-                self._pending_since = None
+                self._acks_in_commit = len(acks)
+                self._pending_since = self._acks_since = None
                 self._alarm_waiting = False
                 stopping = self._stop
                 self._commits_started += 1
                 number = self._commits_started
+            self._group_items = items
             try:
                 self._commit(items, acks)
             except _DiskFull as exc:
                 self.last_error = f"disk full: {exc}"
-                self._keep_for_retry(items, acks)
+                self._keep_for_retry(exc.items, acks)
             except Exception as exc:  # never let the writer die: the daemon would lose everything
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox commit failed; %d records not accepted", len(items))
                 with self._cond:
-                    for item in items:
+                    for item in self._group_items:  # not those already counted at the disk floor
                         if not isinstance(item, StatsBody):
                             self.drops.count(item.klass, "write_error", 1)
             with self._cond:
                 self._commits_done = number
+                self._acks_in_commit = 0
                 self._cond.notify_all()
             if self.on_commit is not None and items:
                 self.on_commit(self.last_seq)
             if stopping:
-                held = self.pending_count()
-                if held:
-                    log.error("outbox: %d alarms/events could not be written (disk full) and are lost", held)
+                with self._cond:
+                    left = len(self._pending)
+                if left and not self.disk_full:
+                    continue  # records submitted while the last commit ran: commit them too
+                if left:
+                    log.error("outbox: %d alarms/events could not be written (disk full) and are lost", left)
                 return
 
     # -- one transaction -----------------------------------------------------------------------
-    def _group(self, items: list[Item], now_ms: int, at_floor: bool) -> list[MessageRow]:
-        """Messages for this commit, with seqs reserved ahead; at the floor only alarms remain."""
-        if at_floor:
-            kept: list[Item] = []
-            for item in items:
-                if item_klass(item) == Klass.ALARM:
-                    kept.append(item)
-                else:
-                    self.drops.count(item_klass(item), "disk_floor", 1)
-            items = kept
+    def _at_floor(self, items: list[Item]) -> list[Item]:
+        """At the disk floor only alarms and events remain; the rest is counted once, here."""
+        kept: list[Item] = []
+        for item in items:
+            if item_klass(item) >= Klass.EVENT:
+                kept.append(item)
+            elif not isinstance(item, StatsBody):  # stats are made again; they are not records
+                self.drops.count(item_klass(item), "disk_floor", 1)
+        return kept
+
+    def _group(self, items: list[Item], now_ms: int) -> list[MessageRow]:
+        """Messages for this commit, with seqs reserved ahead."""
         rows = build_messages(items, self.encoder, self.last_seq, now_ms, self.limits.batch_max_readings)
         if rows:
             self._ensure_reserved(rows[-1][1])  # durable before the transaction that uses them
@@ -297,20 +358,30 @@ class OutboxWriter:
                 log.error("disk floor reached (%d MiB free): refusing all but alarms", free // MIB)
             else:
                 log.warning("disk floor cleared (%d MiB free): accepting all records again", free // MIB)
+        if at_floor:
+            items = self._at_floor(items)
+        self._group_items = items
+        if not self.store.ensure_schema():
+            raise _DiskFull("the schema cannot be migrated", items)
         try:
-            rows = self._group(items, now_ms, at_floor)
+            rows = self._group(items, now_ms)
         except OSError as exc:  # the seq reservation file could not be written
             if exc.errno == errno.ENOSPC:
-                raise _DiskFull(str(exc)) from None
+                raise _DiskFull(str(exc), items) from None
             raise
-        maintenance = time.monotonic() >= self._next_maintenance
+        maintenance = self.clock.monotonic() >= self._next_maintenance
         try:
             self._transaction(rows, acks, now_ms, at_floor, maintenance)
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
-            # No room: make some from the lowest classes (this needs room too, in the WAL) and retry.
+            # No room. The outbox's own files may be what fills the disk: give back the reserve,
+            # fold the WAL into the database and truncate it; then make room from the lowest
+            # classes (this needs room too, in the WAL) and retry.
             self._set_disk_full(True)
+            self.store.release_reserve()
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             need = sum(len(r[3]) + len(r[2]) for r in rows) * 2 + 64 * 1024
             with contextlib.suppress(sqlite3.OperationalError), self._write_txn():
                 self.space.evict_lowest(need, "disk_full")
@@ -319,10 +390,13 @@ class OutboxWriter:
             except sqlite3.OperationalError as exc2:
                 if not _is_full(exc2):
                     raise
-                raise _DiskFull(str(exc2)) from None
+                raise _DiskFull(str(exc2), items) from None
         self._set_disk_full(False)
+        self.held = 0
         if maintenance:
-            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            self._next_maintenance = self.clock.monotonic() + MAINTENANCE_INTERVAL_S
+            if not at_floor:
+                self.store.keep_reserve()  # room for the next full disk (needs 4x its size free)
         self.last_error = None
 
     def _set_disk_full(self, full: bool) -> None:
@@ -334,20 +408,22 @@ class OutboxWriter:
                 log.warning("outbox: the disk has room again")
 
     def _keep_for_retry(self, items: list[Item], acks: list[tuple[Klass, int, int]]) -> None:
-        """The disk is full: keep alarms and events (bounded) for the next commit; count the rest."""
-        kept: list[Item] = []
-        for item in items:
-            if isinstance(item, StatsBody):
-                continue
-            if item.klass >= Klass.EVENT and len(kept) < RETRY_KEEP_MAX:
-                kept.append(item)
-            else:
-                self.drops.count(item.klass, "disk_full", 1)
+        """The disk is full: hold alarms, then events, up to RETRY_KEEP_MAX, for the next commit.
+        Only what is let go is counted (`disk_full`), once: a held record is not a drop."""
+        keep = [i for i in items if not isinstance(i, StatsBody) and item_klass(i) >= Klass.EVENT]
+        keep.sort(key=lambda i: item_klass(i) != Klass.ALARM)  # stable: alarms first, order kept
+        kept, over = keep[:RETRY_KEEP_MAX], keep[RETRY_KEEP_MAX:]
+        for item in [
+            *over,
+            *(i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT),
+        ]:
+            self.drops.count(item_klass(item), "disk_full", 1)
+        self.held = len(kept)
         with self._cond:
             self._pending[:0] = kept
             self._acks[:0] = acks
-            if kept or acks:
-                self._pending_since = time.monotonic()
+            if kept or acks:  # retried a commit window later, not every ACK_COMMIT_S
+                self._pending_since = self.clock.monotonic()
 
     def _transaction(
         self,
@@ -364,14 +440,16 @@ class OutboxWriter:
                 if cur.rowcount:
                     self.totals[klass][0] -= 1
                     self.totals[klass][1] -= size
-            by_class: dict[Klass, list[tuple[int, str, bytes, int, int]]] = defaultdict(list)
+            self._remove_corrupt(cur)
+            by_class: dict[Klass, list[tuple[int, str, bytes, int, int, int]]] = defaultdict(list)
             for klass, seq, topic, payload, n in rows:
-                by_class[klass].append((seq, topic, payload, now_ms, n))
+                crc = row_crc(int(klass), seq, n, topic.encode(), payload)
+                by_class[klass].append((seq, topic, payload, now_ms, n, crc))
             added_bytes = 0
             for klass, values in by_class.items():
                 cur.executemany(
-                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records) "
-                    "VALUES(?,?,?,?,?)",
+                    f"INSERT INTO {TABLES[klass]}(seq, topic, payload, created_ms, records, crc) "
+                    "VALUES(?,?,?,?,?,?)",
                     values,
                 )
                 size = sum(len(v[1]) + len(v[2]) for v in values)
@@ -391,7 +469,7 @@ class OutboxWriter:
         self.accepted_payload_bytes += sum(len(r[3]) for r in rows)
         self.commits += 1
         self.last_commit_ms = now_ms
-        self._last_commit_mono = time.monotonic()
+        self._last_commit_mono = self.clock.monotonic()
 
     @contextlib.contextmanager
     def _write_txn(self) -> Iterator[sqlite3.Cursor]:
@@ -399,18 +477,61 @@ class OutboxWriter:
         back, and the in-memory totals and the drops staged inside it are undone with it."""
         conn = self.store.conn
         totals_before = {k: list(v) for k, v in self.totals.items()}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn.cursor()
-            self.store.set_meta(self.drops.meta_values())
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            for klass, values in totals_before.items():  # in place: the SpaceKeeper shares the dict
-                self.totals[klass][:] = values
-            self.drops.settle(committed=False)
-            raise
+        with self.store.lock:  # a reader sharing this connection must not see a half transaction
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn.cursor()
+                meta = self.drops.meta_values()
+                # Rows per class, in the same transaction: the salvage's count of what was lost.
+                meta.update({f"rows.{k.label}": t[0] for k, t in self.totals.items()})
+                self.store.set_meta(meta)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                for klass, values in totals_before.items():  # in place: the SpaceKeeper shares the dict
+                    self.totals[klass][:] = values
+                self.drops.settle(committed=False)
+                raise
         self.drops.settle(committed=True)
+
+    def _remove_corrupt(self, cur: sqlite3.Cursor) -> None:
+        """Delete the rows readers found bad (checked again here), count each once, and queue one
+        `outbox_row_corrupt` event naming them."""
+        found = self.store.corrupt.take()
+        removed: dict[str, list[int]] = defaultdict(list)
+        for klass, seq in found:
+            row = cur.execute(
+                f"SELECT CAST(topic AS BLOB), payload, records, crc, LENGTH(payload) + LENGTH(topic) "
+                f"FROM {TABLES[klass]} WHERE seq=?",
+                (seq,),
+            ).fetchone()
+            if row is None:
+                continue  # acknowledged or evicted meanwhile
+            topic, payload, records, crc, size = row
+            if crc is None or (
+                isinstance(records, int) and row_crc(int(klass), seq, records, topic, payload) == crc
+            ):
+                continue  # it reads well now: a reader's transient error, keep it
+            cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
+            self.totals[klass][0] -= 1
+            self.totals[klass][1] -= size or 0
+            self.drops.count(klass, "corrupt", 1, in_txn=True)
+            removed[klass.label].append(seq)
+        if removed:
+            n = sum(len(v) for v in removed.values())
+            self.corrupt_rows += n
+            log.error("outbox: %d rows failed their checksum and were removed: %s", n, dict(removed))
+            event = Event(
+                "gateway",
+                "outbox_row_corrupt",
+                self.clock.time_ms(),
+                {"rows": n, "seqs": {k: v[:100] for k, v in removed.items()}},
+                "warning",
+            )
+            with self._cond:  # committed with the next group; a record like any other
+                self._pending.append(event)
+                if self._pending_since is None:
+                    self._pending_since = self.clock.monotonic()
 
     def _statvfs_free(self) -> int:
         st = os.statvfs(self.store.path.parent)

@@ -4,7 +4,8 @@ A Unix socket `<runtime_dir>/control.sock` (mode 0660: the service user and its 
 technician uses sudo). One request per connection: a command envelope as one JSON line, answered
 by the command result as one JSON line. The same router as the MQTT commands runs it, with origin
 `local`, so schema, freshness and the audit trail (the result is also sent upstream) are the same;
-only the allow-list does not apply, the socket's permissions being the authorisation.
+signatures, roles and the allow-list do not apply, the socket's permissions being the authorisation,
+and the command is audited as `local` (or the technician's `--by` name, with origin `local`).
 """
 
 from __future__ import annotations

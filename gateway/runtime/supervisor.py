@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core import Backoff, SourceUnavailable
+from gateway.core import Backoff, Clock, SourceUnavailable, SystemClock
 
 log = logging.getLogger("lintel.supervisor")
 
@@ -30,12 +29,17 @@ class ComponentHealth:
     state: str = "starting"  # starting, running, retrying, failed, stopped
     last_error: str | None = None
     restarts: int = 0
-    last_progress: float = field(default_factory=time.monotonic)
     stall_after_s: float | None = None  # None: the component is not watched for progress
     recovering: bool = False  # set on restart after a failure; the first progress clears it
+    clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
+    last_progress: float = -1.0  # clock.monotonic() of the last progress (set at creation)
+
+    def __post_init__(self) -> None:
+        if self.last_progress < 0:
+            self.last_progress = self.clock.monotonic()
 
     def progress(self) -> None:
-        self.last_progress = time.monotonic()
+        self.last_progress = self.clock.monotonic()
         if self.recovering:
             self.recovering = False
             self.last_error = None
@@ -76,8 +80,8 @@ async def supervise(
     while True:
         health.recovering = health.state == "retrying"
         health.state = "running"
-        health.last_progress = time.monotonic()
-        started = time.monotonic()
+        health.last_progress = health.clock.monotonic()
+        started = health.clock.monotonic()
         try:
             await run()
             health.state = "stopped"
@@ -91,7 +95,7 @@ async def supervise(
                 log.warning("%s unavailable: %s (retrying with backoff)", health.name, message)
             health.state, health.last_error = "retrying", message
         except Exception as exc:
-            now = time.monotonic()
+            now = health.clock.monotonic()
             crashes.append(now)
             while crashes and now - crashes[0] > policy.window_s:
                 crashes.popleft()
@@ -109,7 +113,7 @@ async def supervise(
                 return
             health.state = "retrying"
             log.error("%s crashed (%s); restarting", health.name, health.last_error, exc_info=exc)
-        if time.monotonic() - started > policy.max_s:
+        if health.clock.monotonic() - started > policy.max_s:
             backoff.reset()  # it ran fine for a good while before failing
         health.restarts += 1
         await sleep(backoff.next_delay())

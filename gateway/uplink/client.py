@@ -5,9 +5,10 @@ window; it drives paho's external loop with select(), woken through a socketpair
 commits. A message counts as delivered only on its PUBACK; acknowledged (class, seq, size) triples go
 to the writer in batches, which deletes them. A connection that misses a PUBACK for `ack_timeout_s`
 is dropped and everything unacknowledged is sent again on the next one.
-Reconnects back off exponentially with full jitter; the backoff resets only after a connection
-stayed up `stable_after_s`. Refused credentials or certificates are logged once per change, then
-retried with the same backoff: a misconfigured gateway never spins.
+Reconnects follow `ReconnectPolicy` (reconnect.py): full jitter under a low ceiling, so a returning
+broker is reached within `reconnect_max_s`, and a reset only after a connection held
+`stable_after_s`. Refused credentials or certificates are logged once per change, then retried with
+the same backoff: a misconfigured gateway never spins.
 """
 
 from __future__ import annotations
@@ -17,68 +18,23 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from gateway.core import Backoff, Clock
+from gateway.core import Clock
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
+from gateway.uplink.bounded import CappedClient
+from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.report import UplinkReport
 from gateway.uplink.session import Session
+from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("lintel.uplink")
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkSettings:
-    host: str
-    port: int
-    tls: bool
-    protocol: str = "5"
-    client_id: str = "lintel"
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    keepalive_s: int = 30
-    inflight_max: int = 100
-    ack_timeout_s: float = 30.0
-    drain_rate_msg_s: float = 1000.0
-    reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 120.0
-    stable_after_s: float = 30.0
-    connect_timeout_s: float = 10.0
-
-    @classmethod
-    def from_config(
-        cls, cfg: Any, client_id: str, password: str | None, resolve: Callable[[str], Any]
-    ) -> UplinkSettings:
-        url = urlsplit(cfg.url)
-        return cls(
-            host=url.hostname or "",
-            port=url.port or (8883 if cfg.tls else 1883),
-            tls=cfg.tls,
-            protocol=cfg.protocol,
-            client_id=cfg.client_id or client_id,
-            username=cfg.username,
-            password=password,
-            ca_file=str(resolve(cfg.ca_file)) if cfg.ca_file else None,
-            cert_file=str(resolve(cfg.cert_file)) if cfg.cert_file else None,
-            key_file=str(resolve(cfg.key_file)) if cfg.key_file else None,
-            keepalive_s=cfg.keepalive_s,
-            inflight_max=cfg.inflight_max,
-            ack_timeout_s=cfg.ack_timeout_s,
-            drain_rate_msg_s=cfg.drain_rate_msg_s,
-            reconnect_initial_s=cfg.reconnect_initial_s,
-            reconnect_max_s=cfg.reconnect_max_s,
-            stable_after_s=cfg.stable_after_s,
-        )
 
 
 class Uplink:
@@ -101,7 +57,9 @@ class Uplink:
         self.stopping = threading.Event()
         self.stop_deadline = 0.0
         self._thread: threading.Thread | None = None
-        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
+        self.reconnect = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.stable_after_s, clock
+        )
         # Status (read by other threads; plain attribute writes are atomic enough for display).
         self.state = "stopped"
         self.last_error: str | None = None
@@ -113,10 +71,11 @@ class Uplink:
         self.rejected = 0
         self.inflight_count = 0
         self.backlog_until_seq = 0
-        self.progress_mono = time.monotonic()  # last turn of the uplink loop (watchdog)
+        self.progress_mono = self.clock.monotonic()  # last turn of the uplink loop (watchdog)
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
+        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,7 +89,7 @@ class Uplink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish in-flight messages (up to `timeout`), publish `offline` status, disconnect."""
-        self.stop_deadline = time.monotonic() + timeout
+        self.stop_deadline = self.clock.monotonic() + timeout
         self.stopping.set()
         self.wake()
         if self._thread is not None:
@@ -142,21 +101,22 @@ class Uplink:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "broker": f"{'mqtts' if self.settings.tls else 'mqtt'}://{self.settings.host}:{self.settings.port}",
-            "last_error": self.last_error,
-            "connected_since_ms": self.connected_since_ms,
-            "connects": self.connects,
-            "attempts": self.attempts,
-            "sent": self.sent,
-            "acked": self.acked,
-            "rejected": self.rejected,
-            "inflight": self.inflight_count,
-            "backlog_until_seq": self.backlog_until_seq,
-            "commands_received": self.commands_received,
-        }
+    def report(self) -> UplinkReport:
+        return UplinkReport(
+            self.state,
+            f"{'mqtts' if self.settings.tls else 'mqtt'}://{self.settings.host}:{self.settings.port}",
+            self.last_error,
+            self.connected_since_ms,
+            self.connects,
+            self.attempts,
+            self.sent,
+            self.acked,
+            self.rejected,
+            self.inflight_count,
+            self.backlog_until_seq,
+            self.commands_received,
+            self.oversize_dropped,
+        )
 
     def set_state(self, state: str, error: str | None = None) -> None:
         """Record a state; log only real changes (not every retry of the same failure)."""
@@ -183,17 +143,18 @@ class Uplink:
             if self.stopping.is_set():
                 break
             self.set_state("backoff", self.last_error)
-            deadline = time.monotonic() + self._backoff.next_delay()
-            while not self.stopping.is_set() and time.monotonic() < deadline:
-                self.progress_mono = time.monotonic()  # waiting on purpose is progress
-                self.stopping.wait(min(1.0, deadline - time.monotonic()))
+            deadline = self.clock.monotonic() + self.reconnect.next_delay()
+            while not self.stopping.is_set() and self.clock.monotonic() < deadline:
+                self.progress_mono = self.clock.monotonic()  # waiting on purpose is progress
+                self.stopping.wait(min(1.0, deadline - self.clock.monotonic()))
         self.set_state("stopped")
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> CappedClient:
         s = self.settings
         protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        client = mqtt.Client(
+        client = CappedClient(
             CallbackAPIVersion.VERSION2,
+            max_packet_bytes=s.max_packet_bytes,
             client_id=s.client_id,
             protocol=protocol,
             clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
@@ -218,7 +179,10 @@ class Uplink:
         session = Session(self, client)
         try:
             if s.protocol == "5":
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
@@ -231,7 +195,3 @@ class Uplink:
             self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
             return
         session.run()
-        if self.connected_since_ms is not None:
-            up_s = (self.clock.time_ms() - self.connected_since_ms) / 1000
-            if up_s >= s.stable_after_s:
-                self._backoff.reset()

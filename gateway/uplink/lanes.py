@@ -8,10 +8,9 @@ Receivers order by `seq`; within a lane and class, seq is increasing.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
-from gateway.core import Klass
+from gateway.core import Clock, Klass, SystemClock
 from gateway.outbox.store import OutboxReader, PendingMessage
 
 PAGE = 256
@@ -20,15 +19,16 @@ PAGE = 256
 class TokenBucket:
     """`rate` tokens per second, holding at most one second's worth; rate 0 means no limit."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Clock) -> None:
         self.rate = rate
+        self.clock = clock
         self.tokens = rate
-        self.stamp = time.monotonic()
+        self.stamp = clock.monotonic()
 
     def take(self) -> bool:
         if self.rate <= 0:
             return True
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -66,10 +66,12 @@ class LaneScheduler:
     """Picks messages for one connection. Create a new one per connection: everything not
     acknowledged is resent from the outbox (at-least-once)."""
 
-    def __init__(self, reader: OutboxReader, boundary_seq: int, drain_rate_msg_s: float) -> None:
+    def __init__(
+        self, reader: OutboxReader, boundary_seq: int, drain_rate_msg_s: float, clock: Clock | None = None
+    ) -> None:
         self.reader = reader
         self.boundary_seq = boundary_seq
-        self.bucket = TokenBucket(drain_rate_msg_s)
+        self.bucket = TokenBucket(drain_rate_msg_s, clock or SystemClock())
         order = sorted(Klass, reverse=True)
         self.live = [_Lane(k, boundary_seq, None) for k in order]
         self.backlog = [_Lane(k, 0, boundary_seq) for k in order]
@@ -84,16 +86,28 @@ class LaneScheduler:
         return any(not lane.exhausted or lane.buffer for lane in self.backlog)
 
     def next(self) -> PendingMessage | None:
+        """Highest class first: live before backlog within a class; the backlog at the drain rate.
+
+        The rate token is asked for at most once per call and kept across classes: asking once per
+        class let a token that refilled between two asks send telemetry's backlog ahead of state's."""
+        token: bool | None = None
+        msg: PendingMessage | None = None
         for live, backlog in zip(self.live, self.backlog, strict=True):
             msg = live.next(self.reader)
             if msg is not None:
-                return msg
+                break
             if backlog.exhausted and not backlog.buffer:
                 continue
-            if live.klass == Klass.ALARM or self.bucket.take():
-                msg = backlog.next(self.reader)
-                if msg is not None:
-                    return msg
+            if live.klass != Klass.ALARM:  # alarms' backlog is never rate-limited
+                if token is None:
+                    token = self.bucket.take()
+                if not token:
+                    continue
+            msg = backlog.next(self.reader)
+            if msg is not None:
                 if live.klass != Klass.ALARM:
-                    self.bucket.tokens += 1  # nothing taken: give the token back
-        return None
+                    token = None  # spent
+                break
+        if token:
+            self.bucket.tokens += 1  # taken but not spent: give it back
+        return msg

@@ -5,18 +5,50 @@ from __future__ import annotations
 
 import contextlib
 import select
-import time
-from typing import TYPE_CHECKING, Any
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from gateway.core import Klass
+from gateway.core import Clock, Klass
+from gateway.encode import Encoder
 from gateway.outbox.store import OutboxReader
+from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.lanes import LaneScheduler
+from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.settings import UplinkSettings
 
-if TYPE_CHECKING:
-    from gateway.uplink.client import Uplink
+
+class UplinkHost(Protocol):
+    """What a session uses of the uplink that opened it: its settings and parts, the counters it
+    keeps up to date, and the stop signals (the uplink's side of one connection, never the whole)."""
+
+    settings: UplinkSettings
+    writer: OutboxWriter
+    encoder: Encoder
+    clock: Clock
+    reconnect: ReconnectPolicy
+    stopping: threading.Event
+    stop_deadline: float
+    wake_socket: socket.socket
+    birth_body: Callable[[], Mapping[str, Any]]
+    on_command: Callable[[bytes], None] | None
+    connected_since_ms: int | None
+    connects: int
+    sent: int
+    acked: int
+    rejected: int
+    inflight_count: int
+    backlog_until_seq: int
+    progress_mono: float
+    commands_received: int
+    oversize_dropped: int
+
+    def set_state(self, state: str, error: str | None = None) -> None: ...
+
 
 ACK_BATCH = 256  # acknowledged messages handed to the writer at once
 ACK_FLUSH_S = 0.05  # ... or after this long
@@ -25,7 +57,7 @@ ACK_FLUSH_S = 0.05  # ... or after this long
 class Session:
     """One MQTT connection: CONNACK, birth, the publish window, acks, graceful end."""
 
-    def __init__(self, uplink: Uplink, client: mqtt.Client) -> None:
+    def __init__(self, uplink: UplinkHost, client: mqtt.Client) -> None:
         self.up = uplink
         self.client = client
         self.inflight: dict[int, tuple[Klass, int, int, float]] = {}
@@ -34,9 +66,13 @@ class Session:
         self.acks_since = 0.0
         self.ready = False
         self.ended = False
-        self.opened = time.monotonic()
+        self.opened = self.up.clock.monotonic()
         self.lanes: LaneScheduler | None = None
         self.reader: OutboxReader | None = None
+        # Retained bridge topics sent live (or at connect) on this connection: a backlog message
+        # for one of them is older, superseded, and acknowledged without being sent.
+        self.retained_live: set[str] = set()
+        self.superseded = 0
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
@@ -50,12 +86,13 @@ class Session:
             return
         up = self.up
         up.connects += 1
+        up.reconnect.connected()
         up.connected_since_ms = up.clock.time_ms()
         up.set_state("connected")
         self.reader = OutboxReader(up.writer.store.path)
         boundary = up.writer.last_seq
         up.backlog_until_seq = boundary
-        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s)
+        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s, up.clock)
         now = up.clock.time_ms()
         body = dict(up.birth_body())
         body["backlog_until_seq"] = boundary
@@ -64,6 +101,10 @@ class Session:
         status = up.encoder.status(boundary, now, "online")
         self.control_mids.add(client.publish(topics.birth, birth, qos=1).mid)
         self.control_mids.add(client.publish(topics.status, status, qos=1, retain=True).mid)
+        for msg in up.encoder.bridges.on_connect():  # config-derived, like the birth: before data
+            self.control_mids.add(client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain).mid)
+            if msg.retain:
+                self.retained_live.add(msg.topic)
         if up.on_command is not None:
             # A clean session each time: subscribe on every connect. Commands sent while we were
             # away are not queued for us; they would be stale by now anyway.
@@ -91,13 +132,20 @@ class Session:
             return
         klass, seq, size, _ = entry
         if not self.acks:
-            self.acks_since = time.monotonic()
+            self.acks_since = self.up.clock.monotonic()
         self.acks.append((klass, seq, size))
         self.up.acked += 1
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._lost(str(reason))
+
+    def _lost(self, why: str) -> None:
         if not self.ended:
-            self.up.set_state("backoff", f"connection lost: {reason}")
+            too_large = getattr(self.client, "too_large", None)  # CappedClient refused a packet
+            if too_large is not None:
+                self.up.oversize_dropped += 1
+                why = f"{too_large.strerror}: dropped unread (mqtt.max_packet_kb)"
+            self.up.set_state("backoff", f"connection lost: {why}")
         self.ended = True
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -134,7 +182,9 @@ class Session:
         return t
 
     def _io(self, timeout: float) -> None:
-        self.up.progress_mono = time.monotonic()  # the loop turns: a hung connect or select would not
+        self.up.progress_mono = (
+            self.up.clock.monotonic()
+        )  # the loop turns: a hung connect or select would not
         sock = self.client.socket()
         if sock is None:
             self.ended = True
@@ -165,42 +215,52 @@ class Session:
         if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost("keepalive timed out")
 
-    def _lost(self, why: str) -> None:
-        if not self.ended:
-            self.up.set_state("backoff", f"connection lost: {why}")
-        self.ended = True
-
     def _fill_window(self) -> None:
         if not self.ready or self.lanes is None:
             return
         limit = self.up.settings.inflight_max
+        bridges = self.up.encoder.bridges
         while len(self.inflight) < limit:
             msg = self.lanes.next()
             if msg is None:
                 break
-            info = self.client.publish(msg.topic, msg.payload, qos=1)
+            retain = bool(bridges) and bridges.retained(msg.topic)
+            if retain:
+                if msg.seq > self.lanes.boundary_seq:
+                    self.retained_live.add(msg.topic)
+                elif msg.topic in self.retained_live:
+                    self._superseded(msg.klass, msg.seq, msg.size)
+                    continue
+            info = self.client.publish(msg.topic, msg.payload, qos=1, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(f"publish failed: {mqtt.error_string(info.rc)}")
                 return
-            self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, time.monotonic())
+            self.inflight[info.mid] = (msg.klass, msg.seq, msg.size, self.up.clock.monotonic())
             self.up.sent += 1
         self.up.inflight_count = len(self.inflight)
 
+    def _superseded(self, klass: Klass, seq: int, size: int) -> None:
+        """A retained bridge message older than one already sent: done, as if acknowledged."""
+        if not self.acks:
+            self.acks_since = self.up.clock.monotonic()
+        self.acks.append((klass, seq, size))
+        self.superseded += 1
+
     def _flush_acks(self, force: bool) -> None:
         if self.acks and (
-            force or len(self.acks) >= ACK_BATCH or time.monotonic() - self.acks_since >= ACK_FLUSH_S
+            force or len(self.acks) >= ACK_BATCH or self.up.clock.monotonic() - self.acks_since >= ACK_FLUSH_S
         ):
             self.up.writer.ack(self.acks)
             self.acks = []
 
     def _check_ack_timeout(self) -> None:
-        if not self.ready and time.monotonic() - self.opened > self.up.settings.connect_timeout_s:
+        if not self.ready and self.up.clock.monotonic() - self.opened > self.up.settings.connect_timeout_s:
             self._lost(f"no CONNACK within {self.up.settings.connect_timeout_s:g} s")
             return
         if not self.inflight:
             return
         oldest = next(iter(self.inflight.values()))[3]
-        if time.monotonic() - oldest > self.up.settings.ack_timeout_s:
+        if self.up.clock.monotonic() - oldest > self.up.settings.ack_timeout_s:
             self._lost(f"no PUBACK within {self.up.settings.ack_timeout_s:g} s")
 
     def _finish(self) -> None:
@@ -209,7 +269,7 @@ class Session:
         up = self.up
         if self.ready and self.lanes is not None:
             self.lanes.new_data()  # the writer's final commit may not have woken us yet
-            while not self.ended and time.monotonic() < up.stop_deadline:
+            while not self.ended and self.up.clock.monotonic() < up.stop_deadline:
                 self._fill_window()
                 if not self.inflight:
                     break
@@ -222,7 +282,7 @@ class Session:
         status = up.encoder.status(up.writer.last_seq, up.clock.time_ms(), "offline")
         info = self.client.publish(up.encoder.topics.status, status, qos=1, retain=True)
         self.control_mids.add(info.mid)
-        end = min(up.stop_deadline, time.monotonic() + 1.0)
-        while info.mid in self.control_mids and not self.ended and time.monotonic() < end:
+        end = min(up.stop_deadline, self.up.clock.monotonic() + 1.0)
+        while info.mid in self.control_mids and not self.ended and self.up.clock.monotonic() < end:
             self._io(0.05)
         self.ended = True

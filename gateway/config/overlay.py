@@ -1,0 +1,100 @@
+"""Remote tunables: what an operator may change over MQTT, and where it is kept.
+
+A remote `reload_config` may change only the *tunables*: alarm rules, the care watch, door timings
+(`pulse_s`) and the log level. Anything else — sources, cameras, a door's wiring, any `*_file` key,
+URLs, `[commands]` — changes only in the installer's local file, applied by a restart or SIGHUP.
+A remote config is compared with the running one before anything is read or built, so it can never
+make the gateway open a file or a URL it names.
+
+The installer's file is never rewritten by a remote reload (under the README's install it is not
+even writable by the service). The accepted remote config is kept as an *overlay* in
+`<state_dir>/config.overlay.toml`, stamped with the sha256 of the local file it was made against.
+At start (and on SIGHUP) the overlay applies only while the local file is that same file, and only
+if it still changes nothing but tunables; once the installer edits the local file, the local file
+wins and the overlay is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader import LoadedConfig, parse_config
+from gateway.config.model import GatewayConfig
+from gateway.core.errors import ConfigError
+from gateway.core.files import replace_durably
+
+log = logging.getLogger("lintel.config")
+
+OVERLAY_NAME = "config.overlay.toml"
+TUNABLE_SECTIONS = ("rules", "care", "log")
+DOOR_TUNABLES = ("pulse_s",)
+_STAMP = "# lintel remote tunables over local config sha256 "
+
+
+def overlay_path(loaded: LoadedConfig) -> Path:
+    return loaded.state_dir / OVERLAY_NAME
+
+
+def untunable_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
+    """What `new` changes beyond the tunables (section names); empty when a remote reload may."""
+    changed = [
+        name
+        for name in type(old).model_fields
+        if name not in (*TUNABLE_SECTIONS, "doors") and getattr(old, name) != getattr(new, name)
+    ]
+    if _door_wiring(old) != _door_wiring(new):
+        changed.append("doors (anything but pulse_s)")
+    return changed
+
+
+def _door_wiring(config: GatewayConfig) -> list[Any]:
+    return [d.model_dump(exclude=set(DOOR_TUNABLES)) for d in config.doors]
+
+
+def write_overlay(loaded_local_sha256: str, path: Path, toml_text: bytes) -> None:
+    """Keep an accepted remote config (mode 0600, atomically, synced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_durably(path, f"{_STAMP}{loaded_local_sha256}\n".encode() + toml_text)
+    os.chmod(path, 0o600)
+
+
+def apply_overlay(local: LoadedConfig) -> LoadedConfig:
+    """The running config: the local file, with the overlay's tunables while it still applies."""
+    path = overlay_path(local)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return local
+    except OSError as exc:
+        log.warning("remote tunables at %s not read (%s): running the local config", path, exc.strerror)
+        return local
+    first, _, body = data.partition(b"\n")
+    if first.decode(errors="replace") != f"{_STAMP}{local.sha256}":
+        log.warning("the local config changed since the remote tunables were set: they are dropped")
+        drop_overlay(local)
+        return local
+    try:
+        over = parse_config(body, str(path), local.base_dir)
+    except ConfigError as exc:
+        log.warning("remote tunables at %s are invalid (%s): dropped", path, exc.problems[0])
+        drop_overlay(local)
+        return local
+    changed = untunable_changes(local.config, over.config)
+    if changed:  # cannot come from our own reload: someone edited the file; never trust it
+        log.warning("remote tunables at %s change %s: dropped", path, ", ".join(changed))
+        drop_overlay(local)
+        return local
+    log.info("running with remote tunables from %s", path)
+    return LoadedConfig(over.config, local.path, local.base_dir, over.sha256, local.sha256)
+
+
+def drop_overlay(local: LoadedConfig) -> None:
+    try:
+        overlay_path(local).unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", overlay_path(local), exc.strerror)

@@ -1,0 +1,62 @@
+"""Lanes: the optional parts of a gateway (doors, care, rules, fire lanes, face access).
+
+A lane is built from its config section by a `build_lane(config, deps)` function named in
+`gateway.lanes.registry`, and returns a `Lane`: the components the runtime drives, the pipeline
+steps it contributes, and the command handlers it serves. A lane gets only `LaneDeps`, never the
+daemon, and never imports another lane: what lanes share (the inference engine, the door opener)
+comes through `LaneDeps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.alarms import AlarmBook
+from gateway.core import Clock, Record
+from gateway.core.actuators import ActuatorHub
+from gateway.core.commands import Handler
+from gateway.core.component import Component
+from gateway.core.frames import FrameHub
+from gateway.core.processor import Processor
+from gateway.state import StateStore
+
+
+class DoorOpener(Protocol):
+    """What a lane that opens doors (face access) may do with them."""
+
+    def __contains__(self, door_id: str) -> bool: ...
+
+    def busy(self, door_id: str) -> bool: ...
+
+    async def pulse(self, door_id: str, pulse_s: float | None = None, **attrs: Any) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class LaneDeps:
+    """Everything a lane may use. `engine()` gives the one shared inference engine (created on
+    first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors;
+    `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
+
+    clock: Clock
+    emit: Callable[[Record], bool]
+    book: AlarmBook
+    store: StateStore
+    frames: FrameHub
+    actuators: ActuatorHub
+    state_dir: Path
+    engine: Callable[[], Any]
+    doors: Callable[[], DoorOpener | None]
+    secret: Callable[[str], str]
+
+
+@dataclass(slots=True)
+class Lane:
+    name: str
+    components: list[Component] = field(default_factory=list)
+    processors: list[Processor] = field(default_factory=list)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    # records that say the lane is not running (why), emitted when a component fails to start
+    unavailable: Callable[[str], list[Record]] = lambda _reason: []

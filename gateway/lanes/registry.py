@@ -1,0 +1,51 @@
+"""The explicit lane registry: one line per lane, like the driver registry.
+
+A lane whose config section is empty is not built at all: no component, no log line, no import of
+its module (a gateway without cameras never imports OpenCV or onnxruntime).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.lanes import Lane, LaneDeps
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSpec:
+    name: str
+    section: str  # the GatewayConfig attribute whose presence turns the lane on
+    build: str  # "module:function" taking (config, deps) and returning a Lane
+
+
+LANES: tuple[LaneSpec, ...] = (
+    LaneSpec("doors", "doors", "gateway.doors.lane:build_lane"),
+    LaneSpec("care", "care", "gateway.care.lane:build_lane"),
+    LaneSpec("rules", "rules", "gateway.rules.lane:build_lane"),
+    LaneSpec("fire_lanes", "fire_lanes", "gateway.vision.lane:build_lane"),
+    LaneSpec("face_access", "face_access", "gateway.faces.lane:build_lane"),
+)
+
+
+def configured(config: Any) -> list[LaneSpec]:
+    """The lanes this config turns on, in registry order (doors first: others pulse them)."""
+    return [spec for spec in LANES if getattr(config, spec.section)]
+
+
+def build(spec: LaneSpec, config: Any, deps: LaneDeps) -> Lane:
+    """Build one lane; raises what its builder raises (the runtime makes it `unavailable`)."""
+    module, _, name = spec.build.partition(":")
+    lane: Lane = getattr(importlib.import_module(module), name)(config, deps)
+    return lane
+
+
+def render(name: str, body: Any) -> list[str]:
+    """`lintel status` lines for a lane's report as found in status.json, rendered by its module."""
+    from pydantic import TypeAdapter
+
+    spec = next(s for s in LANES if s.name == name)
+    module = importlib.import_module(spec.build.partition(":")[0])
+    lines: list[str] = module.render(TypeAdapter(module.REPORT).validate_python(body))
+    return lines

@@ -1,0 +1,48 @@
+"""The rules lane: the alarm rules pipeline step as a component."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.lanes import Lane, LaneDeps
+from gateway.rules.engine import RulesProcessor
+
+
+@dataclass(frozen=True, slots=True)
+class RulesReport:
+    rules: int
+    suppressed_readings: int  # readings a deadband rule kept from the outbox
+
+
+class RulesComponent:
+    name = "rules"
+
+    def __init__(self, processor: RulesProcessor, count: int) -> None:
+        self.processor = processor
+        self.count = count
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # its work is driven by the pipeline (records and ticks)
+
+    async def stop(self) -> None:
+        pass  # its timers are saved at every transition
+
+    def report(self) -> RulesReport:
+        return RulesReport(self.count, self.processor.suppressed)
+
+
+REPORT = RulesReport  # the type of this lane's report (status.json is read back into it)
+
+
+def build_lane(config: Any, deps: LaneDeps) -> Lane:
+    processor = RulesProcessor(config.rules, deps.book, deps.store)
+    return Lane("rules", [RulesComponent(processor, len(config.rules))], processors=[processor])
+
+
+def render(report: RulesReport) -> list[str]:
+    return [f"rules: {report.rules} rules, {report.suppressed_readings} readings suppressed by deadbands"]

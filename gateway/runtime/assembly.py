@@ -1,0 +1,137 @@
+"""The parts every gateway has, built from a validated config (no lane is built here).
+
+`Core` owns the outbox (store + writer thread), the uplink thread, the state store, the alarm book,
+the pipeline, the hubs sources lend their frames and ports through, and the command router. The
+daemon adds the lanes (gateway.runtime.lanes) and the sources (gateway.runtime.sources) around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.alarms import AlarmBook, AlarmReminders
+from gateway.commands.router import CommandRouter
+from gateway.config import LoadedConfig
+from gateway.config.loader import read_secret
+from gateway.core import Clock, Event, Record
+from gateway.core.actuators import ActuatorHub
+from gateway.core.clock import clock_is_set
+from gateway.core.frames import FrameHub
+from gateway.core.processor import Processor
+from gateway.encode import Encoder, Topics
+from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.pipeline import Pipeline
+from gateway.runtime.bridges import build_bridges
+from gateway.state import StateStore, state_path
+from gateway.uplink import Uplink, UplinkSettings
+
+log = logging.getLogger("lintel.daemon")
+
+GATEWAY_SOURCE = "gateway"
+
+
+def boot_id() -> int:
+    """This system boot's id as an int (0 where the kernel does not say)."""
+    try:
+        return int(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:15], 16)
+    except (OSError, ValueError):
+        return 0
+
+
+def versions() -> dict[str, str]:
+    import paho.mqtt
+
+    return {
+        "lintel": __version__,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "paho_mqtt": paho.mqtt.__version__,
+    }
+
+
+class Core:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        clock: Clock,
+        observers: list[Callable[[Record], None]],
+    ) -> None:
+        config = loaded.config
+        self.loaded = loaded
+        self.clock = clock
+        gw = config.gateway
+        self.topics = Topics(config.mqtt.topic_prefix if config.mqtt else "lintel", gw.site, gw.id)
+        self.encoder = Encoder(self.topics, build_bridges(loaded, self.topics))
+        self.store = OutboxStore(loaded.outbox_path)
+        self.boot_reason = self._boot_reason()
+        self.writer = OutboxWriter(self.store, self.encoder, clock, OutboxLimits.from_config(config.outbox))
+        self.state_store = StateStore(state_path(loaded.state_dir))
+        self.book = AlarmBook(self.state_store)
+        self.pipeline = Pipeline(self.writer.submit, [], observers)
+        self.frames = FrameHub()
+        self.actuators = ActuatorHub()
+        self.started_mono = clock.monotonic()
+        self.started_ms = clock.time_ms()
+        self.router = CommandRouter.from_config(
+            config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
+        )
+        self.uplink: Uplink | None = None
+        if config.mqtt is not None:
+            mqtt = config.mqtt
+            password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
+            settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
+            self.uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
+            self.writer.on_commit = self.uplink.wake
+
+    def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
+        """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
+        self.pipeline.processors = [*extra, *lane_processors, AlarmReminders(self.book)]
+
+    def announce_recovery(self) -> None:
+        report = self.store.report
+        if report.quarantined_to:
+            body = report.event_body()  # what was salvaged, and the seq ranges lost
+            self.pipeline.submit(
+                Event(GATEWAY_SOURCE, "outbox_replaced", self.clock.time_ms(), body, "warning")
+            )
+
+    def birth_body(self) -> dict[str, Any]:
+        snap = self.writer.snapshot()
+        return {
+            "versions": versions(),
+            "config_sha256": self.loaded.sha256,
+            "boot_reason": self.boot_reason,
+            "started_ms": self.started_ms,
+            "clock_set": clock_is_set(self.clock.time_ms()),
+            "outbox": {
+                "rows": snap["rows"],
+                "bytes": snap["bytes"],
+                "dropped": snap["dropped"],
+                "degraded": snap["degraded"],
+            },
+        }
+
+    def _boot_reason(self) -> str:
+        report = self.store.report
+        previous_boot = self.store.meta().get("boot_id")
+        this_boot = boot_id()
+        self.store.set_meta({"boot_id": this_boot})
+        if report.quarantined_to:
+            return "outbox_replaced"
+        if report.created:
+            return "first_start"
+        rebooted = previous_boot is not None and previous_boot != this_boot
+        if not report.was_clean_shutdown:
+            return "power_loss" if rebooted else "crash"
+        return "reboot" if rebooted else "restart"
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,38 @@
+"""Builds the enabled bridges of a gateway from its validated config (gateway.bridges)."""
+
+from __future__ import annotations
+
+from gateway import __version__
+from gateway.bridges import Bridges, Inventory
+from gateway.bridges.home_assistant import HomeAssistantBridge
+from gateway.config import LoadedConfig
+from gateway.encode import Topics
+
+
+def inventory(loaded: LoadedConfig) -> Inventory:
+    """Ids of the devices, lanes and entrances of the config (enabled or not: a device switched
+    off keeps its entities, shown unavailable-by-silence, rather than losing its history)."""
+    config = loaded.config
+    devices: list[tuple[str, str]] = []
+    for source in config.sources:
+        for _key, device_id in source.device_ids():
+            devices.append((device_id, source.type))
+    return Inventory(
+        site=config.gateway.site,
+        gateway_id=config.gateway.id,
+        version=__version__,
+        devices=tuple(devices),
+        fire_lanes=tuple(lane.id for lane in config.fire_lanes),
+        entrances=tuple(e.id for e in config.face_access),
+    )
+
+
+def build_bridges(loaded: LoadedConfig, topics: Topics) -> Bridges:
+    """The bridges `[bridges.*]` enables (none by default)."""
+    section = loaded.config.bridges
+    bridges = Bridges()
+    if section.home_assistant.enabled:
+        state_file = loaded.state_dir / "bridges" / "home_assistant.json"
+        ha = HomeAssistantBridge(section.home_assistant, topics, inventory(loaded), state_file)
+        bridges.items.append(ha)
+    return bridges

@@ -1,0 +1,63 @@
+"""Health of the running parts, and the systemd watchdog that depends on it.
+
+Sources and lane components report through their `ComponentHealth` (the supervisor keeps it); the
+two worker threads (outbox writer, uplink) are read here. The watchdog is petted only while every
+part is alive and shows progress: a hung thread or a stalled source gets the service restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.core import Clock
+from gateway.runtime.sdnotify import Notifier
+from gateway.runtime.supervisor import ComponentHealth
+
+log = logging.getLogger("lintel.daemon")
+
+
+class Health:
+    def __init__(self, clock: Clock, stall_after_s: float, has_uplink: bool) -> None:
+        self.clock = clock
+        self.parts: dict[str, ComponentHealth] = {
+            "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s, clock=clock)
+        }
+        if has_uplink:
+            self.parts["uplink"] = ComponentHealth("uplink", stall_after_s=stall_after_s, clock=clock)
+
+    def refresh_threads(self, writer: Any, uplink: Any, stopped: bool) -> None:
+        """Read the worker threads' liveness into their health entries."""
+        out = self.parts["outbox"]
+        out.state = "running" if writer.alive else ("stopped" if stopped else "failed")
+        out.last_error = writer.last_error
+        # The writer makes progress if it commits, or if it has nothing to commit.
+        if writer.pending_count() == 0 or writer.commits_done_recently(out.stall_after_s or 60):
+            out.progress()
+        if uplink is not None:
+            up = self.parts["uplink"]
+            up.state = "running" if uplink.alive else ("stopped" if stopped else "failed")
+            up.last_error = uplink.last_error
+            up.last_progress = uplink.progress_mono
+
+    def unhealthy(self) -> list[str]:
+        now = self.clock.monotonic()
+        return [h.name for h in self.parts.values() if h.state == "failed" or h.stalled(now)]
+
+    async def watchdog(self, notifier: Notifier, refresh: Any) -> None:
+        """Pet systemd's watchdog at half its interval while every part is healthy."""
+        usec = notifier.watchdog_usec
+        if not usec:
+            return
+        logged = False
+        while True:
+            refresh()
+            bad = self.unhealthy()
+            if not bad:
+                notifier.watchdog()
+                logged = False
+            elif not logged:
+                log.error("not petting the systemd watchdog: no progress from %s", ", ".join(bad))
+                logged = True
+            await asyncio.sleep(usec / 1_000_000 / 2)

@@ -1,0 +1,84 @@
+"""`lintel run` with the Home Assistant bridge on: kill -9 under load loses nothing, native or bridged."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.outbox.schema import TABLES
+from tests.support import ha_schema
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector
+from tests.support.process import lintel, wait_status
+from tests.support.proxy import CuttableProxy
+from tests.support.schema import validate
+from tests.test_process import db_last_seq, write_config
+
+BRIDGE = "\n[bridges.home_assistant]\nenabled = true\n"
+
+
+def outbox_rows(db: Path) -> list[tuple[int, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return [row for table in TABLES.values() for row in conn.execute(f"SELECT seq, topic FROM {table}")]
+    finally:
+        conn.close()
+
+
+def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
+    tmp_path: Path, broker: Mosquitto, collector: Collector
+) -> None:
+    # Kills while the broker is unreachable: everything accepted stays in the outbox, so after the
+    # kills we know exactly which seqs are native and which are bridge rows.
+    proxy = CuttableProxy(broker.port)
+    proxy.cut(refuse_s=3600)
+    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}")
+    config.write_text(config.read_text() + BRIDGE)
+    db = tmp_path / "state" / "outbox.db"
+    rng = random.Random(21)
+    try:
+        for _ in range(4):
+            before = db_last_seq(db) if db.exists() else 0
+            proc = lintel("run", "-c", str(config))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (not db.exists() or db_last_seq(db) <= before + 5):
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            conn = sqlite3.connect(db)
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            conn.close()
+        rows = outbox_rows(db)
+        assert [s for s, _t in sorted(rows)] == list(range(1, db_last_seq(db) + 1))  # nothing missing
+        bridged = {(s, t) for s, t in rows if t.startswith("homeassistant/") or "/ha/" in t}
+        native = {s for s, t in rows} - {s for s, _t in bridged}
+        assert len(bridged) >= 100 and len(native) > 20, "the load or the bridge never got going"
+        # each point is announced once, not again after every restart
+        assert len({t for _s, t in bridged if t.endswith("/config")}) == len(
+            [t for _s, t in bridged if t.endswith("/config")]
+        )
+        proxy.cut(refuse_s=0)
+        proc = lintel("run", "-c", str(config))
+        try:
+            wait_status(config, lambda s: s["state"] == "running" and s["pid"] == proc.pid)
+            assert collector.wait_for(lambda c: native <= c.seqs(), 60), sorted(native - collector.seqs())[
+                :20
+            ]
+            topics = {t for _s, t in bridged}
+            assert collector.wait_for(lambda c: topics <= {t for t, _p, _r in c.bridged}, 30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        for m in collector.data():
+            validate(m.topic, m.payload)
+        for topic, payload, _retain in collector.bridged:
+            if topic.endswith("/config") and payload:
+                ha_schema.check(topic, payload)
+        # The clean stop drained the outbox: the bridge rows were acknowledged like the native ones.
+        assert {s for s, _t in outbox_rows(db)} <= {s for s in range(db_last_seq(db) + 1) if s > max(native)}
+    finally:
+        proxy.close()

@@ -1,0 +1,68 @@
+"""Typed reports: the published `stats` schema is generated from the types and cannot drift, a
+stats body the daemon builds validates against it (closed objects: a renamed counter fails), and
+status.json reads back into its types."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from gateway.config import parse_config
+from gateway.config.loader import LoadedConfig
+from gateway.runtime import report as rp
+from gateway.runtime.daemon import Daemon
+from tests.conftest import gateway_toml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schema" / "v1" / "stats.json"
+
+
+def test_the_published_stats_schema_is_the_generated_one() -> None:
+    published = json.loads(SCHEMA.read_text())
+    assert published == rp.stats_schema(), (
+        "docs/schema/v1/stats.json drifted from gateway.runtime.report.StatsReport: "
+        "regenerate it with `python -m gateway.runtime.report > docs/schema/v1/stats.json`"
+    )
+
+
+def daemon_for(tmp_path: Path) -> Daemon:
+    text = gateway_toml(
+        tmp_path / "state",
+        sources='[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.05\n',
+    )
+    parsed = parse_config(text.encode(), "test.toml", tmp_path)
+    return Daemon(LoadedConfig(parsed.config, None, tmp_path, parsed.sha256))
+
+
+def test_a_stats_body_from_a_running_daemon_validates_and_a_renamed_counter_does_not(tmp_path: Path) -> None:
+    daemon = daemon_for(tmp_path)
+
+    async def run() -> dict[str, object]:
+        runner = asyncio.create_task(daemon.run())
+        while daemon.state != "running" or daemon.core.pipeline.accepted < 20:
+            await asyncio.sleep(0.02)
+        body = rp.to_json(daemon.report().stats())
+        daemon.request_stop()
+        await runner
+        return body
+
+    body = asyncio.run(asyncio.wait_for(run(), 60))
+    message = {"schema": "lintel.stats/1", "gateway_id": "gw-test", "seq": 7, "ts_ms": 1, **body}
+    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    assert not list(validator.iter_errors(message))
+    assert {c["name"] for c in message["components"]} >= {"outbox", "source:sim"}  # type: ignore[union-attr]
+    renamed = json.loads(json.dumps(message))
+    renamed["outbox"]["accepted"] = renamed["outbox"].pop("accepted_records")
+    assert list(validator.iter_errors(renamed)), "an internal rename must break the published schema"
+
+
+def test_status_json_reads_back_into_its_types(tmp_path: Path) -> None:
+    daemon = daemon_for(tmp_path)
+    body = daemon.status_body()
+    back = rp.read_report(json.loads(json.dumps(body)))
+    assert back.outbox.rows.alarm == 0 and back.state == "starting"
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError
+        rp.read_report({**body, "outbox": {"rows": {}}})
