@@ -1,13 +1,19 @@
-"""Convert a Darknet YOLOv2-style network (.cfg + .weights) to ONNX with numpy and onnx only.
+"""Convert a Darknet YOLO network (.cfg + .weights) to ONNX with numpy and onnx only.
 
-Supported layers: `convolutional` (optional batch norm, `leaky` or `linear`), `maxpool` and the final
-`region` (left to the decoder: the ONNX output is the raw 1×(num·(5+classes))×H×W map).
+Supported layers: `convolutional` (optional batch norm, `leaky` or `linear`), `maxpool`, `route`
+(concatenation, and YOLOv4's channel groups: `groups`/`group_id` keep one slice of the channels),
+`upsample` (nearest), and the heads: a YOLOv2 `region` ends the graph with the raw
+1×(num·(5+classes))×H×W map as the single output `output`; each YOLOv3/v4 `yolo` layer adds its raw
+input map as an output `yolo0`, `yolo1`, … Decoding (sigmoid, anchors, `scale_x_y`) is left to the
+detector, which reads the anchors, masks and scale from the model's manifest.
 
 Batch norm is folded into the convolution exactly as Darknet computes it at inference:
 `y = scale · (x − mean) / (sqrt(var) + 1e-6) + bias`. Every step is float32, so the output file is
 byte-for-byte reproducible for a given onnx version (the manifest pins the sha256 of the result).
+A network with `yolo` heads gets a free input height and width (multiples of 32), so one file
+serves 416×416, 608×608 or a camera's 16:9 shape; a `region` network keeps the cfg's fixed size.
 
-    python models/darknet_to_onnx.py yolov2-tiny.cfg yolov2-tiny.weights out.onnx
+    python models/darknet_to_onnx.py NAME net.cfg net.weights out.onnx
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
     sections = parse_cfg(cfg_text)
     net = sections[0]
     height, width, channels = int(net["height"]), int(net["width"]), int(net["channels"])
+    dynamic = any(sec["type"] == "yolo" for sec in sections)
     major, minor, _revision = np.frombuffer(weights[:12], dtype="<i4")
     offset = 12 + (8 if major * 10 + minor >= 2 else 4)  # the "seen" counter grew to 64 bits in 0.2
 
@@ -53,7 +60,10 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
 
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
-    current, c = "input", channels
+    heads: list[tuple[str, int, int]] = []  # (tensor, channels, stride) of each yolo head
+    # per layer index: (tensor name, channels, stride relative to the input)
+    layers: list[tuple[str, int, int]] = []
+    current, c, stride_total = "input", channels, 1
     size_h, size_w = height, width
     for index, sec in enumerate(sections[1:]):
         kind = sec["type"]
@@ -87,6 +97,7 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
             elif sec.get("activation") != "linear":
                 raise ValueError(f"layer {index}: activation {sec.get('activation')!r} is not supported")
             c = filters
+            stride_total *= stride
             size_h, size_w = (size_h + 2 * pad - size) // stride + 1, (size_w + 2 * pad - size) // stride + 1
         elif kind == "maxpool":
             size, stride = int(sec["size"]), int(sec["stride"])
@@ -102,22 +113,77 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
                     pads=[0, 0, extra, extra],
                 )
             )
+            stride_total *= stride
             size_h, size_w = (size_h + extra - size) // stride + 1, (size_w + extra - size) // stride + 1
+        elif kind == "route":
+            refs = [int(v) for v in sec["layers"].split(",")]
+            picked = [layers[r if r >= 0 else index + r] for r in refs]
+            groups, group_id = int(sec.get("groups", 1)), int(sec.get("group_id", 0))
+            if groups > 1:
+                if len(picked) != 1:
+                    raise ValueError(f"layer {index}: a grouped route takes one layer")
+                tensor, cin, stride_total = picked[0]
+                c = cin // groups
+                bounds = f"{out}_bounds"
+                inits += [
+                    numpy_helper.from_array(np.array([group_id * c], dtype=np.int64), f"{bounds}_start"),
+                    numpy_helper.from_array(np.array([(group_id + 1) * c], dtype=np.int64), f"{bounds}_end"),
+                    numpy_helper.from_array(np.array([1], dtype=np.int64), f"{bounds}_axis"),
+                ]
+                nodes.append(
+                    helper.make_node(
+                        "Slice", [tensor, f"{bounds}_start", f"{bounds}_end", f"{bounds}_axis"], [out]
+                    )
+                )
+            elif len(picked) == 1:
+                out, c, stride_total = picked[0]
+            else:
+                nodes.append(helper.make_node("Concat", [p[0] for p in picked], [out], axis=1))
+                c, stride_total = sum(p[1] for p in picked), picked[0][2]
+            size_h, size_w = height // stride_total, width // stride_total
+        elif kind == "upsample":
+            factor = int(sec.get("stride", 2))
+            scales = f"{out}_scales"
+            inits.append(numpy_helper.from_array(np.array([1, 1, factor, factor], dtype=np.float32), scales))
+            # Darknet copies input pixel (y // s, x // s): nearest with asymmetric coordinates, floor.
+            nodes.append(
+                helper.make_node(
+                    "Resize",
+                    [current, "", scales],
+                    [out],
+                    mode="nearest",
+                    coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor",
+                )
+            )
+            stride_total //= factor
+            size_h, size_w = size_h * factor, size_w * factor
+        elif kind == "yolo":
+            heads.append((current, c, stride_total))
+            out = current  # a head passes its input on unchanged (a later route may refer to it)
         elif kind == "region":
             break
         else:
             raise ValueError(f"layer {index}: [{kind}] is not supported")
+        layers.append((out, c, stride_total))
         current = out
     if offset != len(weights):
         raise ValueError(f"weights file has {len(weights) - offset} bytes left over: cfg and weights differ")
-    nodes.append(helper.make_node("Identity", [current], ["output"]))
-    graph = helper.make_graph(
-        nodes,
-        name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, height, width])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, c, size_h, size_w])],
-        inits,
-    )
+    if dynamic:
+        inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, "height", "width"])]
+        outputs = []
+        for i, (tensor, cout, stride) in enumerate(heads):
+            nodes.append(helper.make_node("Identity", [tensor], [f"yolo{i}"]))
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"yolo{i}", TensorProto.FLOAT, [1, cout, f"height/{stride}", f"width/{stride}"]
+                )
+            )
+    else:
+        nodes.append(helper.make_node("Identity", [current], ["output"]))
+        inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, height, width])]
+        outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, c, size_h, size_w])]
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lintel-darknet"
     )
@@ -127,8 +193,9 @@ def convert(cfg_text: str, weights: bytes, name: str) -> onnx.ModelProto:
 
 
 def main(argv: list[str]) -> int:
-    cfg, weights, out = (Path(a) for a in argv[1:4])
-    model = convert(cfg.read_text(), weights.read_bytes(), "yolov2-tiny-coco")
+    name = argv[1]
+    cfg, weights, out = (Path(a) for a in argv[2:5])
+    model = convert(cfg.read_text(), weights.read_bytes(), name)
     out.write_bytes(model.SerializeToString())
     return 0
 

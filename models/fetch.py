@@ -62,6 +62,18 @@ def read_members(archive: Path, paths: list[str]) -> dict[str, bytes]:
         return {path: zf.read(path) for path in paths}
 
 
+def quantize_dynamic_uint8(onnx_bytes: bytes) -> bytes:
+    """onnxruntime's dynamic int8 quantisation (uint8 weights, activations quantised per run);
+    deterministic for a given onnxruntime version, so the result is pinned like any build."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(onnx_bytes)
+        quantize_dynamic(src, dst, weight_type=QuantType.QUInt8)
+        return dst.read_bytes()
+
+
 def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -> str:
     manifest = tomllib.loads(manifest_path.read_text())
     if "licence_file" in manifest and not (manifest_path.parent / manifest["licence_file"]).is_file():
@@ -101,6 +113,8 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         (onnx_bytes,) = members.values()
     else:
         raise SystemExit(f"fetch: converter {source['converter']!r} is unknown")
+    if source.get("quantize") == "dynamic_uint8":
+        onnx_bytes = quantize_dynamic_uint8(onnx_bytes)
     if sha256(onnx_bytes) != manifest["sha256"]:
         raise SystemExit(
             f"fetch: the built {manifest['name']} has sha256 {sha256(onnx_bytes)}, the manifest expects "

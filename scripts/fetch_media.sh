@@ -2,7 +2,8 @@
 # Real photographs for the demo and tests, from Debian and PyPI packages (no downloads at run time).
 #   scripts/fetch_media.sh          -> .cache/media/darknet/{dog,person}.jpg (the demo's car and pedestrian)
 #                                      .cache/media/faces/*.jpg (face_recognition's test photos: the door demo)
-#   scripts/fetch_media.sh --test   -> also .cache/media/opencv-doc/: the fire-lane scenes and portraits
+#   scripts/fetch_media.sh --test   -> also .cache/media/opencv-doc/: the fire-lane scenes, the labelled
+#                                      traffic photographs (tests/data/vehicles.toml) and portraits
 # Every file is checked against scripts/media.sha256. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,12 @@ if ((want_test)); then
         usr/share/doc/opencv-doc/examples/data/messi5.jpg \
         usr/share/doc/opencv-doc/opencv4/html/faceDetection.png \
         usr/share/doc/opencv-doc/opencv4/html/face_swapped.jpg \
-        usr/share/doc/opencv-doc/opencv4/html/julia_facedetect_sample.jpg
+        usr/share/doc/opencv-doc/opencv4/html/julia_facedetect_sample.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/meanshift_result.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/camshift_result.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/motion_original.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/Background_Subtraction_Tutorial_frame.jpg \
+        usr/share/doc/opencv-doc/opencv4/html/detect_test2.jpg
 fi
 (cd $media && grep -E "darknet/|faces/$( ((want_test)) && echo '|opencv-doc/')" ../../scripts/media.sha256 | sha256sum --quiet -c -) || {
     echo "fetch_media: a photograph does not match scripts/media.sha256; delete $media and retry" >&2

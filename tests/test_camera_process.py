@@ -121,7 +121,7 @@ motion_interval_s = 0.5
     evidence = tmp_path / "state" / "evidence" / f"{blocked.payload['attrs']['evidence_id']}.jpg"
     assert evidence.read_bytes()[:2] == b"\xff\xd8"
     assert (
-        status["lanes"]["fire_lanes"]["detector"] == "yolov2-tiny-coco"
+        status["lanes"]["fire_lanes"]["detector"] == "yolov4-tiny-coco-int8"
         and status["lanes"]["fire_lanes"]["detector_runs"] > 0
     )
 

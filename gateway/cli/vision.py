@@ -255,7 +255,9 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
     detections = []
     try:
         manifest = pick(vision.detector, configured(vision))
-        detections = Detector(load_model(manifest, vision.threads), vision.min_score).detect(image)
+        detections = Detector(
+            load_model(manifest, vision.threads), vision.min_score, input_size=vision.detector_input()
+        ).detect(image)
     except ModelError as exc:
         err_console.print(f"[yellow]no detections drawn: {exc}[/]")
     drawn = draw(

@@ -9,9 +9,14 @@ and whether the detector should run now:
   detector runs every `motion_interval_s`, otherwise only every `forced_interval_s`. An idle
   camera therefore costs a resize and a subtraction per step, and a detection every few seconds.
 
-`apply(frame, detections, now_ms)` runs the tracker and every lane of this camera; `tick(now_ms)`
-runs the lanes' timers. All three are synchronous and take time from their arguments, so tests
-can drive them with scene time.
+- **confirming**: while a lane counts down to clearing, the detector runs every
+  `motion_interval_s`, so the lane is seen empty often enough to clear on time.
+
+`apply(frame, detections, now_ms)` runs the tracker and every lane of this camera with `now_ms` the
+time the frame was *taken* (a result that arrives late still describes that moment; one older than
+the last applied is dropped); `tick(now_ms)` runs the lanes' timers. All three are synchronous and
+take time from their arguments, so tests can drive them with scene time, delays included.
+Lane state is saved at every transition, and between transitions at most every `save_interval_s`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ PIXEL_CHANGE = 25  # grey levels: above sensor noise, below a car's edge
 BLOCKED_STD = 6.0  # a covered lens or a black picture is this flat
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """One channel: an IR camera's single-channel frame as it is, a colour frame converted."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
 class MotionGate:
     def __init__(self) -> None:
         self.previous: np.ndarray | None = None
@@ -49,20 +59,18 @@ class MotionGate:
         """Share of lane pixels that changed since the previous call (1.0 on the first call)."""
         h, w = image.shape[:2]
         small_h = max(1, round(h * MOTION_WIDTH / w))
-        grey = cv2.cvtColor(
-            cv2.resize(image, (MOTION_WIDTH, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
-        )
-        grey = cv2.GaussianBlur(grey, (5, 5), 0)
-        if self.mask is None or self.mask.shape != grey.shape:
-            self.mask = np.zeros(grey.shape, dtype=np.uint8)
+        small = grey(cv2.resize(image, (MOTION_WIDTH, small_h), interpolation=cv2.INTER_AREA))
+        small = cv2.GaussianBlur(small, (5, 5), 0)
+        if self.mask is None or self.mask.shape != small.shape:
+            self.mask = np.zeros(small.shape, dtype=np.uint8)
             for poly in polygons:
                 cv2.fillPoly(self.mask, [to_pixels(poly, MOTION_WIDTH, small_h).round().astype(np.int32)], 1)
             self.previous = None
-        previous, self.previous = self.previous, grey
+        previous, self.previous = self.previous, small
         if previous is None:
             self.last_score = 1.0
             return 1.0
-        changed = (cv2.absdiff(grey, previous) > PIXEL_CHANGE) & (self.mask > 0)
+        changed = (cv2.absdiff(small, previous) > PIXEL_CHANGE) & (self.mask > 0)
         self.last_score = float(changed.sum()) / max(1, int(self.mask.sum()))
         return self.last_score
 
@@ -79,9 +87,9 @@ def merge_vehicles(vehicles: list[Detection], same_iou: float = 0.5) -> list[Det
 def view_problem(image: np.ndarray) -> str | None:
     """Why the picture cannot be trusted, or None. Flat pictures are covered or black."""
     small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    if float(grey.std()) < BLOCKED_STD:
-        return "view blocked or too dark" if float(grey.mean()) < 40 else "view blocked (uniform picture)"
+    mono = grey(small)
+    if float(mono.std()) < BLOCKED_STD:
+        return "view blocked or too dark" if float(mono.mean()) < 40 else "view blocked (uniform picture)"
     return None
 
 
@@ -113,7 +121,9 @@ class CameraAnalyzer:
         self.last_seq = -1
         self.last_frame: Frame | None = None
         self.last_detections: list[Detection] = []
-        self.runs = {"forced": 0, "motion": 0, "settled": 0}
+        self.last_applied_ms: int | None = None
+        self.saved_ms: dict[str, int] = {}
+        self.runs = {"forced": 0, "motion": 0, "settled": 0, "confirm": 0}
         self.was_moving = False
 
     def step(self, frame: Frame | None, online: bool, now_ms: int) -> tuple[list[Record], bool]:
@@ -138,6 +148,9 @@ class CameraAnalyzer:
         if moving and since >= self.motion_ms:
             self.runs["motion"] += 1
             return [], True
+        if since >= self.motion_ms and any(lane.wants_look(now_ms) for lane in self.lanes):
+            self.runs["confirm"] += 1
+            return [], True
         if settled:
             # The lane just stopped moving: look now, so a car's stop time is known to within a
             # step rather than to within the slow forced cadence.
@@ -146,7 +159,10 @@ class CameraAnalyzer:
         return [], False
 
     def apply(self, frame: Frame, detections: list[Detection], now_ms: int) -> list[Record]:
-        """Feed one detection result to the tracker and the lanes."""
+        """Feed one detection result (of a frame taken at `now_ms`) to the tracker and the lanes."""
+        if self.last_applied_ms is not None and now_ms < self.last_applied_ms:
+            return []  # an older frame's result after a newer one: the lanes already know better
+        self.last_applied_ms = now_ms
         self.last_detect_ms = now_ms
         self.last_frame = frame
         self.last_detections = detections
@@ -159,27 +175,38 @@ class CameraAnalyzer:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.observe(now_ms, size, seen, others, self._evidence_for(lane))
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
     def tick(self, now_ms: int) -> list[Record]:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.tick(now_ms, self._evidence_for(lane))
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
     def _blind(self, now_ms: int, reason: str) -> list[Record]:
         out: list[Record] = []
         for lane in self.lanes:
             out += lane.blind(now_ms, reason)
-            self._save_if_dirty(lane)
+            self._save_if_dirty(lane, now_ms)
         return out
 
-    def _save_if_dirty(self, lane: LaneWatch) -> None:
-        if lane.dirty:
-            lane.dirty = False
+    def _save_if_dirty(self, lane: LaneWatch, now_ms: int) -> None:
+        """Transitions at once; a moved dwell clock or last sighting at most every save_interval_s."""
+        last = self.saved_ms.get(lane.config.id)
+        due = lane.moved and (last is None or now_ms - last >= lane.config.save_interval_s * 1000)
+        if lane.dirty or due:
+            lane.dirty = lane.moved = False
+            self.saved_ms[lane.config.id] = now_ms
             self.on_save(lane)
+
+    def flush(self) -> None:
+        """Save what moved since the last save (at shutdown)."""
+        for lane in self.lanes:
+            if lane.dirty or lane.moved:
+                lane.dirty = lane.moved = False
+                self.on_save(lane)
 
     def _evidence_for(self, lane: LaneWatch) -> Callable[[Occupant], str | None]:
         def save(occupant: Occupant) -> str | None:

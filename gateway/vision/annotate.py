@@ -26,7 +26,7 @@ def draw(
     caption: str | None = None,
 ) -> np.ndarray:
     """A copy of `frame` with each (lane id, polygon, state) outlined and labelled, and boxes."""
-    out = frame.copy()
+    out = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(w, h) / 300))
     for lane_id, polygon, state in lanes:

@@ -24,7 +24,7 @@ REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
 # object detectors (task "detect"), the face detector (task "face_detect") and face embedders
 # (task "face_embed")
-LAYOUTS = ("yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
+LAYOUTS = ("darknet_yolo", "yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
 
 
 class ModelError(Exception):
@@ -55,6 +55,7 @@ class Manifest:
     decode: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     manifest_path: Path | None = None
+    graph_optimisation: str = "all"  # onnxruntime level: all | extended | basic (engine.py)
 
     def verify(self) -> str:
         """sha256 of the file if it matches the manifest; ModelError naming the fix otherwise."""
@@ -135,9 +136,16 @@ def parse_manifest(path: Path, model_dir: Path) -> Manifest:
             decode={k: v for k, v in out.items() if k not in ("layout", "classes")},
             source=raw.get("source", {}),
             manifest_path=path,
+            graph_optimisation=_optimisation(path, raw.get("graph_optimisation", "all")),
         )
     except KeyError as exc:
         raise ModelError(f"{path}: the manifest lacks the key {exc.args[0]!r}") from exc
+
+
+def _optimisation(path: Path, value: str) -> str:
+    if value not in ("all", "extended", "basic"):
+        raise ModelError(f"{path}: graph_optimisation {value!r} is unknown; expected all, extended or basic")
+    return value
 
 
 def catalog(model_dir: Path = DEFAULT_MODEL_DIR, extra_dir: Path | None = None) -> dict[str, Manifest]:

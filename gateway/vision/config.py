@@ -1,7 +1,7 @@
 """Config of the vision analytics: `[vision]` (detector, threads, evidence) and `[[fire_lanes]]`.
 
 [vision]
-detector = "yolov2-tiny-coco"   # a manifest name: `lintel models list`
+detector = "yolov4-tiny-coco-int8"   # a manifest name: `lintel models list`
 threads = 1
 
 [[fire_lanes]]
@@ -59,7 +59,12 @@ class Window(StrictModel):
 
 
 class VisionSection(StrictModel):
-    detector: str = Field("yolov2-tiny-coco", description="Model name from `lintel models list`.")
+    detector: str = Field("yolov4-tiny-coco-int8", description="Model name from `lintel models list`.")
+    input_size: list[int] | None = Field(
+        None,
+        description="Detector input [width, height], multiples of 32, for a model with a free input "
+        "shape (default: the manifest's).",
+    )
     threads: int = Field(
         1, ge=1, le=8, description="onnxruntime intra-op threads (1 leaves cores for the rest)."
     )
@@ -79,6 +84,19 @@ class VisionSection(StrictModel):
 
     _zone = field_validator("timezone")(check_zone)
 
+    @field_validator("input_size")
+    @classmethod
+    def _input_size(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 2 or any(v % 32 or not 128 <= v <= 1280 for v in value)):
+            raise custom_error(
+                "not a detector input size", "[width, height], multiples of 32 from 128 to 1280",
+                got=str(value),
+            )  # fmt: skip
+        return value
+
+    def detector_input(self) -> tuple[int, int] | None:
+        return (self.input_size[0], self.input_size[1]) if self.input_size else None
+
 
 class FireLaneConfig(StrictModel):
     id: Identifier = Field(description="Lane id; the source id of the lane's events.")
@@ -96,6 +114,10 @@ class FireLaneConfig(StrictModel):
     motion_threshold: float = Field(
         0.01, gt=0, lt=1, description="Share of lane pixels changed that is motion."
     )
+    save_interval_s: float = Field(
+        10, ge=0.5, le=3600,
+        description="Save the dwell clock and last sighting between transitions at most this often.",
+    )  # fmt: skip
     renotify_min: float = Field(30, ge=0, description="Repeat an unacknowledged alarm this often (0: never).")
     active: list[Window] = Field(
         default_factory=list, description="When the lane is watched (empty: always)."

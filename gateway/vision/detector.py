@@ -1,18 +1,16 @@
 """Object detection on a frame: preprocessing, the model run, output decoding and NMS.
 
-The model is described by its manifest, so the same code runs the shipped YOLOv2-tiny and a
-user's detector in the common ONNX layouts:
+The model is described by its manifest (decoders: `gateway/vision/layouts.py`), so the same code
+runs the shipped YOLOv4-tiny / YOLOv2-tiny and a user's detector in the common ONNX layouts.
 
-- `yolo_region` — Darknet YOLOv2: 1×(A·(5+C))×H×W raw map; sigmoid xy/objectness, exp(wh)·anchor
-  (in grid cells), softmax classes; score = objectness · class probability.
-- `yolov5` — 1×N×(5+C): cx, cy, w, h in input pixels, objectness, class scores (already sigmoid).
-- `yolov8` — 1×(4+C)×N (YOLOv8/11-style): cx, cy, w, h in input pixels, class scores; no objectness.
-- `yolox` — 1×N×(5+C) as YOLOX exports it without decoding: per stride (8, 16, 32) grid,
-  cx = (raw + col)·stride, w = exp(raw)·stride; objectness and classes already sigmoid. With
-  `decoded = true` in the manifest the boxes are taken as they are (yolov5 layout).
-- `nanodet` — 1×N×(C + 4·(reg_max+1)): class scores (sigmoid), then a distribution of 4 side
-  distances over `reg_max+1` bins (softmax, expectation, × stride), centres at
-  (col + `center_offset`)·stride for strides `strides` (default 8, 16, 32).
+Three levers change what the detector sees, measured in `bench/vision.py` and the photo tests:
+- input size: a model with a free input shape (our Darknet YOLOv4 build) is fed the frame's own
+  aspect ratio (`fit_input`: the manifest's longer side, the other rounded up to 32: a 640×360
+  camera frame goes in as 416×256 instead of a padded 416×416, 38 % less compute and activation
+  memory), or a fixed `input_size` such as 608×608;
+- `roi` on `detect`: only that rectangle of the frame (the lanes' bounding region) is fed, so a
+  lane's vehicles fill more of the input;
+- `class_scores`: a score threshold per class over `min_score` (lower for cars than for the rest).
 
 Boxes come back in the frame's pixel coordinates, after class-wise non-maximum suppression.
 """
@@ -21,14 +19,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from gateway.vision.catalog import Manifest
+from gateway.vision.catalog import Manifest, ModelError
 from gateway.vision.engine import Model
+from gateway.vision.layouts import decode
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +59,27 @@ class Letterbox:
         return out
 
 
-def preprocess(frame: np.ndarray, manifest: Manifest) -> tuple[np.ndarray, Letterbox]:
-    """A BGR frame -> the model's NCHW float32 blob and the transform back to frame pixels."""
+def preprocess(
+    frame: np.ndarray, manifest: Manifest, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """A BGR (or grey) frame -> the model's NCHW float32 blob and the transform back to frame pixels.
+
+    `size` (width, height) overrides the manifest's input size (for a model with a free shape)."""
     spec = manifest.input
+    width, height = size or (spec.width, spec.height)
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)  # an IR camera's single channel
     h, w = frame.shape[:2]
     if spec.resize == "letterbox":
-        scale = min(spec.width / w, spec.height / h)
+        scale = min(width / w, height / h)
         nw, nh = round(w * scale), round(h * scale)
-        dx, dy = (spec.width - nw) // 2, (spec.height - nh) // 2
-        canvas: np.ndarray = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
+        dx, dy = (width - nw) // 2, (height - nh) // 2
+        canvas: np.ndarray = np.full((height, width, 3), spec.pad_value, dtype=np.uint8)
         canvas[dy : dy + nh, dx : dx + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
         box = Letterbox(nw / w, nh / h, dx, dy)
     else:
-        canvas = cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
-        box = Letterbox(spec.width / w, spec.height / h, 0.0, 0.0)
+        canvas = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        box = Letterbox(width / w, height / h, 0.0, 0.0)
     if spec.colour == "rgb":
         canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
     blob: np.ndarray = canvas.astype(np.float32)
@@ -80,77 +88,13 @@ def preprocess(frame: np.ndarray, manifest: Manifest) -> tuple[np.ndarray, Lette
     return np.ascontiguousarray(blob.transpose(2, 0, 1)[None]), box
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
-    out = np.empty_like(xywh)
-    out[:, 0] = xywh[:, 0] - xywh[:, 2] / 2
-    out[:, 1] = xywh[:, 1] - xywh[:, 3] / 2
-    out[:, 2] = xywh[:, 0] + xywh[:, 2] / 2
-    out[:, 3] = xywh[:, 1] + xywh[:, 3] / 2
-    return out
-
-
-def _grid(manifest: Manifest, strides: list[int], offset: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cell origins (x, y) and strides of every anchor point, stride by stride, row-major."""
-    xy, st = [], []
-    for stride in strides:
-        gw, gh = manifest.input.width // stride, manifest.input.height // stride
-        ys, xs = np.mgrid[0:gh, 0:gw]
-        xy.append(np.stack([xs.ravel(), ys.ravel()], axis=1) + offset)
-        st.append(np.full(gw * gh, stride))
-    return np.concatenate(xy).astype(np.float32), np.concatenate(st).astype(np.float32)
-
-
-def decode(outputs: list[np.ndarray], manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    """Raw model outputs -> (boxes N×4 xyxy in model-input pixels, class scores N×C)."""
-    layout, spec, opts = manifest.layout, manifest.input, manifest.decode
-    out = outputs[0]
-    ncls = len(manifest.classes)
-    if layout == "yolo_region":
-        anchors = np.asarray(opts["anchors"], dtype=np.float32)
-        _, ch, gh, gw = out.shape
-        a = len(anchors)
-        m = out.reshape(a, ch // a, gh, gw).transpose(0, 2, 3, 1)  # A, H, W, 5+C
-        ys, xs = np.mgrid[0:gh, 0:gw]
-        cx = (xs + _sigmoid(m[..., 0])) / gw * spec.width
-        cy = (ys + _sigmoid(m[..., 1])) / gh * spec.height
-        bw = np.exp(m[..., 2]) * anchors[:, 0, None, None] / gw * spec.width
-        bh = np.exp(m[..., 3]) * anchors[:, 1, None, None] / gh * spec.height
-        boxes = _xywh_to_xyxy(np.stack([cx, cy, bw, bh], axis=-1).reshape(-1, 4))
-        scores = (_sigmoid(m[..., 4:5]) * _softmax(m[..., 5:], axis=-1)).reshape(-1, ncls)
-        return boxes, scores
-    if layout == "yolov8":
-        m = out[0].T  # N, 4+C
-        return _xywh_to_xyxy(m[:, :4]), m[:, 4 : 4 + ncls]
-    if layout == "yolov5" or (layout == "yolox" and opts.get("decoded", False)):
-        m = out[0]
-        return _xywh_to_xyxy(m[:, :4]), m[:, 4:5] * m[:, 5 : 5 + ncls]
-    if layout == "yolox":
-        m = out[0]
-        cells, strides = _grid(manifest, list(opts.get("strides", [8, 16, 32])), 0.0)
-        xy = (m[:, :2] + cells) * strides[:, None]
-        wh = np.exp(m[:, 2:4]) * strides[:, None]
-        return _xywh_to_xyxy(np.concatenate([xy, wh], axis=1)), m[:, 4:5] * m[:, 5 : 5 + ncls]
-    if layout == "nanodet":
-        m = out[0]
-        bins = int(opts.get("reg_max", 7)) + 1
-        cells, strides = _grid(
-            manifest, list(opts.get("strides", [8, 16, 32])), float(opts.get("center_offset", 0.0))
-        )
-        dist = _softmax(m[:, ncls:].reshape(-1, 4, bins), axis=-1) @ np.arange(bins, dtype=np.float32)
-        dist *= strides[:, None]
-        centres = cells * strides[:, None]
-        boxes = np.concatenate([centres - dist[:, :2], centres + dist[:, 2:]], axis=1)
-        return boxes, m[:, :ncls]
-    raise ValueError(f"unknown layout {layout!r}")
+def fit_input(frame_wh: tuple[int, int], manifest: Manifest) -> tuple[int, int]:
+    """The frame's aspect ratio within the manifest's input box, sides rounded up to 32."""
+    w, h = frame_wh
+    side = max(manifest.input.width, manifest.input.height)  # the manifest's longer side
+    if w >= h:
+        return side, min(side, -(-round(side * h / w) // 32) * 32)
+    return min(side, -(-round(side * w / h) // 32) * 32), side
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -173,35 +117,66 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
 
 
 class Detector:
-    """Runs one detection model on frames. `detect` is blocking: call it on the engine thread."""
+    """Runs one detection model on frames. `detect` is blocking: call it on the engine thread.
 
-    def __init__(self, model: Model, min_score: float = 0.25, nms_iou: float = 0.45) -> None:
+    `min_score` applies to every class; `class_scores` raises or lowers it per class name.
+    `input_size` (width, height, multiples of 32) needs a model whose ONNX input shape is free."""
+
+    def __init__(
+        self,
+        model: Model,
+        min_score: float = 0.25,
+        nms_iou: float = 0.45,
+        input_size: tuple[int, int] | None = None,
+        class_scores: Mapping[str, float] | None = None,
+    ) -> None:
         self.model = model
         self.manifest = model.manifest
         self.min_score = min_score
         self.nms_iou = nms_iou
+        if input_size is not None and not model.free_shape:
+            raise ModelError(
+                f"model {self.manifest.name!r} has a fixed input of {self.manifest.input.width}×"
+                f"{self.manifest.input.height}: vision.input_size cannot change it"
+            )
+        self.input_size = input_size
+        floors = dict(class_scores or {})
+        self._floors = np.asarray(
+            [floors.get(name, min_score) for name in self.manifest.classes], dtype=np.float32
+        )
 
-    def detect(self, frame: np.ndarray, labels: frozenset[str] | None = None) -> list[Detection]:
-        """Detections above `min_score` (of the given labels, if any), best first per class."""
-        blob, fit = preprocess(frame, self.manifest)
-        boxes, scores = decode(self.model.run(blob), self.manifest)
+    def detect(
+        self, frame: np.ndarray, labels: frozenset[str] | None = None, roi: Rect | None = None
+    ) -> list[Detection]:
+        """Detections above their class's threshold (of the given labels, if any), best first.
+
+        With `roi` only that rectangle of the frame is looked at; boxes are still in frame pixels."""
+        ox, oy = 0, 0
+        if roi is not None:
+            x1, y1, x2, y2 = roi
+            frame, ox, oy = frame[y1:y2, x1:x2], x1, y1
+        size = self.input_size
+        if size is None and self.model.free_shape:
+            size = fit_input((frame.shape[1], frame.shape[0]), self.manifest)
+        blob, fit = preprocess(frame, self.manifest, size)
+        boxes, scores = decode(self.model.run(blob), self.manifest, (blob.shape[3], blob.shape[2]))
         cls = scores.argmax(axis=1)
         best = scores[np.arange(len(cls)), cls]
-        keep = best >= self.min_score
+        keep = best >= self._floors[cls]
         if labels is not None:
             wanted = np.asarray([name in labels for name in self.manifest.classes])
             keep &= wanted[cls]
         boxes, best, cls = fit.to_frame(boxes[keep]), best[keep], cls[keep]
         h, w = frame.shape[:2]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w) + ox
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h) + oy
         out: list[Detection] = []
         for c in np.unique(cls):
             idx = np.flatnonzero(cls == c)
             for i in nms(boxes[idx], best[idx], self.nms_iou):
                 j = idx[i]
-                x1, y1, x2, y2 = (float(v) for v in boxes[j])
-                out.append(Detection(self.manifest.classes[int(c)], float(best[j]), (x1, y1, x2, y2)))
+                bx1, by1, bx2, by2 = (float(v) for v in boxes[j])
+                out.append(Detection(self.manifest.classes[int(c)], float(best[j]), (bx1, by1, bx2, by2)))
         out.sort(key=lambda d: -d.score)
         return out
 

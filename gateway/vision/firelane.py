@@ -13,8 +13,16 @@
   the lane *seen empty* for `exit_delay_s`; a person or another object covering the vehicle's last
   box does not count as seeing it empty.
 - UNKNOWN is never "clear": blindness stops the empty-lane clock, and an open alarm stays open.
-- State is saved at every transition; after a restart the saved vehicle is put back into the
-  tracker with its stop time, and the first detections re-verify it (same box → same dwell).
+- State is saved at every transition, and the moving parts between transitions (the dwell clock
+  paused by a loading window or the schedule, the occupant's last sighting) at most every
+  `save_interval_s`; after a restart the saved vehicle is put back into the tracker with its stop
+  time, and the first detections re-verify it (same box → same dwell).
+- Late and sparse detections: every observation carries the time its frame was taken, not the time
+  the inference finished, so a backed-up inference queue does not stretch stillness or dwell.
+  Clearing needs the lane seen empty at least `EMPTY_LOOKS` times spanning `exit_delay_s`: two
+  missed detections seconds apart on a CPU-starved gateway are not enough to end an episode (which
+  would raise a second alarm when the still-parked car is seen again). While such a countdown runs
+  the lane asks for looks (`wants_look`), so it clears on time at any detector cadence.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ log = logging.getLogger("lintel.firelane")
 ABSENT, CANDIDATE, PARKED, VIOLATION, UNKNOWN = "absent", "candidate", "parked", "violation", "unknown"
 REVERIFY_IOU = 0.5  # a box this close to the saved one is the same parked vehicle
 OCCLUDED = 0.3  # share of the parked box covered by something else: cannot tell it left
+EMPTY_LOOKS = 3  # detections that must see the lane empty (over exit_delay_s) before it clears
 # What walks or rolls in front of a parked car. Static things the detector sees in the background
 # (a potted plant, a bench) must not count, or a lane beside them could never clear.
 OCCLUDERS = frozenset(
@@ -71,9 +80,12 @@ class LaneWatch:
         self.before_unknown = ABSENT
         self.occupant: Occupant | None = None
         self.empty_since_ms: int | None = None
+        self.empty_looks = 0
+        self.cleared_ms: int | None = None
         self.unknown_since_ms: int | None = None
         self.unknown_reason: str | None = None
-        self.dirty = False
+        self.dirty = False  # a transition: save now
+        self.moved = False  # the dwell clock or the last sighting moved: save within save_interval_s
         self._polygon_px: tuple[int, int, np.ndarray] | None = None
         if saved:
             self.state = saved["state"]
@@ -115,8 +127,15 @@ class LaneWatch:
         inside = [t for t in seen if self.in_lane(t, width, height)]
         occ = self.occupant
         if occ is not None:
+            # the same track, or a box where it stood: the same box again, or a larger one
+            # around it (the whole car again after a passer-by hid half of it)
             match = next((t for t in inside if t.track_id == occ.track_id), None) or next(
-                (t for t in inside if iou(t.box, occ.box) >= REVERIFY_IOU), None
+                (
+                    t
+                    for t in inside
+                    if iou(t.box, occ.box) >= REVERIFY_IOU or overlap_of(occ.box, t.box) >= 0.8
+                ),
+                None,
             )
             if match is not None:
                 if match.track_id != occ.track_id:
@@ -126,22 +145,30 @@ class LaneWatch:
                         occ.track_id,
                         match.track_id,
                     )
-                occ.track_id, occ.box, occ.last_seen_ms = match.track_id, match.box, now_ms
-                self.empty_since_ms = None
+                occ.track_id, occ.box = match.track_id, match.box
+                occ.last_seen_ms, self.moved = max(occ.last_seen_ms, now_ms), True
+                self._stop_countdown()
             elif any(overlap_of(occ.box, o.box) >= OCCLUDED for o in others if o.label in OCCLUDERS) or any(
-                overlap_of(occ.box, t.box) >= OCCLUDED for t in seen if t not in inside
+                overlap_of(occ.box, t.box) >= OCCLUDED for t in seen
             ):
-                self.empty_since_ms = None  # something stands in front of it: not evidence of absence
+                self._stop_countdown()  # something stands in front of it: not evidence of absence
             else:
                 if self.empty_since_ms is None:
                     self.empty_since_ms = now_ms
-                if now_ms - self.empty_since_ms >= self.config.exit_delay_s * 1000:
+                self.empty_looks += 1
+                if (
+                    now_ms - self.empty_since_ms >= self.config.exit_delay_s * 1000
+                    and self.empty_looks >= EMPTY_LOOKS
+                ):
                     out += self._clear(now_ms)
         if self.occupant is None:
             still = [t for t in inside if t.still_for_s(now_ms) >= self.config.settle_s]
             if still:
                 first = min(still, key=lambda t: t.still_since_ms)
-                self.occupant = Occupant(first.track_id, first.label, first.box, first.still_since_ms, now_ms)
+                # a new episode's dwell cannot start before the last one ended (a car the detector
+                # lost for exit_delay_s and finds again is not overdue at once: no second alarm)
+                since = max(first.still_since_ms, self.cleared_ms or 0)
+                self.occupant = Occupant(first.track_id, first.label, first.box, since, now_ms)
                 self._set(PARKED)
                 log.info("lane %s: %s (track %d) parked", self.config.id, first.label, first.track_id)
             else:
@@ -149,9 +176,17 @@ class LaneWatch:
         out += self.tick(now_ms, evidence)
         return out
 
+    def wants_look(self, now_ms: int) -> bool:
+        """True while the lane is counting down to clearing: each look can confirm or cancel it."""
+        return self.empty_since_ms is not None
+
+    def _stop_countdown(self) -> None:
+        self.empty_since_ms = None
+        self.empty_looks = 0
+
     def blind(self, now_ms: int, reason: str) -> list[Record]:
         """The camera is offline or its view is blocked: UNKNOWN, never clear."""
-        self.empty_since_ms = None
+        self._stop_countdown()
         if self.state == UNKNOWN:
             return []
         self.before_unknown = self.state
@@ -170,7 +205,8 @@ class LaneWatch:
         if occ is None or self.state not in (PARKED, UNKNOWN):
             return []
         if not self.watching(now_ms):
-            occ.parked_since_ms = max(occ.parked_since_ms, now_ms)  # dwell counts only while watched
+            if now_ms > occ.parked_since_ms:
+                occ.parked_since_ms, self.moved = now_ms, True  # dwell counts only while watched
             return []
         if self.state == UNKNOWN:
             return []  # cannot confirm the vehicle is there: no new alarm while blind
@@ -229,7 +265,8 @@ class LaneWatch:
         occ = self.occupant
         assert occ is not None
         self.occupant = None
-        self.empty_since_ms = None
+        self._stop_countdown()
+        self.cleared_ms = now_ms
         was = self.state
         self._set(ABSENT)
         if was != VIOLATION:

@@ -3,7 +3,8 @@
 One asyncio task per watched camera steps its `CameraAnalyzer` every `STEP_S` with the camera's
 latest frame from the `FrameHub`, runs the detector on the engine's single thread when the
 analyzer asks, and submits the resulting records to the pipeline. Lane state is saved to the
-state store at every transition (and the dwell clock with it).
+state store at every transition, the moving dwell clock and last sighting at most every
+`save_interval_s` and at `close`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any
 from gateway.alarms import AlarmBook
 from gateway.core import Clock, Record
 from gateway.core.clock import local_zone
-from gateway.core.frames import FrameHub
+from gateway.core.frames import Frame, FrameHub
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
 from gateway.vision.annotate import jpeg
 from gateway.vision.catalog import configured, pick
 from gateway.vision.config import FireLaneConfig, VisionSection
-from gateway.vision.detector import Detector
+from gateway.vision.detector import Detection, Detector
 from gateway.vision.engine import InferenceEngine
 from gateway.vision.evidence import EvidenceStore
 from gateway.vision.firelane import LaneWatch
@@ -79,31 +80,48 @@ class FireLaneWatch:
     async def start(self) -> None:
         """Load and warm up the detector on the inference thread (raises ModelError)."""
         model = await self.engine.submit(self.engine.model, self.manifest)
-        self.detector = Detector(model, self.vision.min_score)
+        self.detector = Detector(model, self.vision.min_score, input_size=self.vision.detector_input())
 
     async def run_camera(self, camera_id: str) -> None:
+        """Step, detect and tick one camera's lanes until cancelled.
+
+        The detection runs as a task on the engine thread while this loop keeps ticking every
+        `STEP_S`: with the inference queue backed up (four cameras on a Pi), a grace period still
+        runs out on time. One detection per camera is in flight at a time; frames taken meanwhile
+        are not analysed (each camera keeps only its latest frame anyway)."""
         analyzer = self.analyzers[camera_id]
         assert self.detector is not None
         detector = self.detector
-        while True:
-            now_ms = self.clock.time_ms()
-            frame = self.hub.latest(camera_id)
-            records, run = analyzer.step(frame, self.hub.online(camera_id), now_ms)
-            if run and frame is not None:
-                started = time.perf_counter()
-                try:
-                    detections = await self.engine.submit(detector.detect, frame.image)
-                except Exception:
-                    self.errors += 1
-                    log.exception("camera %s: detector failed", camera_id)
-                    detections = None
-                self.detect_ms_total += (time.perf_counter() - started) * 1000
-                if detections is not None:
-                    records += analyzer.apply(frame, detections, self.clock.time_ms())
-            records += analyzer.tick(self.clock.time_ms())
-            for record in records:
-                self.submit(record)
-            await asyncio.sleep(STEP_S)
+        pending: tuple[Frame, float, asyncio.Future[list[Detection]]] | None = None
+        try:
+            while True:
+                records: list[Record] = []
+                if pending is not None and pending[2].done():
+                    frame, started, job = pending
+                    pending = None
+                    self.detect_ms_total += (time.perf_counter() - started) * 1000
+                    if job.cancelled():
+                        pass  # the engine is shutting down
+                    elif job.exception() is not None:
+                        self.errors += 1
+                        log.error("camera %s: detector failed: %r", camera_id, job.exception())
+                    else:
+                        # the moment the frame shows, not when a backed-up queue got to it
+                        records += analyzer.apply(frame, job.result(), frame.ts_ms)
+                if pending is None:
+                    frame_now = self.hub.latest(camera_id)
+                    stepped, run = analyzer.step(frame_now, self.hub.online(camera_id), self.clock.time_ms())
+                    records += stepped
+                    if run and frame_now is not None:
+                        job = asyncio.ensure_future(self.engine.submit(detector.detect, frame_now.image))
+                        pending = (frame_now, time.perf_counter(), job)
+                records += analyzer.tick(self.clock.time_ms())
+                for record in records:
+                    self.submit(record)
+                await asyncio.sleep(STEP_S)
+        finally:
+            if pending is not None:
+                pending[2].cancel()
 
     def snapshot(self, camera_id: str) -> tuple[str, bytes] | None:
         """Save the camera's latest analysed frame (lanes, boxes, states) as evidence."""
@@ -126,5 +144,7 @@ class FireLaneWatch:
         }
 
     def close(self) -> None:
+        for analyzer in self.analyzers.values():
+            analyzer.flush()
         if self._owns_engine:
             self.engine.close()
