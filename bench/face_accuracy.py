@@ -28,12 +28,12 @@ import numpy as np
 
 from bench.common import print_table
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+from gateway.analytics.catalog import catalog
+from gateway.analytics.engine import InferenceEngine
 from gateway.faces.access import build_pipeline
 from gateway.faces.config import FacesSection
 from gateway.faces.liveness import MicroMotion
 from gateway.faces.pipeline import FacePipeline
-from gateway.vision.catalog import catalog
-from gateway.vision.engine import InferenceEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "media"

@@ -30,13 +30,13 @@ import numpy as np
 
 from bench.common import cpu_seconds, print_table, rss_mb
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit, hallway
+from gateway.analytics.catalog import catalog
+from gateway.analytics.engine import InferenceEngine
 from gateway.faces.access import build_pipeline
 from gateway.faces.config import FacesSection
 from gateway.faces.gallery import Gallery, Resident, Templates
 from gateway.faces.liveness import MicroMotion
 from gateway.faces.match import Matcher
-from gateway.vision.catalog import catalog
-from gateway.vision.engine import InferenceEngine
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 

@@ -31,14 +31,14 @@ from drivers.camera.config import CameraConfig
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
 from drivers.camera.source import CameraSource
 from gateway.alarms import AlarmBook
+from gateway.analytics.catalog import find
+from gateway.analytics.engine import load_model
 from gateway.core import Event, Record, SourceContext, SystemClock
 from gateway.core.frames import Frame, FrameHub
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
-from gateway.vision.catalog import find
 from gateway.vision.config import FireLaneConfig, VisionSection
 from gateway.vision.detector import Detector, latency_ms
-from gateway.vision.engine import load_model
 from gateway.vision.firelane import LaneWatch
 from gateway.vision.watch import FireLaneWatch
 

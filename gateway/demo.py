@@ -213,10 +213,10 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
     """Enrol the demo's resident (from a photograph the door clip does not show) once."""
     if not loaded.config.face_access:
         return
+    from gateway.analytics.catalog import ModelError, configured
+    from gateway.analytics.engine import InferenceEngine
     from gateway.faces.access import build_pipeline, face_paths
     from gateway.faces.gallery import Gallery, Resident
-    from gateway.vision.catalog import ModelError, configured
-    from gateway.vision.engine import InferenceEngine
 
     gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
     gallery = Gallery(gallery_path, key_path, create=True)

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+from gateway.analytics.catalog import catalog
+from gateway.analytics.engine import InferenceEngine
 from gateway.faces import calibration
 from gateway.faces.access import build_pipeline
 from gateway.faces.config import FaceAccessConfig, FacesSection
@@ -25,8 +27,6 @@ from gateway.faces.keys import GalleryKeyError, create_key
 from gateway.faces.liveness import MicroMotion, Off
 from gateway.faces.match import Match, Matcher
 from gateway.faces.pipeline import FacePipeline
-from gateway.vision.catalog import catalog
-from gateway.vision.engine import InferenceEngine
 from tests.support.media import model_wheel, photo
 from tests.support.process import lintel_output
 

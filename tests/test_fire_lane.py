@@ -17,15 +17,15 @@ import pytest
 
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
 from gateway.alarms import AlarmBook
+from gateway.analytics.catalog import find
+from gateway.analytics.engine import load_model
+from gateway.analytics.evidence import EvidenceStore
 from gateway.core import Event, Record
 from gateway.core.frames import Frame
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
-from gateway.vision.catalog import find
 from gateway.vision.config import FireLaneConfig, VisionSection
 from gateway.vision.detector import Detector
-from gateway.vision.engine import load_model
-from gateway.vision.evidence import EvidenceStore
 from gateway.vision.firelane import LaneWatch
 from gateway.vision.geometry import iou
 from tests.support.media import photo
@@ -327,7 +327,7 @@ def test_yolov4_build_is_reproducible_and_agrees_with_opencvs_darknet_reader() -
 
     import cv2
 
-    from gateway.vision.catalog import REPO_MODELS
+    from gateway.analytics.catalog import REPO_MODELS
     from gateway.vision.layouts import decode
 
     manifest = find("yolov4-tiny-coco")
@@ -378,7 +378,7 @@ def test_yolov4_build_is_reproducible_and_agrees_with_opencvs_darknet_reader() -
 def test_input_size_is_checked() -> None:
     from pydantic import ValidationError
 
-    from gateway.vision.catalog import ModelError
+    from gateway.analytics.catalog import ModelError
     from gateway.vision.config import VisionSection
     from gateway.vision.detector import fit_input
 
@@ -396,7 +396,7 @@ def test_input_size_is_checked() -> None:
 
 
 def test_a_manifest_chooses_its_graph_optimisation(tmp_path: Path) -> None:
-    from gateway.vision.catalog import DEFAULT_MODEL_DIR, REPO_MODELS, ModelError, catalog
+    from gateway.analytics.catalog import DEFAULT_MODEL_DIR, REPO_MODELS, ModelError, catalog
 
     text = (REPO_MODELS / "yolov4-tiny-coco-int8.toml").read_text()
     text = text.replace('name = "yolov4-tiny-coco-int8"', 'name = "mine"\ngraph_optimisation = "extended"')

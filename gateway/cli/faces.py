@@ -88,9 +88,9 @@ class Context:
         return self.loaded.config.faces
 
     def pipeline(self) -> Any:
+        from gateway.analytics.catalog import configured
+        from gateway.analytics.engine import InferenceEngine
         from gateway.faces.access import build_pipeline
-        from gateway.vision.catalog import configured
-        from gateway.vision.engine import InferenceEngine
 
         return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.vision))
 
@@ -104,10 +104,10 @@ class Context:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
+    from gateway.analytics.catalog import ModelError
     from gateway.faces.access import face_paths
     from gateway.faces.gallery import GalleryError
     from gateway.faces.keys import GalleryKeyError
-    from gateway.vision.catalog import ModelError
 
     loaded = read_config(args.config)
     if loaded is None:
@@ -142,7 +142,7 @@ def _init_key(args: argparse.Namespace, ctx: Context) -> int:
 
 def parse_window(text: str) -> dict[str, Any]:
     """'mon-fri 07:00-22:00' or 'sat,sun 09:00-18:00' → a Window dict (ValueError with the fix)."""
-    from gateway.vision.config import Window
+    from gateway.core.windows import Window
 
     try:
         days_part, hours = text.split()

@@ -20,7 +20,7 @@ def check_models(ctx: Context) -> list[Finding]:
         wanted += [("faces.detector", config.faces.detector), ("faces.embedder", config.faces.embedder)]
     if not wanted:
         return []
-    from gateway.vision.catalog import ModelError, configured
+    from gateway.analytics.catalog import ModelError, configured
 
     rebuild = (
         "rebuild the models: `scripts/setup.sh` (or `.venv/bin/python models/fetch.py`) in the install folder"

@@ -31,13 +31,9 @@ from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.doors.config import DoorConfig
 from gateway.doors.relays import Relay, RelayError, build_relay
-from gateway.lanes import Lane, LaneDeps
+from gateway.lanes import DoorError, Lane, LaneDeps
 
 log = logging.getLogger("lintel.doors")
-
-
-class DoorError(Exception):
-    """A pulse did not happen, or did not end cleanly (the message says which)."""
 
 
 @dataclass(frozen=True, slots=True)

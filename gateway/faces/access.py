@@ -21,10 +21,12 @@ from typing import Any
 
 import cv2
 
+from gateway.analytics.catalog import Manifest, pick
+from gateway.analytics.engine import InferenceEngine
+from gateway.analytics.evidence import EvidenceStore
 from gateway.core import Clock, Event, Record
 from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
-from gateway.doors import DoorError, Doors
 from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.faces.decision import Decider, Decision, Observation, Passage
 from gateway.faces.detect import FaceDetector
@@ -33,10 +35,8 @@ from gateway.faces.gallery import Gallery
 from gateway.faces.liveness import liveness_check
 from gateway.faces.match import Matcher
 from gateway.faces.pipeline import FacePipeline
+from gateway.lanes import DoorError, DoorOpener
 from gateway.state import StateStore
-from gateway.vision.catalog import Manifest, pick
-from gateway.vision.engine import InferenceEngine
-from gateway.vision.evidence import EvidenceStore
 
 log = logging.getLogger("lintel.faces")
 
@@ -80,7 +80,7 @@ class FaceAccessWatch:
         faces: FacesSection,
         entrances: list[FaceAccessConfig],
         hub: FrameHub,
-        doors: Callable[[], Doors],
+        doors: Callable[[], DoorOpener],
         store: StateStore,
         clock: Clock,
         submit: Callable[[Record], bool],

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from gateway.core.windows import Window
 from gateway.faces.config import FaceAccessConfig, FacesSection
 from gateway.faces.gallery import Resident
 from gateway.faces.liveness import LivenessCheck
 from gateway.faces.match import Match
-from gateway.vision.config import Window
 
 RESET_S = 2.0
 UNKNOWN = ""

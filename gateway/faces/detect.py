@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gateway.vision.detector import nms
-from gateway.vision.engine import Model
+from gateway.analytics.boxes import nms
+from gateway.analytics.engine import Model
 
 
 @dataclass(frozen=True, slots=True)

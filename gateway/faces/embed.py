@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from gateway.analytics.engine import Model
 from gateway.faces import align
 from gateway.faces.detect import Face
-from gateway.vision.engine import Model
 
 
 class Embedder:

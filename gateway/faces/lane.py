@@ -85,9 +85,9 @@ REPORT = FaceAccessReport  # the type of this lane's report (status.json is read
 
 
 def build_lane(config: Any, deps: LaneDeps) -> Lane:
+    from gateway.analytics.catalog import configured
     from gateway.faces.gallery import Gallery, GalleryError
     from gateway.faces.keys import GalleryKeyError
-    from gateway.vision.catalog import configured
 
     def unavailable(reason: str) -> list[Record]:
         now = deps.clock.time_ms()

@@ -24,6 +24,10 @@ from gateway.core.processor import Processor
 from gateway.state import StateStore
 
 
+class DoorError(Exception):
+    """A door pulse did not happen, or did not end cleanly (the message says which)."""
+
+
 class DoorOpener(Protocol):
     """What a lane that opens doors (face access) may do with them."""
 
@@ -31,7 +35,9 @@ class DoorOpener(Protocol):
 
     def busy(self, door_id: str) -> bool: ...
 
-    async def pulse(self, door_id: str, pulse_s: float | None = None, **attrs: Any) -> dict[str, Any]: ...
+    async def pulse(self, door_id: str, pulse_s: float | None = None, **attrs: Any) -> dict[str, Any]:
+        """Open the door; raises DoorError when it did not happen or did not end cleanly."""
+        ...
 
 
 @dataclass(slots=True)

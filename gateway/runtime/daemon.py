@@ -112,7 +112,7 @@ class Daemon:
     def _shared_engine(self) -> Any:
         """One inference engine (one thread) for every camera lane, created on first use."""
         if self._engine is None:
-            from gateway.vision.engine import InferenceEngine
+            from gateway.analytics.engine import InferenceEngine
 
             self._engine = InferenceEngine(self.loaded.config.vision.threads)
         return self._engine

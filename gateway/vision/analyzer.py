@@ -28,11 +28,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gateway.analytics.boxes import nms
+from gateway.analytics.evidence import EvidenceStore
 from gateway.core import Record
 from gateway.core.frames import Frame
 from gateway.vision.annotate import draw, jpeg
-from gateway.vision.detector import Detection, nms
-from gateway.vision.evidence import EvidenceStore
+from gateway.vision.detector import Detection
 from gateway.vision.firelane import UNKNOWN, LaneWatch, Occupant
 from gateway.vision.geometry import to_pixels
 from gateway.vision.tracker import IouTracker

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gateway.vision.catalog import Manifest, ModelError
-from gateway.vision.engine import Model
+from gateway.analytics.boxes import nms
+from gateway.analytics.catalog import Manifest, ModelError
+from gateway.analytics.engine import Model
 from gateway.vision.layouts import decode
 
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
@@ -95,25 +96,6 @@ def fit_input(frame_wh: tuple[int, int], manifest: Manifest) -> tuple[int, int]:
     if w >= h:
         return side, min(side, -(-round(side * h / w) // 32) * 32)
     return min(side, -(-round(side * w / h) // 32) * 32), side
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
-    """Greedy non-maximum suppression; indices kept, best first."""
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = (xx2 - xx1).clip(0) * (yy2 - yy1).clip(0)
-        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
-        order = rest[overlap <= iou]
-    return keep
 
 
 class Detector:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.vision.catalog import Manifest
+from gateway.analytics.catalog import Manifest
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

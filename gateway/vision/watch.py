@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms import AlarmBook
+from gateway.analytics.catalog import configured, pick
+from gateway.analytics.engine import InferenceEngine
+from gateway.analytics.evidence import EvidenceStore
 from gateway.core import Clock, Record
 from gateway.core.clock import local_zone
 from gateway.core.frames import Frame, FrameHub
 from gateway.state import StateStore
 from gateway.vision.analyzer import CameraAnalyzer
 from gateway.vision.annotate import jpeg
-from gateway.vision.catalog import configured, pick
 from gateway.vision.config import FireLaneConfig, VisionSection
 from gateway.vision.detector import Detection, Detector
-from gateway.vision.engine import InferenceEngine
-from gateway.vision.evidence import EvidenceStore
 from gateway.vision.firelane import LaneWatch
 
 log = logging.getLogger("lintel.vision")

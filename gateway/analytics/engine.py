@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gateway.vision.catalog import Manifest, ModelError
+from gateway.analytics.catalog import Manifest, ModelError
 
 log = logging.getLogger("lintel.vision")
 T = TypeVar("T")

@@ -15,10 +15,18 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from gateway.vision.config import VisionSection
+
+class ModelPlaces(Protocol):
+    """Where a config says the built models and the user's own manifests are (`[vision]`)."""
+
+    @property
+    def model_dir(self) -> str | None: ...
+
+    @property
+    def manifest_dir(self) -> str | None: ...
+
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
@@ -164,7 +172,7 @@ def catalog(model_dir: Path = DEFAULT_MODEL_DIR, extra_dir: Path | None = None) 
     return found
 
 
-def configured(vision: VisionSection) -> dict[str, Manifest]:
+def configured(vision: ModelPlaces) -> dict[str, Manifest]:
     """The catalog where a `[vision]` section says the models and the user's manifests are."""
     return catalog(
         Path(vision.model_dir) if vision.model_dir else DEFAULT_MODEL_DIR,
