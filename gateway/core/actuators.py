@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from gateway.core.hub import Hub
+
 
 class CoilPort(Protocol):
     """A wire on which relay coils can be written (one Modbus bus: serial line or TCP gateway)."""
@@ -33,18 +35,5 @@ class ActuatorProvider(Protocol):
         ...
 
 
-class ActuatorHub:
+class ActuatorHub(Hub[CoilPort]):
     """Ports of running sources by id. Owned by the runtime; used by the doors on the event loop."""
-
-    def __init__(self) -> None:
-        self._ports: dict[str, CoilPort] = {}
-
-    def attach(self, port_id: str, port: CoilPort) -> None:
-        self._ports[port_id] = port
-
-    def detach(self, port_id: str, port: CoilPort) -> None:
-        if self._ports.get(port_id) is port:
-            del self._ports[port_id]
-
-    def get(self, port_id: str) -> CoilPort | None:
-        return self._ports.get(port_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from gateway.core.hub import Hub
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -32,23 +34,13 @@ class FrameSource(Protocol):
         ...
 
 
-class FrameHub:
+class FrameHub(Hub[FrameSource]):
     """Running cameras by id. Owned by the runtime; read by analytics on the event loop."""
 
-    def __init__(self) -> None:
-        self._sources: dict[str, FrameSource] = {}
-
-    def attach(self, camera_id: str, source: FrameSource) -> None:
-        self._sources[camera_id] = source
-
-    def detach(self, camera_id: str, source: FrameSource) -> None:
-        if self._sources.get(camera_id) is source:
-            del self._sources[camera_id]
-
     def latest(self, camera_id: str) -> Frame | None:
-        source = self._sources.get(camera_id)
+        source = self.get(camera_id)
         return source.latest_frame() if source is not None else None
 
     def online(self, camera_id: str) -> bool:
-        source = self._sources.get(camera_id)
+        source = self.get(camera_id)
         return source is not None and source.online
