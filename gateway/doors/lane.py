@@ -160,9 +160,16 @@ class Doors:
                 await asyncio.wait_for(self._wake.wait(), self.retry_s)
 
     async def stop(self) -> None:
-        """Clause 3: end every pulse and release every relay, within `stop_budget_s`."""
+        """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
+        still energised when the stop ends (or is cut short by the runtime's stage budget) raises
+        its `door_relay_fault` now, while the outbox can still commit it."""
         self._closing = True
-        await self.make_safe()
+        try:
+            await self.make_safe()
+        finally:
+            for door in self._doors.values():
+                if door.state in ("energised", "releasing"):
+                    self._raise_fault(door)
 
     async def make_safe(self) -> None:
         """Cancel running pulses and switch every relay off (before a reload restarts a bus)."""

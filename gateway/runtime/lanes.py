@@ -108,7 +108,7 @@ class Lanes:
     async def stop(self, timeout_s: float) -> None:
         """Stop every started component, last started first, each within a share of `timeout_s`."""
         running, self._running = self._running, {}
-        share = max(0.5, timeout_s / max(1, len(running)))
+        share = max(1.5, timeout_s / max(1, len(running)))  # doors need a few switch-off tries
         for component, task in reversed(running.items()):
             task.cancel()  # its work ends first, then it is brought to its safe state
             await asyncio.wait([task], timeout=share / 2)
