@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.core import Clock
+from gateway.core import Clock, Klass
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
@@ -35,6 +36,8 @@ from gateway.uplink.session import Session
 from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("lintel.uplink")
+
+RECENTLY_ACKED_MAX = 16_384  # acks remembered across a reconnect (~40 s at 400 msg/s)
 
 
 class Uplink:
@@ -76,6 +79,14 @@ class Uplink:
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
         self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
+        # (class, seq) the broker acknowledged, newest last: a row whose deletion is still pending
+        # when a connection drops is not sent again on the next one (bounded: deletions take ~0.1 s)
+        self.recently_acked: OrderedDict[tuple[Klass, int], None] = OrderedDict()
+
+    def remember_acked(self, klass: Klass, seq: int) -> None:
+        self.recently_acked[(klass, seq)] = None
+        while len(self.recently_acked) > RECENTLY_ACKED_MAX:
+            self.recently_acked.popitem(last=False)
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:

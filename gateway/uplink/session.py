@@ -47,6 +47,11 @@ class UplinkHost(Protocol):
     commands_received: int
     oversize_dropped: int
 
+    @property
+    def recently_acked(self) -> Mapping[tuple[Klass, int], None]: ...
+
+    def remember_acked(self, klass: Klass, seq: int) -> None: ...
+
     def set_state(self, state: str, error: str | None = None) -> None: ...
 
 
@@ -135,6 +140,7 @@ class Session:
             self.acks_since = self.up.clock.monotonic()
         self.acks.append((klass, seq, size))
         self.up.acked += 1
+        self.up.remember_acked(klass, seq)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._lost(str(reason))
@@ -224,6 +230,10 @@ class Session:
             msg = self.lanes.next()
             if msg is None:
                 break
+            if (msg.klass, msg.seq) in self.up.recently_acked:
+                # the broker acknowledged it on an earlier connection; its deletion is not committed
+                # yet (the writer was busy): sending it again would only make a duplicate
+                continue
             retain = bool(bridges) and bridges.retained(msg.topic)
             if retain:
                 if msg.seq > self.lanes.boundary_seq:
