@@ -242,12 +242,15 @@ def test_backlog_drains_at_the_set_rate_while_live_data_flows(
             lambda c: len([s for s in c.seqs() if s <= backlog_last]) >= backlog_last, 20
         )
         drain_s = time.monotonic() - connected
-        assert live_latency < 0.5, f"live event waited {live_latency:.2f} s behind the backlog"
+        # The live event overtook the backlog: it arrived while the backlog was still draining, and
+        # sooner than draining the backlog takes (a wall-clock bound tight enough for an idle
+        # machine, 0.5 s, was missed under stress-ng: 1.5 s, still well before the backlog's end).
         assert backlog_seen_when_live < backlog_last, (
-            "the backlog had already drained: the test proves nothing"
+            "the live event waited for the backlog (or the backlog had already drained)"
         )
         # The bucket holds one second's worth, so the first `rate` messages go at once.
         expected_s = (backlog_last - rate) / rate
+        assert live_latency < expected_s, f"live event waited {live_latency:.2f} s behind the backlog"
         assert expected_s * 0.85 <= drain_s <= expected_s * 1.5 + 1, (
             f"{backlog_last} messages in {drain_s:.2f} s"
         )
