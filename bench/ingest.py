@@ -72,7 +72,7 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
     daemon = Daemon(loaded)
     runner = asyncio.create_task(daemon.run())
     await asyncio.sleep(1.0)  # connected, warmed up
-    w, up = daemon.writer, daemon.uplink
+    w, up = daemon.core.writer, daemon.core.uplink
     assert up is not None
     r0, a0, p0, io0, cpu0, t0 = (
         w.accepted_records,
@@ -101,7 +101,7 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
         "payload_bytes": w.accepted_payload_bytes - p0,
         "written_bytes": io_write_bytes() - io0,
         "cpu_s": cpu_seconds() - cpu0,
-        "refused": daemon.pipeline.refused,
+        "refused": daemon.core.pipeline.refused,
         "peak_rss": peak_rss_mb(),
         "db_mb": loaded.outbox_path.stat().st_size / 1e6,
     }

@@ -96,18 +96,6 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def writer(self) -> Any:
-        return self.core.writer
-
-    @property
-    def uplink(self) -> Any:
-        return self.core.uplink
-
-    @property
-    def pipeline(self) -> Any:
-        return self.core.pipeline
-
     # -- shared parts lanes ask for ------------------------------------------------------------------
     def _shared_engine(self) -> Any:
         """One inference engine (one thread) for every camera lane, created on first use."""
@@ -198,7 +186,9 @@ class Daemon:
                     self._every(self.loaded.config.runtime.status_interval_s, self._write_status)
                 ),
                 group.create_task(self._stats_loop(), name="stats"),
-                group.create_task(self.health_watch.watchdog(self.notifier, self._refresh_thread_health)),
+                group.create_task(
+                    self.health_watch.watchdog(self.notifier, self._refresh_thread_health), name="watchdog"
+                ),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
             ]
             self.state = "running"
@@ -221,6 +211,9 @@ class Daemon:
         budget = self.loaded.config.runtime.shutdown_timeout_s
         deadline = clock.monotonic() + budget
         self.state = "stopping"
+        for task in loops:  # no watchdog pet once systemd is told we are stopping
+            if task.get_name() == "watchdog":
+                task.cancel()
         self.notifier.stopping("stopping: lanes")
         await self.lanes.stop(budget * 0.3)
         self.notifier.status("stopping: sources")
