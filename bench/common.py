@@ -22,31 +22,42 @@ def free_port() -> int:
 
 
 class Broker:
-    """mosquitto on a random loopback port, for the length of a benchmark."""
+    """mosquitto on a random loopback port, for the length of a benchmark. `kill()` and `start()`
+    take it down and bring it back on the same port (outage benchmarks); `stop()` ends it for good."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, start: bool = True) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lintel-bench-broker-"))
         self.port = free_port()
-        conf = self.dir / "mosquitto.conf"
+        self.conf = self.dir / "mosquitto.conf"
         user = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(
+        self.conf.write_text(
             f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_inflight_messages 0\nmax_queued_messages 0\n"
         )
+        self.proc: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.01)
         raise RuntimeError("mosquitto did not start")
 
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

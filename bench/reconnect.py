@@ -16,12 +16,9 @@ the config's default reconnect settings (slow: `--real-minutes` of flapping plus
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import free_port, print_table
+from bench.common import Broker, print_table
 from gateway.core import ManualClock, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -112,44 +109,8 @@ def _spread(delays: list[float]) -> list[str]:
     ]
 
 
-class RestartableBroker:
-    """mosquitto on one fixed loopback port that can be stopped and started again."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="lintel-bench-reconnect-"))
-        self.port = free_port()
-        self.conf = self.dir / "mosquitto.conf"
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(
-            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def real_runs(minutes: float, period_s: float, down_s: float, outage_s: float) -> list[tuple[str, str, str]]:
-    broker = RestartableBroker()
+    broker = Broker(start=False)
     tmp = Path(tempfile.mkdtemp(prefix="lintel-bench-reconnect-db-"))
     encoder = Encoder(Topics("lintel", "bench", "gw"))
     writer = OutboxWriter(OutboxStore(tmp / "o.db"), encoder, SystemClock(), OutboxLimits())
@@ -171,10 +132,10 @@ def real_runs(minutes: float, period_s: float, down_s: float, outage_s: float) -
                 connected_in += 1
                 lags.append(time.monotonic() - up_at)
             time.sleep(max(0.0, end - time.monotonic()))
-            broker.stop()
+            broker.kill()
             time.sleep(down_s)
             broker.start()
-        broker.stop()
+        broker.kill()
         time.sleep(outage_s)
         before, back = uplink.connects, time.monotonic()
         broker.start()
@@ -184,7 +145,7 @@ def real_runs(minutes: float, period_s: float, down_s: float, outage_s: float) -
     finally:
         uplink.stop(2)
         writer.stop()
-        broker.close()
+        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return [
         (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import random
 import signal
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -21,37 +20,12 @@ from pathlib import Path
 from bench.common import print_table
 from drivers.modbus.simulator import SimulatedMeter
 from tests.conftest import gateway_toml
+from tests.drivers.test_modbus_stop import FAST_BUS
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel
-
-BUS = """
-[[sources]]
-type = "modbus"
-id = "bus-1"
-endpoint = "tcp://127.0.0.1:{port}"
-interval_s = 0.001
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-
-[[sources.meters]]
-id = "m2"
-unit = 2
-profile = "chint_ddsu666"
-"""
-
-
-def last_seq(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        conn.close()
+from tests.test_process import db_last_seq
 
 
 def main() -> None:
@@ -66,7 +40,7 @@ def main() -> None:
     collector = Collector(broker.port).start()
     sim = ModbusThread([SimulatedMeter(1, "eastron_sdm120"), SimulatedMeter(2, "chint_ddsu666")]).start()
     mqtt = f'url = "{broker.url}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=BUS.format(port=sim.port)).replace(
+    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=FAST_BUS.format(port=sim.port)).replace(
         "[outbox]", f"[runtime]\nshutdown_timeout_s = {args.shutdown_timeout_s}\n\n[outbox]"
     )
     config = tmp / "lintel.toml"
@@ -94,7 +68,7 @@ def main() -> None:
             for line in log.splitlines():
                 if "shutdown: sources stopped in" in line:
                     stage.append(float(line.rsplit("in ", 1)[1].split()[0]))
-        accepted = last_seq(tmp / "state" / "outbox.db")
+        accepted = db_last_seq(tmp / "state" / "outbox.db")
         proc = lintel("run", "-c", str(config))  # drain what the stops left behind
         collector.wait_for(lambda c: set(range(1, accepted + 1)) <= c.seqs(), 120)
         proc.send_signal(signal.SIGTERM)
