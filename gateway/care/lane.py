@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.care.watch import CareWatch
-from gateway.lanes import Lane, LaneDeps
+from gateway.lanes import Lane, LaneDeps, PipelineStepComponent
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +20,12 @@ class CareReport:
     households: tuple[HouseholdReport, ...]
 
 
-class CareComponent:
+class CareComponent(PipelineStepComponent):
     name = "care"
 
     def __init__(self, watch: CareWatch, deps: LaneDeps) -> None:
         self.watch = watch
         self.clock = deps.clock
-
-    async def start(self) -> None:
-        pass
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()  # its work is driven by the pipeline (records and ticks)
 
     async def stop(self) -> None:
         self.watch.close(self.clock.time_ms())

@@ -9,6 +9,7 @@ comes through `LaneDeps`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,23 @@ class LaneDeps:
     engine: Callable[[], Any]
     doors: Callable[[], DoorOpener | None]
     secret: Callable[[str], str]
+
+
+class PipelineStepComponent:
+    """The component of a lane whose work is a pipeline step (care, rules): the pipeline drives
+    it with records and ticks, so it has nothing to start and `run()` only keeps it listed as
+    running. Subclasses set `name`, implement `report()` and, if they keep state, `stop()`."""
+
+    name = "pipeline-step"
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        pass
 
 
 @dataclass(slots=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.lanes import Lane, LaneDeps
+from gateway.lanes import Lane, LaneDeps, PipelineStepComponent
 from gateway.rules.engine import RulesProcessor
 
 
@@ -16,21 +15,14 @@ class RulesReport:
     suppressed_readings: int  # readings a deadband rule kept from the outbox
 
 
-class RulesComponent:
+class RulesComponent(PipelineStepComponent):
+    """Its timers are saved at every transition: nothing to do at stop."""
+
     name = "rules"
 
     def __init__(self, processor: RulesProcessor, count: int) -> None:
         self.processor = processor
         self.count = count
-
-    async def start(self) -> None:
-        pass
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()  # its work is driven by the pipeline (records and ticks)
-
-    async def stop(self) -> None:
-        pass  # its timers are saved at every transition
 
     def report(self) -> RulesReport:
         return RulesReport(self.count, self.processor.suppressed)
