@@ -174,6 +174,8 @@ class Daemon:
             core.uplink.on_command = self._command_arrived
         if core.uplink is not None:
             core.uplink.start()
+        if core.sparkplug is not None:
+            core.sparkplug.start()
         await self.control.start()
         async with asyncio.TaskGroup() as group:
             self._group = self.sources.group = group
@@ -228,7 +230,10 @@ class Daemon:
         if core.uplink is not None:
             self.notifier.status("stopping: finishing in-flight messages")
             left = max(0.1, (deadline - clock.monotonic()) * 0.8)
-            await asyncio.to_thread(core.uplink.stop, left)
+            stops = [asyncio.to_thread(core.uplink.stop, left)]
+            if core.sparkplug is not None:  # both links finish in parallel, each says its death
+                stops.append(asyncio.to_thread(core.sparkplug.stop, left))
+            await asyncio.gather(*stops)
         for task in loops:
             task.cancel()
         await asyncio.to_thread(core.writer.stop, max(0.1, deadline - clock.monotonic()))
