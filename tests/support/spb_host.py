@@ -22,6 +22,9 @@ import pysparkplug as spb
 
 births: dict[tuple[str, str, str | None], spb.DBirth | spb.NBirth] = {}
 lock = threading.Lock()
+online_as: list[str] = []  # host ids this host has said online (said again on every connection)
+asked: set[tuple[str, str]] = set()  # nodes asked for a rebirth since their last NBIRTH
+client: paho.Client
 
 
 def emit(record: dict) -> None:
@@ -55,6 +58,10 @@ def on_message(_c, _u, msg) -> None:
             emit(record)
             return
         key = (topic.group_id, topic.edge_node_id, topic.device_id)
+        if verb in ("DDATA", "DBIRTH", "DDEATH") and (*key[:2], None) not in births and key[:2] not in asked:
+            # data of a node whose NBIRTH we never saw (we connected late): what a host does
+            asked.add(key[:2])
+            rebirth(*key[:2])
         birth = births.get(key) if verb in ("DDATA", "DCMD") else None
         if verb == "NDATA":
             birth = births.get((topic.group_id, topic.edge_node_id, None))
@@ -63,6 +70,7 @@ def on_message(_c, _u, msg) -> None:
         if verb in ("NBIRTH", "DBIRTH"):
             births[key] = payload
         if verb == "NBIRTH":  # a new session: its devices are born again
+            asked.discard(key[:2])
             for k in [k for k in births if k[:2] == key[:2] and k[2] is not None]:
                 del births[k]
         if verb == "NDEATH":
@@ -77,27 +85,50 @@ def on_message(_c, _u, msg) -> None:
     emit(record)
 
 
+def rebirth(group: str, node: str) -> None:
+    metric = spb.Metric(
+        timestamp=spb.get_current_timestamp(),
+        name="Node Control/Rebirth",
+        datatype=spb.DataType.BOOLEAN,
+        value=True,
+    )
+    payload = spb.NCmd(timestamp=spb.get_current_timestamp(), metrics=(metric,))
+    client.publish(f"spBv1.0/{group}/NCMD/{node}", payload.encode(), qos=1)
+    emit({"type": "REBIRTH_ASKED", "node": node})
+
+
+def say_state(host_id: str, online: bool) -> None:
+    state = spb.State(timestamp=spb.get_current_timestamp(), online=online)
+    client.publish(f"spBv1.0/STATE/{host_id}", state.encode(), qos=1, retain=True)
+
+
+def on_connect(c, *_a) -> None:
+    c.subscribe("spBv1.0/#", qos=1)
+    for host_id in online_as:  # a host says STATE on every connection (the broker may have lost it)
+        say_state(host_id, True)
+    emit({"type": "HOST_CONNECTED"})
+
+
 def main() -> None:
+    global client
     port = int(sys.argv[1])
     client = paho.Client(client_id="spb-test-host", clean_session=True)
+    client.reconnect_delay_set(0.2, 1)
     client.on_message = on_message
-    client.on_connect = lambda c, *_: (c.subscribe("spBv1.0/#", qos=1), emit({"type": "HOST_CONNECTED"}))
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, 30)
     client.loop_start()
     for line in sys.stdin:
         words = line.split()
         if words[:1] == ["rebirth"]:
-            rebirth = spb.Metric(
-                timestamp=spb.get_current_timestamp(),
-                name="Node Control/Rebirth",
-                datatype=spb.DataType.BOOLEAN,
-                value=True,
-            )
-            payload = spb.NCmd(timestamp=spb.get_current_timestamp(), metrics=(rebirth,))
-            client.publish(f"spBv1.0/{words[1]}/NCMD/{words[2]}", payload.encode(), qos=1)
+            rebirth(words[1], words[2])
         elif words[:1] == ["state"]:
-            state = spb.State(timestamp=spb.get_current_timestamp(), online=words[2] == "online")
-            client.publish(f"spBv1.0/STATE/{words[1]}", state.encode(), qos=1, retain=True)
+            online = words[2] == "online"
+            if online and words[1] not in online_as:
+                online_as.append(words[1])
+            elif not online and words[1] in online_as:
+                online_as.remove(words[1])
+            say_state(words[1], online)
         elif words[:1] == ["raw"]:  # raw <topic> <hex>: hostile input for the edge node
             client.publish(words[1], bytes.fromhex(words[2]) if len(words) > 2 else b"", qos=1)
     client.loop_stop()

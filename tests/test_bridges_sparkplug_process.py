@@ -1,0 +1,190 @@
+"""`lintel run` with the Sparkplug B bridge against real mosquitto and an independent Sparkplug host
+(pysparkplug, in its own venv): every message decoded by code that is not ours."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import spb_venv
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector
+from tests.support.process import lintel, stop_and_show_log
+from tests.test_process import write_config
+
+SOURCES = """
+[[sources]]
+id = "meter-1"
+type = "simulated"
+profile = "load"
+points = 5
+interval_s = 0.1
+
+[[sources]]
+id = "door-1"
+type = "simulated"
+profile = "door_sensor"
+interval_s = 0.2
+alarm_probability = 0.2
+"""
+SPARKPLUG = '\n[bridges.sparkplug]\nenabled = true\ngroup_id = "court"\nprimary_host_id = "scada"\n'
+
+
+class Host:
+    """The pysparkplug host as a subprocess: its decoded messages as they arrive."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [str(spb_venv.python()), str(spb_venv.HOST), str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.messages: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait(lambda ms: any(m["type"] == "HOST_CONNECTED" for m in ms))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.messages.append(json.loads(line))
+                self._cond.notify_all()
+
+    def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, pred: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "\n".join(json.dumps(m)[:300] for m in self.messages[-15:])
+                    raise AssertionError(f"the host never saw it; last messages:\n{tail}")
+                self._cond.wait(left)
+
+    def of(self, verb: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [m for m in self.messages if m.get("type") == verb]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def host(broker: Mosquitto) -> Iterator[Host]:
+    h = Host(broker.port)
+    yield h
+    h.close()
+
+
+def count(verb: str) -> Callable[[list[dict[str, Any]]], int]:
+    return lambda ms: sum(1 for m in ms if m.get("type") == verb)
+
+
+def check_sessions(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split what the host saw into sessions (from each NBIRTH); in each, seq runs 0, 1, 2, ...
+    (mod 256) without a gap, and every data message was decoded (aliases resolved)."""
+    sessions: list[list[dict[str, Any]]] = []
+    for m in messages:
+        if m.get("type") in ("HOST_CONNECTED", "REBIRTH_ASKED", "STATE", "NCMD", "NDEATH", None):
+            continue
+        if m["type"] == "NBIRTH":
+            sessions.append([])
+        if not sessions:
+            continue  # data before the first birth we saw (there is none unless we connected late)
+        sessions[-1].append(m)
+    for s in sessions:
+        assert [m.get("error") for m in s if m.get("error")] == []
+        seqs = [m["seq"] for m in s]
+        assert seqs == [i % 256 for i in range(len(seqs))], seqs[:40]
+        born: set[str] = set()
+        for m in s:
+            device = m["topic"].split("/")[4] if m["topic"].count("/") == 4 else None
+            if m["type"] == "DBIRTH":
+                born.add(str(device))
+            if m["type"] == "DDATA":  # births before data
+                assert device in born, m["topic"]
+    return sessions
+
+
+def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_kill_9(
+    tmp_path: Path, broker: Mosquitto, host: Host, collector: Collector
+) -> None:
+    config = write_config(tmp_path, broker.url, sources=SOURCES)
+    config.write_text(config.read_text() + SPARKPLUG)
+    proc = lintel("run", "-c", str(config))
+    try:
+        # 1. The primary host is not online: nothing is born, data is held (the native flows).
+        assert collector.wait_for(lambda c: len(c.seqs()) > 20, 30)
+        assert host.of("NBIRTH") == []
+        host.say("state scada online")
+        host.wait(lambda ms: count("DDATA")(ms) >= 10)
+        first = host.of("NBIRTH")[0]
+        bd_seq = {m["name"]: m["value"] for m in first["metrics"]}["bdSeq"]
+        assert {m["name"]: m["value"] for m in first["metrics"]}["Node Control/Rebirth"] is False
+        historical = [m for m in host.of("DDATA") if any(x["historical"] for x in m["metrics"])]
+        assert historical, "the data held while the host was offline never came"
+        # 2. Rebirth on request: same bdSeq, seq from 0 again, then data.
+        before = len(host.of("NBIRTH"))
+        host.say("rebirth court gw-test")
+        host.wait(lambda ms: count("NBIRTH")(ms) > before)
+        again = host.of("NBIRTH")[-1]
+        assert {m["name"]: m["value"] for m in again["metrics"]}["bdSeq"] == bd_seq
+        n = len(host.of("DDATA"))
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
+        # 3. The broker restarts (it forgets STATE; the host says it again): a new session.
+        broker.stop()
+        broker.start()
+        host.wait(lambda ms: count("NBIRTH")(ms) > before + 1, 40)
+        n = len(host.of("DDATA"))
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
+        last = host.of("NBIRTH")[-1]
+        last_bd = {m["name"]: m["value"] for m in last["metrics"]}["bdSeq"]
+        assert last_bd == (bd_seq + 1) % 256
+        # 4. Malformed NCMDs are counted, never fatal; the session goes on.
+        host.say("raw spBv1.0/court/NCMD/gw-test ffffffff0f")
+        host.say("raw spBv1.0/court/NCMD/gw-test")
+        n = len(host.of("DDATA"))
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
+        # 5. kill -9: the broker publishes the will, NDEATH with the last NBIRTH's bdSeq.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        host.wait(lambda ms: count("NDEATH")(ms) >= 1)
+        assert host.of("NDEATH")[-1]["bd_seq"] == last_bd
+    finally:
+        if proc.poll() is None:
+            stop_and_show_log(proc)
+    sessions = check_sessions(host.messages)
+    assert len(sessions) >= 3
+    # Nothing accepted is lost to Sparkplug: every reading the native schema delivered (same
+    # records, same commits) reached the host as a metric value with its own time, live or history.
+    seen = {
+        (m["topic"].split("/")[4], x["name"] or "", x["ts"])
+        for m in host.messages
+        if m.get("type") in ("DBIRTH", "DDATA") and "metrics" in m
+        for x in m["metrics"]
+    }
+    native = {
+        (r["source_id"], r["point"], r["ts_ms"])
+        for msg in collector.data()
+        if msg.payload.get("schema") == "lintel.telemetry/1"
+        for r in [dict(x, source_id=msg.payload["source_id"]) for x in msg.payload["readings"]]
+    }
+    assert native, "no native telemetry"
+    sent_before_kill = {k for k in native if k[2] < host.of("NDEATH")[-1]["t"] * 1000 - 2000}
+    missing = sent_before_kill - seen
+    assert not missing, sorted(missing)[:10]
