@@ -16,6 +16,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -30,6 +31,8 @@ from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.sparkplug_session import SpbSession
 
 log = logging.getLogger("lintel.uplink.sparkplug")
+
+RECENTLY_ACKED_MAX = 16_384
 
 
 class SparkplugLink:
@@ -63,6 +66,14 @@ class SparkplugLink:
         self.connects = self.sent = self.acked = self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)
+        # row seqs the broker acknowledged whose deletion may not be committed yet: not sent again
+        # on the next connection (bounded, like the native uplink's)
+        self.recently_acked: OrderedDict[int, None] = OrderedDict()
+
+    def remember_acked(self, seq: int) -> None:
+        self.recently_acked[seq] = None
+        while len(self.recently_acked) > RECENTLY_ACKED_MAX:
+            self.recently_acked.popitem(last=False)
 
     def bad_input(self, kind: str, what: str) -> None:
         n = self.rejected.get(kind, 0)

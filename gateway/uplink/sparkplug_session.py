@@ -106,6 +106,7 @@ class SpbSession:
         seq, size, _ = entry
         self.acks.append((Klass.TELEMETRY, seq, size))
         self.link.acked += 1
+        self.link.remember_acked(seq)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not self.ended:
@@ -206,6 +207,8 @@ class SpbSession:
                 self._deaths()
             if msg is None:
                 break
+            if msg.seq in link.recently_acked:
+                continue  # acknowledged on an earlier connection, its deletion not committed yet
             parts = msg.topic.split("/")
             verb = parts[2] if len(parts) == 5 else ""
             topic = msg.topic
