@@ -17,7 +17,7 @@ import pytest
 from tests.support import spb_venv
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import lintel, stop_and_show_log
+from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.test_process import write_config
 
 SOURCES = """
@@ -91,6 +91,10 @@ def host(broker: Mosquitto) -> Iterator[Host]:
     h.close()
 
 
+def link(status: dict[str, Any]) -> dict[str, Any]:
+    return dict(status.get("links", {}).get("sparkplug", {}))
+
+
 def count(verb: str) -> Callable[[list[dict[str, Any]]], int]:
     return lambda ms: sum(1 for m in ms if m.get("type") == verb)
 
@@ -129,8 +133,10 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
     proc = lintel("run", "-c", str(config))
     try:
         # 1. The primary host is not online: nothing is born, data is held (the native flows).
+        wait_status(config, lambda s: link(s).get("state") == "waiting for primary host")
         assert collector.wait_for(lambda c: len(c.seqs()) > 20, 30)
         assert host.of("NBIRTH") == []
+        assert link(wait_status(config, lambda s: link(s).get("connects") == 1))["sent"] == 0
         host.say("state scada online")
         host.wait(lambda ms: count("DDATA")(ms) >= 10)
         first = host.of("NBIRTH")[0]
@@ -160,6 +166,7 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
         host.say("raw spBv1.0/court/NCMD/gw-test")
         n = len(host.of("DDATA"))
         host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
+        wait_status(config, lambda s: link(s).get("rejected", {}).get("NCMD") == 2)
         # 5. kill -9: the broker publishes the will, NDEATH with the last NBIRTH's bdSeq.
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

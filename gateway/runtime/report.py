@@ -181,6 +181,7 @@ class GatewayReport:
     unavailable: dict[str, str]
     written_ms: int
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
+    links: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra links: the Sparkplug one
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -221,6 +222,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         unavailable=dict(daemon.lanes.unavailable),
         written_ms=daemon.clock.time_ms(),
         devices=tuple(daemon.sources.device_reports()),
+        links={"sparkplug": core.sparkplug.report()} if core.sparkplug is not None else {},
     )
 
 
