@@ -120,7 +120,9 @@ def check_sessions(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]
             device = m["topic"].split("/")[4] if m["topic"].count("/") == 4 else None
             if m["type"] == "DBIRTH":
                 born.add(str(device))
-            if m["type"] == "DDATA":  # births before data
+            if m["type"] == "DDEATH":
+                born.discard(str(device))
+            if m["type"] == "DDATA":  # births before data, no data of a dead device
                 assert device in born, m["topic"]
     return sessions
 

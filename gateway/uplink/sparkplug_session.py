@@ -326,6 +326,6 @@ class SpbSession:
             self.flush_acks()
             self.io(0.05)
         self.flush_acks()
-        if self.ready and not self.ended:
+        if self.born and not self.ended:  # never born (waiting for the host): nothing to end
             self._end_with_death()
         self.ended = True
