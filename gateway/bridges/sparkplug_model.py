@@ -74,6 +74,13 @@ class NodeModel:
             self.save()
             return self.bd_seq
 
+    def unused_bd_seq(self, bd_seq: int) -> None:
+        """The connection never sent its CONNECT (no route, refused): the next one reuses it."""
+        with self.lock:
+            if self.bd_seq == bd_seq:
+                self.bd_seq = (bd_seq - 1) % 256
+                self.save()
+
     def snapshot(self) -> list[tuple[str, bool, list[Slot]]]:
         """(device, alive, metrics) of every device with a metric, copies taken under the lock."""
         with self.lock:

@@ -173,9 +173,11 @@ class SparkplugLink:
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLError as exc:
+            self.model.unused_bd_seq(bd_seq)
             self.set_state("backoff", f"TLS with {s.host}:{s.port} failed: {exc}")
             return
         except (OSError, ValueError) as exc:
+            self.model.unused_bd_seq(bd_seq)  # no CONNECT went out: bdSeq counts connections made
             self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
             return
         session.run()
