@@ -4,6 +4,7 @@ restarts, and the outbox filter that keeps the two links' rows apart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.bridges import Group
 from gateway.bridges import sparkplug_pb as pb
@@ -21,6 +24,8 @@ from gateway.encode import Encoder
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.outbox.reader import OutboxReader
 from gateway.uplink.lanes import SPARKPLUG_PREFIX
+from gateway.uplink.sparkplug_inbound import BadInput, host_state, rebirth_requested
+from gateway.uplink.sparkplug_rows import outgoing
 from tests.support import spb_venv
 from tests.support.harness import TOPICS
 
@@ -194,3 +199,46 @@ def _clock() -> Any:
     from gateway.core import SystemClock
 
     return SystemClock()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_any_ncmd_or_state_bytes_are_parsed_or_refused_never_raise_otherwise(data: bytes) -> None:
+    for parse in (rebirth_requested, host_state):
+        with contextlib.suppress(BadInput):
+            parse(data)
+
+
+def test_only_a_true_rebirth_metric_is_a_command_and_sizes_are_bounded() -> None:
+    def ncmd(**metric: Any) -> bytes:
+        p = pb.Payload(timestamp=T)
+        p.metrics.add(**metric)
+        out: bytes = p.SerializeToString()
+        return out
+
+    assert rebirth_requested(ncmd(name="Node Control/Rebirth", boolean_value=True))
+    assert rebirth_requested(ncmd(alias=1, boolean_value=True))  # by its NBIRTH alias
+    assert not rebirth_requested(ncmd(name="Node Control/Rebirth", boolean_value=False))
+    assert not rebirth_requested(ncmd(name="Node Control/Rebirth", string_value="true"))
+    assert not rebirth_requested(ncmd(name="Node Control/Reboot", boolean_value=True))
+    with pytest.raises(BadInput):
+        rebirth_requested(b"\x0a" * (64 * 1024 + 1))
+    assert host_state(b'{"online": true, "timestamp": 5}') == (True, 5)
+    for bad in (b"ONLINE", b'{"online": "yes"}', b"[" * 1000, b'{"online": true, "timestamp": 1.5}'):
+        with pytest.raises(BadInput):
+            host_state(bad)
+
+
+def test_rows_of_an_earlier_session_go_out_as_history_and_deaths_are_superseded() -> None:
+    from gateway.outbox.schema import PendingMessage
+
+    data = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE)])
+    birth = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE, "p"), pb.M(3, None, 0, pb.DOUBLE, "q")], births=True)
+    base = "spBv1.0/g/{}/n/dev"
+    live = outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DDATA"), data), False, 4)
+    assert live is not None and live[0] == base.format("DDATA") and decoded(live[1]).seq == 4
+    assert outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DDEATH"), b""), True, 4) is None
+    held = outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DBIRTH"), birth), True, 5)
+    assert held is not None and held[0] == base.format("DDATA")
+    history = decoded(held[1])
+    assert [(m.alias, m.is_historical, m.HasField("name")) for m in history.metrics] == [(2, True, False)]

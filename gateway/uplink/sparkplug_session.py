@@ -18,10 +18,8 @@ A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the s
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import select
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -29,19 +27,16 @@ from google.protobuf.message import DecodeError
 from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.bridges import sparkplug_pb as pb
-from gateway.bridges.sparkplug import REBIRTH, device_birth, node_birth, node_death
-from gateway.bridges.sparkplug_model import REBIRTH_ALIAS
+from gateway.bridges.sparkplug import device_birth, node_birth, node_death
 from gateway.core import Klass
-from gateway.outbox.store import OutboxReader, PendingMessage
-from gateway.uplink.lanes import PAGE, SPARKPLUG_PREFIX
+from gateway.outbox.store import OutboxReader
+from gateway.uplink.sparkplug_inbound import BadInput, host_state, rebirth_requested
+from gateway.uplink.sparkplug_rows import RowCursor, outgoing
 
 if TYPE_CHECKING:
     from gateway.uplink.sparkplug_link import SparkplugLink
 
 log = logging.getLogger("lintel.uplink.sparkplug")
-
-MAX_COMMAND_BYTES = 64 * 1024  # an NCMD carries one boolean; anything this large is not ours to parse
-MAX_STATE_BYTES = 1024
 
 
 class SpbSession:
@@ -59,9 +54,7 @@ class SpbSession:
         self.boundary = 0
         self.dead: list[str] = []
         self.state_ts = -1
-        self.buffer: deque[PendingMessage] = deque()
-        self.cursor = 0
-        self.more = True
+        self.rows: RowCursor | None = None
         self.end_requested = False
         self.reader: OutboxReader | None = None
         client.on_connect = self._on_connect
@@ -80,6 +73,7 @@ class SpbSession:
         link.reconnect.connected()
         link.set_state("connected")
         self.reader = OutboxReader(link.writer.store.path)
+        self.rows = RowCursor(self.reader)
         client.subscribe(link.topics.node_topic("NCMD"), qos=1)
         if link.primary_host_id:
             client.subscribe(link.topics.state(link.primary_host_id), qos=1)
@@ -115,18 +109,11 @@ class SpbSession:
 
     # -- inbound -------------------------------------------------------------------------------
     def _command(self, payload: bytes) -> None:
-        """NCMD: only `Node Control/Rebirth` = true is a command of ours (the spec's one required
-        command); anything else is counted and logged once."""
         self.link.commands_received += 1
-        rebirth = False
         try:
-            if len(payload) > MAX_COMMAND_BYTES:
-                raise ValueError(f"{len(payload)} bytes")
-            for m in pb.Payload.FromString(payload).metrics:
-                named = m.name == REBIRTH or (not m.HasField("name") and m.alias == REBIRTH_ALIAS)
-                rebirth |= named and m.WhichOneof("value") == "boolean_value" and m.boolean_value
-        except (DecodeError, ValueError) as exc:
-            self.link.bad_input("NCMD", f"malformed NCMD ({exc})")
+            rebirth = rebirth_requested(payload)
+        except BadInput as exc:
+            self.link.bad_input("NCMD", str(exc))
             return
         if not rebirth:
             self.link.bad_input("NCMD", "NCMD without Node Control/Rebirth = true (ignored)")
@@ -138,14 +125,9 @@ class SpbSession:
 
     def _state(self, payload: bytes) -> None:
         try:
-            if len(payload) > MAX_STATE_BYTES:
-                raise ValueError(f"{len(payload)} bytes")
-            body = json.loads(payload)
-            online, ts = body["online"], body.get("timestamp", 0)
-            if not isinstance(online, bool) or not isinstance(ts, int):
-                raise ValueError("online must be a boolean, timestamp an integer")
-        except (ValueError, KeyError, TypeError) as exc:
-            self.link.bad_input("STATE", f"malformed STATE of the primary host ({exc})")
+            online, ts = host_state(payload)
+        except BadInput as exc:
+            self.link.bad_input("STATE", str(exc))
             return
         if ts < self.state_ts:
             return  # older than one already seen (the spec): a late retained copy
@@ -187,49 +169,31 @@ class SpbSession:
             self.client.publish(self.link.topics.device_topic("DDEATH", device), payload, qos=0)
         self.dead = []
 
-    def _next_row(self) -> PendingMessage | None:
-        if not self.buffer and self.more and self.reader is not None:
-            page = self.reader.page(Klass.TELEMETRY, self.cursor, None, PAGE, SPARKPLUG_PREFIX)
-            if page:
-                self.buffer.extend(page)
-                self.cursor = page[-1].seq
-            else:
-                self.more = False
-        return self.buffer.popleft() if self.buffer else None
-
     def fill_window(self) -> None:
         if not self.born or self.ended:
             return
         link = self.link
         while len(self.inflight) < link.settings.inflight_max:
-            msg = self._next_row()
+            msg = self.rows.next() if self.rows is not None else None
             if self.dead and (msg is None or msg.seq > self.boundary):
                 self._deaths()
             if msg is None:
                 break
             if msg.seq in link.recently_acked:
                 continue  # acknowledged on an earlier connection, its deletion not committed yet
-            parts = msg.topic.split("/")
-            verb = parts[2] if len(parts) == 5 else ""
-            topic = msg.topic
-            if msg.seq <= self.boundary and verb != "DDATA":
-                if verb != "DBIRTH":  # a DDEATH: the births of this session say who is alive
-                    self.acks.append((Klass.TELEMETRY, msg.seq, msg.size))
-                    link.superseded += 1
-                    continue
-                # a DBIRTH is superseded too, but the readings it carried go out as history
-                topic = "/".join((*parts[:2], "DDATA", *parts[3:]))
+            held = msg.seq <= self.boundary
             try:
-                if msg.seq <= self.boundary:
-                    payload = pb.as_historical(msg.payload, self._next_seq())
-                    link.historical += 1
-                else:
-                    payload = pb.with_seq(msg.payload, self._next_seq())
+                out = outgoing(msg, held, (self.seq + 1) % 256)
             except DecodeError:  # crc-checked rows of our own: only a bug gets here
-                self.seq = (self.seq - 1) % 256
                 link.bad_input("row", f"outbox row {msg.seq} is not a Sparkplug payload (dropped)")
+                out = None
+            if out is None:  # superseded by this session's births (or unusable): done with it
                 self.acks.append((Klass.TELEMETRY, msg.seq, msg.size))
+                link.superseded += 1
                 continue
+            topic, payload = out
+            self._next_seq()
+            link.historical += held
             info = self.client.publish(topic, payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 link.set_state("backoff", f"publish failed: {mqtt.error_string(info.rc)}")
@@ -293,7 +257,8 @@ class SpbSession:
             with contextlib.suppress(BlockingIOError):
                 while link.wake_socket.recv(4096):
                     pass
-            self.more = True
+            if self.rows is not None:
+                self.rows.more = True
         ok = (MQTTErrorCode.MQTT_ERR_SUCCESS,)
         if sock in readable and self.client.loop_read() not in ok:
             self._on_disconnect(self.client, None, None, "read failed", None)
@@ -318,7 +283,8 @@ class SpbSession:
     def _finish(self) -> None:
         """Graceful stop: what is committed goes out until the deadline, then NDEATH."""
         link = self.link
-        self.more = True
+        if self.rows is not None:
+            self.rows.more = True  # the writer's last commit may not have woken us yet
         while self.born and not self.ended and link.clock.monotonic() < link.stop_deadline:
             self.fill_window()
             if not self.inflight:
