@@ -77,16 +77,19 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
             now_ms=T + 5,
         )
     )
-    # each reading of a new metric is a (re)birth of its device carrying the value
-    topics = [m.topic for m in first]
-    assert topics == ["spBv1.0/court/DBIRTH/gw-1/meter-1"] * 2 + ["spBv1.0/court/DBIRTH/gw-1/door-1"]
-    birth = decoded(first[1].payload)
-    assert [(m.name, m.alias, m.datatype) for m in birth.metrics] == [
-        ("energy_kwh", 2, pb.UINT64),
-        ("power_w", 3, pb.DOUBLE),
+    # one DBIRTH per device names its new metrics (not measured yet: null), then every reading is data
+    topics = [m.topic.split("/", 2)[2] for m in first]
+    assert topics == ["DBIRTH/gw-1/meter-1", "DBIRTH/gw-1/door-1", "DDATA/gw-1/meter-1", "DDATA/gw-1/door-1"]
+    birth = decoded(first[0].payload)
+    assert [(m.name, m.alias, m.datatype, m.is_null) for m in birth.metrics] == [
+        ("energy_kwh", 2, pb.UINT64, True),
+        ("power_w", 3, pb.DOUBLE, True),
     ]
-    assert (birth.metrics[0].long_value, birth.metrics[1].double_value) == (12, 1500.0)
-    assert not birth.HasField("seq")  # given at publish time
+    data = decoded(first[2].payload)
+    kinds = [(m.alias, m.WhichOneof("value")) for m in data.metrics]
+    assert kinds == [(2, "long_value"), (3, "double_value")]
+    assert (data.metrics[0].long_value, data.metrics[1].double_value) == (12, 1500.0)
+    assert not birth.HasField("seq") and not data.HasField("seq")  # given at publish time
     rows = b.messages(
         Group(
             [
@@ -98,12 +101,16 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
             now_ms=T + 1005,
         )
     )
-    assert [m.topic.split("/")[2] for m in rows] == ["DBIRTH", "DDATA"]  # the event is a new metric
+    # the event is door-1's new metric: door-1 is born again (its door_open current), meter-1 is not
+    topics = [m.topic.split("/", 2)[2] for m in rows]
+    assert topics == ["DBIRTH/gw-1/door-1", "DDATA/gw-1/meter-1", "DDATA/gw-1/door-1"]
+    reborn = {m.name: m for m in decoded(rows[0].payload).metrics}
+    assert reborn["door_open"].boolean_value is True and reborn["Events/access_granted"].is_null
     data = decoded(rows[1].payload)
     assert [(m.HasField("name"), m.HasField("datatype")) for m in data.metrics] == [(False, False)] * 3
     assert [m.alias for m in data.metrics] == [2, 3, 3]
     assert data.metrics[2].is_null and data.metrics[0].timestamp == T + 1000
-    event = next(m for m in decoded(rows[0].payload).metrics if m.name == "Events/access_granted")
+    event = decoded(rows[2].payload).metrics[0]
     assert json.loads(event.string_value) == {"severity": "info", "attrs": {"door": "d1"}}
     assert all(m.klass == Klass.TELEMETRY and not m.retain for m in first + rows)
 
@@ -121,8 +128,9 @@ def test_offline_is_a_ddeath_and_the_next_reading_a_rebirth(tmp_path: Path) -> N
             now_ms=T + 4,
         )
     )
-    assert [m.topic.split("/")[2] for m in rows] == ["DDATA", "DDEATH", "DBIRTH"]
-    assert decoded(rows[2].payload).metrics[0].double_value == 3.0
+    assert [m.topic.split("/")[2] for m in rows] == ["DDATA", "DDEATH", "DBIRTH", "DDATA"]
+    assert decoded(rows[2].payload).metrics[0].double_value == 2.0  # born with its current value
+    assert decoded(rows[3].payload).metrics[0].double_value == 3.0
 
 
 def test_a_point_that_changes_type_is_refused_and_counted(tmp_path: Path) -> None:
@@ -130,7 +138,7 @@ def test_a_point_that_changes_type_is_refused_and_counted(tmp_path: Path) -> Non
     b.messages(Group([Reading("m", "count", 5, T, counter=True)], now_ms=T))
     later = [Reading("m", "count", "five", T + 1), Reading("m", "count", 6.0, T + 2)]
     rows = b.messages(Group(later, now_ms=T))
-    assert b.bad_input == 1
+    assert b.bad_input == 1 and len(rows) == 1
     assert decoded(rows[0].payload).metrics[0].long_value == 6
     assert coerce("UInt64", -1) == (False, -1) and coerce("Double", True)[0] is False
 
@@ -167,8 +175,8 @@ def test_node_birth_and_death_and_seq_at_publish_time() -> None:
     assert not death.HasField("seq") and [m.long_value for m in death.metrics] == [7]
     stored = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE)])
     assert decoded(pb.with_seq(stored, 255)).seq == 255
-    history = decoded(pb.as_historical(pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE, "p")], births=True), 3))
-    assert history.seq == 3 and history.metrics[0].is_historical and not history.metrics[0].HasField("name")
+    history = decoded(pb.as_historical(stored, 3))
+    assert history.seq == 3 and history.metrics[0].is_historical and history.metrics[0].double_value == 1.5
 
 
 def test_the_native_reader_and_the_sparkplug_reader_see_only_their_own_rows(tmp_path: Path) -> None:
@@ -229,16 +237,17 @@ def test_only_a_true_rebirth_metric_is_a_command_and_sizes_are_bounded() -> None
             host_state(bad)
 
 
-def test_rows_of_an_earlier_session_go_out_as_history_and_deaths_are_superseded() -> None:
+def test_rows_of_an_earlier_session_go_out_as_history_and_births_and_deaths_are_superseded() -> None:
     from gateway.outbox.schema import PendingMessage
 
     data = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE)])
-    birth = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE, "p"), pb.M(3, None, 0, pb.DOUBLE, "q")], births=True)
+    birth = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE, "p")], births=True)
     base = "spBv1.0/g/{}/n/dev"
     live = outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DDATA"), data), False, 4)
     assert live is not None and live[0] == base.format("DDATA") and decoded(live[1]).seq == 4
     assert outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DDEATH"), b""), True, 4) is None
-    held = outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DBIRTH"), birth), True, 5)
+    assert outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DBIRTH"), birth), True, 4) is None
+    held = outgoing(PendingMessage(Klass.TELEMETRY, 9, base.format("DDATA"), data), True, 5)
     assert held is not None and held[0] == base.format("DDATA")
     history = decoded(held[1])
-    assert [(m.alias, m.is_historical, m.HasField("name")) for m in history.metrics] == [(2, True, False)]
+    assert history.seq == 5 and [(m.alias, m.is_historical) for m in history.metrics] == [(2, True)]

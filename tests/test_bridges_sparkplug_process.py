@@ -131,7 +131,7 @@ def seen_by_host(messages: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
     return {
         (m["topic"].split("/")[4], x["name"] or "", x["ts"])
         for m in list(messages)
-        if m.get("type") in ("DBIRTH", "DDATA") and "metrics" in m
+        if m.get("type") == "DDATA" and "metrics" in m
         for x in m["metrics"]
     }
 

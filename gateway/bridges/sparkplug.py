@@ -5,10 +5,13 @@ returns is durable exactly when they are. Its rows (topics `spBv1.0/...`, class 
 yet) are sent only by the Sparkplug link (gateway/uplink/sparkplug_link.py), which appends `seq` at
 publish time and publishes the NBIRTH and the births of every known device on each connection; the
 native session never sends them. Per commit and device, in the order of the records:
-- a reading of a metric not born yet, or of a device that was dead: a DBIRTH row (every metric of
-  the device with its current value; the reading travels in it);
-- other readings: one DDATA row per device (aliases only, each metric with its own timestamp);
-- `device_offline` / `camera_offline`: a DDEATH row; `*_online`: a DBIRTH row;
+- before the first record of a device that gets a new metric in this commit, or that was dead: one
+  DBIRTH row (every metric of the device, the new ones included, with its current value: `is_null`
+  until measured);
+- the readings and events: one DDATA row per device (aliases only, each value with its own
+  timestamp), so every accepted reading is in a DDATA row and a DBIRTH never carries the only copy;
+- `device_offline` / `camera_offline`: a DDEATH row (after the device's DDATA so far);
+  `*_online`: a DBIRTH row;
 - other events and alarms: metrics `Events/{kind}` / `Alarms/{kind}` (String: JSON of the
   severity and the scalar attributes; never a resident id, a name or a unit number).
 """
@@ -75,8 +78,9 @@ def _event_text(e: Event) -> str:
     return json.dumps({"severity": e.severity, "attrs": attrs}, separators=(",", ":"), sort_keys=True)
 
 
-def metric(s: Slot, births: bool) -> pb.M:
-    return pb.M(s.alias, s.value, s.ts_ms, DATATYPE[s.datatype], s.name if births else None)
+def birth_metric(s: Slot, now_ms: int) -> pb.M:
+    """A metric of a DBIRTH: name, datatype, current value (a null one stamped with the birth)."""
+    return pb.M(s.alias, s.value, s.ts_ms or now_ms, DATATYPE[s.datatype], s.name)
 
 
 def node_birth(bd_seq: int, now_ms: int) -> bytes:
@@ -94,7 +98,7 @@ def node_death(bd_seq: int, now_ms: int) -> bytes:
 
 
 def device_birth(slots: list[Slot], now_ms: int) -> bytes:
-    return pb.encode(now_ms, [metric(s, True) for s in slots], births=True)
+    return pb.encode(now_ms, [birth_metric(s, now_ms) for s in slots], births=True)
 
 
 class SparkplugBridge:
@@ -112,73 +116,79 @@ class SparkplugBridge:
         return []  # births go out on the Sparkplug link's own connection
 
     def messages(self, group: Group) -> list[BridgeMessage]:
-        # one commit at a time (the writer thread): its rows and per-device DDATA being gathered
+        # one commit at a time (the writer thread): its rows, per-device DDATA being gathered, and
+        # the devices whose (re)birth is due before their next record of this commit
         self._out: list[BridgeMessage] = []
         self._pending: dict[str, list[pb.M]] = {}
         self._now = group.now_ms
-        added = False
+        values = [(record, self._metric_of(record)) for record in group.records]
         with self.model.lock:
-            for record in group.records:
-                if isinstance(record, Reading):
-                    added |= self._reading(record)
+            self._unborn: set[str] = set()
+            for _record, found in values:  # new metrics first: one DBIRTH names them all
+                if found is not None:
+                    device, name, datatype, _v, _g = found
+                    if self.model.slot(device, name, datatype)[1]:
+                        self._unborn.add(device)
+            added = bool(self._unborn)
+            for record, found in values:
+                if found is not None:
+                    self._value(*found, record.ts_ms)
                 elif isinstance(record, Event):
-                    added |= self._event(record)
+                    self._liveness(record)
             for device in list(self._pending):
                 self._flush(device)
-            if added:
+            if added:  # aliases are kept for good before any row names them
                 self.model.save()
         return self._out
+
+    def _metric_of(self, record: Reading | Event) -> tuple[str, str, str, Any, bool] | None:
+        """(device, metric, datatype, value, good) of a record; None for liveness events and for
+        values Sparkplug cannot carry (counted)."""
+        device = safe_id(record.source_id)
+        if isinstance(record, Reading):
+            found = sparkplug_metric(record.point, record.value, record.counter)
+            if found is None:
+                self.bad_input += 1
+                return None
+            return device, found[0], found[1], record.value, record.quality == "good"
+        if record.kind in OFFLINE or record.kind in ONLINE:
+            return None
+        name = sparkplug_event_metric(record.kind, record.klass == Klass.ALARM)
+        return device, name, "String", _event_text(record), True
 
     def _row(self, verb: str, device: str, payload: bytes) -> None:
         self._out.append(BridgeMessage(self.topics.device_topic(verb, device), payload, Klass.TELEMETRY))
 
-    def _reading(self, r: Reading) -> bool:
-        found = sparkplug_metric(r.point, r.value, r.counter)
-        if found is None:
-            self.bad_input += 1
-            return False
-        name, datatype = found
-        return self._value(safe_id(r.source_id), name, datatype, r.value, r.quality == "good", r.ts_ms)
-
-    def _event(self, e: Event) -> bool:
+    def _liveness(self, e: Event) -> None:
         device = safe_id(e.source_id)
         dev = self.model.devices.get(device)
-        if e.kind in OFFLINE:
-            if dev is not None and dev.alive and dev.metrics:
-                self._flush(device)
-                dev.alive = False
-                self._row("DDEATH", device, pb.encode(self._now, []))
-            return False
-        if e.kind in ONLINE:
-            if dev is not None and not dev.alive and dev.metrics:
-                dev.alive = True
-                self._birth(device)
-            return False
-        name = sparkplug_event_metric(e.kind, e.klass == Klass.ALARM)
-        return self._value(device, name, "String", _event_text(e), True, e.ts_ms)
+        if dev is None or not dev.metrics:
+            return  # never born: nothing to say
+        if e.kind in OFFLINE and dev.alive:
+            self._flush(device)
+            dev.alive = False
+            self._row("DDEATH", device, pb.encode(self._now, []))
+        elif e.kind in ONLINE and not dev.alive:
+            self._birth(device)
 
-    def _value(self, device: str, name: str, datatype: str, value: Any, good: bool, ts_ms: int) -> bool:
-        slot, created = self.model.slot(device, name, datatype)
+    def _value(self, device: str, name: str, datatype: str, value: Any, good: bool, ts_ms: int) -> None:
+        slot = self.model.devices[device].metrics[name]
         ok, value = coerce(slot.datatype, value) if good else (True, None)
         if not ok:
             self.bad_input += 1  # a point changed type after its metric was born: not this value
-            return created
+            return
+        if device in self._unborn or not self.model.devices[device].alive:
+            self._birth(device)  # before this record: the values so far, the new metrics null
         if ts_ms >= slot.ts_ms:
             slot.value, slot.ts_ms = value, ts_ms
-        dev = self.model.devices[device]
-        if created or not dev.alive:
-            dev.alive = True
-            self._birth(device)  # carries this value
-        else:
-            self._pending.setdefault(device, []).append(
-                pb.M(slot.alias, value, ts_ms, DATATYPE[slot.datatype])
-            )
-        return created
+        self._pending.setdefault(device, []).append(pb.M(slot.alias, value, ts_ms, DATATYPE[slot.datatype]))
 
     def _birth(self, device: str) -> None:
         self._flush(device)
-        slots = list(self.model.devices[device].metrics.values())
-        self._row("DBIRTH", device, device_birth(slots, self._now))
+        self._unborn.discard(device)
+        dev = self.model.devices[device]
+        dev.alive = True
+        self._row("DBIRTH", device, device_birth(list(dev.metrics.values()), self._now))
 
     def _flush(self, device: str) -> None:
         metrics = self._pending.pop(device, None)

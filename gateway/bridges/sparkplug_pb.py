@@ -135,17 +135,11 @@ def with_seq(payload: bytes, seq: int) -> bytes:
 
 
 def as_historical(payload: bytes, seq: int) -> bytes:
-    """A stored DDATA (or DBIRTH) sent after the session it was meant for, as a DDATA whose metrics
-    are all `is_historical` (aliases only), so a host records them without overwriting the newer
-    values the births carried. Metrics never measured (null, time 0) are left out."""
+    """A stored DDATA sent after the session it was meant for: every metric `is_historical`, so a
+    host records it without overwriting the newer values the births carried."""
     p = Payload.FromString(payload)
-    keep = [m for m in p.metrics if not (m.is_null and m.timestamp == 0)]
-    del p.metrics[:]
-    for m in keep:
-        m.ClearField("name")
-        m.ClearField("datatype")
+    for m in p.metrics:
         m.is_historical = True
-        p.metrics.append(m)
     p.seq = seq
     out: bytes = p.SerializeToString()
     return out

@@ -23,10 +23,9 @@ def outgoing(msg: PendingMessage, held: bool, seq: int) -> tuple[str, bytes] | N
     if not held:
         return msg.topic, pb.with_seq(msg.payload, seq)
     parts = msg.topic.split("/")
-    verb = parts[2] if len(parts) == 5 else ""
-    if verb not in ("DDATA", "DBIRTH"):
+    if len(parts) != 5 or parts[2] != "DDATA":
         return None
-    return "/".join((*parts[:2], "DDATA", *parts[3:])), pb.as_historical(msg.payload, seq)
+    return msg.topic, pb.as_historical(msg.payload, seq)
 
 
 class RowCursor:
