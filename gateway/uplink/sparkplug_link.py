@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import select
 import socket
 import ssl
 import threading
 from collections import OrderedDict
 from typing import Any
 
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from gateway.bridges.sparkplug import SpbTopics, node_death
 from gateway.bridges.sparkplug_model import NodeModel
@@ -127,6 +129,32 @@ class SparkplugLink:
             elif state != self.state:
                 log.info("sparkplug link %s", state)
         self.state, self.last_error = state, error
+
+    def pump(self, client: mqtt.Client, timeout: float) -> tuple[bool, str | None]:
+        """One turn of paho's external loop: (woken by a commit, why the connection is lost)."""
+        self.progress_mono = self.clock.monotonic()
+        sock = client.socket()
+        if sock is None:
+            return False, "no socket"
+        wlist = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self.wake_socket], wlist, [], timeout)
+        except (OSError, ValueError) as exc:
+            return False, f"select failed: {exc}"
+        woken = self.wake_socket in readable
+        if woken:
+            with contextlib.suppress(BlockingIOError):
+                while self.wake_socket.recv(4096):
+                    pass
+        ok = (MQTTErrorCode.MQTT_ERR_SUCCESS,)
+        if sock in readable and client.loop_read() not in ok:
+            return woken, "read failed"
+        writing = sock in writable or client.want_write()
+        if writing and client.loop_write() not in (*ok, MQTTErrorCode.MQTT_ERR_AGAIN):
+            return woken, "write failed"
+        if client.loop_misc() not in ok:
+            return woken, "keepalive timed out"
+        return woken, None
 
     # -- thread -----------------------------------------------------------------------------
     def _run(self) -> None:

@@ -7,19 +7,17 @@ Order on a connection (docs/bridges.md, Sparkplug B):
    metric, current values from the bridge's model. The outbox's last seq at that moment is the
    session's *boundary*.
 3. The outbox's `spBv1.0/` rows in seq order, QoS 1, each given the next `seq` (0-255) as it is
-   published, deleted on PUBACK. Rows up to the boundary were meant for an earlier session: their
-   DDEATH are superseded by step 2 (acknowledged unsent); their DDATA, and the readings their DBIRTH
-   carried, go out as DDATA with every metric `is_historical`.
-   Devices dead at step 2 get their DDEATH once the rows up to the boundary are out.
-A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq; a STATE
-`online: false` of the primary host ends the session with NDEATH (the link reconnects and waits).
+   published (sparkplug_rows.py: rows up to the boundary go out as history or not at all), deleted
+   on PUBACK. Devices dead at step 2 get their DDEATH once the rows up to the boundary are out.
+A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq, at most
+once a second; a STATE `online: false` of the primary host ends the session with NDEATH (the link
+reconnects and waits).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import select
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -35,6 +33,8 @@ from gateway.uplink.sparkplug_rows import RowCursor, outgoing
 
 if TYPE_CHECKING:
     from gateway.uplink.sparkplug_link import SparkplugLink
+
+REBIRTH_MIN_S = 1.0
 
 log = logging.getLogger("lintel.uplink.sparkplug")
 
@@ -56,6 +56,8 @@ class SpbSession:
         self.state_ts = -1
         self.rows: RowCursor | None = None
         self.end_requested = False
+        self.rebirth_due = False
+        self.last_birth = -REBIRTH_MIN_S
         self.reader: OutboxReader | None = None
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
@@ -119,9 +121,8 @@ class SpbSession:
             self.link.bad_input("NCMD", "NCMD without Node Control/Rebirth = true (ignored)")
             return
         if self.born:
-            self.link.rebirths += 1
-            log.info("sparkplug: rebirth requested")
-            self._birth()
+            # at most one rebirth per REBIRTH_MIN_S: a flood of requests costs one set of births
+            self.rebirth_due = True
 
     def _state(self, payload: bytes) -> None:
         try:
@@ -159,6 +160,7 @@ class SpbSession:
             if not alive:
                 self.dead.append(device)
         self.born = True
+        self.last_birth = link.clock.monotonic()
         link.births += 1
         link.set_state("online")
 
@@ -217,6 +219,13 @@ class SpbSession:
         self.flush_acks()
         self.ended = True
 
+    def _rebirth_if_due(self) -> None:
+        if self.rebirth_due and self.link.clock.monotonic() - self.last_birth >= REBIRTH_MIN_S:
+            self.rebirth_due = False
+            self.link.rebirths += 1
+            log.info("sparkplug: rebirth requested")
+            self._birth()
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
         link = self.link
@@ -228,10 +237,14 @@ class SpbSession:
                 if self.end_requested:
                     self._end_with_death()
                     return
+                self._rebirth_if_due()
                 self.fill_window()
                 self.flush_acks()
                 self._check_timeouts()
-                self.io(1.0)
+                wait = 1.0
+                if self.rebirth_due:
+                    wait = max(0.01, self.last_birth + REBIRTH_MIN_S - self.link.clock.monotonic())
+                self.io(min(1.0, wait))
         finally:
             self.flush_acks()
             with contextlib.suppress(Exception):
@@ -241,36 +254,11 @@ class SpbSession:
                 self.reader.close()
 
     def io(self, timeout: float) -> None:
-        link = self.link
-        link.progress_mono = link.clock.monotonic()
-        sock = self.client.socket()
-        if sock is None:
-            self.ended = True
-            return
-        wlist = [sock] if self.client.want_write() else []
-        try:
-            readable, writable, _ = select.select([sock, link.wake_socket], wlist, [], timeout)
-        except (OSError, ValueError):
-            self.ended = True
-            return
-        if link.wake_socket in readable:
-            with contextlib.suppress(BlockingIOError):
-                while link.wake_socket.recv(4096):
-                    pass
-            if self.rows is not None:
-                self.rows.more = True
-        ok = (MQTTErrorCode.MQTT_ERR_SUCCESS,)
-        if sock in readable and self.client.loop_read() not in ok:
-            self._on_disconnect(self.client, None, None, "read failed", None)
-            return
-        if (sock in writable or self.client.want_write()) and self.client.loop_write() not in (
-            *ok,
-            MQTTErrorCode.MQTT_ERR_AGAIN,
-        ):
-            self._on_disconnect(self.client, None, None, "write failed", None)
-            return
-        if self.client.loop_misc() not in ok:
-            self._on_disconnect(self.client, None, None, "keepalive timed out", None)
+        woken, lost = self.link.pump(self.client, timeout)
+        if woken and self.rows is not None:
+            self.rows.more = True
+        if lost is not None:
+            self._on_disconnect(self.client, None, None, lost, None)
 
     def _check_timeouts(self) -> None:
         s = self.link.settings
