@@ -104,7 +104,7 @@ def check_sessions(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]
     (mod 256) without a gap, and every data message was decoded (aliases resolved)."""
     sessions: list[list[dict[str, Any]]] = []
     for m in messages:
-        if m.get("type") in ("HOST_CONNECTED", "REBIRTH_ASKED", "STATE", "NCMD", "NDEATH", None):
+        if m.get("type") in ("HOST_CONNECTED", "REBIRTH_ASKED", "STATE", "NCMD", "DCMD", "NDEATH", None):
             continue
         if m["type"] == "NBIRTH":
             sessions.append([])
@@ -186,12 +186,13 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
         last = host.of("NBIRTH")[-1]
         last_bd = {m["name"]: m["value"] for m in last["metrics"]}["bdSeq"]
         assert last_bd != bd_seq  # one more per CONNECT sent (attempts refused by a dead port reuse it)
-        # 4. Malformed NCMDs are counted, never fatal; the session goes on.
+        # 4. Malformed NCMDs and a DCMD are counted, never fatal; the session goes on.
         host.say("raw spBv1.0/court/NCMD/gw-test ffffffff0f")
         host.say("raw spBv1.0/court/NCMD/gw-test")
+        host.say("raw spBv1.0/court/DCMD/gw-test/meter-1 0a00")
         n = len(host.of("DDATA"))
         host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
-        wait_status(config, lambda s: link(s).get("rejected", {}).get("NCMD") == 2)
+        wait_status(config, lambda s: link(s).get("rejected", {}) == {"NCMD": 2, "DCMD": 1})
         # 5. kill -9: the broker publishes the will, NDEATH with the last NBIRTH's bdSeq.
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -96,6 +96,7 @@ class SparkplugLink:
             "historical": self.historical,
             "superseded": self.superseded,
             "host_offline": self.host_offline,
+            "commands_received": self.commands_received,
             "rejected": dict(self.rejected),
         }
 

@@ -77,6 +77,7 @@ class SpbSession:
         self.reader = OutboxReader(link.writer.store.path)
         self.rows = RowCursor(self.reader)
         client.subscribe(link.topics.node_topic("NCMD"), qos=1)
+        client.subscribe(link.topics.device_topic("DCMD", "+"), qos=1)  # counted: not supported
         if link.primary_host_id:
             client.subscribe(link.topics.state(link.primary_host_id), qos=1)
             link.set_state("waiting for primary host")
@@ -88,6 +89,9 @@ class SpbSession:
         link = self.link
         if message.topic == link.topics.node_topic("NCMD"):
             self._command(bytes(message.payload))
+        elif message.topic.startswith(link.topics.device_topic("DCMD", "")):
+            link.commands_received += 1
+            link.bad_input("DCMD", "DCMD received: device commands are not supported over Sparkplug")
         elif link.primary_host_id and message.topic == link.topics.state(link.primary_host_id):
             self._state(bytes(message.payload))
 
