@@ -17,7 +17,7 @@ import pytest
 from tests.support import spb_venv
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import lintel, stop_and_show_log, wait_status
+from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
 from tests.test_process import write_config
 
 SOURCES = """
@@ -164,6 +164,8 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
         assert {m["name"]: m["value"] for m in first["metrics"]}["Node Control/Rebirth"] is False
         historical = [m for m in host.of("DDATA") if any(x["historical"] for x in m["metrics"])]
         assert historical, "the data held while the host was offline never came"
+        shown = lintel_output("status", "-c", str(config)).stdout
+        assert f"sparkplug: online (bdSeq {bd_seq})" in shown, shown
         # 2. Rebirth on request: same bdSeq, seq from 0 again, then data.
         # A flood of requests costs at most two: one at once, the rest coalesced a second later
         # (30 DDATA take over 2 s at these sources' rates).
