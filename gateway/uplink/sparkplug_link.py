@@ -22,6 +22,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.bridges.sparkplug import SpbTopics, node_death
 from gateway.bridges.sparkplug_model import NodeModel
@@ -197,8 +199,10 @@ class SparkplugLink:
         client.will_set(self.topics.node_topic("NDEATH"), will, qos=1, retain=False)
         session = SpbSession(self, client, bd_seq)
         try:
-            if v5:
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+            if v5:  # the broker must not send us more than we accept (as the native uplink)
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except ssl.SSLError as exc:
