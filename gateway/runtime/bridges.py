@@ -68,4 +68,4 @@ def build_sparkplug_link(
     from gateway.uplink.sparkplug_link import SparkplugLink
 
     primary = loaded.config.bridges.sparkplug.primary_host_id
-    return SparkplugLink(settings, writer, clock, spb.topics, spb.model, primary)
+    return SparkplugLink(settings, writer, clock, spb, primary)

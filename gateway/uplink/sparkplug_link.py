@@ -25,8 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.bridges.sparkplug import SpbTopics, node_death
-from gateway.bridges.sparkplug_model import NodeModel
+from gateway.bridges.sparkplug import SparkplugBridge, node_death
 from gateway.core import Clock
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
@@ -45,15 +44,15 @@ class SparkplugLink:
         settings: UplinkSettings,
         writer: OutboxWriter,
         clock: Clock,
-        topics: SpbTopics,
-        model: NodeModel,
+        bridge: SparkplugBridge,
         primary_host_id: str | None,
     ) -> None:
         self.settings = dataclasses.replace(settings, client_id=f"{settings.client_id}-spb")
         self.writer = writer
         self.clock = clock
-        self.topics = topics
-        self.model = model
+        self.bridge = bridge
+        self.topics = bridge.topics
+        self.model = bridge.model
         self.primary_host_id = primary_host_id
         self.wake_socket, self._wake_w = socket.socketpair()
         self.wake_socket.setblocking(False)
@@ -100,6 +99,7 @@ class SparkplugLink:
             "host_offline": self.host_offline,
             "commands_received": self.commands_received,
             "rejected": dict(self.rejected),
+            "values_refused": self.bridge.bad_input,  # readings Sparkplug could not carry (bridge)
         }
 
     # -- control ----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class InProcessGateway:
         spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None) if bridges else None
         if spb is not None:
             settings = self.uplink.settings
-            self.sparkplug = SparkplugLink(settings, self.writer, SystemClock(), spb.topics, spb.model, None)
+            self.sparkplug = SparkplugLink(settings, self.writer, SystemClock(), spb, None)
             spb_wake = self.sparkplug.wake
 
             def wake_both(seq: int) -> None:
