@@ -7,8 +7,9 @@
 2. Matching alone against galleries of 1,000 and 10,000 residents (3 templates each). Target for
    10k ≤ 1 ms.
 3. An empty hallway at the default 5 detections per second: share of one core.
-4. RSS of a fresh process before and after loading both models (and with SFace int8, for
-   comparison: not shipped, see bench/face_accuracy.py).
+4. RSS of a fresh process before and after loading both models, and of each SFace build alone:
+   float32, the default int8 of the fully-connected layer, int8 throughout (not shipped: slower;
+   bench/face_accuracy.py).
 5. The gallery file: enrolling 1,000 residents, loading (decrypting) their templates at start-up,
    deleting one resident with the purge (secure_delete + VACUUM + WAL truncation).
 
@@ -180,15 +181,19 @@ def rss_rows() -> list[tuple[str, str, str]]:
     before, after = child()
     rows = [
         (
-            "RSS, fresh process → YuNet + SFace loaded",
+            f"RSS, fresh process → YuNet + {FacesSection().embedder} loaded",
             f"{before:.0f} → {after:.0f} MB (+{after - before:.0f})",
             "",
         )
     ]
-    sface = catalog()["sface-2021dec"].file
-    int8 = Path(tempfile.mkdtemp()) / "sface-int8.onnx"
-    quantize_dynamic(str(sface), str(int8), weight_type=QuantType.QInt8)
-    for label, path in (("SFace float32 alone", sface), ("SFace int8 alone (not shipped)", int8)):
+    models = catalog()
+    int8 = Path(tempfile.mkdtemp()) / "sface-int8-all.onnx"
+    quantize_dynamic(str(models["sface-2021dec"].file), str(int8), weight_type=QuantType.QInt8)
+    for label, path in (
+        ("SFace float32 alone", models["sface-2021dec"].file),
+        ("SFace int8 fully-connected alone (the default)", models["sface-2021dec-int8"].file),
+        ("SFace int8 throughout alone (not shipped: 3x slower)", int8),
+    ):
         before, after = child("--model", str(path))
         rows.append((f"  RSS of {label}", f"+{after - before:.0f} MB", ""))
     return rows
