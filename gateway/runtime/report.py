@@ -99,6 +99,22 @@ class AlarmReport:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenAlarmsReport:
+    """How many alarms are open now (for dashboards that read only `stats`): no ids, no sources."""
+
+    count: int
+    unacknowledged: int
+    by_kind: dict[str, int]
+
+    @classmethod
+    def of(cls, alarms: tuple[AlarmReport, ...]) -> OpenAlarmsReport:
+        by_kind: dict[str, int] = {}
+        for alarm in alarms:
+            by_kind[alarm.kind] = by_kind.get(alarm.kind, 0) + 1
+        return cls(len(alarms), sum(not a.acked for a in alarms), dict(sorted(by_kind.items())))
+
+
+@dataclass(frozen=True, slots=True)
 class CommandsReport:
     received: int
     ok: int
@@ -155,6 +171,7 @@ class StatsReport:
     uplink: UplinkReport
     pipeline: PipelineReport
     devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
+    open_alarms: OpenAlarmsReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +209,7 @@ class GatewayReport:
             self.uplink,
             self.pipeline,
             self.devices,
+            OpenAlarmsReport.of(self.alarms),
         )
 
 
