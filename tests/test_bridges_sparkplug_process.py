@@ -92,7 +92,7 @@ def host(broker: Mosquitto) -> Iterator[Host]:
 
 
 def link(status: dict[str, Any]) -> dict[str, Any]:
-    return dict(status.get("links", {}).get("sparkplug", {}))
+    return dict(status.get("sparkplug") or {})
 
 
 def count(verb: str) -> Callable[[list[dict[str, Any]]], int]:
@@ -166,6 +166,12 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
         assert historical, "the data held while the host was offline never came"
         shown = lintel_output("status", "-c", str(config)).stdout
         assert f"sparkplug: online (bdSeq {bd_seq})" in shown, shown
+
+        def spb_in_stats(c: Collector) -> bool:  # an operator reading only native stats sees the link
+            stats = [m.payload for m in c.snapshot() if m.topic.endswith("/stats")]
+            return any((b.get("sparkplug") or {}).get("state") == "online" for b in stats)
+
+        assert collector.wait_for(spb_in_stats, 30)
         # 2. Rebirth on request: same bdSeq, seq from 0 again, then data.
         # A flood of requests costs at most two: one at once, the rest coalesced a second later
         # (30 DDATA take over 2 s at these sources' rates).

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from gateway import __version__
 from gateway.core.devices import DeviceReport
-from gateway.uplink.report import UplinkReport
+from gateway.uplink.report import SparkplugLinkReport, UplinkReport
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon
@@ -172,6 +172,7 @@ class StatsReport:
     pipeline: PipelineReport
     devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
     open_alarms: OpenAlarmsReport
+    sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,7 @@ class GatewayReport:
     unavailable: dict[str, str]
     written_ms: int
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
-    links: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra links: the Sparkplug one
+    sparkplug: SparkplugLinkReport | None = None  # the Sparkplug B link, when that bridge is on
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -210,6 +211,7 @@ class GatewayReport:
             self.pipeline,
             self.devices,
             OpenAlarmsReport.of(self.alarms),
+            self.sparkplug,
         )
 
 
@@ -240,7 +242,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         unavailable=dict(daemon.lanes.unavailable),
         written_ms=daemon.clock.time_ms(),
         devices=tuple(daemon.sources.device_reports()),
-        links={"sparkplug": core.sparkplug.report()} if core.sparkplug is not None else {},
+        sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
     )
 
 

@@ -18,7 +18,6 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -30,6 +29,7 @@ from gateway.core import Clock
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
 from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.report import SparkplugLinkReport
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.sparkplug_session import SpbSession
 
@@ -84,23 +84,23 @@ class SparkplugLink:
         if n == 0:
             log.warning("sparkplug: %s (counted, logged once)", what)
 
-    def report(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "client_id": self.settings.client_id,
-            "bd_seq": self.model.bd_seq,
-            "connects": self.connects,
-            "births": self.births,
-            "rebirths": self.rebirths,
-            "sent": self.sent,
-            "acked": self.acked,
-            "historical": self.historical,
-            "superseded": self.superseded,
-            "host_offline": self.host_offline,
-            "commands_received": self.commands_received,
-            "rejected": dict(self.rejected),
-            "values_refused": self.bridge.bad_input,  # readings Sparkplug could not carry (bridge)
-        }
+    def report(self) -> SparkplugLinkReport:
+        return SparkplugLinkReport(
+            state=self.state,
+            client_id=self.settings.client_id,
+            bd_seq=self.model.bd_seq,
+            connects=self.connects,
+            births=self.births,
+            rebirths=self.rebirths,
+            sent=self.sent,
+            acked=self.acked,
+            historical=self.historical,
+            superseded=self.superseded,
+            host_offline=self.host_offline,
+            commands_received=self.commands_received,
+            rejected=dict(self.rejected),
+            values_refused=self.bridge.bad_input,
+        )
 
     # -- control ----------------------------------------------------------------------------
     def start(self) -> None:
