@@ -13,12 +13,8 @@ the same backoff: a misconfigured gateway never spins.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import ssl
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,17 +26,17 @@ from gateway.core import Clock, Klass
 from gateway.encode import Encoder
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
-from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.link_thread import LinkThread, RecentlyAcked
 from gateway.uplink.report import UplinkReport
 from gateway.uplink.session import Session
 from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("lintel.uplink")
 
-RECENTLY_ACKED_MAX = 16_384  # acks remembered across a reconnect (~40 s at 400 msg/s)
 
+class Uplink(LinkThread):
+    thread_name = "uplink"
 
-class Uplink:
     def __init__(
         self,
         settings: UplinkSettings,
@@ -49,23 +45,11 @@ class Uplink:
         clock: Clock,
         birth_body: Callable[[], Mapping[str, Any]],
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, clock)
         self.writer = writer
         self.encoder = encoder
-        self.clock = clock
         self.birth_body = birth_body
-        self.wake_socket, self._wake_w = socket.socketpair()
-        self.wake_socket.setblocking(False)
-        self._wake_w.setblocking(False)
-        self.stopping = threading.Event()
-        self.stop_deadline = 0.0
-        self._thread: threading.Thread | None = None
-        self.reconnect = ReconnectPolicy(
-            settings.reconnect_initial_s, settings.reconnect_max_s, settings.stable_after_s, clock
-        )
         # Status (read by other threads; plain attribute writes are atomic enough for display).
-        self.state = "stopped"
-        self.last_error: str | None = None
         self.connected_since_ms: int | None = None
         self.connects = 0
         self.attempts = 0
@@ -74,43 +58,11 @@ class Uplink:
         self.rejected = 0
         self.inflight_count = 0
         self.backlog_until_seq = 0
-        self.progress_mono = self.clock.monotonic()  # last turn of the uplink loop (watchdog)
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
         self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
-        # (class, seq) the broker acknowledged, newest last: a row whose deletion is still pending
-        # when a connection drops is not sent again on the next one (bounded: deletions take ~0.1 s)
-        self.recently_acked: OrderedDict[tuple[Klass, int], None] = OrderedDict()
-
-    def remember_acked(self, klass: Klass, seq: int) -> None:
-        self.recently_acked[(klass, seq)] = None
-        while len(self.recently_acked) > RECENTLY_ACKED_MAX:
-            self.recently_acked.popitem(last=False)
-
-    # -- control ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
-        self._thread.start()
-
-    def wake(self, _last_seq: int = 0) -> None:
-        """Called by the writer after each commit (any thread)."""
-        with contextlib.suppress(BlockingIOError, OSError):  # a wake-up is already pending, or closed
-            self._wake_w.send(b"\0")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish in-flight messages (up to `timeout`), publish `offline` status, disconnect."""
-        self.stop_deadline = self.clock.monotonic() + timeout
-        self.stopping.set()
-        self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout + 2)
-        self.wake_socket.close()
-        self._wake_w.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        self.recently_acked: RecentlyAcked[tuple[Klass, int]] = RecentlyAcked()  # (class, seq)
 
     def report(self) -> UplinkReport:
         return UplinkReport(

@@ -18,6 +18,7 @@ from gateway.encode import Encoder
 from gateway.outbox.store import OutboxReader
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.lanes import LaneScheduler
+from gateway.uplink.link_thread import RecentlyAcked
 from gateway.uplink.reconnect import ReconnectPolicy
 from gateway.uplink.settings import UplinkSettings
 
@@ -48,9 +49,7 @@ class UplinkHost(Protocol):
     oversize_dropped: int
 
     @property
-    def recently_acked(self) -> Mapping[tuple[Klass, int], None]: ...
-
-    def remember_acked(self, klass: Klass, seq: int) -> None: ...
+    def recently_acked(self) -> RecentlyAcked[tuple[Klass, int]]: ...
 
     def set_state(self, state: str, error: str | None = None) -> None: ...
 
@@ -140,7 +139,7 @@ class Session:
             self.acks_since = self.up.clock.monotonic()
         self.acks.append((klass, seq, size))
         self.up.acked += 1
-        self.up.remember_acked(klass, seq)
+        self.up.recently_acked.add((klass, seq))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._lost(str(reason))

@@ -14,10 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import select
-import socket
 import ssl
-import threading
-from collections import OrderedDict
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -28,17 +25,17 @@ from gateway.bridges.sparkplug import SparkplugBridge, node_death
 from gateway.core import Clock
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.bounded import CappedClient
-from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.uplink.link_thread import LinkThread, RecentlyAcked
 from gateway.uplink.report import SparkplugLinkReport
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.sparkplug_session import SpbSession
 
 log = logging.getLogger("lintel.uplink.sparkplug")
 
-RECENTLY_ACKED_MAX = 16_384
 
+class SparkplugLink(LinkThread):
+    thread_name = "uplink-spb"
 
-class SparkplugLink:
     def __init__(
         self,
         settings: UplinkSettings,
@@ -47,36 +44,16 @@ class SparkplugLink:
         bridge: SparkplugBridge,
         primary_host_id: str | None,
     ) -> None:
-        self.settings = dataclasses.replace(settings, client_id=f"{settings.client_id}-spb")
+        super().__init__(dataclasses.replace(settings, client_id=f"{settings.client_id}-spb"), clock)
         self.writer = writer
-        self.clock = clock
         self.bridge = bridge
         self.topics = bridge.topics
         self.model = bridge.model
         self.primary_host_id = primary_host_id
-        self.wake_socket, self._wake_w = socket.socketpair()
-        self.wake_socket.setblocking(False)
-        self._wake_w.setblocking(False)
-        self.stopping = threading.Event()
-        self.stop_deadline = 0.0
-        self._thread: threading.Thread | None = None
-        self.reconnect = ReconnectPolicy(
-            settings.reconnect_initial_s, settings.reconnect_max_s, settings.stable_after_s, clock
-        )
-        self.state = "stopped"
-        self.last_error: str | None = None
-        self.progress_mono = clock.monotonic()
         self.connects = self.sent = self.acked = self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)
-        # row seqs the broker acknowledged whose deletion may not be committed yet: not sent again
-        # on the next connection (bounded, like the native uplink's)
-        self.recently_acked: OrderedDict[int, None] = OrderedDict()
-
-    def remember_acked(self, seq: int) -> None:
-        self.recently_acked[seq] = None
-        while len(self.recently_acked) > RECENTLY_ACKED_MAX:
-            self.recently_acked.popitem(last=False)
+        self.recently_acked: RecentlyAcked[int] = RecentlyAcked()  # row seqs
 
     def bad_input(self, kind: str, what: str) -> None:
         n = self.rejected.get(kind, 0)
@@ -101,29 +78,6 @@ class SparkplugLink:
             rejected=dict(self.rejected),
             values_refused=self.bridge.bad_input,
         )
-
-    # -- control ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="uplink-spb", daemon=True)
-        self._thread.start()
-
-    def wake(self, _last_seq: int = 0) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"\0")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Send what is committed (up to `timeout`), then NDEATH and disconnect."""
-        self.stop_deadline = self.clock.monotonic() + timeout
-        self.stopping.set()
-        self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout + 2)
-        self.wake_socket.close()
-        self._wake_w.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state or error != self.last_error:

@@ -106,7 +106,7 @@ class SpbSession:
         seq, size, _ = entry
         self.acks.append((Klass.TELEMETRY, seq, size))
         self.link.acked += 1
-        self.link.remember_acked(seq)
+        self.link.recently_acked.add(seq)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not self.ended:
