@@ -18,12 +18,12 @@ GROUPS = (
     ("opencv_python", "OpenCV (+ FFmpeg, OpenBLAS)"),
     ("/cv2/", "OpenCV (+ FFmpeg, OpenBLAS)"),
     ("numpy", "numpy (+ OpenBLAS)"),
-    ("libpython", "Python"),
-    ("/python3", "Python"),
     ("cryptography", "cryptography + OpenSSL"),
     ("libcrypto", "cryptography + OpenSSL"),
     ("libssl", "cryptography + OpenSSL"),
     ("pydantic", "pydantic"),
+    ("libpython", "Python and its other extension modules"),
+    ("/python3", "Python and its other extension modules"),  # last: every site-packages path has it
 )
 
 

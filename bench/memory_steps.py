@@ -1,0 +1,143 @@
+"""Where a whole building gateway's memory goes, one component at a time, in one fresh process.
+
+    python -m bench.memory_steps [--embedder NAME]
+
+RSS (VmRSS; anonymous and file-backed parts) after each step, in the order a building gateway
+gets them: the interpreter, the daemon's own imports, numpy, OpenCV, onnxruntime, then each
+model loaded and warmed up by the engine (as `lintel run` loads them) and run 20 times on a
+640×360 frame, with the highest RSS seen during those runs (a model's activations live only
+while it runs: the engine's arena is shrunk after each run), then five 640×360 MJPEG clips
+decoded at once on their own threads (4 fire-lane cameras and the door camera). It explains
+bench/memory.py's figure; the daemon adds its lanes, frames in flight and the allocator's slack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+STATUS_KEYS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
+
+
+def status() -> dict[str, float]:
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in STATUS_KEYS:
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from the current RSS
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+        self.last = 0.0
+
+    def mark(self, what: str, note: str = "") -> None:
+        s = status()
+        self.rows.append(
+            (
+                what,
+                f"{s['VmRSS']:.1f} MB (+{s['VmRSS'] - self.last:.1f})",
+                f"anon {s['RssAnon']:.1f}, file {s['RssFile']:.1f}{note}",
+            )
+        )
+        self.last = s["VmRSS"]
+
+
+def decode(paths: list[Path], frames: int, steps: Steps) -> None:
+    """Each clip on its own thread keeping its last frame (as a camera does); measured while all
+    are open."""
+    import cv2
+
+    ready, done = threading.Barrier(len(paths) + 1), threading.Barrier(len(paths) + 1)
+
+    def play(path: Path) -> None:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        latest = None
+        for _ in range(frames):
+            ok, image = cap.read()
+            latest = image if ok else latest
+            if not ok:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        ready.wait()
+        done.wait()
+        cap.release()
+        del latest
+
+    threads = [threading.Thread(target=play, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    ready.wait()
+    steps.mark(f"{len(paths)} clips open, decoding (640×360 MJPEG)", "; each keeps its last frame")
+    done.wait()
+    for t in threads:
+        t.join()
+    steps.mark("  … released")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedder", default="sface-2021dec")
+    args = parser.parse_args()
+    steps = Steps()
+    steps.mark("interpreter (+ argparse, pathlib)")
+    import gateway.cli.run  # what `lintel run` imports before the lanes
+    import gateway.runtime.daemon  # noqa: F401
+
+    steps.mark("the daemon's imports (config, runtime, outbox, drivers)")
+    import numpy as np
+
+    steps.mark("numpy")
+    import cv2
+
+    steps.mark(f"OpenCV {cv2.__version__}")
+    import onnxruntime  # noqa: F401
+
+    steps.mark("onnxruntime")
+    from bench.common import print_table
+    from gateway.analytics.catalog import catalog
+    from gateway.analytics.engine import InferenceEngine
+    from gateway.faces.detect import FaceDetector
+    from gateway.faces.embed import Embedder
+    from gateway.vision.detector import Detector
+
+    models = catalog()
+    engine = InferenceEngine(1)
+    frame = (np.random.default_rng(0).random((360, 640, 3)) * 255).astype(np.uint8)
+    chip = np.ascontiguousarray(frame[:112, :112])
+    for name in ("yolov4-tiny-coco-int8", "yunet-2023mar", args.embedder):
+        model = engine.model(models[name])
+        steps.mark(f"{name} loaded and warmed up")
+        task = model.manifest.task
+        if task == "detect":
+            run: Callable[[], object] = partial(Detector(model).detect, frame)
+        elif task == "face_detect":
+            run = partial(FaceDetector(model).detect, frame)
+        else:
+            run = partial(Embedder(model).embed, chip)
+        run()
+        before = status()["VmRSS"]
+        reset_peak()
+        for _ in range(20):
+            run()
+        steps.mark("  … run 20 times", f"; during a run up to +{status()['VmHWM'] - before:.1f}")
+    from gateway.demo import demo_camera_text, demo_face_text
+
+    with tempfile.TemporaryDirectory() as tmp:
+        demo_camera_text(Path(tmp)), demo_face_text(Path(tmp))  # write the demo's two clips
+        court, door = Path(tmp) / "demo-fire-lane.avi", Path(tmp) / "demo-door.avi"
+        decode([court] * 4 + [door], 100, steps)
+    print_table("RSS of one process, component by component (bench/memory_steps.py)", steps.rows)
+
+
+if __name__ == "__main__":
+    main()
