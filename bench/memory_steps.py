@@ -1,19 +1,23 @@
 """Where a whole building gateway's memory goes, one component at a time, in one fresh process.
 
-    python -m bench.memory_steps [--embedder NAME]
+    python -m bench.memory_steps [--embedder NAME] [--h264]
 
 RSS (VmRSS; anonymous and file-backed parts) after each step, in the order a building gateway
 gets them: the interpreter, the daemon's own imports, numpy, OpenCV, onnxruntime, then each
 model loaded and warmed up by the engine (as `lintel run` loads them) and run 20 times on a
 640×360 frame, with the highest RSS seen during those runs (a model's activations live only
 while it runs: the engine's arena is shrunk after each run), then five 640×360 MJPEG clips
-decoded at once on their own threads (4 fire-lane cameras and the door camera). It explains
+decoded at once on their own threads (4 fire-lane cameras and the door camera) through the camera
+driver's `open_capture`; `--h264` adds the same clips as H.264 (what IP cameras send; transcoded
+by an installed ffmpeg) at `decode_threads` 1 and 0 (one per core). It explains
 bench/memory.py's figure; the daemon adds its lanes, frames in flight and the allocator's slack.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -53,15 +57,17 @@ class Steps:
         self.last = s["VmRSS"]
 
 
-def decode(paths: list[Path], frames: int, steps: Steps) -> None:
-    """Each clip on its own thread keeping its last frame (as a camera does); measured while all
-    are open."""
-    import cv2
+def decode(paths: list[Path], frames: int, steps: Steps, what: str, threads: int = 1) -> None:
+    """Each clip opened by the camera driver (`open_capture`, `decode_threads`) on its own thread,
+    keeping its last frame as a camera does; measured while all are open."""
+    from drivers.camera.capture import open_capture
+    from drivers.camera.config import CameraConfig
 
     ready, done = threading.Barrier(len(paths) + 1), threading.Barrier(len(paths) + 1)
 
-    def play(path: Path) -> None:
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    def play(i: int, path: Path) -> None:
+        config = CameraConfig(id=f"cam-{i}", type="camera", url=str(path), decode_threads=threads)
+        cap = open_capture(config)
         latest = None
         for _ in range(frames):
             ok, image = cap.read()
@@ -73,20 +79,38 @@ def decode(paths: list[Path], frames: int, steps: Steps) -> None:
         cap.release()
         del latest
 
-    threads = [threading.Thread(target=play, args=(p,)) for p in paths]
-    for t in threads:
+    import cv2
+
+    threads_before = len(list(Path("/proc/self/task").iterdir()))
+    workers = [threading.Thread(target=play, args=(i, p)) for i, p in enumerate(paths)]
+    for t in workers:
         t.start()
     ready.wait()
-    steps.mark(f"{len(paths)} clips open, decoding (640×360 MJPEG)", "; each keeps its last frame")
+    extra = len(list(Path("/proc/self/task").iterdir())) - threads_before - len(paths)
+    steps.mark(f"{len(paths)} {what} open, decode_threads {threads}", f"; {extra} decoder threads")
     done.wait()
-    for t in threads:
+    for t in workers:
         t.join()
     steps.mark("  … released")
+
+
+def h264(clip: Path) -> Path | None:
+    """The clip as H.264 (what IP cameras send), if an ffmpeg program is installed."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return None
+    out = clip.with_suffix(".mp4")
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-g", "50", str(out)],
+        check=True,
+    )
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="sface-2021dec")
+    parser.add_argument("--h264", action="store_true", help="also the clips as H.264 (needs ffmpeg)")
     args = parser.parse_args()
     steps = Steps()
     steps.mark("interpreter (+ argparse, pathlib)")
@@ -135,7 +159,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         demo_camera_text(Path(tmp)), demo_face_text(Path(tmp))  # write the demo's two clips
         court, door = Path(tmp) / "demo-fire-lane.avi", Path(tmp) / "demo-door.avi"
-        decode([court] * 4 + [door], 100, steps)
+        decode([court] * 4 + [door], 100, steps, "640×360 MJPEG clips (the bench's cameras)")
+        if args.h264 and (court264 := h264(court)) and (door264 := h264(door)):
+            for threads in (1, 0):
+                decode([court264] * 4 + [door264], 100, steps, "640×360 H.264 clips", threads)
     print_table("RSS of one process, component by component (bench/memory_steps.py)", steps.rows)
 
 
