@@ -85,6 +85,12 @@ def int8_embedder(folder: Path) -> str:
     return name
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -110,6 +116,7 @@ async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tupl
         )  # fmt: skip
         samples: list[tuple[float, int]] = []
         peak, peak_at = 0, 0.0
+        cpu_from: tuple[float, float] | None = None
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < args.seconds:
@@ -117,10 +124,13 @@ async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tupl
                     tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
                     raise SystemExit(f"memory: lintel run exited {proc.returncode}: {tail}")
                 samples.append((elapsed, status_kb(proc.pid, "VmRSS")))
+                if cpu_from is None and elapsed >= args.warmup:
+                    cpu_from = (elapsed, cpu_s(proc.pid))
                 if (hwm := status_kb(proc.pid, "VmHWM")) > peak:
                     peak, peak_at = hwm, elapsed
                 await asyncio.sleep(1.0)
             peak = status_kb(proc.pid, "VmHWM")
+            cpu = (cpu_s(proc.pid) - cpu_from[1]) / (elapsed - cpu_from[0]) if cpu_from else 0.0
             parts = breakdown(proc.pid) if args.breakdown else []
         finally:
             proc.terminate()
@@ -138,8 +148,13 @@ async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tupl
         "end": samples[-1][1] / 1024,
         "peak (VmHWM)": peak / 1024,
         "peak reached at (s)": peak_at,
+        "CPU after warm-up (% of one core)": cpu * 100,
     }
     return figures, parts
+
+
+def units(figure: str) -> str:
+    return " s" if figure.endswith("(s)") else " %" if figure.startswith("CPU") else " MB"
 
 
 def main() -> None:
@@ -167,7 +182,7 @@ def main() -> None:
     print_table(
         f"lintel run RSS, {what}, {args.seconds:g} s",
         [
-            (f"RSS {k}", f"{v:.0f} {'s' if k.endswith('(s)') else 'MB'}", target if k == first else "")
+            (k if k.startswith("CPU") else f"RSS {k}", f"{v:.0f}{units(k)}", target if k == first else "")
             for k, v in figures.items()
         ],
     )
