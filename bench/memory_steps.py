@@ -50,8 +50,9 @@ class Steps:
         self.rows.append(
             (
                 what,
-                f"{s['VmRSS']:.1f} MB (+{s['VmRSS'] - self.last:.1f})",
-                f"anon {s['RssAnon']:.1f}, file {s['RssFile']:.1f}{note}",
+                f"{s['VmRSS']:.1f} MB ({s['VmRSS'] - self.last:+.1f}): anon {s['RssAnon']:.1f}, "
+                f"file {s['RssFile']:.1f}{note}",
+                "",
             )
         )
         self.last = s["VmRSS"]
