@@ -7,8 +7,9 @@
 2. Matching alone against galleries of 1,000 and 10,000 residents (3 templates each). Target for
    10k ≤ 1 ms.
 3. An empty hallway at the default 5 detections per second: share of one core.
-4. RSS of a fresh process before and after loading both models (and with SFace int8, for
-   comparison: not shipped, see bench/face_accuracy.py).
+4. RSS of a fresh process before and after loading both models, and of each SFace build alone:
+   float32, the default int8 of the fully-connected layer, int8 throughout (not shipped: slower;
+   bench/face_accuracy.py).
 5. The gallery file: enrolling 1,000 residents, loading (decrypting) their templates at start-up,
    deleting one resident with the purge (secure_delete + VACUUM + WAL truncation).
 
@@ -151,17 +152,22 @@ def gallery_io() -> list[tuple[str, str, str]]:
     ]
 
 
-def child_rss(model: str | None) -> None:
-    """RSS before and after loading both face models, or one ONNX file alone (`model`)."""
+def child_rss(model: str | None, embedder: str | None) -> None:
+    """RSS before and after loading both face models (through the engine, as the daemon does),
+    or one ONNX file alone (`model`, a plain onnxruntime session)."""
     import onnxruntime as ort
 
     before = rss_mb()
+    loaded: object  # held until measured: dropped, its memory would be returned before the reading
     if model:
         session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 112, 112), np.float32)})
+        loaded = session
     else:
-        build_pipeline(FacesSection(), InferenceEngine(1), catalog())
+        faces = FacesSection(embedder=embedder) if embedder else FacesSection()
+        loaded = build_pipeline(faces, InferenceEngine(1), catalog())
     print(json.dumps([before, rss_mb()]))
+    del loaded
 
 
 def rss_rows() -> list[tuple[str, str, str]]:
@@ -177,18 +183,24 @@ def rss_rows() -> list[tuple[str, str, str]]:
         before, after = json.loads(out.stdout.strip().splitlines()[-1])
         return before, after
 
-    before, after = child()
-    rows = [
-        (
-            "RSS, fresh process → YuNet + SFace loaded",
-            f"{before:.0f} → {after:.0f} MB (+{after - before:.0f})",
-            "",
+    rows = []
+    for embedder in (FacesSection().embedder, "sface-2021dec"):
+        before, after = child("--embedder", embedder)
+        rows.append(
+            (
+                f"RSS, fresh process → YuNet + {embedder} loaded (engine)",
+                f"{before:.0f} → {after:.0f} MB (+{after - before:.0f})",
+                "",
+            )
         )
-    ]
-    sface = catalog()["sface-2021dec"].file
-    int8 = Path(tempfile.mkdtemp()) / "sface-int8.onnx"
-    quantize_dynamic(str(sface), str(int8), weight_type=QuantType.QInt8)
-    for label, path in (("SFace float32 alone", sface), ("SFace int8 alone (not shipped)", int8)):
+    models = catalog()
+    int8 = Path(tempfile.mkdtemp()) / "sface-int8-all.onnx"
+    quantize_dynamic(str(models["sface-2021dec"].file), str(int8), weight_type=QuantType.QInt8)
+    for label, path in (
+        ("SFace float32 alone", models["sface-2021dec"].file),
+        ("SFace int8 fully-connected alone (the default)", models["sface-2021dec-int8"].file),
+        ("SFace int8 throughout alone (not shipped: 3x slower)", int8),
+    ):
         before, after = child("--model", str(path))
         rows.append((f"  RSS of {label}", f"+{after - before:.0f} MB", ""))
     return rows
@@ -199,9 +211,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--embedder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_rss(args.model)
+        child_rss(args.model, args.embedder)
         return
     rows = decision_frame(args.runs)
     rows += matching(args.runs)

@@ -182,6 +182,21 @@ def main() -> int:
                 else f"{s['entity_id']} = {s['state']} {s['attributes'].get('unit_of_measurement') or ''}"
             )
             rows.append((name, shown, "ok" if ok else f"want {domain} {dc} {unit}"))
+
+        def open_alarms() -> dict[str, Any] | None:
+            found = [s for s in states(base, token).values() if s["entity_id"].endswith("_open_alarms")]
+            ready = found and found[0]["state"].isdigit() and "by_kind" in found[0]["attributes"]
+            return found[0] if ready else None
+
+        alarms = wait(open_alarms, 60, 1.0)
+        failed |= alarms is None
+        rows.append(
+            (
+                "open alarms sensor",
+                "missing" if alarms is None else f"{alarms['entity_id']} = {alarms['state']}",
+                "a count, kinds as attributes" if alarms else "want sensor.*_open_alarms",
+            )
+        )
         seen: set[str] = set()
         wait(
             lambda: (

@@ -255,6 +255,10 @@ stats_interval_s = 10
 # Home Assistant discovery beside the native schema: point a Home Assistant at the same broker.
 [bridges.home_assistant]
 enabled = true
+
+# Sparkplug B 3.0 beside it (its own connection, client id ...-spb): point a Sparkplug host at it.
+[bridges.sparkplug]
+enabled = true
 """
     return f"""
 [gateway]

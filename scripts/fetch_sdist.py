@@ -3,10 +3,13 @@
 `pip download` of an sdist builds its metadata, i.e. runs the archive's setup.py (as root, in our
 set-up) before anything is checked. This asks the registry's simple index (PEP 691 JSON) for the
 file, downloads it, refuses it unless its sha256 is the pinned one, and only then extracts the named
-members (tarfile's "data" filter: no links, no paths outside the destination). Standard library only.
+members (regular files only: no links, no paths outside the destination). Standard library only.
 
     python scripts/fetch_sdist.py FILENAME SHA256 DEST MEMBER...
     e.g. face_recognition-1.3.0.tar.gz 5e5e…05ec .cache/media/faces tests/test_images/obama.jpg
+
+A file member lands as DEST/<its name>; a folder member (ending in "/") brings every regular file
+below it, keeping the sub-folders (DEST/<path below the folder>): a folder per person stays one.
 """
 
 from __future__ import annotations
@@ -61,19 +64,36 @@ def fetch(filename: str, sha256: str) -> bytes:
     return data
 
 
+def wanted(names: dict[str, tarfile.TarInfo], member: str) -> list[tuple[tarfile.TarInfo, Path]]:
+    """(archive entry, path relative to DEST) for one member argument: a file or a folder/."""
+    if not member.endswith("/"):
+        info = names.get(member)
+        if info is None or not info.isfile():
+            raise SystemExit(f"fetch_sdist: {member} is not a file in the archive")
+        return [(info, Path(Path(member).name))]
+    found = [(info, Path(name[len(member) :])) for name, info in names.items() if name.startswith(member)]
+    files = [(info, rel) for info, rel in found if info.isfile()]
+    if not files:
+        raise SystemExit(f"fetch_sdist: {member} holds no file in the archive")
+    for _, rel in files:  # tar names are not trusted: nothing may land outside DEST
+        if rel.is_absolute() or ".." in rel.parts:
+            raise SystemExit(f"fetch_sdist: {member}{rel} would land outside the destination: refused")
+    return sorted(files, key=lambda f: str(f[1]))
+
+
 def extract(data: bytes, dest: Path, members: list[str]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         names = {m.name.split("/", 1)[1]: m for m in archive.getmembers() if "/" in m.name}
         for member in members:
-            info = names.get(member)
-            if info is None or not info.isfile():
-                raise SystemExit(f"fetch_sdist: {member} is not a file in the archive")
-            source = archive.extractfile(info)
-            assert source is not None
-            part = dest / ".part"
-            part.write_bytes(source.read())
-            part.replace(dest / Path(member).name)  # a kill never leaves half a photograph
+            for info, rel in wanted(names, member):
+                source = archive.extractfile(info)
+                assert source is not None
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.parent / ".part"
+                part.write_bytes(source.read())
+                part.replace(target)  # a kill never leaves half a photograph
 
 
 def main(argv: list[str]) -> int:

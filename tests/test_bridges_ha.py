@@ -101,7 +101,7 @@ def test_every_discovery_payload_passes_ha_rules_with_the_right_classes_and_unit
         "event/entrance-a_decision",
         "binary_sensor/door-1_connectivity",
     } <= kinds
-    assert {"sensor/outbox_backlog", "sensor/uplink", "sensor/last_seen"} <= kinds
+    assert {"sensor/outbox_backlog", "sensor/uplink", "sensor/last_seen", "sensor/open_alarms"} <= kinds
     uids = [c["unique_id"] for c in [*dynamic.values(), *connect.values()]]
     assert len(uids) == len(set(uids))
     states = {m.topic: m for m in first if not m.topic.startswith("homeassistant/")}
@@ -151,6 +151,17 @@ def test_value_templates_pick_the_newest_good_reading_from_native_payloads(tmp_p
     assert _render(door["value_template"], uncertain) == ""
     status = enc.status(9, T, "offline")
     assert _render(power["availability"][0]["value_template"], status) == "offline"
+
+
+def test_open_alarms_show_as_a_count_with_kinds_from_the_stats_message(tmp_path: Path) -> None:
+    configs = _configs(_bridge(tmp_path).on_connect())
+    sensor = configs[f"homeassistant/sensor/{NODE}/open_alarms/config"]
+    assert "entity_category" not in sensor  # shown with the building's entities, not under diagnostics
+    open_alarms = {"count": 2, "unacknowledged": 1, "by_kind": {"fire_lane_blocked": 1, "inactivity": 1}}
+    topic, stats = Encoder(TOPICS).stats(3, T, {"uptime_s": 5.0, "open_alarms": open_alarms})
+    assert topic == sensor["state_topic"] == sensor["json_attributes_topic"]
+    assert _render(sensor["value_template"], stats) == "2"
+    assert json.loads(_render(sensor["json_attributes_template"], stats)) == open_alarms
 
 
 def test_entities_of_devices_that_left_the_config_are_removed(tmp_path: Path) -> None:

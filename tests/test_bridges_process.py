@@ -1,4 +1,5 @@
-"""`lintel run` with the Home Assistant bridge on: kill -9 under load loses nothing, native or bridged."""
+"""`lintel run` with the bridges on (Home Assistant; Home Assistant and Sparkplug B): kill -9 under load
+during a broker outage loses nothing, native or bridged."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from gateway.outbox.schema import TABLES
 from tests.support import ha_schema
@@ -18,6 +21,7 @@ from tests.support.schema import validate
 from tests.test_process import db_last_seq, write_config
 
 BRIDGE = "\n[bridges.home_assistant]\nenabled = true\n"
+BOTH = BRIDGE + "\n[bridges.sparkplug]\nenabled = true\n"
 
 
 def outbox_rows(db: Path) -> list[tuple[int, str]]:
@@ -28,15 +32,16 @@ def outbox_rows(db: Path) -> list[tuple[int, str]]:
         conn.close()
 
 
+@pytest.mark.parametrize("bridges", [BRIDGE, BOTH], ids=["home_assistant", "both"])
 def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
-    tmp_path: Path, broker: Mosquitto, collector: Collector
+    tmp_path: Path, broker: Mosquitto, collector: Collector, bridges: str
 ) -> None:
     # Kills while the broker is unreachable: everything accepted stays in the outbox, so after the
     # kills we know exactly which seqs are native and which are bridge rows.
     proxy = CuttableProxy(broker.port)
     proxy.cut(refuse_s=3600)
     config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}")
-    config.write_text(config.read_text() + BRIDGE)
+    config.write_text(config.read_text() + bridges)
     db = tmp_path / "state" / "outbox.db"
     rng = random.Random(21)
     try:
@@ -55,7 +60,9 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
         rows = outbox_rows(db)
         assert [s for s, _t in sorted(rows)] == list(range(1, db_last_seq(db) + 1))  # nothing missing
         bridged = {(s, t) for s, t in rows if t.startswith("homeassistant/") or "/ha/" in t}
-        native = {s for s, t in rows} - {s for s, _t in bridged}
+        spb = {(s, t) for s, t in rows if t.startswith("spBv1.0/")}
+        assert bool(spb) == (bridges == BOTH)
+        native = {s for s, t in rows} - {s for s, _t in bridged | spb}
         assert len(bridged) >= 100 and len(native) > 20, "the load or the bridge never got going"
         # each point is announced once, not again after every restart
         assert len({t for _s, t in bridged if t.endswith("/config")}) == len(
@@ -70,6 +77,14 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
             ]
             topics = {t for _s, t in bridged}
             assert collector.wait_for(lambda c: topics <= {t for t, _p, _r in c.bridged}, 30)
+            # Sparkplug: every DDATA row (every reading is in one) reached the broker, as history (the
+            # DBIRTH/DDEATH rows are superseded by the new session's births)
+            spb_data = [t for _s, t in spb if "/DDATA/" in t]
+            assert collector.wait_for(
+                lambda c: len([t for t, _p, _r in c.bridged if "/DDATA/" in t]) >= len(spb_data), 30
+            )
+            got = [t for t, _p, _r in collector.bridged if "/DDATA/" in t]
+            assert all(got.count(t) >= spb_data.count(t) for t in set(spb_data))
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0

@@ -164,7 +164,7 @@ url = "rtsp://admin:{values["camera url password"].decode()}@10.0.0.9/live"
     doctor = json.loads(members["doctor.json"])
     assert doctor[0]["check"] == "config" and doctor[0]["level"] == "fail"
     cfg = json.loads(members["config.redacted.json"])["config"]
-    assert cfg["mqtt"]["url"] == "mqtts://<redacted>@broker.example:8883"
+    assert cfg["mqtt"]["url"] == "mqtts://gw:***@broker.example:8883"
     assert cfg["commands"]["operators"][0] == {"id": "ops-1", "private_key": "<redacted>"}
 
 

@@ -182,6 +182,20 @@ def test_demo_publishes_a_valid_building_to_a_broker(
         ("event", "lobby-face_decision", None),
     ):
         assert expected in announced, sorted(announced)
+    # ... and the Sparkplug B bridge: the demo node is born (seq 0), its meters are devices whose
+    # births name the point as a metric, and the clean stop says NDEATH with the NBIRTH's bdSeq.
+    from gateway.bridges import sparkplug_pb as pb
+
+    spb = [(t, pb.Payload.FromString(p)) for t, p, _r in collector.bridged if t.startswith("spBv1.0/")]
+    node = "spBv1.0/demo-court/{}/demo-gw"
+    births = [p for t, p in spb if t == node.format("NBIRTH")]
+    assert births and births[0].seq == 0, [t for t, _p in spb][:10]
+    bd_seq = {m.name: m.long_value for m in births[0].metrics}["bdSeq"]
+    born = {(t.split("/")[4], m.name) for t, p in spb if "/DBIRTH/" in t for m in p.metrics}
+    if ("meter-1a", "energy_import_kwh") in published:
+        assert ("meter-1a", "energy_import_kwh") in born, sorted(born)
+    deaths = [p for t, p in spb if t == node.format("NDEATH")]
+    assert [m.long_value for m in deaths[-1].metrics] == [bd_seq]
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from gateway.diagnostics.context import Context, wall_ms
 from gateway.diagnostics.report import Finding, Level
 from gateway.diagnostics.runner import run_doctor
 from gateway.encode import Encoder, Topics
+from gateway.faces.config import FacesSection
 from gateway.faces.keys import create_key
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from tests.conftest import gateway_toml
@@ -275,7 +276,7 @@ def test_a_clean_site_is_all_green(full_site: Site) -> None:
     assert "320x240" in lines(findings, "camera.cam-door")[0].detail
     assert {f.check for f in lines(findings, "model")} == {
         "model.yunet-2023mar",
-        "model.sface-2021dec",
+        f"model.{FacesSection().embedder}",
     }
     assert lines(findings, "faces.key")[0].level == Level.OK
     for f in findings:
@@ -399,7 +400,7 @@ def test_corrupt_model(site: Site) -> None:
     broken.write_bytes(bytes(data))
     findings = doctor(site.config(only={"faces"}))
     the_failure(findings, "model.yunet-2023mar", "is corrupt", "rebuild the models")
-    assert lines(findings, "model.sface-2021dec")[0].level == Level.OK
+    assert lines(findings, f"model.{FacesSection().embedder}")[0].level == Level.OK
 
 
 def test_face_key_readable_by_others(site: Site) -> None:

@@ -104,3 +104,45 @@ def test_a_tampered_archive_is_refused_before_extraction(tmp_path: Path, registr
     listed["demo-1.0.tar.gz"] = "0" * 64  # the registry itself lists another hash
     out = run(index, "demo-1.0.tar.gz", pin, str(tmp_path / "media"), "tests/photo.jpg")
     assert out.returncode != 0 and "registry lists" in out.stderr
+
+
+def archive(entries: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_folder_member_keeps_one_folder_per_person(tmp_path: Path, registry: tuple) -> None:
+    index, files, listed = registry
+    data = archive(
+        [
+            ("demo-1.0/setup.py", b"raise SystemExit"),
+            ("demo-1.0/johns/John_A/1.jpg", b"a1"),
+            ("demo-1.0/johns/John_A/2.jpg", b"a2"),
+            ("demo-1.0/johns/John_B/1.jpg", b"b1"),
+            ("demo-1.0/other/1.jpg", b"not wanted"),
+        ]
+    )
+    files["demo-1.0.tar.gz"] = data
+    listed["demo-1.0.tar.gz"] = pin = hashlib.sha256(data).hexdigest()
+    out = run(index, "demo-1.0.tar.gz", pin, str(tmp_path / "media"), "johns/")
+    assert out.returncode == 0, out.stderr
+    media = tmp_path / "media"
+    got = {str(p.relative_to(media)): p.read_bytes() for p in media.rglob("*.jpg")}
+    assert got == {"John_A/1.jpg": b"a1", "John_A/2.jpg": b"a2", "John_B/1.jpg": b"b1"}
+    out = run(index, "demo-1.0.tar.gz", pin, str(tmp_path / "none"), "missing/")
+    assert out.returncode != 0 and "holds no file" in out.stderr
+
+
+def test_a_folder_member_never_writes_outside_the_destination(tmp_path: Path, registry: tuple) -> None:
+    index, files, listed = registry
+    data = archive([("demo-1.0/johns/../../escaped.jpg", b"x"), ("demo-1.0/johns/ok.jpg", b"y")])
+    files["demo-1.0.tar.gz"] = data
+    listed["demo-1.0.tar.gz"] = pin = hashlib.sha256(data).hexdigest()
+    out = run(index, "demo-1.0.tar.gz", pin, str(tmp_path / "media"), "johns/")
+    assert out.returncode != 0 and "outside the destination" in out.stderr
+    assert not (tmp_path / "escaped.jpg").exists() and not (tmp_path / "media" / "ok.jpg").exists()

@@ -10,7 +10,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import gateway_toml
+from tests.support import row_log
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.notify import NotifySocket
@@ -67,11 +70,19 @@ def db_last_seq(db: Path) -> int:
         conn.close()
 
 
+BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\n"
+
+
+@pytest.mark.parametrize("bridges", ["", BOTH_BRIDGES], ids=["native", "both_bridges"])
 def test_kill_9_ten_times_under_load_loses_no_accepted_record(
-    tmp_path: Path, broker: Mosquitto, collector: Collector
+    tmp_path: Path, broker: Mosquitto, collector: Collector, bridges: str
 ) -> None:
     config = write_config(tmp_path, broker.url)
     db = tmp_path / "state" / "outbox.db"
+    if bridges:  # bridge rows take seqs: which seqs are native is read from a log of every row
+        config.write_text(config.read_text() + bridges)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        row_log.install(db)
     rng = random.Random(7)
     for _ in range(10):
         before = db_last_seq(db) if db.exists() else 0
@@ -90,13 +101,31 @@ def test_kill_9_ten_times_under_load_loses_no_accepted_record(
             conn.close()
     accepted = db_last_seq(db)
     assert accepted > 100, "the load never got going: the test would prove nothing"
+
+    def native(upto: int) -> set[int]:
+        if not bridges:
+            return set(range(1, upto + 1))
+        logged = row_log.rows(db)
+        assert sorted(logged) == list(range(1, max(logged) + 1))  # the log itself has no hole
+        return {s for s, t in logged.items() if s <= upto and not row_log.is_bridge_topic(t)}
+
+    expected = native(accepted)
     # One more start drains what the kills left behind.
     proc = lintel("run", "-c", str(config))
     try:
         wait_status(config, lambda s: s["state"] == "running" and s["pid"] == proc.pid)
-        assert collector.wait_for(lambda c: set(range(1, accepted + 1)) <= c.seqs(), 60), sorted(
-            set(range(1, accepted + 1)) - collector.seqs()
-        )[:20]
+        assert collector.wait_for(lambda c: expected <= c.seqs(), 60), sorted(expected - collector.seqs())[
+            :20
+        ]
+        if bridges:  # every Sparkplug DDATA row of the killed runs (every reading is in one) arrives
+            spb = [t for s, t in row_log.rows(db).items() if s <= accepted and "/DDATA/" in t]
+            assert spb, "the Sparkplug bridge never got going"
+
+            def spb_arrived(c: Collector) -> bool:
+                got = [t for t, _p, _r in c.bridged if "/DDATA/" in t]
+                return all(got.count(t) >= spb.count(t) for t in set(spb))
+
+            assert collector.wait_for(spb_arrived, 60)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -105,7 +134,7 @@ def test_kill_9_ten_times_under_load_loses_no_accepted_record(
     for m in data:
         validate(m.topic, m.payload)
     seqs = [m.payload["seq"] for m in data]
-    missing = set(range(1, final + 1)) - set(seqs)
+    missing = native(final) - set(seqs)
     assert not missing, f"{len(missing)} accepted messages lost, e.g. {sorted(missing)[:10]}"
     duplicates = len(seqs) - len(set(seqs))
     assert duplicates <= 100 * 10, f"{duplicates} duplicates from 10 kills with a 100-message window"

@@ -44,6 +44,11 @@ def test_a_stats_body_from_a_running_daemon_validates_and_a_renamed_counter_does
         runner = asyncio.create_task(daemon.run())
         while daemon.state != "running" or daemon.core.pipeline.accepted < 20:
             await asyncio.sleep(0.02)
+        book, now = daemon.core.book, daemon.clock.time_ms()
+        book.open("care:flat-1", "inactivity", "flat-1", now, {})
+        book.open("lane:n", "fire_lane_blocked", "lane-n", now, {})
+        book.open("lane:s", "fire_lane_blocked", "lane-s", now, {})
+        book.ack(book.listing(now)[0]["alarm_id"], now, "ops-1", "test")
         body = rp.to_json(daemon.report().stats())
         daemon.request_stop()
         await runner
@@ -54,6 +59,13 @@ def test_a_stats_body_from_a_running_daemon_validates_and_a_renamed_counter_does
     validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
     assert not list(validator.iter_errors(message))
     assert {c["name"] for c in message["components"]} >= {"outbox", "source:sim"}  # type: ignore[union-attr]
+    # a dashboard reading only stats sees what is open, and nothing that names a flat or a device
+    assert message["open_alarms"] == {
+        "count": 3,
+        "unacknowledged": 2,
+        "by_kind": {"fire_lane_blocked": 2, "inactivity": 1},
+    }
+    assert "flat-1" not in json.dumps(message["open_alarms"])
     renamed = json.loads(json.dumps(message))
     renamed["outbox"]["accepted"] = renamed["outbox"].pop("accepted_records")
     assert list(validator.iter_errors(renamed)), "an internal rename must break the published schema"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,7 @@ from gateway.runtime.daemon import Daemon
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 from tests.conftest import gateway_toml
+from tests.support.broker import Mosquitto
 from tests.support.notify import NotifySocket
 
 
@@ -221,3 +224,61 @@ def test_watchdog_is_withheld_while_a_component_is_stalled(
     assert healthy >= 5
     assert stalled == 0
     assert stopping == 1
+
+
+def test_a_hung_sparkplug_link_withholds_the_watchdog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: Mosquitto
+) -> None:
+    """The second MQTT link is a worker thread like the native uplink: if its loop stops turning
+    (a hang inside paho or our session), the gateway must get restarted by systemd, not go on
+    with a silent Sparkplug side."""
+    from gateway.uplink.sparkplug_link import SparkplugLink
+
+    real_pump = SparkplugLink.pump
+    hang = threading.Event()
+    release = threading.Event()
+
+    def pump(self: SparkplugLink, client: Any, timeout: float) -> tuple[bool, str | None]:
+        if hang.is_set():
+            release.wait(30)  # a loop turn that does not come back
+        return real_pump(self, client, timeout)
+
+    monkeypatch.setattr(SparkplugLink, "pump", pump)
+    text = gateway_toml(
+        tmp_path / "state",
+        mqtt=f'url = "mqtt://127.0.0.1:{broker.port}"',
+        sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n',
+        extra=(
+            "[bridges.sparkplug]\nenabled = true\n\n[runtime]\nstall_after_s = 2.5\nstatus_interval_s = 0.1\n"
+        ),
+    )
+    loaded = parse_config(text.encode(), "t", tmp_path)
+    sock = NotifySocket(tmp_path / "notify")
+    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
+
+    def state_of(name: str) -> str | None:
+        return {c["name"]: c["state"] for c in daemon.status_body()["components"]}.get(name)
+
+    async def main() -> tuple[int, int]:
+        runner = asyncio.create_task(daemon.run())
+        while daemon.state != "running" or daemon.core.sparkplug.state != "online":
+            await asyncio.sleep(0.05)
+        sock.collect(0.5)
+        healthy = sum(1 for m in sock.collect(0.5) if m.get("WATCHDOG") == "1")
+        assert state_of("sparkplug") == "running"
+        hang.set()
+        while "sparkplug" not in daemon.health_watch.unhealthy():
+            await asyncio.sleep(0.05)
+        sock.collect(0.2)
+        sock.messages.clear()
+        stalled = sum(1 for m in sock.collect(0.8) if m.get("WATCHDOG") == "1")
+        hang.clear()
+        release.set()
+        daemon.request_stop()
+        await asyncio.wait_for(runner, 30)
+        return healthy, stalled
+
+    healthy, stalled = asyncio.run(asyncio.wait_for(main(), 60))
+    sock.close()
+    assert healthy >= 1
+    assert stalled == 0

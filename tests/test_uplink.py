@@ -20,9 +20,10 @@ from gateway.uplink import UplinkSettings
 from gateway.uplink.bounded import FrameGuard, PacketTooLarge
 from gateway.uplink.reconnect import ReconnectPolicy
 from tests.conftest import gateway_toml
+from tests.support import row_log
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector, Received
-from tests.support.harness import InProcessGateway, SteadyLoad
+from tests.support.harness import InProcessGateway, SteadyLoad, both_bridges
 from tests.support.process import lintel
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
@@ -36,25 +37,33 @@ KLASS_OF_TOPIC = {
 }
 
 
-def assert_complete(collector: Collector, last_seq: int) -> Counter[int]:
-    """Every seq 1..last_seq arrived; every message matches the schema. Returns arrivals per seq."""
+def assert_complete(collector: Collector, last_seq: int, native: set[int] | None = None) -> Counter[int]:
+    """Every seq 1..last_seq (or every seq of `native`, with bridges on) arrived; every message
+    matches the schema. Returns arrivals per seq."""
     data = collector.data()
     for m in data:
         validate(m.topic, m.payload)
     assert {m.payload["gateway_id"] for m in data} == {"gw-test"}
     counts = Counter(m.payload["seq"] for m in data)
-    missing = set(range(1, last_seq + 1)) - set(counts)
+    missing = (set(range(1, last_seq + 1)) if native is None else native) - set(counts)
     assert not missing, f"{len(missing)} accepted messages never arrived, e.g. {sorted(missing)[:10]}"
     return counts
 
 
-def drained_and_complete(gw: InProcessGateway, collector: Collector, wait_s: float) -> int:
+def drained_and_complete(
+    gw: InProcessGateway, collector: Collector, wait_s: float, db: Path | None = None
+) -> int:
     """Wait until the outbox is empty and the subscriber has every accepted seq (asserting both);
-    return how many duplicates arrived."""
+    return how many duplicates arrived. With bridges on, `db` holds a log of every row
+    (tests/support/row_log.py) that says which seqs were native."""
     assert gw.wait_drained(60), gw.uplink.report()
     last = gw.writer.last_seq
-    collector.wait_for(lambda c: len(c.seqs()) >= last, wait_s)
-    counts = assert_complete(collector, last)
+    native = None
+    if db is not None:
+        native = {s for s, t in row_log.rows(db).items() if not row_log.is_bridge_topic(t)}
+    want = len(native) if native is not None else last
+    collector.wait_for(lambda c: len(c.seqs()) >= want, wait_s)
+    counts = assert_complete(collector, last, native)
     return sum(n - 1 for n in counts.values())
 
 
@@ -159,7 +168,8 @@ def test_hard_network_cuts_lose_nothing_and_duplicate_only_the_inflight_window(
         proxy.close()
 
 
-def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bridged", [False, True], ids=["native", "both_bridges"])
+def test_broker_killed_and_restarted_under_load(tmp_path: Path, bridged: bool) -> None:
     # The broker keeps the subscriber's session on disk across its restarts, so whatever it
     # acknowledged to the gateway still reaches the subscriber.
     broker = Mosquitto(tmp_path, extra=[]).start()
@@ -179,9 +189,12 @@ def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
 
     start_broker()
     collector = Collector(broker.port, persistent=True).start()
-    gw = InProcessGateway(
-        tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=5)
-    )
+    db = tmp_path / "o.db"
+    bridges = None
+    if bridged:  # both bridges on: which seqs are native is read from a log of every row
+        row_log.install(db)
+        bridges = both_bridges(tmp_path)
+    gw = InProcessGateway(db, broker.port, OutboxLimits(commit_window_s=0.05, batch_max_readings=5), bridges)
     gw.start()
     load = SteadyLoad(gw.writer, rate_per_s=800).start()
     restarts = 4
@@ -197,9 +210,13 @@ def test_broker_killed_and_restarted_under_load(tmp_path: Path) -> None:
     finally:
         load.stop()
     try:
-        duplicates = drained_and_complete(gw, collector, wait_s=20)
+        duplicates = drained_and_complete(gw, collector, wait_s=20, db=db if bridged else None)
         assert duplicates <= 2 * 100 * restarts
         assert gw.uplink.connects >= restarts + 1
+        if gw.sparkplug is not None:  # drained: its rows were all acknowledged too
+            assert gw.sparkplug.connects >= restarts + 1 and gw.sparkplug.acked > 0
+            topics = row_log.rows(db).values()
+            assert any("/DDATA/" in t for t in topics) and any(t.startswith("homeassistant/") for t in topics)
         assert assert_fifo_per_class_and_lane(collector.snapshot(), skip_repeats=True) >= restarts + 1
     finally:
         gw.stop()

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import SourceConfigBase, custom_error
 from gateway.core.errors import ConfigProblem
+from gateway.core.redact import mask_url
 
 URL_EXPECTED = "rtsp://…, http(s)://…, file:///path, /dev/videoN or a path to a video file"
 _SCHEMES = re.compile(r"^(rtsp|rtsps|http|https|file)://")
@@ -36,8 +37,8 @@ _OPTION_SEPARATORS = re.compile(r"[;|]")
 
 
 def redact(url: str) -> str:
-    """The url as logs and errors may show it: any `user[:password]@` replaced by `***@`."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """The url as logs and errors may show it (the one masking rule of `gateway.core.redact`)."""
+    return mask_url(url)
 
 
 def stream_kind(url: str) -> str:

@@ -1,7 +1,7 @@
 """Bridges: conventions (Home Assistant discovery, ...) published beside the native schema."""
 
 from gateway.bridges.base import Bridge, BridgeMessage, Bridges, Group
-from gateway.bridges.config import BridgesSection, HomeAssistantBridgeConfig
+from gateway.bridges.config import BridgesSection, HomeAssistantBridgeConfig, SparkplugBridgeConfig
 from gateway.bridges.inventory import Inventory
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "Group",
     "HomeAssistantBridgeConfig",
     "Inventory",
+    "SparkplugBridgeConfig",
 ]

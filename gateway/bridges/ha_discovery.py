@@ -149,11 +149,23 @@ class Discovery:
                     "state_class": "total_increasing",
                 },
             ),
+            (
+                "open_alarms",
+                {
+                    "value_template": "{{ value_json.open_alarms.count }}",
+                    "unit_of_measurement": "alarms",
+                    "state_class": "measurement",
+                    "json_attributes_topic": self.topics.stats,
+                    "json_attributes_template": "{{ value_json.open_alarms | tojson }}",
+                    "entity_category": None,  # an alarm is the building's business, not diagnostics
+                },
+            ),
             ("uplink", {"value_template": "{{ value_json.uplink.state }}"}),
             ("last_seen", {"device_class": "timestamp", "value_template": LAST_SEEN}),
         ]
         for what, extra in specs:
             cfg = self._entity(None, what, self.gateway_device)
-            cfg.update(state_topic=self.topics.stats, entity_category="diagnostic", **extra)
+            fields = {"state_topic": self.topics.stats, "entity_category": "diagnostic", **extra}
+            cfg.update({k: v for k, v in fields.items() if v is not None})
             out.append((f"{self.prefix}/sensor/{self.node}/{what}/config", cfg))
         return out

@@ -1,13 +1,19 @@
 """Mapping is data: how our point names and record kinds appear in each convention.
 
-One table: a new meter profile gets its Home Assistant (and later Sparkplug) view by adding its
-point names here, or by naming them with a unit suffix the suffix table already knows. Nothing
-else in the bridges knows a point name.
+One table: a new meter profile gets its Home Assistant and Sparkplug view by adding its point names
+here, or by naming them with a unit suffix the suffix table already knows. Nothing else in the
+bridges knows a point name.
 
 Home Assistant columns: `component` (sensor / binary_sensor), `device_class`, `unit`
 (`unit_of_measurement`, one HA accepts for that device class), `state_class` (`total_increasing`
 for our counters, `measurement` for instantaneous values) and `category` (`diagnostic` for values
 about the device rather than what it measures).
+
+Sparkplug B column (`sparkplug_metric`): the metric name is the point name; its datatype follows
+the value and whether the point is a counter: integer counters `UInt64` (a negative one `Int64`),
+other numbers `Double`, booleans `Boolean`, text `String`. Events are metrics `Events/{kind}` and
+alarms `Alarms/{kind}` (`String`, docs/bridges.md). A point's datatype is fixed when its metric is
+first born; a later value of another type is coerced or refused (counted) by the bridge.
 """
 
 from __future__ import annotations
@@ -94,3 +100,24 @@ def point_map(point: str, value: object) -> PointMap:
     if isinstance(value, int | float):
         return PointMap()
     return PointMap(state_class=None)
+
+
+def sparkplug_metric(point: str, value: object, counter: bool) -> tuple[str, str] | None:
+    """(metric name, Sparkplug datatype name) of a reading, or None for a value Sparkplug cannot
+    carry as one of our datatypes."""
+    if isinstance(value, bool):
+        return point, "Boolean"
+    if isinstance(value, int):
+        if counter:
+            return point, "UInt64" if value >= 0 else "Int64"
+        return point, "Double"
+    if isinstance(value, float):
+        return point, "Double"
+    if isinstance(value, str):
+        return point, "String"
+    return None
+
+
+def sparkplug_event_metric(kind: str, alarm: bool) -> str:
+    """The metric an event (or alarm) of `kind` is published as (datatype `String`)."""
+    return f"{'Alarms' if alarm else 'Events'}/{kind}"

@@ -254,6 +254,9 @@ def uplink_panel(report: GatewayReport, oldest_ms: int | None, now_ms: int) -> P
     lines = [f"{backlog} msgs, {human_bytes(sum(dataclass_values(ob.bytes)))}{oldest}"]
     if up.state != "disabled":
         lines.append(f"sent {up.sent}, acked {up.acked}, in flight {up.inflight}")
+        spb = report.sparkplug
+        if spb:
+            lines.append(f"sparkplug {escape(spb.state)}, sent {spb.sent}")
     else:
         lines.append("[dim]no broker: buffering locally[/]")
     dropped = sum(ob.dropped.values())

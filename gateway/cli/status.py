@@ -149,6 +149,13 @@ def _render(body: dict[str, Any]) -> None:
         if up.last_error:
             line += f"\n  last error: {up.last_error}"
     console.print(line, highlight=False)
+    spb = s.sparkplug
+    if spb:  # the Sparkplug B link (docs/bridges.md)
+        line = f"sparkplug: {spb.state} (bdSeq {spb.bd_seq}), sent {spb.sent}, acked {spb.acked}"
+        line += f", births {spb.births}, rebirths {spb.rebirths}"
+        if spb.rejected:
+            line += ", refused " + ", ".join(f"{k} {v}" for k, v in spb.rejected.items())
+        console.print(line, highlight=False)
     ob = s.outbox
     t = table("outbox backlog", ["class", "messages", "bytes"])
     for name in ("alarm", "event", "state", "telemetry"):

@@ -13,14 +13,13 @@ import re
 import tomllib
 
 from gateway.core.errors import ConfigProblem
+from gateway.core.redact import is_secret_key, mask_urls
 
 MAX_DEPTH = 32  # nesting of [ ] and { } a config may use; deeper is refused before parsing
 
 _WHERE = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
-_SECRET_KEY = re.compile(r"pass|secret|token|bindkey|key$", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']*@")
 
 # What fixes each tomllib complaint (matched on the start of its message).
 _FIXES = (
@@ -44,9 +43,9 @@ _FIXES = (
 
 def mask_secrets(line: str) -> str:
     """The line with a URL's password and the value of a secret-looking key replaced by ***."""
-    line = _URL_PASSWORD.sub(r"\1***@", line)
+    line = mask_urls(line)
     key = _KEY.match(line)
-    if key and _SECRET_KEY.search(key.group(1).strip().strip("\"'")):
+    if key and is_secret_key(key.group(1).strip().strip("\"'")):
         return line[: key.end()] + " ***"
     return line
 

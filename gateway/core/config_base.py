@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from gateway.core.errors import ConfigProblem
+from gateway.core.redact import mask_url
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ID_EXPECTED = "1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
@@ -31,15 +32,6 @@ def custom_error(
     the value as written, since pydantic only knows the model's own location there.
     """
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
-
-
-def mask_url(url: str) -> str:
-    """The URL with anything between `user:` and the last `@` replaced by *** (for messages)."""
-    head, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:

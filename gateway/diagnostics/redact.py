@@ -11,21 +11,16 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.core.redact import is_secret_key, mask_urls, url_secrets
+
 REDACTED = "<redacted>"
 # keys whose values are secrets (paths to them end in _file and are kept)
-_SECRET_KEY = re.compile(r"(pass|secret|token|bindkey|psk|private|(^|_)key$)", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s]*@")
 MIN_SECRET = 4  # shorter values would match everywhere; nothing that short is a real secret
 MAX_SECRET_FILE = 64 * 1024
-
-
-def redact_url(text: str) -> str:
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
 
 
 def redact_config(value: Any, key: str = "") -> Any:
@@ -35,9 +30,9 @@ def redact_config(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [redact_config(v, key) for v in value]
     if isinstance(value, str):
-        if _SECRET_KEY.search(key) and not key.endswith("_file"):
+        if is_secret_key(key):
             return REDACTED
-        return redact_url(value)
+        return mask_urls(value)
     return value
 
 
@@ -64,11 +59,9 @@ def inline_secrets(raw: Any, key: str = "") -> list[str]:
         return [s for v in raw for s in inline_secrets(v, key)]
     if isinstance(raw, str):
         out = []
-        if _SECRET_KEY.search(key) and not key.endswith("_file"):
+        if is_secret_key(key):
             out.append(raw)
-        for m in re.finditer(r"://([^@/\s]*)@", raw):
-            out += [part for part in m.group(1).split(":")[1:] if part]
-        return out
+        return out + url_secrets(raw)
     return []
 
 

@@ -2,7 +2,7 @@
 `[[face_access]]` (one entry per door camera).
 
 [faces]
-max_distance = 1.128      # default: the embedder's; `lintel faces calibrate DIR` with ≥ 20 people
+max_distance = 1.06       # default: the embedder's; `lintel faces calibrate DIR` with ≥ 20 people
 min_margin = 0.18
 k = 3
 n = 5
@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # quality imports OpenCV: a gateway without cameras must not 
 class FacesSection(StrictModel):
     detector: str = Field("yunet-2023mar", description="Face detector model (`lintel models list`).")
     embedder: str = Field(
-        "sface-2021dec", description="Face embedder model (templates of another one need re-enrolment)."
+        "sface-2021dec-int8",
+        description="Face embedder model (templates of another one need re-enrolment).",
     )
     gallery: str | None = Field(None, description="Gallery database (default: <state_dir>/faces.db).")
     key_file: str | None = Field(

@@ -32,12 +32,22 @@ class OutboxReader:
         columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({TABLES[Klass.TELEMETRY]})")}
         self._crc = "crc" if "crc" in columns else "NULL"
 
-    def page(self, klass: Klass, after_seq: int, upto_seq: int | None, limit: int) -> list[PendingMessage]:
+    def page(
+        self,
+        klass: Klass,
+        after_seq: int,
+        upto_seq: int | None,
+        limit: int,
+        prefix: str | None = None,
+        with_prefix: bool = True,
+    ) -> list[PendingMessage]:
         """Up to `limit` good rows after `after_seq` (and up to `upto_seq`). Pages made only of bad
-        rows are skipped over, so an empty result always means "nothing more"."""
+        rows are skipped over, so an empty result always means "nothing more". With `prefix`, only
+        the rows whose topic starts with it (`with_prefix`) or only the others: two links that share
+        the outbox (native, Sparkplug) each read their own rows, and never see the other's."""
         out: list[PendingMessage] = []
         while not out:
-            rows = self._fetch(klass, after_seq, upto_seq, limit)
+            rows = self._fetch(klass, after_seq, upto_seq, limit, prefix, with_prefix)
             if not rows:
                 return out
             for seq, topic, payload, records, crc in rows:
@@ -51,13 +61,18 @@ class OutboxReader:
             after_seq = rows[-1][0]
         return out
 
-    def _fetch(self, klass: Klass, after: int, upto: int | None, limit: int) -> list[tuple[Any, ...]]:
+    def _fetch(
+        self, klass: Klass, after: int, upto: int | None, limit: int, prefix: str | None, with_prefix: bool
+    ) -> list[tuple[Any, ...]]:
         table = TABLES[klass]
         sql = f"SELECT seq, CAST(topic AS BLOB), payload, records, {self._crc} FROM {table} WHERE seq > ?"
-        args: tuple[int, ...] = (after,)
+        args: tuple[int | str, ...] = (after,)
         if upto is not None:
             sql += " AND seq <= ?"
-            args = (after, upto)
+            args = (*args, upto)
+        if prefix is not None:
+            sql += f" AND substr(topic, 1, ?) {'=' if with_prefix else '!='} ?"
+            args = (*args, len(prefix), prefix)
         sql += " ORDER BY seq LIMIT ?"
         if self._shared is not None:
             with self._shared.lock:

@@ -28,7 +28,7 @@ from gateway.core.processor import Processor
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.pipeline import Pipeline
-from gateway.runtime.bridges import build_bridges
+from gateway.runtime.bridges import build_bridges, build_sparkplug_link
 from gateway.state import StateStore, state_path
 from gateway.uplink import Uplink, UplinkSettings
 
@@ -83,12 +83,22 @@ class Core:
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.uplink: Uplink | None = None
+        self.sparkplug: Any = None  # gateway.uplink.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
             self.uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
             self.writer.on_commit = self.uplink.wake
+            self.sparkplug = build_sparkplug_link(loaded, self.encoder.bridges, settings, self.writer, clock)
+            if self.sparkplug is not None:
+                native_wake, spb_wake = self.uplink.wake, self.sparkplug.wake
+
+                def wake_both(seq: int) -> None:
+                    native_wake(seq)
+                    spb_wake(seq)
+
+                self.writer.on_commit = wake_both
 
     def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
         """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""

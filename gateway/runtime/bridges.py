@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway import __version__
 from gateway.bridges import Bridges, Inventory
 from gateway.bridges.home_assistant import HomeAssistantBridge
 from gateway.config import LoadedConfig
+from gateway.core import Clock
 from gateway.encode import Topics
+from gateway.outbox import OutboxWriter
+from gateway.uplink import UplinkSettings
+
+if TYPE_CHECKING:
+    from gateway.uplink.sparkplug_link import SparkplugLink
 
 
 def inventory(loaded: LoadedConfig) -> Inventory:
@@ -35,4 +43,29 @@ def build_bridges(loaded: LoadedConfig, topics: Topics) -> Bridges:
         state_file = loaded.state_dir / "bridges" / "home_assistant.json"
         ha = HomeAssistantBridge(section.home_assistant, topics, inventory(loaded), state_file)
         bridges.items.append(ha)
+    if section.sparkplug.enabled:
+        # protobuf is imported only when the Sparkplug bridge is on
+        from gateway.bridges.sparkplug import SparkplugBridge, SpbTopics
+        from gateway.bridges.sparkplug_model import NodeModel
+
+        spb = section.sparkplug
+        gw = loaded.config.gateway
+        spb_topics = SpbTopics(spb.group_id or gw.site, spb.node_id or gw.id)
+        model = NodeModel(loaded.state_dir / "bridges" / "sparkplug.json")
+        bridges.items.append(SparkplugBridge(spb_topics, model))
     return bridges
+
+
+def build_sparkplug_link(
+    loaded: LoadedConfig, bridges: Bridges, settings: UplinkSettings, writer: OutboxWriter, clock: Clock
+) -> SparkplugLink | None:
+    """The Sparkplug link (its own MQTT connection) when the Sparkplug bridge is on."""
+    from gateway.bridges.sparkplug import SparkplugBridge
+
+    spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None)
+    if spb is None:
+        return None
+    from gateway.uplink.sparkplug_link import SparkplugLink
+
+    primary = loaded.config.bridges.sparkplug.primary_host_id
+    return SparkplugLink(settings, writer, clock, spb, primary)

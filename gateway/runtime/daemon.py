@@ -60,7 +60,7 @@ class Daemon:
         self.policy = RestartPolicy(
             rt.restart_budget, rt.restart_window_s, rt.restart_initial_s, rt.restart_max_s
         )
-        self.health_watch = Health(self.clock, rt.stall_after_s, core.uplink is not None)
+        self.health_watch = Health(self.clock, rt.stall_after_s, self._links())
         self.health = self.health_watch.parts  # sources and lane components add theirs
         self._engine: Any = None
         deps = LaneDeps(
@@ -127,8 +127,13 @@ class Daemon:
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
 
+    def _links(self) -> dict[str, Any]:
+        """The MQTT links whose threads the watchdog watches, by component name."""
+        links = {"uplink": self.core.uplink, "sparkplug": self.core.sparkplug}
+        return {name: link for name, link in links.items() if link is not None}
+
     def _refresh_thread_health(self) -> None:
-        self.health_watch.refresh_threads(self.core.writer, self.core.uplink, self.state == "stopped")
+        self.health_watch.refresh_threads(self.core.writer, self._links(), self.state == "stopped")
 
     def healthy(self) -> bool:
         """Every component shows progress: only then is the systemd watchdog petted."""
@@ -174,6 +179,8 @@ class Daemon:
             core.uplink.on_command = self._command_arrived
         if core.uplink is not None:
             core.uplink.start()
+        if core.sparkplug is not None:
+            core.sparkplug.start()
         await self.control.start()
         async with asyncio.TaskGroup() as group:
             self._group = self.sources.group = group
@@ -228,7 +235,10 @@ class Daemon:
         if core.uplink is not None:
             self.notifier.status("stopping: finishing in-flight messages")
             left = max(0.1, (deadline - clock.monotonic()) * 0.8)
-            await asyncio.to_thread(core.uplink.stop, left)
+            stops = [asyncio.to_thread(core.uplink.stop, left)]
+            if core.sparkplug is not None:  # both links finish in parallel, each says its death
+                stops.append(asyncio.to_thread(core.sparkplug.stop, left))
+            await asyncio.gather(*stops)
         for task in loops:
             task.cancel()
         await asyncio.to_thread(core.writer.stop, max(0.1, deadline - clock.monotonic()))

@@ -1,7 +1,8 @@
 """Health of the running parts, and the systemd watchdog that depends on it.
 
 Sources and lane components report through their `ComponentHealth` (the supervisor keeps it); the
-two worker threads (outbox writer, uplink) are read here. The watchdog is petted only while every
+worker threads (outbox writer, and each MQTT link: the native `uplink`, the `sparkplug` link when
+that bridge is on) are read here. The watchdog is petted only while every
 part is alive and shows progress: a hung thread or a stalled source gets the service restarted.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.core import Clock
@@ -19,27 +21,28 @@ log = logging.getLogger("lintel.daemon")
 
 
 class Health:
-    def __init__(self, clock: Clock, stall_after_s: float, has_uplink: bool) -> None:
+    def __init__(self, clock: Clock, stall_after_s: float, links: Iterable[str]) -> None:
         self.clock = clock
         self.parts: dict[str, ComponentHealth] = {
-            "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s, clock=clock)
+            name: ComponentHealth(name, stall_after_s=stall_after_s, clock=clock)
+            for name in ("outbox", *links)
         }
-        if has_uplink:
-            self.parts["uplink"] = ComponentHealth("uplink", stall_after_s=stall_after_s, clock=clock)
 
-    def refresh_threads(self, writer: Any, uplink: Any, stopped: bool) -> None:
-        """Read the worker threads' liveness into their health entries."""
+    def refresh_threads(self, writer: Any, links: Mapping[str, Any], stopped: bool) -> None:
+        """Read the worker threads' liveness into their health entries. A link is any object with
+        `alive`, `last_error` and `progress_mono` (the last turn of its loop; waiting on purpose,
+        as in a reconnect backoff, counts as a turn)."""
         out = self.parts["outbox"]
         out.state = "running" if writer.alive else ("stopped" if stopped else "failed")
         out.last_error = writer.last_error
         # The writer makes progress if it commits, or if it has nothing to commit.
         if writer.pending_count() == 0 or writer.commits_done_recently(out.stall_after_s or 60):
             out.progress()
-        if uplink is not None:
-            up = self.parts["uplink"]
-            up.state = "running" if uplink.alive else ("stopped" if stopped else "failed")
-            up.last_error = uplink.last_error
-            up.last_progress = uplink.progress_mono
+        for name, link in links.items():
+            part = self.parts[name]
+            part.state = "running" if link.alive else ("stopped" if stopped else "failed")
+            part.last_error = link.last_error
+            part.last_progress = link.progress_mono
 
     def unhealthy(self) -> list[str]:
         now = self.clock.monotonic()

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from gateway import __version__
 from gateway.core.devices import DeviceReport
-from gateway.uplink.report import UplinkReport
+from gateway.uplink.report import SparkplugLinkReport, UplinkReport
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon
@@ -99,6 +99,22 @@ class AlarmReport:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenAlarmsReport:
+    """How many alarms are open now (for dashboards that read only `stats`): no ids, no sources."""
+
+    count: int
+    unacknowledged: int
+    by_kind: dict[str, int]
+
+    @classmethod
+    def of(cls, alarms: tuple[AlarmReport, ...]) -> OpenAlarmsReport:
+        by_kind: dict[str, int] = {}
+        for alarm in alarms:
+            by_kind[alarm.kind] = by_kind.get(alarm.kind, 0) + 1
+        return cls(len(alarms), sum(not a.acked for a in alarms), dict(sorted(by_kind.items())))
+
+
+@dataclass(frozen=True, slots=True)
 class CommandsReport:
     received: int
     ok: int
@@ -155,6 +171,8 @@ class StatsReport:
     uplink: UplinkReport
     pipeline: PipelineReport
     devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
+    open_alarms: OpenAlarmsReport
+    sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +199,7 @@ class GatewayReport:
     unavailable: dict[str, str]
     written_ms: int
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
+    sparkplug: SparkplugLinkReport | None = None  # the Sparkplug B link, when that bridge is on
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -191,6 +210,8 @@ class GatewayReport:
             self.uplink,
             self.pipeline,
             self.devices,
+            OpenAlarmsReport.of(self.alarms),
+            self.sparkplug,
         )
 
 
@@ -221,6 +242,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         unavailable=dict(daemon.lanes.unavailable),
         written_ms=daemon.clock.time_ms(),
         devices=tuple(daemon.sources.device_reports()),
+        sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
     )
 
 

@@ -43,6 +43,10 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+# Rows of the Sparkplug link (gateway.bridges.sparkplug): never sent nor acknowledged natively.
+SPARKPLUG_PREFIX = "spBv1.0/"
+
+
 class _Lane:
     def __init__(self, klass: Klass, after: int, upto: int | None) -> None:
         self.klass = klass
@@ -53,7 +57,7 @@ class _Lane:
 
     def next(self, reader: OutboxReader) -> PendingMessage | None:
         if not self.buffer and not self.exhausted:
-            page = reader.page(self.klass, self.cursor, self.upto, PAGE)
+            page = reader.page(self.klass, self.cursor, self.upto, PAGE, SPARKPLUG_PREFIX, with_prefix=False)
             if page:
                 self.buffer.extend(page)
                 self.cursor = page[-1].seq

@@ -52,7 +52,7 @@ class Collector:
         if msg.topic.endswith("/command"):
             return  # inbound commands (operators, fuzzers) are not the gateway's output
         parts = msg.topic.split("/")
-        if len(parts) < 4 or parts[3] == "ha" or parts[0] == "homeassistant":
+        if len(parts) < 4 or parts[3] == "ha" or parts[0] in ("homeassistant", "spBv1.0"):
             with self._lock:
                 self.bridged.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             return

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bridges import Bridges
+from gateway.bridges.sparkplug import SparkplugBridge
 from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.encode import Encoder, Topics
 from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.uplink import Uplink, UplinkSettings
+from gateway.uplink.sparkplug_link import SparkplugLink
 
 TOPICS = Topics("lintel", "site-a", "gw-test")
 
@@ -43,13 +45,30 @@ class InProcessGateway:
             },
         )
         self.writer.on_commit = self.uplink.wake
+        # With a Sparkplug bridge among the bridges, its link too, as the daemon wires it.
+        self.sparkplug: SparkplugLink | None = None
+        spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None) if bridges else None
+        if spb is not None:
+            settings = self.uplink.settings
+            self.sparkplug = SparkplugLink(settings, self.writer, SystemClock(), spb, None)
+            spb_wake = self.sparkplug.wake
+
+            def wake_both(seq: int) -> None:
+                self.uplink.wake(seq)
+                spb_wake(seq)
+
+            self.writer.on_commit = wake_both
 
     def start(self) -> InProcessGateway:
         self.writer.start()
         self.uplink.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self.sparkplug is not None:
+            self.sparkplug.stop(timeout)
         self.uplink.stop(timeout)
         self.writer.stop()
 
@@ -108,3 +127,17 @@ class SteadyLoad:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def both_bridges(state: Path) -> Bridges:
+    """Home Assistant and Sparkplug B, over the devices SteadyLoad feeds (state files in `state`)."""
+    from gateway.bridges import HomeAssistantBridgeConfig, Inventory
+    from gateway.bridges.home_assistant import HomeAssistantBridge
+    from gateway.bridges.sparkplug import SpbTopics
+    from gateway.bridges.sparkplug_model import NodeModel
+
+    devices = (*((f"meter-{i}", "modbus") for i in range(5)), ("door-1", "ble"))
+    inv = Inventory(TOPICS.site, TOPICS.gateway_id, "test", devices)
+    ha = HomeAssistantBridge(HomeAssistantBridgeConfig(enabled=True), TOPICS, inv, state / "ha.json")
+    spb = SparkplugBridge(SpbTopics(TOPICS.site, TOPICS.gateway_id), NodeModel(state / "spb.json"))
+    return Bridges([ha, spb])

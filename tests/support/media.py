@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ROOT / ".cache" / "media"
-PINS = {
-    line.split()[1]: line.split()[0]
+PINS = {  # sha256sum's lines: 64 hex digits, two spaces, the name (which may hold spaces)
+    line[66:]: line[:64]
     for line in (ROOT / "scripts" / "media.sha256").read_text().splitlines()
     if line.strip()
 }
