@@ -10,9 +10,11 @@ cameras on the same clip: 4 cameras with lanes and 1 face entrance. `--no-camera
 camera (meters, BLE, doors only). RSS is read from /proc/PID/status (VmRSS every second, VmHWM for
 the peak) of the daemon process only; the simulator runs here and is not counted.
 
-`--int8-embedder` measures a hypothetical: SFace quantised here (onnxruntime's dynamic int8, as in
-bench/faces.py) under a manifest of its own in a temporary `vision.manifest_dir`; nothing shipped
-changes. `--breakdown` lists where the daemon's RSS is at the end (/proc/PID/smaps: anonymous
+`--int8-embedder` measures a hypothetical: SFace quantised here to int8 throughout, convolutions
+too (onnxruntime's dynamic QInt8, as in bench/faces.py; the shipped default quantises only its
+fully-connected layer, the convolutions quantised embed 3× slower), under a manifest of its own in
+a temporary `vision.manifest_dir`; nothing shipped changes. `--embedder sface-2021dec` measures
+the float32 SFace. `--breakdown` lists where the daemon's RSS is at the end (/proc/PID/smaps: anonymous
 memory, the heap, each library's pages).
 """
 
@@ -64,7 +66,7 @@ def config_text(
 
 
 def int8_embedder(folder: Path) -> str:
-    """SFace quantised to int8 weights in `folder`, with a manifest naming it; returns its name."""
+    """SFace with every weight quantised to int8 in `folder`, with a manifest naming it; its name."""
     import tomllib
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -72,10 +74,10 @@ def int8_embedder(folder: Path) -> str:
     from gateway.analytics.catalog import REPO_MODELS, file_sha256, find
 
     sface = find("sface-2021dec")
-    out = folder / "sface-2021dec-int8-bench.onnx"
+    out = folder / "sface-2021dec-int8-all-bench.onnx"
     quantize_dynamic(str(sface.file), str(out), weight_type=QuantType.QInt8)
     assert sface.manifest_path is not None and sface.manifest_path.parent == REPO_MODELS
-    name = "sface-2021dec-int8-bench"
+    name = "sface-2021dec-int8-all-bench"
     text = sface.manifest_path.read_text()
     tomllib.loads(text)  # the shipped manifest, only renamed and pointed at the quantised file
     text = text.replace('name = "sface-2021dec"', f'name = "{name}"')
@@ -165,12 +167,12 @@ def main() -> None:
     parser.add_argument("--no-face", action="store_true", help="no face entrance (its share)")
     parser.add_argument("--detector", help="vision.detector (default: the config default)")
     parser.add_argument("--embedder", help="faces.embedder (default: the config default)")
-    parser.add_argument("--int8-embedder", action="store_true", help="SFace quantised here (hypothetical)")
+    parser.add_argument("--int8-embedder", action="store_true", help="SFace int8 throughout (hypothetical)")
     parser.add_argument("--breakdown", action="store_true", help="where the RSS is at the end")
     args = parser.parse_args()
     figures, parts = asyncio.run(measure(args))
     face = "" if args.no_face else " + 1 face entrance"
-    embedder = "int8 SFace, not shipped" if args.int8_embedder else args.embedder
+    embedder = "SFace int8 throughout, not shipped" if args.int8_embedder else args.embedder
     what = (
         "no camera"
         if args.no_camera
