@@ -110,7 +110,7 @@ def h264(clip: Path) -> Path | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedder", default="sface-2021dec")
+    parser.add_argument("--embedder", help="a face embedder model (default: [faces] embedder's default)")
     parser.add_argument("--h264", action="store_true", help="also the clips as H.264 (needs ffmpeg)")
     args = parser.parse_args()
     steps = Steps()
@@ -131,15 +131,17 @@ def main() -> None:
     from bench.common import print_table
     from gateway.analytics.catalog import catalog
     from gateway.analytics.engine import InferenceEngine
+    from gateway.faces.config import FacesSection
     from gateway.faces.detect import FaceDetector
     from gateway.faces.embed import Embedder
     from gateway.vision.detector import Detector
 
     models = catalog()
+    embedder_name = args.embedder or FacesSection().embedder
     engine = InferenceEngine(1)
     frame = (np.random.default_rng(0).random((360, 640, 3)) * 255).astype(np.uint8)
     chip = np.ascontiguousarray(frame[:112, :112])
-    for name in ("yolov4-tiny-coco-int8", "yunet-2023mar", args.embedder):
+    for name in ("yolov4-tiny-coco-int8", "yunet-2023mar", embedder_name):
         model = engine.model(models[name])
         steps.mark(f"{name} loaded and warmed up")
         task = model.manifest.task
