@@ -6,6 +6,9 @@
   never fight over the same cores (frames queue instead; each camera keeps only its latest frame).
 - A model is checked against its manifest's sha256 before it is loaded (a corrupt or swapped file
   is refused with the fix in the message), and warmed up once so the first real frame is not slow.
+- Memory: every session allocates from one process-wide arena that is shrunk after each run, so a
+  model's activations are resident only while it runs (`shared_arena`, `run_options`); glibc
+  serves blocks of 128 KiB and more from their own mappings (`keep_heap_small`).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def shared_arena() -> None:
 
     onnxruntime's default gives each session its own arena that doubles its region each time it
     grows and keeps its peak for good: three models kept three peaks of activations. One arena,
-    grown by exactly the request (`kSameAsRequested`) and shrunk after every run (`RUN_OPTIONS`),
+    grown by exactly the request (`kSameAsRequested`) and shrunk after every run (`run_options`),
     holds activations only while a model runs (bench/memory.py, README)."""
     global _arena_registered
     import onnxruntime as ort
