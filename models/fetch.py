@@ -119,6 +119,12 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
 
         (data,) = members.values()
         onnx_bytes = strip(data).SerializeToString()
+    elif source["converter"] == "free_size":
+        sys.path.insert(0, str(HERE))
+        from onnx_inputs import free_size
+
+        (data,) = members.values()
+        onnx_bytes = free_size(data).SerializeToString()
     elif source["converter"] == "copy":
         (onnx_bytes,) = members.values()
     else:

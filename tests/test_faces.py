@@ -83,6 +83,37 @@ def test_detector_agrees_with_opencvs_own_yunet(pipeline: FacePipeline) -> None:
     assert ours[0].score == pytest.approx(theirs[14], abs=0.01)
 
 
+@pytest.mark.parametrize(("height", "width", "fed"), [(360, 640, (384, 640)), (640, 360, (640, 384))])
+def test_a_frame_goes_in_at_its_own_aspect_and_finds_the_same_face(
+    pipeline: FacePipeline, height: int, width: int, fed: tuple[int, int]
+) -> None:
+    """Our YuNet build takes a free input size: a 640×360 door frame (or a portrait one) is fed
+    padded to the next multiple of 32, not to 640×640, and finds the same face, box, landmarks and
+    score as the padded square."""
+    detector = pipeline.detector
+    assert detector.free_shape
+    image = cv2.imread(str(photo("faces/biden.jpg")))
+    scale = 300 / image.shape[0]
+    face = cv2.resize(image, (round(image.shape[1] * scale), 300))
+    left = width - 20 - face.shape[1]
+    frame = np.full((height, width, 3), 90, np.uint8)
+    frame[height - 330 : height - 30, left : width - 20] = face
+    blob, _ = detector.blob(frame)
+    assert blob.shape == (1, 3, *fed)
+    ours = detector.detect(frame)
+    detector.free_shape = False  # the fixed 640×640 canvas, as before the rebuild
+    try:
+        assert detector.blob(frame)[0].shape == (1, 3, 640, 640)
+        square = detector.detect(frame)
+    finally:
+        detector.free_shape = True
+    assert len(ours) == len(square) == 1
+    assert ours[0].box[0] > left - 10 and ours[0].box[1] > height - 340  # where it was pasted
+    assert np.allclose(ours[0].box, square[0].box, atol=2.0)
+    assert np.allclose(ours[0].landmarks, square[0].landmarks, atol=2.0)
+    assert ours[0].score == pytest.approx(square[0].score, abs=0.02)
+
+
 def test_residents_are_recognised_and_strangers_are_not(tmp_path: Path, pipeline: FacePipeline) -> None:
     threshold = pipeline.embedder.threshold
     g = gallery_of(tmp_path, pipeline, ENROL)

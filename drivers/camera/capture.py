@@ -71,6 +71,11 @@ def open_capture(config: CameraConfig, restart_clock: Callable[[], None] | None 
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_s * 1000),
     ]  # fmt: skip
+    if config.decode_threads:
+        # OpenCV's default is one decoding thread per core, each with its own frames in flight:
+        # memory a sub-stream does not need (bench/memory_steps.py --h264), and the cameras
+        # already decode in parallel, one thread each.
+        params += [cv2.CAP_PROP_N_THREADS, config.decode_threads]
     if config.kind == "usb":
         cap = cv2.VideoCapture(address, cv2.CAP_V4L2)
     else:

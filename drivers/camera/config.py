@@ -86,6 +86,13 @@ class CameraConfig(SourceConfigBase):
     )
     max_width: int = Field(1920, gt=0, le=16384, description="Refuse streams wider than this (pixels).")
     max_height: int = Field(1080, gt=0, le=16384, description="Refuse streams taller than this (pixels).")
+    decode_threads: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="FFmpeg decoding threads (0: one per core). Each holds its own frames: 5 H.264 "
+        "640×360 cameras took 8 MB more at 2 threads than at 1.",
+    )
 
     @field_validator("url")
     @classmethod

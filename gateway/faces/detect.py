@@ -1,10 +1,14 @@
 """Face detection with five landmarks (YuNet layout): a picture in, faces with boxes out.
 
-The picture is scaled to fit the model's fixed input and padded at the bottom and right, so a
-coordinate only needs the scale undone. Per stride `s` the model gives, for each grid cell, a
-class and an objectness score (score = √(cls·obj)), a box (centre = (col + dx, row + dy)·s,
-size = exp(dw, dh)·s) and five landmarks ((col + kx, row + ky)·s): eye centres (the subject's
-right eye first, i.e. left in the picture), nose tip, mouth corners.
+The picture is scaled to fit the model's input size and padded at the bottom and right, so a
+coordinate only needs the scale undone. A model with a free input size (our YuNet build) is fed
+the scaled picture padded only to the next multiple of its largest stride: a 640×360 door frame
+goes in as 640×384, not 640×640 (less work and activation memory, same scale).
+
+Per stride `s` the model gives, for each grid cell, a class and an objectness score
+(score = √(cls·obj)), a box (centre = (col + dx, row + dy)·s, size = exp(dw, dh)·s) and five
+landmarks ((col + kx, row + ky)·s): eye centres (the subject's right eye first, i.e. left in the
+picture), nose tip, mouth corners.
 """
 
 from __future__ import annotations
@@ -46,19 +50,28 @@ class FaceDetector:
         self.min_score = min_score
         self.nms_iou = nms_iou
         self.bgr = manifest.input.colour == "bgr"
-        self._grids = {s: self._grid(s) for s in self.strides}
+        self.free_shape = model.free_shape
+        self._grids: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def _grid(self, stride: int) -> np.ndarray:
-        cols, rows = self.width // stride, self.height // stride
-        ys, xs = np.mgrid[0:rows, 0:cols]
-        return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    def _grid(self, stride: int, width: int, height: int) -> np.ndarray:
+        key = (stride, width, height)
+        if key not in self._grids:
+            cols, rows = width // stride, height // stride
+            ys, xs = np.mgrid[0:rows, 0:cols]
+            self._grids[key] = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        return self._grids[key]
 
     def blob(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """The model input for a BGR picture and the scale applied to it."""
         h, w = image.shape[:2]
         scale = min(self.width / w, self.height / h)
         resized = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))))
-        canvas = np.zeros((self.height, self.width, 3), np.uint8)
+        height, width = self.height, self.width
+        if self.free_shape:
+            step = max(self.strides)
+            height = min(height, -(-resized.shape[0] // step) * step)
+            width = min(width, -(-resized.shape[1] // step) * step)
+        canvas = np.zeros((height, width, 3), np.uint8)
         canvas[: resized.shape[0], : resized.shape[1]] = resized
         if not self.bgr:
             canvas = canvas[:, :, ::-1]
@@ -67,6 +80,7 @@ class FaceDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in a BGR picture, best first."""
         blob, scale = self.blob(image)
+        height, width = blob.shape[2:]
         outputs = dict(zip(self.model.output_names, self.model.run(blob), strict=True))
         boxes, scores, marks = [], [], []
         for s in self.strides:
@@ -76,7 +90,7 @@ class FaceDetector:
             keep = np.nonzero(score >= self.min_score)[0]
             if keep.size == 0:
                 continue
-            grid = self._grids[s][keep]
+            grid = self._grid(s, width, height)[keep]
             box = outputs[f"bbox_{s}"][0, keep]
             centre = (grid + box[:, :2]) * s
             size = np.exp(box[:, 2:4]) * s
