@@ -282,3 +282,37 @@ def test_a_hung_sparkplug_link_withholds_the_watchdog(
     sock.close()
     assert healthy >= 1
     assert stalled == 0
+
+
+def test_a_source_polled_less_often_than_stall_after_s_is_not_a_stall(tmp_path: Path) -> None:
+    """A water meter read every 5 minutes reports progress every 5 minutes. With the default
+    stall_after_s (120 s) the watchdog must not take that silence for a hang: it would have systemd
+    restart a healthy gateway over and over. Scaled down: polls every 2 s, stall_after_s 0.5 s."""
+    text = gateway_toml(
+        tmp_path / "state",
+        sources='[[sources]]\nid = "slow"\ntype = "simulated"\ninterval_s = 2.0\n',
+    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
+    loaded = parse_config(text.encode(), "t", tmp_path)
+    sock = NotifySocket(tmp_path / "notify")
+    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
+
+    async def main() -> tuple[int, set[str]]:
+        runner = asyncio.create_task(daemon.run())
+        while daemon.state != "running" or daemon.core.pipeline.accepted < 1:
+            await asyncio.sleep(0.02)
+        sock.collect(0.05)
+        sock.messages.clear()
+        states: set[str] = set()
+        deadline = time.monotonic() + 3.0  # more than one whole poll interval after the first poll
+        while time.monotonic() < deadline:
+            states |= {c["state"] for c in daemon.status_body()["components"] if c["name"] == "source:slow"}
+            await asyncio.sleep(0.1)
+        pets = sum(1 for m in sock.collect(0.05) if m.get("WATCHDOG") == "1")
+        daemon.request_stop()
+        await asyncio.wait_for(runner, 15)
+        return pets, states
+
+    pets, states = asyncio.run(main())
+    sock.close()
+    assert states == {"running"}
+    assert pets >= 5  # petted every 0.1 s throughout (a withheld watchdog would give 0-2)

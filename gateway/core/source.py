@@ -97,6 +97,18 @@ class Source(Protocol):
         ...
 
 
+@runtime_checkable
+class PacedSource(Protocol):
+    """A source whose healthy silence is longer than a moment: it reports progress once per poll.
+
+    `progress_every_s` is the longest a healthy source goes between two `progress()` calls (its
+    poll interval). The watchdog allows that much on top of `runtime.stall_after_s`, so a meter read
+    every 5 minutes is not taken for a hang (and the gateway is not restarted for it)."""
+
+    @property
+    def progress_every_s(self) -> float: ...
+
+
 class PollingSource(ABC):
     """Owns the interval loop of a pull device.
 
@@ -110,6 +122,11 @@ class PollingSource(ABC):
             raise ValueError("interval_s must be > 0")
         self.interval_s = interval_s
         self.missed_polls = 0
+
+    @property
+    def progress_every_s(self) -> float:
+        """Progress is reported after each poll (`PacedSource`)."""
+        return self.interval_s
 
     async def open(self, ctx: SourceContext) -> None:  # noqa: B027 - optional hook
         """Acquire the device. Raise SourceUnavailable if it is not there."""

@@ -23,6 +23,7 @@ from gateway.core.actuators import ActuatorHub, ActuatorProvider
 from gateway.core.devices import DeviceReport, DeviceReporter
 from gateway.core.frames import FrameHub, FrameSource
 from gateway.core.persist import KeyValueStore
+from gateway.core.source import PacedSource
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
 log = logging.getLogger("lintel.sources")
@@ -93,6 +94,8 @@ class Sources:
         async def run_once() -> None:
             source = registry.create_source(cfg)
             self.instances[cfg.id] = source
+            if isinstance(source, PacedSource):  # its healthy silence is not a stall
+                health.stall_after_s = self.stall_after_s + source.progress_every_s
             ports = source.actuator_ports() if isinstance(source, ActuatorProvider) else {}
             if isinstance(source, FrameSource):
                 self.frames.attach(cfg.id, source)

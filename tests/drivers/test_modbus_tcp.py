@@ -203,3 +203,23 @@ def test_splitting_contiguous_points_gives_one_request_each() -> None:
     assert len(group.requests) == 1 and len(group.requests[0].points) == 2  # 0x0000-0x0002 contiguous
     poller._split(group, group.requests[0])
     assert [len(r.points) for r in group.requests] == [1, 1]
+
+
+def test_a_bus_read_every_five_minutes_tells_the_watchdog_its_silence_is_healthy() -> None:
+    from gateway.core.source import PacedSource
+
+    cfg = ModbusBusConfig.model_validate(
+        {
+            "type": "modbus",
+            "id": "bus-w",
+            "endpoint": "tcp://127.0.0.1:502",
+            "interval_s": 10,
+            "meters": [
+                {"id": "power", "unit": 1, "profile": "eastron_sdm120"},
+                {"id": "water", "unit": 2, "profile": "eastron_sdm120", "interval_s": 300},
+            ],
+        }
+    )
+    source = ModbusBusSource(cfg)
+    assert isinstance(source, PacedSource)
+    assert source.progress_every_s == 300  # the slowest meter: the longest healthy gap between polls
