@@ -29,6 +29,9 @@ from gateway.core.devices import DeviceReport, PointMemory
 log = logging.getLogger("lintel.modbus")
 
 
+IDLE_BEAT_S = 1.0  # how often a bus with nothing to poll tells the watchdog it is alive
+
+
 class ModbusBusSource:
     def __init__(self, config: ModbusBusConfig) -> None:
         self.config = config
@@ -84,8 +87,9 @@ class ModbusBusSource:
         for meter in self.meters:
             for group in meter.groups:
                 heapq.heappush(jobs, (start, next(order), meter, group))
-        if not jobs:
-            await asyncio.Event().wait()
+        while not jobs:  # every meter disabled: the bus stays open for its door relays, and alive
+            ctx.progress()
+            await asyncio.sleep(IDLE_BEAT_S)
         while True:
             due, _, meter, group = heapq.heappop(jobs)
             now = clock.monotonic()

@@ -223,3 +223,38 @@ def test_a_bus_read_every_five_minutes_tells_the_watchdog_its_silence_is_healthy
     source = ModbusBusSource(cfg)
     assert isinstance(source, PacedSource)
     assert source.progress_every_s == 300  # the slowest meter: the longest healthy gap between polls
+
+
+def test_a_bus_with_every_meter_disabled_stays_alive_for_its_door_relays() -> None:
+    """An installer disables the only meter of a bus that also drives a door relay: the bus has
+    nothing to poll but must keep telling the watchdog it is alive (it waited silently, so after
+    stall_after_s systemd restarted the gateway, again and again)."""
+
+    async def main() -> int:
+        server = MeterServer([SimulatedMeter(1, "eastron_sdm120", seed=3)])
+        port = await server.start_tcp()
+        cfg = ModbusBusConfig.model_validate(
+            {
+                "type": "modbus",
+                "id": "bus-door",
+                "endpoint": f"tcp://127.0.0.1:{port}",
+                "meters": [{"id": "off", "unit": 1, "profile": "eastron_sdm120", "enabled": False}],
+            }
+        )
+        source = ModbusBusSource(cfg)
+        beats: list[float] = []
+        clock = SystemClock()
+        ctx = SourceContext("bus-door", clock, lambda r: True, lambda: beats.append(clock.monotonic()))
+        task = asyncio.create_task(source.run(ctx))
+        try:
+            while len(beats) < 4:  # waits on the condition; a silent bus never gets there
+                await asyncio.sleep(0.05)
+                if task.done():
+                    task.result()  # a crash shows here
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+        return len(beats)
+
+    assert asyncio.run(asyncio.wait_for(main(), 20)) >= 4
