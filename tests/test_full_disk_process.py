@@ -25,6 +25,7 @@ from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.test_outbox_disk import fill
 
 EPISODES = 4
+STALL_S = 2
 
 
 @pytest.fixture
@@ -46,7 +47,11 @@ def config_text(state: Path, broker: int, modbus: int) -> str:
     )
     # the runtime dir (status.json) stays off the full disk, as /run is under systemd
     text = text.replace(f'runtime_dir = "{state / "run"}"', f'runtime_dir = "{state.parent / "run"}"')
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    # a full disk is not a hang: the writer keeps retrying, so it must not be reported stalled (the
+    # systemd watchdog would restart the gateway and lose the alarms held in memory)
+    return text.replace(
+        "[outbox]", f"[runtime]\nstatus_interval_s = 0.3\nstall_after_s = {STALL_S}\n\n[outbox]"
+    )
 
 
 def alarms(c: Collector) -> list[dict[str, Any]]:
@@ -85,8 +90,14 @@ def test_alarms_raised_on_a_full_disk_reach_the_broker_once_space_returns(
             meter.pin("power_w", 50.0)
             wait_status(config, lambda s: not s["alarms"], 10)
         status = wait_status(config, lambda s: s["outbox"]["disk_full"])  # alarms held in memory
+        full_since = time.monotonic()
+        while time.monotonic() < full_since + STALL_S + 1.5:  # past a whole stall window, still full
+            time.sleep(0.2)
+        status = wait_status(config, lambda s: s["outbox"]["disk_full"] and s["pid"] == proc.pid)
         assert status["state"] == "running" and status["pipeline"]["accepted"] > accepted_when_full
-        assert {c["name"]: c["state"] for c in status["components"]}["source:bus-1"] == "running"
+        states = {c["name"]: c["state"] for c in status["components"]}
+        assert states["source:bus-1"] == "running"
+        assert states["outbox"] == "running", states  # retrying, not stalled
         assert alarms(collector) == []  # nothing could be committed, so nothing was published yet
         os.unlink(filler)  # space returns
         os.unlink(small_state / "filler-2")

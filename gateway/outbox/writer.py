@@ -221,10 +221,13 @@ class OutboxWriter:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def commits_done_recently(self, within_s: float) -> bool:
-        return (
-            self._last_commit_mono is not None and self.clock.monotonic() - self._last_commit_mono < within_s
-        )
+    def progressed_recently(self, within_s: float) -> bool:
+        """A commit went through, or a commit found the disk full and holds its records for the
+        next try, within `within_s`. A full disk is not a hang: a restart would not make room and
+        would lose what is held in memory. Any other failing commit is no progress (a restart
+        reopens, and if need be salvages, the database)."""
+        last = self._last_commit_mono
+        return last is not None and self.clock.monotonic() - last < within_s
 
     def pending_count(self) -> int:
         with self._cond:
@@ -301,6 +304,7 @@ class OutboxWriter:
             except _DiskFull as exc:
                 self.last_error = f"disk full: {exc}"
                 self._keep_for_retry(exc.items, acks)
+                self._last_commit_mono = self.clock.monotonic()  # alive and retrying: progress
             except Exception as exc:  # never let the writer die: the daemon would lose everything
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox commit failed; %d records not accepted", len(items))

@@ -35,8 +35,9 @@ class Health:
         out = self.parts["outbox"]
         out.state = "running" if writer.alive else ("stopped" if stopped else "failed")
         out.last_error = writer.last_error
-        # The writer makes progress if it commits, or if it has nothing to commit.
-        if writer.pending_count() == 0 or writer.commits_done_recently(out.stall_after_s or 60):
+        # The writer makes progress if it commits (or holds records on a full disk), or if it has
+        # nothing to commit.
+        if writer.pending_count() == 0 or writer.progressed_recently(out.stall_after_s or 60):
             out.progress()
         for name, link in links.items():
             part = self.parts[name]
