@@ -249,7 +249,8 @@ def test_a_hung_sparkplug_link_withholds_the_watchdog(
         mqtt=f'url = "mqtt://127.0.0.1:{broker.port}"',
         sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n',
         extra=(
-            "[bridges.sparkplug]\nenabled = true\n\n[runtime]\nstall_after_s = 2.5\nstatus_interval_s = 0.1\n"
+            # 1 s: a link turns its loop once a second, and that is allowed on top
+            "[bridges.sparkplug]\nenabled = true\n\n[runtime]\nstall_after_s = 1\nstatus_interval_s = 0.1\n"
         ),
     )
     loaded = parse_config(text.encode(), "t", tmp_path)

@@ -19,14 +19,19 @@ from gateway.runtime.supervisor import ComponentHealth
 
 log = logging.getLogger("lintel.daemon")
 
+# A link's loop turns at least once a second (its select() timeout); that healthy silence is
+# allowed on top of stall_after_s, as a polled source's interval is.
+LINK_TURN_S = 1.0
+
 
 class Health:
     def __init__(self, clock: Clock, stall_after_s: float, links: Iterable[str]) -> None:
         self.clock = clock
         self.parts: dict[str, ComponentHealth] = {
-            name: ComponentHealth(name, stall_after_s=stall_after_s, clock=clock)
-            for name in ("outbox", *links)
+            "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s, clock=clock)
         }
+        for name in links:
+            self.parts[name] = ComponentHealth(name, stall_after_s=stall_after_s + LINK_TURN_S, clock=clock)
 
     def refresh_threads(self, writer: Any, links: Mapping[str, Any], stopped: bool) -> None:
         """Read the worker threads' liveness into their health entries. A link is any object with
