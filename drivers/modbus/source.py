@@ -63,9 +63,10 @@ class ModbusBusSource:
 
     @property
     def progress_every_s(self) -> float:
-        """Progress is reported after each poll job (`PacedSource`): at worst, the slowest meter's
-        interval apart (a bus whose meters all poll every 5 minutes is quiet for 5 minutes)."""
-        return max((g.interval_s for m in self.meters for g in m.groups), default=0.0)
+        """Progress is reported after each poll job (`PacedSource`), so a healthy bus is quiet for
+        at most its most frequent job's interval (a bus whose meters all poll every 5 minutes is
+        quiet for 5 minutes; one more meter polled every 10 s makes it 10 s)."""
+        return min((g.interval_s for m in self.meters for g in m.groups), default=0.0)
 
     def actuator_ports(self) -> dict[str, Bus]:
         """The bus, lent to door relays under this source's id."""

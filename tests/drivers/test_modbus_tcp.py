@@ -215,14 +215,23 @@ def test_a_bus_read_every_five_minutes_tells_the_watchdog_its_silence_is_healthy
             "endpoint": "tcp://127.0.0.1:502",
             "interval_s": 10,
             "meters": [
-                {"id": "power", "unit": 1, "profile": "eastron_sdm120"},
                 {"id": "water", "unit": 2, "profile": "eastron_sdm120", "interval_s": 300},
+                {"id": "heat", "unit": 3, "profile": "eastron_sdm120", "interval_s": 600},
             ],
         }
     )
     source = ModbusBusSource(cfg)
     assert isinstance(source, PacedSource)
-    assert source.progress_every_s == 300  # the slowest meter: the longest healthy gap between polls
+    assert source.progress_every_s == 300  # progress after each job: quiet for the water meter's 300 s
+    with_power = cfg.model_copy(
+        update={
+            "meters": [
+                *cfg.meters,
+                cfg.meters[0].model_copy(update={"id": "power", "unit": 1, "interval_s": 10}),
+            ]
+        }
+    )
+    assert ModbusBusSource(with_power).progress_every_s == 10  # a job every 10 s: a hang shows sooner
 
 
 def test_a_bus_with_every_meter_disabled_stays_alive_for_its_door_relays() -> None:
