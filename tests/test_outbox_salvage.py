@@ -12,6 +12,8 @@ import random
 import shutil
 import sqlite3
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,10 +86,22 @@ def page_size(db: Path) -> int:
         conn.close()
 
 
-def reopen(db: Path) -> tuple[OutboxStore, Rows]:
+@contextmanager
+def reopened(db: Path) -> Iterator[tuple[OutboxStore, Rows]]:
+    """The store opened on `db` (salvaging it if need be) and what it publishes; closed after."""
     store = OutboxStore(db)
-    rows = published(db)
-    return store, rows
+    try:
+        yield store, published(db)
+    finally:
+        store.close(clean=True)
+
+
+def scribble_page(db: Path, page: int, seed: int) -> None:
+    """Overwrite database page `page` (1-based) with random bytes."""
+    size = page_size(db)
+    data = bytearray(db.read_bytes())
+    data[(page - 1) * size : page * size] = random.Random(seed).randbytes(size)
+    db.write_bytes(bytes(data))
 
 
 def assert_salvaged(store: OutboxStore, before: Rows, after: Rows, lost: int) -> None:
@@ -116,12 +130,8 @@ def test_a_random_page_loses_exactly_the_rows_on_it(tmp_path: Path) -> None:
     before = everything(db)
     pages = leaves(db, "m0")
     victim, on_it = pages[len(pages) // 2]
-    size = page_size(db)
-    data = bytearray(db.read_bytes())
-    data[(victim - 1) * size : victim * size] = random.Random(19).randbytes(size)
-    db.write_bytes(bytes(data))
-    store, after = reopen(db)
-    try:
+    scribble_page(db, victim, 19)
+    with reopened(db) as (store, after):
         assert on_it > 5
         assert_salvaged(store, before, after, lost=on_it)
         # Alarms and events were elsewhere: all of them came through.
@@ -129,8 +139,6 @@ def test_a_random_page_loses_exactly_the_rows_on_it(tmp_path: Path) -> None:
         # New messages go above everything the bad file handed out.
         w = OutboxWriter(store, ENC, SystemClock(), OutboxLimits(commit_window_s=0.01))
         assert w.last_seq > max(seq for _, seq in before)
-    finally:
-        store.close(clean=True)
 
 
 def test_a_random_interior_page_loses_nothing(tmp_path: Path) -> None:
@@ -142,15 +150,9 @@ def test_a_random_interior_page_loses_nothing(tmp_path: Path) -> None:
         "SELECT pageno FROM dbstat WHERE name='m0' AND pagetype='internal' ORDER BY pageno LIMIT 1"
     ).fetchone()
     conn.close()
-    size = page_size(db)
-    data = bytearray(db.read_bytes())
-    data[(interior - 1) * size : interior * size] = random.Random(7).randbytes(size)
-    db.write_bytes(bytes(data))
-    store, after = reopen(db)
-    try:
+    scribble_page(db, interior, 7)
+    with reopened(db) as (store, after):
         assert_salvaged(store, before, after, lost=0)
-    finally:
-        store.close(clean=True)
 
 
 def test_a_zeroed_header_loses_nothing(tmp_path: Path) -> None:
@@ -162,11 +164,8 @@ def test_a_zeroed_header_loses_nothing(tmp_path: Path) -> None:
     db.write_bytes(bytes(data))
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(db).execute("SELECT COUNT(*) FROM m0").fetchone()  # SQLite alone: nothing
-    store, after = reopen(db)
-    try:
+    with reopened(db) as (store, after):
         assert_salvaged(store, before, after, lost=0)
-    finally:
-        store.close(clean=True)
 
 
 def test_a_truncated_file_loses_exactly_the_rows_past_the_cut(tmp_path: Path) -> None:
@@ -180,12 +179,9 @@ def test_a_truncated_file_loses_exactly_the_rows_past_the_cut(tmp_path: Path) ->
     lost = sum(n for t in ("m0", "m1", "m2", "m3") for p, n in leaves(db, t) if p >= cut_page)
     data = db.read_bytes()
     db.write_bytes(data[: (cut_page - 1) * size + 100])  # 100 bytes into the cut page: its header only
-    store, after = reopen(db)
-    try:
+    with reopened(db) as (store, after):
         assert lost > 20
         assert_salvaged(store, before, after, lost=lost)
-    finally:
-        store.close(clean=True)
 
 
 def test_a_damaged_wal_frame_does_not_lose_the_transactions_after_it(tmp_path: Path) -> None:
@@ -225,13 +221,10 @@ def test_a_damaged_wal_frame_does_not_lose_the_transactions_after_it(tmp_path: P
     for suffix in ("", "-wal"):
         shutil.copy(str(db) + suffix, str(probe / "outbox.db") + suffix)
     assert len(everything(probe / "outbox.db")) < len(before)
-    store, after = reopen(db)
-    try:
+    with reopened(db) as (store, after):
         assert_salvaged(store, before, after, lost=0)
         assert store.report.salvage is not None and store.report.salvage.wal_frames_damaged == 1
         assert "WAL is damaged" in (store.report.quarantine_reason or "")
-    finally:
-        store.close(clean=True)
 
 
 def test_sixteen_unaligned_bytes_in_a_row_are_never_published(tmp_path: Path) -> None:
@@ -306,13 +299,7 @@ def test_delivered_rows_on_free_pages_do_not_come_back(tmp_path: Path) -> None:
     conn.close()
     pages = leaves(db, "m0")
     victim, on_it = pages[len(pages) // 2]
-    size = page_size(db)
-    data = bytearray(db.read_bytes())
-    data[(victim - 1) * size : victim * size] = random.Random(23).randbytes(size)
-    db.write_bytes(bytes(data))
-    store, after = reopen(db)
-    try:
+    scribble_page(db, victim, 23)
+    with reopened(db) as (store, after):
         assert free > 10
         assert_salvaged(store, before, after, lost=on_it)  # and nothing delivered is back
-    finally:
-        store.close(clean=True)
