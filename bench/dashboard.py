@@ -26,6 +26,7 @@ from gateway.cli.dashboard import render
 from gateway.config import LoadedConfig, parse_config
 from gateway.runtime import report as rp
 from gateway.runtime.daemon import Daemon
+from tests.conftest import gateway_toml
 
 
 def config_text(state: Path, devices: int, alarms: int) -> str:
@@ -38,16 +39,7 @@ def config_text(state: Path, devices: int, alarms: int) -> str:
         f'\n[[rules]]\nid = "r{i:03d}"\ntype = "threshold"\nsource = "d000"\npoint = "power_w"\nabove = 0\n'
         for i in range(alarms)
     )
-    return f"""
-[gateway]
-id = "gw-bench"
-site = "site-a"
-state_dir = "{state}"
-runtime_dir = "{state / "run"}"
-
-[outbox]
-min_free_disk_mb = 1
-{sources}{rules}"""
+    return gateway_toml(state, sources=sources + rules)
 
 
 def median_ms(fn: object, runs: int) -> float:
