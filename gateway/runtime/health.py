@@ -16,12 +16,9 @@ from typing import Any
 from gateway.core import Clock
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth
+from gateway.uplink.link_thread import LOOP_TURN_S
 
 log = logging.getLogger("lintel.daemon")
-
-# A link's loop turns at least once a second (its select() timeout); that healthy silence is
-# allowed on top of stall_after_s, as a polled source's interval is.
-LINK_TURN_S = 1.0
 
 
 class Health:
@@ -30,8 +27,8 @@ class Health:
         self.parts: dict[str, ComponentHealth] = {
             "outbox": ComponentHealth("outbox", stall_after_s=stall_after_s, clock=clock)
         }
-        for name in links:
-            self.parts[name] = ComponentHealth(name, stall_after_s=stall_after_s + LINK_TURN_S, clock=clock)
+        for name in links:  # a link's loop turns at least every LOOP_TURN_S: not a stall
+            self.parts[name] = ComponentHealth(name, stall_after_s=stall_after_s + LOOP_TURN_S, clock=clock)
 
     def refresh_threads(self, writer: Any, links: Mapping[str, Any], stopped: bool) -> None:
         """Read the worker threads' liveness into their health entries. A link is any object with

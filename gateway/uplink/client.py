@@ -36,6 +36,7 @@ log = logging.getLogger("lintel.uplink")
 
 class Uplink(LinkThread):
     thread_name = "uplink"
+    log = log
 
     def __init__(
         self,
@@ -94,23 +95,11 @@ class Uplink(LinkThread):
                 log.info("uplink %s", state)
 
     # -- thread -----------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self._session()
-            except Exception as exc:  # a bug, or a paho surprise: never let the uplink thread die
-                log.exception("uplink session failed")
-                self.set_state("backoff", f"internal error: {exc}")
-            self.connected_since_ms = None
-            self.inflight_count = 0
-            if self.stopping.is_set():
-                break
+    def _after_session(self) -> None:
+        self.connected_since_ms = None
+        self.inflight_count = 0
+        if not self.stopping.is_set():
             self.set_state("backoff", self.last_error)
-            deadline = self.clock.monotonic() + self.reconnect.next_delay()
-            while not self.stopping.is_set() and self.clock.monotonic() < deadline:
-                self.progress_mono = self.clock.monotonic()  # waiting on purpose is progress
-                self.stopping.wait(min(1.0, deadline - self.clock.monotonic()))
-        self.set_state("stopped")
 
     def _new_client(self) -> CappedClient:
         s = self.settings

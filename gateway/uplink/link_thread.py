@@ -11,6 +11,7 @@ watchdog; waiting on purpose counts as a turn) are plain attributes, written by 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 from collections import OrderedDict
@@ -23,6 +24,9 @@ from gateway.uplink.settings import UplinkSettings
 K = TypeVar("K")
 
 RECENTLY_ACKED_MAX = 16_384  # acks remembered across a reconnect (~40 s at 400 msg/s)
+# The longest a healthy link's loop goes without a turn (its select() timeout, its backoff wait
+# step): the watchdog allows this on top of stall_after_s.
+LOOP_TURN_S = 1.0
 
 
 class RecentlyAcked(Generic[K]):
@@ -46,11 +50,12 @@ class RecentlyAcked(Generic[K]):
 
 
 class LinkThread:
-    """Base of a link: the thread, its wake-up socket, the stop deadline and the reconnect policy.
-    A subclass sets `thread_name` and implements `_run` (which must return once `stopping` is set
-    and the deadline `stop_deadline` has passed)."""
+    """Base of a link: the thread, its wake-up socket, the stop deadline and the reconnect loop.
+    A subclass sets `thread_name` and `log`, and implements `_session` (one connection, until it
+    is lost or `stopping` is set and the deadline `stop_deadline` has passed) and `set_state`."""
 
     thread_name = "link"
+    log = logging.getLogger("lintel.uplink")
 
     def __init__(self, settings: UplinkSettings, clock: Clock) -> None:
         self.settings = settings
@@ -72,8 +77,30 @@ class LinkThread:
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _session(self) -> None:
         raise NotImplementedError
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        raise NotImplementedError
+
+    def _after_session(self) -> None:
+        """Called after every session, however it ended (a subclass resets its connection state)."""
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._session()
+            except Exception as exc:  # a bug, or a paho surprise: never let the link's thread die
+                self.log.exception("%s session failed", self.thread_name)
+                self.set_state("backoff", f"internal error: {exc}")
+            self._after_session()
+            if self.stopping.is_set():
+                break
+            deadline = self.clock.monotonic() + self.reconnect.next_delay()
+            while not self.stopping.is_set() and self.clock.monotonic() < deadline:
+                self.progress_mono = self.clock.monotonic()  # waiting on purpose is progress
+                self.stopping.wait(min(LOOP_TURN_S, deadline - self.clock.monotonic()))
+        self.set_state("stopped")
 
     def wake(self, _last_seq: int = 0) -> None:
         """Called by the writer after each commit (any thread)."""

@@ -18,7 +18,7 @@ from gateway.encode import Encoder
 from gateway.outbox.store import OutboxReader
 from gateway.outbox.writer import OutboxWriter
 from gateway.uplink.lanes import LaneScheduler
-from gateway.uplink.link_thread import RecentlyAcked
+from gateway.uplink.link_thread import LOOP_TURN_S, RecentlyAcked
 from gateway.uplink.reconnect import ReconnectPolicy
 from gateway.uplink.settings import UplinkSettings
 
@@ -175,7 +175,7 @@ class Session:
                 self.reader.close()
 
     def _timeout(self) -> float:
-        t = 1.0
+        t = LOOP_TURN_S
         if self.acks:
             t = min(t, ACK_FLUSH_S)
         if (

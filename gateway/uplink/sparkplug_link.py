@@ -35,6 +35,7 @@ log = logging.getLogger("lintel.uplink.sparkplug")
 
 class SparkplugLink(LinkThread):
     thread_name = "uplink-spb"
+    log = log
 
     def __init__(
         self,
@@ -114,21 +115,6 @@ class SparkplugLink(LinkThread):
         return woken, None
 
     # -- thread -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self._session()
-            except Exception as exc:  # never let the thread die
-                log.exception("sparkplug session failed")
-                self.set_state("backoff", f"internal error: {exc}")
-            if self.stopping.is_set():
-                break
-            deadline = self.clock.monotonic() + self.reconnect.next_delay()
-            while not self.stopping.is_set() and self.clock.monotonic() < deadline:
-                self.progress_mono = self.clock.monotonic()
-                self.stopping.wait(min(1.0, deadline - self.clock.monotonic()))
-        self.set_state("stopped")
-
     def _session(self) -> None:
         s = self.settings
         self.set_state("connecting", self.last_error)

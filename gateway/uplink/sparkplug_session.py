@@ -28,6 +28,7 @@ from gateway.bridges import sparkplug_pb as pb
 from gateway.bridges.sparkplug import device_birth, node_birth, node_death
 from gateway.core import Klass
 from gateway.outbox.store import OutboxReader
+from gateway.uplink.link_thread import LOOP_TURN_S
 from gateway.uplink.sparkplug_inbound import BadInput, host_state, rebirth_requested
 from gateway.uplink.sparkplug_rows import RowCursor, outgoing
 
@@ -245,10 +246,10 @@ class SpbSession:
                 self.fill_window()
                 self.flush_acks()
                 self._check_timeouts()
-                wait = 1.0
+                wait = LOOP_TURN_S
                 if self.rebirth_due:
                     wait = max(0.01, self.last_birth + REBIRTH_MIN_S - self.link.clock.monotonic())
-                self.io(min(1.0, wait))
+                self.io(min(LOOP_TURN_S, wait))
         finally:
             self.flush_acks()
             with contextlib.suppress(Exception):
