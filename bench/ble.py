@@ -28,7 +28,7 @@ from drivers.ble.config import BleConfig
 from drivers.ble.simulator import SimulatedSensor
 from drivers.ble.source import BleSource
 from gateway.core import Record, SourceContext, SystemClock
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 SENSORS = 200
 

@@ -24,15 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import cpu_seconds, print_table
-from gateway.bridges import Bridge, Bridges, HomeAssistantBridgeConfig, Inventory
-from gateway.bridges import sparkplug_pb as pb
-from gateway.bridges.home_assistant import HomeAssistantBridge
-from gateway.bridges.sparkplug import SparkplugBridge, SpbTopics
-from gateway.bridges.sparkplug_model import NodeModel
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.messages import build_messages
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.messages import build_messages
+from gateway.upstream.bridges import Bridge, Bridges, HomeAssistantBridgeConfig, Inventory
+from gateway.upstream.bridges import sparkplug_pb as pb
+from gateway.upstream.bridges.home_assistant import HomeAssistantBridge
+from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics
+from gateway.upstream.bridges.sparkplug_model import NodeModel
+from gateway.upstream.encode import Encoder, Topics
 
 TOPICS = Topics("lintel", "bench-site", "bench")
 POINTS = ("energy_import_kwh", "power_w", "voltage_v", "current_a", "frequency_hz")

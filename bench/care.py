@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from bench.common import cpu_seconds, print_table, rss_mb
-from gateway.alarms import AlarmBook, AlarmReminders
-from gateway.care.watch import CareWatch
 from gateway.config import parse_config
 from gateway.core import Event, Klass, Reading, Record
-from gateway.pipeline import Pipeline
-from gateway.rules.engine import RulesProcessor
-from gateway.state import StateStore
+from gateway.lanes.alarms import AlarmBook, AlarmReminders
+from gateway.lanes.care.watch import CareWatch
+from gateway.lanes.rules.engine import RulesProcessor
+from gateway.runtime.pipeline import Pipeline
+from gateway.storage.state import StateStore
 
 T0 = 1_790_000_000_000  # a Tuesday, 21:33 in Shanghai: day and night both occur in a long run
 

@@ -33,7 +33,7 @@ from gateway.commands.router import CommandContext, CommandRouter
 from gateway.commands.signing import envelope, new_key, public_key_b64, sign
 from gateway.config.commands import CommandsSection
 from gateway.core import SystemClock
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 KEYS = 20
 

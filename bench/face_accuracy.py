@@ -31,13 +31,13 @@ import numpy as np
 
 from bench.common import print_table
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
-from gateway.analytics.catalog import Manifest, catalog
-from gateway.analytics.engine import InferenceEngine
-from gateway.faces.access import build_pipeline
-from gateway.faces.calibration import wilson
-from gateway.faces.config import FacesSection
-from gateway.faces.liveness import MicroMotion
-from gateway.faces.pipeline import FacePipeline
+from gateway.inference.catalog import Manifest, catalog
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces.access import build_pipeline
+from gateway.lanes.faces.calibration import wilson
+from gateway.lanes.faces.config import FacesSection
+from gateway.lanes.faces.liveness import MicroMotion
+from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support import faces as face_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,13 +31,13 @@ import numpy as np
 
 from bench.common import cpu_seconds, print_table, rss_mb
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit, hallway
-from gateway.analytics.catalog import catalog
-from gateway.analytics.engine import InferenceEngine
-from gateway.faces.access import build_pipeline
-from gateway.faces.config import FacesSection
-from gateway.faces.gallery import Gallery, Resident, Templates
-from gateway.faces.liveness import MicroMotion
-from gateway.faces.match import Matcher
+from gateway.inference.catalog import catalog
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces.access import build_pipeline
+from gateway.lanes.faces.config import FacesSection
+from gateway.lanes.faces.gallery import Gallery, Resident, Templates
+from gateway.lanes.faces.liveness import MicroMotion
+from gateway.lanes.faces.match import Matcher
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 

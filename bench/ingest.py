@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Broker, cpu_seconds, io_write_bytes, peak_rss_mb, print_table, rss_mb
 from gateway.config import parse_config
 from gateway.core import Reading
-from gateway.encode import Encoder, Topics
-from gateway.outbox.checks import row_crc
 from gateway.runtime.daemon import Daemon
+from gateway.storage.outbox.checks import row_crc
+from gateway.upstream.encode import Encoder, Topics
 
 
 def config_text(state: Path, port: int, points: int, interval_s: float) -> str:

@@ -3,7 +3,7 @@
     python -m bench.memory [--seconds 300] [--warmup 60] [--no-camera | --no-face] [--detector NAME]
                            [--embedder NAME | --int8-embedder] [--breakdown]
 
-The config is the demo building's (gateway/demo.py): Modbus meters on a simulated TCP gateway
+The config is the demo building's (gateway/cli/demo_building.py): Modbus meters on a simulated TCP gateway
 (pymodbus, in this process), BLE door sensors on the simulated radio, simulated door contacts, the
 lobby face entrance (door clip, YuNet + embedder) and the fire-lane clip, plus three more fire-lane
 cameras on the same clip: 4 cameras with lanes and 1 face entrance. `--no-camera` drops every
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.common import print_table
 from bench.smaps import breakdown
-from gateway.demo import demo_camera_text, demo_config_text, demo_meter_server
+from gateway.cli.demo_building import demo_camera_text, demo_config_text, demo_meter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def int8_embedder(folder: Path) -> str:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from gateway.analytics.catalog import REPO_MODELS, file_sha256, find
+    from gateway.inference.catalog import REPO_MODELS, file_sha256, find
 
     sface = find("sface-2021dec")
     out = folder / "sface-2021dec-int8-all-bench.onnx"

@@ -129,12 +129,12 @@ def main() -> None:
 
     steps.mark("onnxruntime")
     from bench.common import print_table
-    from gateway.analytics.catalog import catalog
-    from gateway.analytics.engine import InferenceEngine
-    from gateway.faces.config import FacesSection
-    from gateway.faces.detect import FaceDetector
-    from gateway.faces.embed import Embedder
-    from gateway.vision.detector import Detector
+    from gateway.inference.catalog import catalog
+    from gateway.inference.engine import InferenceEngine
+    from gateway.lanes.faces.config import FacesSection
+    from gateway.lanes.faces.detect import FaceDetector
+    from gateway.lanes.faces.embed import Embedder
+    from gateway.lanes.fire_lanes.detector import Detector
 
     models = catalog()
     embedder_name = args.embedder or FacesSection().embedder
@@ -157,7 +157,7 @@ def main() -> None:
         for _ in range(20):
             run()
         steps.mark("  … run 20 times", f"; during a run up to +{status()['VmHWM'] - before:.1f}")
-    from gateway.demo import demo_camera_text, demo_face_text
+    from gateway.cli.demo_building import demo_camera_text, demo_face_text
 
     with tempfile.TemporaryDirectory() as tmp:
         demo_camera_text(Path(tmp)), demo_face_text(Path(tmp))  # write the demo's two clips

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table
 from gateway.core import Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.uplink import Uplink, UplinkSettings
+from gateway.delivery import Uplink, UplinkSettings
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.upstream.encode import Encoder, Topics
 
 SUBSCRIBER = textwrap.dedent(
     """

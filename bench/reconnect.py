@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, print_table
 from gateway.core import ManualClock, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.uplink import Uplink, UplinkSettings
-from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.reconnect import ReconnectPolicy
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.upstream.encode import Encoder, Topics
 
 CONNECT_REFUSED_S = 0.002  # a refused TCP connect on a LAN
 CONNECT_OK_S = 0.02  # TCP + CONNACK

@@ -28,16 +28,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, cpu_seconds, print_table
-from gateway.bridges import Bridges
-from gateway.bridges.sparkplug import SparkplugBridge, SpbTopics
-from gateway.bridges.sparkplug_model import NodeModel
 from gateway.core import Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.reader import OutboxReader
-from gateway.uplink import UplinkSettings
-from gateway.uplink.lanes import SPARKPLUG_PREFIX
-from gateway.uplink.sparkplug_link import SparkplugLink
+from gateway.delivery import UplinkSettings
+from gateway.delivery.queues import SPARKPLUG_PREFIX
+from gateway.delivery.sparkplug_link import SparkplugLink
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.reader import OutboxReader
+from gateway.upstream.bridges import Bridges
+from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics
+from gateway.upstream.bridges.sparkplug_model import NodeModel
+from gateway.upstream.encode import Encoder, Topics
 
 POINTS = ("energy_import_kwh", "power_w", "voltage_v", "current_a", "frequency_hz")
 

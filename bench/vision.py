@@ -30,17 +30,17 @@ from bench.common import cpu_seconds, print_table, rss_mb
 from drivers.camera.config import CameraConfig
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
 from drivers.camera.source import CameraSource
-from gateway.alarms import AlarmBook
-from gateway.analytics.catalog import find
-from gateway.analytics.engine import load_model
 from gateway.core import Event, Record, SourceContext, SystemClock
 from gateway.core.frames import Frame, FrameHub
-from gateway.state import StateStore
-from gateway.vision.analyzer import CameraAnalyzer
-from gateway.vision.config import FireLaneConfig, VisionSection
-from gateway.vision.detector import Detector, latency_ms
-from gateway.vision.firelane import LaneWatch
-from gateway.vision.watch import FireLaneWatch
+from gateway.inference.catalog import find
+from gateway.inference.engine import load_model
+from gateway.lanes.alarms import AlarmBook
+from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
+from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
+from gateway.lanes.fire_lanes.detector import Detector, latency_ms
+from gateway.lanes.fire_lanes.firelane import LaneWatch
+from gateway.lanes.fire_lanes.watch import FireLaneWatch
+from gateway.storage.state import StateStore
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 

@@ -15,13 +15,13 @@ import jinja2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.bridges import Bridges, Group, HomeAssistantBridgeConfig, Inventory
-from gateway.bridges.home_assistant import HomeAssistantBridge
 from gateway.core import Event, Klass, Reading
-from gateway.encode import Encoder
-from gateway.outbox import OutboxLimits
-from gateway.outbox.messages import build_messages
-from gateway.outbox.schema import TABLES
+from gateway.storage.outbox import OutboxLimits
+from gateway.storage.outbox.messages import build_messages
+from gateway.storage.outbox.schema import TABLES
+from gateway.upstream.bridges import Bridges, Group, HomeAssistantBridgeConfig, Inventory
+from gateway.upstream.bridges.home_assistant import HomeAssistantBridge
+from gateway.upstream.encode import Encoder
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.harness import TOPICS, InProcessGateway

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox.schema import TABLES
+from gateway.storage.outbox.schema import TABLES
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector

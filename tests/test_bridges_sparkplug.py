@@ -15,17 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridges import Group
-from gateway.bridges import sparkplug_pb as pb
-from gateway.bridges.sparkplug import SparkplugBridge, SpbTopics, coerce, node_birth, node_death
-from gateway.bridges.sparkplug_model import NodeModel
 from gateway.core import Event, Klass, Reading
-from gateway.encode import Encoder
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.reader import OutboxReader
-from gateway.uplink.lanes import SPARKPLUG_PREFIX
-from gateway.uplink.sparkplug_inbound import BadInput, host_state, rebirth_requested
-from gateway.uplink.sparkplug_rows import outgoing
+from gateway.delivery.queues import SPARKPLUG_PREFIX
+from gateway.delivery.sparkplug_inbound import BadInput, host_state, rebirth_requested
+from gateway.delivery.sparkplug_rows import outgoing
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.reader import OutboxReader
+from gateway.upstream.bridges import Group
+from gateway.upstream.bridges import sparkplug_pb as pb
+from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics, coerce, node_birth, node_death
+from gateway.upstream.bridges.sparkplug_model import NodeModel
+from gateway.upstream.encode import Encoder
 from tests.support import spb_venv
 from tests.support.harness import TOPICS
 
@@ -181,7 +181,7 @@ def test_node_birth_and_death_and_seq_at_publish_time() -> None:
 
 def test_the_native_reader_and_the_sparkplug_reader_see_only_their_own_rows(tmp_path: Path) -> None:
     b = bridge(tmp_path)
-    from gateway.bridges import Bridges
+    from gateway.upstream.bridges import Bridges
 
     store = OutboxStore(tmp_path / "o.db")
     writer = OutboxWriter(store, Encoder(TOPICS, Bridges([b])), _clock(), OutboxLimits(commit_window_s=0.01))
@@ -238,7 +238,7 @@ def test_only_a_true_rebirth_metric_is_a_command_and_sizes_are_bounded() -> None
 
 
 def test_rows_of_an_earlier_session_go_out_as_history_and_births_and_deaths_are_superseded() -> None:
-    from gateway.outbox.schema import PendingMessage
+    from gateway.storage.outbox.schema import PendingMessage
 
     data = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE)])
     birth = pb.encode(T, [pb.M(2, 1.5, T, pb.DOUBLE, "p")], births=True)

@@ -12,7 +12,7 @@ import secrets
 import tarfile
 from pathlib import Path
 
-from gateway.outbox.store import OutboxStore
+from gateway.storage.outbox.store import OutboxStore
 from tests.conftest import gateway_toml
 from tests.support.broker import free_port
 from tests.support.process import lintel_output

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.alarms import AlarmBook
-from gateway.care.watch import CareWatch
 from gateway.config import parse_config
 from gateway.core import Event, Klass, Reading, Record
-from gateway.state import StateStore, state_path
+from gateway.lanes.alarms import AlarmBook
+from gateway.lanes.care.watch import CareWatch
+from gateway.storage.state import StateStore, state_path
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 # Monday 2026-03-02 00:00 local time.

@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.upstream.encode import Encoder, Topics
 from tests.conftest import gateway_toml
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
@@ -184,7 +184,7 @@ def test_demo_publishes_a_valid_building_to_a_broker(
         assert expected in announced, sorted(announced)
     # ... and the Sparkplug B bridge: the demo node is born (seq 0), its meters are devices whose
     # births name the point as a metric, and the clean stop says NDEATH with the NBIRTH's bdSeq.
-    from gateway.bridges import sparkplug_pb as pb
+    from gateway.upstream.bridges import sparkplug_pb as pb
 
     spb = [(t, pb.Payload.FromString(p)) for t, p, _r in collector.bridged if t.startswith("spBv1.0/")]
     node = "spBv1.0/demo-court/{}/demo-gw"

@@ -29,7 +29,7 @@ from gateway.commands.signing import envelope, new_key, public_key_b64, sign
 from gateway.config import parse_config
 from gateway.core import ManualClock
 from gateway.core.errors import ConfigError
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 from tests.support.broker import Mosquitto
 
 OFFICE, GUARD = new_key(), new_key()  # office: door_pulse on lobby; guard: ping and alarm_ack only

@@ -13,14 +13,14 @@ from pydantic import BaseModel
 from drivers.ble.config import SensorConfig
 from drivers.modbus.config import MeterConfig
 from drivers.modbus.profiles import PointFields
-from gateway.care.config import HouseholdConfig
 from gateway.config import config_warnings, load_config, parse_config
+from gateway.config.driver_registry import config_classes
 from gateway.config.model import GatewayConfig
 from gateway.core import ConfigError
-from gateway.doors import ModbusCoilRelay, ShellyGen2Relay
-from gateway.doors.config import FlashFunction
-from gateway.registry import config_classes
-from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, ThresholdRule
+from gateway.lanes.care.config import HouseholdConfig
+from gateway.lanes.doors import ModbusCoilRelay, ShellyGen2Relay
+from gateway.lanes.doors.config import FlashFunction
+from gateway.lanes.rules.config import DeadbandRule, DoorLeftOpenRule, ThresholdRule
 from tests.support.process import lintel_output
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,10 +22,10 @@ from gateway.core import Event, ManualClock, Reading
 from gateway.diagnostics.context import Context, wall_ms
 from gateway.diagnostics.report import Finding, Level
 from gateway.diagnostics.runner import run_doctor
-from gateway.encode import Encoder, Topics
-from gateway.faces.config import FacesSection
-from gateway.faces.keys import create_key
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.lanes.faces.config import FacesSection
+from gateway.lanes.faces.keys import create_key
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.upstream.encode import Encoder, Topics
 from tests.conftest import gateway_toml
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto, free_port

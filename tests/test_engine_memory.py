@@ -1,7 +1,7 @@
 """The inference engine's memory contract: a model's activations are resident only while it runs.
 
 Every session allocates from the one process-wide arena and the engine shrinks it after each run
-(gateway/analytics/engine.py), so a burst of runs leaves the process no larger than it was once
+(gateway/inference/engine.py), so a burst of runs leaves the process no larger than it was once
 the model had loaded, although each run needed megabytes of activations. Measured on this
 process's own anonymous memory with the real YOLOv4-tiny int8, fed 512×512 (its warm-up at load is
 416×256, so these runs need more activations than the load left behind).
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.analytics.catalog import find
-from gateway.analytics.engine import InferenceEngine
-from gateway.vision.detector import Detector
+from gateway.inference.catalog import find
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.fire_lanes.detector import Detector
 
 MB = 1024 * 1024
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
-from gateway.state import StateStore, state_path
+from gateway.storage.state import StateStore, state_path
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector

@@ -12,11 +12,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from gateway.analytics.catalog import catalog
-from gateway.analytics.engine import InferenceEngine
-from gateway.faces.access import build_pipeline
-from gateway.faces.config import FacesSection
-from gateway.faces.pipeline import FacePipeline
+from gateway.inference.catalog import catalog
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces.access import build_pipeline
+from gateway.lanes.faces.config import FacesSection
+from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support import faces as face_data
 from tests.support.media import photo
 

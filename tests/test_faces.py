@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
-from gateway.analytics.catalog import catalog
-from gateway.analytics.engine import InferenceEngine
-from gateway.faces import calibration
-from gateway.faces.access import build_pipeline
-from gateway.faces.config import FaceAccessConfig, FacesSection
-from gateway.faces.decision import Decider, Observation, classify
-from gateway.faces.gallery import Gallery, GalleryError, Resident, Templates
-from gateway.faces.keys import GalleryKeyError, create_key
-from gateway.faces.liveness import MicroMotion, Off
-from gateway.faces.match import Match, Matcher
-from gateway.faces.pipeline import FacePipeline
+from gateway.inference.catalog import catalog
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces import calibration
+from gateway.lanes.faces.access import build_pipeline
+from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.faces.decision import Decider, Observation, classify
+from gateway.lanes.faces.gallery import Gallery, GalleryError, Resident, Templates
+from gateway.lanes.faces.keys import GalleryKeyError, create_key
+from gateway.lanes.faces.liveness import MicroMotion, Off
+from gateway.lanes.faces.match import Match, Matcher
+from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support.media import model_wheel, photo
 from tests.support.process import lintel_output
 

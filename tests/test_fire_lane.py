@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
-from gateway.alarms import AlarmBook
-from gateway.analytics.catalog import find
-from gateway.analytics.engine import load_model
-from gateway.analytics.evidence import EvidenceStore
 from gateway.core import Event, Record
 from gateway.core.frames import Frame
-from gateway.state import StateStore
-from gateway.vision.analyzer import CameraAnalyzer
-from gateway.vision.config import FireLaneConfig, VisionSection
-from gateway.vision.detector import Detector
-from gateway.vision.firelane import LaneWatch
-from gateway.vision.geometry import iou
+from gateway.inference.catalog import find
+from gateway.inference.engine import load_model
+from gateway.inference.evidence import EvidenceStore
+from gateway.lanes.alarms import AlarmBook
+from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
+from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
+from gateway.lanes.fire_lanes.detector import Detector
+from gateway.lanes.fire_lanes.firelane import LaneWatch
+from gateway.lanes.fire_lanes.geometry import iou
+from gateway.storage.state import StateStore
 from tests.support.media import photo
 from tests.support.vehicles import labelled_photos, score
 
@@ -327,8 +327,8 @@ def test_yolov4_build_is_reproducible_and_agrees_with_opencvs_darknet_reader() -
 
     import cv2
 
-    from gateway.analytics.catalog import REPO_MODELS
-    from gateway.vision.layouts import decode
+    from gateway.inference.catalog import REPO_MODELS
+    from gateway.lanes.fire_lanes.layouts import decode
 
     manifest = find("yolov4-tiny-coco")
     source = tomllib.loads((REPO_MODELS / "yolov4-tiny-coco.toml").read_text())["source"]
@@ -378,9 +378,9 @@ def test_yolov4_build_is_reproducible_and_agrees_with_opencvs_darknet_reader() -
 def test_input_size_is_checked() -> None:
     from pydantic import ValidationError
 
-    from gateway.analytics.catalog import ModelError
-    from gateway.vision.config import VisionSection
-    from gateway.vision.detector import fit_input
+    from gateway.inference.catalog import ModelError
+    from gateway.lanes.fire_lanes.config import VisionSection
+    from gateway.lanes.fire_lanes.detector import fit_input
 
     assert VisionSection.model_validate({"input_size": [608, 352]}).detector_input() == (608, 352)
     for bad in ([600, 600], [608], [64, 64]):
@@ -396,7 +396,7 @@ def test_input_size_is_checked() -> None:
 
 
 def test_a_manifest_chooses_its_graph_optimisation(tmp_path: Path) -> None:
-    from gateway.analytics.catalog import DEFAULT_MODEL_DIR, REPO_MODELS, ModelError, catalog
+    from gateway.inference.catalog import DEFAULT_MODEL_DIR, REPO_MODELS, ModelError, catalog
 
     text = (REPO_MODELS / "yolov4-tiny-coco-int8.toml").read_text()
     text = text.replace('name = "yolov4-tiny-coco-int8"', 'name = "mine"\ngraph_optimisation = "extended"')

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway.core import Event, Klass, ManualClock, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import SEQ_RESERVE_BLOCK, OutboxReader, OutboxUnavailable
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.store import SEQ_RESERVE_BLOCK, OutboxReader, OutboxUnavailable
+from gateway.upstream.encode import Encoder, Topics
 from tests.support.schema import validate
 
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import OutboxReader
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.store import OutboxReader
+from gateway.upstream.encode import Encoder, Topics
 
 MIB = 1024 * 1024
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
@@ -231,7 +231,7 @@ def test_counts_are_exact_through_floor_full_and_back(small_disk: Path) -> None:
 
 
 def test_state_store_on_a_full_disk_keeps_rows_in_memory_and_writes_them_later(small_disk: Path) -> None:
-    from gateway.state import StateStore
+    from gateway.storage.state import StateStore
 
     path = small_disk / "state.db"
     store = StateStore(path)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.core import Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import OutboxReader
-from gateway.uplink.lanes import LaneScheduler, TokenBucket
+from gateway.delivery.queues import LaneScheduler, TokenBucket
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.store import OutboxReader
+from gateway.upstream.encode import Encoder, Topics
 
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
 

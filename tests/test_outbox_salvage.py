@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.outbox.store import OutboxReader
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.outbox.store import OutboxReader
+from gateway.upstream.encode import Encoder, Topics
 
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
 Rows = dict[tuple[Klass, int], tuple[str, bytes]]

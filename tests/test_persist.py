@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core import KeyValueStore, MemoryStore, SourceContext, SystemClock
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 
 @pytest.fixture(params=["memory", "state.db"])

@@ -22,10 +22,10 @@ from drivers.shelly.simulator import SimulatedShelly
 from gateway.config.loader import ConfigError, load_config, parse_config
 from gateway.core import Event, Record, SystemClock
 from gateway.core.actuators import ActuatorHub
-from gateway.doors import DoorConfig, Doors
-from gateway.doors.config import ModbusCoilRelay, ShellyGen2Relay
-from gateway.doors.relays import Relay, RelayError, build_relay
-from gateway.doors.shelly import ShellyRelay
+from gateway.lanes.doors import DoorConfig, Doors
+from gateway.lanes.doors.config import ModbusCoilRelay, ShellyGen2Relay
+from gateway.lanes.doors.relays import Relay, RelayError, build_relay
+from gateway.lanes.doors.shelly import ShellyRelay
 from tests.conftest import ROOT, gateway_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.serial_line import PacedLine
@@ -95,8 +95,8 @@ def test_shelly_pulse_ends_when_the_client_process_is_killed() -> None:
     async def body(device: SimulatedShelly) -> None:
         script = (
             "import asyncio, time\n"
-            "from gateway.doors.config import ShellyGen2Relay\n"
-            "from gateway.doors.shelly import ShellyRelay\n"
+            "from gateway.lanes.doors.config import ShellyGen2Relay\n"
+            "from gateway.lanes.doors.shelly import ShellyRelay\n"
             f"cfg = ShellyGen2Relay(type='shelly_gen2', url='{device.url}')\n"
             "asyncio.run(ShellyRelay(cfg).timed_pulse(0.5))\n"
             "time.sleep(60)\n"  # a gateway that would never switch the door off itself

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarms import AlarmBook, AlarmReminders
 from gateway.config import parse_config
 from gateway.core import ConfigError, Event, Klass, Reading, Record
-from gateway.rules.engine import RulesProcessor
-from gateway.state import StateStore, state_path
+from gateway.lanes.alarms import AlarmBook, AlarmReminders
+from gateway.lanes.rules.engine import RulesProcessor
+from gateway.storage.state import StateStore, state_path
 
 T0 = 1_790_000_000_000
 

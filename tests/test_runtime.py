@@ -24,8 +24,8 @@ from gateway.core import (
     SourceUnavailable,
     SystemClock,
 )
-from gateway.pipeline import Pipeline
 from gateway.runtime.daemon import Daemon
+from gateway.runtime.pipeline import Pipeline
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 from tests.conftest import gateway_toml
@@ -232,7 +232,7 @@ def test_a_hung_sparkplug_link_withholds_the_watchdog(
     """The second MQTT link is a worker thread like the native uplink: if its loop stops turning
     (a hang inside paho or our session), the gateway must get restarted by systemd, not go on
     with a silent Sparkplug side."""
-    from gateway.uplink.sparkplug_link import SparkplugLink
+    from gateway.delivery.sparkplug_link import SparkplugLink
 
     real_pump = SparkplugLink.pump
     hang = threading.Event()

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.alarms import AlarmBook
 from gateway.core import Reading
-from gateway.rules.config import ThresholdRule
-from gateway.rules.engine import RulesProcessor
-from gateway.state import StateStore
+from gateway.lanes.alarms import AlarmBook
+from gateway.lanes.rules.config import ThresholdRule
+from gateway.lanes.rules.engine import RulesProcessor
+from gateway.storage.state import StateStore
 from tests.test_outbox_disk import fill, small_disk  # noqa: F401 - the tmpfs fixture
 
 T0 = 1_790_000_000_000

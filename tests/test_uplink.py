@@ -15,10 +15,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config.model import MqttSection
 from gateway.core import Event, Klass, ManualClock, Reading
-from gateway.outbox import OutboxLimits
-from gateway.uplink import UplinkSettings
-from gateway.uplink.bounded import FrameGuard, PacketTooLarge
-from gateway.uplink.reconnect import ReconnectPolicy
+from gateway.delivery import UplinkSettings
+from gateway.delivery.bounded import FrameGuard, PacketTooLarge
+from gateway.delivery.reconnect import ReconnectPolicy
+from gateway.storage.outbox import OutboxLimits
 from tests.conftest import gateway_toml
 from tests.support import row_log
 from tests.support.broker import Mosquitto

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
-from gateway.analytics.catalog import DEFAULT_MODEL_DIR
+from gateway.inference.catalog import DEFAULT_MODEL_DIR
 from tests.conftest import gateway_toml
 from tests.support.media import photo
 from tests.support.process import lintel_output

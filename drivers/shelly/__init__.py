@@ -1,1 +1,1 @@
-"""Shelly Gen2 devices: a simulator of their local RPC (the relay itself is gateway.doors.shelly)."""
+"""Shelly Gen2 devices: a simulator of their local RPC (the relay itself is gateway.lanes.doors.shelly)."""

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.alarms import NS as ALARM_NS
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, print_json, table
+from gateway.lanes.alarms import NS as ALARM_NS
 from gateway.runtime.control import SOCKET_NAME, send_local
-from gateway.state import StateStore, state_path
+from gateway.storage.state import StateStore, state_path
 
 
 def add_parsers(

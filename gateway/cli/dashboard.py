@@ -380,7 +380,7 @@ def outbox_oldest_ms(path: Path) -> int | None:
     """When the oldest message still waiting in the outbox was created (read-only, cheap: the first
     row by seq of each class), or None without a database or a backlog."""
     from gateway.core import Klass
-    from gateway.outbox.store import TABLES
+    from gateway.storage.outbox.store import TABLES
 
     if not path.exists():
         return None

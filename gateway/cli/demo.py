@@ -15,10 +15,16 @@ from rich.live import Live
 from rich.text import Text
 
 from gateway.cli.dashboard import Decision, outbox_oldest_ms, render
+from gateway.cli.demo_building import (
+    demo_config,
+    demo_config_path,
+    demo_meter_server,
+    enrol_demo_resident,
+    free_tcp_port,
+)
 from gateway.cli.logs import setup_logging
 from gateway.cli.output import console, err_console
 from gateway.core import ConfigError, Event, Record
-from gateway.demo import demo_config, demo_config_path, demo_meter_server, enrol_demo_resident, free_tcp_port
 
 
 class DemoView:

@@ -88,14 +88,14 @@ class Context:
         return self.loaded.config.faces
 
     def pipeline(self) -> Any:
-        from gateway.analytics.catalog import configured
-        from gateway.analytics.engine import InferenceEngine
-        from gateway.faces.access import build_pipeline
+        from gateway.inference.catalog import configured
+        from gateway.inference.engine import InferenceEngine
+        from gateway.lanes.faces.access import build_pipeline
 
         return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.vision))
 
     def gallery(self, create: bool = False) -> Any:
-        from gateway.faces.gallery import Gallery
+        from gateway.lanes.faces.gallery import Gallery
 
         return Gallery(self.gallery_path, self.key_path, create=create)
 
@@ -104,10 +104,10 @@ class Context:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from gateway.analytics.catalog import ModelError
-    from gateway.faces.access import face_paths
-    from gateway.faces.gallery import GalleryError
-    from gateway.faces.keys import GalleryKeyError
+    from gateway.inference.catalog import ModelError
+    from gateway.lanes.faces.access import face_paths
+    from gateway.lanes.faces.gallery import GalleryError
+    from gateway.lanes.faces.keys import GalleryKeyError
 
     loaded = read_config(args.config)
     if loaded is None:
@@ -130,7 +130,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
 
 
 def _init_key(args: argparse.Namespace, ctx: Context) -> int:
-    from gateway.faces.keys import create_key
+    from gateway.lanes.faces.keys import create_key
 
     created = create_key(ctx.key_path)
     if args.json:
@@ -226,8 +226,8 @@ def _judge(
 def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     from rich.progress import Progress
 
-    from gateway.faces.gallery import Resident
-    from gateway.faces.match import Matcher
+    from gateway.lanes.faces.gallery import Resident
+    from gateway.lanes.faces.match import Matcher
 
     if bool(args.images) == bool(args.camera):
         err_console.print("[red]give photos or --camera CAM (one of the two)[/]")
@@ -359,8 +359,8 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
-    from gateway.faces.access import delete_resident
-    from gateway.state import StateStore, state_path
+    from gateway.lanes.faces.access import delete_resident
+    from gateway.storage.state import StateStore, state_path
 
     gallery = ctx.gallery()
     store = StateStore(state_path(ctx.loaded.state_dir))  # the resident's anti-passback record
@@ -388,8 +388,8 @@ def _delete(args: argparse.Namespace, ctx: Context) -> int:
 def _verify(args: argparse.Namespace, ctx: Context) -> int:
     import cv2
 
-    from gateway.faces.decision import AMBIGUOUS, UNKNOWN, classify
-    from gateway.faces.match import Matcher
+    from gateway.lanes.faces.decision import AMBIGUOUS, UNKNOWN, classify
+    from gateway.lanes.faces.match import Matcher
 
     image = cv2.imread(str(args.image))
     if image is None:
@@ -453,7 +453,7 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
     import cv2
     import numpy as np
 
-    from gateway.faces import calibration as cal
+    from gateway.lanes.faces import calibration as cal
 
     folder: Path = args.folder
     people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -550,7 +550,7 @@ def _summary(values: Any) -> dict[str, float]:
 
 def _at(d: Any, threshold: float, templates: int) -> dict[str, Any]:
     """FAR/FRR at a threshold and what the FAR (and its upper bound) means per stranger frame."""
-    from gateway.faces import calibration as cal
+    from gateway.lanes.faces import calibration as cal
 
     out = cal.rates(d, threshold)
     far_hi = out["far_ci95"][1]  # type: ignore[index]

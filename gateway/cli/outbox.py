@@ -12,7 +12,7 @@ import sqlite_utils
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, human_bytes, print_json, table
 from gateway.core import Klass
-from gateway.outbox.store import TABLES
+from gateway.storage.outbox.store import TABLES
 
 
 def _open(args: argparse.Namespace) -> sqlite3.Connection | None:

@@ -46,8 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(loaded.config.log.level)
     for warning in config_warnings(loaded):
         log.warning("config %s: %s", args.config, warning)
-    from gateway.outbox.store import OutboxUnavailable
     from gateway.runtime.daemon import Daemon, run_daemon
+    from gateway.storage.outbox.store import OutboxUnavailable
 
     try:
         daemon = Daemon(loaded)

@@ -17,7 +17,7 @@ from gateway.cli.config_file import read_config
 from gateway.cli.output import ago, console, human_bytes, print_json, table
 from gateway.config import LoadedConfig
 from gateway.core.devices import DeviceReport
-from gateway.status import read_status
+from gateway.runtime.status_file import read_status
 
 _STYLE = {
     "running": "green",

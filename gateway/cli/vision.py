@@ -50,7 +50,7 @@ def add_parsers(
 
 
 def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
-    from gateway.analytics.catalog import ModelError, configured
+    from gateway.inference.catalog import ModelError, configured
 
     loaded = read_config(args.config)
     if loaded is None:
@@ -65,7 +65,7 @@ def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from gateway.analytics.catalog import ModelError
+    from gateway.inference.catalog import ModelError
 
     found = _catalog(args)
     if found is None:
@@ -115,11 +115,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int:
     import numpy as np
 
-    from gateway.analytics.catalog import ModelError, pick
-    from gateway.analytics.engine import load_model
-    from gateway.faces.detect import FaceDetector
-    from gateway.faces.embed import Embedder
-    from gateway.vision.detector import Detector, latency_ms
+    from gateway.inference.catalog import ModelError, pick
+    from gateway.inference.engine import load_model
+    from gateway.lanes.faces.detect import FaceDetector
+    from gateway.lanes.faces.embed import Embedder
+    from gateway.lanes.fire_lanes.detector import Detector, latency_ms
 
     try:
         manifest = pick(args.model or loaded.config.vision.detector, models)
@@ -238,12 +238,12 @@ def _probe(args: argparse.Namespace, cap: Any, image: Any, first_s: float) -> in
 def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> int:
     import cv2
 
-    from gateway.analytics.catalog import ModelError, configured, pick
-    from gateway.analytics.engine import load_model
-    from gateway.state import StateStore, state_path
-    from gateway.vision.annotate import draw
-    from gateway.vision.detector import Detector
-    from gateway.vision.watch import NS
+    from gateway.inference.catalog import ModelError, configured, pick
+    from gateway.inference.engine import load_model
+    from gateway.lanes.fire_lanes.annotate import draw
+    from gateway.lanes.fire_lanes.detector import Detector
+    from gateway.lanes.fire_lanes.watch import NS
+    from gateway.storage.state import StateStore, state_path
 
     vision = loaded.config.vision
     lanes = [lane for lane in loaded.config.fire_lanes if lane.camera == cfg.id]

@@ -17,7 +17,7 @@ import heapq
 from gateway.commands.envelope import Command
 from gateway.commands.refusals import Code, Refusal
 from gateway.core.clock import clock_is_set
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 NS = "command_nonce"
 

@@ -37,7 +37,7 @@ from gateway.commands.replay import ReplayGuard
 from gateway.config.commands import CommandsSection
 from gateway.core import Clock
 from gateway.core.commands import Failed, Handler, Rejected
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.commands")
 

@@ -167,7 +167,7 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
         wanted.append(("faces.embedder", config.faces.embedder, "face_embed"))
     if not wanted:
         return []
-    from gateway.analytics.catalog import ModelError, configured
+    from gateway.inference.catalog import ModelError, configured
 
     try:
         models = configured(config.vision)

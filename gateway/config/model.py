@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway import registry
-from gateway.bridges.config import BridgesSection
-from gateway.care.config import CareSection
+from gateway.config import driver_registry as registry
 from gateway.config.commands import ALL_DOORS, CommandsSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
-from gateway.doors import DoorConfig, ModbusCoilRelay
-from gateway.faces.config import FaceAccessConfig, FacesSection
-from gateway.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
-from gateway.vision.config import FireLaneConfig, VisionSection
+from gateway.lanes.care.config import CareSection
+from gateway.lanes.doors import DoorConfig, ModbusCoilRelay
+from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
+from gateway.lanes.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
+from gateway.upstream.bridges.config import BridgesSection
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 

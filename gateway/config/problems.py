@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway import registry
+from gateway.config import driver_registry as registry
 from gateway.core.config_base import ID_EXPECTED, ID_PATTERN
 from gateway.core.errors import ConfigProblem
 

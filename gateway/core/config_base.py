@@ -76,7 +76,7 @@ class StrictModel(BaseModel):
 class SourceConfigBase(StrictModel):
     """Keys every `[[sources]]` table has. Each driver subclasses it with `type: Literal[...]`."""
 
-    type: str = Field(description="The driver: a key of gateway.registry.DRIVERS.")
+    type: str = Field(description="The driver: a key of gateway.config.driver_registry.DRIVERS.")
     id: Identifier = Field(description="Unique id of this source; appears in topics and payloads.")
     enabled: bool = Field(True, description="false keeps the entry but does not start it.")
 

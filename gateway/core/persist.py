@@ -2,7 +2,7 @@
 
 Drivers may import only `gateway.core`, so they cannot reach the daemon's `state.db` directly; the
 runtime hands them a `KeyValueStore` through `SourceContext.store` instead. The daemon passes its
-`gateway.state.StateStore` (durable); tests, benchmarks and tools that give none get a
+`gateway.storage.state.StateStore` (durable); tests, benchmarks and tools that give none get a
 `MemoryStore` (forgotten at exit).
 
 Contract: values are small JSON-able objects (dicts, lists, numbers, strings, booleans, None), read

@@ -20,7 +20,7 @@ def check_models(ctx: Context) -> list[Finding]:
         wanted += [("faces.detector", config.faces.detector), ("faces.embedder", config.faces.embedder)]
     if not wanted:
         return []
-    from gateway.analytics.catalog import ModelError, configured
+    from gateway.inference.catalog import ModelError, configured
 
     rebuild = (
         "rebuild the models: `scripts/setup.sh` (or `.venv/bin/python models/fetch.py`) in the install folder"
@@ -50,7 +50,7 @@ def check_face_key(ctx: Context) -> list[Finding]:
     assert ctx.loaded is not None
     if not ctx.loaded.config.face_access:
         return []
-    from gateway.faces.keys import KEY_BYTES
+    from gateway.lanes.faces.keys import KEY_BYTES
 
     faces = ctx.loaded.config.faces
     path = ctx.loaded.resolve(faces.key_file) if faces.key_file else ctx.loaded.state_dir / "faces.key"

@@ -9,7 +9,7 @@ from gateway.core import Klass
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Finding, fail, ok, warn
 from gateway.diagnostics.system import age_text
-from gateway.outbox.store import TABLES
+from gateway.storage.outbox.store import TABLES
 
 # A backlog older than this means the uplink is not delivering (the broker checks say why).
 WARN_AGE_S = 3600.0

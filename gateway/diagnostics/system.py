@@ -15,7 +15,7 @@ from gateway.core import ConfigError
 from gateway.core.clock import clock_is_set
 from gateway.diagnostics.context import Context, Daemon
 from gateway.diagnostics.report import Finding, fail, ok, warn
-from gateway.status import read_status
+from gateway.runtime.status_file import read_status
 
 MIB = 1024 * 1024
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.alarms import AlarmBook
 from gateway.core import Clock, Record
 from gateway.core.actuators import ActuatorHub
 from gateway.core.commands import Handler
 from gateway.core.component import Component
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
-from gateway.state import StateStore
+from gateway.lanes.alarms import AlarmBook
+from gateway.storage.state import StateStore
 
 
 class DoorError(Exception):

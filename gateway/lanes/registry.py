@@ -21,11 +21,11 @@ class LaneSpec:
 
 
 LANES: tuple[LaneSpec, ...] = (
-    LaneSpec("doors", "doors", "gateway.doors.lane:build_lane"),
-    LaneSpec("care", "care", "gateway.care.lane:build_lane"),
-    LaneSpec("rules", "rules", "gateway.rules.lane:build_lane"),
-    LaneSpec("fire_lanes", "fire_lanes", "gateway.vision.lane:build_lane"),
-    LaneSpec("face_access", "face_access", "gateway.faces.lane:build_lane"),
+    LaneSpec("doors", "doors", "gateway.lanes.doors.lane:build_lane"),
+    LaneSpec("care", "care", "gateway.lanes.care.lane:build_lane"),
+    LaneSpec("rules", "rules", "gateway.lanes.rules.lane:build_lane"),
+    LaneSpec("fire_lanes", "fire_lanes", "gateway.lanes.fire_lanes.lane:build_lane"),
+    LaneSpec("face_access", "face_access", "gateway.lanes.faces.lane:build_lane"),
 )
 
 

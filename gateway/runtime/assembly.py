@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.alarms import AlarmBook, AlarmReminders
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
@@ -25,12 +24,13 @@ from gateway.core.actuators import ActuatorHub
 from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.pipeline import Pipeline
+from gateway.delivery import Uplink, UplinkSettings
+from gateway.lanes.alarms import AlarmBook, AlarmReminders
 from gateway.runtime.bridges import build_bridges, build_sparkplug_link
-from gateway.state import StateStore, state_path
-from gateway.uplink import Uplink, UplinkSettings
+from gateway.runtime.pipeline import Pipeline
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.storage.state import StateStore, state_path
+from gateway.upstream.encode import Encoder, Topics
 
 log = logging.getLogger("lintel.daemon")
 
@@ -83,7 +83,7 @@ class Core:
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.uplink: Uplink | None = None
-        self.sparkplug: Any = None  # gateway.uplink.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None

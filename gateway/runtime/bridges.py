@@ -1,20 +1,20 @@
-"""Builds the enabled bridges of a gateway from its validated config (gateway.bridges)."""
+"""Builds the enabled bridges of a gateway from its validated config (gateway.upstream.bridges)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.bridges import Bridges, Inventory
-from gateway.bridges.home_assistant import HomeAssistantBridge
 from gateway.config import LoadedConfig
 from gateway.core import Clock
-from gateway.encode import Topics
-from gateway.outbox import OutboxWriter
-from gateway.uplink import UplinkSettings
+from gateway.delivery import UplinkSettings
+from gateway.storage.outbox import OutboxWriter
+from gateway.upstream.bridges import Bridges, Inventory
+from gateway.upstream.bridges.home_assistant import HomeAssistantBridge
+from gateway.upstream.encode import Topics
 
 if TYPE_CHECKING:
-    from gateway.uplink.sparkplug_link import SparkplugLink
+    from gateway.delivery.sparkplug_link import SparkplugLink
 
 
 def inventory(loaded: LoadedConfig) -> Inventory:
@@ -45,8 +45,8 @@ def build_bridges(loaded: LoadedConfig, topics: Topics) -> Bridges:
         bridges.items.append(ha)
     if section.sparkplug.enabled:
         # protobuf is imported only when the Sparkplug bridge is on
-        from gateway.bridges.sparkplug import SparkplugBridge, SpbTopics
-        from gateway.bridges.sparkplug_model import NodeModel
+        from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics
+        from gateway.upstream.bridges.sparkplug_model import NodeModel
 
         spb = section.sparkplug
         gw = loaded.config.gateway
@@ -60,12 +60,12 @@ def build_sparkplug_link(
     loaded: LoadedConfig, bridges: Bridges, settings: UplinkSettings, writer: OutboxWriter, clock: Clock
 ) -> SparkplugLink | None:
     """The Sparkplug link (its own MQTT connection) when the Sparkplug bridge is on."""
-    from gateway.bridges.sparkplug import SparkplugBridge
+    from gateway.upstream.bridges.sparkplug import SparkplugBridge
 
     spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None)
     if spb is None:
         return None
-    from gateway.uplink.sparkplug_link import SparkplugLink
+    from gateway.delivery.sparkplug_link import SparkplugLink
 
     primary = loaded.config.bridges.sparkplug.primary_host_id
     return SparkplugLink(settings, writer, clock, spb, primary)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway import __version__
-from gateway.commands.core import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
+from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
@@ -35,8 +35,8 @@ from gateway.runtime.lanes import Lanes
 from gateway.runtime.reload import reload_config
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.sources import Sources
+from gateway.runtime.status_file import write_status
 from gateway.runtime.supervisor import RestartPolicy
-from gateway.status import write_status
 
 log = logging.getLogger("lintel.daemon")
 
@@ -100,7 +100,7 @@ class Daemon:
     def _shared_engine(self) -> Any:
         """One inference engine (one thread) for every camera lane, created on first use."""
         if self._engine is None:
-            from gateway.analytics.engine import InferenceEngine
+            from gateway.inference.engine import InferenceEngine
 
             self._engine = InferenceEngine(self.loaded.config.vision.threads)
         return self._engine

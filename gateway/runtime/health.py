@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.core import Clock
+from gateway.delivery.link_thread import LOOP_TURN_S
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth
-from gateway.uplink.link_thread import LOOP_TURN_S
 
 log = logging.getLogger("lintel.daemon")
 

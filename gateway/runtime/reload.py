@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway import registry
 from gateway.config import LoadedConfig, load_config, parse_config
+from gateway.config import driver_registry as registry
 from gateway.config.overlay import apply_overlay, overlay_path, untunable_changes, write_overlay
 from gateway.core import ConfigError, Event
 from gateway.core.commands import Failed, Rejected

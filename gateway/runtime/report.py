@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from gateway import __version__
 from gateway.core.devices import DeviceReport
-from gateway.uplink.report import SparkplugLinkReport, UplinkReport
+from gateway.delivery.report import SparkplugLinkReport, UplinkReport
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway import registry
+from gateway.config import driver_registry as registry
 from gateway.core import Clock, Record, SourceContext
 from gateway.core.actuators import ActuatorHub, ActuatorProvider
 from gateway.core.devices import DeviceReport, DeviceReporter

@@ -19,7 +19,7 @@ from drivers.ble.simulator import SimulatedSensor
 from drivers.ble.source import BleSource
 from drivers.ble.tracker import SensorTracker
 from gateway.core import Event, ManualClock, MemoryStore, Reading, Record, SourceContext
-from gateway.state import StateStore
+from gateway.storage.state import StateStore
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 SHELLY = "54:48:E6:8F:80:A5"

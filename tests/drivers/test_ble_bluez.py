@@ -205,7 +205,7 @@ class LiveSource:
         from drivers.ble.scanner import BleakAdvertScanner
         from drivers.ble.source import BleSource
         from gateway.core import SourceContext, SystemClock
-        from gateway.state import StateStore
+        from gateway.storage.state import StateStore
 
         config = BleConfig.model_validate(
             {

@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gateway.faces.decision import classify
-from gateway.faces.gallery import Resident, Templates
-from gateway.faces.match import Matcher
-from gateway.faces.pipeline import FacePipeline
+from gateway.lanes.faces.decision import classify
+from gateway.lanes.faces.gallery import Resident, Templates
+from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support.media import PINS, model_wheel, photo
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "faces.toml"

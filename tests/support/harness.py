@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.bridges import Bridges
-from gateway.bridges.sparkplug import SparkplugBridge
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.encode import Encoder, Topics
-from gateway.outbox import OutboxLimits, OutboxStore, OutboxWriter
-from gateway.uplink import Uplink, UplinkSettings
-from gateway.uplink.sparkplug_link import SparkplugLink
+from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.sparkplug_link import SparkplugLink
+from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
+from gateway.upstream.bridges import Bridges
+from gateway.upstream.bridges.sparkplug import SparkplugBridge
+from gateway.upstream.encode import Encoder, Topics
 
 TOPICS = Topics("lintel", "site-a", "gw-test")
 
@@ -131,10 +131,10 @@ class SteadyLoad:
 
 def both_bridges(state: Path) -> Bridges:
     """Home Assistant and Sparkplug B, over the devices SteadyLoad feeds (state files in `state`)."""
-    from gateway.bridges import HomeAssistantBridgeConfig, Inventory
-    from gateway.bridges.home_assistant import HomeAssistantBridge
-    from gateway.bridges.sparkplug import SpbTopics
-    from gateway.bridges.sparkplug_model import NodeModel
+    from gateway.upstream.bridges import HomeAssistantBridgeConfig, Inventory
+    from gateway.upstream.bridges.home_assistant import HomeAssistantBridge
+    from gateway.upstream.bridges.sparkplug import SpbTopics
+    from gateway.upstream.bridges.sparkplug_model import NodeModel
 
     devices = (*((f"meter-{i}", "modbus") for i in range(5)), ("door-1", "ble"))
     inv = Inventory(TOPICS.site, TOPICS.gateway_id, "test", devices)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.outbox import OutboxStore
-from gateway.outbox.schema import TABLES
+from gateway.storage.outbox import OutboxStore
+from gateway.storage.outbox.schema import TABLES
 
 
 def install(db: Path) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from gateway.vision.analyzer import merge_vehicles
-from gateway.vision.detector import Detection
-from gateway.vision.geometry import iou, overlap_of
+from gateway.lanes.fire_lanes.analyzer import merge_vehicles
+from gateway.lanes.fire_lanes.detector import Detection
+from gateway.lanes.fire_lanes.geometry import iou, overlap_of
 from tests.support.media import ROOT, photo
 
 LABELS = ROOT / "tests" / "data" / "vehicles.toml"

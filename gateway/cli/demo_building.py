@@ -1,0 +1,316 @@
+"""The demo building: a config of simulated devices, validated like an installer's file.
+
+Later lanes add their simulators here (Modbus meters on a simulated bus, BLE door sensors,
+cameras) so `lintel demo` always shows the whole gateway working without hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+from drivers.modbus.simulator import MeterServer, SimulatedMeter, SimulatedRelayModule
+from gateway.config import LoadedConfig, parse_config
+
+log = logging.getLogger("lintel.demo")
+
+# The demo's Modbus TCP gateway: four meters answer; unit 5 is configured but dead, so the demo
+# shows a device_offline and the circuit breaker at work.
+DEMO_METERS = [
+    ("meter-1a", 1, "eastron_sdm120", 450.0),
+    ("meter-1b", 2, "chint_ddsu666", 300.0),
+    ("meter-house", 3, "chint_dtsu666", 2500.0),
+    ("water-1", 4, "generic_water", 0.0),
+]
+DEAD_METER = ("meter-2c", 5, "eastron_sdm120")
+DEMO_RELAY_UNIT = 9  # a relay module for the lobby door (door_pulse)
+
+
+def demo_meter_server() -> MeterServer:
+    """Simulated meters behind one Modbus TCP gateway; start it with `start_tcp(port=...)`."""
+    meters: list[SimulatedMeter | SimulatedRelayModule] = [
+        SimulatedMeter(unit, profile, seed=unit, base_load_w=load) for _, unit, profile, load in DEMO_METERS
+    ]
+    meters.append(SimulatedRelayModule(DEMO_RELAY_UNIT))
+    return MeterServer(meters)
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _modbus_text(port: int) -> str:
+    meters = "".join(
+        f'''
+[[sources.meters]]
+id = "{mid}"
+unit = {unit}
+profile = "{profile}"
+'''
+        for mid, unit, profile, _ in [*DEMO_METERS, (*DEAD_METER, 0.0)]
+    )
+    return f"""
+[[sources]]
+id = "bus-demo"
+type = "modbus"
+endpoint = "tcp://127.0.0.1:{port}"
+interval_s = 2.0
+timeout_ms = 300
+{meters}
+[sources.meters.points.energy_import_kwh]
+interval_s = 10
+
+# The lobby door's strike on a relay module of the same bus (door_pulse and the face reader).
+[[doors]]
+id = "lobby"
+pulse_s = 2
+
+[doors.relay]
+type = "modbus_coil"
+bus = "bus-demo"
+unit = {DEMO_RELAY_UNIT}
+coil = 0
+
+# Care watch: two flats, each with its door sensor and electricity meter.
+[care]
+renotify_min = 30
+
+[[care.households]]
+id = "flat-1a"
+door = "door-1a"
+electricity_meter = "meter-1a"
+
+[[care.households]]
+id = "flat-1b"
+door = "door-1b"
+electricity_meter = "meter-1b"
+
+[[rules]]
+id = "house-overload"
+type = "threshold"
+source = "meter-house"
+point = "power_w"
+above = 9000
+for_s = 30
+
+[[rules]]
+id = "doors-left-open"
+type = "door_left_open"
+sources = ["door-1a", "door-1b", "door-front"]
+after_s = 120
+"""
+
+
+# The demo's BLE sensors on a simulated radio: real advert bytes in each model's format (BTHome v2
+# encrypted, MiBeacon v5 encrypted, Qingping), decoded by the real lane.
+BLE_TEXT = """
+[[sources]]
+id = "ble-hall"
+type = "ble"
+backend = "simulated"
+telemetry_interval_s = 30
+
+[[sources.sensors]]
+id = "door-1a"
+address = "54:48:E6:8F:80:A5"
+model = "SBDW-002C"
+bindkey = "231d39c1d7cc1ab1aee224cd096db932"
+
+[[sources.sensors]]
+id = "door-1b"
+address = "E4:AA:EC:81:21:AE"
+model = "MCCGQ02HL"
+bindkey = "017e52d2684779298709b117c0a75a7b"
+
+[[sources.sensors]]
+id = "window-house"
+address = "58:2D:34:40:3A:4D"
+model = "CGH1"
+"""
+
+
+MEDIA = Path(__file__).resolve().parents[2] / ".cache" / "media" / "darknet"
+
+
+def demo_camera_text(state_dir: Path) -> str:
+    """A simulated fire-lane camera: a looping clip (a real car photograph drives in, parks 44 s,
+    a pedestrian passes, it leaves) played through the real camera driver and detector.
+
+    The photographs come from Debian's darknet package (`scripts/fetch_media.sh`, run by set-up);
+    without them the demo runs without a camera and says so.
+    """
+    from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
+
+    car, person = MEDIA / "dog.jpg", MEDIA / "person.jpg"
+    if not (car.is_file() and person.is_file()):
+        log.warning("demo: no fire-lane camera (%s missing: run scripts/fetch_media.sh)", car)
+        return ""
+    clip = state_dir / "demo-fire-lane.avi"
+    if not clip.is_file():
+        plan = ScenePlan(enter_s=2, park_s=6, leave_s=50, gone_s=53, walk_from_s=20, walk_to_s=26, total_s=65)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        Scene(load_sprites(car, person, None), plan).write(clip)
+    return f"""
+[[sources]]
+id = "cam-court"
+type = "camera"
+url = "{clip}"
+loop = true
+
+[[fire_lanes]]
+id = "lane-court"
+camera = "cam-court"
+polygon = {LANE}
+grace_s = 20
+settle_s = 3
+exit_delay_s = 6
+"""
+
+
+FACES = MEDIA.parent / "faces"
+DEMO_RESIDENT = "r-demo-0412"
+
+
+def demo_face_text(state_dir: Path) -> str:
+    """A simulated door camera at the lobby: the enrolled resident steps up (a different photograph
+    of him than the one enrolled), leaves, then a stranger; looping. Runs the real face lane, which
+    pulses the lobby relay of the simulated relay module."""
+    from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+
+    needed = ["faces/obama.jpg", "faces/obama2.jpg", "faces/biden.jpg"]
+    if not all((MEDIA.parent / n).is_file() for n in needed):
+        log.warning("demo: no face reader (%s missing: run scripts/fetch_media.sh)", FACES)
+        return ""
+    clip = state_dir / "demo-door.avi"
+    if not clip.is_file():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        visits = [
+            Visit(MEDIA.parent / "faces/obama2.jpg", FACE_BOXES["faces/obama2.jpg"], 1, 7),
+            Visit(MEDIA.parent / "faces/biden.jpg", FACE_BOXES["faces/biden.jpg"], 11, 16),
+        ]
+        DoorScene(visits, total_s=20).write(clip)
+    return f"""
+[[sources]]
+id = "cam-lobby"
+type = "camera"
+url = "{clip}"
+loop = true
+
+[[face_access]]
+id = "lobby-face"
+camera = "cam-lobby"
+door = "lobby"
+cooldown_s = 15
+"""
+
+
+def enrol_demo_resident(loaded: LoadedConfig) -> None:
+    """Enrol the demo's resident (from a photograph the door clip does not show) once."""
+    if not loaded.config.face_access:
+        return
+    from gateway.inference.catalog import ModelError, configured
+    from gateway.inference.engine import InferenceEngine
+    from gateway.lanes.faces.access import build_pipeline, face_paths
+    from gateway.lanes.faces.gallery import Gallery, Resident
+
+    gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
+    gallery = Gallery(gallery_path, key_path, create=True)
+    try:
+        if gallery.resident(DEMO_RESIDENT) is not None:
+            return
+        try:
+            pipeline = build_pipeline(
+                loaded.config.faces, InferenceEngine(1), configured(loaded.config.vision)
+            )
+        except ModelError as exc:
+            log.warning("demo: face models unavailable (%s)", exc)
+            return
+        import cv2
+
+        image = cv2.imread(str(FACES / "obama.jpg"))
+        if image is None:
+            return
+        probe = pipeline.analyse(image)
+        if probe.vector is None or probe.quality is None:
+            return
+        resident = Resident(DEMO_RESIDENT, "3-1202", "resident", "demo enrolment", int(time.time() * 1000))
+        gallery.enroll(resident, [probe.vector], pipeline.embedder.name, [probe.quality.metrics], 0)
+    finally:
+        gallery.close()
+
+
+def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
+    mqtt = ""
+    if broker:
+        mqtt = f"""
+[mqtt]
+url = "{broker}"
+stats_interval_s = 10
+
+# Home Assistant discovery beside the native schema: point a Home Assistant at the same broker.
+[bridges.home_assistant]
+enabled = true
+
+# Sparkplug B 3.0 beside it (its own connection, client id ...-spb): point a Sparkplug host at it.
+[bridges.sparkplug]
+enabled = true
+"""
+    return f"""
+[gateway]
+id = "demo-gw"
+site = "demo-court"
+state_dir = "{state_dir}"
+runtime_dir = "{state_dir / "run"}"
+
+[outbox]
+max_mb = 64
+min_free_disk_mb = 16
+{mqtt}
+{_modbus_text(modbus_port) if modbus_port else ""}
+{BLE_TEXT}
+[[sources]]
+id = "door-front"
+type = "simulated"
+profile = "door_sensor"
+interval_s = 3.0
+seed = 4
+alarm_probability = 0.02
+
+[[sources]]
+id = "door-back"
+type = "simulated"
+profile = "door_sensor"
+interval_s = 5.0
+seed = 5
+fail_after_polls = 20
+{demo_camera_text(state_dir)}
+{demo_face_text(state_dir) if modbus_port else ""}"""
+
+
+def demo_config(
+    state_dir: Path, broker: str | None, modbus_port: int | None = None, *, write: bool = False
+) -> LoadedConfig:
+    """The demo's config, validated. With `write`, also saved as `<state_dir>/config.toml` (see
+    `demo_config_path`) so `lintel status -c var/demo/config.toml` and the other inspection tools
+    can be pointed at the running demo; its paths are absolute, so it works from any directory."""
+    text = demo_config_text(state_dir.resolve(), broker, modbus_port)
+    loaded = parse_config(text.encode(), "demo", state_dir.resolve())
+    if write:
+        path = demo_config_path(state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(
+            f"# Written by `lintel demo`: the running demo's config, for `lintel status -c`.\n{text}"
+        )
+        tmp.replace(path)
+    return loaded
+
+
+def demo_config_path(state_dir: Path) -> Path:
+    """Where `lintel demo` writes its config (the path as the user gave the state dir)."""
+    return state_dir / "config.toml"

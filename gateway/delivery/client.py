@@ -1,0 +1,149 @@
+"""MQTT uplink over paho-mqtt 2 (MQTT 5 or 3.1.1, optional TLS / mutual TLS, password file).
+
+One thread named `uplink` owns the paho client, a read-only outbox connection and the in-flight
+window; it drives paho's external loop with select(), woken through a socketpair when the writer
+commits. A message counts as delivered only on its PUBACK; acknowledged (class, seq, size) triples go
+to the writer in batches, which deletes them. A connection that misses a PUBACK for `ack_timeout_s`
+is dropped and everything unacknowledged is sent again on the next one.
+Reconnects follow `ReconnectPolicy` (reconnect.py): full jitter under a low ceiling, so a returning
+broker is reached within `reconnect_max_s`, and a reset only after a connection held
+`stable_after_s`. Refused credentials or certificates are logged once per change, then retried with
+the same backoff: a misconfigured gateway never spins.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.core import Clock, Klass
+from gateway.delivery.bounded import CappedClient
+from gateway.delivery.link_thread import LinkThread, RecentlyAcked
+from gateway.delivery.report import UplinkReport
+from gateway.delivery.session import Session
+from gateway.delivery.settings import UplinkSettings
+from gateway.storage.outbox.writer import OutboxWriter
+from gateway.upstream.encode import Encoder
+
+log = logging.getLogger("lintel.uplink")
+
+
+class Uplink(LinkThread):
+    thread_name = "uplink"
+    log = log
+
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        writer: OutboxWriter,
+        encoder: Encoder,
+        clock: Clock,
+        birth_body: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        super().__init__(settings, clock)
+        self.writer = writer
+        self.encoder = encoder
+        self.birth_body = birth_body
+        # Status (read by other threads; plain attribute writes are atomic enough for display).
+        self.connected_since_ms: int | None = None
+        self.connects = 0
+        self.attempts = 0
+        self.sent = 0
+        self.acked = 0
+        self.rejected = 0
+        self.inflight_count = 0
+        self.backlog_until_seq = 0
+        # Commands from the command topic go here (called in the uplink thread; must not block).
+        self.on_command: Callable[[bytes], None] | None = None
+        self.commands_received = 0
+        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
+        self.recently_acked: RecentlyAcked[tuple[Klass, int]] = RecentlyAcked()  # (class, seq)
+
+    def report(self) -> UplinkReport:
+        return UplinkReport(
+            self.state,
+            f"{'mqtts' if self.settings.tls else 'mqtt'}://{self.settings.host}:{self.settings.port}",
+            self.last_error,
+            self.connected_since_ms,
+            self.connects,
+            self.attempts,
+            self.sent,
+            self.acked,
+            self.rejected,
+            self.inflight_count,
+            self.backlog_until_seq,
+            self.commands_received,
+            self.oversize_dropped,
+        )
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        """Record a state; log only real changes (not every retry of the same failure)."""
+        retrying = {"connecting", "backoff"}
+        quiet = state in retrying and self.state in retrying and error == self.last_error
+        changed = (state != self.state or error != self.last_error) and not quiet
+        self.state, self.last_error = state, error
+        if changed:
+            if error and state != "connected":
+                log.warning("uplink %s: %s", state, error)
+            else:
+                log.info("uplink %s", state)
+
+    # -- thread -----------------------------------------------------------------------------------
+    def _after_session(self) -> None:
+        self.connected_since_ms = None
+        self.inflight_count = 0
+        if not self.stopping.is_set():
+            self.set_state("backoff", self.last_error)
+
+    def _new_client(self) -> CappedClient:
+        s = self.settings
+        protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        client = CappedClient(
+            CallbackAPIVersion.VERSION2,
+            max_packet_bytes=s.max_packet_bytes,
+            client_id=s.client_id,
+            protocol=protocol,
+            clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
+            reconnect_on_failure=False,
+        )
+        client.max_inflight_messages_set(s.inflight_max + 8)  # our window plus birth/status
+        client.max_queued_messages_set(0)
+        client.connect_timeout = s.connect_timeout_s
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+        status_offline = self.encoder.status(self.writer.last_seq, self.clock.time_ms(), "offline")
+        client.will_set(self.encoder.topics.status, status_offline, qos=1, retain=True)
+        return client
+
+    def _session(self) -> None:
+        s = self.settings
+        self.attempts += 1
+        self.set_state("connecting", self.last_error)
+        client = self._new_client()
+        session = Session(self, client)
+        try:
+            if s.protocol == "5":
+                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
+            else:
+                client.connect(s.host, s.port, s.keepalive_s)
+        except ssl.SSLCertVerificationError as exc:
+            self.set_state("backoff", f"TLS certificate of {s.host} not trusted: {exc.verify_message}")
+            return
+        except ssl.SSLError as exc:
+            self.set_state("backoff", f"TLS handshake with {s.host}:{s.port} failed: {exc.reason or exc}")
+            return
+        except (OSError, ValueError) as exc:
+            self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
+            return
+        session.run()

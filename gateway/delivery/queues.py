@@ -1,0 +1,117 @@
+"""Which outbox message goes out next.
+
+Higher classes first. Within a class two lanes, each FIFO: *live* (committed after this connection
+began) goes at once; *backlog* (committed before) drains at `drain_rate_msg_s` (alarms are never
+rate-limited), so after an outage fresh data keeps flowing while the backlog catches up.
+Receivers order by `seq`; within a lane and class, seq is increasing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gateway.core import Clock, Klass, SystemClock
+from gateway.storage.outbox.store import OutboxReader, PendingMessage
+
+PAGE = 256
+
+
+class TokenBucket:
+    """`rate` tokens per second, holding at most one second's worth; rate 0 means no limit."""
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.tokens = rate
+        self.stamp = clock.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def wait_s(self) -> float:
+        """Seconds until the next token (0 if one is there)."""
+        if self.rate <= 0 or self.tokens >= 1:
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+# Rows of the Sparkplug link (gateway.upstream.bridges.sparkplug): never sent nor acknowledged natively.
+SPARKPLUG_PREFIX = "spBv1.0/"
+
+
+class _Lane:
+    def __init__(self, klass: Klass, after: int, upto: int | None) -> None:
+        self.klass = klass
+        self.cursor = after
+        self.upto = upto
+        self.buffer: deque[PendingMessage] = deque()
+        self.exhausted = False  # backlog lanes end; live lanes wait for the next commit
+
+    def next(self, reader: OutboxReader) -> PendingMessage | None:
+        if not self.buffer and not self.exhausted:
+            page = reader.page(self.klass, self.cursor, self.upto, PAGE, SPARKPLUG_PREFIX, with_prefix=False)
+            if page:
+                self.buffer.extend(page)
+                self.cursor = page[-1].seq
+            else:
+                self.exhausted = True
+        return self.buffer.popleft() if self.buffer else None
+
+
+class LaneScheduler:
+    """Picks messages for one connection. Create a new one per connection: everything not
+    acknowledged is resent from the outbox (at-least-once)."""
+
+    def __init__(
+        self, reader: OutboxReader, boundary_seq: int, drain_rate_msg_s: float, clock: Clock | None = None
+    ) -> None:
+        self.reader = reader
+        self.boundary_seq = boundary_seq
+        self.bucket = TokenBucket(drain_rate_msg_s, clock or SystemClock())
+        order = sorted(Klass, reverse=True)
+        self.live = [_Lane(k, boundary_seq, None) for k in order]
+        self.backlog = [_Lane(k, 0, boundary_seq) for k in order]
+
+    def new_data(self) -> None:
+        """The writer committed: live lanes may have more."""
+        for lane in self.live:
+            lane.exhausted = False
+
+    @property
+    def backlog_left(self) -> bool:
+        return any(not lane.exhausted or lane.buffer for lane in self.backlog)
+
+    def next(self) -> PendingMessage | None:
+        """Highest class first: live before backlog within a class; the backlog at the drain rate.
+
+        The rate token is asked for at most once per call and kept across classes: asking once per
+        class let a token that refilled between two asks send telemetry's backlog ahead of state's."""
+        token: bool | None = None
+        msg: PendingMessage | None = None
+        for live, backlog in zip(self.live, self.backlog, strict=True):
+            msg = live.next(self.reader)
+            if msg is not None:
+                break
+            if backlog.exhausted and not backlog.buffer:
+                continue
+            if live.klass != Klass.ALARM:  # alarms' backlog is never rate-limited
+                if token is None:
+                    token = self.bucket.take()
+                if not token:
+                    continue
+            msg = backlog.next(self.reader)
+            if msg is not None:
+                if live.klass != Klass.ALARM:
+                    token = None  # spent
+                break
+        if token:
+            self.bucket.tokens += 1  # taken but not spent: give it back
+        return msg

@@ -1,0 +1,49 @@
+"""The outbox's Sparkplug rows as the link publishes them: read in seq order, given their `seq`.
+
+Rows are stored by the bridge (gateway/upstream/bridges/sparkplug.py) without `seq`. A row committed after
+the session's births (its *boundary*) goes out as stored with `seq` appended. A row up to the
+boundary was meant for an earlier session: a DDEATH is superseded by the new births (who is alive
+is in them); a DDATA, and the readings a DBIRTH carried, go out as a DDATA of history.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gateway.core import Klass
+from gateway.delivery.queues import PAGE, SPARKPLUG_PREFIX
+from gateway.storage.outbox.store import OutboxReader, PendingMessage
+from gateway.upstream.bridges import sparkplug_pb as pb
+
+
+def outgoing(msg: PendingMessage, held: bool, seq: int) -> tuple[str, bytes] | None:
+    """(topic, payload) of a stored row published with `seq`; None when superseded. `held`: the
+    row is up to the session's boundary. Raises protobuf's DecodeError for a row that is not a
+    Sparkplug payload (a crc-checked row of our own: only a bug could make one)."""
+    if not held:
+        return msg.topic, pb.with_seq(msg.payload, seq)
+    parts = msg.topic.split("/")
+    if len(parts) != 5 or parts[2] != "DDATA":
+        return None
+    return msg.topic, pb.as_historical(msg.payload, seq)
+
+
+class RowCursor:
+    """The Sparkplug rows of the outbox (class telemetry, topics `spBv1.0/`), oldest first, a page
+    at a time; `more` is set again when the writer commits (the link's wake-up)."""
+
+    def __init__(self, reader: OutboxReader) -> None:
+        self.reader = reader
+        self.after = 0
+        self.buffer: deque[PendingMessage] = deque()
+        self.more = True
+
+    def next(self) -> PendingMessage | None:
+        if not self.buffer and self.more:
+            page = self.reader.page(Klass.TELEMETRY, self.after, None, PAGE, SPARKPLUG_PREFIX)
+            if page:
+                self.buffer.extend(page)
+                self.after = page[-1].seq
+            else:
+                self.more = False
+        return self.buffer.popleft() if self.buffer else None

@@ -1,0 +1,290 @@
+"""One MQTT connection of the Sparkplug link: births, the outbox's Sparkplug rows, NCMD and STATE.
+
+Order on a connection (docs/bridges.md, Sparkplug B):
+1. CONNECT with the will NDEATH(bdSeq); subscribe NCMD (and the primary host's STATE, if one is
+   configured: nothing more is published until its retained STATE says online).
+2. NBIRTH (seq 0: bdSeq, `Node Control/Rebirth` = false), then a DBIRTH for every device with a
+   metric, current values from the bridge's model. The outbox's last seq at that moment is the
+   session's *boundary*.
+3. The outbox's `spBv1.0/` rows in seq order, QoS 1, each given the next `seq` (0-255) as it is
+   published (sparkplug_rows.py: rows up to the boundary go out as history or not at all), deleted
+   on PUBACK. Devices dead at step 2 get their DDEATH once the rows up to the boundary are out.
+A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq, at most
+once a second; a STATE `online: false` of the primary host ends the session with NDEATH (the link
+reconnects and waits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+from google.protobuf.message import DecodeError
+from paho.mqtt.enums import MQTTErrorCode
+
+from gateway.core import Klass
+from gateway.delivery.link_thread import LOOP_TURN_S
+from gateway.delivery.sparkplug_inbound import BadInput, host_state, rebirth_requested
+from gateway.delivery.sparkplug_rows import RowCursor, outgoing
+from gateway.storage.outbox.store import OutboxReader
+from gateway.upstream.bridges import sparkplug_pb as pb
+from gateway.upstream.bridges.sparkplug import device_birth, node_birth, node_death
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
+
+REBIRTH_MIN_S = 1.0
+
+log = logging.getLogger("lintel.uplink.sparkplug")
+
+
+class SpbSession:
+    def __init__(self, link: SparkplugLink, client: mqtt.Client, bd_seq: int) -> None:
+        self.link = link
+        self.client = client
+        self.bd_seq = bd_seq
+        self.inflight: dict[int, tuple[int, int, float]] = {}  # mid -> (row seq, size, sent at)
+        self.acks: list[tuple[Klass, int, int]] = []
+        self.ready = False
+        self.born = False
+        self.ended = False
+        self.opened = link.clock.monotonic()
+        self.seq = 0
+        self.boundary = 0
+        self.dead: list[str] = []
+        self.state_ts = -1
+        self.rows: RowCursor | None = None
+        self.end_requested = False
+        self.rebirth_due = False
+        self.last_birth = -REBIRTH_MIN_S
+        self.reader: OutboxReader | None = None
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+
+    # -- paho callbacks ----------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.link.set_state("backoff", f"broker refused the connection: {reason}")
+            self.ended = True
+            return
+        link = self.link
+        link.connects += 1
+        link.reconnect.connected()
+        link.set_state("connected")
+        self.reader = OutboxReader(link.writer.store.path)
+        self.rows = RowCursor(self.reader)
+        client.subscribe(link.topics.node_topic("NCMD"), qos=1)
+        client.subscribe(link.topics.device_topic("DCMD", "+"), qos=1)  # counted: not supported
+        if link.primary_host_id:
+            client.subscribe(link.topics.state(link.primary_host_id), qos=1)
+            link.set_state("waiting for primary host")
+        else:
+            self._birth()
+        self.ready = True
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        link = self.link
+        if message.topic == link.topics.node_topic("NCMD"):
+            self._command(bytes(message.payload))
+        elif message.topic.startswith(link.topics.device_topic("DCMD", "")):
+            link.commands_received += 1
+            link.bad_input("DCMD", "DCMD received: device commands are not supported over Sparkplug")
+        elif link.primary_host_id and message.topic == link.topics.state(link.primary_host_id):
+            self._state(bytes(message.payload))
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        entry = self.inflight.pop(mid, None)
+        if entry is None:
+            return
+        if reason is not None and getattr(reason, "is_failure", False):
+            self.link.set_state("backoff", f"broker refused a publish: {reason}")
+            self.ended = True
+            return
+        seq, size, _ = entry
+        self.acks.append((Klass.TELEMETRY, seq, size))
+        self.link.acked += 1
+        self.link.recently_acked.add(seq)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not self.ended:
+            self.link.set_state("backoff", f"connection lost: {reason}")
+        self.ended = True
+
+    # -- inbound -------------------------------------------------------------------------------
+    def _command(self, payload: bytes) -> None:
+        self.link.commands_received += 1
+        try:
+            rebirth = rebirth_requested(payload)
+        except BadInput as exc:
+            self.link.bad_input("NCMD", str(exc))
+            return
+        if not rebirth:
+            self.link.bad_input("NCMD", "NCMD without Node Control/Rebirth = true (ignored)")
+            return
+        if self.born:
+            # at most one rebirth per REBIRTH_MIN_S: a flood of requests costs one set of births
+            self.rebirth_due = True
+
+    def _state(self, payload: bytes) -> None:
+        try:
+            online, ts = host_state(payload)
+        except BadInput as exc:
+            self.link.bad_input("STATE", str(exc))
+            return
+        if ts < self.state_ts:
+            return  # older than one already seen (the spec): a late retained copy
+        self.state_ts = ts
+        if online and not self.born:
+            log.info("sparkplug: primary host %s online", self.link.primary_host_id)
+            self._birth()
+        elif not online and self.born:
+            log.warning("sparkplug: primary host %s offline: ending the session", self.link.primary_host_id)
+            self.link.host_offline += 1
+            self.end_requested = True  # not from inside paho's read: the run loop ends it
+
+    # -- outbound ----------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self.seq = (self.seq + 1) % 256
+        return self.seq
+
+    def _birth(self) -> None:
+        """NBIRTH and every device's DBIRTH; the outbox's last seq now is the new boundary."""
+        link = self.link
+        now = link.clock.time_ms()
+        self.seq = 0
+        self.client.publish(link.topics.node_topic("NBIRTH"), node_birth(self.bd_seq, now), qos=0)
+        self.boundary = link.writer.last_seq  # before the snapshot: every row up to it is in there
+        self.dead = []
+        for device, alive, slots in link.model.snapshot():
+            payload = pb.with_seq(device_birth(slots, now), self._next_seq())
+            self.client.publish(link.topics.device_topic("DBIRTH", device), payload, qos=0)
+            if not alive:
+                self.dead.append(device)
+        self.born = True
+        self.last_birth = link.clock.monotonic()
+        link.births += 1
+        link.set_state("online")
+
+    def _deaths(self) -> None:
+        now = self.link.clock.time_ms()
+        for device in self.dead:
+            payload = pb.encode(now, [], seq=self._next_seq())
+            self.client.publish(self.link.topics.device_topic("DDEATH", device), payload, qos=0)
+        self.dead = []
+
+    def fill_window(self) -> None:
+        if not self.born or self.ended:
+            return
+        link = self.link
+        while len(self.inflight) < link.settings.inflight_max:
+            msg = self.rows.next() if self.rows is not None else None
+            if self.dead and (msg is None or msg.seq > self.boundary):
+                self._deaths()
+            if msg is None:
+                break
+            if msg.seq in link.recently_acked:
+                continue  # acknowledged on an earlier connection, its deletion not committed yet
+            held = msg.seq <= self.boundary
+            try:
+                out = outgoing(msg, held, (self.seq + 1) % 256)
+            except DecodeError:  # crc-checked rows of our own: only a bug gets here
+                link.bad_input("row", f"outbox row {msg.seq} is not a Sparkplug payload (dropped)")
+                out = None
+            if out is None:  # superseded by this session's births (or unusable): done with it
+                self.acks.append((Klass.TELEMETRY, msg.seq, msg.size))
+                link.superseded += 1
+                continue
+            topic, payload = out
+            self._next_seq()
+            link.historical += held
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                link.set_state("backoff", f"publish failed: {mqtt.error_string(info.rc)}")
+                self.ended = True
+                return
+            self.inflight[info.mid] = (msg.seq, msg.size, link.clock.monotonic())
+            link.sent += 1
+
+    def flush_acks(self) -> None:
+        if self.acks:
+            self.link.writer.ack(self.acks)
+            self.acks = []
+
+    def _end_with_death(self) -> None:
+        """The spec's intentional end: NDEATH, then DISCONNECT (so the broker drops the will)."""
+        death = node_death(self.bd_seq, self.link.clock.time_ms())
+        info = self.client.publish(self.link.topics.node_topic("NDEATH"), death, qos=1)
+        end = self.link.clock.monotonic() + 1.0
+        while not info.is_published() and not self.ended and self.link.clock.monotonic() < end:
+            self.io(0.05)
+        self.flush_acks()
+        self.ended = True
+
+    def _rebirth_if_due(self) -> None:
+        if self.rebirth_due and self.link.clock.monotonic() - self.last_birth >= REBIRTH_MIN_S:
+            self.rebirth_due = False
+            self.link.rebirths += 1
+            log.info("sparkplug: rebirth requested")
+            self._birth()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        link = self.link
+        try:
+            while not self.ended:
+                if link.stopping.is_set():
+                    self._finish()
+                    return
+                if self.end_requested:
+                    self._end_with_death()
+                    return
+                self._rebirth_if_due()
+                self.fill_window()
+                self.flush_acks()
+                self._check_timeouts()
+                wait = LOOP_TURN_S
+                if self.rebirth_due:
+                    wait = max(0.01, self.last_birth + REBIRTH_MIN_S - self.link.clock.monotonic())
+                self.io(min(LOOP_TURN_S, wait))
+        finally:
+            self.flush_acks()
+            with contextlib.suppress(Exception):
+                self.client.disconnect()
+            self.client.loop_misc()
+            if self.reader is not None:
+                self.reader.close()
+
+    def io(self, timeout: float) -> None:
+        woken, lost = self.link.pump(self.client, timeout)
+        if woken and self.rows is not None:
+            self.rows.more = True
+        if lost is not None:
+            self._on_disconnect(self.client, None, None, lost, None)
+
+    def _check_timeouts(self) -> None:
+        s = self.link.settings
+        now = self.link.clock.monotonic()
+        if not self.ready and now - self.opened > s.connect_timeout_s:
+            self._on_disconnect(self.client, None, None, f"no CONNACK within {s.connect_timeout_s:g} s", None)
+        elif self.inflight and now - next(iter(self.inflight.values()))[2] > s.ack_timeout_s:
+            self._on_disconnect(self.client, None, None, f"no PUBACK within {s.ack_timeout_s:g} s", None)
+
+    def _finish(self) -> None:
+        """Graceful stop: what is committed goes out until the deadline, then NDEATH."""
+        link = self.link
+        if self.rows is not None:
+            self.rows.more = True  # the writer's last commit may not have woken us yet
+        while self.born and not self.ended and link.clock.monotonic() < link.stop_deadline:
+            self.fill_window()
+            if not self.inflight:
+                break
+            self.flush_acks()
+            self.io(0.05)
+        self.flush_acks()
+        if self.born and not self.ended:  # never born (waiting for the host): nothing to end
+            self._end_with_death()
+        self.ended = True

@@ -1,0 +1,334 @@
+"""The doors component: pulses door strikes and guarantees they end released.
+
+Fail-safe contract (README "Doors fail safe"; each clause has a test):
+1. While the gateway runs, a relay is never energised longer than its pulse + `margin_s`: a pulse's
+   switch-off that fails is retried every `retry_s` until it succeeds.
+2. On start, every configured relay is switched off before anything can pulse it; a door whose
+   relay could not be switched off yet refuses pulses ("relay state unknown") and keeps retrying.
+3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off;
+   the runtime awaits them *before* any bus the relays sit on is stopped.
+4. A switch-off is retried through whichever bus instance is current (the hub is asked each time).
+   If a relay is still not released `fault_after_s` after the first failed attempt (at start,
+   when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
+   `door_relay_fault` alarm is raised for the episode (emitted before the outbox closes, also during
+   shutdown); `door_relay_recovered` follows when a later attempt succeeds.
+5. Where the relay times the pulse itself (`Relay.hardware_timed`), the pulse is started that way,
+   so a killed gateway cannot hold a door open; the software switch-off still follows as a backstop.
+
+Pulses of one door never overlap; every pulse runs as a task the component owns (never an orphan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core import Clock, Event, Record
+from gateway.core.commands import Caller, Failed, Handler, Rejected
+from gateway.lanes import DoorError, Lane, LaneDeps
+from gateway.lanes.doors.config import DoorConfig
+from gateway.lanes.doors.relays import Relay, RelayError, build_relay
+
+log = logging.getLogger("lintel.doors")
+
+
+@dataclass(frozen=True, slots=True)
+class DoorReport:
+    id: str
+    relay: str  # released, energised, releasing (a switch-off is being retried), unknown
+    pulses: int
+    failures: int
+    hardware_timed: bool
+    fault: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DoorsReport:
+    pulses: int
+    failures: int
+    doors: tuple[DoorReport, ...]
+
+
+@dataclass(slots=True)
+class _Door:
+    config: DoorConfig
+    relay: Relay
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state: str = "unknown"  # released, energised, releasing, unknown
+    energised_until: float | None = None  # monotonic deadline (pulse end + margin) while energised
+    failing_since: float | None = None  # first failed switch-off of this episode
+    fault_raised: bool = False
+    last_error: str | None = None
+    pulses: int = 0
+    failures: int = 0
+
+
+class Doors:
+    """The `doors` component. Relays come built (see relays.build_relay); `emit` takes records."""
+
+    name = "doors"
+
+    def __init__(
+        self,
+        doors: list[DoorConfig],
+        relays: dict[str, Relay],
+        clock: Clock,
+        emit: Callable[[Record], object],
+        *,
+        margin_s: float = 0.5,
+        retry_s: float = 0.25,
+        fault_after_s: float = 1.0,
+        start_grace_s: float = 15.0,
+        stop_budget_s: float = 3.0,
+    ) -> None:
+        self.clock = clock
+        self.emit = emit
+        self.margin_s = margin_s
+        self.retry_s = retry_s
+        self.fault_after_s = fault_after_s
+        self.start_grace_s = start_grace_s
+        self.stop_budget_s = stop_budget_s
+        self._doors = {d.id: _Door(d, relays[d.id]) for d in doors}
+        self._pulses: set[asyncio.Task[dict[str, Any]]] = set()
+        self._closing = False
+        self._wake = asyncio.Event()
+
+    # -- what other parts use ---------------------------------------------------------------------
+    def __contains__(self, door_id: str) -> bool:
+        return door_id in self._doors
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._doors)
+
+    def busy(self, door_id: str) -> bool:
+        """True while a pulse of this door is under way (the door is open already)."""
+        door = self._doors.get(door_id)
+        return door is not None and door.lock.locked()
+
+    def tune(self, doors: list[DoorConfig]) -> None:
+        """Apply new door timings (`pulse_s`) from a reload; wiring changes need a restart."""
+        for cfg in doors:
+            door = self._doors.get(cfg.id)
+            if door is not None and cfg.relay == door.config.relay:
+                door.config = cfg
+
+    async def pulse(self, door_id: str, pulse_s: float | None = None, **attrs: Any) -> dict[str, Any]:
+        """Open `door_id` for `pulse_s` (default: the door's); raises DoorError on failure.
+
+        The pulse runs as a task of this component: cancelling the caller does not cut it short,
+        and `stop()` ends it with the relay released."""
+        door = self._doors[door_id]
+        if self._closing:
+            raise DoorError(f"door {door_id}: the gateway is stopping")
+        if door.state in ("unknown", "releasing"):
+            raise DoorError(f"door {door_id}: relay state unknown (not yet switched off: {door.last_error})")
+        seconds = pulse_s if pulse_s is not None else door.config.pulse_s
+        task = asyncio.get_running_loop().create_task(self._locked_pulse(door, seconds, attrs))
+        self._pulses.add(task)
+        task.add_done_callback(self._pulses.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and not (caller is not None and caller.cancelling()):
+                why = "the gateway is stopping" if self._closing else "a reload restarted its bus"
+                raise DoorError(f"door {door_id}: pulse cut short, relay released ({why})") from None
+            raise
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Switch every relay off (clause 2). Doors that fail keep retrying in `run()`."""
+        await asyncio.gather(*(self._release(door) for door in self._doors.values()))
+
+    async def run(self) -> None:
+        """Clause 1 and 4: release relays past their deadline; retry pending switch-offs."""
+        while True:
+            now = self.clock.monotonic()
+            for door in self._doors.values():
+                overdue = door.energised_until is not None and now > door.energised_until
+                # Overdue: a pulse still holds the lock past its deadline (its switch-off hung):
+                # release anyway; the pulse's own switch-off will find the relay released.
+                if door.state in ("unknown", "releasing") or overdue:
+                    await self._release(door)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.retry_s)
+
+    async def stop(self) -> None:
+        """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
+        still energised when the stop ends (or is cut short by the runtime's stage budget) raises
+        its `door_relay_fault` now, while the outbox can still commit it."""
+        self._closing = True
+        try:
+            await self.make_safe()
+        finally:
+            for door in self._doors.values():
+                if door.state in ("energised", "releasing"):
+                    self._raise_fault(door)
+
+    async def make_safe(self) -> None:
+        """Cancel running pulses and switch every relay off (before a reload restarts a bus)."""
+        for task in list(self._pulses):
+            task.cancel()
+        if self._pulses:
+            await asyncio.wait(list(self._pulses), timeout=self.stop_budget_s / 2)
+        deadline = self.clock.monotonic() + self.stop_budget_s
+        pending = list(self._doors.values())
+        while pending:
+            await asyncio.gather(*(self._release(door) for door in pending))
+            pending = [d for d in pending if d.state != "released"]
+            if not pending or self.clock.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self.retry_s)
+        for door in pending:  # still not released: say so now, whatever fault_after_s says
+            self._raise_fault(door)
+
+    def report(self) -> DoorsReport:
+        doors = tuple(
+            DoorReport(
+                d.config.id,
+                d.state,
+                d.pulses,
+                d.failures,
+                d.relay.hardware_timed,
+                d.last_error if d.state != "released" else None,
+            )
+            for d in self._doors.values()
+        )
+        return DoorsReport(sum(d.pulses for d in doors), sum(d.failures for d in doors), doors)
+
+    def handlers(self) -> dict[str, Handler]:
+        async def door_pulse(args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+            door = args["door"]
+            if door not in self._doors:
+                known = ", ".join(self.ids) or "none"
+                raise Rejected(f"unknown door: {door} (configured: {known})")
+            try:
+                return await self.pulse(door, args.get("pulse_s"), by=caller.by, via=caller.origin)
+            except DoorError as exc:
+                raise Failed(str(exc)) from None
+
+        return {"door_pulse": door_pulse}
+
+    # -- inside -----------------------------------------------------------------------------------
+    async def _locked_pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+        async with door.lock:
+            return await self._pulse(door, seconds, attrs)
+
+    async def _pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+        started = self.clock.monotonic()
+        # The deadline is set before the write: if the write lands but its answer is lost, the run
+        # loop still releases the relay in time.
+        door.energised_until = started + seconds + self.margin_s
+        door.state = "energised"
+        try:
+            if door.relay.hardware_timed:
+                await door.relay.timed_pulse(seconds)
+            else:
+                await door.relay.switch(True)
+        except RelayError as exc:
+            door.failures += 1
+            await self._release(door)
+            raise DoorError(f"relay of {door.config.id} did not switch on: {exc}") from None
+        on_ms = round((self.clock.monotonic() - started) * 1000)
+        try:
+            await asyncio.sleep(max(0.0, seconds - (self.clock.monotonic() - started)))
+        finally:
+            released = await self._release(door)
+        if not released:
+            door.failures += 1
+            raise DoorError(f"relay of {door.config.id} did not switch off: it may be stuck on")
+        door.pulses += 1
+        body = {"door": door.config.id, "pulse_s": seconds, "switch_on_ms": on_ms, **attrs}
+        if door.relay.hardware_timed:
+            body["hardware_timed"] = True
+        self.emit(Event(door.config.id, "door_pulsed", self.clock.time_ms(), body))
+        return body
+
+    async def _release(self, door: _Door) -> bool:
+        """One switch-off attempt (two quick tries); True when the relay is known released."""
+        last = ""
+        for attempt in range(2):
+            try:
+                await door.relay.switch(False)
+            except RelayError as exc:
+                last = str(exc)
+                if attempt == 0:
+                    await asyncio.sleep(0.05)
+                continue
+            self._released(door)
+            return True
+        if door.state == "released":
+            return False  # known released already: a failed extra switch-off changes nothing
+        if door.state == "energised":
+            door.state = "releasing"
+        now = self.clock.monotonic()
+        door.last_error = last
+        # A relay known energised is a fault after fault_after_s. At start the state is only
+        # unknown (the bus may still be connecting): give it start_grace_s before alarming.
+        allowed = self.fault_after_s if door.state == "releasing" else self.start_grace_s
+        if door.failing_since is None:
+            door.failing_since = now
+            if door.state == "releasing":
+                log.warning("door %s: relay did not switch off (%s); retrying", door.config.id, last)
+        if now - door.failing_since >= allowed:
+            self._raise_fault(door)
+        self._wake.set()
+        return False
+
+    def _released(self, door: _Door) -> None:
+        was_failing = door.failing_since is not None
+        door.state = "released"
+        door.energised_until = None
+        door.failing_since = None
+        door.last_error = None
+        if door.fault_raised:
+            door.fault_raised = False
+            log.info("door %s: relay released again", door.config.id)
+            attrs = {"door": door.config.id, **door.relay.wiring()}
+            self.emit(Event(door.config.id, "door_relay_recovered", self.clock.time_ms(), attrs))
+        elif was_failing:
+            log.info("door %s: relay released on retry", door.config.id)
+
+    def _raise_fault(self, door: _Door) -> None:
+        if door.fault_raised:
+            return
+        door.fault_raised = True
+        log.error(
+            "door %s: relay cannot be switched off, it may be stuck on: %s", door.config.id, door.last_error
+        )
+        attrs = {"door": door.config.id, **door.relay.wiring(), "error": door.last_error}
+        self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
+
+
+REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
+
+
+def build_lane(config: Any, deps: LaneDeps) -> Lane:
+    """The doors lane: one component; `door_pulse` is its command."""
+    relays = {
+        d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in config.doors
+    }
+    doors = Doors(config.doors, relays, deps.clock, deps.emit)
+    return Lane("doors", [doors], handlers=doors.handlers())
+
+
+def _password(relay: Any, deps: LaneDeps) -> str | None:
+    """A relay's password, read once at start (a changed password file needs a restart)."""
+    name = getattr(relay, "password_file", None)
+    return deps.secret(name) if name else None
+
+
+def render(report: DoorsReport) -> list[str]:
+    """`lintel status` lines for the doors."""
+    lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
+    for d in report.doors:
+        colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
+        extra = f" ({d.fault})" if d.fault else ""
+        lines.append(f"  [{colour}]{d.id}: relay {d.relay}{extra}[/]")
+    return lines

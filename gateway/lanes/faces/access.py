@@ -1,0 +1,286 @@
+"""The face access lane at run time: cameras → inference thread → decisions → door pulses.
+
+One asyncio task per entrance takes the camera's latest frame from the `FrameHub` every
+`interval_s` (a frame is analysed once), runs the pipeline on the shared inference thread,
+matches in memory and feeds the entrance's `Decider`. A grant pulses the door through `Doors`
+(Modbus coil on the bus's scheduler; never held open on failure) without waiting for it; every
+decision is an `access_granted` / `access_denied` event with ids and numbers only.
+
+The gallery's `generation` is polled every second: an enrolment or a `faces delete` (CLI or
+command) takes effect without a restart, and a deleted resident's templates leave memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from gateway.core import Clock, Event, Record
+from gateway.core.clock import local_zone
+from gateway.core.frames import FrameHub
+from gateway.inference.catalog import Manifest, pick
+from gateway.inference.engine import InferenceEngine
+from gateway.inference.evidence import EvidenceStore
+from gateway.lanes import DoorError, DoorOpener
+from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.faces.decision import Decider, Decision, Observation, Passage
+from gateway.lanes.faces.detect import FaceDetector
+from gateway.lanes.faces.embed import Embedder
+from gateway.lanes.faces.gallery import Gallery
+from gateway.lanes.faces.liveness import liveness_check
+from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.storage.state import StateStore
+
+log = logging.getLogger("lintel.faces")
+
+NS = "face_access"
+GALLERY_POLL_S = 1.0
+
+
+def delete_resident(gallery: Gallery, store: StateStore, resident_id: str) -> int | None:
+    """Remove a resident from the gallery (purged) and their passages from the state database.
+    Returns the templates removed, or None for an unknown resident."""
+    removed = gallery.delete(resident_id)
+    if removed is not None:
+        store.save(NS, {}, deleted=[resident_id])
+    return removed
+
+
+def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
+    """(gallery database, key file) where `[faces]` says, or in the state folder."""
+    gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
+    key = Path(faces.key_file) if faces.key_file else state_dir / "faces.key"
+    return gallery, key
+
+
+def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
+    """The (detector, embedder) manifests `[faces]` names; ModelError naming the known ones."""
+    return pick(faces.detector, models), pick(faces.embedder, models)
+
+
+def build_pipeline(faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest]) -> FacePipeline:
+    """Load both models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
+    `manifest_dir` apply). Blocking: call on the engine thread or from the CLI."""
+    det, emb = face_models(faces, models)
+    return FacePipeline(
+        FaceDetector(engine.model(det), faces.min_face_score), Embedder(engine.model(emb)), faces.limits()
+    )
+
+
+class FaceAccessWatch:
+    def __init__(
+        self,
+        faces: FacesSection,
+        entrances: list[FaceAccessConfig],
+        hub: FrameHub,
+        doors: Callable[[], DoorOpener],
+        store: StateStore,
+        clock: Clock,
+        submit: Callable[[Record], bool],
+        state_dir: Path,
+        engine: InferenceEngine,
+        models: dict[str, Manifest],
+        timezone: str | None = None,
+    ) -> None:
+        self.faces = faces
+        self.entrances = entrances
+        self.hub = hub
+        # the daemon's current Doors: reload_config replaces it, and a pulse must take the same
+        # per-door lock as the door_pulse command
+        self.doors = doors
+        self.store = store
+        self.clock = clock
+        self.submit = submit
+        self.engine = engine
+        self.catalog = models
+        face_models(faces, models)  # an unknown model name fails here, before any task starts
+        self.gallery_path, self.key_path = face_paths(faces, state_dir)
+        self.gallery: Gallery | None = None
+        self.matcher: Matcher | None = None
+        self.generation = -1
+        self.pipeline: FacePipeline | None = None
+        self.crops = (
+            EvidenceStore(state_dir / "faces-unknown", faces.unknown_retention_hours / 24, 50_000_000)
+            if faces.keep_unknown_crops
+            else None
+        )
+        saved = store.load(NS)
+        self.passages = {rid: Passage(p["direction"], p["ts_ms"]) for rid, p in saved.items()}
+        self.zone = local_zone(timezone)
+        self.threshold = faces.max_distance  # None until the embedder is loaded
+        self.deciders: dict[str, Decider] = {}
+        self.stats: dict[str, dict[str, Any]] = {
+            e.id: {"frames": 0, "usable": 0, "granted": 0, "denied": 0, "pipeline_ms": 0.0, "last": None}
+            for e in entrances
+        }
+        self.errors = 0
+
+    async def start(self) -> None:
+        """Load the models on the inference thread and open the gallery (raises with the fix)."""
+        self.pipeline = await self.engine.submit(build_pipeline, self.faces, self.engine, self.catalog)
+        threshold = self.faces.max_distance or self.pipeline.embedder.threshold
+        self.threshold = threshold
+        check = liveness_check(self.faces.liveness)
+        if check.name == "off":
+            log.warning("face liveness check is off: a photograph held to the camera opens the door")
+        self.deciders = {
+            e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
+        }
+        self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
+        self._reload_gallery()
+
+    def _reload_gallery(self) -> None:
+        assert self.gallery is not None and self.pipeline is not None
+        generation = self.gallery.generation()
+        if generation == self.generation:
+            return
+        embedder = self.pipeline.embedder.name
+        self.matcher = Matcher(self.gallery.templates(embedder))
+        self.generation = generation
+        log.info("face gallery loaded: %d residents (generation %d)", len(self.matcher), generation)
+        stale = [rid for rid, models in self.gallery.models().items() if embedder not in models]
+        if stale:  # templates of another embedder are never matched: say who must enrol again
+            log.warning(
+                "%d resident(s) have no %s template and cannot be recognised until enrolled again "
+                "(`lintel faces list`): %s",
+                len(stale), embedder, ", ".join(stale[:20]),
+            )  # fmt: skip
+
+    async def poll_gallery(self) -> None:
+        while True:
+            await asyncio.sleep(GALLERY_POLL_S)
+            try:
+                self._reload_gallery()
+            except Exception:
+                self.errors += 1
+                log.exception("face gallery reload failed; keeping the previous one")
+
+    async def run_entrance(self, entrance: FaceAccessConfig) -> None:
+        decider = self.deciders[entrance.id]
+        stats = self.stats[entrance.id]
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+        last_seq = -1
+        while True:
+            await asyncio.sleep(self.faces.interval_s)
+            frame = self.hub.latest(entrance.camera)
+            if frame is None or frame.seq == last_seq or not self.hub.online(entrance.camera):
+                continue
+            last_seq = frame.seq
+            started = time.perf_counter()
+            try:
+                probe = await self.engine.submit(pipeline.analyse, frame.image)
+            except Exception:
+                self.errors += 1
+                log.exception("entrance %s: face pipeline failed", entrance.id)
+                continue
+            stats["frames"] += 1
+            stats["pipeline_ms"] += (time.perf_counter() - started) * 1000
+            now_ms = self.clock.time_ms()
+            if not probe.usable:
+                if probe.face is None:
+                    decider.no_face(now_ms)
+                continue
+            stats["usable"] += 1
+            assert self.matcher is not None and probe.vector is not None and probe.face is not None
+            match = self.matcher.match(probe.vector)
+            label = decider.label(match)
+            # the aligned chip always goes along: liveness needs it; a crop is saved only when
+            # keep_unknown_crops is on (_decided)
+            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, probe.chip, probe.vector)
+            decision, locked = decider.observe(obs, now_ms)
+            if decision is not None:
+                self._decided(entrance, decision, now_ms)
+            if locked:
+                log.warning(
+                    "entrance %s: too many denied faces, locked for %.0f s", entrance.id, entrance.lockout_s
+                )
+                body = {
+                    "door": entrance.door,
+                    "entrance": entrance.id,
+                    "until_ms": decider.locked_until_ms,
+                    "max_attempts_per_minute": entrance.max_attempts_per_minute,
+                }
+                self.submit(Event(entrance.id, "access_lockout", now_ms, body))
+
+    def _decided(self, entrance: FaceAccessConfig, decision: Decision, now_ms: int) -> None:
+        stats = self.stats[entrance.id]
+        body = decision.body(entrance)
+        stats["last"] = {"ts_ms": now_ms, "granted": decision.granted, "reason": decision.reason}
+        if decision.granted:
+            stats["granted"] += 1
+            self.store.save(NS, {body["resident_id"]: {"direction": entrance.direction, "ts_ms": now_ms}})
+            self.submit(Event(entrance.id, "access_granted", now_ms, body))
+            if self.doors().busy(entrance.door):
+                log.info("entrance %s: door %s is already open", entrance.id, entrance.door)
+            else:
+                asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
+            return
+        stats["denied"] += 1
+        if decision.chip is not None and self.crops is not None:
+            ok, data = cv2.imencode(".jpg", decision.chip)
+            if ok:
+                body["crop_id"] = self.crops.save(entrance.id, data.tobytes(), now_ms)
+        self.submit(Event(entrance.id, "access_denied", now_ms, body))
+
+    async def _open(self, entrance: FaceAccessConfig, resident_id: str) -> None:
+        try:
+            await self.doors().pulse(entrance.door, via="face", entrance=entrance.id, resident_id=resident_id)
+        except DoorError as exc:
+            self.errors += 1
+            log.error("entrance %s: door did not open for a granted face: %s", entrance.id, exc)
+            body = {
+                "door": entrance.door,
+                "entrance": entrance.id,
+                "resident_id": resident_id,
+                "error": str(exc),
+            }
+            self.submit(Event(entrance.id, "access_door_failed", self.clock.time_ms(), body, "alarm"))
+
+    def delete(self, resident_id: str) -> int | None:
+        """Remove a resident everywhere (gallery file, memory, anti-passback state)."""
+        assert self.gallery is not None
+        removed = delete_resident(self.gallery, self.store, resident_id)
+        self._reload_gallery()
+        self.passages.pop(resident_id, None)
+        return removed
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.time_ms()
+        out = []
+        for e in self.entrances:
+            s = self.stats[e.id]
+            decider = self.deciders.get(e.id)
+            out.append(
+                {
+                    "id": e.id,
+                    "camera": e.camera,
+                    "door": e.door,
+                    "camera_online": self.hub.online(e.camera),
+                    "locked": bool(decider and decider.locked(now)),
+                    "frames": s["frames"],
+                    "usable": s["usable"],
+                    "granted": s["granted"],
+                    "denied": s["denied"],
+                    "pipeline_ms_avg": round(s["pipeline_ms"] / s["frames"], 1) if s["frames"] else None,
+                    "last": s["last"],
+                }
+            )
+        return {
+            "residents": len(self.matcher) if self.matcher else 0,
+            "threshold": self.threshold,
+            "liveness": self.faces.liveness,
+            "errors": self.errors,
+            "entrances": out,
+        }
+
+    def close(self) -> None:
+        if self.gallery is not None:
+            self.gallery.close()

@@ -1,0 +1,222 @@
+"""The decision rule of one entrance: k of n frames, threshold, margin, permissions, limits.
+
+Each usable frame is an observation labelled with a resident (distance ≤ threshold and the
+second-closest resident at least `min_margin` farther), `?` (close to someone but ambiguous) or
+unknown. A decision is taken when k of the last n observations agree:
+- a resident → liveness → allowed door → time window → anti-passback → GRANT;
+- unknown or ambiguous → DENY.
+The window is then emptied; the same resident gets no new decision for `cooldown_s` (the door is
+open, they are walking through), and the same unknown face (its descriptor within the threshold
+of one just denied) is not reported again for `cooldown_s` — while a different stranger is.
+A face missing for `RESET_S` empties the window, so two people never add up to one decision.
+Denials are rate limited: more than `max_attempts_per_minute` locks face decisions out for
+`lockout_s` (someone trying photo after photo); the card/PIN reader is unaffected.
+
+Pure logic on the caller's clock: the lane's tests drive it in scene time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gateway.core.windows import Window
+from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.faces.gallery import Resident
+from gateway.lanes.faces.liveness import LivenessCheck
+from gateway.lanes.faces.match import Match
+
+RESET_S = 2.0
+UNKNOWN = ""
+AMBIGUOUS = "?"
+
+
+def classify(match: Match, threshold: float, min_margin: float) -> str:
+    """The label of one match: the resident's id, AMBIGUOUS (close, but another resident is
+    nearly as close) or UNKNOWN. The door and `lintel faces verify` judge a face by this alone."""
+    if match.resident is None or match.distance > threshold:
+        return UNKNOWN
+    if match.margin < min_margin:
+        return AMBIGUOUS
+    return match.resident.id
+
+
+@dataclass(slots=True)
+class Observation:
+    ts_ms: int  # capture time of the frame
+    match: Match
+    label: str  # resident id, UNKNOWN or AMBIGUOUS
+    landmarks: np.ndarray
+    chip: np.ndarray | None = None  # the aligned face: liveness, and unknown crops when kept
+    vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
+
+
+@dataclass(slots=True)
+class Decision:
+    granted: bool
+    reason: str  # "match" for a grant; why not otherwise
+    resident: Resident | None
+    distance: float
+    margin: float
+    latency_ms: int
+    frames: int
+    liveness: str
+    liveness_check: str  # which check ran ("micro_motion", "off")
+    chip: np.ndarray | None = None
+
+    def body(self, entrance: FaceAccessConfig) -> dict[str, Any]:
+        """The event body: ids and numbers, never a name or a picture."""
+        body: dict[str, Any] = {
+            "door": entrance.door,
+            "entrance": entrance.id,
+            "method": "face",
+            "resident_id": self.resident.id if self.resident else None,
+            "distance": _num(self.distance),
+            "margin": _num(self.margin),
+            "latency_ms": self.latency_ms,
+            "frames": self.frames,
+            "liveness": self.liveness,
+            "liveness_check": self.liveness_check,
+        }
+        if not self.granted:
+            body["reason"] = self.reason
+        return body
+
+
+def _num(value: float) -> float | None:
+    return round(value, 3) if np.isfinite(value) else None
+
+
+@dataclass(slots=True)
+class Passage:
+    direction: str
+    ts_ms: int
+
+
+@dataclass
+class Decider:
+    entrance: FaceAccessConfig
+    faces: FacesSection
+    threshold: float
+    liveness: LivenessCheck
+    zone: dt.tzinfo
+    passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
+    window: deque[Observation] = field(init=False)
+    # (label, aligned chip) of the last usable frames: liveness judges the motion of one face over
+    # the frames labelled as that face (never across two people)
+    recent: deque[tuple[str, np.ndarray]] = field(init=False)
+    cooldown_until: dict[str, int] = field(default_factory=dict)
+    denials: deque[int] = field(default_factory=deque)
+    strangers: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (descriptor, until_ms)
+    locked_until_ms: int = 0
+    last_face_ms: int = 0
+    suppressed: int = 0
+
+    def __post_init__(self) -> None:
+        self.window = deque(maxlen=self.faces.n)
+        self.recent = deque(maxlen=2 * max(self.faces.n, self.liveness.frames))
+
+    def label(self, match: Match) -> str:
+        return classify(match, self.threshold, self.faces.min_margin)
+
+    def locked(self, now_ms: int) -> bool:
+        return now_ms < self.locked_until_ms
+
+    def no_face(self, now_ms: int) -> None:
+        if now_ms - self.last_face_ms > RESET_S * 1000:
+            self.window.clear()
+            self.recent.clear()
+
+    def observe(self, obs: Observation, now_ms: int) -> tuple[Decision | None, bool]:
+        """Add a usable frame. Returns (decision or None, whether a lockout started now)."""
+        self.no_face(obs.ts_ms)
+        self.last_face_ms = obs.ts_ms
+        if obs.chip is not None:
+            self.recent.append((obs.label, obs.chip))
+        if self.locked(now_ms):
+            self.suppressed += 1
+            return None, False
+        if obs.label == UNKNOWN:
+            if self._same_stranger(obs, now_ms):
+                return None, False
+        elif self.cooldown_until.get(obs.label, 0) > now_ms:
+            return None, False
+        self.window.append(obs)
+        label, count = Counter(o.label for o in self.window).most_common(1)[0]
+        if count < self.faces.k:
+            return None, False
+        if label not in (UNKNOWN, AMBIGUOUS) and len(self._chips(label)) < self.liveness.frames:
+            return None, False  # a resident: wait until liveness has the frames it judges
+        agreeing = [o for o in self.window if o.label == label]
+        self.window.clear()
+        until = now_ms + int(self.entrance.cooldown_s * 1000)
+        if label == UNKNOWN:
+            self.strangers += [(o.vector, until) for o in agreeing if o.vector is not None]
+        else:
+            self.cooldown_until[label] = until
+        decision = self._decide(label, agreeing, now_ms)
+        started_lockout = False
+        if not decision.granted:
+            started_lockout = self._count_denial(now_ms)
+        return decision, started_lockout
+
+    def _chips(self, label: str) -> list[np.ndarray]:
+        return [chip for lab, chip in self.recent if lab == label]
+
+    def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
+        """True for an unknown face just denied (within the threshold of its descriptors)."""
+        self.strangers = [(v, until) for v, until in self.strangers if until > now_ms]
+        if obs.vector is None:
+            return False
+        return any(float(np.linalg.norm(v - obs.vector)) <= self.threshold for v, _ in self.strangers)
+
+    def _decide(self, label: str, agreeing: list[Observation], now_ms: int) -> Decision:
+        best = min(agreeing, key=lambda o: o.match.distance)
+        latency = now_ms - agreeing[0].ts_ms
+
+        def decision(granted: bool, reason: str, liveness: str = "not_checked") -> Decision:
+            resident = best.match.resident if label != UNKNOWN else None  # ambiguous: the closest
+            chip = best.chip if label == UNKNOWN else None
+            return Decision(
+                granted, reason, resident, best.match.distance, best.match.margin, latency,
+                len(agreeing), liveness, self.liveness.name, chip,
+            )  # fmt: skip
+
+        if label == UNKNOWN:
+            return decision(False, "unknown_face")
+        if label == AMBIGUOUS:
+            return decision(False, "ambiguous")
+        live = self.liveness.check(self._chips(label))
+        live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
+        if not live.passed:
+            return decision(False, "liveness_failed", live_label)
+        resident = best.match.resident
+        assert resident is not None
+        if resident.doors and self.entrance.door not in resident.doors:
+            return decision(False, "door_not_allowed", live_label)
+        if resident.windows:
+            local = dt.datetime.fromtimestamp(now_ms / 1000, self.zone)
+            if not any(Window.model_validate(w).contains(local) for w in resident.windows):
+                return decision(False, "outside_hours", live_label)
+        if self.entrance.anti_passback_s > 0 and self.entrance.direction != "both":
+            last = self.passages.get(resident.id)
+            window_ms = self.entrance.anti_passback_s * 1000
+            if last and last.direction == self.entrance.direction and now_ms - last.ts_ms < window_ms:
+                return decision(False, "anti_passback", live_label)
+        self.passages[resident.id] = Passage(self.entrance.direction, now_ms)
+        return decision(True, "match", live_label)
+
+    def _count_denial(self, now_ms: int) -> bool:
+        self.denials.append(now_ms)
+        while self.denials and now_ms - self.denials[0] > 60_000:
+            self.denials.popleft()
+        if len(self.denials) > self.entrance.max_attempts_per_minute:
+            self.locked_until_ms = now_ms + int(self.entrance.lockout_s * 1000)
+            self.denials.clear()
+            self.window.clear()
+            return True
+        return False

@@ -1,0 +1,160 @@
+"""The face access lane: `FaceAccessWatch` as a component, its `faces_delete` command and report.
+
+A model or gallery problem makes the lane unavailable (`face_access_unavailable` per entrance:
+doors open by card/PIN only) while the gateway runs; `faces_delete` still works then, on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core import Event, Record
+from gateway.core.commands import Caller, Failed, Handler, Rejected
+from gateway.lanes import Lane, LaneDeps
+from gateway.lanes.faces.access import FaceAccessWatch, delete_resident, face_paths
+
+
+@dataclass(frozen=True, slots=True)
+class EntranceReport:
+    id: str
+    camera: str
+    door: str
+    camera_online: bool
+    locked: bool
+    frames: int
+    granted: int
+    denied: int
+    pipeline_ms_avg: float | None
+    last_decision_ms: int | None = None
+    last_granted: bool | None = None
+    last_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FaceAccessReport:
+    residents: int
+    threshold: float | None
+    liveness: str
+    errors: int
+    entrances: tuple[EntranceReport, ...]
+
+
+class FaceAccessComponent:
+    name = "face_access"
+
+    def __init__(self, watch: FaceAccessWatch) -> None:
+        self.watch = watch
+
+    async def start(self) -> None:
+        await self.watch.start()  # models on the inference thread, then the gallery
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.watch.poll_gallery(), name="face-gallery")
+            for entrance in self.watch.entrances:
+                group.create_task(self.watch.run_entrance(entrance), name=f"face-access:{entrance.id}")
+
+    async def stop(self) -> None:
+        self.watch.close()
+
+    def report(self) -> FaceAccessReport:
+        s = self.watch.status()
+        entrances = tuple(
+            EntranceReport(
+                e["id"],
+                e["camera"],
+                e["door"],
+                e["camera_online"],
+                e["locked"],
+                e["frames"],
+                e["granted"],
+                e["denied"],
+                e["pipeline_ms_avg"],
+                (e["last"] or {}).get("ts_ms"),
+                (e["last"] or {}).get("granted"),
+                (e["last"] or {}).get("reason"),
+            )
+            for e in s["entrances"]
+        )
+        return FaceAccessReport(s["residents"], s["threshold"], str(s["liveness"]), s["errors"], entrances)
+
+
+REPORT = FaceAccessReport  # the type of this lane's report (status.json is read back into it)
+
+
+def build_lane(config: Any, deps: LaneDeps) -> Lane:
+    from gateway.inference.catalog import configured
+    from gateway.lanes.faces.gallery import Gallery, GalleryError
+    from gateway.lanes.faces.keys import GalleryKeyError
+
+    def unavailable(reason: str) -> list[Record]:
+        now = deps.clock.time_ms()
+        return [
+            Event(
+                e.id,
+                "face_access_unavailable",
+                now,
+                {"camera": e.camera, "door": e.door, "reason": reason},
+                "warning",
+            )
+            for e in config.face_access
+        ]
+
+    def doors() -> Any:
+        opener = deps.doors()
+        if opener is None:  # config validation requires the door: only a broken doors lane gets here
+            raise RuntimeError("the doors lane is not running")
+        return opener
+
+    watch = FaceAccessWatch(
+        config.faces,
+        config.face_access,
+        deps.frames,
+        doors,
+        deps.store,
+        deps.clock,
+        deps.emit,
+        deps.state_dir,
+        deps.engine(),
+        configured(config.vision),
+        config.vision.timezone,
+    )
+    component = FaceAccessComponent(watch)
+
+    async def faces_delete(args: dict[str, Any], _caller: Caller) -> dict[str, Any]:
+        resident_id = args["resident_id"]
+        try:
+            if watch.gallery is not None:
+                removed = watch.delete(resident_id)
+            else:  # the lane is down (a model problem): deletion must still work
+                path, key = face_paths(config.faces, deps.state_dir)
+                gallery = Gallery(path, key)
+                try:
+                    removed = delete_resident(gallery, deps.store, resident_id)
+                finally:
+                    gallery.close()
+        except (GalleryError, GalleryKeyError) as exc:
+            raise Failed(str(exc)) from None
+        if removed is None:
+            raise Rejected(f"unknown resident: {resident_id} is not in the face gallery")
+        return {"resident_id": resident_id, "templates_deleted": removed, "purged": True}
+
+    handlers: dict[str, Handler] = {"faces_delete": faces_delete}
+    return Lane("face_access", [component], handlers=handlers, unavailable=unavailable)
+
+
+def render(report: FaceAccessReport) -> list[str]:
+    lines = [
+        f"face access: {report.residents} residents, max distance {report.threshold}, "
+        f"liveness {report.liveness}"
+    ]
+    for e in report.entrances:
+        state = "LOCKED OUT" if e.locked else ("watching" if e.camera_online else "CAMERA OFFLINE")
+        colour = "green" if state == "watching" else "red"
+        lines.append(
+            f"  [{colour}]{e.id} on {e.camera} → door {e.door}: {state}[/], "
+            f"{e.granted} granted, {e.denied} denied, {e.pipeline_ms_avg} ms per frame"
+        )
+    return lines

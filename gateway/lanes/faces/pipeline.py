@@ -1,0 +1,72 @@
+"""One picture → the face at the door → quality → aligned chip → descriptor.
+
+Used by the running lane (on the inference thread) and by `lintel faces enroll|verify|calibrate`,
+so a photo is judged the same way at enrolment as a frame is at the door.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.lanes.faces.detect import Face, FaceDetector
+from gateway.lanes.faces.embed import Embedder
+from gateway.lanes.faces.quality import Quality, QualityLimits, assess, assess_chip
+
+
+@dataclass(slots=True)
+class Probe:
+    face: Face | None  # the largest face (the person nearest the camera); None: no face
+    faces: int  # how many faces the detector found
+    quality: Quality | None
+    vector: np.ndarray | None  # only for a face that passed the quality gates
+    chip: np.ndarray | None
+    detect_ms: float = 0.0
+    embed_ms: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.vector is not None
+
+    def reason(self) -> str:
+        if self.face is None:
+            return "no face found"
+        assert self.quality is not None
+        return "; ".join(self.quality.problems) or "ok"
+
+
+class FacePipeline:
+    def __init__(self, detector: FaceDetector, embedder: Embedder, limits: QualityLimits) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.limits = limits
+
+    def analyse(self, image: np.ndarray) -> Probe:
+        """The nearest face of a BGR picture, embedded if it passes the quality gates."""
+        started = time.perf_counter()
+        faces = self.detector.detect(image)
+        detect_ms = (time.perf_counter() - started) * 1000
+        if not faces:
+            return Probe(None, 0, None, None, None, detect_ms)
+        face = max(faces, key=lambda f: f.eye_distance)
+        return self._probe(image, face, len(faces), detect_ms)
+
+    def analyse_all(self, image: np.ndarray) -> list[Probe]:
+        """Every face of a picture (for `lintel faces verify` on a group photo)."""
+        started = time.perf_counter()
+        faces = self.detector.detect(image)
+        detect_ms = (time.perf_counter() - started) * 1000
+        return [self._probe(image, f, len(faces), detect_ms) for f in faces]
+
+    def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float) -> Probe:
+        quality = assess(face, image.shape, self.limits)
+        if not quality.ok:  # no chip for a face already refused: saves the warp and the embedder
+            return Probe(face, count, quality, None, None, detect_ms)
+        chip = self.embedder.chip(image, face)
+        if not assess_chip(quality, chip, self.limits).ok:
+            return Probe(face, count, quality, None, chip, detect_ms)
+        started = time.perf_counter()
+        vector = self.embedder.embed(chip)
+        return Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)

@@ -1,0 +1,1 @@
+"""What goes upstream and in which shape: the native schema v1 (encode) and the bridges' mappings."""
