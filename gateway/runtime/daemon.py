@@ -26,7 +26,7 @@ from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
 from gateway.core.processor import Processor
-from gateway.lanes import DoorOpener, LaneDeps
+from gateway.lanes import LaneDeps
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
@@ -72,7 +72,6 @@ class Daemon:
             core.actuators,
             loaded.state_dir,
             self._shared_engine,
-            self._doors,
             lambda name: read_secret(loaded.resolve(name)),
         )
         self.lanes = Lanes(loaded.config, deps, self.policy, self.health)
@@ -104,10 +103,6 @@ class Daemon:
 
             self._engine = InferenceEngine(self.loaded.config.vision.threads)
         return self._engine
-
-    def _doors(self) -> DoorOpener | None:
-        doors = self.lanes.component("doors")
-        return doors if doors is not None else None  # type: ignore[return-value]
 
     def refresh_handlers(self) -> None:
         core = self.core

@@ -3,13 +3,15 @@
 A configured lane that cannot be built or started is *unavailable*: it says why once (a log line and
 its lane's `unavailable` records, or a `<lane>_unavailable` event) and the rest of the gateway runs.
 A component's `run()` is supervised like a source: a crash restarts it with backoff, past the budget
-it is parked (`failed`); it never cancels a sibling. Lanes stop in reverse registry order, so the
-analytics stop opening doors before the doors release their relays.
+it is parked (`failed`); it never cancels a sibling. The doors are built first, as a core service
+handed to every lane as a value (`LaneDeps.doors`); lanes stop in reverse order, so the analytics
+stop opening doors before the doors release their relays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -18,6 +20,7 @@ from gateway.core.commands import Handler
 from gateway.core.component import Component
 from gateway.core.processor import Processor
 from gateway.lanes import Lane, LaneDeps
+from gateway.lanes.doors import Doors, build_doors, lane_of
 from gateway.lanes.registry import LaneSpec, build, configured
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
@@ -37,6 +40,14 @@ class Lanes:
         self.unavailable: dict[str, str] = {}
         self._running: dict[Component, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self.doors: Doors | None = None
+        if config.doors:
+            try:
+                self.doors = build_doors(config.doors, deps)
+                self.lanes["doors"] = lane_of(self.doors)
+            except Exception as exc:
+                self._unavailable("doors", f"{type(exc).__name__}: {exc}", None)
+        self.deps = dataclasses.replace(deps, doors=self.doors)
         for spec in configured(config):
             self._build(spec, config)
 

@@ -134,17 +134,16 @@ async def _swap(daemon: Daemon, new: LoadedConfig, rebuilt: dict[str, Any]) -> N
     await lanes.replace(rebuilt, [n for n in RELOADED_LANES if n not in rebuilt])
     daemon.loaded = daemon.core.loaded = new
     daemon.core.set_processors(lanes.processors, daemon.extra_processors)
-    doors = lanes.component("doors")
-    if doors is not None:
-        doors.tune(new.config.doors)  # type: ignore[attr-defined]
+    if lanes.doors is not None:
+        lanes.doors.tune(new.config.doors)
     daemon.refresh_handlers()
     logging.getLogger().setLevel(new.config.log.level.upper())
 
 
 async def _restart_sources(daemon: Daemon, stop: list[str], start: list[Any]) -> None:
-    doors = daemon.lanes.component("doors")
+    doors = daemon.lanes.doors
     if doors is not None and stop:
-        await doors.make_safe()  # type: ignore[attr-defined]
+        await doors.make_safe()
     await daemon.sources.stop(stop, daemon.loaded.config.runtime.shutdown_timeout_s)
     for cfg in start:
         daemon.sources.start(cfg)

@@ -309,12 +309,15 @@ class Doors:
 REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
-    """The doors lane: one component; `door_pulse` is its command."""
-    relays = {
-        d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in config.doors
-    }
-    doors = Doors(config.doors, relays, deps.clock, deps.emit)
+def build_doors(doors: list[DoorConfig], deps: LaneDeps) -> Doors:
+    """The doors component for a validated `[[doors]]` list (the runtime builds it before any lane,
+    and hands it to the lanes as `LaneDeps.doors`)."""
+    relays = {d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in doors}
+    return Doors(doors, relays, deps.clock, deps.emit)
+
+
+def lane_of(doors: Doors) -> Lane:
+    """The doors as the runtime drives them: one component; `door_pulse` is its command."""
     return Lane("doors", [doors], handlers=doors.handlers())
 
 

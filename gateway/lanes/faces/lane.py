@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
-from gateway.lanes import Lane, LaneDeps
+from gateway.lanes import DoorOpener, Lane, LaneDeps
 from gateway.lanes.faces.access import FaceAccessWatch, delete_resident, face_paths
 
 
@@ -102,11 +102,10 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
             for e in config.face_access
         ]
 
-    def doors() -> Any:
-        opener = deps.doors()
-        if opener is None:  # config validation requires the door: only a broken doors lane gets here
-            raise RuntimeError("the doors lane is not running")
-        return opener
+    def doors() -> DoorOpener:
+        if deps.doors is None:  # config validation requires the door: only doors that failed to build
+            raise RuntimeError("the doors are not running")
+        return deps.doors
 
     watch = FaceAccessWatch(
         config.faces,
