@@ -86,3 +86,5 @@ class Lane:
     handlers: dict[str, Handler] = field(default_factory=dict)
     # records that say the lane is not running (why), emitted when a component fails to start
     unavailable: Callable[[str], list[Record]] = lambda _reason: []
+    # saves what a successor built by a reload starts from (timers); changes nothing the lane does
+    checkpoint: Callable[[], None] = lambda: None

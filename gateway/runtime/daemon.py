@@ -32,7 +32,7 @@ from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
 from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
-from gateway.runtime.reload import reload_config
+from gateway.runtime.reload import Reloader
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.sources import Sources
 from gateway.runtime.status_file import write_status
@@ -86,13 +86,15 @@ class Daemon:
             self.health,
             core.state_store,
         )
+        self.reloader = Reloader(
+            self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied
+        )
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
         self.state = "starting"
         self._stop = asyncio.Event()
         self._signals = 0
         self._group: asyncio.TaskGroup | None = None
-        self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- shared parts lanes ask for ------------------------------------------------------------------
@@ -103,6 +105,12 @@ class Daemon:
 
             self._engine = InferenceEngine(self.loaded.config.vision.threads)
         return self._engine
+
+    def _applied(self, new: LoadedConfig) -> None:
+        """A reload's new config takes over: the lanes' new steps and handlers go in."""
+        self.loaded = self.core.loaded = new
+        self.core.set_processors(self.lanes.processors, self.extra_processors)
+        self.refresh_handlers()
 
     def refresh_handlers(self) -> None:
         core = self.core
@@ -117,7 +125,7 @@ class Daemon:
     # -- reports -------------------------------------------------------------------------------------
     def report(self) -> rp.GatewayReport:
         self._refresh_thread_health()
-        return rp.gateway_report(self)
+        return rp.gateway_report(self.core, self.lanes, self.sources, self.health, self.state)
 
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
@@ -160,7 +168,7 @@ class Daemon:
     async def _logged_reload(self) -> None:
         try:
             result = await self.reload(None, None)
-            log.info("SIGHUP: %s", "config unchanged" if not result["changed"] else "config reloaded")
+            log.info("SIGHUP: %s", "config reloaded" if result["changed"] else "config unchanged")
         except Exception as exc:  # Rejected / Failed say why; the old config keeps running
             log.error("SIGHUP: config not reloaded: %s", exc)
 
@@ -285,8 +293,7 @@ class Daemon:
 
     async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
         """Validate a new config, then apply it atomically; the old one stays on any failure."""
-        async with self._reload_lock:
-            return await reload_config(self, toml_text, expect_sha256)
+        return (await self.reloader.reload(toml_text, expect_sha256)).as_dict()
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

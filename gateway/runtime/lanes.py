@@ -77,9 +77,12 @@ class Lanes:
     def handlers(self) -> dict[str, Handler]:
         return {name: h for lane in self.lanes.values() for name, h in lane.handlers.items()}
 
-    def component(self, name: str) -> Component | None:
-        lane = self.lanes.get(name)
-        return lane.components[0] if lane is not None and lane.components else None
+    def checkpoint(self, names: tuple[str, ...]) -> None:
+        """Save what successors of these lanes start from (a reload builds them next)."""
+        for name in names:
+            lane = self.lanes.get(name)
+            if lane is not None:
+                lane.checkpoint()
 
     async def start(self, group: asyncio.TaskGroup) -> None:
         """Start every lane's components (doors first), then run each supervised in `group`."""
@@ -104,7 +107,7 @@ class Lanes:
             self._running[component] = group.create_task(run, name=f"lane:{component.name}")
 
     async def replace(self, rebuilt: dict[str, Lane], removed: list[str]) -> None:
-        """Swap in lanes a reload rebuilt or removed (their predecessors are already stopped)."""
+        """Swap in lanes a reload rebuilt or removed: their predecessors stop first."""
         assert self._group is not None
         for name in [*rebuilt, *removed]:
             old = self.lanes.pop(name, None)
@@ -112,6 +115,7 @@ class Lanes:
                 task = self._running.pop(component, None)
                 if task is not None:
                     task.cancel()
+                await _quietly(component.stop())
         for name, lane in rebuilt.items():
             self.lanes[name] = lane
             await self._start_lane(name, lane, self._group)

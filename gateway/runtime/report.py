@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,11 @@ from gateway import __version__
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
 
-if TYPE_CHECKING:
-    from gateway.runtime.daemon import Daemon
+if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
+    from gateway.runtime.assembly import Core
+    from gateway.runtime.lanes import Lanes
+    from gateway.runtime.sources import Sources
+    from gateway.runtime.supervisor import ComponentHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,22 +219,26 @@ class GatewayReport:
         )
 
 
-def gateway_report(daemon: Daemon) -> GatewayReport:
-    """Everything a running daemon reports, in its types."""
-    core, now = daemon.core, daemon.clock.monotonic()
+def gateway_report(
+    core: Core, lanes: Lanes, sources: Sources, health: Mapping[str, ComponentHealth], state: str
+) -> GatewayReport:
+    """Everything a running gateway reports, in its types: its core parts, lanes, sources, the
+    health of each supervised part, and the daemon's state (starting, running, stopping, stopped)."""
+    clock, loaded = core.clock, core.loaded
+    now = clock.monotonic()
     recovery = core.store.report
-    book = core.book.listing(daemon.clock.time_ms())
+    book = core.book.listing(clock.time_ms())
     return GatewayReport(
         pid=os.getpid(),
-        state=daemon.state,
-        gateway_id=daemon.loaded.config.gateway.id,
-        site=daemon.loaded.config.gateway.site,
+        state=state,
+        gateway_id=loaded.config.gateway.id,
+        site=loaded.config.gateway.site,
         version=__version__,
         boot_reason=core.boot_reason,
         outbox_recovery=OutboxRecovery.of(recovery.event_body()) if recovery.quarantined_to else None,
         uptime_s=round(now - core.started_mono, 1),
-        config_sha256=daemon.loaded.sha256,
-        components=tuple(ComponentReport(**h.as_dict(now)) for h in daemon.health.values()),
+        config_sha256=loaded.sha256,
+        components=tuple(ComponentReport(**h.as_dict(now)) for h in health.values()),
         outbox=OutboxReport.of(core.writer.snapshot()),
         uplink=core.uplink.report() if core.uplink else UplinkReport("disabled"),
         pipeline=PipelineReport(
@@ -238,10 +246,10 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         ),
         alarms=tuple(AlarmReport(**{k: a[k] for k in AlarmReport.__dataclass_fields__}) for a in book),
         commands=CommandsReport.of(core.router.snapshot()),
-        lanes=daemon.lanes.reports(),
-        unavailable=dict(daemon.lanes.unavailable),
-        written_ms=daemon.clock.time_ms(),
-        devices=tuple(daemon.sources.device_reports()),
+        lanes=lanes.reports(),
+        unavailable=dict(lanes.unavailable),
+        written_ms=clock.time_ms(),
+        devices=tuple(sources.device_reports()),
         sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
     )
 

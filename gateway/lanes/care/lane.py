@@ -42,7 +42,8 @@ REPORT = CareReport  # the type of this lane's report (status.json is read back 
 
 def build_lane(config: Any, deps: LaneDeps) -> Lane:
     watch = CareWatch(config.care, deps.book, deps.store, deps.clock.time_ms())
-    return Lane("care", [CareComponent(watch, deps)], processors=[watch])
+    checkpoint = lambda: watch.save(deps.clock.time_ms())  # noqa: E731
+    return Lane("care", [CareComponent(watch, deps)], processors=[watch], checkpoint=checkpoint)
 
 
 def render(report: CareReport) -> list[str]:

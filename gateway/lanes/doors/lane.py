@@ -31,7 +31,8 @@ from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
 from gateway.lanes.doors.config import DoorConfig
-from gateway.lanes.doors.relays import Relay, RelayError, build_relay
+from gateway.lanes.doors.relays import Relay, RelayError
+from gateway.lanes.doors.wiring import build_relay
 
 log = logging.getLogger("lintel.doors")
 
