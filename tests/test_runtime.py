@@ -317,3 +317,35 @@ def test_a_source_polled_less_often_than_stall_after_s_is_not_a_stall(tmp_path: 
     sock.close()
     assert states == {"running"}
     assert pets >= 5  # petted every 0.1 s throughout (a withheld watchdog would give 0-2)
+
+
+def test_stop_stages_run_in_order_within_their_shares_and_a_late_stage_still_runs(tmp_path: Path) -> None:
+    from gateway.core import ManualClock
+    from gateway.runtime.shutdown import MIN_STAGE_S, Stage, run_stages
+
+    clock = ManualClock()
+    sock = NotifySocket(tmp_path / "notify")
+    limits: list[tuple[str, float]] = []
+
+    def stage(name: str, takes_s: float) -> Any:
+        async def run(limit: float) -> None:
+            limits.append((name, limit))
+            clock.advance(takes_s)  # the stage uses this much of the budget
+
+        return run
+
+    stages = [
+        Stage("lanes", "lanes stopped", stage("lanes", 1.0), 0.3, of_total=True),
+        Stage("sources", "sources stopped", stage("sources", 8.5), 0.2, of_total=True),
+        Stage("commit", "committed", stage("commit", 0.5), 0.5),
+        Stage("closing", "closed", stage("closing", 0.0), 1.0),
+    ]
+    asyncio.run(run_stages(stages, 10.0, clock, Notifier(str(tmp_path / "notify"))))
+    assert [name for name, _ in limits] == ["lanes", "sources", "commit", "closing"]
+    assert limits[0][1] == pytest.approx(3.0) and limits[1][1] == pytest.approx(2.0)
+    # half of the 0.5 s left goes to the commit, which uses it all: the last stage still runs
+    assert limits[2][1] == pytest.approx(0.25) and limits[3][1] == MIN_STAGE_S
+    got = sock.collect(0.3)
+    assert got[0] == {"STOPPING": "1", "STATUS": "stopping: lanes"}
+    assert [g["STATUS"] for g in got[1:]] == ["stopping: sources", "stopping: commit", "stopping: closing"]
+    sock.close()

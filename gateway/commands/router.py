@@ -102,23 +102,9 @@ class CommandRouter:
         auth = Authority.from_config(section, gateway_id, site)
         return cls(handlers, set(section.allow), guard, clock, respond, section.max_per_minute, auth=auth)
 
-    def configure(self, section: CommandsSection, gateway_id: str, site: str) -> None:
-        """Apply a new `[commands]` (keys, roles, limits) to the running router."""
-        self.auth = Authority.from_config(section, gateway_id, site)
-        self.allow = set(section.allow)
-        self.max_per_minute = section.max_per_minute
-        self.guard.max_age_ms = int(section.max_age_s * 1000)
-        self.guard.max_skew_ms = int(section.max_skew_s * 1000)
-        self.budgets.forget_except({*self.auth.operators, UNAUTHENTICATED, LOCAL})
-        self.per_key = {k: v for k, v in self.per_key.items() if k in self.auth.operators}
-
     @property
     def max_per_minute(self) -> int:
         return self.budgets.per_minute
-
-    @max_per_minute.setter
-    def max_per_minute(self, value: int) -> None:
-        self.budgets.per_minute = value
 
     async def handle(self, payload: bytes, origin: str = MQTT) -> dict[str, Any] | None:
         """Run one command; returns the result body (also handed to `respond`), None if dropped."""

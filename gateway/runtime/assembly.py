@@ -100,9 +100,9 @@ class Core:
 
                 self.writer.on_commit = wake_both
 
-    def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
-        """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
-        self.pipeline.processors = [*extra, *lane_processors, AlarmReminders(self.book)]
+    def set_processors(self, lane_processors: list[Processor]) -> None:
+        """The lanes' steps, then reminders (each later step sees what earlier raised)."""
+        self.pipeline.processors = [*lane_processors, AlarmReminders(self.book)]
 
     def announce_recovery(self) -> None:
         report = self.store.report

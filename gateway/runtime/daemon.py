@@ -25,7 +25,6 @@ from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, pi
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
-from gateway.core.processor import Processor
 from gateway.lanes import LaneDeps
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
@@ -34,6 +33,7 @@ from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
 from gateway.runtime.reload import Reloader
 from gateway.runtime.sdnotify import Notifier
+from gateway.runtime.shutdown import Stage, run_stages
 from gateway.runtime.sources import Sources
 from gateway.runtime.status_file import write_status
 from gateway.runtime.supervisor import RestartPolicy
@@ -48,13 +48,11 @@ class Daemon:
         *,
         clock: Clock | None = None,
         notifier: Notifier | None = None,
-        processors: list[Processor] | None = None,
         observers: list[Callable[[Record], None]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
-        self.extra_processors = list(processors or [])
         self.core = core = Core(loaded, self.clock, list(observers or []))
         rt = loaded.config.runtime
         self.policy = RestartPolicy(
@@ -75,7 +73,7 @@ class Daemon:
             lambda name: read_secret(loaded.resolve(name)),
         )
         self.lanes = Lanes(loaded.config, deps, self.policy, self.health)
-        core.set_processors(self.lanes.processors, self.extra_processors)
+        core.set_processors(self.lanes.processors)
         self.sources = Sources(
             self.clock,
             core.pipeline.submit,
@@ -109,7 +107,7 @@ class Daemon:
     def _applied(self, new: LoadedConfig) -> None:
         """A reload's new config takes over: the lanes' new steps and handlers go in."""
         self.loaded = self.core.loaded = new
-        self.core.set_processors(self.lanes.processors, self.extra_processors)
+        self.core.set_processors(self.lanes.processors)
         self.refresh_handlers()
 
     def refresh_handlers(self) -> None:
@@ -217,40 +215,49 @@ class Daemon:
             await self._shutdown(loops)
 
     async def _shutdown(self, loops: list[asyncio.Task[None]]) -> None:
-        core, clock = self.core, self.clock
-        budget = self.loaded.config.runtime.shutdown_timeout_s
-        deadline = clock.monotonic() + budget
         self.state = "stopping"
         for task in loops:  # no watchdog pet once systemd is told we are stopping
             if task.get_name() == "watchdog":
                 task.cancel()
-        self.notifier.stopping("stopping: lanes")
-        await self.lanes.stop(budget * 0.3)
-        self.notifier.status("stopping: sources")
-        stage = clock.monotonic()
-        await self.sources.stop(list(self.sources.tasks), budget * 0.2)
-        log.info("shutdown: sources stopped in %.2f s (after the lanes)", clock.monotonic() - stage)
-        await self.control.close()
-        self.notifier.status("stopping: committing queued records")
-        left = max(0.1, (deadline - clock.monotonic()) * 0.4)
-        flushed = await asyncio.to_thread(core.writer.flush, left)
-        log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
-        if core.uplink is not None:
-            self.notifier.status("stopping: finishing in-flight messages")
-            left = max(0.1, (deadline - clock.monotonic()) * 0.8)
-            stops = [asyncio.to_thread(core.uplink.stop, left)]
-            if core.sparkplug is not None:  # both links finish in parallel, each says its death
-                stops.append(asyncio.to_thread(core.sparkplug.stop, left))
-            await asyncio.gather(*stops)
-        for task in loops:
-            task.cancel()
-        await asyncio.to_thread(core.writer.stop, max(0.1, deadline - clock.monotonic()))
-        if self._engine is not None:
-            self._engine.close()
-        core.state_store.close()
+        budget = self.loaded.config.runtime.shutdown_timeout_s
+        await run_stages(self._stop_stages(loops), budget, self.clock, self.notifier)
         self.state = "stopped"
         self._write_status()
         log.info("lintel stopped")
+
+    def _stop_stages(self, loops: list[asyncio.Task[None]]) -> list[Stage]:
+        """Lanes (analytics, then doors releasing their relays) -> sources -> commit what they
+        produced -> the links finish in-flight messages and say offline -> close the files."""
+        core = self.core
+
+        async def sources(limit: float) -> None:
+            await self.sources.stop(list(self.sources.tasks), limit)
+            await self.control.close()
+
+        async def commit(limit: float) -> None:
+            flushed = await asyncio.to_thread(core.writer.flush, limit)
+            log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
+
+        async def links(limit: float) -> None:  # both links finish in parallel, each says its death
+            running = [link for link in (core.uplink, core.sparkplug) if link is not None]
+            await asyncio.gather(*(asyncio.to_thread(link.stop, limit) for link in running))
+
+        async def close(limit: float) -> None:
+            for task in loops:
+                task.cancel()
+            await asyncio.to_thread(core.writer.stop, limit)
+            if self._engine is not None:
+                self._engine.close()
+            core.state_store.close()
+
+        stages = [
+            Stage("lanes", "lanes stopped", self.lanes.stop, 0.3, of_total=True),
+            Stage("sources", "sources stopped", sources, 0.2, of_total=True),
+            Stage("committing queued records", "queued records handed to the outbox", commit, 0.4),
+        ]
+        if core.uplink is not None:
+            stages.append(Stage("finishing in-flight messages", "links closed", links, 0.8))
+        return [*stages, Stage("closing", "outbox and state closed", close, 1.0)]
 
     def _status_line(self) -> str:
         backlog = sum(self.core.writer.snapshot()["rows"].values())
