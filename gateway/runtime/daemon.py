@@ -23,9 +23,7 @@ from typing import Any
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
 from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
-from gateway.lanes import LaneDeps
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
@@ -60,19 +58,7 @@ class Daemon:
         )
         self.health_watch = Health(self.clock, rt.stall_after_s, self._links())
         self.health = self.health_watch.parts  # sources and lane components add theirs
-        self._engine: Any = None
-        deps = LaneDeps(
-            self.clock,
-            core.pipeline.submit,
-            core.book,
-            core.state_store,
-            core.frames,
-            core.actuators,
-            loaded.state_dir,
-            self._shared_engine,
-            lambda name: read_secret(loaded.resolve(name)),
-        )
-        self.lanes = Lanes(loaded.config, deps, self.policy, self.health)
+        self.lanes = Lanes(loaded.config, core.lane_deps(), self.policy, self.health)
         core.set_processors(self.lanes.processors)
         self.sources = Sources(
             self.clock,
@@ -94,15 +80,6 @@ class Daemon:
         self._signals = 0
         self._group: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    # -- shared parts lanes ask for ------------------------------------------------------------------
-    def _shared_engine(self) -> Any:
-        """One inference engine (one thread) for every camera lane, created on first use."""
-        if self._engine is None:
-            from gateway.inference.engine import InferenceEngine
-
-            self._engine = InferenceEngine(self.loaded.config.vision.threads)
-        return self._engine
 
     def _applied(self, new: LoadedConfig) -> None:
         """A reload's new config takes over: the lanes' new steps and handlers go in."""
@@ -246,9 +223,7 @@ class Daemon:
             for task in loops:
                 task.cancel()
             await asyncio.to_thread(core.writer.stop, limit)
-            if self._engine is not None:
-                self._engine.close()
-            core.state_store.close()
+            core.close()
 
         stages = [
             Stage("lanes", "lanes stopped", self.lanes.stop, 0.3, of_total=True),
