@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ from gateway.runtime.daemon import Daemon
 from tests.conftest import gateway_toml
 
 RULE = '\n[[rules]]\nid = "hot"\ntype = "threshold"\nsource = "sim"\npoint = "power_w"\nabove = 1e9\n'
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """The report of a component with nothing to say."""
 
 
 class Crashing:
@@ -36,8 +42,8 @@ class Crashing:
     async def stop(self) -> None:
         pass
 
-    def report(self) -> dict[str, Any]:
-        return {}
+    def report(self) -> Nothing:
+        return Nothing()
 
 
 class NeverStarts(Crashing):

@@ -46,6 +46,18 @@ UNVERIFIED_BY = "upstream (unverified)"
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsReport:
+    received: int
+    ok: int
+    rejected: int
+    failed: int
+    dropped: int  # over a sender's budget, dropped unanswered
+    signatures_checked: bool
+    refusals: dict[str, int]  # by refusal code (a fixed set)
+    per_key: dict[str, dict[str, int]]  # per operator key: outcomes
+
+
+@dataclass(frozen=True, slots=True)
 class CommandContext:
     command: Command
     origin: str
@@ -248,10 +260,15 @@ class CommandRouter:
             body["result"] = result
         return body
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            **self.counts,
-            "signatures_checked": self.auth is not None,
-            "refusals": self.refusals.snapshot(),
-            "per_key": {k: dict(v) for k, v in sorted(self.per_key.items())},
-        }
+    def report(self) -> CommandsReport:
+        c = self.counts
+        return CommandsReport(
+            c["received"],
+            c["ok"],
+            c["rejected"],
+            c["failed"],
+            c["dropped"],
+            self.auth is not None,
+            self.refusals.snapshot(),
+            {k: dict(v) for k, v in sorted(self.per_key.items())},
+        )

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.core import Event
 from gateway.core.commands import Handler
-from gateway.core.component import Component
+from gateway.core.component import Component, Report
 from gateway.core.processor import Processor
 from gateway.lanes import Lane, LaneDeps
 from gateway.lanes.doors import Doors, build_doors, lane_of
@@ -132,7 +132,7 @@ class Lanes:
             except Exception:
                 log.exception("%s did not stop cleanly", component.name)
 
-    def reports(self) -> dict[str, Any]:
+    def reports(self) -> dict[str, Report]:
         return {
             component.name: component.report()
             for lane in self.lanes.values()

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from gateway import __version__
+from gateway.commands.router import CommandsReport
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
+from gateway.lanes.alarms import AlarmReport, OpenAlarmsReport
 
 if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
     from gateway.runtime.assembly import Core
@@ -88,59 +90,6 @@ class PipelineReport:
     accepted: int
     refused: int
     processor_errors: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmReport:
-    alarm_id: str
-    kind: str
-    source_id: str
-    opened_ms: int
-    open_s: int
-    notified: int
-    acked: bool
-    acked_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlarmsReport:
-    """How many alarms are open now (for dashboards that read only `stats`): no ids, no sources."""
-
-    count: int
-    unacknowledged: int
-    by_kind: dict[str, int]
-
-    @classmethod
-    def of(cls, alarms: tuple[AlarmReport, ...]) -> OpenAlarmsReport:
-        by_kind: dict[str, int] = {}
-        for alarm in alarms:
-            by_kind[alarm.kind] = by_kind.get(alarm.kind, 0) + 1
-        return cls(len(alarms), sum(not a.acked for a in alarms), dict(sorted(by_kind.items())))
-
-
-@dataclass(frozen=True, slots=True)
-class CommandsReport:
-    received: int
-    ok: int
-    rejected: int
-    failed: int
-    dropped: int  # over a sender's budget, dropped unanswered
-    signatures_checked: bool
-    refusals: dict[str, int]  # by refusal code (a fixed set)
-    per_key: dict[str, dict[str, int]]  # per operator key: outcomes
-
-    @classmethod
-    def of(cls, snap: dict[str, Any]) -> CommandsReport:
-        return cls(
-            snap["received"],
-            snap["ok"],
-            snap["rejected"],
-            snap["failed"],
-            snap["dropped"],
-            bool(snap["signatures_checked"]),
-            dict(snap["refusals"]),
-            {k: dict(v) for k, v in snap["per_key"].items()},
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +176,6 @@ def gateway_report(
     clock, loaded = core.clock, core.loaded
     now = clock.monotonic()
     recovery = core.store.report
-    book = core.book.listing(clock.time_ms())
     return GatewayReport(
         pid=os.getpid(),
         state=state,
@@ -244,8 +192,8 @@ def gateway_report(
         pipeline=PipelineReport(
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
         ),
-        alarms=tuple(AlarmReport(**{k: a[k] for k in AlarmReport.__dataclass_fields__}) for a in book),
-        commands=CommandsReport.of(core.router.snapshot()),
+        alarms=tuple(core.book.listing(clock.time_ms())),
+        commands=core.router.report(),
         lanes=lanes.reports(),
         unavailable=dict(lanes.unavailable),
         written_ms=clock.time_ms(),
