@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import lane_registry, parse_config
 from gateway.config.loader import LoadedConfig
 from gateway.lanes import Lane, LaneDeps
-from gateway.lanes import registry as lane_registry
 from gateway.runtime.daemon import Daemon
 from tests.conftest import gateway_toml
 

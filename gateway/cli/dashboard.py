@@ -274,7 +274,7 @@ def dataclass_values(counts: Any) -> list[int]:
 
 def lane_report(report: GatewayReport, name: str) -> Any:
     """A lane's report in its lane module's type (None when the lane is not in the report)."""
-    from gateway.lanes.registry import read_report
+    from gateway.config.lane_registry import read_report
 
     body = report.lanes.get(name)
     return None if body is None else read_report(name, body)

@@ -115,7 +115,7 @@ def _devices(devices: Sequence[DeviceReport]) -> Table:
 
 
 def _render(body: dict[str, Any]) -> None:
-    from gateway.lanes.registry import render as render_lane
+    from gateway.config.lane_registry import render as render_lane
     from gateway.runtime.report import read_report
 
     s = read_report(body)

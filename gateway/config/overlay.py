@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gateway.config.lane_registry import sections
 from gateway.config.loader import LoadedConfig, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core.errors import ConfigError
@@ -29,7 +30,7 @@ from gateway.core.files import replace_durably
 log = logging.getLogger("lintel.config")
 
 OVERLAY_NAME = "config.overlay.toml"
-TUNABLE_SECTIONS = ("rules", "care", "log")
+TUNABLE_SECTIONS = (*sections("rebuild"), "log")  # the lanes a reload rebuilds (registry), the log level
 DOOR_TUNABLES = ("pulse_s",)
 _STAMP = "# lintel remote tunables over local config sha256 "
 

@@ -1,7 +1,7 @@
 """Lanes: the optional parts of a gateway (doors, care, rules, fire lanes, face access).
 
-A lane is built from its config section by a `build_lane(config, deps)` function named in
-`gateway.lanes.registry`, and returns a `Lane`: the components the runtime drives, the pipeline
+A lane is built from its own typed config section by a `build_lane(section, deps)` function named
+in `gateway.config.lane_registry`, and returns a `Lane`: the components the runtime drives, the pipeline
 steps it contributes, and the command handlers it serves. A lane gets only `LaneDeps`, never the
 daemon, and never imports another lane: what lanes share (the inference engine, the doors) comes
 through `LaneDeps`. The doors are a core service: the runtime builds them before any lane and hands

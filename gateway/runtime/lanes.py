@@ -15,13 +15,13 @@ import dataclasses
 import logging
 from typing import Any
 
+from gateway.config.lane_registry import LaneSpec, build, configured
 from gateway.core import Event
 from gateway.core.commands import Handler
 from gateway.core.component import Component, Report
 from gateway.core.processor import Processor
 from gateway.lanes import Lane, LaneDeps
 from gateway.lanes.doors import Doors, build_doors, lane_of
-from gateway.lanes.registry import LaneSpec, build, configured
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
 log = logging.getLogger("lintel.lanes")

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 
 from gateway.config import LoadedConfig, load_config, parse_config
 from gateway.config import driver_registry as registry
+from gateway.config.lane_registry import LANES, build, sections
 from gateway.config.model import SourceConfig
 from gateway.config.overlay import apply_overlay, overlay_path, untunable_changes, write_overlay
 from gateway.core import Clock, ConfigError, Event, Record
 from gateway.core.commands import Failed, Rejected
 from gateway.lanes import Lane
-from gateway.lanes.registry import LANES, build
 from gateway.runtime.lanes import Lanes
 from gateway.runtime.sources import Sources
 
@@ -45,20 +45,18 @@ log = logging.getLogger("lintel.daemon")
 
 GATEWAY_SOURCE = "gateway"
 # What even a local reload cannot change in a running gateway (restart the service).
+# The core's sections, plus those of the lanes the registry marks `restart`.
 RESTART_SECTIONS = (
     "gateway",
     "outbox",
     "mqtt",
     "runtime",
     "commands",
-    "vision",
-    "fire_lanes",
-    "faces",
-    "face_access",
     "bridges",  # built once with the encoder the outbox writer holds
+    *sections("restart"),
 )
-# Lanes whose pipeline steps a reload rebuilds from the new config.
-RELOADED_LANES = ("care", "rules")
+# Lanes whose pipeline steps a reload rebuilds from the new config (registry: `rebuild`).
+RELOADED_LANES = tuple(spec.name for spec in LANES if spec.reload == "rebuild")
 
 
 def _invalid(exc: ConfigError) -> Rejected:
@@ -179,7 +177,7 @@ class Reloader:
             return {
                 spec.name: build(spec, new.config, self.lanes.deps)
                 for spec in LANES
-                if spec.name in RELOADED_LANES and getattr(new.config, spec.section)
+                if spec.name in RELOADED_LANES and spec.section_of(new.config)
             }
         except Exception as exc:
             log.exception("reload: the new config could not be built; the old one stays")

@@ -12,6 +12,7 @@ from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import Lane, LaneDeps
 from gateway.lanes.fire_lanes.component import FireLaneComponent
+from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.report import FireLaneReport
 
 SNAPSHOT_MAX_BYTES = 384 * 1024  # one MQTT message; evidence JPEGs of a sub-stream are ~40-80 KB
@@ -55,8 +56,7 @@ def snapshot_handler(component: FireLaneComponent) -> Handler:
 REPORT = FireLaneReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
-    lanes = config.fire_lanes
+def build_lane(lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSection) -> Lane:
 
     def unavailable(reason: str) -> list[Record]:
         now = deps.clock.time_ms()
@@ -67,7 +67,7 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
         ]
 
     component = FireLaneComponent(
-        config.vision,
+        vision,
         lanes,
         deps.frames,
         deps.book,
