@@ -45,8 +45,7 @@ id = "flat-1a"
 electricity_meter = "elec-1a"
 """
     mqtt = f'url = "mqtt://127.0.0.1:{mqtt_port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 0.5\n'
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
 
 def open_alarms(config: Path) -> list[dict]:

@@ -75,8 +75,8 @@ above = 100
 
 def config_text(tmp_path: Path, broker_port: int, modbus_port: int, rules: str = OVERLOAD) -> str:
     mqtt = f'url = "mqtt://127.0.0.1:{broker_port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources(modbus_port, rules))
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    runtime = {"status_interval_s": 0.3}
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources(modbus_port, rules), runtime=runtime)
 
 
 @dataclass

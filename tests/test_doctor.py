@@ -186,8 +186,7 @@ id = "lobby-face"
 camera = "cam-door"
 door = "lobby"
 """
-        text = gateway_toml(self.state_dir, mqtt=mqtt, sources=sources)
-        text = text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+        text = gateway_toml(self.state_dir, mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
         path = self.tmp / "lintel.toml"
         path.write_text(text)
         return path

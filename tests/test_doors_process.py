@@ -48,8 +48,8 @@ coil = {COIL}
 timeout_ms = 300
 """
     )
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.2\n\n[outbox]")
+    runtime = {"status_interval_s": 0.2}
+    return gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources, runtime=runtime)
 
 
 class Rig:

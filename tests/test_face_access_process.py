@@ -83,8 +83,7 @@ allow = ["ping", "faces_delete"]
 
 {operator_toml(["faces_delete"])}
 """
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
 
 def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker: Mosquitto) -> None:

@@ -67,11 +67,9 @@ def daemon_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, builder: str) -
     )
     monkeypatch.setattr(lane_registry, "LANES", specs)
     text = gateway_toml(
-        tmp_path / "state", sources='[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.02\n'
-    )
-    text = text.replace(
-        "[outbox]",
-        "[runtime]\nrestart_budget = 3\nrestart_initial_s = 0.01\nrestart_max_s = 0.02\n\n[outbox]",
+        tmp_path / "state",
+        sources='[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.02\n',
+        runtime={"restart_budget": 3, "restart_initial_s": 0.01, "restart_max_s": 0.02},
     )
     parsed = parse_config((text + RULE).encode(), "t.toml", tmp_path)
     return Daemon(LoadedConfig(parsed.config, None, tmp_path, parsed.sha256))

@@ -93,7 +93,7 @@ def test_remote_tunables_survive_a_restart_until_the_local_file_changes(tmp_path
             ),
             "mqtt",
         ),
-        (lambda t: t.replace("[outbox]", '[commands]\nallow = ["door_pulse"]\n\n[outbox]'), "commands"),
+        (lambda t: t + '\n[commands]\nallow = ["door_pulse"]\n', "commands"),
         (lambda t: t + "\n[bridges.home_assistant]\nenabled = true\n", "bridges"),
     ],
 )

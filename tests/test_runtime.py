@@ -195,8 +195,10 @@ def test_watchdog_is_withheld_while_a_component_is_stalled(
 
     monkeypatch.setattr(SimulatedSource, "poll", poll)
     text = gateway_toml(
-        tmp_path / "state", sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n'
-    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
+        tmp_path / "state",
+        sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n',
+        runtime={"stall_after_s": 0.5, "status_interval_s": 0.1},
+    )
     loaded = parse_config(text.encode(), "t", tmp_path)
     sock = NotifySocket(tmp_path / "notify")
     daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
@@ -292,7 +294,8 @@ def test_a_source_polled_less_often_than_stall_after_s_is_not_a_stall(tmp_path: 
     text = gateway_toml(
         tmp_path / "state",
         sources='[[sources]]\nid = "slow"\ntype = "simulated"\ninterval_s = 2.0\n',
-    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
+        runtime={"stall_after_s": 0.5, "status_interval_s": 0.1},
+    )
     loaded = parse_config(text.encode(), "t", tmp_path)
     sock = NotifySocket(tmp_path / "notify")
     daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))

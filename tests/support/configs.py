@@ -1,6 +1,65 @@
-"""TOML snippets the process tests share: a broker section and a Modbus bus with one power meter."""
+"""The tests' config builder, and TOML snippets the process tests share (a broker section, a Modbus
+bus with one power meter, a threshold rule).
+
+`config_toml` takes every section as data (`gateway`, `runtime`, `outbox`, `mqtt` tables as dicts
+that override the defaults), so a test says what it changes instead of patching TOML text.
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+Table = Mapping[str, object]
+
+
+def toml_value(value: object) -> str:
+    """A TOML value for a str, bool, int, float, Path or list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML value for {value!r}")
+
+
+def toml_table(name: str, table: Table) -> str:
+    """`[name]` with its keys (nested dicts become `[name.key]` tables)."""
+    lines = [f"[{name}]"]
+    nested: list[str] = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            nested.append(toml_table(f"{name}.{key}", value))
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    return "\n".join(lines) + "\n" + "".join("\n" + t for t in nested)
+
+
+def config_toml(
+    state_dir: Path,
+    *,
+    gateway: Table | None = None,
+    runtime: Table | None = None,
+    outbox: Table | None = None,
+    mqtt: str | Table = "",
+    sources: str = "",
+    extra: str = "",
+) -> str:
+    """A minimal config for tests. `gateway`, `runtime` and `outbox` override the defaults key by
+    key; `mqtt` is the body of an [mqtt] table or a dict (empty: no broker); `sources` (and any
+    further sections) and `extra` (more `[outbox]` lines) are TOML text appended as given."""
+    base = {"id": "gw-test", "site": "site-a", "state_dir": state_dir, "runtime_dir": state_dir / "run"}
+    text = "\n" + toml_table("gateway", {**base, **(gateway or {})}) + "\n"
+    if runtime:
+        text += toml_table("runtime", runtime) + "\n"
+    text += toml_table("outbox", {"min_free_disk_mb": 1, **(outbox or {})}) + f"{extra}\n"
+    if mqtt:
+        text += "\n" + (toml_table("mqtt", mqtt) if isinstance(mqtt, Mapping) else f"[mqtt]\n{mqtt}\n")
+    return text + sources
 
 
 def mqtt_toml(port: int, extra: str = "") -> str:
