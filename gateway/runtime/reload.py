@@ -115,25 +115,17 @@ class ReloadResult:
         }
 
 
+@dataclass(eq=False)
 class Reloader:
     """Applies a new config to the running parts it is given, all-or-nothing (module docstring)."""
 
-    def __init__(
-        self,
-        lanes: Lanes,
-        sources: Sources,
-        clock: Clock,
-        emit: Callable[[Record], bool],
-        running: Callable[[], LoadedConfig],
-        applied: Callable[[LoadedConfig], None],
-    ) -> None:
-        self.lanes = lanes
-        self.sources = sources
-        self.clock = clock
-        self.emit = emit
-        self.running = running
-        self.applied = applied
-        self._lock = asyncio.Lock()
+    lanes: Lanes
+    sources: Sources
+    clock: Clock
+    emit: Callable[[Record], bool]
+    running: Callable[[], LoadedConfig]  # the config in force
+    applied: Callable[[LoadedConfig], None]  # installs a new config in the daemon
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def reload(self, toml_text: str | None, expect_sha256: str | None) -> ReloadResult:
         """Remote text (tunables only) or, with None, the local file again; see the module docstring."""

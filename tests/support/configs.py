@@ -67,21 +67,22 @@ def mqtt_toml(port: int, extra: str = "") -> str:
     return f'url = "mqtt://127.0.0.1:{port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n{extra}'
 
 
-def meter_bus_toml(port: int, meter: str = "m1", interval_s: float = 0.5) -> str:
-    """`[[sources]]` bus-1 on a Modbus TCP simulator with one SDM120 (unit 1) read for power_w."""
-    return f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{port}"
-interval_s = {interval_s}
+def toml_entry(name: str, table: Table) -> str:
+    """One `[[name]]` entry of an array of tables."""
+    header, _, body = toml_table(name, table).partition("\n")
+    return f"[{header}]\n{body}"
 
-[[sources.meters]]
-id = "{meter}"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-"""
+
+def meter_bus_toml(
+    port: int, meter: str = "m1", interval_s: float = 0.5, read: tuple[str, ...] | None = ("power_w",)
+) -> str:
+    """`[[sources]]` bus-1 on a Modbus TCP simulator with one SDM120 (unit 1) read for `read`
+    (None: the profile's default points)."""
+    bus = {"id": "bus-1", "type": "modbus", "endpoint": f"tcp://127.0.0.1:{port}", "interval_s": interval_s}
+    meter_table: dict[str, object] = {"id": meter, "unit": 1, "profile": "eastron_sdm120"}
+    if read is not None:
+        meter_table["read"] = list(read)
+    return "\n" + toml_entry("sources", bus) + "\n" + toml_entry("sources.meters", meter_table)
 
 
 def threshold_rule_toml(source: str, above: float, rule_id: str = "overload") -> str:
