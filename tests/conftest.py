@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,17 @@ def gateway_toml(
     gateway: Table | None = None,
     runtime: Table | None = None,
     outbox: Table | None = None,
+    sections: Mapping[str, Table] | None = None,
 ) -> str:
     """A minimal config for tests (tests.support.configs.config_toml): `mqtt` is the body of an
     [mqtt] table (empty: no broker); `gateway`, `runtime`, `outbox` override keys of those tables."""
     return config_toml(
-        state_dir, gateway=gateway, runtime=runtime, outbox=outbox, mqtt=mqtt, sources=sources, extra=extra
+        state_dir,
+        gateway=gateway,
+        runtime=runtime,
+        outbox=outbox,
+        mqtt=mqtt,
+        sources=sources,
+        extra=extra,
+        sections=sections,
     )

@@ -18,7 +18,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import Commander, envelope, operator_toml
-from tests.support.configs import meter_bus_toml
+from tests.support.configs import door_toml, meter_bus_toml
 from tests.support.media import photo
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
@@ -47,17 +47,9 @@ id = "cam-door"
 type = "camera"
 url = "{clip}"
 offline_after_s = 2
-
-[[doors]]
-id = "lobby"
-pulse_s = {PULSE_S}
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = 0
-
+"""
+        + door_toml(pulse_s=PULSE_S)
+        + f"""
 [faces]
 k = 3
 n = 5

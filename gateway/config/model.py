@@ -26,6 +26,17 @@ from gateway.upstream.bridges.config import BridgesSection
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+def not_below(high: float, high_key: str, low: float, low_key: str) -> None:
+    """A longest delay (`high_key`) must not be below its first delay (`low_key`)."""
+    if high < low:
+        raise custom_error(
+            f"{high_key} is below {low_key}",
+            f"a number >= {low_key} ({low:g})",
+            key=high_key,
+            got=f"{high:g}",
+        )
+
+
 class GatewaySection(StrictModel):
     id: Identifier = Field(description="This gateway's id: unique per site, used in topics and payloads.")
     site: Annotated[str, Field(pattern=TOPIC_SEGMENT)] = Field(description="Site (community) id.")
@@ -136,13 +147,7 @@ class MqttSection(StrictModel):
             )
         if self.password_file and not self.username:
             raise custom_error("password_file needs a username", "mqtt.username set as well")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise custom_error(
-                "reconnect_max_s is below reconnect_initial_s",
-                f"a number >= reconnect_initial_s ({self.reconnect_initial_s:g})",
-                key="reconnect_max_s",
-                got=f"{self.reconnect_max_s:g}",
-            )
+        not_below(self.reconnect_max_s, "reconnect_max_s", self.reconnect_initial_s, "reconnect_initial_s")
         return self
 
     @property
@@ -163,13 +168,7 @@ class RuntimeSection(StrictModel):
 
     @model_validator(mode="after")
     def _check_restart_bounds(self) -> RuntimeSection:
-        if self.restart_max_s < self.restart_initial_s:
-            raise custom_error(
-                "restart_max_s is below restart_initial_s",
-                f"a number >= restart_initial_s ({self.restart_initial_s:g})",
-                key="restart_max_s",
-                got=f"{self.restart_max_s:g}",
-            )
+        not_below(self.restart_max_s, "restart_max_s", self.restart_initial_s, "restart_initial_s")
         return self
 
 

@@ -48,10 +48,12 @@ def config_toml(
     mqtt: str | Table = "",
     sources: str = "",
     extra: str = "",
+    sections: Mapping[str, Table] | None = None,
 ) -> str:
     """A minimal config for tests. `gateway`, `runtime` and `outbox` override the defaults key by
     key; `mqtt` is the body of an [mqtt] table or a dict (empty: no broker); `sources` (and any
-    further sections) and `extra` (more `[outbox]` lines) are TOML text appended as given."""
+    further sections) and `extra` (more `[outbox]` lines) are TOML text appended as given;
+    `sections` adds tables by name (`{"bridges": {"sparkplug": {"enabled": True}}}`)."""
     base = {"id": "gw-test", "site": "site-a", "state_dir": state_dir, "runtime_dir": state_dir / "run"}
     text = "\n" + toml_table("gateway", {**base, **(gateway or {})}) + "\n"
     if runtime:
@@ -59,6 +61,8 @@ def config_toml(
     text += toml_table("outbox", {"min_free_disk_mb": 1, **(outbox or {})}) + f"{extra}\n"
     if mqtt:
         text += "\n" + (toml_table("mqtt", mqtt) if isinstance(mqtt, Mapping) else f"[mqtt]\n{mqtt}\n")
+    for name, table in (sections or {}).items():
+        text += "\n" + toml_table(name, table)
     return text + sources
 
 
@@ -94,3 +98,13 @@ source = "{source}"
 point = "power_w"
 above = {above}
 """
+
+
+def door_toml(door: str = "lobby", *, coil: int = 0, pulse_s: float | None = None, **relay: object) -> str:
+    """`[[doors]]` `door` on coil `coil` of the relay board at unit 9 of bus-1 (more relay keys,
+    e.g. timeout_ms, as keywords)."""
+    table: dict[str, object] = {"id": door}
+    if pulse_s is not None:
+        table["pulse_s"] = pulse_s
+    table["relay"] = {"type": "modbus_coil", "bus": "bus-1", "unit": 9, "coil": coil, **relay}
+    return "\n" + toml_entry("doors", table)
