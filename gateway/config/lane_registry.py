@@ -44,6 +44,7 @@ class LaneSpec:
     references: Callable[[Any], Iterable[Ref]] = lambda _section: ()
     reload: Reload = "restart"
     reads: tuple[str, ...] = ()  # other sections it reads, passed by name (shared inference settings)
+    tunable: tuple[str, ...] = ()  # with reload "tune": the keys of each entry applied live
 
     @property
     def module(self) -> str:
@@ -55,7 +56,13 @@ class LaneSpec:
 
 
 DOORS = LaneSpec(
-    "doors", "doors", "gateway.lanes.doors.lane:build_doors", doors.names, doors.references, "tune"
+    "doors",
+    "doors",
+    "gateway.lanes.doors.lane:build_doors",
+    doors.names,
+    doors.references,
+    "tune",
+    tunable=("pulse_s",),
 )
 LANES: tuple[LaneSpec, ...] = (
     LaneSpec("care", "care", "gateway.lanes.care.lane:build_lane", care.names, care.references, "rebuild"),
@@ -92,6 +99,18 @@ def sections(reload: Reload) -> list[str]:
         name for spec in (DOORS, *LANES) if spec.reload == reload for name in (spec.section, *spec.reads)
     ]
     return list(dict.fromkeys(found))
+
+
+def tuned_changes(old: Any, new: Any) -> list[str]:
+    """The sections of `tune` lanes whose change goes beyond their tunable keys (needs a restart)."""
+    changed = []
+    for spec in (DOORS, *LANES):
+        if spec.reload == "tune":
+            keep = set(spec.tunable)
+            before = [entry.model_dump(exclude=keep) for entry in spec.section_of(old)]
+            if before != [entry.model_dump(exclude=keep) for entry in spec.section_of(new)]:
+                changed.append(f"{spec.section} (anything but {', '.join(spec.tunable)})")
+    return changed
 
 
 def build(spec: LaneSpec, config: Any, deps: LaneDeps) -> Lane:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import LoadedConfig, load_config, parse_config
 from gateway.config import driver_registry as registry
-from gateway.config.lane_registry import LANES, build, sections
+from gateway.config.lane_registry import LANES, build, sections, tuned_changes
 from gateway.config.model import SourceConfig
 from gateway.config.overlay import apply_overlay, overlay_path, untunable_changes, write_overlay
 from gateway.core import Clock, ConfigError, Event, Record
@@ -89,8 +89,7 @@ def _local(old: LoadedConfig) -> LoadedConfig:
     except ConfigError as exc:
         raise _invalid(exc) from None
     fixed = [name for name in RESTART_SECTIONS if getattr(old.config, name) != getattr(new.config, name)]
-    if {d.id: d.relay for d in old.config.doors} != {d.id: d.relay for d in new.config.doors}:
-        fixed.append("doors (ids or relay wiring)")
+    fixed += tuned_changes(old.config, new.config)  # the doors' wiring (their timings are tuned)
     if fixed:
         raise Rejected(f"needs a restart to change: {', '.join(fixed)} (systemctl restart lintel)")
     return new
