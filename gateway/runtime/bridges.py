@@ -22,9 +22,12 @@ def inventory(loaded: LoadedConfig) -> Inventory:
     off keeps its entities, shown unavailable-by-silence, rather than losing its history)."""
     config = loaded.config
     devices: list[tuple[str, str]] = []
+    parents: list[tuple[str, str]] = []
     for source in config.sources:
         for _key, device_id in source.device_ids():
             devices.append((device_id, source.type))
+            if device_id != source.id:
+                parents.append((device_id, source.id))
     return Inventory(
         site=config.gateway.site,
         gateway_id=config.gateway.id,
@@ -32,6 +35,7 @@ def inventory(loaded: LoadedConfig) -> Inventory:
         devices=tuple(devices),
         fire_lanes=tuple(lane.id for lane in config.fire_lanes),
         entrances=tuple(e.id for e in config.face_access),
+        parents=tuple(parents),
     )
 
 

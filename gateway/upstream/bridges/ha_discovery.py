@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from gateway.upstream.bridges.inventory import Inventory, safe_id
-from gateway.upstream.bridges.mapping import PointMap
+from gateway.upstream.bridges.mapping import PointMap, entity_name
 from gateway.upstream.encode import Topics
 
 ACCESS_EVENT_TYPES = ("access_granted", "access_denied", "access_lockout")
@@ -73,7 +73,7 @@ class Discovery:
         uid = f"{self.node}_{safe_id(device_id)}" if device_id else self.node
         uid = f"{uid}_{safe_id(what)}"
         return {
-            "name": what.replace("_", " "),
+            "name": entity_name(what),
             "unique_id": uid,
             "device": device,
             "origin": self.origin,
