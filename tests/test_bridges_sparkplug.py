@@ -24,7 +24,7 @@ from gateway.storage.outbox.reader import OutboxReader
 from gateway.upstream.bridges import Group
 from gateway.upstream.bridges import sparkplug_pb as pb
 from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics, coerce, node_birth, node_death
-from gateway.upstream.bridges.sparkplug_model import NodeModel
+from gateway.upstream.bridges.sparkplug_model import FIRST_DEVICE_ALIAS, NODE_METRICS, NodeModel
 from gateway.upstream.encode import Encoder
 from tests.support import spb_venv
 from tests.support.harness import TOPICS
@@ -65,6 +65,10 @@ def test_our_descriptor_matches_an_independently_compiled_sparkplug_proto() -> N
             assert theirs[name][field] == spec, (name, field)
 
 
+# The first device metric's alias: 0 and 1 are bdSeq and Rebirth, then the node's health metrics.
+A = FIRST_DEVICE_ALIAS + len(NODE_METRICS)
+
+
 def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: Path) -> None:
     b = bridge(tmp_path)
     first = b.messages(
@@ -82,12 +86,12 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
     assert topics == ["DBIRTH/gw-1/meter-1", "DBIRTH/gw-1/door-1", "DDATA/gw-1/meter-1", "DDATA/gw-1/door-1"]
     birth = decoded(first[0].payload)
     assert [(m.name, m.alias, m.datatype, m.is_null) for m in birth.metrics] == [
-        ("energy_kwh", 2, pb.UINT64, True),
-        ("power_w", 3, pb.DOUBLE, True),
+        ("energy_kwh", A, pb.UINT64, True),
+        ("power_w", A + 1, pb.DOUBLE, True),
     ]
     data = decoded(first[2].payload)
     kinds = [(m.alias, m.WhichOneof("value")) for m in data.metrics]
-    assert kinds == [(2, "long_value"), (3, "double_value")]
+    assert kinds == [(A, "long_value"), (A + 1, "double_value")]
     assert (data.metrics[0].long_value, data.metrics[1].double_value) == (12, 1500.0)
     assert not birth.HasField("seq") and not data.HasField("seq")  # given at publish time
     rows = b.messages(
@@ -108,7 +112,7 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
     assert reborn["door_open"].boolean_value is True and reborn["Events/access_granted"].is_null
     data = decoded(rows[1].payload)
     assert [(m.HasField("name"), m.HasField("datatype")) for m in data.metrics] == [(False, False)] * 3
-    assert [m.alias for m in data.metrics] == [2, 3, 3]
+    assert [m.alias for m in data.metrics] == [A, A + 1, A + 1]
     assert data.metrics[2].is_null and data.metrics[0].timestamp == T + 1000
     event = decoded(rows[2].payload).metrics[0]
     assert json.loads(event.string_value) == {"severity": "info", "attrs": {"door": "d1"}}
@@ -152,11 +156,11 @@ def test_aliases_and_bd_seq_survive_a_restart_and_a_bad_file_starts_afresh(
     again = NodeModel(tmp_path / "sparkplug.json")
     assert again.bd_seq == 1 and again.next_bd_seq() == 2
     assert {d: [s.alias for s in dev.metrics.values()] for d, dev in again.devices.items()} == {
-        "a": [2],
-        "b": [3],
+        "a": [A],
+        "b": [A + 1],
     }
     with again.lock:
-        assert again.slot("a", "z_w", "Double")[0].alias == 4
+        assert again.slot("a", "z_w", "Double")[0].alias == A + 2
     (tmp_path / "sparkplug.json").write_text('{"bd_seq": 3, "devices": {"a": [["x", 2, "Complex"]]}}')
     with caplog.at_level(logging.WARNING):
         fresh = NodeModel(tmp_path / "sparkplug.json")
