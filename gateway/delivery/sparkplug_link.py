@@ -55,11 +55,9 @@ class SparkplugLink(LinkThread):
         self.model = bridge.model
         self.primary_host_id = primary_host_id
         self.qos = qos  # of births, DDATA, NDATA and DDEATH (the will NDEATH is QoS 1, the spec)
+        # a primary host STATE stamped later than now + this is ignored (forged): the newest
+        # accepted one is in the model (kept across restarts)
         self.state_skew_ms = round(state_skew_s * 1000)
-        # the primary host's newest accepted STATE, kept across sessions: a forged future-dated
-        # retained STATE is ignored, and the real one is never judged older than a forgery
-        self.host_state_ts = -1
-        self.host_online = False
         self.connects = self.sent = self.acked = self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)

@@ -14,7 +14,7 @@ Order on a connection (docs/bridges.md, Sparkplug B):
 A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq, at most
 once a second; a STATE `online: false` of the primary host ends the session with NDEATH (the link
 reconnects and waits). A STATE stamped in the future (beyond the link's skew) is ignored and
-counted, and one older than the newest accepted (the link remembers it across sessions) is ignored:
+counted, and one older than the newest accepted (remembered across sessions and restarts) is ignored:
 a forged retained STATE can neither end the session nor make the host's real STATE look older.
 """
 
@@ -142,12 +142,12 @@ class SpbSession:
         ahead = ts - link.clock.time_ms()
         if ahead > link.state_skew_ms:
             link.bad_input("STATE", f"STATE stamped {ahead / 1000:.0f} s in the future (ignored: forged?)")
-            if link.host_online and not self.born:
+            if link.model.host_state[1] and not self.born:
                 self._birth()  # the last believable STATE said online; a forged one changes nothing
             return
-        if ts < link.host_state_ts:
+        if ts < link.model.host_state[0]:
             return  # older than one accepted (the spec): a late copy, or an offline older than its session
-        link.host_state_ts, link.host_online = ts, online
+        link.model.host_said(ts, online)
         if online and not self.born:
             log.info("sparkplug: primary host %s online", self.link.primary_host_id)
             self._birth()

@@ -87,6 +87,9 @@ class NodeModel:
         self._saved_at = self._monotonic()
         self._retired_announced = False
         self.node = Device()  # the node's own metrics (NDATA): the gateway's health
+        # the primary host's newest accepted STATE (timestamp, online), kept across restarts: a
+        # forged future-dated retained STATE, ignored, must not leave a restarted node waiting
+        self.host_state: tuple[int, bool] = (-1, False)
         self._load()
         for name, datatype in NODE_METRICS:
             if name not in self.node.metrics:
@@ -156,6 +159,13 @@ class NodeModel:
         with self.lock:
             return frozenset(name for name, dev in self.devices.items() if dev.retired)
 
+    def host_said(self, ts: int, online: bool) -> None:
+        """The primary host's STATE (accepted): remembered, saved at once (STATE changes are rare)."""
+        with self.lock:
+            if self.host_state != (ts, online):
+                self.host_state = (ts, online)
+                self.save()
+
     def node_snapshot(self) -> list[Slot]:
         """Copies of the node's own metrics (for the NBIRTH)."""
         with self.lock:
@@ -176,6 +186,7 @@ class NodeModel:
                 for name, dev in self.devices.items()
             },
             "node": [[s.name, s.alias, s.datatype, s.value, s.ts_ms] for s in self.node.metrics.values()],
+            "host_state": list(self.host_state),
         }
         self._saved_at = self._monotonic()
         self._values_changed = False
@@ -219,6 +230,16 @@ class NodeModel:
             self.node.metrics.clear()
             return
         self.bd_seq = bd_seq % 256
+        host = saved.get("host_state")
+        if (
+            isinstance(host, list)
+            and len(host) == 2
+            and isinstance(host[0], int)
+            and isinstance(host[1], bool)
+        ):
+            # whether it was online, not its time: a host whose clock went back while we were down
+            # must not be judged older than itself for good
+            self.host_state = (-1, host[1])
         self.next_alias = max([FIRST_DEVICE_ALIAS, *(a + 1 for a in used)])
 
 
