@@ -396,3 +396,15 @@ def test_connectivity_is_published_at_the_first_record_at_every_change_and_on_co
     # Records of sources that are not configured devices (a lane, an entrance) have no connectivity.
     lane = Event("lane-n", "fire_lane_blocked", T + 6, {"dwell_s": 1}, "alarm")
     assert links(bridge.messages(Group([lane], (), T + 6))) == []
+
+
+def test_records_dropped_counts_records_not_the_sparkplug_bridges_rows() -> None:
+    from gateway.upstream.bridges.ha_discovery import RECORDS_DROPPED
+
+    stats = {
+        "outbox": {
+            "dropped": {"telemetry.class_full": 5, "telemetry.sparkplug_class_full": 7, "event.expired": 2}
+        }
+    }
+    assert _render(RECORDS_DROPPED, json.dumps(stats).encode()) == "7"
+    assert _render(RECORDS_DROPPED, json.dumps({"outbox": {"dropped": {}}}).encode()) == "0"

@@ -255,3 +255,79 @@ def test_rows_of_an_earlier_session_go_out_as_history_and_births_and_deaths_are_
     assert held is not None and held[0] == base.format("DDATA")
     history = decoded(held[1])
     assert history.seq == 5 and [(m.alias, m.is_historical) for m in history.metrics] == [(2, True)]
+
+
+def test_held_sparkplug_rows_evicted_at_the_cap_are_counted_under_their_own_reason(tmp_path: Path) -> None:
+    # Issue 27: rows held while the primary host is offline were evicted at the class cap and not
+    # counted (they carry no records). They are counted as rows, `sparkplug_<reason>`, apart from the
+    # records the native rows carry.
+    from gateway.upstream.bridges import Bridges
+
+    store = OutboxStore(tmp_path / "o.db")
+    limits = OutboxLimits(commit_window_s=0.01, class_max_bytes={Klass.TELEMETRY: 20_000})
+    writer = OutboxWriter(store, Encoder(TOPICS, Bridges([bridge(tmp_path)])), _clock(), limits)
+    writer.start()
+    try:
+        for i in range(400):
+            writer.submit(Reading("m", "power_w", float(i), T + i))
+            if i % 20 == 19:
+                assert writer.flush()  # one commit per 20 readings: one DDATA row each
+        dropped = writer.snapshot()["dropped"]
+        reader = OutboxReader(tmp_path / "o.db")
+        left = reader.page(Klass.TELEMETRY, 0, None, 10_000, SPARKPLUG_PREFIX)
+        reader.close()
+    finally:
+        writer.stop()
+    assert dropped.get("telemetry.class_full", 0) > 0  # the native rows' records
+    spb_dropped = dropped.get("telemetry.sparkplug_class_full", 0)
+    # every Sparkplug row (the first commit's DBIRTH, one DDATA per commit) is still there or counted
+    assert spb_dropped > 0 and spb_dropped + len(left) == 1 + 400 // 20
+
+
+def test_values_survive_a_restart_and_a_device_out_of_the_config_is_retired(tmp_path: Path) -> None:
+    b = bridge(tmp_path)
+    b.messages(Group([Reading("a", "x_w", 1.5, T), Reading("b", "y_w", 2.5, T)], now_ms=T))
+    b.messages(Group([Reading("a", "x_w", 3.5, T + 10)], now_ms=T + 10))  # not saved yet (interval)
+    b.model.save_now()  # a clean stop
+    again = NodeModel(tmp_path / "sparkplug.json", configured={"a"})
+    first = again.snapshot()
+    assert [(d, alive, [(s.name, s.value, s.ts_ms) for s in slots]) for d, alive, slots in first] == [
+        ("a", True, [("x_w", 3.5, T + 10)]),
+        ("b", False, []),  # retired: not born, one DDEATH at the first birth
+    ]
+    assert [d for d, _a, _s in again.snapshot()] == ["a"] and again.retired() == {"b"}
+    # A held DDATA row of the retired device is superseded (the host could not resolve its aliases).
+    from gateway.storage.outbox.schema import PendingMessage
+
+    row = PendingMessage(
+        Klass.TELEMETRY, 9, "spBv1.0/court/DDATA/gw-1/b", pb.encode(T, [pb.M(A + 1, 2.5, T, pb.DOUBLE)])
+    )
+    assert outgoing(row, True, 4, again.retired()) is None and outgoing(row, True, 4) is not None
+    # It comes back to the configuration and reports: born again as any dead device.
+    revived = SparkplugBridge(SpbTopics("court", "gw-1"), again)
+    rows = revived.messages(Group([Reading("b", "y_w", 4.0, T + 20)], now_ms=T + 20))
+    assert [m.topic.split("/")[2] for m in rows] == ["DBIRTH", "DDATA"] and again.retired() == frozenset()
+
+
+def test_the_gateways_health_is_ndata_of_metrics_born_in_the_nbirth(tmp_path: Path) -> None:
+    b = bridge(tmp_path)
+    stats = {
+        "uptime_s": 12.5,
+        "outbox": {
+            "rows": {"telemetry": 3, "event": 1},
+            "dropped": {"telemetry.class_full": 4, "telemetry.sparkplug_class_full": 9},
+        },
+        "uplink": {"state": "connected"},
+        "open_alarms": {"count": 2},
+    }
+    rows = b.messages(Group([], [stats], now_ms=T))
+    assert [m.topic for m in rows] == ["spBv1.0/court/NDATA/gw-1"]
+    health = b.model.node_snapshot()
+    by_alias = {s.alias: s.name for s in health}
+    data = {by_alias[m.alias]: m for m in decoded(rows[0].payload).metrics}
+    assert data["Health/uptime_s"].double_value == 12.5 and data["Health/outbox_backlog"].long_value == 4
+    assert data["Health/records_dropped"].long_value == 4 and data["Health/open_alarms"].long_value == 2
+    assert data["Health/uplink"].string_value == "connected"
+    birth = {m.name: m for m in decoded(node_birth(0, T + 1, health)).metrics}
+    assert birth["Health/open_alarms"].long_value == 2 and birth["Health/uplink"].datatype == pb.STRING
+    assert b.messages(Group([], [{"uptime_s": "odd"}], now_ms=T)) == []  # nothing usable: no row

@@ -39,6 +39,14 @@ def _state_value(binary: bool) -> str:
     return f"{{{{ '' if value_json.quality is defined else {value} }}}}"
 
 
+# Dropped records: every `dropped` counter but the Sparkplug bridge's rows (`<class>.sparkplug_*`,
+# rows that carry no records: their readings are counted with the native rows).
+RECORDS_DROPPED = (
+    "{% set ns = namespace(n=0) %}{% for k, v in value_json.outbox.dropped.items() %}"
+    "{% if '.sparkplug_' not in k %}{% set ns.n = ns.n + v %}{% endif %}{% endfor %}{{ ns.n }}"
+)
+
+
 class Discovery:
     """Builds (topic, payload) pairs of one gateway's discovery configs."""
 
@@ -144,7 +152,7 @@ class Discovery:
             (
                 "records_dropped",
                 {
-                    "value_template": "{{ value_json.outbox.dropped.values() | sum }}",
+                    "value_template": RECORDS_DROPPED,
                     "unit_of_measurement": "records",
                     "state_class": "total_increasing",
                 },

@@ -106,7 +106,8 @@ def health_values(stats: Mapping[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
         out["Health/outbox_backlog"] = sum(int(n) for n in stats["outbox"]["rows"].values())
     with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
-        out["Health/records_dropped"] = sum(int(n) for n in stats["outbox"]["dropped"].values())
+        dropped = stats["outbox"]["dropped"].items()  # records; not the bridge's own rows
+        out["Health/records_dropped"] = sum(int(n) for k, n in dropped if ".sparkplug_" not in k)
     with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
         out["Health/open_alarms"] = int(stats["open_alarms"]["count"])
     with contextlib.suppress(TypeError, AttributeError, KeyError):
