@@ -14,8 +14,9 @@ Order on a connection (docs/bridges.md, Sparkplug B):
 A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq, at most
 once a second; a STATE `online: false` of the primary host ends the session with NDEATH (the link
 reconnects and waits). A STATE stamped in the future (beyond the link's skew) is ignored and
-counted, and one older than the newest accepted (remembered across sessions and restarts) is ignored:
-a forged retained STATE can neither end the session nor make the host's real STATE look older.
+counted, and one older than the newest accepted (remembered across sessions) is ignored: a forged
+retained STATE can neither end the session nor make the host's real STATE look older. Whether the
+host was last online is kept across restarts: a node that meets only a forgery is born at once.
 """
 
 from __future__ import annotations
