@@ -113,6 +113,10 @@ def main() -> None:
             if time.monotonic() - start > 300:
                 raise SystemExit(f"the held rows did not drain within 300 s: {rows} held, {link.report()}")
         elapsed, cpu = time.monotonic() - start, cpu_seconds() - cpu0
+        # the subscriber may still be reading (QoS 0 rows are done once written): give it 10 s
+        settle = time.monotonic() + 10
+        while counter.ddata < data_rows and time.monotonic() < settle:
+            time.sleep(0.01)
     finally:
         link.stop(5)
         writer.stop()
