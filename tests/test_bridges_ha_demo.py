@@ -53,7 +53,7 @@ def test_every_connectivity_entity_of_the_demo_has_a_state_within_10_s(tmp_path:
         started = time.monotonic()
         out = lintel_output(
             "demo", "--seconds", str(DEMO_S), "--plain", "--state-dir", str(tmp_path / "demo"),
-            "--broker", broker.url, timeout=120,
+            "--broker", broker.url, timeout=DEMO_S + 100,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         with sub.lock:
