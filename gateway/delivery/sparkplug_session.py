@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
@@ -37,16 +37,15 @@ from gateway.storage.outbox.store import OutboxReader
 from gateway.upstream.bridges import sparkplug_pb as pb
 from gateway.upstream.bridges.sparkplug import device_birth, node_birth, node_death
 
-if TYPE_CHECKING:
-    from gateway.delivery.sparkplug_link import SparkplugLink
-
 REBIRTH_MIN_S = 1.0
 
 log = logging.getLogger("lintel.uplink.sparkplug")
 
 
 class SpbSession:
-    def __init__(self, link: SparkplugLink, client: mqtt.Client, bd_seq: int) -> None:
+    def __init__(self, link: Any, client: mqtt.Client, bd_seq: int) -> None:
+        # `link` is the SparkplugLink that runs this session. Typed loosely so that the import runs
+        # one way (link -> session) until the one-session-base rewrite gives it a narrow interface.
         self.link = link
         self.client = client
         self.bd_seq = bd_seq
