@@ -74,6 +74,11 @@ class TcpLink(asyncio.Protocol):
         return link
 
     @property
+    def outstanding(self) -> int:
+        """Requests sent (or queued to send) and not yet answered."""
+        return len(self._pending)
+
+    @property
     def connected(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 
