@@ -24,11 +24,11 @@ import dataclasses
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.core.clock import SystemClock
 from gateway.core.files import replace_durably
 
 log = logging.getLogger("lintel.bridges.sparkplug")
@@ -82,7 +82,7 @@ class NodeModel:
         self.devices: dict[str, Device] = {}
         self.next_alias = FIRST_DEVICE_ALIAS
         self.bd_seq = -1  # the last one used; the first connection takes 0
-        self._monotonic = monotonic or time.monotonic
+        self._monotonic = monotonic or SystemClock().monotonic
         self._values_changed = False
         self._saved_at = self._monotonic()
         self._retired_announced = False
