@@ -75,7 +75,8 @@ def db_last_seq(db: Path) -> int:
         conn.close()
 
 
-BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\n"
+# Sparkplug at QoS 1 (its documented option): every DDATA row must reach the broker, as checked below
+BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
 
 @pytest.mark.parametrize("bridges", ["", BOTH_BRIDGES], ids=["native", "both_bridges"])

@@ -243,7 +243,7 @@ class Daemon:
     def _write_status(self) -> None:
         path = self.loaded.status_path
         try:
-            write_status(path, self.status_body())
+            write_status(path, rp.encode(self.report()))
         except OSError as exc:
             log.warning("cannot write status file %s: %s", path, exc)
         self.notifier.status(self._status_line())

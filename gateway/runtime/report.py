@@ -202,9 +202,36 @@ def gateway_report(
     )
 
 
+def encode(report: Any) -> str:
+    """A report as compact JSON text, encoded once (status.json is written from this text: the
+    indented encoder is pure Python and cost more than building the report)."""
+    return json.dumps(_plain(report), default=str, separators=(",", ":"))
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses to dicts, tuples to lists, the rest as is: what `dataclasses.asdict` gives a JSON
+    encoder, without its deep copy of every leaf (written every status interval, so it matters)."""
+    cls = type(value)
+    if cls in (str, int, float, bool) or value is None:
+        return value
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def to_json(report: Any) -> dict[str, Any]:
     """A report as the JSON object written to status.json / published (dataclasses → dicts)."""
-    body: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    body: dict[str, Any] = json.loads(encode(report))
     return body
 
 

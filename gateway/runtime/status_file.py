@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 
-def write_status(path: Path, body: dict[str, Any]) -> None:
+def write_status(path: Path, text: str) -> None:
+    """Replace the status file with `text` (a report already encoded as JSON), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=1, default=str))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
