@@ -99,6 +99,8 @@ class Lanes:
             del self.lanes[name]
             for component in lane.components:
                 await _quietly(component.stop())
+            if self.doors is not None and self.doors in lane.components:
+                self.doors = self.deps.doors = None  # the lanes that open doors say they are not running
             self._unavailable(name, str(exc) or type(exc).__name__, lane)
             return
         for component in lane.components:
