@@ -49,7 +49,7 @@ def test_a_stats_body_from_a_running_daemon_validates_and_a_renamed_counter_does
         book.open("care:flat-1", "inactivity", "flat-1", now, {})
         book.open("lane:n", "fire_lane_blocked", "lane-n", now, {})
         book.open("lane:s", "fire_lane_blocked", "lane-s", now, {})
-        book.ack(book.listing(now)[0]["alarm_id"], now, "ops-1", "test")
+        book.ack(book.listing(now)[0].alarm_id, now, "ops-1", "test")
         body = rp.to_json(daemon.report().stats())
         daemon.request_stop()
         await runner

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ def write_status(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_status(path: Path) -> tuple[dict[str, Any] | None, float | None]:
-    """(status, age in seconds) or (None, None) when there is no status file."""
+def read_status(path: Path, now_s: float) -> tuple[dict[str, Any] | None, float | None]:
+    """(status, age in seconds at wall-clock time `now_s`) or (None, None) when there is no file."""
     try:
         text = path.read_text()
-        age = time.time() - path.stat().st_mtime
+        age = now_s - path.stat().st_mtime
     except FileNotFoundError:
         return None, None
     try:
