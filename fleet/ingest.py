@@ -91,6 +91,12 @@ class Worker:
         client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
         log.info("connected to the broker as %s (connection %d)", self.s.worker_id, self._generation)
 
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("the broker refused the shared subscription: %s (MQTT 5 broker needed)", reasons)
+        else:
+            log.info("subscribed to $share/%s/%s/#", self.s.group, self.s.prefix)
+
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((self._generation, msg))
 
@@ -105,6 +111,7 @@ class Worker:
             client.username_pw_set(self.s.username, self.s.password)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.2, 5)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.s.session_expiry_s
