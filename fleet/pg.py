@@ -53,6 +53,11 @@ class LocalPostgres:
         self.log = self.root / "postgres.log"
         self.run_as = "postgres" if os.geteuid() == 0 else None
 
+    def _run(self, *argv: str) -> None:
+        done = subprocess.run(self._cmd(*argv), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(argv[0]).name} failed: {(done.stderr or done.stdout).strip()[-1500:]}")
+
     def _cmd(self, *argv: str) -> list[str]:
         return ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else list(argv)
 
@@ -66,18 +71,12 @@ class LocalPostgres:
         os.chmod(self.root, 0o755)
         self._own(self.root)
         if not (self.data / "PG_VERSION").exists():
-            subprocess.run(
-                self._cmd(pg_tool("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                          "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"),
-                check=True, capture_output=True,
-            )
+            self._run(pg_tool("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
+                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         opts = [f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1"]
         opts += [f"-c {k}={v}" for k, v in self.settings.items()]
-        subprocess.run(
-            self._cmd(pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                      "-o", " ".join(opts), "start"),
-            check=True, capture_output=True,
-        )
+        self._run(pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", " ".join(opts), "start")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             probe = subprocess.run(
