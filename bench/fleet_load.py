@@ -75,7 +75,9 @@ def postgres_cpu_s(pg: LocalPostgres) -> float:
     return total
 
 
-def minute(gateways: list[SimGateway], rng: random.Random, alarms_per_hour: float) -> Iterator[tuple[str, str, bytes, int | None]]:
+def minute(
+    gateways: list[SimGateway], rng: random.Random, alarms_per_hour: float
+) -> Iterator[tuple[str, str, bytes, int | None]]:
     """One simulated minute of every gateway, built at send time (ts_ms = now)."""
     for gw in gateways:
         now = time.time_ns() // 1_000_000
@@ -108,7 +110,10 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         workers = [start_worker(pg.dsn, broker.port, wid, work) for wid in ids]
         wait_subscribed(work, *ids)
         rng = random.Random(7)
-        gateways = [SimGateway(f"gw-{i:04d}", f"site-{i // 10:03d}", rng=random.Random(i)) for i in range(args.gateways)]
+        gateways = [
+            SimGateway(f"gw-{i:04d}", f"site-{i // 10:03d}", rng=random.Random(i))
+            for i in range(args.gateways)
+        ]
         sender = Sender(broker.port, max_inflight=2000)
         for gw in gateways:
             sender.send(gw.gateway_id, *gw.birth(time.time_ns() // 1_000_000))
@@ -132,8 +137,10 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         with psycopg.connect(pg.dsn, autocommit=True) as c:
             wal = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (wal0,)).fetchone()[0]  # type: ignore[index]
             readings = c.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
-            size = c.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE relname LIKE 'readings%%'"
-                             " AND relkind = 'r'").fetchone()[0]  # type: ignore[index]
+            size = c.execute(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE relname LIKE 'readings%%'"
+                " AND relkind = 'r'"
+            ).fetchone()[0]  # type: ignore[index]
         # paced phase: latency at a steady rate below capacity
         paced_from = expected
         t_paced = time.monotonic()
@@ -161,12 +168,22 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         hwm = max(proc_hwm_mb(w.pid) for w in workers)
         sender.close()
         return {
-            "workers": n_workers, "messages": paced_from, "readings": readings, "wall_s": wall,
-            "msgs_per_s": paced_from / wall, "msgs_per_s_per_worker": paced_from / wall / n_workers,
-            "readings_per_s": readings / wall, "worker_cpu_ms_per_1k": cpu_w / paced_from * 1e6,
-            "pg_cpu_ms_per_1k": cpu_pg / paced_from * 1e6, "wal_bytes_per_reading": wal / readings,
-            "table_bytes_per_reading": (size or 0) / readings, "latency_p50_ms": lat[0], "latency_p95_ms": lat[1],
-            "worker_peak_rss_mb": hwm, "unacked_by_broker": lost, "duplicates": dups,
+            "workers": n_workers,
+            "messages": paced_from,
+            "readings": readings,
+            "wall_s": wall,
+            "msgs_per_s": paced_from / wall,
+            "msgs_per_s_per_worker": paced_from / wall / n_workers,
+            "readings_per_s": readings / wall,
+            "worker_cpu_ms_per_1k": cpu_w / paced_from * 1e6,
+            "pg_cpu_ms_per_1k": cpu_pg / paced_from * 1e6,
+            "wal_bytes_per_reading": wal / readings,
+            "table_bytes_per_reading": (size or 0) / readings,
+            "latency_p50_ms": lat[0],
+            "latency_p95_ms": lat[1],
+            "worker_peak_rss_mb": hwm,
+            "unacked_by_broker": lost,
+            "duplicates": dups,
         }
     finally:
         for w in workers:
@@ -188,15 +205,21 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for n in args.workers:
         r = run(n, args)
-        print(
-            f"{r['workers']} worker(s): {r['messages']} msgs ({r['readings']} readings) in {r['wall_s']:.1f} s wall ="
-            f" {r['msgs_per_s']:.0f} msgs/s ({r['msgs_per_s_per_worker']:.0f}/worker), {r['readings_per_s']:.0f} readings/s;"
-            f" worker CPU {r['worker_cpu_ms_per_1k']:.0f} ms/1k msgs, PostgreSQL CPU {r['pg_cpu_ms_per_1k']:.0f} ms/1k msgs,"
-            f" WAL {r['wal_bytes_per_reading']:.0f} B/reading, table+index {r['table_bytes_per_reading']:.0f} B/reading;"
-            f" paced at {args.rate:.0f} msgs/s: latency p50 {r['latency_p50_ms']:.0f} ms p95 {r['latency_p95_ms']:.0f} ms;"
-            f" worker peak RSS {r['worker_peak_rss_mb']:.0f} MB; lost {r['unacked_by_broker']}, duplicates {r['duplicates']}",
-            flush=True,
-        )
+        w = r["workers"]
+        lines = [
+            f"{w} worker(s): {r['messages']} msgs ({r['readings']} readings) in {r['wall_s']:.1f} s wall",
+            f"  {r['msgs_per_s']:.0f} msgs/s ({r['msgs_per_s_per_worker']:.0f} per worker),"
+            f" {r['readings_per_s']:.0f} readings/s",
+            f"  worker CPU {r['worker_cpu_ms_per_1k']:.0f} ms per 1k msgs,"
+            f" PostgreSQL CPU {r['pg_cpu_ms_per_1k']:.0f} ms per 1k msgs",
+            f"  WAL {r['wal_bytes_per_reading']:.0f} B/reading,"
+            f" table+indexes {r['table_bytes_per_reading']:.0f} B/reading",
+            f"  paced at {args.rate:.0f} msgs/s: publish-to-row p50 {r['latency_p50_ms']:.0f} ms,"
+            f" p95 {r['latency_p95_ms']:.0f} ms",
+            f"  worker peak RSS {r['worker_peak_rss_mb']:.0f} MB;"
+            f" not acked by the broker {r['unacked_by_broker']}, duplicates {r['duplicates']}",
+        ]
+        print("\n".join(lines), flush=True)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -10,6 +10,7 @@ operator's own key file (`lintel keys new`), which never leaves this machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -27,8 +28,11 @@ EXIT_CONFIG = 78
 def _common(p: argparse.ArgumentParser, broker: bool = False) -> None:
     p.add_argument("--db", default=os.environ.get("LINTEL_FLEET_DB"), help="PostgreSQL DSN (LINTEL_FLEET_DB)")
     if broker:
-        p.add_argument("--broker", default=os.environ.get("LINTEL_FLEET_BROKER"),
-                       help="mqtt://host:port (LINTEL_FLEET_BROKER)")
+        p.add_argument(
+            "--broker",
+            default=os.environ.get("LINTEL_FLEET_BROKER"),
+            help="mqtt://host:port (LINTEL_FLEET_BROKER)",
+        )
         p.add_argument("--username", help="broker user name")
         p.add_argument("--password-file", help="file holding the broker password")
 
@@ -51,18 +55,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--months-ahead", type=int, default=3)
     p = sub.add_parser("ingest", help="run one ingest worker (MQTT shared subscription -> PostgreSQL)")
     _common(p, broker=True)
-    p.add_argument("--worker-id", default=f"fleet-ingest-{socket.gethostname()}",
-                   help="stable MQTT client id: a restarted worker must reuse it (see README)")
+    p.add_argument(
+        "--worker-id",
+        default=f"fleet-ingest-{socket.gethostname()}",
+        help="stable MQTT client id: a restarted worker must reuse it (see README)",
+    )
     p.add_argument("--group", default="ingest", help="shared subscription group ($share/GROUP/...)")
     p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
     p.add_argument("--batch-max", type=int, default=1000)
     p = sub.add_parser("serve", help="serve the web page")
     _common(p, broker=True)
-    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (keep it on loopback; TLS in a proxy)")
+    p.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT (keep it on loopback; TLS in a proxy)"
+    )
     p.add_argument("--token-file", required=True, help="file holding the bearer token")
     p.add_argument("--ack-key", help="the service's key, allowed alarm_ack only on the gateways")
-    for name, help_ in (("gateways", "every gateway at a glance"), ("alarms", "open alarms across buildings"),
-                        ("devices", "device health")):
+    for name, help_ in (
+        ("gateways", "every gateway at a glance"),
+        ("alarms", "open alarms across buildings"),
+        ("devices", "device health"),
+    ):
         p = sub.add_parser(name, help=help_)
         _common(p)
         p.add_argument("--json", action="store_true")
@@ -81,7 +93,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="COMMAND")
     p.add_argument("arguments", metavar="ARGS", nargs="?", default="{}", help="a JSON object")
     for name in ("deploy", "update"):
-        p = sub.add_parser(name, help=f"{'a config' if name == 'deploy' else 'a release'} to gateways, in waves")
+        p = sub.add_parser(
+            name, help=f"{'a config' if name == 'deploy' else 'a release'} to gateways, in waves"
+        )
         _signer(p)
         if name == "deploy":
             p.add_argument("--config", required=True, help="the config file to deploy")
@@ -136,8 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         _need(args, "broker")
         from fleet.ingest import Worker, WorkerSettings
 
-        worker = Worker(WorkerSettings(args.db, args.broker, args.worker_id, args.group, args.prefix,
-                                       batch_max=args.batch_max, username=args.username, password=_password(args)))
+        worker = Worker(
+            WorkerSettings(
+                args.db,
+                args.broker,
+                args.worker_id,
+                args.group,
+                args.prefix,
+                batch_max=args.batch_max,
+                username=args.username,
+                password=_password(args),
+            )
+        )
         worker.install_signal_handlers()
         worker.run()
         return 0
@@ -153,16 +177,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "serve":
         return _serve(args, conn)
     if args.cmd == "gateways":
-        _print(queries.gateways(conn), args.json, ["site", "gateway_id", "online", "version", "config_sha256",
-                                                   "alarms_open", "alarms_acked", "devices_offline", "devices"])
+        _print(
+            queries.gateways(conn),
+            args.json,
+            [
+                "site",
+                "gateway_id",
+                "online",
+                "version",
+                "config_sha256",
+                "alarms_open",
+                "alarms_acked",
+                "devices_offline",
+                "devices",
+            ],
+        )
         return 0
     if args.cmd == "alarms":
-        _print(queries.alarms(conn, args.gateway), args.json,
-               ["site", "gateway_id", "alarm_id", "kind", "source_id", "state", "acked_by"])
+        _print(
+            queries.alarms(conn, args.gateway),
+            args.json,
+            ["site", "gateway_id", "alarm_id", "kind", "source_id", "state", "acked_by"],
+        )
         return 0
     if args.cmd == "devices":
-        _print(queries.devices(conn, args.gateway), args.json,
-               ["site", "gateway_id", "device_id", "kind", "online", "errors", "last_error"])
+        _print(
+            queries.devices(conn, args.gateway),
+            args.json,
+            ["site", "gateway_id", "device_id", "kind", "online", "errors", "last_error"],
+        )
         return 0
     if args.cmd == "loss":
         sys.stdout.write(json.dumps(queries.loss(conn, args.gateway), default=str) + "\n")
@@ -178,8 +221,10 @@ def _serve(args: argparse.Namespace, conn: Any) -> int:
     db.migrate(conn)
     token = Path(args.token_file).read_text().strip()
     if len(token) < 16:
-        sys.stderr.write(f"lintel-fleet: the token in {args.token_file} is shorter than 16 characters: "
-                         "use a long random one (e.g. openssl rand -hex 24)\n")
+        sys.stderr.write(
+            f"lintel-fleet: the token in {args.token_file} is shorter than 16 characters: "
+            "use a long random one (e.g. openssl rand -hex 24)\n"
+        )
         return EXIT_CONFIG
     publisher = key = None
     if args.ack_key:
@@ -189,10 +234,8 @@ def _serve(args: argparse.Namespace, conn: Any) -> int:
     host, _, port = args.listen.rpartition(":")
     server = FleetServer((host or "127.0.0.1", int(port)), FleetWeb(args.db, token, publisher, key))
     logging.getLogger("lintel.fleet.web").info("serving http://%s:%d/", *server.server_address[:2])
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -238,7 +281,9 @@ def _act(args: argparse.Namespace, conn: Any) -> int:
                 extra: dict[str, Any] = {"config_toml": text}
             else:
                 target, extra = args.version, {}
-            rid = rollout.create(conn, args.cmd, target, gateways, args.canary_share, args.max_rollbacks, extra)
+            rid = rollout.create(
+                conn, args.cmd, target, gateways, args.canary_share, args.max_rollbacks, extra
+            )
             print(rid)
             args.id = rid
         return _drive(args, conn, key, publisher)
@@ -266,17 +311,26 @@ def _drive(args: argparse.Namespace, conn: Any, key: Any, publisher: Any) -> int
 
 
 def _show_rollout(conn: Any, rollout_id: str) -> int:
-    row = conn.execute("SELECT kind, target, state, halted_reason FROM rollouts WHERE id = %s", (rollout_id,)).fetchone()
+    row = conn.execute(
+        "SELECT kind, target, state, halted_reason FROM rollouts WHERE id = %s", (rollout_id,)
+    ).fetchone()
     if row is None:
         sys.stderr.write(f"no rollout {rollout_id}\n")
         return 1
     members = conn.execute(
-        "SELECT wave, gateway_id, state, detail FROM rollout_members WHERE rollout_id = %s ORDER BY wave, gateway_id",
+        "SELECT wave, gateway_id, state, detail FROM rollout_members WHERE rollout_id = %s"
+        " ORDER BY wave, gateway_id",
         (rollout_id,),
     ).fetchall()
     conn.commit()
-    out = {"id": rollout_id, "kind": row[0], "target": row[1], "state": row[2], "halted_reason": row[3],
-           "members": [{"wave": w, "gateway_id": g, "state": s, "detail": d} for w, g, s, d in members]}
+    out = {
+        "id": rollout_id,
+        "kind": row[0],
+        "target": row[1],
+        "state": row[2],
+        "halted_reason": row[3],
+        "members": [{"wave": w, "gateway_id": g, "state": s, "detail": d} for w, g, s, d in members],
+    }
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

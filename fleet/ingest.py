@@ -69,6 +69,7 @@ class WorkerCounters:
     ignored: int = 0
     batches: int = 0
     db_retries: int = 0
+    max_inbox: int = 0  # most messages waiting for a batch at once (the broker's receive window)
     rejected: Counter[str] = field(default_factory=Counter)
 
 
@@ -112,13 +113,16 @@ class Worker:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(1, 5)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.s.session_expiry_s
         props.ReceiveMaximum = self.s.receive_maximum
         client.connect_async(
-            url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883), 30,
-            clean_start=False, properties=props,
+            url.hostname or "127.0.0.1",
+            url.port or (8883 if url.scheme == "mqtts" else 1883),
+            30,
+            clean_start=False,
+            properties=props,
         )
         return client
 
@@ -140,6 +144,7 @@ class Worker:
         except queue.Empty:
             return []
         batch = [first]
+        self.counters.max_inbox = max(self.counters.max_inbox, self._inbox.qsize() + 1)
         deadline = time.monotonic() + self.s.batch_wait_s
         while len(batch) < self.s.batch_max:
             left = deadline - time.monotonic()
@@ -152,12 +157,16 @@ class Worker:
     def _check(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[Message]:
         checked = []
         for _, msg in batch:
-            parsed = parse(msg.topic, msg.payload)
+            parsed = parse(msg.topic, bytes(msg.payload))
             if isinstance(parsed, Message):
                 checked.append(parsed)
             elif isinstance(parsed, Rejected):
                 if self.counters.rejected[parsed.reason] == 0:
-                    log.warning("rejected a message on %s: %s (counted from now on)", parsed.topic[:200], parsed.reason)
+                    log.warning(
+                        "rejected a message on %s: %s (counted from now on)",
+                        parsed.topic[:200],
+                        parsed.reason,
+                    )
                 self.counters.rejected[parsed.reason] += 1
             else:
                 self.counters.ignored += 1
@@ -169,8 +178,11 @@ class Worker:
             conn = self._db()
             try:
                 result = Store(conn).write(messages)
-            except (psycopg.OperationalError, psycopg.errors.DeadlockDetected,
-                    psycopg.errors.SerializationFailure) as exc:
+            except (
+                psycopg.OperationalError,
+                psycopg.errors.DeadlockDetected,
+                psycopg.errors.SerializationFailure,
+            ) as exc:
                 self.counters.db_retries += 1
                 log.warning("batch not written (%s); retrying", str(exc).strip()[:200])
                 if conn.closed or isinstance(exc, psycopg.OperationalError):
@@ -208,8 +220,14 @@ class Worker:
                 if time.monotonic() - last_log > 60:
                     last_log = time.monotonic()
                     c = self.counters
-                    log.info("received %d, written %d, duplicates %d, rejected %d, readings %d",
-                             c.received, c.written, c.duplicates, sum(c.rejected.values()), c.readings)
+                    log.info(
+                        "received %d, written %d, duplicates %d, rejected %d, readings %d",
+                        c.received,
+                        c.written,
+                        c.duplicates,
+                        sum(c.rejected.values()),
+                        c.readings,
+                    )
         finally:
             client.disconnect()
             client.loop_stop()

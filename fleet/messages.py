@@ -105,6 +105,7 @@ def parse(topic: str, payload: bytes) -> Message | Rejected | None:
     problem = _check_body(kind, doc)
     if problem:
         return Rejected(problem, topic)
+    assert isinstance(seq, int) and isinstance(ts_ms, int)  # _int() checked both
     return Message(prefix, site, gateway_id, kind, seq, ts_ms, doc)
 
 

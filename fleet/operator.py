@@ -40,7 +40,9 @@ class OperatorKey:
 class Publisher:
     """One MQTT connection for outgoing commands (QoS 1, waits for the broker's PUBACK)."""
 
-    def __init__(self, broker: str, client_id: str, username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, broker: str, client_id: str, username: str | None = None, password: str | None = None
+    ) -> None:
         url = urlsplit(broker)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if url.scheme == "mqtts":
@@ -66,8 +68,15 @@ class Publisher:
 
 
 def send(
-    conn: psycopg.Connection[Any], publisher: Publisher, key: OperatorKey, gateway_id: str, command: str,
-    args: dict[str, Any], *, expires_s: float = 300, rollout_id: str | None = None,
+    conn: psycopg.Connection[Any],
+    publisher: Publisher,
+    key: OperatorKey,
+    gateway_id: str,
+    command: str,
+    args: dict[str, Any],
+    *,
+    expires_s: float = 300,
+    rollout_id: str | None = None,
 ) -> str:
     """Sign `command` for `gateway_id` (site and topic prefix as the gateway reported them), record
     it, publish it; return its correlation id."""

@@ -71,12 +71,33 @@ class LocalPostgres:
         os.chmod(self.root, 0o755)
         self._own(self.root)
         if not (self.data / "PG_VERSION").exists():
-            self._run(pg_tool("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+            self._run(
+                pg_tool("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            )
         opts = [f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1"]
         opts += [f"-c {k}={v}" for k, v in self.settings.items()]
-        self._run(pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", " ".join(opts), "start")
+        self._run(
+            pg_tool("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            " ".join(opts),
+            "start",
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             probe = subprocess.run(

@@ -23,7 +23,8 @@ def gateways(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
         conn,
         "SELECT g.gateway_id, g.site, g.online, g.version, g.config_sha256, g.boot_reason, g.last_seen,"
         " g.stats_ts_ms, g.restarts,"
-        " (SELECT count(*) FROM alarms a WHERE a.gateway_id = g.gateway_id AND a.state = 'open') AS alarms_open,"
+        " (SELECT count(*) FROM alarms a WHERE a.gateway_id = g.gateway_id AND a.state = 'open')"
+        "   AS alarms_open,"
         " (SELECT count(*) FROM alarms a WHERE a.gateway_id = g.gateway_id AND a.state = 'acknowledged')"
         "   AS alarms_acked,"
         " (SELECT count(*) FROM devices d WHERE d.gateway_id = g.gateway_id) AS devices,"
@@ -38,7 +39,9 @@ def gateway(conn: psycopg.Connection[Any], gateway_id: str) -> dict[str, Any] | 
     return rows[0] if rows else None
 
 
-def alarms(conn: psycopg.Connection[Any], gateway_id: str | None = None, include_resolved: bool = False) -> list[dict[str, Any]]:
+def alarms(
+    conn: psycopg.Connection[Any], gateway_id: str | None = None, include_resolved: bool = False
+) -> list[dict[str, Any]]:
     states = ["open", "acknowledged", "resolved"] if include_resolved else list(OPEN_STATES)
     sql = (
         "SELECT a.gateway_id, g.site, a.alarm_id, a.kind, a.source_id, a.state, a.opened_ms, a.acked_ms,"
@@ -46,7 +49,8 @@ def alarms(conn: psycopg.Connection[Any], gateway_id: str | None = None, include
         " (SELECT c.id FROM commands c WHERE c.gateway_id = a.gateway_id AND c.command = 'alarm_ack'"
         "   AND c.args->>'alarm_id' = a.alarm_id ORDER BY c.requested_at DESC LIMIT 1) AS ack_command,"
         " (SELECT coalesce(c.outcome, 'sent') || coalesce(': ' || c.code, '') FROM commands c"
-        "   WHERE c.gateway_id = a.gateway_id AND c.command = 'alarm_ack' AND c.args->>'alarm_id' = a.alarm_id"
+        "   WHERE c.gateway_id = a.gateway_id AND c.command = 'alarm_ack'"
+        "   AND c.args->>'alarm_id' = a.alarm_id"
         "   ORDER BY c.requested_at DESC LIMIT 1) AS ack_outcome"
         " FROM alarms a JOIN gateways g USING (gateway_id) WHERE a.state = ANY(%s)"
     )
@@ -86,7 +90,8 @@ def loss(conn: psycopg.Connection[Any], gateway_id: str) -> dict[str, Any]:
     messages too: there only the drop counters, not gaps, tell loss."""
     row = _all(
         conn,
-        "SELECT count(*) AS received, min(seq) AS first_seq, max(seq) AS last_seq FROM ledger WHERE gateway_id = %s",
+        "SELECT count(*) AS received, min(seq) AS first_seq, max(seq) AS last_seq FROM ledger"
+        " WHERE gateway_id = %s",
         (gateway_id,),
     )[0]
     gaps = _all(
@@ -97,12 +102,20 @@ def loss(conn: psycopg.Connection[Any], gateway_id: str) -> dict[str, Any]:
     )
     gw = gateway(conn, gateway_id) or {}
     stats = gw.get("stats") or {}
-    dropped = {k: v for k, v in ((stats.get("outbox") or {}).get("dropped") or {}).items() if isinstance(v, int)}
+    dropped = {
+        k: v for k, v in ((stats.get("outbox") or {}).get("dropped") or {}).items() if isinstance(v, int)
+    }
     in_ranges = _all(
         conn,
         "SELECT coalesce(sum(least(last_seq, %s) - greatest(first_seq, %s) + 1), 0) AS n FROM lost_ranges"
         " WHERE gateway_id = %s AND last_seq >= %s AND first_seq <= %s",
-        (row["last_seq"] or 0, row["first_seq"] or 0, gateway_id, row["first_seq"] or 0, row["last_seq"] or 0),
+        (
+            row["last_seq"] or 0,
+            row["first_seq"] or 0,
+            gateway_id,
+            row["first_seq"] or 0,
+            row["last_seq"] or 0,
+        ),
     )[0]["n"]
     missing = 0 if row["received"] == 0 else row["last_seq"] - row["first_seq"] + 1 - row["received"]
     counted = sum(dropped.values())

@@ -39,7 +39,9 @@ BY_KIND = {"deploy": DEPLOY, "update": UPDATE}
 REPORT_KINDS = frozenset().union(*(r.success | r.failure for r in BY_KIND.values()))
 
 
-def verdict(kind: str, target: str, command_id: str | None, event_kind: str, attrs: dict[str, Any]) -> str | None:
+def verdict(
+    kind: str, target: str, command_id: str | None, event_kind: str, attrs: dict[str, Any]
+) -> str | None:
     """`succeeded`, `rolled_back` or None (not about this rollout) for one gateway event."""
     reports = BY_KIND[kind]
     if event_kind not in reports.success | reports.failure:

@@ -38,8 +38,13 @@ def plan_waves(gateways: list[str], canary_share: float) -> list[list[str]]:
 
 
 def create(
-    conn: psycopg.Connection[Any], kind: str, target: str, gateways: list[str], canary_share: float,
-    max_rollbacks: float, args: dict[str, Any] | None = None,
+    conn: psycopg.Connection[Any],
+    kind: str,
+    target: str,
+    gateways: list[str],
+    canary_share: float,
+    max_rollbacks: float,
+    args: dict[str, Any] | None = None,
 ) -> str:
     """A rollout of `target` to `gateways`; `args` are sent with it (e.g. the config's text)."""
     rollout_id = f"{kind}-{secrets.token_hex(4)}"
@@ -69,12 +74,16 @@ def _check_halt(cur: psycopg.Cursor[Any], rollout_id: str) -> None:
     if row and row[2] and row[1] / row[2] > row[0]:
         cur.execute(
             "UPDATE rollouts SET state = 'halted', halted_reason = %s WHERE id = %s AND state = 'running'",
-            (f"{row[1]} of {row[2]} gateways that reported rolled back or refused (limit {row[0]:.0%})",
-             rollout_id),
+            (
+                f"{row[1]} of {row[2]} gateways that reported rolled back or refused (limit {row[0]:.0%})",
+                rollout_id,
+            ),
         )
 
 
-def apply_report(cur: psycopg.Cursor[Any], gateway_id: str, event_kind: str, attrs: dict[str, Any], seq: int) -> None:
+def apply_report(
+    cur: psycopg.Cursor[Any], gateway_id: str, event_kind: str, attrs: dict[str, Any], seq: int
+) -> None:
     """A gateway's report event (inside the ingest transaction): settle its member of a rollout."""
     rows = cur.execute(
         "SELECT m.rollout_id, r.kind, r.target, m.command_id FROM rollout_members m"
@@ -104,7 +113,9 @@ def apply_refusal(cur: psycopg.Cursor[Any], gateway_id: str, command_id: str, co
         _check_halt(cur, rollout_id)
 
 
-def advance(conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str, str, dict[str, Any]], str]) -> str:
+def advance(
+    conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str, str, dict[str, Any]], str]
+) -> str:
     """Send the next wave if the current one has fully reported within the limit. `send(gateway,
     command, args)` signs, records and publishes one command and returns its id. Returns the
     rollout's state afterwards: running, halted or done."""
@@ -115,7 +126,8 @@ def advance(conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str,
         if state != "running":
             return str(state)
         rows = conn.execute(
-            "SELECT wave, gateway_id, state FROM rollout_members WHERE rollout_id = %s ORDER BY wave, gateway_id",
+            "SELECT wave, gateway_id, state FROM rollout_members WHERE rollout_id = %s"
+            " ORDER BY wave, gateway_id",
             (rollout_id,),
         ).fetchall()
         if any(s == "sent" for _, _, s in rows):
@@ -125,13 +137,15 @@ def advance(conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str,
             conn.execute("UPDATE rollouts SET state = 'done' WHERE id = %s", (rollout_id,))
             return "done"
         wave = pending[0][0]
-        reports = BY_KIND[kind]
+        reports = BY_KIND[str(kind)]
+        base_args: dict[str, Any] = dict(args or {})
         for w, gw in pending:
             if w != wave:
                 break
-            command_id = send(gw, reports.command, {**args, reports.target_arg: target})
+            command_id = send(gw, reports.command, {**base_args, reports.target_arg: target})
             conn.execute(
-                "UPDATE rollout_members SET state = 'sent', command_id = %s WHERE rollout_id = %s AND gateway_id = %s",
+                "UPDATE rollout_members SET state = 'sent', command_id = %s"
+                " WHERE rollout_id = %s AND gateway_id = %s",
                 (command_id, rollout_id, gw),
             )
     return "running"

@@ -129,8 +129,15 @@ class Store:
                     quality = r.get("quality")
                     copy.write_row(
                         (
-                            m.gateway_id, m.seq, source, r["point"][:128], _ts(r["ts_ms"]), value, text,
-                            quality if isinstance(quality, str) else None, r.get("kind") == "counter",
+                            m.gateway_id,
+                            m.seq,
+                            source,
+                            r["point"][:128],
+                            _ts(r["ts_ms"]),
+                            value,
+                            text,
+                            quality if isinstance(quality, str) else None,
+                            r.get("kind") == "counter",
                         )
                     )
                     n += 1
@@ -143,7 +150,15 @@ class Store:
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (gateway_id, source_id, point) DO UPDATE"
             " SET seq = excluded.seq, ts_ms = excluded.ts_ms, value = excluded.value,"
             " quality = excluded.quality WHERE states.seq < excluded.seq",
-            (m.gateway_id, d["source_id"], d["point"], m.seq, m.ts_ms, Jsonb(d.get("value")), d.get("quality")),
+            (
+                m.gateway_id,
+                d["source_id"],
+                d["point"],
+                m.seq,
+                m.ts_ms,
+                Jsonb(d.get("value")),
+                d.get("quality"),
+            ),
         )
 
     def _event(self, cur: psycopg.Cursor[Any], m: Message) -> None:
@@ -218,12 +233,17 @@ class Store:
                 " last_error = excluded.last_error, report = excluded.report, stats_seq = excluded.stats_seq"
                 " WHERE devices.stats_seq < excluded.stats_seq",
                 (
-                    m.gateway_id, dev["device_id"], str(dev.get("source_id", "")), str(dev.get("kind", "")),
+                    m.gateway_id,
+                    dev["device_id"],
+                    str(dev.get("source_id", "")),
+                    str(dev.get("kind", "")),
                     dev.get("online") if isinstance(dev.get("online"), bool) else None,
                     dev.get("last_seen_ms") if isinstance(dev.get("last_seen_ms"), int) else None,
                     dev.get("offline_since_ms") if isinstance(dev.get("offline_since_ms"), int) else None,
-                    errors, str(dev["last_error"])[:500] if dev.get("last_error") else None,
-                    Jsonb(dev), m.seq,
+                    errors,
+                    str(dev["last_error"])[:500] if dev.get("last_error") else None,
+                    Jsonb(dev),
+                    m.seq,
                 ),
             )
 
@@ -233,8 +253,17 @@ class Store:
         cur.execute(
             "INSERT INTO command_results (gateway_id, seq, correlation_id, command, outcome, code, by_key,"
             " origin, doc) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (m.gateway_id, m.seq, cid, d.get("command"), d["outcome"], d.get("code"), d.get("by"),
-             d.get("origin"), Jsonb(d)),
+            (
+                m.gateway_id,
+                m.seq,
+                cid,
+                d.get("command"),
+                d["outcome"],
+                d.get("code"),
+                d.get("by"),
+                d.get("origin"),
+                Jsonb(d),
+            ),
         )
         if cid is None:
             return
@@ -242,15 +271,24 @@ class Store:
         cur.execute(
             "UPDATE commands SET outcome = %s, code = %s, reason = %s, result = %s, result_seq = %s,"
             " result_ts_ms = %s WHERE id = %s AND gateway_id = %s AND result_seq IS NULL",
-            (d["outcome"], d.get("code"), d.get("reason"), Jsonb(d.get("result")), m.seq, m.ts_ms, cid,
-             m.gateway_id),
+            (
+                d["outcome"],
+                d.get("code"),
+                d.get("reason"),
+                Jsonb(d.get("result")),
+                m.seq,
+                m.ts_ms,
+                cid,
+                m.gateway_id,
+            ),
         )
         if cur.rowcount and d["outcome"] != "ok":
             rollout.apply_refusal(cur, m.gateway_id, cid, str(d.get("code") or d["outcome"]))
 
     def _birth(self, cur: psycopg.Cursor[Any], m: Message) -> None:
         d = m.doc
-        versions = d.get("versions") if isinstance(d.get("versions"), dict) else {}
+        raw_versions = d.get("versions")
+        versions: dict[str, Any] = raw_versions if isinstance(raw_versions, dict) else {}
         reason = d.get("boot_reason") if isinstance(d.get("boot_reason"), str) else None
         cur.execute(
             "UPDATE gateways SET versions = %s, version = %s, config_sha256 = %s, boot_reason = %s,"
@@ -258,12 +296,17 @@ class Store:
             " births = births + 1, restarts = restarts + %s, outbox_replaced = outbox_replaced + %s"
             " WHERE gateway_id = %s AND (birth_ts_ms IS NULL OR birth_ts_ms < %s)",
             (
-                Jsonb(versions), str(versions.get("lintel", ""))[:64] or None,
-                str(d.get("config_sha256", ""))[:64] or None, reason,
+                Jsonb(versions),
+                str(versions.get("lintel", ""))[:64] or None,
+                str(d.get("config_sha256", ""))[:64] or None,
+                reason,
                 d.get("started_ms") if isinstance(d.get("started_ms"), int) else None,
-                Jsonb(d["public_keys"]) if "public_keys" in d else None, m.ts_ms,
-                int(reason not in (None, "first_start")), int(reason == "outbox_replaced"),
-                m.gateway_id, m.ts_ms,
+                Jsonb(d["public_keys"]) if "public_keys" in d else None,
+                m.ts_ms,
+                int(reason not in (None, "first_start")),
+                int(reason == "outbox_replaced"),
+                m.gateway_id,
+                m.ts_ms,
             ),
         )
 

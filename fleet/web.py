@@ -35,7 +35,8 @@ MAX_FORM_BYTES = 4096
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALARM_ID_RE = re.compile(r"^[0-9]{1,12}$")
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}th{background:#f4f4f4}
 .on{color:#070}.off{color:#b00;font-weight:bold}.open{color:#b00;font-weight:bold}.acknowledged{color:#a60}
 nav a{margin-right:1em}.flash{background:#eef;padding:.5em}"""
@@ -63,7 +64,9 @@ def page(title: str, body: str) -> bytes:
 class FleetWeb:
     """State shared by the request threads: the token, one DB connection per thread, the signer."""
 
-    def __init__(self, dsn: str, token: str, publisher: Publisher | None, ack_key: OperatorKey | None) -> None:
+    def __init__(
+        self, dsn: str, token: str, publisher: Publisher | None, ack_key: OperatorKey | None
+    ) -> None:
         self.dsn = dsn
         self.token = token
         self.secret = hashlib.sha256(b"lintel-fleet-session\0" + token.encode()).digest()
@@ -101,13 +104,21 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
 
-    def _send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8", extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "text/html; charset=utf-8",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        self.send_header(
+            "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+        )
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -126,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
         fields = parse_qs(self.rfile.read(length).decode("utf-8", "replace"), max_num_fields=10)
         return {k: v[0] for k, v in fields.items()}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         web = self.server.web
         url = urlsplit(self.path)
         if url.path == "/healthz":
@@ -143,7 +154,10 @@ class Handler(BaseHTTPRequestHandler):
                 body = page("Buildings", render_overview(queries.gateways(web.conn())))
             elif url.path == "/alarms":
                 flash = parse_qs(url.query).get("sent", [""])[0]
-                body = page("Alarms", render_alarms(queries.alarms(web.conn()), web.csrf(), flash, web.ack_key is not None))
+                body = page(
+                    "Alarms",
+                    render_alarms(queries.alarms(web.conn()), web.csrf(), flash, web.ack_key is not None),
+                )
             elif url.path.startswith("/gateway/") and ID_RE.match(url.path[9:]):
                 body_or_none = render_gateway(web.conn(), url.path[9:], web.csrf(), web.ack_key is not None)
                 if body_or_none is None:
@@ -160,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(200, body)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         web = self.server.web
         url = urlsplit(self.path)
         form = self._form()
@@ -191,7 +205,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(409, page("Refused", "<p>This service has no acknowledge key (--ack-key).</p>"))
             return
         try:
-            command_id = send(web.conn(), web.publisher, web.ack_key, gateway_id, "alarm_ack", {"alarm_id": alarm_id})
+            command_id = send(
+                web.conn(), web.publisher, web.ack_key, gateway_id, "alarm_ack", {"alarm_id": alarm_id}
+            )
         except (CommandError, psycopg.Error) as exc:
             self._send(503, page("Not sent", f"<p>The acknowledgement was not sent: {e(exc)}</p>"))
             return
@@ -209,7 +225,8 @@ class FleetServer(ThreadingHTTPServer):
 
 
 LOGIN_FORM = (
-    "<form method='post' action='/login'><label>Token <input type='password' name='token' id='token'></label> "
+    "<form method='post' action='/login'>"
+    "<label>Token <input type='password' name='token' id='token'></label> "
     "<button type='submit' id='signin'>Sign in</button></form>"
 )
 
@@ -221,8 +238,10 @@ def _online(value: bool | None) -> str:
 
 
 def render_overview(rows: list[dict[str, Any]]) -> str:
-    out = ["<table id='buildings'><tr><th>Building</th><th>Gateway</th><th>Link</th><th>Version</th>"
-           "<th>Config</th><th>Open alarms</th><th>Devices offline</th><th>Last stats</th></tr>"]
+    out = [
+        "<table id='buildings'><tr><th>Building</th><th>Gateway</th><th>Link</th><th>Version</th>"
+        "<th>Config</th><th>Open alarms</th><th>Devices offline</th><th>Last stats</th></tr>"
+    ]
     for r in rows:
         acked = f" (+{r['alarms_acked']} acknowledged)" if r["alarms_acked"] else ""
         out.append(
@@ -240,18 +259,25 @@ def render_overview(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
-def render_alarms(rows: list[dict[str, Any]], csrf: str, flash: str, can_ack: bool, back: str = "/alarms") -> str:
+def render_alarms(
+    rows: list[dict[str, Any]], csrf: str, flash: str, can_ack: bool, back: str = "/alarms"
+) -> str:
     out = []
     if flash:
-        out.append(f"<p class='flash' id='flash'>Acknowledgement sent as signed command {e(flash)}; "
-                   "the alarm shows acknowledged once its gateway reports it.</p>")
-    out.append("<table id='alarms'><tr><th>Building</th><th>Gateway</th><th>Alarm</th><th>Kind</th><th>Source</th>"
-               "<th>Opened</th><th>State</th><th></th></tr>")
+        out.append(
+            f"<p class='flash' id='flash'>Acknowledgement sent as signed command {e(flash)}; "
+            "the alarm shows acknowledged once its gateway reports it.</p>"
+        )
+    out.append(
+        "<table id='alarms'><tr><th>Building</th><th>Gateway</th><th>Alarm</th><th>Kind</th><th>Source</th>"
+        "<th>Opened</th><th>State</th><th></th></tr>"
+    )
     for a in rows:
         action = ""
         if a["state"] == "open" and can_ack:
             action = (
-                f"<form method='post' action='/alarms/ack'><input type='hidden' name='csrf' value='{e(csrf)}'>"
+                f"<form method='post' action='/alarms/ack'>"
+                f"<input type='hidden' name='csrf' value='{e(csrf)}'>"
                 f"<input type='hidden' name='gateway_id' value='{e(a['gateway_id'])}'>"
                 f"<input type='hidden' name='alarm_id' value='{e(a['alarm_id'])}'>"
                 f"<input type='hidden' name='back' value='{e(back)}'>"
@@ -281,7 +307,8 @@ def render_gateway(conn: psycopg.Connection[Any], gateway_id: str, csrf: str, ca
     outbox = stats.get("outbox") or {}
     loss = queries.loss(conn, gateway_id)
     parts = [
-        f"<p id='summary'>Building <b>{e(gw['site'])}</b> · {_online(gw['online'])} · version {e(gw['version'])}"
+        f"<p id='summary'>Building <b>{e(gw['site'])}</b> · {_online(gw['online'])}"
+        f" · version {e(gw['version'])}"
         f" · config {e((gw['config_sha256'] or '—')[:12])} · up {e(stats.get('uptime_s', '—'))} s"
         f" · boot reason {e(gw['boot_reason'])} · restarts seen {e(gw['restarts'])}</p>",
         "<h2>Devices</h2><table id='devices'><tr><th>Device</th><th>Kind</th><th>Source</th><th>State</th>"
@@ -294,16 +321,21 @@ def render_gateway(conn: psycopg.Connection[Any], gateway_id: str, csrf: str, ca
             f"<td>{e(d['last_error'] or '')}</td></tr>"
         )
     parts.append("</table><h2>Alarms</h2>")
-    parts.append(render_alarms(queries.alarms(conn, gateway_id), csrf, "", can_ack, back=f"/gateway/{gateway_id}"))
+    parts.append(
+        render_alarms(queries.alarms(conn, gateway_id), csrf, "", can_ack, back=f"/gateway/{gateway_id}")
+    )
     parts.append(
         "<h2>Delivery</h2><table id='loss'>"
-        f"<tr><th>Messages received</th><td>{loss['received']} (seq {e(loss['first_seq'])}–{e(loss['last_seq'])})</td></tr>"
+        f"<tr><th>Messages received</th><td>{loss['received']}"
+        f" (seq {e(loss['first_seq'])}–{e(loss['last_seq'])})</td></tr>"
         f"<tr><th>Missing seqs</th><td>{loss['missing']}</td></tr>"
         f"<tr><th>Lost with a replaced outbox</th><td>{loss['lost_with_replaced_outbox']}</td></tr>"
-        f"<tr><th>Dropped (gateway's own count, records)</th><td>{e(loss['dropped_counted'] or 'none')}</td></tr>"
+        "<tr><th>Dropped (gateway's own count, records)</th>"
+        f"<td>{e(loss['dropped_counted'] or 'none')}</td></tr>"
         f"<tr><th>Unexplained</th><td>{loss['unexplained']}</td></tr>"
         f"<tr><th>Outbox now</th><td>{e(outbox.get('rows', '—'))}</td></tr></table>"
-        "<h2>Recent events</h2><table id='events'><tr><th>seq</th><th>When</th><th>Source</th><th>Kind</th><th>Severity</th></tr>"
+        "<h2>Recent events</h2><table id='events'><tr><th>seq</th><th>When</th><th>Source</th><th>Kind</th>"
+        "<th>Severity</th></tr>"
     )
     for ev in queries.recent_events(conn, gateway_id):
         parts.append(

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fleet_db import fleet_dsn, pg_cluster, scalar, wait_for  # noqa: F401 - fixtures
-from tests.support.fleet_sim import PersistentMosquitto, Sender, SimGateway, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_db import scalar, wait_for
+from tests.support.fleet_sim import (
+    PersistentMosquitto,
+    Sender,
+    SimGateway,
+    start_worker,
+    stop_process,
+    wait_subscribed,
+)
 
 
 @pytest.fixture
@@ -32,11 +39,16 @@ def test_two_workers_write_each_message_once_and_keep_the_alarm_lifecycle(tmp_pa
         t = now_ms()
         msgs = [gw.birth(t), gw.status(t), *gw.meter_telemetry(t), *gw.sensor_telemetry(t)]
         opened = gw.alarm(t)
-        acked = gw.event(t + 1, "alarm_acked", {"alarm_id": "1", "alarm_kind": "threshold_exceeded",
-                                               "by": "night-guard", "via": "mqtt"}, source="meter-1")
+        acked = gw.event(
+            t + 1,
+            "alarm_acked",
+            {"alarm_id": "1", "alarm_kind": "threshold_exceeded", "by": "night-guard", "via": "mqtt"},
+            source="meter-1",
+        )
         second = gw.alarm(t + 2)
-        resolved = gw.event(t + 3, "alarm_resolved", {"alarm_id": "2", "alarm_kind": "threshold_exceeded"},
-                            source="meter-2")
+        resolved = gw.event(
+            t + 3, "alarm_resolved", {"alarm_id": "2", "alarm_kind": "threshold_exceeded"}, source="meter-2"
+        )
         stats = gw.stats(t + 4, offline=1)
         # out of order (the resolution before its alarm), and every message twice
         msgs += [resolved, opened, acked, second, stats]
@@ -44,24 +56,45 @@ def test_two_workers_write_each_message_once_and_keep_the_alarm_lifecycle(tmp_pa
             sender.send(gw.gateway_id, topic, payload, seq)
         # hostile input: counted and acknowledged, never written, never a crash
         sender.send("x", "lintel/riverside/bldg-01/telemetry/m", b"not json", None)
-        sender.send("x", "lintel/riverside/bldg-01/telemetry/m", json.dumps(
-            {"schema": "lintel.telemetry/1", "gateway_id": "bldg-02", "seq": 99, "ts_ms": t, "source_id": "m",
-             "readings": []}).encode(), None)
+        sender.send(
+            "x",
+            "lintel/riverside/bldg-01/telemetry/m",
+            json.dumps(
+                {
+                    "schema": "lintel.telemetry/1",
+                    "gateway_id": "bldg-02",
+                    "seq": 99,
+                    "ts_ms": t,
+                    "source_id": "m",
+                    "readings": [],
+                }
+            ).encode(),
+            None,
+        )
         sender.send("x", "lintel/riverside/bldg-01/telemetry/m", b"{" * 600_000, None)
         sender.drain()
-        wait_for(lambda: scalar(fleet_dsn, "SELECT count(*) FROM ledger") == gw.seq, what="every seq in the ledger")
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT count(*) FROM ledger") == gw.seq, what="every seq in the ledger"
+        )
         # the duplicates went through too: the last message published has been handled
-        wait_for(lambda: scalar(fleet_dsn, "SELECT count(*) FROM gateways WHERE stats_seq IS NOT NULL"),
-                 what="the stats")
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT count(*) FROM gateways WHERE stats_seq IS NOT NULL"),
+            what="the stats",
+        )
         assert scalar(fleet_dsn, "SELECT count(*) FROM ledger") == gw.seq
         assert scalar(fleet_dsn, "SELECT count(*) FROM readings") == 3 * 8 + 2 * 2
         assert scalar(fleet_dsn, "SELECT count(*) FROM events") == 4
-        assert scalar(fleet_dsn, "SELECT state || ' by ' || acked_by FROM alarms WHERE alarm_id = '1'") == \
-            "acknowledged by night-guard"
+        assert (
+            scalar(fleet_dsn, "SELECT state || ' by ' || acked_by FROM alarms WHERE alarm_id = '1'")
+            == "acknowledged by night-guard"
+        )
         assert scalar(fleet_dsn, "SELECT state FROM alarms WHERE alarm_id = '2'") == "resolved"
         assert scalar(fleet_dsn, "SELECT kind FROM alarms WHERE alarm_id = '2'") == "threshold_exceeded"
         assert scalar(fleet_dsn, "SELECT count(*) FILTER (WHERE online IS FALSE) FROM devices") == 1
-        assert scalar(fleet_dsn, "SELECT version || ' ' || online || ' ' || births FROM gateways") == "0.1.0 true 1"
+        assert (
+            scalar(fleet_dsn, "SELECT version || ' ' || online || ' ' || births FROM gateways")
+            == "0.1.0 true 1"
+        )
         assert scalar(fleet_dsn, "SELECT count(*) FROM ledger WHERE gateway_id = 'bldg-02'") == 0
         assert all(w.poll() is None for w in workers)
         logs = "".join((tmp_path / f"w{i}.log").read_text() for i in (1, 2))
@@ -71,7 +104,9 @@ def test_two_workers_write_each_message_once_and_keep_the_alarm_lifecycle(tmp_pa
             stop_process(w)
 
 
-def test_loss_report_separates_gaps_from_counted_drops_and_replaced_outboxes(tmp_path, fleet_dsn, fleet_broker):
+def test_loss_report_separates_gaps_from_counted_drops_and_replaced_outboxes(
+    tmp_path, fleet_dsn, fleet_broker
+):
     worker = start_worker(fleet_dsn, fleet_broker.port, "w1", tmp_path)
     try:
         gw = SimGateway("bldg-07", "harbour", meters=2, sensors=0)
@@ -81,8 +116,14 @@ def test_loss_report_separates_gaps_from_counted_drops_and_replaced_outboxes(tmp
         sent = [*gw.meter_telemetry(t)]  # seqs 1, 2
         gw.meter_telemetry(t)  # seqs 3, 4: dropped by the outbox for space (16 readings)
         gw.seq += 2  # seqs 5, 6: lost with a replaced outbox
-        sent.append(gw.event(t, "outbox_replaced", {"seq_ranges_lost": {"telemetry": [[5, 6]]}, "rows_lost": 2},
-                             severity="warning"))  # 7
+        sent.append(
+            gw.event(
+                t,
+                "outbox_replaced",
+                {"seq_ranges_lost": {"telemetry": [[5, 6]]}, "rows_lost": 2},
+                severity="warning",
+            )
+        )  # 7
         sent += gw.meter_telemetry(t)  # 8, 9
         sent.append(gw.stats(t, dropped={"telemetry.space": 16}))  # 10
         for topic, payload, seq in sent:

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.support.fleet_db import fleet_dsn, pg_cluster, scalar, wait_for  # noqa: F401 - fixtures
+from tests.support.fleet_db import scalar, wait_for
 from tests.support.fleet_sim import (
     PersistentMosquitto,
     Sender,
@@ -31,13 +31,17 @@ def fleet_broker(tmp_path):  # type: ignore[no-untyped-def]
     b.stop()
 
 
-def test_three_workers_lose_and_repeat_nothing_through_a_kill_and_a_broker_restart(tmp_path, fleet_dsn, fleet_broker):
+def test_three_workers_lose_and_repeat_nothing_through_a_kill_and_a_broker_restart(
+    tmp_path, fleet_dsn, fleet_broker
+):
     ids = ["w1", "w2", "w3"]
     workers = {wid: start_worker(fleet_dsn, fleet_broker.port, wid, tmp_path) for wid in ids}
     try:
         wait_subscribed(tmp_path, *ids)
-        gateways = [SimGateway(f"gw-{i:04d}", f"site-{i // 10:03d}", meters=METERS, sensors=SENSORS)
-                    for i in range(GATEWAYS)]
+        gateways = [
+            SimGateway(f"gw-{i:04d}", f"site-{i // 10:03d}", meters=METERS, sensors=SENSORS)
+            for i in range(GATEWAYS)
+        ]
         sender = Sender(fleet_broker.port)
         readings_per_seq: dict[tuple[str, int], int] = {}
         sent = threading.Event()
@@ -72,14 +76,23 @@ def test_three_workers_lose_and_repeat_nothing_through_a_kill_and_a_broker_resta
         assert total == GATEWAYS * 2 * (METERS + SENSORS + 1)
         # every seq the broker accepted is in the ledger exactly once (the primary key), and each
         # telemetry message's readings were written exactly once
-        wait_for(lambda: scalar(fleet_dsn, "SELECT count(*) FROM ledger") >= total, timeout_s=300,
-                 what="every message in the ledger")
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT count(*) FROM ledger") >= total,
+            timeout_s=300,
+            what="every message in the ledger",
+        )
         acked = {(g, s) for g, seqs in sender.acked.items() for s in seqs}
         assert len(acked) == total
         assert scalar(fleet_dsn, "SELECT count(*) FROM ledger") == total
         assert scalar(fleet_dsn, "SELECT count(*) FROM readings") == sum(readings_per_seq.values())
-        assert scalar(fleet_dsn, "SELECT count(*) FROM (SELECT gateway_id, seq, source_id, point FROM readings"
-                                 " GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d") == 0
+        assert (
+            scalar(
+                fleet_dsn,
+                "SELECT count(*) FROM (SELECT gateway_id, seq, source_id, point FROM readings"
+                " GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d",
+            )
+            == 0
+        )
         assert scalar(fleet_dsn, "SELECT count(*) FROM gateways WHERE births = 1") == GATEWAYS
         # the restarted worker got its session back and took part
         log = (tmp_path / "w2.log").read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fleet_db import fleet_dsn, pg_cluster, scalar, wait_for  # noqa: F401 - fixtures
+from tests.support.fleet_db import scalar, wait_for
 from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, wait_subscribed
 from tests.support.fleet_stack import FleetStack
 
@@ -32,8 +32,13 @@ def browser():  # type: ignore[no-untyped-def]
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                "--disable-gpu"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--disable-gpu",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_page_load_timeout(60)
@@ -42,8 +47,13 @@ def browser():  # type: ignore[no-untyped-def]
 
 
 def gateway_alarms(config: Path) -> list[dict]:  # type: ignore[type-arg]
-    out = subprocess.run([sys.executable, "-m", "gateway.cli.main", "alarms", "list", "-c", str(config), "--json"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "alarms", "list", "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["open_alarms"]
 
@@ -59,9 +69,16 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         configs = {gid: stack.building(site, gid) for site, gid in BUILDINGS}
         url = stack.serve()
         # every building has reported its devices and has an open alarm
-        wait_for(lambda: scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM devices") == 3, 180, "devices")
-        wait_for(lambda: scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM alarms WHERE state = 'open'") == 3,
-                 180, "an open alarm in each building")
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM devices") == 3, 180, "devices"
+        )
+        wait_for(
+            lambda: (
+                scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM alarms WHERE state = 'open'") == 3
+            ),
+            180,
+            "an open alarm in each building",
+        )
 
         browser.get(url + "/")
         assert "Sign in" in browser.title  # nothing without the token
@@ -84,18 +101,40 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         browser.get(url + "/alarms")
         row = browser.find_element(By.CSS_SELECTOR, "#alarms tr[data-alarm^='bldg-harbour/']")
         alarm_id = row.get_attribute("data-alarm").split("/", 1)[1]
-        assert any(str(a["alarm_id"]) == alarm_id and not a.get("acked_ms") for a in gateway_alarms(configs["bldg-harbour"]))
+        assert any(
+            str(a["alarm_id"]) == alarm_id and not a.get("acked_ms")
+            for a in gateway_alarms(configs["bldg-harbour"])
+        )
         row.find_element(By.CSS_SELECTOR, "button.ack").click()
         assert "signed command" in browser.find_element(By.ID, "flash").text
 
         # the gateway acknowledged it (its own state database says so) ...
-        wait_for(lambda: any(str(a["alarm_id"]) == alarm_id and a.get("acked_by") == "fleet-ack"
-                             for a in gateway_alarms(configs["bldg-harbour"])), 120, "the gateway's ack")
+        wait_for(
+            lambda: any(
+                str(a["alarm_id"]) == alarm_id and a.get("acked_by") == "fleet-ack"
+                for a in gateway_alarms(configs["bldg-harbour"])
+            ),
+            120,
+            "the gateway's ack",
+        )
         # ... with the fleet's key, and the fleet matched the result to its request
-        wait_for(lambda: scalar(fleet_dsn, "SELECT outcome FROM commands WHERE command = 'alarm_ack'") == "ok",
-                 120, "the command's result")
-        wait_for(lambda: scalar(fleet_dsn, "SELECT acked_by FROM alarms WHERE gateway_id = 'bldg-harbour'"
-                                           " AND alarm_id = %s", alarm_id) == "fleet-ack", 120, "alarm_acked")
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT outcome FROM commands WHERE command = 'alarm_ack'") == "ok",
+            120,
+            "the command's result",
+        )
+        wait_for(
+            lambda: (
+                scalar(
+                    fleet_dsn,
+                    "SELECT acked_by FROM alarms WHERE gateway_id = 'bldg-harbour' AND alarm_id = %s",
+                    alarm_id,
+                )
+                == "fleet-ack"
+            ),
+            120,
+            "alarm_acked",
+        )
         browser.get(url + "/alarms")
         row = browser.find_element(By.CSS_SELECTOR, f"#alarms tr[data-alarm='bldg-harbour/{alarm_id}']")
         assert "acknowledged by fleet-ack" in row.text

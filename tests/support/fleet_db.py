@@ -17,7 +17,9 @@ from fleet.pg import LocalPostgres
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalPostgres]:
-    cluster = LocalPostgres(settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "50"}).start()
+    cluster = LocalPostgres(
+        settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "50"}
+    ).start()
     yield cluster
     cluster.remove()
 

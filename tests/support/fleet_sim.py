@@ -31,8 +31,16 @@ from gateway.upstream.encode import Encoder, Topics
 from tests.support.broker import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
-METER_POINTS = ["energy_import_kwh", "energy_export_kwh", "power_w", "voltage_v", "current_a",
-                "power_factor", "frequency_hz", "reactive_power_var"]
+METER_POINTS = [
+    "energy_import_kwh",
+    "energy_export_kwh",
+    "power_w",
+    "voltage_v",
+    "current_a",
+    "power_factor",
+    "frequency_hz",
+    "reactive_power_var",
+]
 
 
 @dataclass
@@ -76,9 +84,15 @@ class SimGateway:
         return self.seq
 
     def birth(self, now_ms: int, version: str = "0.1.0") -> tuple[str, bytes, int | None]:
-        body = {"versions": {"lintel": version}, "config_sha256": "ab" * 32, "boot_reason": "first_start",
-                "started_ms": now_ms, "backlog_until_seq": self.seq,
-                "outbox": {"rows": {}, "bytes": {}, "dropped": {}}, "clock_set": True}
+        body = {
+            "versions": {"lintel": version},
+            "config_sha256": "ab" * 32,
+            "boot_reason": "first_start",
+            "started_ms": now_ms,
+            "backlog_until_seq": self.seq,
+            "outbox": {"rows": {}, "bytes": {}, "dropped": {}},
+            "clock_set": True,
+        }
         return self.encoder.topics.birth, self.encoder.birth(self.seq, now_ms, body), None
 
     def status(self, now_ms: int, state: str = "online") -> tuple[str, bytes, int | None]:
@@ -87,7 +101,9 @@ class SimGateway:
     def meter_telemetry(self, now_ms: int) -> list[tuple[str, bytes, int | None]]:
         out = []
         for m in range(self.meters):
-            readings = [Reading(f"meter-{m}", p, round(self.rng.uniform(0, 500), 3), now_ms) for p in METER_POINTS]
+            readings = [
+                Reading(f"meter-{m}", p, round(self.rng.uniform(0, 500), 3), now_ms) for p in METER_POINTS
+            ]
             seq = self._next()
             out.append((*self.encoder.telemetry(seq, now_ms, f"meter-{m}", readings), seq))
         return out
@@ -95,31 +111,57 @@ class SimGateway:
     def sensor_telemetry(self, now_ms: int) -> list[tuple[str, bytes, int | None]]:
         out = []
         for s in range(self.sensors):
-            readings = [Reading(f"sensor-{s}", "temperature_c", round(self.rng.uniform(15, 25), 2), now_ms),
-                        Reading(f"sensor-{s}", "battery_pct", 90, now_ms)]
+            readings = [
+                Reading(f"sensor-{s}", "temperature_c", round(self.rng.uniform(15, 25), 2), now_ms),
+                Reading(f"sensor-{s}", "battery_pct", 90, now_ms),
+            ]
             seq = self._next()
             out.append((*self.encoder.telemetry(seq, now_ms, f"sensor-{s}", readings), seq))
         return out
 
     def alarm(self, now_ms: int, kind: str = "threshold_exceeded") -> tuple[str, bytes, int | None]:
         self.alarm_id += 1
-        ev = Event(f"meter-{self.alarm_id % max(self.meters, 1)}", kind, now_ms,
-                   {"alarm_id": str(self.alarm_id), "notify": 1, "rule": "r1"}, "alarm")
+        ev = Event(
+            f"meter-{self.alarm_id % max(self.meters, 1)}",
+            kind,
+            now_ms,
+            {"alarm_id": str(self.alarm_id), "notify": 1, "rule": "r1"},
+            "alarm",
+        )
         seq = self._next()
         return (*self.encoder.event(seq, ev), seq)
 
-    def event(self, now_ms: int, kind: str, attrs: dict[str, Any], source: str = "gateway",
-              severity: str = "info") -> tuple[str, bytes, int | None]:
+    def event(
+        self, now_ms: int, kind: str, attrs: dict[str, Any], source: str = "gateway", severity: str = "info"
+    ) -> tuple[str, bytes, int | None]:
         seq = self._next()
         return (*self.encoder.event(seq, Event(source, kind, now_ms, attrs, severity)), seq)  # type: ignore[arg-type]
 
-    def stats(self, now_ms: int, dropped: dict[str, int] | None = None, offline: int = 0) -> tuple[str, bytes, int | None]:
-        devices = [{"device_id": f"meter-{m}", "source_id": "bus-1", "kind": "meter",
-                    "online": m >= offline, "last_seen_ms": now_ms, "offline_since_ms": None,
-                    "counters": {}, "errors": 0, "points": []} for m in range(self.meters)]
-        body = {"uptime_s": 60, "boot_reason": "first_start", "components": [],
-                "outbox": {"last_seq": self.seq, "rows": {}, "bytes": {}, "dropped": dropped or {}},
-                "devices": devices, "open_alarms": {"count": 0, "unacknowledged": 0, "by_kind": {}}}
+    def stats(
+        self, now_ms: int, dropped: dict[str, int] | None = None, offline: int = 0
+    ) -> tuple[str, bytes, int | None]:
+        devices = [
+            {
+                "device_id": f"meter-{m}",
+                "source_id": "bus-1",
+                "kind": "meter",
+                "online": m >= offline,
+                "last_seen_ms": now_ms,
+                "offline_since_ms": None,
+                "counters": {},
+                "errors": 0,
+                "points": [],
+            }
+            for m in range(self.meters)
+        ]
+        body = {
+            "uptime_s": 60,
+            "boot_reason": "first_start",
+            "components": [],
+            "outbox": {"last_seq": self.seq, "rows": {}, "bytes": {}, "dropped": dropped or {}},
+            "devices": devices,
+            "open_alarms": {"count": 0, "unacknowledged": 0, "by_kind": {}},
+        }
         seq = self._next()
         return (*self.encoder.stats(seq, now_ms, body), seq)
 
@@ -185,14 +227,29 @@ class Sender:
         self.client.loop_stop()
 
 
-def start_worker(dsn: str, broker_port: int, worker_id: str, log_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    dsn: str, broker_port: int, worker_id: str, log_dir: Path, *extra: str
+) -> subprocess.Popen[bytes]:
     """One `lintel-fleet ingest` process (the real entry point, as systemd would start it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = open(log_dir / f"{worker_id}.log", "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "ingest", "--db", dsn, "--broker", f"mqtt://127.0.0.1:{broker_port}",
-         "--worker-id", worker_id, *extra],
-        stdout=log, stderr=log, env=env,
+        [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "ingest",
+            "--db",
+            dsn,
+            "--broker",
+            f"mqtt://127.0.0.1:{broker_port}",
+            "--worker-id",
+            worker_id,
+            *extra,
+        ],
+        stdout=log,
+        stderr=log,
+        env=env,
     )
 
 
@@ -204,7 +261,9 @@ def wait_subscribed(log_dir: Path, *worker_ids: str, timeout_s: float = 60) -> N
         log = log_dir / f"{wid}.log"
         while "subscribed to $share/" not in (log.read_text() if log.exists() else ""):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {wid} did not subscribe: {log.read_text()[-2000:] if log.exists() else ''}")
+                raise TimeoutError(
+                    f"worker {wid} did not subscribe: {log.read_text()[-2000:] if log.exists() else ''}"
+                )
             time.sleep(0.05)
 
 

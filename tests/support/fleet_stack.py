@@ -68,15 +68,42 @@ class FleetStack:
 
     def building(self, site: str, gateway_id: str) -> Path:
         state = self.workdir / gateway_id
-        self._spawn(gateway_id, "-m", "gateway.cli.main", "demo", "--plain", "--broker", self.broker,
-                    "--state-dir", str(state), "--site", site, "--gateway-id", gateway_id,
-                    "--config-extra", str(self.extra))
+        self._spawn(
+            gateway_id,
+            "-m",
+            "gateway.cli.main",
+            "demo",
+            "--plain",
+            "--broker",
+            self.broker,
+            "--state-dir",
+            str(state),
+            "--site",
+            site,
+            "--gateway-id",
+            gateway_id,
+            "--config-extra",
+            str(self.extra),
+        )
         return state / "config.toml"
 
     def serve(self) -> str:
-        self._spawn("web", "-m", "fleet.cli", "serve", "--db", self.dsn, "--broker", self.broker,
-                    "--listen", f"127.0.0.1:{self.web_port}", "--token-file", str(self.workdir / "token"),
-                    "--ack-key", str(self.ack_key))
+        self._spawn(
+            "web",
+            "-m",
+            "fleet.cli",
+            "serve",
+            "--db",
+            self.dsn,
+            "--broker",
+            self.broker,
+            "--listen",
+            f"127.0.0.1:{self.web_port}",
+            "--token-file",
+            str(self.workdir / "token"),
+            "--ack-key",
+            str(self.ack_key),
+        )
         wait_port(self.web_port, 60)
         return f"http://127.0.0.1:{self.web_port}"
 
