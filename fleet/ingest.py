@@ -221,12 +221,13 @@ class Worker:
                     last_log = time.monotonic()
                     c = self.counters
                     log.info(
-                        "received %d, written %d, duplicates %d, rejected %d, readings %d",
+                        "received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d",
                         c.received,
                         c.written,
                         c.duplicates,
                         sum(c.rejected.values()),
                         c.readings,
+                        c.max_inbox,
                     )
         finally:
             client.disconnect()
