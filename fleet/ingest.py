@@ -55,7 +55,8 @@ class WorkerSettings:
     batch_max: int = 1000
     batch_wait_s: float = 0.05
     session_expiry_s: int = 3600
-    receive_maximum: int = 2000
+    receive_maximum: int = 65535
+    inbox_max: int = 4000  # messages held in memory at most; beyond, the socket is not read
     username: str | None = None
     password: str | None = None
 
@@ -69,6 +70,8 @@ class WorkerCounters:
     ignored: int = 0
     batches: int = 0
     db_retries: int = 0
+    redelivered: int = 0  # DUP set: the broker sent it before
+    stale: int = 0  # arrived on an earlier connection: written, not acknowledged (the broker resends it)
     max_inbox: int = 0  # most messages waiting for a batch at once (the broker's receive window)
     rejected: Counter[str] = field(default_factory=Counter)
 
@@ -78,7 +81,7 @@ class Worker:
         self.s = settings
         self.counters = WorkerCounters()
         self.stop_event = threading.Event()
-        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue(maxsize=settings.inbox_max)
         self._generation = 0  # connections so far; a PUBACK goes only on the connection that delivered
         self._conn: psycopg.Connection[Any] | None = None
         self._client: mqtt.Client | None = None
@@ -89,8 +92,15 @@ class Worker:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
+        # Subscribed on every connection: a kept session holds the subscription already (MQTT 5),
+        # and subscribing again is harmless; a broker that lost it gets it back.
         client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
-        log.info("connected to the broker as %s (connection %d)", self.s.worker_id, self._generation)
+        log.info(
+            "connected to the broker as %s (connection %d, session present: %s)",
+            self.s.worker_id,
+            self._generation,
+            bool(getattr(_f, "session_present", False)),
+        )
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         if any(r.is_failure for r in reasons):
@@ -99,7 +109,16 @@ class Worker:
             log.info("subscribed to $share/%s/%s/#", self.s.group, self.s.prefix)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((self._generation, msg))
+        # A full inbox blocks paho's network thread, so the socket is not read and the broker keeps
+        # the rest: mosquitto 2.0 was measured sending a worker far more than its receive maximum
+        # (a 62,000-message backlog grew one worker to 373 MB). PUBACKs still go out meanwhile:
+        # the writer thread queues them and the loop sends them once this returns.
+        while not self.stop_event.is_set():
+            try:
+                self._inbox.put((self._generation, msg), timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _mqtt_client(self) -> mqtt.Client:
         url = urlsplit(self.s.broker)
@@ -207,6 +226,8 @@ class Worker:
                 batch = self._next_batch()
                 if batch:
                     self.counters.received += len(batch)
+                    self.counters.redelivered += sum(1 for _, m in batch if m.dup)
+                    self.counters.stale += sum(1 for g, _ in batch if g != self._generation)
                     try:
                         self._write(self._check(batch))
                     except Exception:
@@ -221,13 +242,16 @@ class Worker:
                     last_log = time.monotonic()
                     c = self.counters
                     log.info(
-                        "received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d",
+                        "received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d,"
+                        " redelivered %d, stale %d",
                         c.received,
                         c.written,
                         c.duplicates,
                         sum(c.rejected.values()),
                         c.readings,
                         c.max_inbox,
+                        c.redelivered,
+                        c.stale,
                     )
         finally:
             client.disconnect()
