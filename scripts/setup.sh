@@ -59,6 +59,10 @@ if [[ $want_test == 1 ]]; then
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_missing+=(postgresql)
     need_cmd chromium chromium
     need_cmd chromedriver chromium-driver
+    # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
+    need_cmd gcc gcc
+    need_cmd pkg-config pkg-config
+    [[ -f /usr/include/modbus/modbus.h ]] || apt_missing+=(libmodbus-dev)
 fi
 
 if ((${#apt_missing[@]})); then
