@@ -157,12 +157,16 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         sender.drain(600)
         wait_rows(pg.dsn, expected)
         with psycopg.connect(pg.dsn, autocommit=True) as c:
-            lat = (0.0, 0.0) if not args.paced_minutes else c.execute(
-                "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP"
-                " (ORDER BY extract(epoch FROM ingested_at) * 1000 - ts_ms)"
-                " FROM ledger WHERE kind = 'telemetry' AND ts_ms >= %s",
-                (paced_start_ms,),
-            ).fetchone()[0]  # type: ignore[index]
+            lat = (
+                (0.0, 0.0)
+                if not args.paced_minutes
+                else c.execute(
+                    "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP"
+                    " (ORDER BY extract(epoch FROM ingested_at) * 1000 - ts_ms)"
+                    " FROM ledger WHERE kind = 'telemetry' AND ts_ms >= %s",
+                    (paced_start_ms,),
+                ).fetchone()[0]
+            )  # type: ignore[index]
             dups = c.execute("SELECT count(*) - count(DISTINCT (gateway_id, seq)) FROM ledger").fetchone()[0]  # type: ignore[index]
         lost = sum(len(set(range(1, gw.seq + 1)) - sender.acked[gw.gateway_id]) for gw in gateways)
         hwm = max(proc_hwm_mb(w.pid) for w in workers)
