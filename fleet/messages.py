@@ -11,6 +11,7 @@ Field meanings: docs/upstream-schema.md. Topic names come from gateway.upstream.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ from gateway.upstream.encode import (
 )
 
 MAX_PAYLOAD_BYTES = 512 * 1024
+# as the gateway's config and the command schema allow them: a topic naming anything else is refused
+GATEWAY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_JSON_INT = 2**53
 
 # topic kind -> the schema its payload must carry
@@ -83,6 +87,8 @@ def parse(topic: str, payload: bytes) -> Message | Rejected | None:
             return None  # a command on its way to a gateway, perhaps our own
     if kind not in SCHEMAS:
         return None
+    if not GATEWAY_ID_RE.match(gateway_id) or not SITE_RE.match(site):
+        return Rejected("the topic's site or gateway id is not one a gateway can have", topic[:200])
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejected(f"payload of {len(payload)} bytes (limit {MAX_PAYLOAD_BYTES})", topic)
     try:
