@@ -246,11 +246,13 @@ def _act(args: argparse.Namespace, conn: Any) -> int:
     _need(args, "broker")
     if args.cmd == "rollout" and not args.key:
         return _show_rollout(conn, args.id)
+    from gateway.commands.signing import KeyFileError
+
     try:
         key = OperatorKey(Path(args.key), args.key_id)
-    except (CommandError, OSError, Exception) as exc:
+    except (CommandError, KeyFileError) as exc:
         sys.stderr.write(f"lintel-fleet: {exc}\n")
-        return EXIT_CONFIG if isinstance(exc, CommandError) else 1
+        return EXIT_CONFIG
     publisher = Publisher(args.broker, f"lintel-fleet-op-{os.getpid()}", args.username, _password(args))
     try:
         if args.cmd in ("ack", "command"):

@@ -80,6 +80,12 @@ class FleetWeb:
             c = self._local.conn = db.connect(self.dsn)
         return c
 
+    def drop_conn(self) -> None:
+        c = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if c is not None:
+            c.close()
+
     def session_value(self) -> str:
         return hmac.new(self.secret, b"session", "sha256").hexdigest()
 
@@ -169,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         except psycopg.Error as exc:
             log.warning("page %s failed: %s", url.path, exc)
-            web.conn().rollback() if not web.conn().closed else None
+            web.drop_conn()  # a fresh connection for the next request
             self._send(503, page("Database unavailable", "<p>PostgreSQL did not answer; try again.</p>"))
             return
         self._send(200, body)
