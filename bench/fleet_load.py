@@ -219,7 +219,9 @@ def main() -> None:
             f"  WAL {r['wal_bytes_per_reading']:.0f} B/reading,"
             f" table+indexes {r['table_bytes_per_reading']:.0f} B/reading",
             f"  paced at {args.rate:.0f} msgs/s: publish-to-row p50 {r['latency_p50_ms']:.0f} ms,"
-            f" p95 {r['latency_p95_ms']:.0f} ms",
+            f" p95 {r['latency_p95_ms']:.0f} ms"
+            if args.paced_minutes
+            else "  (no paced phase)",
             f"  worker peak RSS {r['worker_peak_rss_mb']:.0f} MB;"
             f" not acked by the broker {r['unacked_by_broker']}, duplicates {r['duplicates']}",
         ]

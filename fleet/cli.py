@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         worker.install_signal_handlers()
         worker.run()
         return 0
-    conn = db.connect(args.db)
+    # autocommit: each statement, or each `with conn.transaction()`, commits on its own, so what an
+    # ingest worker must see (a command before its result) is visible before anything is published
+    conn = db.connect(args.db, autocommit=True)
     if args.cmd == "migrate":
         for name in db.migrate(conn):
             print(f"applied {name}")
@@ -300,8 +302,10 @@ def _drive(args: argparse.Namespace, conn: Any, key: Any, publisher: Any) -> int
     from fleet import rollout
     from fleet.operator import send
 
-    def one(gateway_id: str, command: str, cmd_args: dict[str, Any]) -> str:
-        return send(conn, publisher, key, gateway_id, command, cmd_args, rollout_id=args.id)
+    def one(gateway_id: str, command: str, cmd_args: dict[str, Any], command_id: str) -> None:
+        send(
+            conn, publisher, key, gateway_id, command, cmd_args, rollout_id=args.id, correlation_id=command_id
+        )
 
     while True:
         state = rollout.advance(conn, args.id, one)

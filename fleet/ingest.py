@@ -149,7 +149,7 @@ class Worker:
     def _db(self) -> psycopg.Connection[Any]:
         while self._conn is None or self._conn.closed:
             try:
-                self._conn = db.connect(self.s.dsn)
+                self._conn = db.connect(self.s.dsn, autocommit=True)  # Store opens its transactions
             except psycopg.OperationalError as exc:
                 log.warning("cannot reach PostgreSQL (%s); retrying", str(exc).strip()[:200])
                 self.stop_event.wait(1.0)

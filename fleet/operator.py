@@ -77,14 +77,16 @@ def send(
     *,
     expires_s: float = 300,
     rollout_id: str | None = None,
+    correlation_id: str | None = None,
 ) -> str:
     """Sign `command` for `gateway_id` (site and topic prefix as the gateway reported them), record
-    it, publish it; return its correlation id."""
+    it (committed before it is published, so a fast result always finds its request), publish it;
+    return its correlation id. `conn` must be in autocommit mode."""
     row = conn.execute("SELECT site, prefix FROM gateways WHERE gateway_id = %s", (gateway_id,)).fetchone()
     if row is None:
         raise CommandError(f"no gateway {gateway_id!r} has reported to this fleet")
     site, prefix = row
-    body = envelope(command, args, gateway_id=gateway_id, site=site)
+    body = envelope(command, args, gateway_id=gateway_id, site=site, correlation_id=correlation_id)
     body["expires_ms"] = body["ts_ms"] + int(expires_s * 1000)
     signed = sign(body, key.key, key.key_id)
     with conn.transaction():

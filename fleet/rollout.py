@@ -114,11 +114,13 @@ def apply_refusal(cur: psycopg.Cursor[Any], gateway_id: str, command_id: str, co
 
 
 def advance(
-    conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str, str, dict[str, Any]], str]
+    conn: psycopg.Connection[Any], rollout_id: str, send: Callable[[str, str, dict[str, Any], str], None]
 ) -> str:
     """Send the next wave if the current one has fully reported within the limit. `send(gateway,
-    command, args)` signs, records and publishes one command and returns its id. Returns the
-    rollout's state afterwards: running, halted or done."""
+    command, args, command_id)` signs, records and publishes one command. The members are marked
+    `sent`, with their command ids, and committed *before* anything is published: a gateway may
+    answer, and an ingest worker settle its member, before this function returns. Returns the
+    rollout's state afterwards: running, halted or done. `conn` must be in autocommit mode."""
     with conn.transaction():
         state, kind, target, args = conn.execute(
             "SELECT state, kind, target, args FROM rollouts WHERE id = %s FOR UPDATE", (rollout_id,)
@@ -137,15 +139,15 @@ def advance(
             conn.execute("UPDATE rollouts SET state = 'done' WHERE id = %s", (rollout_id,))
             return "done"
         wave = pending[0][0]
-        reports = BY_KIND[str(kind)]
-        base_args: dict[str, Any] = dict(args or {})
-        for w, gw in pending:
-            if w != wave:
-                break
-            command_id = send(gw, reports.command, {**base_args, reports.target_arg: target})
+        to_send = [(gw, f"c-{secrets.token_hex(6)}") for w, gw in pending if w == wave]
+        for gw, command_id in to_send:
             conn.execute(
                 "UPDATE rollout_members SET state = 'sent', command_id = %s"
                 " WHERE rollout_id = %s AND gateway_id = %s",
                 (command_id, rollout_id, gw),
             )
+    reports = BY_KIND[str(kind)]
+    command_args: dict[str, Any] = {**dict(args or {}), reports.target_arg: target}
+    for gw, command_id in to_send:
+        send(gw, reports.command, command_args, command_id)
     return "running"

@@ -77,7 +77,7 @@ class FleetWeb:
     def conn(self) -> psycopg.Connection[Any]:
         c = getattr(self._local, "conn", None)
         if c is None or c.closed:
-            c = self._local.conn = db.connect(self.dsn)
+            c = self._local.conn = db.connect(self.dsn, autocommit=True)
         return c
 
     def drop_conn(self) -> None:
