@@ -50,6 +50,9 @@ listener $mq_port 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location $work/mosquitto/
+# mosquitto keeps 1,000 queued messages per offline session by default and drops the rest: a
+# worker that is down for a moment must find everything the group sent it
+max_queued_messages 0
 CONF
 mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
 pids+=($!)
