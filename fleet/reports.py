@@ -15,15 +15,18 @@ from typing import Any
 @dataclass(frozen=True)
 class Reports:
     command: str  # the command sent to each gateway
-    target_arg: str  # the argument naming what is rolled out
+    target_arg: str | None  # the argument naming what is rolled out (None: the args carry it)
     success: frozenset[str]  # event kinds: the gateway runs the target after its probation
     failure: frozenset[str]  # event kinds: refused, or returned to the last-known-good
     target_attr: tuple[str, ...]  # attrs naming the target the report is about
 
 
+# A deployment is today's `reload_config` with the whole config text (the gateway's own
+# `expect_sha256` argument names the config it must be running *before*, so it is not the target);
+# the target is the new text's sha256, which `config_reloaded` reports as `config_sha256`.
 DEPLOY = Reports(
     command="reload_config",
-    target_arg="expect_sha256",
+    target_arg=None,
     success=frozenset({"config_applied", "config_reloaded"}),
     failure=frozenset({"config_rejected", "config_rolled_back"}),
     target_attr=("config_sha256", "sha256"),

@@ -147,7 +147,9 @@ def advance(
                 (command_id, rollout_id, gw),
             )
     reports = BY_KIND[str(kind)]
-    command_args: dict[str, Any] = {**dict(args or {}), reports.target_arg: target}
+    command_args: dict[str, Any] = dict(args or {})
+    if reports.target_arg is not None:
+        command_args[reports.target_arg] = target
     for gw, command_id in to_send:
         send(gw, reports.command, command_args, command_id)
     return "running"
