@@ -106,8 +106,6 @@ def test_fleet_loss_report_matches_the_gateways_own_drop_counters(tmp_path: Path
         assert loss["first_seq"] == 1
         assert loss["received"] + loss["missing"] == loss["last_seq"]
         assert loss["last_seq"] >= last_seq
-        # the door raised alarms meanwhile, and they reached the fleet (alarms are never dropped)
-        assert scalar(fleet_dsn, "SELECT count(*) FROM ledger WHERE kind = 'alarm'") > 0
     finally:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
