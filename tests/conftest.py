@@ -14,6 +14,9 @@ from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.collector import Collector  # noqa: E402
 from tests.support.configs import Table, config_toml  # noqa: E402
 
+# PostgreSQL fixtures for the fleet tests (pg_cluster, fleet_dsn)
+pytest_plugins = ["tests.support.fleet_db"]
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:

@@ -48,11 +48,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("warning")
     try:
         modbus_port = free_tcp_port()
-        loaded = demo_config(Path(args.state_dir), args.broker, modbus_port, write=True)
+        extra = Path(args.config_extra).read_text() if args.config_extra else ""
+        loaded = demo_config(
+            Path(args.state_dir),
+            args.broker,
+            modbus_port,
+            write=True,
+            site=args.site,
+            gateway_id=args.gateway_id,
+            extra=extra,
+        )
         config_path = demo_config_path(Path(args.state_dir))
         enrol_demo_resident(loaded)
     except ConfigError as exc:
         err_console.print(f"[red]demo config invalid[/]:\n{exc}", highlight=False)
+        return 1
+    except OSError as exc:
+        err_console.print(f"[red]cannot read --config-extra[/]: {exc}", highlight=False)
         return 1
     from gateway.runtime.daemon import Daemon
 

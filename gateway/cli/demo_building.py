@@ -244,7 +244,18 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
         gallery.close()
 
 
-def demo_config_text(state_dir: Path, broker: str | None, modbus_port: int | None = None) -> str:
+def demo_config_text(
+    state_dir: Path,
+    broker: str | None,
+    modbus_port: int | None = None,
+    *,
+    site: str = "demo-court",
+    gateway_id: str = "demo-gw",
+    extra: str = "",
+) -> str:
+    """The demo's TOML. `site`/`gateway_id` name the building (several demos on one broker, as
+    the fleet demo runs three); `extra` is appended as given (e.g. a `[commands]` table with an
+    operator's key, more `[[rules]]`), and validated with the rest."""
     mqtt = ""
     if broker:
         mqtt = f"""
@@ -262,8 +273,8 @@ enabled = true
 """
     return f"""
 [gateway]
-id = "demo-gw"
-site = "demo-court"
+id = "{gateway_id}"
+site = "{site}"
 state_dir = "{state_dir}"
 runtime_dir = "{state_dir / "run"}"
 
@@ -289,16 +300,26 @@ interval_s = 5.0
 seed = 5
 fail_after_polls = 20
 {demo_camera_text(state_dir)}
-{demo_face_text(state_dir) if modbus_port else ""}"""
+{demo_face_text(state_dir) if modbus_port else ""}
+{extra}"""
 
 
 def demo_config(
-    state_dir: Path, broker: str | None, modbus_port: int | None = None, *, write: bool = False
+    state_dir: Path,
+    broker: str | None,
+    modbus_port: int | None = None,
+    *,
+    write: bool = False,
+    site: str = "demo-court",
+    gateway_id: str = "demo-gw",
+    extra: str = "",
 ) -> LoadedConfig:
     """The demo's config, validated. With `write`, also saved as `<state_dir>/config.toml` (see
     `demo_config_path`) so `lintel status -c var/demo/config.toml` and the other inspection tools
     can be pointed at the running demo; its paths are absolute, so it works from any directory."""
-    text = demo_config_text(state_dir.resolve(), broker, modbus_port)
+    text = demo_config_text(
+        state_dir.resolve(), broker, modbus_port, site=site, gateway_id=gateway_id, extra=extra
+    )
     loaded = parse_config(text.encode(), "demo", state_dir.resolve())
     if write:
         path = demo_config_path(state_dir)

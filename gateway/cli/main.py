@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default="var/demo", help="where the demo keeps its outbox (default var/demo)"
     )
     p.add_argument("--plain", action="store_true", help="print lines instead of a live screen")
+    p.add_argument("--site", default="demo-court", help="the building's site name (default demo-court)")
+    p.add_argument("--gateway-id", default="demo-gw", help="the gateway's id (default demo-gw)")
+    p.add_argument(
+        "--config-extra",
+        help="TOML file appended to the demo's config (e.g. [commands] with an operator key)",
+    )
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")
     _config_arg(p)

@@ -1,0 +1,144 @@
+"""The fleet page in a real headless Chromium, over three real demo buildings: every building with
+its alarms and devices, and an acknowledgement clicked in the page reaching the gateway as a
+signed command (the gateway's own alarm list shows it acknowledged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.fleet_db import scalar, wait_for
+from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_stack import FleetStack
+
+ARTEFACTS = ROOT / "tests" / "artefacts"
+BUILDINGS = [("riverside", "bldg-river"), ("harbour", "bldg-harbour"), ("hillcrest", "bldg-hill")]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        pytest.fail("chromium and chromium-driver are not installed: run scripts/setup.sh --test")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--disable-gpu",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def gateway_alarms(config: Path) -> list[dict]:  # type: ignore[type-arg]
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "alarms", "list", "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["open_alarms"]
+
+
+def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp_path, fleet_dsn, browser):
+    from selenium.webdriver.common.by import By
+
+    broker = PersistentMosquitto(tmp_path).start()
+    stack = FleetStack(tmp_path, fleet_dsn, broker.port)
+    try:
+        stack.procs.append(start_worker(fleet_dsn, broker.port, "w1", tmp_path))
+        wait_subscribed(tmp_path, "w1")
+        configs = {gid: stack.building(site, gid) for site, gid in BUILDINGS}
+        url = stack.serve()
+        # every building has reported its devices and has an open alarm
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM devices") == 3, 180, "devices"
+        )
+        wait_for(
+            lambda: (
+                scalar(fleet_dsn, "SELECT count(DISTINCT gateway_id) FROM alarms WHERE state = 'open'") == 3
+            ),
+            180,
+            "an open alarm in each building",
+        )
+
+        browser.get(url + "/")
+        assert "Sign in" in browser.title  # nothing without the token
+        browser.find_element(By.ID, "token").send_keys(stack.token)
+        browser.find_element(By.ID, "signin").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "#buildings tr[data-gateway]")
+        assert {r.get_attribute("data-gateway") for r in rows} == {gid for _, gid in BUILDINGS}
+        for r in rows:
+            assert "online" in r.text
+            assert int(r.find_element(By.CLASS_NAME, "alarms-open").text.split()[0]) >= 1
+            # the demo's dead meter (unit 5) is offline in every building
+            assert r.find_element(By.CLASS_NAME, "devices-offline").text.split()[0] != "0"
+        ARTEFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTEFACTS / "fleet-buildings.png"))
+
+        browser.find_element(By.LINK_TEXT, "bldg-harbour").click()
+        assert "meter-house" in browser.find_element(By.ID, "devices").text
+        browser.save_screenshot(str(ARTEFACTS / "fleet-building.png"))
+
+        browser.get(url + "/alarms")
+        row = browser.find_element(By.CSS_SELECTOR, "#alarms tr[data-alarm^='bldg-harbour/']")
+        alarm_id = row.get_attribute("data-alarm").split("/", 1)[1]
+        assert any(
+            str(a["alarm_id"]) == alarm_id and not a.get("acked_ms")
+            for a in gateway_alarms(configs["bldg-harbour"])
+        )
+        row.find_element(By.CSS_SELECTOR, "button.ack").click()
+        assert "signed command" in browser.find_element(By.ID, "flash").text
+
+        # the gateway acknowledged it (its own state database says so) ...
+        wait_for(
+            lambda: any(
+                str(a["alarm_id"]) == alarm_id and a.get("acked_by") == "fleet-ack"
+                for a in gateway_alarms(configs["bldg-harbour"])
+            ),
+            120,
+            "the gateway's ack",
+        )
+        # ... with the fleet's key, and the fleet matched the result to its request
+        wait_for(
+            lambda: scalar(fleet_dsn, "SELECT outcome FROM commands WHERE command = 'alarm_ack'") == "ok",
+            120,
+            "the command's result",
+        )
+        wait_for(
+            lambda: (
+                scalar(
+                    fleet_dsn,
+                    "SELECT acked_by FROM alarms WHERE gateway_id = 'bldg-harbour' AND alarm_id = %s",
+                    alarm_id,
+                )
+                == "fleet-ack"
+            ),
+            120,
+            "alarm_acked",
+        )
+        browser.get(url + "/alarms")
+        row = browser.find_element(By.CSS_SELECTOR, f"#alarms tr[data-alarm='bldg-harbour/{alarm_id}']")
+        assert "acknowledged by fleet-ack" in row.text
+        browser.save_screenshot(str(ARTEFACTS / "fleet-alarms-acknowledged.png"))
+    finally:
+        stack.stop()
+        broker.stop()
