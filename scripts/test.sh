@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"; ruff check gateway drivers tests bench; ruff format --check gateway drivers tests bench
+echo "== ruff"; ruff check gateway drivers fleet tests bench; ruff format --check gateway drivers fleet tests bench
 echo "== mypy"; mypy
 echo "== import contracts"; lint-imports
 echo "== pytest"; exec pytest -n auto --durations=25 "$@"
