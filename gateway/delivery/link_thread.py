@@ -13,11 +13,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from gateway.core import Clock
+from gateway.delivery.bounded import CappedClient
 from gateway.delivery.reconnect import ReconnectPolicy
 from gateway.delivery.settings import UplinkSettings
 
@@ -72,6 +78,9 @@ class LinkThread:
         self.state = "stopped"
         self.last_error: str | None = None
         self.progress_mono = clock.monotonic()
+        # Counters kept by the link's sessions (read by other threads for reports).
+        self.connects = self.sent = self.acked = 0
+        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
@@ -82,6 +91,50 @@ class LinkThread:
 
     def set_state(self, state: str, error: str | None = None) -> None:
         raise NotImplementedError
+
+    def _new_client(self) -> CappedClient:
+        """A paho client for one connection, from the settings (clean session, our window, the
+        packet cap, credentials, TLS); the caller sets its will."""
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = CappedClient(
+            CallbackAPIVersion.VERSION2,
+            max_packet_bytes=s.max_packet_bytes,
+            client_id=s.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+            reconnect_on_failure=False,
+        )
+        client.max_inflight_messages_set(s.inflight_max + 8)  # our window plus birth/status
+        client.max_queued_messages_set(0)
+        client.connect_timeout = s.connect_timeout_s
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+        return client
+
+    def _connect(self, client: CappedClient) -> bool:
+        """Send CONNECT; False (state `backoff`, the reason said once) when the broker cannot be
+        reached. The CONNACK arrives later, in the session's loop."""
+        s = self.settings
+        try:
+            if s.protocol == "5":
+                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = s.max_packet_bytes
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
+            else:
+                client.connect(s.host, s.port, s.keepalive_s)
+        except ssl.SSLCertVerificationError as exc:
+            self.set_state("backoff", f"TLS certificate of {s.host} not trusted: {exc.verify_message}")
+        except ssl.SSLError as exc:
+            self.set_state("backoff", f"TLS handshake with {s.host}:{s.port} failed: {exc.reason or exc}")
+        except (OSError, ValueError) as exc:
+            self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
+        else:
+            return True
+        return False
 
     def _after_session(self) -> None:
         """Called after every session, however it ended (a subclass resets its connection state)."""
