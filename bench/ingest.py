@@ -89,7 +89,7 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
         if task.get_name() == "source:load":
             task.cancel()
     await asyncio.to_thread(w.flush)
-    while sum(w.snapshot()["rows"].values()) > 0:
+    while w.backlog_rows() > 0:
         await asyncio.sleep(0.05)
     t1 = time.monotonic()
     readings = w.accepted_records - r0

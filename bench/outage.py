@@ -107,7 +107,7 @@ def main() -> None:
         cpu0 = cpu_seconds()
         t1 = time.monotonic()
         uplink.start()
-        while sum(writer.snapshot()["rows"].values()) > 0:
+        while writer.backlog_rows() > 0:
             time.sleep(0.1)
             writer.flush()
         drain_s = time.monotonic() - t1

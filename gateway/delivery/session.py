@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 
 from gateway.delivery.mqtt_session import LinkHost, MqttSession
-from gateway.delivery.queues import LaneScheduler
+from gateway.delivery.queues import QueueScheduler
 from gateway.upstream.encode import Encoder
 
 
@@ -35,7 +35,7 @@ class Session(MqttSession):
 
     def __init__(self, uplink: UplinkHost, client: mqtt.Client) -> None:
         super().__init__(uplink, client)
-        self.lanes: LaneScheduler | None = None
+        self.queues: QueueScheduler | None = None
         # Retained bridge topics sent live (or at connect) on this connection: a backlog message
         # for one of them is older, superseded, and acknowledged without being sent.
         self.retained_live: set[str] = set()
@@ -45,9 +45,11 @@ class Session(MqttSession):
         up = self.link
         up.connected_since_ms = up.clock.time_ms()
         assert self.reader is not None
-        boundary = up.writer.last_seq
+        # The boundary: rows up to it are backlog. The queues split by row seq; receivers are told
+        # the native seq of the same commit (bridge rows have none).
+        boundary_row, boundary = up.writer.position
         up.backlog_until_seq = boundary
-        self.lanes = LaneScheduler(self.reader, boundary, up.settings.drain_rate_msg_s, up.clock)
+        self.queues = QueueScheduler(self.reader, boundary_row, up.settings.drain_rate_msg_s, up.clock)
         now = up.clock.time_ms()
         body = dict(up.birth_body())
         body["backlog_until_seq"] = boundary
@@ -75,26 +77,26 @@ class Session(MqttSession):
         self.link.rejected += 1
 
     def _woken(self) -> None:
-        if self.lanes is not None:
-            self.lanes.new_data()
+        if self.queues is not None:
+            self.queues.new_data()
 
     def _timeout(self) -> float:
         t = super()._timeout()
         if (
-            self.lanes is not None
-            and self.lanes.backlog_left
+            self.queues is not None
+            and self.queues.backlog_left
             and len(self.inflight) < self.link.settings.inflight_max
         ):
-            t = min(t, max(0.001, self.lanes.bucket.wait_s()))
+            t = min(t, max(0.001, self.queues.bucket.wait_s()))
         return t
 
     def _fill_window(self) -> None:
-        if not self.ready or self.lanes is None:
+        if not self.ready or self.queues is None:
             return
         up = self.link
         bridges = up.encoder.bridges
         while len(self.inflight) < up.settings.inflight_max:
-            msg = self.lanes.next()
+            msg = self.queues.next()
             if msg is None:
                 break
             if (msg.klass, msg.seq) in up.recently_acked:
@@ -103,7 +105,7 @@ class Session(MqttSession):
                 continue
             retain = bool(bridges) and bridges.retained(msg.topic)
             if retain:
-                if msg.seq > self.lanes.boundary_seq:
+                if msg.seq > self.queues.boundary_row:
                     self.retained_live.add(msg.topic)
                 elif msg.topic in self.retained_live:
                     # older than one already sent on this connection: done, as if acknowledged
@@ -115,7 +117,7 @@ class Session(MqttSession):
         up.inflight_count = len(self.inflight)
 
     def _can_drain(self) -> bool:
-        return self.ready and self.lanes is not None
+        return self.ready and self.queues is not None
 
     def _say_goodbye(self) -> None:
         up = self.link

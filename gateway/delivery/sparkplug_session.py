@@ -123,7 +123,7 @@ class SpbSession(MqttSession):
         now = link.clock.time_ms()
         self.seq = 0
         self.client.publish(link.topics.node_topic("NBIRTH"), node_birth(self.bd_seq, now), qos=0)
-        self.boundary = link.writer.last_seq  # before the snapshot: every row up to it is in there
+        self.boundary = link.writer.last_row  # before the snapshot: every row up to it is in there
         self.dead = []
         for device, alive, slots in link.model.snapshot():
             payload = pb.with_seq(device_birth(slots, now), self._next_seq())

@@ -7,6 +7,7 @@ daemon adds the lanes (gateway.runtime.lanes) and the sources (gateway.runtime.s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -113,7 +114,7 @@ class Core:
             )
 
     def birth_body(self) -> dict[str, Any]:
-        snap = self.writer.snapshot()
+        outbox = self.writer.report()
         return {
             "versions": versions(),
             "config_sha256": self.loaded.sha256,
@@ -121,10 +122,11 @@ class Core:
             "started_ms": self.started_ms,
             "clock_set": clock_is_set(self.clock.time_ms()),
             "outbox": {
-                "rows": snap["rows"],
-                "bytes": snap["bytes"],
-                "dropped": snap["dropped"],
-                "degraded": snap["degraded"],
+                "rows": dataclasses.asdict(outbox.rows),
+                "bytes": dataclasses.asdict(outbox.bytes),
+                "dropped": outbox.dropped,
+                "native_seqs_dropped": outbox.native_seqs_dropped,
+                "degraded": outbox.degraded,
             },
         }
 

@@ -73,7 +73,7 @@ class InProcessGateway:
         self.writer.stop()
 
     def backlog(self) -> int:
-        return sum(self.writer.snapshot()["rows"].values())
+        return self.writer.backlog_rows()
 
     def wait_drained(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 Over a class cap, that class's oldest messages go; over the total cap, the oldest of the lowest class
 go first (telemetry, then state, then event); alarms are never evicted for space. Messages older
 than their class's age limit expire. Every eviction is counted in the DropCounter, staged until
-the transaction commits.
+the transaction commits: the records, and the native seqs it leaves missing (bridge rows have none).
 """
 
 from __future__ import annotations
@@ -49,17 +49,18 @@ class SpaceKeeper:
         freed = 0
         while True:
             batch = self.conn.execute(
-                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms FROM {table} "
-                "ORDER BY seq LIMIT 500"
+                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms, native_seq IS NOT NULL "
+                f"FROM {table} ORDER BY seq LIMIT 500"
             ).fetchall()
             upto = None
-            rows = records = batch_bytes = 0
-            for seq, size, n, created in batch:
+            rows = records = native = batch_bytes = 0
+            for seq, size, n, created, is_native in batch:
                 if need_bytes is not None and freed + batch_bytes >= need_bytes:
                     break
                 if older_than_ms is not None and (created >= older_than_ms or created < SANE_EPOCH_MS):
                     break
                 upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
+                native += is_native
             if upto is None:
                 return freed
             self.conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (upto,))
@@ -67,14 +68,16 @@ class SpaceKeeper:
             self.totals[klass][0] -= rows
             self.totals[klass][1] -= batch_bytes
             self.drops.count(klass, reason, records, in_txn=True)
+            self.drops.count_native(native, in_txn=True)
             if rows < len(batch):
                 return freed
 
-    def evict_lowest(self, need_bytes: int, reason: str) -> int:
-        """Free `need_bytes` from the lowest classes first, never from alarms."""
+    def evict_lowest(self, need_bytes: int, reason: str, below: Klass = Klass.ALARM) -> int:
+        """Free `need_bytes` from the lowest classes first, only from classes below `below`
+        (never from alarms; at the disk floor and on a full disk, never from events either)."""
         freed = 0
         for klass in sorted(Klass):
-            if klass == Klass.ALARM or freed >= need_bytes:
+            if klass >= below or freed >= need_bytes:
                 break
             freed += self.drop_oldest(klass, need_bytes - freed, None, reason)
         return freed

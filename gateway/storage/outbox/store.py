@@ -11,8 +11,9 @@ an SD card). `meta` holds the seq high-water mark, drop counters, rows per class
 clean-shutdown marker, all updated in the same transactions as the messages they describe.
 
 Seq never goes backwards, even when a corrupt file is replaced: a sidecar file `<db>.seq` holds a
-*reservation* (a seq above every seq handed out); the writer renews it before handing out seqs
-past it, so a fresh database can safely start at the reservation.
+*reservation* (a row seq above every row seq handed out, and so above every native seq, which
+advances only with a row); the writer renews it before handing out seqs past it, so a fresh
+database can safely start both numberings at the reservation.
 """
 
 from __future__ import annotations
@@ -255,16 +256,25 @@ class OutboxStore:
         return True
 
     # -- seq ---------------------------------------------------------------------------------
-    def initial_seq(self) -> int:
-        """The last seq handed out, never below anything this gateway has published.
-
-        A database that had to be created (first start, lost or quarantined file) starts at the
-        reservation, which lies above every seq the previous database handed out."""
+    def initial_row(self) -> int:
+        """The last row seq handed out. A database that had to be created (first start, lost or
+        quarantined file) starts at the reservation, above every seq the previous one handed out."""
         if self.report.created:
             return self.read_reservation()
-        last = self.meta().get("last_seq", 0)
+        meta = self.meta()  # the native numbering never runs ahead of the rows'
+        return self._high_water(max(meta.get("last_row", 0), meta.get("last_seq", 0)), "seq")
+
+    def initial_seq(self) -> int:
+        """The last native seq handed out, never below anything this gateway has published (a
+        created database: the reservation, which lies above the row seqs and so the native ones)."""
+        if self.report.created:
+            return self.read_reservation()
+        # a schema-2 file not migrated yet (a full disk at start) has one numbering: its `seq`
+        return self._high_water(self.meta().get("last_seq", 0), "native_seq" if self.schema_ready else "seq")
+
+    def _high_water(self, last: int, column: str) -> int:
         for table in TABLES.values():
-            (top,) = self.conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()
+            (top,) = self.conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()
             last = max(last, top)
         return last
 
