@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table
 from gateway.core import Reading, SystemClock
-from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery import UplinkSettings
+from gateway.delivery.links import Links
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.upstream.encode import Encoder, Topics
 
@@ -94,7 +95,7 @@ def main() -> None:
         )
         assert counter.stdout is not None and counter.stdout.readline().strip() == b"ready"
 
-        uplink = Uplink(
+        links = Links(
             UplinkSettings(
                 "127.0.0.1", broker.port, False, inflight_max=args.inflight, drain_rate_msg_s=args.drain_rate
             ),
@@ -103,7 +104,7 @@ def main() -> None:
             SystemClock(),
             lambda: {},
         )
-        writer.on_commit = uplink.wake
+        uplink = links.uplink
         cpu0 = cpu_seconds()
         t1 = time.monotonic()
         uplink.start()

@@ -14,7 +14,7 @@ import platform
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.commands.router import CommandRouter
@@ -26,12 +26,16 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.links import Links
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
-from gateway.runtime.bridges import build_bridges, build_sparkplug_link
+from gateway.runtime.bridges import build_bridges
 from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
 from gateway.upstream.encode import Encoder, Topics
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
 
 log = logging.getLogger("lintel.daemon")
 
@@ -83,23 +87,16 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
+        self.links: Links | None = None
         self.uplink: Uplink | None = None
-        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: SparkplugLink | None = None
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
-            self.uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
-            self.writer.on_commit = self.uplink.wake
-            self.sparkplug = build_sparkplug_link(loaded, self.encoder.bridges, settings, self.writer, clock)
-            if self.sparkplug is not None:
-                native_wake, spb_wake = self.uplink.wake, self.sparkplug.wake
-
-                def wake_both(seq: int) -> None:
-                    native_wake(seq)
-                    spb_wake(seq)
-
-                self.writer.on_commit = wake_both
+            primary = config.bridges.sparkplug.primary_host_id
+            self.links = Links(settings, self.writer, self.encoder, clock, self.birth_body, primary)
+            self.uplink, self.sparkplug = self.links.uplink, self.links.sparkplug
 
     def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
         """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
