@@ -585,3 +585,20 @@ def test_a_100_mb_command_keeps_the_daemon_small_and_publishing(tmp_path: Path, 
         assert "dropped unread" in log, log[-2000:]
     else:  # the CONNECT's Maximum Packet Size made mosquitto drop it: it never reached the guard
         assert "dropped unread" not in log, log[-2000:]
+
+
+def test_the_ack_memory_keeps_only_what_the_writer_has_not_deleted(tmp_path: Path, broker: Mosquitto) -> None:
+    """The uplink remembers acknowledged rows across a reconnect only while their deletion is
+    pending (issue 28: kept whole up to 16,384 entries, 3.6 MiB per link, RSS grew with it)."""
+    gw = InProcessGateway(
+        tmp_path / "o.db", broker.port, OutboxLimits(commit_window_s=0.02, batch_max_readings=1)
+    )
+    gw.start()
+    try:
+        for i in range(5000):
+            gw.writer.submit(Reading(f"m{i % 3}", "power_w", float(i), 1_700_000_000_000 + i))
+        assert gw.wait_drained(60)
+        assert gw.uplink.acked >= 5000
+        assert len(gw.uplink.recently_acked) <= gw.writer.undeleted_acks() + 256  # one hand-over's worth
+    finally:
+        gw.stop()

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.core import Clock, Klass
+from gateway.core import Clock
 from gateway.delivery.link_thread import LinkThread, RecentlyAcked
 from gateway.delivery.report import UplinkReport
 from gateway.delivery.session import Session
@@ -53,7 +53,7 @@ class Uplink(LinkThread):
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
-        self.recently_acked: RecentlyAcked[tuple[Klass, int]] = RecentlyAcked()  # (class, seq)
+        self.recently_acked: RecentlyAcked = RecentlyAcked()  # (class, seq)
 
     def report(self) -> UplinkReport:
         return UplinkReport(

@@ -48,7 +48,7 @@ class LinkHost(Protocol):
     oversize_dropped: int
 
     @property
-    def recently_acked(self) -> RecentlyAcked[tuple[Klass, int]]: ...
+    def recently_acked(self) -> RecentlyAcked: ...
 
     def set_state(self, state: str, error: str | None = None) -> None: ...
 
@@ -229,6 +229,8 @@ class MqttSession:
         ):
             self.link.writer.ack(self.acks)
             self.acks = []
+            # every ack handed over before the writer's undeleted ones is deleted: forget those
+            self.link.recently_acked.keep_newest(self.link.writer.undeleted_acks())
 
     def _check_timeouts(self) -> None:
         s = self.link.settings

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from gateway.core import Clock, Klass
+from gateway.core import Clock
 from gateway.delivery.link_thread import LinkThread, RecentlyAcked
 from gateway.delivery.report import SparkplugLinkReport
 from gateway.delivery.settings import UplinkSettings
@@ -45,7 +45,7 @@ class SparkplugLink(LinkThread):
         self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)
-        self.recently_acked: RecentlyAcked[tuple[Klass, int]] = RecentlyAcked()
+        self.recently_acked: RecentlyAcked = RecentlyAcked()
 
     def bad_input(self, kind: str, what: str) -> None:
         n = self.rejected.get(kind, 0)
