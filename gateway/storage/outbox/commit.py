@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from gateway.storage.outbox.messages import (
     build_messages,
     item_klass,
 )
+from gateway.storage.outbox.repair import remove_corrupt
 from gateway.storage.outbox.space import SpaceKeeper, Totals
 from gateway.storage.outbox.store import SEQ_RESERVE_BLOCK, TABLES, OutboxStore
 from gateway.upstream.encode import Encoder
@@ -54,6 +56,19 @@ class DiskFull(Exception):
         self.items = items
 
 
+def held_on_full_disk(items: list[Item], drops: DropCounter, limit: int) -> list[Item]:
+    """What of a group that found the disk full is held in memory for the next try: alarms, then
+    events, in order, up to `limit`. Only what is let go is counted (`disk_full`), once: a held
+    record is not a drop (stats are made again: not records)."""
+    keep: list[Item] = [i for i in items if not isinstance(i, StatsBody) and item_klass(i) >= Klass.EVENT]
+    keep.sort(key=lambda i: item_klass(i) != Klass.ALARM)  # stable: alarms first, order kept
+    kept, over = keep[:limit], keep[limit:]
+    lower = (i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT)
+    for item in [*over, *lower]:
+        drops.count(item_klass(item), "disk_full", 1)
+    return kept
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     return "full" in str(exc).lower()
 
@@ -68,7 +83,7 @@ class Committer:
         encoder: Encoder,
         clock: Clock,
         limits: OutboxLimits,
-        disk_free: Callable[[], int],
+        disk_free: Callable[[], int] | None,
         totals: Totals,
         drops: DropCounter,
     ) -> None:
@@ -76,7 +91,7 @@ class Committer:
         self.encoder = encoder
         self.clock = clock
         self.limits = limits
-        self.disk_free = disk_free
+        self.disk_free = disk_free or self._statvfs_free
         self.totals = totals
         self.drops = drops
         self.space = SpaceKeeper(
@@ -95,6 +110,20 @@ class Committer:
         self.last_commit_ms: int | None = None
         self.last_commit_mono: float | None = None
         self.next_maintenance = 0.0
+
+    def degraded(self, held: int) -> str | None:
+        """Why the outbox is not fully working (None when it is): for status and birth."""
+        if self.disk_full:
+            return f"disk full: {held} alarms/events held in memory"
+        if self.store.report.degraded:
+            return self.store.report.degraded
+        if self.at_disk_floor:
+            return "disk floor: only alarms and events are accepted"
+        return None
+
+    def _statvfs_free(self) -> int:
+        st = os.statvfs(self.store.path.parent)
+        return st.f_bavail * st.f_frsize
 
     def commit(self, items: list[Item], acks: list[Ack]) -> None:
         """Encode and commit one group. Raises DiskFull when the disk has no room even after
@@ -129,7 +158,7 @@ class Committer:
         if maintenance:
             self.next_maintenance = self.clock.monotonic() + MAINTENANCE_INTERVAL_S
             if not at_floor:
-                self.store.keep_reserve()  # room for the next full disk (needs 4x its size free)
+                self.store.reserve.keep()  # room for the next full disk (needs 4x its size free)
 
     def _floor_check(self) -> bool:
         free = self.disk_free()
@@ -158,7 +187,7 @@ class Committer:
         rows = build_messages(items, self.encoder, last_row, last_seq, now_ms, self.limits.batch_max_readings)
         if rows and rows[-1].seq > self._reserved:
             self._reserved = rows[-1].seq + SEQ_RESERVE_BLOCK
-            self.store.reserve(self._reserved)
+            self.store.reserve_seqs(self._reserved)
         return rows
 
     def _make_room(self, rows: list[MessageRow]) -> None:
@@ -166,7 +195,7 @@ class Committer:
         the WAL into the database and truncate it; then evict telemetry and state (this needs room
         too, in the WAL)."""
         self.set_disk_full(True)
-        self.store.release_reserve()
+        self.store.reserve.release()
         with contextlib.suppress(sqlite3.OperationalError):
             self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         need = sum(r.size for r in rows) * 2 + 64 * 1024
@@ -250,34 +279,12 @@ class Committer:
         self.drops.settle(committed=True)
 
     def _remove_corrupt(self, cur: sqlite3.Cursor) -> None:
-        """Delete the rows readers found bad (checked again here), count each once, and leave one
+        """Delete the rows readers found bad (checks.remove_corrupt) and leave one
         `outbox_row_corrupt` event naming their native seqs (what receivers miss) for the writer."""
-        removed: dict[str, list[int]] = defaultdict(list)
-        n = 0
-        for klass, seq in self.store.corrupt.take():
-            row = cur.execute(
-                f"SELECT CAST(topic AS BLOB), payload, records, crc, LENGTH(payload) + LENGTH(topic), "
-                f"native_seq FROM {TABLES[klass]} WHERE seq=?",
-                (seq,),
-            ).fetchone()
-            if row is None:
-                continue  # acknowledged or evicted meanwhile
-            topic, payload, records, crc, size, native_seq = row
-            if crc is None or (
-                isinstance(records, int) and row_crc(int(klass), seq, records, topic, payload) == crc
-            ):
-                continue  # it reads well now: a reader's transient error, keep it
-            cur.execute(f"DELETE FROM {TABLES[klass]} WHERE seq=?", (seq,))
-            self.totals[klass][0] -= 1
-            self.totals[klass][1] -= size or 0
-            self.drops.count(klass, "corrupt", 1, in_txn=True)
-            n += 1
-            if isinstance(native_seq, int):
-                self.drops.count_native(1, in_txn=True)
-                removed[klass.label].append(native_seq)
+        n, removed = remove_corrupt(cur, self.store.corrupt.take(), self.totals, self.drops)
         if n:
             self.corrupt_rows += n
-            log.error("outbox: %d rows failed their checksum and were removed: %s", n, dict(removed))
+            log.error("outbox: %d rows failed their checksum and were removed: %s", n, removed)
             self.found_corrupt = Event(
                 "gateway",
                 "outbox_row_corrupt",

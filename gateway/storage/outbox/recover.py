@@ -17,8 +17,9 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from gateway.storage.outbox.pages import Pages, read_header, scan_wal, split_pages
+from gateway.storage.outbox.pages import Pages, read_header, split_pages
 from gateway.storage.outbox.salvage import Row, SalvageReport, salvage
+from gateway.storage.outbox.wal import scan_wal
 
 log = logging.getLogger("lintel.outbox")
 

@@ -2,7 +2,7 @@
 
 How (contract):
 1. Page images: the file (a truncated last page padded), overlaid with every WAL frame of a
-   committed transaction whose own checksum holds (`pages.scan_wal`), so one damaged frame does
+   committed transaction whose own checksum holds (`wal.scan_wal`), so one damaged frame does
    not hide the transactions after it.
 2. Tree walk: from the schema on page 1, each class table's b-tree is walked; a child that is not a
    valid page marks its key range `(lo, hi]` damaged. Each leaf cell must pass its row crc.

@@ -34,13 +34,13 @@ from gateway.core.files import replace_durably
 from gateway.storage.outbox.checks import CorruptRows, register, unregister
 from gateway.storage.outbox.reader import OutboxReader
 from gateway.storage.outbox.recover import read_wal, reinsert, salvage_file, wal_damage
+from gateway.storage.outbox.reserve import DiskReserve
 from gateway.storage.outbox.salvage import SalvageReport
 from gateway.storage.outbox.schema import SCHEMA_VERSION, TABLES, PendingMessage, connect, migrate
 
 log = logging.getLogger("lintel.outbox")
 
 SEQ_RESERVE_BLOCK = 100_000
-RESERVE_BYTES = 1024 * 1024  # `<db>.reserve`: given back to the outbox when the disk is full at start
 
 
 @dataclass(slots=True)
@@ -118,7 +118,7 @@ class OutboxStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seq_file = path.with_name(path.name + ".seq")
-        self.reserve_file = path.with_name(path.name + ".reserve")
+        self.reserve = DiskReserve(path.with_name(path.name + ".reserve"))
         self.report = OpenReport()
         self.lock = threading.RLock()  # held by write transactions and shared-connection reads
         self.exclusive = False
@@ -132,7 +132,7 @@ class OutboxStore:
                 raise
             # A full disk: give back the reserve, and if that is not enough open without the
             # shared-memory file (which is what SQLite could not create).
-            self.release_reserve()
+            self.reserve.release()
             try:
                 self._open(exclusive=False)
             except OutboxUnavailable as exc2:
@@ -147,7 +147,7 @@ class OutboxStore:
         meta = self.meta()
         self.report.was_clean_shutdown = self.report.created or meta.get("clean_shutdown", 0) == 1
         self.set_meta({"clean_shutdown": 0})
-        self.keep_reserve()
+        self.reserve.keep()
 
     def _open(self, *, exclusive: bool) -> None:
         path = self.path
@@ -227,34 +227,6 @@ class OutboxStore:
                     raise
                 log.warning("outbox: cannot write %s (disk full)", ", ".join(values))
 
-    # -- disk reserve ------------------------------------------------------------------------
-    def keep_reserve(self) -> bool:
-        """Create `<db>.reserve` when there is room for it and it is missing (a full disk at the
-        next start then has room for SQLite's -shm and a few commits). True if it exists."""
-        if self.reserve_file.exists():
-            return True
-        try:
-            st = os.statvfs(self.path.parent)
-            if st.f_bavail * st.f_frsize < 4 * RESERVE_BYTES:
-                return False
-            with open(self.reserve_file, "wb") as fh:
-                fh.write(b"\0" * RESERVE_BYTES)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError:
-            with contextlib.suppress(OSError):
-                self.reserve_file.unlink()
-            return False
-        return True
-
-    def release_reserve(self) -> bool:
-        try:
-            self.reserve_file.unlink()
-        except FileNotFoundError:
-            return False
-        log.warning("outbox: disk full: released the %d KiB reserve", RESERVE_BYTES // 1024)
-        return True
-
     # -- seq ---------------------------------------------------------------------------------
     def initial_row(self) -> int:
         """The last row seq handed out. A database that had to be created (first start, lost or
@@ -284,7 +256,7 @@ class OutboxStore:
         except (FileNotFoundError, ValueError):
             return 0
 
-    def reserve(self, upto: int) -> None:
+    def reserve_seqs(self, upto: int) -> None:
         """Durably promise that no seq above `upto` has been used (atomic replace + fsync)."""
         replace_durably(self.seq_file, f"{upto}\n".encode())
 

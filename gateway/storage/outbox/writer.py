@@ -23,15 +23,14 @@ The commit itself (numbering, floor, transaction, full disk) is commit.py's `Com
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.core import Clock, Klass, Record
-from gateway.storage.outbox.commit import Ack, Committer, DiskFull
+from gateway.storage.outbox.commit import Ack, Committer, DiskFull, held_on_full_disk
 from gateway.storage.outbox.drops import DropCounter
-from gateway.storage.outbox.messages import Item, OutboxLimits, ResultBody, StatsBody, item_klass
+from gateway.storage.outbox.messages import Item, OutboxLimits, ResultBody, StatsBody
 from gateway.storage.outbox.report import ClassCounts, OutboxReport
 from gateway.storage.outbox.store import OutboxStore
 from gateway.upstream.encode import Encoder
@@ -75,12 +74,10 @@ class OutboxWriter:
         self._thread: threading.Thread | None = None
         self.totals: dict[Klass, list[int]] = {k: list(v) for k, v in store.class_totals().items()}
         self.drops = DropCounter(store.meta())
-        self.committer = Committer(
-            store, encoder, clock, limits, disk_free or self._statvfs_free, self.totals, self.drops
-        )
+        self.committer = Committer(store, encoder, clock, limits, disk_free, self.totals, self.drops)
         self.last_error: str | None = None
         self.held = 0  # alarms/events held in memory because the disk is full
-        store.corrupt.listener = self._wake
+        store.corrupt.listener = lambda: self._queue(None)
 
     @property
     def last_row(self) -> int:
@@ -122,26 +119,20 @@ class OutboxWriter:
 
     def submit_stats(self, body: Mapping[str, Any]) -> None:
         """Queue a gateway stats message (state class)."""
-        with self._cond:
-            self._pending.append(StatsBody(body))
-            if self._pending_since is None:
-                self._pending_since = self.clock.monotonic()
-                self._cond.notify()  # the writer may be asleep with no deadline: give it one
+        self._queue(StatsBody(body))
 
     def submit_result(self, body: Mapping[str, Any]) -> None:
         """Queue a command result (event class)."""
+        self._queue(ResultBody(body))
+
+    def _queue(self, item: Item | None) -> None:
+        """Queue `item` (None: nothing, a reader found a corrupt row) for a commit within the window."""
         with self._cond:
-            self._pending.append(ResultBody(body))
+            if item is not None:
+                self._pending.append(item)
             if self._pending_since is None:
                 self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
-
-    def _wake(self) -> None:
-        """Something needs a commit soon (a reader found a corrupt row)."""
-        with self._cond:
-            if self._pending_since is None:
-                self._pending_since = self.clock.monotonic()
-                self._cond.notify()
 
     def ack(self, acks: Iterable[tuple[Klass, int, int]]) -> None:
         """Delete acknowledged messages, given as (class, seq, size) triples."""
@@ -225,13 +216,7 @@ class OutboxWriter:
     @property
     def degraded(self) -> str | None:
         """Why the outbox is not fully working (None when it is): for status and birth."""
-        if self.committer.disk_full:
-            return f"disk full: {self.held} alarms/events held in memory"
-        if self.store.report.degraded:
-            return self.store.report.degraded
-        if self.committer.at_disk_floor:
-            return "disk floor: only alarms and events are accepted"
-        return None
+        return self.committer.degraded(self.held)
 
     # -- writer thread ------------------------------------------------------------------------
     def _due(self) -> float | None:
@@ -303,23 +288,11 @@ class OutboxWriter:
                 return
 
     def _keep_for_retry(self, items: list[Item], acks: list[Ack]) -> None:
-        """The disk is full: hold alarms, then events, up to RETRY_KEEP_MAX, for the next commit.
-        Only what is let go is counted (`disk_full`), once: a held record is not a drop."""
-        keep = [i for i in items if not isinstance(i, StatsBody) and item_klass(i) >= Klass.EVENT]
-        keep.sort(key=lambda i: item_klass(i) != Klass.ALARM)  # stable: alarms first, order kept
-        kept, over = keep[:RETRY_KEEP_MAX], keep[RETRY_KEEP_MAX:]
-        for item in [
-            *over,
-            *(i for i in items if not isinstance(i, StatsBody) and item_klass(i) < Klass.EVENT),
-        ]:
-            self.drops.count(item_klass(item), "disk_full", 1)
+        """The disk is full: hold what `held_on_full_disk` keeps for the next commit."""
+        kept = held_on_full_disk(items, self.drops, RETRY_KEEP_MAX)
         self.held = len(kept)
         with self._cond:
             self._pending[:0] = kept
             self._acks[:0] = acks
             if kept or acks:  # retried a commit window later, not every ACK_COMMIT_S
                 self._pending_since = self.clock.monotonic()
-
-    def _statvfs_free(self) -> int:
-        st = os.statvfs(self.store.path.parent)
-        return st.f_bavail * st.f_frsize
