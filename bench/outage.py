@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table
 from gateway.core import Reading, SystemClock
-from gateway.delivery import UplinkSettings
+from gateway.delivery import Uplink, UplinkSettings
 from gateway.delivery.links import Links
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.upstream.encode import Encoder, Topics
@@ -96,13 +96,19 @@ def main() -> None:
         assert counter.stdout is not None and counter.stdout.readline().strip() == b"ready"
 
         links = Links(
-            UplinkSettings(
-                "127.0.0.1", broker.port, False, inflight_max=args.inflight, drain_rate_msg_s=args.drain_rate
-            ),
-            writer,
-            encoder,
-            SystemClock(),
-            lambda: {},
+            Uplink(
+                UplinkSettings(
+                    "127.0.0.1",
+                    broker.port,
+                    False,
+                    inflight_max=args.inflight,
+                    drain_rate_msg_s=args.drain_rate,
+                ),
+                writer,
+                encoder,
+                SystemClock(),
+                lambda: {},
+            )
         )
         uplink = links.uplink
         cpu0 = cpu_seconds()

@@ -9,39 +9,32 @@ stop them before it: a link's graceful end still acknowledges rows to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from gateway.core import Clock
 from gateway.delivery.client import Uplink
-from gateway.delivery.settings import UplinkSettings
-from gateway.storage.outbox.writer import OutboxWriter
-from gateway.upstream.encode import Encoder
 
 if TYPE_CHECKING:
     from gateway.delivery.sparkplug_link import SparkplugLink
 
 
 class Links:
-    def __init__(
-        self,
-        settings: UplinkSettings,
-        writer: OutboxWriter,
-        encoder: Encoder,
-        clock: Clock,
-        birth_body: Callable[[], Mapping[str, Any]],
-        primary_host_id: str | None = None,
-    ) -> None:
-        self.uplink = Uplink(settings, writer, encoder, clock, birth_body)
+    """`uplink` and, when the encoder's bridges include Sparkplug B, a Sparkplug link beside it (the
+    same broker settings, the same writer), each woken by every commit of the writer."""
+
+    def __init__(self, uplink: Uplink, primary_host_id: str | None = None) -> None:
+        self.uplink = uplink
         self.sparkplug: SparkplugLink | None = None
-        if encoder.bridges:  # the Sparkplug modules (protobuf) are imported only with a bridge on
+        bridges = uplink.encoder.bridges
+        if bridges:  # the Sparkplug modules (protobuf) are imported only with a bridge on
             from gateway.delivery.sparkplug_link import SparkplugLink
             from gateway.upstream.bridges.sparkplug import SparkplugBridge
 
-            spb = next((b for b in encoder.bridges.items if isinstance(b, SparkplugBridge)), None)
+            spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None)
             if spb is not None:
-                self.sparkplug = SparkplugLink(settings, writer, clock, spb, primary_host_id)
-        writer.on_commit = self.wake
+                self.sparkplug = SparkplugLink(
+                    uplink.settings, uplink.writer, uplink.clock, spb, primary_host_id
+                )
+        uplink.writer.on_commit = self.wake
 
     @property
     def all(self) -> list[Uplink | SparkplugLink]:

@@ -95,7 +95,7 @@ class Core:
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
             primary = config.bridges.sparkplug.primary_host_id
-            self.links = Links(settings, self.writer, self.encoder, clock, self.birth_body, primary)
+            self.links = Links(Uplink(settings, self.writer, self.encoder, clock, self.birth_body), primary)
             self.uplink, self.sparkplug = self.links.uplink, self.links.sparkplug
 
     def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core import Event, Klass, Reading, SystemClock
-from gateway.delivery import UplinkSettings
+from gateway.delivery import Uplink, UplinkSettings
 from gateway.delivery.links import Links
 from gateway.delivery.sparkplug_link import SparkplugLink
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -32,7 +32,7 @@ class InProcessGateway:
         self.writer = OutboxWriter(OutboxStore(db), self.encoder, SystemClock(), limits or OutboxLimits())
         options: dict[str, Any] = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "stable_after_s": 1.0}
         options.update(settings)
-        self.links = Links(
+        uplink = Uplink(
             UplinkSettings(host="127.0.0.1", port=port, tls=bool(options.pop("tls", False)), **options),
             self.writer,
             self.encoder,
@@ -45,6 +45,7 @@ class InProcessGateway:
                 "outbox": {"rows": _zero(), "bytes": _zero(), "dropped": {}},
             },
         )
+        self.links = Links(uplink)
         self.uplink = self.links.uplink
         self.sparkplug: SparkplugLink | None = self.links.sparkplug  # with a Sparkplug bridge on
 

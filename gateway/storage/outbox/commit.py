@@ -77,25 +77,21 @@ class Committer:
     """The writer thread's commit: see the module. `position` is (last row seq, last native seq),
     replaced as one value after each commit, so another thread reads a consistent pair."""
 
-    def __init__(
-        self,
-        store: OutboxStore,
-        encoder: Encoder,
-        clock: Clock,
-        limits: OutboxLimits,
-        disk_free: Callable[[], int] | None,
-        totals: Totals,
-        drops: DropCounter,
-    ) -> None:
+    def __init__(self, store: OutboxStore, encoder: Encoder, clock: Clock, limits: OutboxLimits) -> None:
         self.store = store
         self.encoder = encoder
         self.clock = clock
         self.limits = limits
-        self.disk_free = disk_free or self._statvfs_free
-        self.totals = totals
-        self.drops = drops
+        self.disk_free: Callable[[], int] = self._statvfs_free  # bytes free where the outbox lives
+        self.totals: Totals = {k: list(v) for k, v in store.class_totals().items()}
+        self.drops = DropCounter(store.meta())
         self.space = SpaceKeeper(
-            store.conn, totals, drops, limits.class_max_bytes, limits.max_bytes, limits.class_max_age_ms
+            store.conn,
+            self.totals,
+            self.drops,
+            limits.class_max_bytes,
+            limits.max_bytes,
+            limits.class_max_age_ms,
         )
         self.position = (store.initial_row(), store.initial_seq())
         self._reserved = max(store.read_reservation(), self.position[0])

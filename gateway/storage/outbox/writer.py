@@ -29,7 +29,6 @@ from typing import Any
 
 from gateway.core import Clock, Klass, Record
 from gateway.storage.outbox.commit import Ack, Committer, DiskFull, held_on_full_disk
-from gateway.storage.outbox.drops import DropCounter
 from gateway.storage.outbox.messages import Item, OutboxLimits, ResultBody, StatsBody
 from gateway.storage.outbox.report import ClassCounts, OutboxReport
 from gateway.storage.outbox.store import OutboxStore
@@ -72,9 +71,10 @@ class OutboxWriter:
         self._commits_done = 0
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.totals: dict[Klass, list[int]] = {k: list(v) for k, v in store.class_totals().items()}
-        self.drops = DropCounter(store.meta())
-        self.committer = Committer(store, encoder, clock, limits, disk_free, self.totals, self.drops)
+        self.committer = Committer(store, encoder, clock, limits)
+        if disk_free is not None:
+            self.committer.disk_free = disk_free
+        self.totals, self.drops = self.committer.totals, self.committer.drops  # shared, updated in place
         self.last_error: str | None = None
         self.held = 0  # alarms/events held in memory because the disk is full
         store.corrupt.listener = lambda: self._queue(None)
