@@ -4,9 +4,10 @@ Counts are records (readings or events), not messages. Drops made inside a trans
 for space) count only once that transaction commits: a rolled-back eviction dropped nothing.
 The counters live in the outbox's `meta` table as `drop.<class>.<reason>` and survive restarts.
 
-Beside them, `native_seqs_dropped` counts the native messages deleted unsent (evicted, expired,
-corrupt): the holes a receiver sees in the native `seq`, and the only ones (bridge rows have no
-native seq; a record dropped before it was numbered leaves none).
+Beside them, `native_seqs_dropped` counts the native messages deleted before their PUBACK
+(evicted, expired, corrupt): the holes a receiver sees in the native `seq`, and the only ones
+(bridge rows have no native seq; a record dropped before it was numbered leaves none). A message
+evicted while in flight may still arrive: the count is never below the holes, equal otherwise.
 """
 
 from __future__ import annotations
