@@ -85,7 +85,7 @@ def encode_cost(meters: int, commits: int, which: str) -> tuple[float, float, fl
             for g in groups:
                 built = build_messages(g, enc, 0, 0, 0, 500)
                 rows += len(built)
-                size += sum(len(topic) + len(payload) for _k, _s, topic, payload, _r in built)
+                size += sum(r.size for r in built)
             best = min(best, time.perf_counter() - start)
         elapsed = best
     readings = commits * (meters * len(POINTS) + 1)
