@@ -118,3 +118,17 @@ def test_a_schema_2_outbox_migrates_on_open_and_both_numberings_continue(tmp_pat
     # new native messages continue from 9 without a hole, whatever the bridges added
     assert sorted(n for n in held if n > 9) == list(range(10, last_seq + 1)) and last_seq == 11
     assert last_row > last_seq
+
+
+def test_salvage_names_the_lost_stretch_in_native_seqs() -> None:
+    """A damaged page lost row seqs 5..8 of telemetry; bridge rows between carry no native seq, so
+    the event names the native seqs a receiver will miss: those between the recovered neighbours."""
+    from gateway.storage.outbox.salvage import Row, _in_native_seqs
+
+    def row(seq: int, native: int | None) -> Row:
+        return Row(Klass.TELEMETRY, seq, b"t", b"p", T, 1 if native else 0, 0, native)
+
+    recovered = [row(1, 1), row(2, None), row(3, 2), row(4, None), row(9, 5), row(10, None), row(11, 6)]
+    assert _in_native_seqs([(5, 8)], recovered, last_seq=6) == [(3, 4)]
+    assert _in_native_seqs([(12, 20)], recovered, last_seq=9) == [(7, 9)]  # past the last recovered row
+    assert _in_native_seqs([(10, 10)], recovered, last_seq=6) == []  # only a bridge row was there
