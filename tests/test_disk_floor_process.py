@@ -3,7 +3,7 @@ below `min_free_disk_mb` but not full. Threshold alarms open and close all the w
 that arrives also gets its `alarm_resolved`, and no event is dropped: room for events comes only
 from telemetry and state, and an event is never evicted to make room at the floor.
 
-`LINTEL_FLOOR_S` sets how long the gateway stays at the floor (default 20 s in the suite; the issue's
+`LINTEL_FLOOR_S` sets how long the gateway stays at the floor (default 12 s in the suite; the issue's
 figure is 90 s: `LINTEL_FLOOR_S=90 pytest tests/test_disk_floor_process.py`)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.test_full_disk_process import config_text, small_state  # noqa: F401 
 MIB = 1024 * 1024
 FLOOR_MB = 5  # min_free_disk_mb
 LEAVE_FREE = 3 * MIB  # below the floor, far from full
-FLOOR_S = float(os.environ.get("LINTEL_FLOOR_S", "20"))
+FLOOR_S = float(os.environ.get("LINTEL_FLOOR_S", "12"))
 
 
 def leave_free(mnt: Path, filler: Path, free: int) -> None:
