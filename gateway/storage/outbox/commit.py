@@ -85,14 +85,7 @@ class Committer:
         self.disk_free: Callable[[], int] = self._statvfs_free  # bytes free where the outbox lives
         self.totals: Totals = {k: list(v) for k, v in store.class_totals().items()}
         self.drops = DropCounter(store.meta())
-        self.space = SpaceKeeper(
-            store.conn,
-            self.totals,
-            self.drops,
-            limits.class_max_bytes,
-            limits.max_bytes,
-            limits.class_max_age_ms,
-        )
+        self.space = SpaceKeeper(store.conn, self.totals, self.drops, limits)
         self.position = (store.initial_row(), store.initial_seq())
         self._reserved = max(store.read_reservation(), self.position[0])
         self.uncounted: list[Item] = []  # records of the commit under way not counted as dropped

@@ -9,11 +9,11 @@ the transaction commits: the records, and the native seqs it leaves missing (bri
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 
 from gateway.core import Klass
 from gateway.core.clock import SANE_EPOCH_MS
 from gateway.storage.outbox.drops import DropCounter
+from gateway.storage.outbox.messages import OutboxLimits
 from gateway.storage.outbox.store import TABLES
 
 # Messages stamped before the clock was set (SANE_EPOCH_MS) have an unknown age and are never
@@ -25,20 +25,12 @@ Totals = dict[Klass, list[int]]  # class -> [rows, bytes]; shared with the write
 
 class SpaceKeeper:
     def __init__(
-        self,
-        conn: sqlite3.Connection,
-        totals: Totals,
-        drops: DropCounter,
-        class_max_bytes: Mapping[Klass, int | None],
-        max_bytes: int,
-        class_max_age_ms: Mapping[Klass, int],
+        self, conn: sqlite3.Connection, totals: Totals, drops: DropCounter, limits: OutboxLimits
     ) -> None:
         self.conn = conn
         self.totals = totals
         self.drops = drops
-        self.class_max_bytes = class_max_bytes
-        self.max_bytes = max_bytes
-        self.class_max_age_ms = class_max_age_ms
+        self.limits = limits  # class_max_bytes, max_bytes, class_max_age_ms
 
     def drop_oldest(
         self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str
@@ -84,15 +76,15 @@ class SpaceKeeper:
 
     def enforce_caps(self) -> None:
         for klass in Klass:
-            cap = self.class_max_bytes.get(klass)
+            cap = self.limits.class_max_bytes.get(klass)
             if cap is not None and self.totals[klass][1] > cap:
                 self.drop_oldest(klass, self.totals[klass][1] - cap, None, "class_full")
-        over = sum(t[1] for t in self.totals.values()) - self.max_bytes
+        over = sum(t[1] for t in self.totals.values()) - self.limits.max_bytes
         if over > 0:
             self.evict_lowest(over, "outbox_full")
 
     def expire(self, now_ms: int) -> None:
         if now_ms < SANE_EPOCH_MS:
             return  # the clock is not set: no age can be known
-        for klass, max_age_ms in self.class_max_age_ms.items():
+        for klass, max_age_ms in self.limits.class_max_age_ms.items():
             self.drop_oldest(klass, None, now_ms - max_age_ms, "expired")

@@ -54,10 +54,7 @@ class OutboxWriter:
         on_commit: Callable[[int], None] | None = None,
         disk_free: Callable[[], int] | None = None,
     ) -> None:
-        self.store = store
-        self.encoder = encoder
-        self.clock = clock
-        self.limits = limits
+        self.store, self.clock, self.limits = store, clock, limits
         self.on_commit = on_commit
         self._cond = threading.Condition()
         self._pending: list[Item] = []
