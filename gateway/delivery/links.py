@@ -21,7 +21,10 @@ class Links:
     """`uplink` and, when the encoder's bridges include Sparkplug B, a Sparkplug link beside it (the
     same broker settings, the same writer), each woken by every commit of the writer."""
 
-    def __init__(self, uplink: Uplink, primary_host_id: str | None = None) -> None:
+    def __init__(
+        self, uplink: Uplink, primary_host_id: str | None = None, *, qos: int = 0, state_skew_s: float = 300.0
+    ) -> None:
+        """`primary_host_id`, `qos` and `state_skew_s`: the Sparkplug link's (SparkplugLink)."""
         self.uplink = uplink
         self.sparkplug: SparkplugLink | None = None
         bridges = uplink.encoder.bridges

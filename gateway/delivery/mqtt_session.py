@@ -204,15 +204,26 @@ class MqttSession:
             self._lost("keepalive timed out")
 
     def _publish_row(
-        self, klass: Klass, seq: int, size: int, topic: str, payload: bytes, retain: bool
+        self,
+        klass: Klass,
+        seq: int,
+        size: int,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
     ) -> bool:
-        """Publish one stored row at QoS 1; False (the session ended) if paho would not take it."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        """Publish one stored row; False (the session ended) if paho would not take it. A QoS 1 row
+        is done on its PUBACK; a QoS 0 row once paho has written it to the socket."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost(f"publish failed: {mqtt.error_string(info.rc)}")
             return False
         self.inflight[info.mid] = InFlight(klass, seq, size, self.link.clock.monotonic())
         self.link.sent += 1
+        if info.is_published():  # QoS 0 written at once: paho's on_publish came before the entry
+            self._on_publish(self.client, None, info.mid, None, None)
         return True
 
     def _done(self, klass: Klass, seq: int, size: int) -> None:

@@ -112,7 +112,7 @@ class Session(MqttSession):
                     self._done(msg.klass, msg.seq, msg.size)
                     self.superseded += 1
                     continue
-            if not self._publish_row(msg.klass, msg.seq, msg.size, msg.topic, msg.payload, retain):
+            if not self._publish_row(msg.klass, msg.seq, msg.size, msg.topic, msg.payload, retain=retain):
                 return
         up.inflight_count = len(self.inflight)
 
