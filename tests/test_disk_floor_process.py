@@ -50,11 +50,7 @@ def test_at_the_disk_floor_every_alarm_gets_its_resolved_and_no_event_is_dropped
     meter.pin("power_w", 50.0)
     modbus = ModbusThread([meter]).start()
     config = tmp_path / "lintel.toml"
-    config.write_text(
-        config_text(small_state, broker.port, modbus.port).replace(
-            "min_free_disk_mb = 0", f"min_free_disk_mb = {FLOOR_MB}"
-        )
-    )
+    config.write_text(config_text(small_state, broker.port, modbus.port, min_free_disk_mb=FLOOR_MB))
     collector = Collector(broker.port, topic="lintel/#").start()
     proc = lintel("run", "-c", str(config))
     try:

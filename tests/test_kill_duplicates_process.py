@@ -36,8 +36,7 @@ interval_s = 0.05
 def test_one_kill_9_sends_again_at_most_the_window_and_the_undeleted_acks(
     tmp_path: Path, broker: Mosquitto, collector: Collector
 ) -> None:
-    config = write_config(tmp_path, broker.url, sources=LOAD, outbox="")
-    config.write_text(config.read_text().replace("batch_max_readings = 50", "batch_max_readings = 1"))
+    config = write_config(tmp_path, broker.url, sources=LOAD, outbox={"batch_max_readings": 1})
     db = tmp_path / "state" / "outbox.db"
     proc = lintel("run", "-c", str(config))
     wait_status(
