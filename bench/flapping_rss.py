@@ -100,7 +100,7 @@ interval_s = 0.1
 """
     mqtt = f'url = "mqtt://127.0.0.1:{broker.port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 2\n'
     bridges = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\n"
-    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=sources, extra="batch_max_readings = 1\n") + bridges
+    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=sources, outbox={"batch_max_readings": 1}) + bridges
     config = tmp / "lintel.toml"
     config.write_text(text)
     proc = subprocess.Popen(
