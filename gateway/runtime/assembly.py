@@ -38,6 +38,7 @@ from gateway.upstream.encode import Encoder, Topics
 
 if TYPE_CHECKING:
     from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.inference.engine import InferenceEngine
 
 log = logging.getLogger("lintel.daemon")
 
@@ -90,9 +91,9 @@ class Core:
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.links: Links | None = None
-        self._engine: Any = None  # gateway.inference.engine.InferenceEngine, once a lane asked
+        self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
-        self.sparkplug: SparkplugLink | None = None
+        self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
@@ -117,7 +118,7 @@ class Core:
             lambda name: read_secret(loaded.resolve(name)),
         )
 
-    def engine(self) -> Any:
+    def engine(self) -> InferenceEngine:
         """One inference engine (one thread) for every camera lane, created on first use (a
         gateway without cameras never imports onnxruntime)."""
         if self._engine is None:
