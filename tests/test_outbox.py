@@ -139,7 +139,8 @@ def test_seq_stays_above_everything_after_a_corrupt_database_is_replaced(db: Pat
 
 
 def test_corrupt_pages_are_detected_quarantined_and_salvaged(db: Path) -> None:
-    w = make_writer(db, commit_window_s=0.01)
+    # one commit (the flush, before the window ends): one telemetry message per source, 40 rows
+    w = make_writer(db, commit_window_s=5.0)
     for i in range(2000):
         w.submit(reading(i, source=f"s{i % 40}"))
     w.flush()
