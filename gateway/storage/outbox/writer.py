@@ -4,15 +4,13 @@ Contract (README "Delivery contract"):
 - `submit()` is non-blocking and thread-safe. A record is *accepted* once the transaction holding
   it commits. Ordinary records are committed in groups at most `commit_window_s` after the first of
   them arrived; an alarm wakes the writer at once, and every commit is fsynced.
-- Each message gets the next row `seq`, and a native message the next native seq (the `seq` in its
-  payload; bridge rows have none, so a hole in it is always a counted drop). Both are stored in the
-  same transaction (and reserved in a sidecar file ahead of use), so neither goes backwards across
-  restarts or a replaced database.
+- Each message gets the next row `seq`, a native one also the next native seq (bridge rows have
+  none: a hole in it is a counted drop); stored in the same transaction and reserved ahead of use.
 - `ack()` deletes rows the broker acknowledged, by (class, seq), in a commit within ACK_COMMIT_S.
 - Each row is written with its crc (`checks.row_crc`); rows readers found bad are deleted, counted
   (`<class>.corrupt`) and reported in an `outbox_row_corrupt` event.
-- A full disk: the reserve file is released and the WAL truncated, telemetry and state are evicted,
-  and alarms then events are held in memory (bounded); a held record is not counted as dropped.
+- A full disk: reserve released, WAL truncated, telemetry and state evicted, alarms then events held
+  in memory (bounded); a held record is not counted as dropped.
 - Space: per-class byte caps, a total byte cap and per-class age limits; when over, the oldest
   messages of the lowest class go first; alarms are never evicted for space. At the disk floor only
   alarms and events are accepted, and room for them comes only from telemetry and state (commit.py).
@@ -24,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.core import Clock, Klass, Record
@@ -91,28 +89,35 @@ class OutboxWriter:
         """(last row seq, last native seq) of one and the same commit."""
         return self.committer.position
 
-    # -- API used by other threads ----------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._thread.start()
 
     def submit(self, record: Record) -> bool:
         """Queue a record for the next commit. False (and counted) if the queue is full."""
-        klass = record.klass
+        return self.submit_many((record,))[0]
+
+    def submit_many(self, records: Sequence[Record]) -> list[bool]:
+        """`submit` for a batch under one lock: whether each record was queued (telemetry is refused,
+        and counted, once the queue is full; other classes always go in)."""
+        taken: list[bool] = []
         with self._cond:
-            if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
-                self.drops.count(klass, "queue_full", 1)
-                return False
-            self._pending.append(record)
-            if self._pending_since is None:
+            for record in records:
+                klass = record.klass
+                if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
+                    self.drops.count(klass, "queue_full", 1)
+                    taken.append(False)
+                    continue
+                self._pending.append(record)
+                taken.append(True)
+                if klass == Klass.ALARM:
+                    self._alarm_waiting = True
+            if self._pending_since is None and self._pending:
                 self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
-            if klass == Klass.ALARM:
-                self._alarm_waiting = True
+            elif self._alarm_waiting or len(self._pending) >= EARLY_COMMIT_RECORDS:
                 self._cond.notify()
-            elif len(self._pending) >= EARLY_COMMIT_RECORDS:
-                self._cond.notify()
-        return True
+        return taken
 
     def submit_stats(self, body: Mapping[str, Any]) -> None:
         """Queue a gateway stats message (state class)."""
