@@ -68,7 +68,7 @@ def connect_cost(meters: int) -> tuple[int, int]:
     """Messages and bytes the HA bridge publishes on every connection once every point is known."""
     with tempfile.TemporaryDirectory() as d:
         b = bridges(meters, Path(d), "home_assistant")
-        build_messages(commit_group(meters, 0), Encoder(TOPICS, b), 0, 0, 500)
+        build_messages(commit_group(meters, 0), Encoder(TOPICS, b), 0, 0, 0, 500)
         msgs = b.on_connect()
     return len(msgs), sum(len(m.topic) + len(m.payload) for m in msgs)
 
@@ -76,16 +76,16 @@ def connect_cost(meters: int) -> tuple[int, int]:
 def encode_cost(meters: int, commits: int, which: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as d:
         enc = Encoder(TOPICS, bridges(meters, Path(d), which))
-        build_messages(commit_group(meters, 0), enc, 0, 0, 500)  # discovery happens once, not timed
+        build_messages(commit_group(meters, 0), enc, 0, 0, 0, 500)  # discovery happens once, not timed
         groups = [commit_group(meters, t) for t in range(1, commits + 1)]
         best = float("inf")
         for _ in range(5):  # best of five: the machine is shared
             rows = size = 0
             start = time.perf_counter()
             for g in groups:
-                built = build_messages(g, enc, 0, 0, 500)
+                built = build_messages(g, enc, 0, 0, 0, 500)
                 rows += len(built)
-                size += sum(len(topic) + len(payload) for _k, _s, topic, payload, _r in built)
+                size += sum(r.size for r in built)
             best = min(best, time.perf_counter() - start)
         elapsed = best
     readings = commits * (meters * len(POINTS) + 1)
@@ -107,7 +107,7 @@ def commit_cost(meters: int, readings: int, which: str) -> tuple[float, int]:
                 writer.submit(Event("door-1", "device_offline" if n % 100 else "device_online", t + n, {}))
         writer.flush(60)
         cpu = cpu_seconds() - cpu0
-        rows = sum(v for v in writer.snapshot()["rows"].values())
+        rows = writer.backlog_rows()
         writer.stop()
     return cpu / (readings * 1.02) * 100_000, rows
 

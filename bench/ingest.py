@@ -75,9 +75,9 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
     w, up = daemon.core.writer, daemon.core.uplink
     assert up is not None
     r0, a0, p0, io0, cpu0, t0 = (
-        w.accepted_records,
+        w.committer.accepted_records,
         up.acked,
-        w.accepted_payload_bytes,
+        w.committer.accepted_payload_bytes,
         io_write_bytes(),
         cpu_seconds(),
         time.monotonic(),
@@ -89,16 +89,16 @@ async def ingest(state: Path, port: int, rate: int, seconds: float) -> dict[str,
         if task.get_name() == "source:load":
             task.cancel()
     await asyncio.to_thread(w.flush)
-    while sum(w.snapshot()["rows"].values()) > 0:
+    while w.backlog_rows() > 0:
         await asyncio.sleep(0.05)
     t1 = time.monotonic()
-    readings = w.accepted_records - r0
+    readings = w.committer.accepted_records - r0
     result = {
         "readings": readings,
         "offered_s": offered_end - t0,
         "delivered_s": t1 - t0,
         "messages": up.acked - a0,
-        "payload_bytes": w.accepted_payload_bytes - p0,
+        "payload_bytes": w.committer.accepted_payload_bytes - p0,
         "written_bytes": io_write_bytes() - io0,
         "cpu_s": cpu_seconds() - cpu0,
         "refused": daemon.core.pipeline.refused,

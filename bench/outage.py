@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Broker, cpu_seconds, peak_rss_mb, print_table
 from gateway.core import Reading, SystemClock
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.links import Links
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.upstream.encode import Encoder, Topics
 
@@ -94,20 +95,26 @@ def main() -> None:
         )
         assert counter.stdout is not None and counter.stdout.readline().strip() == b"ready"
 
-        uplink = Uplink(
-            UplinkSettings(
-                "127.0.0.1", broker.port, False, inflight_max=args.inflight, drain_rate_msg_s=args.drain_rate
-            ),
-            writer,
-            encoder,
-            SystemClock(),
-            lambda: {},
+        links = Links(
+            Uplink(
+                UplinkSettings(
+                    "127.0.0.1",
+                    broker.port,
+                    False,
+                    inflight_max=args.inflight,
+                    drain_rate_msg_s=args.drain_rate,
+                ),
+                writer,
+                encoder,
+                SystemClock(),
+                lambda: {},
+            )
         )
-        writer.on_commit = uplink.wake
+        uplink = links.uplink
         cpu0 = cpu_seconds()
         t1 = time.monotonic()
         uplink.start()
-        while sum(writer.snapshot()["rows"].values()) > 0:
+        while writer.backlog_rows() > 0:
             time.sleep(0.1)
             writer.flush()
         drain_s = time.monotonic() - t1

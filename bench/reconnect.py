@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Broker, print_table
 from gateway.core import ManualClock, SystemClock
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.links import Links
 from gateway.delivery.reconnect import ReconnectPolicy
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.upstream.encode import Encoder, Topics
@@ -115,8 +116,7 @@ def real_runs(minutes: float, period_s: float, down_s: float, outage_s: float) -
     encoder = Encoder(Topics("lintel", "bench", "gw"))
     writer = OutboxWriter(OutboxStore(tmp / "o.db"), encoder, SystemClock(), OutboxLimits())
     defaults = UplinkSettings("127.0.0.1", broker.port, False)  # the config's reconnect defaults
-    uplink = Uplink(defaults, writer, encoder, SystemClock(), lambda: {})
-    writer.on_commit = uplink.wake
+    uplink = Links(Uplink(defaults, writer, encoder, SystemClock(), lambda: {})).uplink
     try:
         broker.start()
         writer.start()

@@ -222,16 +222,21 @@ def test_through_the_outbox_to_a_real_broker_retained_and_complete(tmp_path: Pat
         assert gw.writer.flush()
         db = sqlite3.connect(tmp_path / "outbox.db")
         rows = [
-            row for table in TABLES.values() for row in db.execute(f"SELECT seq, topic, records FROM {table}")
+            row
+            for table in TABLES.values()
+            for row in db.execute(f"SELECT seq, topic, records, native_seq FROM {table}")
         ]
         db.close()
         bridge_rows = [r for r in rows if r[1].startswith(("homeassistant/", "lintel/site-a/gw-test/ha/"))]
         assert bridge_rows and all(r[2] == 0 for r in bridge_rows)  # the native message counts the record
         assert sum(r[2] for r in rows) == len(_records())
-        assert sorted(r[0] for r in rows) == list(range(1, gw.writer.last_seq + 1))  # one seq per row
+        assert sorted(r[0] for r in rows) == list(range(1, gw.writer.last_row + 1))  # one row seq per row
+        # native messages alone take native seqs, without a hole; bridge rows take none
+        assert sorted(r[3] for r in rows if r[2]) == list(range(1, gw.writer.last_seq + 1))
+        assert all(r[3] is None for r in bridge_rows)
         gw.uplink.start()
-        assert gw.wait_drained(30), gw.uplink.snapshot()
-        last = gw.writer.last_seq
+        assert gw.wait_drained(30), gw.uplink.report()
+        last = gw.writer.last_row
         assert sub.wait(lambda got: {r[1] for r in rows} <= {t for t, _p, _r in got})
         # A subscriber that comes later (Home Assistant restarting) gets the retained configs and states
         late = RawSubscriber(broker.port, "homeassistant/#")
@@ -313,12 +318,12 @@ class _Broken:
 
 def test_a_failing_bridge_costs_no_native_message_and_is_counted(tmp_path: Path) -> None:
     bridges = Bridges([_Broken(), _bridge(tmp_path)])
-    rows = build_messages(list(_records()), Encoder(TOPICS, bridges), 10, T, 500)
-    native = build_messages(list(_records()), Encoder(TOPICS), 10, T, 500)
+    rows = build_messages(list(_records()), Encoder(TOPICS, bridges), 10, 10, T, 500)
+    native = build_messages(list(_records()), Encoder(TOPICS), 10, 10, T, 500)
     assert [r[2:] for r in rows[: len(native)]] == [r[2:] for r in native]  # native first, unchanged
     assert len(rows) > len(native)  # the working bridge still added its messages
-    assert [r[1] for r in rows] == list(range(11, 11 + len(rows)))
-    rows2 = build_messages(list(_records()), Encoder(TOPICS, bridges), 0, T, 500)
+    assert [r.seq for r in rows] == list(range(11, 11 + len(rows)))
+    rows2 = build_messages(list(_records()), Encoder(TOPICS, bridges), 0, 0, T, 500)
     assert len(rows2) >= len(native)
     assert bridges.on_connect()  # the healthy bridge's configs, despite the broken one
     assert bridges.failures == {"broken.messages": 2, "broken.on_connect": 1}

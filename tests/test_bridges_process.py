@@ -25,10 +25,23 @@ BRIDGE = "\n[bridges.home_assistant]\nenabled = true\n"
 BOTH = BRIDGE + "\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
 
-def outbox_rows(db: Path) -> list[tuple[int, str]]:
+def outbox_rows(db: Path) -> list[tuple[int, str, int | None]]:
+    """(row seq, topic, native seq) of every row; bridge rows have no native seq."""
     conn = sqlite3.connect(db)
     try:
-        return [row for table in TABLES.values() for row in conn.execute(f"SELECT seq, topic FROM {table}")]
+        return [
+            row
+            for table in TABLES.values()
+            for row in conn.execute(f"SELECT seq, topic, native_seq FROM {table}")
+        ]
+    finally:
+        conn.close()
+
+
+def db_last_row(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT value FROM meta WHERE key='last_row'").fetchone()[0])
     finally:
         conn.close()
 
@@ -38,7 +51,7 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
     tmp_path: Path, broker: Mosquitto, collector: Collector, bridges: str
 ) -> None:
     # Kills while the broker is unreachable: everything accepted stays in the outbox, so after the
-    # kills we know exactly which seqs are native and which are bridge rows.
+    # kills we know exactly which rows are native and which are bridge rows.
     proxy = CuttableProxy(broker.port)
     proxy.cut(refuse_s=3600)
     config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}")
@@ -59,15 +72,18 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             conn.close()
         rows = outbox_rows(db)
-        assert [s for s, _t in sorted(rows)] == list(range(1, db_last_seq(db) + 1))  # nothing missing
-        bridged = {(s, t) for s, t in rows if t.startswith("homeassistant/") or "/ha/" in t}
-        spb = {(s, t) for s, t in rows if t.startswith("spBv1.0/")}
+        assert sorted(r for r, _t, _n in rows) == list(range(1, db_last_row(db) + 1))  # nothing missing
+        bridged = {(r, t) for r, t, _n in rows if t.startswith("homeassistant/") or "/ha/" in t}
+        spb = {(r, t) for r, t, _n in rows if t.startswith("spBv1.0/")}
         assert bool(spb) == (bridges == BOTH)
-        native = {s for s, t in rows} - {s for s, _t in bridged | spb}
+        assert all(n is None for r, t, n in rows if (r, t) in bridged | spb)  # bridge rows: no native seq
+        native = {n for _r, _t, n in rows if n is not None}
+        assert native == set(range(1, db_last_seq(db) + 1))  # native seqs without a hole
+        killed_rows = db_last_row(db)
         assert len(bridged) >= 100 and len(native) > 20, "the load or the bridge never got going"
         # each point is announced once, not again after every restart
-        assert len({t for _s, t in bridged if t.endswith("/config")}) == len(
-            [t for _s, t in bridged if t.endswith("/config")]
+        assert len({t for _r, t in bridged if t.endswith("/config")}) == len(
+            [t for _r, t in bridged if t.endswith("/config")]
         )
         proxy.cut(refuse_s=0)
         proc = lintel("run", "-c", str(config))
@@ -76,11 +92,11 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
             assert collector.wait_for(lambda c: native <= c.seqs(), 60), sorted(native - collector.seqs())[
                 :20
             ]
-            topics = {t for _s, t in bridged}
+            topics = {t for _r, t in bridged}
             assert collector.wait_for(lambda c: topics <= {t for t, _p, _r in c.bridged}, 30)
             # Sparkplug: every DDATA row (every reading is in one) reached the broker, as history (the
             # DBIRTH/DDEATH rows are superseded by the new session's births)
-            spb_data = [t for _s, t in spb if "/DDATA/" in t]
+            spb_data = [t for _r, t in spb if "/DDATA/" in t]
             assert collector.wait_for(
                 lambda c: len([t for t, _p, _r in c.bridged if "/DDATA/" in t]) >= len(spb_data), 30
             )
@@ -95,6 +111,6 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
             if topic.endswith("/config") and payload:
                 ha_schema.check(topic, payload)
         # The clean stop drained the outbox: the bridge rows were acknowledged like the native ones.
-        assert {s for s, _t in outbox_rows(db)} <= {s for s in range(db_last_seq(db) + 1) if s > max(native)}
+        assert all(r > killed_rows for r, _t, _n in outbox_rows(db))
     finally:
         proxy.close()

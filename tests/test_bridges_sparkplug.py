@@ -272,7 +272,7 @@ def test_held_sparkplug_rows_evicted_at_the_cap_are_counted_under_their_own_reas
             writer.submit(Reading("m", "power_w", float(i), T + i))
             if i % 20 == 19:
                 assert writer.flush()  # one commit per 20 readings: one DDATA row each
-        dropped = writer.snapshot()["dropped"]
+        dropped = writer.report().dropped
         reader = OutboxReader(tmp_path / "o.db")
         left = reader.page(Klass.TELEMETRY, 0, None, 10_000, SPARKPLUG_PREFIX)
         reader.close()

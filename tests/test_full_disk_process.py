@@ -40,13 +40,13 @@ def small_state(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def config_text(state: Path, broker: int, modbus: int) -> str:
+def config_text(state: Path, broker: int, modbus: int, min_free_disk_mb: float = 0) -> str:
     sources = meter_bus_toml(modbus, meter="boiler", interval_s=0.2) + threshold_rule_toml("boiler", 1000)
     return gateway_toml(
         state,
         mqtt=mqtt_toml(broker),
         sources=sources,
-        outbox={"min_free_disk_mb": 0},
+        outbox={"min_free_disk_mb": min_free_disk_mb},
         # the runtime dir (status.json) stays off the full disk, as /run is under systemd
         gateway={"runtime_dir": state.parent / "run"},
         # a full disk is not a hang: the writer keeps retrying, so it must not be reported stalled

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,11 @@ def alarm(i: int) -> Event:
 def test_records_are_committed_in_groups_within_the_window(writer: OutboxWriter, db: Path) -> None:
     for i in range(50):
         writer.submit(reading(i))
-    assert writer.snapshot()["accepted_records"] == 0  # still inside the window
+    assert asdict(writer.report())["accepted_records"] == 0  # still inside the window
     deadline = time.monotonic() + 2
-    while writer.snapshot()["accepted_records"] < 50 and time.monotonic() < deadline:
+    while asdict(writer.report())["accepted_records"] < 50 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert writer.snapshot()["accepted_records"] == 50
+    assert asdict(writer.report())["accepted_records"] == 50
     telemetry = rows(db)[Klass.TELEMETRY]
     assert len(telemetry) == 1  # one message per source per flush
     seq, topic, payload = telemetry[0]
@@ -89,12 +90,12 @@ def test_alarm_commits_at_once_not_after_the_window(db: Path) -> None:
         w.submit(reading(1))
         start = time.monotonic()
         w.submit(alarm(1))
-        while w.snapshot()["rows"]["alarm"] == 0 and time.monotonic() - start < 5:
+        while asdict(w.report())["rows"]["alarm"] == 0 and time.monotonic() - start < 5:
             time.sleep(0.002)
         latency = time.monotonic() - start
         assert latency < 0.5, f"alarm took {latency:.3f} s with a 5 s window"
         # The telemetry that was waiting rode along in the same commit.
-        assert w.snapshot()["rows"]["telemetry"] == 1
+        assert asdict(w.report())["rows"]["telemetry"] == 1
     finally:
         w.stop()
 
@@ -138,7 +139,8 @@ def test_seq_stays_above_everything_after_a_corrupt_database_is_replaced(db: Pat
 
 
 def test_corrupt_pages_are_detected_quarantined_and_salvaged(db: Path) -> None:
-    w = make_writer(db, commit_window_s=0.01)
+    # one commit (the flush, before the window ends): one telemetry message per source, 40 rows
+    w = make_writer(db, commit_window_s=5.0)
     for i in range(2000):
         w.submit(reading(i, source=f"s{i % 40}"))
     w.flush()
@@ -174,7 +176,7 @@ def test_ack_deletes_exactly_the_acknowledged_set(writer: OutboxWriter, db: Path
     writer.ack([(Klass.EVENT, 10_000, 5)])  # unknown seq: ignored
     writer.flush()
     assert [seq for seq, _, _ in rows(db)[Klass.EVENT]] == [2, 4, 5]
-    assert writer.snapshot()["rows"]["event"] == 3
+    assert asdict(writer.report())["rows"]["event"] == 3
 
 
 def test_full_outbox_drops_lowest_class_first_and_keeps_alarms(db: Path) -> None:
@@ -187,7 +189,7 @@ def test_full_outbox_drops_lowest_class_first_and_keeps_alarms(db: Path) -> None
         for i in range(3000):
             w.submit(reading(i))
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         total = sum(snap["bytes"].values())
         assert total <= 40_000 or snap["bytes"]["telemetry"] == 0
         assert snap["rows"]["alarm"] == 300, "alarms are never evicted for space"
@@ -203,7 +205,10 @@ def test_full_outbox_drops_lowest_class_first_and_keeps_alarms(db: Path) -> None
     # Drop counters persist across restarts.
     w2 = make_writer(db)
     try:
-        assert w2.snapshot()["dropped"]["telemetry.outbox_full"] == snap["dropped"]["telemetry.outbox_full"]
+        assert (
+            asdict(w2.report())["dropped"]["telemetry.outbox_full"]
+            == snap["dropped"]["telemetry.outbox_full"]
+        )
     finally:
         w2.stop()
 
@@ -215,7 +220,7 @@ def test_class_byte_cap_only_touches_its_class(db: Path) -> None:
             w.submit(Event("door1", "door_opened", i))
             w.submit(reading(i, klass=Klass.STATE))
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["bytes"]["event"] <= 3_000
         assert snap["rows"]["state"] == 100
         assert snap["dropped"]["event.class_full"] == 100 - snap["rows"]["event"]
@@ -235,7 +240,7 @@ def test_old_messages_expire_by_class_age(db: Path) -> None:
         w._next_maintenance = 0  # run the age sweep on the next commit instead of in 30 s
         w.submit(reading(99, source="fresh"))
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["rows"]["telemetry"] == 1 and snap["rows"]["event"] == 1
         assert snap["dropped"]["telemetry.expired"] == 5
     finally:
@@ -264,7 +269,7 @@ def test_disk_floor_accepts_only_alarms_and_events(db: Path) -> None:
         w.flush()
         for _ in range(3):  # later commits at the floor do not count the same records again
             w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["at_disk_floor"] and snap["degraded"]
         assert snap["rows"]["alarm"] == 1 and snap["rows"]["event"] == 1
         evicted = 20 - snap["rows"]["telemetry"]  # the alarm and event took the oldest telemetry's place
@@ -273,7 +278,10 @@ def test_disk_floor_accepts_only_alarms_and_events(db: Path) -> None:
         free["bytes"] = 10 * MIB
         w.submit(reading(102))
         w.flush()
-        assert not w.snapshot()["at_disk_floor"] and w.snapshot()["rows"]["telemetry"] == 20 - evicted + 1
+        assert (
+            not asdict(w.report())["at_disk_floor"]
+            and asdict(w.report())["rows"]["telemetry"] == 20 - evicted + 1
+        )
     finally:
         w.stop()
 
@@ -289,7 +297,7 @@ def test_full_disk_evicts_low_classes_and_counts_what_it_could_not_keep(db: Path
         for i in range(50):
             w.submit(alarm(i))
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["rows"]["alarm"] == 50, snap
         assert snap["dropped"].get("telemetry.disk_full", 0) > 0
         assert w.alive
@@ -310,7 +318,7 @@ def test_pending_queue_is_bounded_and_refusals_counted(db: Path) -> None:
         assert results.count(False) == 50
         assert w.submit(alarm(1)), "alarms are never refused by the queue bound"
         w.flush()
-        assert w.snapshot()["dropped"]["telemetry.queue_full"] == 50
+        assert asdict(w.report())["dropped"]["telemetry.queue_full"] == 50
     finally:
         w.stop()
 
@@ -347,7 +355,7 @@ def test_messages_stamped_before_the_clock_was_set_do_not_expire_when_it_jumps(d
         w._next_maintenance = 0
         w.submit(reading(99, source="fresh"))
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["rows"]["telemetry"] == 6 and "telemetry.expired" not in snap["dropped"]
     finally:
         w.stop()
@@ -421,7 +429,7 @@ def test_a_batch_is_queued_like_its_records_one_by_one(db: Path) -> None:
         taken += w.submit_many([reading(i) for i in range(90, 120)] + [alarm(1)])
         assert taken == [True] * 100 + [False] * 20 + [True], "alarms are never refused by the queue bound"
         w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["dropped"]["telemetry.queue_full"] == 20
         assert snap["rows"]["alarm"] == 1
     finally:

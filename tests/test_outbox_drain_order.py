@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.core import Klass, Reading, SystemClock
-from gateway.delivery.queues import LaneScheduler, TokenBucket
+from gateway.delivery.queues import QueueScheduler, TokenBucket
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.outbox.store import OutboxReader
 from gateway.upstream.encode import Encoder, Topics
@@ -45,7 +45,7 @@ def test_the_state_backlog_drains_before_any_telemetry_backlog(tmp_path: Path) -
     assert w.flush()
     reader = OutboxReader(db)
     try:
-        lanes = LaneScheduler(reader, w.last_seq, 100.0)
+        lanes = QueueScheduler(reader, w.last_seq, 100.0)
         lanes.bucket = bucket = RefillsBetweenAsks()
         # One pick with tokens at hand: the empty event backlog is found empty (as after any pick).
         first = lanes.next()

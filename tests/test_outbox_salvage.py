@@ -14,6 +14,7 @@ import sqlite3
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -248,7 +249,7 @@ def test_sixteen_unaligned_bytes_in_a_row_are_never_published(tmp_path: Path) ->
         # the only new rows the writer may have committed meanwhile are its report of the bad row
         assert all(t.endswith("outbox_row_corrupt") for k, (t, _) in after.items() if k not in before)
         assert w.flush() and w.flush()
-        snap = w.snapshot()
+        snap = asdict(w.report())
         assert snap["dropped"] == {f"{victim_key[0].label}.corrupt": 1}
         assert snap["corrupt_rows"] == 1
         events = [

@@ -242,18 +242,18 @@ def test_a_hung_sparkplug_link_withholds_the_watchdog(
     """The second MQTT link is a worker thread like the native uplink: if its loop stops turning
     (a hang inside paho or our session), the gateway must get restarted by systemd, not go on
     with a silent Sparkplug side."""
-    from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.delivery.mqtt_session import MqttSession
+    from gateway.delivery.sparkplug_session import SpbSession
 
-    real_pump = SparkplugLink.pump
     hang = threading.Event()
     release = threading.Event()
 
-    def pump(self: SparkplugLink, client: Any, timeout: float) -> tuple[bool, str | None]:
+    def turn(self: SpbSession, timeout: float) -> None:
         if hang.is_set():
             release.wait(30)  # a loop turn that does not come back
-        return real_pump(self, client, timeout)
+        MqttSession._io(self, timeout)
 
-    monkeypatch.setattr(SparkplugLink, "pump", pump)
+    monkeypatch.setattr(SpbSession, "_io", turn)
     daemon, sock = watched_daemon(
         tmp_path,
         "ok",

@@ -164,6 +164,8 @@ def _render(body: dict[str, Any]) -> None:
     console.print(f"last commit {ago(ob.last_commit_ms)}, last seq {ob.last_seq}", highlight=False)
     if ob.dropped:
         console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob.dropped.items()))
+    if ob.native_seqs_dropped:
+        console.print(f"[yellow]{ob.native_seqs_dropped} messages dropped unsent (holes in seq)[/]")
     if ob.at_disk_floor:
         console.print("[red]disk floor reached: only alarms and events are accepted[/]")
     if ob.degraded:

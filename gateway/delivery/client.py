@@ -14,16 +14,10 @@ the same backoff: a misconfigured gateway never spins.
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from gateway.core import Clock, Klass
-from gateway.delivery.bounded import CappedClient
+from gateway.core import Clock
 from gateway.delivery.link_thread import LinkThread, RecentlyAcked
 from gateway.delivery.report import UplinkReport
 from gateway.delivery.session import Session
@@ -52,18 +46,14 @@ class Uplink(LinkThread):
         self.birth_body = birth_body
         # Status (read by other threads; plain attribute writes are atomic enough for display).
         self.connected_since_ms: int | None = None
-        self.connects = 0
         self.attempts = 0
-        self.sent = 0
-        self.acked = 0
         self.rejected = 0
         self.inflight_count = 0
         self.backlog_until_seq = 0
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
         self.commands_received = 0
-        self.oversize_dropped = 0  # connections dropped because the broker sent a packet over the cap
-        self.recently_acked: RecentlyAcked[tuple[Klass, int]] = RecentlyAcked()  # (class, seq)
+        self.recently_acked: RecentlyAcked = RecentlyAcked()  # (class, seq)
 
     def report(self) -> UplinkReport:
         return UplinkReport(
@@ -101,49 +91,12 @@ class Uplink(LinkThread):
         if not self.stopping.is_set():
             self.set_state("backoff", self.last_error)
 
-    def _new_client(self) -> CappedClient:
-        s = self.settings
-        protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        client = CappedClient(
-            CallbackAPIVersion.VERSION2,
-            max_packet_bytes=s.max_packet_bytes,
-            client_id=s.client_id,
-            protocol=protocol,
-            clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
-            reconnect_on_failure=False,
-        )
-        client.max_inflight_messages_set(s.inflight_max + 8)  # our window plus birth/status
-        client.max_queued_messages_set(0)
-        client.connect_timeout = s.connect_timeout_s
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
-        status_offline = self.encoder.status(self.writer.last_seq, self.clock.time_ms(), "offline")
-        client.will_set(self.encoder.topics.status, status_offline, qos=1, retain=True)
-        return client
-
     def _session(self) -> None:
-        s = self.settings
         self.attempts += 1
         self.set_state("connecting", self.last_error)
         client = self._new_client()
+        status_offline = self.encoder.status(self.writer.last_seq, self.clock.time_ms(), "offline")
+        client.will_set(self.encoder.topics.status, status_offline, qos=1, retain=True)
         session = Session(self, client)
-        try:
-            if s.protocol == "5":
-                # The broker must not send us more than we accept (MQTT 5 Maximum Packet Size).
-                props = Properties(PacketTypes.CONNECT)
-                props.MaximumPacketSize = s.max_packet_bytes
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
-            else:
-                client.connect(s.host, s.port, s.keepalive_s)
-        except ssl.SSLCertVerificationError as exc:
-            self.set_state("backoff", f"TLS certificate of {s.host} not trusted: {exc.verify_message}")
-            return
-        except ssl.SSLError as exc:
-            self.set_state("backoff", f"TLS handshake with {s.host}:{s.port} failed: {exc.reason or exc}")
-            return
-        except (OSError, ValueError) as exc:
-            self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
-            return
-        session.run()
+        if self._connect(client):
+            session.run()

@@ -1,9 +1,10 @@
 """Which outbox message goes out next.
 
-Higher classes first. Within a class two lanes, each FIFO: *live* (committed after this connection
-began) goes at once; *backlog* (committed before) drains at `drain_rate_msg_s` (alarms are never
-rate-limited), so after an outage fresh data keeps flowing while the backlog catches up.
-Receivers order by `seq`; within a lane and class, seq is increasing.
+Higher classes first. Within a class two queues, each FIFO: *live* (committed after this
+connection began) goes at once; *backlog* (committed before) drains at `drain_rate_msg_s` (alarms
+are never rate-limited), so after an outage fresh data keeps flowing while the backlog catches up.
+The queues are split at a row seq (the outbox's order); native seqs increase with row seqs, so
+within a queue and class a receiver sees `seq` increasing.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ class TokenBucket:
 SPARKPLUG_PREFIX = "spBv1.0/"
 
 
-class _Lane:
+class _Queue:
     def __init__(self, klass: Klass, after: int, upto: int | None) -> None:
         self.klass = klass
         self.cursor = after
         self.upto = upto
         self.buffer: deque[PendingMessage] = deque()
-        self.exhausted = False  # backlog lanes end; live lanes wait for the next commit
+        self.exhausted = False  # backlog queues end; live queues wait for the next commit
 
     def next(self, reader: OutboxReader) -> PendingMessage | None:
         if not self.buffer and not self.exhausted:
@@ -66,28 +67,28 @@ class _Lane:
         return self.buffer.popleft() if self.buffer else None
 
 
-class LaneScheduler:
+class QueueScheduler:
     """Picks messages for one connection. Create a new one per connection: everything not
     acknowledged is resent from the outbox (at-least-once)."""
 
     def __init__(
-        self, reader: OutboxReader, boundary_seq: int, drain_rate_msg_s: float, clock: Clock | None = None
+        self, reader: OutboxReader, boundary_row: int, drain_rate_msg_s: float, clock: Clock | None = None
     ) -> None:
         self.reader = reader
-        self.boundary_seq = boundary_seq
+        self.boundary_row = boundary_row
         self.bucket = TokenBucket(drain_rate_msg_s, clock or SystemClock())
         order = sorted(Klass, reverse=True)
-        self.live = [_Lane(k, boundary_seq, None) for k in order]
-        self.backlog = [_Lane(k, 0, boundary_seq) for k in order]
+        self.live = [_Queue(k, boundary_row, None) for k in order]
+        self.backlog = [_Queue(k, 0, boundary_row) for k in order]
 
     def new_data(self) -> None:
-        """The writer committed: live lanes may have more."""
-        for lane in self.live:
-            lane.exhausted = False
+        """The writer committed: live queues may have more."""
+        for queue in self.live:
+            queue.exhausted = False
 
     @property
     def backlog_left(self) -> bool:
-        return any(not lane.exhausted or lane.buffer for lane in self.backlog)
+        return any(not q.exhausted or q.buffer for q in self.backlog)
 
     def next(self) -> PendingMessage | None:
         """Highest class first: live before backlog within a class; the backlog at the drain rate.

@@ -10,19 +10,10 @@ session never sees them. Reconnects follow the native uplink's `ReconnectPolicy`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import select
-import ssl
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.core import Clock
-from gateway.delivery.bounded import CappedClient
 from gateway.delivery.link_thread import LinkThread, RecentlyAcked
 from gateway.delivery.report import SparkplugLinkReport
 from gateway.delivery.settings import UplinkSettings
@@ -58,10 +49,10 @@ class SparkplugLink(LinkThread):
         # a primary host STATE stamped later than now + this is ignored (forged): the newest
         # accepted one is in the model (kept across restarts)
         self.state_skew_ms = round(state_skew_s * 1000)
-        self.connects = self.sent = self.acked = self.births = self.rebirths = 0
+        self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)
-        self.recently_acked: RecentlyAcked[int] = RecentlyAcked()  # row seqs
+        self.recently_acked: RecentlyAcked = RecentlyAcked()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the link, then keep the metrics' last values for the births after the restart."""
@@ -100,69 +91,15 @@ class SparkplugLink(LinkThread):
                 log.info("sparkplug link %s", state)
         self.state, self.last_error = state, error
 
-    def pump(self, client: mqtt.Client, timeout: float) -> tuple[bool, str | None]:
-        """One turn of paho's external loop: (woken by a commit, why the connection is lost)."""
-        self.progress_mono = self.clock.monotonic()
-        sock = client.socket()
-        if sock is None:
-            return False, "no socket"
-        wlist = [sock] if client.want_write() else []
-        try:
-            readable, writable, _ = select.select([sock, self.wake_socket], wlist, [], timeout)
-        except (OSError, ValueError) as exc:
-            return False, f"select failed: {exc}"
-        woken = self.wake_socket in readable
-        if woken:
-            with contextlib.suppress(BlockingIOError):
-                while self.wake_socket.recv(4096):
-                    pass
-        ok = (MQTTErrorCode.MQTT_ERR_SUCCESS,)
-        if sock in readable and client.loop_read() not in ok:
-            return woken, "read failed"
-        writing = sock in writable or client.want_write()
-        if writing and client.loop_write() not in (*ok, MQTTErrorCode.MQTT_ERR_AGAIN):
-            return woken, "write failed"
-        if client.loop_misc() not in ok:
-            return woken, "keepalive timed out"
-        return woken, None
-
     # -- thread -----------------------------------------------------------------------------
     def _session(self) -> None:
-        s = self.settings
         self.set_state("connecting", self.last_error)
         bd_seq = self.model.next_bd_seq()
-        v5 = s.protocol == "5"
-        client = CappedClient(
-            CallbackAPIVersion.VERSION2,
-            max_packet_bytes=s.max_packet_bytes,
-            client_id=s.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else True,  # the spec: clean sessions only
-            reconnect_on_failure=False,
-        )
-        client.max_inflight_messages_set(s.inflight_max + 8)
-        client.max_queued_messages_set(0)
-        client.connect_timeout = s.connect_timeout_s
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+        client = self._new_client()  # a clean session, as the spec requires
         will = node_death(bd_seq, self.clock.time_ms())
         client.will_set(self.topics.node_topic("NDEATH"), will, qos=1, retain=False)
         session = SpbSession(self, client, bd_seq)
-        try:
-            if v5:  # the broker must not send us more than we accept (as the native uplink)
-                props = Properties(PacketTypes.CONNECT)
-                props.MaximumPacketSize = s.max_packet_bytes
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True, properties=props)
-            else:
-                client.connect(s.host, s.port, s.keepalive_s)
-        except ssl.SSLError as exc:
-            self.model.unused_bd_seq(bd_seq)
-            self.set_state("backoff", f"TLS with {s.host}:{s.port} failed: {exc}")
-            return
-        except (OSError, ValueError) as exc:
+        if self._connect(client):
+            session.run()
+        else:
             self.model.unused_bd_seq(bd_seq)  # no CONNECT went out: bdSeq counts connections made
-            self.set_state("backoff", f"cannot reach {s.host}:{s.port}: {exc}")
-            return
-        session.run()

@@ -4,9 +4,9 @@ Order on a connection (docs/bridges.md, Sparkplug B):
 1. CONNECT with the will NDEATH(bdSeq); subscribe NCMD (and the primary host's STATE, if one is
    configured: nothing more is published until its retained STATE says online).
 2. NBIRTH (seq 0: bdSeq, `Node Control/Rebirth` = false), then a DBIRTH for every device with a
-   metric, current values from the bridge's model. The outbox's last seq at that moment is the
+   metric, current values from the bridge's model. The outbox's last row at that moment is the
    session's *boundary*.
-3. The outbox's `spBv1.0/` rows in seq order, at the link's QoS (0 as the spec requires: deleted
+3. The outbox's `spBv1.0/` rows in row order, at the link's QoS (0 as the spec requires: deleted
    once written to the socket; 1: deleted on PUBACK), each given the next `seq` (0-255) as it is
    published (sparkplug_rows.py: rows up to the boundary go out as history or not at all). Devices
    dead at step 2 (and devices that left the configuration) get their DDEATH once the rows up to
@@ -21,40 +21,55 @@ host was last online is kept across restarts: a node that meets only a forgery i
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
-from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.core import Klass
 from gateway.delivery.link_thread import LOOP_TURN_S
+from gateway.delivery.mqtt_session import LinkHost, MqttSession
 from gateway.delivery.sparkplug_inbound import BadInput, host_state, rebirth_requested
 from gateway.delivery.sparkplug_rows import RowCursor, outgoing
-from gateway.storage.outbox.store import OutboxReader
 from gateway.upstream.bridges import sparkplug_pb as pb
-from gateway.upstream.bridges.sparkplug import device_birth, node_birth, node_death
+from gateway.upstream.bridges.sparkplug import SpbTopics, device_birth, node_birth, node_death
+from gateway.upstream.bridges.sparkplug_model import NodeModel
 
 REBIRTH_MIN_S = 1.0
 
 log = logging.getLogger("lintel.uplink.sparkplug")
 
 
-class SpbSession:
-    def __init__(self, link: Any, client: mqtt.Client, bd_seq: int) -> None:
-        # `link` is the SparkplugLink that runs this session. Typed loosely so that the import runs
-        # one way (link -> session) until the one-session-base rewrite gives it a narrow interface.
-        self.link = link
-        self.client = client
+class SparkplugHost(LinkHost, Protocol):
+    """What a Sparkplug session uses of its link (sparkplug_link.SparkplugLink): the `LinkHost` part
+    plus the topics, the node model, the primary host, the QoS, and the Sparkplug counters."""
+
+    topics: SpbTopics
+    model: NodeModel
+    primary_host_id: str | None
+    qos: int
+    state_skew_ms: int
+    births: int
+    rebirths: int
+    superseded: int
+    historical: int
+    host_offline: int
+    commands_received: int
+
+    def bad_input(self, kind: str, what: str) -> None: ...
+
+
+class SpbSession(MqttSession):
+    """One Sparkplug connection (see the module); the connection machinery is `MqttSession`'s."""
+
+    link: SparkplugHost
+    ack_flush_s = 0.0  # rows are handed to the writer at every turn
+
+    def __init__(self, link: SparkplugHost, client: mqtt.Client, bd_seq: int) -> None:
+        super().__init__(link, client)
         self.bd_seq = bd_seq
-        self.inflight: dict[int, tuple[int, int, float]] = {}  # mid -> (row seq, size, sent at)
-        self.acks: list[tuple[Klass, int, int]] = []
-        self.ready = False
         self.born = False
-        self.ended = False
-        self.opened = link.clock.monotonic()
         self.seq = 0
         self.boundary = 0
         self.dead: list[str] = []
@@ -62,23 +77,11 @@ class SpbSession:
         self.end_requested = False
         self.rebirth_due = False
         self.last_birth = -REBIRTH_MIN_S
-        self.reader: OutboxReader | None = None
-        client.on_connect = self._on_connect
-        client.on_publish = self._on_publish
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
 
-    # -- paho callbacks ----------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            self.link.set_state("backoff", f"broker refused the connection: {reason}")
-            self.ended = True
-            return
+    # -- connection ----------------------------------------------------------------------------
+    def _connected(self, client: mqtt.Client) -> None:
         link = self.link
-        link.connects += 1
-        link.reconnect.connected()
-        link.set_state("connected")
-        self.reader = OutboxReader(link.writer.store.path)
+        assert self.reader is not None
         self.rows = RowCursor(self.reader)
         client.subscribe(link.topics.node_topic("NCMD"), qos=1)
         client.subscribe(link.topics.device_topic("DCMD", "+"), qos=1)  # counted: not supported
@@ -87,7 +90,6 @@ class SpbSession:
             link.set_state("waiting for primary host")
         else:
             self._birth()
-        self.ready = True
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         link = self.link
@@ -98,24 +100,6 @@ class SpbSession:
             link.bad_input("DCMD", "DCMD received: device commands are not supported over Sparkplug")
         elif link.primary_host_id and message.topic == link.topics.state(link.primary_host_id):
             self._state(bytes(message.payload))
-
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
-        entry = self.inflight.pop(mid, None)
-        if entry is None:
-            return
-        if reason is not None and getattr(reason, "is_failure", False):
-            self.link.set_state("backoff", f"broker refused a publish: {reason}")
-            self.ended = True
-            return
-        seq, size, _ = entry
-        self.acks.append((Klass.TELEMETRY, seq, size))
-        self.link.acked += 1
-        self.link.recently_acked.add(seq)
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not self.ended:
-            self.link.set_state("backoff", f"connection lost: {reason}")
-        self.ended = True
 
     # -- inbound -------------------------------------------------------------------------------
     def _command(self, payload: bytes) -> None:
@@ -168,7 +152,7 @@ class SpbSession:
         self.seq = 0
         nbirth = node_birth(self.bd_seq, now, link.model.node_snapshot())
         self.client.publish(link.topics.node_topic("NBIRTH"), nbirth, qos=0)
-        self.boundary = link.writer.last_seq  # before the snapshot: every row up to it is in there
+        self.boundary = link.writer.last_row  # before the snapshot: every row up to it is in there
         self.dead = []
         for device, alive, slots in link.model.snapshot():
             if slots:  # a device that left the configuration has none: not born, only its DDEATH
@@ -188,7 +172,7 @@ class SpbSession:
             self.client.publish(self.link.topics.device_topic("DDEATH", device), payload, qos=0)
         self.dead = []
 
-    def fill_window(self) -> None:
+    def _fill_window(self) -> None:
         if not self.born or self.ended:
             return
         link = self.link
@@ -199,7 +183,7 @@ class SpbSession:
                 self._deaths()
             if msg is None:
                 break
-            if msg.seq in link.recently_acked:
+            if (Klass.TELEMETRY, msg.seq) in link.recently_acked:
                 continue  # acknowledged on an earlier connection, its deletion not committed yet
             held = msg.seq <= self.boundary
             try:
@@ -208,98 +192,46 @@ class SpbSession:
                 link.bad_input("row", f"outbox row {msg.seq} is not a Sparkplug payload (dropped)")
                 out = None
             if out is None:  # superseded by this session's births (or unusable): done with it
-                self.acks.append((Klass.TELEMETRY, msg.seq, msg.size))
+                self._done(Klass.TELEMETRY, msg.seq, msg.size)
                 link.superseded += 1
                 continue
             topic, payload = out
             self._next_seq()
             link.historical += held
-            info = self.client.publish(topic, payload, qos=link.qos)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                link.set_state("backoff", f"publish failed: {mqtt.error_string(info.rc)}")
-                self.ended = True
+            if not self._publish_row(Klass.TELEMETRY, msg.seq, msg.size, topic, payload, qos=link.qos):
                 return
-            self.inflight[info.mid] = (msg.seq, msg.size, link.clock.monotonic())
-            link.sent += 1
-            if info.is_published():  # QoS 0 written at once: paho's on_publish came before the entry
-                self._on_publish(self.client, None, info.mid, None, None)
-
-    def flush_acks(self) -> None:
-        if self.acks:
-            self.link.writer.ack(self.acks)
-            self.acks = []
 
     def _end_with_death(self) -> None:
         """The spec's intentional end: NDEATH, then DISCONNECT (so the broker drops the will)."""
         death = node_death(self.bd_seq, self.link.clock.time_ms())
         info = self.client.publish(self.link.topics.node_topic("NDEATH"), death, qos=1)
-        end = self.link.clock.monotonic() + 1.0
-        while not info.is_published() and not self.ended and self.link.clock.monotonic() < end:
-            self.io(0.05)
-        self.flush_acks()
+        self._await(info, self.link.clock.monotonic() + 1.0)
+        self._flush_acks(force=True)
         self.ended = True
 
-    def _rebirth_if_due(self) -> None:
+    # -- the loop's hooks ------------------------------------------------------------------------
+    def _before_turn(self) -> bool:
+        if self.end_requested:
+            self._end_with_death()
+            return True
         if self.rebirth_due and self.link.clock.monotonic() - self.last_birth >= REBIRTH_MIN_S:
             self.rebirth_due = False
             self.link.rebirths += 1
             log.info("sparkplug: rebirth requested")
             self._birth()
+        return False
 
-    # -- the loop ----------------------------------------------------------------------------
-    def run(self) -> None:
-        link = self.link
-        try:
-            while not self.ended:
-                if link.stopping.is_set():
-                    self._finish()
-                    return
-                if self.end_requested:
-                    self._end_with_death()
-                    return
-                self._rebirth_if_due()
-                self.fill_window()
-                self.flush_acks()
-                self._check_timeouts()
-                wait = LOOP_TURN_S
-                if self.rebirth_due:
-                    wait = max(0.01, self.last_birth + REBIRTH_MIN_S - self.link.clock.monotonic())
-                self.io(min(LOOP_TURN_S, wait))
-        finally:
-            self.flush_acks()
-            with contextlib.suppress(Exception):
-                self.client.disconnect()
-            self.client.loop_misc()
-            if self.reader is not None:
-                self.reader.close()
+    def _timeout(self) -> float:
+        if self.rebirth_due:
+            return min(LOOP_TURN_S, max(0.01, self.last_birth + REBIRTH_MIN_S - self.link.clock.monotonic()))
+        return LOOP_TURN_S
 
-    def io(self, timeout: float) -> None:
-        woken, lost = self.link.pump(self.client, timeout)
-        if woken and self.rows is not None:
-            self.rows.more = True
-        if lost is not None:
-            self._on_disconnect(self.client, None, None, lost, None)
-
-    def _check_timeouts(self) -> None:
-        s = self.link.settings
-        now = self.link.clock.monotonic()
-        if not self.ready and now - self.opened > s.connect_timeout_s:
-            self._on_disconnect(self.client, None, None, f"no CONNACK within {s.connect_timeout_s:g} s", None)
-        elif self.inflight and now - next(iter(self.inflight.values()))[2] > s.ack_timeout_s:
-            self._on_disconnect(self.client, None, None, f"no PUBACK within {s.ack_timeout_s:g} s", None)
-
-    def _finish(self) -> None:
-        """Graceful stop: what is committed goes out until the deadline, then NDEATH."""
-        link = self.link
+    def _woken(self) -> None:
         if self.rows is not None:
-            self.rows.more = True  # the writer's last commit may not have woken us yet
-        while self.born and not self.ended and link.clock.monotonic() < link.stop_deadline:
-            self.fill_window()
-            if not self.inflight:
-                break
-            self.flush_acks()
-            self.io(0.05)
-        self.flush_acks()
-        if self.born and not self.ended:  # never born (waiting for the host): nothing to end
-            self._end_with_death()
-        self.ended = True
+            self.rows.more = True
+
+    def _can_drain(self) -> bool:
+        return self.born  # never born (waiting for the host): nothing to send, nothing to end
+
+    def _say_goodbye(self) -> None:
+        self._end_with_death()

@@ -8,6 +8,7 @@ inference engine the camera lanes share (created on first use). The daemon adds 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -26,9 +27,10 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.links import Links
 from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
-from gateway.runtime.bridges import build_bridges, build_sparkplug_link
+from gateway.runtime.bridges import build_bridges
 from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
@@ -88,6 +90,7 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
+        self.links: Links | None = None
         self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
         self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
@@ -95,17 +98,10 @@ class Core:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
-            self.uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
-            self.writer.on_commit = self.uplink.wake
-            self.sparkplug = build_sparkplug_link(loaded, self.encoder.bridges, settings, self.writer, clock)
-            if self.sparkplug is not None:
-                native_wake, spb_wake = self.uplink.wake, self.sparkplug.wake
-
-                def wake_both(seq: int) -> None:
-                    native_wake(seq)
-                    spb_wake(seq)
-
-                self.writer.on_commit = wake_both
+            spb = config.bridges.sparkplug
+            uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
+            self.links = Links(uplink, spb.primary_host_id, qos=spb.qos, state_skew_s=spb.state_skew_s)
+            self.uplink, self.sparkplug = self.links.uplink, self.links.sparkplug
 
     def lane_deps(self) -> LaneDeps:
         """What the lanes get (the doors are added by the runtime's Lanes, which builds them)."""
@@ -150,7 +146,7 @@ class Core:
             )
 
     def birth_body(self) -> dict[str, Any]:
-        snap = self.writer.snapshot()
+        outbox = self.writer.report()
         return {
             "versions": versions(),
             "config_sha256": self.loaded.sha256,
@@ -158,10 +154,11 @@ class Core:
             "started_ms": self.started_ms,
             "clock_set": clock_is_set(self.clock.time_ms()),
             "outbox": {
-                "rows": snap["rows"],
-                "bytes": snap["bytes"],
-                "dropped": snap["dropped"],
-                "degraded": snap["degraded"],
+                "rows": dataclasses.asdict(outbox.rows),
+                "bytes": dataclasses.asdict(outbox.bytes),
+                "dropped": outbox.dropped,
+                "native_seqs_dropped": outbox.native_seqs_dropped,
+                "degraded": outbox.degraded,
             },
         }
 

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway import __version__
 from gateway.config import LoadedConfig
-from gateway.core import Clock
-from gateway.delivery import UplinkSettings
-from gateway.storage.outbox import OutboxWriter
 from gateway.upstream.bridges import Bridges, Inventory
 from gateway.upstream.bridges.home_assistant import HomeAssistantBridge
 from gateway.upstream.encode import Topics
-
-if TYPE_CHECKING:
-    from gateway.delivery.sparkplug_link import SparkplugLink
 
 
 def inventory(loaded: LoadedConfig) -> Inventory:
@@ -63,26 +55,3 @@ def build_bridges(loaded: LoadedConfig, topics: Topics) -> Bridges:
         model = NodeModel(loaded.state_dir / "bridges" / "sparkplug.json", {safe_id(i) for i in ids})
         bridges.items.append(SparkplugBridge(spb_topics, model))
     return bridges
-
-
-def build_sparkplug_link(
-    loaded: LoadedConfig, bridges: Bridges, settings: UplinkSettings, writer: OutboxWriter, clock: Clock
-) -> SparkplugLink | None:
-    """The Sparkplug link (its own MQTT connection) when the Sparkplug bridge is on."""
-    from gateway.upstream.bridges.sparkplug import SparkplugBridge
-
-    spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None)
-    if spb is None:
-        return None
-    from gateway.delivery.sparkplug_link import SparkplugLink
-
-    section = loaded.config.bridges.sparkplug
-    return SparkplugLink(
-        settings,
-        writer,
-        clock,
-        spb,
-        section.primary_host_id,
-        qos=section.qos,
-        state_skew_s=section.state_skew_s,
-    )

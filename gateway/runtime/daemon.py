@@ -93,7 +93,7 @@ class Daemon:
         core = self.core
         core.router.handlers = {
             "ping": ping_handler(self.clock, core.started_mono, lambda: self.loaded.sha256),
-            "outbox_stats": outbox_stats_handler(core.writer.snapshot),
+            "outbox_stats": outbox_stats_handler(lambda: rp.to_json(core.writer.report())),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
             "reload_config": reload_handler(self.reload),
             **self.lanes.handlers(),
@@ -237,7 +237,7 @@ class Daemon:
         return [*stages, Stage("closing", "outbox and state closed", close, 1.0)]
 
     def _status_line(self) -> str:
-        backlog = sum(self.core.writer.snapshot()["rows"].values())
+        backlog = self.core.writer.backlog_rows()
         uplink = self.core.uplink.state if self.core.uplink else "no broker configured"
         return f"{self.state}; outbox {backlog} messages; uplink {uplink}"
 

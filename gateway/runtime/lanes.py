@@ -132,6 +132,9 @@ class Lanes:
             await asyncio.wait([task], timeout=share / 2)
             try:
                 await asyncio.wait_for(component.stop(), share)
+            except TimeoutError:  # e.g. a door relay that cannot be reached: a state, not a bug
+                why = _why_unsafe(component)
+                log.warning("%s did not stop within %.1f s: %s", component.name, share, why)
             except Exception:
                 log.exception("%s did not stop cleanly", component.name)
 
@@ -148,3 +151,13 @@ async def _quietly(stop: Awaitable[None]) -> None:
         await stop
     except Exception:
         log.debug("stop after a failed start raised", exc_info=True)
+
+
+def _why_unsafe(component: Component) -> str:
+    """What the component's report says is not safe (doors: each door's relay state and fault)."""
+    try:
+        doors = getattr(component.report(), "doors", ())
+    except Exception:  # a report is only a courtesy here
+        doors = ()
+    unsafe = [f"{d.id} relay {d.relay} ({d.fault})" for d in doors if d.relay != "released"]
+    return "; ".join(unsafe) or "cut short"

@@ -23,6 +23,7 @@ from gateway.commands.router import CommandsReport
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
 from gateway.lanes.alarms import AlarmReport, OpenAlarmsReport
+from gateway.storage.outbox.report import OutboxReport
 
 if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
     from gateway.runtime.assembly import Core
@@ -38,51 +39,6 @@ class ComponentReport:
     last_error: str | None
     restarts: int
     progress_age_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClassCounts:
-    telemetry: int
-    state: int
-    event: int
-    alarm: int
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxReport:
-    last_seq: int
-    rows: ClassCounts
-    bytes: ClassCounts
-    pending_records: int
-    accepted_records: int
-    commits: int
-    last_commit_ms: int | None
-    dropped: dict[str, int]  # "<class>.<reason>": records, counted once each
-    at_disk_floor: bool
-    disk_full: bool
-    held_in_memory: int  # alarms/events kept in memory while the disk is full
-    degraded: str | None  # why the outbox is not fully working (None: it is)
-    corrupt_rows: int  # rows whose checksum failed: never published
-    last_error: str | None
-
-    @classmethod
-    def of(cls, snap: dict[str, Any]) -> OutboxReport:
-        return cls(
-            snap["last_seq"],
-            ClassCounts(**snap["rows"]),
-            ClassCounts(**snap["bytes"]),
-            snap["pending_records"],
-            snap["accepted_records"],
-            snap["commits"],
-            snap["last_commit_ms"],
-            dict(snap["dropped"]),
-            bool(snap["at_disk_floor"]),
-            bool(snap["disk_full"]),
-            int(snap["held_in_memory"]),
-            snap["degraded"],
-            int(snap["corrupt_rows"]),
-            snap["last_error"],
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +143,7 @@ def gateway_report(
         uptime_s=round(now - core.started_mono, 1),
         config_sha256=loaded.sha256,
         components=tuple(ComponentReport(**h.as_dict(now)) for h in health.values()),
-        outbox=OutboxReport.of(core.writer.snapshot()),
+        outbox=core.writer.report(),
         uplink=core.uplink.report() if core.uplink else UplinkReport("disabled"),
         pipeline=PipelineReport(
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)

@@ -1,4 +1,4 @@
-"""An in-process outbox writer + uplink pair, as the daemon wires them, for uplink tests."""
+"""An in-process outbox writer + its links, wired as the daemon wires them (delivery/links.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.links import Links
 from gateway.delivery.sparkplug_link import SparkplugLink
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.upstream.bridges import Bridges
@@ -31,7 +32,7 @@ class InProcessGateway:
         self.writer = OutboxWriter(OutboxStore(db), self.encoder, SystemClock(), limits or OutboxLimits())
         options: dict[str, Any] = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "stable_after_s": 1.0}
         options.update(settings)
-        self.uplink = Uplink(
+        uplink = Uplink(
             UplinkSettings(host="127.0.0.1", port=port, tls=bool(options.pop("tls", False)), **options),
             self.writer,
             self.encoder,
@@ -44,36 +45,21 @@ class InProcessGateway:
                 "outbox": {"rows": _zero(), "bytes": _zero(), "dropped": {}},
             },
         )
-        self.writer.on_commit = self.uplink.wake
-        # With a Sparkplug bridge among the bridges, its link too, as the daemon wires it.
-        self.sparkplug: SparkplugLink | None = None
-        spb = next((b for b in bridges.items if isinstance(b, SparkplugBridge)), None) if bridges else None
-        if spb is not None:
-            settings = self.uplink.settings
-            self.sparkplug = SparkplugLink(settings, self.writer, SystemClock(), spb, None)
-            spb_wake = self.sparkplug.wake
-
-            def wake_both(seq: int) -> None:
-                self.uplink.wake(seq)
-                spb_wake(seq)
-
-            self.writer.on_commit = wake_both
+        self.links = Links(uplink)
+        self.uplink = self.links.uplink
+        self.sparkplug: SparkplugLink | None = self.links.sparkplug  # with a Sparkplug bridge on
 
     def start(self) -> InProcessGateway:
         self.writer.start()
-        self.uplink.start()
-        if self.sparkplug is not None:
-            self.sparkplug.start()
+        self.links.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.sparkplug is not None:
-            self.sparkplug.stop(timeout)
-        self.uplink.stop(timeout)
+        self.links.stop(timeout)
         self.writer.stop()
 
     def backlog(self) -> int:
-        return sum(self.writer.snapshot()["rows"].values())
+        return self.writer.backlog_rows()
 
     def wait_drained(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout

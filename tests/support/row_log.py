@@ -1,9 +1,8 @@
-"""A log of every row the outbox ever held, for counting tests with bridges on.
+"""A log of every row the outbox ever held, for tests with bridges on.
 
-With a bridge, native seqs have holes (bridge rows take seqs too) and rows are deleted once
-acknowledged, so "which seqs were native" cannot be read back after the fact. Triggers in the
-outbox file itself (they fire in the daemon's own transactions, so a commit a kill -9 rolled back
-leaves no entry) keep (seq, topic) of every row inserted.
+Rows are deleted once acknowledged, so "which bridge rows were there" cannot be read back after
+the fact. Triggers in the outbox file itself (they fire in the daemon's own transactions, so a
+commit a kill -9 rolled back leaves no entry) keep (row seq, topic) of every row inserted.
 """
 
 from __future__ import annotations

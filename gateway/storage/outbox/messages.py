@@ -1,23 +1,37 @@
 """What the outbox writer turns records into: limits, and the grouping of records into messages.
 
 Telemetry readings are batched per source (at most `batch_max_readings` per message); state
-readings, events and stats are one message each. Seqs are handed out in order, one per message.
-Bridges (gateway.upstream.bridges) add their messages after the native ones of the same commit: rows of
-their own, with their own seqs and `records = 0` (the native message counts the record).
+readings, events and stats are one message each. Every message takes the next row `seq` (the
+outbox's order); a native message also takes the next native seq, the `seq` in its payload.
+Bridges (gateway.upstream.bridges) add their messages after the native ones of the same commit:
+rows of their own with `records = 0` (the native message counts the record) and no native seq, so
+the native numbering has no holes that are not drops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.core import Event, Klass, Reading
 from gateway.upstream.bridges.base import Group
 from gateway.upstream.encode import Encoder
 
 MIB = 1024 * 1024
-MessageRow = tuple[Klass, int, str, bytes, int]  # class, seq, topic, payload, records in it
+
+
+class MessageRow(NamedTuple):
+    klass: Klass
+    seq: int  # the row's place in the outbox
+    native_seq: int | None  # the seq in its payload; None for a bridge row
+    topic: str
+    payload: bytes
+    records: int  # records in it (0: a bridge row)
+
+    @property
+    def size(self) -> int:
+        return len(self.topic) + len(self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +96,14 @@ def _split(items: list[Item]) -> tuple[list[Item], dict[str, list[Reading]]]:
 
 
 def build_messages(
-    items: list[Item], encoder: Encoder, last_seq: int, now_ms: int, batch_max_readings: int
+    items: list[Item], encoder: Encoder, last_row: int, last_seq: int, now_ms: int, batch_max_readings: int
 ) -> list[MessageRow]:
-    """Encode `items` as messages numbered from last_seq + 1."""
+    """Encode `items` as rows numbered from last_row + 1, native messages from last_seq + 1."""
     singles, telemetry = _split(items)
     rows: list[MessageRow] = []
-    seq = last_seq
+    row, seq = last_row, last_seq
     for item in singles:
-        seq += 1
+        row, seq = row + 1, seq + 1
         if isinstance(item, StatsBody):
             topic, payload = encoder.stats(seq, now_ms, item.body)
         elif isinstance(item, ResultBody):
@@ -98,13 +112,13 @@ def build_messages(
             topic, payload = encoder.event(seq, item)
         else:
             topic, payload = encoder.state(seq, item)
-        rows.append((item_klass(item), seq, topic, payload, 1))
+        rows.append(MessageRow(item_klass(item), row, seq, topic, payload, 1))
     for source_id, readings in telemetry.items():
         for start in range(0, len(readings), batch_max_readings):
             chunk = readings[start : start + batch_max_readings]
-            seq += 1
+            row, seq = row + 1, seq + 1
             topic, payload = encoder.telemetry(seq, now_ms, source_id, chunk)
-            rows.append((Klass.TELEMETRY, seq, topic, payload, len(chunk)))
+            rows.append(MessageRow(Klass.TELEMETRY, row, seq, topic, payload, len(chunk)))
     if encoder.bridges:
         group = Group(
             [i for i in items if isinstance(i, Reading | Event)],
@@ -112,6 +126,6 @@ def build_messages(
             now_ms,
         )
         for msg in encoder.bridges.messages(group):
-            seq += 1
-            rows.append((msg.klass, seq, msg.topic, msg.payload, 0))
+            row += 1
+            rows.append(MessageRow(msg.klass, row, None, msg.topic, msg.payload, 0))
     return rows

@@ -6,9 +6,9 @@ without an error. So the WAL is read *before* SQLite opens the file (closing SQL
 connection checkpoints the valid prefix and deletes the WAL, and with it the evidence), and a WAL
 with committed transactions beyond a broken frame counts as damage.
 
-The recovered rows go into the fresh database with their original seq and crc, in one transaction,
-with the old file's drop counters; the fresh database's `last_seq` is above everything the old one
-handed out (its meta, its rows, and the seq reservation).
+The recovered rows go into the fresh database with their original seqs (row and native) and crc,
+in one transaction, with the old file's drop counters; the fresh database's `last_row` and
+`last_seq` are above everything the old one handed out (its meta, its rows, and the reservation).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from gateway.storage.outbox.pages import Pages, read_header, scan_wal, split_pages
+from gateway.storage.outbox.pages import Pages, read_header, split_pages
 from gateway.storage.outbox.salvage import Row, SalvageReport, salvage
+from gateway.storage.outbox.wal import scan_wal
 
 log = logging.getLogger("lintel.outbox")
 
@@ -75,22 +76,23 @@ def salvage_file(path: Path, wal: bytes | None) -> tuple[list[Row], SalvageRepor
 def reinsert(
     conn: sqlite3.Connection, tables: dict[int, str], rows: list[Row], report: SalvageReport, floor_seq: int
 ) -> int:
-    """Put the salvaged rows into the fresh database; returns its last_seq."""
+    """Put the salvaged rows into the fresh database; returns its last native seq."""
     last = max(report.last_seq, floor_seq)
-    meta = {k: v for k, v in report.meta.items() if k.startswith("drop.")}
+    meta = {k: v for k, v in report.meta.items() if k.startswith("drop.") or k == "native_seqs_dropped"}
     meta["last_seq"] = last
-    by_table: dict[str, list[tuple[int, bytes, bytes, int, int, int]]] = {}
+    meta["last_row"] = max(report.last_row, floor_seq)
+    by_table: dict[str, list[tuple[int, str, bytes, int, int, int, int | None]]] = {}
     for r in rows:
         topic = r.topic.decode("utf-8", errors="replace")  # the crc held: it is the written text
         by_table.setdefault(tables[int(r.klass)], []).append(
-            (r.seq, topic, r.payload, r.created_ms, r.records, r.crc)  # type: ignore[arg-type]
+            (r.seq, topic, r.payload, r.created_ms, r.records, r.crc, r.native_seq)
         )
     conn.execute("BEGIN IMMEDIATE")
     try:
         for table, values in by_table.items():
             conn.executemany(
-                f"INSERT OR IGNORE INTO {table}(seq, topic, payload, created_ms, records, crc) "
-                "VALUES(?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO {table}(seq, topic, payload, created_ms, records, crc, native_seq) "
+                "VALUES(?,?,?,?,?,?,?)",
                 values,
             )
         conn.executemany(

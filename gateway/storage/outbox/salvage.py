@@ -2,7 +2,7 @@
 
 How (contract):
 1. Page images: the file (a truncated last page padded), overlaid with every WAL frame of a
-   committed transaction whose own checksum holds (`pages.scan_wal`), so one damaged frame does
+   committed transaction whose own checksum holds (`wal.scan_wal`), so one damaged frame does
    not hide the transactions after it.
 2. Tree walk: from the schema on page 1, each class table's b-tree is walked; a child that is not a
    valid page marks its key range `(lo, hi]` damaged. Each leaf cell must pass its row crc.
@@ -11,7 +11,9 @@ How (contract):
    class, so a row found without its table still lands in the right one).
 4. Counts: `lost = rows the last committed meta said minus rows recovered`, exact whenever the meta
    page was readable (its `rows.<class>` keys are written in every transaction); None otherwise.
-   Lost seq ranges are the damaged key ranges, narrowed to the stretch between recovered rows.
+   Lost seq ranges are the damaged key ranges, narrowed to the stretch between recovered rows, and
+   told in native seqs (what receivers see): from the native seq after the class's last recovered
+   native row before the range to the one before its first after it.
 
 A bad page loses at most the rows on it. Limits: rows written by a Lintel before row checksums
 (schema 1) are kept only when found through their table and their payload's own `seq` matches; when
@@ -44,6 +46,7 @@ class Row:
     created_ms: int
     records: int
     crc: int
+    native_seq: int | None  # None: a bridge row
 
 
 @dataclass(slots=True)
@@ -54,7 +57,8 @@ class SalvageReport:
     pages_damaged: int = 0
     wal_frames_damaged: int = 0
     meta: dict[str, int] = field(default_factory=dict)
-    last_seq: int = 0
+    last_seq: int = 0  # the native numbering's high-water mark
+    last_row: int = 0  # the rows'
     stored: bool = True  # False: the fresh database had no room for them (a full disk)
 
     def as_event(self) -> dict[str, Any]:
@@ -80,6 +84,10 @@ def _row(klass: Klass, seq: int, values: list[Value], need_crc: bool) -> Row | N
         return None
     _, topic, payload, created, records = values[:5]
     crc = values[5] if len(values) > 5 else None
+    # schema 3 stores native_seq; before it, every native row's (records > 0) was its seq
+    native = values[6] if len(values) > 6 else (seq if isinstance(records, int) and records > 0 else None)
+    if not (native is None or isinstance(native, int)):
+        return None
     if not (isinstance(topic, bytes) and isinstance(payload, bytes)):
         return None
     if not (isinstance(created, int) and isinstance(records, int)):
@@ -87,7 +95,7 @@ def _row(klass: Klass, seq: int, values: list[Value], need_crc: bool) -> Row | N
     if isinstance(crc, int):
         if row_crc(int(klass), seq, records, topic, payload) != crc & 0xFFFFFFFF:
             return None
-        return Row(klass, seq, topic, payload, created, records, crc & 0xFFFFFFFF)
+        return Row(klass, seq, topic, payload, created, records, crc & 0xFFFFFFFF, native)
     if need_crc:
         return None
     try:  # a schema-1 row: its payload must be the JSON message of this very seq
@@ -97,9 +105,8 @@ def _row(klass: Klass, seq: int, values: list[Value], need_crc: bool) -> Row | N
         return None
     if not isinstance(body, dict) or body.get("seq") != seq:
         return None
-    return Row(
-        klass, seq, topic, payload, created, records, row_crc(int(klass), seq, records, topic, payload)
-    )
+    crc = row_crc(int(klass), seq, records, topic, payload)
+    return Row(klass, seq, topic, payload, created, records, crc, native)
 
 
 class _Salvage:
@@ -220,6 +227,22 @@ def _narrow(ranges: list[tuple[int, int | None]], seqs: list[int], last_seq: int
     return sorted(out)
 
 
+def _in_native_seqs(ranges: list[tuple[int, int]], rows: list[Row], last_seq: int) -> list[tuple[int, int]]:
+    """Row seq ranges of one class told in native seqs, bounded by the class's recovered native rows
+    (`rows`, in row order) on either side."""
+    anchors = [(r.seq, r.native_seq) for r in rows if r.native_seq is not None]
+    keys = [a[0] for a in anchors]
+    out: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        i = bisect_right(keys, lo - 1)  # anchors[:i] lie before the range
+        first = anchors[i - 1][1] + 1 if i else 1
+        j = bisect_right(keys, hi)  # anchors[j:] lie after it
+        last = anchors[j][1] - 1 if j < len(anchors) else last_seq
+        if first <= last:
+            out.append((first, last))
+    return out
+
+
 def salvage(pages: Pages, free: set[int], wal_frames_damaged: int) -> tuple[list[Row], SalvageReport]:
     """Recover the rows of a damaged outbox (see the module docstring)."""
     s = _Salvage(pages)
@@ -248,7 +271,8 @@ def salvage(pages: Pages, free: set[int], wal_frames_damaged: int) -> tuple[list
                 break
     rows = sorted(s.rows.values(), key=lambda r: (r.klass, r.seq))
     report = SalvageReport(meta=meta, wal_frames_damaged=wal_frames_damaged)
-    report.last_seq = max([meta.get("last_seq", 0), *(r.seq for r in rows)])
+    report.last_seq = max([meta.get("last_seq", 0), *(r.native_seq or 0 for r in rows)])
+    report.last_row = max([meta.get("last_row", 0), report.last_seq, *(r.seq for r in rows)])
     report.pages_damaged = len(s.bad_pages)
     for klass in Klass:
         seqs = [r.seq for r in rows if r.klass == klass]
@@ -256,5 +280,7 @@ def salvage(pages: Pages, free: set[int], wal_frames_damaged: int) -> tuple[list
         expected = meta.get(f"rows.{klass.label}")
         report.lost[klass] = None if expected is None else max(0, expected - len(seqs))
         if report.lost[klass] != 0:
-            report.lost_ranges[klass] = _narrow(s.damaged[klass], seqs, report.last_seq)
+            lost = _narrow(s.damaged[klass], seqs, report.last_row)
+            of_class = [r for r in rows if r.klass == klass]
+            report.lost_ranges[klass] = _in_native_seqs(lost, of_class, report.last_seq)
     return rows, report

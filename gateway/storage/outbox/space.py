@@ -4,17 +4,18 @@ Over a class cap, that class's oldest messages go; over the total cap, the oldes
 go first (telemetry, then state, then event); alarms are never evicted for space. Messages older
 than their class's age limit expire. Every eviction is counted in the DropCounter, staged until
 the transaction commits: records under the reason, Sparkplug bridge rows (which carry no records:
-their readings are counted with the native rows) as rows under `sparkplug_<reason>`.
+their readings are counted with the native rows) as rows under `sparkplug_<reason>`, and the native
+seqs it leaves missing (bridge rows have none).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 
 from gateway.core import Klass
 from gateway.core.clock import SANE_EPOCH_MS
 from gateway.storage.outbox.drops import DropCounter
+from gateway.storage.outbox.messages import OutboxLimits
 from gateway.storage.outbox.store import TABLES
 
 # Messages stamped before the clock was set (SANE_EPOCH_MS) have an unknown age and are never
@@ -29,20 +30,12 @@ Totals = dict[Klass, list[int]]  # class -> [rows, bytes]; shared with the write
 
 class SpaceKeeper:
     def __init__(
-        self,
-        conn: sqlite3.Connection,
-        totals: Totals,
-        drops: DropCounter,
-        class_max_bytes: Mapping[Klass, int | None],
-        max_bytes: int,
-        class_max_age_ms: Mapping[Klass, int],
+        self, conn: sqlite3.Connection, totals: Totals, drops: DropCounter, limits: OutboxLimits
     ) -> None:
         self.conn = conn
         self.totals = totals
         self.drops = drops
-        self.class_max_bytes = class_max_bytes
-        self.max_bytes = max_bytes
-        self.class_max_age_ms = class_max_age_ms
+        self.limits = limits  # class_max_bytes, max_bytes, class_max_age_ms
 
     def drop_oldest(
         self, klass: Klass, need_bytes: int | None, older_than_ms: int | None, reason: str
@@ -55,18 +48,19 @@ class SpaceKeeper:
             # Sparkplug rows (held while its primary host is offline) carry no records: they are
             # counted as rows under their own reason, `sparkplug_<reason>` (issue 27)
             batch = self.conn.execute(
-                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms, "
+                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms, native_seq IS NOT NULL, "
                 f"substr(topic, 1, {len(SPARKPLUG_PREFIX)}) = ? FROM {table} ORDER BY seq LIMIT 500",
                 (SPARKPLUG_PREFIX,),
             ).fetchall()
             upto = None
-            rows = records = batch_bytes = bridge_rows = 0
-            for seq, size, n, created, sparkplug in batch:
+            rows = records = native = batch_bytes = bridge_rows = 0
+            for seq, size, n, created, is_native, sparkplug in batch:
                 if need_bytes is not None and freed + batch_bytes >= need_bytes:
                     break
                 if older_than_ms is not None and (created >= older_than_ms or created < SANE_EPOCH_MS):
                     break
                 upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
+                native += is_native
                 bridge_rows += bool(sparkplug)
             if upto is None:
                 return freed
@@ -76,29 +70,31 @@ class SpaceKeeper:
             self.totals[klass][1] -= batch_bytes
             self.drops.count(klass, reason, records, in_txn=True)
             self.drops.count(klass, f"sparkplug_{reason}", bridge_rows, in_txn=True)
+            self.drops.count_native(native, in_txn=True)
             if rows < len(batch):
                 return freed
 
-    def evict_lowest(self, need_bytes: int, reason: str) -> int:
-        """Free `need_bytes` from the lowest classes first, never from alarms."""
+    def evict_lowest(self, need_bytes: int, reason: str, below: Klass = Klass.ALARM) -> int:
+        """Free `need_bytes` from the lowest classes first, only from classes below `below`
+        (never from alarms; at the disk floor and on a full disk, never from events either)."""
         freed = 0
         for klass in sorted(Klass):
-            if klass == Klass.ALARM or freed >= need_bytes:
+            if klass >= below or freed >= need_bytes:
                 break
             freed += self.drop_oldest(klass, need_bytes - freed, None, reason)
         return freed
 
     def enforce_caps(self) -> None:
         for klass in Klass:
-            cap = self.class_max_bytes.get(klass)
+            cap = self.limits.class_max_bytes.get(klass)
             if cap is not None and self.totals[klass][1] > cap:
                 self.drop_oldest(klass, self.totals[klass][1] - cap, None, "class_full")
-        over = sum(t[1] for t in self.totals.values()) - self.max_bytes
+        over = sum(t[1] for t in self.totals.values()) - self.limits.max_bytes
         if over > 0:
             self.evict_lowest(over, "outbox_full")
 
     def expire(self, now_ms: int) -> None:
         if now_ms < SANE_EPOCH_MS:
             return  # the clock is not set: no age can be known
-        for klass, max_age_ms in self.class_max_age_ms.items():
+        for klass, max_age_ms in self.limits.class_max_age_ms.items():
             self.drop_oldest(klass, None, now_ms - max_age_ms, "expired")

@@ -11,8 +11,9 @@ an SD card). `meta` holds the seq high-water mark, drop counters, rows per class
 clean-shutdown marker, all updated in the same transactions as the messages they describe.
 
 Seq never goes backwards, even when a corrupt file is replaced: a sidecar file `<db>.seq` holds a
-*reservation* (a seq above every seq handed out); the writer renews it before handing out seqs
-past it, so a fresh database can safely start at the reservation.
+*reservation* (a row seq above every row seq handed out, and so above every native seq, which
+advances only with a row); the writer renews it before handing out seqs past it, so a fresh
+database can safely start both numberings at the reservation.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from gateway.core.files import replace_durably
 from gateway.storage.outbox.checks import CorruptRows, register, unregister
 from gateway.storage.outbox.reader import OutboxReader
 from gateway.storage.outbox.recover import read_wal, reinsert, salvage_file, wal_damage
+from gateway.storage.outbox.reserve import DiskReserve
 from gateway.storage.outbox.salvage import SalvageReport
 from gateway.storage.outbox.schema import SCHEMA_VERSION, TABLES, PendingMessage, connect, migrate
 
 log = logging.getLogger("lintel.outbox")
 
 SEQ_RESERVE_BLOCK = 100_000
-RESERVE_BYTES = 1024 * 1024  # `<db>.reserve`: given back to the outbox when the disk is full at start
 
 
 @dataclass(slots=True)
@@ -117,7 +118,7 @@ class OutboxStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seq_file = path.with_name(path.name + ".seq")
-        self.reserve_file = path.with_name(path.name + ".reserve")
+        self.reserve = DiskReserve(path.with_name(path.name + ".reserve"))
         self.report = OpenReport()
         self.lock = threading.RLock()  # held by write transactions and shared-connection reads
         self.exclusive = False
@@ -131,7 +132,7 @@ class OutboxStore:
                 raise
             # A full disk: give back the reserve, and if that is not enough open without the
             # shared-memory file (which is what SQLite could not create).
-            self.release_reserve()
+            self.reserve.release()
             try:
                 self._open(exclusive=False)
             except OutboxUnavailable as exc2:
@@ -146,7 +147,7 @@ class OutboxStore:
         meta = self.meta()
         self.report.was_clean_shutdown = self.report.created or meta.get("clean_shutdown", 0) == 1
         self.set_meta({"clean_shutdown": 0})
-        self.keep_reserve()
+        self.reserve.keep()
 
     def _open(self, *, exclusive: bool) -> None:
         path = self.path
@@ -226,45 +227,26 @@ class OutboxStore:
                     raise
                 log.warning("outbox: cannot write %s (disk full)", ", ".join(values))
 
-    # -- disk reserve ------------------------------------------------------------------------
-    def keep_reserve(self) -> bool:
-        """Create `<db>.reserve` when there is room for it and it is missing (a full disk at the
-        next start then has room for SQLite's -shm and a few commits). True if it exists."""
-        if self.reserve_file.exists():
-            return True
-        try:
-            st = os.statvfs(self.path.parent)
-            if st.f_bavail * st.f_frsize < 4 * RESERVE_BYTES:
-                return False
-            with open(self.reserve_file, "wb") as fh:
-                fh.write(b"\0" * RESERVE_BYTES)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError:
-            with contextlib.suppress(OSError):
-                self.reserve_file.unlink()
-            return False
-        return True
-
-    def release_reserve(self) -> bool:
-        try:
-            self.reserve_file.unlink()
-        except FileNotFoundError:
-            return False
-        log.warning("outbox: disk full: released the %d KiB reserve", RESERVE_BYTES // 1024)
-        return True
-
     # -- seq ---------------------------------------------------------------------------------
-    def initial_seq(self) -> int:
-        """The last seq handed out, never below anything this gateway has published.
-
-        A database that had to be created (first start, lost or quarantined file) starts at the
-        reservation, which lies above every seq the previous database handed out."""
+    def initial_row(self) -> int:
+        """The last row seq handed out. A database that had to be created (first start, lost or
+        quarantined file) starts at the reservation, above every seq the previous one handed out."""
         if self.report.created:
             return self.read_reservation()
-        last = self.meta().get("last_seq", 0)
+        meta = self.meta()  # the native numbering never runs ahead of the rows'
+        return self._high_water(max(meta.get("last_row", 0), meta.get("last_seq", 0)), "seq")
+
+    def initial_seq(self) -> int:
+        """The last native seq handed out, never below anything this gateway has published (a
+        created database: the reservation, which lies above the row seqs and so the native ones)."""
+        if self.report.created:
+            return self.read_reservation()
+        # a schema-2 file not migrated yet (a full disk at start) has one numbering: its `seq`
+        return self._high_water(self.meta().get("last_seq", 0), "native_seq" if self.schema_ready else "seq")
+
+    def _high_water(self, last: int, column: str) -> int:
         for table in TABLES.values():
-            (top,) = self.conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()
+            (top,) = self.conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()
             last = max(last, top)
         return last
 
@@ -274,7 +256,7 @@ class OutboxStore:
         except (FileNotFoundError, ValueError):
             return 0
 
-    def reserve(self, upto: int) -> None:
+    def reserve_seqs(self, upto: int) -> None:
         """Durably promise that no seq above `upto` has been used (atomic replace + fsync)."""
         replace_durably(self.seq_file, f"{upto}\n".encode())
 

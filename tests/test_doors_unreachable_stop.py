@@ -1,0 +1,45 @@
+"""Stopping a gateway whose door relay cannot be reached (issue 28): one WARNING line that names the
+door and why, no traceback, exit 0. The relay's state is unknown, not a bug in the gateway."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+from tests.conftest import gateway_toml
+from tests.support.process import lintel, wait_status
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_stopping_with_an_unreachable_door_relay_is_one_warning_without_a_traceback(tmp_path: Path) -> None:
+    doors = f"""
+[[doors]]
+id = "lobby"
+pulse_s = 2
+
+[doors.relay]
+type = "shelly_gen2"
+url = "http://127.0.0.1:{refused_port()}"
+timeout_ms = 300
+"""
+    text = gateway_toml(tmp_path / "state", sources=doors)
+    config = tmp_path / "lintel.toml"
+    config.write_text(text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.2\n\n[outbox]"))
+    proc = lintel("run", "-c", str(config))
+    try:
+        wait_status(config, lambda s: s["state"] == "running" and s["pid"] == proc.pid, 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log, log
+    stopped = [line for line in log.splitlines() if "doors did not stop" in line]
+    assert len(stopped) == 1 and " WARNING " in stopped[0] and "lobby" in stopped[0], log
