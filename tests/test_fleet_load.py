@@ -39,6 +39,7 @@ if os.environ.get("FLEET_KILL_AND_RESTART"):
     SCENARIOS.append("worker_killed_and_broker_restarted")
 
 
+@pytest.mark.timeout(420)  # 14,000 messages through PostgreSQL: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_three_workers_lose_and_repeat_nothing(tmp_path, fleet_dsn, fleet_broker, scenario):
     ids = ["w1", "w2", "w3"]
