@@ -33,19 +33,9 @@ class Pipeline:
         self.processor_errors: dict[str, int] = {}
 
     def submit(self, record: Record) -> bool:
-        records: list[Record] = [record]
-        for processor in self.processors:
-            records = self._through(processor, records)
-        ok = True
-        for r in records:
-            if self._sink(r):
-                self.accepted += 1
-                for observe in self.observers:
-                    observe(r)
-            else:
-                self.refused += 1
-                ok = False
-        return ok
+        """One record through the processors into the sink; False when it (or a record a processor
+        made from it) was refused."""
+        return self.submit_many((record,))
 
     def submit_many(self, batch: Sequence[Record]) -> bool:
         """`submit` for a batch (a poll's readings): the same processors, counts and observers per
