@@ -57,6 +57,7 @@ coil = 2
 
 [commands]
 allow = {ALLOW}
+clock_sync = "assume"  # test machines run no time daemon (tests/test_replay_process.py uses it)
 max_per_minute = 2000
 
 {operator_toml(ALLOWED, ["lobby"])}
