@@ -55,6 +55,8 @@ if [[ $want_test == 1 ]]; then
     [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
         apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
     need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
+    # libfaketime: moves a real `lintel run`'s wall clock back and forth (tests/test_replay_process.py)
+    [[ -e /usr/lib/$(uname -m)-linux-gnu/faketime/libfaketime.so.1 ]] || apt_missing+=(faketime)
 fi
 
 if ((${#apt_missing[@]})); then

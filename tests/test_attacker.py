@@ -63,7 +63,7 @@ coil = {GARAGE_COIL}
 
 [commands]
 allow = ["ping", "alarm_ack", "door_pulse", "reload_config"]
-clock_sync = "assume"  # test machines run no time daemon (tests/test_replay_process.py uses it)
+clock_sync = "assume"  # test machines run no time daemon: trust the clock
 
 {operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])}
 [[commands.operators]]

@@ -80,7 +80,7 @@ max_attempts_per_minute = 20
 
 [commands]
 allow = ["ping", "faces_delete"]
-clock_sync = "assume"  # test machines run no time daemon (tests/test_replay_process.py uses it)
+clock_sync = "assume"  # test machines run no time daemon: trust the clock
 
 {operator_toml(["faces_delete"])}
 """

@@ -80,7 +80,9 @@ class ReplayGuard:
         for heap in self._by_age.values():
             heapq.heapify(heap)
 
-    def check(self, cmd: Command, now_ms: int, sender: str = LEGACY, *, local: bool = False) -> Refusal | None:
+    def check(
+        self, cmd: Command, now_ms: int, sender: str = LEGACY, *, local: bool = False
+    ) -> Refusal | None:
         """None if fresh (and remembers its nonce and the sender's mark); otherwise the refusal.
 
         `local` (the control socket, authorised by its file permissions and dated by this host's own
@@ -156,6 +158,11 @@ class ReplayGuard:
 def _nonce_row(value: Any) -> tuple[int | None, str]:
     if isinstance(value, int):
         return value, LEGACY
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and isinstance(value[1], str):
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and isinstance(value[1], str)
+    ):
         return value[0], value[1]
     return None, LEGACY

@@ -109,8 +109,9 @@ class CommandsSection(StrictModel):
     clock_sync: Literal["kernel", "assume"] = Field(
         "kernel",
         description=(
-            'Commands are refused (clock_unsynced) while the kernel says no time server keeps the clock ("kernel",'
-            ' as timedatectl shows it); "assume" trusts the clock without one (an isolated site with an RTC).'
+            "Commands are refused (clock_unsynced) while the kernel says no time server keeps the clock"
+            ' ("kernel", as timedatectl shows it); "assume" trusts the clock without one (an isolated site'
+            " with an RTC)."
         ),
     )
     max_per_minute: int = Field(
