@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.commands.envelope import MAX_COMMAND_BYTES
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
@@ -25,6 +26,7 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.inbox import CommandInbox, InboxLimits
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
 from gateway.runtime.bridges import build_bridges, build_sparkplug_link
 from gateway.runtime.pipeline import Pipeline
@@ -82,6 +84,8 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
+        # Between the uplink thread and the router: bounded, checked before parsing.
+        self.inbox = CommandInbox(clock, InboxLimits(max_bytes=MAX_COMMAND_BYTES))
         self.uplink: Uplink | None = None
         self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:

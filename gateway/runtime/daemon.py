@@ -40,6 +40,9 @@ from gateway.runtime.supervisor import RestartPolicy
 
 log = logging.getLogger("lintel.daemon")
 
+# Commands handled at once (each as a task); more wait in the bounded inbox (gateway.delivery.inbox).
+COMMANDS_IN_FLIGHT = 16
+
 
 class Daemon:
     def __init__(
@@ -175,6 +178,7 @@ class Daemon:
         core.writer.start()
         core.announce_recovery()
         self._loop = asyncio.get_running_loop()
+        core.inbox.bind(self._loop)
         if core.uplink is not None and self.loaded.config.commands.enabled:
             core.uplink.on_command = self._command_arrived
         if core.uplink is not None:
@@ -197,6 +201,7 @@ class Daemon:
                     self.health_watch.watchdog(self.notifier, self._refresh_thread_health), name="watchdog"
                 ),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
+                group.create_task(self._serve_commands(group), name="commands"),
             ]
             self.state = "running"
             self.notifier.ready(self._status_line())
@@ -279,14 +284,27 @@ class Daemon:
 
     # -- commands ------------------------------------------------------------------------------------
     def _command_arrived(self, payload: bytes) -> None:
-        """Uplink thread -> event loop: run the command there (handlers use the loop's objects)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._spawn_command, payload)
+        """Uplink thread: into the bounded inbox (size and work budget checked there, unparsed)."""
+        self.core.inbox.offer(payload)
 
-    def _spawn_command(self, payload: bytes) -> None:
-        if self._group is not None and self.state == "running":
-            self._group.create_task(self.core.router.handle(payload), name="command")
+    async def _serve_commands(self, group: asyncio.TaskGroup) -> None:
+        """Event loop: run inbox messages through the router, at most COMMANDS_IN_FLIGHT at once (a
+        door_pulse holds its slot for pulse_s), each as its own task (handlers use the loop's objects)."""
+        slots = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
+
+        async def run(payload: bytes) -> None:
+            try:
+                await self.core.router.handle(payload)
+            finally:
+                slots.release()
+
+        while True:
+            await slots.acquire()
+            payload = await self.core.inbox.get()
+            if self.state != "running":
+                slots.release()
+                continue
+            group.create_task(run(payload), name="command")
 
     async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
         """Validate a new config, then apply it atomically; the old one stays on any failure."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
@@ -124,9 +124,10 @@ class CommandsReport:
     signatures_checked: bool
     refusals: dict[str, int]  # by refusal code (a fixed set)
     per_key: dict[str, dict[str, int]]  # per operator key: outcomes
+    inbox: dict[str, int] = field(default_factory=dict)  # gateway.delivery.inbox: offered, dropped
 
     @classmethod
-    def of(cls, snap: dict[str, Any]) -> CommandsReport:
+    def of(cls, snap: dict[str, Any], inbox: dict[str, int] | None = None) -> CommandsReport:
         return cls(
             snap["received"],
             snap["ok"],
@@ -136,6 +137,7 @@ class CommandsReport:
             bool(snap["signatures_checked"]),
             dict(snap["refusals"]),
             {k: dict(v) for k, v in snap["per_key"].items()},
+            dict(inbox or {}),
         )
 
 
@@ -237,7 +239,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
         ),
         alarms=tuple(AlarmReport(**{k: a[k] for k in AlarmReport.__dataclass_fields__}) for a in book),
-        commands=CommandsReport.of(core.router.snapshot()),
+        commands=CommandsReport.of(core.router.snapshot(), core.inbox.snapshot()),
         lanes=daemon.lanes.reports(),
         unavailable=dict(daemon.lanes.unavailable),
         written_ms=daemon.clock.time_ms(),
