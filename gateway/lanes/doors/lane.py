@@ -325,10 +325,12 @@ def _password(relay: Any, deps: LaneDeps) -> str | None:
 
 
 def render(report: DoorsReport) -> list[str]:
-    """`lintel status` lines for the doors."""
+    """`lintel status` lines for the doors (rich markup)."""
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
     for d in report.doors:
         colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
-        extra = f" ({d.fault})" if d.fault else ""
-        lines.append(f"  [{colour}]{d.id}: relay {d.relay}{extra}[/]")
+        extra = f" ({esc(d.fault)})" if d.fault else ""
+        lines.append(f"  [{colour}]{esc(d.id)}: relay {esc(d.relay)}{extra}[/]")
     return lines

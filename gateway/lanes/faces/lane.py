@@ -146,15 +146,17 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
 
 
 def render(report: FaceAccessReport) -> list[str]:
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [
         f"face access: {report.residents} residents, max distance {report.threshold}, "
-        f"liveness {report.liveness}"
+        f"liveness {esc(report.liveness)}"
     ]
     for e in report.entrances:
         state = "LOCKED OUT" if e.locked else ("watching" if e.camera_online else "CAMERA OFFLINE")
         colour = "green" if state == "watching" else "red"
         lines.append(
-            f"  [{colour}]{e.id} on {e.camera} → door {e.door}: {state}[/], "
+            f"  [{colour}]{esc(e.id)} on {esc(e.camera)} → door {esc(e.door)}: {state}[/], "
             f"{e.granted} granted, {e.denied} denied, {e.pipeline_ms_avg} ms per frame"
         )
     return lines
