@@ -22,9 +22,12 @@ from typing import Any
 
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
+from gateway.commands.router import LOCAL
 from gateway.config import LoadedConfig
+from gateway.config.commands import ALL_DOORS
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
+from gateway.core.commands import Caller
 from gateway.core.processor import Processor
 from gateway.lanes import DoorOpener, LaneDeps
 from gateway.runtime import report as rp
@@ -118,7 +121,7 @@ class Daemon:
             "ping": ping_handler(self.clock, core.started_mono, lambda: self.loaded.sha256),
             "outbox_stats": outbox_stats_handler(core.writer.snapshot),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
-            "reload_config": reload_handler(self.reload),
+            "reload_config": reload_handler(self.reload, self._doors_of),
             **self.lanes.handlers(),
         }
 
@@ -306,10 +309,23 @@ class Daemon:
                 continue
             group.create_task(run(payload), name="command")
 
-    async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
-        """Validate a new config, then apply it atomically; the old one stays on any failure."""
+    async def reload(
+        self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None = None
+    ) -> dict[str, Any]:
+        """Validate a new config, then apply it atomically; the old one stays on any failure.
+        `doors`: the doors whose tunables the caller may change (None: any)."""
         async with self._reload_lock:
-            return await reload_config(self, toml_text, expect_sha256)
+            return await reload_config(self, toml_text, expect_sha256, doors)
+
+    def _doors_of(self, caller: Caller) -> frozenset[str] | None:
+        """The doors a command's verified key may pulse, hence tune; None for every door."""
+        auth = self.core.router.auth
+        if caller.origin == LOCAL or auth is None:
+            return None
+        op = auth.operators.get(caller.by)
+        if op is None:
+            return frozenset()
+        return None if ALL_DOORS in op.doors else op.doors
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

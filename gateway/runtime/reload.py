@@ -56,8 +56,9 @@ def _invalid(exc: ConfigError) -> Rejected:
     return Rejected(f"invalid config: {shown}{more}")
 
 
-def _remote(old: LoadedConfig, toml_text: str) -> LoadedConfig:
-    """The remote config, refused unless it changes tunables only. Reads no file."""
+def _remote(old: LoadedConfig, toml_text: str, doors: frozenset[str] | None) -> LoadedConfig:
+    """The remote config, refused unless it changes tunables only, and door tunables only on
+    `doors` (None: any door). Reads no file."""
     data = toml_text.encode()
     try:
         parsed = parse_config(data, "config_toml", old.base_dir)
@@ -69,6 +70,14 @@ def _remote(old: LoadedConfig, toml_text: str) -> LoadedConfig:
             f"not tunable remotely: {', '.join(changed)} (change them in the local config file on the "
             "gateway, then restart or send SIGHUP)"
         )
+    if doors is not None:
+        before = {d.id: d for d in old.config.doors}
+        outside = sorted(d.id for d in parsed.config.doors if d != before.get(d.id) and d.id not in doors)
+        if outside:
+            raise Rejected(
+                f"door tunables of {', '.join(outside)} may only be changed by a key whose doors include "
+                f"them (this key's doors: {', '.join(sorted(doors)) or 'none'})"
+            )
     return LoadedConfig(parsed.config, old.path, old.base_dir, parsed.sha256, old.file_sha256)
 
 
@@ -87,11 +96,14 @@ def _local(old: LoadedConfig) -> LoadedConfig:
     return new
 
 
-async def reload_config(daemon: Daemon, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
+async def reload_config(
+    daemon: Daemon, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """`doors`: the doors whose tunables (`pulse_s`) the caller may change; None for any door."""
     old = daemon.loaded
     if expect_sha256 and expect_sha256 != old.sha256:
         raise Rejected(f"config changed meanwhile: the running config is {old.sha256}")
-    new = _remote(old, toml_text) if toml_text is not None else _local(old)
+    new = _remote(old, toml_text, doors) if toml_text is not None else _local(old)
     if new.sha256 == old.sha256:
         return {"changed": False, "config_sha256": old.sha256}
     lanes = daemon.lanes
