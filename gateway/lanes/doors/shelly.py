@@ -12,6 +12,15 @@ request is sent again with an `auth` object in its body:
 `ha2 = SHA256(dummy_method:dummy_uri)`, nc = 1 (a fresh challenge per HTTP request).
 The password never appears in a message, a log line or `repr`.
 
+Pinning: the challenge's realm is the device's id. A challenge whose realm is not the configured
+`device_id` gets no answer (RelayError, nothing sent): a rogue or replaced device on the relay's
+address never receives a digest response to attack offline. (An impostor that copies the id
+defeats this, as it would any check over plain HTTP: the relay's LAN must be isolated.)
+
+Readback: after a pulse is acknowledged, `Switch.GetStatus` must show the switch on (or its
+timer already run out). A device that acknowledges and does not switch (a `was_on` reply that
+lies, a faulty relay) raises `RelayDisagrees`, which the doors lane reports as `door_relay_fault`.
+
 Replies are hostile input: bounded in size (gateway/lanes/doors/http.py), the JSON-RPC frame checked
 (same id, `result` an object, `was_on` present for Switch.Set); a device error becomes a
 RelayError carrying the device's own message (shortened, control characters removed).
@@ -29,7 +38,7 @@ from typing import Any
 
 from gateway.lanes.doors.config import ShellyGen2Relay
 from gateway.lanes.doors.http import HttpError, Reply, post_json
-from gateway.lanes.doors.relays import RelayError
+from gateway.lanes.doors.relays import RelayDisagrees, RelayError
 
 _USER = "admin"  # Shelly Gen2 devices have this one user
 _HA2 = hashlib.sha256(b"dummy_method:dummy_uri").hexdigest()
@@ -91,7 +100,19 @@ class ShellyRelay:
     async def timed_pulse(self, seconds: float) -> None:
         # toggle_after takes fractional seconds; a zero or tiny timer would be no pulse at all.
         toggle_after = max(0.1, round(seconds, 3))
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         await self._switch_set({"id": self.config.switch, "on": True, "toggle_after": toggle_after})
+        status = await self.status()
+        if status.get("output") is not True and loop.time() - sent < toggle_after:
+            raise RelayDisagrees(
+                f"{self.config.url}: the device acknowledged the pulse but reports switch "
+                f"{self.config.switch} off: it did not switch (a faulty relay, or not the device)"
+            )
+
+    async def device_info(self) -> dict[str, Any]:
+        """`Shelly.GetDeviceInfo` (answered without authentication: `id`, `mac`, `model`, `gen`)."""
+        return await self.call("Shelly.GetDeviceInfo", {})
 
     async def status(self) -> dict[str, Any]:
         """`Switch.GetStatus` of this switch (`output` is whether the relay is on)."""
@@ -129,6 +150,11 @@ class ShellyRelay:
                 challenge
             ):
                 raise RelayError(f"{cfg.url}: authentication failed: unsupported challenge")
+            if cfg.device_id is not None and challenge["realm"] != cfg.device_id:
+                raise RelayError(
+                    f"{cfg.url}: the device asking for the password is {_shown(challenge['realm'], 64)!r}, "
+                    f"not {cfg.device_id!r} (device_id): no credentials sent"
+                )
             request["auth"] = auth_object(challenge, self._password, secrets.randbelow(1 << 31) + 1)
             reply = await post_json(cfg.host, cfg.port, "/rpc", request)
             if reply.status == 401:
