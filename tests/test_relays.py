@@ -432,7 +432,7 @@ def test_a_was_on_lie_gives_exactly_one_door_relay_fault() -> None:
         doors = Doors([door], {"gate": build_relay(door.relay, ActuatorHub())}, SystemClock(), records.append)
         await doors.start()
         device.fault = "was_on_lie"  # acknowledges `on` with was_on: false, and does not switch
-        with pytest.raises(DoorError, match="did not switch on: .*reports switch 0 off"):
+        with pytest.raises(DoorError, match=r"did not switch on: .*reports switch 0 off"):
             await doors.pulse("gate", by="test")
         await asyncio.sleep(0.6)  # past the pulse: nothing more is raised for it
         faults = [r for r in records if isinstance(r, Event) and r.kind == "door_relay_fault"]

@@ -80,15 +80,15 @@ class ShellyGen2Relay(StrictModel):
         if self.password_file is None:
             raise custom_error(
                 "a Shelly relay without a password opens the door for anyone on its network",
-                'enable authentication on the device (Settings → Authentication) and set password_file = '
+                "enable authentication on the device (Settings → Authentication) and set password_file = "
                 '"/etc/lintel/shelly-<door>.pass" (a long random password, mode 0640 root:lintel)',
                 key="password_file",
                 got="none",
             )
         if self.device_id is None:
             raise custom_error(
-                "the device is not pinned: the password would be answered to whatever device holds its address",
-                "device_id of the device: run `lintel doors probe DOOR --write` (it reads Shelly.GetDeviceInfo)",
+                "the device is not pinned: the password would be answered to any device on its address",
+                "the device's id: run `lintel doors probe DOOR --write` (it reads Shelly.GetDeviceInfo)",
                 key="device_id",
                 got="none",
             )
