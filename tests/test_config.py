@@ -416,6 +416,7 @@ def test_state_dir_that_cannot_be_created_is_found_by_trying_and_nothing_is_left
 
 def test_a_password_over_plain_mqtt_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "pw").chmod(0o600)  # (a file others can read is its own warning: test_relays.py)
     body = f"state_dir = '{tmp_path}'\n[mqtt]\nusername = 'u'\npassword_file = 'pw'\n"
     cfg = tmp_path / "c.toml"
     cfg.write_text(BASE + body + "url = 'mqtt://broker.example'\n")

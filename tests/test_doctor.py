@@ -116,6 +116,7 @@ class Site:
         assert self.bluez or "ble" not in want
         pw = self.tmp / "mqtt.pass"
         pw.write_text(self.password + "\n")
+        pw.chmod(0o640)  # as the README installs it (a wider mode is a warning)
         mqtt = ""
         if "mqtt" in want:
             mqtt = (

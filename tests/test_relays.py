@@ -5,6 +5,7 @@ the Doors component driving a hardware-timed relay."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -475,3 +476,89 @@ def test_check_config_refuses_a_shelly_door_without_password_or_pinned_device(
     assert out.returncode == 1, out  # check-config: 1 for a config with problems
     shown = out.stdout + out.stderr
     assert f"doors[0].relay.{missing}" in shown and says in shown, shown
+
+
+class _ShellyThread:
+    """A SimulatedShelly served from its own event loop thread (for tests that run `lintel` CLIs)."""
+
+    def __init__(self, **sim: Any) -> None:
+        import threading
+
+        self.device = SimulatedShelly(**sim)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.device.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.device.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def _lintel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+
+
+def test_doors_probe_pins_the_device_without_sending_its_password(tmp_path: Path) -> None:
+    shelly = _ShellyThread(password=PASSWORD, device_id="shellyplus1-e4b063f0aa01", mac="E4B063F0AA01")
+    try:
+        (tmp_path / "gate.pass").write_text(PASSWORD + "\n")
+        door = (
+            '[[doors]]\nid = "gate"\npulse_s = 1\n\n[doors.relay]\ntype = "shelly_gen2"\n'
+            f'url = "{shelly.device.url}"  # the bike room\npassword_file = "gate.pass"\n\n'
+        )
+        config = tmp_path / "lintel.toml"
+        config.write_text(gateway_toml(tmp_path / "state", extra=door + '[log]\nlevel = "info"\n'))
+        assert _lintel("check-config", "-c", str(config)).returncode == 1  # not pinned yet
+
+        out = _lintel("doors", "probe", "gate", "-c", str(config), "--write")
+        assert out.returncode == 0, out
+        assert "shellyplus1-e4b063f0aa01 (MAC E4B063F0AA01" in out.stdout
+        text = config.read_text()
+        assert 'device_id = "shellyplus1-e4b063f0aa01"\nmac = "E4B063F0AA01"\n\n[log]' in text
+        assert "# the bike room" in text  # the rest of the file as written
+        assert _lintel("check-config", "-c", str(config)).returncode == 0
+        assert shelly.device.auth_attempts == 0  # the probe never answered a challenge
+
+        # Another device on that address later: the probe says so and changes nothing.
+        pinned = text.replace("shellyplus1-e4b063f0aa01", "shellyplus1-000000000001")
+        config.write_text(pinned)
+        out = _lintel("doors", "probe", "gate", "-c", str(config), "--write")
+        assert out.returncode == 1 and "but the config pins shellyplus1-000000000001" in out.stderr, out
+        assert config.read_text() == pinned
+    finally:
+        shelly.close()
+
+
+def test_a_secret_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    """Issue 27 point 6: check-config warns (naming the key, file, mode and fix) for a password file
+    any local account can read; the doctor shows it too."""
+    secret = tmp_path / "gate.pass"
+    secret.write_text(PASSWORD + "\n")
+    door = (
+        '[[doors]]\nid = "gate"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://127.0.0.1:9"\n'
+        f'password_file = "gate.pass"\ndevice_id = "{SHELLY_ID}"\n'
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(gateway_toml(tmp_path / "state", extra=door))
+    secret.chmod(0o644)
+    out = _lintel("check-config", "-c", str(config))
+    assert out.returncode == 0, out
+    assert "doors[0].relay.password_file: the secret file is readable or writable by every local account" in (
+        out.stderr
+    ), out
+    assert "(mode 0644)" in out.stderr and f"chmod 0640 {secret}" in out.stderr
+    doctor = _lintel("doctor", "-c", str(config), "--json", "--timeout", "1")
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["secret.doors[0].relay.password_file"]["level"] == "warn"
+    secret.chmod(0o600)
+    out = _lintel("check-config", "-c", str(config))
+    assert "secret file" not in out.stderr, out
