@@ -304,6 +304,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     try:
         residents = gallery.residents()
         by_resident = gallery.models()
+        pseudonyms = {r.id: gallery.pseudonym(r.id) for r in residents}  # as events name them
     finally:
         gallery.close()
     embedder = ctx.faces.embedder
@@ -313,6 +314,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "resident_id": r.id,
+                "pseudonym": pseudonyms[r.id],
                 "unit": r.unit,
                 "templates": models.get(embedder, 0),
                 "other_embedders": {m: n for m, n in models.items() if m != embedder},
@@ -332,7 +334,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     t = table(
         f"face gallery {esc(ctx.gallery_path)} (embedder {esc(embedder)})",
-        ["resident", "unit", "templates", "doors", "hours", "consent"],
+        ["resident", "in events", "unit", "templates", "doors", "hours", "consent"],
     )
     for r in rows:
         doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
@@ -349,7 +351,9 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         if r["needs_reenrolment"]:
             count = "[red]0: RE-ENROL[/] " + count[1:]
         consent = esc(f"{c['by']}, {c['at']}: {c['how']}")
-        t.add_row(esc(r["resident_id"]), esc(r["unit"]), count, esc(doors), esc(hours), consent)
+        t.add_row(
+            esc(r["resident_id"]), r["pseudonym"], esc(r["unit"]), count, esc(doors), esc(hours), consent
+        )
     console.print(t)
     if stale:
         err_console.print(
