@@ -545,3 +545,41 @@ def test_pseudonyms_are_stable_per_key_and_unlinkable_without_it(tmp_path: Path)
     assert "r-1" not in g.pseudonym("r-1") and g.pseudonym("r-1").startswith("p-")
     g.close()
     other.close()
+
+
+def test_the_gallery_key_comes_from_credentials_or_etc_and_the_old_default_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 point 7: never beside the gallery. systemd credentials win; a key_file elsewhere is
+    used as is; the old default in the state folder still works but is flagged with the migration."""
+    from gateway.lanes.faces.access import face_paths, key_beside_gallery
+    from gateway.lanes.faces.config import FacesSection
+    from gateway.lanes.faces.keys import CREDENTIAL, load_key
+
+    state = tmp_path / "state"
+    old = FacesSection()
+    assert face_paths(old, state)[1] == state / "faces.key"
+    flagged = key_beside_gallery(old, state)
+    assert flagged is not None and "beside the gallery" in flagged and "/etc/lintel/faces.key" in flagged
+    etc = FacesSection(key_file=str(tmp_path / "etc" / "faces.key"))
+    assert (
+        face_paths(etc, state)[1] == tmp_path / "etc" / "faces.key" and key_beside_gallery(etc, state) is None
+    )
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    create_key(creds / CREDENTIAL)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert face_paths(old, state)[1] == creds / CREDENTIAL and key_beside_gallery(old, state) is None
+    # 0640 is the installed mode when root owns the key (the service reads it through its group);
+    # the same mode on a key someone else owns is refused.
+    key = tmp_path / "etc" / "faces.key"
+    create_key(key)
+    os.chmod(key, 0o640)
+    if os.geteuid() == 0:
+        assert len(load_key(key)) == 32
+        os.chown(key, 65534, 0)
+        with pytest.raises(GalleryKeyError, match="readable by others"):
+            load_key(key)
+    os.chmod(key, 0o604)
+    with pytest.raises(GalleryKeyError, match="readable by others"):
+        load_key(key)

@@ -35,6 +35,7 @@ from gateway.lanes.faces.decision import Decider, Decision, Observation, Passage
 from gateway.lanes.faces.detect import FaceDetector
 from gateway.lanes.faces.embed import Embedder
 from gateway.lanes.faces.gallery import Gallery
+from gateway.lanes.faces.keys import MIGRATION, key_location
 from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
 from gateway.lanes.faces.pipeline import FacePipeline
@@ -70,10 +71,22 @@ def passages_by_id(gallery: Gallery, saved: dict[str, Any]) -> dict[str, Passage
 
 
 def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
-    """(gallery database, key file) where `[faces]` says, or in the state folder."""
+    """(gallery database, key file): the gallery where `[faces]` says or in the state folder; the
+    key from systemd credentials, `[faces] key_file` or the old default (gateway.lanes.faces.keys)."""
     gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
-    key = Path(faces.key_file) if faces.key_file else state_dir / "faces.key"
+    key, _beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
     return gallery, key
+
+
+def key_beside_gallery(faces: FacesSection, state_dir: Path) -> str | None:
+    """A warning when the gallery key lies in the state folder (beside the gallery), else None."""
+    key, beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
+    if not beside:
+        return None
+    return (
+        f"faces.key_file: the face gallery key {key} lies in the state folder beside the gallery: whoever "
+        f"copies that folder can read every template; {MIGRATION.format(old=key)}"
+    )
 
 
 def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
@@ -106,6 +119,7 @@ class FaceAccessWatch:
         timezone: str | None = None,
     ) -> None:
         self.faces = faces
+        self.state_dir = state_dir
         self.entrances = entrances
         self.hub = hub
         # the daemon's current Doors: reload_config replaces it, and a pulse must take the same
@@ -149,6 +163,8 @@ class FaceAccessWatch:
             e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
         }
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
+        if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
+            log.warning("%s", beside)
         saved = self.store.load(NS)
         self.passages.update(passages_by_id(self.gallery, saved))  # the deciders hold this dict
         stale = [key for key in saved if not key.startswith("p-")]  # by resident id: older versions
