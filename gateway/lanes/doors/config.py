@@ -64,8 +64,8 @@ class ShellyGen2Relay(StrictModel):
     mac: str | None = Field(
         None,
         pattern=r"^[0-9A-F]{12}$",
-        description="The device's MAC as Shelly.GetDeviceInfo gives it (12 hex digits); checked by "
-        "`lintel doors probe` and `lintel doctor`.",
+        description="The device's MAC as Shelly.GetDeviceInfo gives it (12 hex digits), written by "
+        "`lintel doors probe`, which reports a device whose id does not match.",
     )
     timeout_ms: int = Field(2000, ge=50, le=30_000, description="Reply timeout of one RPC, in ms.")
 
