@@ -562,3 +562,27 @@ def test_a_secret_file_readable_by_others_is_warned_about(tmp_path: Path) -> Non
     secret.chmod(0o600)
     out = _lintel("check-config", "-c", str(config))
     assert "secret file" not in out.stderr, out
+
+
+def test_a_rogue_that_copies_the_device_id_but_not_its_mac_receives_no_digest_response() -> None:
+    async def body(rogue: SimulatedShelly) -> None:
+        relay = ShellyRelay(shelly_config(rogue.url, mac="0C8B95F2E1A4"), PASSWORD)
+        with pytest.raises(RelayError, match="not the pinned device_id and mac: no credentials sent"):
+            await relay.timed_pulse(0.3)
+        assert rogue.auth_attempts == 0 and rogue.switches == []
+
+    # the rogue claims the real id (it can read it from the real device) but has its own MAC
+    run(with_shelly, body, password="rogue's", device_id=SHELLY_ID, mac="E4B063F0AA01")
+
+
+def test_a_pinned_mac_is_checked_once_then_trusted_for_a_while() -> None:
+    async def body(device: SimulatedShelly) -> None:
+        relay = ShellyRelay(shelly_config(device.url, mac="0C8B95F2E1A4"), PASSWORD)
+        await relay.timed_pulse(0.2)
+        await until(lambda: device.outputs == [False])
+        first = device.requests
+        await relay.timed_pulse(0.2)
+        # Set (401, then with auth) + GetStatus (401, then with auth): no second GetDeviceInfo
+        assert device.requests - first == 4 and device.auth_failures == 0
+
+    run(with_shelly, body, password=PASSWORD)
