@@ -703,12 +703,13 @@ def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
 
     config = tmp_path / "lintel.toml"
     entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
-    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
-    config.write_text(base + entrance)
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path / "state"}"')
+    key = f'[faces]\nkey_file = "{tmp_path / "etc" / "faces.key"}"\n'  # not beside the gallery
+    config.write_text(base + key + entrance)
     assert load_config(config).config.faces.liveness == "micro_motion"  # the default
     clean = lintel_output("check-config", "-c", str(config))
     assert "warning" not in clean.stdout + clean.stderr
-    config.write_text(base + '[faces]\nliveness = "off"\n' + entrance)
+    config.write_text(base + key + 'liveness = "off"\n' + entrance)
     out = lintel_output("check-config", "-c", str(config))
     assert out.returncode == 0, out.stderr
     assert (
