@@ -55,6 +55,8 @@ def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[Gateway]:
                 break
             except TimeoutError:
                 ping = envelope("ping")
+        # the doors switched their relays off at start: a pulse before that is refused
+        wait_status(config, lambda s: all(d["relay"] == "released" for d in s["lanes"]["doors"]["doors"]))
         yield Gateway(config, proc, commander, relay)
     finally:
         stop_and_show_log(proc)

@@ -78,6 +78,20 @@ class Gateway:
                 continue
         raise AssertionError("the gateway never answered a ping")
 
+    def wait_doors_released(self) -> None:
+        """The doors lane switched its relays off at start (a pulse before that is refused)."""
+        status = self.config.parent / "state" / "run" / "status.json"  # read directly: the CLI would
+        deadline = time.monotonic() + 20  # judge the file's age by the test's clock, not the daemon's
+        while time.monotonic() < deadline:
+            try:
+                doors = json.loads(status.read_text())["lanes"]["doors"]["doors"]
+                if doors and all(d["relay"] == "released" for d in doors):
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the doors never reported their relays released")
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_and_show_log(self.proc)
@@ -124,6 +138,7 @@ def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[Gateway]:
 def test_a_captured_door_pulse_is_refused_after_a_clock_reset_and_restart(gateway: Gateway) -> None:
     gw = gateway
     gw.start()
+    gw.wait_doors_released()
     # What an attacker on the broker records: the operator's signed bytes.
     captured = json.dumps(
         sign(gw.envelope("door_pulse", {"door": "lobby"}), OPERATOR_KEY, OPERATOR_ID)
@@ -146,6 +161,7 @@ def test_a_captured_door_pulse_is_refused_after_a_clock_reset_and_restart(gatewa
     assert result["code"] == "clock_behind", result  # refused while behind, however fresh it looks
     assert gw.pulses() == 1
 
+    gw.wait_doors_released()
     gw.set_offset(400)  # the clock caught up (within max_skew_s of the mark): served again
     again = gw.envelope("door_pulse", {"door": "lobby"})
     assert gw.commander.call(again)["outcome"] == "ok"
