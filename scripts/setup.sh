@@ -57,6 +57,10 @@ if [[ $want_test == 1 ]]; then
     need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
     # libfaketime: moves a real `lintel run`'s wall clock back and forth (tests/test_replay_process.py)
     [[ -e /usr/lib/$(uname -m)-linux-gnu/faketime/libfaketime.so.1 ]] || apt_missing+=(faketime)
+    # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
+    need_cmd gcc gcc
+    need_cmd pkg-config pkg-config
+    [[ -f /usr/include/modbus/modbus.h ]] || apt_missing+=(libmodbus-dev)
 fi
 
 if ((${#apt_missing[@]})); then
