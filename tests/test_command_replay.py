@@ -60,7 +60,7 @@ def test_refused_while_the_clock_is_behind_the_mark_and_served_once_it_is_not(tm
     result = rig.send(fresh)
     assert _outcome(result) == "clock_behind"
     assert "120 s earlier" in result["reason"]  # type: ignore[index]
-    assert rig.router.snapshot()["refusals"] == {"clock_behind": 1}
+    assert rig.router.report().refusals == {"clock_behind": 1}
     rig.clock.set_time_ms(t1 - 20_000)  # within max_skew_s of the mark: not behind
     assert _outcome(rig.send(_pulse(rig))) == "ok"
     assert _pulses(rig) == 2

@@ -45,7 +45,9 @@ REASONS = ("oversize", "over_budget", "small_full", "large_full")
 class InboxLimits:
     max_bytes: int = 300_000  # the router's MAX_COMMAND_BYTES: nothing bigger is a command
     small_bytes: int = 16 * 1024
-    small_capacity: int = 64
+    # A burst of small commands (an operator tool acking many alarms, a fuzzer) waits here rather than
+    # being dropped: 1024 × 16 KiB is 16 MiB at worst (typical commands are < 1 KiB).
+    small_capacity: int = 1024
     large_capacity: int = 2
     # One full-size message a second: its decode, canonical form and signature check cost ~45 ms of
     # CPU (bench/command_flood.py), so a flood of big messages costs the gateway ~5 % of a core.
