@@ -91,9 +91,7 @@ class ReplayGuard:
         can write to the socket can issue commands and needs no replay."""
         if not clock_is_set(now_ms):
             return Refusal(Code.CLOCK_UNSET, "gateway clock not set: fresh cannot be told from replayed")
-        if local:
-            pass
-        elif not self.sync.synchronized():
+        if not local and not self.sync.synchronized():
             return Refusal(
                 Code.CLOCK_UNSYNCED,
                 "the gateway's clock is not synchronised by a time server (timedatectl: "
