@@ -14,7 +14,7 @@ import platform
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.commands.envelope import MAX_COMMAND_BYTES
@@ -35,6 +35,10 @@ from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
 from gateway.upstream.encode import Encoder, Topics
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.inference.engine import InferenceEngine
 
 log = logging.getLogger("lintel.daemon")
 
@@ -88,9 +92,9 @@ class Core:
         )
         # Between the uplink thread and the router: bounded, checked before parsing.
         self.inbox = CommandInbox(clock, InboxLimits(max_bytes=MAX_COMMAND_BYTES))
-        self._engine: Any = None  # gateway.inference.engine.InferenceEngine, once a lane asked
+        self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
-        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
@@ -122,7 +126,7 @@ class Core:
             lambda name: read_secret(loaded.resolve(name)),
         )
 
-    def engine(self) -> Any:
+    def engine(self) -> InferenceEngine:
         """One inference engine (one thread) for every camera lane, created on first use (a
         gateway without cameras never imports onnxruntime)."""
         if self._engine is None:
