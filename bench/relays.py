@@ -70,7 +70,9 @@ async def bench(pulses: int, pulse_s: float) -> list[tuple[str, str, str]]:
     for password in (None, "bench-s3cret"):
         device = SimulatedShelly(password=password)
         await device.start()
-        config = ShellyGen2Relay(type="shelly_gen2", url=device.url)
+        config = ShellyGen2Relay(
+            type="shelly_gen2", url=device.url, password_file="unused", device_id=device.device_id
+        )
         name = "shelly_gen2" + (" + digest auth" if password else "")
         rows += await _measure(
             name,

@@ -59,6 +59,8 @@ if [[ $want_test == 1 ]]; then
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_missing+=(postgresql)
     need_cmd chromium chromium
     need_cmd chromedriver chromium-driver
+    # libfaketime: moves a real `lintel run`'s wall clock back and forth (tests/test_replay_process.py)
+    [[ -e /usr/lib/$(uname -m)-linux-gnu/faketime/libfaketime.so.1 ]] || apt_missing+=(faketime)
     # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
     need_cmd gcc gcc
     need_cmd pkg-config pkg-config

@@ -63,6 +63,7 @@ coil = {GARAGE_COIL}
 
 [commands]
 allow = ["ping", "alarm_ack", "door_pulse", "reload_config"]
+clock_sync = "assume"  # test machines run no time daemon: trust the clock
 
 {operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])}
 [[commands.operators]]
@@ -251,3 +252,24 @@ def test_a_remote_reload_cannot_escalate_or_leak(target: Target) -> None:
     assert target.collector.wait_for(
         lambda c: len([m for m in c.snapshot() if "/telemetry/" in m.topic]) > seen, 10
     )
+
+
+def test_a_reload_tunes_only_the_doors_of_its_key(target: Target) -> None:
+    """Issue 27 point 5: a key allowed reload_config (and the lobby) cannot set pulse_s on the garage."""
+    text = target.config.read_text()
+    garage = 'id = "garage"\npulse_s = 0.5'
+    lobby = 'id = "lobby"\npulse_s = 0.5'
+    assert garage in text and lobby in text
+    longer_garage = text.replace(garage, 'id = "garage"\npulse_s = 30')
+    answer = target.attack(
+        envelope("reload_config", {"config_toml": longer_garage}), OPERATOR_KEY, OPERATOR_ID
+    )
+    assert answer["outcome"] == "rejected", answer
+    assert "door tunables of garage" in answer["reason"] and "this key's doors: lobby" in answer["reason"]
+    longer_lobby = text.replace(lobby, 'id = "lobby"\npulse_s = 0.8')
+    answer = target.attack(
+        envelope("reload_config", {"config_toml": longer_lobby}), OPERATOR_KEY, OPERATOR_ID
+    )
+    assert answer["outcome"] == "ok" and answer["result"]["changed"] is True, answer
+    status = wait_status(target.config, lambda s: s["config_sha256"] == answer["result"]["config_sha256"])
+    assert status["config_sha256"] == answer["result"]["config_sha256"]

@@ -29,6 +29,7 @@ from gateway.commands.signing import envelope, new_key, public_key_b64, sign
 from gateway.config import parse_config
 from gateway.core import ManualClock
 from gateway.core.errors import ConfigError
+from gateway.core.timesync import SettableSync
 from gateway.storage.state import StateStore
 from tests.support.broker import Mosquitto
 
@@ -90,12 +91,20 @@ class Rig:
     ) -> None:
         self.clock = ManualClock() if start_ms is None else ManualClock(start_ms)
         self.ran: list[tuple[str, dict[str, Any], CommandContext]] = []
+        self.sync = SettableSync(True)
         self.results: list[dict[str, Any]] = []
         self.store = StateStore(tmp_path / "state.db") if persist else None
         config = parse_config((text or config_toml()).encode(), "test.toml").config
         handlers = {name: self._handler(name) for name in ("ping", "alarm_ack", "door_pulse")}
         self.router = CommandRouter.from_config(
-            config.commands, "gw-7", "north", handlers, self.store, self.clock, self.results.append
+            config.commands,
+            "gw-7",
+            "north",
+            handlers,
+            self.store,
+            self.clock,
+            self.results.append,
+            self.sync,
         )
 
     def _handler(self, name: str) -> Callable[[dict[str, Any], CommandContext], Any]:

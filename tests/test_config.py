@@ -416,6 +416,7 @@ def test_state_dir_that_cannot_be_created_is_found_by_trying_and_nothing_is_left
 
 def test_a_password_over_plain_mqtt_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "pw").chmod(0o600)  # (a file others can read is its own warning: test_relays.py)
     body = f"state_dir = '{tmp_path}'\n[mqtt]\nusername = 'u'\npassword_file = 'pw'\n"
     cfg = tmp_path / "c.toml"
     cfg.write_text(BASE + body + "url = 'mqtt://broker.example'\n")
@@ -702,12 +703,13 @@ def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
 
     config = tmp_path / "lintel.toml"
     entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
-    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
-    config.write_text(base + entrance)
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path / "state"}"')
+    key = f'[faces]\nkey_file = "{tmp_path / "etc" / "faces.key"}"\n'  # not beside the gallery
+    config.write_text(base + key + entrance)
     assert load_config(config).config.faces.liveness == "micro_motion"  # the default
     clean = lintel_output("check-config", "-c", str(config))
     assert "warning" not in clean.stdout + clean.stderr
-    config.write_text(base + '[faces]\nliveness = "off"\n' + entrance)
+    config.write_text(base + key + 'liveness = "off"\n' + entrance)
     out = lintel_output("check-config", "-c", str(config))
     assert out.returncode == 0, out.stderr
     assert (

@@ -117,6 +117,7 @@ class Site:
         assert self.bluez or "ble" not in want
         pw = self.tmp / "mqtt.pass"
         pw.write_text(self.password + "\n")
+        pw.chmod(0o640)  # as the README installs it (a wider mode is a warning)
         mqtt = ""
         if "mqtt" in want:
             mqtt = (
@@ -478,3 +479,16 @@ def test_exit_code_and_human_output(tmp_path: Path) -> None:
     assert out.returncode == 1, out
     assert f"✗ broker.tcp: 127.0.0.1:{port} refuses connections" in out.stdout
     assert "→ the broker is down" in out.stdout
+
+
+def test_human_output_prints_data_literally_never_as_markup(tmp_path: Path) -> None:
+    """Issue 27 point 8: findings quote section names, paths, URLs and device names; rich must not
+    read them as markup ("[mqtt]" vanished; a "[/x]" raised MarkupError)."""
+    folder = tmp_path / "site[" / "x][bold]"  # the path reads ".../site[/x][bold]/..."
+    folder.mkdir(parents=True)
+    config = folder / "lintel.toml"
+    config.write_text(gateway_toml(folder / "state"))  # no [mqtt] section
+    out = lintel_output("doctor", "-c", str(config), "--timeout", "2")
+    assert "Traceback" not in out.stderr and "MarkupError" not in out.stderr, out.stderr
+    assert "no [mqtt] section" in out.stdout, out.stdout
+    assert "[/x][bold]" in out.stdout, out.stdout  # the folder's name, wherever a finding quotes it

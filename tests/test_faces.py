@@ -507,3 +507,79 @@ def test_models_bench_times_the_face_models(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         body = json.loads(out.stdout)
         assert body["model"] == model and [r["threads"] for r in body["results"]] == [1, 2]
+
+
+def test_unit_and_consent_are_sealed_at_rest_and_old_plaintext_rows_are_sealed_on_open(
+    tmp_path: Path,
+) -> None:
+    """Issue 27 point 7: the unit number and the consent text are encrypted like the templates; a
+    gallery written by an older version (plaintext columns) is sealed and purged when opened."""
+    db = tmp_path / "faces.db"
+    g = Gallery(db, tmp_path / "faces.key", create=True)
+    g.enroll(
+        Resident("r-7", "7-0303", "caretaker", "signed form 77", 5), [np.ones(4, np.float32)], "m", [{}], 0
+    )
+    assert (g.resident("r-7").unit, g.resident("r-7").consent_how) == ("7-0303", "signed form 77")  # type: ignore[union-attr]
+    g.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("faces.db*"))
+    assert b"7-0303" not in on_disk and b"signed form 77" not in on_disk and b"caretaker" not in on_disk
+    # An older version's row, in plaintext: readable, then sealed at the next open, leaving nothing.
+    g.db.execute(
+        "INSERT INTO residents VALUES ('r-8', '8-0404', 'janitor', 'signed form 88', 0, '[]', '[]', 0)"
+    )
+    g.close()
+    again = Gallery(db, tmp_path / "faces.key")
+    assert (again.resident("r-8").unit, again.resident("r-8").consent_by) == ("8-0404", "janitor")  # type: ignore[union-attr]
+    kinds = again.db.execute("SELECT DISTINCT typeof(unit) FROM residents").fetchall()
+    assert kinds == [("blob",)]
+    again.close()
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("faces.db*"))
+    assert b"8-0404" not in on_disk and b"signed form 88" not in on_disk
+
+
+def test_pseudonyms_are_stable_per_key_and_unlinkable_without_it(tmp_path: Path) -> None:
+    g = Gallery(tmp_path / "a" / "faces.db", tmp_path / "a" / "faces.key", create=True)
+    other = Gallery(tmp_path / "b" / "faces.db", tmp_path / "b" / "faces.key", create=True)
+    assert g.pseudonym("r-1") == g.pseudonym("r-1") != g.pseudonym("r-2")
+    assert g.pseudonym("r-1") != other.pseudonym("r-1")  # another gateway, another key
+    assert "r-1" not in g.pseudonym("r-1") and g.pseudonym("r-1").startswith("p-")
+    g.close()
+    other.close()
+
+
+def test_the_gallery_key_comes_from_credentials_or_etc_and_the_old_default_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 point 7: never beside the gallery. systemd credentials win; a key_file elsewhere is
+    used as is; the old default in the state folder still works but is flagged with the migration."""
+    from gateway.lanes.faces.access import face_paths, key_beside_gallery
+    from gateway.lanes.faces.config import FacesSection
+    from gateway.lanes.faces.keys import CREDENTIAL, load_key
+
+    state = tmp_path / "state"
+    old = FacesSection()
+    assert face_paths(old, state)[1] == state / "faces.key"
+    flagged = key_beside_gallery(old, state)
+    assert flagged is not None and "beside the gallery" in flagged and "/etc/lintel/faces.key" in flagged
+    etc = FacesSection(key_file=str(tmp_path / "etc" / "faces.key"))
+    assert (
+        face_paths(etc, state)[1] == tmp_path / "etc" / "faces.key" and key_beside_gallery(etc, state) is None
+    )
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    create_key(creds / CREDENTIAL)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert face_paths(old, state)[1] == creds / CREDENTIAL and key_beside_gallery(old, state) is None
+    # 0640 is the installed mode when root owns the key (the service reads it through its group);
+    # the same mode on a key someone else owns is refused.
+    key = tmp_path / "etc" / "faces.key"
+    create_key(key)
+    os.chmod(key, 0o640)
+    if os.geteuid() == 0:
+        assert len(load_key(key)) == 32
+        os.chown(key, 65534, 0)
+        with pytest.raises(GalleryKeyError, match="readable by others"):
+            load_key(key)
+    os.chmod(key, 0o604)
+    with pytest.raises(GalleryKeyError, match="readable by others"):
+        load_key(key)

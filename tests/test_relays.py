@@ -5,8 +5,10 @@ the Doors component driving a hardware-timed relay."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,6 +24,7 @@ from drivers.shelly.simulator import SimulatedShelly
 from gateway.config.loader import ConfigError, load_config, parse_config
 from gateway.core import Event, Record, SystemClock
 from gateway.core.actuators import ActuatorHub
+from gateway.lanes import DoorError
 from gateway.lanes.doors import DoorConfig, Doors
 from gateway.lanes.doors.config import ModbusCoilRelay, ShellyGen2Relay
 from gateway.lanes.doors.relays import Relay, RelayError
@@ -42,8 +45,12 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+SHELLY_ID = "shellypro1-0c8b95f2e1a4"  # the simulator's default device id
+PINNED = {"password_file": "shelly.pass", "device_id": SHELLY_ID}  # what check-config requires
+
+
 def shelly_config(url: str, **keys: Any) -> ShellyGen2Relay:
-    return ShellyGen2Relay.model_validate({"type": "shelly_gen2", "url": url, **keys})
+    return ShellyGen2Relay.model_validate({"type": "shelly_gen2", "url": url, **PINNED, **keys})
 
 
 def run(test: Callable[..., Coroutine[Any, Any, None]], *args: Any, **kwargs: Any) -> None:
@@ -72,7 +79,7 @@ def test_shelly_timed_pulse_is_switched_off_by_the_device() -> None:
         (t_on, _, on), (t_off, _, off) = device.switches
         assert (on, off) == (True, False)
         assert abs((t_off - t_on) - 0.4) <= TOLERANCE_S
-        assert device.requests == 1  # the device released the relay without a second request
+        assert device.requests == 2  # Switch.Set and its read-back; the device released it by itself
 
     run(with_shelly, body)
 
@@ -98,7 +105,8 @@ def test_shelly_pulse_ends_when_the_client_process_is_killed() -> None:
             "import asyncio, time\n"
             "from gateway.lanes.doors.config import ShellyGen2Relay\n"
             "from gateway.lanes.doors.shelly import ShellyRelay\n"
-            f"cfg = ShellyGen2Relay(type='shelly_gen2', url='{device.url}')\n"
+            f"cfg = ShellyGen2Relay(type='shelly_gen2', url='{device.url}', password_file='p', "
+            f"device_id='{SHELLY_ID}')\n"
             "asyncio.run(ShellyRelay(cfg).timed_pulse(0.5))\n"
             "time.sleep(60)\n"  # a gateway that would never switch the door off itself
         )
@@ -233,7 +241,10 @@ def test_shelly_url_is_validated(url: str, problem: str) -> None:
 
 
 def test_door_relay_password_file_is_checked(tmp_path: Path) -> None:
-    door = '[[doors]]\nid = "gate"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://10.0.0.5:8080"\n'
+    door = (
+        '[[doors]]\nid = "gate"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://10.0.0.5:8080"\n'
+        f'device_id = "{SHELLY_ID}"\n'
+    )
     cfg = tmp_path / "c.toml"
     cfg.write_text(gateway_toml(tmp_path, extra=door + 'password_file = "gate.pass"\n'))
     with pytest.raises(ConfigError) as info:
@@ -327,7 +338,7 @@ def test_doors_pulse_a_hardware_timed_relay() -> None:
     async def body(device: SimulatedShelly) -> None:
         records: list[Record] = []
         door = DoorConfig.model_validate(
-            {"id": "gate", "pulse_s": 0.4, "relay": {"type": "shelly_gen2", "url": device.url}}
+            {"id": "gate", "pulse_s": 0.4, "relay": {"type": "shelly_gen2", "url": device.url, **PINNED}}
         )
         relay = build_relay(door.relay, ActuatorHub(), password=PASSWORD)
         doors = Doors([door], {"gate": relay}, SystemClock(), records.append)
@@ -393,3 +404,186 @@ def test_modbus_flash_over_an_rtu_line(tmp_path: Path) -> None:
         run(main)
     finally:
         line.stop()
+
+
+# -- issue 27 point 3: a Shelly that is not the pinned one, one that lies, one without a password ---
+
+
+def test_a_rogue_device_on_the_relays_address_receives_no_digest_response() -> None:
+    """The rogue answers every RPC with a digest challenge of its own realm (as a device with a
+    password does) hoping for a response to attack offline; the gateway sends none."""
+
+    async def body(rogue: SimulatedShelly) -> None:
+        relay = ShellyRelay(shelly_config(rogue.url), PASSWORD)  # pinned to SHELLY_ID
+        for action in (relay.timed_pulse(0.3), relay.switch(False)):
+            with pytest.raises(RelayError) as info:
+                await action
+            assert "shellyplus1-e4b063f0aa01" in str(info.value) and "no credentials sent" in str(info.value)
+        assert rogue.requests == 2 and rogue.auth_attempts == 0  # asked twice, never answered
+        assert rogue.switches == []
+
+    run(with_shelly, body, password="rogue's", device_id="shellyplus1-e4b063f0aa01")
+
+
+def test_a_was_on_lie_gives_exactly_one_door_relay_fault() -> None:
+    async def body(device: SimulatedShelly) -> None:
+        records: list[Record] = []
+        door = DoorConfig.model_validate(
+            {"id": "gate", "pulse_s": 0.4, "relay": {"type": "shelly_gen2", "url": device.url, **PINNED}}
+        )
+        doors = Doors([door], {"gate": build_relay(door.relay, ActuatorHub())}, SystemClock(), records.append)
+        await doors.start()
+        device.fault = "was_on_lie"  # acknowledges `on` with was_on: false, and does not switch
+        with pytest.raises(DoorError, match=r"did not switch on: .*reports switch 0 off"):
+            await doors.pulse("gate", by="test")
+        await asyncio.sleep(0.6)  # past the pulse: nothing more is raised for it
+        faults = [r for r in records if isinstance(r, Event) and r.kind == "door_relay_fault"]
+        assert len(faults) == 1 and faults[0].severity == "alarm", records
+        assert faults[0].attrs["door"] == "gate" and "did not switch" in faults[0].attrs["error"]
+        assert not [r for r in records if isinstance(r, Event) and r.kind == "door_pulsed"]
+        assert [on for _, _, on in device.switches if on] == []
+        assert doors.report().doors[0].relay == "released" and doors.report().failures == 1
+        device.fault = None  # an honest device again: the next pulse works, no further fault
+        await doors.pulse("gate", by="test")
+        assert len([r for r in records if isinstance(r, Event) and r.kind == "door_relay_fault"]) == 1
+
+    run(with_shelly, body)
+
+
+@pytest.mark.parametrize(
+    ("missing", "says"),
+    [
+        ("password_file", "a Shelly relay without a password opens the door for anyone on its network"),
+        ("device_id", "lintel doors probe DOOR --write"),
+    ],
+)
+def test_check_config_refuses_a_shelly_door_without_password_or_pinned_device(
+    tmp_path: Path, missing: str, says: str
+) -> None:
+    keys = {"password_file": 'password_file = "gate.pass"', "device_id": f'device_id = "{SHELLY_ID}"'}
+    del keys[missing]
+    door = '[[doors]]\nid = "gate"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://10.0.0.5"\n'
+    config = tmp_path / "lintel.toml"
+    config.write_text(gateway_toml(tmp_path / "state", extra=door + "\n".join(keys.values()) + "\n"))
+    (tmp_path / "gate.pass").write_text(PASSWORD + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert out.returncode == 1, out  # check-config: 1 for a config with problems
+    shown = out.stdout + out.stderr
+    assert f"doors[0].relay.{missing}" in shown and says in shown, shown
+
+
+class _ShellyThread:
+    """A SimulatedShelly served from its own event loop thread (for tests that run `lintel` CLIs)."""
+
+    def __init__(self, **sim: Any) -> None:
+        import threading
+
+        self.device = SimulatedShelly(**sim)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.device.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.device.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def _lintel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+
+
+def test_doors_probe_pins_the_device_without_sending_its_password(tmp_path: Path) -> None:
+    shelly = _ShellyThread(password=PASSWORD, device_id="shellyplus1-e4b063f0aa01", mac="E4B063F0AA01")
+    try:
+        (tmp_path / "gate.pass").write_text(PASSWORD + "\n")
+        door = (
+            '[[doors]]\nid = "gate"\npulse_s = 1\n\n[doors.relay]\ntype = "shelly_gen2"\n'
+            f'url = "{shelly.device.url}"  # the bike room\npassword_file = "gate.pass"\n\n'
+        )
+        config = tmp_path / "lintel.toml"
+        config.write_text(gateway_toml(tmp_path / "state", extra=door + '[log]\nlevel = "info"\n'))
+        assert _lintel("check-config", "-c", str(config)).returncode == 1  # not pinned yet
+
+        out = _lintel("doors", "probe", "gate", "-c", str(config), "--write")
+        assert out.returncode == 0, out
+        assert "shellyplus1-e4b063f0aa01 (MAC E4B063F0AA01" in out.stdout
+        text = config.read_text()
+        assert 'device_id = "shellyplus1-e4b063f0aa01"\nmac = "E4B063F0AA01"\n\n[log]' in text
+        assert "# the bike room" in text  # the rest of the file as written
+        assert _lintel("check-config", "-c", str(config)).returncode == 0
+        assert shelly.device.auth_attempts == 0  # the probe never answered a challenge
+
+        # Another device on that address later: the probe says so and changes nothing.
+        pinned = text.replace("shellyplus1-e4b063f0aa01", "shellyplus1-000000000001")
+        config.write_text(pinned)
+        out = _lintel("doors", "probe", "gate", "-c", str(config), "--write")
+        assert out.returncode == 1 and "but the config pins shellyplus1-000000000001" in out.stderr, out
+        assert config.read_text() == pinned
+    finally:
+        shelly.close()
+
+
+def test_a_secret_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    """Issue 27 point 6: check-config warns (naming the key, file, mode and fix) for a password file
+    any local account can read; the doctor shows it too."""
+    secret = tmp_path / "gate.pass"
+    secret.write_text(PASSWORD + "\n")
+    door = (
+        '[[doors]]\nid = "gate"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://127.0.0.1:9"\n'
+        f'password_file = "gate.pass"\ndevice_id = "{SHELLY_ID}"\n'
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(gateway_toml(tmp_path / "state", extra=door))
+    secret.chmod(0o644)
+    out = _lintel("check-config", "-c", str(config))
+    assert out.returncode == 0, out
+    assert "doors[0].relay.password_file: the secret file is readable or writable by every local account" in (
+        out.stderr
+    ), out
+    assert "(mode 0644)" in out.stderr and f"chmod 0640 {secret}" in out.stderr
+    doctor = _lintel("doctor", "-c", str(config), "--json", "--timeout", "1")
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["secret.doors[0].relay.password_file"]["level"] == "warn"
+    secret.chmod(0o600)
+    out = _lintel("check-config", "-c", str(config))
+    assert "secret file" not in out.stderr, out
+
+
+def test_a_rogue_that_copies_the_device_id_but_not_its_mac_receives_no_digest_response() -> None:
+    async def body(rogue: SimulatedShelly) -> None:
+        relay = ShellyRelay(shelly_config(rogue.url, mac="0C8B95F2E1A4"), PASSWORD)
+        with pytest.raises(RelayError, match="not the pinned device_id and mac: no credentials sent"):
+            await relay.timed_pulse(0.3)
+        assert rogue.auth_attempts == 0 and rogue.switches == []
+
+    # the rogue claims the real id (it can read it from the real device) but has its own MAC
+    run(with_shelly, body, password="rogue's", device_id=SHELLY_ID, mac="E4B063F0AA01")
+
+
+def test_a_pinned_mac_is_checked_once_then_trusted_for_a_while() -> None:
+    async def body(device: SimulatedShelly) -> None:
+        relay = ShellyRelay(shelly_config(device.url, mac="0C8B95F2E1A4"), PASSWORD)
+        await relay.timed_pulse(0.2)
+        await until(lambda: device.outputs == [False])
+        first = device.requests
+        await relay.timed_pulse(0.2)
+        # Set (401, then with auth) + GetStatus (401, then with auth): no second GetDeviceInfo
+        assert device.requests - first == 4 and device.auth_failures == 0
+
+    run(with_shelly, body, password=PASSWORD)

@@ -4,14 +4,19 @@ It answers `POST /rpc` with JSON-RPC frames like the real device (`{"id", "src",
 `{"id", "src", "error": {"code", "message"}}`) for:
 - `Switch.Set {"id", "on", "toggle_after"?}` -> `{"was_on"}`; with `toggle_after` the switch flips
   back by itself after that many seconds, on the server's own timer, whatever the client does;
-- `Switch.GetStatus {"id"}` -> `{"id", "output", "source", "timer_started_at"?, "timer_duration"?}`.
-With a `password`, every RPC must carry a valid `auth` object (SHA-256 digest, realm = `device_id`,
-user "admin"); otherwise the reply is HTTP 401 with a `WWW-Authenticate: Digest` challenge.
+- `Switch.GetStatus {"id"}` -> `{"id", "output", "source", "timer_started_at"?, "timer_duration"?}`;
+- `Shelly.GetDeviceInfo` -> `{"id", "mac", "model", "gen", "auth_en", "auth_domain"}`, answered
+  without authentication as the real device does.
+With a `password`, every other RPC must carry a valid `auth` object (SHA-256 digest, realm =
+`device_id`, user "admin"); otherwise the reply is HTTP 401 with a `WWW-Authenticate: Digest`
+challenge. `auth_attempts` counts requests that carried an `auth` object (what a rogue device
+playing this one would have captured).
 
 `switches` logs every output change as (monotonic time, switch id, on). `fault` makes the device
 misbehave on purpose: "silent" (reads the request, never answers), "error" (an RPC error),
 "garbage" (not JSON), "oversize" (a body far over any sane reply), "no_was_on" (a result without
-`was_on`). `stop()` makes it unreachable (connection refused).
+`was_on`), "was_on_lie" (acknowledges Switch.Set with `was_on: false` and does not switch).
+`stop()` makes it unreachable (connection refused).
 """
 
 from __future__ import annotations
@@ -32,16 +37,24 @@ def _sha256(text: str) -> str:
 
 class SimulatedShelly:
     def __init__(
-        self, *, switches: int = 1, password: str | None = None, device_id: str = "shellypro1-0c8b95f2e1a4"
+        self,
+        *,
+        switches: int = 1,
+        password: str | None = None,
+        device_id: str = "shellypro1-0c8b95f2e1a4",
+        mac: str = "0C8B95F2E1A4",
+        port: int = 0,
     ):
         self.device_id = device_id
+        self.mac = mac
+        self.auth_attempts = 0
         self.password = password
         self.fault: str | None = None
         self.outputs = [False] * switches
         self.switches: list[tuple[float, int, bool]] = []
         self.requests = 0
         self.auth_failures = 0
-        self.port = 0
+        self.port = port
         self._timers: dict[int, tuple[asyncio.TimerHandle, float, float]] = {}
         self._nonces: set[int] = set()
         self._server: asyncio.Server | None = None
@@ -85,6 +98,15 @@ class SimulatedShelly:
 
     # -- RPC --------------------------------------------------------------------------------------
     def _rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "Shelly.GetDeviceInfo":
+            return {
+                "id": self.device_id,
+                "mac": self.mac,
+                "model": "SPSW-001XE16EU",
+                "gen": 2,
+                "auth_en": self.password is not None,
+                "auth_domain": self.device_id if self.password is not None else None,
+            }
         switch = params.get("id")
         if method not in ("Switch.Set", "Switch.GetStatus"):
             raise _RpcError(404, f"No handler for {method}")
@@ -102,6 +124,8 @@ class SimulatedShelly:
             isinstance(toggle_after, bool) or not isinstance(toggle_after, int | float) or toggle_after <= 0
         ):
             raise _RpcError(-103, "Invalid argument 'toggle_after'!")
+        if self.fault == "was_on_lie" and on:
+            return {"was_on": False}
         return {"was_on": self._set(switch, on, toggle_after)}
 
     def _authorised(self, auth: Any) -> bool:
@@ -157,7 +181,9 @@ class SimulatedShelly:
             assert isinstance(frame, dict) and isinstance(frame.get("method"), str)
         except (ValueError, AssertionError):
             return 400, json_type, b'{"code":-103,"message":"Bad request"}'
-        if not self._authorised(frame.get("auth")):
+        if "auth" in frame:
+            self.auth_attempts += 1
+        if frame["method"] != "Shelly.GetDeviceInfo" and not self._authorised(frame.get("auth")):
             if "auth" in frame:
                 self.auth_failures += 1
             nonce = secrets.randbelow(1 << 31) + 1

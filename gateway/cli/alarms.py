@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.cli.config_file import read_config
-from gateway.cli.output import console, err_console, print_json, table
+from gateway.cli.output import console, err_console, esc, print_json, table
 from gateway.lanes.alarms import NS as ALARM_NS
 from gateway.runtime.control import SOCKET_NAME, send_local
 from gateway.storage.state import StateStore, state_path
@@ -67,14 +67,14 @@ def _list(args: argparse.Namespace, path: Any) -> int:
     for column in t.columns[:4]:
         column.no_wrap = True
     for a in alarms:
-        acked = f"by {a['acked_by']}" if a.get("acked_ms") else "[yellow]no[/]"
+        acked = f"by {esc(a['acked_by'])}" if a.get("acked_ms") else "[yellow]no[/]"
         t.add_row(
-            a["alarm_id"],
-            f"[red]{a['kind']}[/]",
-            a["source_id"],
+            esc(a["alarm_id"]),
+            f"[red]{esc(a['kind'])}[/]",
+            esc(a["source_id"]),
             _duration((now_ms - a["opened_ms"]) / 1000),
             acked,
-            _details(a["attrs"]),
+            esc(_details(a["attrs"])),
         )
     console.print(t)
     return 0
@@ -120,7 +120,7 @@ def _ack(args: argparse.Namespace, socket_path: Any) -> int:
         result = send_local(socket_path, envelope, timeout_s=15)
     except OSError as exc:
         err_console.print(
-            f"[red]cannot reach the daemon[/] at {socket_path}: {exc.strerror or exc}. "
+            f"[red]cannot reach the daemon[/] at {esc(socket_path)}: {esc(exc.strerror or exc)}. "
             "Is it running (lintel status)? Acknowledging needs the running gateway."
         )
         return 3
@@ -128,7 +128,7 @@ def _ack(args: argparse.Namespace, socket_path: Any) -> int:
         print_json(result)
     elif result.get("outcome") == "ok":
         already = result.get("result", {}).get("already_acked")
-        console.print(f"alarm {args.alarm_id} {'was already' if already else 'is now'} acknowledged")
+        console.print(f"alarm {esc(args.alarm_id)} {'was already' if already else 'is now'} acknowledged")
     else:
-        err_console.print(f"[red]{result.get('outcome')}[/]: {result.get('reason')}")
+        err_console.print(f"[red]{esc(result.get('outcome'))}[/]: {esc(result.get('reason'))}")
     return 0 if result.get("outcome") == "ok" else 1

@@ -19,7 +19,7 @@ from drivers.ble.adverts import Advert, Decoded, Undecodable, mac_bytes
 from drivers.ble.config import KEY_EXPECTED, parse_key
 from drivers.ble.decode import decode_advert
 from drivers.ble.scanner import BleakAdvertScanner, ScannerError
-from gateway.cli.output import console, err_console, print_json, table
+from gateway.cli.output import console, err_console, esc, print_json, table
 
 
 def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
@@ -97,10 +97,10 @@ def _render(seen: dict[str, _Seen], show_all: bool) -> Any:
         kind = " ".join(x for x in (s.format, s.model) if x) or "-"
         state = s.problem or ", ".join(f"{k}={v}" for k, v in s.state.items()) or "-"
         t.add_row(
-            s.address,
-            s.name or "",
-            kind,
-            state,
+            esc(s.address),
+            esc(s.name or ""),
+            esc(kind),
+            esc(state),
             f"{s.rssi} dBm",
             "yes" if s.encrypted else "no",
             str(s.adverts),
@@ -129,7 +129,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
                 asyncio.run(run())
     except ScannerError as exc:
-        err_console.print(f"[red]cannot scan on {args.adapter}:[/red] {exc}")
+        err_console.print(f"[red]cannot scan on {esc(args.adapter)}:[/red] {esc(exc)}")
         return 1
     rows = [vars(s) for s in seen.values() if s.format is not None or args.all]
     if args.json:
@@ -152,7 +152,7 @@ def cmd_check_key(args: argparse.Namespace) -> int:
         key = _read_key(args.key)
         mac_bytes(address)
     except (ValueError, OSError) as exc:
-        err_console.print(f"[red]{exc}[/red] (key: {KEY_EXPECTED})")
+        err_console.print(f"[red]{esc(exc)}[/red] (key: {esc(KEY_EXPECTED)})")
         return 2
     found: list[tuple[Advert, Decoded | Undecodable]] = []
 
@@ -163,34 +163,37 @@ def cmd_check_key(args: argparse.Namespace) -> int:
                 found.append((advert, result))
 
     console.print(
-        f"waiting up to {args.timeout:.0f} s for an advert from {address} (open or close the door)…"
+        f"waiting up to {args.timeout:.0f} s for an advert from {esc(address)} (open or close the door)…"
     )
     try:
         asyncio.run(_listen(args.adapter, args.timeout, on_advert, lambda: bool(found)))
     except ScannerError as exc:
-        err_console.print(f"[red]cannot scan on {args.adapter}:[/red] {exc}")
+        err_console.print(f"[red]cannot scan on {esc(args.adapter)}:[/red] {esc(exc)}")
         return 2
     if not found:
         console.print(
-            f"[yellow]no advert from {address} in {args.timeout:.0f} s[/yellow]: is it in range, and awake?"
+            f"[yellow]no advert from {esc(address)} in {args.timeout:.0f} s[/yellow]: "
+            "is it in range, and awake?"
         )
         return 2
     advert, result = found[0]
     if isinstance(result, Decoded) and result.authenticated:
         values = ", ".join(f"{k}={v}" for k, v in result.values.items())
         console.print(
-            f"[green]key OK[/green]: {result.format} advert decrypted ({values}), RSSI {advert.rssi} dBm"
+            f"[green]key OK[/green]: {esc(result.format)} advert decrypted ({esc(values)}), "
+            f"RSSI {advert.rssi} dBm"
         )
         return 0
     if isinstance(result, Decoded):
-        console.print(f"advert is not encrypted ({result.format}): no key needed")
+        console.print(f"advert is not encrypted ({esc(result.format)}): no key needed")
         return 0
     if result.reason == "wrong_key":
         console.print(
-            f"[red]wrong key[/red]: the {result.format} advert is encrypted and this key does not decrypt it"
+            f"[red]wrong key[/red]: the {esc(result.format)} advert is encrypted and this key "
+            "does not decrypt it"
         )
         return 1
-    console.print(f"[red]cannot check[/red]: {result.detail}")
+    console.print(f"[red]cannot check[/red]: {esc(result.detail)}")
     return 1
 
 

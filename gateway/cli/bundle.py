@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.cli.output import console, err_console
+from gateway.cli.output import console, err_console, esc
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.redact import Scrubber, inline_secrets, redact_config, secret_files
 from gateway.diagnostics.runner import run_doctor
@@ -50,7 +50,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{name}.tar.gz")
     write_tar(out, name, members)
     console.print(
-        f"support bundle written: {out} ({out.stat().st_size // 1024} KiB); no passwords or keys inside"
+        f"support bundle written: {esc(out)} ({out.stat().st_size // 1024} KiB); no passwords or keys inside"
     )
     return 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli.output import console, err_console, print_json
+from gateway.cli.output import console, err_console, esc, print_json
 from gateway.config import config_warnings, load_config
 from gateway.core import ConfigError
 
@@ -19,12 +19,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"ok": False, "file": exc.source, "problems": [str(p) for p in exc.problems]})
         else:
-            err_console.print(f"[bold red]{exc.source}: {len(exc.problems)} problem(s)[/]", highlight=False)
+            err_console.print(
+                f"[bold red]{esc(exc.source)}: {len(exc.problems)} problem(s)[/]", highlight=False
+            )
             for problem in exc.problems:
                 print(str(problem))
         return 1
     cfg = loaded.config
     warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(len(cfg.face_access))
+    if cfg.face_access:
+        from gateway.lanes.faces.access import key_beside_gallery
+
+        if (beside := key_beside_gallery(cfg.faces, loaded.state_dir)) is not None:
+            warnings.append(beside)
     summary = {
         "ok": True,
         "file": str(loaded.path),
@@ -37,10 +44,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        console.print(f"[green]ok[/]: {loaded.path}", highlight=False)
+        console.print(f"[green]ok[/]: {esc(loaded.path)}", highlight=False)
         console.print(
-            f"gateway {summary['gateway']}, {len(cfg.sources)} sources, broker {summary['broker'] or 'none'}"
+            f"gateway {esc(summary['gateway'])}, {len(cfg.sources)} sources, "
+            f"broker {esc(summary['broker'] or 'none')}"
         )
         for warning in warnings:
-            err_console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+            err_console.print(f"[yellow]warning[/]: {esc(warning)}", highlight=False)
     return 0

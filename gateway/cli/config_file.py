@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.cli.output import err_console
+from gateway.cli.output import err_console, esc
 from gateway.config import LoadedConfig, load_config
 from gateway.core import ConfigError
 
@@ -13,5 +13,5 @@ def read_config(path: str) -> LoadedConfig | None:
     try:
         return load_config(path, check_files=False)
     except ConfigError as exc:
-        err_console.print(f"[red]cannot read config[/] {exc.source}:\n{exc}", highlight=False)
+        err_console.print(f"[red]cannot read config[/] {esc(exc.source)}:\n{esc(exc)}", highlight=False)
         return None

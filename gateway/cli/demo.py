@@ -23,7 +23,7 @@ from gateway.cli.demo_building import (
     free_tcp_port,
 )
 from gateway.cli.logs import setup_logging
-from gateway.cli.output import console, err_console
+from gateway.cli.output import console, err_console, esc
 from gateway.core import ConfigError, Event, Record
 
 
@@ -61,7 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config_path = demo_config_path(Path(args.state_dir))
         enrol_demo_resident(loaded)
     except ConfigError as exc:
-        err_console.print(f"[red]demo config invalid[/]:\n{exc}", highlight=False)
+        err_console.print(f"[red]demo config invalid[/]:\n{esc(exc)}", highlight=False)
         return 1
     except OSError as exc:
         err_console.print(f"[red]cannot read --config-extra[/]: {exc}", highlight=False)
@@ -72,9 +72,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     daemon = Daemon(loaded, observers=[view.observe])
     live = sys.stdout.isatty() and not args.plain
     console.print(
-        f"[bold]Lintel demo[/]: simulated building {loaded.config.gateway.site}, outbox {loaded.outbox_path}"
-        + (f", publishing to {args.broker}" if args.broker else ", no broker (buffering locally)")
-        + f"\nIn another terminal: lintel status -c {config_path}  (or --watch)",
+        f"[bold]Lintel demo[/]: simulated building {esc(loaded.config.gateway.site)}, "
+        f"outbox {esc(loaded.outbox_path)}"
+        + (f", publishing to {esc(args.broker)}" if args.broker else ", no broker (buffering locally)")
+        + f"\nIn another terminal: lintel status -c {esc(config_path)}  (or --watch)",
         highlight=False,
     )
     hint = f"[dim]another terminal:[/] lintel status -c {config_path}"
@@ -125,9 +126,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     asyncio.run(main())
     status = daemon.status_body()
     console.print(
-        f"demo stopped: {view.count} records, last seq {status['outbox']['last_seq']}, "
-        f"outbox backlog {sum(status['outbox']['rows'].values())} messages; "
-        f"its config stays in {config_path}",
+        f"demo stopped: {esc(view.count)} records, last seq {esc(status['outbox']['last_seq'])}, "
+        f"outbox backlog {esc(sum(status['outbox']['rows'].values()))} messages; "
+        f"its config stays in {esc(config_path)}",
         highlight=False,
     )
     return 0

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
+
 from gateway.cli.output import console, err_console, print_json
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Level, worst
@@ -34,7 +37,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         findings = run_doctor(ctx)
     else:
         with err_console.status("checking…") as status:
-            findings = run_doctor(ctx, progress=lambda name: status.update(f"checking {name}…"))
+            findings = run_doctor(ctx, progress=lambda name: status.update(f"checking {escape(name)}…"))
     level = worst(findings)
     if args.json:
         print_json(
@@ -47,9 +50,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         for f in findings:
             colour = _COLOUR[f.level]
-            console.print(f"[{colour}]{f.level.mark}[/] [bold]{f.check}[/]: {f.detail}", highlight=False)
+            # Findings quote data (section names like [mqtt], URLs, device names, paths): never markup.
+            line = Text.assemble((f.level.mark, colour), " ", (f.check, "bold"), f": {f.detail}")
+            console.print(line, highlight=False)
             if f.fix:
-                console.print(f"    [{colour}]→ {f.fix}[/]", highlight=False)
+                console.print(Text(f"    → {f.fix}", style=colour), highlight=False)
         counts = ", ".join(f"{sum(f.level == lv for f in findings)} {lv.mark}" for lv in Level)
         console.print(f"\n{counts}", highlight=False)
     return 1 if level == Level.FAIL else 0

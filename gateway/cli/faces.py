@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.config_file import read_config
-from gateway.cli.output import console, err_console, print_json, table
+from gateway.cli.output import console, err_console, esc, print_json, table
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -125,7 +125,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
     try:
         return action(args, ctx)
     except (GalleryError, GalleryKeyError, ModelError) as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{esc(exc)}[/]")
         return 1
 
 
@@ -136,7 +136,7 @@ def _init_key(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json({"key_file": str(ctx.key_path), "created": created})
     else:
-        console.print(f"{'created' if created else 'kept the existing'} gallery key {ctx.key_path}")
+        console.print(f"{'created' if created else 'kept the existing'} gallery key {esc(ctx.key_path)}")
     return 0
 
 
@@ -235,14 +235,14 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     try:
         windows = [parse_window(w) for w in args.window]
     except ValueError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{esc(exc)}[/]")
         return 2
     known_doors = {d.id for d in ctx.loaded.config.doors}
     for door in args.door:
         if door not in known_doors:
             err_console.print(
                 f"[red]--door {door!r} is not a configured door; "
-                f"doors: {', '.join(sorted(known_doors)) or 'none'}[/]"
+                f"doors: {esc(', '.join(sorted(known_doors)) or 'none')}[/]"
             )
             return 2
     pipeline = ctx.pipeline()
@@ -281,11 +281,11 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json(body)
     else:
-        t = table(f"enrolment of {args.resident}", ["photo", "result", "eyes px", "yaw", "sharpness"])
+        t = table(f"enrolment of {esc(args.resident)}", ["photo", "result", "eyes px", "yaw", "sharpness"])
         for r in report:
-            result = "[green]accepted[/]" if r["accepted"] else f"[red]rejected[/]: {r['reason']}"
+            result = "[green]accepted[/]" if r["accepted"] else f"[red]rejected[/]: {esc(r['reason'])}"
             t.add_row(
-                r["photo"],
+                esc(r["photo"]),
                 result,
                 str(r.get("eye_px", "")),
                 str(r.get("yaw", "")),
@@ -293,9 +293,9 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
             )
         console.print(t)
         if vectors:
-            console.print(f"{args.resident}: {len(vectors)} template(s) added, {count} in all")
+            console.print(f"{esc(args.resident)}: {len(vectors)} template(s) added, {esc(count)} in all")
         else:
-            err_console.print(f"[red]{args.resident}: no usable photo, nothing enrolled[/]")
+            err_console.print(f"[red]{esc(args.resident)}: no usable photo, nothing enrolled[/]")
     return 0 if vectors else 1
 
 
@@ -304,6 +304,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     try:
         residents = gallery.residents()
         by_resident = gallery.models()
+        pseudonyms = {r.id: gallery.pseudonym(r.id) for r in residents}  # as events name them
     finally:
         gallery.close()
     embedder = ctx.faces.embedder
@@ -313,6 +314,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "resident_id": r.id,
+                "pseudonym": pseudonyms[r.id],
                 "unit": r.unit,
                 "templates": models.get(embedder, 0),
                 "other_embedders": {m: n for m, n in models.items() if m != embedder},
@@ -331,8 +333,8 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         print_json({"embedder": embedder, "residents": rows, "needs_reenrolment": stale})
         return 0
     t = table(
-        f"face gallery {ctx.gallery_path} (embedder {embedder})",
-        ["resident", "unit", "templates", "doors", "hours", "consent"],
+        f"face gallery {esc(ctx.gallery_path)} (embedder {esc(embedder)})",
+        ["resident", "in events", "unit", "templates", "doors", "hours", "consent"],
     )
     for r in rows:
         doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
@@ -344,16 +346,19 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         c = r["consent"]
         count = str(r["templates"])
         if r["other_embedders"]:
-            other = ", ".join(f"{n} {m}" for m, n in r["other_embedders"].items())
+            other = esc(", ".join(f"{n} {m}" for m, n in r["other_embedders"].items()))
             count += f" [yellow](+{other}: unused)[/]"
         if r["needs_reenrolment"]:
             count = "[red]0: RE-ENROL[/] " + count[1:]
-        t.add_row(r["resident_id"], r["unit"], count, doors, hours, f"{c['by']}, {c['at']}: {c['how']}")
+        consent = esc(f"{c['by']}, {c['at']}: {c['how']}")
+        t.add_row(
+            esc(r["resident_id"]), r["pseudonym"], esc(r["unit"]), count, esc(doors), esc(hours), consent
+        )
     console.print(t)
     if stale:
         err_console.print(
-            f"[yellow]{len(stale)} resident(s) have no {embedder} template and are never recognised "
-            f"until enrolled again (photos are not kept): {', '.join(stale)}[/]"
+            f"[yellow]{len(stale)} resident(s) have no {esc(embedder)} template and are never recognised "
+            f"until enrolled again (photos are not kept): {esc(', '.join(stale))}[/]"
         )
     return 0
 
@@ -371,7 +376,7 @@ def _delete(args: argparse.Namespace, ctx: Context) -> int:
         store.close()
     if removed is None:
         err_console.print(
-            f"[red]no resident {args.resident_id!r} in the face gallery (`lintel faces list`)[/]"
+            f"[red]no resident {esc(repr(args.resident_id))} in the face gallery (`lintel faces list`)[/]"
         )
         return 1
     body = {"resident_id": args.resident_id, "templates_deleted": removed, "purged": True}
@@ -379,7 +384,7 @@ def _delete(args: argparse.Namespace, ctx: Context) -> int:
         print_json(body)
     else:
         console.print(
-            f"deleted {args.resident_id}: {removed} template(s) removed; database and WAL rewritten "
+            f"deleted {esc(args.resident_id)}: {removed} template(s) removed; database and WAL rewritten "
             "without them"
         )
     return 0
@@ -393,7 +398,7 @@ def _verify(args: argparse.Namespace, ctx: Context) -> int:
 
     image = cv2.imread(str(args.image))
     if image is None:
-        err_console.print(f"[red]{args.image} is not a readable picture[/]")
+        err_console.print(f"[red]{esc(args.image)} is not a readable picture[/]")
         return 1
     pipeline = ctx.pipeline()
     gallery = ctx.gallery()
@@ -437,14 +442,14 @@ def _verify(args: argparse.Namespace, ctx: Context) -> int:
         print_json(body)
     else:
         if not faces:
-            console.print(f"{args.image}: no face found")
+            console.print(f"{esc(args.image)}: no face found")
         for i, f in enumerate(faces, 1):
-            console.print(f"face {i} at {f['box']}: [bold]{f['verdict']}[/]")
+            console.print(f"face {esc(i)} at {esc(f['box'])}: [bold]{esc(f['verdict'])}[/]")
             for c in f.get("closest", []):
                 mark = "≤" if c["distance"] <= threshold else ">"
                 console.print(
                     f"   {c['resident_id']:<16} unit {c['unit']:<10} "
-                    f"distance {c['distance']:.3f} {mark} {threshold}"
+                    f"distance {c['distance']:.3f} {esc(mark)} {esc(threshold)}"
                 )
     return 0 if faces else 1
 
@@ -458,7 +463,9 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
     folder: Path = args.folder
     people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if len(people) < 2:
-        err_console.print(f"[red]{folder}: needs one sub-folder of photos per person, at least two people[/]")
+        err_console.print(
+            f"[red]{esc(folder)}: needs one sub-folder of photos per person, at least two people[/]"
+        )
         return 1
     pipeline = ctx.pipeline()
     vectors: list[tuple[str, np.ndarray]] = []
@@ -506,20 +513,20 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
         return 1 if refused else 0
     g, i = body["genuine"], body["impostor"]
     console.print(
-        f"{len(vectors)} photos of {d.people} people ({d.person_pairs} person pairs): "
-        f"{d.genuine.size} same-person pairs, {d.impostor.size} other-person pairs"
+        f"{len(vectors)} photos of {esc(d.people)} people ({esc(d.person_pairs)} person pairs): "
+        f"{esc(d.genuine.size)} same-person pairs, {esc(d.impostor.size)} other-person pairs"
     )
-    console.print(f"same person:   distance {g['min']}–{g['max']} (median {g['median']})")
-    console.print(f"other people:  distance {i['min']}–{i['max']} (median {i['median']})")
+    console.print(f"same person:   distance {esc(g['min'])}–{esc(g['max'])} (median {esc(g['median'])})")
+    console.print(f"other people:  distance {esc(i['min'])}–{esc(i['max'])} (median {esc(i['median'])})")
     for label, key in (("configured", "configured"), ("suggested", "suggested")):
         if key in body:
             console.print(_rates_line(label, body[key], templates))
     if refused:
-        err_console.print(f"[yellow]no threshold suggested: {refused}[/]")
+        err_console.print(f"[yellow]no threshold suggested: {esc(refused)}[/]")
     for s in skipped:
-        err_console.print(f"[yellow]skipped {s['photo']}: {s['reason']}[/]")
+        err_console.print(f"[yellow]skipped {esc(s['photo'])}: {esc(s['reason'])}[/]")
     if args.plot:
-        console.print(f"plot: {args.plot}")
+        console.print(f"plot: {esc(args.plot)}")
     return 1 if refused else 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.cli.output import err_console
+from gateway.cli.output import err_console, esc
 from gateway.commands.signing import (
     KeyFileError,
     envelope,
@@ -61,14 +61,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _new(args: argparse.Namespace) -> int:
     if not ID_RE.match(args.id):
-        err_console.print(f"[red]--id {args.id!r}[/]: use 1-64 characters of a-z, 0-9, '_' or '-'")
+        err_console.print(f"[red]--id {esc(repr(args.id))}[/]: use 1-64 characters of a-z, 0-9, '_' or '-'")
         return 2
     path = Path(args.out or f"{args.id}.key")
     key = new_key()
     try:
         write_private_key(path, key, args.id)
     except (KeyFileError, OSError) as exc:
-        err_console.print(f"[red]cannot write the key[/]: {exc}")
+        err_console.print(f"[red]cannot write the key[/]: {esc(exc)}")
         return 1
     public = public_key_b64(key)
     if args.json:
@@ -76,7 +76,7 @@ def _new(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     err_console.print(
-        f"private key written to {path} (mode 0600): keep it with the operator, never on a gateway.\n"
+        f"private key written to {esc(path)} (mode 0600): keep it with the operator, never on a gateway.\n"
         "Add these lines to each gateway's config, with the commands (and doors) this key may use:"
     )
     sys.stdout.write(f'[[commands.operators]]\nid = "{args.id}"\npublic_key = "{public}"\nallow = ["ping"]\n')
@@ -87,7 +87,7 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         key, recorded_id = load_private_key(Path(args.key))
     except KeyFileError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{esc(exc)}[/]")
         return 1
     key_id = args.key_id or recorded_id
     if not key_id or not ID_RE.match(key_id):
@@ -96,7 +96,7 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         command_args = json.loads(args.arguments)
     except json.JSONDecodeError as exc:
-        err_console.print(f"[red]ARGS is not JSON[/]: {exc}")
+        err_console.print(f"[red]ARGS is not JSON[/]: {esc(exc)}")
         return 2
     if not isinstance(command_args, dict):
         err_console.print('[red]ARGS must be a JSON object[/], e.g. \'{"door": "lobby"}\'')
@@ -117,7 +117,9 @@ def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
 
     url = urlsplit(args.publish)
     if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        err_console.print(f"[red]--publish {args.publish}[/]: expected mqtt://host:port or mqtts://host:port")
+        err_console.print(
+            f"[red]--publish {esc(args.publish)}[/]: expected mqtt://host:port or mqtts://host:port"
+        )
         return 2
     base = f"{args.prefix}/{args.site}/{args.gateway}/command"
     result: dict[str, Any] = {}
@@ -144,7 +146,7 @@ def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
     try:
         client.connect(url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883), 30)
     except OSError as exc:
-        err_console.print(f"[red]cannot reach the broker[/] {args.publish}: {exc}")
+        err_console.print(f"[red]cannot reach the broker[/] {esc(args.publish)}: {esc(exc)}")
         return 3
     client.loop_start()
     try:
@@ -155,13 +157,13 @@ def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
         if args.wait_s <= 0:
             return 0
         if not arrived.wait(args.wait_s):
-            err_console.print(f"[yellow]no result within {args.wait_s:g} s[/] on {base}/result")
+            err_console.print(f"[yellow]no result within {args.wait_s:g} s[/] on {esc(base)}/result")
             return 3
     finally:
         client.loop_stop()
         client.disconnect()
     sys.stdout.write(json.dumps(result) + "\n")
     if result.get("outcome") != "ok":
-        err_console.print(f"[red]{result.get('outcome')}[/]: {result.get('reason')}")
+        err_console.print(f"[red]{esc(result.get('outcome'))}[/]: {esc(result.get('reason'))}")
         return 1
     return 0

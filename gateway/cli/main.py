@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.faces import add_parsers as add_faces_parsers
 
     add_faces_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.doors import add_parsers as add_doors_parsers
+
+    add_doors_parsers(sub, _config_arg, _json_arg)
     from gateway.cli.keys import add_parsers as add_keys_parsers
 
     add_keys_parsers(sub)
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.faces import cmd_faces
 
         return cmd_faces(args)
+    if args.command == "doors":
+        from gateway.cli.doors import cmd_doors
+
+        return cmd_doors(args)
     if args.command == "keys":
         from gateway.cli.keys import cmd_keys
 

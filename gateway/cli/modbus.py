@@ -20,7 +20,7 @@ from drivers.modbus.meter import MeterPoller
 from drivers.modbus.profiles import PointFields, available, build_point, profile_points
 from drivers.modbus.registers import decode
 from gateway.cli.config_file import read_config
-from gateway.cli.output import console, err_console, print_json, table
+from gateway.cli.output import console, err_console, esc, print_json, table
 from gateway.core import Event, Reading
 
 
@@ -86,13 +86,13 @@ def cmd_modbus(args: argparse.Namespace) -> int:
     try:
         endpoint = parse_endpoint(_endpoint(args))
     except EndpointError as exc:
-        err_console.print(f"[red]bad endpoint[/]: {exc}", highlight=False)
+        err_console.print(f"[red]bad endpoint[/]: {esc(exc)}", highlight=False)
         return 2
     try:
         return asyncio.run(_scan(args, endpoint) if args.modbus_command == "scan" else _read(args, endpoint))
     except BusDown as exc:
         err_console.print(
-            f"[red]{exc}[/] (is the adapter plugged in? is the daemon using this port?)", highlight=False
+            f"[red]{esc(exc)}[/] (is the adapter plugged in? is the daemon using this port?)", highlight=False
         )
         return 1
 
@@ -118,9 +118,9 @@ async def _scan(args: argparse.Namespace, endpoint: Any) -> int:
     if args.json:
         print_json({"endpoint": str(endpoint), "found": found})
         return 0 if found else 1
-    t = table(f"Units answering on {endpoint}", ["unit", "answer"])
+    t = table(f"Units answering on {esc(endpoint)}", ["unit", "answer"])
     for row in found:
-        t.add_row(str(row["unit"]), row["answer"])
+        t.add_row(str(row["unit"]), esc(row["answer"]))
     console.print(
         t if found else "[yellow]no unit answered[/] (check wiring A/B, baud rate, parity, termination)"
     )
@@ -131,7 +131,8 @@ async def _read(args: argparse.Namespace, endpoint: Any) -> int:
     if args.profile:
         if args.profile not in available():
             err_console.print(
-                f"[red]unknown profile[/] {args.profile!r}: one of {', '.join(available())}", highlight=False
+                f"[red]unknown profile[/] {esc(repr(args.profile))}: one of {esc(', '.join(available()))}",
+                highlight=False,
             )
             return 2
         points = profile_points(args.profile)
@@ -167,17 +168,17 @@ async def _read(args: argparse.Namespace, endpoint: Any) -> int:
     if args.json:
         print_json({"unit": args.unit, "readings": rows})
     else:
-        t = table(f"Unit {args.unit} on {endpoint}", ["point", "address", "raw registers", "value"])
+        t = table(f"Unit {esc(args.unit)} on {esc(endpoint)}", ["point", "address", "raw registers", "value"])
         for r in rows:
             raw = " ".join(
                 f"{w:04X}" if isinstance(w, int) and not isinstance(w, bool) else str(w)
                 for w in r["raw"] or []
             )
             t.add_row(
-                r["point"],
+                esc(r["point"]),
                 f"0x{r['address']:04X}",
-                raw or "-",
-                str(r["value"]) if r.get("error") is None else f"[red]{r['error']}[/]",
+                esc(raw or "-"),
+                str(r["value"]) if r.get("error") is None else f"[red]{esc(r['error'])}[/]",
             )
         console.print(t)
     return 0 if all("error" not in r for r in rows) else 1
@@ -187,7 +188,8 @@ def _profiles(args: argparse.Namespace) -> int:
     profiles = available()
     if args.name and args.name not in profiles:
         err_console.print(
-            f"[red]unknown profile[/] {args.name!r}: one of {', '.join(profiles)}", highlight=False
+            f"[red]unknown profile[/] {esc(repr(args.name))}: one of {esc(', '.join(profiles))}",
+            highlight=False,
         )
         return 2
     if args.json:
@@ -208,7 +210,7 @@ def _profiles(args: argparse.Namespace) -> int:
         return 0
     if args.name:
         t = table(
-            f"{args.name}: {profiles[args.name].title}",
+            f"{esc(args.name)}: {esc(profiles[args.name].title)}",
             ["point", "function", "address", "type", "scale", "counter", "checked"],
         )
         profile = profiles[args.name]
@@ -249,7 +251,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             return asyncio.run(_probe(args, source))
     ids = [i for s in loaded.config.sources for _, i in s.device_ids()]
     err_console.print(
-        f"[red]no Modbus meter or bus {args.source_id!r} in the config[/] (known: {', '.join(ids)})",
+        f"[red]no Modbus meter or bus {esc(repr(args.source_id))} in the config[/] "
+        f"(known: {esc(', '.join(ids))})",
         highlight=False,
     )
     return 2
@@ -297,25 +300,27 @@ async def _probe(args: argparse.Namespace, source: ModbusBusConfig) -> int:
             }
         )
         return 0 if ok else 1
-    t = table(f"probe {args.source_id} on {source.parsed_endpoint}", ["cycle", "meter", "point", "value"])
+    t = table(
+        f"probe {esc(args.source_id)} on {esc(source.parsed_endpoint)}", ["cycle", "meter", "point", "value"]
+    )
     row: dict[str, Any]
     for row in results:
         if "point" in row:
-            t.add_row(str(row["cycle"]), row["meter"], row["point"], str(row["value"]))
+            t.add_row(str(row["cycle"]), esc(row["meter"]), esc(row["point"]), esc(row["value"]))
         elif "event" in row:
             t.add_row(
                 str(row["cycle"]),
-                row["meter"],
-                f"[yellow]{row['event']}[/]",
+                esc(row["meter"]),
+                f"[yellow]{esc(row['event'])}[/]",
                 str(row["attrs"].get("error", "")),
             )
         else:
-            t.add_row(str(row["cycle"]), row["meter"], "[red]error[/]", row["error"])
+            t.add_row(str(row["cycle"]), esc(row["meter"]), "[red]error[/]", esc(row["error"]))
     console.print(t)
     for m in meters:
         console.print(
-            f"{m.id}: unit {m.unit}, {m.request_count()} requests per cycle, "
-            f"errors {dict(m.errors) or 'none'}",
+            f"{esc(m.id)}: unit {esc(m.unit)}, {esc(m.request_count())} requests per cycle, "
+            f"errors {esc(dict(m.errors) or 'none')}",
             highlight=False,
         )
     return 0 if ok else 1

@@ -10,7 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from gateway.cli.config_file import read_config
-from gateway.cli.output import console, err_console, human_bytes, print_json, table
+from gateway.cli.output import console, err_console, esc, human_bytes, print_json, table
 from gateway.core import Klass
 from gateway.storage.outbox.store import TABLES
 
@@ -21,7 +21,9 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection | None:
         return None
     path = loaded.outbox_path
     if not path.exists():
-        err_console.print(f"[red]no outbox database at {path}[/] (has the gateway run yet?)", highlight=False)
+        err_console.print(
+            f"[red]no outbox database at {esc(path)}[/] (has the gateway run yet?)", highlight=False
+        )
         return None
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
 
@@ -53,9 +55,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             for name, c in data["classes"].items():
                 t.add_row(name, str(c["messages"]), str(c["records"]), human_bytes(c["bytes"]))
             console.print(t)
-            console.print(f"last seq {data['last_seq']}", highlight=False)
+            console.print(f"last seq {esc(data['last_seq'])}", highlight=False)
             for key, value in data["dropped"].items():
-                console.print(f"[yellow]dropped[/] {key}: {value} records", highlight=False)
+                console.print(f"[yellow]dropped[/] {esc(key)}: {esc(value)} records", highlight=False)
             return 0
         # peek: in the order the uplink sends (class, then seq)
         wanted = [Klass.parse(args.klass)] if args.klass else sorted(Klass, reverse=True)
@@ -81,6 +83,6 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             return 0
         t = table("next messages", ["class", "seq", "topic", "bytes"])
         for m in out:
-            t.add_row(m["class"], str(m["seq"]), m["topic"], str(len(json.dumps(m["payload"]))))
+            t.add_row(esc(m["class"]), str(m["seq"]), esc(m["topic"]), str(len(json.dumps(m["payload"]))))
         console.print(t)
         return 0

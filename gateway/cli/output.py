@@ -8,10 +8,18 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def esc(value: object) -> str:
+    """Any value (a name, a path, a reason, a URL) shown inside rich markup: printed literally,
+    never read as markup ("[mqtt]" stays, "[/x]" cannot raise). Every value interpolated into a
+    string that `console.print`, a table cell or a title renders goes through this."""
+    return escape(str(value))
 
 
 def print_json(data: Any) -> None:

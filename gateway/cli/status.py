@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.cli.config_file import read_config
-from gateway.cli.output import ago, console, human_bytes, print_json, table
+from gateway.cli.output import ago, console, esc, human_bytes, print_json, table
 from gateway.config import LoadedConfig
 from gateway.core.devices import DeviceReport
 from gateway.runtime.status_file import read_status
@@ -43,11 +43,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({"running": running, "status_age_s": age, "status": status})
         return 0 if running else 3
     if status is None:
-        console.print(f"[red]not running[/]: no status file at {loaded.status_path}", highlight=False)
+        console.print(f"[red]not running[/]: no status file at {esc(loaded.status_path)}", highlight=False)
         return 3
     if not running:
         console.print(
-            f"[red]not running[/]: status last written {age:.0f} s ago (state {status.get('state')})",
+            f"[red]not running[/]: status last written {age:.0f} s ago (state {esc(status.get('state'))})",
             highlight=False,
         )
     _render(status)
@@ -110,7 +110,7 @@ def _devices(devices: Sequence[DeviceReport]) -> Table:
         counters = ", ".join(f"{k} {v}" for k, v in sorted(d.counters.items()) if v)
         # the few telling points (all of them are in --json); ids and counter names are data, not markup
         latest = " ".join(key_points(d, limit=5))
-        t.add_row(escape(d.device_id), d.kind, state, ago(d.last_seen_ms), escape(counters), latest)
+        t.add_row(escape(d.device_id), esc(d.kind), state, ago(d.last_seen_ms), escape(counters), latest)
     return t
 
 
@@ -120,8 +120,8 @@ def _render(body: dict[str, Any]) -> None:
 
     s = read_report(body)
     console.print(
-        f"[bold]{s.site}/{s.gateway_id}[/] lintel {s.version}, pid {s.pid}, "
-        f"up {s.uptime_s:.0f} s, boot reason {s.boot_reason}",
+        f"[bold]{esc(s.site)}/{esc(s.gateway_id)}[/] lintel {esc(s.version)}, pid {esc(s.pid)}, "
+        f"up {s.uptime_s:.0f} s, boot reason {esc(s.boot_reason)}",
         highlight=False,
     )
     if s.outbox_recovery:
@@ -132,63 +132,72 @@ def _render(body: dict[str, Any]) -> None:
             else ""
         )
         console.print(
-            f"[yellow]outbox was corrupt ({r.reason}); moved to {r.moved_to}{salvage}[/]", highlight=False
+            f"[yellow]outbox was corrupt ({esc(r.reason)}); moved to {esc(r.moved_to)}{esc(salvage)}[/]",
+            highlight=False,
         )
     t = table("components", ["component", "state", "restarts", "last error"])
     for c in s.components:
         style = _STYLE.get(c.state, "white")
-        t.add_row(c.name, f"[{style}]{c.state}[/]", str(c.restarts), c.last_error or "")
+        t.add_row(esc(c.name), f"[{style}]{esc(c.state)}[/]", str(c.restarts), esc(c.last_error or ""))
     console.print(t)
     if s.devices:
         console.print(_devices(s.devices))
     up = s.uplink
     style = _STYLE.get(up.state, "white")
-    line = f"uplink: [{style}]{up.state}[/]"
+    line = f"uplink: [{style}]{esc(up.state)}[/]"
     if up.state != "disabled":
-        line += f" {up.broker}, sent {up.sent}, acked {up.acked}, in flight {up.inflight}"
+        line += f" {esc(up.broker)}, sent {up.sent}, acked {up.acked}, in flight {up.inflight}"
         if up.last_error:
-            line += f"\n  last error: {up.last_error}"
+            line += f"\n  last error: {esc(up.last_error)}"
     console.print(line, highlight=False)
     spb = s.sparkplug
     if spb:  # the Sparkplug B link (docs/bridges.md)
-        line = f"sparkplug: {spb.state} (bdSeq {spb.bd_seq}), sent {spb.sent}, acked {spb.acked}"
+        line = f"sparkplug: {esc(spb.state)} (bdSeq {spb.bd_seq}), sent {spb.sent}, acked {spb.acked}"
         line += f", births {spb.births}, rebirths {spb.rebirths}"
         if spb.rejected:
-            line += ", refused " + ", ".join(f"{k} {v}" for k, v in spb.rejected.items())
+            line += ", refused " + esc(", ".join(f"{k} {v}" for k, v in spb.rejected.items()))
         console.print(line, highlight=False)
     ob = s.outbox
     t = table("outbox backlog", ["class", "messages", "bytes"])
     for name in ("alarm", "event", "state", "telemetry"):
         t.add_row(name, str(getattr(ob.rows, name)), human_bytes(getattr(ob.bytes, name)))
     console.print(t)
-    console.print(f"last commit {ago(ob.last_commit_ms)}, last seq {ob.last_seq}", highlight=False)
+    console.print(f"last commit {esc(ago(ob.last_commit_ms))}, last seq {esc(ob.last_seq)}", highlight=False)
     if ob.dropped:
-        console.print("[yellow]dropped records:[/] " + ", ".join(f"{k} {v}" for k, v in ob.dropped.items()))
+        console.print(
+            "[yellow]dropped records:[/] " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in ob.dropped.items())
+        )
     if ob.native_seqs_dropped:
-        console.print(f"[yellow]{ob.native_seqs_dropped} messages dropped unsent (holes in seq)[/]")
+        console.print(f"[yellow]{esc(ob.native_seqs_dropped)} messages dropped unsent (holes in seq)[/]")
     if ob.at_disk_floor:
         console.print("[red]disk floor reached: only alarms and events are accepted[/]")
     if ob.degraded:
         held = f" ({ob.held_in_memory} alarms/events held in memory)" if ob.held_in_memory else ""
-        console.print(f"[yellow]outbox degraded: {ob.degraded}{held}[/]", highlight=False)
+        console.print(f"[yellow]outbox degraded: {esc(ob.degraded)}{esc(held)}[/]", highlight=False)
     if ob.corrupt_rows:
-        console.print(f"[yellow]{ob.corrupt_rows} corrupt outbox rows were found and not published[/]")
+        console.print(f"[yellow]{esc(ob.corrupt_rows)} corrupt outbox rows were found and not published[/]")
     if s.alarms:
         t = table("open alarms", ["id", "kind", "source", "open s", "acknowledged"])
         for a in s.alarms:
-            t.add_row(a.alarm_id, f"[red]{a.kind}[/]", a.source_id, str(a.open_s), "yes" if a.acked else "no")
+            t.add_row(
+                esc(a.alarm_id),
+                f"[red]{esc(a.kind)}[/]",
+                esc(a.source_id),
+                str(a.open_s),
+                "yes" if a.acked else "no",
+            )
         console.print(t)
     else:
         console.print("[green]no open alarms[/]")
     for name, reason in s.unavailable.items():
         what = "face access NOT running (card/PIN only)" if name == "face_access" else f"{name} NOT running"
-        console.print(f"[red]{what}: {reason}[/]", highlight=False)
+        console.print(f"[red]{esc(what)}: {esc(reason)}[/]", highlight=False)
     for name, lane in s.lanes.items():
         console.print("\n".join(render_lane(name, lane)), highlight=False)
     cmds = s.commands
     if cmds.received:
         console.print(
-            f"commands: {cmds.received} received, {cmds.ok} ok, {cmds.rejected} rejected, "
-            f"{cmds.failed} failed",
+            f"commands: {esc(cmds.received)} received, {esc(cmds.ok)} ok, {esc(cmds.rejected)} rejected, "
+            f"{esc(cmds.failed)} failed",
             highlight=False,
         )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.cli.config_file import read_config
-from gateway.cli.output import console, err_console, print_json, table
+from gateway.cli.output import console, err_console, esc, print_json, table
 
 
 def add_parsers(
@@ -59,7 +59,7 @@ def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
     try:
         models = configured(vision)
     except ModelError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{esc(exc)}[/]")
         return None
     return models, loaded
 
@@ -106,7 +106,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             colour = "green" if r["state"] in ("ok", "present") else "red"
             t.add_row(
-                r["name"], f"[{colour}]{r['state']}[/]", r["layout"], r["input"], r["licence"], r["source"]
+                r["name"],
+                f"[{colour}]{esc(r['state'])}[/]",
+                r["layout"],
+                r["input"],
+                r["licence"],
+                r["source"],
             )
         console.print(t)
     return 1 if failed else 0
@@ -124,7 +129,7 @@ def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int
     try:
         manifest = pick(args.model or loaded.config.vision.detector, models)
     except ModelError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{esc(exc)}[/]")
         return 1
     name = manifest.name
     rng = np.random.default_rng(1)
@@ -149,11 +154,11 @@ def _bench(args: argparse.Namespace, models: dict[str, Any], loaded: Any) -> int
         print_json({"model": name, "results": results})
     else:
         t = table(
-            f"{name}: one {width}x{height} input, preprocessing + inference + decoding",
+            f"{esc(name)}: one {esc(width)}x{esc(height)} input, preprocessing + inference + decoding",
             ["threads", "p50", "p95"],
         )
         for r in results:
-            t.add_row(str(r["threads"]), f"{r['p50_ms']} ms", f"{r['p95_ms']} ms")
+            t.add_row(str(r["threads"]), f"{esc(r['p50_ms'])} ms", f"{esc(r['p95_ms'])} ms")
         console.print(t)
     return 0
 
@@ -165,7 +170,9 @@ def _camera(args: argparse.Namespace) -> tuple[Any, Any] | None:
     cams = {s.id: s for s in loaded.config.sources if s.type == "camera"}
     if args.camera_id not in cams:
         known = ", ".join(sorted(cams)) or "none"
-        err_console.print(f"[red]no camera {args.camera_id!r} in the config; cameras: {known}[/]")
+        err_console.print(
+            f"[red]no camera {esc(repr(args.camera_id))} in the config; cameras: {esc(known)}[/]"
+        )
         return None
     return cams[args.camera_id], loaded
 
@@ -187,7 +194,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
         err_console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         return 1
     except OSError as exc:
-        err_console.print(f"[red]{exc}[/] (a USB camera is held by the running daemon: stop it first)")
+        err_console.print(f"[red]{esc(exc)}[/] (a USB camera is held by the running daemon: stop it first)")
         return 1
     try:
         ok, image = cap.read()
@@ -228,7 +235,7 @@ def _probe(args: argparse.Namespace, cap: Any, image: Any, first_s: float) -> in
     if args.json:
         print_json(body)
     else:
-        t = table(f"camera {args.camera_id}", ["measure", "value"])
+        t = table(f"camera {esc(args.camera_id)}", ["measure", "value"])
         for k, v in body.items():
             t.add_row(k, str(v))
         console.print(t)
@@ -259,7 +266,7 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
             load_model(manifest, vision.threads), vision.min_score, input_size=vision.detector_input()
         ).detect(image)
     except ModelError as exc:
-        err_console.print(f"[yellow]no detections drawn: {exc}[/]")
+        err_console.print(f"[yellow]no detections drawn: {esc(exc)}[/]")
     drawn = draw(
         image,
         [(lane.id, lane.polygon, states.get(lane.id, {}).get("state", "absent")) for lane in lanes],
@@ -267,7 +274,7 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
         f"{cfg.id} {time.strftime('%Y-%m-%d %H:%M:%S')}",
     )
     if not cv2.imwrite(args.out, drawn):
-        err_console.print(f"[red]cannot write {args.out} (use a .png or .jpg name)[/]")
+        err_console.print(f"[red]cannot write {esc(args.out)} (use a .png or .jpg name)[/]")
         return 1
     body = {
         "out": args.out,
@@ -285,7 +292,10 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
         print_json(body)
     else:
         console.print(
-            f"wrote {args.out}: {len(detections)} detections, lanes: "
-            + (", ".join(f"{x['lane']} {x['state']}" for x in body["lanes"]) or "none on this camera")
+            f"wrote {esc(args.out)}: {len(detections)} detections, lanes: "
+            + (
+                ", ".join(f"{esc(x['lane'])} {esc(x['state'])}" for x in body["lanes"])
+                or "none on this camera"
+            )
         )
     return 0

@@ -49,8 +49,14 @@ def alarm_ack_handler(book: AlarmBook, clock: Clock, emit: Callable[[Record], bo
     return alarm_ack
 
 
-def reload_handler(reload: Callable[[str | None, str | None], Awaitable[dict[str, Any]]]) -> Handler:
-    async def reload_config(args: dict[str, Any], _caller: Caller) -> dict[str, Any]:
-        return await reload(args.get("config_toml"), args.get("expect_sha256"))
+def reload_handler(
+    reload: Callable[[str | None, str | None, frozenset[str] | None], Awaitable[dict[str, Any]]],
+    doors_of: Callable[[Caller], frozenset[str] | None],
+) -> Handler:
+    """`reload_config`; `doors_of(caller)` is the doors whose tunables that caller may change (the
+    doors its key may pulse), None for every door (the local socket, a key with doors ["*"])."""
+
+    async def reload_config(args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        return await reload(args.get("config_toml"), args.get("expect_sha256"), doors_of(caller))
 
     return reload_config

@@ -29,6 +29,8 @@ class Code(StrEnum):
     EXPIRED = "expired"  # older than max_age_s, or past its expires_ms
     CLOCK_SKEW = "clock_skew"  # dated further ahead than max_skew_s
     CLOCK_UNSET = "clock_unset"  # the gateway's own clock is not set: freshness cannot be judged
+    CLOCK_UNSYNCED = "clock_unsynced"  # the system says no time server keeps the clock
+    CLOCK_BEHIND = "clock_behind"  # the clock reads earlier than commands already accepted
     REPLAYED = "replayed"  # nonce already used
     RATE_LIMITED = "rate_limited"  # the sender's budget per minute is spent
     UNAVAILABLE = "unavailable"  # no handler for it on this gateway

@@ -8,7 +8,8 @@ Order of checks, the first that fails answers `rejected` with a fixed `code` and
 3. that sender's budget per minute (`rate_limited`; see `ratelimit.py`): a flood from one key or
    from unverified senders never spends another operator's budget;
 4. the JSON Schema (`malformed`); 5. roles (`not_allowed`, `door_not_allowed`; not for `local`);
-6. freshness and nonce (`expired`, `clock_skew`, `replayed`, `clock_unset`);
+6. freshness and nonce (`clock_unset`, `clock_unsynced`, `clock_behind`, `expired`, `clock_skew`,
+   `replayed`; see `replay.py`), judged per sender (the key, `unsigned` or `local`);
 7. a handler for the command on this gateway (`unavailable`). A handler raises `Rejected` for a
    refusal it can state (code `refused`) and `Failed` when it acted and it went wrong (`failed`);
    any other exception is a bug, answered `internal_error`, logged with its traceback once per command.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.commands.auth import Authority, Identity
@@ -37,6 +38,7 @@ from gateway.commands.replay import ReplayGuard
 from gateway.config.commands import CommandsSection
 from gateway.core import Clock
 from gateway.core.commands import Failed, Handler, Rejected
+from gateway.core.timesync import AssumeSynced, ClockSync, KernelClockSync
 from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.commands")
@@ -55,6 +57,8 @@ class CommandsReport:
     signatures_checked: bool
     refusals: dict[str, int]  # by refusal code (a fixed set)
     per_key: dict[str, dict[str, int]]  # per operator key: outcomes
+    # gateway.delivery.inbox, before the router: offered, queued, dropped_<reason> (the runtime fills it)
+    inbox: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +112,15 @@ class CommandRouter:
         store: StateStore | None,
         clock: Clock,
         respond: Callable[[dict[str, Any]], None],
+        sync: ClockSync | None = None,
     ) -> CommandRouter:
-        """The router for `[commands]` of gateway `gateway_id` at `site`, checking signatures."""
-        guard = ReplayGuard(store, section.max_age_s, section.max_skew_s)
+        """The router for `[commands]` of gateway `gateway_id` at `site`, checking signatures.
+
+        `sync` says whether the clock is synchronised; by default what `[commands] clock_sync` names
+        (the kernel's view, or assumed)."""
+        if sync is None:
+            sync = AssumeSynced() if section.clock_sync == "assume" else KernelClockSync()
+        guard = ReplayGuard(store, section.max_age_s, section.max_skew_s, sync)
         auth = Authority.from_config(section, gateway_id, site)
         return cls(handlers, set(section.allow), guard, clock, respond, section.max_per_minute, auth=auth)
 
@@ -162,7 +172,8 @@ class CommandRouter:
             cmd = validate(doc)
             if origin != LOCAL:
                 self._authorize(who, cmd)
-            stale = self.guard.check(cmd, self.clock.time_ms())
+            sender = LOCAL if origin == LOCAL else (who.key_id or UNAUTHENTICATED)
+            stale = self.guard.check(cmd, self.clock.time_ms(), sender, local=origin == LOCAL)
             if stale is not None:
                 raise stale
             handler = self.handlers.get(cmd.command)

@@ -107,6 +107,14 @@ class CommandsSection(StrictModel):
     )
     max_age_s: float = Field(300, gt=0, le=86_400, description="Older commands are refused as expired.")
     max_skew_s: float = Field(30, ge=0, le=3600, description="Commands dated further ahead are refused.")
+    clock_sync: Literal["kernel", "assume"] = Field(
+        "kernel",
+        description=(
+            "Commands are refused (clock_unsynced) while the kernel says no time server keeps the clock"
+            ' ("kernel", as timedatectl shows it); "assume" trusts the clock without one (an isolated site'
+            " with an RTC)."
+        ),
+    )
     max_per_minute: int = Field(
         120,
         ge=1,

@@ -290,6 +290,9 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
             )
     for index, source in enumerate(loaded.config.sources):
         warnings.extend(source.config_warnings(f"sources[{index}]"))
+    from gateway.config.secret_files import secret_file_warnings
+
+    warnings.extend(secret_file_warnings(loaded.config, loaded.resolve))
     return warnings
 
 

@@ -63,3 +63,7 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._wall_ms += int(seconds * 1000)
         self._mono += seconds
+
+    def set_time_ms(self, wall_ms: int) -> None:
+        """Set the wall clock (back or forth, as NTP or an RTC-less boot does); monotonic time stays."""
+        self._wall_ms = wall_ms

@@ -50,10 +50,11 @@ def check_face_key(ctx: Context) -> list[Finding]:
     assert ctx.loaded is not None
     if not ctx.loaded.config.face_access:
         return []
-    from gateway.lanes.faces.keys import KEY_BYTES
+    from gateway.lanes.faces.keys import KEY_BYTES, MIGRATION, key_location
 
     faces = ctx.loaded.config.faces
-    path = ctx.loaded.resolve(faces.key_file) if faces.key_file else ctx.loaded.state_dir / "faces.key"
+    key_file = ctx.loaded.resolve(faces.key_file) if faces.key_file else None
+    path, beside = key_location(key_file, ctx.loaded.state_dir)
     check = "faces.key"
     try:
         st = path.stat()
@@ -70,7 +71,7 @@ def check_face_key(ctx: Context) -> list[Finding]:
             )
         ]
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
+    if mode & (0o037 if st.st_uid == 0 else 0o077):  # 0640 root:lintel is the installed mode
         return [
             fail(
                 check,
@@ -89,4 +90,13 @@ def check_face_key(ctx: Context) -> list[Finding]:
         ]
     if not os.access(path, os.R_OK):
         return [fail(check, f"cannot read {path}", "run doctor with sudo, as the service does")]
+    if beside:
+        return [
+            warn(
+                check,
+                f"the face gallery key {path} lies in the state folder beside the gallery: whoever copies "
+                "that folder can read every template",
+                MIGRATION.format(old=path),
+            )
+        ]
     return [ok(check, f"the face gallery key {path} is in place (mode {mode:o})")]

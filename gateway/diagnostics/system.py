@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from gateway.config import LoadedConfig, load_config
+from gateway.config.secret_files import secret_file_warnings
 from gateway.core import ConfigError
 from gateway.core.clock import clock_is_set
 from gateway.diagnostics.context import Context, Daemon
@@ -39,7 +40,12 @@ def load(path: str) -> tuple[LoadedConfig | None, list[Finding]]:
         except ConfigError:
             return None, [finding]
     n = len(loaded.config.sources)
-    return loaded, [ok("config", f"{path} is valid ({n} source(s), sha256 {loaded.sha256[:12]})")]
+    findings = [ok("config", f"{path} is valid ({n} source(s), sha256 {loaded.sha256[:12]})")]
+    for problem in secret_file_warnings(loaded.config, loaded.resolve):
+        findings.append(
+            warn(f"secret.{problem.path}", f"{problem.got}: {problem.message}", problem.expected or "")
+        )
+    return loaded, findings
 
 
 def find_daemon(loaded: LoadedConfig) -> Daemon | None:

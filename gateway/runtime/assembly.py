@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.commands.envelope import MAX_COMMAND_BYTES
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
@@ -27,6 +28,7 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.delivery.inbox import CommandInbox, InboxLimits
 from gateway.delivery.links import Links
 from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
@@ -91,6 +93,8 @@ class Core:
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.links: Links | None = None
+        # Between the uplink thread and the router: bounded, checked before parsing.
+        self.inbox = CommandInbox(clock, InboxLimits(max_bytes=MAX_COMMAND_BYTES))
         self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
         self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on

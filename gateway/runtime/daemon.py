@@ -23,8 +23,11 @@ from typing import Any
 
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
+from gateway.commands.router import LOCAL
 from gateway.config import LoadedConfig
+from gateway.config.commands import ALL_DOORS
 from gateway.core import Clock, Record, SystemClock
+from gateway.core.commands import Caller
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
@@ -38,6 +41,9 @@ from gateway.runtime.status_file import write_status
 from gateway.runtime.supervisor import RestartPolicy
 
 log = logging.getLogger("lintel.daemon")
+
+# Commands handled at once (each as a task); more wait in the bounded inbox (gateway.delivery.inbox).
+COMMANDS_IN_FLIGHT = 16
 
 
 class Daemon:
@@ -95,7 +101,7 @@ class Daemon:
             "ping": ping_handler(self.clock, core.started_mono, lambda: self.loaded.sha256),
             "outbox_stats": outbox_stats_handler(lambda: rp.to_json(core.writer.report())),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
-            "reload_config": reload_handler(self.reload),
+            "reload_config": reload_handler(self.reload, self._doors_of),
             **self.lanes.handlers(),
         }
 
@@ -155,6 +161,7 @@ class Daemon:
         core.writer.start()
         core.announce_recovery()
         self._loop = asyncio.get_running_loop()
+        core.inbox.bind(self._loop)
         if core.uplink is not None and self.loaded.config.commands.enabled:
             core.uplink.on_command = self._command_arrived
         if core.uplink is not None:
@@ -177,6 +184,7 @@ class Daemon:
                     self.health_watch.watchdog(self.notifier, self._refresh_thread_health), name="watchdog"
                 ),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
+                group.create_task(self._serve_commands(group), name="commands"),
             ]
             self.state = "running"
             self.notifier.ready(self._status_line())
@@ -266,18 +274,44 @@ class Daemon:
 
     # -- commands ------------------------------------------------------------------------------------
     def _command_arrived(self, payload: bytes) -> None:
-        """Uplink thread -> event loop: run the command there (handlers use the loop's objects)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._spawn_command, payload)
+        """Uplink thread: into the bounded inbox (size and work budget checked there, unparsed)."""
+        self.core.inbox.offer(payload)
 
-    def _spawn_command(self, payload: bytes) -> None:
-        if self._group is not None and self.state == "running":
-            self._group.create_task(self.core.router.handle(payload), name="command")
+    async def _serve_commands(self, group: asyncio.TaskGroup) -> None:
+        """Event loop: run inbox messages through the router, at most COMMANDS_IN_FLIGHT at once (a
+        door_pulse holds its slot for pulse_s), each as its own task (handlers use the loop's objects)."""
+        slots = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
 
-    async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
-        """Validate a new config, then apply it atomically; the old one stays on any failure."""
-        return (await self.reloader.reload(toml_text, expect_sha256)).as_dict()
+        async def run(payload: bytes) -> None:
+            try:
+                await self.core.router.handle(payload)
+            finally:
+                slots.release()
+
+        while True:
+            await slots.acquire()
+            payload = await self.core.inbox.get()
+            if self.state != "running":
+                slots.release()
+                continue
+            group.create_task(run(payload), name="command")
+
+    async def reload(
+        self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None = None
+    ) -> dict[str, Any]:
+        """Validate a new config, then apply it atomically; the old one stays on any failure.
+        `doors`: the doors whose tunables the caller may change (None: any)."""
+        return (await self.reloader.reload(toml_text, expect_sha256, doors)).as_dict()
+
+    def _doors_of(self, caller: Caller) -> frozenset[str] | None:
+        """The doors a command's verified key may pulse, hence tune; None for every door."""
+        auth = self.core.router.auth
+        if caller.origin == LOCAL or auth is None:
+            return None
+        op = auth.operators.get(caller.by)
+        if op is None:
+            return frozenset()
+        return None if ALL_DOORS in op.doors else op.doors
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

@@ -65,8 +65,9 @@ def _invalid(exc: ConfigError) -> Rejected:
     return Rejected(f"invalid config: {shown}{more}")
 
 
-def _remote(old: LoadedConfig, toml_text: str) -> LoadedConfig:
-    """The remote config, refused unless it changes tunables only. Reads no file."""
+def _remote(old: LoadedConfig, toml_text: str, doors: frozenset[str] | None) -> LoadedConfig:
+    """The remote config, refused unless it changes tunables only, and door tunables only on
+    `doors` (None: any door). Reads no file."""
     data = toml_text.encode()
     try:
         parsed = parse_config(data, "config_toml", old.base_dir)
@@ -78,6 +79,14 @@ def _remote(old: LoadedConfig, toml_text: str) -> LoadedConfig:
             f"not tunable remotely: {', '.join(changed)} (change them in the local config file on the "
             "gateway, then restart or send SIGHUP)"
         )
+    if doors is not None:
+        before = {d.id: d for d in old.config.doors}
+        outside = sorted(d.id for d in parsed.config.doors if d != before.get(d.id) and d.id not in doors)
+        if outside:
+            raise Rejected(
+                f"door tunables of {', '.join(outside)} may only be changed by a key whose doors include "
+                f"them (this key's doors: {', '.join(sorted(doors)) or 'none'})"
+            )
     return LoadedConfig(parsed.config, old.path, old.base_dir, parsed.sha256, old.file_sha256)
 
 
@@ -126,16 +135,21 @@ class Reloader:
     applied: Callable[[LoadedConfig], None]  # installs a new config in the daemon
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def reload(self, toml_text: str | None, expect_sha256: str | None) -> ReloadResult:
-        """Remote text (tunables only) or, with None, the local file again; see the module docstring."""
+    async def reload(
+        self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None = None
+    ) -> ReloadResult:
+        """Remote text (tunables only) or, with None, the local file again; see the module docstring.
+        `doors`: the doors whose tunables (`pulse_s`) the caller may change; None for any door."""
         async with self._lock:
-            return await self._reload(toml_text, expect_sha256)
+            return await self._reload(toml_text, expect_sha256, doors)
 
-    async def _reload(self, toml_text: str | None, expect_sha256: str | None) -> ReloadResult:
+    async def _reload(
+        self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None
+    ) -> ReloadResult:
         old = self.running()
         if expect_sha256 and expect_sha256 != old.sha256:
             raise Rejected(f"config changed meanwhile: the running config is {old.sha256}")
-        new = _remote(old, toml_text) if toml_text is not None else _local(old)
+        new = _remote(old, toml_text, doors) if toml_text is not None else _local(old)
         if new.sha256 == old.sha256:
             return ReloadResult(False, old.sha256)
         old_sources = {c.id: c for c in old.config.sources if c.enabled}

@@ -149,7 +149,7 @@ def gateway_report(
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
         ),
         alarms=tuple(core.book.listing(clock.time_ms())),
-        commands=core.router.report(),
+        commands=dataclasses.replace(core.router.report(), inbox=core.inbox.snapshot()),
         lanes=lanes.reports(),
         unavailable=dict(lanes.unavailable),
         written_ms=clock.time_ms(),

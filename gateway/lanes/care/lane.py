@@ -47,9 +47,11 @@ def build_lane(section: CareSection, deps: LaneDeps) -> Lane:
 
 
 def render(report: CareReport) -> list[str]:
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [f"care watch: {len(report.households)} households"]
     lines += [
-        f"  [yellow]{h.id}: no data from {', '.join(h.missing_data)}[/]"
+        f"  [yellow]{esc(h.id)}: no data from {esc(', '.join(h.missing_data))}[/]"
         for h in report.households
         if h.missing_data
     ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, check_url
+from gateway.core.config_base import Identifier, StrictModel, check_url, custom_error
 from gateway.core.references import MODBUS, SOURCE_KINDS, Named, Ref
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 class FlashFunction(StrictModel):
@@ -41,14 +43,30 @@ class ShellyGen2Relay(StrictModel):
     """A Shelly Gen2/Gen3/Pro relay reached over its local HTTP RPC (`POST /rpc`, JSON-RPC 2.0).
 
     A pulse is `Switch.Set` with `toggle_after`: the device switches itself back off, so even a
-    killed gateway cannot hold the door open. With authentication enabled on the device (user
-    "admin", set in the Shelly app or web page), `password_file` holds its password."""
+    killed gateway cannot hold the door open. The device must have authentication enabled (user
+    "admin", set in the Shelly app or web page): `password_file` holds its password, and a door
+    without one is refused. `device_id` pins the device (its id from `Shelly.GetDeviceInfo`, which
+    `lintel doors probe` writes): credentials are answered only to a challenge from that device.
+    The device is reached over plain HTTP: its LAN must be isolated (README "Door relays")."""
 
     type: Literal["shelly_gen2"]
     url: str = Field(description="The device: http://host or http://host:port (no path, no credentials).")
     switch: int = Field(0, ge=0, le=15, description="Id of the switch (output) of this door's relay.")
     password_file: str | None = Field(
-        None, description="File holding the device's password (one line); relative to the config file."
+        None,
+        description="File holding the device's password (one line); relative to the config file. Required.",
+    )
+    device_id: str | None = Field(
+        None,
+        pattern=DEVICE_ID_PATTERN,
+        description="The device's id (Shelly.GetDeviceInfo `id`, e.g. shellypro1-0c8b95f2e1a4), written "
+        "by `lintel doors probe`. Required: no credentials go to another device.",
+    )
+    mac: str | None = Field(
+        None,
+        pattern=r"^[0-9A-F]{12}$",
+        description="The device's MAC as Shelly.GetDeviceInfo gives it (12 hex digits), written by "
+        "`lintel doors probe`, which reports a device whose id does not match.",
     )
     timeout_ms: int = Field(2000, ge=50, le=30_000, description="Reply timeout of one RPC, in ms.")
 
@@ -57,6 +75,25 @@ class ShellyGen2Relay(StrictModel):
     def _plain_http_url(cls, url: str) -> str:
         expected = "http://host or http://host:port, e.g. http://192.168.10.40"
         return check_url(url, "device URL", ("http",), expected, "the url without them, and password_file")
+
+    @model_validator(mode="after")
+    def _authenticated_and_pinned(self) -> ShellyGen2Relay:
+        if self.password_file is None:
+            raise custom_error(
+                "a Shelly relay without a password opens the door for anyone on its network",
+                "enable authentication on the device (Settings → Authentication) and set password_file = "
+                '"/etc/lintel/shelly-<door>.pass" (a long random password, mode 0640 root:lintel)',
+                key="password_file",
+                got="none",
+            )
+        if self.device_id is None:
+            raise custom_error(
+                "the device is not pinned: the password would be answered to any device on its address",
+                "the device's id: run `lintel doors probe DOOR --write` (it reads Shelly.GetDeviceInfo)",
+                key="device_id",
+                got="none",
+            )
+        return self
 
     @property
     def host(self) -> str:

@@ -31,7 +31,7 @@ from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
 from gateway.lanes.doors.config import DoorConfig
-from gateway.lanes.doors.relays import Relay, RelayError
+from gateway.lanes.doors.relays import Relay, RelayDisagrees, RelayError
 from gateway.lanes.doors.wiring import build_relay
 
 log = logging.getLogger("lintel.doors")
@@ -241,6 +241,12 @@ class Doors:
                 await door.relay.switch(True)
         except RelayError as exc:
             door.failures += 1
+            if isinstance(exc, RelayDisagrees):
+                # Acknowledged, then denied by its own status: the door did not open although the
+                # device said it would. An alarm, one per such pulse (not a retryable hiccup).
+                log.error("door %s: %s", door.config.id, exc)
+                attrs = {"door": door.config.id, **door.relay.wiring(), "error": str(exc)}
+                self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
             await self._release(door)
             raise DoorError(f"relay of {door.config.id} did not switch on: {exc}") from None
         on_ms = round((self.clock.monotonic() - started) * 1000)
@@ -336,10 +342,12 @@ def _password(relay: Any, deps: LaneDeps) -> str | None:
 
 
 def render(report: DoorsReport) -> list[str]:
-    """`lintel status` lines for the doors."""
+    """`lintel status` lines for the doors (rich markup)."""
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
     for d in report.doors:
         colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
-        extra = f" ({d.fault})" if d.fault else ""
-        lines.append(f"  [{colour}]{d.id}: relay {d.relay}{extra}[/]")
+        extra = f" ({esc(d.fault)})" if d.fault else ""
+        lines.append(f"  [{colour}]{esc(d.id)}: relay {esc(d.relay)}{extra}[/]")
     return lines

@@ -19,6 +19,10 @@ class RelayError(Exception):
     """A write to a relay failed (the message says why)."""
 
 
+class RelayDisagrees(RelayError):
+    """The relay acknowledged a switch its own status then denies (read back after the write)."""
+
+
 class Relay(Protocol):
     @property
     def hardware_timed(self) -> bool:

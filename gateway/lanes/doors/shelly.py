@@ -12,6 +12,17 @@ request is sent again with an `auth` object in its body:
 `ha2 = SHA256(dummy_method:dummy_uri)`, nc = 1 (a fresh challenge per HTTP request).
 The password never appears in a message, a log line or `repr`.
 
+Pinning: the challenge's realm is the device's id. A challenge whose realm is not the configured
+`device_id` gets no answer (RelayError, nothing sent): a rogue or replaced device on the relay's
+address never receives a digest response to attack offline. With `mac` pinned too, the first
+challenge (and one every `IDENTITY_TTL_S` after) is answered only once `Shelly.GetDeviceInfo`
+(unauthenticated) names the pinned id and MAC. (An impostor that copies the id
+defeats this, as it would any check over plain HTTP: the relay's LAN must be isolated.)
+
+Readback: after a pulse is acknowledged, `Switch.GetStatus` must show the switch on (or its
+timer already run out). A device that acknowledges and does not switch (a `was_on` reply that
+lies, a faulty relay) raises `RelayDisagrees`, which the doors lane reports as `door_relay_fault`.
+
 Replies are hostile input: bounded in size (gateway/lanes/doors/http.py), the JSON-RPC frame checked
 (same id, `result` an object, `was_on` present for Switch.Set); a device error becomes a
 RelayError carrying the device's own message (shortened, control characters removed).
@@ -29,12 +40,13 @@ from typing import Any
 
 from gateway.lanes.doors.config import ShellyGen2Relay
 from gateway.lanes.doors.http import HttpError, Reply, post_json
-from gateway.lanes.doors.relays import RelayError
+from gateway.lanes.doors.relays import RelayDisagrees, RelayError
 
 _USER = "admin"  # Shelly Gen2 devices have this one user
 _HA2 = hashlib.sha256(b"dummy_method:dummy_uri").hexdigest()
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 _IDS = itertools.count(1)
+IDENTITY_TTL_S = 300.0  # how long a GetDeviceInfo that matched the pins is trusted
 
 
 def _sha256(text: str) -> str:
@@ -81,6 +93,7 @@ class ShellyRelay:
     def __init__(self, config: ShellyGen2Relay, password: str | None = None) -> None:
         self.config = config
         self._password = password or None
+        self._identity_checked_at: float | None = None
 
     def __repr__(self) -> str:
         return f"ShellyRelay({self.config.url}, switch={self.config.switch})"
@@ -91,7 +104,19 @@ class ShellyRelay:
     async def timed_pulse(self, seconds: float) -> None:
         # toggle_after takes fractional seconds; a zero or tiny timer would be no pulse at all.
         toggle_after = max(0.1, round(seconds, 3))
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         await self._switch_set({"id": self.config.switch, "on": True, "toggle_after": toggle_after})
+        status = await self.status()
+        if status.get("output") is not True and loop.time() - sent < toggle_after:
+            raise RelayDisagrees(
+                f"{self.config.url}: the device acknowledged the pulse but reports switch "
+                f"{self.config.switch} off: it did not switch (a faulty relay, or not the device)"
+            )
+
+    async def device_info(self) -> dict[str, Any]:
+        """`Shelly.GetDeviceInfo` (answered without authentication: `id`, `mac`, `model`, `gen`)."""
+        return await self.call("Shelly.GetDeviceInfo", {})
 
     async def status(self) -> dict[str, Any]:
         """`Switch.GetStatus` of this switch (`output` is whether the relay is on)."""
@@ -129,11 +154,34 @@ class ShellyRelay:
                 challenge
             ):
                 raise RelayError(f"{cfg.url}: authentication failed: unsupported challenge")
+            if cfg.device_id is not None and challenge["realm"] != cfg.device_id:
+                raise RelayError(
+                    f"{cfg.url}: the device asking for the password is {_shown(challenge['realm'], 64)!r}, "
+                    f"not {cfg.device_id!r} (device_id): no credentials sent"
+                )
+            await self._check_identity()
             request["auth"] = auth_object(challenge, self._password, secrets.randbelow(1 << 31) + 1)
             reply = await post_json(cfg.host, cfg.port, "/rpc", request)
             if reply.status == 401:
                 raise RelayError(f"{cfg.url}: authentication failed (wrong password?)")
         return self._result(reply, request["id"])
+
+    async def _check_identity(self) -> None:
+        """With `mac` pinned: the device must name the pinned id and MAC before it gets credentials."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        checked = self._identity_checked_at
+        if cfg.mac is None or (checked is not None and loop.time() - checked < IDENTITY_TTL_S):
+            return
+        request_id = next(_IDS)
+        request = {"jsonrpc": "2.0", "id": request_id, "src": "lintel", "method": "Shelly.GetDeviceInfo"}
+        info = self._result(await post_json(cfg.host, cfg.port, "/rpc", request), request_id)
+        if info.get("id") != cfg.device_id or str(info.get("mac", "")).upper() != cfg.mac:
+            raise RelayError(
+                f"{cfg.url}: the device there says it is {_shown(info.get('id'), 64)!r} with MAC "
+                f"{_shown(info.get('mac'), 20)!r}, not the pinned device_id and mac: no credentials sent"
+            )
+        self._identity_checked_at = loop.time()
 
     def _result(self, reply: Reply, request_id: int) -> dict[str, Any]:
         url = self.config.url

@@ -4,7 +4,9 @@ One asyncio task per entrance takes the camera's latest frame from the `FrameHub
 `interval_s` (a frame is analysed once), runs the pipeline on the shared inference thread,
 matches in memory and feeds the entrance's `Decider`. A grant pulses the door through `Doors`
 (Modbus coil on the bus's scheduler; never held open on failure) without waiting for it; every
-decision is an `access_granted` / `access_denied` event with ids and numbers only.
+decision is an `access_granted` / `access_denied` event with ids and numbers only; the resident is
+named by the gallery's pseudonym (`Gallery.pseudonym`), never by the resident id, in events, door
+pulses and the anti-passback rows of `state.db`.
 
 The gallery's `generation` is polled every second: an enrolment or a `faces delete` (CLI or
 command) takes effect without a restart, and a deleted resident's templates leave memory.
@@ -33,6 +35,7 @@ from gateway.lanes.faces.decision import Decider, Decision, Observation, Passage
 from gateway.lanes.faces.detect import FaceDetector
 from gateway.lanes.faces.embed import Embedder
 from gateway.lanes.faces.gallery import Gallery
+from gateway.lanes.faces.keys import MIGRATION, key_location
 from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
 from gateway.lanes.faces.pipeline import FacePipeline
@@ -47,17 +50,43 @@ GALLERY_POLL_S = 1.0
 def delete_resident(gallery: Gallery, store: StateStore, resident_id: str) -> int | None:
     """Remove a resident from the gallery (purged) and their passages from the state database.
     Returns the templates removed, or None for an unknown resident."""
+    pseudonym = gallery.pseudonym(resident_id)
     removed = gallery.delete(resident_id)
     if removed is not None:
-        store.save(NS, {}, deleted=[resident_id])
+        store.save(NS, {}, deleted=[pseudonym, resident_id])  # (rows of older versions: by id)
     return removed
 
 
+def passages_by_id(gallery: Gallery, saved: dict[str, Any]) -> dict[str, Passage]:
+    """Anti-passback rows of state.db (keyed by pseudonym; by resident id in older versions) as the
+    deciders hold them: by resident id. Rows of residents no longer in the gallery are dropped."""
+    ids = {r.id for r in gallery.residents()}
+    by_pseudonym = {gallery.pseudonym(rid): rid for rid in ids}
+    out: dict[str, Passage] = {}
+    for key, row in saved.items():
+        rid = by_pseudonym.get(key) or (key if key in ids else None)
+        if rid is not None and isinstance(row, dict) and {"direction", "ts_ms"} <= row.keys():
+            out[rid] = Passage(row["direction"], row["ts_ms"])
+    return out
+
+
 def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
-    """(gallery database, key file) where `[faces]` says, or in the state folder."""
+    """(gallery database, key file): the gallery where `[faces]` says or in the state folder; the
+    key from systemd credentials, `[faces] key_file` or the old default (gateway.lanes.faces.keys)."""
     gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
-    key = Path(faces.key_file) if faces.key_file else state_dir / "faces.key"
+    key, _beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
     return gallery, key
+
+
+def key_beside_gallery(faces: FacesSection, state_dir: Path) -> str | None:
+    """A warning when the gallery key lies in the state folder (beside the gallery), else None."""
+    key, beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
+    if not beside:
+        return None
+    return (
+        f"faces.key_file: the face gallery key {key} lies in the state folder beside the gallery: whoever "
+        f"copies that folder can read every template; {MIGRATION.format(old=key)}"
+    )
 
 
 def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
@@ -90,6 +119,7 @@ class FaceAccessWatch:
         timezone: str | None = None,
     ) -> None:
         self.faces = faces
+        self.state_dir = state_dir
         self.entrances = entrances
         self.hub = hub
         # the daemon's current Doors: reload_config replaces it, and a pulse must take the same
@@ -111,8 +141,7 @@ class FaceAccessWatch:
             if faces.keep_unknown_crops
             else None
         )
-        saved = store.load(NS)
-        self.passages = {rid: Passage(p["direction"], p["ts_ms"]) for rid, p in saved.items()}
+        self.passages: dict[str, Passage] = {}  # by resident id: filled from state.db in start()
         self.zone = local_zone(timezone)
         self.threshold = faces.max_distance  # None until the embedder is loaded
         self.deciders: dict[str, Decider] = {}
@@ -134,6 +163,15 @@ class FaceAccessWatch:
             e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
         }
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
+        if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
+            log.warning("%s", beside)
+        saved = self.store.load(NS)
+        self.passages.update(passages_by_id(self.gallery, saved))  # the deciders hold this dict
+        stale = [key for key in saved if not key.startswith("p-")]  # by resident id: older versions
+        if stale:
+            self.store.save(
+                NS, {self.gallery.pseudonym(r): self._passage_row(r) for r in self.passages}, stale
+            )
         self._reload_gallery()
 
     def _reload_gallery(self) -> None:
@@ -213,6 +251,9 @@ class FaceAccessWatch:
     def _decided(self, entrance: FaceAccessConfig, decision: Decision, now_ms: int) -> None:
         stats = self.stats[entrance.id]
         body = decision.body(entrance)
+        assert self.gallery is not None
+        if body.get("resident_id") is not None:  # upstream and on disk: the pseudonym only
+            body["resident_id"] = self.gallery.pseudonym(body["resident_id"])
         stats["last"] = {"ts_ms": now_ms, "granted": decision.granted, "reason": decision.reason}
         if decision.granted:
             stats["granted"] += 1
@@ -230,7 +271,12 @@ class FaceAccessWatch:
                 body["crop_id"] = self.crops.save(entrance.id, data.tobytes(), now_ms)
         self.submit(Event(entrance.id, "access_denied", now_ms, body))
 
+    def _passage_row(self, resident_id: str) -> dict[str, Any]:
+        p = self.passages[resident_id]
+        return {"direction": p.direction, "ts_ms": p.ts_ms}
+
     async def _open(self, entrance: FaceAccessConfig, resident_id: str) -> None:
+        """`resident_id` here is the pseudonym (as in the events)."""
         try:
             await self.doors().pulse(entrance.door, via="face", entrance=entrance.id, resident_id=resident_id)
         except DoorError as exc:

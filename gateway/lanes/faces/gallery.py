@@ -3,6 +3,12 @@
 - Templates (descriptor vectors) are encrypted at rest with AES-GCM under the key file
   (`faces.key_file`); the associated data binds each one to its resident and embedder, so a row
   copied to another resident does not decrypt. Decrypted vectors exist only in memory.
+- The resident's unit number and consent text (who recorded it, how) are sealed the same way
+  (AES-GCM, bound to the resident and the column); rows of older versions that held them in
+  plaintext are sealed, and the file purged, when the gallery is opened.
+- Events, results and `state.db` never name a resident: they carry `pseudonym(resident_id)`, an
+  HMAC under the gallery key (`p-` and 16 hex digits), the same on this gateway for as long as its
+  key lives and unlinkable without it. The mapping is the key itself: `lintel faces list` shows it.
 - A known plaintext encrypted under the key (`meta.key_check`) tells a wrong key apart from a
   corrupt row at open time, with a clear message.
 - Deleting a resident removes the rows with `secure_delete` on (freed pages are zeroed), then
@@ -15,6 +21,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -32,14 +40,16 @@ from gateway.lanes.faces.keys import create_key, load_key
 
 RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_CHECK = b"lintel face gallery key check v1"
+PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
+SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS residents (
     id TEXT PRIMARY KEY,
-    unit TEXT NOT NULL,
-    consent_by TEXT NOT NULL,
-    consent_how TEXT NOT NULL,
+    unit TEXT NOT NULL,           -- sealed: nonce + AES-GCM (a BLOB; plaintext in older files)
+    consent_by TEXT NOT NULL,     -- sealed
+    consent_how TEXT NOT NULL,    -- sealed
     consent_at_ms INTEGER NOT NULL,
     doors TEXT NOT NULL,          -- JSON list of door ids; [] = every door
     windows TEXT NOT NULL,        -- JSON list of {days, from, to}; [] = any time
@@ -88,6 +98,10 @@ def _aad(resident_id: str, model: str) -> bytes:
     return f"{resident_id}\x00{model}".encode()
 
 
+def _column_aad(resident_id: str, column: str) -> bytes:
+    return f"{resident_id}\x00residents.{column}".encode()
+
+
 class Gallery:
     def __init__(self, path: Path, key_path: Path, create: bool = False) -> None:
         self.path = path
@@ -95,7 +109,9 @@ class Gallery:
             raise GalleryError(f"no face gallery at {path}: enrol a resident with `lintel faces enroll`")
         if create:
             create_key(key_path)
-        self._aead = AESGCM(load_key(key_path))
+        key = load_key(key_path)
+        self._aead = AESGCM(key)
+        self._pseudonym_key = hmac.new(key, PSEUDONYM_LABEL, hashlib.sha256).digest()
         self.key_path = key_path
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
@@ -111,6 +127,50 @@ class Gallery:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(SCHEMA)
         self._check_key()
+        self._seal_plaintext_rows()
+
+    # -- sealing of the residents' details and pseudonyms ------------------------------------
+
+    def pseudonym(self, resident_id: str) -> str:
+        """What events, results and state.db carry instead of `resident_id` (see the module doc)."""
+        return "p-" + hmac.new(self._pseudonym_key, resident_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _seal(self, resident_id: str, column: str, text: str) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, text.encode(), _column_aad(resident_id, column))
+
+    def _open(self, resident_id: str, column: str, value: Any) -> str:
+        if isinstance(value, str):  # written by an older version; sealed at the next open
+            return value
+        blob = bytes(value)
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], _column_aad(resident_id, column)).decode()
+        except InvalidTag:
+            raise GalleryError(
+                f"the {column} of {resident_id} does not decrypt: the gallery was altered; "
+                f"delete the resident (`lintel faces delete {resident_id}`) and enrol again"
+            ) from None
+
+    def _seal_plaintext_rows(self) -> None:
+        """Seal unit and consent of rows an older version stored in plaintext, then purge."""
+        rows = self.db.execute(
+            "SELECT id, unit, consent_by, consent_how FROM residents "
+            "WHERE typeof(unit) = 'text' OR typeof(consent_by) = 'text' OR typeof(consent_how) = 'text'"
+        ).fetchall()
+        if not rows:
+            return
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for rid, *values in rows:
+                sealed = [
+                    self._seal(rid, column, value) if isinstance(value, str) else value
+                    for column, value in zip(SEALED_COLUMNS, values, strict=True)
+                ]
+                self.db.execute(
+                    "UPDATE residents SET unit = ?, consent_by = ?, consent_how = ? WHERE id = ?",
+                    (*sealed, rid),
+                )
+        self.purge()  # the plaintext is in free pages and the WAL until then
 
     def _check_key(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
@@ -148,7 +208,17 @@ class Gallery:
             "FROM residents r ORDER BY r.id"
         ).fetchall()
         return [
-            Resident(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[8], r[7])
+            Resident(
+                r[0],
+                self._open(r[0], "unit", r[1]),
+                self._open(r[0], "consent_by", r[2]),
+                self._open(r[0], "consent_how", r[3]),
+                r[4],
+                json.loads(r[5]),
+                json.loads(r[6]),
+                r[8],
+                r[7],
+            )
             for r in rows
         ]
 
@@ -225,9 +295,9 @@ class Gallery:
                 "consent_at_ms = excluded.consent_at_ms, doors = excluded.doors, windows = excluded.windows",
                 (
                     resident.id,
-                    resident.unit,
-                    resident.consent_by,
-                    resident.consent_how,
+                    self._seal(resident.id, "unit", resident.unit),
+                    self._seal(resident.id, "consent_by", resident.consent_by),
+                    self._seal(resident.id, "consent_how", resident.consent_how),
                     resident.consent_at_ms,
                     json.dumps(resident.doors),
                     json.dumps(resident.windows),

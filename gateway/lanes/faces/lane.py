@@ -137,34 +137,39 @@ def build_lane(
         resident_id = args["resident_id"]
         try:
             if watch.gallery is not None:
+                pseudonym = watch.gallery.pseudonym(resident_id)
                 removed = watch.delete(resident_id)
             else:  # the lane is down (a model problem): deletion must still work
                 path, key = face_paths(faces, deps.state_dir)
                 gallery = Gallery(path, key)
                 try:
+                    pseudonym = gallery.pseudonym(resident_id)
                     removed = delete_resident(gallery, deps.store, resident_id)
                 finally:
                     gallery.close()
         except (GalleryError, GalleryKeyError) as exc:
             raise Failed(str(exc)) from None
-        if removed is None:
-            raise Rejected(f"unknown resident: {resident_id} is not in the face gallery")
-        return {"resident_id": resident_id, "templates_deleted": removed, "purged": True}
+        if removed is None:  # (the result goes upstream: it does not repeat the id either)
+            raise Rejected("unknown resident: no such resident in the face gallery")
+        # The command named the resident; its result goes upstream: the pseudonym only.
+        return {"resident": pseudonym, "templates_deleted": removed, "purged": True}
 
     handlers: dict[str, Handler] = {"faces_delete": faces_delete}
     return Lane("face_access", [component], handlers=handlers, unavailable=unavailable)
 
 
 def render(report: FaceAccessReport) -> list[str]:
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [
         f"face access: {report.residents} residents, max distance {report.threshold}, "
-        f"liveness {report.liveness}"
+        f"liveness {esc(report.liveness)}"
     ]
     for e in report.entrances:
         state = "LOCKED OUT" if e.locked else ("watching" if e.camera_online else "CAMERA OFFLINE")
         colour = "green" if state == "watching" else "red"
         lines.append(
-            f"  [{colour}]{e.id} on {e.camera} → door {e.door}: {state}[/], "
+            f"  [{colour}]{esc(e.id)} on {esc(e.camera)} → door {esc(e.door)}: {state}[/], "
             f"{e.granted} granted, {e.denied} denied, {e.pipeline_ms_avg} ms per frame"
         )
     return lines

@@ -72,14 +72,18 @@ def build_lane(lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSec
 
 
 def render(report: FireLaneReport) -> list[str]:
+    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
+
     lines = [
-        f"fire lanes: detector {report.detector}, {report.detector_runs} runs, "
+        f"fire lanes: detector {esc(report.detector)}, {report.detector_runs} runs, "
         f"{report.detect_ms_avg} ms average"
     ]
     colours = {"violation": "red", "unknown": "yellow", "parked": "yellow"}
     for lane in report.lanes:
         colour = colours.get(lane.state, "green")
         extra = f", {lane.dwell_s} s parked" if lane.dwell_s is not None else ""
-        extra += f" ({lane.reason})" if lane.reason else ""
-        lines.append(f"  [{colour}]{lane.lane} on {lane.camera}: {lane.state.upper()}{extra}[/]")
+        extra += f" ({esc(lane.reason)})" if lane.reason else ""
+        lines.append(
+            f"  [{colour}]{esc(lane.lane)} on {esc(lane.camera)}: {esc(lane.state.upper())}{extra}[/]"
+        )
     return lines
