@@ -95,7 +95,9 @@ def build(state: dict):  # -> torch.nn.Module
     class Stack(nn.Module):
         def __init__(self, prefix: str) -> None:
             super().__init__()
-            count = 1 + max(int(m.group(1)) for k in state if (m := re.match(rf"{prefix}\.model\.(\d+)\.", k)))
+            count = 1 + max(
+                int(m.group(1)) for k in state if (m := re.match(rf"{prefix}\.model\.(\d+)\.", k))
+            )
             self.model = nn.Sequential(*(Block(f"{prefix}.model.{i}", 1, True) for i in range(count)))
 
         def forward(self, x):

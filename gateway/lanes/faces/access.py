@@ -35,6 +35,7 @@ from gateway.lanes.faces.embed import Embedder
 from gateway.lanes.faces.gallery import Gallery
 from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.pipeline import FacePipeline
 from gateway.storage.state import StateStore
 
@@ -65,12 +66,23 @@ def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manif
     return pick(faces.detector, models), pick(faces.embedder, models)
 
 
-def build_pipeline(faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest]) -> FacePipeline:
-    """Load both models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
-    `manifest_dir` apply). Blocking: call on the engine thread or from the CLI."""
+def build_pipeline(
+    faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest], with_pad: bool = False
+) -> FacePipeline:
+    """Load the models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
+    `manifest_dir` apply): detector and embedder, and with `with_pad` the presentation-attack
+    detector's models (`faces.pad_models`). Blocking: call on the engine thread or from the CLI."""
     det, emb = face_models(faces, models)
+    pad = (
+        PresentationAttackDetector([engine.model(pick(name, models)) for name in faces.pad_models])
+        if with_pad
+        else None
+    )
     return FacePipeline(
-        FaceDetector(engine.model(det), faces.min_face_score), Embedder(engine.model(emb)), faces.limits()
+        FaceDetector(engine.model(det), faces.min_face_score),
+        Embedder(engine.model(emb)),
+        faces.limits(),
+        pad,
     )
 
 
@@ -124,7 +136,9 @@ class FaceAccessWatch:
 
     async def start(self) -> None:
         """Load the models on the inference thread and open the gallery (raises with the fix)."""
-        self.pipeline = await self.engine.submit(build_pipeline, self.faces, self.engine, self.catalog)
+        self.pipeline = await self.engine.submit(
+            build_pipeline, self.faces, self.engine, self.catalog, self.faces.liveness == "model"
+        )
         threshold = self.faces.max_distance or self.pipeline.embedder.threshold
         self.threshold = threshold
         check = liveness_check(self.faces.liveness)
@@ -194,7 +208,10 @@ class FaceAccessWatch:
             label = decider.label(match)
             # the aligned chip always goes along: liveness needs it; a crop is saved only when
             # keep_unknown_crops is on (_decided)
-            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, probe.chip, probe.vector)
+            face = probe.face
+            obs = Observation(
+                frame.ts_ms, match, label, face.landmarks, probe.chip, probe.vector, probe.pad, probe.context
+            )  # fmt: skip
             decision, locked = decider.observe(obs, now_ms)
             if decision is not None:
                 self._decided(entrance, decision, now_ms)

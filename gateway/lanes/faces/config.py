@@ -54,9 +54,17 @@ class FacesSection(StrictModel):
     max_yaw: float = Field(0.4, gt=0, le=1, description="Largest sideways turn (inter-eye units).")
     max_roll_deg: float = Field(35, gt=0, le=90, description="Largest head tilt in degrees.")
     min_sharpness: float = Field(30, ge=0, description="Laplacian variance of the aligned face.")
-    liveness: Literal["off", "micro_motion"] = Field(
-        "micro_motion",
-        description="Anti-spoofing check: micro_motion refuses a still photo or phone screen; off: none.",
+    liveness: Literal["off", "micro_motion", "model"] = Field(
+        "model",
+        description=(
+            "Anti-spoofing check: model (presentation-attack detector + temporal consistency + "
+            "micro-motion); micro_motion alone refuses a still photo; off: none."
+        ),
+    )
+    pad_models: list[str] = Field(
+        ["minifasnet-v2-2.7", "minifasnet-v1se-4.0"],
+        min_length=1,
+        description='Presentation-attack detector models of liveness = "model" (`lintel models list`).',
     )
     keep_unknown_crops: bool = Field(
         False, description="Keep face crops of denied unknown faces (privacy: off by default)."
@@ -79,7 +87,7 @@ class FacesSection(StrictModel):
         if entrances and self.liveness == "off":
             return [
                 "faces.liveness: off — a printed photograph or a phone held to the camera opens the "
-                'door; use liveness = "micro_motion" (the default)'
+                'door; use liveness = "model" (the default)'
             ]
         return []
 

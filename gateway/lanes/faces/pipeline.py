@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.lanes.faces.consistency import context_chip
 from gateway.lanes.faces.detect import Face, FaceDetector
 from gateway.lanes.faces.embed import Embedder
+from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.quality import Quality, QualityLimits, assess, assess_chip
 
 
@@ -25,6 +27,9 @@ class Probe:
     chip: np.ndarray | None
     detect_ms: float = 0.0
     embed_ms: float = 0.0
+    pad: float | None = None  # live probability of the presentation-attack detector, when run
+    context: np.ndarray | None = None  # the face and its surroundings, face-aligned (liveness)
+    pad_ms: float = 0.0
 
     @property
     def usable(self) -> bool:
@@ -38,10 +43,17 @@ class Probe:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: Embedder, limits: QualityLimits) -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        embedder: Embedder,
+        limits: QualityLimits,
+        pad: PresentationAttackDetector | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.limits = limits
+        self.pad = pad  # run on every usable face when set (`liveness = "model"`)
 
     def analyse(self, image: np.ndarray) -> Probe:
         """The nearest face of a BGR picture, embedded if it passes the quality gates."""
@@ -69,4 +81,10 @@ class FacePipeline:
             return Probe(face, count, quality, None, chip, detect_ms)
         started = time.perf_counter()
         vector = self.embedder.embed(chip)
-        return Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
+        probe = Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
+        if self.pad is not None:
+            started = time.perf_counter()
+            probe.pad = self.pad.score(image, face)
+            probe.context = context_chip(image, face)
+            probe.pad_ms = (time.perf_counter() - started) * 1000
+        return probe
