@@ -704,13 +704,13 @@ def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
     entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
     base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
     config.write_text(base + entrance)
-    assert load_config(config).config.faces.liveness == "micro_motion"  # the default
+    assert load_config(config).config.faces.liveness == "model"  # the default
     clean = lintel_output("check-config", "-c", str(config))
     assert "warning" not in clean.stdout + clean.stderr
     config.write_text(base + '[faces]\nliveness = "off"\n' + entrance)
     out = lintel_output("check-config", "-c", str(config))
     assert out.returncode == 0, out.stderr
     assert (
-        "warning: faces.liveness: off — a printed photograph or a phone held to the camera opens the door"
+        "warning: faces.liveness: off at f1 — a printed photograph or a phone held to the camera opens the door"
         in (" ".join((out.stdout + out.stderr).split()))
     ), out.stdout + out.stderr

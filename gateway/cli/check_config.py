@@ -24,7 +24,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print(str(problem))
         return 1
     cfg = loaded.config
-    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(len(cfg.face_access))
+    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(cfg.face_access)
     summary = {
         "ok": True,
         "file": str(loaded.path),

@@ -165,7 +165,7 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     if config.face_access:
         wanted.append(("faces.detector", config.faces.detector, "face_detect"))
         wanted.append(("faces.embedder", config.faces.embedder, "face_embed"))
-        if config.faces.liveness == "model":
+        if config.faces.needs_pad(config.face_access):
             wanted += [("faces.pad_models", name, "face_pad") for name in config.faces.pad_models]
     if not wanted:
         return []

@@ -137,16 +137,19 @@ class FaceAccessWatch:
     async def start(self) -> None:
         """Load the models on the inference thread and open the gallery (raises with the fix)."""
         self.pipeline = await self.engine.submit(
-            build_pipeline, self.faces, self.engine, self.catalog, self.faces.liveness == "model"
+            build_pipeline, self.faces, self.engine, self.catalog, self.faces.needs_pad(self.entrances)
         )
         threshold = self.faces.max_distance or self.pipeline.embedder.threshold
         self.threshold = threshold
-        check = liveness_check(self.faces.liveness)
-        if check.name == "off":
-            log.warning("face liveness check is off: a photograph held to the camera opens the door")
-        self.deciders = {
-            e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
-        }
+        self.deciders = {}
+        for e in self.entrances:
+            check = liveness_check(self.faces.liveness_of(e))
+            if check.name == "off":
+                log.warning(
+                    "entrance %s: face liveness check is off: a photograph held to the camera opens the door",
+                    e.id,
+                )
+            self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages)
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
         self._reload_gallery()
 
@@ -241,6 +244,8 @@ class FaceAccessWatch:
                 asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
             return
         stats["denied"] += 1
+        if decision.liveness_detail:
+            log.info("entrance %s: liveness refused a face: %s", entrance.id, decision.liveness_detail)
         if decision.chip is not None and self.crops is not None:
             ok, data = cv2.imencode(".jpg", decision.chip)
             if ok:

@@ -82,14 +82,22 @@ class FacesSection(StrictModel):
             )
         return self
 
-    def warnings(self, entrances: int) -> list[str]:
-        """Settings that are valid but weaken the door (shown by `lintel check-config`)."""
-        if entrances and self.liveness == "off":
+    def warnings(self, entrances: list[FaceAccessConfig]) -> list[str]:
+        """Settings that are valid but weaken a door (shown by `lintel check-config`)."""
+        off = [e.id for e in entrances if self.liveness_of(e) == "off"]
+        if off:
             return [
-                "faces.liveness: off — a printed photograph or a phone held to the camera opens the "
-                'door; use liveness = "model" (the default)'
+                f"faces.liveness: off at {', '.join(off)} — a printed photograph or a phone held to "
+                'the camera opens the door; use liveness = "model" (the default)'
             ]
         return []
+
+    def liveness_of(self, entrance: FaceAccessConfig) -> str:
+        """The liveness check of an entrance: its own `liveness`, or `[faces] liveness`."""
+        return entrance.liveness or self.liveness
+
+    def needs_pad(self, entrances: list[FaceAccessConfig]) -> bool:
+        return any(self.liveness_of(e) == "model" for e in entrances)
 
     def limits(self) -> QualityLimits:
         from gateway.lanes.faces.quality import QualityLimits
@@ -119,6 +127,9 @@ class FaceAccessConfig(StrictModel):
         6, ge=1, le=600, description="Denied decisions per minute before the camera is locked out."
     )
     lockout_s: float = Field(60, ge=1, le=3600, description="How long face decisions stop after that.")
+    liveness: Literal["off", "micro_motion", "model"] | None = Field(
+        None, description="This door's anti-spoofing check (default: [faces] liveness)."
+    )
 
     @field_validator("camera", "door")
     @classmethod

@@ -14,8 +14,8 @@ each a cue that can veto a grant (`liveness.ModelLiveness`):
 - **A medium around the face.** A phone or a sheet of paper held to the camera has straight edges
   that move with the face: in face-aligned surroundings (`context_chip`, 8 eye distances wide),
   edges that persist over every frame of the window are the face's own, or those of what carries
-  it. Straight persistent edges outside the head on three sides (left, right, above or below) are
-  the frame of a medium. A background (a door frame) stays put while the head moves, so in the
+  it. Straight persistent edges outside the head on both sides of it, or on three sides, are the
+  frame of a medium. A background (a door frame) stays put while the head moves, so in the
   face's frame it moves and does not persist; a person standing perfectly still in front of a
   door frame is the known cost (refused once, decided again on the next frames).
 
@@ -73,11 +73,11 @@ def largest_step(values: list[np.ndarray]) -> float:
     return max(steps, default=0.0)
 
 
-def medium_sides(contexts: list[np.ndarray]) -> int:
-    """How many sides of the face (left, right, above, below) have a straight edge that persists,
-    in the face's frame, over every context chip: 3 or 4 is the frame of a phone or a print."""
+def medium_sides(contexts: list[np.ndarray]) -> str:
+    """The sides of the face ("L"eft, "R"ight, "T"op, "B"ottom, sorted) with a straight edge that
+    persists, in the face's frame, over every context chip."""
     if len(contexts) < 2:
-        return 0
+        return ""
     kernel = np.ones((5, 5), np.uint8)
     edges = [cv2.Canny(cv2.GaussianBlur(c, (3, 3), 0), 40, 120) for c in contexts]
     persistent = edges[0].copy()
@@ -88,22 +88,29 @@ def medium_sides(contexts: list[np.ndarray]) -> int:
     # the head itself (hair, ears, chin) is not a medium's edge: 1.5 face widths across
     cv2.ellipse(persistent, (int(CENTRE), int(CENTRE)), (24, 34), 0, 0, 360, 0, -1)
     lines = cv2.HoughLinesP(persistent, 1, np.pi / 180, 16, minLineLength=24, maxLineGap=3)
-    sides: set[str] = set()
+    sides: set[str] = set()  # B, L, R, T
     for x1, y1, x2, y2 in lines[:, 0] if lines is not None else []:
         angle = abs(math.degrees(math.atan2(y2 - y1, x2 - x1))) % 180
         mid_x, mid_y = (x1 + x2) / 2 - CENTRE, (y1 + y2) / 2 - CENTRE
         if abs(angle - 90) < 20:
-            sides.add("left" if mid_x < 0 else "right")
+            sides.add("L" if mid_x < 0 else "R")
         elif angle < 20 or angle > 160:
-            sides.add("above" if mid_y < 0 else "below")
-    return len(sides)
+            sides.add("T" if mid_y < 0 else "B")
+    return "".join(sorted(sides))
+
+
+def framed(sides: str) -> bool:
+    """A medium's frame: edges on both sides of the face, or on three sides. On the synthetic
+    attack clips a phone's bezel shows as LRT (its bottom is often below the picture) and, in 1
+    window in 10, as LR only (its top edge blurred by the warp): docs/face-calibration.md."""
+    return ("L" in sides and "R" in sides) or len(sides) >= 3
 
 
 @dataclass(frozen=True, slots=True)
 class Consistency:
     identity_jump: float  # largest descriptor change between consecutive frames
     geometry_jump: float  # largest landmark change (eye distances, RMS per point)
-    medium_sides: int  # sides with a persistent straight edge around the face
+    medium_sides: str  # sides with a persistent straight edge around the face (consistency.framed)
 
 
 def measure(

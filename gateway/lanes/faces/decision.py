@@ -69,6 +69,7 @@ class Decision:
     liveness: str
     liveness_check: str  # which check ran ("model", "micro_motion", "off")
     chip: np.ndarray | None = None
+    liveness_detail: str = ""  # what the check measured (logged, never sent: numbers only)
 
     def body(self, entrance: FaceAccessConfig) -> dict[str, Any]:
         """The event body: ids and numbers, never a name or a picture."""
@@ -196,7 +197,9 @@ class Decider:
         live = self.liveness.check(self._frames(label))
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
         if not live.passed:
-            return decision(False, "liveness_failed", live_label)
+            refused = decision(False, "liveness_failed", live_label)
+            refused.liveness_detail = live.detail
+            return refused
         resident = best.match.resident
         assert resident is not None
         if resident.doors and self.entrance.door not in resident.doors:

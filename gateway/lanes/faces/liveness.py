@@ -126,7 +126,6 @@ class ModelLiveness:
     max_identity_jump = 0.55
     # landmark jitter reaches 0.17 eye distances on still photographs: only a gross jump counts
     max_geometry_jump = 0.3
-    max_medium_sides = 2  # 3 or 4 sides framed by a persistent straight edge: a phone or a print
 
     def __init__(self) -> None:
         self.motion = MicroMotion()
@@ -154,7 +153,7 @@ class ModelLiveness:
             f"geometry jump {c.geometry_jump:.2f} > {self.max_geometry_jump}"
             if c.geometry_jump > self.max_geometry_jump
             else "",
-            f"framed on {c.medium_sides} sides" if c.medium_sides > self.max_medium_sides else "",
+            f"framed by a medium ({c.medium_sides})" if consistency.framed(c.medium_sides) else "",
             f"planar motion {motion:.2f} px < {self.motion.min_residual_px}"
             if motion < self.motion.min_residual_px
             else "",
@@ -162,7 +161,7 @@ class ModelLiveness:
         refused = [v for v in vetoes if v]
         detail = "; ".join(refused) or (
             f"PAD live {pad:.2f}, identity jump {c.identity_jump:.2f}, geometry jump "
-            f"{c.geometry_jump:.2f}, framed on {c.medium_sides} sides, motion {motion:.2f} px"
+            f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px"
         )
         return LivenessResult(not refused, detail)
 
