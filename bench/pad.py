@@ -43,6 +43,7 @@ from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, MicroMotion, ModelLiveness
 from gateway.lanes.faces.pipeline import FacePipeline, Probe
+from tests.support.attacks import AttackScene
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 FPS = 5.0
@@ -105,7 +106,7 @@ def corpus(folder: Path) -> dict[str, list[DoorScene]]:
         "bent print, hand-held": bent_scenes,
         "phone, still photo": each("still", screen=True),
         "phone, slideshow": [DoorScene(slideshow_visits(folder), SECONDS)],
-        "phone, animated photo": each("live", screen=True),
+        "phone, animated photo": each("live", screen=True, cls=AttackScene),
         "print, animated (the old 'live' clip)": each("live"),
     }
 
@@ -164,7 +165,7 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
 
 def cost(pipeline: FacePipeline, plain: FacePipeline, runs: int) -> list[tuple[str, str]]:
     name = "faces/obama2.jpg"
-    scene = DoorScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10, "live", True)], 10)
+    scene = AttackScene([Visit(MEDIA / name, FACE_BOXES[name], 0, 10, "live", True)], 10)
     frame = scene.frame(1.0)
     probe = pipeline.analyse(frame)
     assert probe.face is not None and pipeline.pad is not None

@@ -11,9 +11,7 @@ How the face moves (`Visit.motion`):
   the camera. With `screen`, it is shown inside a phone's bezel (a photo on a phone screen).
 - `live`: as a person does, the head turns a little from side to side (the nose moves against the
   eyes, as parallax does on a real head) and the mouth moves: a smooth local warp of the face, so
-  the landmarks move non-rigidly (what `liveness = "micro_motion"` looks for). This is a photograph
-  animated, not a person: with `screen` it is the animated-photo attack of issue 26, and the
-  default `liveness = "model"` refuses it either way (docs/face-calibration.md).
+  the landmarks move non-rigidly (what `liveness = "micro_motion"` looks for).
 """
 
 from __future__ import annotations
@@ -132,7 +130,7 @@ class DoorScene:
                 continue
             if visit.motion == "live":
                 cut = _live(cut, face, t)
-            if visit.screen:  # with "live": a photo animated on a phone (an attack, issue 26)
+            elif visit.screen:
                 cut = _phone(cut)
             # a person drifts a few pixels and leans a little closer and away
             k = 1.0 + 0.03 * math.sin(2 * math.pi * t / 2.3)

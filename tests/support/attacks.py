@@ -16,7 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from drivers.camera import door_scene
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from drivers.camera.scene import write_mjpeg
 from tests.support.media import photo
@@ -24,6 +26,31 @@ from tests.support.media import photo
 SCENE_FPS = 5.0
 ANIMATED = ("faces/obama2.jpg", "faces/obama3.jpg")  # the resident enrols with faces/obama.jpg
 SLIDES = ("faces/obama2.jpg", "faces/obama3.jpg")
+
+
+class AttackScene(DoorScene):
+    """The door scene, where a `live` visit with `screen` is the warp shown on a phone (the door
+    scene itself shows `screen` only for still photographs)."""
+
+    def frame(self, t: float) -> np.ndarray:
+        phones = [v for v in self.visits if v.motion == "live" and v.screen and v.start_s <= t < v.end_s]
+        if not phones:
+            return super().frame(t)
+        saved = self.cutouts
+        self.cutouts = [
+            (door_scene._phone(door_scene._live(cut, face, t)), face) if v in phones else (cut, face)
+            for v, (cut, face) in zip(self.visits, saved, strict=True)
+        ]
+        self.visits, visits = [v if v not in phones else _still(v) for v in self.visits], self.visits
+        try:
+            return super().frame(t)
+        finally:
+            self.cutouts, self.visits = saved, visits
+
+
+def _still(visit: Visit) -> Visit:
+    """The same visit, drawn as is (its picture already animated and framed)."""
+    return Visit(visit.photo, visit.face, visit.start_s, visit.end_s, "still", screen=False)
 
 
 def mirrored(name: str, folder: Path) -> tuple[Path, tuple[float, float, float, float]]:
@@ -64,5 +91,5 @@ def attack_clip(
         else:
             raise ValueError(f"attack kind {kind!r}: expected animated_photo or slideshow")
         t = end + gap_s
-    scene = DoorScene(visits, total_s=t)
+    scene = AttackScene(visits, total_s=t)
     return write_mjpeg((scene.frame(i / SCENE_FPS) for i in range(round(t * SCENE_FPS))), path, SCENE_FPS)
