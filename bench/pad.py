@@ -3,7 +3,7 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
 
 1. The attack corpus (synthetic, composited from the registry photographs of the door scene; no
    physical medium's pixels in it: docs/face-calibration.md). Per attack type and photograph, a
-   20 s approach at 5 fps; every 5-frame decision window (consecutive frames, and every 2nd and
+   12 s approach at 5 fps; every 5-frame decision window (consecutive frames, and every 2nd and
    3rd frame, as a loaded gateway that drops frames sees it) is judged by each liveness check.
    APCER = windows judged live / windows. Attack types:
    - print, hand-held (moved, leaned); print on a stand (does not move); bent print (a cylinder,
@@ -47,7 +47,7 @@ from tests.support.attacks import AttackScene
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 FPS = 5.0
-SECONDS = 20.0
+SECONDS = 12.0
 STEPS = (1, 2, 3)  # every frame, every 2nd, every 3rd
 
 

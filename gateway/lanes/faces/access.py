@@ -181,6 +181,7 @@ class FaceAccessWatch:
 
     async def run_entrance(self, entrance: FaceAccessConfig) -> None:
         decider = self.deciders[entrance.id]
+        needs_pad = decider.liveness.name == "model"  # the detector's cost only where it is used
         stats = self.stats[entrance.id]
         assert self.pipeline is not None
         pipeline = self.pipeline
@@ -193,7 +194,7 @@ class FaceAccessWatch:
             last_seq = frame.seq
             started = time.perf_counter()
             try:
-                probe = await self.engine.submit(pipeline.analyse, frame.image)
+                probe = await self.engine.submit(pipeline.analyse, frame.image, needs_pad)
             except Exception:
                 self.errors += 1
                 log.exception("entrance %s: face pipeline failed", entrance.id)

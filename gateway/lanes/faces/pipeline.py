@@ -55,15 +55,16 @@ class FacePipeline:
         self.limits = limits
         self.pad = pad  # run on every usable face when set (`liveness = "model"`)
 
-    def analyse(self, image: np.ndarray) -> Probe:
-        """The nearest face of a BGR picture, embedded if it passes the quality gates."""
+    def analyse(self, image: np.ndarray, pad: bool = True) -> Probe:
+        """The nearest face of a BGR picture, embedded if it passes the quality gates, and judged
+        by the presentation-attack detector if there is one and `pad`."""
         started = time.perf_counter()
         faces = self.detector.detect(image)
         detect_ms = (time.perf_counter() - started) * 1000
         if not faces:
             return Probe(None, 0, None, None, None, detect_ms)
         face = max(faces, key=lambda f: f.eye_distance)
-        return self._probe(image, face, len(faces), detect_ms)
+        return self._probe(image, face, len(faces), detect_ms, pad)
 
     def analyse_all(self, image: np.ndarray) -> list[Probe]:
         """Every face of a picture (for `lintel faces verify` on a group photo)."""
@@ -72,7 +73,7 @@ class FacePipeline:
         detect_ms = (time.perf_counter() - started) * 1000
         return [self._probe(image, f, len(faces), detect_ms) for f in faces]
 
-    def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float) -> Probe:
+    def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float, pad: bool = True) -> Probe:
         quality = assess(face, image.shape, self.limits)
         if not quality.ok:  # no chip for a face already refused: saves the warp and the embedder
             return Probe(face, count, quality, None, None, detect_ms)
@@ -82,7 +83,7 @@ class FacePipeline:
         started = time.perf_counter()
         vector = self.embedder.embed(chip)
         probe = Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
-        if self.pad is not None:
+        if self.pad is not None and pad:
             started = time.perf_counter()
             probe.pad = self.pad.score(image, face)
             probe.context = context_chip(image, face)
