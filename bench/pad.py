@@ -8,8 +8,8 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
    APCER = windows judged live / windows. Attack types:
    - print, hand-held (moved, leaned); print on a stand (does not move); bent print (a cylinder,
      moved); phone, still photo; phone, slideshow (other photos and mirrored copies, 0.6/0.8 s);
-     phone, animated photo (local warp); print, animated (the same warp on a pasted cut-out: the
-     clip the project once called "live").
+     phone, animated photo (local warp); the same warp on a pasted cut-out with no medium around
+     it (the clip the project once called "live": it stands for an injected stream).
    - Not in it: phone replay of a genuine video (no genuine video: see 2), 3-D masks.
 2. BPCER on genuine video: the registries and public repositories were searched for real video of
    real faces under a licence that permits test use; none was found (docs/face-calibration.md),
@@ -74,7 +74,7 @@ def bent(photo: Path, folder: Path) -> Path:
 
 def slideshow_visits(folder: Path) -> list[Visit]:
     slides = []
-    for name in ("faces/obama2.jpg", "faces/obama3.jpg", "faces/biden.jpg"):
+    for name in ("faces/obama2.jpg", "faces/obama3.jpg"):  # the resident's, not the enrolled one
         slides.append((MEDIA / name, FACE_BOXES[name]))
         image = cv2.imread(str(MEDIA / name))
         mirror = folder / f"mirror-{Path(name).name}"
@@ -107,7 +107,9 @@ def corpus(folder: Path) -> dict[str, list[DoorScene]]:
         "phone, still photo": each("still", screen=True),
         "phone, slideshow": [DoorScene(slideshow_visits(folder), SECONDS)],
         "phone, animated photo": each("live", screen=True, cls=AttackScene),
-        "print, animated (the old 'live' clip)": each("live"),
+        # the warp on a pasted cut-out, no bezel: no physical medium could show it (a print cannot
+        # move); it stands for a photo animated and injected into the stream, or a borderless screen
+        "animated photo, no medium (the old 'live' clip)": each("live"),
     }
 
 
