@@ -3,21 +3,23 @@
 Measured over the frames of one decision window (5 frames or more, ~1 s at the default cadence),
 each a cue that can veto a grant (`liveness.ModelLiveness`):
 
-- **Identity continuity.** A live face changes a little from frame to frame: its descriptor moves
-  by ~0.1-0.3 between consecutive frames. A slideshow swaps one photograph for another: the
+- **Identity continuity.** One face changes a little from frame to frame: on the door clips the
+  descriptor of one photograph, moved or warped, steps by 0.17-0.44 between consecutive frames (a
+  live face: not measured, no genuine video). A slideshow swaps one photograph for another: the
   descriptor jumps by the distance between two photos of the person (0.5-0.95 on the labelled
-  photographs), in one frame. The largest consecutive jump must stay under `max_identity_jump`.
+  photographs, 0.72-0.76 in the slideshow clips), in one frame. The largest consecutive jump must stay under `max_identity_jump`.
 - **Geometry continuity.** The five landmarks, put in the face's own frame (eye midpoint at the
   origin, eyes level, eye distance 1), describe pose and expression. A head turns and a mouth
   opens over several frames; a new photograph changes them at once. YuNet's landmarks jitter by
   1-5 % of the eye distance: the largest consecutive change must stay under `max_geometry_jump`.
 - **A medium around the face.** A phone or a sheet of paper held to the camera has straight edges
-  that move with the face: in face-aligned surroundings (`context_chip`, 8 eye distances wide),
+  that move with the face: in the face's surroundings (`context_chip`, 4 face widths square),
   edges that persist over every frame of the window are the face's own, or those of what carries
   it. Straight persistent edges outside the head on both sides of it, or on three sides, are the
   frame of a medium. A background (a door frame) stays put while the head moves, so in the
   face's frame it moves and does not persist; a person standing perfectly still in front of a
-  door frame is the known cost (refused once, decided again on the next frames).
+  door frame is the known cost (refused once, decided again on the next frames; not measured on
+  real people: docs/face-calibration.md).
 
 None of these sees a 3-D mask or a replayed video without its screen's edges; the trained model
 (`pad.py`) is there for the screen's and paper's texture.
