@@ -7,7 +7,8 @@ each a cue that can veto a grant (`liveness.ModelLiveness`):
   descriptor of one photograph, moved or warped, steps by 0.17-0.44 between consecutive frames (a
   live face: not measured, no genuine video). A slideshow swaps one photograph for another: the
   descriptor jumps by the distance between two photos of the person (0.5-0.95 on the labelled
-  photographs, 0.72-0.76 in the slideshow clips), in one frame. The largest consecutive jump must stay under `max_identity_jump`.
+  photographs, 0.72-0.76 in the slideshow clips), in one frame. The largest consecutive jump
+  must stay under `max_identity_jump`.
 - **Geometry continuity.** The five landmarks, put in the face's own frame (eye midpoint at the
   origin, eyes level, eye distance 1), describe pose and expression. A head turns and a mouth
   opens over several frames; a new photograph changes them at once. YuNet's landmarks jitter by
