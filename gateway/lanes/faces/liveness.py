@@ -121,8 +121,9 @@ class ModelLiveness:
     name = "model"
     frames = MIN_FRAMES
     min_pad_score = 0.5  # the authors' own cut: live is the most likely class
-    # a live face's descriptor moves ≤ 0.44 between consecutive frames on the door clips, two
-    # photos of one person are 0.5-0.95 apart (0.72-0.76 in the slideshow clips)
+    # one photograph, moved or warped, steps ≤ 0.44 between consecutive frames of the door clips
+    # (a live face: not measured); two photos of one person are 0.5-0.95 apart (0.72-0.76 in the
+    # slideshow clips)
     max_identity_jump = 0.55
     # landmark jitter reaches 0.17 eye distances on still photographs: only a gross jump counts
     max_geometry_jump = 0.3
