@@ -31,15 +31,17 @@ from drivers.camera.config import CameraConfig
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
 from drivers.camera.source import CameraSource
 from gateway.core import Event, Record, SourceContext, SystemClock
+from gateway.core.actuators import ActuatorHub
 from gateway.core.frames import Frame, FrameHub
 from gateway.inference.catalog import find
-from gateway.inference.engine import load_model
+from gateway.inference.engine import InferenceEngine, load_model
+from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
+from gateway.lanes.fire_lanes.component import FireLaneComponent
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.detector import Detector, latency_ms
 from gateway.lanes.fire_lanes.firelane import LaneWatch
-from gateway.lanes.fire_lanes.watch import FireLaneWatch
 from gateway.storage.state import StateStore
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
@@ -110,16 +112,20 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         source = CameraSource(cfg)
         hub.attach(cfg.id, source)
         sources.append((cfg.id, source))
-    watch = FireLaneWatch(
-        VisionSection(),
-        [lane(cid, i) for i, (cid, _) in enumerate(sources)],
-        hub,
-        AlarmBook(store),
-        store,
+    vision = VisionSection()
+    engine = InferenceEngine(vision.threads)
+    deps = LaneDeps(
         SystemClock(),
         keep,
+        AlarmBook(store),
+        store,
+        hub,
+        ActuatorHub(),
         tmp,
+        lambda: engine,
+        lambda _name: "",
     )
+    watch = FireLaneComponent(vision, [lane(cid, i) for i, (cid, _) in enumerate(sources)], deps)
     await watch.start()
     tasks = [asyncio.create_task(src.run(SourceContext(cid, SystemClock(), keep))) for cid, src in sources]
     tasks += [asyncio.create_task(watch.run_camera(cid)) for cid, _ in sources]
@@ -133,7 +139,8 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    watch.close()
+    await watch.stop()
+    engine.close()
     blocked = sum(1 for r in records if isinstance(r, Event) and r.kind == "fire_lane_blocked")
     return cpu, rss, runs, blocked
 

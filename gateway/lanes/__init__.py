@@ -1,10 +1,11 @@
 """Lanes: the optional parts of a gateway (doors, care, rules, fire lanes, face access).
 
-A lane is built from its config section by a `build_lane(config, deps)` function named in
-`gateway.lanes.registry`, and returns a `Lane`: the components the runtime drives, the pipeline
+A lane is built from its own typed config section by a `build_lane(section, deps)` function named
+in `gateway.config.lane_registry`, and returns a `Lane`: the components the runtime drives, the pipeline
 steps it contributes, and the command handlers it serves. A lane gets only `LaneDeps`, never the
-daemon, and never imports another lane: what lanes share (the inference engine, the door opener)
-comes through `LaneDeps`.
+daemon, and never imports another lane: what lanes share (the inference engine, the doors) comes
+through `LaneDeps`. The doors are a core service: the runtime builds them before any lane and hands
+them to the lanes as a value (`LaneDeps.doors`), so a lane that opens doors never looks them up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core import Clock, Record
 from gateway.core.actuators import ActuatorHub
@@ -23,6 +24,9 @@ from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.lanes.alarms import AlarmBook
 from gateway.storage.state import StateStore
+
+if TYPE_CHECKING:  # onnxruntime and its thread only when a camera lane asks for the engine
+    from gateway.inference.engine import InferenceEngine
 
 
 class DoorError(Exception):
@@ -44,7 +48,8 @@ class DoorOpener(Protocol):
 @dataclass(slots=True)
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
-    first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors;
+    first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
+    (None when no door is configured, or the doors could not be built);
     `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
 
     clock: Clock
@@ -54,9 +59,9 @@ class LaneDeps:
     frames: FrameHub
     actuators: ActuatorHub
     state_dir: Path
-    engine: Callable[[], Any]
-    doors: Callable[[], DoorOpener | None]
+    engine: Callable[[], InferenceEngine]
     secret: Callable[[str], str]
+    doors: DoorOpener | None = None
 
 
 class PipelineStepComponent:
@@ -84,3 +89,5 @@ class Lane:
     handlers: dict[str, Handler] = field(default_factory=dict)
     # records that say the lane is not running (why), emitted when a component fails to start
     unavailable: Callable[[str], list[Record]] = lambda _reason: []
+    # saves what a successor built by a reload starts from (timers); changes nothing the lane does
+    checkpoint: Callable[[], None] = lambda: None

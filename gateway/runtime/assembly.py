@@ -1,8 +1,9 @@
 """The parts every gateway has, built from a validated config (no lane is built here).
 
 `Core` owns the outbox (store + writer thread), the uplink thread, the state store, the alarm book,
-the pipeline, the hubs sources lend their frames and ports through, and the command router. The
-daemon adds the lanes (gateway.runtime.lanes) and the sources (gateway.runtime.sources) around it.
+the pipeline, the hubs sources lend their frames and ports through, the command router, and the one
+inference engine the camera lanes share (created on first use). The daemon adds the lanes
+(gateway.runtime.lanes, given `lane_deps()`) and the sources (gateway.runtime.sources) around it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import platform
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.commands.router import CommandRouter
@@ -25,12 +26,17 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
 from gateway.runtime.bridges import build_bridges, build_sparkplug_link
 from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
 from gateway.upstream.encode import Encoder, Topics
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.inference.engine import InferenceEngine
 
 log = logging.getLogger("lintel.daemon")
 
@@ -74,7 +80,7 @@ class Core:
         self.writer = OutboxWriter(self.store, self.encoder, clock, OutboxLimits.from_config(config.outbox))
         self.state_store = StateStore(state_path(loaded.state_dir))
         self.book = AlarmBook(self.state_store)
-        self.pipeline = Pipeline(self.writer.submit, [], observers)
+        self.pipeline = Pipeline(self.writer.submit, [], observers, self.writer.submit_many)
         self.frames = FrameHub()
         self.actuators = ActuatorHub()
         self.started_mono = clock.monotonic()
@@ -82,8 +88,9 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
+        self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
-        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
@@ -100,9 +107,39 @@ class Core:
 
                 self.writer.on_commit = wake_both
 
-    def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
-        """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
-        self.pipeline.processors = [*extra, *lane_processors, AlarmReminders(self.book)]
+    def lane_deps(self) -> LaneDeps:
+        """What the lanes get (the doors are added by the runtime's Lanes, which builds them)."""
+        loaded = self.loaded
+        return LaneDeps(
+            self.clock,
+            self.pipeline.submit,
+            self.book,
+            self.state_store,
+            self.frames,
+            self.actuators,
+            loaded.state_dir,
+            self.engine,
+            lambda name: read_secret(loaded.resolve(name)),
+        )
+
+    def engine(self) -> InferenceEngine:
+        """One inference engine (one thread) for every camera lane, created on first use (a
+        gateway without cameras never imports onnxruntime)."""
+        if self._engine is None:
+            from gateway.inference.engine import InferenceEngine
+
+            self._engine = InferenceEngine(self.loaded.config.vision.threads)
+        return self._engine
+
+    def close(self) -> None:
+        """The last stop step: the inference thread and the state database."""
+        if self._engine is not None:
+            self._engine.close()
+        self.state_store.close()
+
+    def set_processors(self, lane_processors: list[Processor]) -> None:
+        """The lanes' steps, then reminders (each later step sees what earlier raised)."""
+        self.pipeline.processors = [*lane_processors, AlarmReminders(self.book)]
 
     def announce_recovery(self) -> None:
         report = self.store.report

@@ -1,10 +1,11 @@
-"""The fire-lane watch: the runtime glue between cameras, the inference thread and the lanes.
+"""The fire-lanes component: the runtime glue between cameras, the inference thread and the lanes.
 
 One asyncio task per watched camera steps its `CameraAnalyzer` every `STEP_S` with the camera's
 latest frame from the `FrameHub`, runs the detector on the engine's single thread when the
 analyzer asks, and submits the resulting records to the pipeline. Lane state is saved to the
 state store at every transition, the moving dwell clock and last sighting at most every
-`save_interval_s` and at `close`.
+`save_interval_s` and at `stop`. `run()` steps every watched camera in its own task; one camera's
+crash ends `run()`, and the runtime's supervisor restarts the component (never the gateway).
 """
 
 from __future__ import annotations
@@ -12,23 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gateway.core import Clock, Record
+from gateway.core import Record
 from gateway.core.clock import local_zone
-from gateway.core.frames import Frame, FrameHub
+from gateway.core.frames import Frame
 from gateway.inference.catalog import configured, pick
-from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
-from gateway.lanes.alarms import AlarmBook
+from gateway.lanes import LaneDeps
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
 from gateway.lanes.fire_lanes.annotate import jpeg
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.detector import Detection, Detector
 from gateway.lanes.fire_lanes.firelane import LaneWatch
-from gateway.storage.state import StateStore
+from gateway.lanes.fire_lanes.report import FireLaneReport
 
 log = logging.getLogger("lintel.vision")
 
@@ -36,38 +34,25 @@ NS = "fire_lane"
 STEP_S = 0.5
 
 
-class FireLaneWatch:
-    def __init__(
-        self,
-        vision: VisionSection,
-        lanes: list[FireLaneConfig],
-        hub: FrameHub,
-        book: AlarmBook,
-        store: StateStore,
-        clock: Clock,
-        submit: Callable[[Record], bool],
-        state_dir: Path,
-        engine: InferenceEngine | None = None,
-    ) -> None:
+class FireLaneComponent:
+    name = "fire_lanes"
+
+    def __init__(self, vision: VisionSection, lanes: list[FireLaneConfig], deps: LaneDeps) -> None:
         self.vision = vision
-        self.hub = hub
-        self.store = store
-        self.clock = clock
-        self.submit = submit
+        self.deps = deps
         self.manifest = pick(vision.detector, configured(vision))
-        # one inference thread for every lane: the daemon passes the engine face access shares
-        self._owns_engine = engine is None
-        self.engine = engine or InferenceEngine(vision.threads)
+        # one inference thread for every camera lane, owned (and closed) by whoever gave it
+        self.engine = deps.engine()
         self.detector: Detector | None = None
-        folder = Path(vision.evidence_dir) if vision.evidence_dir else state_dir / "evidence"
+        folder = Path(vision.evidence_dir) if vision.evidence_dir else deps.state_dir / "evidence"
         self.evidence = EvidenceStore(
             folder, vision.evidence_retention_days, int(vision.evidence_max_mb * 1e6)
         )
-        saved = store.load(NS)
+        saved = deps.store.load(NS)
         tz = local_zone(vision.timezone)
         by_camera: dict[str, list[LaneWatch]] = {}
         for cfg in lanes:
-            by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, book, tz, saved.get(cfg.id)))
+            by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, deps.book, tz, saved.get(cfg.id)))
         self.analyzers = {
             cam: CameraAnalyzer(cam, ls, self.evidence, self._save) for cam, ls in by_camera.items()
         }
@@ -75,12 +60,17 @@ class FireLaneWatch:
         self.errors = 0
 
     def _save(self, lane: LaneWatch) -> None:
-        self.store.save(NS, {lane.config.id: lane.saved()})
+        self.deps.store.save(NS, {lane.config.id: lane.saved()})
 
     async def start(self) -> None:
         """Load and warm up the detector on the inference thread (raises ModelError)."""
         model = await self.engine.submit(self.engine.model, self.manifest)
         self.detector = Detector(model, self.vision.min_score, input_size=self.vision.detector_input())
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for camera_id in self.analyzers:
+                group.create_task(self.run_camera(camera_id), name=f"fire-lane:{camera_id}")
 
     async def run_camera(self, camera_id: str) -> None:
         """Step, detect and tick one camera's lanes until cancelled.
@@ -109,15 +99,17 @@ class FireLaneWatch:
                         # the moment the frame shows, not when a backed-up queue got to it
                         records += analyzer.apply(frame, job.result(), frame.ts_ms)
                 if pending is None:
-                    frame_now = self.hub.latest(camera_id)
-                    stepped, run = analyzer.step(frame_now, self.hub.online(camera_id), self.clock.time_ms())
+                    frame_now = self.deps.frames.latest(camera_id)
+                    stepped, run = analyzer.step(
+                        frame_now, self.deps.frames.online(camera_id), self.deps.clock.time_ms()
+                    )
                     records += stepped
                     if run and frame_now is not None:
                         job = asyncio.ensure_future(self.engine.submit(detector.detect, frame_now.image))
                         pending = (frame_now, time.perf_counter(), job)
-                records += analyzer.tick(self.clock.time_ms())
+                records += analyzer.tick(self.deps.clock.time_ms())
                 for record in records:
-                    self.submit(record)
+                    self.deps.emit(record)
                 await asyncio.sleep(STEP_S)
         finally:
             if pending is not None:
@@ -129,22 +121,20 @@ class FireLaneWatch:
         if analyzer is None or analyzer.last_frame is None:
             return None
         picture = jpeg(analyzer.annotated(caption=f"{camera_id} snapshot"))
-        return self.evidence.save(camera_id, picture, self.clock.time_ms()), picture
+        return self.evidence.save(camera_id, picture, self.deps.clock.time_ms()), picture
 
-    def status(self) -> dict[str, Any]:
-        now = self.clock.time_ms()
+    def report(self) -> FireLaneReport:
+        now = self.deps.clock.time_ms()
         runs = sum(m.runs for m in self.engine.models())
-        return {
-            "detector": self.manifest.name,
-            "detector_runs": runs,
-            "detect_ms_avg": round(self.detect_ms_total / runs, 1) if runs else None,
-            "detector_errors": self.errors,
-            "evidence_saved": self.evidence.saved,
-            "cameras": [a.status(now) for a in self.analyzers.values()],
-        }
+        return FireLaneReport(
+            self.manifest.name,
+            runs,
+            round(self.detect_ms_total / runs, 1) if runs else None,
+            self.errors,
+            self.evidence.saved,
+            tuple(lane.report(now) for analyzer in self.analyzers.values() for lane in analyzer.lanes),
+        )
 
-    def close(self) -> None:
+    async def stop(self) -> None:
         for analyzer in self.analyzers.values():
             analyzer.flush()
-        if self._owns_engine:
-            self.engine.close()
