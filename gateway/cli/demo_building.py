@@ -206,6 +206,9 @@ id = "lobby-face"
 camera = "cam-lobby"
 door = "lobby"
 cooldown_s = 15
+# The demo's visitor is a composited photograph, animated: exactly what the default liveness
+# ("model") refuses. The demo has no real camera, so its door judges motion only.
+liveness = "micro_motion"
 """
 
 

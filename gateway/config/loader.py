@@ -165,6 +165,8 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     if config.face_access:
         wanted.append(("faces.detector", config.faces.detector, "face_detect"))
         wanted.append(("faces.embedder", config.faces.embedder, "face_embed"))
+        if config.faces.needs_pad(config.face_access):
+            wanted += [("faces.pad_models", name, "face_pad") for name in config.faces.pad_models]
     if not wanted:
         return []
     from gateway.inference.catalog import ModelError, configured

@@ -31,8 +31,8 @@ class ModelPlaces(Protocol):
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL_DIR = REPO_MODELS / "onnx"
 # object detectors (task "detect"), the face detector (task "face_detect") and face embedders
-# (task "face_embed")
-LAYOUTS = ("darknet_yolo", "yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding")
+# (task "face_embed") and presentation-attack detectors (task "face_pad", layout "pad")
+LAYOUTS = ("darknet_yolo", "yolo_region", "yolov5", "yolov8", "yolox", "nanodet", "yunet", "embedding", "pad")
 
 
 class ModelError(Exception):

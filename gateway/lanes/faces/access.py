@@ -38,6 +38,7 @@ from gateway.lanes.faces.gallery import Gallery
 from gateway.lanes.faces.keys import MIGRATION, key_location
 from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.pipeline import FacePipeline
 from gateway.storage.state import StateStore
 
@@ -94,12 +95,23 @@ def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manif
     return pick(faces.detector, models), pick(faces.embedder, models)
 
 
-def build_pipeline(faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest]) -> FacePipeline:
-    """Load both models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
-    `manifest_dir` apply). Blocking: call on the engine thread or from the CLI."""
+def build_pipeline(
+    faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest], with_pad: bool = False
+) -> FacePipeline:
+    """Load the models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
+    `manifest_dir` apply): detector and embedder, and with `with_pad` the presentation-attack
+    detector's models (`faces.pad_models`). Blocking: call on the engine thread or from the CLI."""
     det, emb = face_models(faces, models)
+    pad = (
+        PresentationAttackDetector([engine.model(pick(name, models)) for name in faces.pad_models])
+        if with_pad
+        else None
+    )
     return FacePipeline(
-        FaceDetector(engine.model(det), faces.min_face_score), Embedder(engine.model(emb)), faces.limits()
+        FaceDetector(engine.model(det), faces.min_face_score),
+        Embedder(engine.model(emb)),
+        faces.limits(),
+        pad,
     )
 
 
@@ -153,15 +165,20 @@ class FaceAccessWatch:
 
     async def start(self) -> None:
         """Load the models on the inference thread and open the gallery (raises with the fix)."""
-        self.pipeline = await self.engine.submit(build_pipeline, self.faces, self.engine, self.catalog)
+        self.pipeline = await self.engine.submit(
+            build_pipeline, self.faces, self.engine, self.catalog, self.faces.needs_pad(self.entrances)
+        )
         threshold = self.faces.max_distance or self.pipeline.embedder.threshold
         self.threshold = threshold
-        check = liveness_check(self.faces.liveness)
-        if check.name == "off":
-            log.warning("face liveness check is off: a photograph held to the camera opens the door")
-        self.deciders = {
-            e.id: Decider(e, self.faces, threshold, check, self.zone, self.passages) for e in self.entrances
-        }
+        self.deciders = {}
+        for e in self.entrances:
+            check = liveness_check(self.faces.liveness_of(e))
+            if check.name == "off":
+                log.warning(
+                    "entrance %s: face liveness check is off: a photograph held to the camera opens the door",
+                    e.id,
+                )
+            self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages)
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
         if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
             log.warning("%s", beside)
@@ -202,6 +219,7 @@ class FaceAccessWatch:
 
     async def run_entrance(self, entrance: FaceAccessConfig) -> None:
         decider = self.deciders[entrance.id]
+        needs_pad = decider.liveness.name == "model"  # the detector's cost only where it is used
         stats = self.stats[entrance.id]
         assert self.pipeline is not None
         pipeline = self.pipeline
@@ -214,7 +232,7 @@ class FaceAccessWatch:
             last_seq = frame.seq
             started = time.perf_counter()
             try:
-                probe = await self.engine.submit(pipeline.analyse, frame.image)
+                probe = await self.engine.submit(pipeline.analyse, frame.image, needs_pad)
             except Exception:
                 self.errors += 1
                 log.exception("entrance %s: face pipeline failed", entrance.id)
@@ -232,7 +250,10 @@ class FaceAccessWatch:
             label = decider.label(match)
             # the aligned chip always goes along: liveness needs it; a crop is saved only when
             # keep_unknown_crops is on (_decided)
-            obs = Observation(frame.ts_ms, match, label, probe.face.landmarks, probe.chip, probe.vector)
+            face = probe.face
+            obs = Observation(
+                frame.ts_ms, match, label, face.landmarks, probe.chip, probe.vector, probe.pad, probe.context
+            )  # fmt: skip
             decision, locked = decider.observe(obs, now_ms)
             if decision is not None:
                 self._decided(entrance, decision, now_ms)
@@ -265,6 +286,8 @@ class FaceAccessWatch:
                 asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
             return
         stats["denied"] += 1
+        if decision.liveness_detail:
+            log.info("entrance %s: liveness refused a face: %s", entrance.id, decision.liveness_detail)
         if decision.chip is not None and self.crops is not None:
             ok, data = cv2.imencode(".jpg", decision.chip)
             if ok:

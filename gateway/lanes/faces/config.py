@@ -55,9 +55,17 @@ class FacesSection(StrictModel):
     max_yaw: float = Field(0.4, gt=0, le=1, description="Largest sideways turn (inter-eye units).")
     max_roll_deg: float = Field(35, gt=0, le=90, description="Largest head tilt in degrees.")
     min_sharpness: float = Field(30, ge=0, description="Laplacian variance of the aligned face.")
-    liveness: Literal["off", "micro_motion"] = Field(
-        "micro_motion",
-        description="Anti-spoofing check: micro_motion refuses a still photo or phone screen; off: none.",
+    liveness: Literal["off", "micro_motion", "model"] = Field(
+        "model",
+        description=(
+            "Anti-spoofing check: model (presentation-attack detector + temporal consistency + "
+            "micro-motion); micro_motion alone refuses a still photo; off: none."
+        ),
+    )
+    pad_models: list[str] = Field(
+        ["minifasnet-v2-2.7", "minifasnet-v1se-4.0"],
+        min_length=1,
+        description='Presentation-attack detector models of liveness = "model" (`lintel models list`).',
     )
     keep_unknown_crops: bool = Field(
         False, description="Keep face crops of denied unknown faces (privacy: off by default)."
@@ -75,14 +83,22 @@ class FacesSection(StrictModel):
             )
         return self
 
-    def warnings(self, entrances: int) -> list[str]:
-        """Settings that are valid but weaken the door (shown by `lintel check-config`)."""
-        if entrances and self.liveness == "off":
+    def warnings(self, entrances: list[FaceAccessConfig]) -> list[str]:
+        """Settings that are valid but weaken a door (shown by `lintel check-config`)."""
+        off = [e.id for e in entrances if self.liveness_of(e) == "off"]
+        if off:
             return [
-                "faces.liveness: off — a printed photograph or a phone held to the camera opens the "
-                'door; use liveness = "micro_motion" (the default)'
+                f"faces.liveness: off at {', '.join(off)} — a printed photograph or a phone held to "
+                'the camera opens the door; use liveness = "model" (the default)'
             ]
         return []
+
+    def liveness_of(self, entrance: FaceAccessConfig) -> str:
+        """The liveness check of an entrance: its own `liveness`, or `[faces] liveness`."""
+        return entrance.liveness or self.liveness
+
+    def needs_pad(self, entrances: list[FaceAccessConfig]) -> bool:
+        return any(self.liveness_of(e) == "model" for e in entrances)
 
     def limits(self) -> QualityLimits:
         from gateway.lanes.faces.quality import QualityLimits
@@ -112,6 +128,9 @@ class FaceAccessConfig(StrictModel):
         6, ge=1, le=600, description="Denied decisions per minute before the camera is locked out."
     )
     lockout_s: float = Field(60, ge=1, le=3600, description="How long face decisions stop after that.")
+    liveness: Literal["off", "micro_motion", "model"] | None = Field(
+        None, description="This door's anti-spoofing check (default: [faces] liveness)."
+    )
 
     @field_validator("camera", "door")
     @classmethod

@@ -27,7 +27,7 @@ import numpy as np
 from gateway.core.windows import Window
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.gallery import Resident
-from gateway.lanes.faces.liveness import LivenessCheck
+from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck
 from gateway.lanes.faces.match import Match
 
 RESET_S = 2.0
@@ -53,6 +53,8 @@ class Observation:
     landmarks: np.ndarray
     chip: np.ndarray | None = None  # the aligned face: liveness, and unknown crops when kept
     vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
+    pad: float | None = None  # presentation-attack detector's live probability (liveness "model")
+    context: np.ndarray | None = None  # the face's surroundings (liveness "model")
 
 
 @dataclass(slots=True)
@@ -65,8 +67,9 @@ class Decision:
     latency_ms: int
     frames: int
     liveness: str
-    liveness_check: str  # which check ran ("micro_motion", "off")
+    liveness_check: str  # which check ran ("model", "micro_motion", "off")
     chip: np.ndarray | None = None
+    liveness_detail: str = ""  # what the check measured (logged, never sent: numbers only)
 
     def body(self, entrance: FaceAccessConfig) -> dict[str, Any]:
         """The event body: ids and numbers, never a name or a picture."""
@@ -106,9 +109,9 @@ class Decider:
     zone: dt.tzinfo
     passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
     window: deque[Observation] = field(init=False)
-    # (label, aligned chip) of the last usable frames: liveness judges the motion of one face over
-    # the frames labelled as that face (never across two people)
-    recent: deque[tuple[str, np.ndarray]] = field(init=False)
+    # (label, what liveness sees) of the last usable frames: liveness judges one face over the
+    # frames labelled as that face (never across two people)
+    recent: deque[tuple[str, LiveFrame]] = field(init=False)
     cooldown_until: dict[str, int] = field(default_factory=dict)
     denials: deque[int] = field(default_factory=deque)
     strangers: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (descriptor, until_ms)
@@ -136,7 +139,8 @@ class Decider:
         self.no_face(obs.ts_ms)
         self.last_face_ms = obs.ts_ms
         if obs.chip is not None:
-            self.recent.append((obs.label, obs.chip))
+            live = LiveFrame(obs.chip, obs.vector, obs.landmarks, obs.pad, obs.context)
+            self.recent.append((obs.label, live))
         if self.locked(now_ms):
             self.suppressed += 1
             return None, False
@@ -149,7 +153,7 @@ class Decider:
         label, count = Counter(o.label for o in self.window).most_common(1)[0]
         if count < self.faces.k:
             return None, False
-        if label not in (UNKNOWN, AMBIGUOUS) and len(self._chips(label)) < self.liveness.frames:
+        if label not in (UNKNOWN, AMBIGUOUS) and len(self._frames(label)) < self.liveness.frames:
             return None, False  # a resident: wait until liveness has the frames it judges
         agreeing = [o for o in self.window if o.label == label]
         self.window.clear()
@@ -164,8 +168,8 @@ class Decider:
             started_lockout = self._count_denial(now_ms)
         return decision, started_lockout
 
-    def _chips(self, label: str) -> list[np.ndarray]:
-        return [chip for lab, chip in self.recent if lab == label]
+    def _frames(self, label: str) -> list[LiveFrame]:
+        return [frame for lab, frame in self.recent if lab == label]
 
     def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
         """True for an unknown face just denied (within the threshold of its descriptors)."""
@@ -190,10 +194,12 @@ class Decider:
             return decision(False, "unknown_face")
         if label == AMBIGUOUS:
             return decision(False, "ambiguous")
-        live = self.liveness.check(self._chips(label))
+        live = self.liveness.check(self._frames(label))
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
         if not live.passed:
-            return decision(False, "liveness_failed", live_label)
+            refused = decision(False, "liveness_failed", live_label)
+            refused.liveness_detail = live.detail
+            return refused
         resident = best.match.resident
         assert resident is not None
         if resident.doors and self.entrance.door not in resident.doors:

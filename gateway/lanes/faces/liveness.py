@@ -1,6 +1,15 @@
 """Liveness (anti-spoofing) checks, consulted by the decision rule before every grant.
 
-`micro_motion` (the default) looks for a face that moves like a face. A flat picture moved in
+`model` (the default) fuses independent signals over the frames of one decision window; any one
+of them refuses the grant (`ModelLiveness`, numbers in docs/face-calibration.md):
+- the trained presentation-attack detector (`pad.py`, MiniFASNet): the median live probability of
+  the window's frames must reach `min_pad_score`. It sees the physical medium (paper, a screen);
+- temporal consistency (`consistency.py`): the identity descriptor and the landmark geometry
+  must change continuously (a slideshow jumps), and no straight-edged medium (a phone, a sheet of
+  paper) may frame the face on three sides while moving with it;
+- micro-motion (below): the face must not move like a plane.
+
+`micro_motion` looks for a face that moves like a face. A flat picture moved in
 front of the camera (a printed photograph, or a still photo on a phone screen) is a plane: between
 two frames, its image moves by a homography (the transform of a plane seen by a camera), whatever
 the hand does. A real head is not flat: when it turns, the nose moves against the cheeks and eyes
@@ -12,13 +21,11 @@ the inner face (eyes to chin), fits one homography per pair by least squares, an
 of what the homography cannot explain. The median over the pairs must reach `min_residual_px`
 (on a 112-pixel chip; scaled for other chip sizes). Landmarks alone do not work for this: YuNet's
 five points jitter by 1-5 % of the eye distance from frame to frame, as much as a real face moves.
+Alone, it lets through a photo animated by a local warp and a slideshow of photos (issue 26: both
+move non-rigidly); `model` keeps it as one of its signals.
 
-Measured on door clips (bench/face_accuracy.py, tests/test_face_access_process.py): still
-photographs and a phone screen showing one are refused, a live-motion clip is granted. It does
-NOT stop a video replay of the resident's face (a replay moves like a face), nor a 3-D mask: no
-licence-clean passive anti-spoofing model was found in the registries (docs/face-calibration.md),
-so a door that must resist replays needs a second factor. A person who holds perfectly still for
-the whole decision is refused once and decided again on the next frames.
+None of the modes stops a 3-D mask, or an accomplice. A person who holds perfectly still for the
+whole decision is refused once and decided again on the next frames.
 
 `off`: every face passes; `lintel check-config` warns, and `access_granted` says
 `liveness_check: "off"`.
@@ -36,6 +43,17 @@ MIN_FRAMES = 5  # frames a liveness check looks at (10 pairs): 3 let a photo thr
 
 
 @dataclass(frozen=True, slots=True)
+class LiveFrame:
+    """What liveness may look at in one usable frame of the face."""
+
+    chip: np.ndarray  # the aligned face (micro-motion)
+    vector: np.ndarray | None = None  # its identity descriptor (identity continuity)
+    landmarks: np.ndarray | None = None  # 5 × 2, picture pixels (geometry continuity)
+    pad: float | None = None  # live probability of the presentation-attack detector
+    context: np.ndarray | None = None  # the face's surroundings (consistency.context_chip)
+
+
+@dataclass(frozen=True, slots=True)
 class LivenessResult:
     passed: bool
     detail: str
@@ -45,14 +63,14 @@ class LivenessCheck(Protocol):
     name: str
     frames: int  # recent frames it needs (the decision waits for them)
 
-    def check(self, chips: list[np.ndarray]) -> LivenessResult: ...
+    def check(self, frames: list[LiveFrame]) -> LivenessResult: ...
 
 
 class Off:
     name = "off"
     frames = 0
 
-    def check(self, chips: list[np.ndarray]) -> LivenessResult:
+    def check(self, frames: list[LiveFrame]) -> LivenessResult:
         return LivenessResult(True, "off")
 
 
@@ -81,17 +99,75 @@ class MicroMotion:
     frames = MIN_FRAMES
     min_residual_px = 0.55  # on a 112-pixel chip (bench/face_accuracy.py: the measured gap)
 
-    def check(self, chips: list[np.ndarray]) -> LivenessResult:
-        if len(chips) < MIN_FRAMES:
+    def check(self, frames: list[LiveFrame]) -> LivenessResult:
+        if len(frames) < MIN_FRAMES:
             return LivenessResult(False, f"needs {MIN_FRAMES} frames or more")
-        scale = chips[0].shape[1] / 112
-        residuals = [nonplanar_px(a, b) / scale for a, b in itertools.combinations(chips, 2)]
-        value = float(np.median(residuals))
+        value = self.residual([f.chip for f in frames])
         return LivenessResult(
             value >= self.min_residual_px,
             f"non-planar motion {value:.2f} px (need ≥ {self.min_residual_px})",
         )
 
+    @staticmethod
+    def residual(chips: list[np.ndarray]) -> float:
+        """Median over the pairs of chips of the non-planar motion (px on a 112-pixel chip)."""
+        scale = chips[0].shape[1] / 112
+        return float(np.median([nonplanar_px(a, b) / scale for a, b in itertools.combinations(chips, 2)]))
+
+
+class ModelLiveness:
+    """PAD model + temporal consistency + micro-motion over one window; any one vetoes."""
+
+    name = "model"
+    frames = MIN_FRAMES
+    min_pad_score = 0.5  # the authors' own cut: live is the most likely class
+    # one photograph, moved or warped, steps ≤ 0.44 between consecutive frames of the door clips
+    # (a live face: not measured); two photos of one person are 0.5-0.95 apart (0.72-0.76 in the
+    # slideshow clips)
+    max_identity_jump = 0.55
+    # landmark jitter reaches 0.17 eye distances on still photographs: only a gross jump counts
+    max_geometry_jump = 0.3
+
+    def __init__(self) -> None:
+        self.motion = MicroMotion()
+
+    def check(self, frames: list[LiveFrame]) -> LivenessResult:
+        from gateway.lanes.faces import consistency
+
+        if len(frames) < MIN_FRAMES:
+            return LivenessResult(False, f"needs {MIN_FRAMES} frames or more")
+        frames = frames[-2 * MIN_FRAMES :]
+        scores = [f.pad for f in frames if f.pad is not None]
+        if len(scores) < len(frames):
+            return LivenessResult(False, "the presentation-attack detector did not run")
+        pad = float(np.median(scores))
+        vectors = [f.vector for f in frames if f.vector is not None]
+        landmarks = [f.landmarks for f in frames if f.landmarks is not None]
+        contexts = [f.context for f in frames if f.context is not None]
+        c = consistency.measure(vectors, landmarks, contexts)
+        motion = self.motion.residual([f.chip for f in frames])
+        vetoes = [
+            f"PAD live {pad:.2f} < {self.min_pad_score}" if pad < self.min_pad_score else "",
+            f"identity jump {c.identity_jump:.2f} > {self.max_identity_jump}"
+            if c.identity_jump > self.max_identity_jump
+            else "",
+            f"geometry jump {c.geometry_jump:.2f} > {self.max_geometry_jump}"
+            if c.geometry_jump > self.max_geometry_jump
+            else "",
+            f"framed by a medium ({c.medium_sides})" if consistency.framed(c.medium_sides) else "",
+            f"planar motion {motion:.2f} px < {self.motion.min_residual_px}"
+            if motion < self.motion.min_residual_px
+            else "",
+        ]
+        refused = [v for v in vetoes if v]
+        detail = "; ".join(refused) or (
+            f"PAD live {pad:.2f}, identity jump {c.identity_jump:.2f}, geometry jump "
+            f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px"
+        )
+        return LivenessResult(not refused, detail)
+
 
 def liveness_check(name: str) -> LivenessCheck:
-    return Off() if name == "off" else MicroMotion()
+    if name == "off":
+        return Off()
+    return MicroMotion() if name == "micro_motion" else ModelLiveness()

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.lanes.faces.consistency import context_chip
 from gateway.lanes.faces.detect import Face, FaceDetector
 from gateway.lanes.faces.embed import Embedder
+from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.quality import Quality, QualityLimits, assess, assess_chip
 
 
@@ -25,6 +27,9 @@ class Probe:
     chip: np.ndarray | None
     detect_ms: float = 0.0
     embed_ms: float = 0.0
+    pad: float | None = None  # live probability of the presentation-attack detector, when run
+    context: np.ndarray | None = None  # the face and its surroundings, face-aligned (liveness)
+    pad_ms: float = 0.0
 
     @property
     def usable(self) -> bool:
@@ -38,20 +43,28 @@ class Probe:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: Embedder, limits: QualityLimits) -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        embedder: Embedder,
+        limits: QualityLimits,
+        pad: PresentationAttackDetector | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.limits = limits
+        self.pad = pad  # run on every usable face when set (`liveness = "model"`)
 
-    def analyse(self, image: np.ndarray) -> Probe:
-        """The nearest face of a BGR picture, embedded if it passes the quality gates."""
+    def analyse(self, image: np.ndarray, pad: bool = True) -> Probe:
+        """The nearest face of a BGR picture, embedded if it passes the quality gates, and judged
+        by the presentation-attack detector if there is one and `pad`."""
         started = time.perf_counter()
         faces = self.detector.detect(image)
         detect_ms = (time.perf_counter() - started) * 1000
         if not faces:
             return Probe(None, 0, None, None, None, detect_ms)
         face = max(faces, key=lambda f: f.eye_distance)
-        return self._probe(image, face, len(faces), detect_ms)
+        return self._probe(image, face, len(faces), detect_ms, pad)
 
     def analyse_all(self, image: np.ndarray) -> list[Probe]:
         """Every face of a picture (for `lintel faces verify` on a group photo)."""
@@ -60,7 +73,7 @@ class FacePipeline:
         detect_ms = (time.perf_counter() - started) * 1000
         return [self._probe(image, f, len(faces), detect_ms) for f in faces]
 
-    def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float) -> Probe:
+    def _probe(self, image: np.ndarray, face: Face, count: int, detect_ms: float, pad: bool = True) -> Probe:
         quality = assess(face, image.shape, self.limits)
         if not quality.ok:  # no chip for a face already refused: saves the warp and the embedder
             return Probe(face, count, quality, None, None, detect_ms)
@@ -69,4 +82,10 @@ class FacePipeline:
             return Probe(face, count, quality, None, chip, detect_ms)
         started = time.perf_counter()
         vector = self.embedder.embed(chip)
-        return Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
+        probe = Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
+        if self.pad is not None and pad:
+            started = time.perf_counter()
+            probe.pad = self.pad.score(image, face)
+            probe.context = context_chip(image, face)
+            probe.pad_ms = (time.perf_counter() - started) * 1000
+        return probe

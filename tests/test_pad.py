@@ -1,0 +1,183 @@
+"""Presentation-attack detection (issue 26): the converted MiniFASNet models, the crop they see,
+the temporal-consistency cues and the fused `liveness = "model"` check."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+from gateway.inference.catalog import catalog
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces import consistency
+from gateway.lanes.faces.access import build_pipeline
+from gateway.lanes.faces.config import FacesSection
+from gateway.lanes.faces.liveness import LiveFrame, ModelLiveness, liveness_check
+from gateway.lanes.faces.pad import widened_box
+from gateway.lanes.faces.pipeline import FacePipeline, Probe
+from tests.support.attacks import attack_clip
+from tests.support.media import photo
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "tests" / "data" / "pad"
+PINS = {
+    "image_F1.jpg": "4b11b5d7a8a8e4a88f5f16a5426a0a7692e39e5bb45bb03b4ebe5e1606336860",
+    "image_F2.jpg": "fbbea73450ae9d9bb555c8ccac77bf39d234261fe3be4190e3ed2999690c485f",
+    "image_T1.jpg": "f4455149f488f76205fdee5499ec5261d08ef6279a1cff7b778ea85405331e94",
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> FacePipeline:
+    return build_pipeline(FacesSection(), InferenceEngine(1), catalog(), with_pad=True)
+
+
+def sample(name: str) -> np.ndarray:
+    data = (SAMPLES / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == PINS[name], f"{name} does not match its pin"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def test_the_pad_models_are_committed_pinned_and_licensed() -> None:
+    models = catalog()
+    for name, scale in (("minifasnet-v2-2.7", 2.7), ("minifasnet-v1se-4.0", 4.0)):
+        manifest = models[name]
+        assert manifest.task == "face_pad" and manifest.layout == "pad"
+        assert manifest.decode["crop_scale"] == scale and manifest.decode["real_class"] == 1
+        manifest.verify()  # the built file matches the manifest's sha256
+        raw = tomllib.loads((ROOT / "models" / f"{name}.toml").read_text())
+        committed = ROOT / "models" / raw["source"]["path"]
+        assert hashlib.sha256(committed.read_bytes()).hexdigest() == raw["sha256"]
+        assert (ROOT / "models" / raw["licence_file"]).read_text().lstrip().startswith("Apache License")
+        assert raw["source"]["commit"] == "b6d5f04ad78778917853b25c778acef6d5626d15"
+
+
+def test_the_authors_attack_samples_are_refused_and_their_live_sample_passes(pipeline: FacePipeline) -> None:
+    # the only captures of a physical attack medium the project has (tests/data/pad/README.md)
+    assert pipeline.pad is not None
+    scores = {}
+    for name in PINS:
+        probe = pipeline.analyse(sample(name))
+        assert probe.face is not None, name
+        scores[name] = pipeline.pad.score(sample(name), probe.face)
+    assert scores["image_F1.jpg"] < 0.5 and scores["image_F2.jpg"] < 0.5, scores
+    assert scores["image_T1.jpg"] > 0.9, scores
+
+
+def test_the_crop_widens_about_the_face_and_shifts_rather_than_cuts_at_the_edge() -> None:
+    assert widened_box((480, 640, 3), (300, 200, 340, 250), 2.0) == (280, 175, 360, 275)
+    # near the left edge: shifted right, same size
+    x1, y1, x2, y2 = widened_box((480, 640, 3), (0, 200, 40, 250), 2.7)
+    assert x1 == 0 and x2 - x1 == 108
+    # a scale that cannot fit shrinks to what does
+    x1, y1, x2, y2 = widened_box((100, 100, 3), (20, 20, 80, 80), 4.0)
+    assert (x1, y1) == (0, 0) and x2 <= 99 and y2 <= 99
+
+
+def test_landmarks_in_the_face_frame_ignore_position_size_and_tilt() -> None:
+    points = np.array([[10, 10], [30, 10], [20, 20], [13, 28], [27, 28]], np.float32)
+    angle = np.radians(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    moved = (points @ rot.T) * 2.5 + np.array([200, 80], np.float32)
+    assert np.allclose(
+        consistency.normalised_landmarks(points), consistency.normalised_landmarks(moved), atol=1e-5
+    )
+
+
+def frames_of(pipeline: FacePipeline, frames: list[np.ndarray]) -> list[Probe]:
+    return [pipeline.analyse(f) for f in frames]
+
+
+def live_frame(p: Probe) -> LiveFrame:
+    assert p.chip is not None and p.face is not None
+    return LiveFrame(p.chip, p.vector, p.face.landmarks, p.pad, p.context)
+
+
+def clip_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("kind", ["animated_photo", "slideshow"])
+def test_every_decision_window_of_an_attack_clip_is_refused(
+    pipeline: FacePipeline, kind: str, tmp_path: Path
+) -> None:
+    probes = frames_of(pipeline, clip_frames(attack_clip(tmp_path / "clip.avi", kind, presentations=2)))
+    check = liveness_check("model")
+    refused = []
+    for step in (1, 2):  # every frame, and every other one (a loaded gateway drops frames)
+        for start in range(len(probes) - 4 * step):
+            window = [probes[start + i * step] for i in range(5)]
+            if all(p.usable for p in window):
+                refused.append(check.check([live_frame(p) for p in window]))
+    assert len(refused) >= 20
+    assert not any(r.passed for r in refused), [r.detail for r in refused if r.passed]
+    # which cue refuses: the slideshow jumps; the phone's bezel frames the animated photo
+    cue = "identity jump" if kind == "slideshow" else "framed by a medium"
+    assert sum(cue in r.detail for r in refused) >= 0.8 * len(refused), [r.detail for r in refused]
+
+
+def test_each_signal_can_refuse_alone(pipeline: FacePipeline) -> None:
+    name = "faces/obama2.jpg"
+    scene = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "live")], 10)
+    probes = frames_of(pipeline, [scene.frame(i / 5 + 0.05) for i in range(5)])
+    base = [live_frame(p) for p in probes]
+    blank = np.full((consistency.CONTEXT_PX, consistency.CONTEXT_PX), 128, np.uint8)
+
+    def window(**change: object) -> list[LiveFrame]:
+        out = []
+        for i, f in enumerate(base):
+            fields = {
+                "chip": f.chip,
+                "vector": f.vector,
+                "landmarks": f.landmarks,
+                "pad": 0.9,
+                "context": blank,
+            }
+            fields.update({k: (v[i] if isinstance(v, list) else v) for k, v in change.items()})
+            out.append(LiveFrame(**fields))  # type: ignore[arg-type]
+        return out
+
+    check = ModelLiveness()
+    passing = check.check(window())
+    # the synthetic warp moves non-rigidly and its descriptors change smoothly: with a high PAD
+    # score and empty surroundings it passes: the signals below are what refuse it
+    assert passing.passed, passing.detail
+    assert "PAD live 0.20" in check.check(window(pad=0.2)).detail
+    assert not check.check(window(pad=0.2)).passed
+    v = base[0].vector
+    assert v is not None
+    other = -v  # a different photo: the descriptor jumps
+    jumped = check.check(window(vector=[v, v, other, v, v]))
+    assert not jumped.passed and "identity jump" in jumped.detail
+    frame = blank.copy()
+    cv2.rectangle(frame, (10, 8), (118, 124), 30, 2)  # a phone's edge around the face
+    framed = check.check(window(context=frame))
+    assert not framed.passed and "framed by a medium" in framed.detail
+    still = check.check(window(chip=base[0].chip))
+    assert not still.passed and "planar motion" in still.detail
+    missing = check.check(window(pad=None))
+    assert not missing.passed and "did not run" in missing.detail
+    assert not check.check(window()[:4]).passed  # too few frames to judge
+
+
+def test_the_pipeline_runs_the_detector_only_when_asked(pipeline: FacePipeline) -> None:
+    name = "faces/obama2.jpg"
+    frame = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "live")], 10).frame(1.0)
+    probe = pipeline.analyse(frame)
+    assert probe.pad is not None and 0 <= probe.pad <= 1 and probe.context is not None
+    plain = build_pipeline(FacesSection(), InferenceEngine(1), catalog())
+    assert plain.pad is None and plain.analyse(frame).pad is None
