@@ -8,8 +8,10 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -27,6 +29,16 @@ class LoadedConfig:
     base_dir: Path
     sha256: str  # of the config running (the local file, or the overlay of remote tunables)
     local_sha256: str | None = None  # of the local file, where an overlay of tunables applies
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the TOML as parsed
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # by name (deployments)
+    origin: str = "local"  # "local", or "deployment vN" where a deployment runs (gateway.config.layers)
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False)  # key path -> layer
+
+    def secret(self, key_file: str | None, key_secret: str | None) -> str | None:
+        """A password given as `*_file` (read now) or `*_secret` (from the secret store), or None."""
+        if key_secret is not None:
+            return self.secrets[key_secret]
+        return read_secret(self.resolve(key_file)) if key_file is not None else None
 
     @property
     def file_sha256(self) -> str:
@@ -121,7 +133,7 @@ def parse_config(data: bytes, name: str = "config", base_dir: Path | None = None
         raise ConfigError(
             [ConfigProblem(name, "values nested too deeply", None, f"at most {MAX_DEPTH} levels")], name
         ) from None
-    return LoadedConfig(config, None, base_dir or Path.cwd(), digest)
+    return LoadedConfig(config, None, base_dir or Path.cwd(), digest, raw=raw)
 
 
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> LoadedConfig:
@@ -139,7 +151,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
             [ConfigProblem(str(p), f"cannot read config file: {exc.strerror}")], str(p)
         ) from None
     loaded = parse_config(data, str(p), p.resolve().parent)
-    loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
+    loaded = replace(loaded, path=p)
     if check_files:
         problems = file_problems(loaded, try_state_dir=True)
         if problems:

@@ -18,7 +18,6 @@ from typing import Any
 from gateway import __version__
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
 from gateway.core import Clock, Event, Record
 from gateway.core.actuators import ActuatorHub
 from gateway.core.clock import clock_is_set
@@ -86,7 +85,7 @@ class Core:
         self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
             mqtt = config.mqtt
-            password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
+            password = loaded.secret(mqtt.password_file, mqtt.password_secret)
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
             self.uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
             self.writer.on_commit = self.uplink.wake

@@ -1,0 +1,89 @@
+"""Which config a starting gateway runs: the local file, a deployment on probation, or the last-known-good.
+
+Decided from the write-ahead files (`deploy_files`) before anything is built:
+
+1. A pending deployment made over another local file than today's: the person on site edited the
+   file meanwhile and wins. The deployment is dropped and `config_diverged` reported.
+2. A pending deployment already `trying`: the process ended during its probation (a crash, kill -9,
+   a power cut, or our own rollback). It is dropped and `config_rolled_back` reported.
+3. A pending deployment `staged`: checked again, marked `trying` (durably, before it runs) and run on
+   probation. If it no longer passes its checks it is dropped and `config_rejected` reported.
+4. Otherwise the last-known-good deployment, if it was made over today's local file (else the local
+   edit supersedes it: `config_diverged`); otherwise the local file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from gateway.config.deploy_files import TRYING, DeployFiles, Recorded
+from gateway.config.deployment import check
+from gateway.config.loader import LoadedConfig
+from gateway.config.secrets import GatewayKey, SecretError, SecretStore
+from gateway.core.errors import ConfigError
+
+log = logging.getLogger("lintel.config")
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    loaded: LoadedConfig
+    on_probation: Recorded | None = None  # the deployment this start tries, if any
+
+
+def _diverged(files: DeployFiles, rec: Recorded, what: str) -> None:
+    reason = (
+        f"the local config file changed after deployment v{rec.deployment.version} was made over it: "
+        "the local file wins"
+    )
+    log.warning("%s: %s", what, reason)
+    files.add_outcome("config_diverged", {"version": rec.deployment.version, "reason": reason})
+    files.mark_handled(rec.deployment.version)
+
+
+def _candidate(rec: Recorded, base: LoadedConfig, key: GatewayKey, store: SecretStore) -> LoadedConfig:
+    return check(rec.deployment, base, key, store.load())
+
+
+def choose(base: LoadedConfig, key: GatewayKey, store: SecretStore, files: DeployFiles) -> Start:
+    """The config to start on (see the module doc); records every outcome it decides in `files`."""
+    pending = files.pending()
+    if pending is not None:
+        version = pending.deployment.version
+        if pending.local_sha256 != base.file_sha256:
+            _diverged(files, pending, "pending deployment dropped")
+            files.drop_pending()
+        elif pending.phase == TRYING:
+            reason = "the gateway stopped during probation (crash, kill, power cut or a failed probation)"
+            log.warning("deployment v%d rolled back: %s", version, reason)
+            files.add_outcome("config_rolled_back", {"version": version, "reason": reason})
+            files.drop_pending()
+        else:
+            try:
+                candidate = _candidate(pending, base, key, store)
+            except (ConfigError, SecretError) as exc:
+                problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
+                log.error("deployment v%d no longer valid: %s", version, "; ".join(problems))
+                files.add_outcome("config_rejected", {"version": version, "problems": problems})
+                files.drop_pending()
+            else:
+                files.mark_trying(pending)
+                log.info("starting on deployment v%d, on probation", version)
+                return Start(candidate, files.pending())
+    lkg = files.lkg()
+    if lkg is None:
+        return Start(base)
+    if lkg.local_sha256 != base.file_sha256:
+        _diverged(files, lkg, "last-known-good deployment set aside")
+        files.drop_lkg()
+        return Start(base)
+    try:
+        return Start(_candidate(lkg, base, key, store))
+    except (ConfigError, SecretError) as exc:
+        log.error(
+            "last-known-good deployment v%d cannot run here any more (%s): local config",
+            lkg.deployment.version,
+            exc,
+        )
+        return Start(base)

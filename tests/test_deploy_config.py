@@ -1,0 +1,199 @@
+"""Deployments on the config side: sealing, the secret store, the document's checks, the layers and
+which config a starting gateway chooses (no daemon: the write-ahead decisions one by one)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.config.deploy_files import TRYING, DeployFiles
+from gateway.config.deployment import Deployment, check, local_path_problems
+from gateway.config.effective import choose
+from gateway.config.secrets import GatewayKey, SecretError, SecretStore, seal
+from gateway.core.errors import ConfigError
+
+
+def _base(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    pw = tmp_path / "mqtt.pass"
+    pw.write_text("old-password\n")
+    path.write_text(
+        f"""
+[gateway]
+id = "gw-1"
+site = "oak-court"
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+username = "gw-1"
+password_file = "{pw}"
+keepalive_s = 20
+{extra}
+"""
+    )
+    return path
+
+
+def _key(tmp_path: Path) -> GatewayKey:
+    return GatewayKey.load_or_create(tmp_path / "state")
+
+
+def test_sealed_secret_opens_only_here_and_only_under_its_name(tmp_path: Path) -> None:
+    key = _key(tmp_path)
+    other = GatewayKey.load_or_create(tmp_path / "other")
+    sealed = seal(key.public_b64, "mqtt", "s3cret-pass")
+    assert "s3cret-pass" not in sealed
+    assert key.open("mqtt", sealed) == "s3cret-pass"
+    with pytest.raises(SecretError, match="does not open"):
+        key.open("camera", sealed)  # moved to another name
+    with pytest.raises(SecretError, match="does not open"):
+        other.open("mqtt", sealed)  # sealed to another gateway
+    tampered = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    with pytest.raises(SecretError):
+        key.open("mqtt", tampered)
+    with pytest.raises(SecretError, match="not a sealed secret"):
+        key.open("mqtt", "plain-text")
+
+
+def test_gateway_key_is_made_once_owner_only(tmp_path: Path) -> None:
+    first = _key(tmp_path)
+    again = _key(tmp_path)
+    assert first.public_b64 == again.public_b64
+    mode = stat.S_IMODE((tmp_path / "state" / "gateway.key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_secret_store_keeps_names_owner_only(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path)
+    store.merge({"mqtt": "a"})
+    store.merge({"cam": "b"})
+    assert store.load() == {"mqtt": "a", "cam": "b"}
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("doc", "where"),
+    [
+        ({"mqtt": {"password_file": "/etc/shadow"}}, "mqtt.password_file"),
+        ({"mqtt": {"ca_file": "/etc/ssl/x.pem"}}, "mqtt.ca_file"),
+        ({"gateway": {"state_dir": "/tmp"}}, "gateway.state_dir"),
+        ({"outbox": {"path": "/tmp/x.db"}}, "outbox.path"),
+        ({"vision": {"manifest_dir": "/tmp"}}, "vision.manifest_dir"),
+        ({"sources": [{"type": "camera", "id": "c", "url": "file:///etc/passwd"}]}, "sources[0].url"),
+        ({"sources": [{"type": "camera", "id": "c", "url": "/etc/passwd"}]}, "sources[0].url"),
+        (
+            {"sources": [{"type": "modbus", "id": "b", "endpoint": "rtu:///dev/../etc/passwd"}]},
+            "sources[0].endpoint",
+        ),
+        (
+            {"sources": [{"type": "modbus", "id": "b", "endpoint": "rtu:///etc/passwd"}]},
+            "sources[0].endpoint",
+        ),
+        (
+            {"sources": [{"type": "ble", "id": "b", "sensors": [{"bindkey_file": "/k"}]}]},
+            "sources[0].sensors[0].bindkey_file",
+        ),
+        ({"commands": {"allow": ["door_pulse"]}}, "commands"),
+    ],
+)
+def test_a_deployment_naming_a_local_file_or_local_only_setting_is_refused(doc: dict, where: str) -> None:
+    problems = local_path_problems(doc)
+    assert [p.path for p in problems] == [where]
+
+
+def test_devices_and_network_addresses_are_deployable() -> None:
+    doc = {
+        "sources": [
+            {"type": "camera", "id": "c", "url": "rtsp://10.0.0.5/stream"},
+            {"type": "camera", "id": "d", "url": "/dev/video0"},
+            {"type": "modbus", "id": "b", "endpoint": "rtu:///dev/ttyUSB0"},
+            {"type": "modbus", "id": "t", "endpoint": "tcp://10.0.0.9:502"},
+        ]
+    }
+    assert local_path_problems(doc) == []
+
+
+def test_check_lays_the_deployment_over_the_local_file_and_opens_its_secret(tmp_path: Path) -> None:
+    base = load_config(_base(tmp_path))
+    key = _key(tmp_path)
+    dep = Deployment(
+        3,
+        '[mqtt]\nurl = "mqtt://127.0.0.1:1884"\nusername = "gw-1"\npassword_secret = "mqtt"\n',
+        {"mqtt": seal(key.public_b64, "mqtt", "new-password")},
+    )
+    loaded = check(dep, base, key, {})
+    assert loaded.config.mqtt is not None
+    assert loaded.config.mqtt.url == "mqtt://127.0.0.1:1884"
+    assert loaded.config.mqtt.password_file is None  # the secret replaces the local file
+    assert loaded.config.mqtt.keepalive_s == 20  # what the office did not send stays local
+    assert loaded.secret(None, "mqtt") == "new-password"
+    assert loaded.origin == "deployment v3"
+    assert loaded.origins["mqtt.url"] == "deployment v3"
+    assert loaded.origins["mqtt.keepalive_s"] == "local"
+    assert "mqtt.password_file" not in loaded.origins
+    assert loaded.sha256 == dep.sha256 and loaded.file_sha256 == base.sha256
+
+
+def test_check_refuses_with_check_configs_texts(tmp_path: Path) -> None:
+    base = load_config(_base(tmp_path))
+    key = _key(tmp_path)
+    with pytest.raises(ConfigError) as bad_toml:
+        check(Deployment(1, "[mqtt\nurl = 1"), base, key, {})
+    assert "line 1" in str(bad_toml.value)
+    with pytest.raises(ConfigError) as unknown:
+        check(Deployment(1, "[mqtt]\nkeepalive = 20\n"), base, key, {})
+    assert unknown.value.problems[0].path.startswith("mqtt.keepalive")
+    with pytest.raises(ConfigError) as missing:
+        check(Deployment(1, '[mqtt]\nusername = "u"\npassword_secret = "nope"\n'), base, key, {})
+    assert "no such secret" in str(missing.value)
+    with pytest.raises(ConfigError, match="another gateway"):
+        check(Deployment(1, '[gateway]\nid = "gw-2"\n'), base, key, {})
+
+
+def test_start_tries_a_staged_deployment_once_then_rolls_back(tmp_path: Path) -> None:
+    base = load_config(_base(tmp_path))
+    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
+    files.stage(Deployment(4, "[mqtt]\nkeepalive_s = 40\n"), base.sha256)
+    first = choose(base, key, store, files)
+    assert first.on_probation is not None and first.on_probation.phase == TRYING
+    assert first.loaded.config.mqtt is not None and first.loaded.config.mqtt.keepalive_s == 40
+    # The process dies during probation (kill -9): the next start is back on the local file.
+    second = choose(base, key, store, files)
+    assert second.on_probation is None and second.loaded.origin == "local"
+    assert [o["kind"] for o in files.outcomes()] == ["config_rolled_back"]
+    assert files.pending() is None
+
+
+def test_start_runs_the_last_known_good_until_the_local_file_changes(tmp_path: Path) -> None:
+    path = _base(tmp_path)
+    base = load_config(path)
+    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
+    files.stage(Deployment(5, "[mqtt]\nkeepalive_s = 50\n"), base.sha256)
+    pending = choose(base, key, store, files).on_probation
+    assert pending is not None
+    files.promote(pending)
+    assert choose(base, key, store, files).loaded.origin == "deployment v5"
+    path.write_text(path.read_text().replace("keepalive_s = 20", "keepalive_s = 25"))
+    edited = load_config(path)
+    start = choose(edited, key, store, files)
+    assert start.loaded.origin == "local"
+    assert start.loaded.config.mqtt is not None and start.loaded.config.mqtt.keepalive_s == 25
+    assert [o["kind"] for o in files.outcomes()] == ["config_diverged"]
+    assert files.lkg() is None
+
+
+def test_a_local_edit_before_the_staged_deployment_runs_wins(tmp_path: Path) -> None:
+    path = _base(tmp_path)
+    base = load_config(path)
+    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
+    files.stage(Deployment(6, "[mqtt]\nkeepalive_s = 60\n"), base.sha256)
+    path.write_text(path.read_text() + '\n[log]\nlevel = "debug"\n')
+    start = choose(load_config(path), key, store, files)
+    assert start.on_probation is None and start.loaded.origin == "local"
+    assert files.outcomes()[0]["kind"] == "config_diverged"
+    assert files.handled_version() == 6
