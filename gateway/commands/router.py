@@ -8,7 +8,10 @@ Order of checks, the first that fails answers `rejected` with a fixed `code` and
 3. that sender's budget per minute (`rate_limited`; see `ratelimit.py`): a flood from one key or
    from unverified senders never spends another operator's budget;
 4. the JSON Schema (`malformed`); 5. roles (`not_allowed`, `door_not_allowed`; not for `local`);
-6. freshness and nonce (`expired`, `clock_skew`, `replayed`, `clock_unset`);
+6. freshness and nonce (`expired`, `clock_skew`, `replayed`, `clock_unset`), except for the
+   `VERSIONED` commands: a deployment is retained on the broker and delivered again at every
+   connect, long after `max_age_s`; its own growing `version` is its replay guard (its handler
+   refuses a version not above the last one handled);
 7. a handler for the command on this gateway (`unavailable`). A handler raises `Rejected` for a
    refusal it can state (code `refused`) and `Failed` when it acted and it went wrong (`failed`);
    any other exception is a bug, answered `internal_error`, logged with its traceback once per command.
@@ -42,6 +45,7 @@ from gateway.storage.state import StateStore
 log = logging.getLogger("lintel.commands")
 
 LOCAL, MQTT = "local", "mqtt"
+VERSIONED = frozenset({"deploy_config"})
 UNVERIFIED_BY = "upstream (unverified)"
 
 
@@ -164,7 +168,7 @@ class CommandRouter:
             cmd = validate(doc)
             if origin != LOCAL:
                 self._authorize(who, cmd)
-            stale = self.guard.check(cmd, self.clock.time_ms())
+            stale = None if cmd.command in VERSIONED else self.guard.check(cmd, self.clock.time_ms())
             if stale is not None:
                 raise stale
             handler = self.handlers.get(cmd.command)

@@ -30,6 +30,7 @@ log = logging.getLogger("lintel.config")
 class Start:
     loaded: LoadedConfig
     on_probation: Recorded | None = None  # the deployment this start tries, if any
+    previous: LoadedConfig | None = None  # on probation: what would run without it
 
 
 def _diverged(files: DeployFiles, rec: Recorded, what: str) -> None:
@@ -70,20 +71,26 @@ def choose(base: LoadedConfig, key: GatewayKey, store: SecretStore, files: Deplo
             else:
                 files.mark_trying(pending)
                 log.info("starting on deployment v%d, on probation", version)
-                return Start(candidate, files.pending())
+                return Start(candidate, files.pending(), _last_known_good(base, key, store, files))
+    return Start(_last_known_good(base, key, store, files))
+
+
+def _last_known_good(
+    base: LoadedConfig, key: GatewayKey, store: SecretStore, files: DeployFiles
+) -> LoadedConfig:
     lkg = files.lkg()
     if lkg is None:
-        return Start(base)
+        return base
     if lkg.local_sha256 != base.file_sha256:
         _diverged(files, lkg, "last-known-good deployment set aside")
         files.drop_lkg()
-        return Start(base)
+        return base
     try:
-        return Start(_candidate(lkg, base, key, store))
+        return _candidate(lkg, base, key, store)
     except (ConfigError, SecretError) as exc:
         log.error(
             "last-known-good deployment v%d cannot run here any more (%s): local config",
             lkg.deployment.version,
             exc,
         )
-        return Start(base)
+        return base

@@ -34,6 +34,12 @@ class LoadedConfig:
     origin: str = "local"  # "local", or "deployment vN" where a deployment runs (gateway.config.layers)
     origins: Mapping[str, str] = field(default_factory=dict, repr=False)  # key path -> layer
 
+    @property
+    def version(self) -> int | None:
+        """The running deployment's version, None on the local file alone."""
+        head, _, number = self.origin.rpartition(" v")
+        return int(number) if head and number.isdigit() else None
+
     def secret(self, key_file: str | None, key_secret: str | None) -> str | None:
         """A password given as `*_file` (read now) or `*_secret` (from the secret store), or None."""
         if key_secret is not None:

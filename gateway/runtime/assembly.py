@@ -82,6 +82,8 @@ class Core:
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
         self.uplink: Uplink | None = None
+        # The running config's version and origin for the birth (the daemon sets it).
+        self.config_report: Callable[[], dict[str, Any]] | None = None
         self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
             mqtt = config.mqtt
@@ -113,7 +115,9 @@ class Core:
 
     def birth_body(self) -> dict[str, Any]:
         snap = self.writer.snapshot()
+        extra = {"config": self.config_report()} if self.config_report is not None else {}
         return {
+            **extra,
             "versions": versions(),
             "config_sha256": self.loaded.sha256,
             "boot_reason": self.boot_reason,

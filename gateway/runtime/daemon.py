@@ -30,6 +30,7 @@ from gateway.lanes import DoorOpener, LaneDeps
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
+from gateway.runtime.deploy import Deployer, Watch
 from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
 from gateway.runtime.reload import reload_config
@@ -50,8 +51,11 @@ class Daemon:
         notifier: Notifier | None = None,
         processors: list[Processor] | None = None,
         observers: list[Callable[[Record], None]] | None = None,
+        deployer: Deployer | None = None,
     ) -> None:
         self.loaded = loaded
+        self.deployer = deployer
+        self.restart_reason: str | None = None  # set: after the staged stop, `lintel run` re-executes
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.extra_processors = list(processors or [])
@@ -118,11 +122,19 @@ class Daemon:
             "reload_config": reload_handler(self.reload),
             **self.lanes.handlers(),
         }
+        if self.deployer is not None:
+            core.router.handlers["deploy_config"] = self.deployer.handler()
+            core.config_report = lambda: rp.to_json(self.config_report())
 
     # -- reports -------------------------------------------------------------------------------------
     def report(self) -> rp.GatewayReport:
         self._refresh_thread_health()
         return rp.gateway_report(self)
+
+    def config_report(self) -> rp.ConfigReport:
+        if self.deployer is not None:
+            return self.deployer.report()
+        return rp.ConfigReport(None, self.loaded.origin, self.loaded.sha256, False, None)
 
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
@@ -151,6 +163,12 @@ class Daemon:
             self.notifier.stopping("forced exit")
             os._exit(130)
 
+    def request_restart(self, reason: str) -> None:
+        """Stop in stages like SIGTERM, then have `lintel run` start again (a deployment, a rollback)."""
+        log.info("restarting: %s", reason)
+        self.restart_reason = reason
+        self.request_stop()
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -177,6 +195,8 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         if core.uplink is not None and self.loaded.config.commands.enabled:
             core.uplink.on_command = self._command_arrived
+            if self.deployer is not None:
+                core.uplink.on_deployment = self._deployment_arrived
         if core.uplink is not None:
             core.uplink.start()
         if core.sparkplug is not None:
@@ -198,6 +218,9 @@ class Daemon:
                 ),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
             ]
+            if self.deployer is not None:
+                self.deployer.report_recorded_outcomes()
+                loops.append(group.create_task(self._probation(), name="probation"))
             self.state = "running"
             self.notifier.ready(self._status_line())
             gw = self.loaded.config.gateway
@@ -221,7 +244,10 @@ class Daemon:
         for task in loops:  # no watchdog pet once systemd is told we are stopping
             if task.get_name() == "watchdog":
                 task.cancel()
-        self.notifier.stopping("stopping: lanes")
+        if self.restart_reason is not None:  # the same process comes back: not a stop for systemd
+            self.notifier.send(RELOADING=1, STATUS=f"restarting: {self.restart_reason}")
+        else:
+            self.notifier.stopping("stopping: lanes")
         await self.lanes.stop(budget * 0.3)
         self.notifier.status("stopping: sources")
         stage = clock.monotonic()
@@ -283,6 +309,24 @@ class Daemon:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._spawn_command, payload)
+
+    def _deployment_arrived(self, payload: bytes, retained: bool) -> None:
+        """The retained deployment topic: one already handled is what the broker keeps; ignored."""
+        if self.deployer is not None and retained and self.deployer.already_handled(payload):
+            return
+        self._command_arrived(payload)
+
+    async def _probation(self) -> None:
+        if self.deployer is None:
+            return
+        uplink = self.core.uplink
+        doors = self.lanes.component("doors")
+        watch = Watch(
+            broker_reached=lambda: uplink is not None and uplink.connects > 0,
+            component_states=lambda: {name: h.state for name, h in self.health.items()},
+            door_states=lambda: {d.id: d.relay for d in doors.report().doors} if doors is not None else {},
+        )
+        await self.deployer.probation(watch)
 
     def _spawn_command(self, payload: bytes) -> None:
         if self._group is not None and self.state == "running":

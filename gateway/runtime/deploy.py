@@ -1,0 +1,233 @@
+"""Applying a signed deployment: check, stage, restart, probation, then keep it or roll back.
+
+`deploy_config` (role: an operator key whose `allow` has it) is handled in this order:
+1. its `version` must be above the last one handled (else `stale` / `replayed`: refused);
+2. it is checked fully against *today's* local file (`gateway.config.deployment.check`): a refusal
+   is answered and reported upstream as `config_rejected` with check-config's problem texts;
+3. it is staged (`deploy/pending.json`, durably) and the process restarts: staged stop (doors
+   released first, everything accepted committed), then the CLI re-executes `lintel run`, which
+   starts on the staged deployment and marks it `trying` before building anything;
+4. probation (`Probation.run`, `deploy.probation_s`): the broker must be reached with the new
+   settings, every source and door the deployment changed must be running (a door: its relay
+   answered and is released) and none may fail. Then it becomes the last-known-good and
+   `config_applied` (version, sha256) is reported. Otherwise `config_rolled_back` (the reason) is
+   recorded, the deployment dropped and the process restarts on the last-known-good. A local edit of
+   the config file during probation wins: `config_diverged`, restart on the local file.
+A restart for every deployment keeps one way of building a gateway (the one `lintel run` uses);
+what it costs is measured in bench/deploy.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.commands.envelope import MAX_COMMAND_BYTES
+from gateway.config.deploy_files import DeployFiles, Recorded
+from gateway.config.deployment import Deployment, check
+from gateway.config.loader import LoadedConfig, load_config
+from gateway.config.secrets import GatewayKey, SecretError, SecretStore
+from gateway.core import Clock, ConfigError, Event, Record
+from gateway.core.commands import Caller, Handler, Rejected
+from gateway.runtime.report import ConfigReport
+
+log = logging.getLogger("lintel.deploy")
+
+GATEWAY_SOURCE = "gateway"
+POLL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a probation looks at, each a small function of the running daemon."""
+
+    broker_reached: Callable[[], bool]  # a session with the current settings came up
+    component_states: Callable[[], Mapping[str, str]]  # health name -> running/retrying/failed/…
+    door_states: Callable[[], Mapping[str, str]]  # door id -> released/energised/unknown/…
+
+
+def changed_parts(old: LoadedConfig | None, new: LoadedConfig) -> tuple[list[str], list[str]]:
+    """(health names of the sources, ids of the doors) that `new` adds or changes over `old`."""
+    before = {s.id: s for s in old.config.sources} if old is not None else {}
+    sources = [f"source:{s.id}" for s in new.config.sources if s.enabled and before.get(s.id) != s]
+    doors_before = {d.id: d for d in old.config.doors} if old is not None else {}
+    doors = [d.id for d in new.config.doors if doors_before.get(d.id) != d]
+    return sources, doors
+
+
+def _file_sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Deployer:
+    """The gateway's side of deployments: the `deploy_config` handler and the probation."""
+
+    def __init__(
+        self,
+        running: LoadedConfig,
+        key: GatewayKey,
+        files: DeployFiles,
+        clock: Clock,
+        emit: Callable[[Record], bool],
+        restart: Callable[[str], None],
+        on_probation: Recorded | None = None,
+        previous: LoadedConfig | None = None,
+    ) -> None:
+        self.running = running
+        self.previous = previous  # what ran before the deployment on probation (to see what changed)
+        self.key = key
+        self.files = files
+        self.store = SecretStore(running.state_dir)
+        self.clock = clock
+        self.emit = emit
+        self.restart = restart
+        self.on_probation = on_probation
+        self.restarting = False
+
+    def report(self) -> ConfigReport:
+        return ConfigReport(
+            self.running.version,
+            self.running.origin,
+            self.running.sha256,
+            self.on_probation is not None,
+            self.key.public_b64,
+        )
+
+    def already_handled(self, payload: bytes) -> bool:
+        """Whether a (retained) deployment's version was handled already: read, never trusted."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            return False
+        try:
+            version = json.loads(payload).get("args", {}).get("version")
+        except (ValueError, AttributeError, RecursionError):
+            return False
+        return isinstance(version, int) and version <= self.files.handled_version()
+
+    def _event(self, kind: str, body: dict[str, Any]) -> None:
+        self.emit(Event(GATEWAY_SOURCE, kind, self.clock.time_ms(), body))
+
+    def report_recorded_outcomes(self) -> None:
+        """Outcomes decided while no daemon ran (at start): reported now, then forgotten."""
+        for outcome in self.files.outcomes():
+            kind = str(outcome.pop("kind", "config_rolled_back"))
+            self._event(kind, outcome)
+        self.files.clear_outcomes()
+
+    # -- the command ---------------------------------------------------------------------------------
+    def handler(self) -> Handler:
+        async def deploy_config(args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+            return await self.deploy(args, caller.by)
+
+        return deploy_config
+
+    async def deploy(self, args: dict[str, Any], by: str) -> dict[str, Any]:
+        try:
+            dep = Deployment.from_json({**args, "by": by})
+        except ValueError as exc:
+            raise Rejected(f"invalid deployment: {exc}") from None
+        handled = self.files.handled_version()
+        if dep.version < handled:
+            raise Rejected(f"stale: version {dep.version} is older than the last handled ({handled})")
+        if dep.version == handled:
+            raise Rejected(f"replayed: version {dep.version} was handled already")
+        if self.on_probation is not None or self.restarting:
+            raise Rejected("busy: another deployment is being applied; send again after its outcome")
+        if self.running.path is None:
+            raise Rejected("this gateway runs without a local config file: nothing to deploy over")
+        try:
+            base = await asyncio.to_thread(load_config, self.running.path)
+            await asyncio.to_thread(check, dep, base, self.key, self.store.load())
+        except (ConfigError, SecretError) as exc:
+            problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
+            self.files.mark_handled(dep.version)
+            self._event(
+                "config_rejected", {"version": dep.version, "sha256": dep.sha256, "problems": problems}
+            )
+            log.warning("deployment v%d from %s rejected: %s", dep.version, by, "; ".join(problems))
+            shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+            raise Rejected(f"invalid deployment: {shown}") from None
+        self.files.stage(dep, base.file_sha256)
+        self.files.mark_handled(dep.version)
+        self.restarting = True
+        log.info("deployment v%d from %s staged: restarting onto it", dep.version, by)
+        asyncio.get_running_loop().call_soon(self.restart, f"deployment v{dep.version}")
+        return {"version": dep.version, "sha256": dep.sha256, "state": "restarting"}
+
+    # -- probation -----------------------------------------------------------------------------------
+    async def probation(self, watch: Watch) -> bool:
+        """Run the probation of the deployment this process started on; True if it was kept."""
+        rec = self.on_probation
+        if rec is None:
+            return True
+        dep = rec.deployment
+        probation_s = self.running.config.deploy.probation_s
+        sources, doors = changed_parts(self.previous, self.running)
+        needs_broker = self.running.config.mqtt is not None
+        deadline = self.clock.monotonic() + probation_s
+        reason: str | None = None
+        while True:
+            if _file_sha256(self.running.path) != rec.local_sha256:
+                return self._diverged(dep)
+            states = watch.component_states()
+            failed = [name for name in sources if states.get(name) == "failed"]
+            if failed:
+                reason = f"{', '.join(failed)} failed"
+                break
+            if self.clock.monotonic() >= deadline:
+                reason = self._judge(watch, needs_broker, sources, doors, probation_s)
+                break
+            await asyncio.sleep(POLL_S)
+        if reason is not None:
+            log.error("deployment v%d failed its probation: %s; rolling back", dep.version, reason)
+            self.files.add_outcome("config_rolled_back", {"version": dep.version, "reason": reason})
+            self.files.drop_pending()
+            self.restarting = True
+            self.restart(f"rollback of deployment v{dep.version}")
+            return False
+        opened = {name: self.running.secrets[name] for name in dep.secrets}
+        if opened:
+            self.store.merge(opened)
+        self.files.promote(rec)
+        self.on_probation = None
+        self._event("config_applied", {"version": dep.version, "sha256": dep.sha256})
+        log.info("deployment v%d passed its probation (%.1f s): kept", dep.version, probation_s)
+        return True
+
+    def _judge(
+        self, watch: Watch, needs_broker: bool, sources: list[str], doors: list[str], probation_s: float
+    ) -> str | None:
+        if needs_broker and not watch.broker_reached():
+            return f"the broker was not reached with the new settings within {probation_s:g} s"
+        states = watch.component_states()
+        down = [f"{name} {states.get(name, 'missing')}" for name in sources if states.get(name) != "running"]
+        if down:
+            return f"not running after {probation_s:g} s: {', '.join(down)}"
+        door_states = watch.door_states()
+        stuck = [
+            f"door {d} {door_states.get(d, 'missing')}" for d in doors if door_states.get(d) != "released"
+        ]
+        if stuck:
+            return f"relay not confirmed off after {probation_s:g} s: {', '.join(stuck)}"
+        return None
+
+    def _diverged(self, dep: Deployment) -> bool:
+        reason = (
+            f"the local config file was edited during the probation of deployment v{dep.version}: it wins"
+        )
+        log.warning("%s", reason)
+        self.files.add_outcome("config_diverged", {"version": dep.version, "reason": reason})
+        self.files.drop_pending()
+        self.restarting = True
+        self.restart(f"local edit during deployment v{dep.version}")
+        return False
