@@ -18,8 +18,9 @@ import pytest
 
 from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
 from gateway.commands.signing import deployment, new_key, public_key_b64, sign
+from gateway.config.secrets import GatewayKey, seal
 from tests.conftest import gateway_toml
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, free_port
 from tests.support.collector import Collector
 from tests.support.commander import (
     GATEWAY_ID,
@@ -31,6 +32,7 @@ from tests.support.commander import (
     operator_toml,
 )
 from tests.support.configs import meter_bus_toml, mqtt_toml
+from tests.support.mjpeg_server import MjpegServer, jpeg
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel
 
@@ -83,6 +85,7 @@ class Rig:
         self.commander = Commander(self.broker.port)
         self.proc: Any = lintel("run", "-c", str(self.config))
         self.version = 0
+        self.servers: list[MjpegServer] = []
         assert self.collector.wait_for(lambda c: self.births() >= 1, 30), "no birth"
 
     # -- looking -------------------------------------------------------------------------------------
@@ -153,6 +156,8 @@ class Rig:
             self.collector.stop()
             self.broker.stop()
             self.modbus.stop()
+            for server in self.servers:
+                server.stop()
 
     def log(self) -> str:
         return self.proc.stderr.read().decode() if self.proc.stderr else ""
@@ -245,3 +250,140 @@ timeout_ms = 300
     for m in rig.collector.snapshot():
         assert NEW_PASSWORD not in json.dumps(m.payload)
     assert all(NEW_PASSWORD.encode() not in raw for _, raw, _ in rig.collector.bridged)
+
+
+def _rolled_back(rig: Rig, text: str, secrets: dict[str, str] | None = None) -> str:
+    body = rig.signed(rig.deployment(text, secrets=secrets))
+    rig.publish(body)
+    assert rig.commander.result_for(body["id"], 30)["outcome"] == "ok"  # checked, staged: restarting
+    version = body["args"]["version"]
+    assert rig.outcome(version, timeout=60) == "config_rolled_back"
+    return str(next(e["reason"] for e in rig.events("config_rolled_back") if e["version"] == version))
+
+
+def _refused(rig: Rig, body: dict[str, Any], topic: str = DEPLOY_TOPIC) -> dict[str, Any]:
+    payload = json.dumps(body).encode()
+    rig.commander.client.publish(topic, payload, qos=1).wait_for_publish(5)
+    result = rig.commander.result_for(body["id"], 30)
+    assert result["outcome"] == "rejected", result
+    return result
+
+
+def test_twenty_bad_deployments_are_each_refused_or_rolled_back(rig: Rig, tmp_path: Path) -> None:
+    bus = meter_bus_toml(rig.modbus.port)
+    codes: list[str] = []
+    # Refused before anything is built: who sent it, then the document itself.
+    unsigned = rig.deployment("[log]\nlevel = 'debug'\n")
+    codes.append(_refused(rig, unsigned)["code"])
+    codes.append(
+        _refused(rig, rig.signed(rig.deployment("[log]\nlevel = 'debug'\n"), GUARD_KEY, "guard"))["code"]
+    )
+    tampered = rig.signed(rig.deployment("[log]\nlevel = 'debug'\n"))
+    tampered["args"]["config_toml"] = "[log]\nlevel = 'error'\n"
+    codes.append(_refused(rig, tampered)["code"])
+    assert codes == ["unsigned", "not_allowed", "bad_signature"]
+    other_gateway = GatewayKeyForTest(tmp_path).public
+    documents = {
+        "invalid TOML": ("[mqtt\nurl = 'x'\n", None, "line 1"),
+        "unknown key": ("[mqtt]\nkeepalive = 10\n", None, "mqtt.keepalive"),
+        "a local password file": (
+            "[mqtt]\npassword_file = '/etc/shadow'\n",
+            None,
+            "may not name a local file",
+        ),
+        "a local CA file": (
+            "[mqtt]\nca_file = '/etc/ssl/private/key.pem'\n",
+            None,
+            "may not name a local file",
+        ),
+        "another state folder": ("[gateway]\nstate_dir = '/tmp/x'\n", None, "may not name a local file"),
+        "another outbox file": ("[outbox]\npath = '/tmp/o.db'\n", None, "may not name a local file"),
+        "a camera that is a file": (
+            "[[sources]]\nid = 'c'\ntype = 'camera'\nurl = 'file:///etc/passwd'\n",
+            None,
+            "may not name a local file",
+        ),
+        "a bus that is a file": (
+            "[[sources]]\nid = 'b'\ntype = 'modbus'\nendpoint = 'rtu:///etc/passwd'\n"
+            "[[sources.meters]]\nid = 'x'\nunit = 1\nprofile = 'eastron_sdm120'\n",
+            None,
+            "may not name a local file",
+        ),
+        "new operator keys": ("[commands]\nallow = ['ping', 'door_pulse']\n", None, "not deployable"),
+        "another gateway": ("[gateway]\nid = 'gw-other'\n", None, "another gateway"),
+        "a secret sealed to another gateway": (
+            "[mqtt]\nusername = 'x'\npassword_secret = 'mqtt'\n",
+            {"mqtt": seal(other_gateway, "mqtt", "pw")},
+            "does not open",
+        ),
+    }
+    for name, (text, sealed, words) in documents.items():
+        body = rig.signed(rig.deployment(text))
+        if sealed:
+            body = rig.signed({**body, "args": {**body["args"], "secrets": sealed}})
+        result = _refused(rig, body)
+        assert result["code"] == "refused" and words in result["reason"], (name, result)
+        version = body["args"]["version"]
+        assert rig.outcome(version) == "config_rejected", name
+    # Stale and replayed: a version not above the last handled, as a replaying attacker sends it.
+    assert (
+        "stale" in _refused(rig, rig.signed(rig.deployment("[log]\nlevel = 'debug'\n", version=2)))["reason"]
+    )
+    again = rig.signed(rig.deployment("[log]\nlevel = 'debug'\n", version=rig.version))
+    assert "replayed" in _refused(rig, again, topic="lintel/site-a/gw-test/command")["reason"]
+    # Rolled back after a restart: valid documents that do not work on this site.
+    mqtt_with = (
+        f"[mqtt]\nurl = 'mqtt://127.0.0.1:{rig.broker.port}'\nusername = '{USER}'\npassword_secret = 'mqtt'\n"
+    )
+    reasons = [
+        _rolled_back(rig, mqtt_with, {"mqtt": "not-the-password"}),
+        _rolled_back(rig, f"[mqtt]\nurl = 'mqtt://127.0.0.1:{free_port()}'\n"),
+        _rolled_back(
+            rig,
+            bus + "\n[[sources]]\nid = 'bus-2'\ntype = 'modbus'\nendpoint = 'rtu:///dev/ttyLINTEL-missing'\n"
+            "[[sources.meters]]\nid = 'm9'\nunit = 1\nprofile = 'eastron_sdm120'\n",
+        ),
+        _rolled_back(rig, bus + CAMERA.format(url=rig_camera(rig).url())),
+        _rolled_back(rig, bus + DOOR.format(unit=77)),
+    ]
+    assert "broker was not reached" in reasons[0] and "broker was not reached" in reasons[1], reasons
+    assert "bus-2/m9 offline" in reasons[2], reasons
+    assert "cam-1 not heard" in reasons[3] and rig.servers[0].connections >= 1, reasons  # it said 401
+    assert "door lobby" in reasons[4], reasons
+    # Reachable afterwards, on the config that worked, and nothing accepted was lost.
+    assert rig.ping()["outcome"] == "ok"
+    assert rig.status()["config"]["origin"] == "local"
+    _no_gap(rig)
+
+
+CAMERA = """
+[[sources]]
+id = "cam-1"
+type = "camera"
+url = "{url}"
+username = "admin"
+"""
+
+DOOR = """
+[[doors]]
+id = "lobby"
+pulse_s = 1
+
+[doors.relay]
+type = "modbus_coil"
+bus = "bus-1"
+unit = {unit}
+coil = 0
+timeout_ms = 200
+"""
+
+
+class GatewayKeyForTest:
+    def __init__(self, tmp_path: Path) -> None:
+        self.public = GatewayKey.load_or_create(tmp_path / "other-gateway").public_b64
+
+
+def rig_camera(rig: Rig) -> MjpegServer:
+    server = MjpegServer(jpeg(320, 240), username="admin", password="camera-pass").start()
+    rig.servers.append(server)
+    return server

@@ -325,6 +325,9 @@ class Daemon:
             broker_reached=lambda: uplink is not None and uplink.connects > 0,
             component_states=lambda: {name: h.state for name, h in self.health.items()},
             door_states=lambda: {d.id: d.relay for d in doors.report().doors} if doors is not None else {},
+            devices=lambda: [
+                (d.source_id, d.device_id, d.online, d.last_error) for d in self.sources.device_reports()
+            ],
         )
         await self.deployer.probation(watch)
 

@@ -7,12 +7,13 @@
 3. it is staged (`deploy/pending.json`, durably) and the process restarts: staged stop (doors
    released first, everything accepted committed), then the CLI re-executes `lintel run`, which
    starts on the staged deployment and marks it `trying` before building anything;
-4. probation (`Probation.run`, `deploy.probation_s`): the broker must be reached with the new
-   settings, every source and door the deployment changed must be running (a door: its relay
-   answered and is released) and none may fail. Then it becomes the last-known-good and
-   `config_applied` (version, sha256) is reported. Otherwise `config_rolled_back` (the reason) is
-   recorded, the deployment dropped and the process restarts on the last-known-good. A local edit of
-   the config file during probation wins: `config_diverged`, restart on the local file.
+4. probation (`Deployer.probation`, `deploy.probation_s`): the broker must be reached with the
+   new settings, every source and door the deployment changed must be running (a source: each of
+   its devices online; a door: its relay answered and is released) and none may fail. Then it
+   becomes the last-known-good and `config_applied` (version, sha256) is reported. Otherwise
+   `config_rolled_back` (the reason) is recorded, the deployment dropped and the process restarts
+   on the last-known-good. A local edit of the config file during probation wins:
+   `config_diverged`, and a restart on the local file.
 A restart for every deployment keeps one way of building a gateway (the one `lintel run` uses);
 what it costs is measured in bench/deploy.py.
 """
@@ -50,6 +51,7 @@ class Watch:
     broker_reached: Callable[[], bool]  # a session with the current settings came up
     component_states: Callable[[], Mapping[str, str]]  # health name -> running/retrying/failed/…
     door_states: Callable[[], Mapping[str, str]]  # door id -> released/energised/unknown/…
+    devices: Callable[[], list[tuple[str, str, bool | None, str | None]]]  # source, device, online, error
 
 
 def changed_parts(old: LoadedConfig | None, new: LoadedConfig) -> tuple[list[str], list[str]]:
@@ -213,6 +215,15 @@ class Deployer:
         down = [f"{name} {states.get(name, 'missing')}" for name in sources if states.get(name) != "running"]
         if down:
             return f"not running after {probation_s:g} s: {', '.join(down)}"
+        changed = {name.removeprefix("source:") for name in sources}
+        offline = [
+            f"{sid}/{device} {'offline' if online is False else 'not heard'}"
+            + (f" ({error})" if error else "")
+            for sid, device, online, error in watch.devices()
+            if sid in changed and online is not True
+        ]
+        if offline:
+            return f"not online after {probation_s:g} s: {', '.join(offline)}"
         door_states = watch.door_states()
         stuck = [
             f"door {d} {door_states.get(d, 'missing')}" for d in doors if door_states.get(d) != "released"
