@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ from tests.support.commander import (
 from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.mjpeg_server import MjpegServer, jpeg
 from tests.support.modbus_thread import ModbusThread
-from tests.support.process import lintel
+from tests.support.process import lintel, lintel_output
 
 USER, OLD_PASSWORD = "gw-test", "old-pass-7Hq"
 NEW_USER = "gw-test-2026"
@@ -249,6 +250,13 @@ timeout_ms = 300
         assert secret not in db.read_bytes(), db
     for m in rig.collector.snapshot():
         assert NEW_PASSWORD not in json.dumps(m.payload)
+    bundle = rig.tmp_path / "bundle.tar.gz"
+    made = lintel_output("bundle", "-c", str(rig.config), "-o", str(bundle), timeout=120)
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(bundle) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member)
+            assert data is None or secret not in data.read(), member.name
     assert all(NEW_PASSWORD.encode() not in raw for _, raw, _ in rig.collector.bridged)
 
 
@@ -387,3 +395,53 @@ def rig_camera(rig: Rig) -> MjpegServer:
     server = MjpegServer(jpeg(320, 240), username="admin", password="camera-pass").start()
     rig.servers.append(server)
     return server
+
+
+def _on_probation(rig: Rig, version: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            config = rig.status()["config"]
+            if config["on_probation"] and config["version"] == version:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the deployment never went on probation")
+
+
+LONG_PROBATION = "[deploy]\nprobation_s = 60\n\n[log]\nlevel = 'debug'\n"
+
+
+def test_a_local_edit_during_a_deployment_wins_and_is_reported(rig: Rig) -> None:
+    body = rig.signed(rig.deployment(LONG_PROBATION))
+    rig.publish(body)
+    _on_probation(rig, 1)
+    births = rig.births()
+    # The person on site edits the local file while the deployment is on probation.
+    rig.config.write_text(
+        rig.config.read_text().replace("status_interval_s = 0.2", "status_interval_s = 0.25")
+    )
+    assert rig.outcome(1, timeout=30) == "config_diverged"
+    assert "local config file was edited" in rig.events("config_diverged")[-1]["reason"]
+    assert rig.collector.wait_for(lambda _c: rig.births() > births, 30)
+    config = rig.last_birth()["config"]
+    assert config["origin"] == "local" and config["version"] is None
+    assert rig.ping()["outcome"] == "ok"
+    _no_gap(rig)
+
+
+def test_kill_9_during_probation_comes_back_on_the_config_that_worked(rig: Rig) -> None:
+    body = rig.signed(rig.deployment(LONG_PROBATION))
+    rig.publish(body)
+    _on_probation(rig, 1)
+    rig.proc.kill()  # a power cut, as far as the gateway can tell
+    rig.proc.wait(10)
+    rig.proc = lintel("run", "-c", str(rig.config))
+    assert rig.outcome(1, timeout=30) == "config_rolled_back"
+    assert "stopped during probation" in rig.events("config_rolled_back")[-1]["reason"]
+    assert rig.ping()["outcome"] == "ok"
+    assert rig.status()["config"]["origin"] == "local"
+    # Still retained on the broker, the deployment is not tried a second time.
+    assert rig.events("config_applied") == []
+    _no_gap(rig)
