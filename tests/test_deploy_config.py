@@ -3,7 +3,10 @@ which config a starting gateway chooses (no daemon: the write-ahead decisions on
 
 from __future__ import annotations
 
+import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,45 @@ def test_a_local_edit_before_the_staged_deployment_runs_wins(tmp_path: Path) -> 
     assert start.on_probation is None and start.loaded.origin == "local"
     assert files.outcomes()[0]["kind"] == "config_diverged"
     assert files.handled_version() == 6
+
+
+def test_the_operator_cli_seals_and_signs_a_deployment_the_gateway_accepts(tmp_path: Path) -> None:
+    from gateway.commands.auth import Authority
+    from gateway.commands.envelope import validate
+    from gateway.config.commands import CommandsSection
+    from tests.support.process import lintel_output
+
+    gateway = _key(tmp_path)
+    key_file = tmp_path / "office.key"
+    made = lintel_output("keys", "new", "--id", "office", "--out", str(key_file), "--json")
+    assert made.returncode == 0, made.stderr
+    public = json.loads(made.stdout)["public_key"]
+    (tmp_path / "deploy.toml").write_text('[mqtt]\nusername = "gw-1"\npassword_secret = "mqtt"\n')
+    (tmp_path / "pw").write_text("fresh-password\n")
+    out = lintel_output(
+        "keys", "deploy", "--key", str(key_file), "--gateway", "gw-1", "--site", "oak-court",
+        "--version", "7", "--config", str(tmp_path / "deploy.toml"),
+        "--secret", f"mqtt={tmp_path / 'pw'}", "--to", gateway.public_b64,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "fresh-password" not in out.stdout
+    doc = json.loads(out.stdout)
+    section = CommandsSection.model_validate(
+        {
+            "allow": ["deploy_config"],
+            "operators": [{"id": "office", "public_key": public, "allow": ["deploy_config"]}],
+        }
+    )
+    assert Authority.from_config(section, "gw-1", "oak-court").authenticate(doc).by == "office"
+    cmd = validate(doc)
+    assert cmd.args["version"] == 7
+    assert gateway.open("mqtt", cmd.args["secrets"]["mqtt"]) == "fresh-password"
+    seal_cmd = ["keys", "seal", "--to", gateway.public_b64, "--name", "cam"]
+    sealed = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *seal_cmd],
+        input="cam-pass\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert gateway.open("cam", sealed.stdout.strip()) == "cam-pass"

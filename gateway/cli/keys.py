@@ -1,5 +1,6 @@
 """`lintel keys new|sign`: operator keys for signed commands (docs/commands.md).
 
+`seal` and `deploy` (config deployments) live in `deploy_keys.py`.
 `new` makes an Ed25519 key pair: the private key goes to a file (mode 0600, never overwritten) that
 stays with the operator, and the public key is printed as the `[[commands.operators]]` lines to add
 to each gateway's config. `sign` builds a command envelope for one gateway, signs it and prints it as
@@ -54,8 +55,16 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("name", metavar="COMMAND", help="ping, alarm_ack, door_pulse, reload_config, …")
     q.add_argument("arguments", metavar="ARGS", nargs="?", default="{}", help="arguments as a JSON object")
 
+    from gateway.cli.deploy_keys import add_parsers as add_deploy_parsers
+
+    add_deploy_parsers(ksub)
+
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command in ("seal", "deploy"):
+        from gateway.cli.deploy_keys import cmd_deploy, cmd_seal
+
+        return cmd_seal(args) if args.keys_command == "seal" else cmd_deploy(args)
     return _new(args) if args.keys_command == "new" else _sign(args)
 
 
@@ -108,10 +117,11 @@ def _sign(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(signed, separators=(",", ":"), ensure_ascii=False) + "\n")
     if not args.publish:
         return 0
-    return _publish(args, signed)
+    return publish(args, signed)
 
 
-def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
+def publish(args: argparse.Namespace, signed: dict[str, Any], suffix: str = "", retain: bool = False) -> int:
+    """Send `signed` to the gateway's command topic (+ `suffix`) and print the result it answers."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -151,7 +161,7 @@ def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
         if args.wait_s > 0:
             client.subscribe(f"{base}/result", qos=1)
             subscribed.wait(10)
-        client.publish(base, json.dumps(signed).encode(), qos=1).wait_for_publish(10)
+        client.publish(base + suffix, json.dumps(signed).encode(), qos=1, retain=retain).wait_for_publish(10)
         if args.wait_s <= 0:
             return 0
         if not arrived.wait(args.wait_s):
