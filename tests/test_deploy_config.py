@@ -242,3 +242,26 @@ def test_the_operator_cli_seals_and_signs_a_deployment_the_gateway_accepts(tmp_p
         check=True,
     )
     assert gateway.open("cam", sealed.stdout.strip()) == "cam-pass"
+
+
+def test_config_show_origin_names_where_each_value_came_from(tmp_path: Path) -> None:
+    from tests.support.process import lintel_output
+
+    path = _base(tmp_path)
+    base = load_config(path)
+    files = DeployFiles(base.state_dir)
+    files.stage(Deployment(8, '[mqtt]\nurl = "mqtt://10.0.0.2:1883"\n[log]\nlevel = "debug"\n'), base.sha256)
+    pending = files.pending()
+    assert pending is not None
+    files.promote(pending)
+    files.stage(Deployment(9, "[log]\nlevel = 'error'\n"), base.sha256)
+    out = lintel_output("config", "show", "--origin", "-c", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert 'mqtt.url = "mqtt://10.0.0.2:1883"  # deployment v8' in lines
+    assert 'log.level = "debug"  # deployment v8' in lines
+    assert "mqtt.keepalive_s = 20  # local" in lines
+    assert 'gateway.id = "gw-1"  # local' in lines
+    assert "old-password" not in out.stdout
+    assert "deployment v9 is pending (staged)" in out.stdout
+    assert files.pending() is not None and files.pending().phase == "staged"  # nothing changed

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.faces import add_parsers as add_faces_parsers
 
     add_faces_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.config_show import add_parser as add_config_parser
+
+    add_config_parser(sub, _config_arg)
     from gateway.cli.keys import add_parsers as add_keys_parsers
 
     add_keys_parsers(sub)
@@ -137,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.faces import cmd_faces
 
         return cmd_faces(args)
+    if args.command == "config":
+        from gateway.cli.config_show import cmd_config
+
+        return cmd_config(args)
     if args.command == "keys":
         from gateway.cli.keys import cmd_keys
 

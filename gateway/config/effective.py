@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.config.deploy_files import TRYING, DeployFiles, Recorded
-from gateway.config.deployment import check
+from gateway.config.deployment import check, parse_document
+from gateway.config.layers import LOCAL, fold, leaf_origins
 from gateway.config.loader import LoadedConfig
 from gateway.config.secrets import GatewayKey, SecretError, SecretStore
 from gateway.core.errors import ConfigError
@@ -94,3 +96,37 @@ def _last_known_good(
             exc,
         )
         return base
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a start would run now, as documents (for `lintel config show --origin`); reads only."""
+
+    raw: dict[str, Any]
+    origins: dict[str, str]
+    notes: list[str]
+
+
+def preview(base: LoadedConfig, files: DeployFiles) -> Preview:
+    """The local file with the last-known-good deployment folded over it, where it still applies.
+    Nothing is opened, checked or written: secrets stay names, the deployment files stay as they are."""
+    origins = leaf_origins(base.raw, LOCAL)
+    notes: list[str] = []
+    pending = files.pending()
+    if pending is not None:
+        notes.append(f"deployment v{pending.deployment.version} is pending ({pending.phase})")
+    lkg = files.lkg()
+    if lkg is None:
+        return Preview(dict(base.raw), origins, notes)
+    if lkg.local_sha256 != base.file_sha256:
+        notes.append(
+            f"deployment v{lkg.deployment.version} was made over another local file: the local file wins"
+        )
+        return Preview(dict(base.raw), origins, notes)
+    try:
+        doc = parse_document(lkg.deployment.config_toml)
+    except ConfigError as exc:
+        notes.append(f"deployment v{lkg.deployment.version} cannot be read: {exc.problems[0]}")
+        return Preview(dict(base.raw), origins, notes)
+    merged, origins = fold(base.raw, doc, lkg.deployment.label, origins)
+    return Preview(merged, origins, notes)
