@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import tarfile
 import time
@@ -70,9 +71,8 @@ class Rig:
         mqtt = mqtt_toml(
             self.broker.port, f'username = "{USER}"\npassword_file = "{tmp_path / "mqtt.pass"}"\n'
         )
-        commands = '\n[commands]\nallow = ["ping", "deploy_config"]\n' + operator_toml(
-            ["ping", "deploy_config"]
-        )
+        allow = ["ping", "deploy_config", "reload_config"]
+        commands = f"\n[commands]\nallow = {json.dumps(allow)}\n" + operator_toml(allow)
         commands += operator_toml(["ping"], key_id="guard").replace(
             public_key_b64(OPERATOR_KEY), public_key_b64(GUARD_KEY)
         )
@@ -238,6 +238,17 @@ timeout_ms = 300
     assert status["lanes"]["doors"]["doors"][0]["relay"] == "released"
     assert rig.last_birth()["config"]["version"] == 1
     assert rig.ping()["outcome"] == "ok"
+    # Tunables now come with deployments; a local edit (then SIGHUP) still wins, by a restart.
+    refused = rig.commander.call(envelope("reload_config", {"config_toml": rig.config.read_text()}))
+    assert refused["outcome"] == "rejected" and "runs deployment v1" in refused["reason"], refused
+    births = rig.births()
+    rig.config.write_text(
+        rig.config.read_text().replace("status_interval_s = 0.2", "status_interval_s = 0.3")
+    )
+    rig.proc.send_signal(signal.SIGHUP)
+    assert rig.collector.wait_for(lambda _c: bool(rig.events("config_diverged")), 30)
+    assert rig.collector.wait_for(lambda _c: rig.births() > births, 30)
+    assert rig.last_birth()["config"]["origin"] == "local"
     _no_gap(rig)
     # The secret appears in no log, status, outbox row or message.
     state = rig.tmp_path / "state"

@@ -338,6 +338,8 @@ class Daemon:
     async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
         """Validate a new config, then apply it atomically; the old one stays on any failure."""
         async with self._reload_lock:
+            if self.deployer is not None and self.loaded.origin != "local":
+                return self.deployer.reload(toml_text)
             return await reload_config(self, toml_text, expect_sha256)
 
 

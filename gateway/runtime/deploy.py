@@ -166,6 +166,23 @@ class Deployer:
         asyncio.get_running_loop().call_soon(self.restart, f"deployment v{dep.version}")
         return {"version": dep.version, "sha256": dep.sha256, "state": "restarting"}
 
+    # -- reloads while a deployment runs ---------------------------------------------------------------
+    def reload(self, toml_text: str | None) -> dict[str, Any]:
+        """`reload_config` / SIGHUP while a deployment runs. Remote tunables come with a deployment
+        now; a local edit wins over the deployment, through a restart (the start-up choice reports
+        `config_diverged` and runs the local file)."""
+        if toml_text is not None:
+            origin = self.running.origin
+            raise Rejected(
+                f"this gateway runs {origin}: send tunables in a new deployment (docs/deployments.md)"
+            )
+        if _file_sha256(self.running.path) == self.running.file_sha256:
+            return {"changed": False, "config_sha256": self.running.sha256}
+        if not self.restarting:
+            self.restarting = True
+            asyncio.get_running_loop().call_soon(self.restart, "local config file edited")
+        return {"changed": True, "config_sha256": self.running.sha256, "restarting": True}
+
     # -- probation -----------------------------------------------------------------------------------
     async def probation(self, watch: Watch) -> bool:
         """Run the probation of the deployment this process started on; True if it was kept."""
