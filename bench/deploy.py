@@ -92,9 +92,8 @@ def main() -> None:
                 rows.append(one(rig, "refused", "[mqtt]\nkeepalive = 3\n", args.probation_s))
         finally:
             rig.close()
-    print(
-        f"{'deployment':<12} {'outcome':<20} {'wall s':>7} {'- probation':>11} {'CPU s':>6} {'readings gap s':>15}"
-    )
+    head = ("deployment", "outcome", "wall s", "- probation", "CPU s", "readings gap s")
+    print(f"{head[0]:<12} {head[1]:<20} {head[2]:>7} {head[3]:>11} {head[4]:>6} {head[5]:>15}")
     for r in rows:
         print(
             f"{r['kind']:<12} {r['outcome']:<20} {r['wall_s']:7.2f} {r['less_probation_s']:11.2f} "
