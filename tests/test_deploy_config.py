@@ -265,3 +265,20 @@ def test_config_show_origin_names_where_each_value_came_from(tmp_path: Path) -> 
     assert "old-password" not in out.stdout
     assert "deployment v9 is pending (staged)" in out.stdout
     assert files.pending() is not None and files.pending().phase == "staged"  # nothing changed
+
+
+def test_remote_tunables_are_a_layer_with_their_own_origin(tmp_path: Path) -> None:
+    from gateway.config.effective import preview
+    from gateway.config.overlay import overlay_path, write_overlay
+
+    path = _base(tmp_path)
+    base = load_config(path)
+    tuned = path.read_text() + '\n[log]\nlevel = "debug"\n'
+    write_overlay(base.sha256, overlay_path(base), tuned.encode())
+    shown = preview(base, DeployFiles(base.state_dir))
+    assert shown.raw["log"] == {"level": "debug"}
+    assert shown.origins["log.level"] == "remote tunables"
+    assert shown.origins["mqtt.keepalive_s"] == "local"
+    # Once the installer edits the file, the tunables no longer apply (and are not shown).
+    path.write_text(path.read_text().replace("keepalive_s = 20", "keepalive_s = 21"))
+    assert "log" not in preview(load_config(path), DeployFiles(base.state_dir)).raw

@@ -54,6 +54,7 @@ def choose(base: LoadedConfig, key: GatewayKey, store: SecretStore, files: Deplo
     pending = files.pending()
     if pending is not None:
         version = pending.deployment.version
+        files.mark_handled(version)  # also when the crash came between staging and marking it
         if pending.local_sha256 != base.file_sha256:
             _diverged(files, pending, "pending deployment dropped")
             files.drop_pending()
@@ -108,20 +109,26 @@ class Preview:
 
 
 def preview(base: LoadedConfig, files: DeployFiles) -> Preview:
-    """The local file with the last-known-good deployment folded over it, where it still applies.
-    Nothing is opened, checked or written: secrets stay names, the deployment files stay as they are."""
+    """The local file with the last-known-good deployment folded over it where it still applies
+    (else with its remote tunables, `gateway.config.overlay`). Nothing is opened, checked or
+    written: secrets stay names, the deployment files stay as they are."""
     origins = leaf_origins(base.raw, LOCAL)
     notes: list[str] = []
     pending = files.pending()
     if pending is not None:
         notes.append(f"deployment v{pending.deployment.version} is pending ({pending.phase})")
     lkg = files.lkg()
-    if lkg is None:
-        return Preview(dict(base.raw), origins, notes)
-    if lkg.local_sha256 != base.file_sha256:
+    if lkg is not None and lkg.local_sha256 != base.file_sha256:
         notes.append(
             f"deployment v{lkg.deployment.version} was made over another local file: the local file wins"
         )
+        lkg = None
+    if lkg is None:  # the local file, with the remote tunables that still apply to it
+        from gateway.config.overlay import peek_overlay
+
+        tuned = peek_overlay(base)
+        if tuned is not None:
+            return Preview(dict(tuned.raw), dict(tuned.origins), notes)
         return Preview(dict(base.raw), origins, notes)
     try:
         doc = parse_document(lkg.deployment.config_toml)

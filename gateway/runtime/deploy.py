@@ -199,7 +199,8 @@ class Deployer:
             if _file_sha256(self.running.path) != rec.local_sha256:
                 return self._diverged(dep)
             states = watch.component_states()
-            failed = [name for name in sources if states.get(name) == "failed"]
+            watched = [*sources, *(["lane:doors"] if doors else [])]
+            failed = [name for name in watched if states.get(name) == "failed"]
             if failed:
                 reason = f"{', '.join(failed)} failed"
                 break

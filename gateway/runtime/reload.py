@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import LoadedConfig, load_config, parse_config
 from gateway.config import driver_registry as registry
-from gateway.config.overlay import apply_overlay, overlay_path, untunable_changes, write_overlay
+from gateway.config.overlay import (
+    apply_overlay,
+    overlay_path,
+    untunable_changes,
+    with_tunables,
+    write_overlay,
+)
 from gateway.core import ConfigError, Event
 from gateway.core.commands import Failed, Rejected
 from gateway.lanes.registry import LANES, build
@@ -69,7 +75,7 @@ def _remote(old: LoadedConfig, toml_text: str) -> LoadedConfig:
             f"not tunable remotely: {', '.join(changed)} (change them in the local config file on the "
             "gateway, then restart or send SIGHUP)"
         )
-    return LoadedConfig(parsed.config, old.path, old.base_dir, parsed.sha256, old.file_sha256)
+    return with_tunables(old, parsed)
 
 
 def _local(old: LoadedConfig) -> LoadedConfig:
