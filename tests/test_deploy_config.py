@@ -7,6 +7,7 @@ import json
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,17 @@ def test_remote_tunables_are_a_layer_with_their_own_origin(tmp_path: Path) -> No
     # Once the installer edits the file, the tunables no longer apply (and are not shown).
     path.write_text(path.read_text().replace("keepalive_s = 20", "keepalive_s = 21"))
     assert "log" not in preview(load_config(path), DeployFiles(base.state_dir)).raw
+
+
+def test_a_local_password_secret_must_name_a_stored_secret(tmp_path: Path) -> None:
+    path = _base(tmp_path)
+    text = path.read_text().replace(f'password_file = "{tmp_path / "mqtt.pass"}"', 'password_secret = "mqtt"')
+    path.write_text(text)
+    with pytest.raises(ConfigError) as missing:
+        load_config(path)
+    assert missing.value.problems[0].path == "mqtt.password_secret"
+    assert "no such secret" in str(missing.value)
+    SecretStore(tmp_path / "state").merge({"mqtt": "from-the-office"})
+    loaded = load_config(path)  # valid now; `lintel run` hands it the store's secrets:
+    running = replace(loaded, secrets=SecretStore(loaded.state_dir).load())
+    assert running.secret(None, "mqtt") == "from-the-office"

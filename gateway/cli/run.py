@@ -9,12 +9,12 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.cli.logs import setup_logging
 from gateway.config import LoadedConfig, config_warnings, load_config
 from gateway.config.deploy_files import DeployFiles, Recorded
-from gateway.config.secrets import GatewayKey, SecretStore
+from gateway.config.secrets import GatewayKey, SecretError, SecretStore
 from gateway.core import ConfigError, SystemClock
 
 log = logging.getLogger("lintel")
@@ -46,8 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 78
     try:
         start = _choose_config(loaded)
-    except OSError as exc:
-        log.error("not starting: the deployment files under %s: %s", loaded.state_dir, exc.strerror or exc)
+    except (OSError, SecretError) as exc:
+        log.error("not starting: the deployment files under %s: %s", loaded.state_dir, exc)
         return 75
     loaded = start.loaded
     setup_logging(loaded.config.log.level)
@@ -107,7 +107,9 @@ def _choose_config(local: LoadedConfig) -> _Start:
 
     key = GatewayKey.load_or_create(local.state_dir)
     files = DeployFiles(local.state_dir)
-    start = choose(local, key, SecretStore(local.state_dir), files)
+    store = SecretStore(local.state_dir)
+    local = replace(local, secrets=store.load())  # a local password_secret names a deployed secret
+    start = choose(local, key, store, files)
     if start.loaded.origin == "local":
         # remote tunables, while the local file is the one they were set on
         return _Start(apply_overlay(start.loaded), key, files, None, None)

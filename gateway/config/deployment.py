@@ -192,13 +192,6 @@ def open_secrets(dep: Deployment, key: GatewayKey) -> dict[str, str]:
     return opened
 
 
-def _secret_refs(config: GatewayConfig) -> list[tuple[str, str]]:
-    refs = []
-    if config.mqtt is not None and config.mqtt.password_secret is not None:
-        refs.append(("mqtt.password_secret", config.mqtt.password_secret))
-    return refs
-
-
 def check(dep: Deployment, base: LoadedConfig, key: GatewayKey, stored: Mapping[str, str]) -> LoadedConfig:
     """The config `dep` makes over `base`: fully validated (files the base names checked too), its
     secrets opened and resolved; ConfigError with every problem otherwise. Reads no file `dep` names."""
@@ -212,18 +205,7 @@ def check(dep: Deployment, base: LoadedConfig, key: GatewayKey, stored: Mapping[
         config = GatewayConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, GatewayConfig), SOURCE) from None
-    secrets = {**stored, **opened}
-    for path, name in _secret_refs(config):
-        if name not in secrets:
-            known = ", ".join(sorted(secrets)) or "none"
-            problems.append(
-                _problem(
-                    path,
-                    "no such secret",
-                    name,
-                    f"a secret sealed in this deployment or deployed before ({known})",
-                )
-            )
+    secrets = {**stored, **opened}  # file_problems below checks that each *_secret is among them
     candidate = replace(
         base,
         config=config,

@@ -230,6 +230,7 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
     problems.extend(vision_problems(loaded))
+    problems.extend(secret_problems(loaded))
     state_dir = loaded.state_dir
     if try_state_dir:
         problem = state_dir_problem(state_dir)
@@ -249,6 +250,32 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     if problem is not None:
         problems.append(problem)
     return problems
+
+
+def secret_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """`*_secret` names that neither the config's own secrets (a deployment's) nor the secret store
+    under state_dir hold. A store that cannot be read counts as empty."""
+    mqtt = loaded.config.mqtt
+    if mqtt is None or mqtt.password_secret is None or mqtt.password_secret in loaded.secrets:
+        return []
+    from gateway.config.secrets import SecretError, SecretStore
+
+    store = SecretStore(loaded.state_dir)
+    try:
+        known = store.load()
+    except SecretError:
+        known = {}
+    if mqtt.password_secret in known:
+        return []
+    return [
+        ConfigProblem(
+            "mqtt.password_secret",
+            "no such secret",
+            show(mqtt.password_secret),
+            f"a secret a deployment brought ({', '.join(sorted(known)) or 'none in ' + str(store.path)}), "
+            "or mqtt.password_file",
+        )
+    ]
 
 
 def _file_problem(key: str, target: Path, expected: str, secret: bool) -> list[ConfigProblem]:
