@@ -220,7 +220,8 @@ class Daemon:
             ]
             if self.deployer is not None:
                 self.deployer.report_recorded_outcomes()
-                loops.append(group.create_task(self._probation(), name="probation"))
+                watch = Watch.of(core.uplink, self.health, self.lanes.component("doors"), self.sources)
+                loops.append(group.create_task(self.deployer.probation(watch), name="probation"))
             self.state = "running"
             self.notifier.ready(self._status_line())
             gw = self.loaded.config.gateway
@@ -311,25 +312,8 @@ class Daemon:
             loop.call_soon_threadsafe(self._spawn_command, payload)
 
     def _deployment_arrived(self, payload: bytes, retained: bool) -> None:
-        """The retained deployment topic: one already handled is what the broker keeps; ignored."""
-        if self.deployer is not None and retained and self.deployer.already_handled(payload):
-            return
-        self._command_arrived(payload)
-
-    async def _probation(self) -> None:
-        if self.deployer is None:
-            return
-        uplink = self.core.uplink
-        doors = self.lanes.component("doors")
-        watch = Watch(
-            broker_reached=lambda: uplink is not None and uplink.connects > 0,
-            component_states=lambda: {name: h.state for name, h in self.health.items()},
-            door_states=lambda: {d.id: d.relay for d in doors.report().doors} if doors is not None else {},
-            devices=lambda: [
-                (d.source_id, d.device_id, d.online, d.last_error) for d in self.sources.device_reports()
-            ],
-        )
-        await self.deployer.probation(watch)
+        if self.deployer is not None and self.deployer.wanted(payload, retained):
+            self._command_arrived(payload)
 
     def _spawn_command(self, payload: bytes) -> None:
         if self._group is not None and self.state == "running":

@@ -41,7 +41,7 @@ from gateway.runtime.report import ConfigReport
 log = logging.getLogger("lintel.deploy")
 
 GATEWAY_SOURCE = "gateway"
-POLL_S = 0.1
+POLL_S = 0.25  # how often a probation looks (the config file is hashed each time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,19 @@ class Watch:
     component_states: Callable[[], Mapping[str, str]]  # health name -> running/retrying/failed/…
     door_states: Callable[[], Mapping[str, str]]  # door id -> released/energised/unknown/…
     devices: Callable[[], list[tuple[str, str, bool | None, str | None]]]  # source, device, online, error
+
+    @classmethod
+    def of(cls, uplink: Any, health: Mapping[str, Any], doors: Any, sources: Any) -> Watch:
+        """The watch over a daemon's parts: its uplink (None without a broker), its health table,
+        its doors lane component (None without doors) and its `Sources`."""
+        return cls(
+            broker_reached=lambda: uplink is not None and uplink.connects > 0,
+            component_states=lambda: {name: h.state for name, h in health.items()},
+            door_states=lambda: {d.id: d.relay for d in doors.report().doors} if doors is not None else {},
+            devices=lambda: [
+                (d.source_id, d.device_id, d.online, d.last_error) for d in sources.device_reports()
+            ],
+        )
 
 
 def changed_parts(old: LoadedConfig | None, new: LoadedConfig) -> tuple[list[str], list[str]]:
@@ -106,8 +119,13 @@ class Deployer:
             self.key.public_b64,
         )
 
+    def wanted(self, payload: bytes, retained: bool) -> bool:
+        """Whether a message from the deployment topic goes to the command router: not a retained
+        copy of one already handled (what the broker keeps, handed over at every connect)."""
+        return not (retained and self.already_handled(payload))
+
     def already_handled(self, payload: bytes) -> bool:
-        """Whether a (retained) deployment's version was handled already: read, never trusted."""
+        """Whether a deployment's version was handled already: read, never trusted."""
         if len(payload) > MAX_COMMAND_BYTES:
             return False
         try:
@@ -184,11 +202,11 @@ class Deployer:
         return {"changed": True, "config_sha256": self.running.sha256, "restarting": True}
 
     # -- probation -----------------------------------------------------------------------------------
-    async def probation(self, watch: Watch) -> bool:
-        """Run the probation of the deployment this process started on; True if it was kept."""
+    async def probation(self, watch: Watch) -> None:
+        """Run the probation of the deployment this process started on: keep it, or roll back."""
         rec = self.on_probation
         if rec is None:
-            return True
+            return
         dep = rec.deployment
         probation_s = self.running.config.deploy.probation_s
         sources, doors = changed_parts(self.previous, self.running)
@@ -197,7 +215,8 @@ class Deployer:
         reason: str | None = None
         while True:
             if _file_sha256(self.running.path) != rec.local_sha256:
-                return self._diverged(dep)
+                self._diverged(dep)
+                return
             states = watch.component_states()
             watched = [*sources, *(["lane:doors"] if doors else [])]
             failed = [name for name in watched if states.get(name) == "failed"]
@@ -214,15 +233,14 @@ class Deployer:
             self.files.drop_pending()
             self.restarting = True
             self.restart(f"rollback of deployment v{dep.version}")
-            return False
+            return
         opened = {name: self.running.secrets[name] for name in dep.secrets}
         if opened:
-            self.store.merge(opened)
-        self.files.promote(rec)
+            await asyncio.to_thread(self.store.merge, opened)
+        await asyncio.to_thread(self.files.promote, rec)
         self.on_probation = None
         self._event("config_applied", {"version": dep.version, "sha256": dep.sha256})
         log.info("deployment v%d passed its probation (%.1f s): kept", dep.version, probation_s)
-        return True
 
     def _judge(
         self, watch: Watch, needs_broker: bool, sources: list[str], doors: list[str], probation_s: float
@@ -250,7 +268,7 @@ class Deployer:
             return f"relay not confirmed off after {probation_s:g} s: {', '.join(stuck)}"
         return None
 
-    def _diverged(self, dep: Deployment) -> bool:
+    def _diverged(self, dep: Deployment) -> None:
         reason = (
             f"the local config file was edited during the probation of deployment v{dep.version}: it wins"
         )
@@ -259,4 +277,3 @@ class Deployer:
         self.files.drop_pending()
         self.restarting = True
         self.restart(f"local edit during deployment v{dep.version}")
-        return False
