@@ -109,6 +109,7 @@ class Deployer:
         self.restart = restart
         self.on_probation = on_probation
         self.restarting = False
+        self._checking = False  # a deployment is being checked: a second one waits for its outcome
 
     def report(self) -> ConfigReport:
         return ConfigReport(
@@ -161,10 +162,11 @@ class Deployer:
             raise Rejected(f"stale: version {dep.version} is older than the last handled ({handled})")
         if dep.version == handled:
             raise Rejected(f"replayed: version {dep.version} was handled already")
-        if self.on_probation is not None or self.restarting:
+        if self.on_probation is not None or self.restarting or self._checking:
             raise Rejected("busy: another deployment is being applied; send again after its outcome")
         if self.running.path is None:
             raise Rejected("this gateway runs without a local config file: nothing to deploy over")
+        self._checking = True
         try:
             base = await asyncio.to_thread(load_config, self.running.path)
             await asyncio.to_thread(check, dep, base, self.key, self.store.load())
@@ -177,6 +179,8 @@ class Deployer:
             log.warning("deployment v%d from %s rejected: %s", dep.version, by, "; ".join(problems))
             shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
             raise Rejected(f"invalid deployment: {shown}") from None
+        finally:
+            self._checking = False
         self.files.stage(dep, base.file_sha256)
         self.files.mark_handled(dep.version)
         self.restarting = True
