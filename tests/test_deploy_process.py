@@ -10,6 +10,7 @@ import hashlib
 import json
 import signal
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from tests.support.deploy_rig import (
     set_password,
 )
 from tests.support.mjpeg_server import MjpegServer, jpeg
+from tests.support.notify import NotifySocket
 from tests.support.process import lintel, lintel_output
 
 
@@ -326,3 +328,31 @@ def test_kill_9_during_probation_comes_back_on_the_config_that_worked(rig: Rig) 
     # Still retained on the broker, the deployment is not tried a second time.
     assert rig.events("config_applied") == []
     _no_gap(rig)
+
+
+def test_a_deployment_restart_is_a_reload_for_systemd_in_the_same_process(tmp_path: Path) -> None:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    stop = threading.Event()
+
+    def listen() -> None:  # datagrams arrive every status write: read them as they come
+        while not stop.is_set():
+            notify.collect(0.2)
+
+    collector = threading.Thread(target=listen)
+    collector.start()
+    rig = Rig(tmp_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    try:
+        pid = rig.proc.pid
+        rig.publish(rig.signed(rig.deployment("[log]\nlevel = 'debug'\n")))
+        assert rig.outcome(1, timeout=30) == "config_applied"
+        assert rig.status()["pid"] == pid  # systemd's MAINPID is still the gateway
+    finally:
+        rig.close()
+        stop.set()
+        collector.join(10)
+        notify.close()
+    kinds = [k for m in notify.messages for k in ("READY", "RELOADING", "STOPPING") if k in m]
+    # ready, then the deployment's restart as a reload (never STOPPING: systemd would stop the unit),
+    # ready again on the deployment, and STOPPING only for the final SIGTERM.
+    assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], kinds
+    assert all(m["MAINPID"] == str(pid) for m in notify.messages if "READY" in m)

@@ -41,7 +41,7 @@ def set_password(path: Path, password: str, user: str = USER, create: bool = Tru
 
 
 class Rig:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
         self.tmp_path = tmp_path
         self.passwd = tmp_path / "passwd"
         set_password(self.passwd, OLD_PASSWORD)
@@ -74,7 +74,7 @@ class Rig:
         self.config.write_text(text + commands)
         self.collector = Collector(self.broker.port, auth=None).start()
         self.commander = Commander(self.broker.port)
-        self.proc: Any = lintel("run", "-c", str(self.config))
+        self.proc: Any = lintel("run", "-c", str(self.config), env=env)
         self.version = 0
         self.servers: list[MjpegServer] = []
         assert self.collector.wait_for(lambda c: self.births() >= 1, 30), "no birth"
