@@ -297,3 +297,23 @@ def test_a_local_password_secret_must_name_a_stored_secret(tmp_path: Path) -> No
     loaded = load_config(path)  # valid now; `lintel run` hands it the store's secrets:
     running = replace(loaded, secrets=SecretStore(loaded.state_dir).load())
     assert running.secret(None, "mqtt") == "from-the-office"
+
+
+def test_a_deployed_shelly_door_takes_its_password_from_a_sealed_secret(tmp_path: Path) -> None:
+    base = load_config(_base(tmp_path))
+    key = _key(tmp_path)
+    door = (
+        '[[doors]]\nid = "bike-room"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://10.0.0.40"\n'
+        'password_secret = "shelly"\n'
+    )
+    with pytest.raises(ConfigError) as missing:
+        check(Deployment(1, door), base, key, {})
+    assert str(missing.value.problems[0]).startswith(
+        'doors[0].relay.password_secret: no such secret (got "shelly")'
+    )
+    loaded = check(Deployment(1, door, {"shelly": seal(key.public_b64, "shelly", "relay-pw")}), base, key, {})
+    relay = loaded.config.doors[0].relay
+    assert (
+        loaded.secret(getattr(relay, "password_file", None), getattr(relay, "password_secret", None))
+        == "relay-pw"
+    )

@@ -252,11 +252,23 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     return problems
 
 
+def secret_refs(config: GatewayConfig) -> list[tuple[str, str]]:
+    """(key path, name) of every `*_secret` the config names."""
+    refs = []
+    if config.mqtt is not None and config.mqtt.password_secret is not None:
+        refs.append(("mqtt.password_secret", config.mqtt.password_secret))
+    for index, door in enumerate(config.doors):
+        name = getattr(door.relay, "password_secret", None)
+        if name is not None:
+            refs.append((f"doors[{index}].relay.password_secret", name))
+    return refs
+
+
 def secret_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     """`*_secret` names that neither the config's own secrets (a deployment's) nor the secret store
     under state_dir hold. A store that cannot be read counts as empty."""
-    mqtt = loaded.config.mqtt
-    if mqtt is None or mqtt.password_secret is None or mqtt.password_secret in loaded.secrets:
+    missing = [(path, name) for path, name in secret_refs(loaded.config) if name not in loaded.secrets]
+    if not missing:
         return []
     from gateway.config.secrets import SecretError, SecretStore
 
@@ -265,16 +277,13 @@ def secret_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
         known = store.load()
     except SecretError:
         known = {}
-    if mqtt.password_secret in known:
-        return []
+    listed = ", ".join(sorted(known)) or f"none in {store.path}"
     return [
         ConfigProblem(
-            "mqtt.password_secret",
-            "no such secret",
-            show(mqtt.password_secret),
-            f"a secret a deployment brought ({', '.join(sorted(known)) or 'none in ' + str(store.path)}), "
-            "or mqtt.password_file",
+            path, "no such secret", show(name), f"a secret a deployment brought ({listed}), or a *_file"
         )
+        for path, name in missing
+        if name not in known
     ]
 
 

@@ -45,7 +45,8 @@ class DoorOpener(Protocol):
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
     first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors;
-    `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
+    `secret(file, name)` a password given as a `*_file` key (read now, resolved like the config) or
+    as a `*_secret` name (a deployed secret, docs/deployments.md); None when neither is set."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -56,7 +57,7 @@ class LaneDeps:
     state_dir: Path
     engine: Callable[[], Any]
     doors: Callable[[], DoorOpener | None]
-    secret: Callable[[str], str]
+    secret: Callable[[str | None, str | None], str | None]
 
 
 class PipelineStepComponent:

@@ -23,7 +23,6 @@ from typing import Any
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
 from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
 from gateway.core.processor import Processor
 from gateway.lanes import DoorOpener, LaneDeps
@@ -77,7 +76,7 @@ class Daemon:
             loaded.state_dir,
             self._shared_engine,
             self._doors,
-            lambda name: read_secret(loaded.resolve(name)),
+            loaded.secret,
         )
         self.lanes = Lanes(loaded.config, deps, self.policy, self.health)
         core.set_processors(self.lanes.processors, self.extra_processors)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, check_url
+from gateway.core.config_base import Identifier, StrictModel, check_url, custom_error
 
 
 class FlashFunction(StrictModel):
@@ -49,6 +49,11 @@ class ShellyGen2Relay(StrictModel):
     password_file: str | None = Field(
         None, description="File holding the device's password (one line); relative to the config file."
     )
+    password_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Name of a deployed secret holding the password (instead of password_file).",
+    )
     timeout_ms: int = Field(2000, ge=50, le=30_000, description="Reply timeout of one RPC, in ms.")
 
     @field_validator("url")
@@ -56,6 +61,17 @@ class ShellyGen2Relay(StrictModel):
     def _plain_http_url(cls, url: str) -> str:
         expected = "http://host or http://host:port, e.g. http://192.168.10.40"
         return check_url(url, "device URL", ("http",), expected, "the url without them, and password_file")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> ShellyGen2Relay:
+        if self.password_file is not None and self.password_secret is not None:
+            raise custom_error(
+                "password_file and password_secret both given",
+                "one of them: password_secret names a deployed secret, password_file a local file",
+                key="password_secret",
+                got=f'"{self.password_secret}"',
+            )
+        return self
 
     @property
     def host(self) -> str:
