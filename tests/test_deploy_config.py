@@ -317,3 +317,20 @@ def test_a_deployed_shelly_door_takes_its_password_from_a_sealed_secret(tmp_path
         loaded.secret(getattr(relay, "password_file", None), getattr(relay, "password_secret", None))
         == "relay-pw"
     )
+
+
+def test_a_deployed_camera_takes_its_password_from_a_sealed_secret_without_showing_it(tmp_path: Path) -> None:
+    from drivers.camera.capture import stream_address
+
+    base = load_config(_base(tmp_path))
+    key = _key(tmp_path)
+    camera = '[[sources]]\nid = "cam-1"\ntype = "camera"\nurl = "rtsp://10.0.0.5/s"\nusername = "admin"\n'
+    camera += 'password_secret = "cam-1"\n'
+    sealed = {"cam-1": seal(key.public_b64, "cam-1", "cam-S3cret")}
+    loaded = check(Deployment(1, camera, sealed), base, key, {})
+    cfg = loaded.config.sources[0]
+    assert stream_address(cfg.with_secrets(loaded.secrets)) == "rtsp://admin:cam-S3cret@10.0.0.5/s"
+    shown = cfg.with_secrets(loaded.secrets)
+    assert "cam-S3cret" not in repr(shown) and "cam-S3cret" not in json.dumps(shown.model_dump())
+    with pytest.raises(ConfigError, match="no such secret"):
+        check(Deployment(2, camera), base, key, {})

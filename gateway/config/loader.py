@@ -257,6 +257,8 @@ def secret_refs(config: GatewayConfig) -> list[tuple[str, str]]:
     refs = []
     if config.mqtt is not None and config.mqtt.password_secret is not None:
         refs.append(("mqtt.password_secret", config.mqtt.password_secret))
+    for index, source in enumerate(config.sources):
+        refs.extend((f"sources[{index}].{key}", name) for key, name in source.secret_names())
     for index, door in enumerate(config.doors):
         name = getattr(door.relay, "password_secret", None)
         if name is not None:

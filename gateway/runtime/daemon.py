@@ -89,6 +89,7 @@ class Daemon:
             rt.stall_after_s,
             self.health,
             core.state_store,
+            loaded.secrets,
         )
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)

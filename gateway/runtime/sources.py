@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.config import driver_registry as registry
@@ -42,8 +42,10 @@ class Sources:
         stall_after_s: float,
         health: dict[str, ComponentHealth],
         store: KeyValueStore,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.clock = clock
+        self.secrets = dict(secrets or {})  # deployed secrets by name: handed to the configs naming them
         self.emit = emit
         self.frames = frames
         self.actuators = actuators
@@ -92,7 +94,7 @@ class Sources:
         ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress, store=self.store)
 
         async def run_once() -> None:
-            source = registry.create_source(cfg)
+            source = registry.create_source(cfg.with_secrets(self.secrets))
             self.instances[cfg.id] = source
             if isinstance(source, PacedSource):  # its healthy silence is not a stall
                 health.stall_after_s = self.stall_after_s + source.progress_every_s
