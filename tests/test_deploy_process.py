@@ -357,3 +357,19 @@ def test_a_deployment_restart_is_a_reload_for_systemd_in_the_same_process(tmp_pa
     # ready again on the deployment, and STOPPING only for the final SIGTERM.
     assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], kinds
     assert all(m["MAINPID"] == str(pid) for m in notify.messages if "READY" in m)
+
+
+def test_a_deployed_camera_opens_with_its_sealed_password_which_no_log_shows(rig: Rig) -> None:
+    password = "camera-Pa55-Qw7"
+    server = MjpegServer(jpeg(320, 240), username="admin", password=password).start()
+    rig.servers.append(server)
+    text = meter_bus_toml(rig.modbus.port) + CAMERA.format(url=server.url()) + 'password_secret = "cam-1"\n'
+    text += "\n[deploy]\nprobation_s = 5\n"  # a camera's first frame, on a loaded machine
+    rig.publish(rig.signed(rig.deployment(text, secrets={"cam-1": password})))
+    assert rig.outcome(1, timeout=60) == "config_applied", rig.events("config_rolled_back")
+    assert rig.events("camera_online")
+    rig.proc.terminate()
+    out, err = rig.proc.communicate(timeout=30)
+    assert password.encode() not in out + err
+    assert password.encode() not in (rig.tmp_path / "state" / "run" / "status.json").read_bytes()
+    assert all(password not in json.dumps(m.payload) for m in rig.collector.snapshot())
