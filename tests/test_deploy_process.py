@@ -315,48 +315,42 @@ def test_a_local_edit_during_a_deployment_wins_and_is_reported(rig: Rig) -> None
     _no_gap(rig)
 
 
-def test_kill_9_during_probation_comes_back_on_the_config_that_worked(rig: Rig) -> None:
-    body = rig.signed(rig.deployment(LONG_PROBATION))
-    rig.publish(body)
-    _on_probation(rig, 1)
-    rig.proc.kill()  # a power cut, as far as the gateway can tell
-    rig.proc.wait(10)
-    rig.proc = lintel("run", "-c", str(rig.config))
-    assert rig.outcome(1, timeout=30) == "config_rolled_back"
-    assert "stopped during probation" in rig.events("config_rolled_back")[-1]["reason"]
-    assert rig.ping()["outcome"] == "ok"
-    assert rig.status()["config"]["origin"] == "local"
-    # Still retained on the broker, the deployment is not tried a second time.
-    assert rig.events("config_applied") == []
-    _no_gap(rig)
-
-
-def test_a_deployment_restart_is_a_reload_for_systemd_in_the_same_process(tmp_path: Path) -> None:
+def test_kill_9_during_probation_comes_back_on_the_config_that_worked(tmp_path: Path) -> None:
     notify = NotifySocket(tmp_path / "notify.sock")
     stop = threading.Event()
 
-    def listen() -> None:  # datagrams arrive every status write: read them as they come
+    def listen() -> None:  # datagrams arrive at every status write: read them as they come
         while not stop.is_set():
             notify.collect(0.2)
 
-    collector = threading.Thread(target=listen)
-    collector.start()
+    listener = threading.Thread(target=listen)
+    listener.start()
     rig = Rig(tmp_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     try:
         pid = rig.proc.pid
-        rig.publish(rig.signed(rig.deployment("[log]\nlevel = 'debug'\n")))
-        assert rig.outcome(1, timeout=30) == "config_applied"
-        assert rig.status()["pid"] == pid  # systemd's MAINPID is still the gateway
+        rig.publish(rig.signed(rig.deployment(LONG_PROBATION)))
+        _on_probation(rig, 1)
+        # The deployment's restart is a reload for systemd, in the same process (MAINPID stays):
+        # never STOPPING, which would make systemd stop the unit.
+        assert rig.status()["pid"] == pid
+        kinds = [k for m in list(notify.messages) for k in ("READY", "RELOADING", "STOPPING") if k in m]
+        assert kinds == ["READY", "RELOADING", "READY"], kinds
+        assert all(m["MAINPID"] == str(pid) for m in list(notify.messages) if "READY" in m)
+        rig.proc.kill()  # a power cut, as far as the gateway can tell
+        rig.proc.wait(10)
+        rig.proc = lintel("run", "-c", str(rig.config))
+        assert rig.outcome(1, timeout=30) == "config_rolled_back"
+        assert "stopped during probation" in rig.events("config_rolled_back")[-1]["reason"]
+        assert rig.ping()["outcome"] == "ok"
+        assert rig.status()["config"]["origin"] == "local"
+        # Still retained on the broker, the deployment is not tried a second time.
+        assert rig.events("config_applied") == []
+        _no_gap(rig)
     finally:
         rig.close()
         stop.set()
-        collector.join(10)
+        listener.join(10)
         notify.close()
-    kinds = [k for m in notify.messages for k in ("READY", "RELOADING", "STOPPING") if k in m]
-    # ready, then the deployment's restart as a reload (never STOPPING: systemd would stop the unit),
-    # ready again on the deployment, and STOPPING only for the final SIGTERM.
-    assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], kinds
-    assert all(m["MAINPID"] == str(pid) for m in notify.messages if "READY" in m)
 
 
 def test_a_deployed_camera_opens_with_its_sealed_password_which_no_log_shows(rig: Rig) -> None:
