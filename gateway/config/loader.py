@@ -333,7 +333,7 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
     """Settings that work but are risky; `check-config` prints them and `run` logs them."""
     warnings: list[ConfigProblem] = []
     mqtt = loaded.config.mqtt
-    if mqtt is not None and mqtt.password_file and not mqtt.tls:
+    if mqtt is not None and (mqtt.password_file or mqtt.password_secret) and not mqtt.tls:
         host = urlsplit(mqtt.url).hostname or ""
         if host not in ("localhost", "127.0.0.1", "::1"):
             warnings.append(
