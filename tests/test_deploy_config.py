@@ -3,10 +3,9 @@ which config a starting gateway chooses (no daemon: the write-ahead decisions on
 
 from __future__ import annotations
 
+import io
 import json
 import stat
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -203,27 +202,33 @@ def test_a_local_edit_before_the_staged_deployment_runs_wins(tmp_path: Path) -> 
     assert files.handled_version() == 6
 
 
-def test_the_operator_cli_seals_and_signs_a_deployment_the_gateway_accepts(tmp_path: Path) -> None:
+def test_the_operator_cli_seals_and_signs_a_deployment_the_gateway_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cli.main import main
     from gateway.commands.auth import Authority
     from gateway.commands.envelope import validate
     from gateway.config.commands import CommandsSection
-    from tests.support.process import lintel_output
+
+    def lintel(*argv: str) -> str:  # in this process: three interpreter starts would cost ~10 s
+        capsys.readouterr()
+        assert main(list(argv)) == 0
+        return capsys.readouterr().out
 
     gateway = _key(tmp_path)
     key_file = tmp_path / "office.key"
-    made = lintel_output("keys", "new", "--id", "office", "--out", str(key_file), "--json")
-    assert made.returncode == 0, made.stderr
-    public = json.loads(made.stdout)["public_key"]
+    public = json.loads(lintel("keys", "new", "--id", "office", "--out", str(key_file), "--json"))[
+        "public_key"
+    ]
     (tmp_path / "deploy.toml").write_text('[mqtt]\nusername = "gw-1"\npassword_secret = "mqtt"\n')
     (tmp_path / "pw").write_text("fresh-password\n")
-    out = lintel_output(
+    out = lintel(
         "keys", "deploy", "--key", str(key_file), "--gateway", "gw-1", "--site", "oak-court",
         "--version", "7", "--config", str(tmp_path / "deploy.toml"),
         "--secret", f"mqtt={tmp_path / 'pw'}", "--to", gateway.public_b64,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert "fresh-password" not in out.stdout
-    doc = json.loads(out.stdout)
+    assert "fresh-password" not in out
+    doc = json.loads(out)
     section = CommandsSection.model_validate(
         {
             "allow": ["deploy_config"],
@@ -234,19 +239,15 @@ def test_the_operator_cli_seals_and_signs_a_deployment_the_gateway_accepts(tmp_p
     cmd = validate(doc)
     assert cmd.args["version"] == 7
     assert gateway.open("mqtt", cmd.args["secrets"]["mqtt"]) == "fresh-password"
-    seal_cmd = ["keys", "seal", "--to", gateway.public_b64, "--name", "cam"]
-    sealed = subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", *seal_cmd],
-        input="cam-pass\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert gateway.open("cam", sealed.stdout.strip()) == "cam-pass"
+    monkeypatch.setattr("sys.stdin", io.StringIO("cam-pass\n"))
+    sealed = lintel("keys", "seal", "--to", gateway.public_b64, "--name", "cam")
+    assert gateway.open("cam", sealed.strip()) == "cam-pass"
 
 
-def test_config_show_origin_names_where_each_value_came_from(tmp_path: Path) -> None:
-    from tests.support.process import lintel_output
+def test_config_show_origin_names_where_each_value_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
 
     path = _base(tmp_path)
     base = load_config(path)
@@ -256,15 +257,15 @@ def test_config_show_origin_names_where_each_value_came_from(tmp_path: Path) -> 
     assert pending is not None
     files.promote(pending)
     files.stage(Deployment(9, "[log]\nlevel = 'error'\n"), base.sha256)
-    out = lintel_output("config", "show", "--origin", "-c", str(path))
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    assert main(["config", "show", "--origin", "-c", str(path)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
     assert 'mqtt.url = "mqtt://10.0.0.2:1883"  # deployment v8' in lines
     assert 'log.level = "debug"  # deployment v8' in lines
     assert "mqtt.keepalive_s = 20  # local" in lines
     assert 'gateway.id = "gw-1"  # local' in lines
-    assert "old-password" not in out.stdout
-    assert "deployment v9 is pending (staged)" in out.stdout
+    assert "old-password" not in out.out + out.err
+    assert "deployment v9 is pending (staged)" in out.out + out.err
     assert files.pending() is not None and files.pending().phase == "staged"  # nothing changed
 
 
