@@ -55,6 +55,10 @@ if [[ $want_test == 1 ]]; then
     [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
         apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
     need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
+    # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
+    need_cmd gcc gcc
+    need_cmd pkg-config pkg-config
+    [[ -f /usr/include/modbus/modbus.h ]] || apt_missing+=(libmodbus-dev)
 fi
 
 if ((${#apt_missing[@]})); then

@@ -20,8 +20,8 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from gateway.config.lane_registry import sections, tuned_changes
 from gateway.config.layers import LOCAL, fold, leaf_origins
 from gateway.config.loader import LoadedConfig, parse_config
 from gateway.config.model import GatewayConfig
@@ -32,8 +32,7 @@ log = logging.getLogger("lintel.config")
 
 OVERLAY_NAME = "config.overlay.toml"
 REMOTE_TUNABLES = "remote tunables"  # the layer's name where `lintel config show --origin` says it
-TUNABLE_SECTIONS = ("rules", "care", "log")
-DOOR_TUNABLES = ("pulse_s",)
+TUNABLE_SECTIONS = (*sections("rebuild"), "log")  # the lanes a reload rebuilds (registry), the log level
 _STAMP = "# lintel remote tunables over local config sha256 "
 
 
@@ -46,15 +45,9 @@ def untunable_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     changed = [
         name
         for name in type(old).model_fields
-        if name not in (*TUNABLE_SECTIONS, "doors") and getattr(old, name) != getattr(new, name)
+        if name not in (*TUNABLE_SECTIONS, *sections("tune")) and getattr(old, name) != getattr(new, name)
     ]
-    if _door_wiring(old) != _door_wiring(new):
-        changed.append("doors (anything but pulse_s)")
-    return changed
-
-
-def _door_wiring(config: GatewayConfig) -> list[Any]:
-    return [d.model_dump(exclude=set(DOOR_TUNABLES)) for d in config.doors]
+    return changed + tuned_changes(old, new)
 
 
 def write_overlay(loaded_local_sha256: str, path: Path, toml_text: bytes) -> None:
@@ -115,7 +108,9 @@ def with_tunables(under: LoadedConfig, over: LoadedConfig) -> LoadedConfig:
     same layers mechanism as deployments (`gateway.config.layers`), so each changed tunable is
     named `remote tunables` by `lintel config show --origin`, and `under`'s secrets and origin stay."""
     changed = {
-        k: v for k, v in over.raw.items() if k in (*TUNABLE_SECTIONS, "doors") and under.raw.get(k) != v
+        k: v
+        for k, v in over.raw.items()
+        if k in (*TUNABLE_SECTIONS, *sections("tune")) and under.raw.get(k) != v
     }
     _, origins = fold(under.raw, changed, REMOTE_TUNABLES, under.origins or leaf_origins(under.raw, LOCAL))
     return replace(
