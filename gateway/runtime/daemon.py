@@ -146,7 +146,6 @@ class Daemon:
 
     def request_restart(self, reason: str) -> None:
         """Stop in stages like SIGTERM, then have `lintel run` start again (a deployment, a rollback)."""
-        log.info("restarting: %s", reason)
         self.restart_reason = reason
         self.request_stop()
 
@@ -177,7 +176,7 @@ class Daemon:
         if core.uplink is not None and self.loaded.config.commands.enabled:
             core.uplink.on_command = self._command_arrived
             if self.deployer is not None:
-                core.uplink.on_deployment = self._deployment_arrived
+                self.deployer.listen(core.uplink, self._command_arrived)
         if core.uplink is not None:
             core.uplink.start()
         if core.sparkplug is not None:
@@ -200,9 +199,11 @@ class Daemon:
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
             ]
             if self.deployer is not None:
-                self.deployer.report_recorded_outcomes()
-                watch = Watch.of(core.uplink, self.health, self.lanes.doors, self.sources)
-                loops.append(group.create_task(self.deployer.probation(watch), name="probation"))
+                loops.append(
+                    self.deployer.start(
+                        group, Watch.of(core.uplink, self.health, self.lanes.doors, self.sources)
+                    )
+                )
             self.state = "running"
             self.notifier.ready(self._status_line())
             gw = self.loaded.config.gateway
@@ -297,10 +298,6 @@ class Daemon:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._spawn_command, payload)
-
-    def _deployment_arrived(self, payload: bytes, retained: bool) -> None:
-        if self.deployer is not None and self.deployer.wanted(payload, retained):
-            self._command_arrived(payload)
 
     def _spawn_command(self, payload: bytes) -> None:
         if self._group is not None and self.state == "running":

@@ -120,6 +120,21 @@ class Deployer:
             self.key.public_b64,
         )
 
+    def listen(self, uplink: Any, deliver: Callable[[bytes], None]) -> None:
+        """Take the uplink's retained deployment topic; what is `wanted` goes to `deliver` (the
+        command router's way in)."""
+
+        def arrived(payload: bytes, retained: bool) -> None:
+            if self.wanted(payload, retained):
+                deliver(payload)
+
+        uplink.on_deployment = arrived
+
+    def start(self, group: asyncio.TaskGroup, watch: Watch) -> asyncio.Task[None]:
+        """Report the outcomes decided at start, and run the probation (if any) in `group`."""
+        self.report_recorded_outcomes()
+        return group.create_task(self.probation(watch), name="probation")
+
     def wanted(self, payload: bytes, retained: bool) -> bool:
         """Whether a message from the deployment topic goes to the command router: not a retained
         copy of one already handled (what the broker keeps, handed over at every connect)."""
