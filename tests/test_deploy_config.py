@@ -335,3 +335,22 @@ def test_a_deployed_camera_takes_its_password_from_a_sealed_secret_without_showi
     assert "cam-S3cret" not in repr(shown) and "cam-S3cret" not in json.dumps(shown.model_dump())
     with pytest.raises(ConfigError, match="no such secret"):
         check(Deployment(2, camera), base, key, {})
+
+
+def test_a_failed_deployment_comes_back_on_the_last_known_good_deployment_not_the_local_file(
+    tmp_path: Path,
+) -> None:
+    base = load_config(_base(tmp_path))
+    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
+    files.stage(Deployment(5, "[mqtt]\nkeepalive_s = 50\n"), base.sha256)
+    good = choose(base, key, store, files).on_probation
+    assert good is not None
+    files.promote(good)
+    files.stage(Deployment(6, "[mqtt]\nkeepalive_s = 60\n"), base.sha256)
+    trying = choose(base, key, store, files)
+    assert trying.loaded.origin == "deployment v6"
+    assert trying.previous is not None and trying.previous.origin == "deployment v5"
+    back = choose(base, key, store, files)  # the process died during v6's probation
+    assert back.loaded.origin == "deployment v5" and back.loaded.version == 5
+    assert back.loaded.config.mqtt is not None and back.loaded.config.mqtt.keepalive_s == 50
+    assert files.lkg() is not None and files.lkg().deployment.version == 5
