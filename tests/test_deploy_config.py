@@ -354,3 +354,14 @@ def test_a_failed_deployment_comes_back_on_the_last_known_good_deployment_not_th
     assert back.loaded.origin == "deployment v5" and back.loaded.version == 5
     assert back.loaded.config.mqtt is not None and back.loaded.config.mqtt.keepalive_s == 50
     assert files.lkg() is not None and files.lkg().deployment.version == 5
+
+
+def test_a_rejected_deployment_reads_like_check_config(tmp_path: Path) -> None:
+    path = _base(tmp_path)
+    base = load_config(path)
+    with pytest.raises(ConfigError) as deployed:
+        check(Deployment(1, "[mqtt]\nkeepalive = 10\n"), base, _key(tmp_path), {})
+    path.write_text(path.read_text().replace("keepalive_s = 20", "keepalive_s = 20\nkeepalive = 10"))
+    with pytest.raises(ConfigError) as local:
+        load_config(path)
+    assert [str(p) for p in deployed.value.problems] == [str(p) for p in local.value.problems]
