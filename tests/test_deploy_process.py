@@ -294,7 +294,9 @@ def _on_probation(rig: Rig, version: int) -> None:
     raise AssertionError("the deployment never went on probation")
 
 
-LONG_PROBATION = "[deploy]\nprobation_s = 60\n\n[log]\nlevel = 'debug'\n"
+LONG_PROBATION = "[deploy]\nprobation_s = 60\n\n[log]\nlevel = 'debug'\n"  # applied without a restart
+# The same with a broker setting changed: applied by a restart.
+LONG_PROBATION_RESTART = LONG_PROBATION + "\n[mqtt]\nkeepalive_s = 25\n"
 
 
 def test_a_local_edit_during_a_deployment_wins_and_is_reported(rig: Rig) -> None:
@@ -328,7 +330,7 @@ def test_kill_9_during_probation_comes_back_on_the_config_that_worked(tmp_path: 
     rig = Rig(tmp_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     try:
         pid = rig.proc.pid
-        rig.publish(rig.signed(rig.deployment(LONG_PROBATION)))
+        rig.publish(rig.signed(rig.deployment(LONG_PROBATION_RESTART)))
         _on_probation(rig, 1)
         # The deployment's restart is a reload for systemd, in the same process (MAINPID stays):
         # never STOPPING, which would make systemd stop the unit.
@@ -367,3 +369,19 @@ def test_a_deployed_camera_opens_with_its_sealed_password_which_no_log_shows(rig
     assert password.encode() not in out + err
     assert password.encode() not in (rig.tmp_path / "state" / "run" / "status.json").read_bytes()
     assert all(password not in json.dumps(m.payload) for m in rig.collector.snapshot())
+
+
+def test_a_deployment_of_sources_only_is_applied_without_a_restart(rig: Rig) -> None:
+    births = rig.births()
+    text = meter_bus_toml(rig.modbus.port) + (  # bus-1 gains a second meter
+        '\n[[sources.meters]]\nid = "m2"\nunit = 2\nprofile = "eastron_sdm120"\nread = ["power_w"]\n'
+    )
+    body = rig.signed(rig.deployment(text))
+    rig.publish(body)
+    assert rig.commander.result_for(body["id"], 30)["result"]["state"] == "on probation"
+    assert rig.outcome(1, timeout=30) == "config_applied"
+    assert rig.events("config_reloaded"), "applied by the reloader"
+    assert rig.collector.wait_for(lambda c: any(m.payload.get("source_id") == "m2" for m in c.data()), 15)
+    assert rig.births() == births  # never disconnected: no restart
+    assert rig.status()["config"]["origin"] == "deployment v1"
+    _no_gap(rig)

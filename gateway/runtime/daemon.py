@@ -78,6 +78,8 @@ class Daemon:
         self.reloader = Reloader(
             self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied
         )
+        if deployer is not None:
+            deployer.reloader = self.reloader  # a deployment that needs no restart is applied by it
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
         self.state = "starting"

@@ -4,9 +4,11 @@
 1. its `version` must be above the last one handled (else `stale` / `replayed`: refused);
 2. it is checked fully against *today's* local file (`gateway.config.deployment.check`): a refusal
    is answered and reported upstream as `config_rejected` with check-config's problem texts;
-3. it is staged (`deploy/pending.json`, durably) and the process restarts: staged stop (doors
-   released first, everything accepted committed), then the CLI re-executes `lintel run`, which
-   starts on the staged deployment and marks it `trying` before building anything;
+3. it is staged (`deploy/pending.json`, durably). When it changes only what a reload can (sources,
+   rules, care, log, door timings: `Reloader.restart_needed` is empty) it is marked `trying` and
+   applied in the running process by the `Reloader`. Otherwise the process restarts: staged stop
+   (doors released first, everything accepted committed), then the CLI re-executes `lintel run`,
+   which starts on the staged deployment and marks it `trying` before building anything;
 4. probation (`Deployer.probation`, `deploy.probation_s`): the broker must be reached with the
    new settings, every source and door the deployment changed must be running (a source: each of
    its devices online; a door: its relay answered and is released) and none may fail. Then it
@@ -14,8 +16,8 @@
    `config_rolled_back` (the reason) is recorded, the deployment dropped and the process restarts
    on the last-known-good. A local edit of the config file during probation wins:
    `config_diverged`, and a restart on the local file.
-A restart for every deployment keeps one way of building a gateway (the one `lintel run` uses);
-what it costs is measured in bench/deploy.py.
+A failed probation always restarts onto the last-known-good (the one way back that also holds
+after a crash). What each path costs is measured in bench/deploy.py.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from gateway.config.deployment import Deployment, check
 from gateway.config.loader import LoadedConfig, load_config
 from gateway.config.secrets import GatewayKey, SecretError, SecretStore
 from gateway.core import Clock, ConfigError, Event, Record
-from gateway.core.commands import Caller, Handler, Rejected
+from gateway.core.commands import Caller, Failed, Handler, Rejected
+from gateway.runtime.reload import Reloader
 from gateway.runtime.report import ConfigReport
 
 log = logging.getLogger("lintel.deploy")
@@ -110,6 +113,9 @@ class Deployer:
         self.on_probation = on_probation
         self.restarting = False
         self._checking = False  # a deployment is being checked: a second one waits for its outcome
+        self.reloader: Reloader | None = None  # set by the daemon: applies what needs no restart
+        self._group: asyncio.TaskGroup | None = None
+        self._watch: Watch | None = None
 
     def report(self) -> ConfigReport:
         return ConfigReport(
@@ -133,6 +139,7 @@ class Deployer:
     def start(self, group: asyncio.TaskGroup, watch: Watch) -> asyncio.Task[None]:
         """Report the outcomes decided at start, and run the probation (if any) in `group`."""
         self.report_recorded_outcomes()
+        self._group, self._watch = group, watch
         return group.create_task(self.probation(watch), name="probation")
 
     def wanted(self, payload: bytes, retained: bool) -> bool:
@@ -184,7 +191,7 @@ class Deployer:
         self._checking = True
         try:
             base = await asyncio.to_thread(load_config, self.running.path)
-            await asyncio.to_thread(check, dep, base, self.key, self.store.load())
+            candidate = await asyncio.to_thread(check, dep, base, self.key, self.store.load())
         except (ConfigError, SecretError) as exc:
             problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
             self.files.mark_handled(dep.version)
@@ -198,10 +205,35 @@ class Deployer:
             self._checking = False
         self.files.stage(dep, base.file_sha256)
         self.files.mark_handled(dep.version)
+        if self.reloader is not None and not self.reloader.restart_needed(candidate):
+            return await self._apply_running(dep, candidate)
         self.restarting = True
         log.info("deployment v%d from %s staged: restarting onto it", dep.version, by)
         asyncio.get_running_loop().call_soon(self.restart, f"deployment v{dep.version}")
         return {"version": dep.version, "sha256": dep.sha256, "state": "restarting"}
+
+    async def _apply_running(self, dep: Deployment, candidate: LoadedConfig) -> dict[str, Any]:
+        """A deployment that changes only what a reload can (sources, rules, care, log, door
+        timings): started in the running process, then on probation there. Marked `trying` first,
+        so a crash during it comes back on the last-known-good; a failed probation restarts onto it."""
+        staged = self.files.pending()
+        assert staged is not None and self.reloader is not None and self._group is not None
+        self.files.mark_trying(staged)
+        self.on_probation = self.files.pending()  # busy from here: a second deployment waits
+        previous = self.running
+        try:
+            await self.reloader.apply(candidate)
+        except (Rejected, Failed) as exc:  # could not be built: nothing changed
+            self.on_probation = None
+            self.files.drop_pending()
+            self._event("config_rolled_back", {"version": dep.version, "reason": str(exc)})
+            raise Failed(f"deployment v{dep.version} not applied: {exc}") from None
+        self.running, self.previous = candidate, previous
+        watch = self._watch
+        assert watch is not None
+        self._group.create_task(self.probation(watch), name="probation")
+        log.info("deployment v%d from %s applied without a restart: on probation", dep.version, dep.by)
+        return {"version": dep.version, "sha256": dep.sha256, "state": "on probation"}
 
     # -- reloads while a deployment runs ---------------------------------------------------------------
     def reload(self, toml_text: str | None) -> dict[str, Any]:

@@ -137,11 +137,30 @@ class Reloader:
         async with self._lock:
             return await self._reload(toml_text, expect_sha256)
 
+    def restart_needed(self, new: LoadedConfig) -> list[str]:
+        """What `new` changes that only a restart can apply (sections, a door's wiring); [] when
+        `apply` can install it in the running gateway."""
+        old = self.running().config
+        fixed = [name for name in RESTART_SECTIONS if getattr(old, name) != getattr(new.config, name)]
+        return fixed + tuned_changes(old, new.config)
+
+    async def apply(self, new: LoadedConfig) -> ReloadResult:
+        """Install `new`, a config its caller checked (a deployment), as a local reload would:
+        `Rejected` when it needs a restart, `Failed` when it cannot be built (nothing changed)."""
+        async with self._lock:
+            fixed = self.restart_needed(new)
+            if fixed:
+                raise Rejected(f"needs a restart to change: {', '.join(fixed)}")
+            return await self._install(self.running(), new, None)
+
     async def _reload(self, toml_text: str | None, expect_sha256: str | None) -> ReloadResult:
         old = self.running()
         if expect_sha256 and expect_sha256 != old.sha256:
             raise Rejected(f"config changed meanwhile: the running config is {old.sha256}")
         new = _remote(old, toml_text) if toml_text is not None else _local(old)
+        return await self._install(old, new, toml_text)
+
+    async def _install(self, old: LoadedConfig, new: LoadedConfig, toml_text: str | None) -> ReloadResult:
         if new.sha256 == old.sha256:
             return ReloadResult(False, old.sha256)
         old_sources = {c.id: c for c in old.config.sources if c.enabled}
@@ -192,5 +211,6 @@ class Reloader:
         if doors is not None and stop:
             await doors.make_safe()
         await self.sources.stop(stop, timeout_s)
+        self.sources.secrets = self.running().secrets  # a deployment may bring a camera's password
         for cfg in start:
             self.sources.start(cfg)
