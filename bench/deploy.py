@@ -4,10 +4,10 @@ retained as the office sends them.
     python -m bench.deploy [--rounds 3] [--probation-s 1.5]
 
 Per kind of deployment (applied by a restart: a broker setting; applied in the running process:
-a log level; rolled back; refused): wall time from publishing to the reported outcome, the same without the
-probation window (what the restart and checks cost), the gateway's CPU time over it (the same pid
-across the re-exec: utime + stime from /proc), and the longest gap in the meter's readings (0.5 s
-interval) around it. Quote CPU, not wall, on a loaded machine.
+a log level; rolled back; refused): wall time from publishing to the reported outcome, the same
+without the probation window (what the restart and checks cost), the gateway's CPU time over it
+(the same pid across the re-exec: utime + stime from /proc), and the longest gap in the meter's
+readings (0.5 s interval) around it. Quote CPU, not wall, on a loaded machine.
 """
 
 from __future__ import annotations
