@@ -102,9 +102,16 @@ def test_secret_store_keeps_names_owner_only(tmp_path: Path) -> None:
             "sources[0].sensors[0].bindkey_file",
         ),
         ({"commands": {"allow": ["door_pulse"]}}, "commands"),
+        (
+            {"sources": [{"type": "ble", "id": "b", "sensors": [{"bindkey": "00" * 16}]}]},
+            "sources[0].sensors[0].bindkey",
+        ),
+        ({"mqtt": {"password": "in-clear"}}, "mqtt.password"),
     ],
 )
-def test_a_deployment_naming_a_local_file_or_local_only_setting_is_refused(doc: dict, where: str) -> None:
+def test_a_deployment_naming_a_local_file_a_clear_secret_or_a_local_only_setting_is_refused(
+    doc: dict, where: str
+) -> None:
     problems = local_path_problems(doc)
     assert [p.path for p in problems] == [where]
 

@@ -33,6 +33,7 @@ from gateway.config.problems import problems_from_validation, show
 from gateway.config.secrets import GatewayKey, SecretError
 from gateway.config.toml_errors import depth_problem, syntax_problem
 from gateway.core.errors import ConfigError, ConfigProblem
+from gateway.core.redact import is_secret_key
 
 SOURCE = "deployment"
 MAX_CONFIG_BYTES = 256 * 1024
@@ -41,6 +42,9 @@ LOCAL_FILE_KEYS = {("outbox", "path"), ("faces", "gallery")}
 _FILE_EXPECTED = (
     "no local file in a deployment: secrets as *_secret names (sealed in the deployment), "
     "files only in the gateway's local config"
+)
+_CLEAR_EXPECTED = (
+    "the secret sealed in the deployment's secrets and named by a *_secret key (docs/deployments.md)"
 )
 _NETWORK_STREAM = re.compile(r"^(rtsps?|https?)://", re.IGNORECASE)
 _VIDEO_DEVICE = re.compile(r"^/dev/video[0-9]{1,3}$")
@@ -102,6 +106,12 @@ def local_path_problems(doc: Mapping[str, Any]) -> list[ConfigProblem]:
                 if key.endswith(("_file", "_dir")) or (*parts[:1], key) in LOCAL_FILE_KEYS:
                     problems.append(
                         _problem(sub, "a deployment may not name a local file", value, _FILE_EXPECTED)
+                    )
+                    continue
+                if is_secret_key(key) and not key.endswith("_secret") and isinstance(value, str):
+                    # A deployment is signed, not encrypted: a secret in it would travel and rest in clear.
+                    problems.append(
+                        ConfigProblem(sub, "a secret in clear in a deployment", None, _CLEAR_EXPECTED)
                     )
                     continue
                 walk(value, sub, (*parts, key))
