@@ -372,3 +372,24 @@ def test_a_rejected_deployment_reads_like_check_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as local:
         load_config(path)
     assert [str(p) for p in deployed.value.problems] == [str(p) for p in local.value.problems]
+
+
+def test_a_deployed_ble_sensor_takes_its_bindkey_from_a_sealed_secret_and_never_runs_without(
+    tmp_path: Path,
+) -> None:
+    base = load_config(_base(tmp_path))
+    key = _key(tmp_path)
+    ble = (
+        '[[sources]]\nid = "radio"\ntype = "ble"\n[[sources.sensors]]\nid = "door-back"\n'
+        'address = "E4:AA:EC:81:21:AE"\nbindkey_secret = "door-back"\n'
+    )
+    bindkey = "231d39c1d7cc1ab1aee224cd096db932"
+    loaded = check(
+        Deployment(1, ble, {"door-back": seal(key.public_b64, "door-back", bindkey)}), base, key, {}
+    )
+    source = loaded.config.sources[0]
+    assert source.with_secrets(loaded.secrets).sensors[0].key() == bytes.fromhex(bindkey)
+    with pytest.raises(ValueError, match="not handed"):
+        source.sensors[0].key()  # unresolved: an error, never "no key" (plaintext adverts would pass)
+    with pytest.raises(ConfigError, match="no such secret"):
+        check(Deployment(2, ble), base, key, {})
