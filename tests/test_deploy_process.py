@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import socket
 import tarfile
 import threading
 import time
@@ -19,7 +20,6 @@ from typing import Any
 import pytest
 
 from gateway.config.secrets import GatewayKey, seal
-from tests.support.broker import free_port
 from tests.support.commander import (
     envelope,
 )
@@ -229,7 +229,7 @@ def test_twenty_bad_deployments_are_each_refused_or_rolled_back(rig: Rig, tmp_pa
     )
     reasons = [
         _rolled_back(rig, mqtt_with, {"mqtt": "not-the-password"}),
-        _rolled_back(rig, f"[mqtt]\nurl = 'mqtt://127.0.0.1:{free_port()}'\n"),
+        _rolled_back(rig, f"[mqtt]\nurl = 'mqtt://127.0.0.1:{_closed_port(rig)}'\n"),
         _rolled_back(
             rig,
             bus + "\n[[sources]]\nid = 'bus-2'\ntype = 'modbus'\nendpoint = 'rtu:///dev/ttyLINTEL-missing'\n"
@@ -268,6 +268,15 @@ unit = {unit}
 coil = 0
 timeout_ms = 200
 """
+
+
+def _closed_port(rig: Rig) -> int:
+    """A loopback port that refuses connections for the whole test: bound, never listening, so no
+    other test's broker can take it meanwhile (a port merely free now could be)."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    rig.held.append(held)
+    return int(held.getsockname()[1])
 
 
 class GatewayKeyForTest:

@@ -77,6 +77,7 @@ class Rig:
         self.proc: Any = lintel("run", "-c", str(self.config), env=env)
         self.version = 0
         self.servers: list[MjpegServer] = []
+        self.held: list[Any] = []  # sockets a test keeps bound (ports nobody may take)
         assert self.collector.wait_for(lambda c: self.births() >= 1, 30), "no birth"
 
     # -- looking -------------------------------------------------------------------------------------
@@ -149,6 +150,8 @@ class Rig:
             self.modbus.stop()
             for server in self.servers:
                 server.stop()
+            for held in self.held:
+                held.close()
 
     def log(self) -> str:
         return self.proc.stderr.read().decode() if self.proc.stderr else ""
