@@ -1,6 +1,6 @@
 """`lintel keys new|sign`: operator keys for signed commands (docs/commands.md).
 
-`seal` and `deploy` (config deployments) live in `deploy_keys.py`.
+`seal` and `deploy` (config deployments) live in `deploy_keys.py`, which builds on this module.
 `new` makes an Ed25519 key pair: the private key goes to a file (mode 0600, never overwritten) that
 stays with the operator, and the public key is printed as the `[[commands.operators]]` lines to add
 to each gateway's config. `sign` builds a command envelope for one gateway, signs it and prints it as
@@ -33,7 +33,8 @@ from gateway.commands.signing import (
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any) -> Any:
+    """The `keys` parser's actions; returns them, so `deploy_keys` adds its own beside them."""
     p = sub.add_parser("keys", help="operator keys: make one, sign a command with it")
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     q = ksub.add_parser("new", help="make a key pair; print the public key line for the config")
@@ -55,16 +56,10 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("name", metavar="COMMAND", help="ping, alarm_ack, door_pulse, reload_config, …")
     q.add_argument("arguments", metavar="ARGS", nargs="?", default="{}", help="arguments as a JSON object")
 
-    from gateway.cli.deploy_keys import add_parsers as add_deploy_parsers
-
-    add_deploy_parsers(ksub)
+    return ksub
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    if args.keys_command in ("seal", "deploy"):
-        from gateway.cli.deploy_keys import cmd_deploy, cmd_seal
-
-        return cmd_seal(args) if args.keys_command == "seal" else cmd_deploy(args)
     return _new(args) if args.keys_command == "new" else _sign(args)
 
 

@@ -14,7 +14,7 @@ import platform
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.commands.router import CommandRouter
@@ -32,6 +32,10 @@ from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
 from gateway.upstream.encode import Encoder, Topics
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.inference.engine import InferenceEngine
 
 log = logging.getLogger("lintel.daemon")
 
@@ -83,11 +87,11 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
-        self._engine: Any = None  # gateway.inference.engine.InferenceEngine, once a lane asked
+        self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
         # The running config's version and origin for the birth (the daemon sets it).
         self.config_report: Callable[[], dict[str, Any]] | None = None
-        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = loaded.secret(mqtt.password_file, mqtt.password_secret)
@@ -119,7 +123,7 @@ class Core:
             loaded.secret,
         )
 
-    def engine(self) -> Any:
+    def engine(self) -> InferenceEngine:
         """One inference engine (one thread) for every camera lane, created on first use (a
         gateway without cameras never imports onnxruntime)."""
         if self._engine is None:
