@@ -23,12 +23,9 @@ after a crash). What each path costs is measured in bench/deploy.py.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from gateway.commands.envelope import MAX_COMMAND_BYTES
@@ -38,6 +35,7 @@ from gateway.config.loader import LoadedConfig, load_config
 from gateway.config.secrets import GatewayKey, SecretError, SecretStore
 from gateway.core import Clock, ConfigError, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
+from gateway.runtime.probation import Watch, changed_parts, failed, file_sha256, judge
 from gateway.runtime.reload import Reloader
 from gateway.runtime.report import ConfigReport
 
@@ -46,46 +44,7 @@ log = logging.getLogger("lintel.deploy")
 GATEWAY_SOURCE = "gateway"
 POLL_S = 0.25  # how often a probation looks (the config file is hashed each time)
 
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """What a probation looks at, each a small function of the running daemon."""
-
-    broker_reached: Callable[[], bool]  # a session with the current settings came up
-    component_states: Callable[[], Mapping[str, str]]  # health name -> running/retrying/failed/…
-    door_states: Callable[[], Mapping[str, str]]  # door id -> released/energised/unknown/…
-    devices: Callable[[], list[tuple[str, str, bool | None, str | None]]]  # source, device, online, error
-
-    @classmethod
-    def of(cls, uplink: Any, health: Mapping[str, Any], doors: Any, sources: Any) -> Watch:
-        """The watch over a daemon's parts: its uplink (None without a broker), its health table,
-        its doors lane component (None without doors) and its `Sources`."""
-        return cls(
-            broker_reached=lambda: uplink is not None and uplink.connects > 0,
-            component_states=lambda: {name: h.state for name, h in health.items()},
-            door_states=lambda: {d.id: d.relay for d in doors.report().doors} if doors is not None else {},
-            devices=lambda: [
-                (d.source_id, d.device_id, d.online, d.last_error) for d in sources.device_reports()
-            ],
-        )
-
-
-def changed_parts(old: LoadedConfig | None, new: LoadedConfig) -> tuple[list[str], list[str]]:
-    """(health names of the sources, ids of the doors) that `new` adds or changes over `old`."""
-    before = {s.id: s for s in old.config.sources} if old is not None else {}
-    sources = [f"source:{s.id}" for s in new.config.sources if s.enabled and before.get(s.id) != s]
-    doors_before = {d.id: d for d in old.config.doors} if old is not None else {}
-    doors = [d.id for d in new.config.doors if doors_before.get(d.id) != d]
-    return sources, doors
-
-
-def _file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+__all__ = ["Deployer", "Watch"]
 
 
 class Deployer:
@@ -245,7 +204,7 @@ class Deployer:
             raise Rejected(
                 f"this gateway runs {origin}: send tunables in a new deployment (docs/deployments.md)"
             )
-        if _file_sha256(self.running.path) == self.running.file_sha256:
+        if file_sha256(self.running.path) == self.running.file_sha256:
             return {"changed": False, "config_sha256": self.running.sha256}
         if not self.restarting:
             self.restarting = True
@@ -265,17 +224,14 @@ class Deployer:
         deadline = self.clock.monotonic() + probation_s
         reason: str | None = None
         while True:
-            if _file_sha256(self.running.path) != rec.local_sha256:
+            if file_sha256(self.running.path) != rec.local_sha256:
                 self._diverged(dep)
                 return
-            states = watch.component_states()
-            watched = [*sources, *(["lane:doors"] if doors else [])]
-            failed = [name for name in watched if states.get(name) == "failed"]
-            if failed:
-                reason = f"{', '.join(failed)} failed"
+            reason = failed(watch, sources, doors)
+            if reason is not None:
                 break
             if self.clock.monotonic() >= deadline:
-                reason = self._judge(watch, needs_broker, sources, doors, probation_s)
+                reason = judge(watch, needs_broker, sources, doors, probation_s)
                 break
             await asyncio.sleep(POLL_S)
         if reason is not None:
@@ -292,32 +248,6 @@ class Deployer:
         self.on_probation = None
         self._event("config_applied", {"version": dep.version, "sha256": dep.sha256})
         log.info("deployment v%d passed its probation (%.1f s): kept", dep.version, probation_s)
-
-    def _judge(
-        self, watch: Watch, needs_broker: bool, sources: list[str], doors: list[str], probation_s: float
-    ) -> str | None:
-        if needs_broker and not watch.broker_reached():
-            return f"the broker was not reached with the new settings within {probation_s:g} s"
-        states = watch.component_states()
-        down = [f"{name} {states.get(name, 'missing')}" for name in sources if states.get(name) != "running"]
-        if down:
-            return f"not running after {probation_s:g} s: {', '.join(down)}"
-        changed = {name.removeprefix("source:") for name in sources}
-        offline = [
-            f"{sid}/{device} {'offline' if online is False else 'not heard'}"
-            + (f" ({error})" if error else "")
-            for sid, device, online, error in watch.devices()
-            if sid in changed and online is not True
-        ]
-        if offline:
-            return f"not online after {probation_s:g} s: {', '.join(offline)}"
-        door_states = watch.door_states()
-        stuck = [
-            f"door {d} {door_states.get(d, 'missing')}" for d in doors if door_states.get(d) != "released"
-        ]
-        if stuck:
-            return f"relay not confirmed off after {probation_s:g} s: {', '.join(stuck)}"
-        return None
 
     def _diverged(self, dep: Deployment) -> None:
         reason = (
