@@ -74,7 +74,8 @@ class Daemon:
             rt.stall_after_s,
             self.health,
             core.state_store,
-            loaded.secrets,
+            core.pipeline.submit_many,
+            secrets=loaded.secrets,
         )
         self.reloader = Reloader(
             self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied
