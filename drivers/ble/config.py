@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drivers.ble.replay import RestartPolicy
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, custom_error
@@ -60,6 +61,12 @@ class SensorConfig(StrictModel):
     )
     bindkey: str | None = Field(None, description="Encryption key, 32 hex digits (prefer bindkey_file).")
     bindkey_file: str | None = Field(None, description="Absolute path of a file holding the bindkey.")
+    bindkey_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Name of a deployed secret holding the bindkey (instead of bindkey or bindkey_file).",
+    )
+    _secret_key: str | None = PrivateAttr(None)  # the deployed secret, set by BleConfig.with_secrets
     offline_after_s: float | None = Field(
         None, gt=0, le=7 * 86_400, description="Silence before device_offline (default: the source's)."
     )
@@ -98,12 +105,23 @@ class SensorConfig(StrictModel):
                 key="bindkey_file",
                 got=f'"{self.bindkey_file}"',
             )
+        if self.bindkey_secret is not None and (self.bindkey is not None or self.bindkey_file is not None):
+            raise custom_error(
+                "bindkey_secret and a bindkey or bindkey_file both given",
+                "one of them: bindkey_secret names a deployed secret",
+                key="bindkey_secret",
+                got=f'"{self.bindkey_secret}"',
+            )
         return self
 
     def key(self) -> bytes | None:
         """The bindkey bytes, reading `bindkey_file` now. Raises ValueError/OSError with the reason."""
         if self.bindkey is not None:
             return parse_key(self.bindkey)
+        if self.bindkey_secret is not None:
+            if self._secret_key is None:  # never fall back to "no key": plaintext adverts would pass
+                raise ValueError(f"the deployed secret {self.bindkey_secret} was not handed to the driver")
+            return parse_key(self._secret_key)
         if self.bindkey_file is not None:
             return parse_key(Path(self.bindkey_file).read_text(encoding="utf-8"))
         return None
@@ -111,6 +129,21 @@ class SensorConfig(StrictModel):
 
 class BleConfig(SourceConfigBase):
     """A Bluetooth adapter listening for the configured sensors' advertisements."""
+
+    def secret_names(self) -> list[tuple[str, str]]:
+        return [
+            (f"sensors[{i}].bindkey_secret", s.bindkey_secret)
+            for i, s in enumerate(self.sensors)
+            if s.bindkey_secret
+        ]
+
+    def with_secrets(self, secrets: Mapping[str, str]) -> BleConfig:
+        sensors = []
+        for sensor in self.sensors:
+            resolved = sensor.model_copy()
+            resolved._secret_key = secrets.get(sensor.bindkey_secret) if sensor.bindkey_secret else None
+            sensors.append(resolved)
+        return self.model_copy(update={"sensors": sensors})
 
     type: Literal["ble"]
     adapter: str = Field("hci0", pattern=r"^hci[0-9]{1,2}$", description="BlueZ adapter name.")

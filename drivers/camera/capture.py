@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 
@@ -45,7 +44,7 @@ def stream_address(config: CameraConfig) -> str:
     if url.startswith("file://"):
         return url.removeprefix("file://")
     if config.username and "://" in url:
-        password = Path(config.password_file).read_text().strip() if config.password_file else ""
+        password = config.password()
         scheme, rest = url.split("://", 1)
         secret = f"{config.username}:{password}" if password else config.username
         return f"{scheme}://{secret}@{rest}"

@@ -21,10 +21,11 @@ a frame is decoded (a 12000×12000 MJPEG frame costs over 1 GB once decoded).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from gateway.core.config_base import SourceConfigBase, custom_error
 from gateway.core.errors import ConfigProblem
@@ -54,9 +55,15 @@ def stream_kind(url: str) -> str:
 
 class CameraConfig(SourceConfigBase):
     type: Literal["camera"]
+    _password: str | None = PrivateAttr(None)  # a deployed secret, set by with_secrets (never dumped)
     url: str = Field(description=f"The stream: {URL_EXPECTED}.")
     username: str | None = Field(None, description="RTSP/HTTP user, written into the url at open time.")
     password_file: str | None = Field(None, description="File holding the stream password (absolute path).")
+    password_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Name of a deployed secret holding the stream password (instead of password_file).",
+    )
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="tcp survives lossy Wi-Fi links.")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="Give up opening the stream after this.")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="OpenCV's own read timeout.")
@@ -121,6 +128,13 @@ class CameraConfig(SourceConfigBase):
                 key="reconnect_max_s",
                 got=str(self.reconnect_max_s),
             )
+        if self.password_file is not None and self.password_secret is not None:
+            raise custom_error(
+                "password_file and password_secret both given",
+                "one of them: password_secret names a deployed secret, password_file a local file",
+                key="password_secret",
+                got=f'"{self.password_secret}"',
+            )
         if self.password_file is not None and not Path(self.password_file).is_absolute():
             raise custom_error(
                 "not an absolute path",
@@ -138,6 +152,20 @@ class CameraConfig(SourceConfigBase):
                 got=self.ca_file,
             )
         return self
+
+    def secret_names(self) -> list[tuple[str, str]]:
+        return [("password_secret", self.password_secret)] if self.password_secret else []
+
+    def with_secrets(self, secrets: Mapping[str, str]) -> CameraConfig:
+        resolved = self.model_copy()
+        resolved._password = secrets.get(self.password_secret) if self.password_secret else None
+        return resolved
+
+    def password(self) -> str:
+        """The stream password: a deployed secret (see `with_secrets`) or `password_file`, read now."""
+        if self._password is not None:
+            return self._password
+        return Path(self.password_file).read_text().strip() if self.password_file else ""
 
     @property
     def tls(self) -> bool:

@@ -2,13 +2,15 @@
 
 Inside: the config (secrets redacted), the daemon's status, `lintel doctor --json`, recent logs
 (the systemd journal when there is one), versions, outbox statistics, and a README saying what is
-and is not there. Never inside: passwords, keys, bindkeys (see `gateway.diagnostics.redact`), the
-face gallery, pictures, the outbox's messages. Written with mode 0600.
+and is not there. Never inside: passwords, keys, bindkeys, deployed secrets and the gateway's own
+deployment key (see `gateway.diagnostics.redact`), the face gallery, pictures, the outbox's
+messages. Written with mode 0600.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -85,6 +87,7 @@ def build_members(config_path: str) -> tuple[dict[str, bytes], str]:
         state_dir = resolve(str(gw.get("state_dir", "/var/lib/lintel")))
         faces = raw.get("faces", {}) if isinstance(raw.get("faces"), dict) else {}
         scrub.add_file(resolve(faces["key_file"]) if "key_file" in faces else state_dir / "faces.key")
+        scrub.add_all(_deployed_secrets(state_dir))
         members["config.redacted.json"] = _json({"file": str(path), "config": redact_config(raw)})
 
     findings = run_doctor(Context(config_path=config_path))
@@ -102,6 +105,19 @@ def build_members(config_path: str) -> tuple[dict[str, bytes], str]:
             continue
         clean[member] = data
     return clean, name
+
+
+def _deployed_secrets(state_dir: Path) -> list[bytes | str]:
+    """Secrets that deployments brought (docs/deployments.md) and this gateway's own key: never
+    inside, even where a log line quoted one."""
+    from gateway.config.secrets import KEY_NAME, SecretError, SecretStore
+
+    found: list[bytes | str] = []
+    with contextlib.suppress(SecretError):
+        found.extend(SecretStore(state_dir).load().values())
+    with contextlib.suppress(OSError):
+        found.append((state_dir / KEY_NAME).read_bytes())
+    return found
 
 
 def _from_loaded(config_path: str) -> dict[str, bytes]:

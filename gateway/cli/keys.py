@@ -1,5 +1,6 @@
 """`lintel keys new|sign`: operator keys for signed commands (docs/commands.md).
 
+`seal` and `deploy` (config deployments) live in `deploy_keys.py`, which builds on this module.
 `new` makes an Ed25519 key pair: the private key goes to a file (mode 0600, never overwritten) that
 stays with the operator, and the public key is printed as the `[[commands.operators]]` lines to add
 to each gateway's config. `sign` builds a command envelope for one gateway, signs it and prints it as
@@ -32,7 +33,8 @@ from gateway.commands.signing import (
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any) -> Any:
+    """The `keys` parser's actions; returns them, so `deploy_keys` adds its own beside them."""
     p = sub.add_parser("keys", help="operator keys: make one, sign a command with it")
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     q = ksub.add_parser("new", help="make a key pair; print the public key line for the config")
@@ -53,6 +55,8 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--wait-s", type=float, default=15, help="wait this long for the result (0: do not)")
     q.add_argument("name", metavar="COMMAND", help="ping, alarm_ack, door_pulse, reload_config, …")
     q.add_argument("arguments", metavar="ARGS", nargs="?", default="{}", help="arguments as a JSON object")
+
+    return ksub
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -108,10 +112,11 @@ def _sign(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(signed, separators=(",", ":"), ensure_ascii=False) + "\n")
     if not args.publish:
         return 0
-    return _publish(args, signed)
+    return publish(args, signed)
 
 
-def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
+def publish(args: argparse.Namespace, signed: dict[str, Any], suffix: str = "", retain: bool = False) -> int:
+    """Send `signed` to the gateway's command topic (+ `suffix`) and print the result it answers."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -153,7 +158,7 @@ def _publish(args: argparse.Namespace, signed: dict[str, Any]) -> int:
         if args.wait_s > 0:
             client.subscribe(f"{base}/result", qos=1)
             subscribed.wait(10)
-        client.publish(base, json.dumps(signed).encode(), qos=1).wait_for_publish(10)
+        client.publish(base + suffix, json.dumps(signed).encode(), qos=1, retain=retain).wait_for_publish(10)
         if args.wait_s <= 0:
             return 0
         if not arrived.wait(args.wait_s):

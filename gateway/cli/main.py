@@ -80,9 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.doors import add_parsers as add_doors_parsers
 
     add_doors_parsers(sub, _config_arg, _json_arg)
+    from gateway.cli.config_show import add_parser as add_config_parser
+
+    add_config_parser(sub, _config_arg)
+    from gateway.cli.deploy_keys import add_parsers as add_deploy_parsers
     from gateway.cli.keys import add_parsers as add_keys_parsers
 
-    add_keys_parsers(sub)
+    add_deploy_parsers(add_keys_parsers(sub))
     from gateway.cli.bundle import add_parser as add_bundle_parser
     from gateway.cli.doctor import add_parser as add_doctor_parser
 
@@ -150,7 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.doors import cmd_doors
 
         return cmd_doors(args)
+    if args.command == "config":
+        from gateway.cli.config_show import cmd_config
+
+        return cmd_config(args)
     if args.command == "keys":
+        if args.keys_command in ("seal", "deploy"):
+            from gateway.cli.deploy_keys import cmd_deploy, cmd_seal
+
+            return cmd_seal(args) if args.keys_command == "seal" else cmd_deploy(args)
         from gateway.cli.keys import cmd_keys
 
         return cmd_keys(args)

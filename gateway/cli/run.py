@@ -8,10 +8,14 @@ import errno
 import logging
 import os
 import signal
+import sys
+from dataclasses import dataclass, replace
 
 from gateway.cli.logs import setup_logging
-from gateway.config import config_warnings, load_config
-from gateway.core import ConfigError
+from gateway.config import LoadedConfig, config_warnings, load_config
+from gateway.config.deploy_files import DeployFiles, Recorded
+from gateway.config.secrets import GatewayKey, SecretError, SecretStore
+from gateway.core import ConfigError, SystemClock
 
 log = logging.getLogger("lintel")
 
@@ -40,17 +44,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
-    from gateway.config.overlay import apply_overlay
-
-    loaded = apply_overlay(loaded)  # remote tunables, while the local file is the one they were set on
+    try:
+        start = _choose_config(loaded)
+    except (OSError, SecretError) as exc:
+        log.error("not starting: the deployment files under %s: %s", loaded.state_dir, exc)
+        return 75
+    loaded = start.loaded
     setup_logging(loaded.config.log.level)
     for warning in config_warnings(loaded):
         log.warning("config %s: %s", args.config, warning)
     from gateway.runtime.daemon import Daemon, run_daemon
+    from gateway.runtime.deploy import Deployer
     from gateway.storage.outbox.store import OutboxUnavailable
 
+    deployer = Deployer(
+        loaded,
+        start.key,
+        start.files,
+        SystemClock(),
+        lambda record: daemon.core.pipeline.submit(record),
+        lambda reason: daemon.request_restart(reason),
+        start.on_probation,
+        start.previous,
+    )
     try:
-        daemon = Daemon(loaded)
+        daemon = Daemon(loaded, clock=deployer.clock, deployer=deployer)
     except OutboxUnavailable as exc:
         log.error("not starting: %s (systemd will try again)", exc)
         return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
@@ -67,4 +85,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 78
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
+    if daemon.restart_reason is not None:
+        _reexec(daemon.restart_reason)
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    loaded: LoadedConfig
+    key: GatewayKey
+    files: DeployFiles
+    on_probation: Recorded | None
+    previous: LoadedConfig | None
+
+
+def _choose_config(local: LoadedConfig) -> _Start:
+    """The config this start runs (gateway.config.effective): the local file (with its remote
+    tunables), the last-known-good deployment, or a staged deployment on probation."""
+    from gateway.config.effective import choose
+    from gateway.config.overlay import apply_overlay, drop_overlay
+
+    key = GatewayKey.load_or_create(local.state_dir)
+    files = DeployFiles(local.state_dir)
+    store = SecretStore(local.state_dir)
+    local = replace(local, secrets=store.load())  # a local password_secret names a deployed secret
+    start = choose(local, key, store, files)
+    if start.loaded.origin == "local":
+        # remote tunables, while the local file is the one they were set on
+        return _Start(apply_overlay(start.loaded), key, files, None, None)
+    drop_overlay(local)  # a deployment carries the whole config: tunables set before it are gone
+    return _Start(start.loaded, key, files, start.on_probation, start.previous)
+
+
+def _reexec(reason: str) -> None:
+    """Start `lintel run` again in this process (same pid: systemd's MAINPID stays), on the config
+    the deployment files now choose. Everything was committed and closed by the staged stop."""
+    log.info("re-executing for %s", reason)
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.cli.main", *sys.argv[1:]])

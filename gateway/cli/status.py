@@ -124,6 +124,9 @@ def _render(body: dict[str, Any]) -> None:
         f"up {s.uptime_s:.0f} s, boot reason {esc(s.boot_reason)}",
         highlight=False,
     )
+    if s.config is not None:
+        trial = " [yellow](on probation)[/]" if s.config.on_probation else ""
+        console.print(f"config: {s.config.origin} ({s.config.sha256[:12]}){trial}", highlight=False)
     if s.outbox_recovery:
         r = s.outbox_recovery
         salvage = (

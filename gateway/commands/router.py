@@ -9,7 +9,10 @@ Order of checks, the first that fails answers `rejected` with a fixed `code` and
    from unverified senders never spends another operator's budget;
 4. the JSON Schema (`malformed`); 5. roles (`not_allowed`, `door_not_allowed`; not for `local`);
 6. freshness and nonce (`clock_unset`, `clock_unsynced`, `clock_behind`, `expired`, `clock_skew`,
-   `replayed`; see `replay.py`), judged per sender (the key, `unsigned` or `local`);
+   `replayed`; see `replay.py`), judged per sender (the key, `unsigned` or `local`), except for the
+   `VERSIONED` commands: a deployment is retained on the broker and delivered again at every
+   connect, long after `max_age_s`; its own growing `version` is its replay guard (its handler
+   refuses a version not above the last one handled);
 7. a handler for the command on this gateway (`unavailable`). A handler raises `Rejected` for a
    refusal it can state (code `refused`) and `Failed` when it acted and it went wrong (`failed`);
    any other exception is a bug, answered `internal_error`, logged with its traceback once per command.
@@ -44,6 +47,7 @@ from gateway.storage.state import StateStore
 log = logging.getLogger("lintel.commands")
 
 LOCAL, MQTT = "local", "mqtt"
+VERSIONED = frozenset({"deploy_config"})
 UNVERIFIED_BY = "upstream (unverified)"
 
 
@@ -173,7 +177,11 @@ class CommandRouter:
             if origin != LOCAL:
                 self._authorize(who, cmd)
             sender = LOCAL if origin == LOCAL else (who.key_id or UNAUTHENTICATED)
-            stale = self.guard.check(cmd, self.clock.time_ms(), sender, local=origin == LOCAL)
+            stale = (
+                None
+                if cmd.command in VERSIONED
+                else self.guard.check(cmd, self.clock.time_ms(), sender, local=origin == LOCAL)
+            )
             if stale is not None:
                 raise stale
             handler = self.handlers.get(cmd.command)

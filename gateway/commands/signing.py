@@ -107,6 +107,27 @@ def envelope(
     return body
 
 
+def deployment(
+    config_toml: str,
+    version: int,
+    *,
+    gateway_id: str,
+    site: str,
+    gateway_public_key: str | None = None,
+    secrets: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An unsigned `deploy_config` envelope: `config_toml` as deployment `version`, each of `secrets`
+    (name -> plaintext) sealed to the gateway's `deploy_key` (its birth's `gateway_public_key`)."""
+    args: dict[str, Any] = {"version": version, "config_toml": config_toml}
+    if secrets:
+        if gateway_public_key is None:
+            raise ValueError("secrets need the gateway's public key (deploy_key in its birth)")
+        from gateway.config.secrets import seal
+
+        args["secrets"] = {name: seal(gateway_public_key, name, value) for name, value in secrets.items()}
+    return envelope("deploy_config", args, gateway_id=gateway_id, site=site)
+
+
 def sign(body: dict[str, Any], key: Ed25519PrivateKey, key_id: str | None = None) -> dict[str, Any]:
     """A copy of `body` with `key_id` (if given) and `sig` over its canonical form."""
     signed = {k: v for k, v in body.items() if k != SIG_FIELD}

@@ -20,7 +20,14 @@ from gateway.core.config_base import Identifier, StrictModel, custom_error
 from gateway.core.references import Ref
 
 CommandName = Literal[
-    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats"
+    "ping",
+    "reload_config",
+    "alarm_ack",
+    "snapshot",
+    "door_pulse",
+    "faces_delete",
+    "outbox_stats",
+    "deploy_config",
 ]
 
 SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")

@@ -8,8 +8,10 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -27,6 +29,22 @@ class LoadedConfig:
     base_dir: Path
     sha256: str  # of the config running (the local file, or the overlay of remote tunables)
     local_sha256: str | None = None  # of the local file, where an overlay of tunables applies
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the TOML as parsed
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # by name (deployments)
+    origin: str = "local"  # "local", or "deployment vN" where a deployment runs (gateway.config.layers)
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False)  # key path -> layer
+
+    @property
+    def version(self) -> int | None:
+        """The running deployment's version, None on the local file alone."""
+        head, _, number = self.origin.rpartition(" v")
+        return int(number) if head and number.isdigit() else None
+
+    def secret(self, key_file: str | None, key_secret: str | None) -> str | None:
+        """A password given as `*_file` (read now) or `*_secret` (from the secret store), or None."""
+        if key_secret is not None:
+            return self.secrets[key_secret]
+        return read_secret(self.resolve(key_file)) if key_file is not None else None
 
     @property
     def file_sha256(self) -> str:
@@ -121,7 +139,7 @@ def parse_config(data: bytes, name: str = "config", base_dir: Path | None = None
         raise ConfigError(
             [ConfigProblem(name, "values nested too deeply", None, f"at most {MAX_DEPTH} levels")], name
         ) from None
-    return LoadedConfig(config, None, base_dir or Path.cwd(), digest)
+    return LoadedConfig(config, None, base_dir or Path.cwd(), digest, raw=raw)
 
 
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> LoadedConfig:
@@ -139,7 +157,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
             [ConfigProblem(str(p), f"cannot read config file: {exc.strerror}")], str(p)
         ) from None
     loaded = parse_config(data, str(p), p.resolve().parent)
-    loaded = LoadedConfig(loaded.config, p, loaded.base_dir, loaded.sha256)
+    loaded = replace(loaded, path=p)
     if check_files:
         problems = file_problems(loaded, try_state_dir=True)
         if problems:
@@ -214,6 +232,7 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     for index, source in enumerate(loaded.config.sources):
         problems.extend(source.file_problems(f"sources[{index}]"))
     problems.extend(vision_problems(loaded))
+    problems.extend(secret_problems(loaded))
     state_dir = loaded.state_dir
     if try_state_dir:
         problem = state_dir_problem(state_dir)
@@ -233,6 +252,43 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     if problem is not None:
         problems.append(problem)
     return problems
+
+
+def secret_refs(config: GatewayConfig) -> list[tuple[str, str]]:
+    """(key path, name) of every `*_secret` the config names."""
+    refs = []
+    if config.mqtt is not None and config.mqtt.password_secret is not None:
+        refs.append(("mqtt.password_secret", config.mqtt.password_secret))
+    for index, source in enumerate(config.sources):
+        refs.extend((f"sources[{index}].{key}", name) for key, name in source.secret_names())
+    for index, door in enumerate(config.doors):
+        name = getattr(door.relay, "password_secret", None)
+        if name is not None:
+            refs.append((f"doors[{index}].relay.password_secret", name))
+    return refs
+
+
+def secret_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """`*_secret` names that neither the config's own secrets (a deployment's) nor the secret store
+    under state_dir hold. A store that cannot be read counts as empty."""
+    missing = [(path, name) for path, name in secret_refs(loaded.config) if name not in loaded.secrets]
+    if not missing:
+        return []
+    from gateway.config.secrets import SecretError, SecretStore
+
+    store = SecretStore(loaded.state_dir)
+    try:
+        known = store.load()
+    except SecretError:
+        known = {}
+    listed = ", ".join(sorted(known)) or f"none in {store.path}"
+    return [
+        ConfigProblem(
+            path, "no such secret", show(name), f"a secret a deployment brought ({listed}), or a *_file"
+        )
+        for path, name in missing
+        if name not in known
+    ]
 
 
 def _file_problem(key: str, target: Path, expected: str, secret: bool) -> list[ConfigProblem]:
@@ -279,7 +335,7 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
     """Settings that work but are risky; `check-config` prints them and `run` logs them."""
     warnings: list[ConfigProblem] = []
     mqtt = loaded.config.mqtt
-    if mqtt is not None and mqtt.password_file and not mqtt.tls:
+    if mqtt is not None and (mqtt.password_file or mqtt.password_secret) and not mqtt.tls:
         host = urlsplit(mqtt.url).hostname or ""
         if host not in ("localhost", "127.0.0.1", "::1"):
             warnings.append(

@@ -107,6 +107,11 @@ class MqttSection(StrictModel):
     client_id: str | None = Field(None, description="Defaults to lintel-<site>-<gateway id>.")
     username: str | None = None
     password_file: str | None = Field(None, description="File holding the password (one line).")
+    password_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Name of a deployed secret holding the password (instead of password_file).",
+    )
     ca_file: str | None = Field(None, description="CA bundle to verify the broker (mqtts).")
     cert_file: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: str | None = Field(None, description="Client private key (PEM) for mutual TLS.")
@@ -147,6 +152,15 @@ class MqttSection(StrictModel):
             )
         if self.password_file and not self.username:
             raise custom_error("password_file needs a username", "mqtt.username set as well")
+        if self.password_secret and not self.username:
+            raise custom_error("password_secret needs a username", "mqtt.username set as well")
+        if self.password_file and self.password_secret:
+            raise custom_error(
+                "password_file and password_secret both given",
+                "one of them: password_secret names a deployed secret, password_file a local file",
+                key="password_secret",
+                got=f'"{self.password_secret}"',
+            )
         not_below(self.reconnect_max_s, "reconnect_max_s", self.reconnect_initial_s, "reconnect_initial_s")
         return self
 
@@ -174,6 +188,16 @@ class RuntimeSection(StrictModel):
         return self
 
 
+class DeploySection(StrictModel):
+    probation_s: float = Field(
+        30,
+        ge=0.5,
+        le=3600,
+        description="After a deployment: the broker must be reached and no component fail within this, "
+        "or the last config that worked comes back.",
+    )
+
+
 class LogSection(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -197,6 +221,7 @@ class GatewayConfig(StrictModel):
     mqtt: MqttSection | None = None
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     log: LogSection = Field(default_factory=LogSection)
+    deploy: DeploySection = Field(default_factory=DeploySection)
     sources: list[SourceConfig] = Field(default_factory=list)
     care: CareSection | None = None
     rules: list[Rule] = Field(default_factory=list)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.config.lane_registry import sections, tuned_changes
+from gateway.config.layers import LOCAL, fold, leaf_origins
 from gateway.config.loader import LoadedConfig, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core.errors import ConfigError
@@ -29,6 +31,7 @@ from gateway.core.files import replace_durably
 log = logging.getLogger("lintel.config")
 
 OVERLAY_NAME = "config.overlay.toml"
+REMOTE_TUNABLES = "remote tunables"  # the layer's name where `lintel config show --origin` says it
 TUNABLE_SECTIONS = (*sections("rebuild"), "log")  # the lanes a reload rebuilds (registry), the log level
 _STAMP = "# lintel remote tunables over local config sha256 "
 
@@ -81,7 +84,43 @@ def apply_overlay(local: LoadedConfig) -> LoadedConfig:
         drop_overlay(local)
         return local
     log.info("running with remote tunables from %s", path)
-    return LoadedConfig(over.config, local.path, local.base_dir, over.sha256, local.sha256)
+    return with_tunables(local, over)
+
+
+def peek_overlay(local: LoadedConfig) -> LoadedConfig | None:
+    """The config with remote tunables, as the next start would run it; None where they would not
+    apply. Read-only (for `lintel config show`): nothing is dropped or logged."""
+    try:
+        first, _, body = overlay_path(local).read_bytes().partition(b"\n")
+    except OSError:
+        return None
+    if first.decode(errors="replace") != f"{_STAMP}{local.sha256}":
+        return None
+    try:
+        over = parse_config(body, str(overlay_path(local)), local.base_dir)
+    except ConfigError:
+        return None
+    return None if untunable_changes(local.config, over.config) else with_tunables(local, over)
+
+
+def with_tunables(under: LoadedConfig, over: LoadedConfig) -> LoadedConfig:
+    """`over` (a whole config that changes only tunables of `under`) as the running config: the
+    same layers mechanism as deployments (`gateway.config.layers`), so each changed tunable is
+    named `remote tunables` by `lintel config show --origin`, and `under`'s secrets and origin stay."""
+    changed = {
+        k: v
+        for k, v in over.raw.items()
+        if k in (*TUNABLE_SECTIONS, *sections("tune")) and under.raw.get(k) != v
+    }
+    _, origins = fold(under.raw, changed, REMOTE_TUNABLES, under.origins or leaf_origins(under.raw, LOCAL))
+    return replace(
+        under,
+        config=over.config,
+        sha256=over.sha256,
+        local_sha256=under.file_sha256,
+        raw=over.raw,
+        origins=origins,
+    )
 
 
 def drop_overlay(local: LoadedConfig) -> None:

@@ -7,7 +7,8 @@ files or devices: checks that need I/O run after validation, in `gateway.config.
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +88,15 @@ class SourceConfigBase(StrictModel):
         Modbus bus and its meters) lists them all here.
         """
         return [("id", self.id)]
+
+    def secret_names(self) -> list[tuple[str, str]]:
+        """(key below this source, name) of each deployed secret this source names (`*_secret`)."""
+        return []
+
+    def with_secrets(self, secrets: Mapping[str, str]) -> Self:
+        """This config holding the deployed secrets it names, for its driver (never dumped or
+        shown: kept in a private attribute). Called by the runtime just before the source is made."""
+        return self
 
     def file_problems(self, prefix: str) -> list[ConfigProblem]:
         """Problems with files this source names (keys, certificates), found by reading them.

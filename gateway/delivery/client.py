@@ -52,6 +52,8 @@ class Uplink(LinkThread):
         self.backlog_until_seq = 0
         # Commands from the command topic go here (called in the uplink thread; must not block).
         self.on_command: Callable[[bytes], None] | None = None
+        # The retained deployment topic (payload, retained flag): same thread rules as on_command.
+        self.on_deployment: Callable[[bytes, bool], None] | None = None
         self.commands_received = 0
         self.recently_acked: RecentlyAcked = RecentlyAcked()  # (class, seq)
 

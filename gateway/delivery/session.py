@@ -21,6 +21,7 @@ class UplinkHost(LinkHost, Protocol):
     encoder: Encoder
     birth_body: Callable[[], Mapping[str, Any]]
     on_command: Callable[[bytes], None] | None
+    on_deployment: Callable[[bytes, bool], None] | None
     connected_since_ms: int | None
     rejected: int
     inflight_count: int
@@ -66,12 +67,18 @@ class Session(MqttSession):
             # A clean session each time: subscribe on every connect. Commands sent while we were
             # away are not queued for us; they would be stale by now anyway.
             client.subscribe(topics.command, qos=1)
+        if up.on_deployment is not None:
+            # Retained: the broker hands the desired deployment over at every connect.
+            client.subscribe(topics.deployment, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         up = self.link
         if up.on_command is not None and message.topic == up.encoder.topics.command:
             up.commands_received += 1
             up.on_command(bytes(message.payload))
+        elif up.on_deployment is not None and message.topic == up.encoder.topics.deployment:
+            up.commands_received += 1
+            up.on_deployment(bytes(message.payload), bool(message.retain))
 
     def _refused(self) -> None:
         self.link.rejected += 1

@@ -64,6 +64,23 @@ def check_broker(ctx: Context) -> list[Finding]:
                     f"service: `sudo chown lintel {path} && sudo chmod 600 {path}`",
                 ),
             ]
+    elif mqtt.password_secret:
+        from gateway.config.secrets import SecretError, SecretStore
+
+        store = SecretStore(ctx.loaded.state_dir)
+        try:
+            password = store.load().get(mqtt.password_secret)
+        except SecretError as exc:
+            return [*findings, fail("broker.auth", str(exc), "run doctor as the service user or with sudo")]
+        if password is None:
+            return [
+                *findings,
+                fail(
+                    "broker.auth",
+                    f"no secret {mqtt.password_secret} in {store.path}",
+                    "deploy it (docs/deployments.md), or set mqtt.password_file",
+                ),
+            ]
     gw = ctx.loaded.config.gateway
     topic = f"{mqtt.topic_prefix}/{gw.site}/{gw.id}/doctor"
     return findings + _session(ctx, host, port, mqtt, password, (ca, cert, key), topic)

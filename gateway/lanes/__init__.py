@@ -49,8 +49,9 @@ class DoorOpener(Protocol):
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
     first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
-    (None when no door is configured, or the doors could not be built);
-    `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
+    (None when no door is configured, or the doors could not be built); `secret(file, name)` a
+    password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
+    (a deployed secret, docs/deployments.md); None when neither is set."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -60,7 +61,7 @@ class LaneDeps:
     actuators: ActuatorHub
     state_dir: Path
     engine: Callable[[], InferenceEngine]
-    secret: Callable[[str], str]
+    secret: Callable[[str | None, str | None], str | None]
     doors: DoorOpener | None = None
 
 

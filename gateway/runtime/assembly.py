@@ -21,7 +21,6 @@ from gateway import __version__
 from gateway.commands.envelope import MAX_COMMAND_BYTES
 from gateway.commands.router import CommandRouter
 from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
 from gateway.core import Clock, Event, Record
 from gateway.core.actuators import ActuatorHub
 from gateway.core.clock import clock_is_set
@@ -97,10 +96,12 @@ class Core:
         self.inbox = CommandInbox(clock, InboxLimits(max_bytes=MAX_COMMAND_BYTES))
         self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
+        # The running config's version and origin for the birth (the daemon sets it).
+        self.config_report: Callable[[], dict[str, Any]] | None = None
         self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
-            password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
+            password = loaded.secret(mqtt.password_file, mqtt.password_secret)
             settings = UplinkSettings.from_config(mqtt, f"lintel-{gw.site}-{gw.id}", password, loaded.resolve)
             spb = config.bridges.sparkplug
             uplink = Uplink(settings, self.writer, self.encoder, clock, self.birth_body)
@@ -119,7 +120,7 @@ class Core:
             self.actuators,
             loaded.state_dir,
             self.engine,
-            lambda name: read_secret(loaded.resolve(name)),
+            loaded.secret,
         )
 
     def engine(self) -> InferenceEngine:
@@ -151,7 +152,9 @@ class Core:
 
     def birth_body(self) -> dict[str, Any]:
         outbox = self.writer.report()
+        extra = {"config": self.config_report()} if self.config_report is not None else {}
         return {
+            **extra,
             "versions": versions(),
             "config_sha256": self.loaded.sha256,
             "boot_reason": self.boot_reason,

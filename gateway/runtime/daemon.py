@@ -31,6 +31,7 @@ from gateway.core.commands import Caller
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
+from gateway.runtime.deploy import Deployer, Watch
 from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
 from gateway.runtime.reload import Reloader
@@ -54,8 +55,11 @@ class Daemon:
         clock: Clock | None = None,
         notifier: Notifier | None = None,
         observers: list[Callable[[Record], None]] | None = None,
+        deployer: Deployer | None = None,
     ) -> None:
         self.loaded = loaded
+        self.deployer = deployer  # signed deployments (gateway.runtime.deploy); None in tests and the demo
+        self.restart_reason: str | None = None  # set: after the staged stop, `lintel run` re-executes
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.core = core = Core(loaded, self.clock, list(observers or []))
@@ -77,10 +81,13 @@ class Daemon:
             self.health,
             core.state_store,
             core.pipeline.submit_many,
+            secrets=loaded.secrets,
         )
         self.reloader = Reloader(
             self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied
         )
+        if deployer is not None:
+            deployer.reloader = self.reloader  # a deployment that needs no restart is applied by it
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
         self.state = "starting"
@@ -104,11 +111,21 @@ class Daemon:
             "reload_config": reload_handler(self.reload, self._doors_of),
             **self.lanes.handlers(),
         }
+        if self.deployer is not None:
+            core.router.handlers["deploy_config"] = self.deployer.handler()
+            core.config_report = lambda: rp.to_json(self.config_report())
 
     # -- reports -------------------------------------------------------------------------------------
     def report(self) -> rp.GatewayReport:
         self._refresh_thread_health()
-        return rp.gateway_report(self.core, self.lanes, self.sources, self.health, self.state)
+        return rp.gateway_report(
+            self.core, self.lanes, self.sources, self.health, self.state, self.config_report()
+        )
+
+    def config_report(self) -> rp.ConfigReport:
+        if self.deployer is not None:
+            return self.deployer.report()
+        return rp.ConfigReport(None, self.loaded.origin, self.loaded.sha256, False, None)
 
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
@@ -137,6 +154,11 @@ class Daemon:
             self.notifier.stopping("forced exit")
             os._exit(130)
 
+    def request_restart(self, reason: str) -> None:
+        """Stop in stages like SIGTERM, then have `lintel run` start again (a deployment, a rollback)."""
+        self.restart_reason = reason
+        self.request_stop()
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,6 +186,8 @@ class Daemon:
         core.inbox.bind(self._loop)
         if core.uplink is not None and self.loaded.config.commands.enabled:
             core.uplink.on_command = self._command_arrived
+            if self.deployer is not None:
+                self.deployer.listen(core.uplink, self._command_arrived)
         if core.uplink is not None:
             core.uplink.start()
         if core.sparkplug is not None:
@@ -186,6 +210,12 @@ class Daemon:
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
                 group.create_task(self._serve_commands(group), name="commands"),
             ]
+            if self.deployer is not None:
+                loops.append(
+                    self.deployer.start(
+                        group, Watch.of(core.uplink, self.health, self.lanes.doors, self.sources)
+                    )
+                )
             self.state = "running"
             self.notifier.ready(self._status_line())
             gw = self.loaded.config.gateway
@@ -207,7 +237,9 @@ class Daemon:
             if task.get_name() == "watchdog":
                 task.cancel()
         budget = self.loaded.config.runtime.shutdown_timeout_s
-        await run_stages(self._stop_stages(loops), budget, self.clock, self.notifier)
+        # A restart for a deployment is, for systemd, a reload of the same process (never STOPPING).
+        restarting = self.restart_reason is not None
+        await run_stages(self._stop_stages(loops), budget, self.clock, self.notifier, restarting=restarting)
         self.state = "stopped"
         self._write_status()
         log.info("lintel stopped")
@@ -301,6 +333,8 @@ class Daemon:
     ) -> dict[str, Any]:
         """Validate a new config, then apply it atomically; the old one stays on any failure.
         `doors`: the doors whose tunables the caller may change (None: any)."""
+        if self.deployer is not None and self.loaded.origin != "local":
+            return self.deployer.reload(toml_text)  # a local edit wins by a restart; no remote tunables
         return (await self.reloader.reload(toml_text, expect_sha256, doors)).as_dict()
 
     def _doors_of(self, caller: Caller) -> frozenset[str] | None:

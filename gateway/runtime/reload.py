@@ -34,7 +34,13 @@ from gateway.config import LoadedConfig, load_config, parse_config
 from gateway.config import driver_registry as registry
 from gateway.config.lane_registry import LANES, build, sections, tuned_changes
 from gateway.config.model import SourceConfig
-from gateway.config.overlay import apply_overlay, overlay_path, untunable_changes, write_overlay
+from gateway.config.overlay import (
+    apply_overlay,
+    overlay_path,
+    untunable_changes,
+    with_tunables,
+    write_overlay,
+)
 from gateway.core import Clock, ConfigError, Event, Record
 from gateway.core.commands import Failed, Rejected
 from gateway.lanes import Lane
@@ -87,7 +93,7 @@ def _remote(old: LoadedConfig, toml_text: str, doors: frozenset[str] | None) -> 
                 f"door tunables of {', '.join(outside)} may only be changed by a key whose doors include "
                 f"them (this key's doors: {', '.join(sorted(doors)) or 'none'})"
             )
-    return LoadedConfig(parsed.config, old.path, old.base_dir, parsed.sha256, old.file_sha256)
+    return with_tunables(old, parsed)
 
 
 def _local(old: LoadedConfig) -> LoadedConfig:
@@ -143,6 +149,22 @@ class Reloader:
         async with self._lock:
             return await self._reload(toml_text, expect_sha256, doors)
 
+    def restart_needed(self, new: LoadedConfig) -> list[str]:
+        """What `new` changes that only a restart can apply (sections, a door's wiring); [] when
+        `apply` can install it in the running gateway."""
+        old = self.running().config
+        fixed = [name for name in RESTART_SECTIONS if getattr(old, name) != getattr(new.config, name)]
+        return fixed + tuned_changes(old, new.config)
+
+    async def apply(self, new: LoadedConfig) -> ReloadResult:
+        """Install `new`, a config its caller checked (a deployment), as a local reload would:
+        `Rejected` when it needs a restart, `Failed` when it cannot be built (nothing changed)."""
+        async with self._lock:
+            fixed = self.restart_needed(new)
+            if fixed:
+                raise Rejected(f"needs a restart to change: {', '.join(fixed)}")
+            return await self._install(self.running(), new, None)
+
     async def _reload(
         self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None
     ) -> ReloadResult:
@@ -150,6 +172,9 @@ class Reloader:
         if expect_sha256 and expect_sha256 != old.sha256:
             raise Rejected(f"config changed meanwhile: the running config is {old.sha256}")
         new = _remote(old, toml_text, doors) if toml_text is not None else _local(old)
+        return await self._install(old, new, toml_text)
+
+    async def _install(self, old: LoadedConfig, new: LoadedConfig, toml_text: str | None) -> ReloadResult:
         if new.sha256 == old.sha256:
             return ReloadResult(False, old.sha256)
         old_sources = {c.id: c for c in old.config.sources if c.enabled}
@@ -200,5 +225,6 @@ class Reloader:
         if doors is not None and stop:
             await doors.make_safe()
         await self.sources.stop(stop, timeout_s)
+        self.sources.secrets = self.running().secrets  # a deployment may bring a camera's password
         for cfg in start:
             self.sources.start(cfg)

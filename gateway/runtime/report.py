@@ -70,6 +70,17 @@ class OutboxRecovery:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """The running config: `origin` is "local" (the installer's file) or "deployment vN"."""
+
+    version: int | None  # the deployment's version; null on the local file alone
+    origin: str
+    sha256: str
+    on_probation: bool  # a deployment not yet kept: it returns to the last-known-good if it fails
+    deploy_key: str | None  # this gateway's X25519 public key: seal deployment secrets to it
+
+
+@dataclass(frozen=True, slots=True)
 class StatsReport:
     """The body of the upstream `stats` message (besides schema, gateway_id, seq, ts_ms)."""
 
@@ -82,6 +93,7 @@ class StatsReport:
     devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
     open_alarms: OpenAlarmsReport
     sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
+    config: ConfigReport | None = None  # the running config's version and origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,7 @@ class GatewayReport:
     written_ms: int
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
     sparkplug: SparkplugLinkReport | None = None  # the Sparkplug B link, when that bridge is on
+    config: ConfigReport | None = None  # the running config's version and origin
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -121,14 +134,21 @@ class GatewayReport:
             self.devices,
             OpenAlarmsReport.of(self.alarms),
             self.sparkplug,
+            self.config,
         )
 
 
 def gateway_report(
-    core: Core, lanes: Lanes, sources: Sources, health: Mapping[str, ComponentHealth], state: str
+    core: Core,
+    lanes: Lanes,
+    sources: Sources,
+    health: Mapping[str, ComponentHealth],
+    state: str,
+    config: ConfigReport | None = None,
 ) -> GatewayReport:
     """Everything a running gateway reports, in its types: its core parts, lanes, sources, the
-    health of each supervised part, and the daemon's state (starting, running, stopping, stopped)."""
+    health of each supervised part, the daemon's state (starting, running, stopping, stopped) and
+    the running config's version and origin."""
     clock, loaded = core.clock, core.loaded
     now = clock.monotonic()
     recovery = core.store.report
@@ -155,6 +175,7 @@ def gateway_report(
         written_ms=clock.time_ms(),
         devices=tuple(sources.device_reports()),
         sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
+        config=config,
     )
 
 

@@ -31,14 +31,20 @@ class Stage:
     of_total: bool = False
 
 
-async def run_stages(stages: Sequence[Stage], budget_s: float, clock: Clock, notifier: Notifier) -> None:
-    """Run `stages` in order within `budget_s`; the first tells systemd that the service is stopping."""
+async def run_stages(
+    stages: Sequence[Stage], budget_s: float, clock: Clock, notifier: Notifier, *, restarting: bool = False
+) -> None:
+    """Run `stages` in order within `budget_s`; the first tells systemd that the service is stopping,
+    or, `restarting` (the same process starts again: a deployment), that it is reloading."""
     deadline = clock.monotonic() + budget_s
     for index, stage in enumerate(stages):
         started = clock.monotonic()
         base = budget_s if stage.of_total else deadline - started
         limit = max(MIN_STAGE_S, base * stage.share)
-        say = notifier.stopping if index == 0 else notifier.status
-        say(f"stopping: {stage.name}")
+        if index == 0 and restarting:
+            notifier.send(RELOADING=1, STATUS=f"restarting: {stage.name}")
+        else:
+            say = notifier.stopping if index == 0 else notifier.status
+            say(f"stopping: {stage.name}")
         await stage.run(limit)
         log.info("shutdown: %s in %.2f s", stage.done, clock.monotonic() - started)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ class Sources:
     health: dict[str, ComponentHealth]
     store: KeyValueStore  # what a source keeps across restarts (BLE replay counters)
     emit_many: Callable[[Sequence[Record]], bool] | None = None  # a batch in one pass (a poll's readings)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # deployed secrets, for the configs naming them
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     instances: dict[str, Any] = field(default_factory=dict, init=False)  # each source's latest instance
     group: asyncio.TaskGroup | None = field(default=None, init=False)
@@ -86,7 +87,7 @@ class Sources:
         )
 
         async def run_once() -> None:
-            source = registry.create_source(cfg)
+            source = registry.create_source(cfg.with_secrets(self.secrets))
             self.instances[cfg.id] = source
             if isinstance(source, PacedSource):  # its healthy silence is not a stall
                 health.stall_after_s = self.stall_after_s + source.progress_every_s

@@ -55,6 +55,11 @@ class Topics:
         return f"{self.base}/command"
 
     @property
+    def deployment(self) -> str:
+        """Retained per gateway: the signed config deployment it should run (docs/deployments.md)."""
+        return f"{self.base}/command/deployment"
+
+    @property
     def command_result(self) -> str:
         return f"{self.base}/command/result"
 

@@ -54,7 +54,8 @@ class ShellyGen2Relay(StrictModel):
     switch: int = Field(0, ge=0, le=15, description="Id of the switch (output) of this door's relay.")
     password_file: str | None = Field(
         None,
-        description="File holding the device's password (one line); relative to the config file. Required.",
+        description="File holding the device's password (one line); relative to the config file. "
+        "Required, unless password_secret names a deployed one.",
     )
     device_id: str | None = Field(
         None,
@@ -68,6 +69,11 @@ class ShellyGen2Relay(StrictModel):
         description="The device's MAC as Shelly.GetDeviceInfo gives it (12 hex digits), written by "
         "`lintel doors probe`, which reports a device whose id does not match.",
     )
+    password_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Name of a deployed secret holding the password (instead of password_file).",
+    )
     timeout_ms: int = Field(2000, ge=50, le=30_000, description="Reply timeout of one RPC, in ms.")
 
     @field_validator("url")
@@ -78,11 +84,19 @@ class ShellyGen2Relay(StrictModel):
 
     @model_validator(mode="after")
     def _authenticated_and_pinned(self) -> ShellyGen2Relay:
-        if self.password_file is None:
+        if self.password_file is not None and self.password_secret is not None:
+            raise custom_error(
+                "password_file and password_secret both given",
+                "one of them: password_secret names a deployed secret, password_file a local file",
+                key="password_secret",
+                got=f'"{self.password_secret}"',
+            )
+        if self.password_file is None and self.password_secret is None:
             raise custom_error(
                 "a Shelly relay without a password opens the door for anyone on its network",
                 "enable authentication on the device (Settings → Authentication) and set password_file = "
-                '"/etc/lintel/shelly-<door>.pass" (a long random password, mode 0640 root:lintel)',
+                '"/etc/lintel/shelly-<door>.pass" (a long random password, mode 0640 root:lintel), or '
+                "password_secret for a deployed one",
                 key="password_file",
                 got="none",
             )

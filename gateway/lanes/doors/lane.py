@@ -337,8 +337,7 @@ def lane_of(doors: Doors) -> Lane:
 
 def _password(relay: Any, deps: LaneDeps) -> str | None:
     """A relay's password, read once at start (a changed password file needs a restart)."""
-    name = getattr(relay, "password_file", None)
-    return deps.secret(name) if name else None
+    return deps.secret(getattr(relay, "password_file", None), getattr(relay, "password_secret", None))
 
 
 def render(report: DoorsReport) -> list[str]:
