@@ -1,0 +1,233 @@
+"""Releases side by side, the boot guard and staging: real folders, real venvs, real .deb files."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from gateway.releases import guard
+from gateway.releases.install import install
+from gateway.releases.package import download
+from gateway.releases.state import (
+    COMMITTED,
+    FAILED,
+    PROBATION,
+    ROLLBACK_REQUESTED,
+    ROLLED_BACK,
+    UpdateState,
+    read_state,
+    state_path,
+    write_state,
+)
+from gateway.releases.store import ReleaseError, ReleaseStore
+from gateway.releases.updater import Origin, UpdatePolicy, stage, update
+from tests.support import releases as rel
+
+POLICY = UpdatePolicy(probation_s=5, max_boots=3, keep_releases=3)
+
+
+def run_version(store: ReleaseStore, version: str | None = None) -> str:
+    """What the release's own launcher says it is (its venv, its code; PYTHONPATH ignored)."""
+    base = store.path(version) if version else store.current_link
+    out = subprocess.run(
+        [str(base / "venv/bin/python"), "-I", "-c", "import gateway; print(gateway.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ReleaseStore:
+    s = ReleaseStore(tmp_path / "opt")
+    install(s, rel.payload(tmp_path, "1.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
+    s.switch("1.0.0")
+    s.commit("1.0.0")
+    return s
+
+
+def test_a_release_runs_its_own_code_and_the_launcher_ignores_pythonpath(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    install(store, rel.payload(tmp_path, "2.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
+    assert run_version(store, "2.0.0") == "2.0.0"
+    assert run_version(store) == "1.0.0"  # installing beside it did not switch anything
+    env = {**os.environ, "PYTHONPATH": str(rel.ROOT)}
+    done = subprocess.run(
+        [str(store.current_link / "bin/lintel"), "keys", "--help"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert store.versions() == ["1.0.0", "2.0.0"]
+
+
+def test_an_installed_release_is_never_rewritten_and_a_half_install_never_looks_whole(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    marker = store.path("1.0.0") / "RELEASE"
+    before = marker.read_bytes()
+    with pytest.raises(ReleaseError, match="already installed"):
+        install(store, rel.payload(tmp_path / "again", "1.0.0"), source="x", site_packages=rel.SITE_PACKAGES)
+    assert marker.read_bytes() == before
+    # a power cut mid-install: a partial folder, and a release folder whose RELEASE was never written
+    (store.releases / ".partial-3.0.0" / "src").mkdir(parents=True)
+    (store.releases / "4.0.0" / "src").mkdir(parents=True)
+    assert store.versions() == ["1.0.0"]
+    with pytest.raises(ReleaseError, match="not installed"):
+        store.switch("4.0.0")
+    install(store, rel.payload(tmp_path, "4.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    assert not (store.releases / ".partial-3.0.0").exists()
+    assert run_version(store, "4.0.0") == "4.0.0"
+
+
+def start(store: ReleaseStore, state_dir: Path) -> str | None:
+    """One start of the service as systemd does it: the guard (ExecStartPre), then `current`."""
+    verdict = guard.decide(store, state_dir)
+    assert verdict.run == store.current()
+    return verdict.run
+
+
+def test_a_release_that_never_passes_probation_is_rolled_back_after_max_boots(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    stage(store, state_dir, "2.0.0", POLICY, Origin())
+    assert store.current() == "2.0.0" and store.committed() == "1.0.0"
+    assert [start(store, state_dir) for _ in range(3)] == ["2.0.0"] * 3
+    assert start(store, state_dir) == "1.0.0"  # the fourth start: it died three times
+    state = read_state(state_dir)
+    assert state is not None and state.phase == ROLLED_BACK and not state.reported
+    assert state.reason is not None and "started 3 times without passing probation" in state.reason
+    assert start(store, state_dir) == "1.0.0"
+    assert run_version(store) == "1.0.0"
+
+
+def test_the_guard_finishes_whatever_a_power_cut_interrupted(store: ReleaseStore, tmp_path: Path) -> None:
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    base = UpdateState(PROBATION, "1.0.0", "2.0.0", 0, 5, 3)
+    # staged: state written, the power went before the link moved
+    write_state(state_dir, base)
+    assert start(store, state_dir) == "2.0.0"
+    # the new release asked for a rollback, the power went before the guard acted
+    write_state(state_dir, base.but(phase=ROLLBACK_REQUESTED, reason="not connected"))
+    assert start(store, state_dir) == "1.0.0"
+    assert (s := read_state(state_dir)) is not None and s.phase == ROLLED_BACK and s.reason == "not connected"
+    # the guard wrote rolled_back, the power went before the link moved back
+    store.switch("2.0.0")
+    assert start(store, state_dir) == "1.0.0"
+    # committed by the new release: the guard moves `committed` to it
+    write_state(state_dir, base.but(phase=COMMITTED))
+    assert start(store, state_dir) == "2.0.0" and store.committed() == "2.0.0"
+    # the current link deleted (or pointing at a release removed by hand): the committed release
+    store.current_link.unlink()
+    assert start(store, state_dir) == "2.0.0"
+    # an unreadable state file is no update: the links stay as they are
+    state_path(state_dir).write_text("{not json")
+    assert start(store, state_dir) == "2.0.0"
+
+
+def test_stage_refuses_while_an_update_is_on_probation(store: ReleaseStore, tmp_path: Path) -> None:
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    for v in ("2.0.0", "3.0.0"):
+        install(store, rel.payload(tmp_path, v), source="t", site_packages=rel.SITE_PACKAGES)
+    with pytest.raises(ReleaseError, match="already running"):
+        stage(store, state_dir, "1.0.0", POLICY, Origin())
+    stage(store, state_dir, "2.0.0", POLICY, Origin())
+    with pytest.raises(ReleaseError, match="still probation"):
+        stage(store, state_dir, "3.0.0", POLICY, Origin())
+    assert store.current() == "2.0.0"
+
+
+def test_a_package_whose_sha256_differs_is_never_unpacked(store: ReleaseStore, tmp_path: Path) -> None:
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    deb = rel.deb(tmp_path, "2.0.0")
+    good = hashlib.sha256(deb.read_bytes()).hexdigest()
+    wrong = hashlib.sha256(b"another package").hexdigest()
+    with pytest.raises(ReleaseError, match="refused, not unpacked"):
+        update(
+            store,
+            state_dir,
+            POLICY,
+            Origin("ops", "cmd-1"),
+            deb=deb,
+            sha256=wrong,
+            site_packages=rel.SITE_PACKAGES,
+        )
+    assert store.versions() == ["1.0.0"] and store.current() == "1.0.0"
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".unpack-")]
+    failed = read_state(state_dir)
+    assert failed is not None and failed.phase == FAILED and failed.command_id == "cmd-1"
+    assert failed.reason is not None and wrong in failed.reason
+    staged = update(store, state_dir, POLICY, Origin(), deb=deb, sha256=good, site_packages=rel.SITE_PACKAGES)
+    assert staged.phase == PROBATION and store.current() == "2.0.0"
+    assert run_version(store) == "2.0.0"
+
+
+def test_a_package_for_another_architecture_or_of_another_name_is_refused(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    deb = rel.deb(tmp_path, "2.0.0", arch="arm64")
+    with pytest.raises(ReleaseError, match="is for arm64"):
+        update(store, tmp_path, POLICY, Origin(), deb=deb, arch="amd64", site_packages=rel.SITE_PACKAGES)
+    assert store.versions() == ["1.0.0"]
+
+
+class _Counting(http.server.SimpleHTTPRequestHandler):
+    hits: ClassVar[list[str]]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    served = tmp_path / "www"
+    served.mkdir()
+    hits: list[str] = []
+    handler = type("H", (_Counting,), {"hits": hits})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        lambda *a: handler(*a, directory=str(served)),  # type: ignore[misc]
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", served, hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_outside_the_allowed_prefixes_is_never_fetched_and_a_wrong_hash_is_deleted(
+    http_dir: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    base, served, hits = http_dir
+    (served / "pkg.deb").write_bytes(b"x" * 5000)
+    sha = hashlib.sha256(b"x" * 5000).hexdigest()
+    dest = tmp_path / "dl"
+    with pytest.raises(ReleaseError, match=r"not under update\.allowed_urls"):
+        download(base + "pkg.deb", sha, ["http://updates.example/"], dest, 10_000)
+    assert hits == []
+    with pytest.raises(ReleaseError, match="larger than"):
+        download(base + "pkg.deb", sha, [base], dest, 4096)
+    with pytest.raises(ReleaseError, match="deleted, not unpacked"):
+        download(base + "pkg.deb", "0" * 64, [base], dest, 10_000)
+    assert list(dest.iterdir()) == []
+    got = download(base + "pkg.deb", sha, [base], dest, 10_000)
+    assert got.read_bytes() == b"x" * 5000
