@@ -67,4 +67,4 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 78
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
-    return 0
+    return daemon.exit_code

@@ -12,6 +12,7 @@ import os
 import platform
 import sqlite3
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
+from gateway.releases.report import ReleaseReport
+from gateway.releases.state import UpdateState, read_state
 from gateway.runtime.bridges import build_bridges, build_sparkplug_link
 from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -82,6 +85,8 @@ class Core:
         self.router = CommandRouter.from_config(
             config.commands, gw.id, gw.site, {}, self.state_store, clock, self.writer.submit_result
         )
+        # the update state as the release probation holds it (the daemon replaces this reader)
+        self.release_state: Callable[[], UpdateState | None] = lambda: read_state(loaded.state_dir)
         self.uplink: Uplink | None = None
         self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
@@ -116,6 +121,7 @@ class Core:
         snap = self.writer.snapshot()
         return {
             "versions": versions(),
+            "release": asdict(ReleaseReport.of(__version__, self.release_state())),
             "config_sha256": self.loaded.sha256,
             "boot_reason": self.boot_reason,
             "started_ms": self.started_ms,

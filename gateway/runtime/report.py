@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from gateway import __version__
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
+from gateway.releases.report import ReleaseReport
 
 if TYPE_CHECKING:
     from gateway.runtime.daemon import Daemon
@@ -173,6 +174,7 @@ class StatsReport:
     devices: tuple[DeviceReport, ...]  # per meter, sensor and camera: online, counters, latest values
     open_alarms: OpenAlarmsReport
     sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
+    release: ReleaseReport | None = None  # running and previous version, the update (added Dec 2026)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class GatewayReport:
     written_ms: int
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
     sparkplug: SparkplugLinkReport | None = None  # the Sparkplug B link, when that bridge is on
+    release: ReleaseReport | None = None  # running and previous version, the staged update if any
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -212,6 +215,7 @@ class GatewayReport:
             self.devices,
             OpenAlarmsReport.of(self.alarms),
             self.sparkplug,
+            self.release,
         )
 
 
@@ -243,6 +247,7 @@ def gateway_report(daemon: Daemon) -> GatewayReport:
         written_ms=daemon.clock.time_ms(),
         devices=tuple(daemon.sources.device_reports()),
         sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
+        release=ReleaseReport.of(__version__, daemon.release.state),
     )
 
 
