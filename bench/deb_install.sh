@@ -110,7 +110,7 @@ fi
 cp "$deb" "$root/tmp/"
 in_root() {
     chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive /bin/bash -ec "$1"
+        HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive /bin/bash -ec "set -o pipefail; $1"
 }
 pkg=/tmp/$(basename "$deb")
 rm -f "$dir"/*.log

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.core.config_base import Identifier, StrictModel, custom_error
 
 CommandName = Literal[
-    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats"
+    "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats", "update"
 ]
 
 SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")

@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
+from gateway.commands.update import update_handler
 from gateway.config import LoadedConfig
 from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
@@ -121,6 +122,7 @@ class Daemon:
             "outbox_stats": outbox_stats_handler(core.writer.snapshot),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
             "reload_config": reload_handler(self.reload),
+            "update": update_handler(self.loaded.state_dir),
             **self.lanes.handlers(),
         }
 
