@@ -231,3 +231,27 @@ def test_a_url_outside_the_allowed_prefixes_is_never_fetched_and_a_wrong_hash_is
     assert list(dest.iterdir()) == []
     got = download(base + "pkg.deb", sha, [base], dest, 10_000)
     assert got.read_bytes() == b"x" * 5000
+
+
+def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_instead_of_exit_78(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    """Exit 78 stops systemd from restarting (RestartPreventExitStatus), so the guard would never run:
+    a release on probation exits 75 instead, having asked for the rollback."""
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    config = tmp_path / "lintel.toml"
+    config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{state_dir}"\nunknown_key = 1\n')
+    launcher = [str(store.current_link / "bin/lintel"), "run", "-c", str(config)]
+    assert (
+        subprocess.run(launcher, capture_output=True).returncode == 78
+    )  # not on probation: a person fixes it
+    stage(store, state_dir, "2.0.0", POLICY, Origin())
+    assert guard.decide(store, state_dir).run == "2.0.0"
+    done = subprocess.run(launcher, capture_output=True, text=True)
+    assert done.returncode == 75, done.stderr
+    state = read_state(state_dir)
+    assert state is not None and state.phase == ROLLBACK_REQUESTED
+    assert state.reason is not None and "refused the config" in state.reason and "unknown_key" in state.reason
+    assert guard.decide(store, state_dir).run == "1.0.0"

@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import signal
+from pathlib import Path
 
 from gateway.cli.logs import setup_logging
 from gateway.config import config_warnings, load_config
@@ -38,6 +39,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             log.error("config %s: %s", exc.source, problem)
         log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
+        from gateway import __version__
+        from gateway.releases.guard import state_dir_of
+        from gateway.releases.probation import EXIT_ROLLBACK, abandon
+
+        why = f"release {__version__} refused the config: {exc.problems[0] if exc.problems else exc}"
+        if abandon(state_dir_of(Path(args.config)), __version__, why):
+            log.error("this release is on probation: asking for a rollback to the previous one")
+            return EXIT_ROLLBACK
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
     from gateway.config.overlay import apply_overlay

@@ -69,6 +69,17 @@ def outcome_event(state: UpdateState, ts_ms: int) -> Event:
     return Event(GATEWAY_SOURCE, kind, ts_ms, {**attrs, "reason": state.reason}, "warning")
 
 
+def abandon(state_dir: Path, version: str, why: str) -> bool:
+    """A release on probation that cannot even start (its config refused: exit 78 would stop
+    systemd from restarting it, and so from ever rolling back): ask the guard for a rollback.
+    True if it was on probation (the caller then exits EXIT_ROLLBACK)."""
+    state = read_state(state_dir)
+    if state is None or state.phase != PROBATION or state.to_version != version:
+        return False
+    write_state(state_dir, state.but(phase=ROLLBACK_REQUESTED, reason=why))
+    return True
+
+
 class ReleaseProbation:
     def __init__(self, state_dir: Path, version: str, clock: Clock) -> None:
         self.state_dir = state_dir
