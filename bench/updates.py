@@ -203,15 +203,10 @@ def main() -> None:
     running_good = f"{sum(r['runs_good'] for r in results)} of {n}"
     rows = [
         ("cycles", str(n), ""),
-        ("kinds", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["kind"] for r in results).items())), ""),
-        (
-            "kill steps",
-            ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["step"] for r in results).items())),
-            "",
-        ),
+        ("kinds", counts("kind"), ""),
+        ("kill steps", counts("step"), ""),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(expected.items())), "as expected"),
-        (
-("a good release running after each cycle", running_good, f"{n} of {n}"),
+        ("a good release running after each cycle", running_good, f"{n} of {n}"),
         (
             "seconds from the last restart to the outcome",
             f"median {statistics.median(took):.1f}, max {max(took):.1f}" if took else "-",
