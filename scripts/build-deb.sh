@@ -5,6 +5,7 @@
 #   scripts/build-deb.sh                         # both architectures, into dist/
 #   scripts/build-deb.sh --arch arm64 --out DIR  # one
 #   scripts/build-deb.sh --version 0.1.1         # stamp another release version (update tests)
+#   scripts/build-deb.sh --compress none         # no xz (tests/test_deb_package.py: seconds, not minutes)
 #
 # A package holds one release's payload under /usr/lib/lintel/payload (see gateway/releases/install.py):
 #   src/       gateway/, drivers/, models/ (manifests and the built ONNX files: byte-identical on every
@@ -22,12 +23,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-arches=() out=dist version=""
+arches=() out=dist version="" compress=xz
 while (($#)); do
     case $1 in
         --arch) arches+=("$2"); shift 2 ;;
         --out) out=$2; shift 2 ;;
         --version) version=$2; shift 2 ;;
+        --compress) compress=$2; shift 2 ;;
         *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
@@ -141,7 +143,7 @@ Description: edge gateway for residential buildings (meters, door sensors, camer
  back by themselves.
 CONTROL
     local deb=$out/lintel_${version}_${arch}.deb
-    dpkg-deb --root-owner-group -Zxz -z1 --build "$root" "$deb" >/dev/null
+    dpkg-deb --root-owner-group "-Z$compress" -z1 --build "$root" "$deb" >/dev/null
     rm -rf "$stage"
     echo "$(sha256sum "$deb" | cut -d' ' -f1)  $(basename "$deb")" | tee "$deb.sha256"
 }

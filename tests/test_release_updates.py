@@ -211,3 +211,29 @@ def test_a_remote_update_must_be_signed_by_a_key_with_the_update_role_and_fresh(
         assert ReleaseStore(site.root).current() == "1.0.0"
     finally:
         commander.close()
+
+
+def test_kill_9_at_start_and_in_probation_still_ends_on_a_release_that_runs(site: Site) -> None:
+    """The whole service killed twice while the new release starts and runs its probation: each kill
+    is a start the guard counts; the third start passes and commits. (bench/updates.py: 30 cycles,
+    random steps, broken releases too.)"""
+    site.stage("2.0.0")
+    site.wait(lambda: site.service.running_version() == "2.0.0", 30, "2.0.0 started")
+    site.service.kill9()  # as it starts
+    site.wait(
+        lambda: len(site.service.runs) >= 3 and site.service.running_version() == "2.0.0", 20, "restart"
+    )
+    time.sleep(PROBATION_S / 2)
+    site.service.kill9()  # halfway through its probation
+    site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated after two kills")
+    updated = site.events("updated")[0].payload["attrs"]
+    assert updated["to_version"] == "2.0.0" and updated["boots"] == 3
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "2.0.0", "2.0.0"]
+    assert [r.rc for r in site.service.runs[1:3]] == [-9, -9]
+    site.service.stop()
+    accepted = last_seq(site.state / "outbox.db")
+    drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
+    try:
+        site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
+    finally:
+        drain.stop()
