@@ -255,3 +255,25 @@ def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_inst
     assert state is not None and state.phase == ROLLBACK_REQUESTED
     assert state.reason is not None and "refused the config" in state.reason and "unknown_key" in state.reason
     assert guard.decide(store, state_dir).run == "1.0.0"
+
+
+def test_a_version_comes_from_the_operators_signed_apt_repository_and_a_tampered_one_is_refused(
+    store: ReleaseStore, tmp_path: Path, http_dir: tuple[str, Path, list[str]]
+) -> None:
+    base, served, _hits = http_dir
+    good, other = rel.deb(tmp_path, "2.0.0"), rel.deb(tmp_path, "3.0.0")
+    keyring, _fpr = rel.apt_repository(served, [good, other], tmp_path / "gnupg")
+    # after signing, 3.0.0's file is replaced on the server: the signed index no longer matches it
+    (served / other.name).write_bytes(rel.deb(tmp_path / "evil", "3.0.0", "crash").read_bytes())
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    policy = UpdatePolicy(5, 3, 3, apt_options=tuple(rel.apt_options(tmp_path / "apt", base, keyring)))
+    with pytest.raises(
+        ReleaseError, match=r"(?s)apt-get download lintel=3\.0\.0 failed.*Hashes of expected file"
+    ):
+        update(store, state_dir, policy, Origin(), version="3.0.0", site_packages=rel.SITE_PACKAGES)
+    assert store.versions() == ["1.0.0"]
+    staged = update(store, state_dir, policy, Origin(), version="2.0.0", site_packages=rel.SITE_PACKAGES)
+    assert staged.to_version == "2.0.0" and store.current() == "2.0.0"
+    with pytest.raises(ReleaseError, match=r"apt-get download lintel=9\.9\.9 failed"):
+        update(store, state_dir, policy, Origin(), version="9.9.9", site_packages=rel.SITE_PACKAGES)

@@ -67,3 +67,64 @@ def deb(where: Path, version: str, breakage: str | None = None, arch: str = "amd
     )
     shutil.rmtree(tree)
     return out
+
+
+def apt_repository(served: Path, debs: list[Path], gnupg: Path) -> tuple[Path, str]:
+    """A signed flat apt repository of `debs` in `served` (dpkg-scanpackages, an InRelease signed
+    with a fresh Ed25519 key): what an operator's aptly/reprepro serves, in its smallest form.
+    Returns the public keyring (for signed-by) and the key's fingerprint."""
+    import gzip
+    import hashlib
+
+    for deb in debs:
+        shutil.copy(deb, served / deb.name)
+    packages = subprocess.run(
+        ["dpkg-scanpackages", "--multiversion", "."], cwd=served, capture_output=True, check=True
+    ).stdout
+    (served / "Packages").write_bytes(packages)
+    (served / "Packages.gz").write_bytes(gzip.compress(packages))
+    date = subprocess.run(["date", "-Ru"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "Origin: lintel-test",
+        "Label: lintel-test",
+        "Suite: stable",
+        "Codename: stable",
+        f"Date: {date}",
+    ]
+    lines.append("SHA256:")
+    for name in ("Packages", "Packages.gz"):
+        data = (served / name).read_bytes()
+        lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
+    (served / "Release").write_text("\n".join(lines) + "\n")
+    gnupg.mkdir(mode=0o700, exist_ok=True)
+    env = {"GNUPGHOME": str(gnupg), "PATH": "/usr/bin:/bin"}
+    gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    uid = "Lintel test repository <repo@invalid>"
+    subprocess.run(
+        [*gpg, "--quick-gen-key", uid, "ed25519", "sign", "never"], env=env, check=True, capture_output=True
+    )
+    keyring = gnupg / "repo.gpg"
+    subprocess.run([*gpg, "--output", str(keyring), "--export"], env=env, check=True, capture_output=True)
+    subprocess.run([*gpg, "--clearsign", "--output", str(served / "InRelease"), str(served / "Release")],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    listed = subprocess.run(
+        [*gpg, "--list-keys", "--with-colons"], env=env, capture_output=True, text=True
+    ).stdout
+    fingerprint = next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:"))
+    return keyring, fingerprint
+
+
+def apt_options(work: Path, url: str, keyring: Path) -> list[str]:
+    """apt-get -o settings for a private apt: this repository only, its own lists and cache."""
+    for sub in ("lists/partial", "cache/archives/partial", "parts"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    sources = work / "sources.list"
+    sources.write_text(f"deb [signed-by={keyring}] {url} ./\n")
+    return [
+        f"-oDir::Etc::SourceList={sources}",
+        f"-oDir::Etc::SourceParts={work / 'parts'}",
+        f"-oDir::State::Lists={work / 'lists'}",
+        f"-oDir::Cache={work / 'cache'}",
+        "-oAPT::Sandbox::User=root",
+        "-oAcquire::Languages=none",
+    ]
