@@ -53,7 +53,7 @@ def test_control_conffile_and_layout(unpacked: tuple[Path, Path]) -> None:
     payload = tree / "usr/lib/lintel/payload"
     assert (payload / "VERSION").read_text().strip() == "9.8.7"
     assert '__version__ = "9.8.7"' in (payload / "src/gateway/__init__.py").read_text()
-    assert (payload / "src/gateway/releases/activate.py").is_file()
+    assert (payload / "src/gateway/cli/release_tools.py").is_file()
 
 
 def test_every_wheel_is_pinned_by_hash_and_built_for_cpython_311_on_bookworm(

@@ -1,6 +1,6 @@
 """What the package's postinst does with the release it carries (run by Debian's python3, as root):
 
-    python3 -I /usr/lib/lintel/payload/src/gateway/releases/activate.py --payload DIR --config FILE
+    python3 -I /usr/lib/lintel/payload/src/gateway/cli/release_tools.py activate --payload DIR --config FILE
 
 build it as a release folder if it is not installed yet (`install.py`); then, on a machine without a
 release, make it current and committed at once (a first install has nothing to fall back to); on a
@@ -12,17 +12,12 @@ refusal (another update still on probation) is printed, not fatal: the package s
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tomllib
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: the payload's src/ is the import root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from gateway.releases.guard import state_dir_of
 from gateway.releases.install import install, payload_version
-from gateway.releases.store import DEFAULT_ROOT, ReleaseError, ReleaseStore
+from gateway.releases.store import ReleaseError, ReleaseStore
 from gateway.releases.updater import Origin, UpdatePolicy, stage
 
 
@@ -30,7 +25,7 @@ def policy_of(config: Path) -> UpdatePolicy:
     """`[update]` of the config (defaults for what it leaves out or cannot be read)."""
     try:
         section = tomllib.loads(config.read_text()).get("update", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         section = {}
     default = UpdatePolicy()
     try:
@@ -63,24 +58,3 @@ def activate(
     except ReleaseError as exc:
         return f"release {version} installed beside {current}, not switched: {exc}"
     return f"release {version} installed; switched from {current} on probation (restart to begin it)"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="install and switch to the release of the package")
-    parser.add_argument("--payload", type=Path, required=True)
-    parser.add_argument("--config", type=Path, default=Path("/etc/lintel/config.toml"))
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--source", default="the lintel package")
-    parser.add_argument("--site-packages", type=Path, default=None)
-    args = parser.parse_args(argv)
-    try:
-        said = activate(ReleaseStore(args.root), args.payload, args.config, args.source, args.site_packages)
-    except ReleaseError as exc:
-        print(f"lintel: {exc}", file=sys.stderr)
-        return 1
-    print(f"lintel: {said}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
 """The boot guard: run (as root) before every start of the service, from the committed release.
 
     ExecStartPre=+/opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml
+    (the launcher runs `python -m gateway.cli.release_tools guard`)
 
 It makes the `current` link follow the update state (`state.py`), whatever step a power cut or a
 kill -9 interrupted:
@@ -16,9 +17,6 @@ Standard library only (it must not depend on what it guards). Exits 0 unless no 
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from gateway.releases.state import (
     read_state,
     write_state,
 )
-from gateway.releases.store import DEFAULT_ROOT, ReleaseStore
+from gateway.releases.store import ReleaseStore
 
 DEFAULT_CONFIG = Path("/etc/lintel/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lintel")
@@ -100,26 +98,7 @@ def state_dir_of(config: Path) -> Path:
     try:
         doc = tomllib.loads(config.read_text())
         name = doc["gateway"]["state_dir"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a hostile file nests deeply
         return DEFAULT_STATE_DIR
     path = Path(str(name)).expanduser()
     return path if path.is_absolute() else config.parent / path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lintel-guard", description=__doc__.split("\n")[0])
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--state-dir", type=Path, default=None, help="default: the config's gateway.state_dir"
-    )
-    args = parser.parse_args(argv)
-    state_dir = args.state_dir or state_dir_of(args.config)
-    started = time.monotonic()
-    verdict = decide(ReleaseStore(args.root), state_dir)
-    print(f"lintel-guard: {verdict.did} ({(time.monotonic() - started) * 1000:.0f} ms)", flush=True)
-    return 0 if verdict.run is not None else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

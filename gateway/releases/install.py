@@ -13,24 +13,20 @@ file puts `src/` on the venv's path, so `models/` stays beside `gateway/` as in 
 `--site-packages DIR` (tests, benchmarks) makes a venv without pip whose .pth also names DIR,
 an existing environment holding the same dependencies, instead of installing the wheels.
 
-Run by the package's postinst as `python3 -I <payload>/src/gateway/releases/install.py <payload>`
-(standard library only), and by `lintel update --deb`. Prints the release folder.
+Used by the package's postinst (`gateway/cli/release_tools.py activate`, under Debian's python3:
+standard library only) and by `lintel update`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file by the maintainer script: the payload's src/ is the root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from gateway.releases.state import check_version
-from gateway.releases.store import DEFAULT_ROOT, ReleaseError, ReleaseInfo, ReleaseStore
+from gateway.releases.store import ReleaseError, ReleaseInfo, ReleaseStore
 
 LAUNCHER = """#!/bin/sh
 # Lintel {version}: this release's own interpreter and code, whatever PYTHONPATH says (-I).
@@ -103,36 +99,8 @@ def install(
     (site / "lintel-release.pth").write_text("\n".join(lines) + "\n")
     bin_dir = partial / "bin"
     bin_dir.mkdir()
-    for name, module in (("lintel", "gateway.cli.main"), ("lintel-guard", "gateway.releases.guard")):
+    for name, module in (("lintel", "gateway.cli.main"), ("lintel-guard", "gateway.cli.release_tools guard")):
         launcher = bin_dir / name
         launcher.write_text(LAUNCHER.format(version=version, python=final / "venv/bin/python", module=module))
         launcher.chmod(0o755)
     return store.finish(partial, version, source)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build a Lintel release folder from a payload")
-    parser.add_argument("payload", type=Path)
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--source", default=None, help="what the payload came from (recorded)")
-    parser.add_argument("--site-packages", type=Path, default=None)
-    parser.add_argument("--if-missing", action="store_true", help="do nothing if this version is installed")
-    args = parser.parse_args(argv)
-    store = ReleaseStore(args.root)
-    try:
-        version = payload_version(args.payload)
-        if args.if_missing and store.info(version) is not None:
-            print(store.path(version))
-            return 0
-        info = install(
-            store, args.payload, source=args.source or str(args.payload), site_packages=args.site_packages
-        )
-    except ReleaseError as exc:
-        print(f"lintel release: {exc}", file=sys.stderr)
-        return 1
-    print(info.path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
