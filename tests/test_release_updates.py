@@ -204,11 +204,12 @@ def test_a_remote_update_must_be_signed_by_a_key_with_the_update_role_and_fresh(
         )  # fmt: skip
         assert done.returncode == 1 and "cannot fetch" in done.stderr, done.stderr
         assert not request.exists()
-        site.service.restart()
+        # the running release sees the recorded failure and reports it, without a restart
         site.wait(lambda: site.events("update_failed"), 20, "update_failed")
         failed = site.events("update_failed")[0].payload["attrs"]
         assert failed["command_id"] == replay["id"] and failed["origin"] == "warden-2"
         assert ReleaseStore(site.root).current() == "1.0.0"
+        assert [r.version for r in site.service.runs] == ["1.0.0"]
     finally:
         commander.close()
 

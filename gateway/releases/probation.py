@@ -41,6 +41,7 @@ from gateway.releases.state import (
 log = logging.getLogger("lintel.release")
 
 CHECK_S = 1.0
+WATCH_S = 5.0  # how often a running release looks for an outcome to report (a failed remote update)
 EXIT_ROLLBACK = 75  # EX_TEMPFAIL: not in RestartPreventExitStatus, so systemd starts the service again
 GATEWAY_SOURCE = "gateway"
 
@@ -123,10 +124,14 @@ class ReleaseProbation:
     async def run(
         self, vitals: Callable[[], Vitals], emit: Callable[[Event], bool], roll_back: Callable[[], None]
     ) -> None:
-        """Report a finished update; on probation, watch until committed or rolled back."""
+        """Report a finished update; on probation, watch until committed or rolled back. Off
+        probation, keep watching the state file: the root runner records a remote update that
+        failed before any switch (`failed`) while this release keeps running."""
         self.report_outcome(emit)
-        if not self.on_probation:
-            return
+        while not self.on_probation:
+            await asyncio.sleep(WATCH_S)
+            self.state = read_state(self.state_dir)
+            self.report_outcome(emit)
         assert self.state is not None
         log.info(
             "release %s on probation: %g s of health needed (start %d of %d)",

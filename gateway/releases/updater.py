@@ -12,7 +12,6 @@ An update that cannot even be staged (hash mismatch, not a lintel package, insta
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -150,13 +149,16 @@ def update(
 ) -> UpdateState:
     """Fetch (version from apt, or URL + sha256), check, install and stage one update."""
     downloads = downloads or state_dir / "updates"
+    fetched: Path | None = None
     try:
         if deb is None and url is not None:
             if sha256 is None:
                 raise ReleaseError("a URL needs its sha256")
-            deb = download(url, sha256, list(policy.allowed_urls), downloads, policy.max_package_bytes)
+            deb = fetched = download(
+                url, sha256, list(policy.allowed_urls), downloads, policy.max_package_bytes
+            )
         elif deb is None and version is not None:
-            deb = apt_download(version, downloads, list(policy.apt_options))
+            deb = fetched = apt_download(version, downloads, list(policy.apt_options))
         if deb is None:
             raise ReleaseError("nothing to update from: give a package, a version or a URL with its sha256")
         installed = install_package(store, deb, sha256, arch=arch, site_packages=site_packages)
@@ -167,8 +169,8 @@ def update(
         record_failure(store, state_dir, version, str(exc), origin)
         raise
     finally:
-        if downloads.is_dir() and url is not None:
-            shutil.rmtree(downloads, ignore_errors=True)
+        if fetched is not None:  # the release is built (or refused): the package is not kept
+            fetched.unlink(missing_ok=True)
 
 
 def read_request(state_dir: Path) -> dict[str, str] | None:
