@@ -5,7 +5,11 @@
 #   scripts/build-deb.sh                         # both architectures, into dist/
 #   scripts/build-deb.sh --arch arm64 --out DIR  # one
 #   scripts/build-deb.sh --version 0.1.1         # stamp another release version (update tests)
-#   scripts/build-deb.sh --compress none         # no xz (tests/test_deb_package.py: seconds, not minutes)
+#   scripts/build-deb.sh --compress none         # (default gzip: xz saves 0.2 % of a package of wheels and
+#                                                #  models, already compressed, at 2-3 minutes per build)
+#   scripts/build-deb.sh --fetch-only --arch amd64   # only fill the wheel cache (scripts/setup.sh --test)
+#   scripts/build-deb.sh --offline               # wheels from the cache only, no network (the tests)
+# Wheels are kept in .cache/wheels/<arch> (pip download's own files, sha256-pinned in the package).
 #
 # A package holds one release's payload under /usr/lib/lintel/payload (see gateway/releases/install.py):
 #   src/       gateway/, drivers/, models/ (manifests and the built ONNX files: byte-identical on every
@@ -23,13 +27,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-arches=() out=dist version="" compress=xz
+arches=() out=dist version="" compress=gzip offline=0 fetch_only=0
 while (($#)); do
     case $1 in
         --arch) arches+=("$2"); shift 2 ;;
         --out) out=$2; shift 2 ;;
         --version) version=$2; shift 2 ;;
         --compress) compress=$2; shift 2 ;;
+        --offline) offline=1; shift ;;
+        --fetch-only) fetch_only=1; shift ;;
         *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
@@ -44,11 +50,13 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 # The models are built from pinned registry packages by set-up; here they are only verified.
-"$PY" models/fetch.py --check --quiet >/dev/null || {
-    echo "build-deb: models missing or not matching their manifests: run scripts/setup.sh" >&2
-    exit 1
-}
-scripts/fetch_media.sh >/dev/null
+if ((!fetch_only)); then
+    "$PY" models/fetch.py --check --quiet >/dev/null || {
+        echo "build-deb: models missing or not matching their manifests: run scripts/setup.sh" >&2
+        exit 1
+    }
+    scripts/fetch_media.sh >/dev/null
+fi
 
 # Runtime dependencies (pyproject's [project] dependencies), pinned to what the dev venv holds.
 deps=$("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
@@ -66,18 +74,29 @@ build_one() {
     local stage; stage=$(mktemp -d)
     local root=$stage/root
     local payload=$root/usr/lib/lintel/payload
-    mkdir -p "$payload/src" "$payload/wheels"
+    local cache=$repo/.cache/wheels/$arch
+    mkdir -p "$payload/src" "$payload/wheels" "$cache"
+    local index=()
+    ((offline)) && index=(--no-index)
 
     # Wheels: Debian bookworm's glibc is 2.36, so manylinux tags up to 2_36 (and the 2014 alias).
     local platforms=(--platform "manylinux2014_$plat")
     for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$plat"); done
     # shellcheck disable=SC2086
     "$PY" -m pip download --quiet --disable-pip-version-check --dest "$payload/wheels" \
+        "${index[@]}" --find-links "$cache" \
         --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
         "${platforms[@]}" -c "$constraints" $deps || {
         echo "build-deb: a dependency has no CPython 3.11 wheel for $plat on PyPI (see above)" >&2
+        ((offline)) && echo "build-deb: --offline: fill the cache first (build-deb.sh --fetch-only --arch $arch)" >&2
         return 1
     }
+    cp -n "$payload"/wheels/*.whl "$cache/"
+    if ((fetch_only)); then
+        rm -rf "$stage"
+        echo "wheels for $arch in $cache"
+        return 0
+    fi
     (
         cd "$payload/wheels"
         for w in *.whl; do

@@ -55,6 +55,9 @@ if [[ $want_test == 1 ]]; then
     [[ -n $(gst-inspect-1.0 x264enc 2>/dev/null) ]] ||
         apt_missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
     need_cmd tmux tmux  # dashboard tests: a real 80x24 terminal (tests/test_dashboard.py)
+    need_cmd dpkg-deb dpkg             # the package tests build and read .deb files
+    need_cmd dpkg-scanpackages dpkg-dev  # ... and serve them from an apt repository
+    need_cmd gpg gnupg                 # ... whose InRelease they sign
 fi
 
 if ((${#apt_missing[@]})); then
@@ -101,3 +104,8 @@ fi
 # photographs the demo camera (and the tests) composite come from Debian packages.
 .venv/bin/python models/fetch.py --quiet
 scripts/fetch_media.sh $([[ $want_test == 1 ]] && echo --test)
+# The Debian package's wheels for this machine's architecture, so the package tests build it offline
+# (scripts/build-deb.sh --offline): pip download from PyPI, pinned to this venv's versions.
+if [[ $want_test == 1 ]] && command -v dpkg >/dev/null; then
+    scripts/build-deb.sh --fetch-only --arch "$(dpkg --print-architecture)" >/dev/null
+fi
