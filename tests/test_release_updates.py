@@ -146,6 +146,13 @@ def test_a_release_that_cannot_reach_the_broker_or_dies_at_start_is_rolled_back_
     )
     for message in site.collector.snapshot():
         validate(message.topic, message.payload)
+
+    def status_says_rolled_back() -> bool:
+        status = [str(site.root / "current/bin/lintel"), "status", "-c", str(site.config)]
+        out = subprocess.run(status, capture_output=True, text=True).stdout
+        return "update 1.0.0 -> 3.0.0 rolled back: release 3.0.0 started 3 times" in " ".join(out.split())
+
+    site.wait(status_says_rolled_back, 20, "lintel status showing the rollback")
     # nothing accepted was lost on the way: every seq up to the last one reached the broker
     site.service.stop()
     accepted = last_seq(site.state / "outbox.db")

@@ -124,6 +124,15 @@ def _render(body: dict[str, Any]) -> None:
         f"up {s.uptime_s:.0f} s, boot reason {s.boot_reason}",
         highlight=False,
     )
+    update = s.release.update if s.release else None
+    if update is not None and update.phase != "committed":
+        colour = "red" if update.phase in ("rolled_back", "failed") else "yellow"
+        why = f": {escape(update.reason)}" if update.reason else ""
+        console.print(
+            f"[{colour}]update {update.from_version} -> {update.to_version} {update.phase.replace('_', ' ')}"
+            f"{why}[/]",
+            highlight=False,
+        )
     if s.outbox_recovery:
         r = s.outbox_recovery
         salvage = (
