@@ -277,3 +277,45 @@ def test_a_version_comes_from_the_operators_signed_apt_repository_and_a_tampered
     assert staged.to_version == "2.0.0" and store.current() == "2.0.0"
     with pytest.raises(ReleaseError, match=r"apt-get download lintel=9\.9\.9 failed"):
         update(store, state_dir, policy, Origin(), version="9.9.9", site_packages=rel.SITE_PACKAGES)
+
+
+def test_the_package_postinst_makes_a_first_release_current_and_stages_an_upgrade_on_probation(
+    tmp_path: Path,
+) -> None:
+    """`release_tools.py activate` as postinst runs it (Debian's python3 in real life; here the venv's)."""
+    from gateway.cli import release_tools
+
+    root, state_dir, config = tmp_path / "opt", tmp_path / "var", tmp_path / "config.toml"
+    state_dir.mkdir()
+    config.write_text(
+        f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{state_dir}"\n[update]\nprobation_s = 45\n'
+    )
+
+    def postinst(version: str) -> int:
+        argv = [
+            "activate",
+            "--payload",
+            str(rel.payload(tmp_path / f"pkg-{len(list(tmp_path.glob('pkg-*')))}", version)),
+            "--config",
+            str(config),
+        ]
+        return release_tools.main([*argv, "--root", str(root), "--site-packages", str(rel.SITE_PACKAGES)])
+
+    store = ReleaseStore(root)
+    assert postinst("1.0.0") == 0
+    assert store.current() == store.committed() == "1.0.0" and read_state(state_dir) is None
+    assert postinst("1.1.0") == 0  # apt upgrade: beside it, on probation with the config's [update]
+    state = read_state(state_dir)
+    assert state is not None and (state.phase, state.from_version, state.to_version) == (
+        PROBATION,
+        "1.0.0",
+        "1.1.0",
+    )
+    assert state.probation_s == 45 and state.origin == "package"
+    assert store.current() == "1.1.0" and store.committed() == "1.0.0"
+    assert run_version(store, "1.0.0") == "1.0.0"  # the running release was not touched
+    assert postinst("1.2.0") == 0  # another upgrade while 1.1.0 is on probation: installed, not switched
+    assert store.current() == "1.1.0" and "1.2.0" in store.versions()
+    marker = (store.path("1.2.0") / "RELEASE").read_bytes()
+    assert postinst("1.2.0") == 0  # a reinstall: nothing rebuilt
+    assert (store.path("1.2.0") / "RELEASE").read_bytes() == marker
