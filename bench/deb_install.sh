@@ -4,6 +4,7 @@
 #
 #   bench/deb_install.sh --deb dist/lintel_0.1.0_amd64.deb
 #   bench/deb_install.sh --deb dist/lintel_0.1.0_arm64.deb --keep
+#   bench/deb_install.sh --deb dist/lintel_0.1.0_amd64.deb --upgrade-deb dist/lintel_0.1.1_amd64.deb
 #
 # Steps, each timed and checked, one table at the end:
 #   install   apt-get install ./lintel_<v>_<arch>.deb  (pulls python3, python3-venv; postinst builds the
@@ -14,6 +15,9 @@
 #             it names files the installer must create, as it should)
 #   demo      lintel demo --seconds N --plain (exit 0, readings delivered)
 #   guard     lintel-guard -c /etc/lintel/config.toml (the unit's ExecStartPre) says "running <v>"
+#   upgrade   (with --upgrade-deb) apt-get install of the next version: it is built beside the first,
+#             which stays untouched; current -> the new one on probation, committed stays; the guard
+#             counts its first start
 #   purge     apt-get purge lintel: no /opt/lintel, unit, /usr/bin/lintel, /etc/lintel, lintel user;
 #             /var/lib/lintel kept (it holds undelivered readings) ...
 #   purge-data ... and removed when /etc/lintel/purge-data exists (a second install + purge)
@@ -22,10 +26,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deb="" seconds=15 keep=0 dir=""
+deb="" seconds=15 keep=0 dir="" upgrade=""
 while (($#)); do
     case $1 in
         --deb) deb=$(realpath "$2"); shift 2 ;;
+        --upgrade-deb) upgrade=$(realpath "$2"); shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --dir) dir=$2; shift 2 ;;
         --keep) keep=1; shift ;;
@@ -108,6 +113,7 @@ if [[ $arch == arm64 && $host_arch != arm64 ]]; then
     mount --bind "$dir/cpuinfo" "$root/proc/cpuinfo" && mounted+=("$root/proc/cpuinfo")
 fi
 cp "$deb" "$root/tmp/"
+[[ -n $upgrade ]] && cp "$upgrade" "$root/tmp/"
 in_root() {
     chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive /bin/bash -ec "set -o pipefail; $1"
@@ -131,6 +137,18 @@ step check in_root "
     ! lintel check-config -c /etc/lintel/config.toml"
 step demo in_root "cd /tmp && lintel demo --seconds $seconds --plain --state-dir /tmp/demo | tail -5"
 step guard in_root "/opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml | grep 'running $version'"
+if [[ -n $upgrade ]]; then
+    next=$(dpkg-deb -f "$upgrade" Version)
+    step upgrade in_root "
+        before=\$(find /opt/lintel/releases/$version -newer /opt/lintel/releases/$version/RELEASE | wc -l)
+        apt-get install -y -q --no-install-recommends /tmp/$(basename "$upgrade")
+        test \"\$(readlink /opt/lintel/current)\" = releases/$next
+        test \"\$(readlink /opt/lintel/committed)\" = releases/$version
+        test \"\$(find /opt/lintel/releases/$version -newer /opt/lintel/releases/$version/RELEASE | wc -l)\" = \"\$before\"
+        grep -q '\"phase\": \"probation\"' /var/lib/lintel/release-update.json
+        /opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml | grep 'probation of $next: start 1 of 3'
+        lintel releases"
+fi
 step purge in_root "
     echo data >/var/lib/lintel/outbox.db
     apt-get purge -y -q lintel
