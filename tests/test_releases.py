@@ -319,3 +319,35 @@ def test_the_package_postinst_makes_a_first_release_current_and_stages_an_upgrad
     marker = (store.path("1.2.0") / "RELEASE").read_bytes()
     assert postinst("1.2.0") == 0  # a reinstall: nothing rebuilt
     assert (store.path("1.2.0") / "RELEASE").read_bytes() == marker
+
+
+def test_an_outcome_the_outbox_refused_is_offered_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk may refuse the `updated` event once: it is not marked reported, and comes again."""
+    import asyncio
+
+    from gateway.core import SystemClock
+    from gateway.releases import probation
+
+    monkeypatch.setattr(probation, "WATCH_S", 0.01)
+    write_state(tmp_path, UpdateState(COMMITTED, "1.0.0", "2.0.0", 0, 10, 3))
+    offered: list[str] = []
+
+    def emit(event: object) -> bool:
+        offered.append(event.kind)  # type: ignore[attr-defined]
+        return len(offered) >= 2  # refused once, then accepted
+
+    watch = probation.ReleaseProbation(tmp_path, "2.0.0", SystemClock())
+
+    async def main() -> None:
+        task = asyncio.create_task(watch.run(lambda: None, emit, lambda: None))  # type: ignore[arg-type, return-value]
+        while len(offered) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    asyncio.run(main())
+    assert offered == ["updated", "updated"]
+    state = read_state(tmp_path)
+    assert state is not None and state.reported

@@ -124,14 +124,22 @@ class ReleaseProbation:
     async def run(
         self, vitals: Callable[[], Vitals], emit: Callable[[Event], bool], roll_back: Callable[[], None]
     ) -> None:
-        """Report a finished update; on probation, watch until committed or rolled back. Off
-        probation, keep watching the state file: the root runner records a remote update that
-        failed before any switch (`failed`) while this release keeps running."""
+        """Report a finished update; on probation, judge this release. Then keep watching the state
+        file: an outcome the outbox refused is offered again, and the root runner records a remote
+        update that failed before any switch (`failed`) while this release keeps running."""
         self.report_outcome(emit)
-        while not self.on_probation:
+        if self.on_probation:
+            await self._probation(vitals, emit, roll_back)
+            if self.verdict == "rollback":
+                return
+        while True:
             await asyncio.sleep(WATCH_S)
             self.state = read_state(self.state_dir)
             self.report_outcome(emit)
+
+    async def _probation(
+        self, vitals: Callable[[], Vitals], emit: Callable[[Event], bool], roll_back: Callable[[], None]
+    ) -> None:
         assert self.state is not None
         log.info(
             "release %s on probation: %g s of health needed (start %d of %d)",
