@@ -17,7 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     store, state_dir = ReleaseStore(args.root), state_dir_of(config)
     policy = policy_of(config)
     if args.apt_option:
-        policy = policy.__class__(
-            **{**asdict(policy), "apt_options": tuple(f"-o{o}" for o in args.apt_option)}
-        )
+        policy = replace(policy, apt_options=tuple(f"-o{o}" for o in args.apt_option))
     origin = Origin()
     what: dict[str, Any] = {"deb": args.deb, "version": args.version, "url": args.url, "sha256": args.sha256}
     if args.request:
