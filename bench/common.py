@@ -85,10 +85,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
+def print_table(title: str, rows: list[tuple[str, str, str]], width: int | None = None) -> None:
     table = Table(title=title, title_justify="left", header_style="bold")
     for col in ("figure", "value", "target"):
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    Console(width=width).print(table)

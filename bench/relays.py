@@ -26,7 +26,8 @@ from drivers.modbus.simulator import MeterServer, SimulatedRelayModule
 from drivers.shelly.simulator import SimulatedShelly
 from gateway.core.actuators import ActuatorHub
 from gateway.lanes.doors.config import ModbusCoilRelay, ShellyGen2Relay
-from gateway.lanes.doors.relays import Relay, build_relay
+from gateway.lanes.doors.relays import Relay
+from gateway.lanes.doors.wiring import build_relay
 
 
 async def _measure(

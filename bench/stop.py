@@ -40,9 +40,8 @@ def main() -> None:
     collector = Collector(broker.port).start()
     sim = ModbusThread([SimulatedMeter(1, "eastron_sdm120"), SimulatedMeter(2, "chint_ddsu666")]).start()
     mqtt = f'url = "{broker.url}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=FAST_BUS.format(port=sim.port)).replace(
-        "[outbox]", f"[runtime]\nshutdown_timeout_s = {args.shutdown_timeout_s}\n\n[outbox]"
-    )
+    runtime = {"shutdown_timeout_s": args.shutdown_timeout_s}
+    text = gateway_toml(tmp / "state", mqtt=mqtt, sources=FAST_BUS.format(port=sim.port), runtime=runtime)
     config = tmp / "lintel.toml"
     config.write_text(text)
     rng = random.Random(11)

@@ -36,10 +36,10 @@ from gateway.inference.catalog import find
 from gateway.inference.engine import load_model
 from gateway.lanes.alarms import AlarmBook
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
+from gateway.lanes.fire_lanes.component import FireLaneComponent
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.detector import Detector, latency_ms
 from gateway.lanes.fire_lanes.firelane import LaneWatch
-from gateway.lanes.fire_lanes.watch import FireLaneWatch
 from gateway.storage.state import StateStore
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
@@ -110,7 +110,7 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         source = CameraSource(cfg)
         hub.attach(cfg.id, source)
         sources.append((cfg.id, source))
-    watch = FireLaneWatch(
+    watch = FireLaneComponent(
         VisionSection(),
         [lane(cid, i) for i, (cid, _) in enumerate(sources)],
         hub,
@@ -133,7 +133,7 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    watch.close()
+    await watch.stop()
     blocked = sum(1 for r in records if isinstance(r, Event) and r.kind == "fire_lane_blocked")
     return cpu, rss, runs, blocked
 

@@ -58,6 +58,10 @@ if [[ $want_test == 1 ]]; then
     need_cmd dpkg-deb dpkg             # the package tests build and read .deb files
     need_cmd dpkg-scanpackages dpkg-dev  # ... and serve them from an apt repository
     need_cmd gpg gnupg                 # ... whose InRelease they sign
+    # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
+    need_cmd gcc gcc
+    need_cmd pkg-config pkg-config
+    [[ -f /usr/include/modbus/modbus.h ]] || apt_missing+=(libmodbus-dev)
 fi
 
 if ((${#apt_missing[@]})); then

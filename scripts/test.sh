@@ -8,4 +8,4 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check gateway drivers tests bench; ruff format --check gateway drivers tests bench
 echo "== mypy"; mypy
 echo "== import contracts"; lint-imports
-echo "== pytest"; exec pytest -n auto "$@"
+echo "== pytest"; exec pytest -n auto --durations=25 "$@"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
 
 from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.collector import Collector  # noqa: E402
+from tests.support.configs import Table, config_toml  # noqa: E402
 
 
 @pytest.fixture
@@ -28,19 +29,26 @@ def collector(broker: Mosquitto) -> Iterator[Collector]:
     c.stop()
 
 
-def gateway_toml(state_dir: Path, *, mqtt: str = "", sources: str = "", extra: str = "") -> str:
-    """A minimal config for tests; `mqtt` is the body of an [mqtt] table (empty: no broker)."""
-    text = f"""
-[gateway]
-id = "gw-test"
-site = "site-a"
-state_dir = "{state_dir}"
-runtime_dir = "{state_dir / "run"}"
-
-[outbox]
-min_free_disk_mb = 1
-{extra}
-"""
-    if mqtt:
-        text += f"\n[mqtt]\n{mqtt}\n"
-    return text + sources
+def gateway_toml(
+    state_dir: Path,
+    *,
+    mqtt: str = "",
+    sources: str = "",
+    extra: str = "",
+    gateway: Table | None = None,
+    runtime: Table | None = None,
+    outbox: Table | None = None,
+    sections: Mapping[str, Table] | None = None,
+) -> str:
+    """A minimal config for tests (tests.support.configs.config_toml): `mqtt` is the body of an
+    [mqtt] table (empty: no broker); `gateway`, `runtime`, `outbox` override keys of those tables."""
+    return config_toml(
+        state_dir,
+        gateway=gateway,
+        runtime=runtime,
+        outbox=outbox,
+        mqtt=mqtt,
+        sources=sources,
+        extra=extra,
+        sections=sections,
+    )

@@ -71,8 +71,7 @@ public_key = "{public_key_b64(INTRUDER_KEY)}"
 allow = ["ping"]
 """
     )
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
 
 @dataclass

@@ -284,7 +284,9 @@ def test_a_retained_state_from_the_backlog_never_overwrites_a_newer_live_one(tmp
         with sub.lock:
             states = [p for t, p, _r in sub.got if t == topic]
             backlog_left = any(t.endswith("/event/meter-1/door_opened") for t, _p, _r in sub.got[-5:])
-        assert states == [b"ON"], states  # the older OFF was never published
+        # The state at connect (OFF, sent with the configs), then the live ON; the backlog's own OFF
+        # row, older than both, was superseded: it never followed the ON.
+        assert states == [b"OFF", b"ON"], states
         assert backlog_left or len(sub.got) > 100  # the live one really overtook a backlog
         late = RawSubscriber(broker.port, topic)
         assert late.wait(lambda got: got == [(topic, b"ON", True)])
@@ -327,3 +329,82 @@ def test_a_restart_announces_no_point_again(tmp_path: Path) -> None:
     assert any(m.topic.endswith("meter-1_power_w/config") for m in first)
     again = _bridge(tmp_path).messages(Group(_records(), (), T + 1))  # a new process, same state file
     assert [m.topic for m in again if m.topic.endswith("/config")] == []
+
+
+def test_entity_names_carry_no_unit_suffix(tmp_path: Path) -> None:
+    # Issue 28: names were the point with spaces ("battery pct", "energy import kwh"); HA shows the
+    # unit beside the value, so the name is the words only, capitalised as HA's own names are.
+    bridge = _bridge(tmp_path)
+    records = [
+        *_records(),
+        Reading("meter-1", "voltage_l1_v", 230.0, T),
+        Reading("door-1", "rssi_dbm", -70, T),
+    ]
+    names = {t.split("/")[3]: c["name"] for t, c in _configs(bridge.messages(Group(records, (), T))).items()}
+    assert names == {
+        "meter-1_energy_import_kwh": "Energy import",
+        "meter-1_power_w": "Power",
+        "meter-1_voltage_v": "Voltage",
+        "meter-1_current_a": "Current",
+        "water-1_volume_m3": "Volume",
+        "door-1_door_open": "Door open",
+        "door-1_battery_pct": "Battery",
+        "meter-1_voltage_l1_v": "Voltage L1",
+        "door-1_rssi_dbm": "RSSI",
+    }
+    connect = {t.split("/")[3]: c["name"] for t, c in _configs(bridge.on_connect()).items()}
+    assert connect["door-1_connectivity"] == "Connectivity" and connect["outbox_backlog"] == "Outbox backlog"
+    # A config remembered from before (old name) is republished with today's name.
+    state = json.loads((tmp_path / "ha.json").read_text())
+    topic = next(t for t in state["announced"] if t.endswith("door-1_battery_pct/config"))
+    cfg = json.loads(state["announced"][topic][2])
+    state["announced"][topic][2] = json.dumps({**cfg, "name": "battery pct"})
+    (tmp_path / "ha.json").write_text(json.dumps(state))
+    again = {m.topic: json.loads(m.payload) for m in _bridge(tmp_path).on_connect() if m.topic == topic}
+    assert again[topic]["name"] == "Battery"
+
+
+def test_connectivity_is_published_at_the_first_record_at_every_change_and_on_connect(tmp_path: Path) -> None:
+    # Issue 28: connectivity went out only on a change, so every healthy device stayed "unknown".
+    bridge = _bridge(tmp_path)
+
+    def links(messages: list[Any]) -> list[tuple[str, bytes]]:
+        assert all(m.retain for m in messages if m.topic.endswith("/connectivity"))
+        return [(m.topic.split("/")[4], m.payload) for m in messages if m.topic.endswith("/connectivity")]
+
+    assert links(bridge.on_connect()) == []  # nothing heard yet: HA keeps its retained state
+    first = bridge.messages(
+        Group([Reading("meter-1", "power_w", 1.0, T), Reading("meter-1", "voltage_v", 2.0, T)], (), T)
+    )
+    assert links(first) == [("meter-1", b"ON")]  # once, at its first record
+    assert links(bridge.messages(Group([Reading("meter-1", "power_w", 1.5, T + 1)], (), T + 1))) == []
+    never_heard = Event("door-1", "device_offline", T + 2, {"reason": "silent"}, "warning")
+    camera = Event("cam-1", "camera_online", T + 2, {})
+    assert links(bridge.messages(Group([never_heard, camera], (), T + 2))) == [
+        ("door-1", b"OFF"),
+        ("cam-1", b"ON"),
+    ]
+    assert links(bridge.messages(Group([Event("cam-1", "camera_online", T + 3, {})], (), T + 3))) == []
+    lost = Event("meter-1", "device_offline", T + 4, {"reason": "timeout"}, "warning")
+    assert links(bridge.messages(Group([lost], (), T + 4))) == [("meter-1", b"OFF")]
+    back = Event("meter-1", "device_online", T + 5, {})
+    assert links(bridge.messages(Group([back, Reading("meter-1", "power_w", 3.0, T + 5)], (), T + 5))) == [
+        ("meter-1", b"ON")
+    ]
+    # Every connection republishes each known state (retained), beside the configs.
+    assert sorted(links(bridge.on_connect())) == [("cam-1", b"ON"), ("door-1", b"OFF"), ("meter-1", b"ON")]
+    # Records of sources that are not configured devices (a lane, an entrance) have no connectivity.
+    lane = Event("lane-n", "fire_lane_blocked", T + 6, {"dwell_s": 1}, "alarm")
+    assert links(bridge.messages(Group([lane], (), T + 6))) == []
+
+
+def test_records_dropped_counts_records_not_the_sparkplug_bridges_rows() -> None:
+    from gateway.upstream.bridges.ha_discovery import RECORDS_DROPPED
+
+    stats = {
+        "outbox": {
+            "dropped": {"telemetry.class_full": 5, "telemetry.sparkplug_class_full": 7, "event.expired": 2}
+        }
+    }
+    assert _render(RECORDS_DROPPED, json.dumps(stats).encode()) == "7"
+    assert _render(RECORDS_DROPPED, json.dumps({"outbox": {"dropped": {}}}).encode()) == "0"

@@ -21,7 +21,8 @@ from tests.support.schema import validate
 from tests.test_process import db_last_seq, write_config
 
 BRIDGE = "\n[bridges.home_assistant]\nenabled = true\n"
-BOTH = BRIDGE + "\n[bridges.sparkplug]\nenabled = true\n"
+# Sparkplug at QoS 1 (its documented option): every DDATA row must reach the broker, as checked below
+BOTH = BRIDGE + "\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
 
 def outbox_rows(db: Path) -> list[tuple[int, str]]:

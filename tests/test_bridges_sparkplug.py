@@ -24,7 +24,7 @@ from gateway.storage.outbox.reader import OutboxReader
 from gateway.upstream.bridges import Group
 from gateway.upstream.bridges import sparkplug_pb as pb
 from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics, coerce, node_birth, node_death
-from gateway.upstream.bridges.sparkplug_model import NodeModel
+from gateway.upstream.bridges.sparkplug_model import FIRST_DEVICE_ALIAS, NODE_METRICS, NodeModel
 from gateway.upstream.encode import Encoder
 from tests.support import spb_venv
 from tests.support.harness import TOPICS
@@ -65,6 +65,10 @@ def test_our_descriptor_matches_an_independently_compiled_sparkplug_proto() -> N
             assert theirs[name][field] == spec, (name, field)
 
 
+# The first device metric's alias: 0 and 1 are bdSeq and Rebirth, then the node's health metrics.
+A = FIRST_DEVICE_ALIAS + len(NODE_METRICS)
+
+
 def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: Path) -> None:
     b = bridge(tmp_path)
     first = b.messages(
@@ -82,12 +86,12 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
     assert topics == ["DBIRTH/gw-1/meter-1", "DBIRTH/gw-1/door-1", "DDATA/gw-1/meter-1", "DDATA/gw-1/door-1"]
     birth = decoded(first[0].payload)
     assert [(m.name, m.alias, m.datatype, m.is_null) for m in birth.metrics] == [
-        ("energy_kwh", 2, pb.UINT64, True),
-        ("power_w", 3, pb.DOUBLE, True),
+        ("energy_kwh", A, pb.UINT64, True),
+        ("power_w", A + 1, pb.DOUBLE, True),
     ]
     data = decoded(first[2].payload)
     kinds = [(m.alias, m.WhichOneof("value")) for m in data.metrics]
-    assert kinds == [(2, "long_value"), (3, "double_value")]
+    assert kinds == [(A, "long_value"), (A + 1, "double_value")]
     assert (data.metrics[0].long_value, data.metrics[1].double_value) == (12, 1500.0)
     assert not birth.HasField("seq") and not data.HasField("seq")  # given at publish time
     rows = b.messages(
@@ -108,7 +112,7 @@ def test_one_commit_births_new_metrics_then_data_carries_aliases_only(tmp_path: 
     assert reborn["door_open"].boolean_value is True and reborn["Events/access_granted"].is_null
     data = decoded(rows[1].payload)
     assert [(m.HasField("name"), m.HasField("datatype")) for m in data.metrics] == [(False, False)] * 3
-    assert [m.alias for m in data.metrics] == [2, 3, 3]
+    assert [m.alias for m in data.metrics] == [A, A + 1, A + 1]
     assert data.metrics[2].is_null and data.metrics[0].timestamp == T + 1000
     event = decoded(rows[2].payload).metrics[0]
     assert json.loads(event.string_value) == {"severity": "info", "attrs": {"door": "d1"}}
@@ -152,11 +156,11 @@ def test_aliases_and_bd_seq_survive_a_restart_and_a_bad_file_starts_afresh(
     again = NodeModel(tmp_path / "sparkplug.json")
     assert again.bd_seq == 1 and again.next_bd_seq() == 2
     assert {d: [s.alias for s in dev.metrics.values()] for d, dev in again.devices.items()} == {
-        "a": [2],
-        "b": [3],
+        "a": [A],
+        "b": [A + 1],
     }
     with again.lock:
-        assert again.slot("a", "z_w", "Double")[0].alias == 4
+        assert again.slot("a", "z_w", "Double")[0].alias == A + 2
     (tmp_path / "sparkplug.json").write_text('{"bd_seq": 3, "devices": {"a": [["x", 2, "Complex"]]}}')
     with caplog.at_level(logging.WARNING):
         fresh = NodeModel(tmp_path / "sparkplug.json")
@@ -251,3 +255,79 @@ def test_rows_of_an_earlier_session_go_out_as_history_and_births_and_deaths_are_
     assert held is not None and held[0] == base.format("DDATA")
     history = decoded(held[1])
     assert history.seq == 5 and [(m.alias, m.is_historical) for m in history.metrics] == [(2, True)]
+
+
+def test_held_sparkplug_rows_evicted_at_the_cap_are_counted_under_their_own_reason(tmp_path: Path) -> None:
+    # Issue 27: rows held while the primary host is offline were evicted at the class cap and not
+    # counted (they carry no records). They are counted as rows, `sparkplug_<reason>`, apart from the
+    # records the native rows carry.
+    from gateway.upstream.bridges import Bridges
+
+    store = OutboxStore(tmp_path / "o.db")
+    limits = OutboxLimits(commit_window_s=0.01, class_max_bytes={Klass.TELEMETRY: 20_000})
+    writer = OutboxWriter(store, Encoder(TOPICS, Bridges([bridge(tmp_path)])), _clock(), limits)
+    writer.start()
+    try:
+        for i in range(400):
+            writer.submit(Reading("m", "power_w", float(i), T + i))
+            if i % 20 == 19:
+                assert writer.flush()  # one commit per 20 readings: one DDATA row each
+        dropped = writer.snapshot()["dropped"]
+        reader = OutboxReader(tmp_path / "o.db")
+        left = reader.page(Klass.TELEMETRY, 0, None, 10_000, SPARKPLUG_PREFIX)
+        reader.close()
+    finally:
+        writer.stop()
+    assert dropped.get("telemetry.class_full", 0) > 0  # the native rows' records
+    spb_dropped = dropped.get("telemetry.sparkplug_class_full", 0)
+    # every Sparkplug row (the first commit's DBIRTH, one DDATA per commit) is still there or counted
+    assert spb_dropped > 0 and spb_dropped + len(left) == 1 + 400 // 20
+
+
+def test_values_survive_a_restart_and_a_device_out_of_the_config_is_retired(tmp_path: Path) -> None:
+    b = bridge(tmp_path)
+    b.messages(Group([Reading("a", "x_w", 1.5, T), Reading("b", "y_w", 2.5, T)], now_ms=T))
+    b.messages(Group([Reading("a", "x_w", 3.5, T + 10)], now_ms=T + 10))  # not saved yet (interval)
+    b.model.save_now()  # a clean stop
+    again = NodeModel(tmp_path / "sparkplug.json", configured={"a"})
+    first = again.snapshot()
+    assert [(d, alive, [(s.name, s.value, s.ts_ms) for s in slots]) for d, alive, slots in first] == [
+        ("a", True, [("x_w", 3.5, T + 10)]),
+        ("b", False, []),  # retired: not born, one DDEATH at the first birth
+    ]
+    assert [d for d, _a, _s in again.snapshot()] == ["a"] and again.retired() == {"b"}
+    # A held DDATA row of the retired device is superseded (the host could not resolve its aliases).
+    from gateway.storage.outbox.schema import PendingMessage
+
+    row = PendingMessage(
+        Klass.TELEMETRY, 9, "spBv1.0/court/DDATA/gw-1/b", pb.encode(T, [pb.M(A + 1, 2.5, T, pb.DOUBLE)])
+    )
+    assert outgoing(row, True, 4, again.retired()) is None and outgoing(row, True, 4) is not None
+    # It comes back to the configuration and reports: born again as any dead device.
+    revived = SparkplugBridge(SpbTopics("court", "gw-1"), again)
+    rows = revived.messages(Group([Reading("b", "y_w", 4.0, T + 20)], now_ms=T + 20))
+    assert [m.topic.split("/")[2] for m in rows] == ["DBIRTH", "DDATA"] and again.retired() == frozenset()
+
+
+def test_the_gateways_health_is_ndata_of_metrics_born_in_the_nbirth(tmp_path: Path) -> None:
+    b = bridge(tmp_path)
+    stats = {
+        "uptime_s": 12.5,
+        "outbox": {
+            "rows": {"telemetry": 3, "event": 1},
+            "dropped": {"telemetry.class_full": 4, "telemetry.sparkplug_class_full": 9},
+        },
+        "uplink": {"state": "connected"},
+        "open_alarms": {"count": 2},
+    }
+    rows = b.messages(Group([], [stats], now_ms=T))
+    assert [m.topic for m in rows] == ["spBv1.0/court/NDATA/gw-1"]
+    health = b.model.node_snapshot()
+    by_alias = {s.alias: s.name for s in health}
+    data = {by_alias[m.alias]: m for m in decoded(rows[0].payload).metrics}
+    assert data["Health/uptime_s"].double_value == 12.5 and data["Health/outbox_backlog"].long_value == 4
+    assert data["Health/records_dropped"].long_value == 4 and data["Health/open_alarms"].long_value == 2
+    assert data["Health/uplink"].string_value == "connected"
+    birth = {m.name: m for m in decoded(node_birth(0, T + 1, health)).metrics}
+    assert birth["Health/open_alarms"].long_value == 2 and birth["Health/uplink"].datatype == pb.STRING
+    assert b.messages(Group([], [{"uptime_s": "odd"}], now_ms=T)) == []  # nothing usable: no row

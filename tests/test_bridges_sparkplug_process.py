@@ -35,7 +35,9 @@ profile = "door_sensor"
 interval_s = 0.2
 alarm_probability = 0.2
 """
-SPARKPLUG = '\n[bridges.sparkplug]\nenabled = true\ngroup_id = "court"\nprimary_host_id = "scada"\n'
+# QoS 1 (the documented deviation): every accepted reading must reach the host, across kill -9 and a
+# broker restart; the spec's QoS 0 is checked by test_qos_0_births_values_after_a_restart_...
+SPARKPLUG = '\n[bridges.sparkplug]\nenabled = true\ngroup_id = "court"\nprimary_host_id = "scada"\nqos = 1\n'
 
 
 class Host:
@@ -231,3 +233,141 @@ def test_sparkplug_host_sees_births_data_rebirth_broker_restart_and_ndeath_on_ki
             stop_and_show_log(proc)
     sessions = check_sessions(host.messages)
     assert len(sessions) >= 4
+
+
+GONE = """
+[[sources]]
+id = "meter-gone"
+type = "simulated"
+profile = "load"
+points = 2
+interval_s = 0.1
+"""
+SPARKPLUG_QOS_0 = '\n[bridges.sparkplug]\nenabled = true\ngroup_id = "court"\nprimary_host_id = "scada"\n'
+
+
+def device_of(m: dict[str, Any]) -> str | None:
+    parts = m["topic"].split("/")
+    return parts[4] if len(parts) == 5 else None
+
+
+def after(messages: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    return [m for m in messages[index:] if m.get("type") not in (None, "HOST_CONNECTED", "REBIRTH_ASKED")]
+
+
+def test_qos_0_births_values_after_a_restart_and_no_birth_for_a_removed_device(
+    tmp_path: Path, broker: Mosquitto, host: Host
+) -> None:
+    """Issue 28: births were QoS 1 mid-session, null after a restart (75 of 77 metrics), devices
+    that left the config were still born, NDATA never came. Decoded by pysparkplug, not our code."""
+    config = write_config(tmp_path, broker.url, sources=SOURCES + GONE)
+    config.write_text(config.read_text() + SPARKPLUG_QOS_0)
+    host.say("state scada online")
+    proc = lintel("run", "-c", str(config))
+    try:
+        host.wait(
+            lambda ms: (
+                {"meter-1", "door-1", "meter-gone"} <= {device_of(m) for m in ms if m["type"] == "DDATA"}
+            )
+        )
+        host.wait(lambda ms: count("NDATA")(ms) >= 2)  # the gateway's health, every stats (1 s)
+        stop_and_show_log(proc)  # a clean stop: the values are kept for the next births
+        host.wait(lambda ms: count("NDEATH")(ms) >= 1)
+        first_run = list(host.messages)
+        # The spec's QoS 0 for births and data (the will NDEATH is QoS 1, also the spec).
+        qos = {
+            (m["type"], m["qos"])
+            for m in first_run
+            if m["type"] in ("NBIRTH", "DBIRTH", "DDATA", "NDATA", "DDEATH")
+        }
+        assert {q for _t, q in qos} == {0}, qos
+        assert {t for t, _q in qos} >= {"NBIRTH", "DBIRTH", "DDATA", "NDATA"}
+        health = {x["name"]: x["value"] for m in first_run if m["type"] == "NDATA" for x in m["metrics"]}
+        assert health["Health/uplink"] == "connected" and health["Health/uptime_s"] > 0
+        assert {"Health/outbox_backlog", "Health/records_dropped", "Health/open_alarms"} <= set(health)
+        last: dict[tuple[str, str], tuple[Any, int]] = {}  # the newest value the host saw per metric
+        for m in first_run:
+            if m["type"] in ("DDATA", "DBIRTH"):
+                for x in m["metrics"]:
+                    if not x["null"] and x["ts"] >= last.get((device_of(m), x["name"]), (None, -1))[1]:
+                        last[(str(device_of(m)), x["name"])] = (x["value"], x["ts"])
+        # meter-gone leaves the configuration; the gateway starts again.
+        config.write_text(config.read_text().replace(GONE, ""))
+        mark = len(host.messages)
+        proc = lintel("run", "-c", str(config))
+        host.wait(lambda ms: count("NBIRTH")(ms[mark:]) >= 1)
+        host.wait(lambda ms: any(m["type"] == "DDEATH" and device_of(m) == "meter-gone" for m in ms[mark:]))
+        host.wait(lambda ms: count("DDATA")(ms[mark:]) >= 5)
+        stop_and_show_log(proc)
+    finally:
+        if proc.poll() is None:
+            stop_and_show_log(proc)
+    second = after(host.messages, mark)
+    session = second[[m["type"] for m in second].index("NBIRTH") :]
+    nbirth = session[0]
+    assert all(m.get("error") is None for m in session), [m for m in session if m.get("error")][:3]
+    born = {str(device_of(m)): m for m in session if m["type"] == "DBIRTH"}
+    assert "meter-gone" not in born and {"meter-1", "door-1"} <= set(born)  # no birth for a removed device
+    death = next(m for m in session if m["type"] == "DDEATH" and device_of(m) == "meter-gone")
+    assert death["qos"] == 0
+    # Births after the restart carry the last known values (not nulls), each with its own time:
+    # exactly the last value the host saw, or a newer one measured since the restart.
+    for device in ("meter-1", "door-1"):
+        birth = born[device]
+        assert birth["qos"] == 0 and birth["metrics"]
+        for x in birth["metrics"]:
+            assert not x["null"], (device, x)
+            seen = last.get((device, x["name"]))
+            assert seen is not None, (device, x["name"])
+            assert x["ts"] >= seen[1], (device, x, seen)
+            if x["ts"] == seen[1]:
+                assert x["value"] == seen[0], (device, x, seen)
+    nbirth_health = {x["name"]: x for x in nbirth["metrics"] if x["name"].startswith("Health/")}
+    assert nbirth_health and not any(x["null"] for x in nbirth_health.values())
+    assert all(m["qos"] == 0 for m in session if m["type"] in ("DBIRTH", "DDATA", "NDATA", "DDEATH"))
+    check_sessions(host.messages)
+
+
+def test_a_forged_future_dated_state_neither_ends_nor_stalls_the_session(
+    tmp_path: Path, broker: Mosquitto, host: Host
+) -> None:
+    """Issue 27 item 4: a retained STATE {"online": false, "timestamp": 2^53-1} ended the session and
+    made the real host's later STATE look older, so the node waited through the next session."""
+    config = write_config(tmp_path, broker.url, sources=SOURCES)
+    config.write_text(config.read_text() + SPARKPLUG_QOS_0)
+    host.say("state scada online")
+    proc = lintel("run", "-c", str(config))
+    forged = json.dumps({"online": False, "timestamp": 2**53 - 1}).encode().hex()
+    try:
+        host.wait(lambda ms: count("DDATA")(ms) >= 5)
+        births = count("NBIRTH")(host.messages)
+        host.say(f"retained spBv1.0/STATE/scada {forged}")
+        status = wait_status(config, lambda s: link(s).get("rejected", {}).get("STATE") == 1)
+        assert link(status)["state"] == "online" and link(status)["host_offline"] == 0
+        n = count("DDATA")(host.messages)
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 10)  # the session goes on
+        assert count("NBIRTH")(host.messages) == births and count("NDEATH")(host.messages) == 0
+        # An offline older than the session it would end (stamped before the online that began it)
+        # is ignored too.
+        stale = json.dumps({"online": False, "timestamp": 1_000}).encode().hex()
+        host.say(f"raw spBv1.0/STATE/scada {stale}")
+        n = count("DDATA")(host.messages)
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 10)
+        assert count("NDEATH")(host.messages) == 0
+        # kill -9 and restart while the broker's retained STATE is the forgery: the node knows the
+        # host was online, ignores the forgery again, and is born without waiting for the host.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        host.wait(lambda ms: count("NDEATH")(ms) >= 1)  # the will
+        births = count("NBIRTH")(host.messages)
+        proc = lintel("run", "-c", str(config))
+        host.wait(lambda ms: count("NBIRTH")(ms) > births, 30)
+        n = count("DDATA")(host.messages)
+        host.wait(lambda ms: count("DDATA")(ms) >= n + 5)
+        # The real host's later STATE is believed: offline ends the session (NDEATH), as the spec says.
+        deaths = count("NDEATH")(host.messages)
+        host.say("state scada offline")
+        host.wait(lambda ms: count("NDEATH")(ms) > deaths)
+    finally:
+        if proc.poll() is None:
+            stop_and_show_log(proc)

@@ -92,9 +92,7 @@ def test_max_size_must_be_positive(key: str) -> None:
 def test_daemon_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
     state = tmp_path / "state"
     config = tmp_path / "lintel.toml"
-    config.write_text(
-        gateway_toml(state).replace("[outbox]", "[runtime]\nstatus_interval_s = 0.2\n\n[outbox]")
-    )
+    config.write_text(gateway_toml(state, runtime={"status_interval_s": 0.2}))
     # The permissive umask of a manual run (systemd's UMask= does not apply).
     proc = lintel("run", "-c", str(config), preexec_fn=lambda: os.umask(0o022))
     try:

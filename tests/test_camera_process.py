@@ -57,9 +57,7 @@ motion_interval_s = 0.5
     mqtt = f'url = "mqtt://127.0.0.1:{broker.port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 0.5\n'
     config = tmp_path / "lintel.toml"
     config.write_text(
-        gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources).replace(
-            "[outbox]", "[runtime]\nstatus_interval_s = 0.5\n\n[outbox]"
-        )
+        gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.5})
     )
     collector = Collector(broker.port, topic="lintel/site-a/gw-test/#").start()
     proc = lintel("run", "-c", str(config))

@@ -13,6 +13,7 @@ from drivers.modbus.simulator import SimulatedMeter
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.configs import meter_bus_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
 from tests.support.proxy import CuttableProxy
@@ -20,19 +21,8 @@ from tests.support.schema import validate
 
 
 def config_text(tmp_path: Path, mqtt_port: int, modbus_port: int) -> str:
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus_port}"
-interval_s = 0.5
-
-[[sources.meters]]
-id = "elec-1a"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w", "energy_import_kwh"]
-
+    sources = meter_bus_toml(modbus_port, "elec-1a", read=("power_w", "energy_import_kwh"))
+    sources += """
 [care]
 # Seconds instead of hours, so the test sees a whole episode.
 no_activity_day_h = 0.0008
@@ -45,8 +35,7 @@ id = "flat-1a"
 electricity_meter = "elec-1a"
 """
     mqtt = f'url = "mqtt://127.0.0.1:{mqtt_port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 0.5\n'
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
 
 def open_alarms(config: Path) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,28 @@ def test_scan_read_and_probe(tmp_path: Path) -> None:
     assert values == [812.5, 812.5]
     errors = [r["error"] for r in probe["results"] if r.get("meter") == "gone" and "error" in r]
     assert errors and "gateway target failed to respond" in errors[0]
+
+
+def test_profiles_show_which_points_are_unverified() -> None:
+    # Issue 28: the DDSU666's function code and the meaning of 0x4000 could not be checked against
+    # the manufacturer's register map: `lintel modbus profiles` says so, per point, with the reason.
+    listed = subprocess.run(
+        [*LINTEL, "modbus", "profiles", "--json"], capture_output=True, text=True, check=True
+    )
+    profiles = json.loads(listed.stdout)
+    ddsu = profiles["chint_ddsu666"]["unverified"]
+    assert set(ddsu) == set(profiles["chint_ddsu666"]["points"])  # all inherit the unverified function
+    assert len(ddsu["energy_import_kwh"]) == 2 and any("total" in why for why in ddsu["energy_import_kwh"])
+    assert all(len(why) == 1 and "04H" in why[0] for p, why in ddsu.items() if p != "energy_import_kwh")
+    assert profiles["chint_dtsu666"]["unverified"] == {}  # checked against its manual
+    table = subprocess.run(
+        [*LINTEL, "modbus", "profiles", "chint_ddsu666"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert (
+        table.stdout.count("unverified") >= 8
+        and "Unverified (energy_import_kwh): 4000H may be total" in table.stdout
+    )

@@ -128,9 +128,9 @@ def test_signed_door_pulse_from_a_key_with_that_doors_role_runs(tmp_path: Path) 
     assert [(name, args, ctx.by, ctx.origin) for name, args, ctx in rig.ran] == [
         ("door_pulse", {"door": "lobby"}, "office", "mqtt")
     ]
-    snap = rig.router.snapshot()
-    assert snap["ok"] == 1 and snap["refusals"] == {} and snap["signatures_checked"] is True
-    assert snap["per_key"] == {"office": {"ok": 1, "rejected": 0, "failed": 0, "dropped": 0}}
+    snap = rig.router.report()
+    assert snap.ok == 1 and snap.refusals == {} and snap.signatures_checked is True
+    assert snap.per_key == {"office": {"ok": 1, "rejected": 0, "failed": 0, "dropped": 0}}
 
 
 def _attacks(rig: Rig) -> dict[str, tuple[dict[str, Any], Code]]:
@@ -200,7 +200,7 @@ def test_each_attack_is_refused_with_its_code_and_counted(tmp_path: Path, attack
     assert r["code"] == code.value and r["reason"].startswith(f"{code.value}: "), r
     assert r["correlation_id"] == doc["id"]
     assert len(rig.ran) == before  # nothing executed
-    assert rig.router.snapshot()["refusals"] == {code.value: 1}
+    assert rig.router.report().refusals == {code.value: 1}
     assert rig.results[-1] == r
 
 
@@ -275,15 +275,15 @@ def test_500_refusals_make_bounded_keys_and_log_lines(
         else:
             doc = signed_by(OFFICE, "office", rig.body("door_pulse", {"door": "lobby"}, gateway_id=f"gw-{i}"))
         rig.send(doc)
-    snap = rig.router.snapshot()
-    assert snap["refusals"] == {
+    snap = rig.router.report()
+    assert snap.refusals == {
         "clock_skew": 100,
         "expired": 100,
         "unknown_key": 100,
         "unsigned": 100,
         "wrong_gateway": 100,
     }
-    assert snap["rejected"] == 500 and len(rig.results) == 500
+    assert snap.rejected == 500 and len(rig.results) == 500
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 5 and rig.router.refusals.lines_logged == 5
     # After a quiet episode the next one logs again, saying how many were only counted.
@@ -291,7 +291,7 @@ def test_500_refusals_make_bounded_keys_and_log_lines(
     rig.send(rig.body("ping"))
     last = [r for r in caplog.records if r.levelno >= logging.WARNING][-1].getMessage()
     assert "99 more were only counted in the previous episode" in last
-    assert len(rig.router.snapshot()["refusals"]) == 5
+    assert len(rig.router.report().refusals) == 5
 
 
 def test_a_flood_from_one_sender_never_blocks_another(tmp_path: Path) -> None:
@@ -306,8 +306,8 @@ def test_a_flood_from_one_sender_never_blocks_another(tmp_path: Path) -> None:
     # The office was never touched by either flood.
     r = rig.send(signed_by(OFFICE, "office", rig.body("door_pulse", {"door": "lobby"})))
     assert r is not None and r["outcome"] == "ok"
-    snap = rig.router.snapshot()
-    assert snap["dropped"] == 38 and snap["per_key"]["night-guard"]["dropped"] == 19
+    snap = rig.router.report()
+    assert snap.dropped == 38 and snap.per_key["night-guard"]["dropped"] == 19
     # The budget refills with time: 6 s give the guard one command (10 a minute).
     rig.clock.advance(6)
     r = rig.send(signed_by(GUARD, "night-guard", rig.body("ping")))
@@ -543,4 +543,4 @@ def test_hostile_envelopes_never_escape_the_router(tmp_path: Path) -> None:
         assert r.get("code") != "internal_error", r
 
     never_raises()
-    assert set(rig.router.snapshot()["refusals"]) <= {c.value for c in Code}
+    assert set(rig.router.report().refusals) <= {c.value for c in Code}

@@ -21,6 +21,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import OPERATOR_ID, Commander, envelope, operator_toml
+from tests.support.configs import meter_bus_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.support.schema import validate
@@ -30,19 +31,9 @@ ALLOW = json.dumps(ALLOWED)
 
 
 def sources(port: int, rules: str) -> str:
-    return f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{port}"
-interval_s = 0.5
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
+    return (
+        meter_bus_toml(port)
+        + f"""
 {rules}
 
 [[doors]]
@@ -61,6 +52,7 @@ max_per_minute = 2000
 
 {operator_toml(ALLOWED, ["lobby"])}
 """
+    )
 
 
 OVERLOAD = """
@@ -75,8 +67,8 @@ above = 100
 
 def config_text(tmp_path: Path, broker_port: int, modbus_port: int, rules: str = OVERLOAD) -> str:
     mqtt = f'url = "mqtt://127.0.0.1:{broker_port}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources(modbus_port, rules))
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    runtime = {"status_interval_s": 0.3}
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources(modbus_port, rules), runtime=runtime)
 
 
 @dataclass

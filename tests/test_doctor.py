@@ -29,6 +29,7 @@ from gateway.upstream.encode import Encoder, Topics
 from tests.conftest import gateway_toml
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto, free_port
+from tests.support.configs import door_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, wait_status
 from tests.support.serial_line import PacedLine
@@ -165,18 +166,13 @@ open_timeout_s = 3
 read_timeout_s = 3
 """
         if "faces" in want:
-            sources += f"""
+            sources += (
+                f"""
 [vision]
 model_dir = "{self.model_dir}"
-
-[[doors]]
-id = "lobby"
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = 0
+"""
+                + door_toml()
+                + f"""
 
 [faces]
 key_file = "{self.key_file}"
@@ -186,8 +182,8 @@ id = "lobby-face"
 camera = "cam-door"
 door = "lobby"
 """
-        text = gateway_toml(self.state_dir, mqtt=mqtt, sources=sources)
-        text = text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+            )
+        text = gateway_toml(self.state_dir, mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
         path = self.tmp / "lintel.toml"
         path.write_text(text)
         return path

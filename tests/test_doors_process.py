@@ -23,7 +23,7 @@ from gateway.runtime.control import send_local
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.configs import meter_bus_toml, mqtt_toml
+from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log
 
@@ -33,23 +33,11 @@ COIL = 0
 
 
 def config_text(tmp_path: Path, broker: int, modbus: int, interval_s: float = 1) -> str:
-    sources = (
-        meter_bus_toml(modbus, interval_s=interval_s)
-        + f"""
-[[doors]]
-id = "lobby"
-pulse_s = {PULSE_S}
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = {COIL}
-timeout_ms = 300
-"""
+    sources = meter_bus_toml(modbus, interval_s=interval_s) + door_toml(
+        coil=COIL, pulse_s=PULSE_S, timeout_ms=300
     )
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.2\n\n[outbox]")
+    runtime = {"status_interval_s": 0.2}
+    return gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources, runtime=runtime)
 
 
 class Rig:

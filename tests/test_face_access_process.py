@@ -18,6 +18,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import Commander, envelope, operator_toml
+from tests.support.configs import door_toml, meter_bus_toml
 from tests.support.media import photo
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
@@ -38,35 +39,17 @@ def denied_after_grant(messages: list) -> bool:
 
 def config_text(tmp_path: Path, broker: int, modbus: int, clip: Path) -> str:
     mqtt = f'url = "mqtt://127.0.0.1:{broker}"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus}"
-interval_s = 1
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
+    sources = (
+        meter_bus_toml(modbus, interval_s=1)
+        + f"""
 [[sources]]
 id = "cam-door"
 type = "camera"
 url = "{clip}"
 offline_after_s = 2
-
-[[doors]]
-id = "lobby"
-pulse_s = {PULSE_S}
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = 0
-
+"""
+        + door_toml(pulse_s=PULSE_S)
+        + f"""
 [faces]
 k = 3
 n = 5
@@ -83,8 +66,8 @@ allow = ["ping", "faces_delete"]
 
 {operator_toml(["faces_delete"])}
 """
-    text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return text.replace("[outbox]", "[runtime]\nstatus_interval_s = 0.3\n\n[outbox]")
+    )
+    return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
 
 def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker: Mosquitto) -> None:

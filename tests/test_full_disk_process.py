@@ -42,15 +42,16 @@ def small_state(tmp_path: Path) -> Iterator[Path]:
 
 def config_text(state: Path, broker: int, modbus: int) -> str:
     sources = meter_bus_toml(modbus, meter="boiler", interval_s=0.2) + threshold_rule_toml("boiler", 1000)
-    text = gateway_toml(state, mqtt=mqtt_toml(broker), sources=sources).replace(
-        "min_free_disk_mb = 1", "min_free_disk_mb = 0"
-    )
-    # the runtime dir (status.json) stays off the full disk, as /run is under systemd
-    text = text.replace(f'runtime_dir = "{state / "run"}"', f'runtime_dir = "{state.parent / "run"}"')
-    # a full disk is not a hang: the writer keeps retrying, so it must not be reported stalled (the
-    # systemd watchdog would restart the gateway and lose the alarms held in memory)
-    return text.replace(
-        "[outbox]", f"[runtime]\nstatus_interval_s = 0.3\nstall_after_s = {STALL_S}\n\n[outbox]"
+    return gateway_toml(
+        state,
+        mqtt=mqtt_toml(broker),
+        sources=sources,
+        outbox={"min_free_disk_mb": 0},
+        # the runtime dir (status.json) stays off the full disk, as /run is under systemd
+        gateway={"runtime_dir": state.parent / "run"},
+        # a full disk is not a hang: the writer keeps retrying, so it must not be reported stalled
+        # (the systemd watchdog would restart the gateway and lose the alarms held in memory)
+        runtime={"status_interval_s": 0.3, "stall_after_s": STALL_S},
     )
 
 

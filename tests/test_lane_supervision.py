@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import lane_registry, parse_config
 from gateway.config.loader import LoadedConfig
 from gateway.lanes import Lane, LaneDeps
-from gateway.lanes import registry as lane_registry
 from gateway.runtime.daemon import Daemon
 from tests.conftest import gateway_toml
 
 RULE = '\n[[rules]]\nid = "hot"\ntype = "threshold"\nsource = "sim"\npoint = "power_w"\nabove = 1e9\n'
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """The report of a component with nothing to say."""
 
 
 class Crashing:
@@ -36,8 +41,8 @@ class Crashing:
     async def stop(self) -> None:
         pass
 
-    def report(self) -> dict[str, Any]:
-        return {}
+    def report(self) -> Nothing:
+        return Nothing()
 
 
 class NeverStarts(Crashing):
@@ -62,11 +67,9 @@ def daemon_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, builder: str) -
     )
     monkeypatch.setattr(lane_registry, "LANES", specs)
     text = gateway_toml(
-        tmp_path / "state", sources='[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.02\n'
-    )
-    text = text.replace(
-        "[outbox]",
-        "[runtime]\nrestart_budget = 3\nrestart_initial_s = 0.01\nrestart_max_s = 0.02\n\n[outbox]",
+        tmp_path / "state",
+        sources='[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.02\n',
+        runtime={"restart_budget": 3, "restart_initial_s": 0.01, "restart_max_s": 0.02},
     )
     parsed = parse_config((text + RULE).encode(), "t.toml", tmp_path)
     return Daemon(LoadedConfig(parsed.config, None, tmp_path, parsed.sha256))

@@ -16,6 +16,7 @@ from tests.conftest import gateway_toml
 from tests.support import row_log
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.configs import Table
 from tests.support.notify import NotifySocket
 from tests.support.process import lintel, lintel_output, wait_status
 from tests.support.proxy import CuttableProxy
@@ -39,7 +40,11 @@ alarm_probability = 0.2
 
 
 def write_config(
-    tmp_path: Path, mqtt_url: str | None, sources: str = LOAD_SOURCES, runtime: str = "", outbox: str = ""
+    tmp_path: Path,
+    mqtt_url: str | None,
+    sources: str = LOAD_SOURCES,
+    runtime: Table | None = None,
+    outbox: Table | None = None,
 ) -> Path:
     mqtt = (
         f'url = "{mqtt_url}"\nstats_interval_s = 1\nreconnect_initial_s = 0.2\nreconnect_max_s = 1\n'
@@ -50,9 +55,9 @@ def write_config(
         tmp_path / "state",
         mqtt=mqtt,
         sources=sources,
-        extra="commit_window_ms = 50\nbatch_max_readings = 50\n" + outbox,
+        outbox={"commit_window_ms": 50, "batch_max_readings": 50, **(outbox or {})},
+        runtime={"status_interval_s": 0.3, **(runtime or {})},
     )
-    text = text.replace("[outbox]", f"[runtime]\nstatus_interval_s = 0.3\n{runtime}\n[outbox]")
     path = tmp_path / "lintel.toml"
     path.write_text(text)
     return path
@@ -70,7 +75,8 @@ def db_last_seq(db: Path) -> int:
         conn.close()
 
 
-BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\n"
+# Sparkplug at QoS 1 (its documented option): every DDATA row must reach the broker, as checked below
+BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
 
 @pytest.mark.parametrize("bridges", ["", BOTH_BRIDGES], ids=["native", "both_bridges"])
@@ -193,7 +199,7 @@ def test_systemd_notifications_and_graceful_stop(
 def test_second_sigterm_forces_exit(tmp_path: Path, broker: Mosquitto) -> None:
     # The broker hangs (no more PUBACKs): a graceful stop waits for in-flight messages.
     proxy = CuttableProxy(broker.port)
-    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", runtime="shutdown_timeout_s = 30\n")
+    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", runtime={"shutdown_timeout_s": 30})
     proc = lintel("run", "-c", str(config))
     try:
         wait_status(config, lambda s: s["uplink"]["state"] == "connected" and s["uplink"]["acked"] > 0)
@@ -261,7 +267,7 @@ def test_outbox_overflow_drops_low_classes_and_is_reported_upstream(
 ) -> None:
     proxy = CuttableProxy(broker.port)
     proxy.cut(refuse_s=3600)  # the uplink is down while the outbox fills up
-    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", outbox="max_mb = 0.05\n")
+    config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", outbox={"max_mb": 0.05})
     proc = lintel("run", "-c", str(config))
     try:
         status = wait_status(config, lambda s: s["outbox"]["dropped"].get("telemetry.outbox_full", 0) > 0)

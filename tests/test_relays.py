@@ -24,8 +24,9 @@ from gateway.core import Event, Record, SystemClock
 from gateway.core.actuators import ActuatorHub
 from gateway.lanes.doors import DoorConfig, Doors
 from gateway.lanes.doors.config import ModbusCoilRelay, ShellyGen2Relay
-from gateway.lanes.doors.relays import Relay, RelayError, build_relay
+from gateway.lanes.doors.relays import Relay, RelayError
 from gateway.lanes.doors.shelly import ShellyRelay
+from gateway.lanes.doors.wiring import build_relay
 from tests.conftest import ROOT, gateway_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.serial_line import PacedLine

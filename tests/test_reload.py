@@ -93,7 +93,7 @@ def test_remote_tunables_survive_a_restart_until_the_local_file_changes(tmp_path
             ),
             "mqtt",
         ),
-        (lambda t: t.replace("[outbox]", '[commands]\nallow = ["door_pulse"]\n\n[outbox]'), "commands"),
+        (lambda t: t + '\n[commands]\nallow = ["door_pulse"]\n', "commands"),
         (lambda t: t + "\n[bridges.home_assistant]\nenabled = true\n", "bridges"),
     ],
 )
@@ -143,3 +143,31 @@ def test_a_local_reload_that_switches_a_bridge_on_needs_a_restart(tmp_path: Path
 
     reason, bridges = running(tmp_path, attempt)
     assert reason.startswith("needs a restart to change: bridges") and bridges == 0
+
+
+def test_a_reload_that_fails_leaves_the_reloaded_lanes_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lanes a reload rebuilds are not stopped before the last step that can fail."""
+    from gateway.lanes.care.lane import CareComponent
+
+    stopped: list[str] = []
+    real_stop = CareComponent.stop
+
+    async def counting_stop(self: CareComponent) -> None:
+        stopped.append("care")
+        await real_stop(self)
+
+    monkeypatch.setattr(CareComponent, "stop", counting_stop)
+    config = tmp_path / "lintel.toml"
+    config.write_text(local_text(tmp_path))
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / "config.overlay.toml").mkdir()  # the overlay cannot be written
+
+    async def attempt(daemon: Daemon) -> list[str]:
+        with pytest.raises(Failed):
+            await daemon.reload(local_text(tmp_path, above=5000), None)
+        return list(stopped)
+
+    assert running(tmp_path, attempt) == []  # still running when the reload gave up
+    assert stopped == ["care"]  # and stopped once, at shutdown

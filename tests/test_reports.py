@@ -5,6 +5,7 @@ status.json reads back into its types."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_a_stats_body_from_a_running_daemon_validates_and_a_renamed_counter_does
         book.open("care:flat-1", "inactivity", "flat-1", now, {})
         book.open("lane:n", "fire_lane_blocked", "lane-n", now, {})
         book.open("lane:s", "fire_lane_blocked", "lane-s", now, {})
-        book.ack(book.listing(now)[0]["alarm_id"], now, "ops-1", "test")
+        book.ack(book.listing(now)[0].alarm_id, now, "ops-1", "test")
         body = rp.to_json(daemon.report().stats())
         daemon.request_stop()
         await runner
@@ -78,3 +79,22 @@ def test_status_json_reads_back_into_its_types(tmp_path: Path) -> None:
     assert back.outbox.rows.alarm == 0 and back.state == "starting"
     with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError
         rp.read_report({**body, "outbox": {"rows": {}}})
+
+
+def test_the_encoded_status_is_what_dataclasses_asdict_gives_a_json_encoder(tmp_path: Path) -> None:
+    """status.json is encoded once from the report (no asdict deep copy, no indented encoder): the
+    JSON must stay exactly what the earlier asdict-based body was, for a running daemon's report."""
+    daemon = daemon_for(tmp_path)
+
+    async def run() -> rp.GatewayReport:
+        runner = asyncio.create_task(daemon.run())
+        while daemon.state != "running" or daemon.core.pipeline.accepted < 20:
+            await asyncio.sleep(0.02)
+        report = daemon.report()
+        daemon.request_stop()
+        await runner
+        return report
+
+    report = asyncio.run(asyncio.wait_for(run(), 60))
+    assert json.loads(rp.encode(report)) == json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    assert report.devices and report.components  # a report with something in it

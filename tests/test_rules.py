@@ -132,7 +132,7 @@ def test_reminders_while_open_stop_when_acknowledged(tmp_path: Path) -> None:
     for minute in range(33, 80):
         rig.tick(T0 + minute * 60_000)
     assert len(rig.events("threshold_exceeded")) == 4
-    assert rig.book.listing(T0)[0]["acked"] is True
+    assert rig.book.listing(T0)[0].acked is True
 
 
 def test_door_left_open_fires_from_tick_and_survives_a_restart(tmp_path: Path) -> None:

@@ -180,6 +180,21 @@ def test_pipeline_runs_processors_and_survives_a_broken_one() -> None:
     assert p.processor_errors == {"broken": 2}
 
 
+def watched_daemon(
+    tmp_path: Path, source: str, interval_s: float, stall_after_s: float = 0.5, **config: Any
+) -> tuple[Daemon, NotifySocket]:
+    """A daemon with one simulated source, its systemd watchdog (0.2 s) on a real notify socket."""
+    text = gateway_toml(
+        tmp_path / "state",
+        sources=f'[[sources]]\nid = "{source}"\ntype = "simulated"\ninterval_s = {interval_s}\n',
+        runtime={"stall_after_s": stall_after_s, "status_interval_s": 0.1},
+        **config,
+    )
+    loaded = parse_config(text.encode(), "t", tmp_path)
+    sock = NotifySocket(tmp_path / "notify")
+    return Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000)), sock
+
+
 def test_watchdog_is_withheld_while_a_component_is_stalled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,12 +209,7 @@ def test_watchdog_is_withheld_while_a_component_is_stalled(
         return await real_poll(self, ctx)
 
     monkeypatch.setattr(SimulatedSource, "poll", poll)
-    text = gateway_toml(
-        tmp_path / "state", sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n'
-    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
-    loaded = parse_config(text.encode(), "t", tmp_path)
-    sock = NotifySocket(tmp_path / "notify")
-    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
+    daemon, sock = watched_daemon(tmp_path, "ok", 0.05)
 
     async def main() -> tuple[int, int, int]:
         runner = asyncio.create_task(daemon.run())
@@ -244,18 +254,14 @@ def test_a_hung_sparkplug_link_withholds_the_watchdog(
         return real_pump(self, client, timeout)
 
     monkeypatch.setattr(SparkplugLink, "pump", pump)
-    text = gateway_toml(
-        tmp_path / "state",
+    daemon, sock = watched_daemon(
+        tmp_path,
+        "ok",
+        0.05,
+        stall_after_s=1,  # a link turns its loop once a second, and that is allowed on top
         mqtt=f'url = "mqtt://127.0.0.1:{broker.port}"',
-        sources='[[sources]]\nid = "ok"\ntype = "simulated"\ninterval_s = 0.05\n',
-        extra=(
-            # 1 s: a link turns its loop once a second, and that is allowed on top
-            "[bridges.sparkplug]\nenabled = true\n\n[runtime]\nstall_after_s = 1\nstatus_interval_s = 0.1\n"
-        ),
+        sections={"bridges": {"sparkplug": {"enabled": True}}},
     )
-    loaded = parse_config(text.encode(), "t", tmp_path)
-    sock = NotifySocket(tmp_path / "notify")
-    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
 
     def state_of(name: str) -> str | None:
         return {c["name"]: c["state"] for c in daemon.status_body()["components"]}.get(name)
@@ -289,13 +295,7 @@ def test_a_source_polled_less_often_than_stall_after_s_is_not_a_stall(tmp_path: 
     """A water meter read every 5 minutes reports progress every 5 minutes. With the default
     stall_after_s (120 s) the watchdog must not take that silence for a hang: it would have systemd
     restart a healthy gateway over and over. Scaled down: polls every 2 s, stall_after_s 0.5 s."""
-    text = gateway_toml(
-        tmp_path / "state",
-        sources='[[sources]]\nid = "slow"\ntype = "simulated"\ninterval_s = 2.0\n',
-    ).replace("[outbox]", "[runtime]\nstall_after_s = 0.5\nstatus_interval_s = 0.1\n\n[outbox]")
-    loaded = parse_config(text.encode(), "t", tmp_path)
-    sock = NotifySocket(tmp_path / "notify")
-    daemon = Daemon(loaded, notifier=Notifier(str(tmp_path / "notify"), watchdog_usec=200_000))
+    daemon, sock = watched_daemon(tmp_path, "slow", 2.0)
 
     async def main() -> tuple[int, set[str]]:
         runner = asyncio.create_task(daemon.run())
@@ -317,3 +317,35 @@ def test_a_source_polled_less_often_than_stall_after_s_is_not_a_stall(tmp_path: 
     sock.close()
     assert states == {"running"}
     assert pets >= 5  # petted every 0.1 s throughout (a withheld watchdog would give 0-2)
+
+
+def test_stop_stages_run_in_order_within_their_shares_and_a_late_stage_still_runs(tmp_path: Path) -> None:
+    from gateway.core import ManualClock
+    from gateway.runtime.shutdown import MIN_STAGE_S, Stage, run_stages
+
+    clock = ManualClock()
+    sock = NotifySocket(tmp_path / "notify")
+    limits: list[tuple[str, float]] = []
+
+    def stage(name: str, takes_s: float) -> Any:
+        async def run(limit: float) -> None:
+            limits.append((name, limit))
+            clock.advance(takes_s)  # the stage uses this much of the budget
+
+        return run
+
+    stages = [
+        Stage("lanes", "lanes stopped", stage("lanes", 1.0), 0.3, of_total=True),
+        Stage("sources", "sources stopped", stage("sources", 8.5), 0.2, of_total=True),
+        Stage("commit", "committed", stage("commit", 0.5), 0.5),
+        Stage("closing", "closed", stage("closing", 0.0), 1.0),
+    ]
+    asyncio.run(run_stages(stages, 10.0, clock, Notifier(str(tmp_path / "notify"))))
+    assert [name for name, _ in limits] == ["lanes", "sources", "commit", "closing"]
+    assert limits[0][1] == pytest.approx(3.0) and limits[1][1] == pytest.approx(2.0)
+    # half of the 0.5 s left goes to the commit, which uses it all: the last stage still runs
+    assert limits[2][1] == pytest.approx(0.25) and limits[3][1] == MIN_STAGE_S
+    got = sock.collect(0.3)
+    assert got[0] == {"STOPPING": "1", "STATUS": "stopping: lanes"}
+    assert [g["STATUS"] for g in got[1:]] == ["stopping: sources", "stopping: commit", "stopping: closing"]
+    sock.close()

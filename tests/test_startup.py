@@ -12,6 +12,7 @@ from pathlib import Path
 from drivers.modbus.simulator import SimulatedMeter
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
+from tests.support.configs import meter_bus_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.notify import NotifySocket
 from tests.support.process import lintel
@@ -21,18 +22,7 @@ HEAVY = ("cv2", "onnxruntime", "numpy")
 
 def test_a_gateway_without_cameras_starts_quietly_and_light(tmp_path: Path, broker: Mosquitto) -> None:
     modbus = ModbusThread([SimulatedMeter(unit=1, profile="eastron_sdm120")]).start()
-    sources = f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{modbus.port}"
-interval_s = 0.5
-
-[[sources.meters]]
-id = "flat-101"
-unit = 1
-profile = "eastron_sdm120"
-"""
+    sources = meter_bus_toml(modbus.port, "flat-101", read=None)
     config = tmp_path / "lintel.toml"
     config.write_text(gateway_toml(tmp_path / "state", mqtt=f'url = "{broker.url}"', sources=sources))
     notify = NotifySocket(tmp_path / "notify.sock")

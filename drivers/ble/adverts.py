@@ -79,6 +79,7 @@ class Decoded:
     model: str | None = None
     events: tuple[DeviceEvent, ...] = ()
     note: str | None = None  # a part we skipped (unknown object id, truncated tail)
+    unknown_objects: int = 0  # event objects whose code the format does not define: no event
 
     @property
     def authenticated(self) -> bool:

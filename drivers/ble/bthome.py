@@ -8,15 +8,23 @@ so the table below holds every object id of the spec (checked against bthome.io/
 Binary sensors are published with the spec's meaning of 1 (0x28 `safe`: 1 = safe). Events
 (0x3A button, 0x3B command, 0x3C dimmer) become `DeviceEvent`s; a device with several buttons
 sends one 0x3A per button in a fixed order (0x00 = nothing for this one), so their position is
-the button's index: `button_1`, `button_2`... (a lone one is `button`).
+the button's index: `button_1`, `button_2`... (a lone one is `button`). An event code the spec
+does not define (a button code outside its table such as 0xFE, a dimmer direction other than
+left/right, a command opcode above step_down) is never an event: it is counted in
+`Decoded.unknown_objects` (the tracker's `unknown_object`), as Home Assistant's parser
+(bthome-ble) emits nothing for it.
 
-Encrypted: info byte, ciphertext, 4-byte counter, 4-byte tag; nonce = sender address + UUID (d2 fc)
-+ info byte + counter.
+Info byte bit 1 (MAC included): the sender's address follows, least significant byte first; it
+must be the advertising address (as MiBeacon's), and the objects start after it.
+
+Encrypted: info byte, [MAC], ciphertext, 4-byte counter, 4-byte tag; nonce = sender address +
+UUID (d2 fc) + info byte + counter.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
 from drivers.ble import ccm
 from drivers.ble.adverts import BTHOME_UUID16, Decoded, DeviceEvent, Undecodable
@@ -133,7 +141,7 @@ _BUTTON_EVENTS = {
     0x05: "long_double_press",
     0x06: "long_triple_press",
     0x80: "hold_press",
-    0xFE: "hold_press",  # sent by Shelly BLU buttons for a hold, before the spec named 0x80
+    0x81: "hold_release",
 }
 _DIMMER_DIRECTIONS = {0x01: "left", 0x02: "right"}
 _COMMAND_OPCODES = {0x00: "off", 0x01: "on", 0x02: "toggle", 0x03: "step_up", 0x04: "step_down"}
@@ -147,12 +155,24 @@ def _number(raw: bytes, signed: bool, factor: float) -> float | int:
     return round(value * factor, 6)
 
 
-def parse_objects(payload: bytes) -> tuple[dict[str, Value], int | None, tuple[DeviceEvent, ...], str | None]:
-    """(values, packet id, device events, problem) of a decrypted object list.
+@dataclass(slots=True)
+class Objects:
+    """What a decrypted object list holds. `problem` is set when the list is truncated, malformed
+    or stops at an unknown object id (what came before it is kept); `unknown_codes` counts event
+    objects whose code the spec does not define (dropped, never events)."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+    packet_id: int | None = None
+    events: tuple[DeviceEvent, ...] = ()
+    problem: str | None = None
+    unknown_codes: int = 0
+
+
+def parse_objects(payload: bytes) -> Objects:
+    """The objects of a decrypted object list.
 
     A repeated measurement (two temperatures) gets `_2`, `_3`... appended, as BTHome's
-    multi-channel convention intends. `problem` is set when the list is truncated, malformed or
-    stops at an unknown object id; what came before it is kept.
+    multi-channel convention intends.
     """
     values: dict[str, Value] = {}
     raw_events: list[tuple[int, bytes]] = []
@@ -190,7 +210,8 @@ def parse_objects(payload: bytes) -> tuple[dict[str, Value], int | None, tuple[D
         else:
             name, _, signed, factor = _OBJECTS[oid]
             _put(values, name, raw[0] != 0 if factor is None else _number(raw, signed, factor))
-    return values, packet_id, _events(raw_events), problem
+    events, unknown = _events(raw_events)
+    return Objects(values, packet_id, events, problem, unknown)
 
 
 def _size(oid: int, payload: bytes, pos: int) -> int | None:
@@ -209,36 +230,51 @@ def _size(oid: int, payload: bytes, pos: int) -> int | None:
     return None
 
 
-def _events(raw_events: list[tuple[int, bytes]]) -> tuple[DeviceEvent, ...]:
-    """Device events in order; the n-th object of a type is that type's channel n."""
+def _events(raw_events: list[tuple[int, bytes]]) -> tuple[tuple[DeviceEvent, ...], int]:
+    """(device events in order, undefined codes); the n-th object of a type is that type's
+    channel n, whether or not its code is defined (a remote's button order does not change)."""
     totals: dict[int, int] = {}
     for oid, _ in raw_events:
         totals[oid] = totals.get(oid, 0) + 1
     seen: dict[int, int] = {}
     out: list[DeviceEvent] = []
+    unknown = 0
     for oid, raw in raw_events:
         index = seen[oid] = seen.get(oid, 0) + 1
         channel = _EVENT_NAME[oid] if totals[oid] == 1 else f"{_EVENT_NAME[oid]}_{index}"
         event = _event(oid, channel, raw)
-        if event is not None:
+        if event is _UNDEFINED:
+            unknown += 1
+        elif event is not None:
             out.append(event)
-    return tuple(out)
+    return tuple(out), unknown
+
+
+_UNDEFINED = DeviceEvent("undefined")  # marker: a code the spec does not define
 
 
 def _event(oid: int, channel: str, raw: bytes) -> DeviceEvent | None:
-    """One event object, or None for the spec's "no event for this channel" (0x00)."""
+    """One event object; None for the spec's "no event for this channel" (0x00 of a button or a
+    dimmer), `_UNDEFINED` for a code outside the spec's tables."""
     if oid == _BUTTON:
         if raw[0] == 0:
             return None
-        press = _BUTTON_EVENTS.get(raw[0], f"0x{raw[0]:02x}")
+        press = _BUTTON_EVENTS.get(raw[0])
+        if press is None:
+            return _UNDEFINED
         return DeviceEvent("button_pressed", {"button": channel, "press": press})
     if oid == _DIMMER:
         if raw[0] == 0:
             return None
-        direction = _DIMMER_DIRECTIONS.get(raw[0], f"0x{raw[0]:02x}")
+        direction = _DIMMER_DIRECTIONS.get(raw[0])
+        if direction is None:
+            return _UNDEFINED
         return DeviceEvent("dimmer_rotated", {"dimmer": channel, "direction": direction, "steps": raw[1]})
     # A command (a remote's on/off/toggle/step): the arguments are opcode- and maker-specific.
-    attrs: dict[str, Value] = {"command": channel, "opcode": _COMMAND_OPCODES.get(raw[1], f"0x{raw[1]:02x}")}
+    opcode = _COMMAND_OPCODES.get(raw[1])
+    if opcode is None:
+        return _UNDEFINED
+    attrs: dict[str, Value] = {"command": channel, "opcode": opcode}
     if raw[2:]:
         attrs["args"] = raw[2:].hex()
     return DeviceEvent("device_command", attrs)
@@ -261,25 +297,42 @@ def decode(mac: bytes, data: bytes, key: bytes | None) -> Decoded | Undecodable:
     encrypted = bool(info & 0x01)
     if version != 2:
         return Undecodable(FORMAT, "unsupported", f"BTHome version {version} (only v2 is decoded)", encrypted)
+    start = 1
+    if info & 0x02:  # MAC included, least significant byte first
+        if len(data) < 7:
+            return Undecodable(FORMAT, "malformed", "advert ends inside the MAC field", encrypted)
+        if data[1:7] != mac[::-1]:
+            return Undecodable(FORMAT, "malformed", "MAC in the advert is not the sender's", encrypted)
+        start = 7
     counter: int | None = None
     if encrypted:
-        if len(data) < 1 + 1 + 4 + 4:
+        if len(data) < start + 1 + 4 + 4:
             return Undecodable(FORMAT, "malformed", f"encrypted advert too short ({len(data)} bytes)", True)
         if key is None:
             return Undecodable(FORMAT, "no_key", "advert is encrypted and no bindkey is configured", True)
         counter_raw = data[-8:-4]
         nonce = mac + _UUID_LE + data[:1] + counter_raw
-        plain = ccm.decrypt(key, nonce, data[1:-8], data[-4:])
+        plain = ccm.decrypt(key, nonce, data[start:-8], data[-4:])
         if plain is None:
             return Undecodable(FORMAT, "wrong_key", "cannot decrypt: wrong bindkey?", True)
         counter = int.from_bytes(counter_raw, "little")
         payload = plain
     else:
-        payload = data[1:]
-    values, packet_id, events, problem = parse_objects(payload)
-    if problem and not values and not events and packet_id is None:
-        return Undecodable(FORMAT, "malformed", problem, encrypted)
-    return Decoded(FORMAT, values, encrypted, packet_id, counter, None, events, problem)
+        payload = data[start:]
+    found = parse_objects(payload)
+    if found.problem and not found.values and not found.events and found.packet_id is None:
+        return Undecodable(FORMAT, "malformed", found.problem, encrypted)
+    return Decoded(
+        FORMAT,
+        found.values,
+        encrypted,
+        found.packet_id,
+        counter,
+        None,
+        found.events,
+        found.problem,
+        found.unknown_codes,
+    )
 
 
 def encode(

@@ -39,7 +39,7 @@ def _door_state(code: int, values: dict[str, Value], events: list[DeviceEvent]) 
 
 def _objects(payload: bytes) -> tuple[dict[str, Value], tuple[DeviceEvent, ...], str | None]:
     """(values, events, problem) of an object list. 0x4A0F (forcibly removed) is only ever sent as
-    1: the tracker ends the tamper episode when the door closes, as xiaomi-ble does."""
+    1: the tracker ends the tamper episode on any closed report, as xiaomi-ble does."""
     values: dict[str, Value] = {}
     events: list[DeviceEvent] = []
     pos, end = 0, len(payload)

@@ -6,7 +6,7 @@ A `SensorTracker` sees the sensor's decoded adverts in arrival order and turns t
   wins) on first sight and on every change; `door_opened` / `door_closed` events on changes only,
   since the state before the gateway started is unknown;
 - `door_left_open` (when the device reports it) and `sensor_tampered` are warning events, once per
-  episode (a tamper episode ends when the device says so or the door closes, as xiaomi-ble does);
+  episode (a tamper episode ends when the device says so or on any closed report, as xiaomi-ble does);
   what the device reports happening (`button_pressed`, `dimmer_rotated`, `device_command`,
   `sensor_reset`) are events;
 - other booleans (motion, light...) are STATE readings on change; numbers (battery, temperature,
@@ -97,6 +97,15 @@ class SensorTracker:
             self._problem = None
         if result.note:
             self.counts["partial"] += 1
+        if result.unknown_objects:
+            if not self.counts["unknown_object"]:
+                log.warning(
+                    "%s: %s event code the format does not define: not an event (counted as "
+                    "unknown_object, logged once)",
+                    self.sensor_id,
+                    result.format,
+                )
+            self.counts["unknown_object"] += result.unknown_objects
         self.counts["decoded"] += 1
         self._apply(result, now, ts_ms, records)
         return records
@@ -207,6 +216,10 @@ class SensorTracker:
     def _apply(self, result: Decoded, now: float, ts_ms: int, records: list[Record]) -> None:
         values = result.values
         door = next((values[p] for p in DOOR_POINTS if p in values), None)
+        if door is False:
+            # Any closed report ends a tamper episode, a change or not (as xiaomi-ble clears it):
+            # closed → tamper → "closed" → tamper is two episodes, two warnings.
+            self.tampered = False
         if isinstance(door, bool) and door != self.door_open:
             known = self.door_open is not None
             self.door_open = door
@@ -216,7 +229,6 @@ class SensorTracker:
                 records.append(Event(self.sensor_id, kind, ts_ms, {"rssi_dbm": self.last_rssi}))
             if not door:
                 self.left_open = False
-                self.tampered = False  # the episode ends when the door is closed again
         left_open = values.get("door_left_open")
         if left_open is True and not self.left_open:
             self.left_open = True

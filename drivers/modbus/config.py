@@ -133,6 +133,13 @@ class ModbusBusConfig(SourceConfigBase):
     breaker_max_s: float = Field(
         300.0, ge=1, le=86_400, description="Longest wait between probes of a dead meter."
     )
+    max_inflight: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Requests to different meters waiting for their answers at once (Modbus TCP only; "
+        "1 for gateways that serialise, as most RS-485 gateways do).",
+    )
     meters: list[MeterConfig] = Field(min_length=1, description="The meters on this bus.")
 
     @field_validator("endpoint")
@@ -143,6 +150,17 @@ class ModbusBusConfig(SourceConfigBase):
         except EndpointError as exc:
             raise custom_error(f"bad Modbus endpoint: {exc}", EXAMPLES) from None
         return value
+
+    @model_validator(mode="after")
+    def _inflight_needs_tcp(self) -> ModbusBusConfig:
+        if self.max_inflight > 1 and self.parsed_endpoint.kind != "tcp":
+            raise custom_error(
+                "several requests in flight need Modbus TCP (an RS-485 line carries one at a time)",
+                "max_inflight = 1, or a tcp:// endpoint",
+                key="max_inflight",
+                got=str(self.max_inflight),
+            )
+        return self
 
     @model_validator(mode="after")
     def _meters_unique(self) -> ModbusBusConfig:

@@ -23,7 +23,6 @@ from drivers.modbus.config import MeterConfig, ModbusBusConfig
 from drivers.modbus.counters import CounterGuard
 from drivers.modbus.plan import ReadRequest, plan_reads
 from drivers.modbus.profiles import MeterPoint
-from drivers.modbus.registers import decode
 from gateway.core import Event, Reading, Record
 
 log = logging.getLogger("lintel.modbus")
@@ -106,7 +105,7 @@ class MeterPoller:
         while index < len(requests):
             request = requests[index]
             try:
-                data = await bus.read(
+                data = await bus.read_block(
                     self.unit,
                     request.function,
                     request.address,
@@ -120,8 +119,7 @@ class MeterPoller:
                     continue
                 self.errors[exc.reason] += 1
                 return self._failed(exc, now_ms, now_mono)
-            for spec in request.points:
-                values[spec.name] = decode(spec, request.values_of(spec, data))
+            values.update(request.decode(data))
             index += 1
         return self._succeeded(values, now_ms())
 

@@ -9,13 +9,18 @@ requests for the chosen gap, found greedily over sorted addresses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from drivers.modbus.registers import BIT_FUNCTIONS, PointSpec
+from drivers.modbus.registers import BIT_FUNCTIONS, STRUCT_FORMATS, PointSpec, decode
 
 MAX_REGISTERS = 125  # function 3/4 request limit (Modbus spec, 6.3/6.4)
 MAX_BITS = 2000  # function 1/2 request limit (Modbus spec, 6.1/6.2)
+
+
+Decoded = list[tuple[str, "float | int | bool | str | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,11 @@ class ReadRequest:
     address: int
     count: int
     points: tuple[PointSpec, ...]
+    # How the response becomes the points' values, compiled once per request (see `_compile`).
+    decode: Callable[[bytes | Sequence[bool]], Decoded] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decode", _compile(self))
 
     def values_of(
         self, point: PointSpec, response: Sequence[int] | Sequence[bool]
@@ -31,6 +41,63 @@ class ReadRequest:
         """The slice of this request's response that belongs to `point`."""
         start = point.address - self.address
         return response[start : start + point.size]
+
+
+def _compile(request: ReadRequest) -> Callable[[bytes | Sequence[bool]], Decoded]:
+    """A function from the request's response (register bytes, or bits) to (name, value) per point.
+
+    Numbers in the Modbus order (ABCD: word and byte order big) that do not overlap are unpacked by one
+    precompiled `struct` over the whole block, then scaled exactly as `registers.decode` does; any other
+    point (strings, bits, swapped orders, overlaps) goes through `registers.decode`. Both give the same
+    values (tests/drivers/test_modbus_plan.py checks them against each other).
+    """
+    if request.function in BIT_FUNCTIONS:
+
+        def bits(response: bytes | Sequence[bool]) -> Decoded:
+            assert not isinstance(response, bytes)
+            return [(p.name, decode(p, request.values_of(p, response))) for p in request.points]
+
+        return bits
+    fast: list[PointSpec] = []
+    slow: list[PointSpec] = []
+    layout = ">"
+    at = request.address  # next register the layout has not covered
+    for p in request.points:
+        if p.type in STRUCT_FORMATS and p.word_order == "big" and p.byte_order == "big" and p.address >= at:
+            if p.address > at:
+                layout += f"{2 * (p.address - at)}x"
+            layout += STRUCT_FORMATS[p.type][1:]
+            at = p.address + p.size
+            fast.append(p)
+        else:
+            slow.append(p)
+    unpack = struct.Struct(layout).unpack_from
+    steps = [(p.name, p.type == "float32", p.scale, p.offset) for p in fast]
+    if slow:  # keep the points' order in the result, whichever way each was decoded
+        order = {p.name: i for i, p in enumerate(request.points)}
+
+    def block(response: bytes | Sequence[bool]) -> Decoded:
+        assert isinstance(response, bytes)
+        out: Decoded = []
+        for (name, is_f32, scale, offset), raw in zip(steps, unpack(response), strict=True):
+            if isinstance(raw, float):
+                if not math.isfinite(raw):
+                    out.append((name, None))
+                    continue
+                if is_f32:
+                    raw = float(f"{raw:.7g}")  # float32 carries ~7 significant digits
+            if scale == 1.0 and offset == 0.0:
+                out.append((name, raw))
+            else:
+                out.append((name, float(f"{raw * scale + offset:.12g}")))
+        if slow:
+            for p in slow:
+                words = struct.unpack_from(f">{p.size}H", response, 2 * (p.address - request.address))
+                out.append((p.name, decode(p, words)))
+            out.sort(key=lambda item: order[item[0]])
+        return out
+
+    return block
 
 
 def plan_reads(points: Iterable[PointSpec], max_gap: int = 10) -> list[ReadRequest]:

@@ -4,6 +4,11 @@ A profile names its source document and lists points; each point inherits the pr
 `function` and `type` and may set any `PointSpec` field plus `counter` (a cumulative register such
 as kWh or m³) and `max_rate_per_h` (the fastest a counter can plausibly climb). Installers pick a
 profile by file name (`profile = "eastron_sdm120"`) and override fields per point in their config.
+
+A profile whose map could not be checked against the manufacturer's document says so in an
+`[unverified]` table: a point name (its address or meaning) or `function` (the profile's default
+function code, so every point that inherits it) → what is unverified and why. `lintel modbus
+profiles` shows those points as unverified, with the reasons.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ class ProfileHeader(StrictModel):
 class ProfileFile(StrictModel):
     profile: ProfileHeader
     points: dict[str, PointFields]
+    unverified: dict[str, str] = Field(
+        default_factory=dict, description="Point name or `function` → what is unverified and why."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,15 @@ class Profile:
     function: Function
     type: DataType
     points: dict[str, PointFields]
+    unverified: dict[str, str]
+
+    def unverified_reasons(self, point: str) -> list[str]:
+        """Why `point` is unverified: its own entry, and the default function code's if it
+        inherits it; empty for a point checked against the manufacturer's document."""
+        reasons = [self.unverified[point]] if point in self.unverified else []
+        if "function" in self.unverified and self.points[point].function is None:
+            reasons.append(self.unverified["function"])
+        return reasons
 
 
 _SPEC_KEYS = ("function", "address", "type", "word_order", "byte_order", "scale", "offset", "bit", "length")
@@ -111,7 +128,18 @@ def available() -> dict[str, Profile]:
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
             raise RuntimeError(f"meter profile {entry.name} is broken: {exc}") from exc
         header = parsed.profile
-        profile = Profile(name, header.title, header.document, header.function, header.type, parsed.points)
+        strange = set(parsed.unverified) - set(parsed.points) - {"function"}
+        if strange:
+            raise RuntimeError(f"meter profile {entry.name}: [unverified] names no point {sorted(strange)}")
+        profile = Profile(
+            name,
+            header.title,
+            header.document,
+            header.function,
+            header.type,
+            parsed.points,
+            parsed.unverified,
+        )
         for point_name in profile.points:  # every point must build on its own
             build_point(point_name, profile.points[point_name], defaults=profile_defaults(profile))
         out[name] = profile

@@ -23,7 +23,7 @@ DataType = Literal[
 Order = Literal["big", "little"]
 Function = Literal[1, 2, 3, 4]  # coils, discrete inputs, holding registers, input registers
 
-_STRUCT = {
+STRUCT_FORMATS = {
     "int16": ">h",
     "uint16": ">H",
     "int32": ">i",
@@ -117,7 +117,7 @@ def decode(spec: PointSpec, values: Sequence[int] | Sequence[bool]) -> float | i
         raw = registers_to_bytes(registers, "big", spec.byte_order)
         return raw.split(b"\0", 1)[0].decode("ascii", errors="replace").strip()
     raw_value = struct.unpack(
-        _STRUCT[spec.type], registers_to_bytes(registers, spec.word_order, spec.byte_order)
+        STRUCT_FORMATS[spec.type], registers_to_bytes(registers, spec.word_order, spec.byte_order)
     )[0]
     if isinstance(raw_value, float) and not math.isfinite(raw_value):
         return None
@@ -157,7 +157,7 @@ def encode(spec: PointSpec, value: float | int | bool | str) -> list[int]:
         return bytes_to_registers(raw, "big", spec.byte_order)
     number = (float(value) - spec.offset) / spec.scale if spec.scale != 1.0 or spec.offset else value
     if spec.type.startswith("float"):
-        raw = struct.pack(_STRUCT[spec.type], float(number))
+        raw = struct.pack(STRUCT_FORMATS[spec.type], float(number))
     else:
-        raw = struct.pack(_STRUCT[spec.type], round(float(number)))
+        raw = struct.pack(STRUCT_FORMATS[spec.type], round(float(number)))
     return bytes_to_registers(raw, spec.word_order, spec.byte_order)

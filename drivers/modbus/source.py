@@ -32,15 +32,67 @@ log = logging.getLogger("lintel.modbus")
 IDLE_BEAT_S = 1.0  # how often a bus with nothing to poll tells the watchdog it is alive
 
 
+class _Jobs:
+    """The poll jobs of one bus, earliest due first, each (meter, poll group) on its own grid.
+
+    A job is taken by one worker at a time, and so is its meter: two poll groups of one meter are never
+    polled at once (a meter is one device answering one request at a time). `take` waits for a job
+    whose meter is free; `give_back` returns it with its next due time and frees the meter.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, MeterPoller, PollGroup]] = []
+        self._order = itertools.count()
+        self._busy: set[str] = set()
+        self._changed = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return bool(self._heap)
+
+    def push(self, due: float, meter: MeterPoller, group: PollGroup) -> None:
+        heapq.heappush(self._heap, (due, next(self._order), meter, group))
+
+    async def take(self) -> tuple[float, MeterPoller, PollGroup]:
+        while True:
+            skipped = []
+            found = None
+            while self._heap:
+                item = heapq.heappop(self._heap)
+                if item[2].id in self._busy:
+                    skipped.append(item)
+                    continue
+                found = item
+                break
+            for item in skipped:
+                heapq.heappush(self._heap, item)
+            if found is not None:
+                self._busy.add(found[2].id)
+                return found[0], found[2], found[3]
+            self._changed.clear()
+            await self._changed.wait()
+
+    def give_back(self, due: float, meter: MeterPoller, group: PollGroup) -> None:
+        self.push(due, meter, group)
+        self.release(meter)
+
+    def release(self, meter: MeterPoller) -> None:
+        self._busy.discard(meter.id)
+        self._changed.set()
+
+
 class ModbusBusSource:
     def __init__(self, config: ModbusBusConfig) -> None:
         self.config = config
         self.endpoint = config.parsed_endpoint
         self.meters = [MeterPoller(m, config) for m in config.meters if m.enabled]
-        self.bus = Bus(self.endpoint, turnaround_s=config.turnaround_ms / 1000)
+        self.bus = Bus(
+            self.endpoint, turnaround_s=config.turnaround_ms / 1000, max_inflight=config.max_inflight
+        )
         self.missed_polls = 0
         self._down_reported = False
         self.memory = PointMemory()  # latest values and offline episodes, per meter
+        self._opened = 0  # how many times the bus was opened: workers reopen it once per failure
+        self._reopen_lock = asyncio.Lock()
 
     def device_reports(self) -> list[DeviceReport]:
         """Each meter's health: online, its errors by reason (timeout, exception, crc,
@@ -79,43 +131,66 @@ class ModbusBusSource:
             self.bus.close()
 
     async def _run(self, ctx: SourceContext) -> None:
-        clock = ctx.clock
         await self._open(ctx)
-        start = clock.monotonic()
-        order = itertools.count()
-        jobs: list[tuple[float, int, MeterPoller, PollGroup]] = []
+        start = ctx.clock.monotonic()
+        jobs = _Jobs()
         # Every job starts on the same grid: a cycle is the meters read back to back, in config order.
         for meter in self.meters:
             for group in meter.groups:
-                heapq.heappush(jobs, (start, next(order), meter, group))
+                jobs.push(start, meter, group)
         while not jobs:  # every meter disabled: the bus stays open for its door relays, and alive
             ctx.progress()
             await asyncio.sleep(IDLE_BEAT_S)
+        workers = min(self.config.max_inflight, len(self.meters))
+        if workers == 1:
+            await self._work(ctx, jobs)
+            return
+        # Several meters polled at once (Modbus TCP, max_inflight > 1): one worker per request in
+        # flight, each taking the earliest due job of a meter no other worker is polling.
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(workers):
+                tasks.create_task(self._work(ctx, jobs))
+
+    async def _work(self, ctx: SourceContext, jobs: _Jobs) -> None:
+        clock = ctx.clock
         while True:
-            due, _, meter, group = heapq.heappop(jobs)
-            now = clock.monotonic()
-            if due > now:
-                await asyncio.sleep(due - now)
+            due, meter, group = await jobs.take()
+            try:
                 now = clock.monotonic()
-            if meter.breaker_allows(now):
-                try:
-                    records = await meter.poll(self.bus, group, clock.time_ms, now)
-                    # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops a
-                    # cancel that coincides with the answer; without this check a stopping gateway
-                    # polled on at full speed (the check lives here, not in Bus: a relay switched off
-                    # from a cancelled door task must still complete its write and read-back).
-                    raise_if_cancelled()
-                except BusDown as exc:
-                    heapq.heappush(jobs, (due, next(order), meter, group))  # retry this job first
-                    self._bus_down(ctx, str(exc))
-                    await self._open(ctx)
-                    continue
-                for record in records:
-                    ctx.emit(record)
-            ctx.progress()
-            due, skipped = next_deadline(due, group.interval_s, clock.monotonic())
-            self.missed_polls += skipped
-            heapq.heappush(jobs, (due, next(order), meter, group))
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    now = clock.monotonic()
+                if meter.breaker_allows(now):
+                    opened = self._opened
+                    try:
+                        records = await meter.poll(self.bus, group, clock.time_ms, now)
+                        # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops
+                        # a cancel that coincides with the answer; without this check a stopping gateway
+                        # polled on at full speed (the check lives here, not in Bus: a relay switched
+                        # off from a cancelled door task must still complete its write and read-back).
+                        raise_if_cancelled()
+                    except BusDown as exc:
+                        jobs.give_back(due, meter, group)  # retry this job first
+                        await self._reopen(ctx, str(exc), opened)
+                        continue
+                    for record in records:
+                        ctx.emit(record)
+                ctx.progress()
+                due, skipped = next_deadline(due, group.interval_s, clock.monotonic())
+                self.missed_polls += skipped
+                jobs.give_back(due, meter, group)
+            except BaseException:
+                jobs.release(meter)
+                raise
+
+    async def _reopen(self, ctx: SourceContext, reason: str, opened: int) -> None:
+        """The bus went down under a poll: take every meter offline and reopen, once for all workers
+        (a worker whose request failed before another's reopen finished just uses the new connection)."""
+        async with self._reopen_lock:
+            if self._opened != opened:
+                return
+            self._bus_down(ctx, reason)
+            await self._open(ctx)
 
     def _bus_down(self, ctx: SourceContext, reason: str) -> None:
         self.bus.close()
@@ -151,6 +226,7 @@ class ModbusBusSource:
                 ctx.progress()
                 await asyncio.sleep(1.0 if serial else backoff.next_delay())
                 continue
+            self._opened += 1
             if self._down_reported:
                 log.info("%s: bus available again (%s)", self.config.id, self.endpoint)
                 ctx.emit(

@@ -9,7 +9,6 @@ so they are the last lines to go.
 
 from __future__ import annotations
 
-import importlib
 import math
 import sqlite3
 import time
@@ -275,16 +274,10 @@ def dataclass_values(counts: Any) -> list[int]:
 
 def lane_report(report: GatewayReport, name: str) -> Any:
     """A lane's report in its lane module's type (None when the lane is not in the report)."""
-    from pydantic import TypeAdapter
-
-    from gateway.lanes.registry import LANES
+    from gateway.config.lane_registry import read_report
 
     body = report.lanes.get(name)
-    if body is None:
-        return None
-    spec = next(s for s in LANES if s.name == name)
-    module = importlib.import_module(spec.build.partition(":")[0])
-    return TypeAdapter(module.REPORT).validate_python(body)
+    return None if body is None else read_report(name, body)
 
 
 def alarm_lines(report: GatewayReport, now_ms: int, rows: int, width: int) -> list[Text]:

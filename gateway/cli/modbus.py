@@ -193,7 +193,14 @@ def _profiles(args: argparse.Namespace) -> int:
     if args.json:
         print_json(
             {
-                n: {"title": p.title, "document": p.document, "points": list(p.points)}
+                n: {
+                    "title": p.title,
+                    "document": p.document,
+                    "points": list(p.points),
+                    "unverified": {
+                        pt: p.unverified_reasons(pt) for pt in p.points if p.unverified_reasons(pt)
+                    },
+                }
                 for n, p in profiles.items()
                 if not args.name or n == args.name
             }
@@ -202,8 +209,9 @@ def _profiles(args: argparse.Namespace) -> int:
     if args.name:
         t = table(
             f"{args.name}: {profiles[args.name].title}",
-            ["point", "function", "address", "type", "scale", "counter"],
+            ["point", "function", "address", "type", "scale", "counter", "checked"],
         )
+        profile = profiles[args.name]
         for pt in profile_points(args.name):
             s = pt.spec
             t.add_row(
@@ -213,13 +221,19 @@ def _profiles(args: argparse.Namespace) -> int:
                 s.type,
                 f"{s.scale:g}",
                 "yes" if pt.counter else "",
+                "[yellow]unverified[/]" if profile.unverified_reasons(s.name) else "yes",
             )
         console.print(t)
-        console.print(profiles[args.name].document, highlight=False)
+        console.print(profile.document, highlight=False, markup=False)
+        for what, why in profile.unverified.items():
+            console.print(f"Unverified ({what}): {why}", highlight=False, markup=False)
         return 0
     t = table("Meter profiles", ["profile", "meter", "points"])
     for name, p in profiles.items():
-        t.add_row(name, p.title, str(len(p.points)))
+        unverified = sum(1 for pt in p.points if p.unverified_reasons(pt))
+        t.add_row(
+            name, p.title, f"{len(p.points)} ({unverified} unverified)" if unverified else str(len(p.points))
+        )
     console.print(t)
     return 0
 

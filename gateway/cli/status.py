@@ -37,7 +37,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     if args.watch and not args.json:
         return watch(loaded)
-    status, age = read_status(loaded.status_path)
+    status, age = read_status(loaded.status_path, time.time())
     running = _running(loaded, status, age)
     if args.json:
         print_json({"running": running, "status_age_s": age, "status": status})
@@ -77,7 +77,7 @@ def _screen(loaded: LoadedConfig) -> RenderableType:
     from gateway.cli.dashboard import outbox_oldest_ms, render
     from gateway.runtime.report import read_report
 
-    body, age = read_status(loaded.status_path)
+    body, age = read_status(loaded.status_path, time.time())
     if body is None:
         return Text(f"not running: no readable status at {loaded.status_path}")
     try:
@@ -115,7 +115,7 @@ def _devices(devices: Sequence[DeviceReport]) -> Table:
 
 
 def _render(body: dict[str, Any]) -> None:
-    from gateway.lanes.registry import render as render_lane
+    from gateway.config.lane_registry import render as render_lane
     from gateway.runtime.report import read_report
 
     s = read_report(body)

@@ -241,8 +241,8 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
     from gateway.inference.catalog import ModelError, configured, pick
     from gateway.inference.engine import load_model
     from gateway.lanes.fire_lanes.annotate import draw
+    from gateway.lanes.fire_lanes.component import NS
     from gateway.lanes.fire_lanes.detector import Detector
-    from gateway.lanes.fire_lanes.watch import NS
     from gateway.storage.state import StateStore, state_path
 
     vision = loaded.config.vision

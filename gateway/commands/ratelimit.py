@@ -56,8 +56,3 @@ class SenderBudgets:
             return Admission.DROP
         bucket.refused = True
         return Admission.REFUSE
-
-    def forget_except(self, senders: set[str]) -> None:
-        """Drop the buckets of senders no longer configured (after a config change)."""
-        for name in [n for n in self._buckets if n not in senders]:
-            del self._buckets[name]

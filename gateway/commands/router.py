@@ -46,6 +46,18 @@ UNVERIFIED_BY = "upstream (unverified)"
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsReport:
+    received: int
+    ok: int
+    rejected: int
+    failed: int
+    dropped: int  # over a sender's budget, dropped unanswered
+    signatures_checked: bool
+    refusals: dict[str, int]  # by refusal code (a fixed set)
+    per_key: dict[str, dict[str, int]]  # per operator key: outcomes
+
+
+@dataclass(frozen=True, slots=True)
 class CommandContext:
     command: Command
     origin: str
@@ -102,23 +114,9 @@ class CommandRouter:
         auth = Authority.from_config(section, gateway_id, site)
         return cls(handlers, set(section.allow), guard, clock, respond, section.max_per_minute, auth=auth)
 
-    def configure(self, section: CommandsSection, gateway_id: str, site: str) -> None:
-        """Apply a new `[commands]` (keys, roles, limits) to the running router."""
-        self.auth = Authority.from_config(section, gateway_id, site)
-        self.allow = set(section.allow)
-        self.max_per_minute = section.max_per_minute
-        self.guard.max_age_ms = int(section.max_age_s * 1000)
-        self.guard.max_skew_ms = int(section.max_skew_s * 1000)
-        self.budgets.forget_except({*self.auth.operators, UNAUTHENTICATED, LOCAL})
-        self.per_key = {k: v for k, v in self.per_key.items() if k in self.auth.operators}
-
     @property
     def max_per_minute(self) -> int:
         return self.budgets.per_minute
-
-    @max_per_minute.setter
-    def max_per_minute(self, value: int) -> None:
-        self.budgets.per_minute = value
 
     async def handle(self, payload: bytes, origin: str = MQTT) -> dict[str, Any] | None:
         """Run one command; returns the result body (also handed to `respond`), None if dropped."""
@@ -262,10 +260,15 @@ class CommandRouter:
             body["result"] = result
         return body
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            **self.counts,
-            "signatures_checked": self.auth is not None,
-            "refusals": self.refusals.snapshot(),
-            "per_key": {k: dict(v) for k, v in sorted(self.per_key.items())},
-        }
+    def report(self) -> CommandsReport:
+        c = self.counts
+        return CommandsReport(
+            c["received"],
+            c["ok"],
+            c["rejected"],
+            c["failed"],
+            c["dropped"],
+            self.auth is not None,
+            self.refusals.snapshot(),
+            {k: dict(v) for k, v in sorted(self.per_key.items())},
+        )

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.references import Ref
 
 CommandName = Literal[
     "ping", "reload_config", "alarm_ack", "snapshot", "door_pulse", "faces_delete", "outbox_stats", "update"
@@ -144,3 +145,13 @@ class CommandsSection(StrictModel):
                         got=name,
                     )
         return self
+
+
+def references(section: CommandsSection) -> list[Ref]:
+    """The doors each operator key may open ("*": all of them)."""
+    return [
+        Ref(f"commands.operators[{i}].doors[{j}]", door, "door", "unknown door", 'a [[doors]] entry, or "*"')
+        for i, op in enumerate(section.operators)
+        for j, door in enumerate(op.doors)
+        if door != ALL_DOORS
+    ]

@@ -7,24 +7,35 @@ of problem in one list and in one format.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.config import driver_registry as registry
-from gateway.config.commands import ALL_DOORS, CommandsSection
+from gateway.config.commands import CommandsSection
+from gateway.config.references import check_references
 from gateway.config.update import UpdateSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
 from gateway.lanes.care.config import CareSection
-from gateway.lanes.doors import DoorConfig, ModbusCoilRelay
+from gateway.lanes.doors import DoorConfig
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
-from gateway.lanes.rules.config import DeadbandRule, DoorLeftOpenRule, Rule, ThresholdRule
+from gateway.lanes.rules.config import Rule
 from gateway.upstream.bridges.config import BridgesSection
 
 TOPIC_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def not_below(high: float, high_key: str, low: float, low_key: str) -> None:
+    """A longest delay (`high_key`) must not be below its first delay (`low_key`)."""
+    if high < low:
+        raise custom_error(
+            f"{high_key} is below {low_key}",
+            f"a number >= {low_key} ({low:g})",
+            key=high_key,
+            got=f"{high:g}",
+        )
 
 
 class GatewaySection(StrictModel):
@@ -137,13 +148,7 @@ class MqttSection(StrictModel):
             )
         if self.password_file and not self.username:
             raise custom_error("password_file needs a username", "mqtt.username set as well")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise custom_error(
-                "reconnect_max_s is below reconnect_initial_s",
-                f"a number >= reconnect_initial_s ({self.reconnect_initial_s:g})",
-                key="reconnect_max_s",
-                got=f"{self.reconnect_max_s:g}",
-            )
+        not_below(self.reconnect_max_s, "reconnect_max_s", self.reconnect_initial_s, "reconnect_initial_s")
         return self
 
     @property
@@ -164,35 +169,12 @@ class RuntimeSection(StrictModel):
 
     @model_validator(mode="after")
     def _check_restart_bounds(self) -> RuntimeSection:
-        if self.restart_max_s < self.restart_initial_s:
-            raise custom_error(
-                "restart_max_s is below restart_initial_s",
-                f"a number >= restart_initial_s ({self.restart_initial_s:g})",
-                key="restart_max_s",
-                got=f"{self.restart_max_s:g}",
-            )
+        not_below(self.restart_max_s, "restart_max_s", self.restart_initial_s, "restart_initial_s")
         return self
 
 
 class LogSection(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-def _at(path: str, message: str, got: str, expected: str) -> PydanticCustomError:
-    return PydanticCustomError("lintel_at", message, {"path": path, "got": got, "expected": expected})
-
-
-def _one_of(name: str, known: set[str], what: str) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f' - did you mean "{close[0]}"?' if close else ""
-    listed = ", ".join(sorted(known)[:8]) or "none configured"
-    return f"the id of {what} ({listed}){hint}"
-
-
-def _check_ref(path: str, problem: str, name: str, known: set[str], what: str) -> None:
-    """The error for a reference to an id that is not among `known` (with a did-you-mean)."""
-    if name not in known:
-        raise _at(path, problem, f'"{name}"', _one_of(name, known, what))
 
 
 def _source_union() -> Any:
@@ -243,87 +225,5 @@ class GatewayConfig(StrictModel):
                         },
                     )
                 seen[device_id] = path
-        self._check_references(seen)
+        check_references(self, self.sources, self.commands)  # what the lanes and commands name
         return self
-
-    def _check_references(self, devices: dict[str, str]) -> None:
-        """Ids that the care watch, rules and doors name must exist among the sources."""
-        known = set(devices)
-        device_what = "a device in [[sources]]"
-        for index, rule in enumerate(self.rules):
-            names: list[tuple[str, str]] = []
-            if isinstance(rule, ThresholdRule | DeadbandRule):
-                names = [("source", rule.source)]
-            elif isinstance(rule, DoorLeftOpenRule):
-                names = [(f"sources[{i}]", s) for i, s in enumerate(rule.sources)]
-            for key, name in names:
-                _check_ref(f"rules[{index}].{key}", "unknown device", name, known, device_what)
-        rule_ids = [r.id for r in self.rules]
-        for index, rid in enumerate(rule_ids):
-            if rid in rule_ids[:index]:
-                raise _at(
-                    f"rules[{index}].id", "duplicate rule id", f'"{rid}"', "an id used by one rule only"
-                )
-        if self.care is not None:
-            for index, h in enumerate(self.care.households):
-                if h.id in known:
-                    raise _at(
-                        f"care.households[{index}].id",
-                        "household id is also a device id",
-                        f'"{h.id}"',
-                        f"an id not already used by {devices[h.id]}",
-                    )
-                for key in ("door", "water_meter", "electricity_meter"):
-                    name = getattr(h, key)
-                    if name is not None:
-                        _check_ref(
-                            f"care.households[{index}].{key}", "unknown device", name, known, device_what
-                        )
-        cameras = {s.id for s in self.sources if s.type == "camera"}
-        camera_what = "a [[sources]] entry of type camera"
-        lane_ids: set[str] = set()
-        for index, lane in enumerate(self.fire_lanes):
-            if lane.id in known or lane.id in lane_ids:
-                raise _at(
-                    f"fire_lanes[{index}].id", "duplicate id", f'"{lane.id}"', "an id used by nothing else"
-                )
-            lane_ids.add(lane.id)
-            _check_ref(f"fire_lanes[{index}].camera", "unknown camera", lane.camera, cameras, camera_what)
-        buses = {s.id for s in self.sources if s.type == "modbus"}
-        door_ids: set[str] = set()
-        for index, door in enumerate(self.doors):
-            if door.id in known or door.id in door_ids:
-                raise _at(f"doors[{index}].id", "duplicate id", f'"{door.id}"', "an id used by nothing else")
-            door_ids.add(door.id)
-            if isinstance(door.relay, ModbusCoilRelay):  # a Shelly relay is reached over the LAN
-                _check_ref(
-                    f"doors[{index}].relay.bus",
-                    "unknown modbus bus",
-                    door.relay.bus,
-                    buses,
-                    "a [[sources]] entry of type modbus",
-                )
-        for index, op in enumerate(self.commands.operators):
-            for j, door_id in enumerate(op.doors):
-                if door_id != ALL_DOORS:
-                    where = f"commands.operators[{index}].doors[{j}]"
-                    _check_ref(where, "unknown door", door_id, door_ids, 'a [[doors]] entry, or "*"')
-        for index, entrance in enumerate(self.face_access):
-            if entrance.id in known or entrance.id in lane_ids or entrance.id in door_ids:
-                raise _at(
-                    f"face_access[{index}].id",
-                    "duplicate id",
-                    f'"{entrance.id}"',
-                    "an id used by nothing else",
-                )
-            lane_ids.add(entrance.id)
-            _check_ref(
-                f"face_access[{index}].camera", "unknown camera", entrance.camera, cameras, camera_what
-            )
-            _check_ref(
-                f"face_access[{index}].door",
-                "unknown door",
-                entrance.door,
-                door_ids,
-                "a [[doors]] entry (the relay a grant pulses)",
-            )

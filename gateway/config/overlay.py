@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
+from gateway.config.lane_registry import sections, tuned_changes
 from gateway.config.loader import LoadedConfig, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core.errors import ConfigError
@@ -29,8 +29,7 @@ from gateway.core.files import replace_durably
 log = logging.getLogger("lintel.config")
 
 OVERLAY_NAME = "config.overlay.toml"
-TUNABLE_SECTIONS = ("rules", "care", "log")
-DOOR_TUNABLES = ("pulse_s",)
+TUNABLE_SECTIONS = (*sections("rebuild"), "log")  # the lanes a reload rebuilds (registry), the log level
 _STAMP = "# lintel remote tunables over local config sha256 "
 
 
@@ -43,15 +42,9 @@ def untunable_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     changed = [
         name
         for name in type(old).model_fields
-        if name not in (*TUNABLE_SECTIONS, "doors") and getattr(old, name) != getattr(new, name)
+        if name not in (*TUNABLE_SECTIONS, *sections("tune")) and getattr(old, name) != getattr(new, name)
     ]
-    if _door_wiring(old) != _door_wiring(new):
-        changed.append("doors (anything but pulse_s)")
-    return changed
-
-
-def _door_wiring(config: GatewayConfig) -> list[Any]:
-    return [d.model_dump(exclude=set(DOOR_TUNABLES)) for d in config.doors]
+    return changed + tuned_changes(old, new)
 
 
 def write_overlay(loaded_local_sha256: str, path: Path, toml_text: bytes) -> None:

@@ -14,7 +14,15 @@ The runtime drives each component the same way, and nothing else starts or stops
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import Field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+class Report(Protocol):
+    """What a part reports: a dataclass instance (frozen by convention), turned into JSON by
+    `gateway.runtime.report.to_json` and read back into its type by the part's module."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
 
 @runtime_checkable
@@ -27,4 +35,4 @@ class Component(Protocol):
 
     async def stop(self) -> None: ...
 
-    def report(self) -> Any: ...
+    def report(self) -> Report: ...

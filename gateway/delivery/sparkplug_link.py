@@ -44,6 +44,9 @@ class SparkplugLink(LinkThread):
         clock: Clock,
         bridge: SparkplugBridge,
         primary_host_id: str | None,
+        *,
+        qos: int = 0,
+        state_skew_s: float = 300.0,
     ) -> None:
         super().__init__(dataclasses.replace(settings, client_id=f"{settings.client_id}-spb"), clock)
         self.writer = writer
@@ -51,10 +54,19 @@ class SparkplugLink(LinkThread):
         self.topics = bridge.topics
         self.model = bridge.model
         self.primary_host_id = primary_host_id
+        self.qos = qos  # of births, DDATA, NDATA and DDEATH (the will NDEATH is QoS 1, the spec)
+        # a primary host STATE stamped later than now + this is ignored (forged): the newest
+        # accepted one is in the model (kept across restarts)
+        self.state_skew_ms = round(state_skew_s * 1000)
         self.connects = self.sent = self.acked = self.births = self.rebirths = 0
         self.superseded = self.historical = self.host_offline = self.commands_received = 0
         self.rejected: dict[str, int] = {}  # bad inbound or stored input, per kind (logged once each)
         self.recently_acked: RecentlyAcked[int] = RecentlyAcked()  # row seqs
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the link, then keep the metrics' last values for the births after the restart."""
+        super().stop(timeout)
+        self.model.save_now()
 
     def bad_input(self, kind: str, what: str) -> None:
         n = self.rejected.get(kind, 0)

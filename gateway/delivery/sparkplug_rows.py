@@ -9,6 +9,7 @@ is in them); a DDATA, and the readings a DBIRTH carried, go out as a DDATA of hi
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Set
 
 from gateway.core import Klass
 from gateway.delivery.queues import PAGE, SPARKPLUG_PREFIX
@@ -16,14 +17,19 @@ from gateway.storage.outbox.store import OutboxReader, PendingMessage
 from gateway.upstream.bridges import sparkplug_pb as pb
 
 
-def outgoing(msg: PendingMessage, held: bool, seq: int) -> tuple[str, bytes] | None:
+def outgoing(
+    msg: PendingMessage, held: bool, seq: int, retired: Set[str] = frozenset()
+) -> tuple[str, bytes] | None:
     """(topic, payload) of a stored row published with `seq`; None when superseded. `held`: the
-    row is up to the session's boundary. Raises protobuf's DecodeError for a row that is not a
-    Sparkplug payload (a crc-checked row of our own: only a bug could make one)."""
+    row is up to the session's boundary. A held DDATA of a device that left the configuration
+    (`retired`: not born in this session) is superseded too: the host could not resolve its aliases
+    (its readings went out natively). A held NDATA is superseded by the NBIRTH's health values.
+    Raises protobuf's DecodeError for a row that is not a Sparkplug payload (a crc-checked row of
+    our own: only a bug could make one)."""
     if not held:
         return msg.topic, pb.with_seq(msg.payload, seq)
     parts = msg.topic.split("/")
-    if len(parts) != 5 or parts[2] != "DDATA":
+    if len(parts) != 5 or parts[2] != "DDATA" or parts[4] in retired:
         return None
     return msg.topic, pb.as_historical(msg.payload, seq)
 

@@ -6,19 +6,24 @@ Order on a connection (docs/bridges.md, Sparkplug B):
 2. NBIRTH (seq 0: bdSeq, `Node Control/Rebirth` = false), then a DBIRTH for every device with a
    metric, current values from the bridge's model. The outbox's last seq at that moment is the
    session's *boundary*.
-3. The outbox's `spBv1.0/` rows in seq order, QoS 1, each given the next `seq` (0-255) as it is
-   published (sparkplug_rows.py: rows up to the boundary go out as history or not at all), deleted
-   on PUBACK. Devices dead at step 2 get their DDEATH once the rows up to the boundary are out.
+3. The outbox's `spBv1.0/` rows in seq order, at the link's QoS (0 as the spec requires: deleted
+   once written to the socket; 1: deleted on PUBACK), each given the next `seq` (0-255) as it is
+   published (sparkplug_rows.py: rows up to the boundary go out as history or not at all). Devices
+   dead at step 2 (and devices that left the configuration) get their DDEATH once the rows up to
+   the boundary are out.
 A rebirth request (NCMD `Node Control/Rebirth` = true) repeats step 2 with the same bdSeq, at most
 once a second; a STATE `online: false` of the primary host ends the session with NDEATH (the link
-reconnects and waits).
+reconnects and waits). A STATE stamped in the future (beyond the link's skew) is ignored and
+counted, and one older than the newest accepted (remembered across sessions) is ignored: a forged
+retained STATE can neither end the session nor make the host's real STATE look older. Whether the
+host was last online is kept across restarts: a node that meets only a forgery is born at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
@@ -32,16 +37,15 @@ from gateway.storage.outbox.store import OutboxReader
 from gateway.upstream.bridges import sparkplug_pb as pb
 from gateway.upstream.bridges.sparkplug import device_birth, node_birth, node_death
 
-if TYPE_CHECKING:
-    from gateway.delivery.sparkplug_link import SparkplugLink
-
 REBIRTH_MIN_S = 1.0
 
 log = logging.getLogger("lintel.uplink.sparkplug")
 
 
 class SpbSession:
-    def __init__(self, link: SparkplugLink, client: mqtt.Client, bd_seq: int) -> None:
+    def __init__(self, link: Any, client: mqtt.Client, bd_seq: int) -> None:
+        # `link` is the SparkplugLink that runs this session. Typed loosely so that the import runs
+        # one way (link -> session) until the one-session-base rewrite gives it a narrow interface.
         self.link = link
         self.client = client
         self.bd_seq = bd_seq
@@ -54,7 +58,6 @@ class SpbSession:
         self.seq = 0
         self.boundary = 0
         self.dead: list[str] = []
-        self.state_ts = -1
         self.rows: RowCursor | None = None
         self.end_requested = False
         self.rebirth_due = False
@@ -135,9 +138,16 @@ class SpbSession:
         except BadInput as exc:
             self.link.bad_input("STATE", str(exc))
             return
-        if ts < self.state_ts:
-            return  # older than one already seen (the spec): a late retained copy
-        self.state_ts = ts
+        link = self.link
+        ahead = ts - link.clock.time_ms()
+        if ahead > link.state_skew_ms:
+            link.bad_input("STATE", f"STATE stamped {ahead / 1000:.0f} s in the future (ignored: forged?)")
+            if link.model.host_state[1] and not self.born:
+                self._birth()  # the last believable STATE said online; a forged one changes nothing
+            return
+        if ts < link.model.host_state[0]:
+            return  # older than one accepted (the spec): a late copy, or an offline older than its session
+        link.model.host_said(ts, online)
         if online and not self.born:
             log.info("sparkplug: primary host %s online", self.link.primary_host_id)
             self._birth()
@@ -156,12 +166,14 @@ class SpbSession:
         link = self.link
         now = link.clock.time_ms()
         self.seq = 0
-        self.client.publish(link.topics.node_topic("NBIRTH"), node_birth(self.bd_seq, now), qos=0)
+        nbirth = node_birth(self.bd_seq, now, link.model.node_snapshot())
+        self.client.publish(link.topics.node_topic("NBIRTH"), nbirth, qos=0)
         self.boundary = link.writer.last_seq  # before the snapshot: every row up to it is in there
         self.dead = []
         for device, alive, slots in link.model.snapshot():
-            payload = pb.with_seq(device_birth(slots, now), self._next_seq())
-            self.client.publish(link.topics.device_topic("DBIRTH", device), payload, qos=0)
+            if slots:  # a device that left the configuration has none: not born, only its DDEATH
+                payload = pb.with_seq(device_birth(slots, now), self._next_seq())
+                self.client.publish(link.topics.device_topic("DBIRTH", device), payload, qos=0)
             if not alive:
                 self.dead.append(device)
         self.born = True
@@ -180,6 +192,7 @@ class SpbSession:
         if not self.born or self.ended:
             return
         link = self.link
+        retired = link.model.retired()
         while len(self.inflight) < link.settings.inflight_max:
             msg = self.rows.next() if self.rows is not None else None
             if self.dead and (msg is None or msg.seq > self.boundary):
@@ -190,7 +203,7 @@ class SpbSession:
                 continue  # acknowledged on an earlier connection, its deletion not committed yet
             held = msg.seq <= self.boundary
             try:
-                out = outgoing(msg, held, (self.seq + 1) % 256)
+                out = outgoing(msg, held, (self.seq + 1) % 256, retired)
             except DecodeError:  # crc-checked rows of our own: only a bug gets here
                 link.bad_input("row", f"outbox row {msg.seq} is not a Sparkplug payload (dropped)")
                 out = None
@@ -201,13 +214,15 @@ class SpbSession:
             topic, payload = out
             self._next_seq()
             link.historical += held
-            info = self.client.publish(topic, payload, qos=1)
+            info = self.client.publish(topic, payload, qos=link.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 link.set_state("backoff", f"publish failed: {mqtt.error_string(info.rc)}")
                 self.ended = True
                 return
             self.inflight[info.mid] = (msg.seq, msg.size, link.clock.monotonic())
             link.sent += 1
+            if info.is_published():  # QoS 0 written at once: paho's on_publish came before the entry
+                self._on_publish(self.client, None, info.mid, None, None)
 
     def flush_acks(self) -> None:
         if self.acks:

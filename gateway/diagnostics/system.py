@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from gateway.config import LoadedConfig, load_config
@@ -43,7 +44,7 @@ def load(path: str) -> tuple[LoadedConfig | None, list[Finding]]:
 
 def find_daemon(loaded: LoadedConfig) -> Daemon | None:
     """The running gateway of this config, from its status file (fresh, and its pid alive)."""
-    status, age = read_status(loaded.status_path)
+    status, age = read_status(loaded.status_path, time.time())
     if status is None or age is None:
         return None
     stale_after = max(10.0, loaded.config.runtime.status_interval_s * 3)

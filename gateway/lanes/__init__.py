@@ -1,10 +1,11 @@
 """Lanes: the optional parts of a gateway (doors, care, rules, fire lanes, face access).
 
-A lane is built from its config section by a `build_lane(config, deps)` function named in
-`gateway.lanes.registry`, and returns a `Lane`: the components the runtime drives, the pipeline
+A lane is built from its own typed config section by a `build_lane(section, deps)` function named
+in `gateway.config.lane_registry`, and returns a `Lane`: the components the runtime drives, the pipeline
 steps it contributes, and the command handlers it serves. A lane gets only `LaneDeps`, never the
-daemon, and never imports another lane: what lanes share (the inference engine, the door opener)
-comes through `LaneDeps`.
+daemon, and never imports another lane: what lanes share (the inference engine, the doors) comes
+through `LaneDeps`. The doors are a core service: the runtime builds them before any lane and hands
+them to the lanes as a value (`LaneDeps.doors`), so a lane that opens doors never looks them up.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class DoorOpener(Protocol):
 @dataclass(slots=True)
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
-    first use: a gateway without cameras never imports onnxruntime); `doors()` the running doors;
+    first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
+    (None when no door is configured, or the doors could not be built);
     `secret(name)` the content of a `*_file` key of the local config (resolved like the config)."""
 
     clock: Clock
@@ -55,8 +57,8 @@ class LaneDeps:
     actuators: ActuatorHub
     state_dir: Path
     engine: Callable[[], Any]
-    doors: Callable[[], DoorOpener | None]
     secret: Callable[[str], str]
+    doors: DoorOpener | None = None
 
 
 class PipelineStepComponent:
@@ -84,3 +86,5 @@ class Lane:
     handlers: dict[str, Handler] = field(default_factory=dict)
     # records that say the lane is not running (why), emitted when a component fails to start
     unavailable: Callable[[str], list[Record]] = lambda _reason: []
+    # saves what a successor built by a reload starts from (timers); changes nothing the lane does
+    checkpoint: Callable[[], None] = lambda: None

@@ -30,6 +30,34 @@ NS = "alarm"
 META_NS = "alarm_meta"
 
 
+@dataclass(frozen=True, slots=True)
+class AlarmReport:
+    alarm_id: str
+    kind: str
+    source_id: str
+    opened_ms: int
+    open_s: int
+    notified: int
+    acked: bool
+    acked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlarmsReport:
+    """How many alarms are open now (for dashboards that read only `stats`): no ids, no sources."""
+
+    count: int
+    unacknowledged: int
+    by_kind: dict[str, int]
+
+    @classmethod
+    def of(cls, alarms: tuple[AlarmReport, ...]) -> OpenAlarmsReport:
+        by_kind: dict[str, int] = {}
+        for alarm in alarms:
+            by_kind[alarm.kind] = by_kind.get(alarm.kind, 0) + 1
+        return cls(len(alarms), sum(not a.acked for a in alarms), dict(sorted(by_kind.items())))
+
+
 @dataclass(slots=True)
 class OpenAlarm:
     alarm_id: str
@@ -45,18 +73,17 @@ class OpenAlarm:
     acked_ms: int | None = None
     acked_by: str | None = None
 
-    def as_status(self, now_ms: int) -> dict[str, Any]:
-        return {
-            "alarm_id": self.alarm_id,
-            "kind": self.kind,
-            "source_id": self.source_id,
-            "opened_ms": self.opened_ms,
-            "open_s": round((now_ms - self.opened_ms) / 1000),
-            "notified": self.notified,
-            "acked": self.acked_ms is not None,
-            "acked_by": self.acked_by,
-            "attrs": self.attrs,
-        }
+    def report(self, now_ms: int) -> AlarmReport:
+        return AlarmReport(
+            self.alarm_id,
+            self.kind,
+            self.source_id,
+            self.opened_ms,
+            round((now_ms - self.opened_ms) / 1000),
+            self.notified,
+            self.acked_ms is not None,
+            self.acked_by,
+        )
 
 
 class AckOutcome:
@@ -156,8 +183,9 @@ class AlarmBook:
                 out.append(self._event(alarm, now_ms))
         return out
 
-    def listing(self, now_ms: int) -> list[dict[str, Any]]:
-        return [a.as_status(now_ms) for a in sorted(self.by_id.values(), key=lambda a: int(a.alarm_id))]
+    def listing(self, now_ms: int) -> list[AlarmReport]:
+        """Every open alarm, oldest id first."""
+        return [a.report(now_ms) for a in sorted(self.by_id.values(), key=lambda a: int(a.alarm_id))]
 
     def _event(self, alarm: OpenAlarm, ts_ms: int) -> Event:
         attrs = dict(alarm.attrs)

@@ -1,8 +1,9 @@
 """The parts every gateway has, built from a validated config (no lane is built here).
 
 `Core` owns the outbox (store + writer thread), the uplink thread, the state store, the alarm book,
-the pipeline, the hubs sources lend their frames and ports through, and the command router. The
-daemon adds the lanes (gateway.runtime.lanes) and the sources (gateway.runtime.sources) around it.
+the pipeline, the hubs sources lend their frames and ports through, the command router, and the one
+inference engine the camera lanes share (created on first use). The daemon adds the lanes
+(gateway.runtime.lanes, given `lane_deps()`) and the sources (gateway.runtime.sources) around it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.delivery import Uplink, UplinkSettings
+from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
 from gateway.releases.report import ReleaseReport
 from gateway.releases.state import UpdateState, read_state
@@ -87,6 +89,7 @@ class Core:
         )
         # the update state as the release probation holds it (the daemon replaces this reader)
         self.release_state: Callable[[], UpdateState | None] = lambda: read_state(loaded.state_dir)
+        self._engine: Any = None  # gateway.inference.engine.InferenceEngine, once a lane asked
         self.uplink: Uplink | None = None
         self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
         if config.mqtt is not None:
@@ -105,9 +108,39 @@ class Core:
 
                 self.writer.on_commit = wake_both
 
-    def set_processors(self, lane_processors: list[Processor], extra: list[Processor]) -> None:
-        """Extra steps, the lanes' steps, then reminders (each later step sees what earlier raised)."""
-        self.pipeline.processors = [*extra, *lane_processors, AlarmReminders(self.book)]
+    def lane_deps(self) -> LaneDeps:
+        """What the lanes get (the doors are added by the runtime's Lanes, which builds them)."""
+        loaded = self.loaded
+        return LaneDeps(
+            self.clock,
+            self.pipeline.submit,
+            self.book,
+            self.state_store,
+            self.frames,
+            self.actuators,
+            loaded.state_dir,
+            self.engine,
+            lambda name: read_secret(loaded.resolve(name)),
+        )
+
+    def engine(self) -> Any:
+        """One inference engine (one thread) for every camera lane, created on first use (a
+        gateway without cameras never imports onnxruntime)."""
+        if self._engine is None:
+            from gateway.inference.engine import InferenceEngine
+
+            self._engine = InferenceEngine(self.loaded.config.vision.threads)
+        return self._engine
+
+    def close(self) -> None:
+        """The last stop step: the inference thread and the state database."""
+        if self._engine is not None:
+            self._engine.close()
+        self.state_store.close()
+
+    def set_processors(self, lane_processors: list[Processor]) -> None:
+        """The lanes' steps, then reminders (each later step sees what earlier raised)."""
+        self.pipeline.processors = [*lane_processors, AlarmReminders(self.book)]
 
     def announce_recovery(self) -> None:
         report = self.store.report

@@ -22,9 +22,12 @@ def inventory(loaded: LoadedConfig) -> Inventory:
     off keeps its entities, shown unavailable-by-silence, rather than losing its history)."""
     config = loaded.config
     devices: list[tuple[str, str]] = []
+    parents: list[tuple[str, str]] = []
     for source in config.sources:
         for _key, device_id in source.device_ids():
             devices.append((device_id, source.type))
+            if device_id != source.id:
+                parents.append((device_id, source.id))
     return Inventory(
         site=config.gateway.site,
         gateway_id=config.gateway.id,
@@ -32,6 +35,7 @@ def inventory(loaded: LoadedConfig) -> Inventory:
         devices=tuple(devices),
         fire_lanes=tuple(lane.id for lane in config.fire_lanes),
         entrances=tuple(e.id for e in config.face_access),
+        parents=tuple(parents),
     )
 
 
@@ -45,13 +49,18 @@ def build_bridges(loaded: LoadedConfig, topics: Topics) -> Bridges:
         bridges.items.append(ha)
     if section.sparkplug.enabled:
         # protobuf is imported only when the Sparkplug bridge is on
+        from gateway.upstream.bridges.inventory import safe_id
         from gateway.upstream.bridges.sparkplug import SparkplugBridge, SpbTopics
         from gateway.upstream.bridges.sparkplug_model import NodeModel
 
         spb = section.sparkplug
-        gw = loaded.config.gateway
+        config = loaded.config
+        gw = config.gateway
         spb_topics = SpbTopics(spb.group_id or gw.site, spb.node_id or gw.id)
-        model = NodeModel(loaded.state_dir / "bridges" / "sparkplug.json")
+        # every id a record can come from: a device left out of the configuration is not born
+        ids = inventory(loaded).device_ids | {d.id for d in config.doors} | {"gateway", gw.id}
+        ids |= {h.id for h in config.care.households} if config.care is not None else set()
+        model = NodeModel(loaded.state_dir / "bridges" / "sparkplug.json", {safe_id(i) for i in ids})
         bridges.items.append(SparkplugBridge(spb_topics, model))
     return bridges
 
@@ -67,5 +76,13 @@ def build_sparkplug_link(
         return None
     from gateway.delivery.sparkplug_link import SparkplugLink
 
-    primary = loaded.config.bridges.sparkplug.primary_host_id
-    return SparkplugLink(settings, writer, clock, spb, primary)
+    section = loaded.config.bridges.sparkplug
+    return SparkplugLink(
+        settings,
+        writer,
+        clock,
+        spb,
+        section.primary_host_id,
+        qos=section.qos,
+        state_skew_s=section.state_skew_s,
+    )

@@ -24,18 +24,16 @@ from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
 from gateway.commands.update import update_handler
 from gateway.config import LoadedConfig
-from gateway.config.loader import read_secret
 from gateway.core import Clock, Record, SystemClock
-from gateway.core.processor import Processor
-from gateway.lanes import DoorOpener, LaneDeps
 from gateway.releases.probation import EXIT_ROLLBACK, ReleaseProbation, Vitals
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
 from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
-from gateway.runtime.reload import reload_config
+from gateway.runtime.reload import Reloader
 from gateway.runtime.sdnotify import Notifier
+from gateway.runtime.shutdown import Stage, run_stages
 from gateway.runtime.sources import Sources
 from gateway.runtime.status_file import write_status
 from gateway.runtime.supervisor import RestartPolicy
@@ -50,13 +48,11 @@ class Daemon:
         *,
         clock: Clock | None = None,
         notifier: Notifier | None = None,
-        processors: list[Processor] | None = None,
         observers: list[Callable[[Record], None]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
-        self.extra_processors = list(processors or [])
         self.core = core = Core(loaded, self.clock, list(observers or []))
         rt = loaded.config.runtime
         self.policy = RestartPolicy(
@@ -64,21 +60,8 @@ class Daemon:
         )
         self.health_watch = Health(self.clock, rt.stall_after_s, self._links())
         self.health = self.health_watch.parts  # sources and lane components add theirs
-        self._engine: Any = None
-        deps = LaneDeps(
-            self.clock,
-            core.pipeline.submit,
-            core.book,
-            core.state_store,
-            core.frames,
-            core.actuators,
-            loaded.state_dir,
-            self._shared_engine,
-            self._doors,
-            lambda name: read_secret(loaded.resolve(name)),
-        )
-        self.lanes = Lanes(loaded.config, deps, self.policy, self.health)
-        core.set_processors(self.lanes.processors, self.extra_processors)
+        self.lanes = Lanes(loaded.config, core.lane_deps(), self.policy, self.health)
+        core.set_processors(self.lanes.processors)
         self.sources = Sources(
             self.clock,
             core.pipeline.submit,
@@ -88,6 +71,9 @@ class Daemon:
             rt.stall_after_s,
             self.health,
             core.state_store,
+        )
+        self.reloader = Reloader(
+            self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied
         )
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
@@ -99,21 +85,13 @@ class Daemon:
         self._stop = asyncio.Event()
         self._signals = 0
         self._group: asyncio.TaskGroup | None = None
-        self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # -- shared parts lanes ask for ------------------------------------------------------------------
-    def _shared_engine(self) -> Any:
-        """One inference engine (one thread) for every camera lane, created on first use."""
-        if self._engine is None:
-            from gateway.inference.engine import InferenceEngine
-
-            self._engine = InferenceEngine(self.loaded.config.vision.threads)
-        return self._engine
-
-    def _doors(self) -> DoorOpener | None:
-        doors = self.lanes.component("doors")
-        return doors if doors is not None else None  # type: ignore[return-value]
+    def _applied(self, new: LoadedConfig) -> None:
+        """A reload's new config takes over: the lanes' new steps and handlers go in."""
+        self.loaded = self.core.loaded = new
+        self.core.set_processors(self.lanes.processors)
+        self.refresh_handlers()
 
     def refresh_handlers(self) -> None:
         core = self.core
@@ -129,7 +107,7 @@ class Daemon:
     # -- reports -------------------------------------------------------------------------------------
     def report(self) -> rp.GatewayReport:
         self._refresh_thread_health()
-        return rp.gateway_report(self)
+        return rp.gateway_report(self.core, self.lanes, self.sources, self.health, self.state)
 
     def status_body(self) -> dict[str, Any]:
         return rp.to_json(self.report())
@@ -172,7 +150,7 @@ class Daemon:
     async def _logged_reload(self) -> None:
         try:
             result = await self.reload(None, None)
-            log.info("SIGHUP: %s", "config unchanged" if not result["changed"] else "config reloaded")
+            log.info("SIGHUP: %s", "config reloaded" if result["changed"] else "config unchanged")
         except Exception as exc:  # Rejected / Failed say why; the old config keeps running
             log.error("SIGHUP: config not reloaded: %s", exc)
 
@@ -224,40 +202,47 @@ class Daemon:
             await self._shutdown(loops)
 
     async def _shutdown(self, loops: list[asyncio.Task[None]]) -> None:
-        core, clock = self.core, self.clock
-        budget = self.loaded.config.runtime.shutdown_timeout_s
-        deadline = clock.monotonic() + budget
         self.state = "stopping"
         for task in loops:  # no watchdog pet once systemd is told we are stopping
             if task.get_name() == "watchdog":
                 task.cancel()
-        self.notifier.stopping("stopping: lanes")
-        await self.lanes.stop(budget * 0.3)
-        self.notifier.status("stopping: sources")
-        stage = clock.monotonic()
-        await self.sources.stop(list(self.sources.tasks), budget * 0.2)
-        log.info("shutdown: sources stopped in %.2f s (after the lanes)", clock.monotonic() - stage)
-        await self.control.close()
-        self.notifier.status("stopping: committing queued records")
-        left = max(0.1, (deadline - clock.monotonic()) * 0.4)
-        flushed = await asyncio.to_thread(core.writer.flush, left)
-        log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
-        if core.uplink is not None:
-            self.notifier.status("stopping: finishing in-flight messages")
-            left = max(0.1, (deadline - clock.monotonic()) * 0.8)
-            stops = [asyncio.to_thread(core.uplink.stop, left)]
-            if core.sparkplug is not None:  # both links finish in parallel, each says its death
-                stops.append(asyncio.to_thread(core.sparkplug.stop, left))
-            await asyncio.gather(*stops)
-        for task in loops:
-            task.cancel()
-        await asyncio.to_thread(core.writer.stop, max(0.1, deadline - clock.monotonic()))
-        if self._engine is not None:
-            self._engine.close()
-        core.state_store.close()
+        budget = self.loaded.config.runtime.shutdown_timeout_s
+        await run_stages(self._stop_stages(loops), budget, self.clock, self.notifier)
         self.state = "stopped"
         self._write_status()
         log.info("lintel stopped")
+
+    def _stop_stages(self, loops: list[asyncio.Task[None]]) -> list[Stage]:
+        """Lanes (analytics, then doors releasing their relays) -> sources -> commit what they
+        produced -> the links finish in-flight messages and say offline -> close the files."""
+        core = self.core
+
+        async def sources(limit: float) -> None:
+            await self.sources.stop(list(self.sources.tasks), limit)
+            await self.control.close()
+
+        async def commit(limit: float) -> None:
+            flushed = await asyncio.to_thread(core.writer.flush, limit)
+            log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
+
+        async def links(limit: float) -> None:  # both links finish in parallel, each says its death
+            running = [link for link in (core.uplink, core.sparkplug) if link is not None]
+            await asyncio.gather(*(asyncio.to_thread(link.stop, limit) for link in running))
+
+        async def close(limit: float) -> None:
+            for task in loops:
+                task.cancel()
+            await asyncio.to_thread(core.writer.stop, limit)
+            core.close()
+
+        stages = [
+            Stage("lanes", "lanes stopped", self.lanes.stop, 0.3, of_total=True),
+            Stage("sources", "sources stopped", sources, 0.2, of_total=True),
+            Stage("committing queued records", "queued records handed to the outbox", commit, 0.4),
+        ]
+        if core.uplink is not None:
+            stages.append(Stage("finishing in-flight messages", "links closed", links, 0.8))
+        return [*stages, Stage("closing", "outbox and state closed", close, 1.0)]
 
     def _status_line(self) -> str:
         backlog = sum(self.core.writer.snapshot()["rows"].values())
@@ -267,7 +252,7 @@ class Daemon:
     def _write_status(self) -> None:
         path = self.loaded.status_path
         try:
-            write_status(path, self.status_body())
+            write_status(path, rp.encode(self.report()))
         except OSError as exc:
             log.warning("cannot write status file %s: %s", path, exc)
         self.notifier.status(self._status_line())
@@ -316,8 +301,7 @@ class Daemon:
 
     async def reload(self, toml_text: str | None, expect_sha256: str | None) -> dict[str, Any]:
         """Validate a new config, then apply it atomically; the old one stays on any failure."""
-        async with self._reload_lock:
-            return await reload_config(self, toml_text, expect_sha256)
+        return (await self.reloader.reload(toml_text, expect_sha256)).as_dict()
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

@@ -3,22 +3,25 @@
 A configured lane that cannot be built or started is *unavailable*: it says why once (a log line and
 its lane's `unavailable` records, or a `<lane>_unavailable` event) and the rest of the gateway runs.
 A component's `run()` is supervised like a source: a crash restarts it with backoff, past the budget
-it is parked (`failed`); it never cancels a sibling. Lanes stop in reverse registry order, so the
-analytics stop opening doors before the doors release their relays.
+it is parked (`failed`); it never cancels a sibling. The doors are built first, as a core service
+handed to every lane as a value (`LaneDeps.doors`); lanes stop in reverse order, so the analytics
+stop opening doors before the doors release their relays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
+from gateway.config.lane_registry import LaneSpec, build, configured
 from gateway.core import Event
 from gateway.core.commands import Handler
-from gateway.core.component import Component
+from gateway.core.component import Component, Report
 from gateway.core.processor import Processor
 from gateway.lanes import Lane, LaneDeps
-from gateway.lanes.registry import LaneSpec, build, configured
+from gateway.lanes.doors import Doors, build_doors, lane_of
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
 log = logging.getLogger("lintel.lanes")
@@ -37,6 +40,14 @@ class Lanes:
         self.unavailable: dict[str, str] = {}
         self._running: dict[Component, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self.doors: Doors | None = None
+        if config.doors:
+            try:
+                self.doors = build_doors(config.doors, deps)
+                self.lanes["doors"] = lane_of(self.doors)
+            except Exception as exc:
+                self._unavailable("doors", f"{type(exc).__name__}: {exc}", None)
+        self.deps = dataclasses.replace(deps, doors=self.doors)
         for spec in configured(config):
             self._build(spec, config)
 
@@ -66,9 +77,12 @@ class Lanes:
     def handlers(self) -> dict[str, Handler]:
         return {name: h for lane in self.lanes.values() for name, h in lane.handlers.items()}
 
-    def component(self, name: str) -> Component | None:
-        lane = self.lanes.get(name)
-        return lane.components[0] if lane is not None and lane.components else None
+    def checkpoint(self, names: tuple[str, ...]) -> None:
+        """Save what successors of these lanes start from (a reload builds them next)."""
+        for name in names:
+            lane = self.lanes.get(name)
+            if lane is not None:
+                lane.checkpoint()
 
     async def start(self, group: asyncio.TaskGroup) -> None:
         """Start every lane's components (doors first), then run each supervised in `group`."""
@@ -93,7 +107,7 @@ class Lanes:
             self._running[component] = group.create_task(run, name=f"lane:{component.name}")
 
     async def replace(self, rebuilt: dict[str, Lane], removed: list[str]) -> None:
-        """Swap in lanes a reload rebuilt or removed (their predecessors are already stopped)."""
+        """Swap in lanes a reload rebuilt or removed: their predecessors stop first."""
         assert self._group is not None
         for name in [*rebuilt, *removed]:
             old = self.lanes.pop(name, None)
@@ -101,6 +115,7 @@ class Lanes:
                 task = self._running.pop(component, None)
                 if task is not None:
                     task.cancel()
+                await _quietly(component.stop())
         for name, lane in rebuilt.items():
             self.lanes[name] = lane
             await self._start_lane(name, lane, self._group)
@@ -117,7 +132,7 @@ class Lanes:
             except Exception:
                 log.exception("%s did not stop cleanly", component.name)
 
-    def reports(self) -> dict[str, Any]:
+    def reports(self) -> dict[str, Report]:
         return {
             component.name: component.report()
             for lane in self.lanes.values()

@@ -12,18 +12,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
 from gateway import __version__
+from gateway.commands.router import CommandsReport
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
+from gateway.lanes.alarms import AlarmReport, OpenAlarmsReport
 from gateway.releases.report import ReleaseReport
 
-if TYPE_CHECKING:
-    from gateway.runtime.daemon import Daemon
+if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
+    from gateway.runtime.assembly import Core
+    from gateway.runtime.lanes import Lanes
+    from gateway.runtime.sources import Sources
+    from gateway.runtime.supervisor import ComponentHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,59 +91,6 @@ class PipelineReport:
     accepted: int
     refused: int
     processor_errors: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmReport:
-    alarm_id: str
-    kind: str
-    source_id: str
-    opened_ms: int
-    open_s: int
-    notified: int
-    acked: bool
-    acked_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlarmsReport:
-    """How many alarms are open now (for dashboards that read only `stats`): no ids, no sources."""
-
-    count: int
-    unacknowledged: int
-    by_kind: dict[str, int]
-
-    @classmethod
-    def of(cls, alarms: tuple[AlarmReport, ...]) -> OpenAlarmsReport:
-        by_kind: dict[str, int] = {}
-        for alarm in alarms:
-            by_kind[alarm.kind] = by_kind.get(alarm.kind, 0) + 1
-        return cls(len(alarms), sum(not a.acked for a in alarms), dict(sorted(by_kind.items())))
-
-
-@dataclass(frozen=True, slots=True)
-class CommandsReport:
-    received: int
-    ok: int
-    rejected: int
-    failed: int
-    dropped: int  # over a sender's budget, dropped unanswered
-    signatures_checked: bool
-    refusals: dict[str, int]  # by refusal code (a fixed set)
-    per_key: dict[str, dict[str, int]]  # per operator key: outcomes
-
-    @classmethod
-    def of(cls, snap: dict[str, Any]) -> CommandsReport:
-        return cls(
-            snap["received"],
-            snap["ok"],
-            snap["rejected"],
-            snap["failed"],
-            snap["dropped"],
-            bool(snap["signatures_checked"]),
-            dict(snap["refusals"]),
-            {k: dict(v) for k, v in snap["per_key"].items()},
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,41 +172,71 @@ class GatewayReport:
         )
 
 
-def gateway_report(daemon: Daemon) -> GatewayReport:
-    """Everything a running daemon reports, in its types."""
-    core, now = daemon.core, daemon.clock.monotonic()
+def gateway_report(
+    core: Core, lanes: Lanes, sources: Sources, health: Mapping[str, ComponentHealth], state: str
+) -> GatewayReport:
+    """Everything a running gateway reports, in its types: its core parts, lanes, sources, the
+    health of each supervised part, and the daemon's state (starting, running, stopping, stopped)."""
+    clock, loaded = core.clock, core.loaded
+    now = clock.monotonic()
     recovery = core.store.report
-    book = core.book.listing(daemon.clock.time_ms())
     return GatewayReport(
         pid=os.getpid(),
-        state=daemon.state,
-        gateway_id=daemon.loaded.config.gateway.id,
-        site=daemon.loaded.config.gateway.site,
+        state=state,
+        gateway_id=loaded.config.gateway.id,
+        site=loaded.config.gateway.site,
         version=__version__,
         boot_reason=core.boot_reason,
         outbox_recovery=OutboxRecovery.of(recovery.event_body()) if recovery.quarantined_to else None,
         uptime_s=round(now - core.started_mono, 1),
-        config_sha256=daemon.loaded.sha256,
-        components=tuple(ComponentReport(**h.as_dict(now)) for h in daemon.health.values()),
+        config_sha256=loaded.sha256,
+        components=tuple(ComponentReport(**h.as_dict(now)) for h in health.values()),
         outbox=OutboxReport.of(core.writer.snapshot()),
         uplink=core.uplink.report() if core.uplink else UplinkReport("disabled"),
         pipeline=PipelineReport(
             core.pipeline.accepted, core.pipeline.refused, dict(core.pipeline.processor_errors)
         ),
-        alarms=tuple(AlarmReport(**{k: a[k] for k in AlarmReport.__dataclass_fields__}) for a in book),
-        commands=CommandsReport.of(core.router.snapshot()),
-        lanes=daemon.lanes.reports(),
-        unavailable=dict(daemon.lanes.unavailable),
-        written_ms=daemon.clock.time_ms(),
-        devices=tuple(daemon.sources.device_reports()),
+        alarms=tuple(core.book.listing(clock.time_ms())),
+        commands=core.router.report(),
+        lanes=lanes.reports(),
+        unavailable=dict(lanes.unavailable),
+        written_ms=clock.time_ms(),
+        devices=tuple(sources.device_reports()),
         sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
-        release=ReleaseReport.of(__version__, daemon.release.state),
+        release=ReleaseReport.of(__version__, core.release_state()),
     )
+
+
+def encode(report: Any) -> str:
+    """A report as compact JSON text, encoded once (status.json is written from this text: the
+    indented encoder is pure Python and cost more than building the report)."""
+    return json.dumps(_plain(report), default=str, separators=(",", ":"))
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses to dicts, tuples to lists, the rest as is: what `dataclasses.asdict` gives a JSON
+    encoder, without its deep copy of every leaf (written every status interval, so it matters)."""
+    cls = type(value)
+    if cls in (str, int, float, bool) or value is None:
+        return value
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def to_json(report: Any) -> dict[str, Any]:
     """A report as the JSON object written to status.json / published (dataclasses → dicts)."""
-    body: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    body: dict[str, Any] = json.loads(encode(report))
     return body
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import driver_registry as registry
@@ -29,32 +30,22 @@ from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 log = logging.getLogger("lintel.sources")
 
 
+@dataclass(eq=False)
 class Sources:
     """The running sources by id; started and stopped by the runtime (and by a reload)."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        emit: Callable[[Record], bool],
-        frames: FrameHub,
-        actuators: ActuatorHub,
-        policy: RestartPolicy,
-        stall_after_s: float,
-        health: dict[str, ComponentHealth],
-        store: KeyValueStore,
-    ) -> None:
-        self.clock = clock
-        self.emit = emit
-        self.frames = frames
-        self.actuators = actuators
-        self.policy = policy
-        self.stall_after_s = stall_after_s
-        self.health = health
-        self.store = store  # what a source keeps across restarts (BLE replay counters)
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.instances: dict[str, Any] = {}  # the latest instance of each running source
-        self.group: asyncio.TaskGroup | None = None
-        self._report_failed: set[str] = set()
+    clock: Clock
+    emit: Callable[[Record], bool]
+    frames: FrameHub
+    actuators: ActuatorHub
+    policy: RestartPolicy
+    stall_after_s: float
+    health: dict[str, ComponentHealth]
+    store: KeyValueStore  # what a source keeps across restarts (BLE replay counters)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    instances: dict[str, Any] = field(default_factory=dict, init=False)  # each source's latest instance
+    group: asyncio.TaskGroup | None = field(default=None, init=False)
+    _report_failed: set[str] = field(default_factory=set, init=False)
 
     def device_reports(self) -> list[DeviceReport]:
         """Every device of every source that reports them, in source order. A source whose report

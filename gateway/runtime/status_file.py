@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 
-def write_status(path: Path, body: dict[str, Any]) -> None:
+def write_status(path: Path, text: str) -> None:
+    """Replace the status file with `text` (a report already encoded as JSON), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=1, default=str))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def read_status(path: Path) -> tuple[dict[str, Any] | None, float | None]:
-    """(status, age in seconds) or (None, None) when there is no status file."""
+def read_status(path: Path, now_s: float) -> tuple[dict[str, Any] | None, float | None]:
+    """(status, age in seconds at wall-clock time `now_s`) or (None, None) when there is no file."""
     try:
         text = path.read_text()
-        age = time.time() - path.stat().st_mtime
+        age = now_s - path.stat().st_mtime
     except FileNotFoundError:
         return None, None
     try:

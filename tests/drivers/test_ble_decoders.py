@@ -45,6 +45,36 @@ GOLDEN = [
         {"temperature_c": 25.06, "humidity_pct": 50.55},
         {"encrypted": True, "counter": 0x33221100},
     ),
+    # bthome-ble's own test vectors (github:Bluetooth-Devices/bthome-ble tests/test_parser_v2.py,
+    # 3.20.0) that our decoder did not match (issue 28): the MAC-included flag (info bit 1), plain and
+    # encrypted, and the undefined button code 0xFE (no event; counted: test below).
+    (
+        "bthome-ble-with-mac",
+        bthome.decode,
+        "A4:C1:38:8D:18:B2",
+        "42b2188d38c1a404138a01",
+        None,
+        {"pressure_hpa": 1008.83},
+        {},
+    ),
+    (
+        "bthome-ble-with-mac-encrypted",
+        bthome.decode,
+        "54:48:E6:8F:80:A5",
+        "43a5808fe64854f196c06ffb4900112233f08ecbde",
+        "231d39c1d7cc1ab1aee224cd096db932",
+        {"temperature_c": 25.06, "humidity_pct": 50.55},
+        {"encrypted": True, "counter": 0x33221100},
+    ),
+    (
+        "bthome-ble-invalid-button-event",
+        bthome.decode,
+        "A4:C1:38:8D:18:B2",
+        "403afe",
+        None,
+        {},
+        {"events": (), "unknown_objects": 1},
+    ),
     (
         "xiaomi-mccgq02hl-encrypted",
         mibeacon.decode,
@@ -192,6 +222,7 @@ SPEC_EVENTS = [
     ("3a05", [("button_pressed", {"button": "button", "press": "long_double_press"})]),
     ("3a06", [("button_pressed", {"button": "button", "press": "long_triple_press"})]),
     ("3a80", [("button_pressed", {"button": "button", "press": "hold_press"})]),
+    ("3a81", [("button_pressed", {"button": "button", "press": "hold_release"})]),
     ("3b0000", [("device_command", {"command": "command", "opcode": "off"})]),
     ("3b0001", [("device_command", {"command": "command", "opcode": "on"})]),
     ("3b0002", [("device_command", {"command": "command", "opcode": "toggle"})]),
@@ -225,6 +256,42 @@ def test_bthome_spec_events(hex_objects: str, events: list[tuple[str, dict[str, 
     assert isinstance(result, Decoded) and result.note is None
     assert events_of(result) == events
     assert result.values == {"window": True}
+
+
+UNDEFINED_EVENT_CODES = [
+    "3afe",  # sent by old Shelly BLU firmware for a hold; no code of the spec (bthome-ble: no event)
+    "3a07",
+    "3a7f",
+    "3a82",
+    "3aff",
+    "3c0305",  # dimmer direction 3
+    "3c1201",
+    "3b00ba",  # command opcode 0xba
+    "3b0105ff",  # opcode 5 with an argument
+]
+
+
+@pytest.mark.parametrize("hex_objects", UNDEFINED_EVENT_CODES)
+def test_bthome_undefined_event_codes_are_counted_not_events(hex_objects: str) -> None:
+    # Issue 28: these became events ("press": "0xfe", "direction": "0x12", "opcode": "0xba") where
+    # Home Assistant's parser emits nothing. Parsing goes on past them (their length is known).
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + hex_objects + "2d01"), None)
+    assert isinstance(result, Decoded) and result.note is None
+    assert result.events == () and result.unknown_objects == 1
+    assert result.values == {"window": True}
+
+
+def test_bthome_an_undefined_code_keeps_the_other_buttons_index() -> None:
+    result = bthome.decode(ANY_MAC, bytes.fromhex("40" + "3afe" + "3a01"), None)
+    assert isinstance(result, Decoded) and result.unknown_objects == 1
+    assert events_of(result) == [("button_pressed", {"button": "button_2", "press": "press"})]
+
+
+def test_bthome_mac_included_must_be_the_senders() -> None:
+    other = bthome.decode(mac_bytes("A4:C1:38:8D:18:B3"), bytes.fromhex("42b2188d38c1a404138a01"), None)
+    assert isinstance(other, Undecodable) and other.reason == "malformed" and "not the sender" in other.detail
+    short = bthome.decode(mac_bytes("A4:C1:38:8D:18:B2"), bytes.fromhex("42b2188d"), None)
+    assert isinstance(short, Undecodable) and short.reason == "malformed"
 
 
 def test_bthome_knows_exactly_the_spec_object_ids() -> None:

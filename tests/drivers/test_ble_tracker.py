@@ -109,6 +109,37 @@ def test_tamper_is_one_warning_per_episode_ended_by_the_door_closing() -> None:
     assert kinds(again).count("sensor_tampered") == 1  # a new episode
 
 
+def test_any_closed_report_ends_the_tamper_episode() -> None:
+    # Issue 28: closed → tamper → "closed" report (no change: the door never opened) → tamper gave
+    # one warning, because only an open→closed change ended the episode; xiaomi-ble clears it on
+    # any closed report, so this is two episodes and two warnings.
+    t = tracker()
+    mac = mac_bytes(XIAOMI)
+    frame = 0
+
+    def xiaomi(*objects: tuple[int, bytes]) -> list[Record]:
+        nonlocal frame
+        frame += 1
+        data = mibeacon.encode(mac, 0x098B, frame, list(objects), key=KEY, ext_counter=0)
+        return feed_raw(t, MIBEACON_UUID, data, float(frame))
+
+    closed, tamper = (0x1019, b"\x01"), (0x4A0F, b"\x01")
+    warnings = kinds(xiaomi(closed)) + kinds(xiaomi(tamper)) + kinds(xiaomi(closed)) + kinds(xiaomi(tamper))
+    assert warnings.count("sensor_tampered") == 2
+    assert "door_closed" not in warnings and t.door_open is False  # the door itself never moved
+
+
+def test_undefined_event_codes_are_counted_never_events(caplog: pytest.LogCaptureFixture) -> None:
+    t = tracker()
+    records: list[Record] = []
+    for i, objects in enumerate(["3afe", "3a07", "3c0305", "3b00ba", "3a81"]):
+        records += feed_raw(t, BTHOME_UUID, bytes.fromhex(f"40 00{i:02x} {objects}"), 1.0 + i)
+    events = [(r.kind, r.attrs) for r in records if isinstance(r, Event)]
+    assert events == [("button_pressed", {"button": "button", "press": "hold_release"})]  # 0x81: defined
+    assert t.counts["unknown_object"] == 4
+    assert sum("unknown_object" in m for m in caplog.messages) == 1  # logged once
+
+
 def test_bthome_tamper_off_ends_the_episode() -> None:
     t = tracker()
     assert "sensor_tampered" in kinds(feed_raw(t, BTHOME_UUID, bytes.fromhex("40" + "0001" + "2b01"), 1.0))

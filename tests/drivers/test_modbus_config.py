@@ -65,6 +65,11 @@ METER = '[[sources.meters]]\nid = "m1"\nunit = 1\nprofile = "eastron_sdm120"\n'
             ),
             "sources[0].meters[0].unit: unit ids on RS-485 are 1-247 (got 250); expected a number 1-247",
         ),
+        (
+            bus("max_inflight = 4\n" + METER, endpoint="rtu:///dev/ttyUSB0"),
+            "sources[0].max_inflight: several requests in flight need Modbus TCP (an RS-485 line carries "
+            "one at a time) (got 4); expected max_inflight = 1, or a tcp:// endpoint",
+        ),
     ],
     ids=[
         "unknown profile",
@@ -75,6 +80,7 @@ METER = '[[sources.meters]]\nid = "m1"\nunit = 1\nprofile = "eastron_sdm120"\n'
         "bool on registers",
         "meter id clash",
         "unit range",
+        "max_inflight on a serial line",
     ],
 )
 def test_bad_modbus_config_names_key_value_and_fix(toml: str, expected: str) -> None:

@@ -109,8 +109,8 @@ def test_sigterm_stops_lintel_run_polling_at_1ms_five_times(tmp_path: Path) -> N
     devices = meters()
     sim = ModbusThread(devices).start()
     timeout_s = 5.0
-    text = gateway_toml(tmp_path / "state", sources=FAST_BUS.format(port=sim.port)).replace(
-        "[outbox]", f"[runtime]\nshutdown_timeout_s = {timeout_s}\n\n[outbox]"
+    text = gateway_toml(
+        tmp_path / "state", sources=FAST_BUS.format(port=sim.port), runtime={"shutdown_timeout_s": timeout_s}
     )
     config = tmp_path / "lintel.toml"
     config.write_text(text)

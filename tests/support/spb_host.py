@@ -5,7 +5,10 @@ nothing of Lintel. Subscribes `spBv1.0/#` on the broker and prints one JSON line
 pysparkplug decoded it, aliases resolved through the births it saw (a DDATA alias missing from its
 device's DBIRTH is printed as an error, not guessed). Reads commands on stdin:
   `rebirth <group> <node>`: an NCMD `Node Control/Rebirth` = true, encoded by pysparkplug;
-  `state <host_id> online|offline`: the retained STATE of a primary host (3.0 JSON).
+  `state <host_id> online|offline`: the retained STATE of a primary host (3.0 JSON);
+  `raw <topic> [hex]` / `retained <topic> hex`: hostile bytes, published as they are.
+Each printed message carries the QoS and retain flag it was delivered with (the subscription is
+QoS 1, so a message published at QoS 0 arrives at QoS 0).
 
     python spb_host.py PORT
 """
@@ -49,7 +52,7 @@ def metrics_of(payload) -> list[dict]:
 
 
 def on_message(_c, _u, msg) -> None:
-    record: dict = {"topic": msg.topic, "t": time.time()}
+    record: dict = {"topic": msg.topic, "t": time.time(), "qos": msg.qos, "retain": bool(msg.retain)}
     try:
         topic = spb.Topic.from_str(msg.topic)
         verb = str(topic.message_type)
@@ -131,6 +134,8 @@ def main() -> None:
             say_state(words[1], online)
         elif words[:1] == ["raw"]:  # raw <topic> <hex>: hostile input for the edge node
             client.publish(words[1], bytes.fromhex(words[2]) if len(words) > 2 else b"", qos=1)
+        elif words[:1] == ["retained"]:  # retained <topic> <hex>: a forged retained message
+            client.publish(words[1], bytes.fromhex(words[2]), qos=1, retain=True)
     client.loop_stop()
 
 

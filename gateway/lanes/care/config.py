@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
+from gateway.core.references import DEVICE, SOURCE_KINDS, Named, Ref
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -145,3 +146,21 @@ class CareSection(CareLimits):
         """A household's value for a limit, falling back to this section's."""
         own = getattr(household, name)
         return own if own is not None else getattr(self, name)
+
+
+def names(section: CareSection) -> list[Named]:
+    """Household ids: unique among the gateway's ids (devices, doors, fire lanes, entrances)."""
+    return [
+        Named(f"care.households[{i}].id", h.id, "household", problem="household id is also used elsewhere")
+        for i, h in enumerate(section.households)
+    ]
+
+
+def references(section: CareSection) -> list[Ref]:
+    """The devices each household is watched through."""
+    return [
+        Ref(f"care.households[{i}].{key}", name, DEVICE, "unknown device", SOURCE_KINDS[DEVICE])
+        for i, h in enumerate(section.households)
+        for key in ("door", "water_meter", "electricity_meter")
+        if (name := getattr(h, key)) is not None
+    ]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.lanes import Lane, LaneDeps, PipelineStepComponent
+from gateway.lanes.care.config import CareSection
 from gateway.lanes.care.watch import CareWatch
 
 
@@ -40,9 +40,10 @@ class CareComponent(PipelineStepComponent):
 REPORT = CareReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
-    watch = CareWatch(config.care, deps.book, deps.store, deps.clock.time_ms())
-    return Lane("care", [CareComponent(watch, deps)], processors=[watch])
+def build_lane(section: CareSection, deps: LaneDeps) -> Lane:
+    watch = CareWatch(section, deps.book, deps.store, deps.clock.time_ms())
+    checkpoint = lambda: watch.save(deps.clock.time_ms())  # noqa: E731
+    return Lane("care", [CareComponent(watch, deps)], processors=[watch], checkpoint=checkpoint)
 
 
 def render(report: CareReport) -> list[str]:

@@ -217,10 +217,3 @@ class CareWatch:
             watch.dirty = False
         self.store.save(NS, rows)
         self.store.save(DAY_NS, day_rows)
-
-    def status(self, now_ms: int) -> dict[str, Any]:
-        missing = {hid: w.missing(now_ms) for hid, w in self.households.items()}
-        return {
-            "households": len(self.households),
-            "missing_data": {hid: names for hid, names in missing.items() if names},
-        }

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from gateway.core.config_base import Identifier, StrictModel, check_url
+from gateway.core.references import MODBUS, SOURCE_KINDS, Named, Ref
 
 
 class FlashFunction(StrictModel):
@@ -73,3 +74,16 @@ class DoorConfig(StrictModel):
     id: Identifier = Field(description="Door id, used by door_pulse and in access events.")
     pulse_s: float = Field(3, gt=0, le=30, description="How long the relay stays on for one opening.")
     relay: RelayConfig
+
+
+def names(doors: list[DoorConfig]) -> list[Named]:
+    return [Named(f"doors[{i}].id", d.id, "door") for i, d in enumerate(doors)]
+
+
+def references(doors: list[DoorConfig]) -> list[Ref]:
+    """The Modbus bus each coil relay sits on (a Shelly relay is reached over the LAN)."""
+    return [
+        Ref(f"doors[{i}].relay.bus", d.relay.bus, MODBUS, "unknown modbus bus", SOURCE_KINDS[MODBUS])
+        for i, d in enumerate(doors)
+        if isinstance(d.relay, ModbusCoilRelay)
+    ]

@@ -31,7 +31,8 @@ from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
 from gateway.lanes.doors.config import DoorConfig
-from gateway.lanes.doors.relays import Relay, RelayError, build_relay
+from gateway.lanes.doors.relays import Relay, RelayError
+from gateway.lanes.doors.wiring import build_relay
 
 log = logging.getLogger("lintel.doors")
 
@@ -51,6 +52,17 @@ class DoorsReport:
     pulses: int
     failures: int
     doors: tuple[DoorReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DoorTimings:
+    """How the doors keep their fail-safe contract (module docstring, clauses 1-4)."""
+
+    margin_s: float  # a pulse's relay is released by pulse_s + margin_s at the latest
+    retry_s: float  # a failed switch-off is retried this often
+    fault_after_s: float  # a relay not released this long after the first failure is a fault
+    start_grace_s: float  # ... or this long at start, while its state is only unknown
+    stop_budget_s: float  # stop() / make_safe() releases every relay within this
 
 
 @dataclass(slots=True)
@@ -87,11 +99,7 @@ class Doors:
     ) -> None:
         self.clock = clock
         self.emit = emit
-        self.margin_s = margin_s
-        self.retry_s = retry_s
-        self.fault_after_s = fault_after_s
-        self.start_grace_s = start_grace_s
-        self.stop_budget_s = stop_budget_s
+        self.timing = DoorTimings(margin_s, retry_s, fault_after_s, start_grace_s, stop_budget_s)
         self._doors = {d.id: _Door(d, relays[d.id]) for d in doors}
         self._pulses: set[asyncio.Task[dict[str, Any]]] = set()
         self._closing = False
@@ -157,7 +165,7 @@ class Doors:
                     await self._release(door)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.retry_s)
+                await asyncio.wait_for(self._wake.wait(), self.timing.retry_s)
 
     async def stop(self) -> None:
         """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
@@ -176,15 +184,15 @@ class Doors:
         for task in list(self._pulses):
             task.cancel()
         if self._pulses:
-            await asyncio.wait(list(self._pulses), timeout=self.stop_budget_s / 2)
-        deadline = self.clock.monotonic() + self.stop_budget_s
+            await asyncio.wait(list(self._pulses), timeout=self.timing.stop_budget_s / 2)
+        deadline = self.clock.monotonic() + self.timing.stop_budget_s
         pending = list(self._doors.values())
         while pending:
             await asyncio.gather(*(self._release(door) for door in pending))
             pending = [d for d in pending if d.state != "released"]
             if not pending or self.clock.monotonic() >= deadline:
                 break
-            await asyncio.sleep(self.retry_s)
+            await asyncio.sleep(self.timing.retry_s)
         for door in pending:  # still not released: say so now, whatever fault_after_s says
             self._raise_fault(door)
 
@@ -224,7 +232,7 @@ class Doors:
         started = self.clock.monotonic()
         # The deadline is set before the write: if the write lands but its answer is lost, the run
         # loop still releases the relay in time.
-        door.energised_until = started + seconds + self.margin_s
+        door.energised_until = started + seconds + self.timing.margin_s
         door.state = "energised"
         try:
             if door.relay.hardware_timed:
@@ -271,7 +279,7 @@ class Doors:
         door.last_error = last
         # A relay known energised is a fault after fault_after_s. At start the state is only
         # unknown (the bus may still be connecting): give it start_grace_s before alarming.
-        allowed = self.fault_after_s if door.state == "releasing" else self.start_grace_s
+        allowed = self.timing.fault_after_s if door.state == "releasing" else self.timing.start_grace_s
         if door.failing_since is None:
             door.failing_since = now
             if door.state == "releasing":
@@ -309,12 +317,15 @@ class Doors:
 REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
-    """The doors lane: one component; `door_pulse` is its command."""
-    relays = {
-        d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in config.doors
-    }
-    doors = Doors(config.doors, relays, deps.clock, deps.emit)
+def build_doors(doors: list[DoorConfig], deps: LaneDeps) -> Doors:
+    """The doors component for a validated `[[doors]]` list (the runtime builds it before any lane,
+    and hands it to the lanes as `LaneDeps.doors`)."""
+    relays = {d.id: build_relay(d.relay, deps.actuators, password=_password(d.relay, deps)) for d in doors}
+    return Doors(doors, relays, deps.clock, deps.emit)
+
+
+def lane_of(doors: Doors) -> Lane:
+    """The doors as the runtime drives them: one component; `door_pulse` is its command."""
     return Lane("doors", [doors], handlers=doors.handlers())
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gateway.core.actuators import ActuatorHub
-from gateway.lanes.doors.config import ModbusCoilRelay, RelayConfig, ShellyGen2Relay
+from gateway.lanes.doors.config import ModbusCoilRelay
 
 
 class RelayError(Exception):
@@ -86,15 +86,3 @@ class ModbusRelay:
             "unit": self.config.unit,
             "coil": self.config.coil,
         }
-
-
-def build_relay(config: RelayConfig, hub: ActuatorHub, *, password: str | None = None) -> Relay:
-    """The relay for a validated `[doors.relay]` table. `password` is the content of the relay's
-    `password_file` where it has one (the caller reads it: `gateway.config.loader.read_secret`)."""
-    if isinstance(config, ModbusCoilRelay):
-        return ModbusRelay(config, hub)
-    if isinstance(config, ShellyGen2Relay):
-        from gateway.lanes.doors.shelly import ShellyRelay  # shelly imports RelayError from this module
-
-        return ShellyRelay(config, password)
-    raise TypeError(f"unknown relay type {config!r}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.references import CAMERA, SOURCE_KINDS, Named, Ref
 
 if TYPE_CHECKING:  # quality imports OpenCV: a gateway without cameras must not pay for it
     from gateway.lanes.faces.quality import QualityLimits
@@ -118,3 +119,17 @@ class FaceAccessConfig(StrictModel):
         if not value:
             raise custom_error("empty id", "the id of a configured entry")
         return value
+
+
+def names(entrances: list[FaceAccessConfig]) -> list[Named]:
+    return [Named(f"face_access[{i}].id", e.id, "entrance") for i, e in enumerate(entrances)]
+
+
+def references(entrances: list[FaceAccessConfig]) -> list[Ref]:
+    """The camera each entrance is watched by, and the door a grant pulses."""
+    refs: list[Ref] = []
+    for i, e in enumerate(entrances):
+        refs.append(Ref(f"face_access[{i}].camera", e.camera, CAMERA, "unknown camera", SOURCE_KINDS[CAMERA]))
+        what = "a [[doors]] entry (the relay a grant pulses)"
+        refs.append(Ref(f"face_access[{i}].door", e.door, "door", "unknown door", what))
+    return refs

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
-from gateway.lanes import Lane, LaneDeps
+from gateway.inference.catalog import ModelPlaces
+from gateway.lanes import DoorOpener, Lane, LaneDeps
 from gateway.lanes.faces.access import FaceAccessWatch, delete_resident, face_paths
+from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,16 @@ class FaceAccessComponent:
 REPORT = FaceAccessReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
+class SharedVision(ModelPlaces, Protocol):
+    """What face access reads of the shared `[vision]` settings."""
+
+    @property
+    def timezone(self) -> str | None: ...
+
+
+def build_lane(
+    entrances: list[FaceAccessConfig], deps: LaneDeps, *, faces: FacesSection, vision: SharedVision
+) -> Lane:
     from gateway.inference.catalog import configured
     from gateway.lanes.faces.gallery import Gallery, GalleryError
     from gateway.lanes.faces.keys import GalleryKeyError
@@ -99,18 +110,17 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
                 {"camera": e.camera, "door": e.door, "reason": reason},
                 "warning",
             )
-            for e in config.face_access
+            for e in entrances
         ]
 
-    def doors() -> Any:
-        opener = deps.doors()
-        if opener is None:  # config validation requires the door: only a broken doors lane gets here
-            raise RuntimeError("the doors lane is not running")
-        return opener
+    def doors() -> DoorOpener:
+        if deps.doors is None:  # config validation requires the door: only doors that failed to build
+            raise RuntimeError("the doors are not running")
+        return deps.doors
 
     watch = FaceAccessWatch(
-        config.faces,
-        config.face_access,
+        faces,
+        entrances,
         deps.frames,
         doors,
         deps.store,
@@ -118,8 +128,8 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
         deps.emit,
         deps.state_dir,
         deps.engine(),
-        configured(config.vision),
-        config.vision.timezone,
+        configured(vision),
+        vision.timezone,
     )
     component = FaceAccessComponent(watch)
 
@@ -129,7 +139,7 @@ def build_lane(config: Any, deps: LaneDeps) -> Lane:
             if watch.gallery is not None:
                 removed = watch.delete(resident_id)
             else:  # the lane is down (a model problem): deletion must still work
-                path, key = face_paths(config.faces, deps.state_dir)
+                path, key = face_paths(faces, deps.state_dir)
                 gallery = Gallery(path, key)
                 try:
                     removed = delete_resident(gallery, deps.store, resident_id)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
@@ -232,15 +231,3 @@ class CameraAnalyzer:
             self.last_detections if detections is None else detections,
             caption,
         )
-
-    def status(self, now_ms: int) -> dict[str, Any]:
-        size = None
-        if self.last_frame is not None:
-            size = (self.last_frame.image.shape[1], self.last_frame.image.shape[0])
-        return {
-            "camera": self.camera_id,
-            "detector_runs": dict(self.runs),
-            "motion": round(self.motion.last_score, 4),
-            "last_detect_ms": self.last_detect_ms,
-            "lanes": [lane.status(now_ms, size) for lane in self.lanes],
-        }

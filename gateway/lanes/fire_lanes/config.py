@@ -22,6 +22,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
+from gateway.core.references import CAMERA, SOURCE_KINDS, Named, Ref
 from gateway.core.windows import Window
 
 VEHICLES = ("car", "truck", "bus", "motorcycle", "motorbike")
@@ -136,3 +137,15 @@ class FireLaneConfig(StrictModel):
                 got=str(self.motion_interval_s),
             )
         return self
+
+
+def names(lanes: list[FireLaneConfig]) -> list[Named]:
+    return [Named(f"fire_lanes[{i}].id", lane.id, "fire_lane") for i, lane in enumerate(lanes)]
+
+
+def references(lanes: list[FireLaneConfig]) -> list[Ref]:
+    """The camera each fire lane is watched by."""
+    return [
+        Ref(f"fire_lanes[{i}].camera", lane.camera, CAMERA, "unknown camera", SOURCE_KINDS[CAMERA])
+        for i, lane in enumerate(lanes)
+    ]

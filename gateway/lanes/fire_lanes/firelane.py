@@ -39,7 +39,8 @@ from gateway.core import Event, Record
 from gateway.lanes.alarms import AlarmBook
 from gateway.lanes.fire_lanes.config import FireLaneConfig
 from gateway.lanes.fire_lanes.detector import Detection
-from gateway.lanes.fire_lanes.geometry import Box, bottom_strip_inside, iou, normalise, overlap_of, to_pixels
+from gateway.lanes.fire_lanes.geometry import Box, bottom_strip_inside, iou, overlap_of, to_pixels
+from gateway.lanes.fire_lanes.report import FireLaneState
 from gateway.lanes.fire_lanes.tracker import Track
 
 log = logging.getLogger("lintel.firelane")
@@ -317,14 +318,13 @@ class LaneWatch:
             occ.parked_since_ms,
         )
 
-    def status(self, now_ms: int, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    def report(self, now_ms: int) -> FireLaneState:
         occ = self.occupant
-        body: dict[str, Any] = {"lane": self.config.id, "camera": self.config.camera, "state": self.state}
-        if occ is not None:
-            body["track_id"] = occ.track_id
-            body["dwell_s"] = round((now_ms - occ.parked_since_ms) / 1000)
-            body["box"] = [round(v, 3) for v in normalise(occ.box, *size)] if size else None
-        if self.state == UNKNOWN:
-            body["reason"] = self.unknown_reason
-        body["alarm_open"] = self.book.is_open(self.key)
-        return body
+        return FireLaneState(
+            self.config.id,
+            self.config.camera,
+            self.state,
+            self.book.is_open(self.key),
+            round((now_ms - occ.parked_since_ms) / 1000) if occ is not None else None,
+            self.unknown_reason if self.state == UNKNOWN else None,
+        )

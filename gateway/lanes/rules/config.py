@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
+from gateway.core.references import DEVICE, SOURCE_KINDS, Named, Ref
 
 
 class RuleBase(StrictModel):
@@ -87,3 +88,23 @@ class DeadbandRule(RuleBase):
 
 
 Rule = Annotated[ThresholdRule | DoorLeftOpenRule | DeadbandRule, Field(discriminator="type")]
+
+
+def names(rules: list[Rule]) -> list[Named]:
+    """Rule ids: unique among the rules (their own space: a rule may share a device's id)."""
+    return [Named(f"rules[{i}].id", r.id, "rule", "rules", "duplicate rule id") for i, r in enumerate(rules)]
+
+
+def references(rules: list[Rule]) -> list[Ref]:
+    """The devices each rule watches."""
+    refs: list[Ref] = []
+    for i, rule in enumerate(rules):
+        named: list[tuple[str, str]] = []
+        if isinstance(rule, ThresholdRule | DeadbandRule):
+            named = [("source", rule.source)]
+        elif isinstance(rule, DoorLeftOpenRule):
+            named = [(f"sources[{j}]", s) for j, s in enumerate(rule.sources)]
+        refs += [
+            Ref(f"rules[{i}].{key}", n, DEVICE, "unknown device", SOURCE_KINDS[DEVICE]) for key, n in named
+        ]
+    return refs

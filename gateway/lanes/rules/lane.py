@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.lanes import Lane, LaneDeps, PipelineStepComponent
+from gateway.lanes.rules.config import Rule
 from gateway.lanes.rules.engine import RulesProcessor
 
 
@@ -31,9 +31,9 @@ class RulesComponent(PipelineStepComponent):
 REPORT = RulesReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(config: Any, deps: LaneDeps) -> Lane:
-    processor = RulesProcessor(config.rules, deps.book, deps.store)
-    return Lane("rules", [RulesComponent(processor, len(config.rules))], processors=[processor])
+def build_lane(rules: list[Rule], deps: LaneDeps) -> Lane:
+    processor = RulesProcessor(rules, deps.book, deps.store)
+    return Lane("rules", [RulesComponent(processor, len(rules))], processors=[processor])
 
 
 def render(report: RulesReport) -> list[str]:

@@ -3,7 +3,8 @@
 Over a class cap, that class's oldest messages go; over the total cap, the oldest of the lowest class
 go first (telemetry, then state, then event); alarms are never evicted for space. Messages older
 than their class's age limit expire. Every eviction is counted in the DropCounter, staged until
-the transaction commits.
+the transaction commits: records under the reason, Sparkplug bridge rows (which carry no records:
+their readings are counted with the native rows) as rows under `sparkplug_<reason>`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from gateway.storage.outbox.store import TABLES
 # Messages stamped before the clock was set (SANE_EPOCH_MS) have an unknown age and are never
 # expired by age (they still count against the byte caps): a clock that jumps forward after an
 # outage must not throw away everything buffered during it.
+
+# The Sparkplug bridge's topics (its rows carry no records; gateway/delivery/queues.py reads them).
+SPARKPLUG_PREFIX = "spBv1.0/"
 
 Totals = dict[Klass, list[int]]  # class -> [rows, bytes]; shared with the writer, updated in place
 
@@ -48,18 +52,22 @@ class SpaceKeeper:
         table = TABLES[klass]
         freed = 0
         while True:
+            # Sparkplug rows (held while its primary host is offline) carry no records: they are
+            # counted as rows under their own reason, `sparkplug_<reason>` (issue 27)
             batch = self.conn.execute(
-                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms FROM {table} "
-                "ORDER BY seq LIMIT 500"
+                f"SELECT seq, LENGTH(payload) + LENGTH(topic), records, created_ms, "
+                f"substr(topic, 1, {len(SPARKPLUG_PREFIX)}) = ? FROM {table} ORDER BY seq LIMIT 500",
+                (SPARKPLUG_PREFIX,),
             ).fetchall()
             upto = None
-            rows = records = batch_bytes = 0
-            for seq, size, n, created in batch:
+            rows = records = batch_bytes = bridge_rows = 0
+            for seq, size, n, created, sparkplug in batch:
                 if need_bytes is not None and freed + batch_bytes >= need_bytes:
                     break
                 if older_than_ms is not None and (created >= older_than_ms or created < SANE_EPOCH_MS):
                     break
                 upto, rows, records, batch_bytes = seq, rows + 1, records + n, batch_bytes + size
+                bridge_rows += bool(sparkplug)
             if upto is None:
                 return freed
             self.conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (upto,))
@@ -67,6 +75,7 @@ class SpaceKeeper:
             self.totals[klass][0] -= rows
             self.totals[klass][1] -= batch_bytes
             self.drops.count(klass, reason, records, in_txn=True)
+            self.drops.count(klass, f"sparkplug_{reason}", bridge_rows, in_txn=True)
             if rows < len(batch):
                 return freed
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,18 @@ class SparkplugBridgeConfig(StrictModel):
         None,
         description="A primary host application's id: births and data wait until its retained "
         "spBv1.0/STATE/{id} says online, and the session ends (NDEATH) when it goes offline.",
+    )
+    qos: Literal[0, 1] = Field(
+        0,
+        description="QoS of births, DDATA and DDEATH: 0 as the spec requires (rows leave the outbox "
+        "once sent; a host detects a loss by seq and asks for a rebirth), or 1 (rows leave on "
+        "PUBACK: every accepted reading reaches the broker; a deviation from the spec).",
+    )
+    state_skew_s: float = Field(
+        300,
+        ge=1,
+        le=86_400,
+        description="A primary host STATE stamped later than now + this is ignored (counted).",
     )
 
 

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from gateway.upstream.bridges.inventory import Inventory, safe_id
-from gateway.upstream.bridges.mapping import PointMap
+from gateway.upstream.bridges.mapping import PointMap, entity_name
 from gateway.upstream.encode import Topics
 
 ACCESS_EVENT_TYPES = ("access_granted", "access_denied", "access_lockout")
@@ -37,6 +37,14 @@ def _last_reading(point: str, binary: bool) -> str:
 def _state_value(binary: bool) -> str:
     value = "('ON' if value_json.value else 'OFF')" if binary else "value_json.value"
     return f"{{{{ '' if value_json.quality is defined else {value} }}}}"
+
+
+# Dropped records: every `dropped` counter but the Sparkplug bridge's rows (`<class>.sparkplug_*`,
+# rows that carry no records: their readings are counted with the native rows).
+RECORDS_DROPPED = (
+    "{% set ns = namespace(n=0) %}{% for k, v in value_json.outbox.dropped.items() %}"
+    "{% if '.sparkplug_' not in k %}{% set ns.n = ns.n + v %}{% endif %}{% endfor %}{{ ns.n }}"
+)
 
 
 class Discovery:
@@ -73,7 +81,7 @@ class Discovery:
         uid = f"{self.node}_{safe_id(device_id)}" if device_id else self.node
         uid = f"{uid}_{safe_id(what)}"
         return {
-            "name": what.replace("_", " "),
+            "name": entity_name(what),
             "unique_id": uid,
             "device": device,
             "origin": self.origin,
@@ -144,7 +152,7 @@ class Discovery:
             (
                 "records_dropped",
                 {
-                    "value_template": "{{ value_json.outbox.dropped.values() | sum }}",
+                    "value_template": RECORDS_DROPPED,
                     "unit_of_measurement": "records",
                     "state_class": "total_increasing",
                 },

@@ -16,7 +16,8 @@ def safe_id(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
-    """`devices`: (device id, what it is: the source type, e.g. `modbus`, `ble`, `camera`)."""
+    """`devices`: (device id, what it is: the source type, e.g. `modbus`, `ble`, `camera`).
+    `parents`: (device id, the source it is reached through: a meter's bus, a sensor's adapter)."""
 
     site: str
     gateway_id: str
@@ -24,6 +25,7 @@ class Inventory:
     devices: tuple[tuple[str, str], ...] = ()
     fire_lanes: tuple[str, ...] = ()
     entrances: tuple[str, ...] = ()
+    parents: tuple[tuple[str, str], ...] = ()
 
     @property
     def device_ids(self) -> set[str]:

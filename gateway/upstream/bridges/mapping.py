@@ -18,6 +18,7 @@ first born; a later value of another type is coerced or refused (counted) by the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -100,6 +101,33 @@ def point_map(point: str, value: object) -> PointMap:
     if isinstance(value, int | float):
         return PointMap()
     return PointMap(state_class=None)
+
+
+# Unit suffixes an entity's name drops (HA shows the unit beside the value): the table's, and
+# the other units our point names carry (BLE objects, camera figures).
+NAME_UNITS = set(SUFFIXES) | {
+    "_dbm", "_ms", "_s", "_ppm", "_ugm3", "_lux", "_hpa", "_mm", "_m", "_kg", "_lb", "_l", "_ml",
+    "_deg", "_rpm", "_m_s", "_m_s2", "_deg_s", "_m3_h", "_us_cm", "_fps",
+}  # fmt: skip
+_NAME_UNITS_BY_LENGTH = sorted(NAME_UNITS, key=len, reverse=True)
+_PHASE = re.compile(r"l[1-3]")
+_NAME_WORDS = {"rssi": "RSSI", "co2": "CO2", "pm25": "PM2.5", "pm10": "PM10", "tvoc": "TVOC", "uv": "UV"}
+
+
+def entity_name(what: str) -> str:
+    """The Home Assistant name of an entity named by a point (or a role): words, no unit suffix,
+    capitalised as HA names are: `battery_pct` → "Battery", `energy_import_kwh` → "Energy import",
+    `voltage_l1_v` → "Voltage L1", `rssi_dbm` → "RSSI"."""
+    stem = what
+    for suffix in _NAME_UNITS_BY_LENGTH:
+        if what.endswith(suffix) and len(what) > len(suffix):
+            stem = what[: -len(suffix)]
+            break
+    words = [_NAME_WORDS.get(w, w.upper() if _PHASE.fullmatch(w) else w) for w in stem.split("_") if w]
+    if not words:
+        return what
+    first = words[0]
+    return " ".join([first[:1].upper() + first[1:], *words[1:]])
 
 
 def sparkplug_metric(point: str, value: object, counter: bool) -> tuple[str, str] | None:

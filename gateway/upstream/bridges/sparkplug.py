@@ -13,13 +13,17 @@ native session never sends them. Per commit and device, in the order of the reco
 - `device_offline` / `camera_offline`: a DDEATH row (after the device's DDATA so far);
   `*_online`: a DBIRTH row;
 - other events and alarms: metrics `Events/{kind}` / `Alarms/{kind}` (String: JSON of the
-  severity and the scalar attributes; never a resident id, a name or a unit number).
+  severity and the scalar attributes; never a resident id, a name or a unit number);
+- each native stats body of the commit: an NDATA row of the node's health metrics
+  (`Health/...`, born in the NBIRTH).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.core import Event, Klass, Reading
@@ -83,13 +87,34 @@ def birth_metric(s: Slot, now_ms: int) -> pb.M:
     return pb.M(s.alias, s.value, s.ts_ms or now_ms, DATATYPE[s.datatype], s.name)
 
 
-def node_birth(bd_seq: int, now_ms: int) -> bytes:
-    """NBIRTH (seq 0): bdSeq and `Node Control/Rebirth` = false, both with names and aliases."""
+def node_birth(bd_seq: int, now_ms: int, health: list[Slot] | None = None) -> bytes:
+    """NBIRTH (seq 0): bdSeq and `Node Control/Rebirth` = false, both with names and aliases, and
+    the gateway's health metrics (`health`, last known values: null until the first stats)."""
     metrics = [
         pb.M(BD_SEQ_ALIAS, bd_seq, now_ms, pb.INT64, BD_SEQ),
         pb.M(REBIRTH_ALIAS, False, now_ms, pb.BOOLEAN, REBIRTH),
+        *(birth_metric(s, now_ms) for s in health or ()),
     ]
     return pb.encode(now_ms, metrics, seq=0, births=True)
+
+
+def health_values(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The node's health metrics of one native stats body (a missing or odd part: left out)."""
+    out: dict[str, Any] = {}
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        out["Health/uptime_s"] = float(stats["uptime_s"])
+    with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
+        out["Health/outbox_backlog"] = sum(int(n) for n in stats["outbox"]["rows"].values())
+    with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
+        dropped = stats["outbox"]["dropped"].items()  # records; not the bridge's own rows
+        out["Health/records_dropped"] = sum(int(n) for k, n in dropped if ".sparkplug_" not in k)
+    with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
+        out["Health/open_alarms"] = int(stats["open_alarms"]["count"])
+    with contextlib.suppress(TypeError, AttributeError, KeyError):
+        state = stats["uplink"]["state"]
+        if isinstance(state, str):
+            out["Health/uplink"] = state
+    return out
 
 
 def node_death(bd_seq: int, now_ms: int) -> bytes:
@@ -121,6 +146,7 @@ class SparkplugBridge:
         self._out: list[BridgeMessage] = []
         self._pending: dict[str, list[pb.M]] = {}
         self._now = group.now_ms
+        self._valued = False
         values = [(record, self._metric_of(record)) for record in group.records]
         with self.model.lock:
             self._unborn: set[str] = set()
@@ -137,8 +163,12 @@ class SparkplugBridge:
                     self._liveness(record)
             for device in list(self._pending):
                 self._flush(device)
+            for stats in group.stats:
+                self._health(stats)
             if added:  # aliases are kept for good before any row names them
                 self.model.save()
+            elif self._valued:
+                self.model.values_changed()  # the births after a restart carry them
         return self._out
 
     def _metric_of(self, record: Reading | Event) -> tuple[str, str, str, Any, bool] | None:
@@ -155,6 +185,20 @@ class SparkplugBridge:
             return None
         name = sparkplug_event_metric(record.kind, record.klass == Klass.ALARM)
         return device, name, "String", _event_text(record), True
+
+    def _health(self, stats: Mapping[str, Any]) -> None:
+        """One NDATA row of the gateway's health, from a native stats body of this commit."""
+        metrics = []
+        for name, value in health_values(stats).items():
+            slot = self.model.node.metrics[name]
+            ok, value = coerce(slot.datatype, value)
+            if ok:
+                slot.value, slot.ts_ms = value, self._now
+                metrics.append(pb.M(slot.alias, value, self._now, DATATYPE[slot.datatype]))
+        if metrics:
+            self._valued = True
+            topic = self.topics.node_topic("NDATA")
+            self._out.append(BridgeMessage(topic, pb.encode(self._now, metrics), Klass.TELEMETRY))
 
     def _row(self, verb: str, device: str, payload: bytes) -> None:
         self._out.append(BridgeMessage(self.topics.device_topic(verb, device), payload, Klass.TELEMETRY))
@@ -181,6 +225,7 @@ class SparkplugBridge:
             self._birth(device)  # before this record: the values so far, the new metrics null
         if ts_ms >= slot.ts_ms:
             slot.value, slot.ts_ms = value, ts_ms
+            self._valued = True
         self._pending.setdefault(device, []).append(pb.M(slot.alias, value, ts_ms, DATATYPE[slot.datatype]))
 
     def _birth(self, device: str) -> None:
@@ -188,6 +233,7 @@ class SparkplugBridge:
         self._unborn.discard(device)
         dev = self.model.devices[device]
         dev.alive = True
+        dev.retired = False  # a record of it: it is in the configuration again
         self._row("DBIRTH", device, device_birth(list(dev.metrics.values()), self._now))
 
     def _flush(self, device: str) -> None:

@@ -1,10 +1,11 @@
-"""The fire-lane watch: the runtime glue between cameras, the inference thread and the lanes.
+"""The fire-lanes component: the runtime glue between cameras, the inference thread and the lanes.
 
 One asyncio task per watched camera steps its `CameraAnalyzer` every `STEP_S` with the camera's
 latest frame from the `FrameHub`, runs the detector on the engine's single thread when the
 analyzer asks, and submits the resulting records to the pipeline. Lane state is saved to the
 state store at every transition, the moving dwell clock and last sighting at most every
-`save_interval_s` and at `close`.
+`save_interval_s` and at `stop`. `run()` steps every watched camera in its own task; one camera's
+crash ends `run()`, and the runtime's supervisor restarts the component (never the gateway).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from gateway.core import Clock, Record
 from gateway.core.clock import local_zone
@@ -28,6 +28,7 @@ from gateway.lanes.fire_lanes.annotate import jpeg
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.detector import Detection, Detector
 from gateway.lanes.fire_lanes.firelane import LaneWatch
+from gateway.lanes.fire_lanes.report import FireLaneReport
 from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.vision")
@@ -36,7 +37,9 @@ NS = "fire_lane"
 STEP_S = 0.5
 
 
-class FireLaneWatch:
+class FireLaneComponent:
+    name = "fire_lanes"
+
     def __init__(
         self,
         vision: VisionSection,
@@ -81,6 +84,11 @@ class FireLaneWatch:
         """Load and warm up the detector on the inference thread (raises ModelError)."""
         model = await self.engine.submit(self.engine.model, self.manifest)
         self.detector = Detector(model, self.vision.min_score, input_size=self.vision.detector_input())
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for camera_id in self.analyzers:
+                group.create_task(self.run_camera(camera_id), name=f"fire-lane:{camera_id}")
 
     async def run_camera(self, camera_id: str) -> None:
         """Step, detect and tick one camera's lanes until cancelled.
@@ -131,19 +139,19 @@ class FireLaneWatch:
         picture = jpeg(analyzer.annotated(caption=f"{camera_id} snapshot"))
         return self.evidence.save(camera_id, picture, self.clock.time_ms()), picture
 
-    def status(self) -> dict[str, Any]:
+    def report(self) -> FireLaneReport:
         now = self.clock.time_ms()
         runs = sum(m.runs for m in self.engine.models())
-        return {
-            "detector": self.manifest.name,
-            "detector_runs": runs,
-            "detect_ms_avg": round(self.detect_ms_total / runs, 1) if runs else None,
-            "detector_errors": self.errors,
-            "evidence_saved": self.evidence.saved,
-            "cameras": [a.status(now) for a in self.analyzers.values()],
-        }
+        return FireLaneReport(
+            self.manifest.name,
+            runs,
+            round(self.detect_ms_total / runs, 1) if runs else None,
+            self.errors,
+            self.evidence.saved,
+            tuple(lane.report(now) for analyzer in self.analyzers.values() for lane in analyzer.lanes),
+        )
 
-    def close(self) -> None:
+    async def stop(self) -> None:
         for analyzer in self.analyzers.values():
             analyzer.flush()
         if self._owns_engine:
