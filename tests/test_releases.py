@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import subprocess
 import threading
@@ -351,3 +352,26 @@ def test_an_outcome_the_outbox_refused_is_offered_again(
     assert offered == ["updated", "updated"]
     state = read_state(tmp_path)
     assert state is not None and state.reported
+
+
+def test_lintel_update_version_on_the_command_line_takes_it_from_apt(
+    store: ReleaseStore, tmp_path: Path, http_dir: tuple[str, Path, list[str]]
+) -> None:
+    base, served, _hits = http_dir
+    keyring, _fpr = rel.apt_repository(served, [rel.deb(tmp_path, "2.0.0")], tmp_path / "gnupg")
+    state_dir = tmp_path / "var"
+    config = tmp_path / "lintel.toml"
+    config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{state_dir}"\n')
+    apt = [f"--apt-option={o.removeprefix('-o')}" for o in rel.apt_options(tmp_path / "apt", base, keyring)]
+    done = subprocess.run(
+        [str(store.current_link / "bin/lintel"), "update", "--version", "2.0.0", "-c", str(config),
+         "--root", str(store.root), "--no-restart", "--json",
+         "--site-packages", str(rel.SITE_PACKAGES), *apt],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert (
+        answer["ok"] and answer["state"]["to_version"] == "2.0.0" and answer["state"]["phase"] == "probation"
+    )
+    assert store.current() == "2.0.0" and not list((state_dir / "updates").glob("*.deb"))
