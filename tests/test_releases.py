@@ -269,10 +269,11 @@ def test_a_version_comes_from_the_operators_signed_apt_repository_and_a_tampered
     state_dir = tmp_path / "var"
     state_dir.mkdir()
     policy = UpdatePolicy(5, 3, 3, apt_options=tuple(rel.apt_options(tmp_path / "apt", base, keyring)))
-    with pytest.raises(
-        ReleaseError, match=r"(?s)apt-get download lintel=3\.0\.0 failed.*Hashes of expected file"
-    ):
+    with pytest.raises(ReleaseError) as refused:
         update(store, state_dir, policy, Origin(), version="3.0.0", site_packages=rel.SITE_PACKAGES)
+    why = str(refused.value)
+    assert why.startswith("apt-get download lintel=3.0.0 failed"), why
+    assert any(s in why for s in ("Hash Sum mismatch", "unexpected size", "Hashes of expected file")), why
     assert store.versions() == ["1.0.0"]
     staged = update(store, state_dir, policy, Origin(), version="2.0.0", site_packages=rel.SITE_PACKAGES)
     assert staged.to_version == "2.0.0" and store.current() == "2.0.0"

@@ -143,7 +143,7 @@ def apt_download(version: str, dest_dir: Path, apt_options: list[str]) -> Path:
                 ["apt-get", "-q", *apt_options, *step], cwd=tmp, capture_output=True, text=True
             )
             if done.returncode != 0:
-                raise ReleaseError(f"apt-get {' '.join(step)} failed: {done.stderr.strip()[-300:]}")
+                raise ReleaseError(f"apt-get {' '.join(step)} failed: {done.stderr.strip()[-600:]}")
         debs = list(Path(tmp).glob(f"{PACKAGE}_*.deb"))
         if len(debs) != 1:
             raise ReleaseError(f"apt-get download {PACKAGE}={version} gave {len(debs)} packages")
