@@ -31,9 +31,11 @@ from drivers.camera.config import CameraConfig
 from drivers.camera.scene import LANE, Scene, ScenePlan, load_sprites
 from drivers.camera.source import CameraSource
 from gateway.core import Event, Record, SourceContext, SystemClock
+from gateway.core.actuators import ActuatorHub
 from gateway.core.frames import Frame, FrameHub
 from gateway.inference.catalog import find
-from gateway.inference.engine import load_model
+from gateway.inference.engine import InferenceEngine, load_model
+from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
 from gateway.lanes.fire_lanes.component import FireLaneComponent
@@ -110,16 +112,20 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         source = CameraSource(cfg)
         hub.attach(cfg.id, source)
         sources.append((cfg.id, source))
-    watch = FireLaneComponent(
-        VisionSection(),
-        [lane(cid, i) for i, (cid, _) in enumerate(sources)],
-        hub,
-        AlarmBook(store),
-        store,
+    vision = VisionSection()
+    engine = InferenceEngine(vision.threads)
+    deps = LaneDeps(
         SystemClock(),
         keep,
+        AlarmBook(store),
+        store,
+        hub,
+        ActuatorHub(),
         tmp,
+        lambda: engine,
+        lambda _name: "",
     )
+    watch = FireLaneComponent(vision, [lane(cid, i) for i, (cid, _) in enumerate(sources)], deps)
     await watch.start()
     tasks = [asyncio.create_task(src.run(SourceContext(cid, SystemClock(), keep))) for cid, src in sources]
     tasks += [asyncio.create_task(watch.run_camera(cid)) for cid, _ in sources]
@@ -134,6 +140,7 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await watch.stop()
+    engine.close()
     blocked = sum(1 for r in records if isinstance(r, Event) and r.kind == "fire_lane_blocked")
     return cpu, rss, runs, blocked
 

@@ -14,36 +14,24 @@ from gateway.core import Event, Klass, Reading, Record
 from gateway.lanes.alarms import AlarmBook
 from gateway.lanes.care.watch import CareWatch
 from gateway.storage.state import StateStore, state_path
+from tests.support.configs import source_toml
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 # Monday 2026-03-02 00:00 local time.
 START = dt.datetime(2026, 3, 2, 0, 0, tzinfo=TZ)
 
-SOURCES = """
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:5020"
-
-[[sources.meters]]
-id = "elec-1a"
-unit = 1
-profile = "eastron_sdm120"
-
-[[sources.meters]]
-id = "water-1a"
-unit = 2
-profile = "generic_water"
-
-[[sources]]
-id = "ble-1"
-type = "ble"
-backend = "simulated"
-
-[[sources.sensors]]
-id = "door-1a"
-address = "54:48:E6:8F:80:A5"
-"""
+SOURCES = source_toml(
+    "modbus",
+    "bus-1",
+    "meters",
+    [
+        {"id": "elec-1a", "unit": 1, "profile": "eastron_sdm120"},
+        {"id": "water-1a", "unit": 2, "profile": "generic_water"},
+    ],
+    endpoint="tcp://127.0.0.1:5020",
+) + source_toml(
+    "ble", "ble-1", "sensors", [{"id": "door-1a", "address": "54:48:E6:8F:80:A5"}], backend="simulated"
+)
 
 
 def care_toml(household: str = "", care: str = "") -> str:

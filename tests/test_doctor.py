@@ -29,7 +29,7 @@ from gateway.upstream.encode import Encoder, Topics
 from tests.conftest import gateway_toml
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto, free_port
-from tests.support.configs import door_toml
+from tests.support.configs import door_toml, source_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, wait_status
 from tests.support.serial_line import PacedLine
@@ -125,37 +125,17 @@ class Site:
             )
         sources = ""
         if "serial" in want or "faces" in want:
-            sources += f"""
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "rtu://{self.line.gateway_port}?baudrate=9600"
-interval_s = 1
-timeout_ms = 300
-
-[[sources.meters]]
-id = "meter-101"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
-[[sources.meters]]
-id = "meter-102"
-unit = 2
-profile = "eastron_sdm120"
-read = ["power_w"]
-"""
+            meters = [
+                {"id": f"meter-10{u}", "unit": u, "profile": "eastron_sdm120", "read": ["power_w"]}
+                for u in (1, 2)
+            ]
+            endpoint = f"rtu://{self.line.gateway_port}?baudrate=9600"
+            sources += source_toml(
+                "modbus", "bus-1", "meters", meters, endpoint=endpoint, interval_s=1, timeout_ms=300
+            )
         if "ble" in want:
-            sources += """
-[[sources]]
-id = "ble-hall"
-type = "ble"
-adapter = "hci0"
-
-[[sources.sensors]]
-id = "door-back"
-address = "E4:AA:EC:81:21:AE"
-"""
+            sensor = {"id": "door-back", "address": "E4:AA:EC:81:21:AE"}
+            sources += source_toml("ble", "ble-hall", "sensors", [sensor], adapter="hci0")
         if "camera" in want or "faces" in want:
             sources += f"""
 [[sources]]

@@ -70,3 +70,26 @@ def test_no_import_circle_among_gateway_modules() -> None:
 def test_gateway_has_no_loose_module_at_its_top() -> None:
     loose = sorted(p.name for p in (ROOT / "gateway").glob("*.py"))
     assert set(loose) <= {"__init__.py", "__main__.py"}, loose
+
+
+def test_every_first_party_module_an_import_names_exists() -> None:
+    """Lazy imports inside functions included (mypy's ignore_missing_imports would not say)."""
+    import ast
+
+    def exists(module: str) -> bool:
+        path = ROOT.joinpath(*module.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    missing = set()
+    for tree in ("gateway", "drivers", "bench", "tests"):
+        for p in (ROOT / tree).rglob("*.py"):
+            for node in ast.walk(ast.parse(p.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    if name.split(".")[0] in ("gateway", "drivers") and not exists(name):
+                        missing.add(f"{p.relative_to(ROOT)}: {name}")
+    assert not missing, sorted(missing)

@@ -17,6 +17,7 @@ from gateway.config.loader import LoadedConfig
 from gateway.lanes import Lane, LaneDeps
 from gateway.runtime.daemon import Daemon
 from tests.conftest import gateway_toml
+from tests.support.configs import door_toml, meter_bus_toml
 
 RULE = '\n[[rules]]\nid = "hot"\ntype = "threshold"\nsource = "sim"\npoint = "power_w"\nabove = 1e9\n'
 
@@ -139,3 +140,21 @@ def test_a_gateway_without_lanes_logs_no_error_and_builds_no_lane(
         status = run_until(daemon, lambda d: d.core.pipeline.accepted > 5)
     assert status["lanes"] == {} and status["unavailable"] == {}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_doors_that_cannot_start_are_unavailable_and_no_lane_gets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.lanes.doors.lane import Doors
+
+    async def broken(_self: Doors) -> None:
+        raise RuntimeError("relay board driver bug")
+
+    monkeypatch.setattr(Doors, "start", broken)
+    sources = '[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.02\n' + meter_bus_toml(1)
+    text = gateway_toml(tmp_path / "state", sources=sources + door_toml())
+    parsed = parse_config(text.encode(), "t.toml", tmp_path)
+    daemon = Daemon(LoadedConfig(parsed.config, None, tmp_path, parsed.sha256))
+    status = run_until(daemon, lambda d: d.core.pipeline.accepted > 5)
+    assert status["unavailable"] == {"doors": "relay board driver bug"}
+    assert daemon.lanes.doors is None and daemon.lanes.deps.doors is None  # face access: "not running"

@@ -165,7 +165,9 @@ class RuntimeSection(StrictModel):
     stall_after_s: float = Field(
         120, gt=0, description="A component without progress this long stops the systemd watchdog."
     )
-    status_interval_s: float = Field(2, gt=0, description="How often the status file is rewritten.")
+    status_interval_s: float = Field(
+        5, gt=0, description="How often the status file (lintel status, the dashboard) is rewritten."
+    )
 
     @model_validator(mode="after")
     def _check_restart_bounds(self) -> RuntimeSection:

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core import Clock, Record
 from gateway.core.actuators import ActuatorHub
@@ -24,6 +24,9 @@ from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
 from gateway.lanes.alarms import AlarmBook
 from gateway.storage.state import StateStore
+
+if TYPE_CHECKING:  # onnxruntime and its thread only when a camera lane asks for the engine
+    from gateway.inference.engine import InferenceEngine
 
 
 class DoorError(Exception):
@@ -56,7 +59,7 @@ class LaneDeps:
     frames: FrameHub
     actuators: ActuatorHub
     state_dir: Path
-    engine: Callable[[], Any]
+    engine: Callable[[], InferenceEngine]
     secret: Callable[[str], str]
     doors: DoorOpener | None = None
 

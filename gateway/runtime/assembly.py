@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.commands.router import CommandRouter
@@ -36,6 +36,10 @@ from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.state import StateStore, state_path
 from gateway.upstream.encode import Encoder, Topics
+
+if TYPE_CHECKING:
+    from gateway.delivery.sparkplug_link import SparkplugLink
+    from gateway.inference.engine import InferenceEngine
 
 log = logging.getLogger("lintel.daemon")
 
@@ -89,9 +93,9 @@ class Core:
         )
         # the update state as the release probation holds it (the daemon replaces this reader)
         self.release_state: Callable[[], UpdateState | None] = lambda: read_state(loaded.state_dir)
-        self._engine: Any = None  # gateway.inference.engine.InferenceEngine, once a lane asked
+        self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
-        self.sparkplug: Any = None  # gateway.delivery.sparkplug_link.SparkplugLink, if enabled
+        self.sparkplug: SparkplugLink | None = None  # when the Sparkplug bridge is on
         if config.mqtt is not None:
             mqtt = config.mqtt
             password = read_secret(loaded.resolve(mqtt.password_file)) if mqtt.password_file else None
@@ -123,7 +127,7 @@ class Core:
             lambda name: read_secret(loaded.resolve(name)),
         )
 
-    def engine(self) -> Any:
+    def engine(self) -> InferenceEngine:
         """One inference engine (one thread) for every camera lane, created on first use (a
         gateway without cameras never imports onnxruntime)."""
         if self._engine is None:

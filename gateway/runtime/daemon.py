@@ -5,9 +5,10 @@ every lane component, the status file, stats messages, the systemd watchdog, pro
 the named threads that own blocking work: `outbox-writer` (SQLite), `uplink` (MQTT socket) and, only
 when a camera lane exists, the inference thread.
 
-Shutdown is staged and time-limited (runtime.shutdown_timeout_s in total): lanes stop (analytics
-first, then the doors release their relays) -> sources stop -> what they produced is committed ->
-the uplink finishes in-flight messages and says offline -> the database closes cleanly. A second
+Shutdown is a list of timed stages (`_stop_stages`, run by gateway.runtime.shutdown within
+runtime.shutdown_timeout_s in total): lanes stop (analytics first, then the doors release their
+relays) -> sources stop -> what they produced is committed -> the links finish in-flight messages
+and say offline -> the databases close cleanly. A second
 SIGTERM/SIGINT exits at once; whatever was accepted is on disk.
 """
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
+from collections.abc import Awaitable
 
+from gateway.config import GatewayConfig
 from gateway.config.lane_registry import LaneSpec, build, configured
 from gateway.core import Event
 from gateway.core.commands import Handler
@@ -31,7 +32,7 @@ GATEWAY_SOURCE = "gateway"
 
 class Lanes:
     def __init__(
-        self, config: Any, deps: LaneDeps, policy: RestartPolicy, health: dict[str, ComponentHealth]
+        self, config: GatewayConfig, deps: LaneDeps, policy: RestartPolicy, health: dict[str, ComponentHealth]
     ):
         self.deps = deps
         self.policy = policy
@@ -51,7 +52,7 @@ class Lanes:
         for spec in configured(config):
             self._build(spec, config)
 
-    def _build(self, spec: LaneSpec, config: Any) -> None:
+    def _build(self, spec: LaneSpec, config: GatewayConfig) -> None:
         try:
             self.lanes[spec.name] = build(spec, config, self.deps)
         except Exception as exc:
@@ -98,6 +99,8 @@ class Lanes:
             del self.lanes[name]
             for component in lane.components:
                 await _quietly(component.stop())
+            if self.doors is not None and self.doors in lane.components:
+                self.doors = self.deps.doors = None  # the lanes that open doors say they are not running
             self._unavailable(name, str(exc) or type(exc).__name__, lane)
             return
         for component in lane.components:
@@ -140,7 +143,7 @@ class Lanes:
         }
 
 
-async def _quietly(stop: Any) -> None:
+async def _quietly(stop: Awaitable[None]) -> None:
     try:
         await stop
     except Exception:

@@ -8,7 +8,7 @@ that override the defaults), so a test says what it changes instead of patching 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 Table = Mapping[str, object]
@@ -77,16 +77,24 @@ def toml_entry(name: str, table: Table) -> str:
     return f"[{header}]\n{body}"
 
 
+def source_toml(
+    kind: str, source_id: str, parts: str = "", entries: Sequence[Table] = (), **keys: object
+) -> str:
+    """One `[[sources]]` entry of type `kind` with its `[[sources.<parts>]]` (meters, sensors)."""
+    text = "\n" + toml_entry("sources", {"id": source_id, "type": kind, **keys})
+    return text + "".join("\n" + toml_entry(f"sources.{parts}", entry) for entry in entries)
+
+
 def meter_bus_toml(
     port: int, meter: str = "m1", interval_s: float = 0.5, read: tuple[str, ...] | None = ("power_w",)
 ) -> str:
     """`[[sources]]` bus-1 on a Modbus TCP simulator with one SDM120 (unit 1) read for `read`
     (None: the profile's default points)."""
-    bus = {"id": "bus-1", "type": "modbus", "endpoint": f"tcp://127.0.0.1:{port}", "interval_s": interval_s}
     meter_table: dict[str, object] = {"id": meter, "unit": 1, "profile": "eastron_sdm120"}
     if read is not None:
         meter_table["read"] = list(read)
-    return "\n" + toml_entry("sources", bus) + "\n" + toml_entry("sources.meters", meter_table)
+    endpoint = f"tcp://127.0.0.1:{port}"
+    return source_toml("modbus", "bus-1", "meters", [meter_table], endpoint=endpoint, interval_s=interval_s)
 
 
 def threshold_rule_toml(source: str, above: float, rule_id: str = "overload") -> str:

@@ -80,7 +80,7 @@ class _Door:
 
 
 class Doors:
-    """The `doors` component. Relays come built (see relays.build_relay); `emit` takes records."""
+    """The `doors` component. Relays come built (see wiring.build_relay); `emit` takes records."""
 
     name = "doors"
 

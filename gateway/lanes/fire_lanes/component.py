@@ -13,23 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from gateway.core import Clock, Record
+from gateway.core import Record
 from gateway.core.clock import local_zone
-from gateway.core.frames import Frame, FrameHub
+from gateway.core.frames import Frame
 from gateway.inference.catalog import configured, pick
-from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
-from gateway.lanes.alarms import AlarmBook
+from gateway.lanes import LaneDeps
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
 from gateway.lanes.fire_lanes.annotate import jpeg
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.fire_lanes.detector import Detection, Detector
 from gateway.lanes.fire_lanes.firelane import LaneWatch
 from gateway.lanes.fire_lanes.report import FireLaneReport
-from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.vision")
 
@@ -40,37 +37,22 @@ STEP_S = 0.5
 class FireLaneComponent:
     name = "fire_lanes"
 
-    def __init__(
-        self,
-        vision: VisionSection,
-        lanes: list[FireLaneConfig],
-        hub: FrameHub,
-        book: AlarmBook,
-        store: StateStore,
-        clock: Clock,
-        submit: Callable[[Record], bool],
-        state_dir: Path,
-        engine: InferenceEngine | None = None,
-    ) -> None:
+    def __init__(self, vision: VisionSection, lanes: list[FireLaneConfig], deps: LaneDeps) -> None:
         self.vision = vision
-        self.hub = hub
-        self.store = store
-        self.clock = clock
-        self.submit = submit
+        self.deps = deps
         self.manifest = pick(vision.detector, configured(vision))
-        # one inference thread for every lane: the daemon passes the engine face access shares
-        self._owns_engine = engine is None
-        self.engine = engine or InferenceEngine(vision.threads)
+        # one inference thread for every camera lane, owned (and closed) by whoever gave it
+        self.engine = deps.engine()
         self.detector: Detector | None = None
-        folder = Path(vision.evidence_dir) if vision.evidence_dir else state_dir / "evidence"
+        folder = Path(vision.evidence_dir) if vision.evidence_dir else deps.state_dir / "evidence"
         self.evidence = EvidenceStore(
             folder, vision.evidence_retention_days, int(vision.evidence_max_mb * 1e6)
         )
-        saved = store.load(NS)
+        saved = deps.store.load(NS)
         tz = local_zone(vision.timezone)
         by_camera: dict[str, list[LaneWatch]] = {}
         for cfg in lanes:
-            by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, book, tz, saved.get(cfg.id)))
+            by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, deps.book, tz, saved.get(cfg.id)))
         self.analyzers = {
             cam: CameraAnalyzer(cam, ls, self.evidence, self._save) for cam, ls in by_camera.items()
         }
@@ -78,7 +60,7 @@ class FireLaneComponent:
         self.errors = 0
 
     def _save(self, lane: LaneWatch) -> None:
-        self.store.save(NS, {lane.config.id: lane.saved()})
+        self.deps.store.save(NS, {lane.config.id: lane.saved()})
 
     async def start(self) -> None:
         """Load and warm up the detector on the inference thread (raises ModelError)."""
@@ -117,15 +99,17 @@ class FireLaneComponent:
                         # the moment the frame shows, not when a backed-up queue got to it
                         records += analyzer.apply(frame, job.result(), frame.ts_ms)
                 if pending is None:
-                    frame_now = self.hub.latest(camera_id)
-                    stepped, run = analyzer.step(frame_now, self.hub.online(camera_id), self.clock.time_ms())
+                    frame_now = self.deps.frames.latest(camera_id)
+                    stepped, run = analyzer.step(
+                        frame_now, self.deps.frames.online(camera_id), self.deps.clock.time_ms()
+                    )
                     records += stepped
                     if run and frame_now is not None:
                         job = asyncio.ensure_future(self.engine.submit(detector.detect, frame_now.image))
                         pending = (frame_now, time.perf_counter(), job)
-                records += analyzer.tick(self.clock.time_ms())
+                records += analyzer.tick(self.deps.clock.time_ms())
                 for record in records:
-                    self.submit(record)
+                    self.deps.emit(record)
                 await asyncio.sleep(STEP_S)
         finally:
             if pending is not None:
@@ -137,10 +121,10 @@ class FireLaneComponent:
         if analyzer is None or analyzer.last_frame is None:
             return None
         picture = jpeg(analyzer.annotated(caption=f"{camera_id} snapshot"))
-        return self.evidence.save(camera_id, picture, self.clock.time_ms()), picture
+        return self.evidence.save(camera_id, picture, self.deps.clock.time_ms()), picture
 
     def report(self) -> FireLaneReport:
-        now = self.clock.time_ms()
+        now = self.deps.clock.time_ms()
         runs = sum(m.runs for m in self.engine.models())
         return FireLaneReport(
             self.manifest.name,
@@ -154,5 +138,3 @@ class FireLaneComponent:
     async def stop(self) -> None:
         for analyzer in self.analyzers.values():
             analyzer.flush()
-        if self._owns_engine:
-            self.engine.close()

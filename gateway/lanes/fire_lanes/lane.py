@@ -66,17 +66,7 @@ def build_lane(lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSec
             for lane in lanes
         ]
 
-    component = FireLaneComponent(
-        vision,
-        lanes,
-        deps.frames,
-        deps.book,
-        deps.store,
-        deps.clock,
-        deps.emit,
-        deps.state_dir,
-        deps.engine(),
-    )
+    component = FireLaneComponent(vision, lanes, deps)
     handlers = {"snapshot": snapshot_handler(component)}
     return Lane("fire_lanes", [component], handlers=handlers, unavailable=unavailable)
 
