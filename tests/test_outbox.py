@@ -411,3 +411,18 @@ def test_acknowledged_rows_are_deleted_within_the_documented_time(
         f"\n{readings_per_message} reading(s)/message, {messages_per_s} msg/s: {worst} acked rows undeleted"
     )
     assert 0 < worst <= bound, (worst, bound)
+
+
+def test_a_batch_is_queued_like_its_records_one_by_one(db: Path) -> None:
+    """submit_many (a poll's readings in one call) refuses and counts exactly what submit would."""
+    w = make_writer(db, commit_window_s=5.0, max_pending=100)
+    try:
+        taken = w.submit_many([reading(i) for i in range(90)])
+        taken += w.submit_many([reading(i) for i in range(90, 120)] + [alarm(1)])
+        assert taken == [True] * 100 + [False] * 20 + [True], "alarms are never refused by the queue bound"
+        w.flush()
+        snap = w.snapshot()
+        assert snap["dropped"]["telemetry.queue_full"] == 20
+        assert snap["rows"]["alarm"] == 1
+    finally:
+        w.stop()

@@ -173,8 +173,7 @@ class ModbusBusSource:
                         jobs.give_back(due, meter, group)  # retry this job first
                         await self._reopen(ctx, str(exc), opened)
                         continue
-                    for record in records:
-                        ctx.emit(record)
+                    ctx.emit_many(records)
                 ctx.progress()
                 due, skipped = next_deadline(due, group.interval_s, clock.monotonic())
                 self.missed_polls += skipped

@@ -10,7 +10,7 @@ for its unit (a kWh counter to 10 Wh, a voltage to 0.1 V), the unit read off the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -119,4 +119,17 @@ class PointMemory:
             self.observe(record)
             return emit(record)
 
-        return SourceContext(ctx.source_id, ctx.clock, emit_and_remember, ctx.progress, ctx.log, ctx.store)
+        def emit_many_and_remember(records: Sequence[Record]) -> bool:
+            for record in records:
+                self.observe(record)
+            return ctx.emit_many(records)
+
+        return SourceContext(
+            ctx.source_id,
+            ctx.clock,
+            emit_and_remember,
+            ctx.progress,
+            ctx.log,
+            ctx.store,
+            emit_many=emit_many_and_remember,
+        )

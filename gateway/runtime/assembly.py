@@ -83,7 +83,7 @@ class Core:
         self.writer = OutboxWriter(self.store, self.encoder, clock, OutboxLimits.from_config(config.outbox))
         self.state_store = StateStore(state_path(loaded.state_dir))
         self.book = AlarmBook(self.state_store)
-        self.pipeline = Pipeline(self.writer.submit, [], observers)
+        self.pipeline = Pipeline(self.writer.submit, [], observers, self.writer.submit_many)
         self.frames = FrameHub()
         self.actuators = ActuatorHub()
         self.started_mono = clock.monotonic()

@@ -72,6 +72,7 @@ class Daemon:
             rt.stall_after_s,
             self.health,
             core.state_store,
+            core.pipeline.submit_many,
         )
         self.reloader = Reloader(
             self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied

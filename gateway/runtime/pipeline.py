@@ -22,8 +22,10 @@ class Pipeline:
         sink: Callable[[Record], bool],
         processors: Sequence[Processor] = (),
         observers: Sequence[Callable[[Record], None]] = (),
+        sink_many: Callable[[Sequence[Record]], list[bool]] | None = None,
     ) -> None:
         self._sink = sink
+        self._sink_many = sink_many
         self.processors = list(processors)
         self.observers = list(observers)
         self.accepted = 0
@@ -37,6 +39,25 @@ class Pipeline:
         ok = True
         for r in records:
             if self._sink(r):
+                self.accepted += 1
+                for observe in self.observers:
+                    observe(r)
+            else:
+                self.refused += 1
+                ok = False
+        return ok
+
+    def submit_many(self, batch: Sequence[Record]) -> bool:
+        """`submit` for a batch (a poll's readings): the same processors, counts and observers per
+        record, and one call into the sink for the lot where it takes batches."""
+        records: list[Record] = list(batch)
+        for processor in self.processors:
+            records = self._through(processor, records)
+        sink_many = self._sink_many
+        taken = sink_many(records) if sink_many is not None else [self._sink(r) for r in records]
+        ok = True
+        for r, accepted in zip(records, taken, strict=True):
+            if accepted:
                 self.accepted += 1
                 for observe in self.observers:
                     observe(r)

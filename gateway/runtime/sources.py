@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ class Sources:
     stall_after_s: float
     health: dict[str, ComponentHealth]
     store: KeyValueStore  # what a source keeps across restarts (BLE replay counters)
+    emit_many: Callable[[Sequence[Record]], bool] | None = None  # a batch in one pass (a poll's readings)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     instances: dict[str, Any] = field(default_factory=dict, init=False)  # each source's latest instance
     group: asyncio.TaskGroup | None = field(default=None, init=False)
@@ -80,7 +81,9 @@ class Sources:
     async def _run(self, cfg: Any) -> None:
         health = ComponentHealth(f"source:{cfg.id}", stall_after_s=self.stall_after_s, clock=self.clock)
         self.health[health.name] = health
-        ctx = SourceContext(cfg.id, self.clock, self.emit, health.progress, store=self.store)
+        ctx = SourceContext(
+            cfg.id, self.clock, self.emit, health.progress, store=self.store, emit_many=self.emit_many
+        )
 
         async def run_once() -> None:
             source = registry.create_source(cfg)

@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gateway.core import Clock, Event, Klass, Record
@@ -139,21 +139,29 @@ class OutboxWriter:
 
     def submit(self, record: Record) -> bool:
         """Queue a record for the next commit. False (and counted) if the queue is full."""
-        klass = record.klass
+        return self.submit_many((record,))[0]
+
+    def submit_many(self, records: Sequence[Record]) -> list[bool]:
+        """`submit` for a batch under one lock: whether each record was queued (telemetry is refused,
+        and counted, once the queue is full; other classes always go in)."""
+        taken: list[bool] = []
         with self._cond:
-            if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
-                self.drops.count(klass, "queue_full", 1)
-                return False
-            self._pending.append(record)
-            if self._pending_since is None:
+            for record in records:
+                klass = record.klass
+                if klass == Klass.TELEMETRY and len(self._pending) >= self.limits.max_pending:
+                    self.drops.count(klass, "queue_full", 1)
+                    taken.append(False)
+                    continue
+                self._pending.append(record)
+                taken.append(True)
+                if klass == Klass.ALARM:
+                    self._alarm_waiting = True
+            if self._pending_since is None and self._pending:
                 self._pending_since = self.clock.monotonic()
                 self._cond.notify()  # the writer may be asleep with no deadline: give it one
-            if klass == Klass.ALARM:
-                self._alarm_waiting = True
+            elif self._alarm_waiting or len(self._pending) >= EARLY_COMMIT_RECORDS:
                 self._cond.notify()
-            elif len(self._pending) >= EARLY_COMMIT_RECORDS:
-                self._cond.notify()
-        return True
+        return taken
 
     def submit_stats(self, body: Mapping[str, Any]) -> None:
         """Queue a gateway stats message (state class)."""
