@@ -61,6 +61,9 @@ if [[ $want_test == 1 ]]; then
     need_cmd chromedriver chromium-driver
     # libfaketime: moves a real `lintel run`'s wall clock back and forth (tests/test_replay_process.py)
     [[ -e /usr/lib/$(uname -m)-linux-gnu/faketime/libfaketime.so.1 ]] || apt_missing+=(faketime)
+    need_cmd dpkg-deb dpkg             # the package tests build and read .deb files
+    need_cmd dpkg-scanpackages dpkg-dev  # ... and serve them from an apt repository
+    need_cmd gpg gnupg                 # ... whose InRelease they sign
     # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
     need_cmd gcc gcc
     need_cmd pkg-config pkg-config
@@ -111,3 +114,8 @@ fi
 # photographs the demo camera (and the tests) composite come from Debian packages.
 .venv/bin/python models/fetch.py --quiet
 scripts/fetch_media.sh $([[ $want_test == 1 ]] && echo --test)
+# The Debian package's wheels for this machine's architecture, so the package tests build it offline
+# (scripts/build-deb.sh --offline): pip download from PyPI, pinned to this venv's versions.
+if [[ $want_test == 1 ]] && command -v dpkg >/dev/null; then
+    scripts/build-deb.sh --fetch-only --arch "$(dpkg --print-architecture)" >/dev/null
+fi

@@ -22,7 +22,10 @@ def test_unit_verifies(tmp_path: Path) -> None:
     lintel = shutil.which("lintel") or str(ROOT / ".venv" / "bin" / "lintel")
     assert Path(lintel).exists()
     unit = tmp_path / "lintel.service"
-    unit.write_text(UNIT.read_text().replace("/opt/lintel/.venv/bin/lintel", lintel))
+    text = UNIT.read_text()
+    assert "/opt/lintel/current/bin/lintel run" in text and "+/opt/lintel/committed/bin/lintel-guard" in text
+    text = text.replace("/opt/lintel/current/bin/lintel", lintel)
+    unit.write_text(text.replace("/opt/lintel/committed/bin/lintel-guard", lintel))
     out = _analyze("verify", str(unit))
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip() == "", out.stderr
@@ -45,3 +48,14 @@ def test_unit_is_type_notify_with_watchdog_and_state_directory() -> None:
         "RestartPreventExitStatus=78",
     ):
         assert line in text
+
+
+def test_update_units_verify(tmp_path: Path) -> None:
+    """The path unit that hands a verified remote update request to the root runner, and the runner."""
+    lintel = shutil.which("lintel") or str(ROOT / ".venv" / "bin" / "lintel")
+    for name in ("lintel-update.service", "lintel-update.path"):
+        text = (ROOT / "systemd" / name).read_text().replace("/opt/lintel/committed/bin/lintel", lintel)
+        (tmp_path / name).write_text(text)
+    out = _analyze("verify", str(tmp_path / "lintel-update.path"), str(tmp_path / "lintel-update.service"))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "", out.stderr

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_doctor_parser(sub, _config_arg, _json_arg)
     add_bundle_parser(sub, _config_arg)
+    from gateway.cli.update import add_parsers as add_update_parsers
+
+    add_update_parsers(sub, _config_arg, _json_arg)
     return parser
 
 
@@ -171,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.cli.doctor import cmd_doctor
 
         return cmd_doctor(args) if args.command == "doctor" else cmd_bundle(args)
+    if args.command in ("update", "releases"):
+        from gateway.cli.update import cmd_releases, cmd_update
+
+        return cmd_update(args) if args.command == "update" else cmd_releases(args)
     if args.command == "probe":
         from gateway.cli.modbus import cmd_probe
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from gateway.cli.logs import setup_logging
 from gateway.config import LoadedConfig, config_warnings, load_config
@@ -42,6 +43,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             log.error("config %s: %s", exc.source, problem)
         log.error("not starting: fix the config (lintel check-config -c %s lists every problem)", args.config)
+        from gateway import __version__
+        from gateway.releases.guard import state_dir_of
+        from gateway.releases.probation import EXIT_ROLLBACK, abandon
+
+        why = f"release {__version__} refused the config: {exc.problems[0] if exc.problems else exc}"
+        if abandon(state_dir_of(Path(args.config)), __version__, why):
+            log.error("this release is on probation: asking for a rollback to the previous one")
+            return EXIT_ROLLBACK
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
     try:
@@ -87,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
     if daemon.restart_reason is not None:
         _reexec(daemon.restart_reason)
-    return 0
+    return daemon.exit_code
 
 
 @dataclass(frozen=True, slots=True)

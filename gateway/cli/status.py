@@ -127,6 +127,15 @@ def _render(body: dict[str, Any]) -> None:
     if s.config is not None:
         trial = " [yellow](on probation)[/]" if s.config.on_probation else ""
         console.print(f"config: {s.config.origin} ({s.config.sha256[:12]}){trial}", highlight=False)
+    update = s.release.update if s.release else None
+    if update is not None and update.phase != "committed":
+        colour = "red" if update.phase in ("rolled_back", "failed") else "yellow"
+        why = f": {escape(update.reason)}" if update.reason else ""
+        console.print(
+            f"[{colour}]update {update.from_version} -> {update.to_version} {update.phase.replace('_', ' ')}"
+            f"{why}[/]",
+            highlight=False,
+        )
     if s.outbox_recovery:
         r = s.outbox_recovery
         salvage = (

@@ -28,6 +28,7 @@ CommandName = Literal[
     "faces_delete",
     "outbox_stats",
     "deploy_config",
+    "update",
 ]
 
 SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "outbox_stats", "alarm_ack")

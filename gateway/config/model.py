@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from gateway.config import driver_registry as registry
 from gateway.config.commands import CommandsSection
 from gateway.config.references import check_references
+from gateway.config.update import UpdateSection
 from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
 from gateway.lanes.care.config import CareSection
 from gateway.lanes.doors import DoorConfig
@@ -232,6 +233,7 @@ class GatewayConfig(StrictModel):
     face_access: list[FaceAccessConfig] = Field(default_factory=list)
     commands: CommandsSection = Field(default_factory=CommandsSection)
     bridges: BridgesSection = Field(default_factory=BridgesSection)
+    update: UpdateSection = Field(default_factory=UpdateSection)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:

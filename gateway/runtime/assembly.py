@@ -14,6 +14,7 @@ import os
 import platform
 import sqlite3
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ from gateway.delivery.inbox import CommandInbox, InboxLimits
 from gateway.delivery.links import Links
 from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
+from gateway.releases.report import ReleaseReport
+from gateway.releases.state import UpdateState, read_state
 from gateway.runtime.bridges import build_bridges
 from gateway.runtime.pipeline import Pipeline
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
@@ -94,6 +97,8 @@ class Core:
         self.links: Links | None = None
         # Between the uplink thread and the router: bounded, checked before parsing.
         self.inbox = CommandInbox(clock, InboxLimits(max_bytes=MAX_COMMAND_BYTES))
+        # the update state as the release probation holds it (the daemon replaces this reader)
+        self.release_state: Callable[[], UpdateState | None] = lambda: read_state(loaded.state_dir)
         self._engine: InferenceEngine | None = None  # once a camera lane asked
         self.uplink: Uplink | None = None
         # The running config's version and origin for the birth (the daemon sets it).
@@ -156,6 +161,7 @@ class Core:
         return {
             **extra,
             "versions": versions(),
+            "release": asdict(ReleaseReport.of(__version__, self.release_state())),
             "config_sha256": self.loaded.sha256,
             "boot_reason": self.boot_reason,
             "started_ms": self.started_ms,

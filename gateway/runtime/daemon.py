@@ -24,10 +24,12 @@ from typing import Any
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
 from gateway.commands.router import LOCAL
+from gateway.commands.update import update_handler
 from gateway.config import LoadedConfig
 from gateway.config.commands import ALL_DOORS
 from gateway.core import Clock, Record, SystemClock
 from gateway.core.commands import Caller
+from gateway.releases.probation import EXIT_ROLLBACK, ReleaseProbation, Vitals
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
 from gateway.runtime.control import SOCKET_NAME, ControlServer
@@ -91,6 +93,10 @@ class Daemon:
         self.refresh_handlers()
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
         self.state = "starting"
+        # a new release on probation commits itself or asks the boot guard for a rollback
+        self.release = ReleaseProbation(loaded.state_dir, __version__, self.clock)
+        core.release_state = lambda: self.release.state
+        self.exit_code = 0  # EXIT_ROLLBACK after a failed probation: systemd restarts, the guard switches
         self._stop = asyncio.Event()
         self._signals = 0
         self._group: asyncio.TaskGroup | None = None
@@ -109,6 +115,7 @@ class Daemon:
             "outbox_stats": outbox_stats_handler(lambda: rp.to_json(core.writer.report())),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
             "reload_config": reload_handler(self.reload, self._doors_of),
+            "update": update_handler(self.loaded.state_dir),
             **self.lanes.handlers(),
         }
         if self.deployer is not None:
@@ -209,6 +216,9 @@ class Daemon:
                 ),
                 group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
                 group.create_task(self._serve_commands(group), name="commands"),
+                group.create_task(
+                    self.release.run(self._vitals, core.pipeline.submit, self._roll_back), name="release"
+                ),
             ]
             if self.deployer is not None:
                 loops.append(
@@ -303,6 +313,22 @@ class Daemon:
         while True:
             await asyncio.sleep(mqtt.stats_interval_s if mqtt else 60.0)
             self.core.writer.submit_stats(rp.to_json(self.report().stats()))
+
+    # -- release probation ---------------------------------------------------------------------------
+    def _vitals(self) -> Vitals:
+        self._refresh_thread_health()
+        now = self.clock.monotonic()
+        parts = self.health.values()
+        return Vitals(
+            running=self.state == "running",
+            broker=self.core.uplink.state if self.core.uplink is not None else "disabled",
+            stalled=tuple(h.name for h in parts if h.state != "failed" and h.stalled(now)),
+            failed=tuple(h.name for h in parts if h.state == "failed"),
+        )
+
+    def _roll_back(self) -> None:
+        self.exit_code = EXIT_ROLLBACK
+        self.request_stop()
 
     # -- commands ------------------------------------------------------------------------------------
     def _command_arrived(self, payload: bytes) -> None:

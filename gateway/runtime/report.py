@@ -23,6 +23,7 @@ from gateway.commands.router import CommandsReport
 from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
 from gateway.lanes.alarms import AlarmReport, OpenAlarmsReport
+from gateway.releases.report import ReleaseReport
 from gateway.storage.outbox.report import OutboxReport
 
 if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
@@ -94,6 +95,7 @@ class StatsReport:
     open_alarms: OpenAlarmsReport
     sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
     config: ConfigReport | None = None  # the running config's version and origin
+    release: ReleaseReport | None = None  # running and previous version, the update (added Dec 2026)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class GatewayReport:
     devices: tuple[DeviceReport, ...] = ()  # default: a status.json written before devices existed
     sparkplug: SparkplugLinkReport | None = None  # the Sparkplug B link, when that bridge is on
     config: ConfigReport | None = None  # the running config's version and origin
+    release: ReleaseReport | None = None  # running and previous version, the staged update if any
 
     def stats(self) -> StatsReport:
         return StatsReport(
@@ -135,6 +138,7 @@ class GatewayReport:
             OpenAlarmsReport.of(self.alarms),
             self.sparkplug,
             self.config,
+            self.release,
         )
 
 
@@ -176,6 +180,7 @@ def gateway_report(
         devices=tuple(sources.device_reports()),
         sparkplug=core.sparkplug.report() if core.sparkplug is not None else None,
         config=config,
+        release=ReleaseReport.of(__version__, core.release_state()),
     )
 
 

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The README's install and purge, on a fresh Debian bookworm root (debootstrap --variant=minbase: no
+# python3), amd64 natively or arm64 under qemu-user (binfmt_misc): slow, run by hand as root.
+#
+#   bench/deb_install.sh --deb dist/lintel_0.1.0_amd64.deb
+#   bench/deb_install.sh --deb dist/lintel_0.1.0_arm64.deb --keep
+#   bench/deb_install.sh --deb dist/lintel_0.1.0_amd64.deb --upgrade-deb dist/lintel_0.1.1_amd64.deb
+#
+# Steps, each timed and checked, one table at the end:
+#   install   apt-get install ./lintel_<v>_<arch>.deb  (pulls python3, python3-venv; postinst builds the
+#             venv offline from the package's wheels)
+#   layout    /opt/lintel/current -> releases/<v>, committed too; lintel user; /etc/lintel/config.toml
+#             root:lintel 0640 and a conffile; /var/lib/lintel lintel 0750; the unit
+#   check     lintel check-config on a minimal config (exit 0), and on the shipped example (exit 1:
+#             it names files the installer must create, as it should)
+#   demo      lintel demo --seconds N --plain (exit 0, readings delivered)
+#   guard     lintel-guard -c /etc/lintel/config.toml (the unit's ExecStartPre) says "running <v>"
+#   upgrade   (with --upgrade-deb) apt-get install of the next version: it is built beside the first,
+#             which stays untouched; current -> the new one on probation, committed stays; the guard
+#             counts its first start
+#   purge     apt-get purge lintel: no /opt/lintel, unit, /usr/bin/lintel, /etc/lintel, lintel user;
+#             /var/lib/lintel kept (it holds undelivered readings) ...
+#   purge-data ... and removed when /etc/lintel/purge-data exists (a second install + purge)
+# systemd does not run in a chroot: the unit is checked by tests/test_systemd_unit.py, and what it
+# would start (the guard, then `lintel run`) is run here by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deb="" seconds=15 keep=0 dir="" upgrade=""
+while (($#)); do
+    case $1 in
+        --deb) deb=$(realpath "$2"); shift 2 ;;
+        --upgrade-deb) upgrade=$(realpath "$2"); shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --dir) dir=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+    esac
+done
+[[ -f $deb ]] || { echo "--deb FILE (scripts/build-deb.sh makes it)" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "run as root (debootstrap, chroot, mounts)" >&2; exit 2; }
+arch=$(dpkg-deb -f "$deb" Architecture)
+version=$(dpkg-deb -f "$deb" Version)
+host_arch=$(dpkg --print-architecture)
+# the same cached root as bench/arm64.sh
+dir=${dir:-/var/tmp/lintel-fresh-$arch}
+
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+if [[ $arch != "$host_arch" ]]; then
+    command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+    command -v update-binfmts >/dev/null || need+=(binfmt-support)
+fi
+if ((${#need[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [[ $arch != "$host_arch" ]]; then
+    mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || update-binfmts --enable qemu-aarch64 ||
+        update-binfmts --import qemu-aarch64
+fi
+
+mkdir -p "$dir"
+base=$dir/base.tar
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
+declare -A took=() result=()
+order=()
+step() {  # step NAME CMD...: run, time, record ok/FAILED
+    local name=$1 t0; shift
+    order+=("$name")
+    t0=$(now)
+    if "$@" >>"$dir/$name.log" 2>&1; then result[$name]=ok; else result[$name]="FAILED (see $dir/$name.log)"; fi
+    took[$name]=$(secs "$t0" "$(now)")
+}
+
+if [[ ! -f $base ]]; then
+    t0=$(now)
+    rm -rf "$dir/build"
+    debootstrap --variant=minbase --arch="$arch" bookworm "$dir/build" >"$dir/debootstrap.log" 2>&1
+    tar -C "$dir/build" -cf "$base" .
+    rm -rf "$dir/build"
+    echo "debootstrap: $(secs "$t0" "$(now)") s"
+fi
+
+root=$dir/install
+mounted=()
+cleanup() {
+    local p
+    for p in /proc/[0-9]*; do
+        [[ $(readlink "$p/root" 2>/dev/null) == "$root" ]] && kill -9 "${p#/proc/}" 2>/dev/null || true
+    done
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+    mounted=()
+    ((keep)) || rm -rf "$root"
+}
+trap cleanup EXIT
+rm -rf "$root" && mkdir -p "$root" && tar -C "$root" -xf "$base"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+for f in /etc/apt/apt.conf.d/99artifact-registry /etc/apt/sources.list.d/debian.sources; do
+    [[ -f $f ]] && install -D -m 644 "$f" "$root$f"
+done
+[[ -f $root/etc/apt/sources.list.d/debian.sources ]] && rm -f "$root/etc/apt/sources.list"
+for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m" && mounted+=("$root/$m"); done
+if [[ $arch == arm64 && $host_arch != arm64 ]]; then
+    # onnxruntime's ARM feature probe reads /proc/cpuinfo, which qemu-user leaves as the host's
+    for n in 0 1 2 3; do
+        printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$n"
+        printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+    done >"$dir/cpuinfo"
+    mount --bind "$dir/cpuinfo" "$root/proc/cpuinfo" && mounted+=("$root/proc/cpuinfo")
+fi
+cp "$deb" "$root/tmp/"
+[[ -n $upgrade ]] && cp "$upgrade" "$root/tmp/"
+in_root() {
+    chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive /bin/bash -ec "set -o pipefail; $1"
+}
+pkg=/tmp/$(basename "$deb")
+rm -f "$dir"/*.log
+
+step install in_root "apt-get update -qq && apt-get install -y -q --no-install-recommends $pkg"
+step layout in_root "
+    test \"\$(readlink /opt/lintel/current)\" = releases/$version
+    test \"\$(readlink /opt/lintel/committed)\" = releases/$version
+    getent passwd lintel
+    test \"\$(stat -c '%U:%G %a' /etc/lintel/config.toml)\" = 'root:lintel 640'
+    test \"\$(stat -c '%U:%G %a' /var/lib/lintel)\" = 'lintel:lintel 750'
+    dpkg-query -W -f='\${Conffiles}' lintel | grep -q /etc/lintel/config.toml
+    test -f /lib/systemd/system/lintel.service
+    test \"\$(lintel-does-not-exist 2>/dev/null; readlink -f /usr/bin/lintel)\" = /opt/lintel/releases/$version/bin/lintel"
+step check in_root "
+    mkdir -p /tmp/gw && printf '[gateway]\nid = \"bldg-1\"\nsite = \"s\"\nstate_dir = \"/tmp/gw\"\nruntime_dir = \"/tmp/gw/run\"\n' >/tmp/gw/config.toml
+    lintel check-config -c /tmp/gw/config.toml
+    ! lintel check-config -c /etc/lintel/config.toml"
+step demo in_root "cd /tmp && lintel demo --seconds $seconds --plain --state-dir /tmp/demo | tail -5"
+step guard in_root "/opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml | grep 'running $version'"
+if [[ -n $upgrade ]]; then
+    next=$(dpkg-deb -f "$upgrade" Version)
+    step upgrade in_root "
+        before=\$(find /opt/lintel/releases/$version -newer /opt/lintel/releases/$version/RELEASE | wc -l)
+        apt-get install -y -q --no-install-recommends /tmp/$(basename "$upgrade")
+        test \"\$(readlink /opt/lintel/current)\" = releases/$next
+        test \"\$(readlink /opt/lintel/committed)\" = releases/$version
+        test \"\$(find /opt/lintel/releases/$version -newer /opt/lintel/releases/$version/RELEASE | wc -l)\" = \"\$before\"
+        grep -q '\"phase\": \"probation\"' /var/lib/lintel/release-update.json
+        /opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml | grep 'probation of $next: start 1 of 3'
+        lintel releases"
+fi
+step purge in_root "
+    echo data >/var/lib/lintel/outbox.db
+    apt-get purge -y -q lintel
+    test ! -e /opt/lintel && test ! -e /lib/systemd/system/lintel.service && test ! -e /usr/bin/lintel
+    test ! -e /etc/lintel && test ! -e /usr/lib/lintel
+    ! getent passwd lintel && ! getent group lintel
+    test -f /var/lib/lintel/outbox.db"
+step purge-data in_root "
+    apt-get install -y -q --no-install-recommends $pkg
+    touch /etc/lintel/purge-data
+    apt-get purge -y -q lintel
+    test ! -e /var/lib/lintel && test ! -e /opt/lintel && ! getent passwd lintel"
+
+printf '\n%-12s %-8s %s\n' step seconds result
+for name in "${order[@]}"; do printf '%-12s %-8s %s\n' "$name" "${took[$name]}" "${result[$name]}"; done
+printf 'package %s (%s MB), %s, root %s\n' "$(basename "$deb")" "$(($(stat -c %s "$deb") / 1048576))" "$arch" "$root"
+for name in "${order[@]}"; do [[ ${result[$name]} == ok ]] || exit 1; done

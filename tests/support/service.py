@@ -1,0 +1,126 @@
+"""A stand-in for systemd running lintel.service, for the update tests and the update bench.
+
+What it does, as the unit says: before each start the boot guard (ExecStartPre=+, from the
+`committed` release), then `current/bin/lintel run` (ExecStart); a failed exit (non-zero, or killed
+by a signal) is restarted after `restart_s` (Restart=on-failure; the unit has RestartSec=5s), but
+not exit 78 (RestartPreventExitStatus=78) nor a clean exit 0; `restart()` is `systemctl restart`.
+
+What a real systemd does differently: it also kills a start that sends no READY=1 within
+TimeoutStartSec=60s, and a running service that stops feeding WatchdogSec=60s (both then count as
+failures and restart it, so they reach the guard's boot counter too: this stand-in has no watchdog);
+StartLimitBurst (default 5 starts in 10 s) could stop restarting a release that crashes at once,
+which RestartSec=5s keeps out of reach (3 starts at most need 15 s); it runs the guard as root and
+the service as user lintel with ProtectSystem=strict (here both run as the test's user); and a power
+cut loses the page cache, which kill -9 does not (the state file and links are fsynced for that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    version: str | None
+    started: float
+    rc: int | None = None
+
+
+@dataclass
+class ServiceStandIn:
+    root: Path
+    config: Path
+    log: Path
+    restart_s: float = 0.3
+    runs: list[Run] = field(default_factory=list)
+    guard_lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = False
+        self._restart = threading.Event()
+        self._lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="service-stand-in")
+
+    def start(self) -> ServiceStandIn:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop:
+            guard = subprocess.run(
+                [
+                    str(self.root / "committed/bin/lintel-guard"),
+                    "-c",
+                    str(self.config),
+                    "--root",
+                    str(self.root),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            self.guard_lines.append((guard.stdout + guard.stderr).strip())
+            version = Path(os.readlink(self.root / "current")).name if guard.returncode == 0 else None
+            run = Run(version, time.monotonic())
+            rc: int | None = guard.returncode
+            if guard.returncode == 0:
+                with open(self.log, "ab") as out, self._lock:
+                    if self._stop:
+                        return
+                    self.proc = subprocess.Popen(
+                        [str(self.root / "current/bin/lintel"), "run", "-c", str(self.config)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                self.runs.append(run)
+                rc = self.proc.wait()
+            run.rc = rc
+            if self._stop:
+                return
+            if self._restart.is_set():
+                self._restart.clear()
+                continue
+            if rc in (0, 78):  # not restarted: wait for `systemctl restart`
+                while not self._restart.wait(0.1):
+                    if self._stop:
+                        return
+                self._restart.clear()
+                continue
+            time.sleep(self.restart_s)
+
+    def _signal(self, sig: int) -> None:
+        with self._lock:
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+
+    def restart(self) -> None:
+        """`systemctl restart lintel`: stop (SIGTERM), then start again at once."""
+        self._restart.set()
+        self._signal(signal.SIGTERM)
+
+    def kill9(self) -> None:
+        """kill -9 of the whole service (its process group), as systemd's KillMode would."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop = True
+        self._signal(signal.SIGTERM)
+        self._thread.join(timeout)
+        self._signal(signal.SIGKILL)
+
+    def running_version(self) -> str | None:
+        with self._lock:
+            proc = self.proc
+        if proc is None or proc.poll() is not None or not self.runs:
+            return None
+        return self.runs[-1].version

@@ -1,0 +1,247 @@
+"""Staged updates with automatic rollback, across real processes: releases built from this tree
+(stamped with other versions, some broken on purpose), a real broker, a Modbus meter feeding
+readings, and `tests/support/service.py` standing in for systemd (its docstring says what a real
+systemd does differently)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drivers.modbus.simulator import SimulatedMeter
+from gateway.commands.signing import new_key, public_key_b64, sign
+from gateway.releases.install import install
+from gateway.releases.state import COMMITTED, read_state
+from gateway.releases.store import ReleaseStore
+from gateway.releases.updater import REQUEST_FILE
+from tests.conftest import gateway_toml
+from tests.support import releases as rel
+from tests.support.broker import Mosquitto
+from tests.support.collector import Collector, Received
+from tests.support.commander import Commander, envelope, operator_toml
+from tests.support.configs import meter_bus_toml, mqtt_toml
+from tests.support.modbus_thread import ModbusThread
+from tests.support.schema import validate
+from tests.support.service import ServiceStandIn
+
+PROBATION_S = 10  # the smallest update.probation_s allowed
+VIEWER_KEY = new_key()  # a second operator, without the update role
+BASE = "lintel/site-a/gw-test"
+
+
+@dataclass
+class Site:
+    tmp: Path
+    root: Path
+    config: Path
+    state: Path
+    service: ServiceStandIn
+    collector: Collector
+    broker: Mosquitto
+
+    def events(self, kind: str) -> list[Received]:
+        return [m for m in self.collector.snapshot() if m.topic == f"{BASE}/event/gateway/{kind}"]
+
+    def births(self) -> list[Received]:
+        return [m for m in self.collector.snapshot() if m.topic == f"{BASE}/birth"]
+
+    def stage(self, version: str, breakage: str | None = None) -> None:
+        """`lintel update --deb` as root would run it, from the committed release; then the restart."""
+        deb = rel.deb(self.tmp, version, breakage)
+        sha = hashlib.sha256(deb.read_bytes()).hexdigest()
+        done = subprocess.run(
+            [
+                str(self.root / "committed/bin/lintel"), "update", "--deb", str(deb), "--sha256", sha,
+                "-c", str(self.config), "--root", str(self.root), "--no-restart",
+                "--site-packages", str(rel.SITE_PACKAGES),
+            ],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        self.service.restart()
+
+    def wait(self, predicate: object, timeout: float, what: str) -> None:
+        if not self.collector.wait_for(lambda _c: predicate(), timeout):  # type: ignore[operator]
+            raise AssertionError(f"{what} not seen in {timeout} s; service log:\n" + self.log_tail())
+
+    def log_tail(self) -> str:
+        return "\n".join(self.service.log.read_text(errors="replace").splitlines()[-30:])
+
+
+@pytest.fixture
+def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
+    root = tmp_path / "opt"
+    store = ReleaseStore(root)
+    install(store, rel.payload(tmp_path, "1.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
+    store.switch("1.0.0")
+    store.commit("1.0.0")
+    meter = SimulatedMeter(1, "eastron_sdm120")
+    modbus = ModbusThread([meter]).start()
+    state = tmp_path / "state"
+    commands = '\n[commands]\nallow = ["ping", "update"]\n' + operator_toml(["ping", "update"])
+    viewer = public_key_b64(VIEWER_KEY)
+    commands += f'[[commands.operators]]\nid = "viewer"\npublic_key = "{viewer}"\nallow = ["ping"]\n'
+
+    extra = f'\n[update]\nprobation_s = {PROBATION_S}\nallowed_urls = ["http://127.0.0.1/"]\n'
+    text = gateway_toml(
+        state, mqtt=mqtt_toml(broker.port), sources=meter_bus_toml(modbus.port, interval_s=0.5)
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(text.replace("[outbox]", extra + commands + "\n[outbox]", 1))
+    collector = Collector(broker.port, topic=f"{BASE}/#").start()
+    service = ServiceStandIn(root, config, tmp_path / "service.log").start()
+    s = Site(tmp_path, root, config, state, service, collector, broker)
+    try:
+        s.wait(
+            lambda: any(b.payload["release"]["version"] == "1.0.0" for b in s.births()), 30, "birth of 1.0.0"
+        )
+        yield s
+    finally:
+        service.stop()
+        collector.stop()
+        modbus.stop()
+
+
+def last_seq(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_release_that_cannot_reach_the_broker_or_dies_at_start_is_rolled_back_and_says_why(
+    site: Site,
+) -> None:
+    site.stage("2.0.0", "no_broker")
+    staged = time.monotonic()
+    site.wait(lambda: site.events("update_rolled_back"), PROBATION_S + 30, "update_rolled_back (2.0.0)")
+    took = time.monotonic() - staged
+    first = site.events("update_rolled_back")[0].payload
+    assert first["attrs"]["to_version"] == "2.0.0" and first["attrs"]["from_version"] == "1.0.0"
+    assert "not connected to the broker" in first["attrs"]["reason"]
+    assert PROBATION_S <= took <= PROBATION_S + 30
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "1.0.0"]
+    assert site.service.runs[1].rc == 75  # asked for the rollback and exited for systemd to restart
+
+    site.stage("3.0.0", "crash")
+    site.wait(lambda: len(site.events("update_rolled_back")) >= 2, 30, "update_rolled_back (3.0.0)")
+    second = site.events("update_rolled_back")[1].payload
+    assert second["attrs"]["to_version"] == "3.0.0"
+    assert "started 3 times without passing probation" in second["attrs"]["reason"]
+    assert [r.version for r in site.service.runs[3:]] == ["3.0.0"] * 3 + ["1.0.0"]
+    site.wait(lambda: site.service.running_version() == "1.0.0", 10, "1.0.0 running again")
+
+    # the births of the release running after each rollback name the one before it
+    site.wait(
+        lambda: any(b.payload["release"]["previous_version"] == "3.0.0" for b in site.births()), 20, "birth"
+    )
+    for message in site.collector.snapshot():
+        validate(message.topic, message.payload)
+
+    def status_says_rolled_back() -> bool:
+        status = [str(site.root / "current/bin/lintel"), "status", "-c", str(site.config)]
+        out = subprocess.run(status, capture_output=True, text=True).stdout
+        return "update 1.0.0 -> 3.0.0 rolled back: release 3.0.0 started 3 times" in " ".join(out.split())
+
+    site.wait(status_says_rolled_back, 20, "lintel status showing the rollback")
+    # nothing accepted was lost on the way: every seq up to the last one reached the broker
+    site.service.stop()
+    accepted = last_seq(site.state / "outbox.db")
+    assert accepted > 20
+    missing = set(range(1, accepted + 1)) - site.collector.seqs()
+    assert not missing, f"{len(missing)} of {accepted} accepted messages never reached the broker"
+
+
+def test_a_good_release_is_committed_after_probation_and_reports_both_versions(site: Site) -> None:
+    site.stage("2.0.0")
+    site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated")
+    updated = site.events("updated")[0].payload
+    assert updated["attrs"]["from_version"] == "1.0.0" and updated["attrs"]["to_version"] == "2.0.0"
+    assert updated["attrs"]["origin"] == "local"
+    state = read_state(site.state)
+    assert state is not None and state.phase == COMMITTED and state.reported
+    birth = [b for b in site.births() if b.payload["release"]["version"] == "2.0.0"][-1].payload
+    assert birth["release"]["previous_version"] == "1.0.0"
+    assert birth["versions"]["lintel"] == "2.0.0"
+    # the next start moves the `committed` link (its guard is the one that passed)
+    site.service.restart()
+    site.wait(lambda: ReleaseStore(site.root).committed() == "2.0.0", 20, "committed link on 2.0.0")
+    assert not site.events("update_rolled_back")
+    for message in site.collector.snapshot():
+        validate(message.topic, message.payload)
+
+
+def test_a_remote_update_must_be_signed_by_a_key_with_the_update_role_and_fresh(site: Site) -> None:
+    commander = Commander(site.broker.port)
+    try:
+        body = envelope("update", {"version": "2.0.0"})
+        commander.send(body, signed=False)
+        assert commander.result_for(body["id"])["code"] == "unsigned"
+        wrong_role = envelope("update", {"version": "2.0.0"})
+        commander.send_raw(json.dumps(sign(wrong_role, VIEWER_KEY, "viewer")).encode())
+        refused = commander.result_for(wrong_role["id"])
+        assert refused["code"] == "not_allowed" and "may not issue update" in refused["reason"], refused
+        replay = envelope("update", {"url": "http://127.0.0.1/x.deb", "sha256": "a" * 64})
+        first = commander.call(replay)
+        assert first["outcome"] == "ok", first
+        request = site.state / REQUEST_FILE
+        assert request.is_file()
+        commander.send(replay)  # the same signed envelope again (same nonce)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and commander.count() < 4:
+            time.sleep(0.05)
+        again = [r for r in commander.results if r.get("correlation_id") == replay["id"]]
+        assert [r["outcome"] for r in again] == ["ok", "rejected"]
+        assert again[1]["code"] == "replayed", again[1]
+        # the root runner (lintel-update.service) takes the request; the URL's prefix is allowed
+        # but nothing answers there: the update fails, nothing was switched, and upstream hears why
+        done = subprocess.run(
+            [str(site.root / "committed/bin/lintel"), "update", "--request", "-c", str(site.config),
+             "--root", str(site.root), "--no-restart"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 1 and "cannot fetch" in done.stderr, done.stderr
+        assert not request.exists()
+        # the running release sees the recorded failure and reports it, without a restart
+        site.wait(lambda: site.events("update_failed"), 20, "update_failed")
+        failed = site.events("update_failed")[0].payload["attrs"]
+        assert failed["command_id"] == replay["id"] and failed["origin"] == "warden-2"
+        assert ReleaseStore(site.root).current() == "1.0.0"
+        assert [r.version for r in site.service.runs] == ["1.0.0"]
+    finally:
+        commander.close()
+
+
+def test_kill_9_at_start_and_in_probation_still_ends_on_a_release_that_runs(site: Site) -> None:
+    """The whole service killed twice while the new release starts and runs its probation: each kill
+    is a start the guard counts; the third start passes and commits. (bench/updates.py: 30 cycles,
+    random steps, broken releases too.)"""
+    site.stage("2.0.0")
+    site.wait(lambda: site.service.running_version() == "2.0.0", 30, "2.0.0 started")
+    site.service.kill9()  # as it starts
+    site.wait(
+        lambda: len(site.service.runs) >= 3 and site.service.running_version() == "2.0.0", 20, "restart"
+    )
+    time.sleep(PROBATION_S / 2)
+    site.service.kill9()  # halfway through its probation
+    site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated after two kills")
+    updated = site.events("updated")[0].payload["attrs"]
+    assert updated["to_version"] == "2.0.0" and updated["boots"] == 3
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "2.0.0", "2.0.0"]
+    assert [r.rc for r in site.service.runs[1:3]] == [-9, -9]
+    site.service.stop()
+    accepted = last_seq(site.state / "outbox.db")
+    drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
+    try:
+        site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
+    finally:
+        drain.stop()
