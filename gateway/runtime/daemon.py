@@ -5,11 +5,8 @@ every lane component, the status file, stats messages, the systemd watchdog, pro
 the named threads that own blocking work: `outbox-writer` (SQLite), `uplink` (MQTT socket) and, only
 when a camera lane exists, the inference thread.
 
-Shutdown is a list of timed stages (`_stop_stages`, run by gateway.runtime.shutdown within
-runtime.shutdown_timeout_s in total): lanes stop (analytics first, then the doors release their
-relays) -> sources stop -> what they produced is committed -> the links finish in-flight messages
-and say offline -> the databases close cleanly. A second
-SIGTERM/SIGINT exits at once; whatever was accepted is on disk.
+Shutdown is the timed stages of gateway.runtime.shutdown (`daemon_stages`, within
+runtime.shutdown_timeout_s); a second SIGTERM/SIGINT exits at once: whatever was accepted is on disk.
 """
 
 from __future__ import annotations
@@ -23,30 +20,26 @@ from typing import Any
 
 from gateway import __version__
 from gateway.commands.builtin import alarm_ack_handler, outbox_stats_handler, ping_handler, reload_handler
-from gateway.commands.router import LOCAL
 from gateway.commands.update import update_handler
 from gateway.config import LoadedConfig
-from gateway.config.commands import ALL_DOORS
 from gateway.core import Clock, Record, SystemClock
-from gateway.core.commands import Caller
 from gateway.releases.probation import EXIT_ROLLBACK, ReleaseProbation, Vitals
 from gateway.runtime import report as rp
 from gateway.runtime.assembly import Core
+from gateway.runtime.command_service import doors_of, serve_commands
 from gateway.runtime.control import SOCKET_NAME, ControlServer
 from gateway.runtime.deploy import Deployer, Watch
 from gateway.runtime.health import Health
 from gateway.runtime.lanes import Lanes
+from gateway.runtime.periodic import every
 from gateway.runtime.reload import Reloader
 from gateway.runtime.sdnotify import Notifier
-from gateway.runtime.shutdown import Stage, run_stages
+from gateway.runtime.shutdown import daemon_stages, run_stages
 from gateway.runtime.sources import Sources
-from gateway.runtime.status_file import write_status
+from gateway.runtime.status_file import status_line, write_status
 from gateway.runtime.supervisor import RestartPolicy
 
 log = logging.getLogger("lintel.daemon")
-
-# Commands handled at once (each as a task); more wait in the bounded inbox (gateway.delivery.inbox).
-COMMANDS_IN_FLIGHT = 16
 
 
 class Daemon:
@@ -114,7 +107,7 @@ class Daemon:
             "ping": ping_handler(self.clock, core.started_mono, lambda: self.loaded.sha256),
             "outbox_stats": outbox_stats_handler(lambda: rp.to_json(core.writer.report())),
             "alarm_ack": alarm_ack_handler(core.book, self.clock, core.pipeline.submit),
-            "reload_config": reload_handler(self.reload, self._doors_of),
+            "reload_config": reload_handler(self.reload, lambda caller: doors_of(core.router, caller)),
             "update": update_handler(self.loaded.state_dir),
             **self.lanes.handlers(),
         }
@@ -144,11 +137,6 @@ class Daemon:
 
     def _refresh_thread_health(self) -> None:
         self.health_watch.refresh_threads(self.core.writer, self._links(), self.state == "stopped")
-
-    def healthy(self) -> bool:
-        """Every component shows progress: only then is the systemd watchdog petted."""
-        self._refresh_thread_health()
-        return not self.health_watch.unhealthy()
 
     # -- running -------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -200,6 +188,8 @@ class Daemon:
         if core.sparkplug is not None:
             core.sparkplug.start()
         await self.control.start()
+        mqtt = self.loaded.config.mqtt
+        stats_s = mqtt.stats_interval_s if mqtt else 60.0
         async with asyncio.TaskGroup() as group:
             self._group = self.sources.group = group
             await self.lanes.start(group)  # doors switch their relays off before any pulse
@@ -207,15 +197,16 @@ class Daemon:
                 if cfg.enabled:
                     self.sources.start(cfg)
             loops = [
-                group.create_task(
-                    self._every(self.loaded.config.runtime.status_interval_s, self._write_status)
-                ),
-                group.create_task(self._stats_loop(), name="stats"),
+                group.create_task(every(self.loaded.config.runtime.status_interval_s, self._write_status)),
+                group.create_task(every(stats_s, self._submit_stats, first_after=True), name="stats"),
                 group.create_task(
                     self.health_watch.watchdog(self.notifier, self._refresh_thread_health), name="watchdog"
                 ),
-                group.create_task(self._every(1.0, self._tick), name="processor-ticks"),
-                group.create_task(self._serve_commands(group), name="commands"),
+                group.create_task(every(1.0, self._tick), name="processor-ticks"),
+                group.create_task(
+                    serve_commands(core.inbox, core.router, group, lambda: self.state == "running"),
+                    name="commands",
+                ),
                 group.create_task(
                     self.release.run(self._vitals, core.pipeline.submit, self._roll_back), name="release"
                 ),
@@ -249,47 +240,14 @@ class Daemon:
         budget = self.loaded.config.runtime.shutdown_timeout_s
         # A restart for a deployment is, for systemd, a reload of the same process (never STOPPING).
         restarting = self.restart_reason is not None
-        await run_stages(self._stop_stages(loops), budget, self.clock, self.notifier, restarting=restarting)
+        stages = daemon_stages(self.core, self.lanes, self.sources, self.control, loops)
+        await run_stages(stages, budget, self.clock, self.notifier, restarting=restarting)
         self.state = "stopped"
         self._write_status()
         log.info("lintel stopped")
 
-    def _stop_stages(self, loops: list[asyncio.Task[None]]) -> list[Stage]:
-        """Lanes (analytics, then doors releasing their relays) -> sources -> commit what they
-        produced -> the links finish in-flight messages and say offline -> close the files."""
-        core = self.core
-
-        async def sources(limit: float) -> None:
-            await self.sources.stop(list(self.sources.tasks), limit)
-            await self.control.close()
-
-        async def commit(limit: float) -> None:
-            flushed = await asyncio.to_thread(core.writer.flush, limit)
-            log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
-
-        async def links(limit: float) -> None:  # both links finish in parallel, each says its death
-            running = [link for link in (core.uplink, core.sparkplug) if link is not None]
-            await asyncio.gather(*(asyncio.to_thread(link.stop, limit) for link in running))
-
-        async def close(limit: float) -> None:
-            for task in loops:
-                task.cancel()
-            await asyncio.to_thread(core.writer.stop, limit)
-            core.close()
-
-        stages = [
-            Stage("lanes", "lanes stopped", self.lanes.stop, 0.3, of_total=True),
-            Stage("sources", "sources stopped", sources, 0.2, of_total=True),
-            Stage("committing queued records", "queued records handed to the outbox", commit, 0.4),
-        ]
-        if core.uplink is not None:
-            stages.append(Stage("finishing in-flight messages", "links closed", links, 0.8))
-        return [*stages, Stage("closing", "outbox and state closed", close, 1.0)]
-
     def _status_line(self) -> str:
-        backlog = self.core.writer.backlog_rows()
-        uplink = self.core.uplink.state if self.core.uplink else "no broker configured"
-        return f"{self.state}; outbox {backlog} messages; uplink {uplink}"
+        return status_line(self.state, self.core.writer.backlog_rows(), self.core.uplink)
 
     def _write_status(self) -> None:
         path = self.loaded.status_path
@@ -302,29 +260,14 @@ class Daemon:
     def _tick(self) -> None:
         self.core.pipeline.tick(self.clock.time_ms())
 
-    @staticmethod
-    async def _every(interval_s: float, step: Callable[[], None]) -> None:
-        while True:
-            step()
-            await asyncio.sleep(interval_s)
-
-    async def _stats_loop(self) -> None:
-        mqtt = self.loaded.config.mqtt
-        while True:
-            await asyncio.sleep(mqtt.stats_interval_s if mqtt else 60.0)
-            self.core.writer.submit_stats(rp.to_json(self.report().stats()))
+    def _submit_stats(self) -> None:
+        self.core.writer.submit_stats(rp.to_json(self.report().stats()))
 
     # -- release probation ---------------------------------------------------------------------------
     def _vitals(self) -> Vitals:
         self._refresh_thread_health()
-        now = self.clock.monotonic()
-        parts = self.health.values()
-        return Vitals(
-            running=self.state == "running",
-            broker=self.core.uplink.state if self.core.uplink is not None else "disabled",
-            stalled=tuple(h.name for h in parts if h.state != "failed" and h.stalled(now)),
-            failed=tuple(h.name for h in parts if h.state == "failed"),
-        )
+        broker = self.core.uplink.state if self.core.uplink is not None else "disabled"
+        return self.health_watch.vitals(self.state == "running", broker)
 
     def _roll_back(self) -> None:
         self.exit_code = EXIT_ROLLBACK
@@ -335,25 +278,6 @@ class Daemon:
         """Uplink thread: into the bounded inbox (size and work budget checked there, unparsed)."""
         self.core.inbox.offer(payload)
 
-    async def _serve_commands(self, group: asyncio.TaskGroup) -> None:
-        """Event loop: run inbox messages through the router, at most COMMANDS_IN_FLIGHT at once (a
-        door_pulse holds its slot for pulse_s), each as its own task (handlers use the loop's objects)."""
-        slots = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
-
-        async def run(payload: bytes) -> None:
-            try:
-                await self.core.router.handle(payload)
-            finally:
-                slots.release()
-
-        while True:
-            await slots.acquire()
-            payload = await self.core.inbox.get()
-            if self.state != "running":
-                slots.release()
-                continue
-            group.create_task(run(payload), name="command")
-
     async def reload(
         self, toml_text: str | None, expect_sha256: str | None, doors: frozenset[str] | None = None
     ) -> dict[str, Any]:
@@ -362,16 +286,6 @@ class Daemon:
         if self.deployer is not None and self.loaded.origin != "local":
             return self.deployer.reload(toml_text)  # a local edit wins by a restart; no remote tunables
         return (await self.reloader.reload(toml_text, expect_sha256, doors)).as_dict()
-
-    def _doors_of(self, caller: Caller) -> frozenset[str] | None:
-        """The doors a command's verified key may pulse, hence tune; None for every door."""
-        auth = self.core.router.auth
-        if caller.origin == LOCAL or auth is None:
-            return None
-        op = auth.operators.get(caller.by)
-        if op is None:
-            return frozenset()
-        return None if ALL_DOORS in op.doors else op.doors
 
 
 async def run_daemon(daemon: Daemon, early_stops: int = 0) -> None:

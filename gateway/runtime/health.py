@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.core import Clock
 from gateway.delivery.link_thread import LOOP_TURN_S
+from gateway.releases.probation import Vitals
 from gateway.runtime.sdnotify import Notifier
 from gateway.runtime.supervisor import ComponentHealth
 
@@ -46,6 +47,17 @@ class Health:
             part.state = "running" if link.alive else ("stopped" if stopped else "failed")
             part.last_error = link.last_error
             part.last_progress = link.progress_mono
+
+    def vitals(self, running: bool, broker: str) -> Vitals:
+        """What a release on probation is judged by (gateway.releases.probation)."""
+        now = self.clock.monotonic()
+        parts = self.parts.values()
+        return Vitals(
+            running=running,
+            broker=broker,
+            stalled=tuple(h.name for h in parts if h.state != "failed" and h.stalled(now)),
+            failed=tuple(h.name for h in parts if h.state == "failed"),
+        )
 
     def unhealthy(self) -> list[str]:
         now = self.clock.monotonic()

@@ -10,12 +10,20 @@ cleanly) when an earlier one used up its share.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.core import Clock
 from gateway.runtime.sdnotify import Notifier
+
+if TYPE_CHECKING:
+    from gateway.runtime.assembly import Core
+    from gateway.runtime.control import ControlServer
+    from gateway.runtime.lanes import Lanes
+    from gateway.runtime.sources import Sources
 
 log = logging.getLogger("lintel.daemon")
 
@@ -48,3 +56,37 @@ async def run_stages(
             say(f"stopping: {stage.name}")
         await stage.run(limit)
         log.info("shutdown: %s in %.2f s", stage.done, clock.monotonic() - started)
+
+
+def daemon_stages(
+    core: Core, lanes: Lanes, sources: Sources, control: ControlServer, loops: list[asyncio.Task[None]]
+) -> list[Stage]:
+    """The daemon's stop: lanes (analytics, then doors releasing their relays) -> sources -> commit
+    what they produced -> the links finish in-flight messages and say offline -> close the files."""
+
+    async def stop_sources(limit: float) -> None:
+        await sources.stop(list(sources.tasks), limit)
+        await control.close()
+
+    async def commit(limit: float) -> None:
+        flushed = await asyncio.to_thread(core.writer.flush, limit)
+        log.info("shutdown: outbox %s", "committed" if flushed else "NOT committed")
+
+    async def links(limit: float) -> None:  # both links finish in parallel, each says its death
+        running = [link for link in (core.uplink, core.sparkplug) if link is not None]
+        await asyncio.gather(*(asyncio.to_thread(link.stop, limit) for link in running))
+
+    async def close(limit: float) -> None:
+        for task in loops:
+            task.cancel()
+        await asyncio.to_thread(core.writer.stop, limit)
+        core.close()
+
+    stages = [
+        Stage("lanes", "lanes stopped", lanes.stop, 0.3, of_total=True),
+        Stage("sources", "sources stopped", stop_sources, 0.2, of_total=True),
+        Stage("committing queued records", "queued records handed to the outbox", commit, 0.4),
+    ]
+    if core.uplink is not None:
+        stages.append(Stage("finishing in-flight messages", "links closed", links, 0.8))
+    return [*stages, Stage("closing", "outbox and state closed", close, 1.0)]

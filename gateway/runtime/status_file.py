@@ -32,3 +32,9 @@ def read_status(path: Path, now_s: float) -> tuple[dict[str, Any] | None, float 
         return json.loads(text), age
     except json.JSONDecodeError:
         return None, age
+
+
+def status_line(state: str, backlog_rows: int, uplink: Any) -> str:
+    """The one-line status systemd shows (`systemctl status lintel`)."""
+    link = uplink.state if uplink is not None else "no broker configured"
+    return f"{state}; outbox {backlog_rows} messages; uplink {link}"
