@@ -86,7 +86,9 @@ def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
     meter = SimulatedMeter(1, "eastron_sdm120")
     modbus = ModbusThread([meter]).start()
     state = tmp_path / "state"
-    commands = '\n[commands]\nallow = ["ping", "update"]\n' + operator_toml(["ping", "update"])
+    commands = '\n[commands]\nallow = ["ping", "update"]\nclock_sync = "assume"\n' + operator_toml(
+        ["ping", "update"]
+    )
     viewer = public_key_b64(VIEWER_KEY)
     commands += f'[[commands.operators]]\nid = "viewer"\npublic_key = "{viewer}"\nallow = ["ping"]\n'
 

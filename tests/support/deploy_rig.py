@@ -62,7 +62,9 @@ class Rig:
             self.broker.port, f'username = "{USER}"\npassword_file = "{tmp_path / "mqtt.pass"}"\n'
         )
         allow = ["ping", "deploy_config", "reload_config"]
-        commands = f"\n[commands]\nallow = {json.dumps(allow)}\n" + operator_toml(allow)
+        commands = f'\n[commands]\nallow = {json.dumps(allow)}\nclock_sync = "assume"\n' + operator_toml(
+            allow
+        )
         commands += operator_toml(["ping"], key_id="guard").replace(
             public_key_b64(OPERATOR_KEY), public_key_b64(GUARD_KEY)
         )
