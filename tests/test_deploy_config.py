@@ -312,7 +312,7 @@ def test_a_deployed_shelly_door_takes_its_password_from_a_sealed_secret(tmp_path
     key = _key(tmp_path)
     door = (
         '[[doors]]\nid = "bike-room"\n[doors.relay]\ntype = "shelly_gen2"\nurl = "http://10.0.0.40"\n'
-        'password_secret = "shelly"\n'
+        'password_secret = "shelly"\ndevice_id = "shellyplus1-e4b063f0aa01"\n'
     )
     with pytest.raises(ConfigError) as missing:
         check(Deployment(1, door), base, key, {})

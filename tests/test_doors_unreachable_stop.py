@@ -19,6 +19,9 @@ def refused_port() -> int:
 
 
 def test_stopping_with_an_unreachable_door_relay_is_one_warning_without_a_traceback(tmp_path: Path) -> None:
+    password = tmp_path / "shelly.pass"
+    password.write_text("a-long-random-password\n")
+    password.chmod(0o600)
     doors = f"""
 [[doors]]
 id = "lobby"
@@ -28,6 +31,8 @@ pulse_s = 2
 type = "shelly_gen2"
 url = "http://127.0.0.1:{refused_port()}"
 timeout_ms = 300
+password_file = "{password}"
+device_id = "shellyplus1-e4b063f0aa01"
 """
     text = gateway_toml(tmp_path / "state", sources=doors)
     config = tmp_path / "lintel.toml"
