@@ -53,18 +53,13 @@ def cmd_seal(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from gateway.cli.keys import ID_RE, publish
-    from gateway.commands.signing import KeyFileError, deployment, load_private_key, sign
+    from gateway.cli.keys import publish, signing_key
+    from gateway.commands.signing import deployment, sign
 
-    try:
-        key, recorded_id = load_private_key(Path(args.key))
-    except KeyFileError as exc:
-        err_console.print(f"[red]{exc}[/]")
-        return 1
-    key_id = args.key_id or recorded_id
-    if not key_id or not ID_RE.match(key_id):
-        err_console.print("[red]no key id[/]: the key file records none; give --key-id (its id in configs)")
-        return 2
+    loaded = signing_key(args)
+    if isinstance(loaded, int):
+        return loaded
+    key, key_id = loaded
     secrets: dict[str, str] = {}
     for item in args.secret:
         name, sep, file = item.partition("=")

@@ -87,7 +87,9 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign(args: argparse.Namespace) -> int:
+def signing_key(args: argparse.Namespace) -> tuple[Any, str] | int:
+    """The operator's key from `--key` and its id (`--key-id`, else the one the file records), or
+    the exit code after saying what is wrong (1: unreadable key file, 2: no usable id)."""
     try:
         key, recorded_id = load_private_key(Path(args.key))
     except KeyFileError as exc:
@@ -97,6 +99,14 @@ def _sign(args: argparse.Namespace) -> int:
     if not key_id or not ID_RE.match(key_id):
         err_console.print("[red]no key id[/]: the key file records none; give --key-id (its id in configs)")
         return 2
+    return key, key_id
+
+
+def _sign(args: argparse.Namespace) -> int:
+    loaded = signing_key(args)
+    if isinstance(loaded, int):
+        return loaded
+    key, key_id = loaded
     try:
         command_args = json.loads(args.arguments)
     except json.JSONDecodeError as exc:
