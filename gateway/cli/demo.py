@@ -86,6 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await meters.start_tcp(port=modbus_port)
         runner = asyncio.create_task(daemon.run())
         started = time.monotonic()
+        stopping = False
         live_screen = Live(console=console, refresh_per_second=4, screen=True, auto_refresh=False)
         with live_screen if live else contextlib.nullcontext() as screen:
             while not runner.done():
@@ -114,8 +115,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                         f"alarms={[a['alarm_id'] for a in status['alarms']]}",
                         flush=True,
                     )
-                if args.seconds and time.monotonic() - started >= args.seconds:
+                if args.seconds and not stopping and time.monotonic() - started >= args.seconds:
+                    # Once: a graceful stop can outlast this loop's 2 s turn on a busy machine, and
+                    # a second request is the daemon's "stop now" (a forced exit, status 1).
                     daemon.request_stop()
+                    stopping = True
                 await asyncio.wait({runner}, timeout=0.5 if live else 2.0)
         try:
             await runner
