@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -54,27 +55,80 @@ def endpoint(line: PacedLine) -> str:
     return f"rtu://{line.gateway_port}?baudrate=9600&parity=N&stopbits=1"
 
 
+def crc16(frame: bytes) -> bytes:
+    """Modbus RTU's CRC (polynomial 0xA001, initial 0xFFFF), low byte first."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc.to_bytes(2, "little")
+
+
+async def raw_read_s(port: Path, request: bytes, answer_bytes: int) -> float:
+    """One request written straight to the port and its answer read back on this event loop (the
+    one the bus and the meter run on), nothing else: the time the line, the relay and the meter
+    take on this machine, right now."""
+    loop = asyncio.get_running_loop()
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    got = bytearray()
+    done = loop.create_future()
+
+    def readable() -> None:
+        got.extend(os.read(fd, 256))
+        if len(got) >= answer_bytes and not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        t = time.monotonic()
+        os.write(fd, request)
+        await asyncio.wait_for(done, 2.0)
+        took = time.monotonic() - t
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    assert got[:3] == bytes([1, 4, 20]) and crc16(bytes(got[:-2])) == got[-2:], got.hex()
+    return took
+
+
 def test_a_10_register_read_takes_wire_time_at_9600_baud(line: PacedLine) -> None:
-    async def body(_: MeterServer) -> list[float]:
+    """The bus adds nothing to the line's own time. Both are wall time, so the bus's reads are
+    compared with raw reads of the same registers over the same line, interleaved: on a loaded
+    machine every party (the relay, the meter, the client) waits for a CPU, and what the bus must
+    not add is a wait of its own (a fixed inter-frame delay, a poll, a timeout ending the frame)."""
+    request = bytes([1, 4, 0, 0, 0, 10])
+    request += crc16(request)
+
+    async def body(_: MeterServer) -> tuple[list[float], list[float]]:
+        # raw reads before and after the bus's (the port has one reader at a time)
+        raw_took = [await raw_read_s(line.gateway_port, request, 25) for _ in range(5)]
         bus = Bus(parse_endpoint(endpoint(line)))
         await bus.open()
-        took = []
-        for _ in range(5):
+        bus_took = []
+        for _ in range(10):
             t = time.monotonic()
-            registers = await bus.read(1, 4, 0x0000, 10, timeout_s=0.5)
-            took.append(time.monotonic() - t)
+            # (the timeout is not under test here: generous, so a starved relay is not a failure)
+            registers = await bus.read(1, 4, 0x0000, 10, timeout_s=2.0)
+            bus_took.append(time.monotonic() - t)
             assert len(registers) == 10
         bus.close()
-        return took
+        raw_took += [await raw_read_s(line.gateway_port, request, 25) for _ in range(5)]
+        return bus_took, raw_took
 
-    took = with_server(line, [SimulatedMeter(1, "eastron_sdm120")], body)
+    took, raw = with_server(line, [SimulatedMeter(1, "eastron_sdm120")], body)
     ep = parse_endpoint(endpoint(line))
     on_wire = (8 + 5 + 20) * ep.char_time_s  # request + response bytes, as the issue states: ~34 ms
     assert 0.033 < on_wire < 0.036
-    wire = ep.wire_time_s(8, 5 + 20)  # plus the two 3.5-character silences
-    # Never faster than the bytes on the wire; relay frame detection and the server add a few ms.
-    assert min(took) >= on_wire, took
-    assert sorted(took)[2] < wire + 0.020, took
+    # Never faster than the bytes on the wire (the relay paces them) ...
+    assert min(took) >= on_wire and min(raw) >= on_wire, (took, raw)
+    # ... and, best read against best read (each minimum is the read the machine's load disturbed
+    # least), within a few ms of a client that does nothing but write and read: idle, the bus takes
+    # 5-7 ms more (it waits out the 3.5-character gap that ends a frame); a fixed wait or a poll of
+    # its own would show here, in every read.
+    assert min(took) < min(raw) + 0.020, (took, raw)
+    print(f"10 registers: bus {min(took) * 1000:.1f} ms, raw {min(raw) * 1000:.1f} ms, "
+          f"wire {ep.wire_time_s(8, 5 + 20) * 1000:.1f} ms")  # fmt: skip
 
 
 def test_faults_are_classified_and_never_break_the_next_request(line: PacedLine) -> None:
