@@ -683,7 +683,8 @@ def test_lintel_run_refuses_with_78_a_message_and_no_traceback(
     assert run.returncode == 78, run.stderr
     assert expected in run.stderr and "Traceback" not in run.stderr and "hunter2" not in run.stderr
     check = lintel_output("check-config", "-c", str(cfg))
-    assert check.returncode == 1 and expected in check.stdout and "hunter2" not in check.stdout + check.stderr
+    assert check.returncode == 78 and expected in check.stdout
+    assert "hunter2" not in check.stdout + check.stderr
 
 
 def test_check_config_prints_the_plain_mqtt_password_warning(tmp_path: Path) -> None:

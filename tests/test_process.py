@@ -262,10 +262,12 @@ def test_bad_config_exits_with_ex_config_and_names_the_problem(tmp_path: Path) -
     assert code == 78
     assert "outbox.max_mb: out of range (got -5); expected a number > 0" in err
     check = lintel_output("check-config", "-c", str(config))
-    assert check.returncode == 1
+    assert check.returncode == 78  # the standard's exit for a wrong config, as `run`
     assert "outbox.max_mb: out of range (got -5); expected a number > 0" in check.stdout
-    as_json = json.loads(lintel_output("check-config", "--json", "-c", str(config)).stdout)
+    checked = lintel_output("check-config", "--json", "-c", str(config))
+    as_json = json.loads(checked.stdout)
     assert as_json["ok"] is False and len(as_json["problems"]) == 1
+    assert checked.returncode == 78  # a script reading the JSON sees the failure in the status too
 
 
 def test_outbox_overflow_drops_low_classes_and_is_reported_upstream(

@@ -474,7 +474,7 @@ def test_check_config_refuses_a_shelly_door_without_password_or_pinned_device(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=60,
     )
-    assert out.returncode == 1, out  # check-config: 1 for a config with problems
+    assert out.returncode == 78, out  # check-config: 78 (EX_CONFIG) for a config with problems
     shown = out.stdout + out.stderr
     assert f"doors[0].relay.{missing}" in shown and says in shown, shown
 
@@ -518,7 +518,7 @@ def test_doors_probe_pins_the_device_without_sending_its_password(tmp_path: Path
         )
         config = tmp_path / "lintel.toml"
         config.write_text(gateway_toml(tmp_path / "state", extra=door + '[log]\nlevel = "info"\n'))
-        assert _lintel("check-config", "-c", str(config)).returncode == 1  # not pinned yet
+        assert _lintel("check-config", "-c", str(config)).returncode == 78  # not pinned yet
 
         out = _lintel("doors", "probe", "gate", "-c", str(config), "--write")
         assert out.returncode == 0, out

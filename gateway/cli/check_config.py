@@ -1,7 +1,8 @@
 """`lintel check-config`: every problem in one go, as `path: what (got X); expected Y`.
 
 Exit 0 when the config is usable (warnings, such as a password over plain MQTT, are printed but do
-not fail it), 1 when it has problems (`lintel run` exits 78 on the same problems)."""
+not fail it), 78 (EX_CONFIG, as `lintel run` on the same problems) when it has problems, with or
+without `--json`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import argparse
 from gateway.cli.output import console, err_console, esc, print_json
 from gateway.config import config_warnings, load_config
 from gateway.core import ConfigError
+
+EX_CONFIG = 78  # sysexits.h: a wrong config; `lintel run` exits with it too
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -24,7 +27,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             )
             for problem in exc.problems:
                 print(str(problem))
-        return 1
+        return EX_CONFIG
     cfg = loaded.config
     warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(cfg.face_access)
     if cfg.face_access:
