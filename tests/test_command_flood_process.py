@@ -1,7 +1,12 @@
 """Issue 27 point 2 against a real `lintel run` and mosquitto: a keyless flood of 100 messages/s of
 ~300 kB on the command topic. The daemon stays up with RSS under 200 MB, and a keyholder's signed
 commands sent during the flood are answered within 2 s each. This is the short version (20 s);
-bench/command_flood.py runs it for 5 minutes and prints the figures."""
+bench/command_flood.py runs it for 5 minutes and prints the figures.
+
+Each party stands for a machine of its own: the flood runs in its own process (the attacker), and
+the gateway gets the CPU weight it has as the one program on its Pi (`own_cpu`), so the 2 s bound
+holds the gateway's own work (reading and dropping 30 MB/s of flood) to account, not a loaded test
+machine's run queue."""
 
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[Gateway]:
     config.write_text(config_text(tmp_path, broker.port, modbus.port))
     births = Collector(broker.port, topic="lintel/+/+/birth").start()
     commander = Commander(broker.port)
-    proc = lintel("run", "-c", str(config))
+    proc = lintel("run", "-c", str(config), own_cpu=True)  # the 2 s answer: the gateway's, not the machine's
     try:
         assert births.wait_for(lambda c: bool(c.snapshot()), 30), "no birth"
         ping = envelope("ping")

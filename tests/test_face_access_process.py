@@ -90,6 +90,7 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
         ],
         total_s=36,
     ).write(tmp_path / "door.avi")
+    wall_minus_mono = time.time() - time.monotonic()
     relay = SimulatedRelayModule(9)
     modbus = ModbusThread([SimulatedMeter(1, "eastron_sdm120"), relay]).start()
     config = tmp_path / "lintel.toml"
@@ -105,13 +106,13 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     assert him.startswith("p-") and len(him) == 18
     collector = Collector(broker.port, topic="lintel/site-a/gw-test/#").start()
     commander = Commander(broker.port)
-    proc = lintel("run", "-c", str(config))
+    # the door's answer time is the gateway's: it runs as the one program on its Pi would (own_cpu)
+    proc = lintel("run", "-c", str(config), own_cpu=True)
     try:
         wait_status(config, lambda s: s["lanes"].get("face_access", {}).get("residents") == 1, timeout=30)
         assert collector.wait_for(
             lambda c: any(m.topic.endswith("/lobby-face/access_granted") for m in c.data()), 40
         ), [m.topic for m in collector.data()]
-        granted_at = time.monotonic()
         time.sleep(PULSE_S + 1)
         result = commander.call(envelope("faces_delete", {"resident_id": "r-0412"}))
         assert result["outcome"] == "ok", result
@@ -136,6 +137,7 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     ]
     kinds = [k for k, _ in events]
     granted = kinds.index("access_granted")
+    grant_ts_ms = next(m.payload["ts_ms"] for m in collector.data() if m.topic.endswith("/access_granted"))
     assert kinds.count("access_granted") == 1 and kinds[granted + 1] == "door_pulsed", events
     stranger, *spoofs = (a for _, a in events[:granted])
     grant, pulse, deleted, *_later = (a for _, a in events[granted:])
@@ -160,7 +162,10 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     assert [on for _, coil, on in relay.switches] == [False, True, False, False]
     on_s = relay.switches[2][0] - relay.switches[1][0]
     assert PULSE_S - 0.05 <= on_s <= PULSE_S + 0.6
-    assert abs(relay.switches[1][0] - granted_at) < 1.0
+    # switched on within 1 s of the grant: the decision's own time (wall clock, in the event) against
+    # the relay's (monotonic, on this same machine), not when the test happened to read the event
+    switched_on_ms = (relay.switches[1][0] + wall_minus_mono) * 1000
+    assert -20 < switched_on_ms - grant_ts_ms < 1000, switched_on_ms - grant_ts_ms  # (-20: ms rounding)
     assert relay.states()[0] is False
     for m in collector.data():
         if m.payload.get("kind") in ("access_granted", "access_denied", "door_pulsed"):

@@ -2,14 +2,19 @@
 
 `Flood` publishes `rate` messages a second of `size` bytes of JSON shaped like a signed command
 (claiming the test operator's key id, with a garbage signature and an `args` object of many small
-members, the costliest shape to parse) from its own MQTT client, QoS 0, paced by the monotonic clock.
+members, the costliest shape to parse) from its own process and MQTT client, QoS 0, paced by the
+monotonic clock.
 Used by tests/test_command_flood_process.py (a short flood) and bench/command_flood.py (5 minutes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +23,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.commander import BASE, GATEWAY_ID, OPERATOR_ID, SITE
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flood_payload(size: int) -> bytes:
@@ -51,37 +58,65 @@ def flood_payload(size: int) -> bytes:
 
 
 class Flood:
+    """The attacker, in a process of its own (as on a machine of its own): its 30 MB/s of publishing
+    never competes for the test's interpreter lock with the keyholder's client it is timed against.
+    `sent` is known after `stop()`."""
+
     def __init__(self, port: int, rate: float, size: int, topic: str = f"{BASE}/command") -> None:
-        self.rate = rate
-        self.topic = topic
-        self.payload = flood_payload(size)
+        self.port, self.rate, self.size, self.topic = port, rate, size, topic
         self.sent = 0
-        self._stop = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{secrets.token_hex(3)}")
-        self.client.connect("127.0.0.1", port, 30)
-        self.client.loop_start()
-        self.thread = threading.Thread(target=self._run, name="flood", daemon=True)
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Flood:
-        self.thread.start()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.flood",
+                str(self.port),
+                str(self.rate),
+                str(self.size),
+                self.topic,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "flooding", "the flood did not connect"
         return self
 
-    def _run(self) -> None:
-        start = time.monotonic()
-        while not self._stop.is_set():
-            due = start + self.sent / self.rate
-            wait = due - time.monotonic()
-            if wait > 0:
-                self._stop.wait(wait)
-                continue
-            self.client.publish(self.topic, self.payload, qos=0)
-            self.sent += 1
-
     def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
-        self.client.loop_stop()
-        self.client.disconnect()
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        self.sent = int(out.split()[-1])
+        self.proc = None
+
+
+def flood(port: int, rate: float, size: int, topic: str) -> int:
+    """Publish `rate` messages a second until SIGTERM; returns how many were sent."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    payload = flood_payload(size)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{secrets.token_hex(3)}")
+    client.connect("127.0.0.1", port, 30)
+    client.loop_start()
+    print("flooding", flush=True)
+    sent = 0
+    start = time.monotonic()
+    while not stop.is_set():
+        wait = start + sent / rate - time.monotonic()
+        if wait > 0:
+            stop.wait(wait)
+            continue
+        client.publish(topic, payload, qos=0)
+        sent += 1
+    client.loop_stop()
+    client.disconnect()
+    return sent
 
 
 def rss_mb(pid: int) -> float:
@@ -94,7 +129,10 @@ def rss_mb(pid: int) -> float:
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    port, rate, size, topic = sys.argv[1:5]
+    print(f"sent {flood(int(port), float(rate), int(size), topic)}", flush=True)
