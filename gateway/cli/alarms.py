@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
 from gateway.lanes.alarms import NS as ALARM_NS
@@ -20,22 +20,13 @@ from gateway.runtime.control import SOCKET_NAME, send_local
 from gateway.storage.state import StateStore, state_path
 
 
-def add_parsers(
-    sub: Any,
-    config_arg: Callable[[argparse.ArgumentParser], None],
-    json_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    p = sub.add_parser("alarms", help="open alarms: list them, acknowledge one")
-    asub = p.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
-    q = asub.add_parser("list", help="open alarms with their age and whether acknowledged")
-    config_arg(q)
-    json_arg(q)
-    q = asub.add_parser("ack", help="acknowledge an open alarm (stops its reminders)")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "alarms", "open alarms: list them, acknowledge one")
+    action(actions, "list", "open alarms with their age and whether acknowledged")
+    q = action(actions, "ack", "acknowledge an open alarm (stops its reminders)")
     q.add_argument("alarm_id", help="the alarm's number, as `lintel alarms list` shows it")
     q.add_argument("--by", default=None, help="who acknowledges (name or staff id), for the record")
     q.add_argument("--note", default=None, help="a short note kept with the acknowledgement")
-    config_arg(q)
-    json_arg(q)
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
