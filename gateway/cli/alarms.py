@@ -15,6 +15,7 @@ from typing import Any
 from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
+from gateway.core.durations import for_people
 from gateway.lanes.alarms import NS as ALARM_NS
 from gateway.runtime.control import SOCKET_NAME, send_local
 from gateway.storage.state import StateStore, state_path
@@ -63,7 +64,7 @@ def _list(args: argparse.Namespace, path: Any) -> int:
             esc(a["alarm_id"]),
             f"[red]{esc(a['kind'])}[/]",
             esc(a["source_id"]),
-            _duration((now_ms - a["opened_ms"]) / 1000),
+            for_people((now_ms - a["opened_ms"]) / 1000),
             acked,
             esc(_details(a["attrs"])),
         )
@@ -84,14 +85,6 @@ def _details(attrs: dict[str, Any]) -> str:
         "missing_signals",
     )
     return ", ".join(f"{k}={attrs[k]}" for k in keep if attrs.get(k) not in (None, []))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _ack(args: argparse.Namespace, socket_path: Any) -> int:
