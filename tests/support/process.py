@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.outbox_db import assert_intact, last_seq
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +66,23 @@ def stop_and_show_log(proc: subprocess.Popen[bytes], timeout: float = 30) -> Non
         raise AssertionError(
             f"lintel did not stop within {timeout:g} s; log tail:\n{err.decode()[-4000:]}"
         ) from None
+
+
+def kill_9_while_committing(
+    config: Path, db: Path, times: int, rng: random.Random, *, rows: int, after_s: tuple[float, float]
+) -> None:
+    """`lintel run` killed -9 `times` times while it accepts under load: each run is killed once it
+    has committed more than `rows` new records (a CPU-starved machine may take longer to start than
+    any fixed sleep), at a random moment `after_s` after that. The outbox passes SQLite's
+    integrity check after every kill."""
+    for _ in range(times):
+        before = last_seq(db)
+        proc = lintel("run", "-c", str(config))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and last_seq(db) <= before + rows:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(*after_s))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if db.exists():
+            assert_intact(db)
