@@ -51,7 +51,8 @@ class LaneDeps:
     first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
     (None when no door is configured, or the doors could not be built); `secret(file, name)` a
     password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
-    (a deployed secret, docs/deployments.md); None when neither is set."""
+    (a deployed secret, docs/deployments.md); None when neither is set. `timezone` is the
+    building's IANA zone (`[gateway] timezone`; None: the system's) for every lane's local hours."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -63,6 +64,7 @@ class LaneDeps:
     engine: Callable[[], InferenceEngine]
     secret: Callable[[str | None, str | None], str | None]
     doors: DoorOpener | None = None
+    timezone: str | None = None
 
 
 class PipelineStepComponent:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
@@ -86,15 +86,8 @@ class FaceAccessComponent:
 REPORT = FaceAccessReport  # the type of this lane's report (status.json is read back into it)
 
 
-class SharedVision(ModelPlaces, Protocol):
-    """What face access reads of the shared `[vision]` settings."""
-
-    @property
-    def timezone(self) -> str | None: ...
-
-
 def build_lane(
-    entrances: list[FaceAccessConfig], deps: LaneDeps, *, faces: FacesSection, vision: SharedVision
+    entrances: list[FaceAccessConfig], deps: LaneDeps, *, faces: FacesSection, inference: ModelPlaces
 ) -> Lane:
     from gateway.inference.catalog import configured
     from gateway.lanes.faces.gallery import Gallery, GalleryError
@@ -128,8 +121,8 @@ def build_lane(
         deps.emit,
         deps.state_dir,
         deps.engine(),
-        configured(vision),
-        vision.timezone,
+        configured(inference),
+        deps.timezone,
     )
     component = FaceAccessComponent(watch)
 
