@@ -16,7 +16,8 @@ this says whether it proves the tag is here now:
 A real tag repeats each transmission a few times: a copy of the last fresh advert (same bytes)
 within `REPEAT_S` of it is no new sighting, neither fresh nor a replay. Later, the same bytes are
 a replay. Counters are kept in the source's store (`ble.tag_counters`, by address and key
-fingerprint) so a restart of the gateway does not make old recordings fresh again.
+fingerprint, the row named by a fingerprint of key and address so state.db never holds a
+resident's tag address) so a restart of the gateway does not make old recordings fresh again.
 
 Pure of I/O apart from the store; driven by the advert's receive time.
 """
@@ -38,6 +39,11 @@ log = logging.getLogger("lintel.ble")
 
 TAG_COUNTERS_NS = "ble.tag_counters"
 REPEAT_S = 2.0
+
+
+def _row(key: bytes, address: str) -> str:
+    """The tag's counter row in the store: names the tag without its address."""
+    return "t-" + key_fingerprint(key + address.encode())
 
 
 class TagReceiver:
@@ -79,7 +85,7 @@ class TagReceiver:
             verdict = "replayed" if checked is Verdict.OLD else "fresh"
             if verdict == "fresh":
                 self._last[advert.address] = (raw, advert.ts)
-                self.counters.touched(advert.address, urgent=True)
+                self.counters.touched(_row(key, advert.address), urgent=True)
                 self.counters.flush(advert.ts)
         self.counts[f"tag_{verdict}"] += 1
         if verdict != "fresh" and verdict not in self._logged:
@@ -92,7 +98,7 @@ class TagReceiver:
         fingerprint = key_fingerprint(key)
         known = self._guards.get(address)
         if known is None or known[0] != fingerprint:  # first advert, or the tag was re-keyed
-            known = (fingerprint, self.counters.guard(address, key, self.policy))
+            known = (fingerprint, self.counters.guard(_row(key, address), key, self.policy))
             self._guards[address] = known
         return known[1]
 
