@@ -126,6 +126,7 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
         shown = lintel_output("status", "-c", str(config)).stdout
         assert "face access: 0 residents" in shown and "lobby-face on cam-door → door lobby" in shown, shown
     finally:
+        stopping_at = time.monotonic()
         stop_and_show_log(proc)
         collector.stop()
         commander.close()
@@ -158,13 +159,18 @@ def test_resident_opens_the_door_and_a_stranger_does_not(tmp_path: Path, broker:
     assert pulse["via"] == "face" and pulse["resident_id"] == him
     assert deleted["reason"] == "unknown_face"
     # the coil: switched off at start and at stop (doors contract), on once for the pulse time in
-    # between; untouched by the stranger and the deleted face
-    assert [on for _, coil, on in relay.switches] == [False, True, False, False]
-    on_s = relay.switches[2][0] - relay.switches[1][0]
+    # between; untouched by the stranger and the deleted face. (A switch-off may be written twice:
+    # its answer late on a busy machine, the door tries again, by design: off is idempotent.)
+    switches = [(t, on) for t, _coil, on in relay.switches]
+    ons = [i for i, (_t, on) in enumerate(switches) if on]
+    assert len(ons) == 1 and ons[0] > 0, switches  # one on, and an off (at start) before it
+    on_at, off_at = switches[ons[0]][0], switches[ons[0] + 1][0]
+    assert any(t >= stopping_at for t, _on in switches[ons[0] + 1 :]), "no switch-off at stop"
+    on_s = off_at - on_at
     assert PULSE_S - 0.05 <= on_s <= PULSE_S + 0.6
     # switched on within 1 s of the grant: the decision's own time (wall clock, in the event) against
     # the relay's (monotonic, on this same machine), not when the test happened to read the event
-    switched_on_ms = (relay.switches[1][0] + wall_minus_mono) * 1000
+    switched_on_ms = (on_at + wall_minus_mono) * 1000
     assert -20 < switched_on_ms - grant_ts_ms < 1000, switched_on_ms - grant_ts_ms  # (-20: ms rounding)
     assert relay.states()[0] is False
     for m in collector.data():
