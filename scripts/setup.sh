@@ -67,6 +67,7 @@ if [[ $want_test == 1 ]]; then
     # a libmodbus Modbus TCP server, built by the tests: the peer for several requests in flight
     need_cmd gcc gcc
     need_cmd pkg-config pkg-config
+    need_cmd stress-ng stress-ng  # the load check: the suite must pass while it loads both cores
     [[ -f /usr/include/modbus/modbus.h ]] || apt_missing+=(libmodbus-dev)
 fi
 
