@@ -240,8 +240,11 @@ class MqttSession:
         ):
             self.link.writer.ack(self.acks)
             self.acks = []
-            # every ack handed over before the writer's undeleted ones is deleted: forget those
-            self.link.recently_acked.keep_newest(self.link.writer.undeleted_acks())
+        # Every ack handed over before the writer's undeleted ones is deleted: forget those. At
+        # every turn, not only at a hand-over: the writer goes on deleting after the last one (on a
+        # busy machine it lagged by thousands, all kept until the next publish's acks).
+        if len(self.link.recently_acked) > len(self.acks):
+            self.link.recently_acked.keep_newest(self.link.writer.undeleted_acks() + len(self.acks))
 
     def _check_timeouts(self) -> None:
         s = self.link.settings
