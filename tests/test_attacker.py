@@ -24,11 +24,12 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.command_rig import commanded_gateway
 from tests.support.commander import OPERATOR_ID, OPERATOR_KEY, Commander, envelope, operator_toml
-from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml, threshold_rule_toml
+from tests.support.configs import commands_toml, door_toml, meter_bus_toml, mqtt_toml, threshold_rule_toml
 from tests.support.process import wait_status
 
 INTRUDER_ID = "intruder"
 INTRUDER_KEY = new_key()
+INTRUDER = {"id": INTRUDER_ID, "public_key": public_key_b64(INTRUDER_KEY), "allow": ["ping"]}
 MQTT_PASSWORD = "s3cret-broker-pass"
 LOBBY_COIL, GARAGE_COIL = 2, 3
 
@@ -42,17 +43,9 @@ def config_text(tmp_path: Path, broker: int, modbus: int) -> str:
         + threshold_rule_toml("m1", 100)
         + door_toml("lobby", coil=LOBBY_COIL, pulse_s=0.5)
         + door_toml("garage", coil=GARAGE_COIL, pulse_s=0.5)
-        + f"""
-[commands]
-allow = ["ping", "alarm_ack", "door_pulse", "reload_config"]
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-
-{operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])}
-[[commands.operators]]
-id = "{INTRUDER_ID}"
-public_key = "{public_key_b64(INTRUDER_KEY)}"
-allow = ["ping"]
-"""
+        + commands_toml(["ping", "alarm_ack", "door_pulse", "reload_config"], [INTRUDER])
+        + "\n"
+        + operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])
     )
     return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 

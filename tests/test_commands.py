@@ -20,7 +20,7 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.command_rig import CommandedGateway, commanded_gateway
 from tests.support.commander import OPERATOR_ID, envelope, operator_toml
-from tests.support.configs import door_toml, meter_bus_toml, threshold_rule_toml
+from tests.support.configs import commands_toml, door_toml, meter_bus_toml, threshold_rule_toml
 from tests.support.process import wait_status
 from tests.support.schema import validate
 
@@ -33,14 +33,9 @@ def sources(port: int, rules: str) -> str:
         meter_bus_toml(port)
         + rules
         + door_toml("lobby", coil=2, pulse_s=0.5)
-        + f"""
-[commands]
-allow = {ALLOW}
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-max_per_minute = 2000
-
-{operator_toml(ALLOWED, ["lobby"])}
-"""
+        + commands_toml(ALLOWED, max_per_minute=2000)
+        + "\n"
+        + operator_toml(ALLOWED, ["lobby"])
     )
 
 
