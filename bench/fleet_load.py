@@ -33,14 +33,8 @@ import psycopg
 
 from fleet import db
 from fleet.pg import LocalPostgres
-from tests.support.fleet_sim import (
-    PersistentMosquitto,
-    Sender,
-    SimGateway,
-    start_worker,
-    stop_process,
-    wait_subscribed,
-)
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_sim import Sender, SimGateway
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -1,6 +1,6 @@
 """`lintel-fleet`: the fleet service (ingest workers, web page) and the operator's tools.
 
-Service:   migrate | ingest | serve | partitions
+Service:   migrate | ingest | catchup | serve | partitions
 Operator:  gateways | alarms | devices | loss | ack | command | deploy | update | rollout
 The database and broker come from --db / --broker or LINTEL_FLEET_DB / LINTEL_FLEET_BROKER.
 Commands that act on gateways (ack, command, deploy, update) are signed here with --key, the
@@ -61,6 +61,13 @@ def parser() -> argparse.ArgumentParser:
         help="stable MQTT client id: a restarted worker must reuse it (see README)",
     )
     p.add_argument("--group", default="ingest", help="shared subscription group ($share/GROUP/...)")
+    p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
+    p.add_argument("--batch-max", type=int, default=1000)
+    p = sub.add_parser(
+        "catchup", help="run the catch-up session (one per fleet): covers the shared group's restart gap"
+    )
+    _common(p, broker=True)
+    p.add_argument("--id", default="fleet-catchup", help="stable MQTT client id, the same after a restart")
     p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
     p.add_argument("--batch-max", type=int, default=1000)
     p = sub.add_parser("serve", help="serve the web page")
@@ -146,22 +153,22 @@ def main(argv: list[str] | None = None) -> int:
     _need(args, "db")
     from fleet import db, queries
 
-    if args.cmd == "ingest":
+    if args.cmd in ("ingest", "catchup"):
         _need(args, "broker")
+        from fleet.catchup import CatchUp
         from fleet.ingest import Worker, WorkerSettings
 
-        worker = Worker(
-            WorkerSettings(
-                args.db,
-                args.broker,
-                args.worker_id,
-                args.group,
-                args.prefix,
-                batch_max=args.batch_max,
-                username=args.username,
-                password=_password(args),
-            )
+        settings = WorkerSettings(
+            args.db,
+            args.broker,
+            args.worker_id if args.cmd == "ingest" else args.id,
+            getattr(args, "group", "ingest"),
+            args.prefix,
+            batch_max=args.batch_max,
+            username=args.username,
+            password=_password(args),
         )
+        worker = Worker(settings) if args.cmd == "ingest" else CatchUp(settings)
         worker.install_signal_handlers()
         worker.run()
         return 0

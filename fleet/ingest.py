@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleet import db
+from fleet import db, probe
 from fleet.messages import Message, Rejected, parse
 from fleet.store import Store
 
@@ -73,6 +73,8 @@ class WorkerCounters:
     redelivered: int = 0  # DUP set: the broker sent it before
     stale: int = 0  # arrived on an earlier connection: written, not acknowledged (the broker resends it)
     max_inbox: int = 0  # most messages waiting for a batch at once (the broker's receive window)
+    echoed: int = 0  # catch-up probes answered (fleet/probe.py)
+    skipped: int = 0  # catch-up only: acknowledged unwritten, the shared group had them too
     rejected: Counter[str] = field(default_factory=Counter)
 
 
@@ -92,9 +94,10 @@ class Worker:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        # Subscribed on every connection: a kept session holds the subscription already (MQTT 5),
-        # and subscribing again is harmless; a broker that lost it gets it back.
-        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
+        # Subscribed on every connection, never trusted to the kept session: mosquitto 2.0 does
+        # not save shared subscriptions in its persistence file, so after a broker restart the
+        # session comes back (session present) without them (fleet/catchup.py covers the gap).
+        client.subscribe(self._topic_filters(), qos=1)
         log.info(
             "connected to the broker as %s (connection %d, session present: %s)",
             self.s.worker_id,
@@ -102,11 +105,21 @@ class Worker:
             bool(getattr(_f, "session_present", False)),
         )
 
+    def _topic_filters(self) -> list[tuple[str, int]]:
+        return [(f"$share/{self.s.group}/{self.s.prefix}/#", 1)]
+
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        filters = ", ".join(f for f, _ in self._topic_filters())
         if any(r.is_failure for r in reasons):
-            log.error("the broker refused the shared subscription: %s (MQTT 5 broker needed)", reasons)
+            log.error(
+                "the broker refused the subscription to %s: %s (MQTT 5 broker needed)", filters, reasons
+            )
         else:
-            log.info("subscribed to $share/%s/%s/#", self.s.group, self.s.prefix)
+            self._subscribed(filters)
+
+    def _subscribed(self, filters: str) -> None:
+        """In paho's thread, after the SUBACK on the current connection."""
+        log.info("subscribed to %s", filters)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         # A full inbox blocks paho's network thread, so the socket is not read and the broker keeps
@@ -173,9 +186,28 @@ class Worker:
                 break
         return batch
 
-    def _check(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[Message]:
-        checked = []
+    def _to_write(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[mqtt.MQTTMessage]:
+        """The messages of a batch to check and write; a catch-up probe is answered instead."""
+        out = []
+        probe_on = probe.probe_topic(self.s.prefix)
         for _, msg in batch:
+            if msg.topic == probe_on:
+                self._echo(bytes(msg.payload))
+            else:
+                out.append(msg)
+        return out
+
+    def _echo(self, payload: bytes) -> None:
+        found = probe.parse_probe(payload)
+        if found is None or self._client is None:
+            self.counters.rejected["malformed catch-up probe"] += 1
+            return
+        self._client.publish(probe.echo_topic(self.s.prefix, found.catchup_id), found.nonce.encode(), qos=1)
+        self.counters.echoed += 1
+
+    def _check(self, messages: list[mqtt.MQTTMessage]) -> list[Message]:
+        checked = []
+        for msg in messages:
             parsed = parse(msg.topic, bytes(msg.payload))
             if isinstance(parsed, Message):
                 checked.append(parsed)
@@ -214,6 +246,39 @@ class Worker:
             self.counters.readings += result.readings
             return
 
+    def _handle(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> None:
+        """Write a batch, then acknowledge it in order (only on the connection that delivered it)."""
+        self.counters.received += len(batch)
+        self.counters.redelivered += sum(1 for _, m in batch if m.dup)
+        self.counters.stale += sum(1 for g, _ in batch if g != self._generation)
+        self._write(self._check(self._to_write(batch)))
+        self.counters.batches += 1
+        assert self._client is not None
+        for generation, msg in batch:
+            if generation == self._generation:
+                self._client.ack(msg.mid, msg.qos)
+
+    def _tick(self) -> None:
+        """Called by the writer thread between batches (and at least every half second)."""
+
+    def _log_counters(self, what: str) -> None:
+        c = self.counters
+        log.info(
+            "%s: received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d,"
+            " redelivered %d, stale %d, echoed %d, skipped %d",
+            what,
+            c.received,
+            c.written,
+            c.duplicates,
+            sum(c.rejected.values()),
+            c.readings,
+            c.max_inbox,
+            c.redelivered,
+            c.stale,
+            c.echoed,
+            c.skipped,
+        )
+
     def run(self) -> None:
         conn = self._db()
         db.migrate(conn)
@@ -225,35 +290,18 @@ class Worker:
             while not self.stop_event.is_set():
                 batch = self._next_batch()
                 if batch:
-                    self.counters.received += len(batch)
-                    self.counters.redelivered += sum(1 for _, m in batch if m.dup)
-                    self.counters.stale += sum(1 for g, _ in batch if g != self._generation)
                     try:
-                        self._write(self._check(batch))
+                        self._handle(batch)
                     except Exception:
                         if self.stop_event.is_set():
                             break  # unacknowledged: the broker redelivers
                         raise
-                    self.counters.batches += 1
-                    for generation, msg in batch:
-                        if generation == self._generation:
-                            client.ack(msg.mid, msg.qos)
+                self._tick()
                 if time.monotonic() - last_log > 60:
                     last_log = time.monotonic()
-                    c = self.counters
-                    log.info(
-                        "received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d,"
-                        " redelivered %d, stale %d",
-                        c.received,
-                        c.written,
-                        c.duplicates,
-                        sum(c.rejected.values()),
-                        c.readings,
-                        c.max_inbox,
-                        c.redelivered,
-                        c.stale,
-                    )
+                    self._log_counters("so far")
         finally:
+            self._log_counters("stopping")
             client.disconnect()
             client.loop_stop()
             if self._conn is not None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_sim import ROOT
 from tests.support.fleet_stack import FleetStack
 
 ARTEFACTS = ROOT / "tests" / "artefacts"
