@@ -14,9 +14,10 @@ per batch (fleet.store, exactly once by (gateway_id, seq)) and only then sends t
   retired for good should be given its id back once, or its session left to expire.
 - killed after the commit, before the PUBACK: the broker redelivers, the ledger finds the key,
   nothing is written twice.
-- broker restart: the broker must persist sessions (mosquitto `persistence true`; a cluster
-  replicates them); the worker reconnects with the same session. PUBACKs for messages of an
-  older connection are never sent on a new one: those are redelivered and deduplicated instead.
+- broker restart: the broker must persist sessions (mosquitto `persistence true`); the worker
+  reconnects to its session and subscribes again. PUBACKs for an older connection's messages are
+  never sent on a new one (redelivered and deduplicated instead). What the broker routes before
+  the workers' shared subscriptions are back is the catch-up session's (fleet/catchup.py).
 """
 
 from __future__ import annotations
@@ -94,9 +95,8 @@ class Worker:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        # Subscribed on every connection, never trusted to the kept session: mosquitto 2.0 does
-        # not save shared subscriptions in its persistence file, so after a broker restart the
-        # session comes back (session present) without them (fleet/catchup.py covers the gap).
+        # Subscribed on every connection: mosquitto 2.0 does not save shared subscriptions, so
+        # after its restart the session comes back (session present) without them.
         client.subscribe(self._topic_filters(), qos=1)
         log.info(
             "connected to the broker as %s (connection %d, session present: %s)",
@@ -126,12 +126,18 @@ class Worker:
         # the rest: mosquitto 2.0 was measured sending a worker far more than its receive maximum
         # (a 62,000-message backlog grew one worker to 373 MB). PUBACKs still go out meanwhile:
         # the writer thread queues them and the loop sends them once this returns.
+        if self._take(msg):
+            return
         while not self.stop_event.is_set():
             try:
                 self._inbox.put((self._generation, msg), timeout=0.5)
                 return
             except queue.Full:
                 continue
+
+    def _take(self, msg: mqtt.MQTTMessage) -> bool:
+        """Whether this message is settled here, in paho's thread, rather than in a batch."""
+        return False
 
     def _mqtt_client(self) -> mqtt.Client:
         url = urlsplit(self.s.broker)
@@ -188,22 +194,15 @@ class Worker:
 
     def _to_write(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[mqtt.MQTTMessage]:
         """The messages of a batch to check and write; a catch-up probe is answered instead."""
-        out = []
-        probe_on = probe.probe_topic(self.s.prefix)
+        out, probe_on = [], probe.probe_topic(self.s.prefix)
         for _, msg in batch:
-            if msg.topic == probe_on:
-                self._echo(bytes(msg.payload))
-            else:
+            if msg.topic != probe_on:
                 out.append(msg)
+            elif self._client is not None and probe.answer(self._client, self.s.prefix, bytes(msg.payload)):
+                self.counters.echoed += 1
+            else:
+                self.counters.rejected["malformed catch-up probe"] += 1
         return out
-
-    def _echo(self, payload: bytes) -> None:
-        found = probe.parse_probe(payload)
-        if found is None or self._client is None:
-            self.counters.rejected["malformed catch-up probe"] += 1
-            return
-        self._client.publish(probe.echo_topic(self.s.prefix, found.catchup_id), found.nonce.encode(), qos=1)
-        self.counters.echoed += 1
 
     def _check(self, messages: list[mqtt.MQTTMessage]) -> list[Message]:
         checked = []
@@ -262,22 +261,9 @@ class Worker:
         """Called by the writer thread between batches (and at least every half second)."""
 
     def _log_counters(self, what: str) -> None:
-        c = self.counters
-        log.info(
-            "%s: received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d,"
-            " redelivered %d, stale %d, echoed %d, skipped %d",
-            what,
-            c.received,
-            c.written,
-            c.duplicates,
-            sum(c.rejected.values()),
-            c.readings,
-            c.max_inbox,
-            c.redelivered,
-            c.stale,
-            c.echoed,
-            c.skipped,
-        )
+        counts = {k: v for k, v in vars(self.counters).items() if k != "rejected"}
+        counts["rejected"] = sum(self.counters.rejected.values())
+        log.info("%s: %s", what, ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     def run(self) -> None:
         conn = self._db()

@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 FLEET_LEVEL = "_fleet"  # no gateway has this site: gateway sites start with a letter or digit
 MAX_PROBE_BYTES = 256
@@ -75,3 +76,13 @@ def parse_echo(payload: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if NONCE_RE.match(text) else None
+
+
+def answer(client: Any, prefix: str, payload: bytes) -> bool:
+    """A worker's answer to a probe it received (`client` a connected paho client); False if the
+    payload is not a probe."""
+    found = parse_probe(payload)
+    if found is None:
+        return False
+    client.publish(echo_topic(prefix, found.catchup_id), found.nonce.encode(), qos=1)
+    return True
