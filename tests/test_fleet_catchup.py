@@ -96,6 +96,9 @@ def test_what_is_published_before_the_workers_subscribe_again_is_written_by_the_
     # (if it did, this broker keeps shared subscriptions across a restart: see fleet/catchup.py)
     assert c["written"] == gap, c
     assert w["written"] == before + after, w
-    # and while the group received, the catch-up session acknowledged without writing
-    assert c["skipped"] == before + after, c
+    # and while the group received, the catch-up session acknowledged without writing (a first
+    # round message it had not acknowledged when it was stopped comes again on its next
+    # connection, and is written there as a duplicate)
+    assert c["skipped"] >= after, c
+    assert c["skipped"] + c["duplicates"] == before + after, c
     assert w["echoed"] >= 2, w
