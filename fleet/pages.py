@@ -12,6 +12,7 @@ from urllib.parse import quote
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}th{background:#f4f4f4}
+.on,.ok{color:#070}.problem{color:#b00;font-weight:bold}.panel{margin-top:1.2em}
 .on{color:#070}.off{color:#b00;font-weight:bold}.open{color:#b00;font-weight:bold}.acknowledged{color:#a60}
 nav a{margin-right:1em}.flash{background:#eef;padding:.5em}"""
 
@@ -25,6 +26,10 @@ def ago(ms: int | None) -> str:
         return "—"
     s = max(0, time.time() - ms / 1000)
     return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else f"{s / 3600:.1f} h ago"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def page(title: str, body: str) -> bytes:
