@@ -155,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         need(args, "broker")
         from fleet.catchup import CatchUp
         from fleet.ingest import Worker, WorkerSettings
+        from fleet.probe import CATCHUP_ID_RE
+
+        if args.cmd == "catchup" and not CATCHUP_ID_RE.match(args.id):
+            sys.stderr.write(
+                f"lintel-fleet: --id {args.id[:80]!r} names a topic level (the echo topic): use up to 64"
+                " letters, digits, '.', '_' or '-', starting with a letter or digit\n"
+            )
+            return EXIT_CONFIG
 
         settings = WorkerSettings(
             args.db,

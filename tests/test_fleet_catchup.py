@@ -4,7 +4,10 @@ once; while the shared group receives, the catch-up session writes nothing."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tests.support.fleet_procs import (
     wait_logged,
     wait_subscribed,
 )
-from tests.support.fleet_sim import Sender, SimGateway
+from tests.support.fleet_sim import ROOT, Sender, SimGateway
 
 
 @pytest.fixture
@@ -102,3 +105,16 @@ def test_what_is_published_before_the_workers_subscribe_again_is_written_by_the_
     assert c["skipped"] >= after, c
     assert c["skipped"] + c["duplicates"] == before + after, c
     assert w["echoed"] >= 2, w
+
+
+def test_a_catch_up_id_that_is_no_topic_level_is_a_config_error():
+    argv = ["catchup", "--db", "postgresql://x", "--broker", "mqtt://127.0.0.1:1", "--id", "fleet/#"]
+    out = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert out.returncode == 78
+    assert "--id 'fleet/#'" in out.stderr and "letters, digits" in out.stderr
