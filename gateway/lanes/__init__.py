@@ -22,6 +22,7 @@ from gateway.core.commands import Handler
 from gateway.core.component import Component
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
+from gateway.core.tags import TagHub
 from gateway.lanes.alarms import AlarmBook
 from gateway.storage.state import StateStore
 
@@ -51,7 +52,9 @@ class LaneDeps:
     first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
     (None when no door is configured, or the doors could not be built); `secret(file, name)` a
     password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
-    (a deployed secret, docs/deployments.md); None when neither is set."""
+    (a deployed secret, docs/deployments.md); None when neither is set. `timezone` is the
+    building's IANA zone (`[gateway] timezone`; None: the system's) for every lane's local hours;
+    `tags` the hub where the BLE sources report the tags a lane watches (face+tag)."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -63,6 +66,8 @@ class LaneDeps:
     engine: Callable[[], InferenceEngine]
     secret: Callable[[str | None, str | None], str | None]
     doors: DoorOpener | None = None
+    timezone: str | None = None
+    tags: TagHub = field(default_factory=TagHub)  # residents' BLE tags, as the BLE sources hear them
 
 
 class PipelineStepComponent:
