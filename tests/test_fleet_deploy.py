@@ -16,7 +16,8 @@ from gateway.commands.signing import new_key, public_key_b64, write_private_key
 from tests.conftest import gateway_toml
 from tests.support.configs import commands_toml, threshold_rule_toml
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_sim import ROOT
 from tests.support.process import lintel, wait_status
 
 
