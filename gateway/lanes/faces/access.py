@@ -172,7 +172,7 @@ class FaceAccessWatch:
         self.threshold = threshold
         self.deciders = {}
         for e in self.entrances:
-            check = liveness_check(self.faces.liveness_of(e))
+            check = liveness_check(self.faces.liveness_of(e), self.pipeline.pad)
             if check.name == "off":
                 log.warning(
                     "entrance %s: face liveness check is off: a photograph held to the camera opens the door",
@@ -219,7 +219,7 @@ class FaceAccessWatch:
 
     async def run_entrance(self, entrance: FaceAccessConfig) -> None:
         decider = self.deciders[entrance.id]
-        needs_pad = decider.liveness.name == "model"  # the detector's cost only where it is used
+        needs_pad = decider.liveness.name == "model"  # the detector's crops only where it is used
         stats = self.stats[entrance.id]
         assert self.pipeline is not None
         pipeline = self.pipeline
@@ -252,9 +252,12 @@ class FaceAccessWatch:
             # keep_unknown_crops is on (_decided)
             face = probe.face
             obs = Observation(
-                frame.ts_ms, match, label, face.landmarks, probe.chip, probe.vector, probe.pad, probe.context
+                frame.ts_ms, match, label, face.landmarks, probe.chip, probe.vector, None, probe.context,
+                probe.pad_crops,
             )  # fmt: skip
-            decision, locked = decider.observe(obs, now_ms)
+            # on the inference thread: a decision's liveness check runs the detector on the frames
+            # it judges (and its optical flow no longer holds up the event loop)
+            decision, locked = await self.engine.submit(decider.observe, obs, now_ms)
             if decision is not None:
                 self._decided(entrance, decision, now_ms)
             if locked:
