@@ -155,8 +155,8 @@ class ModelLiveness:
     all of them; micro-motion and the detector over the latest MIN_FRAMES (what bench/pad.py
     measures). Cheapest first, and the first veto refuses: a refusal by a consistency cue costs
     ~1 ms, a grant pays for all of them. The detector runs here, on the frames it judges (their
-    `pad_crops`; a frame's known `pad` is used as is), so give it the detector and call `check`
-    on the inference thread."""
+    `pad_crops`; a frame's known `pad` is used as is): its models run nowhere else at the door, so
+    the decision rule may call `check` from the event loop (~40 ms once per decision)."""
 
     name = "model"
     frames = MIN_FRAMES

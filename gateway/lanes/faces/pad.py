@@ -93,8 +93,7 @@ class PresentationAttackDetector:
         return tuple(m.crop(image, face) for m in self.models)
 
     def score_crops(self, crops: PadCrops) -> float:
-        """Live probability (0: an attack, 1: live) of crops made by `crops`. Runs the models:
-        call it on the inference thread."""
+        """Live probability (0: an attack, 1: live) of crops made by `crops` (runs the models)."""
         if len(crops) != len(self.models):
             raise ValueError(f"{len(crops)} crops for {len(self.models)} models")
         return float(np.mean([m.live_probability_of(c) for m, c in zip(self.models, crops, strict=True)]))
