@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,3 +282,63 @@ def test_micro_motion_judges_the_latest_frames_as_the_full_median_does(pipeline:
         full = MicroMotion.residual(latest)  # type: ignore[arg-type]
         passed, _ = motion.judge(chips)  # type: ignore[arg-type]
         assert passed == (full >= motion.min_residual_px) == expected, full
+
+
+GENUINE = SAMPLES / "genuine"
+
+
+@pytest.fixture(scope="module")
+def genuine(pipeline: FacePipeline) -> dict[str, list[list[LiveFrame]]]:
+    """The 5-frame windows of the first 3 s of each genuine clip of real people
+    (tests/data/pad/genuine; bench/pad.py judges all of each clip), each checked against its pin."""
+    out = {}
+    for line in (GENUINE / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((GENUINE / name).read_bytes()).hexdigest() == digest, f"{name}: pin"
+        probes = frames_of(pipeline, clip_frames(GENUINE / name)[:15])
+        out[name] = [
+            [live_frame(p) for p in probes[start : start + 5]]
+            for start in range(len(probes) - 4)
+            if all(p.usable for p in probes[start : start + 5])
+        ]
+    return out
+
+
+def test_real_people_on_video_score_live_and_move_like_faces(
+    pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
+) -> None:
+    assert (GENUINE / "LICENSE-MIT-LivePortrait.txt").read_text().startswith("MIT License")
+    assert len(genuine) == 11 and sum(len(w) for w in genuine.values()) >= 100
+    assert pipeline.pad is not None
+    # the detector: every genuine window's median live probability passes its cut
+    pad, motion = ModelLiveness(pipeline.pad), MicroMotion()
+    windows = [w for ws in genuine.values() for w in ws]
+    scored: dict[int, float] = {}  # a frame's crops are shared by the windows it is in
+
+    def score(frame: LiveFrame) -> float:
+        assert frame.pad_crops is not None and pipeline.pad is not None
+        key = id(frame.pad_crops)
+        if key not in scored:
+            scored[key] = pipeline.pad.score_crops(frame.pad_crops)
+        return scored[key]
+
+    medians = [float(np.median([score(f) for f in w])) for w in windows]
+    assert min(medians) >= pad.min_pad_score, sorted(medians)[:5]
+    # micro-motion alone meets the issue's BPCER bound (these windows: 8 of 117 refused; whole
+    # clips, every 1st-3rd frame: 18 of 634 in bench/pad.py)
+    refused = sum(not motion.check(w).passed for w in windows)
+    assert refused <= 0.10 * len(windows), (refused, len(windows))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 26, open: on real video of 11 people `model` refuses ~3 in 4 genuine windows "
+    "(identity jump, a medium's frame: cues tuned on synthetic clips); docs/face-calibration.md",
+)
+def test_model_refuses_at_most_one_genuine_window_in_ten(
+    pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
+) -> None:
+    check = liveness_check("model", pipeline.pad)
+    refused = Counter(name for name, ws in genuine.items() for w in ws if not check.check(w).passed)
+    windows = sum(len(w) for w in genuine.values())
+    assert sum(refused.values()) <= 0.10 * windows, (sum(refused.values()), windows, refused)
