@@ -1,4 +1,4 @@
-"""`lintel faces init-key|enroll|list|delete|verify|calibrate`: the face gallery, for installers
+"""`lintel faces init-key|enroll|tag|list|delete|verify|calibrate`: the face gallery, for installers
 and building managers.
 
 Photos are judged by the same pipeline as the door camera's frames (quality gates included), so
@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
 
@@ -24,17 +24,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def add_parsers(
-    sub: Any,
-    config_arg: Callable[[argparse.ArgumentParser], None],
-    json_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    p = sub.add_parser("faces", help="face gallery: enrol, list, delete, verify, calibrate")
-    fsub = p.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
-    q = fsub.add_parser("init-key", help="create the gallery key (mode 0600) if there is none")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("enroll", help="add a resident from photos or from a camera")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "faces", "face gallery: enrol, list, delete, verify, calibrate")
+    action(actions, "init-key", "create the gallery key (mode 0600) if there is none")
+    q = action(actions, "enroll", "add a resident from photos or from a camera")
     q.add_argument("images", nargs="*", type=Path, help="photos of the resident alone, facing the camera")
     q.add_argument("--resident", required=True, help="resident id, e.g. r-0412 (never a name)")
     q.add_argument("--unit", required=True, help="flat or unit, e.g. 3-1202")
@@ -50,20 +43,19 @@ def add_parsers(
     q.add_argument("--camera", help="take the photos from this camera instead")
     q.add_argument("--shots", type=int, default=3, help="good frames to take from the camera")
     q.add_argument("--force", action="store_true", help="enrol even if the face matches another resident")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("list", help="residents, units, consent records, template counts")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("delete", help="remove a resident and purge their templates from the disk")
+    q = action(actions, "tag", "give a resident a BLE tag (face+tag doors), or --remove it")
     q.add_argument("resident_id")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("verify", help="who would a photo match, with distances")
+    q.add_argument("--address", help="the tag's Bluetooth address, e.g. 3C:2E:F5:0A:11:7B")
+    q.add_argument(
+        "--bindkey-file", type=Path, help="file holding the tag's bindkey (32 hex digits; - for stdin)"
+    )
+    q.add_argument("--remove", action="store_true", help="remove the resident's tag")
+    action(actions, "list", "residents, units, consent records, template counts")
+    q = action(actions, "delete", "remove a resident and purge their templates from the disk")
+    q.add_argument("resident_id")
+    q = action(actions, "verify", "who would a photo match, with distances")
     q.add_argument("image", type=Path)
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("calibrate", help="labelled photos → distance distributions, suggested threshold")
+    q = action(actions, "calibrate", "labelled photos → distance distributions, suggested threshold")
     q.add_argument("folder", type=Path, help="one sub-folder of photos per person")
     q.add_argument("--far", type=float, default=0.001, help="target pair false-accept rate (default 0.001)")
     q.add_argument(
@@ -73,8 +65,6 @@ def add_parsers(
     )
     q.add_argument("--templates", type=int, default=3, help="templates per resident (default 3)")
     q.add_argument("--plot", type=Path, help="write the distributions as a PNG")
-    config_arg(q)
-    json_arg(q)
 
 
 @dataclass
@@ -117,6 +107,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
     action = {
         "init-key": _init_key,
         "enroll": _enroll,
+        "tag": _tag,
         "list": _list,
         "delete": _delete,
         "verify": _verify,
@@ -299,10 +290,50 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     return 0 if vectors else 1
 
 
+def _tag(args: argparse.Namespace, ctx: Context) -> int:
+    """Seal a resident's tag (address + bindkey) into the gallery; the running gateway listens for
+    it within a second. The key is read from a file or stdin, never from the command line (ps)."""
+    import sys
+
+    from gateway.lanes.faces.tag_store import parse_bindkey, remove_tag, set_tag
+
+    if args.remove == bool(args.address or args.bindkey_file):
+        err_console.print("[red]give --address and --bindkey-file, or --remove[/]")
+        return 2
+    gallery = ctx.gallery()
+    try:
+        if args.remove:
+            removed = remove_tag(gallery, args.resident_id)
+            body: dict[str, Any] = {"resident_id": args.resident_id, "tag_removed": removed}
+        else:
+            if not (args.address and args.bindkey_file):
+                err_console.print("[red]give both --address and --bindkey-file[/]")
+                return 2
+            path = str(args.bindkey_file)
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+            set_tag(gallery, args.resident_id, args.address, parse_bindkey(text), int(time.time() * 1000))
+            body = {"resident_id": args.resident_id, "tag_set": True}
+    except OSError as exc:
+        err_console.print(f"[red]cannot read {esc(args.bindkey_file)}: {esc(exc.strerror)}[/]")
+        return 1
+    finally:
+        gallery.close()
+    if args.json:
+        print_json(body)
+    elif args.remove:
+        console.print(f"{esc(args.resident_id)}: {'tag removed' if body['tag_removed'] else 'had no tag'}")
+    else:
+        console.print(f"{esc(args.resident_id)}: tag set (sealed in the gallery; face+tag doors use it)")
+    return 0 if args.remove is False or body["tag_removed"] else 1
+
+
 def _list(args: argparse.Namespace, ctx: Context) -> int:
+    from gateway.lanes.faces.tag_store import tags
+
     gallery = ctx.gallery()
     try:
         residents = gallery.residents()
+        with_tag = set(tags(gallery))
         by_resident = gallery.models()
         pseudonyms = {r.id: gallery.pseudonym(r.id) for r in residents}  # as events name them
     finally:
@@ -321,6 +352,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
                 "needs_reenrolment": models.get(embedder, 0) == 0,
                 "doors": r.doors or "all",
                 "windows": r.windows or "any time",
+                "tag": r.id in with_tag,
                 "consent": {
                     "by": r.consent_by,
                     "how": r.consent_how,
@@ -334,7 +366,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     t = table(
         f"face gallery {esc(ctx.gallery_path)} (embedder {esc(embedder)})",
-        ["resident", "in events", "unit", "templates", "doors", "hours", "consent"],
+        ["resident", "in events", "unit", "templates", "tag", "doors", "hours", "consent"],
     )
     for r in rows:
         doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
@@ -352,7 +384,14 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
             count = "[red]0: RE-ENROL[/] " + count[1:]
         consent = esc(f"{c['by']}, {c['at']}: {c['how']}")
         t.add_row(
-            esc(r["resident_id"]), r["pseudonym"], esc(r["unit"]), count, esc(doors), esc(hours), consent
+            esc(r["resident_id"]),
+            r["pseudonym"],
+            esc(r["unit"]),
+            count,
+            "yes" if r["tag"] else "",
+            esc(doors),
+            esc(hours),
+            consent,
         )
     console.print(t)
     if stale:

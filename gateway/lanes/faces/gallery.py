@@ -15,6 +15,11 @@
   checkpoints the WAL (TRUNCATE) and VACUUMs, so no template byte stays in the database file or
   its WAL. (What the flash translation layer keeps of overwritten blocks is out of our reach;
   the encryption is what protects those.)
+- A resident may have a BLE tag for doors with `require = "face+tag"` (`tag_store.py`): its address
+  and bindkey are sealed the same way (personal data: the key opens nothing, but links a device
+  to a person).
+- The file's format is `PRAGMA user_version` (`FORMAT`): 0/1 before tags existed; opening such a
+  gallery adds the (empty) tags table and sets 2. A newer format is refused with what to do.
 - No face image is stored here. `generation` changes with every write: the running gateway
   polls it and reloads, so a CLI enrolment or deletion takes effect within a second.
 """
@@ -42,6 +47,7 @@ RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_CHECK = b"lintel face gallery key check v1"
 PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
 SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
+FORMAT = 2  # 1: residents and templates; 2: + tags (the resident's BLE tag, sealed)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -65,6 +71,11 @@ CREATE TABLE IF NOT EXISTS templates (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS templates_by_resident ON templates(resident_id);
+CREATE TABLE IF NOT EXISTS tags (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+    sealed BLOB NOT NULL,         -- nonce + AES-GCM of {"address", "key"} (tag_store.py)
+    created_ms INTEGER NOT NULL
+);
 """
 
 
@@ -125,7 +136,7 @@ class Gallery:
             "foreign_keys=ON",
         ):
             self.db.execute(f"PRAGMA {pragma}")
-        self.db.executescript(SCHEMA)
+        self._migrate()
         self._check_key()
         self._seal_plaintext_rows()
 
@@ -171,6 +182,34 @@ class Gallery:
                     (*sealed, rid),
                 )
         self.purge()  # the plaintext is in free pages and the WAL until then
+
+    def _migrate(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version > FORMAT:
+            raise GalleryError(
+                f"the face gallery {self.path} has format {version}, newer than this version of Lintel "
+                f"reads ({FORMAT}): it was written by a newer release; run that release again (or "
+                "restore the gallery's backup from before the update)"
+            )
+        self.db.executescript(SCHEMA)  # format 0/1 → 2: only the tags table is new
+        if version < FORMAT:
+            self.db.execute(f"PRAGMA user_version = {FORMAT}")
+
+    def seal_blob(self, data: bytes, aad: bytes) -> bytes:
+        """nonce + AES-GCM of `data` under the gallery key, bound to `aad` (for tag_store)."""
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def open_blob(self, blob: bytes, aad: bytes) -> bytes | None:
+        """The inverse of `seal_blob`; None when it does not decrypt (altered, or moved)."""
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag:
+            return None
+
+    def bump(self) -> None:
+        """A new generation (inside the caller's transaction): the running gateway reloads."""
+        self._bump()
 
     def _check_key(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
@@ -332,6 +371,7 @@ class Gallery:
                 "SELECT count(*) FROM templates WHERE resident_id = ?", (resident_id,)
             ).fetchone()
             self.db.execute("DELETE FROM templates WHERE resident_id = ?", (resident_id,))
+            self.db.execute("DELETE FROM tags WHERE resident_id = ?", (resident_id,))
             self.db.execute("DELETE FROM residents WHERE id = ?", (resident_id,))
             self._bump()
         self.purge()
