@@ -69,7 +69,9 @@ def main() -> None:
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (SIDE, SIDE))
         writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 85)
         for image in images:
-            writer.write(cv2.resize(image[y : y + side, x : x + side], (SIDE, SIDE), interpolation=cv2.INTER_AREA))
+            writer.write(
+                cv2.resize(image[y : y + side, x : x + side], (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+            )
         writer.release()
         print(f"{path.name}: {len(images)} frames, crop {side} px at ({x}, {y})")
 
