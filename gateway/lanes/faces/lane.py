@@ -30,8 +30,8 @@ class FaceAccessComponent:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.watch.poll_gallery(), name="face-gallery")
-            for entrance in self.watch.entrances:
-                group.create_task(self.watch.run_entrance(entrance), name=f"face-access:{entrance.id}")
+            for camera, entrances in self.watch.cameras().items():
+                group.create_task(self.watch.run_camera(camera, entrances), name=f"face-access:{camera}")
 
     async def stop(self) -> None:
         self.watch.close()
