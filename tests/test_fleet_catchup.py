@@ -160,3 +160,31 @@ def test_a_catch_up_killed_before_it_wrote_the_gap_writes_it_when_it_comes_back(
             sender.close()
         stop_process(worker)
         stop_process(catchup)
+
+
+def test_when_no_worker_answers_a_probe_the_catch_up_writes_again(tmp_path, fleet_dsn, fleet_broker):
+    # every worker gone past its session expiry leaves no group to queue to: the catch-up session
+    # is then the only path, so it writes as soon as no probe comes back (3 s here, 60 s by default)
+    worker = start_worker(fleet_dsn, fleet_broker.port, "w1", tmp_path)
+    catchup = start_catchup(fleet_dsn, fleet_broker.port, tmp_path, "fleet-catchup", "--echo-timeout-s", "3")
+    sender = None
+    try:
+        wait_subscribed(tmp_path, "w1", "fleet-catchup")
+        wait_logged(tmp_path, "fleet-catchup", "connection 1: caught up")
+        gw = SimGateway("bldg-03", "hillcrest", meters=10, sensors=10)
+        sender = Sender(fleet_broker.port)
+        worker.send_signal(signal.SIGSTOP)  # stops answering
+        wait_logged(tmp_path, "fleet-catchup", "no probe came back for 3 s")
+        sent = publish_round(sender, gw)
+        wait_for(lambda: ledger(fleet_dsn) == sent, what="the round, written by the catch-up session")
+        worker.send_signal(signal.SIGCONT)  # the worker's copies are duplicates now
+        wait_logged(tmp_path, "fleet-catchup", "connection 1: caught up", count=2)
+    finally:
+        if sender is not None:
+            sender.close()
+        stop_process(worker)
+        stop_process(catchup)
+    assert ledger(fleet_dsn) == sent == gw.seq
+    c = counters((tmp_path / "fleet-catchup.log").read_text())
+    assert c["written"] == sent, c
+    assert counters((tmp_path / "w1.log").read_text())["duplicates"] == sent
