@@ -1,6 +1,6 @@
 """The catch-up session: writes what the broker routed while the shared group was missing.
 
-Why it exists: mosquitto 2.0 (Debian bookworm's 2.0.11, and every 2.0 release read so far) saves
+Why it exists: mosquitto 2.0 (Debian bookworm's 2.0.11; the sources up to 2.0.20 read the same) saves
 sessions, their queued messages and their *normal* subscriptions in its persistence file, but not
 their *shared* ones. After a broker restart each worker's session comes back without its
 `$share/...` subscription until the worker reconnects and subscribes again; whatever the gateways
