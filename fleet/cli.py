@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(p, broker=True)
     p.add_argument("--id", default="fleet-catchup", help="stable MQTT client id, the same after a restart")
+    p.add_argument(
+        "--echo-timeout-s", type=float, default=60.0, help="write again when no probe came back for this long"
+    )
     p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
     p.add_argument("--batch-max", type=int, default=1000)
     p = sub.add_parser("serve", help="serve the web page")
@@ -174,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             username=args.username,
             password=broker_password(args),
         )
-        worker = Worker(settings) if args.cmd == "ingest" else CatchUp(settings)
+        worker = (
+            Worker(settings)
+            if args.cmd == "ingest"
+            else CatchUp(settings, echo_timeout_s=args.echo_timeout_s)
+        )
         worker.install_signal_handlers()
         worker.run()
         return 0

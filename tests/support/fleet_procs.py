@@ -69,10 +69,10 @@ def start_worker(
 
 
 def start_catchup(
-    dsn: str, broker_port: int, log_dir: Path, catchup_id: str = "fleet-catchup"
+    dsn: str, broker_port: int, log_dir: Path, catchup_id: str = "fleet-catchup", *extra: str
 ) -> subprocess.Popen[bytes]:
     """The fleet's `lintel-fleet catchup` session; its log is `<catchup_id>.log` in `log_dir`."""
-    return _fleet("catchup", dsn, broker_port, catchup_id, log_dir, "--id", catchup_id)
+    return _fleet("catchup", dsn, broker_port, catchup_id, log_dir, "--id", catchup_id, *extra)
 
 
 def wait_logged(log_dir: Path, name: str, text: str, count: int = 1, timeout_s: float = 60) -> str:
