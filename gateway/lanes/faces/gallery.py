@@ -15,6 +15,9 @@
   checkpoints the WAL (TRUNCATE) and VACUUMs, so no template byte stays in the database file or
   its WAL. (What the flash translation layer keeps of overwritten blocks is out of our reach;
   the encryption is what protects those.)
+- The file's format version is its `PRAGMA user_version` (`GALLERY_FORMAT`): 0 may hold rows with
+  plaintext details, 1 has them sealed. Sealing (like any migration) waits until this release is not
+  on probation (`gateway.releases.formats`): a rollback finds the file as the older release left it.
 - No face image is stored here. `generation` changes with every write: the running gateway
   polls it and reloads, so a CLI enrolment or deletion takes effect within a second.
 """
@@ -37,11 +40,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.lanes.faces.keys import create_key, load_key
+from gateway.releases.formats import MIGRATE, Format, FormatError, FormatGate
 
 RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_CHECK = b"lintel face gallery key check v1"
 PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
 SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
+# 1: every resident's details sealed; 0: rows of older versions may hold them in plaintext (read as
+# they are; sealed by the migration to 1).
+GALLERY_FORMAT = Format("gallery", 1, runs_on=0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -103,7 +110,11 @@ def _column_aad(resident_id: str, column: str) -> bytes:
 
 
 class Gallery:
-    def __init__(self, path: Path, key_path: Path, create: bool = False) -> None:
+    def __init__(
+        self, path: Path, key_path: Path, create: bool = False, gate: FormatGate | None = None
+    ) -> None:
+        """`gate`: whether this release may migrate the file (not on probation); default: from the
+        update state beside the file."""
         self.path = path
         if not path.exists() and not create:
             raise GalleryError(f"no face gallery at {path}: enrol a resident with `lintel faces enroll`")
@@ -125,9 +136,23 @@ class Gallery:
             "foreign_keys=ON",
         ):
             self.db.execute(f"PRAGMA {pragma}")
+        found = 0 if new else int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        gate = gate or FormatGate.at(path.parent)
+        try:
+            migrating = not new and gate.check(GALLERY_FORMAT, found, path) == MIGRATE
+        except FormatError as exc:
+            self.db.close()
+            raise GalleryError(str(exc)) from None
         self.db.executescript(SCHEMA)
         self._check_key()
-        self._seal_plaintext_rows()
+        stamp = found  # current, or older and on probation: nothing is migrated or stamped
+        if new:
+            stamp = gate.writes(GALLERY_FORMAT)
+        elif gate.may_migrate:  # whatever the stamp says: no plaintext stays at rest
+            self._seal_plaintext_rows()
+            stamp = GALLERY_FORMAT.current if migrating else found
+        if stamp != found:
+            self.db.execute(f"PRAGMA user_version={stamp}")
 
     # -- sealing of the residents' details and pseudonyms ------------------------------------
 
