@@ -9,6 +9,7 @@ import hashlib
 import json
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class Site:
 
     def stage(self, version: str, breakage: str | None = None) -> None:
         """`lintel update --deb` as root would run it, from the committed release; then the restart."""
-        deb = rel.deb(self.tmp, version, breakage)
+        deb = rel.deb(Path(tempfile.mkdtemp(dir=self.tmp, prefix="pkg-")), version, breakage)
         sha = hashlib.sha256(deb.read_bytes()).hexdigest()
         done = subprocess.run(
             [
@@ -110,6 +111,14 @@ def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
         service.stop()
         collector.stop()
         modbus.stop()
+
+
+def outbox_format(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def last_seq(db: Path) -> int:
@@ -242,6 +251,49 @@ def test_kill_9_at_start_and_in_probation_still_ends_on_a_release_that_runs(site
     assert [r.rc for r in site.service.runs[1:3]] == [-9, -9]
     site.service.stop()
     accepted = last_seq(site.state / "outbox.db")
+    drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
+    try:
+        site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
+    finally:
+        drain.stop()
+
+
+def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_old_release_reads(
+    site: Site,
+) -> None:
+    """Issue 29, data formats: releases that bump the outbox to format 4 (tests/support/releases.py
+    `outbox_v4`). One that fails probation leaves the file in format 3 and 1.0.0 runs on it again;
+    one that passes migrates at its first start after the commit; and 1.0.0 staged again over
+    format 4 refuses it, asks for a rollback and says why, without touching the file."""
+    db = site.state / "outbox.db"
+    assert outbox_format(db) == 3
+    site.stage("2.0.0", "outbox_v4+no_broker")
+    site.wait(lambda: site.service.running_version() == "2.0.0", 30, "2.0.0 started")
+    site.wait(lambda: site.events("update_rolled_back"), PROBATION_S + 30, "update_rolled_back (2.0.0)")
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
+    assert outbox_format(db) == 3, "the release on probation migrated the outbox in place"
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "1.0.0"]
+
+    site.stage("3.0.0", "outbox_v4")
+    site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated (3.0.0)")
+    assert outbox_format(db) == 3  # committed, still running on format 3 until its next start
+    site.service.restart()
+    site.wait(
+        lambda: len(site.service.runs) >= 5 and site.service.running_version() == "3.0.0", 20, "restart"
+    )
+    site.wait(lambda: outbox_format(db) == 4, 20, "the outbox migrated to format 4 after the commit")
+
+    site.stage("1.0.0")  # installed already: staged on probation over a format-4 outbox
+    site.wait(lambda: len(site.events("update_rolled_back")) >= 2, 30, "update_rolled_back (1.0.0)")
+    refused = site.events("update_rolled_back")[1].payload["attrs"]
+    assert refused["to_version"] == "1.0.0" and refused["from_version"] == "3.0.0"
+    assert "outbox format 4, written by a newer Lintel" in refused["reason"], refused
+    assert [r.rc for r in site.service.runs if r.version == "1.0.0"][-1] == 75
+    assert outbox_format(db) == 4
+    site.wait(lambda: site.service.running_version() == "3.0.0", 20, "3.0.0 running again")
+    # nothing accepted was lost across the three switches
+    site.service.stop()
+    accepted = last_seq(db)
     drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
     try:
         site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")

@@ -4,7 +4,9 @@ A payload here is what `scripts/build-deb.sh` puts under /usr/lib/lintel/payload
 the releases it builds use the shared venv's packages (`install --site-packages`), so a test makes
 a release in well under a second. `breakage` edits the copy's code the way a bad release would be
 broken: `crash` (raises at start, before READY), `no_broker` (its uplink dials a port nobody
-listens on). Packages are real .deb files made with dpkg-deb around such a payload.
+listens on); or changed the way a real next release changes a data format: `outbox_v4` (the outbox
+format 4, a new table, running on format 3 until it may migrate). Several: "outbox_v4+no_broker".
+Packages are real .deb files made with dpkg-deb around such a payload.
 """
 
 from __future__ import annotations
@@ -28,6 +30,24 @@ def payload(where: Path, version: str, breakage: str | None = None) -> Path:
     init = src / "gateway" / "__init__.py"
     text = init.read_text()
     init.write_text(text.replace('__version__ = "', f'__version__ = "{version}"  # was "', 1))
+    for one in (breakage or "").split("+"):
+        _break(src, one or None)
+    (out / "VERSION").write_text(version + "\n")
+    return out
+
+
+OUTBOX_V4 = '''
+
+def _to_4(conn: sqlite3.Connection) -> None:
+    """3 -> 4 (a test release): a table the next release would use."""
+    conn.execute("CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+STEPS[4] = _to_4
+'''
+
+
+def _break(src: Path, breakage: str | None) -> None:
     if breakage == "crash":
         main = src / "gateway" / "cli" / "run.py"
         main.write_text(
@@ -41,10 +61,13 @@ def payload(where: Path, version: str, breakage: str | None = None) -> Path:
         old = "port=url.port or (8883 if cfg.tls else 1883),"
         assert old in text, "the uplink settings changed: update this breakage"
         settings.write_text(text.replace(old, "port=1,", 1))
+    elif breakage == "outbox_v4":
+        schema = src / "gateway" / "storage" / "outbox" / "schema.py"
+        text = schema.read_text()
+        assert "SCHEMA_VERSION = 3\n" in text and "runs_on=3)" in text, "the outbox format changed"
+        schema.write_text(text.replace("SCHEMA_VERSION = 3\n", "SCHEMA_VERSION = 4\n", 1) + OUTBOX_V4)
     elif breakage is not None:
         raise ValueError(breakage)
-    (out / "VERSION").write_text(version + "\n")
-    return out
 
 
 def deb(where: Path, version: str, breakage: str | None = None, arch: str = "amd64") -> Path:
