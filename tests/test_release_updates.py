@@ -5,11 +5,14 @@ systemd does differently)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from tests.support.commander import Commander, envelope, operator_toml
 from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.schema import validate
-from tests.support.service import ServiceStandIn
+from tests.support.service import ServiceStandIn, UpdatePathStandIn
 
 PROBATION_S = 10  # the smallest update.probation_s allowed
 VIEWER_KEY = new_key()  # a second operator, without the update role
@@ -299,3 +302,60 @@ def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_ol
         site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
     finally:
         drain.stop()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def apt_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The operator's apt repository (tests/support/releases.py `apt_repository`) on loopback HTTP."""
+    served = tmp_path / "www"
+    served.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_signed_remote_update_goes_through_the_path_unit_and_the_runner_to_updated(
+    site: Site, apt_server: tuple[str, Path]
+) -> None:
+    """Issue 29, the success path of a remote update: a signed `update` command for a version ->
+    the daemon queues the request -> the path unit starts the runner (the unit's own ExecStart, from
+    the committed release) -> apt fetches the package from the operator's signed repository ->
+    installed beside, switched on probation, restarted -> probation passes -> `updated` upstream,
+    naming the command and the key that asked."""
+    base, served = apt_server
+    keyring, _ = rel.apt_repository(served, [rel.deb(site.tmp / "pkgs", "2.0.0")], site.tmp / "gnupg")
+    apt = [f"--apt-option={o.removeprefix('-o')}" for o in rel.apt_options(site.tmp / "apt", base, keyring)]
+    extra = ["--root", str(site.root), "--site-packages", str(rel.SITE_PACKAGES), *apt]
+    path_unit = UpdatePathStandIn(site.root, site.config, site.state, site.service, extra).start()
+    assert path_unit.argv()[:4] == [str(site.root / "committed/bin/lintel"), "update", "--request", "-c"]
+    commander = Commander(site.broker.port)
+    try:
+        body = envelope("update", {"version": "2.0.0"})
+        answer = commander.call(body)
+        assert answer["outcome"] == "ok" and answer["result"]["requested"] is True, answer
+        site.wait(lambda: site.events("updated"), PROBATION_S + 60, "updated (2.0.0)")
+    finally:
+        commander.close()
+        path_unit.stop()
+    updated = site.events("updated")[0].payload["attrs"]
+    assert (updated["from_version"], updated["to_version"]) == ("1.0.0", "2.0.0")
+    assert updated["command_id"] == body["id"] and updated["origin"] == "warden-2"
+    assert len(path_unit.runs) == 1 and path_unit.runs[0].returncode == 0, path_unit.runs
+    assert not (site.state / REQUEST_FILE).exists()
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0"]
+    assert ReleaseStore(site.root).current() == "2.0.0"
+    assert not list((site.state / "updates").glob("*.deb"))  # the fetched package is not kept
+    birth = [b for b in site.births() if b.payload["release"]["version"] == "2.0.0"][-1].payload
+    assert birth["release"]["previous_version"] == "1.0.0"
+    for message in site.collector.snapshot():
+        validate(message.topic, message.payload)

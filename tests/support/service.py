@@ -124,3 +124,53 @@ class ServiceStandIn:
         if proc is None or proc.poll() is not None or not self.runs:
             return None
         return self.runs[-1].version
+
+
+@dataclass
+class UpdatePathStandIn:
+    """A stand-in for `lintel-update.path` starting `lintel-update.service` (no systemd here; see
+    ServiceStandIn): while the request file exists (PathExists=), run the unit's own ExecStart line,
+    read from systemd/lintel-update.service with its paths rewritten to the test's and `extra`
+    arguments appended (a release store, apt settings). The runner's `systemctl restart lintel`
+    finds no systemd (no /run/systemd/system) and says so; this stand-in then restarts `service`."""
+
+    root: Path
+    config: Path
+    state_dir: Path
+    service: ServiceStandIn
+    extra: list[str]
+    unit: Path = Path(__file__).resolve().parents[2] / "systemd" / "lintel-update.service"
+    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="update-path-stand-in")
+
+    def argv(self) -> list[str]:
+        exec_start = next(
+            line.split("=", 1)[1]
+            for line in self.unit.read_text().splitlines()
+            if line.startswith("ExecStart=")
+        )
+        text = exec_start.replace("/opt/lintel", str(self.root)).replace(
+            "/etc/lintel/config.toml", str(self.config)
+        )
+        return [*text.split(), *self.extra]
+
+    def start(self) -> UpdatePathStandIn:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        request = self.state_dir / "update-request.json"
+        while not self._stop.wait(0.1):
+            if not request.exists():
+                continue
+            done = subprocess.run(self.argv(), capture_output=True, text=True, timeout=600)
+            self.runs.append(done)
+            if done.returncode == 0 and "systemd is not running" in done.stdout:
+                self.service.restart()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
