@@ -12,6 +12,7 @@ StartLimitBurst (default 5 starts in 10 s) could stop restarting a release that 
 which RestartSec=5s keeps out of reach (3 starts at most need 15 s); it runs the guard as root and
 the service as user lintel with ProtectSystem=strict (here both run as the test's user); and a power
 cut loses the page cache, which kill -9 does not (the state file and links are fsynced for that).
+Why no real systemd (not even `systemd --user`) runs these tests: README "Updates and rollback".
 """
 
 from __future__ import annotations
