@@ -251,13 +251,3 @@ def unit_user(ctx: Context) -> str | None:
     """The service user the unit runs as (User=), when the unit is installed."""
     u = _systemctl(ctx)
     return (u or {}).get("User") or None
-
-
-def age_text(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
