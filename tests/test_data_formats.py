@@ -146,3 +146,14 @@ def test_the_overlay_names_its_format_and_a_newer_one_is_not_applied(tmp_path: P
     assert overlay_body(b"[log]\n", tmp_path) == b"[log]\n"  # written before formats: format 1
     with pytest.raises(FormatError, match="overlay format 2"):
         overlay_body(b"# lintel overlay format 2\n[log]\n", tmp_path)
+
+
+def test_a_new_outbox_made_on_probation_is_in_a_format_the_previous_release_reads(tmp_path: Path) -> None:
+    """`_DDL` creates format DDL_VERSION; a file made on probation (first start, or after a corrupt
+    one was moved aside) is stamped `runs_on`: the DDL must not be newer than that."""
+    from gateway.storage.outbox import schema
+
+    assert schema.FORMAT.runs_on >= schema.DDL_VERSION
+    db = tmp_path / "outbox.db"
+    OutboxStore(db, ON_PROBATION).close(clean=True)
+    assert user_version(db) == schema.FORMAT.runs_on

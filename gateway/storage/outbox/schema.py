@@ -23,7 +23,8 @@ from gateway.storage.outbox.checks import row_crc
 # apart from the rows' (in schema 2 every row took a native seq, bridge rows too)
 SCHEMA_VERSION = 3
 # The oldest version this code runs on without migrating it (while on probation: README "Updates and
-# rollback"), and the version `_DDL` creates (newer steps run on top of it for a new file).
+# rollback"), and the version `_DDL` creates (newer steps run on top of it for a new file). Keep
+# DDL_VERSION <= runs_on: a new file made on probation must be one the previous release reads.
 FORMAT = Format("outbox", SCHEMA_VERSION, runs_on=3)
 DDL_VERSION = 3
 TABLES = {k: f"m{int(k)}" for k in Klass}
