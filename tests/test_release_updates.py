@@ -9,6 +9,7 @@ import functools
 import hashlib
 import http.server
 import json
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -81,7 +82,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
+    """1.0.0 running under the systemd stand-in; `indirect` parameters go to ServiceStandIn."""
     root = tmp_path / "opt"
     store = ReleaseStore(root)
     install(store, rel.payload(tmp_path, "1.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
@@ -103,7 +105,7 @@ def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
     config = tmp_path / "lintel.toml"
     config.write_text(text.replace("[outbox]", extra + commands + "\n[outbox]", 1))
     collector = Collector(broker.port, topic=f"{BASE}/#").start()
-    service = ServiceStandIn(root, config, tmp_path / "service.log").start()
+    service = ServiceStandIn(root, config, tmp_path / "service.log", **getattr(request, "param", {})).start()
     s = Site(tmp_path, root, config, state, service, collector, broker)
     try:
         s.wait(
@@ -359,3 +361,29 @@ def test_a_signed_remote_update_goes_through_the_path_unit_and_the_runner_to_upd
     assert birth["release"]["previous_version"] == "1.0.0"
     for message in site.collector.snapshot():
         validate(message.topic, message.payload)
+
+
+WATCHDOG_S = 4.0  # the unit's WatchdogSec=60s, shortened; the daemon pets every WATCHDOG_S / 2
+
+
+@pytest.mark.parametrize("site", [{"watchdog_s": WATCHDOG_S, "start_timeout_s": 60.0}], indirect=True)
+def test_a_release_that_stops_feeding_the_watchdog_is_killed_restarted_and_rolled_back(site: Site) -> None:
+    """Issue 29, what systemd's watchdog adds (tests/support/service.py speaks sd_notify): 1.0.0 feeds
+    it through the whole test; 2.0.0 sends READY but never WATCHDOG=1 (its probation itself sees
+    nothing wrong: every component makes progress). Each start is killed with SIGABRT after
+    WatchdogSec and restarted; the guard counts the starts and rolls back after max_boots."""
+    site.stage("2.0.0", "no_watchdog")
+    site.wait(lambda: site.events("update_rolled_back"), 3 * (WATCHDOG_S + 20) + 30, "update_rolled_back")
+    reason = site.events("update_rolled_back")[0].payload["attrs"]["reason"]
+    assert "release 2.0.0 started 3 times without passing probation" in reason, reason
+    trial = [r for r in site.service.runs if r.version == "2.0.0"]
+    assert len(trial) == 3
+    for run in trial:
+        assert run.ready_at is not None and run.killed_by == "watchdog" and run.rc == -signal.SIGABRT, run
+        assert run.ready_at - run.started < PROBATION_S  # killed before its probation could end
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
+    first, last = site.service.runs[0], site.service.runs[-1]
+    assert first.version == "1.0.0" and first.killed_by is None and first.rc == 0  # stopped by the update
+    time.sleep(3 * WATCHDOG_S)  # the release rolled back to keeps the watchdog fed
+    assert site.service.running_version() == "1.0.0" and last.killed_by is None and last.rc is None
+    assert last.last_ping is not None and time.monotonic() - last.last_ping < WATCHDOG_S

@@ -4,8 +4,9 @@ A payload here is what `scripts/build-deb.sh` puts under /usr/lib/lintel/payload
 the releases it builds use the shared venv's packages (`install --site-packages`), so a test makes
 a release in well under a second. `breakage` edits the copy's code the way a bad release would be
 broken: `crash` (raises at start, before READY), `no_broker` (its uplink dials a port nobody
-listens on); or changed the way a real next release changes a data format: `outbox_v4` (the outbox
-format 4, a new table, running on format 3 until it may migrate). Several: "outbox_v4+no_broker".
+listens on), `no_watchdog` (never pets systemd's watchdog); or changed the way a real next release
+changes a data format: `outbox_v4` (the outbox format 4, a new table, running on format 3 until it
+may migrate). Several: "outbox_v4+no_broker".
 Packages are real .deb files made with dpkg-deb around such a payload.
 """
 
@@ -61,6 +62,12 @@ def _break(src: Path, breakage: str | None) -> None:
         old = "port=url.port or (8883 if cfg.tls else 1883),"
         assert old in text, "the uplink settings changed: update this breakage"
         settings.write_text(text.replace(old, "port=1,", 1))
+    elif breakage == "no_watchdog":  # runs, but its watchdog pets never reach systemd
+        health = src / "gateway" / "runtime" / "health.py"
+        text = health.read_text()
+        old = "                notifier.watchdog()\n"
+        assert old in text, "the watchdog pet moved: update this breakage"
+        health.write_text(text.replace(old, "                pass\n", 1))
     elif breakage == "outbox_v4":
         schema = src / "gateway" / "storage" / "outbox" / "schema.py"
         text = schema.read_text()
