@@ -387,3 +387,21 @@ def test_a_release_that_stops_feeding_the_watchdog_is_killed_restarted_and_rolle
     time.sleep(3 * WATCHDOG_S)  # the release rolled back to keeps the watchdog fed
     assert site.service.running_version() == "1.0.0" and last.killed_by is None and last.rc is None
     assert last.last_ping is not None and time.monotonic() - last.last_ping < WATCHDOG_S
+
+
+@pytest.mark.parametrize("site", [{"watchdog_s": 12.0}], indirect=True)
+def test_probation_outlasts_the_watchdog_interval_so_systemd_has_seen_the_pets(site: Site) -> None:
+    """With WatchdogSec (12 s here) above probation_s (10 s), a release whose pets never reach
+    systemd would pass a 10 s probation and be committed, then be killed every 12 s with nothing
+    to roll back to. Probation lasts 1.5 x WatchdogSec under a watchdog: it is rolled back instead,
+    and a good release commits after those 18 s."""
+    site.stage("2.0.0", "no_watchdog")
+    site.wait(lambda: site.events("update_rolled_back"), 3 * (12 + 20) + 30, "update_rolled_back")
+    assert not site.events("updated"), "a release systemd kept killing was committed"
+    assert [r.killed_by for r in site.service.runs if r.version == "2.0.0"] == ["watchdog"] * 3
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
+    site.stage("3.0.0")
+    restarted = time.monotonic()
+    site.wait(lambda: site.events("updated"), 18 + 30, "updated (3.0.0)")
+    assert time.monotonic() - restarted >= 18
+    assert site.events("updated")[0].payload["attrs"]["to_version"] == "3.0.0"
