@@ -117,12 +117,14 @@ def test_the_gallery_seals_old_plaintext_rows_only_after_probation(tmp_path: Pat
     trying = Gallery(db, key, gate=ON_PROBATION)
     assert trying.resident("r-8").unit == "8-0404"  # type: ignore[union-attr]
     assert trying.db.execute("SELECT typeof(unit) FROM residents WHERE id='r-8'").fetchone() == ("text",)
+    tables = {n for (n,) in trying.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "tags" in tables  # made even on probation: a table the older release never reads
     trying.close()
     assert user_version(db) == 0
     committed = Gallery(db, key, gate=FREE)
     assert committed.db.execute("SELECT DISTINCT typeof(unit) FROM residents").fetchall() == [("blob",)]
     committed.close()
-    assert user_version(db) == 1
+    assert user_version(db) == 2  # sealed (1) and with the tags table (2)
     set_user_version(db, 3)
     with pytest.raises(GalleryError, match="gallery format 3, written by a newer Lintel"):
         Gallery(db, key, gate=FREE)

@@ -48,9 +48,10 @@ class ReplayCounters:
     """The guards of one source's keyed sensors and their persistence. Never raises on store faults:
     they are counted (`persist_failed`) and logged once per episode, and retried."""
 
-    def __init__(self, store: KeyValueStore, source_id: str) -> None:
+    def __init__(self, store: KeyValueStore, source_id: str, namespace: str = PERSIST_NS) -> None:
         self.store = store
         self.source_id = source_id
+        self.namespace = namespace  # residents' tags keep theirs apart (drivers/ble/tags.py)
         self.counts: Counter[str] = Counter()
         self._rows: dict[str, _Row] = {}
         self._pending: set[str] = set()
@@ -83,7 +84,7 @@ class ReplayCounters:
 
     def _put(self, address: str, value: dict[str, object]) -> bool:
         try:
-            self.store.put(PERSIST_NS, address, value)
+            self.store.put(self.namespace, address, value)
         except Exception as exc:  # a full disk must not stop the door sensors
             self.counts["persist_failed"] += 1
             if not self._failing:
@@ -98,7 +99,7 @@ class ReplayCounters:
 
     def _stored(self, address: str, fingerprint: str) -> int | None:
         try:
-            row = self.store.get(PERSIST_NS, address)
+            row = self.store.get(self.namespace, address)
         except Exception as exc:  # any store fault: run unprotected across restarts, but say so
             log.error("%s: cannot read the replay counter of %s: %s", self.source_id, address, exc)
             return None

@@ -4,6 +4,10 @@ The radio's callback only enqueues (`put_nowait`; a full queue drops and counts)
 trackers and `ctx.emit` run in the source's own task, so a burst of adverts never stalls the D-Bus
 connection. Adverts from addresses that are not configured only feed the watchdog's sign of life.
 
+Adverts of residents' tags the face lane watches (`listen_for_tags`: the runtime hands over the
+`TagHub`) are queued too and judged by `tags.TagReceiver` instead of a tracker; a configured sensor's
+address stays a sensor.
+
 Replay counters of keyed sensors live in `ctx.store` (the daemon's state.db): `counters.py`.
 Counters moved by an advert that changed something are saved once the queue is drained (a burst
 costs one write per sensor, not one per advert); the others on the tick, rate-limited; all at stop.
@@ -22,6 +26,7 @@ from drivers.ble.counters import ReplayCounters
 from drivers.ble.decode import decode_advert
 from drivers.ble.scanner import AdvertScanner, BleakAdvertScanner, ScannerError
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
+from drivers.ble.tags import TagReceiver
 from drivers.ble.tracker import SensorTracker
 from drivers.ble.watchdog import ScannerWatchdog, Step
 from gateway.core import (
@@ -35,6 +40,7 @@ from gateway.core import (
     SourceUnavailable,
 )
 from gateway.core.devices import DeviceReport, PointMemory
+from gateway.core.tags import TagHub
 
 log = logging.getLogger("lintel.ble")
 
@@ -62,6 +68,12 @@ class BleSource:
         self.counters = ReplayCounters(MemoryStore(), config.id)
         self.memory = PointMemory()  # latest values and offline episodes, per sensor
         self._clock: Clock | None = None
+        self._tag_hub: TagHub | None = None
+        self.tags: TagReceiver | None = None  # while the runtime lends a TagHub and the source runs
+
+    def listen_for_tags(self, hub: TagHub) -> None:
+        """Judge adverts of the tags `hub` watches (gateway.core.tags.TagListener)."""
+        self._tag_hub = hub
 
     def device_reports(self) -> list[DeviceReport]:
         """Each sensor's health: its tracker's counts (adverts, duplicates, replays, downgrades,
@@ -139,7 +151,10 @@ class BleSource:
     def on_advert(self, advert: Advert) -> None:
         """Scanner callback (event loop). Enqueue configured sensors' adverts; count the rest."""
         self.counts["adverts"] += 1  # from anyone: the watchdog's sign of life
-        if advert.address not in self.sensors or self._queue is None:
+        wanted = advert.address in self.sensors or (
+            self.tags is not None and self.tags.watching(advert.address)
+        )
+        if not wanted or self._queue is None:
             self.counts["ignored"] += 1
             return
         try:
@@ -168,6 +183,8 @@ class BleSource:
     async def run(self, ctx: SourceContext) -> None:
         ctx, self._clock = self.memory.tap(ctx), ctx.clock
         self._load_sensors(ctx.clock.monotonic(), ctx.store)
+        if self._tag_hub is not None:
+            self.tags = TagReceiver(self._tag_hub, self.config.id, ctx.store, self.config.restart_policy())
         self._queue = asyncio.Queue(self.config.queue_size)
         consumer = asyncio.create_task(self._consume(ctx, self._queue))
         try:
@@ -178,9 +195,15 @@ class BleSource:
             await self.scanner.stop()
             self._queue = None
             self.counters.flush(ctx.clock.monotonic(), force=True)
+            if self.tags is not None:
+                self.tags.flush(ctx.clock.monotonic())
 
     def process(self, ctx: SourceContext, advert: Advert) -> None:
-        """Decode, track and emit one queued advert; note its counter for saving."""
+        """Decode, track and emit one queued advert; note its counter for saving. A watched tag's
+        advert goes to the tag receiver (it emits nothing: the face lane decides)."""
+        if advert.address not in self.sensors and self.tags is not None:
+            self.tags.handle(advert)
+            return
         records = self.handle(advert, ctx.clock.time_ms())
         for record in records:
             ctx.emit(record)

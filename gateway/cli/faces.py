@@ -1,4 +1,4 @@
-"""`lintel faces init-key|enroll|list|delete|verify|calibrate`: the face gallery, for installers
+"""`lintel faces init-key|enroll|tag|list|delete|verify|calibrate`: the face gallery, for installers
 and building managers.
 
 Photos are judged by the same pipeline as the door camera's frames (quality gates included), so
@@ -43,6 +43,13 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--camera", help="take the photos from this camera instead")
     q.add_argument("--shots", type=int, default=3, help="good frames to take from the camera")
     q.add_argument("--force", action="store_true", help="enrol even if the face matches another resident")
+    q = action(actions, "tag", "give a resident a BLE tag (face+tag doors), or --remove it")
+    q.add_argument("resident_id")
+    q.add_argument("--address", help="the tag's Bluetooth address, e.g. 3C:2E:F5:0A:11:7B")
+    q.add_argument(
+        "--bindkey-file", type=Path, help="file holding the tag's bindkey (32 hex digits; - for stdin)"
+    )
+    q.add_argument("--remove", action="store_true", help="remove the resident's tag")
     action(actions, "list", "residents, units, consent records, template counts")
     q = action(actions, "delete", "remove a resident and purge their templates from the disk")
     q.add_argument("resident_id")
@@ -100,6 +107,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
     action = {
         "init-key": _init_key,
         "enroll": _enroll,
+        "tag": _tag,
         "list": _list,
         "delete": _delete,
         "verify": _verify,
@@ -282,10 +290,50 @@ def _enroll(args: argparse.Namespace, ctx: Context) -> int:
     return 0 if vectors else 1
 
 
+def _tag(args: argparse.Namespace, ctx: Context) -> int:
+    """Seal a resident's tag (address + bindkey) into the gallery; the running gateway listens for
+    it within a second. The key is read from a file or stdin, never from the command line (ps)."""
+    import sys
+
+    from gateway.lanes.faces.tag_store import parse_bindkey, remove_tag, set_tag
+
+    if args.remove == bool(args.address or args.bindkey_file):
+        err_console.print("[red]give --address and --bindkey-file, or --remove[/]")
+        return 2
+    gallery = ctx.gallery()
+    try:
+        if args.remove:
+            removed = remove_tag(gallery, args.resident_id)
+            body: dict[str, Any] = {"resident_id": args.resident_id, "tag_removed": removed}
+        else:
+            if not (args.address and args.bindkey_file):
+                err_console.print("[red]give both --address and --bindkey-file[/]")
+                return 2
+            path = str(args.bindkey_file)
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+            set_tag(gallery, args.resident_id, args.address, parse_bindkey(text), int(time.time() * 1000))
+            body = {"resident_id": args.resident_id, "tag_set": True}
+    except OSError as exc:
+        err_console.print(f"[red]cannot read {esc(args.bindkey_file)}: {esc(exc.strerror)}[/]")
+        return 1
+    finally:
+        gallery.close()
+    if args.json:
+        print_json(body)
+    elif args.remove:
+        console.print(f"{esc(args.resident_id)}: {'tag removed' if body['tag_removed'] else 'had no tag'}")
+    else:
+        console.print(f"{esc(args.resident_id)}: tag set (sealed in the gallery; face+tag doors use it)")
+    return 0 if args.remove is False or body["tag_removed"] else 1
+
+
 def _list(args: argparse.Namespace, ctx: Context) -> int:
+    from gateway.lanes.faces.tag_store import tags
+
     gallery = ctx.gallery()
     try:
         residents = gallery.residents()
+        with_tag = set(tags(gallery))
         by_resident = gallery.models()
         pseudonyms = {r.id: gallery.pseudonym(r.id) for r in residents}  # as events name them
     finally:
@@ -304,6 +352,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
                 "needs_reenrolment": models.get(embedder, 0) == 0,
                 "doors": r.doors or "all",
                 "windows": r.windows or "any time",
+                "tag": r.id in with_tag,
                 "consent": {
                     "by": r.consent_by,
                     "how": r.consent_how,
@@ -317,7 +366,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     t = table(
         f"face gallery {esc(ctx.gallery_path)} (embedder {esc(embedder)})",
-        ["resident", "in events", "unit", "templates", "doors", "hours", "consent"],
+        ["resident", "in events", "unit", "templates", "tag", "doors", "hours", "consent"],
     )
     for r in rows:
         doors = ", ".join(r["doors"]) if isinstance(r["doors"], list) else r["doors"]
@@ -335,7 +384,14 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
             count = "[red]0: RE-ENROL[/] " + count[1:]
         consent = esc(f"{c['by']}, {c['at']}: {c['how']}")
         t.add_row(
-            esc(r["resident_id"]), r["pseudonym"], esc(r["unit"]), count, esc(doors), esc(hours), consent
+            esc(r["resident_id"]),
+            r["pseudonym"],
+            esc(r["unit"]),
+            count,
+            "yes" if r["tag"] else "",
+            esc(doors),
+            esc(hours),
+            consent,
         )
     console.print(t)
     if stale:

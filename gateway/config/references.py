@@ -17,9 +17,9 @@ from gateway.config import lane_registry
 from gateway.config.commands import CommandsSection
 from gateway.config.commands import references as command_references
 from gateway.core.config_base import SourceConfigBase
-from gateway.core.references import CAMERA, DEVICE, MODBUS, Named, Ref
+from gateway.core.references import BLE, CAMERA, DEVICE, MODBUS, Named, Ref
 
-SOURCE_TYPES = {CAMERA: "camera", MODBUS: "modbus"}
+SOURCE_TYPES = {CAMERA: "camera", MODBUS: "modbus", BLE: "ble"}
 
 
 def at(path: str, message: str, got: str, expected: str) -> PydanticCustomError:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 DEVICE = "device"
 CAMERA = "camera"
 MODBUS = "modbus"
+BLE = "ble"
 SOURCE_KINDS = {
     DEVICE: "a device in [[sources]]",
     CAMERA: "a [[sources]] entry of type camera",
     MODBUS: "a [[sources]] entry of type modbus",
+    BLE: "a [[sources]] entry of type ble",
 }
 
 

@@ -22,6 +22,7 @@ from gateway.core.commands import Handler
 from gateway.core.component import Component
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
+from gateway.core.tags import TagHub
 from gateway.lanes.alarms import AlarmBook
 from gateway.storage.state import StateStore
 
@@ -48,10 +49,11 @@ class DoorOpener(Protocol):
 @dataclass(slots=True)
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
-    first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
-    (None when no door is configured, or the doors could not be built); `secret(file, name)` a
-    password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
-    (a deployed secret, docs/deployments.md); None when neither is set."""
+        first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
+        (None when no door is configured, or the doors could not be built); `secret(file, name)` a
+        password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
+        (a deployed secret, docs/deployments.md); None when neither is set; `tags` the hub where the BLE
+    sources report the tags a lane watches (face+tag)."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -63,6 +65,7 @@ class LaneDeps:
     engine: Callable[[], InferenceEngine]
     secret: Callable[[str | None, str | None], str | None]
     doors: DoorOpener | None = None
+    tags: TagHub = field(default_factory=TagHub)  # residents' BLE tags, as the BLE sources hear them
 
 
 class PipelineStepComponent:

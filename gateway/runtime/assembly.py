@@ -27,6 +27,7 @@ from gateway.core.actuators import ActuatorHub
 from gateway.core.clock import clock_is_set
 from gateway.core.frames import FrameHub
 from gateway.core.processor import Processor
+from gateway.core.tags import TagHub
 from gateway.delivery import Uplink, UplinkSettings
 from gateway.delivery.inbox import CommandInbox, InboxLimits
 from gateway.delivery.links import Links
@@ -92,6 +93,7 @@ class Core:
         self.pipeline = Pipeline(self.writer.submit, [], observers, self.writer.submit_many)
         self.frames = FrameHub()
         self.actuators = ActuatorHub()
+        self.tags = TagHub()  # face+tag: the face lane watches, BLE sources report
         self.started_mono = clock.monotonic()
         self.started_ms = clock.time_ms()
         self.router = CommandRouter.from_config(
@@ -129,6 +131,7 @@ class Core:
             loaded.state_dir,
             self.engine,
             loaded.secret,
+            tags=self.tags,
         )
 
     def engine(self) -> InferenceEngine:

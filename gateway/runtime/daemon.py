@@ -77,6 +77,7 @@ class Daemon:
             core.state_store,
             core.pipeline.submit_many,
             secrets=loaded.secrets,
+            tags=core.tags,
         )
         self.reloader = Reloader(
             self.lanes, self.sources, self.clock, core.pipeline.submit, lambda: self.loaded, self._applied

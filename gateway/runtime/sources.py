@@ -1,7 +1,8 @@
 """Running sources: one supervised task per `[[sources]]` entry, lending what it owns to the hubs.
 
 A source instance that is a `FrameSource` is attached to the `FrameHub` while it runs; one that is an
-`ActuatorProvider` lends its ports (a Modbus bus) to the `ActuatorHub`. Both are detached by identity
+`ActuatorProvider` lends its ports (a Modbus bus) to the `ActuatorHub`; one that is a `TagListener`
+(a BLE adapter) is handed the `TagHub` to report the residents' tags it hears. Both are detached by identity
 when that instance stops, so a restarted source never leaves a dead port behind and a door retrying
 a switch-off reaches the instance that replaced it.
 
@@ -25,6 +26,7 @@ from gateway.core.devices import DeviceReport, DeviceReporter
 from gateway.core.frames import FrameHub, FrameSource
 from gateway.core.persist import KeyValueStore
 from gateway.core.source import PacedSource
+from gateway.core.tags import TagHub, TagListener
 from gateway.runtime.supervisor import ComponentHealth, RestartPolicy, supervise
 
 log = logging.getLogger("lintel.sources")
@@ -44,6 +46,7 @@ class Sources:
     store: KeyValueStore  # what a source keeps across restarts (BLE replay counters)
     emit_many: Callable[[Sequence[Record]], bool] | None = None  # a batch in one pass (a poll's readings)
     secrets: Mapping[str, str] = field(default_factory=dict)  # deployed secrets, for the configs naming them
+    tags: TagHub = field(default_factory=TagHub)  # the residents' tags BLE sources listen for (face+tag)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     instances: dict[str, Any] = field(default_factory=dict, init=False)  # each source's latest instance
     group: asyncio.TaskGroup | None = field(default=None, init=False)
@@ -94,6 +97,8 @@ class Sources:
             ports = source.actuator_ports() if isinstance(source, ActuatorProvider) else {}
             if isinstance(source, FrameSource):
                 self.frames.attach(cfg.id, source)
+            if isinstance(source, TagListener):
+                source.listen_for_tags(self.tags)
             for port_id, port in ports.items():
                 self.actuators.attach(port_id, port)
             try:

@@ -9,7 +9,9 @@ named by the gallery's pseudonym (`Gallery.pseudonym`), never by the resident id
 pulses and the anti-passback rows of `state.db`.
 
 The gallery's `generation` is polled every second: an enrolment or a `faces delete` (CLI or
-command) takes effect without a restart, and a deleted resident's templates leave memory.
+command) takes effect without a restart, and a deleted resident's templates leave memory. With a
+`require = "face+tag"` entrance, the residents' tags (gallery, `tag_store.py`) are handed to the
+`TagHub` at every reload so the BLE sources listen for them; the decision asks `second_factor.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import cv2
 from gateway.core import Clock, Event, Record
 from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
+from gateway.core.tags import TagHub
 from gateway.inference.catalog import Manifest, pick
 from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
@@ -40,6 +44,8 @@ from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
 from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.second_factor import TagCheck
+from gateway.lanes.faces.tag_store import ResidentTag, tags
 from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.faces")
@@ -129,8 +135,12 @@ class FaceAccessWatch:
         engine: InferenceEngine,
         models: dict[str, Manifest],
         timezone: str | None = None,
+        tag_hub: TagHub | None = None,
     ) -> None:
         self.faces = faces
+        self.tag_hub = tag_hub if tag_hub is not None else TagHub()
+        self.resident_tags: dict[str, ResidentTag] = {}  # by resident id: only with face+tag doors
+        self.uses_tags = any(e.require == "face+tag" for e in entrances)
         self.state_dir = state_dir
         self.entrances = entrances
         self.hub = hub
@@ -161,6 +171,8 @@ class FaceAccessWatch:
             e.id: {"frames": 0, "usable": 0, "granted": 0, "denied": 0, "pipeline_ms": 0.0, "last": None}
             for e in entrances
         }
+        for s in self.stats.values():
+            s["reasons"] = Counter()  # denials by reason (status: denied_reasons)
         self.errors = 0
 
     async def start(self) -> None:
@@ -178,7 +190,17 @@ class FaceAccessWatch:
                     "entrance %s: face liveness check is off: a photograph held to the camera opens the door",
                     e.id,
                 )
-            self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages)
+            factor = None
+            if e.require == "face+tag":
+                assert e.tag_source is not None  # the config requires it
+                factor = TagCheck(
+                    self.tag_hub,
+                    e.tag_source,
+                    e.tag_window_s,
+                    self.clock.monotonic,
+                    lambda: self.resident_tags,
+                )
+            self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages, factor)
         self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
         if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
             log.warning("%s", beside)
@@ -198,6 +220,9 @@ class FaceAccessWatch:
             return
         embedder = self.pipeline.embedder.name
         self.matcher = Matcher(self.gallery.templates(embedder))
+        if self.uses_tags:  # the BLE sources listen only for the tags of a face+tag gateway
+            self.resident_tags = tags(self.gallery)
+            self.tag_hub.watch({t.address: t.key for t in self.resident_tags.values()})
         self.generation = generation
         log.info("face gallery loaded: %d residents (generation %d)", len(self.matcher), generation)
         stale = [rid for rid, models in self.gallery.models().items() if embedder not in models]
@@ -286,6 +311,7 @@ class FaceAccessWatch:
                 asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
             return
         stats["denied"] += 1
+        stats["reasons"][decision.reason] += 1
         if decision.liveness_detail:
             log.info("entrance %s: liveness refused a face: %s", entrance.id, decision.liveness_detail)
         if decision.chip is not None and self.crops is not None:
@@ -340,6 +366,7 @@ class FaceAccessWatch:
                     "denied": s["denied"],
                     "pipeline_ms_avg": round(s["pipeline_ms"] / s["frames"], 1) if s["frames"] else None,
                     "last": s["last"],
+                    "denied_reasons": dict(s["reasons"]),
                 }
             )
         return {
@@ -351,5 +378,8 @@ class FaceAccessWatch:
         }
 
     def close(self) -> None:
+        if self.uses_tags:
+            self.tag_hub.watch({})  # the keys leave memory; the BLE sources stop listening
+            self.resident_tags = {}
         if self.gallery is not None:
             self.gallery.close()

@@ -11,6 +11,9 @@ n = 5
 id = "lobby-face"
 camera = "cam-lobby"      # a [[sources]] camera looking at the door
 door = "lobby"            # a [[doors]] entry: pulsed on a grant
+require = "face+tag"      # optional second factor: the resident's BLE tag heard here too
+tag_source = "ble-lobby"  # the [[sources]] ble adapter at this door that hears the tags
+tag_window_s = 10         # the tag's authenticated advert at most this old at the decision
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.core.config_base import Identifier, StrictModel, custom_error
-from gateway.core.references import CAMERA, SOURCE_KINDS, Named, Ref
+from gateway.core.references import BLE, CAMERA, SOURCE_KINDS, Named, Ref
 
 if TYPE_CHECKING:  # quality imports OpenCV: a gateway without cameras must not pay for it
     from gateway.lanes.faces.quality import QualityLimits
@@ -131,6 +134,28 @@ class FaceAccessConfig(StrictModel):
     liveness: Literal["off", "micro_motion", "model"] | None = Field(
         None, description="This door's anti-spoofing check (default: [faces] liveness)."
     )
+    require: Literal["face", "face+tag"] = Field(
+        "face",
+        description="face+tag: also the resident's BLE tag (`lintel faces tag`), heard by tag_source "
+        "with an authenticated, fresh advert within tag_window_s (high-risk doors).",
+    )
+    tag_source: str | None = Field(
+        None, description="The [[sources]] entry of type ble that hears the tags at this door (face+tag)."
+    )
+    tag_window_s: float = Field(
+        10, ge=1, le=120, description="How old the tag's advert may be at the decision (face+tag)."
+    )
+
+    @model_validator(mode="after")
+    def _tag_needs_a_source(self) -> FaceAccessConfig:
+        if self.require == "face+tag" and self.tag_source is None:
+            raise custom_error(
+                "face+tag needs the BLE adapter that hears the tags",
+                'tag_source = "<id of a [[sources]] entry of type ble at this door>", or require = "face"',
+                key="tag_source",
+                got="nothing",
+            )
+        return self
 
     @field_validator("camera", "door")
     @classmethod
@@ -151,4 +176,7 @@ def references(entrances: list[FaceAccessConfig]) -> list[Ref]:
         refs.append(Ref(f"face_access[{i}].camera", e.camera, CAMERA, "unknown camera", SOURCE_KINDS[CAMERA]))
         what = "a [[doors]] entry (the relay a grant pulses)"
         refs.append(Ref(f"face_access[{i}].door", e.door, "door", "unknown door", what))
+        if e.tag_source is not None:
+            path = f"face_access[{i}].tag_source"
+            refs.append(Ref(path, e.tag_source, BLE, "unknown BLE source", SOURCE_KINDS[BLE]))
     return refs

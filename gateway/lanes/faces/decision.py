@@ -3,7 +3,8 @@
 Each usable frame is an observation labelled with a resident (distance ≤ threshold and the
 second-closest resident at least `min_margin` farther), `?` (close to someone but ambiguous) or
 unknown. A decision is taken when k of the last n observations agree:
-- a resident → liveness → allowed door → time window → anti-passback → GRANT;
+- a resident → liveness → second factor (face+tag entrances: `second_factor.py`) → allowed door
+  → time window → anti-passback → GRANT;
 - unknown or ambiguous → DENY.
 The window is then emptied; the same resident gets no new decision for `cooldown_s` (the door is
 open, they are walking through), and the same unknown face (its descriptor within the threshold
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +78,7 @@ class Decision:
         body: dict[str, Any] = {
             "door": entrance.door,
             "entrance": entrance.id,
-            "method": "face",
+            "method": entrance.require,  # "face" or "face+tag"
             "resident_id": self.resident.id if self.resident else None,
             "distance": _num(self.distance),
             "margin": _num(self.margin),
@@ -108,6 +110,8 @@ class Decider:
     liveness: LivenessCheck
     zone: dt.tzinfo
     passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
+    # face+tag: resident id → None (their tag was heard) or why not (second_factor.TagCheck)
+    second_factor: Callable[[str], str | None] | None = None
     window: deque[Observation] = field(init=False)
     # (label, what liveness sees) of the last usable frames: liveness judges one face over the
     # frames labelled as that face (never across two people)
@@ -202,6 +206,8 @@ class Decider:
             return refused
         resident = best.match.resident
         assert resident is not None
+        if self.second_factor is not None and (missing := self.second_factor(resident.id)) is not None:
+            return decision(False, missing, live_label)
         if resident.doors and self.entrance.door not in resident.doors:
             return decision(False, "door_not_allowed", live_label)
         if resident.windows:

@@ -15,9 +15,14 @@
   checkpoints the WAL (TRUNCATE) and VACUUMs, so no template byte stays in the database file or
   its WAL. (What the flash translation layer keeps of overwritten blocks is out of our reach;
   the encryption is what protects those.)
+- A resident may have a BLE tag for doors with `require = "face+tag"` (`tag_store.py`): its address
+  and bindkey are sealed the same way (personal data: the key opens nothing, but links a device
+  to a person).
 - The file's format version is its `PRAGMA user_version` (`GALLERY_FORMAT`): 0 may hold rows with
-  plaintext details, 1 has them sealed. Sealing (like any migration) waits until this release is not
-  on probation (`gateway.releases.formats`): a rollback finds the file as the older release left it.
+  plaintext details, 1 has them sealed, 2 adds the tags table. Sealing and stamping (like any
+  migration) wait until this release is not on probation (`gateway.releases.formats`): a rollback
+  finds the file as the older release left it. The tags table itself is made at every open: a table
+  an older release does not know is one it never reads. A newer format is refused with what to do.
 - No face image is stored here. `generation` changes with every write: the running gateway
   polls it and reloads, so a CLI enrolment or deletion takes effect within a second.
 """
@@ -46,9 +51,10 @@ RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_CHECK = b"lintel face gallery key check v1"
 PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
 SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
-# 1: every resident's details sealed; 0: rows of older versions may hold them in plaintext (read as
-# they are; sealed by the migration to 1).
-GALLERY_FORMAT = Format("gallery", 1, runs_on=0)
+# 2: + tags (the resident's BLE tag, sealed); 1: every resident's details sealed; 0: rows of older
+# versions may hold them in plaintext (read as they are; sealed by the migration).
+GALLERY_FORMAT = Format("gallery", 2, runs_on=0)
+FORMAT = GALLERY_FORMAT.current
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -72,6 +78,11 @@ CREATE TABLE IF NOT EXISTS templates (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS templates_by_resident ON templates(resident_id);
+CREATE TABLE IF NOT EXISTS tags (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+    sealed BLOB NOT NULL,         -- nonce + AES-GCM of {"address", "key"} (tag_store.py)
+    created_ms INTEGER NOT NULL
+);
 """
 
 
@@ -143,7 +154,7 @@ class Gallery:
         except FormatError as exc:
             self.db.close()
             raise GalleryError(str(exc)) from None
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA)  # every table, tags too: an older release never reads it
         self._check_key()
         stamp = found  # current, or older and on probation: nothing is migrated or stamped
         if new:
@@ -196,6 +207,22 @@ class Gallery:
                     (*sealed, rid),
                 )
         self.purge()  # the plaintext is in free pages and the WAL until then
+
+    def seal_blob(self, data: bytes, aad: bytes) -> bytes:
+        """nonce + AES-GCM of `data` under the gallery key, bound to `aad` (for tag_store)."""
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def open_blob(self, blob: bytes, aad: bytes) -> bytes | None:
+        """The inverse of `seal_blob`; None when it does not decrypt (altered, or moved)."""
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag:
+            return None
+
+    def bump(self) -> None:
+        """A new generation (inside the caller's transaction): the running gateway reloads."""
+        self._bump()
 
     def _check_key(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
@@ -357,6 +384,7 @@ class Gallery:
                 "SELECT count(*) FROM templates WHERE resident_id = ?", (resident_id,)
             ).fetchone()
             self.db.execute("DELETE FROM templates WHERE resident_id = ?", (resident_id,))
+            self.db.execute("DELETE FROM tags WHERE resident_id = ?", (resident_id,))
             self.db.execute("DELETE FROM residents WHERE id = ?", (resident_id,))
             self._bump()
         self.purge()

@@ -7,7 +7,7 @@ doors open by card/PIN only) while the gateway runs; `faces_delete` still works 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.core import Event, Record
@@ -32,6 +32,7 @@ class EntranceReport:
     last_decision_ms: int | None = None
     last_granted: bool | None = None
     last_reason: str | None = None
+    denied_reasons: dict[str, int] = field(default_factory=dict)  # how many denials said why
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class FaceAccessComponent:
                 (e["last"] or {}).get("ts_ms"),
                 (e["last"] or {}).get("granted"),
                 (e["last"] or {}).get("reason"),
+                e["denied_reasons"],
             )
             for e in s["entrances"]
         )
@@ -130,6 +132,7 @@ def build_lane(
         deps.engine(),
         configured(vision),
         vision.timezone,
+        deps.tags,
     )
     component = FaceAccessComponent(watch)
 
