@@ -363,45 +363,33 @@ def test_a_signed_remote_update_goes_through_the_path_unit_and_the_runner_to_upd
         validate(message.topic, message.payload)
 
 
-WATCHDOG_S = 4.0  # the unit's WatchdogSec=60s, shortened; the daemon pets every WATCHDOG_S / 2
+WATCHDOG_S = 12.0  # the unit's WatchdogSec=60s, shortened (the daemon pets every WATCHDOG_S / 2)
 
 
 @pytest.mark.parametrize("site", [{"watchdog_s": WATCHDOG_S, "start_timeout_s": 60.0}], indirect=True)
-def test_a_release_that_stops_feeding_the_watchdog_is_killed_restarted_and_rolled_back(site: Site) -> None:
-    """Issue 29, what systemd's watchdog adds (tests/support/service.py speaks sd_notify): 1.0.0 feeds
-    it through the whole test; 2.0.0 sends READY but never WATCHDOG=1 (its probation itself sees
-    nothing wrong: every component makes progress). Each start is killed with SIGABRT after
-    WatchdogSec and restarted; the guard counts the starts and rolls back after max_boots."""
+def test_a_release_that_never_feeds_the_watchdog_is_killed_and_rolled_back_not_committed(site: Site) -> None:
+    """Issue 29, what systemd's watchdog adds (tests/support/service.py speaks sd_notify). 2.0.0
+    sends READY but never WATCHDOG=1; its own probation sees nothing wrong (every component makes
+    progress). Each start is killed with SIGABRT after WatchdogSec and restarted; the guard counts
+    the starts and rolls back. With WatchdogSec (12 s) above probation_s (10 s) it would have passed
+    a 10 s probation and been committed, then killed every 12 s with nothing to roll back to:
+    probation lasts 1.5 x WatchdogSec under a watchdog, and a good release commits after those 18 s.
+    1.0.0 keeps the watchdog fed throughout."""
     site.stage("2.0.0", "no_watchdog")
     site.wait(lambda: site.events("update_rolled_back"), 3 * (WATCHDOG_S + 20) + 30, "update_rolled_back")
+    assert not site.events("updated"), "a release systemd kept killing was committed"
     reason = site.events("update_rolled_back")[0].payload["attrs"]["reason"]
     assert "release 2.0.0 started 3 times without passing probation" in reason, reason
     trial = [r for r in site.service.runs if r.version == "2.0.0"]
     assert len(trial) == 3
     for run in trial:
         assert run.ready_at is not None and run.killed_by == "watchdog" and run.rc == -signal.SIGABRT, run
-        assert run.ready_at - run.started < PROBATION_S  # killed before its probation could end
     site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
-    first, last = site.service.runs[0], site.service.runs[-1]
+    first = site.service.runs[0]
     assert first.version == "1.0.0" and first.killed_by is None and first.rc == 0  # stopped by the update
-    time.sleep(3 * WATCHDOG_S)  # the release rolled back to keeps the watchdog fed
-    assert site.service.running_version() == "1.0.0" and last.killed_by is None and last.rc is None
-    assert last.last_ping is not None and time.monotonic() - last.last_ping < WATCHDOG_S
-
-
-@pytest.mark.parametrize("site", [{"watchdog_s": 12.0}], indirect=True)
-def test_probation_outlasts_the_watchdog_interval_so_systemd_has_seen_the_pets(site: Site) -> None:
-    """With WatchdogSec (12 s here) above probation_s (10 s), a release whose pets never reach
-    systemd would pass a 10 s probation and be committed, then be killed every 12 s with nothing
-    to roll back to. Probation lasts 1.5 x WatchdogSec under a watchdog: it is rolled back instead,
-    and a good release commits after those 18 s."""
-    site.stage("2.0.0", "no_watchdog")
-    site.wait(lambda: site.events("update_rolled_back"), 3 * (12 + 20) + 30, "update_rolled_back")
-    assert not site.events("updated"), "a release systemd kept killing was committed"
-    assert [r.killed_by for r in site.service.runs if r.version == "2.0.0"] == ["watchdog"] * 3
-    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
     site.stage("3.0.0")
     restarted = time.monotonic()
-    site.wait(lambda: site.events("updated"), 18 + 30, "updated (3.0.0)")
-    assert time.monotonic() - restarted >= 18
+    site.wait(lambda: site.events("updated"), 1.5 * WATCHDOG_S + 30, "updated (3.0.0)")
+    assert time.monotonic() - restarted >= 1.5 * WATCHDOG_S
     assert site.events("updated")[0].payload["attrs"]["to_version"] == "3.0.0"
+    assert all(r.killed_by is None for r in site.service.runs if r.version != "2.0.0")
