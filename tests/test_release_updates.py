@@ -393,3 +393,16 @@ def test_a_release_that_never_feeds_the_watchdog_is_killed_and_rolled_back_not_c
     assert time.monotonic() - restarted >= 1.5 * WATCHDOG_S
     assert site.events("updated")[0].payload["attrs"]["to_version"] == "3.0.0"
     assert all(r.killed_by is None for r in site.service.runs if r.version != "2.0.0")
+
+
+@pytest.mark.parametrize("site", [{"start_timeout_s": 5.0}], indirect=True)
+def test_a_release_that_never_says_ready_is_stopped_at_the_start_timeout_and_rolled_back(site: Site) -> None:
+    """TimeoutStartSec (5 s here): 2.0.0 runs but never sends READY=1. Each start is stopped
+    (SIGTERM: it stops cleanly, exit 0, still a failed start for systemd) and restarted; the guard
+    rolls back after max_boots, before the 10 s probation could ever end."""
+    site.stage("2.0.0", "no_ready")
+    site.wait(lambda: site.events("update_rolled_back"), 3 * (5 + 20) + 30, "update_rolled_back")
+    assert not site.events("updated")
+    trial = [r for r in site.service.runs if r.version == "2.0.0"]
+    assert [(r.killed_by, r.ready_at) for r in trial] == [("start_timeout", None)] * 3, trial
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")

@@ -4,9 +4,9 @@ A payload here is what `scripts/build-deb.sh` puts under /usr/lib/lintel/payload
 the releases it builds use the shared venv's packages (`install --site-packages`), so a test makes
 a release in well under a second. `breakage` edits the copy's code the way a bad release would be
 broken: `crash` (raises at start, before READY), `no_broker` (its uplink dials a port nobody
-listens on), `no_watchdog` (never pets systemd's watchdog); or changed the way a real next release
-changes a data format: `outbox_v4` (the outbox format 4, a new table, running on format 3 until it
-may migrate). Several: "outbox_v4+no_broker".
+listens on), `no_watchdog` (never pets systemd's watchdog), `no_ready` (never sends READY=1); or
+changed the way a real next release changes a data format: `outbox_v4` (the outbox format 4, a new
+table, running on format 3 until it may migrate). Several: "outbox_v4+no_broker".
 Packages are real .deb files made with dpkg-deb around such a payload.
 """
 
@@ -68,6 +68,12 @@ def _break(src: Path, breakage: str | None) -> None:
         old = "                notifier.watchdog()\n"
         assert old in text, "the watchdog pet moved: update this breakage"
         health.write_text(text.replace(old, "                pass\n", 1))
+    elif breakage == "no_ready":  # runs, but never tells systemd it is ready
+        daemon = src / "gateway" / "runtime" / "daemon.py"
+        text = daemon.read_text()
+        old = "            self.notifier.ready(self._status_line())\n"
+        assert old in text, "READY moved: update this breakage"
+        daemon.write_text(text.replace(old, "            pass\n", 1))
     elif breakage == "outbox_v4":
         schema = src / "gateway" / "storage" / "outbox" / "schema.py"
         text = schema.read_text()

@@ -163,7 +163,10 @@ class ServiceStandIn:
             if self._restart.is_set():
                 self._restart.clear()
                 continue
-            if rc in (0, 78):  # not restarted: wait for `systemctl restart`
+            killed = self.runs[-1].killed_by if self.runs and self.runs[-1] is run else None
+            # a start timeout or a watchdog kill is a failure whatever the exit status (systemd's
+            # result "timeout"/"watchdog"): restarted; a clean exit 0 or 78 is not
+            if rc in (0, 78) and killed is None:  # not restarted: wait for `systemctl restart`
                 while not self._restart.wait(0.1):
                     if self._stop:
                         return
