@@ -131,6 +131,7 @@ class Core:
             loaded.state_dir,
             self.engine,
             loaded.secret,
+            timezone=loaded.config.gateway.timezone,
             tags=self.tags,
         )
 
@@ -140,7 +141,7 @@ class Core:
         if self._engine is None:
             from gateway.inference.engine import InferenceEngine
 
-            self._engine = InferenceEngine(self.loaded.config.vision.threads)
+            self._engine = InferenceEngine(self.loaded.config.inference.threads)
         return self._engine
 
     def close(self) -> None:
