@@ -48,6 +48,7 @@ from gateway.lanes.faces.pipeline import FacePipeline, Probe
 from gateway.lanes.faces.report import EntranceReport, FaceAccessReport
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag, tags
+from gateway.releases.formats import FormatGate
 from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.faces")
@@ -203,7 +204,9 @@ class FaceAccessWatch:
                     lambda: self.resident_tags,
                 )
             self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages, factor)
-        self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
+        self.gallery = Gallery(
+            self.gallery_path, self.key_path, create=True, gate=FormatGate.at(self.state_dir)
+        )
         if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
             log.warning("%s", beside)
         saved = self.store.load(NS)
