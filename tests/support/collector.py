@@ -72,8 +72,10 @@ class Collector:
         return self
 
     def stop(self) -> None:
-        self.client.loop_stop()
+        # DISCONNECT first: the network thread then ends at once; stopped first, it sat out its
+        # 1 s select timeout (0.8 s per collector measured, in almost every process test)
         self.client.disconnect()
+        self.client.loop_stop()
 
     def snapshot(self) -> list[Received]:
         with self._lock:

@@ -104,5 +104,5 @@ class Commander:
             return len(self.results)
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the network thread ends at once (see Collector.stop)
         self.client.loop_stop()
-        self.client.disconnect()
