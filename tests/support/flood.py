@@ -114,8 +114,8 @@ def flood(port: int, rate: float, size: int, topic: str) -> int:
             continue
         client.publish(topic, payload, qos=0)
         sent += 1
+    client.disconnect()  # before loop_stop, which otherwise waits out paho's 1 s select
     client.loop_stop()
-    client.disconnect()
     return sent
 
 
