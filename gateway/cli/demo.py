@@ -46,6 +46,16 @@ class DemoView:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("warning")
+    from gateway.runtime.state_lock import StateFolderBusy, lock_state_folder
+
+    try:  # one daemon per folder (a `lintel run` or another demo there would clash): before writing
+        lock = lock_state_folder(Path(args.state_dir))
+    except StateFolderBusy as exc:
+        err_console.print(f"[red]not starting[/]: {esc(exc)}", highlight=False)
+        return 75  # EX_TEMPFAIL, as `lintel run` (gateway.cli.run.EXIT_BUSY)
+    except OSError as exc:
+        err_console.print(f"[red]cannot use --state-dir[/] {esc(args.state_dir)}: {esc(exc)}")
+        return 1
     try:
         modbus_port = free_tcp_port()
         extra = Path(args.config_extra).read_text() if args.config_extra else ""
@@ -128,6 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     logging.getLogger("lintel").setLevel(logging.WARNING)
     asyncio.run(main())
+    lock.release()
     status = daemon.status_body()
     console.print(
         f"demo stopped: {esc(view.count)} records, last seq {esc(status['outbox']['last_seq'])}, "

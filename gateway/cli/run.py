@@ -28,6 +28,10 @@ _FOLDER_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.
 # residents' data: owner-only, whether or not systemd's UMask= applies (a manual or container run).
 DAEMON_UMASK = 0o077
 
+# Another daemon holds the state folder (gateway.runtime.state_lock). EX_TEMPFAIL, not EX_CONFIG:
+# the other one may stop (a manual run beside the service), and systemd then starts this one again.
+EXIT_BUSY = 75
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     os.umask(DAEMON_UMASK)  # first, before any file or folder is opened or created
@@ -53,6 +57,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_ROLLBACK
         # EX_CONFIG: systemd's RestartPreventExitStatus keeps a broken config from crash-looping.
         return 78
+    from gateway.runtime.state_lock import StateFolderBusy, lock_state_folder
+
+    try:  # before anything in the folder is read or written; held until this process ends
+        lock = lock_state_folder(loaded.state_dir)
+    except StateFolderBusy as exc:
+        log.error("not starting: %s", exc)
+        return EXIT_BUSY
+    except OSError as exc:
+        if exc.errno not in _FOLDER_ERRORS:
+            raise
+        return _folder_unusable(args.config, loaded.state_dir, exc)
     try:
         start = _choose_config(loaded)
     except (OSError, SecretError) as exc:
@@ -85,18 +100,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         if exc.errno not in _FOLDER_ERRORS:
             raise
         # The state folder vanished or lost its permissions after the check: a config-side fix.
-        log.error(
-            "config %s: gateway.state_dir: cannot use %s: %s; expected a writable folder for the "
-            "service user",
-            args.config,
-            loaded.state_dir,
-            exc.strerror or exc,
-        )
-        return 78
+        return _folder_unusable(args.config, loaded.state_dir, exc)
     asyncio.run(run_daemon(daemon, early_stops=len(early)))
     if daemon.restart_reason is not None:
+        lock.release()  # the new image takes it again (the descriptor would close at exec anyway)
         _reexec(daemon.restart_reason)
     return daemon.exit_code
+
+
+def _folder_unusable(config: str, state_dir: Path, exc: OSError) -> int:
+    log.error(
+        "config %s: gateway.state_dir: cannot use %s: %s; expected a writable folder for the service user",
+        config,
+        state_dir,
+        exc.strerror or exc,
+    )
+    return 78
 
 
 def _not_started(exc: Exception, state_dir: Path) -> int:
