@@ -82,7 +82,7 @@ class Context:
         from gateway.inference.engine import InferenceEngine
         from gateway.lanes.faces.access import build_pipeline
 
-        return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.vision))
+        return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.inference))
 
     def gallery(self, create: bool = False) -> Any:
         from gateway.lanes.faces.gallery import Gallery

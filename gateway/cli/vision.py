@@ -42,9 +42,8 @@ def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
     loaded = read_config(args.config)
     if loaded is None:
         return None
-    vision = loaded.config.vision
     try:
-        models = configured(vision)
+        models = configured(loaded.config.inference)
     except ModelError as exc:
         err_console.print(f"[red]{esc(exc)}[/]")
         return None
@@ -252,9 +251,11 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
         store.close()
     detections = []
     try:
-        manifest = pick(vision.detector, configured(vision))
+        manifest = pick(vision.detector, configured(loaded.config.inference))
         detections = Detector(
-            load_model(manifest, vision.threads), vision.min_score, input_size=vision.detector_input()
+            load_model(manifest, loaded.config.inference.threads),
+            vision.min_score,
+            input_size=vision.detector_input(),
         ).detect(image)
     except ModelError as exc:
         err_console.print(f"[yellow]no detections drawn: {esc(exc)}[/]")

@@ -45,6 +45,8 @@ def load(path: str) -> tuple[LoadedConfig | None, list[Finding]]:
         findings.append(
             warn(f"secret.{problem.path}", f"{problem.got}: {problem.message}", problem.expected or "")
         )
+    for problem in loaded.config.renamed:  # an old key still read at its old place
+        findings.append(warn(f"config.{problem.path}", problem.message, problem.expected or ""))
     return loaded, findings
 
 

@@ -60,12 +60,20 @@ def _limits(section: CareSection, h: HouseholdConfig) -> Limits:
 class CareWatch:
     name = "care"
 
-    def __init__(self, section: CareSection, book: AlarmBook, store: StateStore | None, now_ms: int) -> None:
+    def __init__(
+        self,
+        section: CareSection,
+        book: AlarmBook,
+        store: StateStore | None,
+        now_ms: int,
+        timezone: str | None = None,
+    ) -> None:
+        """`timezone`: the building's IANA zone for day and night (None: the system's)."""
         self.section = section
         self.book = book
         self.store = store
         self.clock = DayClock(
-            section.timezone, minutes_of_day(section.day_starts), minutes_of_day(section.night_starts)
+            timezone, minutes_of_day(section.day_starts), minutes_of_day(section.night_starts)
         )
         self.renotify_s = section.renotify_min * 60
         self.households: dict[str, HouseholdWatch] = {}
