@@ -31,7 +31,7 @@ T0 = 1_790_000_000_000  # a Tuesday, 21:33 in Shanghai: day and night both occur
 
 
 def config_text(n: int) -> str:
-    parts = ['[gateway]\nid = "gw"\nsite = "s"\n']
+    parts = ['[gateway]\nid = "gw"\nsite = "s"\ntimezone = "Asia/Shanghai"\n']
     for i in range(n):
         if i % 100 == 0:  # one RS-485 line per 100 flats (200 meters)
             parts.append(
@@ -48,7 +48,7 @@ def config_text(n: int) -> str:
         parts.append(
             f'[[sources.sensors]]\nid = "d{i}"\naddress = "3C:2E:F5:00:{i >> 8:02X}:{i & 255:02X}"\n'
         )
-    parts.append('[care]\ntimezone = "Asia/Shanghai"\npattern_break = true\n')
+    parts.append("[care]\npattern_break = true\n")
     for i in range(n):
         parts.append(
             f'[[care.households]]\nid = "flat-{i}"\ndoor = "d{i}"\n'
@@ -111,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = StateStore(Path(tmp) / "state.db")
         book = AlarmBook(store)
-        care = CareWatch(cfg.care, book, store, T0)
+        care = CareWatch(cfg.care, book, store, T0, cfg.gateway.timezone)
         rules = RulesProcessor(cfg.rules, book, store)
         sink: list[Record] = []
         pipeline = Pipeline(lambda r: sink.append(r) or True, [care, rules, AlarmReminders(book)])

@@ -34,6 +34,7 @@ from gateway.core import Event, Record, SourceContext, SystemClock
 from gateway.core.actuators import ActuatorHub
 from gateway.core.frames import Frame, FrameHub
 from gateway.inference.catalog import find
+from gateway.inference.config import InferenceSection
 from gateway.inference.engine import InferenceEngine, load_model
 from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook
@@ -112,8 +113,8 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         source = CameraSource(cfg)
         hub.attach(cfg.id, source)
         sources.append((cfg.id, source))
-    vision = VisionSection()
-    engine = InferenceEngine(vision.threads)
+    vision, inference = VisionSection(), InferenceSection()
+    engine = InferenceEngine(inference.threads)
     deps = LaneDeps(
         SystemClock(),
         keep,
@@ -125,7 +126,7 @@ async def cameras_run(clip: Path, seconds: float, cameras: int) -> tuple[float, 
         lambda: engine,
         lambda _name: "",
     )
-    watch = FireLaneComponent(vision, [lane(cid, i) for i, (cid, _) in enumerate(sources)], deps)
+    watch = FireLaneComponent(vision, inference, [lane(cid, i) for i, (cid, _) in enumerate(sources)], deps)
     await watch.start()
     tasks = [asyncio.create_task(src.run(SourceContext(cid, SystemClock(), keep))) for cid, src in sources]
     tasks += [asyncio.create_task(watch.run_camera(cid)) for cid, _ in sources]

@@ -23,7 +23,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import OPERATOR_ID, OPERATOR_KEY, Commander, envelope, operator_toml
-from tests.support.configs import meter_bus_toml, mqtt_toml, threshold_rule_toml
+from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml, threshold_rule_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log, wait_status
 
@@ -40,27 +40,9 @@ def config_text(tmp_path: Path, broker: int, modbus: int) -> str:
     sources = (
         meter_bus_toml(modbus)
         + threshold_rule_toml("m1", 100)
+        + door_toml("lobby", coil=LOBBY_COIL, pulse_s=0.5)
+        + door_toml("garage", coil=GARAGE_COIL, pulse_s=0.5)
         + f"""
-[[doors]]
-id = "lobby"
-pulse_s = 0.5
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = {LOBBY_COIL}
-
-[[doors]]
-id = "garage"
-pulse_s = 0.5
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = {GARAGE_COIL}
-
 [commands]
 allow = ["ping", "alarm_ack", "door_pulse", "reload_config"]
 clock_sync = "assume"  # test machines run no time daemon: trust the clock

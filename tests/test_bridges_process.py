@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +13,11 @@ from gateway.storage.outbox.schema import TABLES
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import lintel, wait_status
+from tests.support.outbox_db import last_seq, meta, query
+from tests.support.process import kill_9_while_committing, lintel, wait_status
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
-from tests.test_process import db_last_seq, write_config
+from tests.test_process import write_config
 
 BRIDGE = "\n[bridges.home_assistant]\nenabled = true\n"
 # Sparkplug at QoS 1 (its documented option): every DDATA row must reach the broker, as checked below
@@ -27,23 +26,9 @@ BOTH = BRIDGE + "\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
 def outbox_rows(db: Path) -> list[tuple[int, str, int | None]]:
     """(row seq, topic, native seq) of every row; bridge rows have no native seq."""
-    conn = sqlite3.connect(db)
-    try:
-        return [
-            row
-            for table in TABLES.values()
-            for row in conn.execute(f"SELECT seq, topic, native_seq FROM {table}")
-        ]
-    finally:
-        conn.close()
-
-
-def db_last_row(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT value FROM meta WHERE key='last_row'").fetchone()[0])
-    finally:
-        conn.close()
+    return [
+        row for table in TABLES.values() for row in query(db, f"SELECT seq, topic, native_seq FROM {table}")
+    ]
 
 
 @pytest.mark.parametrize("bridges", [BRIDGE, BOTH], ids=["home_assistant", "both"])
@@ -57,29 +42,17 @@ def test_kill_9_under_load_with_the_bridge_loses_no_accepted_message(
     config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}")
     config.write_text(config.read_text() + bridges)
     db = tmp_path / "state" / "outbox.db"
-    rng = random.Random(21)
     try:
-        for _ in range(4):
-            before = db_last_seq(db) if db.exists() else 0
-            proc = lintel("run", "-c", str(config))
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (not db.exists() or db_last_seq(db) <= before + 5):
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            conn = sqlite3.connect(db)
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            conn.close()
+        kill_9_while_committing(config, db, 4, random.Random(21), rows=5, after_s=(0.0, 1.0))
         rows = outbox_rows(db)
-        assert sorted(r for r, _t, _n in rows) == list(range(1, db_last_row(db) + 1))  # nothing missing
+        assert sorted(r for r, _t, _n in rows) == list(range(1, meta(db, "last_row") + 1))  # nothing missing
         bridged = {(r, t) for r, t, _n in rows if t.startswith("homeassistant/") or "/ha/" in t}
         spb = {(r, t) for r, t, _n in rows if t.startswith("spBv1.0/")}
         assert bool(spb) == (bridges == BOTH)
         assert all(n is None for r, t, n in rows if (r, t) in bridged | spb)  # bridge rows: no native seq
         native = {n for _r, _t, n in rows if n is not None}
-        assert native == set(range(1, db_last_seq(db) + 1))  # native seqs without a hole
-        killed_rows = db_last_row(db)
+        assert native == set(range(1, last_seq(db) + 1))  # native seqs without a hole
+        killed_rows = meta(db, "last_row")
         assert len(bridged) >= 100 and len(native) > 20, "the load or the bridge never got going"
         # each point is announced once, not again after every restart
         assert len({t for _r, t in bridged if t.endswith("/config")}) == len(

@@ -15,6 +15,7 @@ from pathlib import Path
 from gateway.storage.outbox.store import OutboxStore
 from tests.conftest import gateway_toml
 from tests.support.broker import free_port
+from tests.support.configs import source_toml
 from tests.support.process import lintel_output
 from tests.support.tls import make_pki
 
@@ -73,29 +74,17 @@ def test_bundle_holds_the_facts_and_no_secret(tmp_path: Path) -> None:
         f"cannot open rtsp://admin:{values['camera password'].decode()}@10.0.0.9/stream")}]}  # fmt: skip
     (state / "run" / "status.json").write_text(json.dumps(status))
     port = free_port()
-    sources = f"""
-[[sources]]
-id = "ble-hall"
-type = "ble"
-backend = "simulated"
-
-[[sources.sensors]]
-id = "door-back"
-address = "E4:AA:EC:81:21:AE"
-bindkey = "{values["inline bindkey"].decode()}"
-
-[[sources.sensors]]
-id = "door-front"
-address = "E4:AA:EC:81:21:AF"
-bindkey_file = "{tmp_path / "door-front.key"}"
-
-[[sources]]
-id = "cam-lane"
-type = "camera"
-url = "rtsp://10.0.0.9/stream"
-username = "admin"
-password_file = "{tmp_path / "cam.pass"}"
-"""
+    sensors = [
+        {"id": "door-back", "address": "E4:AA:EC:81:21:AE", "bindkey": values["inline bindkey"].decode()},
+        {"id": "door-front", "address": "E4:AA:EC:81:21:AF", "bindkey_file": tmp_path / "door-front.key"},
+    ]
+    sources = source_toml("ble", "ble-hall", "sensors", sensors, backend="simulated") + source_toml(
+        "camera",
+        "cam-lane",
+        url="rtsp://10.0.0.9/stream",
+        username="admin",
+        password_file=tmp_path / "cam.pass",
+    )
     mqtt = (
         f'url = "mqtts://127.0.0.1:{port}"\nusername = "gw-test"\n'
         f'password_file = "{tmp_path / "mqtt.pass"}"\n'

@@ -41,7 +41,7 @@ stall_s = 2
 offline_after_s = 3
 stats_interval_s = 5
 
-[vision]
+[inference]
 threads = 1
 
 [[fire_lanes]]

@@ -39,9 +39,9 @@ def care_toml(household: str = "", care: str = "") -> str:
 [gateway]
 id = "gw"
 site = "s"
+timezone = "Asia/Shanghai"
 {SOURCES}
 [care]
-timezone = "Asia/Shanghai"
 renotify_min = 0
 {care}
 [[care.households]]
@@ -118,8 +118,9 @@ def does_nothing(home: Home, _ts: int) -> None:
 class Sim:
     def __init__(self, tmp_path: Path, toml: str, start_ms: int | None = None) -> None:
         self.tmp_path = tmp_path
-        self.section = parse_config(toml.encode()).config.care
-        assert self.section is not None
+        config = parse_config(toml.encode()).config
+        assert config.care is not None
+        self.section, self.timezone = config.care, config.gateway.timezone
         self.now = start_ms if start_ms is not None else at(0, "00:00")
         self.home = Home()
         self.events: list[Event] = []
@@ -128,7 +129,7 @@ class Sim:
     def open(self) -> None:
         self.store = StateStore(state_path(self.tmp_path))
         self.book = AlarmBook(self.store)
-        self.watch = CareWatch(self.section, self.book, self.store, self.now)
+        self.watch = CareWatch(self.section, self.book, self.store, self.now, self.timezone)
 
     def restart(self) -> None:
         """The gateway stops cleanly and starts again with the same state database."""

@@ -205,3 +205,24 @@ def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:
     last = out.stdout.strip().splitlines()[-1]
     backlog = int(last.rsplit("outbox backlog ", 1)[1].split()[0])
     assert backlog > 0
+
+
+def test_every_command_and_action_reaches_a_handler() -> None:
+    """The dispatch table names real functions for every command the parser accepts, and no
+    command the parser does not accept (a handler's module is imported only when it runs, so a
+    typo in the table would otherwise show only when a technician types that command)."""
+    import argparse
+
+    from gateway.cli.main import HANDLERS, build_parser, handler
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    reached = set()
+    for command, parser in commands.choices.items():
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for chosen in actions[0].choices if actions else [None]:
+            args = argparse.Namespace(command=command, **{f"{command}_command": chosen})
+            run = handler(args)
+            assert callable(run) and run.__name__.startswith("cmd_"), (command, chosen)
+            reached.add(f"{run.__module__}:{run.__name__}")
+    assert reached == set(HANDLERS.values())
+    assert {name.split()[0] for name in HANDLERS} <= set(commands.choices)

@@ -32,41 +32,21 @@ from gateway.core.errors import ConfigError
 from gateway.core.timesync import SettableSync
 from gateway.storage.state import StateStore
 from tests.support.broker import Mosquitto
+from tests.support.configs import door_toml, meter_bus_toml
 
 OFFICE, GUARD = new_key(), new_key()  # office: door_pulse on lobby; guard: ping and alarm_ack only
 
 
 def config_toml(extra_commands: str = "", office_doors: str = '["lobby"]', per_minute: int = 120) -> str:
-    return textwrap.dedent(f"""
+    devices = meter_bus_toml(1502, read=None) + door_toml("lobby", coil=2) + door_toml("garage", coil=3)
+    return (
+        textwrap.dedent("""
         [gateway]
         id = "gw-7"
         site = "north"
-
-        [[sources]]
-        id = "bus-1"
-        type = "modbus"
-        endpoint = "tcp://127.0.0.1:1502"
-        [[sources.meters]]
-        id = "m1"
-        unit = 1
-        profile = "eastron_sdm120"
-
-        [[doors]]
-        id = "lobby"
-        [doors.relay]
-        type = "modbus_coil"
-        bus = "bus-1"
-        unit = 9
-        coil = 2
-
-        [[doors]]
-        id = "garage"
-        [doors.relay]
-        type = "modbus_coil"
-        bus = "bus-1"
-        unit = 9
-        coil = 3
-
+        """)
+        + devices
+        + textwrap.dedent(f"""
         [commands]
         allow = ["ping", "alarm_ack", "door_pulse"]
         max_per_minute = {per_minute}
@@ -83,6 +63,7 @@ def config_toml(extra_commands: str = "", office_doors: str = '["lobby"]', per_m
         public_key = "{public_key_b64(GUARD)}"
         allow = ["ping", "alarm_ack"]
         """)
+    )
 
 
 class Rig:

@@ -21,7 +21,7 @@ from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.commander import OPERATOR_ID, Commander, envelope, operator_toml
-from tests.support.configs import meter_bus_toml
+from tests.support.configs import door_toml, meter_bus_toml, threshold_rule_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log, wait_status
 from tests.support.schema import validate
@@ -33,19 +33,9 @@ ALLOW = json.dumps(ALLOWED)
 def sources(port: int, rules: str) -> str:
     return (
         meter_bus_toml(port)
+        + rules
+        + door_toml("lobby", coil=2, pulse_s=0.5)
         + f"""
-{rules}
-
-[[doors]]
-id = "lobby"
-pulse_s = 0.5
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = 2
-
 [commands]
 allow = {ALLOW}
 clock_sync = "assume"  # test machines run no time daemon: trust the clock
@@ -56,14 +46,7 @@ max_per_minute = 2000
     )
 
 
-OVERLOAD = """
-[[rules]]
-id = "overload"
-type = "threshold"
-source = "m1"
-point = "power_w"
-above = 100
-"""
+OVERLOAD = threshold_rule_toml("m1", 100)
 
 
 def config_text(tmp_path: Path, broker_port: int, modbus_port: int, rules: str = OVERLOAD) -> str:

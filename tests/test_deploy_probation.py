@@ -14,22 +14,14 @@ from gateway.config.effective import choose
 from gateway.config.secrets import GatewayKey, SecretStore
 from gateway.core.clock import ManualClock
 from gateway.runtime.deploy import Deployer, Watch
+from tests.support.configs import source_toml
 from tests.test_deploy_config import _base
 
-BUS = """
-[[sources]]
-id = "bus-9"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:1502"
-
-[[sources.meters]]
-id = "m9"
-unit = 1
-profile = "eastron_sdm120"
-
-[deploy]
-probation_s = 5
-"""
+METER = {"id": "m9", "unit": 1, "profile": "eastron_sdm120"}
+BUS = (
+    source_toml("modbus", "bus-9", "meters", [METER], endpoint="tcp://127.0.0.1:1502")
+    + "\n[deploy]\nprobation_s = 5\n"
+)
 
 
 class Parts:

@@ -11,11 +11,11 @@ import pytest
 from drivers.ble.config import BleConfig
 from drivers.ble.simulator import SimulatedRadio, SimulatedSensor
 from drivers.ble.source import BleSource
-from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.simulator import MeterServer, SimulatedMeter
 from drivers.modbus.source import ModbusBusSource
 from gateway.core import Reading, Record, SourceContext, SystemClock
 from gateway.core.devices import DeviceReport, DeviceReporter, point_value, unit_of
+from tests.support.buses import tcp_bus
 
 
 async def run_until(
@@ -39,20 +39,11 @@ def test_a_dead_meter_is_offline_since_its_event_with_its_errors_and_the_live_on
     async def main() -> tuple[list[DeviceReport], list[Record]]:
         server = MeterServer([SimulatedMeter(1, "eastron_sdm120", seed=3)])
         port = await server.start_tcp()
-        cfg = ModbusBusConfig.model_validate(
-            {
-                "type": "modbus",
-                "id": "bus-a",
-                "endpoint": f"tcp://127.0.0.1:{port}",
-                "interval_s": 0.2,
-                "timeout_ms": 100,
-                "retries": 0,
-                "meters": [
-                    {"id": "live", "unit": 1, "profile": "eastron_sdm120"},
-                    {"id": "dead", "unit": 7, "profile": "eastron_sdm120"},
-                ],
-            }
-        )
+        meters = [
+            {"id": "live", "unit": 1, "profile": "eastron_sdm120"},
+            {"id": "dead", "unit": 7, "profile": "eastron_sdm120"},
+        ]
+        cfg = tcp_bus(port, "bus-a", meters, interval_s=0.2, timeout_ms=100, retries=0)
         source = ModbusBusSource(cfg)
         assert isinstance(source, DeviceReporter)
         try:

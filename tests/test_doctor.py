@@ -149,7 +149,7 @@ read_timeout_s = 3
         if "faces" in want:
             sources += (
                 f"""
-[vision]
+[inference]
 model_dir = "{self.model_dir}"
 """
                 + door_toml()

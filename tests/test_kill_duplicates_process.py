@@ -16,8 +16,9 @@ from gateway.delivery.mqtt_session import ACK_FLUSH_S
 from gateway.storage.outbox.writer import ACK_COMMIT_S
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.outbox_db import last_seq
 from tests.support.process import lintel, wait_status
-from tests.test_process import db_last_seq, write_config
+from tests.test_process import write_config
 
 RATE = 400  # one-reading messages per second
 INFLIGHT_MAX = 100
@@ -44,7 +45,7 @@ def test_one_kill_9_sends_again_at_most_the_window_and_the_undeleted_acks(
     )
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    accepted = db_last_seq(db)
+    accepted = last_seq(db)
     proc = lintel("run", "-c", str(config))
     try:
         wait_status(config, lambda s: s["state"] == "running" and s["pid"] == proc.pid)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.process import lintel, wait_status
+from tests.support.process import kill_9_while_committing, lintel, wait_status
 from tests.support.proxy import CuttableProxy
-from tests.test_process import BOTH_BRIDGES, db_last_seq, stats, write_config
+from tests.test_process import BOTH_BRIDGES, stats, write_config
 
 CAP = {"classes": {"telemetry": {"max_mb": 0.05, "max_age_h": 168}}}  # [outbox.classes.telemetry]
 
@@ -30,20 +28,8 @@ def test_holes_in_the_native_seq_are_exactly_the_counted_drops(
     config = write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", outbox=CAP)
     config.write_text(config.read_text() + BOTH_BRIDGES)
     db = tmp_path / "state" / "outbox.db"
-    rng = random.Random(28)
     try:
-        for _ in range(3):
-            before = db_last_seq(db) if db.exists() else 0
-            proc = lintel("run", "-c", str(config))
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (not db.exists() or db_last_seq(db) <= before + 50):
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.2, 1.2))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            conn = sqlite3.connect(db)
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            conn.close()
+        kill_9_while_committing(config, db, 3, random.Random(28), rows=50, after_s=(0.2, 1.2))
         # the same gateway without its load: nothing new is evicted while the backlog drains
         config.write_text(
             write_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", sources="", outbox=CAP).read_text()

@@ -23,6 +23,7 @@ from gateway.core import Event, Klass, Reading, SystemClock
 from gateway.storage.outbox import OutboxLimits, OutboxStore, OutboxWriter
 from gateway.storage.outbox.store import OutboxReader
 from gateway.upstream.encode import Encoder, Topics
+from tests.support.outbox_db import query, scalar
 
 ENC = Encoder(Topics("lintel", "site-a", "gw-test"))
 Rows = dict[tuple[Klass, int], tuple[str, bytes]]
@@ -44,17 +45,20 @@ def build(db: Path, telemetry: int = 3000, alarms: int = 6, events: int = 40) ->
     return w
 
 
+def built(tmp_path: Path) -> tuple[Path, Rows]:
+    """A built and closed outbox, with every row as SQLite reads it before any damage."""
+    db = tmp_path / "outbox.db"
+    build(db).stop()
+    return db, everything(db)
+
+
 def everything(db: Path) -> Rows:
     """Every row as SQLite reads it (the oracle), by (class, seq)."""
-    conn = sqlite3.connect(db)
-    try:
-        return {
-            (k, seq): (topic, payload)
-            for k in Klass
-            for seq, topic, payload in conn.execute(f"SELECT seq, topic, payload FROM m{int(k)}")
-        }
-    finally:
-        conn.close()
+    return {
+        (k, seq): (topic, payload)
+        for k in Klass
+        for seq, topic, payload in query(db, f"SELECT seq, topic, payload FROM m{int(k)}")
+    }
 
 
 def published(db: Path) -> Rows:
@@ -70,21 +74,13 @@ def published(db: Path) -> Rows:
 
 def leaves(db: Path, table: str) -> list[tuple[int, int]]:
     """(page, rows on it) of a table's leaf pages, from SQLite's own dbstat."""
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(
-            "SELECT pageno, ncell FROM dbstat WHERE name=? AND pagetype='leaf' ORDER BY pageno", (table,)
-        ).fetchall()
-    finally:
-        conn.close()
+    return query(
+        db, "SELECT pageno, ncell FROM dbstat WHERE name=? AND pagetype='leaf' ORDER BY pageno", table
+    )
 
 
 def page_size(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("PRAGMA page_size").fetchone()[0])
-    finally:
-        conn.close()
+    return int(scalar(db, "PRAGMA page_size"))
 
 
 @contextmanager
@@ -126,9 +122,7 @@ def assert_salvaged(store: OutboxStore, before: Rows, after: Rows, lost: int) ->
 
 
 def test_a_random_page_loses_exactly_the_rows_on_it(tmp_path: Path) -> None:
-    db = tmp_path / "outbox.db"
-    build(db).stop()
-    before = everything(db)
+    db, before = built(tmp_path)
     pages = leaves(db, "m0")
     victim, on_it = pages[len(pages) // 2]
     scribble_page(db, victim, 19)
@@ -143,9 +137,7 @@ def test_a_random_page_loses_exactly_the_rows_on_it(tmp_path: Path) -> None:
 
 
 def test_a_random_interior_page_loses_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "outbox.db"
-    build(db).stop()
-    before = everything(db)
+    db, before = built(tmp_path)
     conn = sqlite3.connect(db)
     (interior,) = conn.execute(
         "SELECT pageno FROM dbstat WHERE name='m0' AND pagetype='internal' ORDER BY pageno LIMIT 1"
@@ -157,9 +149,7 @@ def test_a_random_interior_page_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_zeroed_header_loses_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "outbox.db"
-    build(db).stop()
-    before = everything(db)
+    db, before = built(tmp_path)
     data = bytearray(db.read_bytes())
     data[:100] = bytes(100)
     db.write_bytes(bytes(data))
@@ -170,9 +160,7 @@ def test_a_zeroed_header_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_truncated_file_loses_exactly_the_rows_past_the_cut(tmp_path: Path) -> None:
-    db = tmp_path / "outbox.db"
-    build(db).stop()
-    before = everything(db)
+    db, before = built(tmp_path)
     pages = leaves(db, "m0")
     cut_page = pages[2 * len(pages) // 3][0]
     size = page_size(db)
@@ -229,9 +217,7 @@ def test_a_damaged_wal_frame_does_not_lose_the_transactions_after_it(tmp_path: P
 
 
 def test_sixteen_unaligned_bytes_in_a_row_are_never_published(tmp_path: Path) -> None:
-    db = tmp_path / "outbox.db"
-    build(db).stop()
-    before = everything(db)
+    db, before = built(tmp_path)
     (victim_key, (_, payload)) = sorted(before.items())[1234]
     data = bytearray(db.read_bytes())
     at = data.find(payload)

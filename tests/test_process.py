@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.configs import Table
 from tests.support.notify import NotifySocket
-from tests.support.process import lintel, lintel_output, wait_status
+from tests.support.outbox_db import assert_intact, last_seq, meta, scalar
+from tests.support.process import kill_9_while_committing, lintel, lintel_output, wait_status
 from tests.support.proxy import CuttableProxy
 from tests.support.schema import validate
 
@@ -64,18 +64,6 @@ def write_config(
     return path
 
 
-def db_last_seq(db: Path) -> int:
-    """The highest accepted seq, 0 while the daemon has not created its tables yet."""
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.OperationalError:  # the file exists, its schema not yet
-        return 0
-    finally:
-        conn.close()
-
-
 # Sparkplug at QoS 1 (its documented option): every DDATA row must reach the broker, as checked below
 BOTH_BRIDGES = "\n[bridges.home_assistant]\nenabled = true\n\n[bridges.sparkplug]\nenabled = true\nqos = 1\n"
 
@@ -92,23 +80,8 @@ def test_kill_9_ten_times_under_load_loses_no_accepted_record(
         config.write_text(config.read_text() + bridges)
         db.parent.mkdir(parents=True, exist_ok=True)
         row_log.install(db)
-    rng = random.Random(7)
-    for _ in range(10):
-        before = db_last_seq(db) if db.exists() else 0
-        proc = lintel("run", "-c", str(config))
-        # Kill while it is accepting under load: wait until it commits (a CPU-starved machine may
-        # take longer to start than any fixed sleep), then at a random moment after that.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not db.exists() or db_last_seq(db) <= before + 5):
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.4))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        if db.exists():
-            conn = sqlite3.connect(db)
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            conn.close()
-    accepted = db_last_seq(db)
+    kill_9_while_committing(config, db, 10, random.Random(7), rows=5, after_s=(0.0, 1.4))
+    accepted = last_seq(db)
     assert accepted > 100, "the load never got going: the test would prove nothing"
     expected = set(range(1, accepted + 1))
     # One more start drains what the kills left behind.
@@ -128,7 +101,7 @@ def test_kill_9_ten_times_under_load_loses_no_accepted_record(
                 return all(got.count(t) >= spb.count(t) for t in set(spb))
 
             assert collector.wait_for(spb_arrived, 60)
-        final = db_last_seq(db)
+        final = last_seq(db)
         # a stats message committed after the last seq the gaps are counted up to
         assert collector.wait_for(lambda c: any(m["seq"] > final for m in stats(c)), 30)
     finally:
@@ -190,12 +163,9 @@ def test_systemd_notifications_and_graceful_stop(
     assert len(stops) == 1 and stops[0] > max(pets)
     # Everything accepted went out before the process ended; the outbox is empty and marked clean.
     db = tmp_path / "state" / "outbox.db"
-    conn = sqlite3.connect(db)
-    left = sum(conn.execute(f"SELECT COUNT(*) FROM m{k}").fetchone()[0] for k in range(4))
-    clean = conn.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()[0]
-    conn.close()
-    assert left == 0 and clean == 1
-    assert set(range(1, db_last_seq(db) + 1)) <= collector.seqs()
+    left = sum(scalar(db, f"SELECT COUNT(*) FROM m{k}") for k in range(4))
+    assert left == 0 and meta(db, "clean_shutdown") == 1
+    assert set(range(1, last_seq(db) + 1)) <= collector.seqs()
     status = [m for m in collector.snapshot() if m.topic.endswith("/status")]
     assert status[-1].payload["state"] == "offline"
     out = lintel_output("status", "-c", str(config))
@@ -221,9 +191,7 @@ def test_second_sigterm_forces_exit(tmp_path: Path, broker: Mosquitto) -> None:
             proc.kill()
         proxy.close()
     # Nothing accepted is lost by the forced exit: it is all still in the outbox.
-    conn = sqlite3.connect(tmp_path / "state" / "outbox.db")
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    conn.close()
+    assert_intact(tmp_path / "state" / "outbox.db")
 
 
 def test_corrupt_outbox_is_replaced_and_the_gateway_says_so(

@@ -17,6 +17,7 @@ from gateway.config.overlay import apply_overlay
 from gateway.core.commands import Failed, Rejected
 from gateway.runtime.daemon import Daemon
 from tests.conftest import gateway_toml
+from tests.support.configs import threshold_rule_toml
 
 HOUSEHOLD = """
 [care]
@@ -24,21 +25,13 @@ HOUSEHOLD = """
 id = "{hid}"
 electricity_meter = "sim"
 """
-RULE = """
-[[rules]]
-id = "hot"
-type = "threshold"
-source = "sim"
-point = "power_w"
-above = {above}
-"""
 
 
 def local_text(tmp_path: Path, above: float = 100, households: tuple[str, ...] = ("flat-1",)) -> str:
     sources = '[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.1\n'
     text = gateway_toml(tmp_path / "state", sources=sources)
     text += "".join(HOUSEHOLD.format(hid=h) for h in households[:1])
-    return text + RULE.format(above=above)
+    return text + threshold_rule_toml("sim", above, rule_id="hot")
 
 
 def running(tmp_path: Path, body: Callable[[Daemon], Awaitable[Any]]) -> Any:

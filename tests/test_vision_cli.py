@@ -71,7 +71,7 @@ def test_models_verify_and_a_corrupt_model_is_refused_with_the_fix(tmp_path: Pat
     with (bad_dir / "yolov2-tiny-coco.onnx").open("r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01\x02\x03")
-    bad = config_with_camera(tmp_path, f'model_dir = "{bad_dir}"')
+    bad = config_with_camera(tmp_path, f'\n[inference]\nmodel_dir = "{bad_dir}"')
     result = lintel_output("models", "verify", "-c", str(bad))
     assert result.returncode == 1
     check = lintel_output("check-config", "-c", str(bad))

@@ -10,32 +10,24 @@ from __future__ import annotations
 import argparse
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
+from gateway.core.durations import for_people
 from gateway.lanes.alarms import NS as ALARM_NS
 from gateway.runtime.control import SOCKET_NAME, send_local
 from gateway.storage.state import StateStore, state_path
 
 
-def add_parsers(
-    sub: Any,
-    config_arg: Callable[[argparse.ArgumentParser], None],
-    json_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    p = sub.add_parser("alarms", help="open alarms: list them, acknowledge one")
-    asub = p.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
-    q = asub.add_parser("list", help="open alarms with their age and whether acknowledged")
-    config_arg(q)
-    json_arg(q)
-    q = asub.add_parser("ack", help="acknowledge an open alarm (stops its reminders)")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "alarms", "open alarms: list them, acknowledge one")
+    action(actions, "list", "open alarms with their age and whether acknowledged")
+    q = action(actions, "ack", "acknowledge an open alarm (stops its reminders)")
     q.add_argument("alarm_id", help="the alarm's number, as `lintel alarms list` shows it")
     q.add_argument("--by", default=None, help="who acknowledges (name or staff id), for the record")
     q.add_argument("--note", default=None, help="a short note kept with the acknowledgement")
-    config_arg(q)
-    json_arg(q)
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
@@ -72,7 +64,7 @@ def _list(args: argparse.Namespace, path: Any) -> int:
             esc(a["alarm_id"]),
             f"[red]{esc(a['kind'])}[/]",
             esc(a["source_id"]),
-            _duration((now_ms - a["opened_ms"]) / 1000),
+            for_people((now_ms - a["opened_ms"]) / 1000),
             acked,
             esc(_details(a["attrs"])),
         )
@@ -93,14 +85,6 @@ def _details(attrs: dict[str, Any]) -> str:
         "missing_signals",
     )
     return ", ".join(f"{k}={attrs[k]}" for k in keep if attrs.get(k) not in (None, []))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _ack(args: argparse.Namespace, socket_path: Any) -> int:

@@ -19,18 +19,25 @@ from drivers.ble.adverts import Advert, Decoded, Undecodable, mac_bytes
 from drivers.ble.config import KEY_EXPECTED, parse_key
 from drivers.ble.decode import decode_advert
 from drivers.ble.scanner import BleakAdvertScanner, ScannerError
+from gateway.cli.args import action, tool
 from gateway.cli.output import console, err_console, esc, print_json, table
 
 
-def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
-    p = sub.add_parser("ble", help="installer tools for BLE door sensors (scan, check-key)")
-    bsub = p.add_subparsers(dest="ble_command", required=True, metavar="ACTION")
-    q = bsub.add_parser("scan", help="list nearby sensors live: address, type, state, RSSI, encrypted")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "ble", "installer tools for BLE door sensors (scan, check-key)")
+    q = action(
+        actions, "scan", "list nearby sensors live: address, type, state, RSSI, encrypted", config=False
+    )
     q.add_argument("--seconds", type=float, default=20.0, help="how long to listen (default 20)")
     q.add_argument("--adapter", default="hci0")
     q.add_argument("--all", action="store_true", help="also list devices in formats we do not decode")
-    json_arg(q)
-    q = bsub.add_parser("check-key", help="wait for one advert of a sensor and say whether a key decrypts it")
+    q = action(
+        actions,
+        "check-key",
+        "wait for one advert of a sensor and say whether a key decrypts it",
+        config=False,
+        json=False,
+    )
     q.add_argument("address", help="the sensor's Bluetooth address, e.g. E4:AA:EC:81:21:AE")
     q.add_argument("key", help="the bindkey (32 hex digits) or a file holding it")
     q.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an advert (default 60)")

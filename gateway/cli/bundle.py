@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.cli.args import config_arg
 from gateway.cli.output import console, err_console, esc
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.redact import Scrubber, inline_secrets, redact_config, secret_files
@@ -37,7 +38,7 @@ _PACKAGES = (
 )  # fmt: skip
 
 
-def add_parser(sub: Any, config_arg: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bundle", help="a support bundle (tar.gz): config without secrets, status, doctor, logs"
     )

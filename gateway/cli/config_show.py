@@ -12,17 +12,15 @@ import json
 import sys
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, print_json
 
 
-def add_parser(sub: Any, config_arg: Any) -> None:
-    p = sub.add_parser("config", help="the effective config (local file + deployment)")
-    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    q = csub.add_parser("show", help="print the config a start would run now")
-    config_arg(q)
+def add_parser(sub: Any) -> None:
+    actions = tool(sub, "config", "the effective config (local file + deployment)")
+    q = action(actions, "show", "print the config a start would run now")
     q.add_argument("--origin", action="store_true", help="name where each value came from")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _leaves(doc: Any, prefix: str = "") -> list[tuple[str, Any]]:

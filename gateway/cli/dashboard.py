@@ -24,6 +24,7 @@ from rich.text import Text
 
 from gateway.cli.output import human_bytes
 from gateway.core.devices import DeviceReport, PointValue, unit_of
+from gateway.core.durations import for_people
 from gateway.runtime.report import GatewayReport
 
 TITLES = ("ALARMS", "METERS", "DOORS & SENSORS", "FIRE LANES", "FACE ENTRANCES", "CARE", "UPLINK/OUTBOX")
@@ -85,13 +86,7 @@ def clock(ms: int | None) -> str:
 
 
 def age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.0f}d"
+    return for_people(seconds, compact=True)
 
 
 def show(p: PointValue) -> str:

@@ -228,7 +228,7 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
             return
         try:
             pipeline = build_pipeline(
-                loaded.config.faces, InferenceEngine(1), configured(loaded.config.vision)
+                loaded.config.faces, InferenceEngine(1), configured(loaded.config.inference)
             )
         except ModelError as exc:
             log.warning("demo: face models unavailable (%s)", exc)

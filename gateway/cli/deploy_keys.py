@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.args import broker_args, signer_args
 from gateway.cli.output import err_console
 
 
@@ -24,20 +25,12 @@ def add_parsers(ksub: Any) -> None:
     q.add_argument("--name", required=True, help="the secret's name, as the config references it")
     q.add_argument("--value-file", help="file holding the secret (default: read stdin)")
     q = ksub.add_parser("deploy", help="print a signed config deployment (and optionally publish it)")
-    q.add_argument("--key", required=True, help="private key file of an operator allowed deploy_config")
-    q.add_argument("--key-id", help="the key's id in the configs (default: recorded in the key file)")
-    q.add_argument("--gateway", required=True, help="target gateway id ([gateway] id)")
-    q.add_argument("--site", required=True, help="target site ([gateway] site)")
+    signer_args(q, key_help="private key file of an operator allowed deploy_config")
     q.add_argument("--version", type=int, required=True, help="deployment version: above the last one sent")
     q.add_argument("--config", required=True, help="the config document (TOML) to deploy")
     q.add_argument("--secret", action="append", default=[], metavar="NAME=FILE", help="a secret to seal")
     q.add_argument("--to", help="the gateway's deploy_key (needed with --secret)")
-    q.add_argument("--publish", metavar="URL", help="also send it, retained: mqtt://host:port or mqtts://…")
-    q.add_argument("--prefix", default="lintel", help="the gateway's mqtt.topic_prefix (default lintel)")
-    q.add_argument("--username", help="broker user name")
-    q.add_argument("--password-file", help="file holding the broker password")
-    q.add_argument("--ca-file", help="CA certificate for mqtts (default: the system's)")
-    q.add_argument("--wait-s", type=float, default=30, help="wait this long for the result (0: do not)")
+    broker_args(q, publish_help="also send it, retained: mqtt://host:port or mqtts://…", wait_s=30)
 
 
 def cmd_seal(args: argparse.Namespace) -> int:

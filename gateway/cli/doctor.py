@@ -12,6 +12,7 @@ from typing import Any
 from rich.markup import escape
 from rich.text import Text
 
+from gateway.cli.args import config_arg, json_arg
 from gateway.cli.output import console, err_console, print_json
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Level, worst
@@ -20,7 +21,7 @@ from gateway.diagnostics.runner import run_doctor
 _COLOUR = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 
 
-def add_parser(sub: Any, config_arg: Any, json_arg: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "doctor", help="check everything (config, clock, broker, ports, meters, cameras…) and say what to fix"
     )

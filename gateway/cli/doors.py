@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.output import console, err_console, esc, print_json
 from gateway.core.files import replace_durably
 from gateway.lanes.doors.config import DEVICE_ID_PATTERN, ShellyGen2Relay
@@ -29,14 +30,11 @@ _MAC = re.compile(r"^[0-9A-F]{12}$")
 _HEADER = re.compile(r"^\s*\[")
 
 
-def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
-    p = sub.add_parser("doors", help="door relays: pin a Shelly relay's identity")
-    dsub = p.add_subparsers(dest="doors_command", required=True, metavar="ACTION")
-    q = dsub.add_parser(
-        "probe", help="read a Shelly door relay's id and MAC (no password sent); --write pins them"
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "doors", "door relays: pin a Shelly relay's identity")
+    q = action(
+        actions, "probe", "read a Shelly door relay's id and MAC (no password sent); --write pins them"
     )
-    config_arg(q)
-    json_arg(q)
     q.add_argument("door", help="the door's id in the config")
     q.add_argument(
         "--write", action="store_true", help="write device_id and mac into the door's [doors.relay]"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
 
@@ -24,17 +24,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def add_parsers(
-    sub: Any,
-    config_arg: Callable[[argparse.ArgumentParser], None],
-    json_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    p = sub.add_parser("faces", help="face gallery: enrol, list, delete, verify, calibrate")
-    fsub = p.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
-    q = fsub.add_parser("init-key", help="create the gallery key (mode 0600) if there is none")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("enroll", help="add a resident from photos or from a camera")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "faces", "face gallery: enrol, list, delete, verify, calibrate")
+    action(actions, "init-key", "create the gallery key (mode 0600) if there is none")
+    q = action(actions, "enroll", "add a resident from photos or from a camera")
     q.add_argument("images", nargs="*", type=Path, help="photos of the resident alone, facing the camera")
     q.add_argument("--resident", required=True, help="resident id, e.g. r-0412 (never a name)")
     q.add_argument("--unit", required=True, help="flat or unit, e.g. 3-1202")
@@ -50,29 +43,19 @@ def add_parsers(
     q.add_argument("--camera", help="take the photos from this camera instead")
     q.add_argument("--shots", type=int, default=3, help="good frames to take from the camera")
     q.add_argument("--force", action="store_true", help="enrol even if the face matches another resident")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("tag", help="give a resident a BLE tag (face+tag doors), or --remove it")
+    q = action(actions, "tag", "give a resident a BLE tag (face+tag doors), or --remove it")
     q.add_argument("resident_id")
     q.add_argument("--address", help="the tag's Bluetooth address, e.g. 3C:2E:F5:0A:11:7B")
     q.add_argument(
         "--bindkey-file", type=Path, help="file holding the tag's bindkey (32 hex digits; - for stdin)"
     )
     q.add_argument("--remove", action="store_true", help="remove the resident's tag")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("list", help="residents, units, consent records, template counts")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("delete", help="remove a resident and purge their templates from the disk")
+    action(actions, "list", "residents, units, consent records, template counts")
+    q = action(actions, "delete", "remove a resident and purge their templates from the disk")
     q.add_argument("resident_id")
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("verify", help="who would a photo match, with distances")
+    q = action(actions, "verify", "who would a photo match, with distances")
     q.add_argument("image", type=Path)
-    config_arg(q)
-    json_arg(q)
-    q = fsub.add_parser("calibrate", help="labelled photos → distance distributions, suggested threshold")
+    q = action(actions, "calibrate", "labelled photos → distance distributions, suggested threshold")
     q.add_argument("folder", type=Path, help="one sub-folder of photos per person")
     q.add_argument("--far", type=float, default=0.001, help="target pair false-accept rate (default 0.001)")
     q.add_argument(
@@ -82,8 +65,6 @@ def add_parsers(
     )
     q.add_argument("--templates", type=int, default=3, help="templates per resident (default 3)")
     q.add_argument("--plot", type=Path, help="write the distributions as a PNG")
-    config_arg(q)
-    json_arg(q)
 
 
 @dataclass
@@ -101,7 +82,7 @@ class Context:
         from gateway.inference.engine import InferenceEngine
         from gateway.lanes.faces.access import build_pipeline
 
-        return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.vision))
+        return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.inference))
 
     def gallery(self, create: bool = False) -> Any:
         from gateway.lanes.faces.gallery import Gallery

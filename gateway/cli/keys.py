@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.cli.args import action, broker_args, signer_args, tool
 from gateway.cli.output import err_console, esc
 from gateway.commands.signing import (
     KeyFileError,
@@ -35,28 +36,24 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 def add_parsers(sub: Any) -> Any:
     """The `keys` parser's actions; returns them, so `deploy_keys` adds its own beside them."""
-    p = sub.add_parser("keys", help="operator keys: make one, sign a command with it")
-    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    q = ksub.add_parser("new", help="make a key pair; print the public key line for the config")
+    actions = tool(sub, "keys", "operator keys: make one, sign a command with it")
+    q = action(actions, "new", "make a key pair; print the public key line for the config", config=False)
     q.add_argument("--id", required=True, help="the operator's key id (a-z, 0-9, _ or -), e.g. night-guard")
     q.add_argument("--out", help="private key file to create (default: ./<id>.key)")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q = ksub.add_parser("sign", help="print a signed command envelope (and optionally publish it)")
-    q.add_argument("--key", required=True, help="private key file made by `lintel keys new`")
-    q.add_argument("--key-id", help="the key's id in the configs (default: recorded in the key file)")
-    q.add_argument("--gateway", required=True, help="target gateway id ([gateway] id)")
-    q.add_argument("--site", required=True, help="target site ([gateway] site)")
+    q = action(
+        actions,
+        "sign",
+        "print a signed command envelope (and optionally publish it)",
+        config=False,
+        json=False,
+    )
+    signer_args(q, key_help="private key file made by `lintel keys new`")
     q.add_argument("--expires-s", type=float, help="not to be executed later than this many seconds")
-    q.add_argument("--publish", metavar="URL", help="also send it: mqtt://host:port or mqtts://host:port")
-    q.add_argument("--prefix", default="lintel", help="the gateway's mqtt.topic_prefix (default lintel)")
-    q.add_argument("--username", help="broker user name")
-    q.add_argument("--password-file", help="file holding the broker password")
-    q.add_argument("--ca-file", help="CA certificate for mqtts (default: the system's)")
-    q.add_argument("--wait-s", type=float, default=15, help="wait this long for the result (0: do not)")
+    broker_args(q, publish_help="also send it: mqtt://host:port or mqtts://host:port", wait_s=15)
     q.add_argument("name", metavar="COMMAND", help="ping, alarm_ack, door_pulse, reload_config, …")
     q.add_argument("arguments", metavar="ARGS", nargs="?", default="{}", help="arguments as a JSON object")
 
-    return ksub
+    return actions
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

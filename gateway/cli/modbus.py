@@ -19,21 +19,20 @@ from drivers.modbus.endpoint import EndpointError, parse_endpoint
 from drivers.modbus.meter import MeterPoller
 from drivers.modbus.profiles import PointFields, available, build_point, profile_points
 from drivers.modbus.registers import decode
+from gateway.cli.args import action, config_arg, json_arg, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
 from gateway.core import Event, Reading
 
 
-def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
-    p = sub.add_parser("modbus", help="installer tools for Modbus meters (scan, read, profiles)")
-    msub = p.add_subparsers(dest="modbus_command", required=True, metavar="ACTION")
-    q = msub.add_parser("scan", help="find which unit ids answer on a bus")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "modbus", "installer tools for Modbus meters (scan, read, profiles)")
+    q = action(actions, "scan", "find which unit ids answer on a bus", config=False)
     _bus_args(q)
     q.add_argument("--units", default="1-247", help="unit ids to try, e.g. 1-32 or 1,5,9 (default 1-247)")
     q.add_argument("--register", type=lambda s: int(s, 0), default=0, help="register to ask for (default 0)")
     q.add_argument("--function", type=int, choices=[3, 4], default=3, help="3 holding or 4 input registers")
-    json_arg(q)
-    q = msub.add_parser("read", help="read and decode registers of one meter now")
+    q = action(actions, "read", "read and decode registers of one meter now", config=False)
     _bus_args(q)
     q.add_argument("--unit", type=int, required=True)
     q.add_argument("--profile", help="decode every point of this profile")
@@ -42,10 +41,8 @@ def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
     q.add_argument("--type", default="uint16", help="int16 uint16 int32 uint32 float32 ... (default uint16)")
     q.add_argument("--word-order", choices=["big", "little"], default="big")
     q.add_argument("--scale", type=float, default=1.0)
-    json_arg(q)
-    q = msub.add_parser("profiles", help="list the shipped meter profiles and their points")
+    q = action(actions, "profiles", "list the shipped meter profiles and their points", config=False)
     q.add_argument("name", nargs="?", help="show one profile's points")
-    json_arg(q)
 
     p = sub.add_parser("probe", help="run one configured meter (or bus) for a few cycles and print readings")
     p.add_argument("source_id", help="a meter id or a bus id from the config")

@@ -21,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.args import config_arg, json_arg
 from gateway.releases.activate import policy_of
 from gateway.releases.guard import state_dir_of
 from gateway.releases.state import read_state
@@ -30,7 +31,7 @@ from gateway.releases.updater import Origin, read_request, update
 SYSTEMD = Path("/run/systemd/system")
 
 
-def add_parsers(sub: Any, config_arg: Any, json_arg: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = sub.add_parser("update", help="install another release beside this one and switch to it on probation")
     config_arg(p)
     what = p.add_mutually_exclusive_group(required=True)

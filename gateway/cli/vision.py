@@ -14,39 +14,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.cli.args import action, tool
 from gateway.cli.config_file import read_config
 from gateway.cli.output import console, err_console, esc, print_json, table
 
 
-def add_parsers(
-    sub: Any,
-    config_arg: Callable[[argparse.ArgumentParser], None],
-    json_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    p = sub.add_parser("camera", help="camera tools: annotated snapshot, stream probe")
-    csub = p.add_subparsers(dest="camera_command", required=True, metavar="ACTION")
-    q = csub.add_parser("snapshot", help="one frame with lanes, detections and lane states drawn on it")
+def add_parsers(sub: Any) -> None:
+    actions = tool(sub, "camera", "camera tools: annotated snapshot, stream probe")
+    q = action(actions, "snapshot", "one frame with lanes, detections and lane states drawn on it")
     q.add_argument("camera_id")
     q.add_argument("--out", required=True, help="picture to write (.png or .jpg)")
-    config_arg(q)
-    json_arg(q)
-    q = csub.add_parser("probe", help="resolution, frame rate and latency of a camera's stream")
+    q = action(actions, "probe", "resolution, frame rate and latency of a camera's stream")
     q.add_argument("camera_id")
     q.add_argument("--seconds", type=float, default=5.0)
-    config_arg(q)
-    json_arg(q)
 
-    p = sub.add_parser("models", help="ONNX models: list, verify, benchmark")
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    for name, text in (("list", "models the gateway knows"), ("verify", "check every model file's sha256")):
-        q = msub.add_parser(name, help=text)
-        config_arg(q)
-        json_arg(q)
-    q = msub.add_parser("bench", help="detector latency per frame at 1 and 2 threads")
+    actions = tool(sub, "models", "ONNX models: list, verify, benchmark")
+    action(actions, "list", "models the gateway knows")
+    action(actions, "verify", "check every model file's sha256")
+    q = action(actions, "bench", "detector latency per frame at 1 and 2 threads")
     q.add_argument("--model", default=None, help="model name (default: the configured detector)")
     q.add_argument("--runs", type=int, default=20)
-    config_arg(q)
-    json_arg(q)
 
 
 def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
@@ -55,9 +42,8 @@ def _catalog(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
     loaded = read_config(args.config)
     if loaded is None:
         return None
-    vision = loaded.config.vision
     try:
-        models = configured(vision)
+        models = configured(loaded.config.inference)
     except ModelError as exc:
         err_console.print(f"[red]{esc(exc)}[/]")
         return None
@@ -265,9 +251,11 @@ def _snapshot(args: argparse.Namespace, cfg: Any, loaded: Any, image: Any) -> in
         store.close()
     detections = []
     try:
-        manifest = pick(vision.detector, configured(vision))
+        manifest = pick(vision.detector, configured(loaded.config.inference))
         detections = Detector(
-            load_model(manifest, vision.threads), vision.min_score, input_size=vision.detector_input()
+            load_model(manifest, loaded.config.inference.threads),
+            vision.min_score,
+            input_size=vision.detector_input(),
         ).detect(image)
     except ModelError as exc:
         err_console.print(f"[yellow]no detections drawn: {esc(exc)}[/]")

@@ -75,7 +75,7 @@ LANES: tuple[LaneSpec, ...] = (
         "gateway.lanes.fire_lanes.lane:build_lane",
         fire_lanes.names,
         fire_lanes.references,
-        reads=("vision",),
+        reads=("vision", "inference"),
     ),
     LaneSpec(
         "face_access",
@@ -83,7 +83,7 @@ LANES: tuple[LaneSpec, ...] = (
         "gateway.lanes.faces.lane:build_lane",
         faces.names,
         faces.references,
-        reads=("faces", "vision"),
+        reads=("faces", "inference"),
     ),
 )
 

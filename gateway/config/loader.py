@@ -190,9 +190,9 @@ def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     from gateway.inference.catalog import ModelError, configured
 
     try:
-        models = configured(config.vision)
+        models = configured(config.inference)
     except ModelError as exc:
-        return [ConfigProblem("vision.manifest_dir", str(exc))]
+        return [ConfigProblem("inference.manifest_dir", str(exc))]
     problems: list[ConfigProblem] = []
     for key, name, task in wanted:
         kind = sorted(n for n, m in models.items() if m.task == task)
@@ -333,7 +333,7 @@ def state_dir_problem(state_dir: Path) -> ConfigProblem | None:
 
 def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
     """Settings that work but are risky; `check-config` prints them and `run` logs them."""
-    warnings: list[ConfigProblem] = []
+    warnings: list[ConfigProblem] = list(loaded.config.renamed)
     mqtt = loaded.config.mqtt
     if mqtt is not None and (mqtt.password_file or mqtt.password_secret) and not mqtt.tls:
         host = urlsplit(mqtt.url).hostname or ""

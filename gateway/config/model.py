@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.config import driver_registry as registry
 from gateway.config.commands import CommandsSection
 from gateway.config.references import check_references
+from gateway.config.renamed import move_renamed
 from gateway.config.update import UpdateSection
-from gateway.core.config_base import Identifier, SourceConfigBase, StrictModel, check_url, custom_error
+from gateway.core.config_base import (
+    Identifier,
+    SourceConfigBase,
+    StrictModel,
+    check_url,
+    check_zone,
+    custom_error,
+)
+from gateway.core.errors import ConfigProblem
+from gateway.inference.config import InferenceSection
 from gateway.lanes.care.config import CareSection
 from gateway.lanes.doors import DoorConfig
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
@@ -45,6 +55,13 @@ class GatewaySection(StrictModel):
     runtime_dir: str = Field(
         "/run/lintel", description="Where the status file lives (tmpfs: rewritten often, spares the SD card)."
     )
+    timezone: str | None = Field(
+        None,
+        description="The building's IANA time zone, e.g. \"Asia/Shanghai\": care's day and night, fire-lane "
+        "exemptions, face access hours (default: the system's).",
+    )
+
+    _zone = field_validator("timezone")(check_zone)
 
 
 class ClassLimits(StrictModel):
@@ -227,6 +244,7 @@ class GatewayConfig(StrictModel):
     care: CareSection | None = None
     rules: list[Rule] = Field(default_factory=list)
     doors: list[DoorConfig] = Field(default_factory=list)
+    inference: InferenceSection = Field(default_factory=InferenceSection)
     vision: VisionSection = Field(default_factory=VisionSection)
     fire_lanes: list[FireLaneConfig] = Field(default_factory=list)
     faces: FacesSection = Field(default_factory=FacesSection)
@@ -234,6 +252,23 @@ class GatewayConfig(StrictModel):
     commands: CommandsSection = Field(default_factory=CommandsSection)
     bridges: BridgesSection = Field(default_factory=BridgesSection)
     update: UpdateSection = Field(default_factory=UpdateSection)
+    _renamed: list[ConfigProblem] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _moved_keys(cls, data: Any, handler: Any) -> GatewayConfig:
+        """Old keys read at their new place (gateway.config.renamed); `renamed` says which."""
+        renamed: list[ConfigProblem] = []
+        if isinstance(data, dict):
+            data, renamed = move_renamed(data)
+        config: GatewayConfig = handler(data)
+        config._renamed = renamed
+        return config
+
+    @property
+    def renamed(self) -> list[ConfigProblem]:
+        """A warning per key still written at its old place (check-config, run and doctor say it)."""
+        return list(self._renamed)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> GatewayConfig:

@@ -10,6 +10,7 @@ within a queue and class a receiver sees `seq` increasing.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
 from gateway.core import Clock, Klass, SystemClock
 from gateway.storage.outbox.store import OutboxReader, PendingMessage
@@ -48,20 +49,36 @@ class TokenBucket:
 SPARKPLUG_PREFIX = "spBv1.0/"
 
 
-class _Queue:
-    def __init__(self, klass: Klass, after: int, upto: int | None) -> None:
-        self.klass = klass
-        self.cursor = after
-        self.upto = upto
-        self.buffer: deque[PendingMessage] = deque()
-        self.exhausted = False  # backlog queues end; live queues wait for the next commit
+@dataclass(slots=True)
+class RowCursor:
+    """One link's rows of one class after row `after` (up to `upto`), oldest first, read a page
+    at a time: the native link's rows, or with `sparkplug` only the Sparkplug link's. `exhausted`
+    once a read finds nothing more: a backlog cursor ends there; a live one is woken by
+    `more_committed()` when the writer commits."""
 
-    def next(self, reader: OutboxReader) -> PendingMessage | None:
+    reader: OutboxReader
+    klass: Klass
+    after: int
+    upto: int | None
+    sparkplug: bool = field(kw_only=True)
+    buffer: deque[PendingMessage] = field(default_factory=deque)
+    exhausted: bool = False
+
+    def more_committed(self) -> None:
+        self.exhausted = False
+
+    @property
+    def drained(self) -> bool:
+        return self.exhausted and not self.buffer
+
+    def next(self) -> PendingMessage | None:
         if not self.buffer and not self.exhausted:
-            page = reader.page(self.klass, self.cursor, self.upto, PAGE, SPARKPLUG_PREFIX, with_prefix=False)
+            page = self.reader.page(
+                self.klass, self.after, self.upto, PAGE, SPARKPLUG_PREFIX, with_prefix=self.sparkplug
+            )
             if page:
                 self.buffer.extend(page)
-                self.cursor = page[-1].seq
+                self.after = page[-1].seq
             else:
                 self.exhausted = True
         return self.buffer.popleft() if self.buffer else None
@@ -78,17 +95,17 @@ class QueueScheduler:
         self.boundary_row = boundary_row
         self.bucket = TokenBucket(drain_rate_msg_s, clock or SystemClock())
         order = sorted(Klass, reverse=True)
-        self.live = [_Queue(k, boundary_row, None) for k in order]
-        self.backlog = [_Queue(k, 0, boundary_row) for k in order]
+        self.live = [RowCursor(reader, k, boundary_row, None, sparkplug=False) for k in order]
+        self.backlog = [RowCursor(reader, k, 0, boundary_row, sparkplug=False) for k in order]
 
     def new_data(self) -> None:
         """The writer committed: live queues may have more."""
         for queue in self.live:
-            queue.exhausted = False
+            queue.more_committed()
 
     @property
     def backlog_left(self) -> bool:
-        return any(not q.exhausted or q.buffer for q in self.backlog)
+        return not all(q.drained for q in self.backlog)
 
     def next(self) -> PendingMessage | None:
         """Highest class first: live before backlog within a class; the backlog at the drain rate.
@@ -98,17 +115,17 @@ class QueueScheduler:
         token: bool | None = None
         msg: PendingMessage | None = None
         for live, backlog in zip(self.live, self.backlog, strict=True):
-            msg = live.next(self.reader)
+            msg = live.next()
             if msg is not None:
                 break
-            if backlog.exhausted and not backlog.buffer:
+            if backlog.drained:
                 continue
             if live.klass != Klass.ALARM:  # alarms' backlog is never rate-limited
                 if token is None:
                     token = self.bucket.take()
                 if not token:
                     continue
-            msg = backlog.next(self.reader)
+            msg = backlog.next()
             if msg is not None:
                 if live.klass != Klass.ALARM:
                     token = None  # spent

@@ -7,6 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+# The `[mqtt]` keys the uplink takes as they are; from_config resolves the others.
+AS_CONFIGURED = (
+    "tls",
+    "protocol",
+    "username",
+    "keepalive_s",
+    "inflight_max",
+    "ack_timeout_s",
+    "drain_rate_msg_s",
+    "reconnect_initial_s",
+    "reconnect_max_s",
+    "stable_after_s",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class UplinkSettings:
@@ -38,20 +52,11 @@ class UplinkSettings:
         return cls(
             host=url.hostname or "",
             port=url.port or (8883 if cfg.tls else 1883),
-            tls=cfg.tls,
-            protocol=cfg.protocol,
             client_id=cfg.client_id or client_id,
-            username=cfg.username,
             password=password,
             ca_file=str(resolve(cfg.ca_file)) if cfg.ca_file else None,
             cert_file=str(resolve(cfg.cert_file)) if cfg.cert_file else None,
             key_file=str(resolve(cfg.key_file)) if cfg.key_file else None,
-            keepalive_s=cfg.keepalive_s,
-            inflight_max=cfg.inflight_max,
-            ack_timeout_s=cfg.ack_timeout_s,
-            drain_rate_msg_s=cfg.drain_rate_msg_s,
-            reconnect_initial_s=cfg.reconnect_initial_s,
-            reconnect_max_s=cfg.reconnect_max_s,
-            stable_after_s=cfg.stable_after_s,
             max_packet_bytes=int(cfg.max_packet_kb * 1024),
+            **{key: getattr(cfg, key) for key in AS_CONFIGURED},
         )

@@ -8,11 +8,10 @@ is in them); a DDATA, and the readings a DBIRTH carried, go out as a DDATA of hi
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Set
 
 from gateway.core import Klass
-from gateway.delivery.queues import PAGE, SPARKPLUG_PREFIX
+from gateway.delivery.queues import RowCursor
 from gateway.storage.outbox.store import OutboxReader, PendingMessage
 from gateway.upstream.bridges import sparkplug_pb as pb
 
@@ -34,22 +33,6 @@ def outgoing(
     return msg.topic, pb.as_historical(msg.payload, seq)
 
 
-class RowCursor:
-    """The Sparkplug rows of the outbox (class telemetry, topics `spBv1.0/`), oldest first, a page
-    at a time; `more` is set again when the writer commits (the link's wake-up)."""
-
-    def __init__(self, reader: OutboxReader) -> None:
-        self.reader = reader
-        self.after = 0
-        self.buffer: deque[PendingMessage] = deque()
-        self.more = True
-
-    def next(self) -> PendingMessage | None:
-        if not self.buffer and self.more:
-            page = self.reader.page(Klass.TELEMETRY, self.after, None, PAGE, SPARKPLUG_PREFIX)
-            if page:
-                self.buffer.extend(page)
-                self.after = page[-1].seq
-            else:
-                self.more = False
-        return self.buffer.popleft() if self.buffer else None
+def sparkplug_rows(reader: OutboxReader) -> RowCursor:
+    """The Sparkplug rows of the outbox (class telemetry, topics `spBv1.0/`), oldest first."""
+    return RowCursor(reader, Klass.TELEMETRY, 0, None, sparkplug=True)

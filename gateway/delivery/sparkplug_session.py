@@ -30,8 +30,9 @@ from google.protobuf.message import DecodeError
 from gateway.core import Klass
 from gateway.delivery.link_thread import LOOP_TURN_S
 from gateway.delivery.mqtt_session import LinkHost, MqttSession
+from gateway.delivery.queues import RowCursor
 from gateway.delivery.sparkplug_inbound import BadInput, host_state, rebirth_requested
-from gateway.delivery.sparkplug_rows import RowCursor, outgoing
+from gateway.delivery.sparkplug_rows import outgoing, sparkplug_rows
 from gateway.upstream.bridges import sparkplug_pb as pb
 from gateway.upstream.bridges.sparkplug import SpbTopics, device_birth, node_birth, node_death
 from gateway.upstream.bridges.sparkplug_model import NodeModel
@@ -82,7 +83,7 @@ class SpbSession(MqttSession):
     def _connected(self, client: mqtt.Client) -> None:
         link = self.link
         assert self.reader is not None
-        self.rows = RowCursor(self.reader)
+        self.rows = sparkplug_rows(self.reader)
         client.subscribe(link.topics.node_topic("NCMD"), qos=1)
         client.subscribe(link.topics.device_topic("DCMD", "+"), qos=1)  # counted: not supported
         if link.primary_host_id:
@@ -228,7 +229,7 @@ class SpbSession(MqttSession):
 
     def _woken(self) -> None:
         if self.rows is not None:
-            self.rows.more = True
+            self.rows.more_committed()
 
     def _can_drain(self) -> bool:
         return self.born  # never born (waiting for the host): nothing to send, nothing to end

@@ -26,9 +26,9 @@ def check_models(ctx: Context) -> list[Finding]:
         "rebuild the models: `scripts/setup.sh` (or `.venv/bin/python models/fetch.py`) in the install folder"
     )
     try:
-        models = configured(config.vision)
+        models = configured(config.inference)
     except ModelError as exc:
-        return [fail("models", str(exc), "check vision.manifest_dir and vision.model_dir")]
+        return [fail("models", str(exc), "check inference.manifest_dir and inference.model_dir")]
     findings: list[Finding] = []
     for key, name in wanted:
         check = f"model.{name}"

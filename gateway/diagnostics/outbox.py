@@ -6,9 +6,9 @@ import os
 import sqlite3
 
 from gateway.core import Klass
+from gateway.core.durations import for_people
 from gateway.diagnostics.context import Context
 from gateway.diagnostics.report import Finding, fail, ok, warn
-from gateway.diagnostics.system import age_text
 from gateway.storage.outbox.store import TABLES
 
 # A backlog older than this means the uplink is not delivering (the broker checks say why).
@@ -60,7 +60,7 @@ def check_outbox(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     if oldest is not None:
         age = max(0.0, (ctx.time_ms() - oldest) / 1000)
-        line += f", the oldest {age_text(age)} old"
+        line += f", the oldest {for_people(age)} old"
         if ctx.loaded.config.mqtt is None:
             findings.append(ok("outbox", f"{line} (no [mqtt]: the gateway only buffers)"))
         elif age > FAIL_AGE_S:

@@ -45,6 +45,8 @@ def load(path: str) -> tuple[LoadedConfig | None, list[Finding]]:
         findings.append(
             warn(f"secret.{problem.path}", f"{problem.got}: {problem.message}", problem.expected or "")
         )
+    for problem in loaded.config.renamed:  # an old key still read at its old place
+        findings.append(warn(f"config.{problem.path}", problem.message, problem.expected or ""))
     return loaded, findings
 
 
@@ -251,13 +253,3 @@ def unit_user(ctx: Context) -> str | None:
     """The service user the unit runs as (User=), when the unit is installed."""
     u = _systemctl(ctx)
     return (u or {}).get("User") or None
-
-
-def age_text(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"

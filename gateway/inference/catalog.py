@@ -1,6 +1,6 @@
 """The model catalog: one TOML manifest per model, and the ONNX files built from them.
 
-A manifest (`models/<name>.toml` in the repository, or a user's own in `vision.manifest_dir`) says
+A manifest (`models/<name>.toml` in the repository, or a user's own in `inference.manifest_dir`) says
 where the model comes from (registry package, version, member files and their sha256), how it was
 turned into ONNX, the sha256 of that ONNX file, its licence, and everything needed to feed it and
 read it: input size, colour order, normalisation, resize mode, output layout and class names.
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 
 class ModelPlaces(Protocol):
-    """Where a config says the built models and the user's own manifests are (`[vision]`)."""
+    """Where a config says the built models and the user's own manifests are (`[inference]`)."""
 
     @property
     def model_dir(self) -> str | None: ...

@@ -49,11 +49,12 @@ class DoorOpener(Protocol):
 @dataclass(slots=True)
 class LaneDeps:
     """Everything a lane may use. `engine()` gives the one shared inference engine (created on
-        first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
-        (None when no door is configured, or the doors could not be built); `secret(file, name)` a
-        password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
-        (a deployed secret, docs/deployments.md); None when neither is set; `tags` the hub where the BLE
-    sources report the tags a lane watches (face+tag)."""
+    first use: a gateway without cameras never imports onnxruntime); `doors` the gateway's doors
+    (None when no door is configured, or the doors could not be built); `secret(file, name)` a
+    password given as a `*_file` key (read now, resolved like the config) or as a `*_secret` name
+    (a deployed secret, docs/deployments.md); None when neither is set. `timezone` is the
+    building's IANA zone (`[gateway] timezone`; None: the system's) for every lane's local hours;
+    `tags` the hub where the BLE sources report the tags a lane watches (face+tag)."""
 
     clock: Clock
     emit: Callable[[Record], bool]
@@ -65,6 +66,7 @@ class LaneDeps:
     engine: Callable[[], InferenceEngine]
     secret: Callable[[str | None, str | None], str | None]
     doors: DoorOpener | None = None
+    timezone: str | None = None
     tags: TagHub = field(default_factory=TagHub)  # residents' BLE tags, as the BLE sources hear them
 
 

@@ -128,6 +128,7 @@ class Core:
             loaded.state_dir,
             self.engine,
             loaded.secret,
+            timezone=loaded.config.gateway.timezone,
             tags=self.tags,
         )
 
@@ -137,7 +138,7 @@ class Core:
         if self._engine is None:
             from gateway.inference.engine import InferenceEngine
 
-            self._engine = InferenceEngine(self.loaded.config.vision.threads)
+            self._engine = InferenceEngine(self.loaded.config.inference.threads)
         return self._engine
 
     def close(self) -> None:

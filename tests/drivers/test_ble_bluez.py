@@ -19,6 +19,7 @@ from drivers.ble.simulator import SimulatedSensor
 from tests.support.bluez import MockBluez
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.configs import source_toml
 from tests.support.process import lintel
 from tests.support.schema import validate
 from tests.test_process import write_config
@@ -55,29 +56,12 @@ def test_adverts_in_door_events_out_of_the_daemon(
 ) -> None:
     key_file = tmp_path / "door-back.key"
     key_file.write_text(XIAOMI_KEY + "\n")
-    sources = f"""
-[[sources]]
-id = "ble-hall"
-type = "ble"
-adapter = "hci0"
-
-[[sources.sensors]]
-id = "door-front"
-address = "54:48:E6:8F:80:A5"
-model = "SBDW-002C"
-bindkey = "{SHELLY_KEY}"
-
-[[sources.sensors]]
-id = "door-back"
-address = "E4:AA:EC:81:21:AE"
-model = "MCCGQ02HL"
-bindkey_file = "{key_file}"
-
-[[sources.sensors]]
-id = "window-1"
-address = "58:2D:34:40:3A:4D"
-model = "CGH1"
-"""
+    sensors = [
+        {"id": "door-front", "address": "54:48:E6:8F:80:A5", "model": "SBDW-002C", "bindkey": SHELLY_KEY},
+        {"id": "door-back", "address": "E4:AA:EC:81:21:AE", "model": "MCCGQ02HL", "bindkey_file": key_file},
+        {"id": "window-1", "address": "58:2D:34:40:3A:4D", "model": "CGH1"},
+    ]
+    sources = source_toml("ble", "ble-hall", "sensors", sensors, adapter="hci0")
     config = write_config(tmp_path, broker.url, sources)
     daemon = lintel("run", "-c", str(config), env=bluez.env())
     front = SimulatedSensor("54:48:E6:8F:80:A5", "SBDW-002C", bytes.fromhex(SHELLY_KEY), name="SBDW-002C")

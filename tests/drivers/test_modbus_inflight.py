@@ -13,6 +13,7 @@ from drivers.modbus.endpoint import parse_endpoint
 from drivers.modbus.profiles import profile_points
 from drivers.modbus.source import ModbusBusSource
 from gateway.core import Reading, Record, SourceContext, SystemClock
+from tests.support.buses import tcp_bus
 from tests.support.libmodbus import LibmodbusServer
 
 UNITS = 8
@@ -28,17 +29,9 @@ def expected(unit: int, name: str) -> float:
 
 
 def bus_config(port: int, max_inflight: int) -> ModbusBusConfig:
-    return ModbusBusConfig.model_validate(
-        {
-            "type": "modbus",
-            "id": "bus-tcp",
-            "endpoint": f"tcp://127.0.0.1:{port}",
-            "interval_s": 0.05,
-            "retries": 0,
-            "timeout_ms": 2000,
-            "max_inflight": max_inflight,
-            "meters": [{"id": f"m{u}", "unit": u, "profile": "chint_ddsu666"} for u in range(1, UNITS + 1)],
-        }
+    meters = [{"id": f"m{u}", "unit": u, "profile": "chint_ddsu666"} for u in range(1, UNITS + 1)]
+    return tcp_bus(
+        port, "bus-tcp", meters, interval_s=0.05, retries=0, timeout_ms=2000, max_inflight=max_inflight
     )
 
 

@@ -13,31 +13,20 @@ import signal
 import time
 from pathlib import Path
 
-from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.simulator import MeterServer, SimulatedMeter
 from drivers.modbus.source import ModbusBusSource
 from gateway.core import Record, SourceContext, SystemClock
 from tests.conftest import gateway_toml
+from tests.support.buses import tcp_bus
+from tests.support.configs import source_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel
 
-FAST_BUS = """
-[[sources]]
-type = "modbus"
-id = "bus-1"
-endpoint = "tcp://127.0.0.1:{port}"
-interval_s = 0.001
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-
-[[sources.meters]]
-id = "m2"
-unit = 2
-profile = "chint_ddsu666"
-"""
+# one bus polled every millisecond: in-process below, in a `lintel run` at the end
+FAST_METERS = [
+    {"id": "m1", "unit": 1, "profile": "eastron_sdm120"},
+    {"id": "m2", "unit": 2, "profile": "chint_ddsu666"},
+]
 
 
 class CountingMeter(SimulatedMeter):
@@ -62,18 +51,7 @@ def test_a_cancelled_source_stops_at_once_even_when_the_answer_arrives_with_the_
     async def main() -> list[float]:
         server = MeterServer(meters())
         port = await server.start_tcp()
-        cfg = ModbusBusConfig.model_validate(
-            {
-                "type": "modbus",
-                "id": "bus-1",
-                "endpoint": f"tcp://127.0.0.1:{port}",
-                "interval_s": 0.001,
-                "meters": [
-                    {"id": "m1", "unit": 1, "profile": "eastron_sdm120"},
-                    {"id": "m2", "unit": 2, "profile": "chint_ddsu666"},
-                ],
-            }
-        )
+        cfg = tcp_bus(port, "bus-1", FAST_METERS, interval_s=0.001)
         took: list[float] = []
         try:
             for _ in range(40):
@@ -110,7 +88,11 @@ def test_sigterm_stops_lintel_run_polling_at_1ms_five_times(tmp_path: Path) -> N
     sim = ModbusThread(devices).start()
     timeout_s = 5.0
     text = gateway_toml(
-        tmp_path / "state", sources=FAST_BUS.format(port=sim.port), runtime={"shutdown_timeout_s": timeout_s}
+        tmp_path / "state",
+        sources=source_toml(
+            "modbus", "bus-1", "meters", FAST_METERS, endpoint=f"tcp://127.0.0.1:{sim.port}", interval_s=0.001
+        ),
+        runtime={"shutdown_timeout_s": timeout_s},
     )
     config = tmp_path / "lintel.toml"
     config.write_text(text)

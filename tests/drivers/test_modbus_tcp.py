@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.meter import MeterPoller
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.profiles import available, profile_points
 from drivers.modbus.simulator import MeterServer, SimulatedMeter
 from drivers.modbus.source import ModbusBusSource
 from gateway.core import Reading, Record, SourceContext, SystemClock
+from tests.support.buses import tcp_bus
 
 # Known readings per profile, as a meter displays them. Tasmota's DDSU666 driver documents a real
 # exchange: 230.2 V, 1.260 A, -196.3 W, PF 0.91, 50.0 Hz, 478.492 kWh imported, 6.216 kWh exported.
@@ -67,20 +67,12 @@ def test_every_profile_is_covered_and_cites_its_document() -> None:
 
 
 def read_all(
-    meters: list[SimulatedMeter], config: dict[str, Any]
+    meters: list[SimulatedMeter], tables: list[dict[str, Any]]
 ) -> tuple[list[Record], ModbusBusSource, int]:
     async def main() -> tuple[list[Record], ModbusBusSource, int]:
         server = MeterServer(meters)
         port = await server.start_tcp()
-        cfg = ModbusBusConfig.model_validate(
-            {
-                "type": "modbus",
-                "id": "gw-tcp",
-                "endpoint": f"tcp://127.0.0.1:{port}",
-                "interval_s": 60,
-                **config,
-            }
-        )
+        cfg = tcp_bus(port, "gw-tcp", tables, interval_s=60)
         source = ModbusBusSource(cfg)
         out: list[Record] = []
         ctx = SourceContext("gw-tcp", SystemClock(), lambda r: out.append(r) or True)
@@ -101,12 +93,10 @@ def test_each_profile_decodes_known_readings_over_tcp() -> None:
         for name, value in values.items():
             meter.pin(name, value)
         meters.append(meter)
-    config = {
-        "meters": [
-            {"id": f"m-{m.profile.replace('_', '-')}", "unit": m.unit, "profile": m.profile} for m in meters
-        ]
-    }
-    out, source, _ = read_all(meters, config)
+    tables = [
+        {"id": f"m-{m.profile.replace('_', '-')}", "unit": m.unit, "profile": m.profile} for m in meters
+    ]
+    out, source, _ = read_all(meters, tables)
     got = {(r.source_id, r.point): r.value for r in out if isinstance(r, Reading)}
     assert not [r for r in out if not isinstance(r, Reading)], [r for r in out if not isinstance(r, Reading)]
     for meter in meters:
@@ -175,14 +165,7 @@ def test_mbpoll_reads_the_same_values_as_the_gateway() -> None:
 
 def poller_for(profile: str) -> MeterPoller:
     """A poller for one meter of `profile`, planned but never connected."""
-    cfg = ModbusBusConfig.model_validate(
-        {
-            "type": "modbus",
-            "id": "b",
-            "endpoint": "tcp://127.0.0.1:1",
-            "meters": [{"id": "m", "unit": 1, "profile": profile}],
-        }
-    )
+    cfg = tcp_bus(1, "b", [{"id": "m", "unit": 1, "profile": profile}])
     return MeterPoller(cfg.meters[0], cfg)
 
 
@@ -208,18 +191,11 @@ def test_splitting_contiguous_points_gives_one_request_each() -> None:
 def test_a_bus_read_every_five_minutes_tells_the_watchdog_its_silence_is_healthy() -> None:
     from gateway.core.source import PacedSource
 
-    cfg = ModbusBusConfig.model_validate(
-        {
-            "type": "modbus",
-            "id": "bus-w",
-            "endpoint": "tcp://127.0.0.1:502",
-            "interval_s": 10,
-            "meters": [
-                {"id": "water", "unit": 2, "profile": "eastron_sdm120", "interval_s": 300},
-                {"id": "heat", "unit": 3, "profile": "eastron_sdm120", "interval_s": 600},
-            ],
-        }
-    )
+    meters = [
+        {"id": "water", "unit": 2, "profile": "eastron_sdm120", "interval_s": 300},
+        {"id": "heat", "unit": 3, "profile": "eastron_sdm120", "interval_s": 600},
+    ]
+    cfg = tcp_bus(502, "bus-w", meters, interval_s=10)
     source = ModbusBusSource(cfg)
     assert isinstance(source, PacedSource)
     assert source.progress_every_s == 300  # progress after each job: quiet for the water meter's 300 s
@@ -242,13 +218,8 @@ def test_a_bus_with_every_meter_disabled_stays_alive_for_its_door_relays() -> No
     async def main() -> int:
         server = MeterServer([SimulatedMeter(1, "eastron_sdm120", seed=3)])
         port = await server.start_tcp()
-        cfg = ModbusBusConfig.model_validate(
-            {
-                "type": "modbus",
-                "id": "bus-door",
-                "endpoint": f"tcp://127.0.0.1:{port}",
-                "meters": [{"id": "off", "unit": 1, "profile": "eastron_sdm120", "enabled": False}],
-            }
+        cfg = tcp_bus(
+            port, "bus-door", [{"id": "off", "unit": 1, "profile": "eastron_sdm120", "enabled": False}]
         )
         source = ModbusBusSource(cfg)
         beats: list[float] = []

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
+from gateway.core.config_base import Identifier, StrictModel, custom_error
 from gateway.core.references import DEVICE, SOURCE_KINDS, Named, Ref
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -82,9 +82,6 @@ class HouseholdConfig(CareLimits):
 
 
 class CareSection(CareLimits):
-    timezone: str | None = Field(
-        None, description='IANA time zone for day and night, e.g. "Asia/Shanghai" (default: the system\'s).'
-    )
     day_starts: str = Field("07:00", description="Local time the day starts (HH:MM).")
     night_starts: str = Field("22:00", description="Local time the night starts (HH:MM).")
     no_activity_day_h: Hours = 12.0
@@ -115,8 +112,6 @@ class CareSection(CareLimits):
 
     _hhmm_day = field_validator("day_starts")(_check_hhmm)
     _hhmm_night = field_validator("night_starts")(_check_hhmm)
-
-    _zone = field_validator("timezone")(check_zone)
 
     @model_validator(mode="after")
     def _consistent(self) -> CareSection:

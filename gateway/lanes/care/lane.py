@@ -41,7 +41,7 @@ REPORT = CareReport  # the type of this lane's report (status.json is read back 
 
 
 def build_lane(section: CareSection, deps: LaneDeps) -> Lane:
-    watch = CareWatch(section, deps.book, deps.store, deps.clock.time_ms())
+    watch = CareWatch(section, deps.book, deps.store, deps.clock.time_ms(), deps.timezone)
     checkpoint = lambda: watch.save(deps.clock.time_ms())  # noqa: E731
     return Lane("care", [CareComponent(watch, deps)], processors=[watch], checkpoint=checkpoint)
 

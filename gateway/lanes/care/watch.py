@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
 from gateway.core import Event, Record
 from gateway.core.clock import clock_is_set
 from gateway.core.records import Severity
 from gateway.lanes.alarms import AlarmBook
-from gateway.lanes.care.config import CareSection, HouseholdConfig, minutes_of_day
+from gateway.lanes.care.config import CareLimits, CareSection, HouseholdConfig, minutes_of_day
 from gateway.lanes.care.daytime import DayClock
 from gateway.lanes.care.household import (
     CONTINUOUS_WATER,
@@ -48,34 +49,31 @@ def alarm_key(household_id: str, kind: str) -> str:
 
 
 def _limits(section: CareSection, h: HouseholdConfig) -> Limits:
-    def get(name: str) -> Any:
-        return section.limit(h, name)
-
-    return Limits(
-        no_activity_day_h=get("no_activity_day_h"),
-        no_activity_night_h=get("no_activity_night_h"),
-        door_inactive_day_h=get("door_inactive_day_h"),
-        continuous_water_min=get("continuous_water_min"),
-        standby_w=get("standby_w"),
-        pattern_break=get("pattern_break"),
-        water_pause_s=section.water_pause_s,
-        data_stale_h=section.data_stale_h,
-        pattern_min_days=section.pattern_min_days,
-        pattern_days=section.pattern_days,
-        pattern_ratio=section.pattern_ratio,
-        pattern_min_active_min=section.pattern_min_active_min,
-    )
+    """Every limit is `[care]`'s, except those a household may override (`CareLimits`) and does."""
+    values: dict[str, Any] = {}
+    for f in fields(Limits):
+        own = f.name in CareLimits.model_fields
+        values[f.name] = section.limit(h, f.name) if own else getattr(section, f.name)
+    return Limits(**values)
 
 
 class CareWatch:
     name = "care"
 
-    def __init__(self, section: CareSection, book: AlarmBook, store: StateStore | None, now_ms: int) -> None:
+    def __init__(
+        self,
+        section: CareSection,
+        book: AlarmBook,
+        store: StateStore | None,
+        now_ms: int,
+        timezone: str | None = None,
+    ) -> None:
+        """`timezone`: the building's IANA zone for day and night (None: the system's)."""
         self.section = section
         self.book = book
         self.store = store
         self.clock = DayClock(
-            section.timezone, minutes_of_day(section.day_starts), minutes_of_day(section.night_starts)
+            timezone, minutes_of_day(section.day_starts), minutes_of_day(section.night_starts)
         )
         self.renotify_s = section.renotify_min * 60
         self.households: dict[str, HouseholdWatch] = {}

@@ -44,6 +44,7 @@ from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
 from gateway.lanes.faces.pad import PresentationAttackDetector
 from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.report import EntranceReport, FaceAccessReport
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag, tags
 from gateway.storage.state import StateStore
@@ -360,35 +361,35 @@ class FaceAccessWatch:
         self.passages.pop(resident_id, None)
         return removed
 
-    def status(self) -> dict[str, Any]:
+    def report(self) -> FaceAccessReport:
+        """The lane's report: gallery size, threshold, and per entrance its camera and decisions."""
         now = self.clock.time_ms()
-        out = []
+        entrances = []
         for e in self.entrances:
             s = self.stats[e.id]
             decider = self.deciders.get(e.id)
-            out.append(
-                {
-                    "id": e.id,
-                    "camera": e.camera,
-                    "door": e.door,
-                    "camera_online": self.hub.online(e.camera),
-                    "locked": bool(decider and decider.locked(now)),
-                    "frames": s["frames"],
-                    "usable": s["usable"],
-                    "granted": s["granted"],
-                    "denied": s["denied"],
-                    "pipeline_ms_avg": round(s["pipeline_ms"] / s["frames"], 1) if s["frames"] else None,
-                    "last": s["last"],
-                    "denied_reasons": dict(s["reasons"]),
-                }
+            last = s["last"] or {}
+            entrances.append(
+                EntranceReport(
+                    id=e.id,
+                    camera=e.camera,
+                    door=e.door,
+                    camera_online=self.hub.online(e.camera),
+                    locked=bool(decider and decider.locked(now)),
+                    frames=s["frames"],
+                    granted=s["granted"],
+                    denied=s["denied"],
+                    pipeline_ms_avg=round(s["pipeline_ms"] / s["frames"], 1) if s["frames"] else None,
+                    last_decision_ms=last.get("ts_ms"),
+                    last_granted=last.get("granted"),
+                    last_reason=last.get("reason"),
+                    denied_reasons=dict(s["reasons"]),
+                )
             )
-        return {
-            "residents": len(self.matcher) if self.matcher else 0,
-            "threshold": self.threshold,
-            "liveness": self.faces.liveness,
-            "errors": self.errors,
-            "entrances": out,
-        }
+        residents = len(self.matcher) if self.matcher else 0
+        return FaceAccessReport(
+            residents, self.threshold, str(self.faces.liveness), self.errors, tuple(entrances)
+        )
 
     def close(self) -> None:
         if self.uses_tags:

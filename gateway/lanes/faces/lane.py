@@ -7,8 +7,7 @@ doors open by card/PIN only) while the gateway runs; `faces_delete` still works 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
@@ -16,32 +15,7 @@ from gateway.inference.catalog import ModelPlaces
 from gateway.lanes import DoorOpener, Lane, LaneDeps
 from gateway.lanes.faces.access import FaceAccessWatch, delete_resident, face_paths
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
-
-
-@dataclass(frozen=True, slots=True)
-class EntranceReport:
-    id: str
-    camera: str
-    door: str
-    camera_online: bool
-    locked: bool
-    frames: int
-    granted: int
-    denied: int
-    pipeline_ms_avg: float | None
-    last_decision_ms: int | None = None
-    last_granted: bool | None = None
-    last_reason: str | None = None
-    denied_reasons: dict[str, int] = field(default_factory=dict)  # how many denials said why
-
-
-@dataclass(frozen=True, slots=True)
-class FaceAccessReport:
-    residents: int
-    threshold: float | None
-    liveness: str
-    errors: int
-    entrances: tuple[EntranceReport, ...]
+from gateway.lanes.faces.report import FaceAccessReport
 
 
 class FaceAccessComponent:
@@ -63,40 +37,14 @@ class FaceAccessComponent:
         self.watch.close()
 
     def report(self) -> FaceAccessReport:
-        s = self.watch.status()
-        entrances = tuple(
-            EntranceReport(
-                e["id"],
-                e["camera"],
-                e["door"],
-                e["camera_online"],
-                e["locked"],
-                e["frames"],
-                e["granted"],
-                e["denied"],
-                e["pipeline_ms_avg"],
-                (e["last"] or {}).get("ts_ms"),
-                (e["last"] or {}).get("granted"),
-                (e["last"] or {}).get("reason"),
-                e["denied_reasons"],
-            )
-            for e in s["entrances"]
-        )
-        return FaceAccessReport(s["residents"], s["threshold"], str(s["liveness"]), s["errors"], entrances)
+        return self.watch.report()
 
 
 REPORT = FaceAccessReport  # the type of this lane's report (status.json is read back into it)
 
 
-class SharedVision(ModelPlaces, Protocol):
-    """What face access reads of the shared `[vision]` settings."""
-
-    @property
-    def timezone(self) -> str | None: ...
-
-
 def build_lane(
-    entrances: list[FaceAccessConfig], deps: LaneDeps, *, faces: FacesSection, vision: SharedVision
+    entrances: list[FaceAccessConfig], deps: LaneDeps, *, faces: FacesSection, inference: ModelPlaces
 ) -> Lane:
     from gateway.inference.catalog import configured
     from gateway.lanes.faces.gallery import Gallery, GalleryError
@@ -130,8 +78,8 @@ def build_lane(
         deps.emit,
         deps.state_dir,
         deps.engine(),
-        configured(vision),
-        vision.timezone,
+        configured(inference),
+        deps.timezone,
         deps.tags,
     )
     component = FaceAccessComponent(watch)

@@ -18,7 +18,7 @@ from pathlib import Path
 from gateway.core import Record
 from gateway.core.clock import local_zone
 from gateway.core.frames import Frame
-from gateway.inference.catalog import configured, pick
+from gateway.inference.catalog import ModelPlaces, configured, pick
 from gateway.inference.evidence import EvidenceStore
 from gateway.lanes import LaneDeps
 from gateway.lanes.fire_lanes.analyzer import CameraAnalyzer
@@ -37,10 +37,12 @@ STEP_S = 0.5
 class FireLaneComponent:
     name = "fire_lanes"
 
-    def __init__(self, vision: VisionSection, lanes: list[FireLaneConfig], deps: LaneDeps) -> None:
+    def __init__(
+        self, vision: VisionSection, inference: ModelPlaces, lanes: list[FireLaneConfig], deps: LaneDeps
+    ) -> None:
         self.vision = vision
         self.deps = deps
-        self.manifest = pick(vision.detector, configured(vision))
+        self.manifest = pick(vision.detector, configured(inference))
         # one inference thread for every camera lane, owned (and closed) by whoever gave it
         self.engine = deps.engine()
         self.detector: Detector | None = None
@@ -49,7 +51,7 @@ class FireLaneComponent:
             folder, vision.evidence_retention_days, int(vision.evidence_max_mb * 1e6)
         )
         saved = deps.store.load(NS)
-        tz = local_zone(vision.timezone)
+        tz = local_zone(deps.timezone)
         by_camera: dict[str, list[LaneWatch]] = {}
         for cfg in lanes:
             by_camera.setdefault(cfg.camera, []).append(LaneWatch(cfg, deps.book, tz, saved.get(cfg.id)))

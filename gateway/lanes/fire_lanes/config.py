@@ -1,8 +1,8 @@
-"""Config of the vision analytics: `[vision]` (detector, threads, evidence) and `[[fire_lanes]]`.
+"""Config of the fire lanes: `[vision]` (their detector, evidence) and `[[fire_lanes]]`. The
+engine's threads and the model catalog are `[inference]`'s; the time zone is `[gateway]`'s.
 
 [vision]
 detector = "yolov4-tiny-coco-int8"   # a manifest name: `lintel models list`
-threads = 1
 
 [[fire_lanes]]
 id = "lane-north"
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, check_zone, custom_error
+from gateway.core.config_base import Identifier, StrictModel, custom_error
 from gateway.core.references import CAMERA, SOURCE_KINDS, Named, Ref
 from gateway.core.windows import Window
 
@@ -35,24 +35,12 @@ class VisionSection(StrictModel):
         description="Detector input [width, height], multiples of 32, for a model with a free input "
         "shape (default: the manifest's).",
     )
-    threads: int = Field(
-        1, ge=1, le=8, description="onnxruntime intra-op threads (1 leaves cores for the rest)."
-    )
-    model_dir: str | None = Field(
-        None, description="Where built ONNX files are (default: the checkout's models/onnx)."
-    )
-    manifest_dir: str | None = Field(
-        None, description="Folder of your own model manifests (a drop-in detector)."
-    )
     min_score: float = Field(0.25, gt=0, lt=1, description="Detections below this are ignored everywhere.")
     evidence_dir: str | None = Field(None, description="Evidence JPEGs (default: <state_dir>/evidence).")
     evidence_retention_days: float = Field(
         30, gt=0, le=3650, description="Evidence older than this is deleted."
     )
     evidence_max_mb: float = Field(200, gt=0, description="Oldest evidence is deleted beyond this size.")
-    timezone: str | None = Field(None, description="IANA zone for lane schedules (default: the system's).")
-
-    _zone = field_validator("timezone")(check_zone)
 
     @field_validator("input_size")
     @classmethod

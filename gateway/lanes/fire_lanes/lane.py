@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
+from gateway.inference.catalog import ModelPlaces
 from gateway.lanes import Lane, LaneDeps
 from gateway.lanes.fire_lanes.component import FireLaneComponent
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
@@ -56,7 +57,9 @@ def snapshot_handler(component: FireLaneComponent) -> Handler:
 REPORT = FireLaneReport  # the type of this lane's report (status.json is read back into it)
 
 
-def build_lane(lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSection) -> Lane:
+def build_lane(
+    lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSection, inference: ModelPlaces
+) -> Lane:
 
     def unavailable(reason: str) -> list[Record]:
         now = deps.clock.time_ms()
@@ -66,7 +69,7 @@ def build_lane(lanes: list[FireLaneConfig], deps: LaneDeps, *, vision: VisionSec
             for lane in lanes
         ]
 
-    component = FireLaneComponent(vision, lanes, deps)
+    component = FireLaneComponent(vision, inference, lanes, deps)
     handlers = {"snapshot": snapshot_handler(component)}
     return Lane("fire_lanes", [component], handlers=handlers, unavailable=unavailable)
 

@@ -154,15 +154,23 @@ class Pages:
             nxt = struct.unpack_from(">I", over, 0)[0]
         return b"".join(parts)
 
-    def table_cells(self, pgno: int) -> tuple[list[tuple[int, list[Value]]], int] | None:
-        """(rowid, record values) of each parsable cell of a table leaf, and the count that was not
-        parsable. None when the page is not a table leaf at all."""
+    def _leaf(self, pgno: int, kind: int) -> tuple[bytes, list[int]] | None:
+        """The page and its cell offsets when page `pgno` is there and is a leaf of `kind`."""
         page = self.images.get(pgno)
         if page is None:
             return None
         offsets = _cell_offsets(page, pgno)
-        if offsets is None or page[100 if pgno == 1 else 0] != TABLE_LEAF:
+        if offsets is None or page[100 if pgno == 1 else 0] != kind:
             return None
+        return page, offsets
+
+    def table_cells(self, pgno: int) -> tuple[list[tuple[int, list[Value]]], int] | None:
+        """(rowid, record values) of each parsable cell of a table leaf, and the count that was not
+        parsable. None when the page is not a table leaf at all."""
+        leaf = self._leaf(pgno, TABLE_LEAF)
+        if leaf is None:
+            return None
+        page, offsets = leaf
         cells, bad = [], 0
         for off in offsets:
             try:
@@ -179,12 +187,10 @@ class Pages:
         return cells, bad
 
     def index_cells(self, pgno: int) -> list[list[Value]] | None:
-        page = self.images.get(pgno)
-        if page is None:
+        leaf = self._leaf(pgno, INDEX_LEAF)
+        if leaf is None:
             return None
-        offsets = _cell_offsets(page, pgno)
-        if offsets is None or page[100 if pgno == 1 else 0] != INDEX_LEAF:
-            return None
+        page, offsets = leaf
         max_local = (self.header.usable - 12) * 64 // 255 - 23
         out = []
         for off in offsets:
