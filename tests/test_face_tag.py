@@ -76,6 +76,8 @@ def test_another_residents_tag_or_another_adapter_does_not_count(setup: tuple) -
     heard(hub, HIS, "fresh", clock.monotonic() - 1, source="ble-garage")  # heard, but not at this door
     assert factor("r-0412") == "tag_of_another_resident"
     assert factor("r-0999") == "no_tag_enrolled"
+    clock.advance(10.0)  # her fob was heard 11 s ago: no longer "just now"
+    assert factor("r-0412") == "tag_not_heard"
 
 
 def test_an_unwatched_address_is_never_kept() -> None:

@@ -44,6 +44,7 @@ class TagHub:
     def __init__(self) -> None:
         self._keys: dict[str, bytes] = {}
         self._heard: dict[str, deque[TagSighting]] = {}
+        self._fresh: dict[tuple[str, str], float] = {}  # (source, address) → last fresh advert
         self.generation = 0  # changes with every `watch`: listeners rebuild their guards
 
     def watch(self, tags: Mapping[str, bytes]) -> None:
@@ -53,6 +54,7 @@ class TagHub:
             return
         self._keys = keys
         self._heard = {a: s for a, s in self._heard.items() if a in keys}
+        self._fresh = {k: at for k, at in self._fresh.items() if k[1] in keys}
         self.generation += 1
 
     def key(self, address: str) -> bytes | None:
@@ -66,6 +68,13 @@ class TagHub:
         if sighting.address not in self._keys:
             return  # unwatched meanwhile: forget it
         self._heard.setdefault(sighting.address, deque(maxlen=KEEP)).append(sighting)
+        if sighting.verdict == "fresh":
+            where = (sighting.source_id, sighting.address)
+            self._fresh[where] = max(sighting.at, self._fresh.get(where, sighting.at))
+
+    def last_fresh(self, address: str, source_id: str) -> float | None:
+        """When `source_id` last heard a fresh advert of `address` (None: never)."""
+        return self._fresh.get((source_id, address.upper()))
 
     def sightings(self, address: str, source_id: str, since: float) -> list[TagSighting]:
         """What `source_id` heard of `address` at or after `since`, oldest first."""

@@ -203,7 +203,9 @@ class FaceAccessWatch:
                     self.clock.monotonic,
                     lambda: self.resident_tags,
                 )
-            self.deciders[e.id] = Decider(e, self.faces, threshold, check, self.zone, self.passages, factor)
+            self.deciders[e.id] = Decider(
+                e, self.faces, threshold, check, self.zone, self.passages, factor, self._fused_match()
+            )
         self.gallery = Gallery(
             self.gallery_path, self.key_path, create=True, gate=FormatGate.at(self.state_dir)
         )
@@ -217,6 +219,17 @@ class FaceAccessWatch:
                 NS, {self.gallery.pseudonym(r): self._passage_row(r) for r in self.passages}, stale
             )
         self._reload_gallery()
+
+    def _fused_match(self) -> Callable[[Any], Any] | None:
+        """The deciders' matcher for an approach's fused descriptor (`[faces] decide_on`)."""
+        if self.faces.decide_on != "approach":
+            return None
+
+        def match(vector: Any) -> Any:
+            assert self.matcher is not None  # loaded before any frame is analysed
+            return self.matcher.match(vector)
+
+        return match
 
     def _reload_gallery(self) -> None:
         assert self.gallery is not None and self.pipeline is not None

@@ -48,6 +48,11 @@ class FacesSection(StrictModel):
         lt=1,
         description="Second-closest resident must be this much farther away (docs/face-calibration.md).",
     )
+    decide_on: Literal["approach", "frame"] = Field(
+        "approach",
+        description="approach: who it is comes from the fused descriptor of the approach's frames "
+        "(docs/face-calibration.md); frame: from single frames (k of n must match).",
+    )
     k: int = Field(3, ge=1, le=20, description="Frames that must agree on the same resident …")
     n: int = Field(5, ge=1, le=30, description="… among this many consecutive usable frames.")
     interval_s: float = Field(0.2, ge=0.05, le=5, description="Face detection cadence per camera.")

@@ -2,7 +2,11 @@
 
 Each usable frame is an observation labelled with a resident (distance ≤ threshold and the
 second-closest resident at least `min_margin` farther), `?` (close to someone but ambiguous) or
-unknown. A decision is taken when k of the last n observations agree:
+unknown. A decision is taken when k of the last n observations agree. With `match` set (the
+default `[faces] decide_on = "approach"`), who it is comes from the approach, not the frames: the
+descriptors of the window's frames are fused (`fusion.py`: mean of unit descriptors, outliers
+left out) and that one descriptor is matched and labelled; the per-frame labels only say when to
+decide (and fall back when the window holds no single face). Then:
 - a resident → liveness → second factor (face+tag entrances: `second_factor.py`) → allowed door
   → time window → anti-passback → GRANT;
 - unknown or ambiguous → DENY.
@@ -28,6 +32,7 @@ import numpy as np
 
 from gateway.core.windows import Window
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.faces.fusion import fuse, unit
 from gateway.lanes.faces.gallery import Resident
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck
 from gateway.lanes.faces.match import Match
@@ -113,6 +118,8 @@ class Decider:
     passages: dict[str, Passage]  # shared by the entrances of a gateway (anti-passback)
     # face+tag: resident id → None (their tag was heard) or why not (second_factor.TagCheck)
     second_factor: Callable[[str], str | None] | None = None
+    # approach-level fusion: the gallery's matcher for a fused descriptor (None: per-frame rule)
+    match: Callable[[np.ndarray], Match] | None = None
     window: deque[Observation] = field(init=False)
     # (label, what liveness sees) of the last usable frames: liveness judges one face over the
     # frames labelled as that face (never across two people)
@@ -158,16 +165,26 @@ class Decider:
         label, count = Counter(o.label for o in self.window).most_common(1)[0]
         if count < self.faces.k:
             return None, False
-        if label not in (UNKNOWN, AMBIGUOUS) and len(self._frames(label)) < self.liveness.frames:
-            return None, False  # a resident: wait until liveness has the frames it judges
         agreeing = [o for o in self.window if o.label == label]
+        fused = self._fused()
+        match = None
+        if fused is not None:
+            label, agreeing, match, vector = fused  # the approach's identity decides
+            if label not in (UNKNOWN, AMBIGUOUS) and self.cooldown_until.get(label, 0) > now_ms:
+                self.window.clear()  # decided moments ago (their frames labelled unknown one by one)
+                return None, False
+            frames = self._approach_frames(vector)
+        else:
+            frames = self._frames(label)
+        if label not in (UNKNOWN, AMBIGUOUS) and len(frames) < self.liveness.frames:
+            return None, False  # a resident: wait until liveness has the frames it judges
         self.window.clear()
         until = now_ms + int(self.entrance.cooldown_s * 1000)
         if label == UNKNOWN:
             self.strangers += [(o.vector, until) for o in agreeing if o.vector is not None]
         else:
             self.cooldown_until[label] = until
-        decision = self._decide(label, agreeing, now_ms)
+        decision = self._decide(label, agreeing, now_ms, match, frames)
         started_lockout = False
         if not decision.granted:
             started_lockout = self._count_denial(now_ms)
@@ -176,6 +193,29 @@ class Decider:
     def _frames(self, label: str) -> list[LiveFrame]:
         return [frame for lab, frame in self.recent if lab == label]
 
+    def _fused(self) -> tuple[str, list[Observation], Match, np.ndarray] | None:
+        """(label, frames used, match, descriptor) of the window's fused descriptor; None without
+        a matcher or when the window holds no single face (`fusion.fuse`)."""
+        if self.match is None:
+            return None
+        frames = [o for o in self.window if o.vector is not None]
+        got = fuse([o.vector for o in frames if o.vector is not None], self.threshold, self.faces.k)
+        if got is None:
+            return None
+        vector, used = got
+        match = self.match(vector)
+        return self.label(match), [frames[i] for i in used], match, vector
+
+    def _approach_frames(self, vector: np.ndarray) -> list[LiveFrame]:
+        """What liveness judges for a fused decision: the recent frames of this face (within the
+        threshold of the fused descriptor), whatever each was labelled alone."""
+        return [
+            frame
+            for _, frame in self.recent
+            if frame.vector is not None
+            and float(np.linalg.norm(unit(np.asarray(frame.vector, np.float32)) - vector)) <= self.threshold
+        ]
+
     def _same_stranger(self, obs: Observation, now_ms: int) -> bool:
         """True for an unknown face just denied (within the threshold of its descriptors)."""
         self.strangers = [(v, until) for v, until in self.strangers if until > now_ms]
@@ -183,15 +223,25 @@ class Decider:
             return False
         return any(float(np.linalg.norm(v - obs.vector)) <= self.threshold for v, _ in self.strangers)
 
-    def _decide(self, label: str, agreeing: list[Observation], now_ms: int) -> Decision:
+    def _decide(
+        self,
+        label: str,
+        agreeing: list[Observation],
+        now_ms: int,
+        fused: Match | None = None,
+        frames: list[LiveFrame] | None = None,
+    ) -> Decision:
+        """`fused`: the approach's match (else the closest agreeing frame's); `frames`: what
+        liveness judges (else the recent frames labelled `label`)."""
         best = min(agreeing, key=lambda o: o.match.distance)
+        match = fused or best.match
         latency = now_ms - agreeing[0].ts_ms
 
         def decision(granted: bool, reason: str, liveness: str = "not_checked") -> Decision:
-            resident = best.match.resident if label != UNKNOWN else None  # ambiguous: the closest
+            resident = match.resident if label != UNKNOWN else None  # ambiguous: the closest
             chip = best.chip if label == UNKNOWN else None
             return Decision(
-                granted, reason, resident, best.match.distance, best.match.margin, latency,
+                granted, reason, resident, match.distance, match.margin, latency,
                 len(agreeing), liveness, self.liveness.name, chip,
             )  # fmt: skip
 
@@ -199,13 +249,13 @@ class Decider:
             return decision(False, "unknown_face")
         if label == AMBIGUOUS:
             return decision(False, "ambiguous")
-        live = self.liveness.check(self._frames(label))
+        live = self.liveness.check(frames if frames is not None else self._frames(label))
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
         if not live.passed:
             refused = decision(False, "liveness_failed", live_label)
             refused.liveness_detail = live.detail
             return refused
-        resident = best.match.resident
+        resident = match.resident
         assert resident is not None
         if self.second_factor is not None and (missing := self.second_factor(resident.id)) is not None:
             return decision(False, missing, live_label)

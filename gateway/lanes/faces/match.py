@@ -59,6 +59,12 @@ class Matcher:
             float(np.sqrt(per_resident[second])),
         )
 
+    def distances(self, probe: np.ndarray) -> np.ndarray:
+        """Each resident's distance to the probe (their closest template), in `residents` order."""
+        if not self.residents:
+            return np.zeros(0, np.float32)
+        return np.sqrt(self._squared(probe))
+
     def ranking(self, probe: np.ndarray, count: int = 3) -> list[tuple[Resident, float]]:
         """The `count` closest residents with their distances, closest first (for verify)."""
         if not self.residents:

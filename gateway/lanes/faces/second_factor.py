@@ -55,9 +55,8 @@ class TagCheck:
         for verdict, reason in REFUSALS:
             if verdict in heard:
                 return reason
-        for other in tags.values():
-            if other.resident_id != resident_id and any(
-                s.verdict == "fresh" for s in self.hub.sightings(other.address, self.source_id, since)
-            ):
+        for other in tags.values():  # one lookup per tag: a refusal stays cheap with 1,000 residents
+            at = self.hub.last_fresh(other.address, self.source_id)
+            if other.resident_id != resident_id and at is not None and at >= since:
                 return "tag_of_another_resident"
         return "tag_not_heard"
