@@ -10,8 +10,8 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
      moved); phone, still photo; phone, slideshow (other photos and mirrored copies, 0.6/0.8 s);
      phone, animated photo (local warp); the same warp on a pasted cut-out with no medium around
      it (the clip the project once called "live": it stands for an injected stream).
-   - Not in it: phone replay of a genuine video (the clips of 2 are not shown on a screen yet),
-     3-D masks.
+   - phone, replay of a genuine video: each clip of 2 looped on the phone (its bezel, brighter
+     bluish screen), moved as a hand does. Not in it: 3-D masks.
 2. BPCER on genuine video: 11 real people filmed by phones, webcams and a studio camera
    (LivePortrait's driving videos, MIT: tests/data/pad/genuine/README.md), 5 fps, 3-6 s each,
    every 5-frame window as above judged by each check. BPCER = windows refused / windows, with
@@ -41,10 +41,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from drivers.camera import door_scene
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
@@ -66,6 +68,35 @@ class Stand(DoorScene):
 
     def frame(self, t: float) -> np.ndarray:
         return super().frame(0.0 if t < self.visits[0].end_s else t)
+
+
+class Replay(DoorScene):
+    """A genuine clip (tests/data/pad/genuine) replayed on a phone held to the camera: at time t
+    the clip's frame at t (looped), cut about its first frame's face, in the phone's bezel,
+    drifting as a hand does."""
+
+    def __init__(
+        self, frames: list[np.ndarray], face: tuple[float, float, float, float], folder: Path
+    ) -> None:
+        first = folder / f"replay-{id(frames)}.png"
+        cv2.imwrite(str(first), frames[0])
+        super().__init__([Visit(first, face, 0, SECONDS, "still", screen=True)], SECONDS)
+        self.frames, self.face = frames, face
+
+    def frame(self, t: float) -> np.ndarray:
+        self.cutouts = [door_scene._cutout(self.frames[int(t * FPS) % len(self.frames)], self.face)]
+        return super().frame(t)
+
+
+def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
+    scenes: list[DoorScene] = []
+    for frames in genuine_clips().values():
+        probe = pipeline.analyse(frames[0])
+        assert probe.face is not None
+        h, w = frames[0].shape[:2]
+        x1, y1, x2, y2 = probe.face.box
+        scenes.append(Replay(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder))
+    return scenes
 
 
 def bent(photo: Path, folder: Path) -> Path:
@@ -100,7 +131,7 @@ def slideshow_visits(folder: Path) -> list[Visit]:
     return visits
 
 
-def corpus(folder: Path) -> dict[str, list[DoorScene]]:
+def corpus(folder: Path, pipeline: FacePipeline | None = None) -> dict[str, list[DoorScene]]:
     photos = ["faces/obama.jpg", "faces/obama2.jpg", "faces/obama3.jpg", "faces/biden.jpg"]
 
     def each(motion: str, screen: bool = False, cls: type[DoorScene] = DoorScene) -> list[DoorScene]:
@@ -120,6 +151,7 @@ def corpus(folder: Path) -> dict[str, list[DoorScene]]:
         # the warp on a pasted cut-out, no bezel: no physical medium could show it (a print cannot
         # move); it stands for a photo animated and injected into the stream, or a borderless screen
         "animated photo, no medium (the old 'live' clip)": each("live"),
+        **({"phone, replay of a genuine video": replays(pipeline, folder)} if pipeline is not None else {}),
     }
 
 
@@ -148,7 +180,7 @@ def windows(probes: list[Probe]) -> list[list[LiveFrame]]:
 def apcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[list[tuple[str, ...]], dict]:
     rows, figures = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for attack, scenes in corpus(Path(tmp)).items():
+        for attack, scenes in corpus(Path(tmp), pipeline).items():
             judged = {name: [0, 0] for name in checks}
             for scene in scenes:
                 probes = [pipeline.analyse(scene.frame(i / FPS + 0.03)) for i in range(int(SECONDS * FPS))]
@@ -181,7 +213,8 @@ def genuine_clips() -> dict[str, list[np.ndarray]]:
 
 
 def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[list[tuple[str, ...]], dict]:
-    rows, figures = [], {}
+    rows: list[tuple[str, ...]] = []
+    figures: dict[str, Any] = {}
     total = {name: [0, 0] for name in checks}
     why: Counter[str] = Counter()
     for clip, frames in genuine_clips().items():

@@ -325,7 +325,7 @@ def test_real_people_on_video_score_live_and_move_like_faces(
     medians = [float(np.median([score(f) for f in w])) for w in windows]
     assert min(medians) >= pad.min_pad_score, sorted(medians)[:5]
     # micro-motion alone meets the BPCER bound (these windows: 8 of 117 refused; whole
-    # clips, every 1st-3rd frame: 18 of 634 in bench/pad.py)
+    # clips, every 1st-3rd frame: 18 of 644 in bench/pad.py)
     refused = sum(not motion.check(w).passed for w in windows)
     assert refused <= 0.10 * len(windows), (refused, len(windows))
 
