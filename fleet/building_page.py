@@ -3,7 +3,8 @@ what the fleet stores. The same panels in the same order (gateway/cli/dashboard.
 link, release and any update in progress, config, uptime), ALARMS, METERS, DOORS & SENSORS, FIRE
 LANES, FACE ENTRANCES, CARE, UPLINK/OUTBOX (with the gateway's components); then what only the
 fleet knows: delivery and loss, recent events. Devices, outbox, uplink, components, release and
-config come from the gateway's newest `stats`; lanes from its events and alarms
+config come from the gateway's newest `stats`; lanes too (its `lanes` section, fleet/lane_report.py)
+or, from a gateway older than that section, rebuilt from its events and alarms
 (fleet/lane_picture.py). Problems sort first. Every value from the gateway is escaped.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from fleet import lane_picture, queries
+from fleet import lane_picture, lane_report, queries
 from fleet.pages import ago, e, now_ms, online, page, render_alarms
 from gateway.core.devices import unit_of
 
@@ -29,6 +30,12 @@ METER_POINTS = (
 SENSOR_POINTS = (("door_open",), ("temperature_c",), ("humidity_pct",), ("battery_pct",))
 CAMERA_POINTS = (("fps",), ("decode_ms",))
 CLASSES = ("telemetry", "state", "event", "alarm")
+LANE_PANELS = (
+    ("doors", "Door relays"),
+    ("fire-lanes", "Fire lanes"),
+    ("entrances", "Face entrances"),
+    ("care", "Care"),
+)
 COMPONENT_HEAD = ("Component", "State", "Restarts", "Last error")
 
 
@@ -90,15 +97,40 @@ def _devices_panels(devices: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
-def _lane_panel(table_id: str, title: str, rows: list[lane_picture.LaneRow]) -> str:
+def _lane_panel(table_id: str, title: str, rows: list[lane_picture.LaneRow], source: str) -> str:
     problems = sum(1 for r in rows if r.problem)
-    summary = f"{len(rows)} reporting" + (f", {problems} need attention" if problems else "")
+    summary = f"{len(rows)} {source}" + (f", {problems} need attention" if problems else "")
     cells = [
         f"<tr data-lane='{e(r.name)}'><td>{e(r.name)}</td>"
         f"<td class='{'problem' if r.problem else 'ok'}'>{e(r.state)}</td><td>{e(r.detail)}</td></tr>"
         for r in rows
     ]
     return _table(table_id, title, summary, ("Name", "State", ""), cells)
+
+
+def _lane_panels(stats: dict[str, Any], events: list[dict[str, Any]], alarms: list[dict[str, Any]]) -> str:
+    """The lane panels from the gateway's own `lanes` report, or rebuilt from its events when it
+    publishes none (a gateway older than that section)."""
+    lanes = lane_report.reported(stats)
+    if lanes is not None:
+        panels = (
+            lane_report.doors(lanes, alarms),
+            lane_report.fire_lanes(lanes, alarms),
+            lane_report.entrances(lanes),
+            lane_report.households(lanes, alarms),
+        )
+    else:
+        panels = (
+            lane_picture.doors(events, alarms),
+            lane_picture.fire_lanes(events, alarms),
+            lane_picture.entrances(events),
+            lane_picture.households(events, alarms),
+        )
+    source = "reported by the gateway" if lanes is not None else "rebuilt from events"
+    return "".join(
+        _lane_panel(table_id, title, rows, source)
+        for (table_id, title), rows in zip(LANE_PANELS, panels, strict=True)
+    )
 
 
 def _counts(counts: dict[str, Any]) -> str:
@@ -195,8 +227,13 @@ def render_gateway(conn: psycopg.Connection[Any], gateway_id: str, csrf: str, ca
     stats = gw.get("stats") or {}
     now = now_ms()
     alarms = queries.alarms(conn, gateway_id)
-    events = queries.lane_events(
-        conn, gateway_id, lane_picture.LANE_EVENT_KINDS, now - LANE_WINDOW_MS, now - DAY_MS
+    # the lanes' events only for a gateway that does not report its lanes in `stats`
+    events = (
+        queries.lane_events(
+            conn, gateway_id, lane_picture.LANE_EVENT_KINDS, now - LANE_WINDOW_MS, now - DAY_MS
+        )
+        if lane_report.reported(stats) is None
+        else []
     )
     parts = [
         _header(gw, stats),
@@ -204,10 +241,7 @@ def render_gateway(conn: psycopg.Connection[Any], gateway_id: str, csrf: str, ca
         render_alarms(alarms, csrf, "", can_ack, back=f"/gateway/{gateway_id}"),
         "</section>",
         _devices_panels(queries.devices(conn, gateway_id, with_report=True)),
-        _lane_panel("doors", "Door relays", lane_picture.doors(events, alarms)),
-        _lane_panel("fire-lanes", "Fire lanes", lane_picture.fire_lanes(events, alarms)),
-        _lane_panel("entrances", "Face entrances", lane_picture.entrances(events)),
-        _lane_panel("care", "Care", lane_picture.households(events, alarms)),
+        _lane_panels(stats, events, alarms),
         _uplink_panel(stats),
         _loss_panel(queries.loss(conn, gateway_id)),
         "<section class='panel'><h2>Recent events</h2><table id='events'><tr><th>seq</th><th>When</th>"

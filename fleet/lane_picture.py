@@ -42,7 +42,7 @@ def _by_source(
     return out
 
 
-def _open(alarms: Iterable[dict[str, Any]], prefix: str) -> dict[str, list[dict[str, Any]]]:
+def open_by_source(alarms: Iterable[dict[str, Any]], prefix: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in alarms:
         if str(a.get("kind") or "").startswith(prefix) and a.get("state") in ("open", "acknowledged"):
@@ -55,12 +55,12 @@ def _attr(ev: dict[str, Any] | None, name: str) -> Any:
     return attrs.get(name) if isinstance(attrs, dict) else None
 
 
-def _sorted(rows: list[LaneRow]) -> list[LaneRow]:
+def problems_first(rows: list[LaneRow]) -> list[LaneRow]:
     return sorted(rows, key=lambda r: (not r.problem, r.name))
 
 
 def fire_lanes(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]]) -> list[LaneRow]:
-    blocked = _open(alarms, "fire_lane_blocked")
+    blocked = open_by_source(alarms, "fire_lane_blocked")
     rows = []
     for lane, kinds in _by_source(events, FIRE_KINDS).items():
         camera = next((str(_attr(ev, "camera")) for ev in kinds.values() if _attr(ev, "camera")), "")
@@ -77,7 +77,7 @@ def fire_lanes(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]
             rows.append(LaneRow(lane, "UNKNOWN", f"{reason}; {seen}".strip("; "), True))
         else:
             rows.append(LaneRow(lane, "clear", seen, False))
-    return _sorted(rows)
+    return problems_first(rows)
 
 
 def entrances(events: Iterable[dict[str, Any]]) -> list[LaneRow]:
@@ -102,11 +102,11 @@ def entrances(events: Iterable[dict[str, Any]]) -> list[LaneRow]:
             rows.append(LaneRow(entrance, "DOOR FAILED", detail, True))
         else:
             rows.append(LaneRow(entrance, "ok", detail, False))
-    return _sorted(rows)
+    return problems_first(rows)
 
 
 def doors(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]]) -> list[LaneRow]:
-    faults = _open(alarms, "door_relay_fault")
+    faults = open_by_source(alarms, "door_relay_fault")
     rows = []
     by_source = _by_source(events, DOOR_KINDS)
     for door in set(by_source) | set(faults):
@@ -118,11 +118,11 @@ def doors(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]]) ->
             rows.append(LaneRow(door, "FAULT", f"{error}; {detail}" if error else detail, True))
         else:
             rows.append(LaneRow(door, "ok", detail, False))
-    return _sorted(rows)
+    return problems_first(rows)
 
 
 def households(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]]) -> list[LaneRow]:
-    care_alarms = _open(alarms, "care_")
+    care_alarms = open_by_source(alarms, "care_")
     by_source = _by_source(events, CARE_KINDS)
     rows = []
     for household in set(by_source) | set(care_alarms):
@@ -136,4 +136,4 @@ def households(events: Iterable[dict[str, Any]], alarms: Iterable[dict[str, Any]
             rows.append(LaneRow(household, "NO DATA", f"no data from {signal}", True))
         else:
             rows.append(LaneRow(household, "ok", "", False))
-    return _sorted(rows)
+    return problems_first(rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
 from gateway.runtime.control import send_local
@@ -27,17 +28,21 @@ from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, stop_and_show_log
 
+STATS_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schema" / "v1" / "stats.json"
+
 PULSE_S = 2.0
 MARGIN_S = 1.0  # the issue's bound: OFF within pulse_s + 1 s
 COIL = 0
 
 
-def config_text(tmp_path: Path, broker: int, modbus: int, interval_s: float = 1) -> str:
+def config_text(
+    tmp_path: Path, broker: int, modbus: int, interval_s: float = 1, pulse_s: float = PULSE_S, mqtt: str = ""
+) -> str:
     sources = meter_bus_toml(modbus, interval_s=interval_s) + door_toml(
-        coil=COIL, pulse_s=PULSE_S, timeout_ms=300
+        coil=COIL, pulse_s=pulse_s, timeout_ms=300
     )
     runtime = {"status_interval_s": 0.2}
-    return gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker), sources=sources, runtime=runtime)
+    return gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker, mqtt), sources=sources, runtime=runtime)
 
 
 class Rig:
@@ -214,3 +219,38 @@ def test_fault_raised_during_shutdown_still_reaches_the_broker(rig: Rig, collect
     rig.proc.send_signal(signal.SIGTERM)  # before the fault's grace has passed
     assert rig.proc.wait(30) == 0, stop_and_show_log(rig.proc)
     assert collector.wait_for(lambda c: len(faults(c)) == 1, 10), "the fault was lost at shutdown"
+
+
+def test_stats_report_the_door_relay_as_the_gateway_drives_it(rig: Rig, collector: Collector) -> None:
+    """The fleet sees a door's relay energised during a pulse and released after it, from the
+    `lanes` section of `stats`; every stats message validates against the published schema."""
+    pulse_s = 6.0  # long enough for stats every 0.5 s to catch it on a loaded machine
+    text = config_text(
+        rig.tmp_path, rig.broker.port, rig.modbus.port, pulse_s=pulse_s, mqtt="stats_interval_s = 0.5\n"
+    )
+    rig.config.write_text(text)
+    validator = Draft202012Validator(json.loads(STATS_SCHEMA.read_text()))
+
+    def door_in_stats(since: int = 0) -> list[dict[str, Any]]:
+        stats = [m.payload for m in collector.data() if m.topic.endswith("/stats")][since:]
+        for body in stats:
+            assert not list(validator.iter_errors(body)), body
+        return [
+            d for body in stats for d in (body.get("lanes") or {}).get("doors") or () if d["id"] == "lobby"
+        ]
+
+    rig.start()
+    wait_for(lambda: any(d["relay"] == "released" for d in door_in_stats()), 30, "stats: released")
+    seen = len([m for m in collector.data() if m.topic.endswith("/stats")])
+    thread, results, on_at = rig.pulse_in_background()
+    wait_for(lambda: any(d["relay"] == "energised" for d in door_in_stats(seen)), pulse_s, "stats: energised")
+    assert rig.relay.states()[COIL] is True  # the report was not ahead of the relay
+    rig.off_after(on_at, pulse_s + MARGIN_S)
+    thread.join(10)
+    assert results and results[0]["outcome"] == "ok", results
+    wait_for(
+        lambda: any(d["relay"] == "released" and d["pulses"] == 1 for d in door_in_stats(seen)),
+        10,
+        "stats: released after the pulse",
+    )
+    stop_and_show_log(rig.proc)

@@ -89,6 +89,57 @@ def check_building_page(browser, status: dict) -> None:  # type: ignore[no-untyp
         browser.find_element(By.ID, panel)
 
 
+# status.json's lanes -> (its list key, the page's table, the stats section's key)
+LANES = {
+    "doors": ("doors", "doors", "doors"),
+    "fire_lanes": ("lanes", "fire-lanes", "fire_lanes"),
+    "face_access": ("entrances", "entrances", "face_entrances"),
+    "care": ("households", "care", "care"),
+}
+
+
+def lane_rows(browser, dsn: str, gateway_id: str) -> tuple[dict, dict[str, dict[str, str]]]:  # type: ignore[no-untyped-def, type-arg]
+    """The lanes section the fleet holds for the gateway and the page's lane rows rendered from
+    it (reloaded until no newer stats arrived meanwhile)."""
+    from selenium.webdriver.common.by import By
+
+    query = "SELECT stats->'lanes' FROM gateways WHERE gateway_id = %s"
+    for _ in range(10):
+        stored = scalar(dsn, query, gateway_id)
+        browser.refresh()
+        rows = {
+            table: {
+                r.get_attribute("data-lane"): r.text
+                for r in browser.find_elements(By.CSS_SELECTOR, f"#{table} tr[data-lane]")
+            }
+            for _, table, _ in LANES.values()
+        }
+        if scalar(dsn, query, gateway_id) == stored:
+            return stored, rows
+    raise AssertionError("the gateway's stats kept changing under the page")
+
+
+def check_lanes(browser, dsn: str, gateway_id: str, status: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Every lane `lintel status` shows on site is on the page, from the gateway's own report:
+    each door's relay as the gateway drives it, fire lanes, entrances and households."""
+    stored, rows = lane_rows(browser, dsn, gateway_id)
+    assert stored is not None, "the gateway published no lanes section"
+    for lane, (key, table, section) in LANES.items():
+        if lane in status["unavailable"]:
+            assert "NOT RUNNING" in rows[table][lane], (lane, rows[table])
+            continue
+        on_site = {str(item.get("id") or item.get("lane")) for item in status["lanes"][lane][key]}
+        assert on_site and set(rows[table]) == on_site, (lane, rows[table], on_site)
+        assert {str(i.get("id") or i.get("lane")) for i in stored[section]} == on_site
+    for door in stored["doors"]:
+        text = rows["doors"][door["id"]]
+        assert f"relay {door['relay']}, {door['pulses']} pulses" in text, (door, text)
+    on_site_relays = {d["id"]: d["relay"] for d in status["lanes"]["doors"]["doors"]}
+    assert set(on_site_relays.values()) <= {"released", "energised"}, on_site_relays
+    for entrance in stored.get("face_entrances") or ():
+        assert ("LOCKED OUT" in rows["entrances"][entrance["id"]]) == entrance["locked"]
+
+
 def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp_path, fleet_dsn, browser):
     from selenium.webdriver.common.by import By
 
@@ -126,7 +177,9 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         browser.save_screenshot(str(ARTEFACTS / "fleet-buildings.png"))
 
         browser.find_element(By.LINK_TEXT, "bldg-harbour").click()
-        check_building_page(browser, lintel_json("status", "-c", str(configs["bldg-harbour"]))["status"])
+        on_site = lintel_json("status", "-c", str(configs["bldg-harbour"]))["status"]
+        check_building_page(browser, on_site)
+        check_lanes(browser, fleet_dsn, "bldg-harbour", on_site)
         browser.set_window_size(1400, 3200)  # the whole building page in the artefact
         browser.save_screenshot(str(ARTEFACTS / "fleet-building.png"))
         browser.set_window_size(1400, 1000)

@@ -77,6 +77,11 @@ def test_page_needs_the_token_checks_csrf_and_escapes_what_gateways_send(
             json.dumps(lane | {"ts_ms": 10**12 * 2}).encode(),
         ),
     ]
+    # a gateway that reports its lanes (stats `lanes`): ids, states and reasons are its text too
+    door = {"id": hostile, "relay": hostile, "pulses": 1, "failures": 0, "fault": hostile}
+    lanes = {"doors": [door], "unavailable": {"care": hostile}, "omitted": 0}
+    reporting = {**stats, "gateway_id": "gw-2", "lanes": lanes}
+    extra.append(parse("lintel/riverside/gw-2/stats", json.dumps(reporting).encode()))
     assert all(isinstance(m, Message) for m in extra), extra
     with db.connect(fleet_dsn) as conn:
         Store(conn).write([msg, *extra])  # type: ignore[list-item]
@@ -122,6 +127,11 @@ def test_page_needs_the_token_checks_csrf_and_escapes_what_gateways_send(
         for panel in ("meters", "components", "uplink", "fire-lanes"):
             section = body.split(f"id='{panel}'", 1)[1].split("</table>", 1)[0]
             assert "&lt;script&gt;" in section, panel
+        status, body, _ = request(base + "/gateway/gw-2")
+        assert status == 200 and hostile not in body and "reported by the gateway" in body
+        for panel in ("doors", "care"):
+            section = body.split(f"id='{panel}'", 1)[1].split("</table>", 1)[0]
+            assert "&lt;script&gt;" in section and "NOT RUNNING" in body, panel
         assert request(base + "/gateway/..%2Fetc")[0] == 404
 
         # an acknowledgement without the form's CSRF token, or with no ack key configured

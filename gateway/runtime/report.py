@@ -24,6 +24,7 @@ from gateway.core.devices import DeviceReport
 from gateway.delivery.report import SparkplugLinkReport, UplinkReport
 from gateway.lanes.alarms import AlarmReport, OpenAlarmsReport
 from gateway.releases.report import ReleaseReport
+from gateway.runtime.lane_summary import LanesSummary, summarise
 from gateway.storage.outbox.report import OutboxReport
 
 if TYPE_CHECKING:  # `lintel status` reads reports without importing the running parts
@@ -96,6 +97,7 @@ class StatsReport:
     sparkplug: SparkplugLinkReport | None  # null while the Sparkplug bridge is off
     config: ConfigReport | None = None  # the running config's version and origin
     release: ReleaseReport | None = None  # running and previous version, the update (added Dec 2026)
+    lanes: LanesSummary | None = None  # per lane what `lintel status` shows (added Dec 2026)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ class GatewayReport:
             self.sparkplug,
             self.config,
             self.release,
+            summarise(_plain(self.lanes), self.unavailable),
         )
 
 
