@@ -1,12 +1,16 @@
 """Update/rollback cycles with kill -9 of the whole service at random steps.
 
     .venv/bin/python -m bench.updates [--cycles 30] [--probation-s 10] [--seed N]
+                                      [--watchdog-s S --start-timeout-s S]
 
 One gateway (releases built from this tree, stamped 1.0.<n>; a real broker; a Modbus meter read every
 0.5 s) run by `tests/support/service.py`, the systemd stand-in (its docstring says what a real
-systemd does differently). Each cycle stages the next release with `lintel update --deb` run from
-the committed release: good (half the cycles), one that cannot reach the broker, or one that dies at
-start. At one random step the service (or the updater) is killed with SIGKILL:
+systemd does differently); with --watchdog-s / --start-timeout-s it speaks sd_notify as the unit's
+Type=notify, WatchdogSec= and TimeoutStartSec= ask (the probation then lasts at least 1.5 x the
+watchdog interval), so the kills also land on a service whose pets systemd checks. Each cycle
+stages the next release with `lintel update --deb` run from the committed release: good (half the
+cycles), one that cannot reach the broker, or one that dies at start. At one random step the
+service (or the updater) is killed with SIGKILL:
   install    the `lintel update` process, while it builds the release (then it is run again)
   switched   the service, just after the switch and before the restart
   start      the service, within 2 s of the restart (before READY, or as it connects)
@@ -58,11 +62,21 @@ def last_seq(db: Path) -> int:
 
 
 class Gateway:
-    def __init__(self, work: Path, broker: Mosquitto, probation_s: float) -> None:
+    def __init__(
+        self,
+        work: Path,
+        broker: Mosquitto,
+        probation_s: float,
+        watchdog_s: float | None,
+        start_timeout_s: float | None,
+    ) -> None:
         self.work = work
         self.root = work / "opt"
         self.state = work / "state"
         self.probation_s = probation_s
+        # what the release must stay healthy for (gateway/releases/probation.py: 1.5 x WatchdogSec at least)
+        self.needed_s = max(probation_s, 1.5 * watchdog_s if watchdog_s else 0.0)
+        self.watchdog_s, self.start_timeout_s = watchdog_s, start_timeout_s
         store = ReleaseStore(self.root)
         install(store, rel.payload(work, "1.0.0"), source="bench", site_packages=rel.SITE_PACKAGES)
         store.switch("1.0.0")
@@ -76,7 +90,12 @@ class Gateway:
         extra = f"\n[update]\nprobation_s = {probation_s}\nkeep_releases = 3\n"
         self.config.write_text(text.replace("[outbox]", extra + "\n[outbox]", 1))
         self.collector = Collector(broker.port, topic=f"{BASE}/#").start()
-        self.service = ServiceStandIn(self.root, self.config, work / "service.log").start()
+        self.service = self.stand_in(work / "service.log").start()
+
+    def stand_in(self, log: Path) -> ServiceStandIn:
+        return ServiceStandIn(
+            self.root, self.config, log, watchdog_s=self.watchdog_s, start_timeout_s=self.start_timeout_s
+        )
 
     def outcomes(self) -> list[dict]:
         kinds = ("updated", "update_rolled_back")
@@ -127,11 +146,11 @@ def cycle(gw: Gateway, version: str, kind: str, step: str, rng: random.Random) -
         time.sleep(rng.uniform(0.0, 2.0))
         gw.service.kill9()
     elif step == "probation":
-        time.sleep(rng.uniform(2.0, gw.probation_s))
+        time.sleep(rng.uniform(2.0, gw.needed_s))
         gw.service.kill9()
     started = time.monotonic()
     # each kill may restart the clock of probation: allow max_boots full probations
-    ok = gw.wait(lambda: len(gw.outcomes()) > seen, 3 * (gw.probation_s + 30))
+    ok = gw.wait(lambda: len(gw.outcomes()) > seen, 3 * (gw.needed_s + 30))
     took = time.monotonic() - started
     outcome = gw.outcomes()[-1] if ok else {"kind": "NONE"}
     if step == "outcome":
@@ -153,13 +172,15 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--probation-s", type=float, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--watchdog-s", type=float, default=None, help="WatchdogSec= of the stand-in")
+    parser.add_argument("--start-timeout-s", type=float, default=None, help="TimeoutStartSec=")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory(prefix="lintel-bench-updates-") as tmp:
         work = Path(tmp)
         broker = Mosquitto(work).start()
-        gw = Gateway(work, broker, args.probation_s)
+        gw = Gateway(work, broker, args.probation_s, args.watchdog_s, args.start_timeout_s)
         good = {"1.0.0"}
         results = []
         try:
@@ -181,7 +202,7 @@ def main() -> None:
             gw.service.stop()
             accepted = last_seq(gw.state / "outbox.db")
             # a last run of the committed release drains what the kills left in the outbox
-            drain = ServiceStandIn(gw.root, gw.config, work / "drain.log").start()
+            drain = gw.stand_in(work / "drain.log").start()
             gw.wait(lambda: set(range(1, accepted + 1)) <= gw.collector.seqs(), 60)
             drain.stop()
             missing = set(range(1, accepted + 1)) - gw.collector.seqs()
@@ -203,6 +224,7 @@ def main() -> None:
     running_good = f"{sum(r['runs_good'] for r in results)} of {n}"
     rows = [
         ("cycles", str(n), ""),
+        ("sd_notify (WatchdogSec / TimeoutStartSec)", f"{args.watchdog_s} / {args.start_timeout_s}", ""),
         ("kinds", counts("kind"), ""),
         ("kill steps", counts("step"), ""),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(expected.items())), "as expected"),
@@ -210,7 +232,7 @@ def main() -> None:
         (
             "seconds from the last restart to the outcome",
             f"median {statistics.median(took):.1f}, max {max(took):.1f}" if took else "-",
-            f"rollback <= probation + 30 ({args.probation_s + 30:g})",
+            f"rollback <= probation + 30 ({gw.needed_s + 30:g})",
         ),
         ("accepted messages / never delivered", f"{accepted} / {len(missing)}", "0 never delivered"),
         ("bench process CPU s", f"{time.process_time() - cpu0:.1f}", ""),

@@ -123,3 +123,39 @@ def test_maintainer_scripts_are_posix_sh_and_accept_every_policy_argument(
         done = subprocess.run(["sh", str(path), argument, "0.1.0"], capture_output=True, text=True)
         assert done.returncode == 0, (argument, done.stderr)
     assert subprocess.run(["sh", str(path), "bogus"], capture_output=True).returncode == 1
+
+
+def test_the_readme_install_commands_are_what_bench_deb_install_runs(tmp_path: Path) -> None:
+    """Issue 29 done-when "two commands in the README, tested": bench/deb_install.sh reads the
+    README's install block and runs its two commands (as root: no sudo; -y: no terminal), and
+    refuses to run when the block holds anything else. So the README cannot drift from the proof."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Installing on a gateway", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split(" #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["sudo apt install ./lintel_0.1.0_arm64.deb", "sudo systemctl enable --now lintel"]
+    bench = ROOT / "bench" / "deb_install.sh"
+    (tmp_path / "lintel_9.8.7_amd64.deb").touch()
+    done = subprocess.run(
+        [str(bench), "--deb", "lintel_9.8.7_amd64.deb", "--readme-commands"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "apt install -y ./lintel_9.8.7_amd64.deb",
+        "systemctl enable --now lintel",
+    ]
+    # each is what a step of the bench runs, not only what it prints
+    text = bench.read_text()
+    assert 'step install in_root "apt-get update -qq && cd /tmp && $install_cmd"' in text
+    assert "    $enable_cmd 2>&1 | tee /tmp/enable.out" in text
+    # a README whose block says something else stops the bench before it installs anything
+    fake = tmp_path / "repo"
+    (fake / "bench").mkdir(parents=True)
+    (fake / "bench" / "deb_install.sh").write_text(text)
+    (fake / "README.md").write_text(
+        readme.replace("sudo apt install ./lintel_0.1.0_arm64.deb", "sudo dpkg -i x.deb")
+    )
+    done = subprocess.run(
+        ["bash", str(fake / "bench" / "deb_install.sh"), "--readme-commands"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "no longer holds the two commands" in done.stderr
