@@ -7,7 +7,8 @@ PostgreSQL (fsync on, default settings) and a persistent mosquitto:
 
 - burst: `--minutes` simulated minutes published as fast as one sender can; rows/s until the
   last row is in, per worker; worker CPU per 1,000 messages; PostgreSQL CPU, WAL and table
-  bytes per reading; the workers' peak RSS.
+  bytes per reading; the workers' peak RSS; mosquitto's CPU and the catch-up session's
+  (fleet/catchup.py, on by default, `--no-catchup` to compare) per 1,000 messages.
 - paced: `--paced-minutes` more at `--rate` messages/s (the real rate of 1,000 gateways is ~520/s):
   publish-to-row latency p50/p95 (payload ts_ms to the ledger row's commit time).
 
@@ -33,14 +34,15 @@ import psycopg
 
 from fleet import db
 from fleet.pg import LocalPostgres
-from tests.support.fleet_sim import (
+from tests.support.fleet_procs import (
     PersistentMosquitto,
-    Sender,
-    SimGateway,
+    start_catchup,
     start_worker,
     stop_process,
+    wait_logged,
     wait_subscribed,
 )
+from tests.support.fleet_sim import Sender, SimGateway
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -103,12 +105,16 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
     pg = LocalPostgres(root=work / "pg").start()
     broker = PersistentMosquitto(work).start()
     workers = []
+    catchup = None
     try:
         with db.connect(pg.dsn) as c:
             db.migrate(c)
         ids = [f"w{i}" for i in range(n_workers)]
         workers = [start_worker(pg.dsn, broker.port, wid, work) for wid in ids]
         wait_subscribed(work, *ids)
+        if args.catchup:
+            catchup = start_catchup(pg.dsn, broker.port, work)
+            wait_logged(work, "fleet-catchup", "connection 1: caught up")
         rng = random.Random(7)
         gateways = [
             SimGateway(f"gw-{i:04d}", f"site-{i // 10:03d}", rng=random.Random(i))
@@ -122,6 +128,8 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
             wal0 = c.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
         cpu_w0 = sum(proc_cpu_s(w.pid) for w in workers)
         cpu_pg0 = postgres_cpu_s(pg)
+        cpu_mq0 = proc_cpu_s(broker.proc.pid)  # type: ignore[union-attr]
+        cpu_k0 = proc_cpu_s(catchup.pid) if catchup else 0.0
         t0 = time.monotonic()
         for _ in range(args.minutes):
             for gw_id, topic, payload, seq in minute(gateways, rng, args.alarms_per_hour):
@@ -134,6 +142,8 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         wall = time.monotonic() - t0
         cpu_w = sum(proc_cpu_s(w.pid) for w in workers) - cpu_w0
         cpu_pg = postgres_cpu_s(pg) - cpu_pg0
+        cpu_mq = proc_cpu_s(broker.proc.pid) - cpu_mq0  # type: ignore[union-attr]
+        cpu_k = proc_cpu_s(catchup.pid) - cpu_k0 if catchup else 0.0
         with psycopg.connect(pg.dsn, autocommit=True) as c:
             wal = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (wal0,)).fetchone()[0]  # type: ignore[index]
             readings = c.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
@@ -165,8 +175,8 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
                     " (ORDER BY extract(epoch FROM ingested_at) * 1000 - ts_ms)"
                     " FROM ledger WHERE kind = 'telemetry' AND ts_ms >= %s",
                     (paced_start_ms,),
-                ).fetchone()[0]
-            )  # type: ignore[index]
+                ).fetchone()[0]  # type: ignore[index]
+            )
             dups = c.execute("SELECT count(*) - count(DISTINCT (gateway_id, seq)) FROM ledger").fetchone()[0]  # type: ignore[index]
         lost = sum(len(set(range(1, gw.seq + 1)) - sender.acked[gw.gateway_id]) for gw in gateways)
         hwm = max(proc_hwm_mb(w.pid) for w in workers)
@@ -181,6 +191,9 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
             "readings_per_s": readings / wall,
             "worker_cpu_ms_per_1k": cpu_w / paced_from * 1e6,
             "pg_cpu_ms_per_1k": cpu_pg / paced_from * 1e6,
+            "broker_cpu_ms_per_1k": cpu_mq / paced_from * 1e6,
+            "catchup_cpu_ms_per_1k": cpu_k / paced_from * 1e6,
+            "catchup_peak_rss_mb": proc_hwm_mb(catchup.pid) if catchup else 0.0,
             "wal_bytes_per_reading": wal / readings,
             "table_bytes_per_reading": (size or 0) / readings,
             "latency_p50_ms": lat[0],
@@ -190,7 +203,7 @@ def run(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
             "duplicates": dups,
         }
     finally:
-        for w in workers:
+        for w in [*workers, *([catchup] if catchup else [])]:
             stop_process(w)
         broker.stop()
         pg.remove()
@@ -205,6 +218,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1500, help="messages/s in the paced phase")
     ap.add_argument("--alarms-per-hour", type=float, default=3)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument(
+        "--no-catchup", dest="catchup", action="store_false", help="run without the catch-up session"
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for n in args.workers:
@@ -216,6 +232,8 @@ def main() -> None:
             f" {r['readings_per_s']:.0f} readings/s",
             f"  worker CPU {r['worker_cpu_ms_per_1k']:.0f} ms per 1k msgs,"
             f" PostgreSQL CPU {r['pg_cpu_ms_per_1k']:.0f} ms per 1k msgs",
+            f"  mosquitto CPU {r['broker_cpu_ms_per_1k']:.0f} ms per 1k msgs, catch-up session CPU"
+            f" {r['catchup_cpu_ms_per_1k']:.0f} ms per 1k msgs (peak RSS {r['catchup_peak_rss_mb']:.0f} MB)",
             f"  WAL {r['wal_bytes_per_reading']:.0f} B/reading,"
             f" table+indexes {r['table_bytes_per_reading']:.0f} B/reading",
             f"  paced at {args.rate:.0f} msgs/s: publish-to-row p50 {r['latency_p50_ms']:.0f} ms,"

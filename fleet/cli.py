@@ -1,6 +1,6 @@
 """`lintel-fleet`: the fleet service (ingest workers, web page) and the operator's tools.
 
-Service:   migrate | ingest | serve | partitions
+Service:   migrate | ingest | catchup | serve | partitions
 Operator:  gateways | alarms | devices | loss | ack | command | deploy | update | rollout
 The database and broker come from --db / --broker or LINTEL_FLEET_DB / LINTEL_FLEET_BROKER.
 Commands that act on gateways (ack, command, deploy, update) are signed here with --key, the
@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +59,16 @@ def parser() -> argparse.ArgumentParser:
         help="stable MQTT client id: a restarted worker must reuse it (see README)",
     )
     p.add_argument("--group", default="ingest", help="shared subscription group ($share/GROUP/...)")
+    p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
+    p.add_argument("--batch-max", type=int, default=1000)
+    p = sub.add_parser(
+        "catchup", help="run the catch-up session (one per fleet): covers the shared group's restart gap"
+    )
+    _common(p, broker=True)
+    p.add_argument("--id", default="fleet-catchup", help="stable MQTT client id, the same after a restart")
+    p.add_argument(
+        "--echo-timeout-s", type=float, default=60.0, help="write again when no probe came back for this long"
+    )
     p.add_argument("--prefix", default="lintel", help="the gateways' mqtt.topic_prefix")
     p.add_argument("--batch-max", type=int, default=1000)
     p = sub.add_parser("serve", help="serve the web page")
@@ -115,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _need(args: argparse.Namespace, *names: str) -> None:
+def need(args: argparse.Namespace, *names: str) -> None:
     for n in names:
         if not getattr(args, n, None):
             env = f"LINTEL_FLEET_{n.upper()}"
@@ -123,7 +131,7 @@ def _need(args: argparse.Namespace, *names: str) -> None:
             raise SystemExit(EXIT_CONFIG)
 
 
-def _password(args: argparse.Namespace) -> str | None:
+def broker_password(args: argparse.Namespace) -> str | None:
     return Path(args.password_file).read_text().strip() if getattr(args, "password_file", None) else None
 
 
@@ -143,24 +151,36 @@ def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> Non
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    _need(args, "db")
+    need(args, "db")
     from fleet import db, queries
 
-    if args.cmd == "ingest":
-        _need(args, "broker")
+    if args.cmd in ("ingest", "catchup"):
+        need(args, "broker")
+        from fleet.catchup import CatchUp
         from fleet.ingest import Worker, WorkerSettings
+        from fleet.probe import CATCHUP_ID_RE
 
-        worker = Worker(
-            WorkerSettings(
-                args.db,
-                args.broker,
-                args.worker_id,
-                args.group,
-                args.prefix,
-                batch_max=args.batch_max,
-                username=args.username,
-                password=_password(args),
+        if args.cmd == "catchup" and not CATCHUP_ID_RE.match(args.id):
+            sys.stderr.write(
+                f"lintel-fleet: --id {args.id[:80]!r} names a topic level (the echo topic): use up to 64"
+                " letters, digits, '.', '_' or '-', starting with a letter or digit\n"
             )
+            return EXIT_CONFIG
+
+        settings = WorkerSettings(
+            args.db,
+            args.broker,
+            args.worker_id if args.cmd == "ingest" else args.id,
+            getattr(args, "group", "ingest"),
+            args.prefix,
+            batch_max=args.batch_max,
+            username=args.username,
+            password=broker_password(args),
+        )
+        worker = (
+            Worker(settings)
+            if args.cmd == "ingest"
+            else CatchUp(settings, echo_timeout_s=args.echo_timeout_s)
         )
         worker.install_signal_handlers()
         worker.run()
@@ -212,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "loss":
         sys.stdout.write(json.dumps(queries.loss(conn, args.gateway), default=str) + "\n")
         return 0
-    return _act(args, conn)
+    from fleet.cli_act import act
+
+    return act(args, conn)
 
 
 def _serve(args: argparse.Namespace, conn: Any) -> int:
@@ -230,114 +252,15 @@ def _serve(args: argparse.Namespace, conn: Any) -> int:
         return EXIT_CONFIG
     publisher = key = None
     if args.ack_key:
-        _need(args, "broker")
+        need(args, "broker")
         key = OperatorKey(Path(args.ack_key))
-        publisher = Publisher(args.broker, f"lintel-fleet-web-{os.getpid()}", args.username, _password(args))
+        client_id = f"lintel-fleet-web-{os.getpid()}"
+        publisher = Publisher(args.broker, client_id, args.username, broker_password(args))
     host, _, port = args.listen.rpartition(":")
     server = FleetServer((host or "127.0.0.1", int(port)), FleetWeb(args.db, token, publisher, key))
     logging.getLogger("lintel.fleet.web").info("serving http://%s:%d/", *server.server_address[:2])
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    return 0
-
-
-def _act(args: argparse.Namespace, conn: Any) -> int:
-    from fleet import rollout
-    from fleet.operator import CommandError, OperatorKey, Publisher, send, wait_result
-
-    _need(args, "broker")
-    if args.cmd == "rollout" and not args.key:
-        return _show_rollout(conn, args.id)
-    from gateway.commands.signing import KeyFileError
-
-    try:
-        key = OperatorKey(Path(args.key), args.key_id)
-    except (CommandError, KeyFileError) as exc:
-        sys.stderr.write(f"lintel-fleet: {exc}\n")
-        return EXIT_CONFIG
-    publisher = Publisher(args.broker, f"lintel-fleet-op-{os.getpid()}", args.username, _password(args))
-    try:
-        if args.cmd in ("ack", "command"):
-            if args.cmd == "ack":
-                name, cmd_args = "alarm_ack", {"alarm_id": args.alarm_id}
-            else:
-                name, cmd_args = args.name, json.loads(args.arguments)
-                if not isinstance(cmd_args, dict):
-                    sys.stderr.write("lintel-fleet: ARGS must be a JSON object\n")
-                    return 2
-            command_id = send(conn, publisher, key, args.gateway, name, cmd_args)
-            if args.wait_s <= 0:
-                print(command_id)
-                return 0
-            result = wait_result(conn, command_id, args.wait_s)
-            if result is None:
-                sys.stderr.write(f"no result for {command_id} within {args.wait_s:g} s\n")
-                return 3
-            sys.stdout.write(json.dumps(result, default=str) + "\n")
-            return 0 if result["outcome"] == "ok" else 1
-        if args.cmd in ("deploy", "update"):
-            gateways = args.gateways
-            if gateways == ["all"]:
-                gateways = [r[0] for r in conn.execute("SELECT gateway_id FROM gateways").fetchall()]
-            if args.cmd == "deploy":
-                text = Path(args.config).read_text()
-                target = hashlib.sha256(text.encode()).hexdigest()
-                extra: dict[str, Any] = {"config_toml": text}
-            else:
-                target, extra = args.version, {}
-            rid = rollout.create(
-                conn, args.cmd, target, gateways, args.canary_share, args.max_rollbacks, extra
-            )
-            print(rid)
-            args.id = rid
-        return _drive(args, conn, key, publisher)
-    except CommandError as exc:
-        sys.stderr.write(f"lintel-fleet: {exc}\n")
-        return 1
-    finally:
-        publisher.close()
-
-
-def _drive(args: argparse.Namespace, conn: Any, key: Any, publisher: Any) -> int:
-    from fleet import rollout
-    from fleet.operator import send
-
-    def one(gateway_id: str, command: str, cmd_args: dict[str, Any], command_id: str) -> None:
-        send(
-            conn, publisher, key, gateway_id, command, cmd_args, rollout_id=args.id, correlation_id=command_id
-        )
-
-    while True:
-        state = rollout.advance(conn, args.id, one)
-        if state != "running" or not args.follow:
-            break
-        time.sleep(1.0)
-    _show_rollout(conn, args.id)
-    return 0 if state in ("running", "done") else 1
-
-
-def _show_rollout(conn: Any, rollout_id: str) -> int:
-    row = conn.execute(
-        "SELECT kind, target, state, halted_reason FROM rollouts WHERE id = %s", (rollout_id,)
-    ).fetchone()
-    if row is None:
-        sys.stderr.write(f"no rollout {rollout_id}\n")
-        return 1
-    members = conn.execute(
-        "SELECT wave, gateway_id, state, detail FROM rollout_members WHERE rollout_id = %s"
-        " ORDER BY wave, gateway_id",
-        (rollout_id,),
-    ).fetchall()
-    conn.commit()
-    out = {
-        "id": rollout_id,
-        "kind": row[0],
-        "target": row[1],
-        "state": row[2],
-        "halted_reason": row[3],
-        "members": [{"wave": w, "gateway_id": g, "state": s, "detail": d} for w, g, s, d in members],
-    }
-    sys.stdout.write(json.dumps(out) + "\n")
     return 0
 
 

@@ -14,9 +14,10 @@ per batch (fleet.store, exactly once by (gateway_id, seq)) and only then sends t
   retired for good should be given its id back once, or its session left to expire.
 - killed after the commit, before the PUBACK: the broker redelivers, the ledger finds the key,
   nothing is written twice.
-- broker restart: the broker must persist sessions (mosquitto `persistence true`; a cluster
-  replicates them); the worker reconnects with the same session. PUBACKs for messages of an
-  older connection are never sent on a new one: those are redelivered and deduplicated instead.
+- broker restart: the broker must persist sessions (mosquitto `persistence true`); the worker
+  reconnects to its session and subscribes again. PUBACKs for an older connection's messages are
+  never sent on a new one (redelivered and deduplicated instead). What the broker routes before
+  the workers' shared subscriptions are back is the catch-up session's (fleet/catchup.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleet import db
+from fleet import db, probe
 from fleet.messages import Message, Rejected, parse
 from fleet.store import Store
 
@@ -73,6 +74,8 @@ class WorkerCounters:
     redelivered: int = 0  # DUP set: the broker sent it before
     stale: int = 0  # arrived on an earlier connection: written, not acknowledged (the broker resends it)
     max_inbox: int = 0  # most messages waiting for a batch at once (the broker's receive window)
+    echoed: int = 0  # catch-up probes answered (fleet/probe.py)
+    skipped: int = 0  # catch-up only: acknowledged unwritten, the shared group had them too
     rejected: Counter[str] = field(default_factory=Counter)
 
 
@@ -92,9 +95,9 @@ class Worker:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        # Subscribed on every connection: a kept session holds the subscription already (MQTT 5),
-        # and subscribing again is harmless; a broker that lost it gets it back.
-        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
+        # Subscribed on every connection: mosquitto 2.0 does not save shared subscriptions, so
+        # after its restart the session comes back (session present) without them.
+        client.subscribe(self._topic_filters(), qos=1)
         log.info(
             "connected to the broker as %s (connection %d, session present: %s)",
             self.s.worker_id,
@@ -102,23 +105,39 @@ class Worker:
             bool(getattr(_f, "session_present", False)),
         )
 
+    def _topic_filters(self) -> list[tuple[str, int]]:
+        return [(f"$share/{self.s.group}/{self.s.prefix}/#", 1)]
+
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        filters = ", ".join(f for f, _ in self._topic_filters())
         if any(r.is_failure for r in reasons):
-            log.error("the broker refused the shared subscription: %s (MQTT 5 broker needed)", reasons)
+            log.error(
+                "the broker refused the subscription to %s: %s (MQTT 5 broker needed)", filters, reasons
+            )
         else:
-            log.info("subscribed to $share/%s/%s/#", self.s.group, self.s.prefix)
+            self._subscribed(filters)
+
+    def _subscribed(self, filters: str) -> None:
+        """In paho's thread, after the SUBACK on the current connection."""
+        log.info("subscribed to %s", filters)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         # A full inbox blocks paho's network thread, so the socket is not read and the broker keeps
         # the rest: mosquitto 2.0 was measured sending a worker far more than its receive maximum
         # (a 62,000-message backlog grew one worker to 373 MB). PUBACKs still go out meanwhile:
         # the writer thread queues them and the loop sends them once this returns.
+        if self._take(msg):
+            return
         while not self.stop_event.is_set():
             try:
                 self._inbox.put((self._generation, msg), timeout=0.5)
                 return
             except queue.Full:
                 continue
+
+    def _take(self, msg: mqtt.MQTTMessage) -> bool:
+        """Whether this message is settled here, in paho's thread, rather than in a batch."""
+        return False
 
     def _mqtt_client(self) -> mqtt.Client:
         url = urlsplit(self.s.broker)
@@ -173,9 +192,21 @@ class Worker:
                 break
         return batch
 
-    def _check(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[Message]:
-        checked = []
+    def _to_write(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> list[mqtt.MQTTMessage]:
+        """The messages of a batch to check and write; a catch-up probe is answered instead."""
+        out, probe_on = [], probe.probe_topic(self.s.prefix)
         for _, msg in batch:
+            if msg.topic != probe_on:
+                out.append(msg)
+            elif self._client is not None and probe.answer(self._client, self.s.prefix, bytes(msg.payload)):
+                self.counters.echoed += 1
+            else:
+                self.counters.rejected["malformed catch-up probe"] += 1
+        return out
+
+    def _check(self, messages: list[mqtt.MQTTMessage]) -> list[Message]:
+        checked = []
+        for msg in messages:
             parsed = parse(msg.topic, bytes(msg.payload))
             if isinstance(parsed, Message):
                 checked.append(parsed)
@@ -214,6 +245,26 @@ class Worker:
             self.counters.readings += result.readings
             return
 
+    def _handle(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> None:
+        """Write a batch, then acknowledge it in order (only on the connection that delivered it)."""
+        self.counters.received += len(batch)
+        self.counters.redelivered += sum(1 for _, m in batch if m.dup)
+        self.counters.stale += sum(1 for g, _ in batch if g != self._generation)
+        self._write(self._check(self._to_write(batch)))
+        self.counters.batches += 1
+        assert self._client is not None
+        for generation, msg in batch:
+            if generation == self._generation:
+                self._client.ack(msg.mid, msg.qos)
+
+    def _tick(self) -> None:
+        """Called by the writer thread between batches (and at least every half second)."""
+
+    def _log_counters(self, what: str) -> None:
+        counts = {k: v for k, v in vars(self.counters).items() if k != "rejected"}
+        counts["rejected"] = sum(self.counters.rejected.values())
+        log.info("%s: %s", what, ", ".join(f"{k} {v}" for k, v in counts.items()))
+
     def run(self) -> None:
         conn = self._db()
         db.migrate(conn)
@@ -225,35 +276,18 @@ class Worker:
             while not self.stop_event.is_set():
                 batch = self._next_batch()
                 if batch:
-                    self.counters.received += len(batch)
-                    self.counters.redelivered += sum(1 for _, m in batch if m.dup)
-                    self.counters.stale += sum(1 for g, _ in batch if g != self._generation)
                     try:
-                        self._write(self._check(batch))
+                        self._handle(batch)
                     except Exception:
                         if self.stop_event.is_set():
                             break  # unacknowledged: the broker redelivers
                         raise
-                    self.counters.batches += 1
-                    for generation, msg in batch:
-                        if generation == self._generation:
-                            client.ack(msg.mid, msg.qos)
+                self._tick()
                 if time.monotonic() - last_log > 60:
                     last_log = time.monotonic()
-                    c = self.counters
-                    log.info(
-                        "received %d, written %d, duplicates %d, rejected %d, readings %d, most waiting %d,"
-                        " redelivered %d, stale %d",
-                        c.received,
-                        c.written,
-                        c.duplicates,
-                        sum(c.rejected.values()),
-                        c.readings,
-                        c.max_inbox,
-                        c.redelivered,
-                        c.stale,
-                    )
+                    self._log_counters("so far")
         finally:
+            self._log_counters("stopping")
             client.disconnect()
             client.loop_stop()
             if self._conn is not None:

@@ -61,10 +61,15 @@ def alarms(
     return _all(conn, sql + " ORDER BY a.opened_ms DESC NULLS LAST LIMIT 500", params)
 
 
-def devices(conn: psycopg.Connection[Any], gateway_id: str | None = None) -> list[dict[str, Any]]:
+def devices(
+    conn: psycopg.Connection[Any], gateway_id: str | None = None, with_report: bool = False
+) -> list[dict[str, Any]]:
+    """Device health from the newest stats; `with_report` adds each device's whole report (points)."""
     sql = (
         "SELECT d.gateway_id, g.site, d.device_id, d.source_id, d.kind, d.online, d.last_seen_ms,"
-        " d.offline_since_ms, d.errors, d.last_error FROM devices d JOIN gateways g USING (gateway_id)"
+        " d.offline_since_ms, d.errors, d.last_error"
+        + (", d.report" if with_report else "")
+        + " FROM devices d JOIN gateways g USING (gateway_id)"
     )
     if gateway_id is not None:
         return _all(conn, sql + " WHERE d.gateway_id = %s ORDER BY d.device_id", (gateway_id,))
@@ -134,3 +139,17 @@ def loss(conn: psycopg.Connection[Any], gateway_id: str) -> dict[str, Any]:
         "restarts": gw.get("restarts", 0),
         "outbox_replaced": gw.get("outbox_replaced", 0),
     }
+
+
+def lane_events(
+    conn: psycopg.Connection[Any], gateway_id: str, kinds: tuple[str, ...], since_ms: int, recent_ms: int
+) -> list[dict[str, Any]]:
+    """Per source and kind among `kinds` since `since_ms`: how many since `recent_ms`, the newest
+    one's time and attrs (fleet/lane_picture.py reads them)."""
+    return _all(
+        conn,
+        "SELECT source_id, kind, count(*) FILTER (WHERE ts_ms >= %s) AS recent, max(ts_ms) AS last_ms,"
+        " (array_agg(attrs ORDER BY seq DESC))[1] AS last_attrs FROM events"
+        " WHERE gateway_id = %s AND kind = ANY(%s) AND ts_ms >= %s GROUP BY source_id, kind",
+        (recent_ms, gateway_id, list(kinds), since_ms),
+    )

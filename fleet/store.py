@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from fleet import rollout
+from fleet import gateway_rows, rollout
 from fleet.messages import Message
 from fleet.reports import REPORT_KINDS
 
@@ -62,7 +62,7 @@ class Store:
         """Write one batch in one transaction (raises on database errors: nothing was written)."""
         result = WriteResult()
         with self.conn.transaction(), self.conn.cursor() as cur:
-            self._gateways(cur, batch)
+            gateway_rows.seen(cur, batch)
             data: dict[tuple[str, int], Message] = {}
             for m in batch:
                 if m.is_data:
@@ -99,20 +99,10 @@ class Store:
                     self._command_result(cur, m)
             for m in batch:
                 if m.kind == "birth":
-                    self._birth(cur, m)
+                    gateway_rows.birth(cur, m)
                 elif m.kind == "status":
-                    self._status(cur, m)
+                    gateway_rows.status(cur, m)
         return result
-
-    def _gateways(self, cur: psycopg.Cursor[Any], batch: Sequence[Message]) -> None:
-        seen = {m.gateway_id: m for m in batch}
-        for m in sorted(seen.values(), key=lambda m: m.gateway_id):  # one lock order for all workers
-            cur.execute(
-                "INSERT INTO gateways (gateway_id, site, prefix) VALUES (%s, %s, %s)"
-                " ON CONFLICT (gateway_id) DO UPDATE SET site = excluded.site, prefix = excluded.prefix,"
-                " last_seen = now()",
-                (m.gateway_id, m.site, m.prefix),
-            )
 
     def _readings(self, cur: psycopg.Cursor[Any], msgs: list[Message]) -> int:
         n = 0
@@ -284,35 +274,3 @@ class Store:
         )
         if cur.rowcount and d["outcome"] != "ok":
             rollout.apply_refusal(cur, m.gateway_id, cid, str(d.get("code") or d["outcome"]))
-
-    def _birth(self, cur: psycopg.Cursor[Any], m: Message) -> None:
-        d = m.doc
-        raw_versions = d.get("versions")
-        versions: dict[str, Any] = raw_versions if isinstance(raw_versions, dict) else {}
-        reason = d.get("boot_reason") if isinstance(d.get("boot_reason"), str) else None
-        cur.execute(
-            "UPDATE gateways SET versions = %s, version = %s, config_sha256 = %s, boot_reason = %s,"
-            " started_ms = %s, public_keys = COALESCE(%s, public_keys), birth_ts_ms = %s,"
-            " births = births + 1, restarts = restarts + %s, outbox_replaced = outbox_replaced + %s"
-            " WHERE gateway_id = %s AND (birth_ts_ms IS NULL OR birth_ts_ms < %s)",
-            (
-                Jsonb(versions),
-                str(versions.get("lintel", ""))[:64] or None,
-                str(d.get("config_sha256", ""))[:64] or None,
-                reason,
-                d.get("started_ms") if isinstance(d.get("started_ms"), int) else None,
-                Jsonb(d["public_keys"]) if "public_keys" in d else None,
-                m.ts_ms,
-                int(reason not in (None, "first_start")),
-                int(reason == "outbox_replaced"),
-                m.gateway_id,
-                m.ts_ms,
-            ),
-        )
-
-    def _status(self, cur: psycopg.Cursor[Any], m: Message) -> None:
-        cur.execute(
-            "UPDATE gateways SET online = %s, status_ts_ms = %s"
-            " WHERE gateway_id = %s AND (status_ts_ms IS NULL OR status_ts_ms <= %s)",
-            (m.doc["state"] == "online", m.ts_ms, m.gateway_id, m.ts_ms),
-        )

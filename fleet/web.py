@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import logging
 import re
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,37 +26,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 import psycopg
 
 from fleet import db, queries
+from fleet.building_page import render_gateway
 from fleet.operator import CommandError, OperatorKey, Publisher, send
+from fleet.pages import LOGIN_FORM, e, page, render_alarms, render_overview
 
 log = logging.getLogger("lintel.fleet.web")
 MAX_FORM_BYTES = 4096
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALARM_ID_RE = re.compile(r"^[0-9]{1,12}$")
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}th{background:#f4f4f4}
-.on{color:#070}.off{color:#b00;font-weight:bold}.open{color:#b00;font-weight:bold}.acknowledged{color:#a60}
-nav a{margin-right:1em}.flash{background:#eef;padding:.5em}"""
-
-
-def e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def ago(ms: int | None) -> str:
-    if not ms:
-        return "—"
-    s = max(0, time.time() - ms / 1000)
-    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else f"{s / 3600:.1f} h ago"
-
-
-def page(title: str, body: str) -> bytes:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)} · Lintel fleet</title>"
-        f"<style>{STYLE}</style></head><body><nav><a href='/'>Buildings</a><a href='/alarms'>Alarms</a></nav>"
-        f"<h1>{e(title)}</h1>{body}</body></html>"
-    ).encode()
 
 
 class FleetWeb:
@@ -228,125 +203,3 @@ class FleetServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], web: FleetWeb) -> None:
         self.web = web
         super().__init__(address, Handler)
-
-
-LOGIN_FORM = (
-    "<form method='post' action='/login'>"
-    "<label>Token <input type='password' name='token' id='token'></label> "
-    "<button type='submit' id='signin'>Sign in</button></form>"
-)
-
-
-def _online(value: bool | None) -> str:
-    if value is None:
-        return "<span>unknown</span>"
-    return "<span class='on'>online</span>" if value else "<span class='off'>offline</span>"
-
-
-def render_overview(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "<table id='buildings'><tr><th>Building</th><th>Gateway</th><th>Link</th><th>Version</th>"
-        "<th>Config</th><th>Open alarms</th><th>Devices offline</th><th>Last stats</th></tr>"
-    ]
-    for r in rows:
-        acked = f" (+{r['alarms_acked']} acknowledged)" if r["alarms_acked"] else ""
-        out.append(
-            f"<tr data-gateway='{e(r['gateway_id'])}'><td>{e(r['site'])}</td>"
-            f"<td><a href='/gateway/{quote(r['gateway_id'])}'>{e(r['gateway_id'])}</a></td>"
-            f"<td>{_online(r['online'])}</td><td>{e(r['version'] or '—')}</td>"
-            f"<td title='{e(r['config_sha256'])}'>{e((r['config_sha256'] or '—')[:12])}</td>"
-            f"<td class='alarms-open'>{r['alarms_open']}{acked}</td>"
-            f"<td class='devices-offline'>{r['devices_offline']} of {r['devices']}</td>"
-            f"<td>{e(ago(r['stats_ts_ms']))}</td></tr>"
-        )
-    out.append("</table>")
-    if not rows:
-        out.append("<p>No gateway has reported yet.</p>")
-    return "".join(out)
-
-
-def render_alarms(
-    rows: list[dict[str, Any]], csrf: str, flash: str, can_ack: bool, back: str = "/alarms"
-) -> str:
-    out = []
-    if flash:
-        out.append(
-            f"<p class='flash' id='flash'>Acknowledgement sent as signed command {e(flash)}; "
-            "the alarm shows acknowledged once its gateway reports it.</p>"
-        )
-    out.append(
-        "<table id='alarms'><tr><th>Building</th><th>Gateway</th><th>Alarm</th><th>Kind</th><th>Source</th>"
-        "<th>Opened</th><th>State</th><th></th></tr>"
-    )
-    for a in rows:
-        action = ""
-        if a["state"] == "open" and can_ack:
-            action = (
-                f"<form method='post' action='/alarms/ack'>"
-                f"<input type='hidden' name='csrf' value='{e(csrf)}'>"
-                f"<input type='hidden' name='gateway_id' value='{e(a['gateway_id'])}'>"
-                f"<input type='hidden' name='alarm_id' value='{e(a['alarm_id'])}'>"
-                f"<input type='hidden' name='back' value='{e(back)}'>"
-                f"<button type='submit' class='ack'>Acknowledge</button></form>"
-            )
-        if a["ack_command"] and a["state"] == "open":
-            action += f" <small>ack {e(a['ack_outcome'])}</small>"
-        by = f" by {e(a['acked_by'])}" if a["acked_by"] else ""
-        out.append(
-            f"<tr data-alarm='{e(a['gateway_id'])}/{e(a['alarm_id'])}'><td>{e(a['site'])}</td>"
-            f"<td><a href='/gateway/{quote(a['gateway_id'])}'>{e(a['gateway_id'])}</a></td>"
-            f"<td>{e(a['alarm_id'])}</td><td>{e(a['kind'])}</td><td>{e(a['source_id'])}</td>"
-            f"<td>{e(ago(a['opened_ms']))}</td><td class='state {e(a['state'])}'>{e(a['state'])}{by}</td>"
-            f"<td>{action}</td></tr>"
-        )
-    out.append("</table>")
-    if not rows:
-        out.append("<p>No open alarms.</p>")
-    return "".join(out)
-
-
-def render_gateway(conn: psycopg.Connection[Any], gateway_id: str, csrf: str, can_ack: bool) -> bytes | None:
-    gw = queries.gateway(conn, gateway_id)
-    if gw is None:
-        return None
-    stats = gw.get("stats") or {}
-    outbox = stats.get("outbox") or {}
-    loss = queries.loss(conn, gateway_id)
-    parts = [
-        f"<p id='summary'>Building <b>{e(gw['site'])}</b> · {_online(gw['online'])}"
-        f" · version {e(gw['version'])}"
-        f" · config {e((gw['config_sha256'] or '—')[:12])} · up {e(stats.get('uptime_s', '—'))} s"
-        f" · boot reason {e(gw['boot_reason'])} · restarts seen {e(gw['restarts'])}</p>",
-        "<h2>Devices</h2><table id='devices'><tr><th>Device</th><th>Kind</th><th>Source</th><th>State</th>"
-        "<th>Last seen</th><th>Errors</th><th>Last error</th></tr>",
-    ]
-    for d in queries.devices(conn, gateway_id):
-        parts.append(
-            f"<tr><td>{e(d['device_id'])}</td><td>{e(d['kind'])}</td><td>{e(d['source_id'])}</td>"
-            f"<td>{_online(d['online'])}</td><td>{e(ago(d['last_seen_ms']))}</td><td>{e(d['errors'])}</td>"
-            f"<td>{e(d['last_error'] or '')}</td></tr>"
-        )
-    parts.append("</table><h2>Alarms</h2>")
-    parts.append(
-        render_alarms(queries.alarms(conn, gateway_id), csrf, "", can_ack, back=f"/gateway/{gateway_id}")
-    )
-    parts.append(
-        "<h2>Delivery</h2><table id='loss'>"
-        f"<tr><th>Messages received</th><td>{loss['received']}"
-        f" (seq {e(loss['first_seq'])}–{e(loss['last_seq'])})</td></tr>"
-        f"<tr><th>Missing seqs</th><td>{loss['missing']}</td></tr>"
-        f"<tr><th>Lost with a replaced outbox</th><td>{loss['lost_with_replaced_outbox']}</td></tr>"
-        "<tr><th>Dropped (gateway's own count, records)</th>"
-        f"<td>{e(loss['dropped_counted'] or 'none')}</td></tr>"
-        f"<tr><th>Unexplained</th><td>{loss['unexplained']}</td></tr>"
-        f"<tr><th>Outbox now</th><td>{e(outbox.get('rows', '—'))}</td></tr></table>"
-        "<h2>Recent events</h2><table id='events'><tr><th>seq</th><th>When</th><th>Source</th><th>Kind</th>"
-        "<th>Severity</th></tr>"
-    )
-    for ev in queries.recent_events(conn, gateway_id):
-        parts.append(
-            f"<tr><td>{ev['seq']}</td><td>{e(ago(ev['ts_ms']))}</td><td>{e(ev['source_id'])}</td>"
-            f"<td>{e(ev['kind'])}</td><td>{e(ev['severity'])}</td></tr>"
-        )
-    parts.append("</table>")
-    return page(f"Gateway {gateway_id}", "".join(parts))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The fleet demo: PostgreSQL, mosquitto, three demo buildings (`lintel demo`, each its own site),
-# two ingest workers and the fleet's web page. Prints the page's URL and token; Ctrl-C stops it all.
+# two ingest workers, the catch-up session and the fleet's web page. Prints the page's URL and
+# token; Ctrl-C stops it all.
 #   scripts/fleet-demo.sh            (FLEET_DEMO_PORT=8080 and FLEET_DEMO_DIR=var/fleet-demo by default)
 # Everything listens on 127.0.0.1 only, PostgreSQL trusts loopback: a demo, not a deployment
 # (README, "Fleet service", for that).
@@ -95,6 +96,10 @@ for w in 1 2; do
     "$py" -m fleet.cli ingest --db "$dsn" --broker "$broker" --worker-id "fleet-demo-w$w" >"$work/worker-$w.log" 2>&1 &
     pids+=($!)
 done
+# one catch-up session per fleet: mosquitto 2.0 forgets the workers' shared subscriptions when it
+# restarts, and this session writes what the buildings publish before the workers are back
+"$py" -m fleet.cli catchup --db "$dsn" --broker "$broker" --id fleet-demo-catchup >"$work/catchup.log" 2>&1 &
+pids+=($!)
 for b in riverside:bldg-river harbour:bldg-harbour hillcrest:bldg-hill; do
     site=${b%%:*} gid=${b##*:}
     "$py" -m gateway.cli.main demo --plain --broker "$broker" --state-dir "$work/$gid" --site "$site" \

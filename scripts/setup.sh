@@ -90,8 +90,9 @@ if [[ $want_test == 1 ]] && command -v systemctl >/dev/null && systemctl is-enab
 fi
 
 stamp=.venv/.lintel-installed
-extras=""
-[[ $want_test == 1 ]] && extras="[dev]"
+# [models]: onnx, which builds the models below (not a runtime dependency: the .deb leaves it out)
+extras="[models]"
+[[ $want_test == 1 ]] && extras="[models,dev]"
 key="$(cat pyproject.toml | sha256sum | cut -c1-16)$extras"
 # A venv is usable when its python runs, is recent enough and has pip. One made by an interrupted
 # set-up (no pip yet), or whose python was removed or upgraded away, is rebuilt from scratch.

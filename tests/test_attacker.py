@@ -17,18 +17,19 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
+from drivers.modbus.simulator import SimulatedRelayModule
 from gateway.commands.signing import new_key, public_key_b64, sign
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
+from tests.support.command_rig import commanded_gateway
 from tests.support.commander import OPERATOR_ID, OPERATOR_KEY, Commander, envelope, operator_toml
-from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml, threshold_rule_toml
-from tests.support.modbus_thread import ModbusThread
-from tests.support.process import lintel, stop_and_show_log, wait_status
+from tests.support.configs import commands_toml, door_toml, meter_bus_toml, mqtt_toml, threshold_rule_toml
+from tests.support.process import wait_status
 
 INTRUDER_ID = "intruder"
 INTRUDER_KEY = new_key()
+INTRUDER = {"id": INTRUDER_ID, "public_key": public_key_b64(INTRUDER_KEY), "allow": ["ping"]}
 MQTT_PASSWORD = "s3cret-broker-pass"
 LOBBY_COIL, GARAGE_COIL = 2, 3
 
@@ -42,17 +43,9 @@ def config_text(tmp_path: Path, broker: int, modbus: int) -> str:
         + threshold_rule_toml("m1", 100)
         + door_toml("lobby", coil=LOBBY_COIL, pulse_s=0.5)
         + door_toml("garage", coil=GARAGE_COIL, pulse_s=0.5)
-        + f"""
-[commands]
-allow = ["ping", "alarm_ack", "door_pulse", "reload_config"]
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-
-{operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])}
-[[commands.operators]]
-id = "{INTRUDER_ID}"
-public_key = "{public_key_b64(INTRUDER_KEY)}"
-allow = ["ping"]
-"""
+        + commands_toml(["ping", "alarm_ack", "door_pulse", "reload_config"], [INTRUDER])
+        + "\n"
+        + operator_toml(["ping", "door_pulse", "reload_config"], ["lobby"])
     )
     return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources, runtime={"status_interval_s": 0.3})
 
@@ -79,25 +72,11 @@ class Target:
 
 @pytest.fixture
 def target(tmp_path: Path, broker: Mosquitto) -> Iterator[Target]:
-    meter = SimulatedMeter(1, "eastron_sdm120")
-    meter.pin("power_w", 2500.0)  # the overload rule raises alarm 1 at once
-    relay = SimulatedRelayModule(9)
-    modbus = ModbusThread([meter, relay]).start()
-    config = tmp_path / "lintel.toml"
-    config.write_text(config_text(tmp_path, broker.port, modbus.port))
-    collector = Collector(broker.port, topic="lintel/#").start()
-    commander = Commander(broker.port)
-    proc = lintel("run", "-c", str(config))
-    try:
-        wait_status(config, lambda s: s["uplink"]["state"] == "connected" and s["alarms"], timeout=30)
-        assert collector.wait_for(lambda c: any(m.topic.endswith("/birth") for m in c.snapshot()), 10)
-        time.sleep(0.3)  # the SUBACK of the command topic follows the birth
-        yield Target(tmp_path, config, commander, collector, relay, proc)
-    finally:
-        stop_and_show_log(proc)
-        commander.close()
-        collector.stop()
-        modbus.stop()
+    def alarm_raised(s: dict[str, Any]) -> bool:  # the overload rule raises alarm 1 at once
+        return bool(s["uplink"]["state"] == "connected" and s["alarms"])
+
+    with commanded_gateway(tmp_path, broker.port, config_text, topic="lintel/#", ready=alarm_raised) as gw:
+        yield Target(tmp_path, gw.config, gw.commander, gw.collector, gw.relay, gw.proc)
 
 
 class Listener:

@@ -205,8 +205,8 @@ class RawSubscriber:
         return False
 
     def stop(self) -> None:
+        self.client.disconnect()  # first: the network thread then ends at once
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_through_the_outbox_to_a_real_broker_retained_and_complete(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ class TimedSubscriber:
             self.got.append((time.monotonic(), msg.topic, bytes(msg.payload)))
 
     def stop(self) -> None:
+        self.client.disconnect()  # first: the network thread then ends at once
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_every_connectivity_entity_of_the_demo_has_a_state_within_10_s(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.media import photo
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
+from tests.support.rtsp import RtspServer
 from tests.support.schema import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,25 +122,6 @@ motion_interval_s = 0.5
         status["lanes"]["fire_lanes"]["detector"] == "yolov4-tiny-coco-int8"
         and status["lanes"]["fire_lanes"]["detector_runs"] > 0
     )
-
-
-class RtspServer:
-    def __init__(self, codec: str, port: int = 0) -> None:
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(ROOT / "tests/support/rtsp_server.py"), codec, str(port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.mark.parametrize("codec", ["h264", "mjpeg"])

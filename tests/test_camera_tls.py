@@ -180,7 +180,7 @@ class RtspsCamera:
     """The GStreamer RTSP server (plain) behind a TLS front with the given certificate."""
 
     def __init__(self, cert: Path, key: Path) -> None:
-        from tests.test_camera_process import RtspServer
+        from tests.support.rtsp import RtspServer
 
         self.rtsp = RtspServer("mjpeg")
         self.front = TlsFront(cert, key, self.rtsp.port)

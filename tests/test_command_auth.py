@@ -423,8 +423,8 @@ def test_lintel_keys_sign_publishes_and_prints_the_result(
         assert main([*wrong, *publish[:2], "--wait-s", "0.5", "ping"]) == 3
         assert "no result within 0.5 s" in capsys.readouterr().err
     finally:
-        gateway.loop_stop()
         gateway.disconnect()
+        gateway.loop_stop()
 
 
 def test_canonical_form_matches_an_independent_rfc8785_implementation() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.simulator import SimulatedMeter, SimulatedRelayModule
 from tests.conftest import gateway_toml
 from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
-from tests.support.commander import OPERATOR_ID, Commander, envelope, operator_toml
-from tests.support.configs import door_toml, meter_bus_toml, threshold_rule_toml
-from tests.support.modbus_thread import ModbusThread
-from tests.support.process import lintel, stop_and_show_log, wait_status
+from tests.support.command_rig import CommandedGateway, commanded_gateway
+from tests.support.commander import OPERATOR_ID, envelope, operator_toml
+from tests.support.configs import commands_toml, door_toml, meter_bus_toml, threshold_rule_toml
+from tests.support.process import wait_status
 from tests.support.schema import validate
 
 ALLOWED = ["ping", "outbox_stats", "alarm_ack", "door_pulse", "reload_config", "snapshot"]
@@ -35,14 +33,9 @@ def sources(port: int, rules: str) -> str:
         meter_bus_toml(port)
         + rules
         + door_toml("lobby", coil=2, pulse_s=0.5)
-        + f"""
-[commands]
-allow = {ALLOW}
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-max_per_minute = 2000
-
-{operator_toml(ALLOWED, ["lobby"])}
-"""
+        + commands_toml(ALLOWED, max_per_minute=2000)
+        + "\n"
+        + operator_toml(ALLOWED, ["lobby"])
     )
 
 
@@ -55,36 +48,17 @@ def config_text(tmp_path: Path, broker_port: int, modbus_port: int, rules: str =
     return gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources(modbus_port, rules), runtime=runtime)
 
 
-@dataclass
-class Rig:
-    config: Path
-    commander: Commander
-    collector: Collector
-    relay: SimulatedRelayModule
-    proc: Any
+Rig = CommandedGateway
 
 
 @pytest.fixture
 def rig(tmp_path: Path, broker: Mosquitto) -> Iterator[Rig]:
-    meter = SimulatedMeter(1, "eastron_sdm120")
-    meter.pin("power_w", 2500.0)
-    relay = SimulatedRelayModule(9)
-    modbus = ModbusThread([meter, relay]).start()
-    config = tmp_path / "lintel.toml"
-    config.write_text(config_text(tmp_path, broker.port, modbus.port))
-    collector = Collector(broker.port, topic="lintel/site-a/gw-test/#").start()
-    commander = Commander(broker.port)
-    proc = lintel("run", "-c", str(config))
-    try:
-        wait_status(config, lambda s: s.get("uplink", {}).get("state") == "connected", timeout=30)
-        assert collector.wait_for(lambda c: any(m.topic.endswith("/birth") for m in c.snapshot()), 10)
-        time.sleep(0.3)  # the SUBACK of the command topic follows the birth
-        yield Rig(config, commander, collector, relay, proc)
-    finally:
-        stop_and_show_log(proc)
-        commander.close()
-        collector.stop()
-        modbus.stop()
+    def connected(s: dict[str, Any]) -> bool:
+        return bool(s.get("uplink", {}).get("state") == "connected")
+
+    topic = "lintel/site-a/gw-test/#"
+    with commanded_gateway(tmp_path, broker.port, config_text, topic=topic, ready=connected) as gateway:
+        yield gateway
 
 
 def events(c: Collector, kind: str) -> list[dict[str, Any]]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import json
 import stat
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import LoadedConfig, load_config
 from gateway.config.deploy_files import TRYING, DeployFiles
 from gateway.config.deployment import Deployment, check, local_path_problems
 from gateway.config.effective import choose
@@ -165,10 +165,28 @@ def test_check_refuses_with_check_configs_texts(tmp_path: Path) -> None:
         check(Deployment(1, '[gateway]\nid = "gw-2"\n'), base, key, {})
 
 
+@dataclass
+class Staged:
+    """The installer's file, and one deployment (`[mqtt] keepalive_s`) staged over it."""
+
+    path: Path
+    base: LoadedConfig
+    key: GatewayKey
+    store: SecretStore
+    files: DeployFiles
+
+
+def _staged(tmp_path: Path, version: int, keepalive_s: int) -> Staged:
+    path = _base(tmp_path)
+    base = load_config(path)
+    files = DeployFiles(base.state_dir)
+    files.stage(Deployment(version, f"[mqtt]\nkeepalive_s = {keepalive_s}\n"), base.sha256)
+    return Staged(path, base, _key(tmp_path), SecretStore(base.state_dir), files)
+
+
 def test_start_tries_a_staged_deployment_once_then_rolls_back(tmp_path: Path) -> None:
-    base = load_config(_base(tmp_path))
-    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
-    files.stage(Deployment(4, "[mqtt]\nkeepalive_s = 40\n"), base.sha256)
+    staged = _staged(tmp_path, 4, 40)
+    base, key, store, files = staged.base, staged.key, staged.store, staged.files
     first = choose(base, key, store, files)
     assert first.on_probation is not None and first.on_probation.phase == TRYING
     assert first.loaded.config.mqtt is not None and first.loaded.config.mqtt.keepalive_s == 40
@@ -180,10 +198,8 @@ def test_start_tries_a_staged_deployment_once_then_rolls_back(tmp_path: Path) ->
 
 
 def test_start_runs_the_last_known_good_until_the_local_file_changes(tmp_path: Path) -> None:
-    path = _base(tmp_path)
-    base = load_config(path)
-    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
-    files.stage(Deployment(5, "[mqtt]\nkeepalive_s = 50\n"), base.sha256)
+    staged = _staged(tmp_path, 5, 50)
+    path, base, key, store, files = staged.path, staged.base, staged.key, staged.store, staged.files
     pending = choose(base, key, store, files).on_probation
     assert pending is not None
     files.promote(pending)
@@ -198,10 +214,8 @@ def test_start_runs_the_last_known_good_until_the_local_file_changes(tmp_path: P
 
 
 def test_a_local_edit_before_the_staged_deployment_runs_wins(tmp_path: Path) -> None:
-    path = _base(tmp_path)
-    base = load_config(path)
-    key, store, files = _key(tmp_path), SecretStore(base.state_dir), DeployFiles(base.state_dir)
-    files.stage(Deployment(6, "[mqtt]\nkeepalive_s = 60\n"), base.sha256)
+    staged = _staged(tmp_path, 6, 60)
+    path, key, store, files = staged.path, staged.key, staged.store, staged.files
     path.write_text(path.read_text() + '\n[log]\nlevel = "debug"\n')
     start = choose(load_config(path), key, store, files)
     assert start.on_probation is None and start.loaded.origin == "local"

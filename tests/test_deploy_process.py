@@ -23,7 +23,7 @@ from gateway.config.secrets import GatewayKey, seal
 from tests.support.commander import (
     envelope,
 )
-from tests.support.configs import meter_bus_toml
+from tests.support.configs import door_toml, meter_bus_toml, source_toml
 from tests.support.deploy_rig import (
     DEPLOY_TOPIC,
     GUARD_KEY,
@@ -66,36 +66,14 @@ username = "{NEW_USER}"
 password_secret = "mqtt"
 reconnect_initial_s = 0.2
 reconnect_max_s = 1
-
-[[sources]]
-id = "bus-1"
-type = "modbus"
-endpoint = "tcp://127.0.0.1:{rig.modbus.port}"
-interval_s = 0.5
-
-[[sources.meters]]
-id = "m1"
-unit = 1
-profile = "eastron_sdm120"
-read = ["power_w"]
-
-[[sources.meters]]
-id = "m2"
-unit = 2
-profile = "eastron_sdm120"
-read = ["power_w"]
-
-[[doors]]
-id = "lobby"
-pulse_s = 1
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = 9
-coil = 0
-timeout_ms = 300
 """
+    meters = [
+        {"id": m, "unit": unit, "profile": "eastron_sdm120", "read": ["power_w"]}
+        for m, unit in (("m1", 1), ("m2", 2))
+    ]
+    endpoint = f"tcp://127.0.0.1:{rig.modbus.port}"
+    text += source_toml("modbus", "bus-1", "meters", meters, endpoint=endpoint, interval_s=0.5)
+    text += door_toml("lobby", pulse_s=1, timeout_ms=300)
     body = rig.signed(rig.deployment(text, secrets={"mqtt": NEW_PASSWORD}))
     sent = time.monotonic()
     rig.publish(body)
@@ -236,7 +214,7 @@ def test_twenty_bad_deployments_are_each_refused_or_rolled_back(rig: Rig, tmp_pa
             "[[sources.meters]]\nid = 'm9'\nunit = 1\nprofile = 'eastron_sdm120'\n",
         ),
         _rolled_back(rig, bus + CAMERA.format(url=rig_camera(rig).url())),
-        _rolled_back(rig, bus + DOOR.format(unit=77)),
+        _rolled_back(rig, bus + door_toml("lobby", pulse_s=1, unit=77, timeout_ms=200)),
     ]
     assert "broker was not reached" in reasons[0] and "broker was not reached" in reasons[1], reasons
     assert "bus-2/m9 offline" in reasons[2], reasons
@@ -254,19 +232,6 @@ id = "cam-1"
 type = "camera"
 url = "{url}"
 username = "admin"
-"""
-
-DOOR = """
-[[doors]]
-id = "lobby"
-pulse_s = 1
-
-[doors.relay]
-type = "modbus_coil"
-bus = "bus-1"
-unit = {unit}
-coil = 0
-timeout_ms = 200
 """
 
 

@@ -32,6 +32,7 @@ from tests.support.broker import Mosquitto, free_port
 from tests.support.configs import door_toml, source_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel, lintel_output, wait_status
+from tests.support.rtsp import RtspServer
 from tests.support.serial_line import PacedLine
 from tests.support.tls import Pki, issue_server_cert, make_pki
 
@@ -67,24 +68,6 @@ def tls_broker(tmp_path: Path, pki: Pki, cert: str = "lasting") -> Mosquitto:
             f"password_file {passwd}",
         ],
     ).start()
-
-
-class RtspServer:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(ROOT / "tests/support/rtsp_server.py"), "h264", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 @dataclass

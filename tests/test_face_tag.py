@@ -132,7 +132,7 @@ def test_a_format_1_gallery_gains_the_tags_table_and_a_newer_one_is_refused(tmp_
     assert gallery.db.execute("PRAGMA user_version").fetchone() == (FORMAT,) == (2,)
     gallery.db.execute(f"PRAGMA user_version = {FORMAT + 1}")
     gallery.close()
-    with pytest.raises(GalleryError, match="newer than this version of Lintel reads"):
+    with pytest.raises(GalleryError, match="gallery format 3, written by a newer Lintel"):
         Gallery(tmp_path / "faces.db", tmp_path / "faces.key")
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from gateway.commands.signing import new_key, public_key_b64, write_private_key
 from tests.conftest import gateway_toml
+from tests.support.configs import commands_toml, threshold_rule_toml
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_sim import ROOT
 from tests.support.process import lintel, wait_status
 
 
@@ -23,26 +25,9 @@ def config_text(tmp_path: Path, port: int, public_key: str, above: int) -> str:
     sources = '[[sources]]\nid = "sim"\ntype = "simulated"\ninterval_s = 0.5\n'
     mqtt = f'url = "mqtt://127.0.0.1:{port}"\nstats_interval_s = 1\n'
     text = gateway_toml(tmp_path / "state", mqtt=mqtt, sources=sources)
-    return (
-        text
-        + f"""
-[commands]
-allow = ["ping", "reload_config"]
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-
-[[commands.operators]]
-id = "operator"
-public_key = "{public_key}"
-allow = ["reload_config"]
-
-[[rules]]
-id = "hot"
-type = "threshold"
-source = "sim"
-point = "power_w"
-above = {above}
-"""
-    )
+    operator = {"id": "operator", "public_key": public_key, "allow": ["reload_config"]}
+    commands = commands_toml(["ping", "reload_config"], [operator])
+    return text + commands + threshold_rule_toml("sim", above, rule_id="hot")
 
 
 def test_deploy_reaches_a_real_gateway_and_the_rollout_reads_its_report(

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import (
-    PersistentMosquitto,
-    Sender,
-    SimGateway,
-    start_worker,
-    stop_process,
-    wait_subscribed,
-)
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_sim import Sender, SimGateway
 
 
 @pytest.fixture

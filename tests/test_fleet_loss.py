@@ -11,7 +11,7 @@ from pathlib import Path
 from fleet import db, queries
 from tests.conftest import gateway_toml
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
 from tests.support.process import lintel, wait_status
 from tests.support.proxy import CuttableProxy
 

@@ -24,14 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.commands.canonical import SIG_FIELD, canonical_bytes
 from gateway.commands.signing import new_key, public_key_b64, write_private_key
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import (
-    ROOT,
-    PersistentMosquitto,
-    Sender,
-    SimGateway,
-    start_worker,
-    wait_subscribed,
-)
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_sim import ROOT, Sender, SimGateway
 
 
 @pytest.fixture

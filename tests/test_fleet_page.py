@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_sim import ROOT, PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_procs import PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_sim import ROOT
 from tests.support.fleet_stack import FleetStack
 
 ARTEFACTS = ROOT / "tests" / "artefacts"
@@ -46,16 +47,46 @@ def browser():  # type: ignore[no-untyped-def]
     driver.quit()
 
 
-def gateway_alarms(config: Path) -> list[dict]:  # type: ignore[type-arg]
+def lintel_json(*argv: str) -> dict:  # type: ignore[type-arg]
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "alarms", "list", "-c", str(config), "--json"],
+        [sys.executable, "-m", "gateway.cli.main", *argv, "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["open_alarms"]
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def gateway_alarms(config: Path) -> list[dict]:  # type: ignore[type-arg]
+    return lintel_json("alarms", "list", "-c", str(config))["open_alarms"]  # type: ignore[no-any-return]
+
+
+def check_building_page(browser, status: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """The building's page shows what `lintel status` shows on site: release, config, the same
+    meters (the dead one offline), the uplink connected, its components, and every lane panel."""
+    from selenium.webdriver.common.by import By
+
+    assert f"lintel {status['version']}" in browser.find_element(By.ID, "release").text
+    assert status["config_sha256"][:12] in browser.find_element(By.ID, "config").text
+    meters = {d["device_id"]: d for d in status["devices"] if d["kind"] == "meter"}
+    rows = {
+        r.get_attribute("data-device"): r.text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#meters tr[data-device]")
+    }
+    assert set(rows) == set(meters)
+    for device_id, d in meters.items():
+        assert ("offline" in rows[device_id]) == (d["online"] is False), (device_id, rows[device_id])
+    assert any(not d["online"] for d in meters.values())  # the demo's dead meter
+    assert " W" in rows["meter-house"]  # its power, with its unit
+    assert "connected" in browser.find_element(By.ID, "uplink").text
+    components = [
+        r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "#components tr td:first-child")
+    ]
+    assert components and set(components) <= {c["name"] for c in status["components"]}
+    for panel in ("alarms", "sensors", "doors", "fire-lanes", "entrances", "care", "loss", "events"):
+        browser.find_element(By.ID, panel)
 
 
 def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp_path, fleet_dsn, browser):
@@ -95,8 +126,10 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         browser.save_screenshot(str(ARTEFACTS / "fleet-buildings.png"))
 
         browser.find_element(By.LINK_TEXT, "bldg-harbour").click()
-        assert "meter-house" in browser.find_element(By.ID, "devices").text
+        check_building_page(browser, lintel_json("status", "-c", str(configs["bldg-harbour"]))["status"])
+        browser.set_window_size(1400, 3200)  # the whole building page in the artefact
         browser.save_screenshot(str(ARTEFACTS / "fleet-building.png"))
+        browser.set_window_size(1400, 1000)
 
         browser.get(url + "/alarms")
         row = browser.find_element(By.CSS_SELECTOR, "#alarms tr[data-alarm^='bldg-harbour/']")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -60,8 +61,25 @@ def test_page_needs_the_token_checks_csrf_and_escapes_what_gateways_send(
     )
     msg = parse(topic, json.dumps(payload).encode())
     assert isinstance(msg, Message)
+    # and in what the building's page shows: a device, its point and error, a component, the
+    # uplink, a fire lane and its reason
+    device = {"device_id": hostile, "source_id": "bus", "kind": "meter", "online": False, "errors": 1}
+    device |= {"last_error": hostile, "points": [{"name": "power_w", "value": hostile, "unit": "W"}]}
+    stats = {"schema": "lintel.stats/1", "gateway_id": "gw-1", "seq": 2, "ts_ms": 2, "devices": [device]}
+    stats |= {"components": [{"name": hostile, "state": hostile}], "uplink": {"state": hostile}}
+    lane = {**payload, "seq": 3, "ts_ms": time.time_ns() // 1_000_000, "kind": "fire_lane_unknown"}
+    lane["severity"] = "warning"
+    lane["attrs"] = {"reason": hostile, "camera": hostile}
+    extra = [
+        parse("lintel/riverside/gw-1/stats", json.dumps(stats).encode()),
+        parse(
+            "lintel/riverside/gw-1/event/x/fire_lane_unknown",
+            json.dumps(lane | {"ts_ms": 10**12 * 2}).encode(),
+        ),
+    ]
+    assert all(isinstance(m, Message) for m in extra), extra
     with db.connect(fleet_dsn) as conn:
-        Store(conn).write([msg])
+        Store(conn).write([msg, *extra])  # type: ignore[list-item]
     (tmp_path / "token").write_text(TOKEN)
     port = free_port()
     proc = subprocess.Popen(
@@ -101,6 +119,9 @@ def test_page_needs_the_token_checks_csrf_and_escapes_what_gateways_send(
         assert hostile not in body and "&lt;script&gt;" in body
         status, body, _ = request(base + "/gateway/gw-1")
         assert status == 200 and hostile not in body
+        for panel in ("meters", "components", "uplink", "fire-lanes"):
+            section = body.split(f"id='{panel}'", 1)[1].split("</table>", 1)[0]
+            assert "&lt;script&gt;" in section, panel
         assert request(base + "/gateway/..%2Fetc")[0] == 404
 
         # an acknowledgement without the form's CSRF token, or with no ack key configured

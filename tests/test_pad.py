@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,7 @@ from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces import consistency
 from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
-from gateway.lanes.faces.liveness import LiveFrame, ModelLiveness, liveness_check
+from gateway.lanes.faces.liveness import LiveFrame, MicroMotion, ModelLiveness, liveness_check, median_reaches
 from gateway.lanes.faces.pad import widened_box
 from gateway.lanes.faces.pipeline import FacePipeline, Probe
 from tests.support.attacks import attack_clip
@@ -97,7 +99,7 @@ def frames_of(pipeline: FacePipeline, frames: list[np.ndarray]) -> list[Probe]:
 
 def live_frame(p: Probe) -> LiveFrame:
     assert p.chip is not None and p.face is not None
-    return LiveFrame(p.chip, p.vector, p.face.landmarks, p.pad, p.context)
+    return LiveFrame(p.chip, p.vector, p.face.landmarks, None, p.context, p.pad_crops)
 
 
 def clip_frames(path: Path) -> list[np.ndarray]:
@@ -116,7 +118,7 @@ def test_every_decision_window_of_an_attack_clip_is_refused(
     pipeline: FacePipeline, kind: str, tmp_path: Path
 ) -> None:
     probes = frames_of(pipeline, clip_frames(attack_clip(tmp_path / "clip.avi", kind, presentations=2)))
-    check = liveness_check("model")
+    check = liveness_check("model", pipeline.pad)
     refused = []
     for step in (1, 2):  # every frame, and every other one (a loaded gateway drops frames)
         for start in range(len(probes) - 4 * step):
@@ -140,7 +142,7 @@ def test_each_signal_can_refuse_alone(pipeline: FacePipeline) -> None:
     def window(**change: object) -> list[LiveFrame]:
         out = []
         for i, f in enumerate(base):
-            fields = {
+            fields: dict[str, object] = {
                 "chip": f.chip,
                 "vector": f.vector,
                 "landmarks": f.landmarks,
@@ -174,10 +176,169 @@ def test_each_signal_can_refuse_alone(pipeline: FacePipeline) -> None:
     assert not check.check(window()[:4]).passed  # too few frames to judge
 
 
-def test_the_pipeline_runs_the_detector_only_when_asked(pipeline: FacePipeline) -> None:
+def live_window(pipeline: FacePipeline) -> list[LiveFrame]:
+    """8 frames of the warp with empty surroundings: every signal but the detector passes them
+    (as in test_each_signal_can_refuse_alone), so a check's answer is the detector's."""
+    name = "faces/obama2.jpg"
+    scene = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "live")], 10)
+    blank = np.full((consistency.CONTEXT_PX, consistency.CONTEXT_PX), 128, np.uint8)
+    probes = frames_of(pipeline, [scene.frame(i / 5 + 0.05) for i in range(8)])
+    frames = [live_frame(p) for p in probes]
+    return [LiveFrame(f.chip, f.vector, f.landmarks, None, blank, f.pad_crops) for f in frames]
+
+
+def test_the_pipeline_cuts_the_detectors_crops_and_runs_it_only_when_a_decision_asks(
+    pipeline: FacePipeline,
+) -> None:
     name = "faces/obama2.jpg"
     frame = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "live")], 10).frame(1.0)
+    assert pipeline.pad is not None
+    runs = [m.model.runs for m in pipeline.pad.models]
     probe = pipeline.analyse(frame)
-    assert probe.pad is not None and 0 <= probe.pad <= 1 and probe.context is not None
+    window = live_window(pipeline)  # 8 more frames analysed
+    assert [m.model.runs for m in pipeline.pad.models] == runs  # analysing frames ran no PAD model
+    assert probe.pad_crops is not None and probe.context is not None and probe.face is not None
+    assert [c.shape for c in probe.pad_crops] == [(80, 80, 3), (80, 80, 3)]
+    # the crops score what the frame scores
+    score = pipeline.pad_score(probe)
+    assert score is not None and score == pytest.approx(pipeline.pad.score(frame, probe.face), abs=1e-6)
+    # a decision scores only the frames it judges: the latest 5 of the 8, and of those only the 3
+    # that settle the median (this warp scores live on every frame)
+    runs = [m.model.runs for m in pipeline.pad.models]
+    result = ModelLiveness(pipeline.pad).check(window)
+    assert result.passed, result.detail
+    assert [m.model.runs - r for m, r in zip(pipeline.pad.models, runs, strict=True)] == [3, 3]
     plain = build_pipeline(FacesSection(), InferenceEngine(1), catalog())
-    assert plain.pad is None and plain.analyse(frame).pad is None
+    assert plain.pad is None and plain.analyse(frame).pad_crops is None
+    # a `model` check with neither scores nor a detector to make them refuses
+    refused = ModelLiveness().check(window)
+    assert not refused.passed and "did not run" in refused.detail
+
+
+def test_a_decisions_lazy_scores_give_the_same_answers_as_scoring_every_frame(pipeline: FacePipeline) -> None:
+    # the detector's input in each frame is one of the authors' captures (two attacks, one live)
+    assert pipeline.pad is not None
+    crops, scores = {}, {}
+    for name in PINS:
+        probe = pipeline.analyse(sample(name))
+        assert probe.pad_crops is not None
+        crops[name], scores[name] = probe.pad_crops, pipeline.pad_score(probe)
+    window = live_window(pipeline)[-5:]
+    lazy_check, eager_check = ModelLiveness(pipeline.pad), ModelLiveness()
+    rng = np.random.default_rng(26)
+    answers = []
+    for _ in range(20):
+        names = [str(n) for n in rng.choice(list(PINS), 5)]
+        lazy = [
+            LiveFrame(f.chip, f.vector, f.landmarks, None, f.context, crops[n])
+            for f, n in zip(window, names, strict=True)
+        ]
+        eager = [
+            LiveFrame(f.chip, f.vector, f.landmarks, scores[n], f.context)
+            for f, n in zip(window, names, strict=True)
+        ]
+        live = sum(n == "image_T1.jpg" for n in names)
+        answers.append((lazy_check.check(lazy).passed, eager_check.check(eager).passed, live >= 3))
+    assert {a for a, _, _ in answers} == {True, False}  # both kinds of window
+    assert all(a == b == c for a, b, c in answers), answers
+
+
+class Counted:
+    """Values handed out one by one, counting how many were taken."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values, self.taken = [float(v) for v in values], 0
+
+    def __iter__(self) -> Iterator[float]:
+        for value in self.values:
+            self.taken += 1
+            yield value
+
+
+def test_a_median_is_settled_by_the_values_that_decide_it() -> None:
+    rng = np.random.default_rng(26)
+    for count in (5, 10):
+        for _ in range(2000):
+            values = np.round(rng.uniform(0, 1, count), 1)  # ties at the threshold too
+            counted = Counted(values)
+            answer, _ = median_reaches(counted, count, 0.5)
+            assert answer == (np.median(values) >= 0.5), values
+        # a clear case needs only a majority: 3 of 5, 6 of 10
+        for value, expected in ((0.9, True), (0.1, False)):
+            counted = Counted(np.full(count, value))
+            assert median_reaches(counted, count, 0.5) == (expected, value)
+            assert counted.taken == count // 2 + 1
+
+
+def test_micro_motion_judges_the_latest_frames_as_the_full_median_does(pipeline: FacePipeline) -> None:
+    name = "faces/obama2.jpg"
+    moving = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "live")], 10)
+    held = DoorScene([Visit(photo(name), FACE_BOXES[name], 0, 10, "still")], 10)
+    motion = MicroMotion()
+    for scene, expected in ((moving, True), (held, False)):
+        chips = [p.chip for p in frames_of(pipeline, [scene.frame(i / 5 + 0.05) for i in range(7)])]
+        assert all(c is not None for c in chips)
+        latest = chips[-5:]
+        full = MicroMotion.residual(latest)  # type: ignore[arg-type]
+        passed, _ = motion.judge(chips)  # type: ignore[arg-type]
+        assert passed == (full >= motion.min_residual_px) == expected, full
+
+
+GENUINE = SAMPLES / "genuine"
+
+
+@pytest.fixture(scope="module")
+def genuine(pipeline: FacePipeline) -> dict[str, list[list[LiveFrame]]]:
+    """The 5-frame windows of the first 3 s of each genuine clip of real people
+    (tests/data/pad/genuine; bench/pad.py judges all of each clip), each checked against its pin."""
+    out = {}
+    for line in (GENUINE / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((GENUINE / name).read_bytes()).hexdigest() == digest, f"{name}: pin"
+        probes = frames_of(pipeline, clip_frames(GENUINE / name)[:15])
+        out[name] = [
+            [live_frame(p) for p in probes[start : start + 5]]
+            for start in range(len(probes) - 4)
+            if all(p.usable for p in probes[start : start + 5])
+        ]
+    return out
+
+
+def test_real_people_on_video_score_live_and_move_like_faces(
+    pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
+) -> None:
+    assert (GENUINE / "LICENSE-MIT-LivePortrait.txt").read_text().startswith("MIT License")
+    assert len(genuine) == 11 and sum(len(w) for w in genuine.values()) >= 100
+    assert pipeline.pad is not None
+    # the detector: every genuine window's median live probability passes its cut
+    pad, motion = ModelLiveness(pipeline.pad), MicroMotion()
+    windows = [w for ws in genuine.values() for w in ws]
+    scored: dict[int, float] = {}  # a frame's crops are shared by the windows it is in
+
+    def score(frame: LiveFrame) -> float:
+        assert frame.pad_crops is not None and pipeline.pad is not None
+        key = id(frame.pad_crops)
+        if key not in scored:
+            scored[key] = pipeline.pad.score_crops(frame.pad_crops)
+        return scored[key]
+
+    medians = [float(np.median([score(f) for f in w])) for w in windows]
+    assert min(medians) >= pad.min_pad_score, sorted(medians)[:5]
+    # micro-motion alone meets the issue's BPCER bound (these windows: 8 of 117 refused; whole
+    # clips, every 1st-3rd frame: 18 of 634 in bench/pad.py)
+    refused = sum(not motion.check(w).passed for w in windows)
+    assert refused <= 0.10 * len(windows), (refused, len(windows))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 26, open: on real video of 11 people `model` refuses ~3 in 4 genuine windows "
+    "(identity jump, a medium's frame: cues tuned on synthetic clips); docs/face-calibration.md",
+)
+def test_model_refuses_at_most_one_genuine_window_in_ten(
+    pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
+) -> None:
+    check = liveness_check("model", pipeline.pad)
+    refused = Counter(name for name, ws in genuine.items() for w in ws if not check.check(w).passed)
+    windows = sum(len(w) for w in genuine.values())
+    assert sum(refused.values()) <= 0.10 * windows, (sum(refused.values()), windows, refused)

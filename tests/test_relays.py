@@ -66,6 +66,14 @@ async def with_shelly(body: Callable[[SimulatedShelly], Awaitable[None]], **sim:
         await device.stop()
 
 
+async def switched_off_by_itself(device: SimulatedShelly, pulse_s: float) -> None:
+    """The device switched on once, then off by its own timer `pulse_s` later (within TOLERANCE_S)."""
+    await until(lambda: len(device.switches) == 2)
+    (t_on, _, on), (t_off, _, off) = device.switches
+    assert (on, off) == (True, False)
+    assert abs((t_off - t_on) - pulse_s) <= TOLERANCE_S
+
+
 # -- Shelly Gen2 ----------------------------------------------------------------------------------
 
 
@@ -75,10 +83,7 @@ def test_shelly_timed_pulse_is_switched_off_by_the_device() -> None:
         assert relay.hardware_timed
         await relay.timed_pulse(0.4)
         assert device.outputs == [True]
-        await until(lambda: len(device.switches) == 2)
-        (t_on, _, on), (t_off, _, off) = device.switches
-        assert (on, off) == (True, False)
-        assert abs((t_off - t_on) - 0.4) <= TOLERANCE_S
+        await switched_off_by_itself(device, 0.4)
         assert device.requests == 2  # Switch.Set and its read-back; the device released it by itself
 
     run(with_shelly, body)
@@ -92,9 +97,7 @@ def test_shelly_pulse_ends_when_the_client_task_is_cancelled() -> None:
         await until(lambda: bool(device.switches))
         task.cancel()  # the gateway dies between the device switching on and its reply
         await asyncio.gather(task, return_exceptions=True)
-        await until(lambda: len(device.switches) == 2)
-        assert [on for _, _, on in device.switches] == [True, False]
-        assert abs(device.switches[1][0] - device.switches[0][0] - 0.3) <= TOLERANCE_S
+        await switched_off_by_itself(device, 0.3)
 
     run(with_shelly, body)
 
@@ -119,9 +122,7 @@ def test_shelly_pulse_ends_when_the_client_process_is_killed() -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        await until(lambda: len(device.switches) == 2)
-        assert [on for _, _, on in device.switches] == [True, False]
-        assert abs(device.switches[1][0] - device.switches[0][0] - 0.5) <= TOLERANCE_S
+        await switched_off_by_itself(device, 0.5)
 
     run(with_shelly, body)
 

@@ -5,10 +5,15 @@ systemd does differently)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
+import signal
 import sqlite3
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ from tests.support.commander import Commander, envelope, operator_toml
 from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.schema import validate
-from tests.support.service import ServiceStandIn
+from tests.support.service import ServiceStandIn, UpdatePathStandIn
 
 PROBATION_S = 10  # the smallest update.probation_s allowed
 VIEWER_KEY = new_key()  # a second operator, without the update role
@@ -55,7 +60,7 @@ class Site:
 
     def stage(self, version: str, breakage: str | None = None) -> None:
         """`lintel update --deb` as root would run it, from the committed release; then the restart."""
-        deb = rel.deb(self.tmp, version, breakage)
+        deb = rel.deb(Path(tempfile.mkdtemp(dir=self.tmp, prefix="pkg-")), version, breakage)
         sha = hashlib.sha256(deb.read_bytes()).hexdigest()
         done = subprocess.run(
             [
@@ -77,7 +82,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
+    """1.0.0 running under the systemd stand-in; `indirect` parameters go to ServiceStandIn."""
     root = tmp_path / "opt"
     store = ReleaseStore(root)
     install(store, rel.payload(tmp_path, "1.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
@@ -99,7 +105,7 @@ def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
     config = tmp_path / "lintel.toml"
     config.write_text(text.replace("[outbox]", extra + commands + "\n[outbox]", 1))
     collector = Collector(broker.port, topic=f"{BASE}/#").start()
-    service = ServiceStandIn(root, config, tmp_path / "service.log").start()
+    service = ServiceStandIn(root, config, tmp_path / "service.log", **getattr(request, "param", {})).start()
     s = Site(tmp_path, root, config, state, service, collector, broker)
     try:
         s.wait(
@@ -110,6 +116,14 @@ def site(tmp_path: Path, broker: Mosquitto) -> Iterator[Site]:
         service.stop()
         collector.stop()
         modbus.stop()
+
+
+def outbox_format(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def last_seq(db: Path) -> int:
@@ -247,3 +261,148 @@ def test_kill_9_at_start_and_in_probation_still_ends_on_a_release_that_runs(site
         site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
     finally:
         drain.stop()
+
+
+def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_old_release_reads(
+    site: Site,
+) -> None:
+    """Issue 29, data formats: releases that bump the outbox to format 4 (tests/support/releases.py
+    `outbox_v4`). One that fails probation leaves the file in format 3 and 1.0.0 runs on it again;
+    one that passes migrates at its first start after the commit; and 1.0.0 staged again over
+    format 4 refuses it, asks for a rollback and says why, without touching the file."""
+    db = site.state / "outbox.db"
+    assert outbox_format(db) == 3
+    site.stage("2.0.0", "outbox_v4+no_broker")
+    site.wait(lambda: site.service.running_version() == "2.0.0", 30, "2.0.0 started")
+    site.wait(lambda: site.events("update_rolled_back"), PROBATION_S + 30, "update_rolled_back (2.0.0)")
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
+    assert outbox_format(db) == 3, "the release on probation migrated the outbox in place"
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "1.0.0"]
+
+    site.stage("3.0.0", "outbox_v4")
+    site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated (3.0.0)")
+    assert outbox_format(db) == 3  # committed, still running on format 3 until its next start
+    site.service.restart()
+    site.wait(
+        lambda: len(site.service.runs) >= 5 and site.service.running_version() == "3.0.0", 20, "restart"
+    )
+    site.wait(lambda: outbox_format(db) == 4, 20, "the outbox migrated to format 4 after the commit")
+
+    site.stage("1.0.0")  # installed already: staged on probation over a format-4 outbox
+    site.wait(lambda: len(site.events("update_rolled_back")) >= 2, 30, "update_rolled_back (1.0.0)")
+    refused = site.events("update_rolled_back")[1].payload["attrs"]
+    assert refused["to_version"] == "1.0.0" and refused["from_version"] == "3.0.0"
+    assert "outbox format 4, written by a newer Lintel" in refused["reason"], refused
+    assert [r.rc for r in site.service.runs if r.version == "1.0.0"][-1] == 75
+    assert outbox_format(db) == 4
+    site.wait(lambda: site.service.running_version() == "3.0.0", 20, "3.0.0 running again")
+    # nothing accepted was lost across the three switches
+    site.service.stop()
+    accepted = last_seq(db)
+    drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
+    try:
+        site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
+    finally:
+        drain.stop()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def apt_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The operator's apt repository (tests/support/releases.py `apt_repository`) on loopback HTTP."""
+    served = tmp_path / "www"
+    served.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_signed_remote_update_goes_through_the_path_unit_and_the_runner_to_updated(
+    site: Site, apt_server: tuple[str, Path]
+) -> None:
+    """Issue 29, the success path of a remote update: a signed `update` command for a version ->
+    the daemon queues the request -> the path unit starts the runner (the unit's own ExecStart, from
+    the committed release) -> apt fetches the package from the operator's signed repository ->
+    installed beside, switched on probation, restarted -> probation passes -> `updated` upstream,
+    naming the command and the key that asked."""
+    base, served = apt_server
+    keyring, _ = rel.apt_repository(served, [rel.deb(site.tmp / "pkgs", "2.0.0")], site.tmp / "gnupg")
+    apt = [f"--apt-option={o.removeprefix('-o')}" for o in rel.apt_options(site.tmp / "apt", base, keyring)]
+    extra = ["--root", str(site.root), "--site-packages", str(rel.SITE_PACKAGES), *apt]
+    path_unit = UpdatePathStandIn(site.root, site.config, site.state, site.service, extra).start()
+    assert path_unit.argv()[:4] == [str(site.root / "committed/bin/lintel"), "update", "--request", "-c"]
+    commander = Commander(site.broker.port)
+    try:
+        body = envelope("update", {"version": "2.0.0"})
+        answer = commander.call(body)
+        assert answer["outcome"] == "ok" and answer["result"]["requested"] is True, answer
+        site.wait(lambda: site.events("updated"), PROBATION_S + 60, "updated (2.0.0)")
+    finally:
+        commander.close()
+        path_unit.stop()
+    updated = site.events("updated")[0].payload["attrs"]
+    assert (updated["from_version"], updated["to_version"]) == ("1.0.0", "2.0.0")
+    assert updated["command_id"] == body["id"] and updated["origin"] == "warden-2"
+    assert len(path_unit.runs) == 1 and path_unit.runs[0].returncode == 0, path_unit.runs
+    assert not (site.state / REQUEST_FILE).exists()
+    assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0"]
+    assert ReleaseStore(site.root).current() == "2.0.0"
+    assert not list((site.state / "updates").glob("*.deb"))  # the fetched package is not kept
+    birth = [b for b in site.births() if b.payload["release"]["version"] == "2.0.0"][-1].payload
+    assert birth["release"]["previous_version"] == "1.0.0"
+    for message in site.collector.snapshot():
+        validate(message.topic, message.payload)
+
+
+WATCHDOG_S = 12.0  # the unit's WatchdogSec=60s, shortened (the daemon pets every WATCHDOG_S / 2)
+
+
+@pytest.mark.parametrize("site", [{"watchdog_s": WATCHDOG_S, "start_timeout_s": 60.0}], indirect=True)
+def test_a_release_that_never_feeds_the_watchdog_is_killed_and_rolled_back_not_committed(site: Site) -> None:
+    """Issue 29, what systemd's watchdog adds (tests/support/service.py speaks sd_notify). 2.0.0
+    sends READY but never WATCHDOG=1; its own probation sees nothing wrong (every component makes
+    progress). Each start is killed with SIGABRT after WatchdogSec and restarted; the guard counts
+    the starts and rolls back. With WatchdogSec (12 s) above probation_s (10 s) it would have passed
+    a 10 s probation and been committed, then killed every 12 s with nothing to roll back to:
+    probation lasts 1.5 x WatchdogSec under a watchdog, and a good release commits after those 18 s.
+    1.0.0 keeps the watchdog fed throughout."""
+    site.stage("2.0.0", "no_watchdog")
+    site.wait(lambda: site.events("update_rolled_back"), 3 * (WATCHDOG_S + 20) + 30, "update_rolled_back")
+    assert not site.events("updated"), "a release systemd kept killing was committed"
+    reason = site.events("update_rolled_back")[0].payload["attrs"]["reason"]
+    assert "release 2.0.0 started 3 times without passing probation" in reason, reason
+    trial = [r for r in site.service.runs if r.version == "2.0.0"]
+    assert len(trial) == 3
+    for run in trial:
+        assert run.ready_at is not None and run.killed_by == "watchdog" and run.rc == -signal.SIGABRT, run
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
+    first = site.service.runs[0]
+    assert first.version == "1.0.0" and first.killed_by is None and first.rc == 0  # stopped by the update
+    site.stage("3.0.0")
+    restarted = time.monotonic()
+    site.wait(lambda: site.events("updated"), 1.5 * WATCHDOG_S + 30, "updated (3.0.0)")
+    assert time.monotonic() - restarted >= 1.5 * WATCHDOG_S
+    assert site.events("updated")[0].payload["attrs"]["to_version"] == "3.0.0"
+    assert all(r.killed_by is None for r in site.service.runs if r.version != "2.0.0")
+
+
+@pytest.mark.parametrize("site", [{"start_timeout_s": 5.0}], indirect=True)
+def test_a_release_that_never_says_ready_is_stopped_at_the_start_timeout_and_rolled_back(site: Site) -> None:
+    """TimeoutStartSec (5 s here): 2.0.0 runs but never sends READY=1. Each start is stopped
+    (SIGTERM: it stops cleanly, exit 0, still a failed start for systemd) and restarted; the guard
+    rolls back after max_boots, before the 10 s probation could ever end."""
+    site.stage("2.0.0", "no_ready")
+    site.wait(lambda: site.events("update_rolled_back"), 3 * (5 + 20) + 30, "update_rolled_back")
+    assert not site.events("updated")
+    trial = [r for r in site.service.runs if r.version == "2.0.0"]
+    assert [(r.killed_by, r.ready_at) for r in trial] == [("start_timeout", None)] * 3, trial
+    site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")

@@ -376,3 +376,42 @@ def test_lintel_update_version_on_the_command_line_takes_it_from_apt(
         answer["ok"] and answer["state"]["to_version"] == "2.0.0" and answer["state"]["phase"] == "probation"
     )
     assert store.current() == "2.0.0" and not list((state_dir / "updates").glob("*.deb"))
+
+
+def test_lintel_releases_says_when_dpkg_names_another_version_than_the_running_release(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    """Issue 29 point 4 (README "What dpkg knows"): `lintel update` switches releases without dpkg,
+    so dpkg names the package apt installed last; `lintel releases` puts both side by side."""
+    install(store, rel.payload(tmp_path, "2.0.0"), source="test", site_packages=rel.SITE_PACKAGES)
+    store.switch("2.0.0")
+    admin = tmp_path / "dpkg"
+    (admin / "updates").mkdir(parents=True)
+    (admin / "status").write_text(
+        "Package: lintel\nStatus: install ok installed\nVersion: 1.0.0\nArchitecture: amd64\n"
+        "Maintainer: Lintel <lintel@invalid>\nDescription: test\n"
+    )
+    config = tmp_path / "lintel.toml"
+    config.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path / "var"}"\n')
+    releases = [
+        str(store.current_link / "bin/lintel"),
+        "releases",
+        "-c",
+        str(config),
+        "--root",
+        str(store.root),
+    ]
+    body = json.loads(
+        subprocess.run([*releases, "--json", f"--admindir={admin}"], capture_output=True, text=True).stdout
+    )
+    assert (body["package_version"], body["current"]) == ("1.0.0", "2.0.0")
+    said = subprocess.run([*releases, f"--admindir={admin}"], capture_output=True, text=True).stdout
+    assert (
+        "dpkg knows package lintel 1.0.0 (what apt installed last); the release running is 2.0.0"
+        in " ".join(said.split())
+    )
+    (admin / "status").write_text("")  # not installed by dpkg at all (a checkout, a test)
+    body = json.loads(
+        subprocess.run([*releases, "--json", f"--admindir={admin}"], capture_output=True, text=True).stdout
+    )
+    assert body["package_version"] is None

@@ -568,8 +568,8 @@ def test_a_100_mb_command_keeps_the_daemon_small_and_publishing(tmp_path: Path, 
         assert peak < 150, f"peak RSS {peak:.0f} MB (was {before_mb:.0f} MB before the 100 MB publish)"
         assert proc.poll() is None
     finally:
-        attacker.loop_stop()
         attacker.disconnect()
+        attacker.loop_stop()
         proc.terminate()
         try:
             _, err = proc.communicate(timeout=30)

@@ -86,8 +86,11 @@ class Context:
 
     def gallery(self, create: bool = False) -> Any:
         from gateway.lanes.faces.gallery import Gallery
+        from gateway.releases.formats import FormatGate
 
-        return Gallery(self.gallery_path, self.key_path, create=create)
+        return Gallery(
+            self.gallery_path, self.key_path, create=create, gate=FormatGate.at(self.loaded.state_dir)
+        )
 
     def threshold(self, pipeline: Any) -> float:
         return float(self.faces.max_distance or pipeline.embedder.threshold)

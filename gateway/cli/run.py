@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(loaded.config.log.level)
     for warning in config_warnings(loaded):
         log.warning("config %s: %s", args.config, warning)
+    from gateway.releases.formats import FormatError
     from gateway.runtime.daemon import Daemon, run_daemon
     from gateway.runtime.deploy import Deployer
     from gateway.storage.outbox.store import OutboxUnavailable
@@ -78,9 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         daemon = Daemon(loaded, clock=deployer.clock, deployer=deployer)
-    except OutboxUnavailable as exc:
-        log.error("not starting: %s (systemd will try again)", exc)
-        return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
+    except (OutboxUnavailable, FormatError) as exc:
+        return _not_started(exc, loaded.state_dir)
     except OSError as exc:
         if exc.errno not in _FOLDER_ERRORS:
             raise
@@ -97,6 +97,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if daemon.restart_reason is not None:
         _reexec(daemon.restart_reason)
     return daemon.exit_code
+
+
+def _not_started(exc: Exception, state_dir: Path) -> int:
+    """The exit code when the outbox or a data file cannot be opened. A file in a format this
+    release may not use (`gateway.releases.formats`): a release on probation asks for a rollback;
+    otherwise a person must act (exit 78: restarting cannot help). Anything else may pass (75)."""
+    from gateway import __version__
+    from gateway.releases.formats import FormatError
+    from gateway.releases.probation import EXIT_ROLLBACK, abandon
+
+    if not isinstance(exc, FormatError) and not isinstance(exc.__cause__, FormatError):
+        log.error("not starting: %s (systemd will try again)", exc)
+        return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
+    log.error("not starting: %s", exc)
+    if abandon(state_dir, __version__, f"release {__version__} cannot use its data: {exc}"):
+        log.error("this release is on probation: asking for a rollback to the previous one")
+        return EXIT_ROLLBACK
+    return 78
 
 
 @dataclass(frozen=True, slots=True)

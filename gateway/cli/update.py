@@ -24,6 +24,7 @@ from typing import Any
 from gateway.cli.args import config_arg, json_arg
 from gateway.releases.activate import policy_of
 from gateway.releases.guard import state_dir_of
+from gateway.releases.package import dpkg_version
 from gateway.releases.state import read_state
 from gateway.releases.store import DEFAULT_ROOT, ReleaseError, ReleaseStore
 from gateway.releases.updater import Origin, read_request, update
@@ -48,6 +49,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("releases", help="installed releases, the current and committed one, the update state")
     config_arg(p)
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--admindir", type=Path, help=argparse.SUPPRESS)  # tests: another dpkg database
     json_arg(p)
 
 
@@ -97,6 +99,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
     state = read_state(state_dir_of(Path(args.config)))
     current, committed = store.current(), store.committed()
     infos = [i for v in store.versions() if (i := store.info(v)) is not None]
+    package = dpkg_version(args.admindir)
     if args.json:
         body = {
             "root": str(store.root),
@@ -104,6 +107,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
             "current": current,
             "committed": committed,
             "update": asdict(state) if state else None,
+            "package_version": package,
         }
         print(json.dumps(body, indent=1))
         return 0
@@ -113,4 +117,10 @@ def cmd_releases(args: argparse.Namespace) -> int:
     if state:
         why = f" ({state.reason})" if state.reason else ""
         print(f"update {state.from_version} -> {state.to_version}: {state.phase}{why}")
+    if package is not None and package != current:
+        print(
+            f"dpkg knows package lintel {package} (what apt installed last); the release running is "
+            f"{current}: `lintel update` and rollbacks switch releases without dpkg "
+            '(README "What dpkg knows")'
+        )
     return 0

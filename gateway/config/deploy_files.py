@@ -13,6 +13,10 @@ All under `<state_dir>/deploy/`, each replaced atomically and synced (mode 0600)
                   local edit that superseded a deployment), reported and removed once it runs.
 
 Sealed secrets stay sealed in these files; opened ones live only in the secret store.
+
+Each file carries its format version (`format`, `FORMAT`; absent: 1). One of a newer format (a
+newer release wrote it) is left alone and read as absent, the safe side; while this release is on
+probation it writes the format the previous release reads (`gateway.releases.formats`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from typing import Any
 
 from gateway.config.deployment import Deployment
 from gateway.core.files import replace_durably
+from gateway.releases.formats import Format, FormatError, FormatGate
 
 log = logging.getLogger("lintel.config")
 
 FOLDER = "deploy"
+FORMAT = Format("deployment", 1, runs_on=1)
 STAGED, TRYING = "staged", "trying"
 
 
@@ -43,8 +49,9 @@ class Recorded:
 
 
 class DeployFiles:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, gate: FormatGate | None = None) -> None:
         self.folder = state_dir / FOLDER
+        self.gate = gate or FormatGate.at(state_dir)
 
     def _path(self, name: str) -> Path:
         return self.folder / f"{name}.json"
@@ -60,12 +67,21 @@ class DeployFiles:
             # local file, or the last-known-good), and say so.
             log.error("deployment file %s unreadable (%s): ignored", path, exc)
             return None
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return None
+        found = doc.get("format", 1)
+        try:
+            self.gate.check(FORMAT, found if isinstance(found, int) else FORMAT.current + 1, path)
+        except FormatError as exc:
+            log.error("%s: ignored", exc)
+            return None
+        return doc
 
     def _write(self, name: str, doc: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(name)
-        replace_durably(path, json.dumps(doc, sort_keys=True).encode())
+        body = {**doc, "format": self.gate.writes(FORMAT)}
+        replace_durably(path, json.dumps(body, sort_keys=True).encode())
         os.chmod(path, 0o600)
 
     def _remove(self, name: str) -> None:

@@ -12,6 +12,10 @@ even writable by the service). The accepted remote config is kept as an *overlay
 At start (and on SIGHUP) the overlay applies only while the local file is that same file, and only
 if it still changes nothing but tunables; once the installer edits the local file, the local file
 wins and the overlay is removed.
+
+Its second line names its format (`# lintel overlay format N`, `FORMAT`; absent: 1). An overlay of a
+newer format (written by a newer release) is not applied and left in place; while this release is
+on probation it writes the format the previous release reads (`gateway.releases.formats`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gateway.config.loader import LoadedConfig, parse_config
 from gateway.config.model import GatewayConfig
 from gateway.core.errors import ConfigError
 from gateway.core.files import replace_durably
+from gateway.releases.formats import Format, FormatError, FormatGate
 
 log = logging.getLogger("lintel.config")
 
@@ -34,6 +39,8 @@ OVERLAY_NAME = "config.overlay.toml"
 REMOTE_TUNABLES = "remote tunables"  # the layer's name where `lintel config show --origin` says it
 TUNABLE_SECTIONS = (*sections("rebuild"), "log")  # the lanes a reload rebuilds (registry), the log level
 _STAMP = "# lintel remote tunables over local config sha256 "
+_FORMAT_LINE = b"# lintel overlay format "
+FORMAT = Format("overlay", 1, runs_on=1)
 
 
 def overlay_path(loaded: LoadedConfig) -> Path:
@@ -53,7 +60,9 @@ def untunable_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
 def write_overlay(loaded_local_sha256: str, path: Path, toml_text: bytes) -> None:
     """Keep an accepted remote config (mode 0600, atomically, synced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    replace_durably(path, f"{_STAMP}{loaded_local_sha256}\n".encode() + toml_text)
+    version = FormatGate.at(path.parent).writes(FORMAT)
+    head = f"{_STAMP}{loaded_local_sha256}\n".encode() + _FORMAT_LINE + f"{version}\n".encode()
+    replace_durably(path, head + toml_text)
     os.chmod(path, 0o600)
 
 
@@ -68,6 +77,11 @@ def apply_overlay(local: LoadedConfig) -> LoadedConfig:
         log.warning("remote tunables at %s not read (%s): running the local config", path, exc.strerror)
         return local
     first, _, body = data.partition(b"\n")
+    try:
+        body = overlay_body(body, path)
+    except FormatError as exc:
+        log.error("%s: running the local config", exc)
+        return local
     if first.decode(errors="replace") != f"{_STAMP}{local.sha256}":
         log.warning("the local config changed since the remote tunables were set: they are dropped")
         drop_overlay(local)
@@ -87,6 +101,17 @@ def apply_overlay(local: LoadedConfig) -> LoadedConfig:
     return with_tunables(local, over)
 
 
+def overlay_body(body: bytes, path: Path) -> bytes:
+    """The overlay's TOML (after the stamp line and its format line); FormatError if this release
+    cannot use its format now."""
+    found = 1
+    if body.startswith(_FORMAT_LINE):
+        line, _, body = body[len(_FORMAT_LINE) :].partition(b"\n")
+        found = int(line) if line.isdigit() else FORMAT.current + 1
+    FormatGate.at(path.parent).check(FORMAT, found, path)
+    return body
+
+
 def peek_overlay(local: LoadedConfig) -> LoadedConfig | None:
     """The config with remote tunables, as the next start would run it; None where they would not
     apply. Read-only (for `lintel config show`): nothing is dropped or logged."""
@@ -97,8 +122,8 @@ def peek_overlay(local: LoadedConfig) -> LoadedConfig | None:
     if first.decode(errors="replace") != f"{_STAMP}{local.sha256}":
         return None
     try:
-        over = parse_config(body, str(overlay_path(local)), local.base_dir)
-    except ConfigError:
+        over = parse_config(overlay_body(body, overlay_path(local)), str(overlay_path(local)), local.base_dir)
+    except (ConfigError, FormatError):
         return None
     return None if untunable_changes(local.config, over.config) else with_tunables(local, over)
 

@@ -56,6 +56,21 @@ def host_architecture() -> str:
         return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
 
+def dpkg_version(admindir: Path | None = None) -> str | None:
+    """The version of package lintel in dpkg's database (what apt/dpkg installed last), or None.
+    Not the running release after `lintel update` or a rollback: README "What dpkg knows"."""
+    argv = ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Version}", PACKAGE]
+    if admindir is not None:
+        argv.insert(1, f"--admindir={admindir}")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    status, _, version = done.stdout.partition("\t")
+    installed = done.returncode == 0 and status.startswith("i")
+    return (version.strip() or None) if installed else None
+
+
 def check_sha256(path: Path, expected: str | None) -> str:
     """The file's sha256; ReleaseError (and the file left alone, unopened as a package) on mismatch."""
     actual = file_sha256(path)

@@ -7,6 +7,9 @@ probation, `ReleaseProbation.run` checks the daemon's vitals every `CHECK_S`:
   - at `probation_s` after this start: the daemon is running (READY was sent), the broker link is
     connected (when a broker is configured) and every component shows progress (the systemd
     watchdog is being fed)  -> committed; otherwise roll back, saying what was missing.
+    Under a systemd watchdog the probation lasts at least 1.5 x WatchdogSec: only a release that
+    outlived a whole watchdog interval has shown that its pets reach systemd (a shorter probation
+    could commit a release that systemd then kills every interval, with nothing to roll back to).
 Rolling back = the state file says `rollback_requested` (with why), then the daemon stops cleanly
 and exits `EXIT_ROLLBACK`; systemd restarts it (Restart=on-failure) and the boot guard switches to
 the previous release. A release that dies before it can do any of this is caught by the guard's
@@ -82,10 +85,11 @@ def abandon(state_dir: Path, version: str, why: str) -> bool:
 
 
 class ReleaseProbation:
-    def __init__(self, state_dir: Path, version: str, clock: Clock) -> None:
+    def __init__(self, state_dir: Path, version: str, clock: Clock, watchdog_s: float | None = None) -> None:
         self.state_dir = state_dir
         self.version = version
         self.clock = clock
+        self.watchdog_s = watchdog_s  # systemd's WatchdogSec (WATCHDOG_USEC), None without one
         self.state = read_state(state_dir)
         self.verdict: str | None = None  # "committed" / "rollback": what this process decided
 
@@ -105,12 +109,18 @@ class ReleaseProbation:
             self.state = s.but(reported=True)
             write_state(self.state_dir, self.state)
 
+    @property
+    def needed_s(self) -> float:
+        """How long this release must stay healthy: `probation_s`, and a watchdog interval and a half."""
+        assert self.state is not None
+        return max(self.state.probation_s, 1.5 * self.watchdog_s if self.watchdog_s else 0.0)
+
     def judge(self, vitals: Vitals, elapsed_s: float) -> str | None:
         """None while undecided; "" when it passed; else why it failed."""
         assert self.state is not None
         if vitals.failed:
             return f"component failed during probation: {', '.join(vitals.failed)}"
-        if elapsed_s < self.state.probation_s:
+        if elapsed_s < self.needed_s:
             return None
         missing = []
         if not vitals.running:
@@ -119,7 +129,7 @@ class ReleaseProbation:
             missing.append(f"not connected to the broker (uplink {vitals.broker})")
         if vitals.stalled:
             missing.append(f"no progress from {', '.join(vitals.stalled)} (watchdog not fed)")
-        return "; ".join(missing) + f" after {self.state.probation_s:g} s of probation" if missing else ""
+        return "; ".join(missing) + f" after {self.needed_s:g} s of probation" if missing else ""
 
     async def run(
         self, vitals: Callable[[], Vitals], emit: Callable[[Event], bool], roll_back: Callable[[], None]
@@ -144,7 +154,7 @@ class ReleaseProbation:
         log.info(
             "release %s on probation: %g s of health needed (start %d of %d)",
             self.version,
-            self.state.probation_s,
+            self.needed_s,
             self.state.boots,
             self.state.max_boots,
         )

@@ -33,6 +33,7 @@ from gateway.delivery.inbox import CommandInbox, InboxLimits
 from gateway.delivery.links import Links
 from gateway.lanes import LaneDeps
 from gateway.lanes.alarms import AlarmBook, AlarmReminders
+from gateway.releases.formats import FormatGate
 from gateway.releases.report import ReleaseReport
 from gateway.releases.state import UpdateState, read_state
 from gateway.runtime.bridges import build_bridges
@@ -82,10 +83,12 @@ class Core:
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix if config.mqtt else "lintel", gw.site, gw.id)
         self.encoder = Encoder(self.topics, build_bridges(loaded, self.topics))
-        self.store = OutboxStore(loaded.outbox_path)
+        # one decision for every data file: no migration in place while this release is on probation
+        gate = FormatGate.at(loaded.state_dir)
+        self.store = OutboxStore(loaded.outbox_path, gate)
         self.boot_reason = self._boot_reason()
         self.writer = OutboxWriter(self.store, self.encoder, clock, OutboxLimits.from_config(config.outbox))
-        self.state_store = StateStore(state_path(loaded.state_dir))
+        self.state_store = StateStore(state_path(loaded.state_dir), gate=gate)
         self.book = AlarmBook(self.state_store)
         self.pipeline = Pipeline(self.writer.submit, [], observers, self.writer.submit_many)
         self.frames = FrameHub()

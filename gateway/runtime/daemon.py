@@ -88,7 +88,10 @@ class Daemon:
         self.control = ControlServer(loaded.runtime_dir / SOCKET_NAME, core.router)
         self.state = "starting"
         # a new release on probation commits itself or asks the boot guard for a rollback
-        self.release = ReleaseProbation(loaded.state_dir, __version__, self.clock)
+        usec = self.notifier.watchdog_usec
+        self.release = ReleaseProbation(
+            loaded.state_dir, __version__, self.clock, watchdog_s=usec / 1e6 if usec else None
+        )
         core.release_state = lambda: self.release.state
         self.exit_code = 0  # EXIT_ROLLBACK after a failed probation: systemd restarts, the guard switches
         self._stop = asyncio.Event()

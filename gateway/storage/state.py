@@ -17,6 +17,10 @@ Opening on a full disk falls back to SQLite's exclusive locking mode, which need
 
 Only the daemon writes. The CLI reads (`lintel alarms list` without a daemon) through a read-only
 connection.
+
+The file's format version is its `PRAGMA user_version` (`FORMAT`; 0: a file from before versions,
+the same layout). A release migrates it only when it is not on probation (`gateway.releases.formats`);
+a file of a newer format is never opened (FormatError, naming the fix).
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.releases.formats import MIGRATE, Format, FormatGate
+
 log = logging.getLogger("lintel.state")
+
+# 1: stamped (`user_version`); 0 is the same layout, unstamped. Runs on both.
+FORMAT = Format("state", 1, runs_on=0)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -49,20 +58,28 @@ class StateStore:
     `SourceContext.store` (the BLE lane keeps its replay counters here).
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, gate: FormatGate | None = None) -> None:
+        """`gate`: whether this release may migrate the file (not on probation); default: from the
+        update state beside the file. FormatError for a file of a newer format (left untouched)."""
         self.path = path
         self.read_only = read_only
+        gate = gate or FormatGate.at(path.parent)
         if read_only:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            try:
+                gate.check(FORMAT, _version(self.conn), path)
+            except BaseException:
+                self.conn.close()
+                raise
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.conn = self._open(path, exclusive=False)
+                self.conn = self._open(path, exclusive=False, gate=gate)
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise
                 log.error("state: the disk is full (%s): opened in exclusive mode until restart", exc)
-                self.conn = self._open(path, exclusive=True)
+                self.conn = self._open(path, exclusive=True, gate=gate)
         self.bytes_written = 0
         self.writes = 0
         self.failed_writes = 0
@@ -71,15 +88,22 @@ class StateStore:
         self._ok_since_failure = True
 
     @staticmethod
-    def _open(path: Path, exclusive: bool) -> sqlite3.Connection:
+    def _open(path: Path, exclusive: bool, gate: FormatGate) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             if exclusive:
                 conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before any access: no -shm file
+            new = not conn.execute("SELECT 1 FROM sqlite_master WHERE name='state'").fetchone()
+            found = _version(conn)
+            stamp: int | None = gate.writes(FORMAT) if new else FORMAT.current
+            if not new and gate.check(FORMAT, found, path) != MIGRATE:
+                stamp = None  # current, or older and on probation: nothing is written
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 conn.executescript(SCHEMA)
+                if stamp is not None and stamp != found:
+                    conn.execute(f"PRAGMA user_version={int(stamp)}")
             except sqlite3.OperationalError as exc:
                 # A full disk on a file that has the table already is fine for reading.
                 if (
@@ -183,6 +207,11 @@ class StateStore:
         if not self.read_only and not self.flush():
             log.error("state: %d rows could not be saved before closing", len(self._unsaved))
         self.conn.close()
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

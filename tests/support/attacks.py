@@ -75,21 +75,33 @@ def slideshow(
 
 
 def attack_clip(
-    path: Path, kind: str, presentations: int = 4, present_s: float = 4.0, gap_s: float = 2.6
+    path: Path,
+    kind: str,
+    presentations: int = 4,
+    present_s: float = 4.0,
+    gap_s: float = 2.6,
+    first: int = 0,
+    lead_s: float | None = None,
 ) -> Path:
-    """`presentations` approaches of one kind ("animated_photo" or "slideshow"), a 5 fps clip."""
+    """`presentations` approaches of one kind ("animated_photo" or "slideshow"), a 5 fps clip.
+    `first` rotates which photograph (or slide order) the first approach shows, and `lead_s`
+    (default: half the gap) is the empty hallway before it: two cameras showing clips with other
+    `first` and `lead_s` show other presentations at any moment."""
     slides = [(photo(n), FACE_BOXES[n]) for n in SLIDES] + [mirrored(n, path.parent) for n in SLIDES]
     visits: list[Visit] = []
-    t = gap_s / 2
-    for i in range(presentations):
+    lead = gap_s / 2 if lead_s is None else lead_s
+    t = lead
+    for i in range(first, first + presentations):
         end = t + present_s
         if kind == "animated_photo":
             name = ANIMATED[i % len(ANIMATED)]
             visits.append(Visit(photo(name), FACE_BOXES[name], t, end, "live", screen=True))
         elif kind == "slideshow":
-            visits += slideshow(t, end, slides[i % 2 :] + slides[: i % 2])
+            visits += slideshow(t, end, slides[i % len(slides) :] + slides[: i % len(slides)])
         else:
             raise ValueError(f"attack kind {kind!r}: expected animated_photo or slideshow")
         t = end + gap_s
-    scene = AttackScene(visits, total_s=t)
-    return write_mjpeg((scene.frame(i / SCENE_FPS) for i in range(round(t * SCENE_FPS))), path, SCENE_FPS)
+    # looped, the hallway between the last approach and the first stays `gap_s` long (or `lead`)
+    scene = AttackScene(visits, total_s=t - gap_s + max(gap_s - lead, 0.0))
+    count = round(scene.total_s * SCENE_FPS)
+    return write_mjpeg((scene.frame(i / SCENE_FPS) for i in range(count)), path, SCENE_FPS)

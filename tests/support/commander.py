@@ -59,17 +59,20 @@ class Commander:
         self.results: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._subscribed = threading.Event()  # the SUBACK of the result topic: no result is missed
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"operator-{secrets.token_hex(3)}")
         self.client.on_connect = lambda c, *_: (
             c.subscribe(f"{base}/command/result", qos=1),
             self._ready.set(),
         )
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.connect("127.0.0.1", port, 30)
         self.client.loop_start()
         if not self._ready.wait(10):
             raise TimeoutError("commander could not connect")
-        time.sleep(0.1)
+        if not self._subscribed.wait(10):
+            raise TimeoutError("commander's subscription to the results was not acknowledged")
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
@@ -101,5 +104,5 @@ class Commander:
             return len(self.results)
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the network thread ends at once (see Collector.stop)
         self.client.loop_stop()
-        self.client.disconnect()

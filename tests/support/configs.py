@@ -97,6 +97,14 @@ def meter_bus_toml(
     return source_toml("modbus", "bus-1", "meters", [meter_table], endpoint=endpoint, interval_s=interval_s)
 
 
+def commands_toml(allow: Sequence[str], operators: Sequence[Table] = (), **keys: object) -> str:
+    """`[commands]` allowing `allow` (more keys, e.g. max_per_minute, as keywords) with its
+    `[[commands.operators]]` entries. `clock_sync = "assume"`: test machines run no time daemon,
+    and a gateway refuses signed commands while the kernel says its clock is not synchronised."""
+    text = "\n" + toml_table("commands", {"allow": list(allow), "clock_sync": "assume", **keys})
+    return text + "".join("\n" + toml_entry("commands.operators", op) for op in operators)
+
+
 def threshold_rule_toml(source: str, above: float, rule_id: str = "overload") -> str:
     return f"""
 [[rules]]

@@ -4,16 +4,12 @@ gateway's own encoder (gateway.upstream.encode), published over a real broker, Q
 A `SimGateway` keeps its seq like a gateway does (one per data message, never backwards);
 `Sender` publishes for any number of them on one MQTT 5 connection with a persistent session, so
 a broker restart loses nothing it accepted, and records which seqs the broker acknowledged.
-Also: a mosquitto that persists its sessions (the fleet's broker must), PostgreSQL, workers.
+The broker and the fleet's processes: tests/support/fleet_procs.py.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -28,7 +24,6 @@ from paho.mqtt.properties import Properties
 
 from gateway.core import Event, Reading
 from gateway.upstream.encode import Encoder, Topics
-from tests.support.broker import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 METER_POINTS = [
@@ -41,28 +36,6 @@ METER_POINTS = [
     "frequency_hz",
     "reactive_power_var",
 ]
-
-
-@dataclass
-class PersistentMosquitto(Mosquitto):
-    """mosquitto keeping sessions and queued messages across a restart (saved on a clean stop)."""
-
-    def write_conf(self) -> None:
-        super().write_conf()
-        store = self.workdir / f"mosquitto-{self.port}-data"
-        store.mkdir(exist_ok=True)
-        text = self.conf.read_text().replace(
-            "persistence false", f"persistence true\npersistence_location {store}/\nautosave_interval 1"
-        )
-        self.conf.write_text(text)
-
-    def restart(self) -> None:
-        """A clean restart: SIGTERM (mosquitto saves its state), then start again on the same port."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-        self.proc = None
-        self.start()
 
 
 @dataclass
@@ -225,53 +198,3 @@ class Sender:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def start_worker(
-    dsn: str, broker_port: int, worker_id: str, log_dir: Path, *extra: str
-) -> subprocess.Popen[bytes]:
-    """One `lintel-fleet ingest` process (the real entry point, as systemd would start it)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    log = open(log_dir / f"{worker_id}.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fleet.cli",
-            "ingest",
-            "--db",
-            dsn,
-            "--broker",
-            f"mqtt://127.0.0.1:{broker_port}",
-            "--worker-id",
-            worker_id,
-            *extra,
-        ],
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
-
-
-def wait_subscribed(log_dir: Path, *worker_ids: str, timeout_s: float = 60) -> None:
-    """Wait until each worker's log says its shared subscription is in place (a shared
-    subscription receives only what is published after it exists)."""
-    deadline = time.monotonic() + timeout_s
-    for wid in worker_ids:
-        log = log_dir / f"{wid}.log"
-        while "subscribed to $share/" not in (log.read_text() if log.exists() else ""):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"worker {wid} did not subscribe: {log.read_text()[-2000:] if log.exists() else ''}"
-                )
-            time.sleep(0.05)
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.commands.signing import new_key, public_key_b64, write_private_key
 from tests.support.broker import free_port, wait_port
+from tests.support.configs import commands_toml, threshold_rule_toml
 from tests.support.fleet_sim import ROOT
 
 ACK_KEY_ID = "fleet-ack"
@@ -20,23 +21,10 @@ ACK_KEY_ID = "fleet-ack"
 def building_extra(ack_public_key: str) -> str:
     """What a building adds to the demo config: the fleet's key, allowed `alarm_ack` only, and a
     rule that opens an alarm at once (the house draws ~2.5 kW), so each building has one."""
-    return f"""
-[commands]
-allow = ["ping", "alarm_ack"]
-clock_sync = "assume"  # test machines run no time daemon: trust the clock
-
-[[commands.operators]]
-id = "{ACK_KEY_ID}"
-public_key = "{ack_public_key}"
-allow = ["alarm_ack"]
-
-[[rules]]
-id = "fleet-demo-load"
-type = "threshold"
-source = "meter-house"
-point = "power_w"
-above = 100
-"""
+    operator = {"id": ACK_KEY_ID, "public_key": ack_public_key, "allow": ["alarm_ack"]}
+    return commands_toml(["ping", "alarm_ack"], [operator]) + threshold_rule_toml(
+        "meter-house", 100, rule_id="fleet-demo-load"
+    )
 
 
 @dataclass

@@ -4,7 +4,10 @@ A payload here is what `scripts/build-deb.sh` puts under /usr/lib/lintel/payload
 the releases it builds use the shared venv's packages (`install --site-packages`), so a test makes
 a release in well under a second. `breakage` edits the copy's code the way a bad release would be
 broken: `crash` (raises at start, before READY), `no_broker` (its uplink dials a port nobody
-listens on). Packages are real .deb files made with dpkg-deb around such a payload.
+listens on), `no_watchdog` (never pets systemd's watchdog), `no_ready` (never sends READY=1); or
+changed the way a real next release changes a data format: `outbox_v4` (the outbox format 4, a new
+table, running on format 3 until it may migrate). Several: "outbox_v4+no_broker".
+Packages are real .deb files made with dpkg-deb around such a payload.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ def payload(where: Path, version: str, breakage: str | None = None) -> Path:
     init = src / "gateway" / "__init__.py"
     text = init.read_text()
     init.write_text(text.replace('__version__ = "', f'__version__ = "{version}"  # was "', 1))
+    for one in (breakage or "").split("+"):
+        _break(src, one or None)
+    (out / "VERSION").write_text(version + "\n")
+    return out
+
+
+OUTBOX_V4 = '''
+
+def _to_4(conn: sqlite3.Connection) -> None:
+    """3 -> 4 (a test release): a table the next release would use."""
+    conn.execute("CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+STEPS[4] = _to_4
+'''
+
+
+def _break(src: Path, breakage: str | None) -> None:
     if breakage == "crash":
         main = src / "gateway" / "cli" / "run.py"
         main.write_text(
@@ -41,10 +62,25 @@ def payload(where: Path, version: str, breakage: str | None = None) -> Path:
         old = "port=url.port or (8883 if cfg.tls else 1883),"
         assert old in text, "the uplink settings changed: update this breakage"
         settings.write_text(text.replace(old, "port=1,", 1))
+    elif breakage == "no_watchdog":  # runs, but its watchdog pets never reach systemd
+        health = src / "gateway" / "runtime" / "health.py"
+        text = health.read_text()
+        old = "                notifier.watchdog()\n"
+        assert old in text, "the watchdog pet moved: update this breakage"
+        health.write_text(text.replace(old, "                pass\n", 1))
+    elif breakage == "no_ready":  # runs, but never tells systemd it is ready
+        daemon = src / "gateway" / "runtime" / "daemon.py"
+        text = daemon.read_text()
+        old = "            self.notifier.ready(self._status_line())\n"
+        assert old in text, "READY moved: update this breakage"
+        daemon.write_text(text.replace(old, "            pass\n", 1))
+    elif breakage == "outbox_v4":
+        schema = src / "gateway" / "storage" / "outbox" / "schema.py"
+        text = schema.read_text()
+        assert "SCHEMA_VERSION = 3\n" in text and "runs_on=3)" in text, "the outbox format changed"
+        schema.write_text(text.replace("SCHEMA_VERSION = 3\n", "SCHEMA_VERSION = 4\n", 1) + OUTBOX_V4)
     elif breakage is not None:
         raise ValueError(breakage)
-    (out / "VERSION").write_text(version + "\n")
-    return out
 
 
 def deb(where: Path, version: str, breakage: str | None = None, arch: str = "amd64") -> Path:

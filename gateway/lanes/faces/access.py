@@ -1,12 +1,13 @@
 """The face access lane at run time: cameras → inference thread → decisions → door pulses.
 
-One asyncio task per entrance takes the camera's latest frame from the `FrameHub` every
-`interval_s` (a frame is analysed once), runs the pipeline on the shared inference thread,
-matches in memory and feeds the entrance's `Decider`. A grant pulses the door through `Doors`
-(Modbus coil on the bus's scheduler; never held open on failure) without waiting for it; every
-decision is an `access_granted` / `access_denied` event with ids and numbers only; the resident is
-named by the gallery's pseudonym (`Gallery.pseudonym`), never by the resident id, in events, door
-pulses and the anti-passback rows of `state.db`.
+One asyncio task per camera takes its latest frame from the `FrameHub` every `interval_s` (a
+frame is analysed once, whichever entrances watch that camera), runs the pipeline on the shared
+inference thread, matches in memory and feeds the `Decider` of each entrance on that camera. A
+grant pulses the door through `Doors` (Modbus coil on the bus's scheduler; never held open on
+failure) without waiting for it; every decision is an `access_granted` / `access_denied` event
+with ids and numbers only; the resident is named by the gallery's pseudonym
+(`Gallery.pseudonym`), never by the resident id, in events, door pulses and the anti-passback
+rows of `state.db`.
 
 The gallery's `generation` is polled every second: an enrolment or a `faces delete` (CLI or
 command) takes effect without a restart, and a deleted resident's templates leave memory. With a
@@ -41,12 +42,13 @@ from gateway.lanes.faces.embed import Embedder
 from gateway.lanes.faces.gallery import Gallery
 from gateway.lanes.faces.keys import MIGRATION, key_location
 from gateway.lanes.faces.liveness import liveness_check
-from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.match import Match, Matcher
 from gateway.lanes.faces.pad import PresentationAttackDetector
-from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.pipeline import FacePipeline, Probe
 from gateway.lanes.faces.report import EntranceReport, FaceAccessReport
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag, tags
+from gateway.releases.formats import FormatGate
 from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.faces")
@@ -185,7 +187,7 @@ class FaceAccessWatch:
         self.threshold = threshold
         self.deciders = {}
         for e in self.entrances:
-            check = liveness_check(self.faces.liveness_of(e))
+            check = liveness_check(self.faces.liveness_of(e), self.pipeline.pad)
             if check.name == "off":
                 log.warning(
                     "entrance %s: face liveness check is off: a photograph held to the camera opens the door",
@@ -204,7 +206,9 @@ class FaceAccessWatch:
             self.deciders[e.id] = Decider(
                 e, self.faces, threshold, check, self.zone, self.passages, factor, self._fused_match()
             )
-        self.gallery = Gallery(self.gallery_path, self.key_path, create=True)
+        self.gallery = Gallery(
+            self.gallery_path, self.key_path, create=True, gate=FormatGate.at(self.state_dir)
+        )
         if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
             log.warning("%s", beside)
         saved = self.store.load(NS)
@@ -256,17 +260,25 @@ class FaceAccessWatch:
                 self.errors += 1
                 log.exception("face gallery reload failed; keeping the previous one")
 
-    async def run_entrance(self, entrance: FaceAccessConfig) -> None:
-        decider = self.deciders[entrance.id]
-        needs_pad = decider.liveness.name == "model"  # the detector's cost only where it is used
-        stats = self.stats[entrance.id]
+    def cameras(self) -> dict[str, list[FaceAccessConfig]]:
+        """The entrances each camera watches (config order)."""
+        out: dict[str, list[FaceAccessConfig]] = {}
+        for e in self.entrances:
+            out.setdefault(e.camera, []).append(e)
+        return out
+
+    async def run_camera(self, camera: str, entrances: list[FaceAccessConfig]) -> None:
+        """Analyse the camera's latest frame every `interval_s` (each frame once, however many
+        entrances watch it: a camera over two doors costs one analysis) and feed every entrance's
+        decision rule."""
+        needs_pad = any(self.deciders[e.id].liveness.name == "model" for e in entrances)  # crops only if used
         assert self.pipeline is not None
         pipeline = self.pipeline
         last_seq = -1
         while True:
             await asyncio.sleep(self.faces.interval_s)
-            frame = self.hub.latest(entrance.camera)
-            if frame is None or frame.seq == last_seq or not self.hub.online(entrance.camera):
+            frame = self.hub.latest(camera)
+            if frame is None or frame.seq == last_seq or not self.hub.online(camera):
                 continue
             last_seq = frame.seq
             started = time.perf_counter()
@@ -274,39 +286,59 @@ class FaceAccessWatch:
                 probe = await self.engine.submit(pipeline.analyse, frame.image, needs_pad)
             except Exception:
                 self.errors += 1
-                log.exception("entrance %s: face pipeline failed", entrance.id)
+                log.exception("camera %s: face pipeline failed", camera)
                 continue
-            stats["frames"] += 1
-            stats["pipeline_ms"] += (time.perf_counter() - started) * 1000
+            elapsed_ms = (time.perf_counter() - started) * 1000
             now_ms = self.clock.time_ms()
-            if not probe.usable:
-                if probe.face is None:
-                    decider.no_face(now_ms)
-                continue
-            stats["usable"] += 1
-            assert self.matcher is not None and probe.vector is not None and probe.face is not None
-            match = self.matcher.match(probe.vector)
-            label = decider.label(match)
-            # the aligned chip always goes along: liveness needs it; a crop is saved only when
-            # keep_unknown_crops is on (_decided)
-            face = probe.face
-            obs = Observation(
-                frame.ts_ms, match, label, face.landmarks, probe.chip, probe.vector, probe.pad, probe.context
-            )  # fmt: skip
-            decision, locked = decider.observe(obs, now_ms)
-            if decision is not None:
-                self._decided(entrance, decision, now_ms)
-            if locked:
-                log.warning(
-                    "entrance %s: too many denied faces, locked for %.0f s", entrance.id, entrance.lockout_s
-                )
-                body = {
-                    "door": entrance.door,
-                    "entrance": entrance.id,
-                    "until_ms": decider.locked_until_ms,
-                    "max_attempts_per_minute": entrance.max_attempts_per_minute,
-                }
-                self.submit(Event(entrance.id, "access_lockout", now_ms, body))
+            match = None
+            if probe.usable:
+                assert self.matcher is not None and probe.vector is not None
+                match = self.matcher.match(probe.vector)
+            for entrance in entrances:
+                self._observe(entrance, frame.ts_ms, probe, match, elapsed_ms, now_ms)
+
+    def _observe(
+        self,
+        entrance: FaceAccessConfig,
+        ts_ms: int,
+        probe: Probe,
+        match: Match | None,
+        elapsed_ms: float,
+        now_ms: int,
+    ) -> None:
+        decider = self.deciders[entrance.id]
+        stats = self.stats[entrance.id]
+        stats["frames"] += 1
+        stats["pipeline_ms"] += elapsed_ms
+        if match is None:
+            if probe.face is None:
+                decider.no_face(now_ms)
+            return
+        stats["usable"] += 1
+        assert probe.face is not None
+        # the aligned chip always goes along: liveness needs it; a crop is saved only when
+        # keep_unknown_crops is on (_decided)
+        obs = Observation(
+            ts_ms, match, decider.label(match), probe.face.landmarks, probe.chip, probe.vector, None,
+            probe.context, probe.pad_crops,
+        )  # fmt: skip
+        # on the event loop, as the decision rule reads loop-owned state (tags, passages): a
+        # `model` check there runs the detector on the 3-5 frames it judges (~25 ms) and the
+        # optical flow (~15 ms) once per decision, not per frame (bench/pad.py)
+        decision, locked = decider.observe(obs, now_ms)
+        if decision is not None:
+            self._decided(entrance, decision, now_ms)
+        if locked:
+            log.warning(
+                "entrance %s: too many denied faces, locked for %.0f s", entrance.id, entrance.lockout_s
+            )
+            body = {
+                "door": entrance.door,
+                "entrance": entrance.id,
+                "until_ms": decider.locked_until_ms,
+                "max_attempts_per_minute": entrance.max_attempts_per_minute,
+            }
+            self.submit(Event(entrance.id, "access_lockout", now_ms, body))
 
     def _decided(self, entrance: FaceAccessConfig, decision: Decision, now_ms: int) -> None:
         stats = self.stats[entrance.id]

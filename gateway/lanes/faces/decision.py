@@ -62,6 +62,7 @@ class Observation:
     vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
     pad: float | None = None  # presentation-attack detector's live probability (liveness "model")
     context: np.ndarray | None = None  # the face's surroundings (liveness "model")
+    pad_crops: tuple[np.ndarray, ...] | None = None  # the PAD's input, scored when a decision asks
 
 
 @dataclass(slots=True)
@@ -150,7 +151,7 @@ class Decider:
         self.no_face(obs.ts_ms)
         self.last_face_ms = obs.ts_ms
         if obs.chip is not None:
-            live = LiveFrame(obs.chip, obs.vector, obs.landmarks, obs.pad, obs.context)
+            live = LiveFrame(obs.chip, obs.vector, obs.landmarks, obs.pad, obs.context, obs.pad_crops)
             self.recent.append((obs.label, live))
         if self.locked(now_ms):
             self.suppressed += 1

@@ -18,8 +18,11 @@
 - A resident may have a BLE tag for doors with `require = "face+tag"` (`tag_store.py`): its address
   and bindkey are sealed the same way (personal data: the key opens nothing, but links a device
   to a person).
-- The file's format is `PRAGMA user_version` (`FORMAT`): 0/1 before tags existed; opening such a
-  gallery adds the (empty) tags table and sets 2. A newer format is refused with what to do.
+- The file's format version is its `PRAGMA user_version` (`GALLERY_FORMAT`): 0 may hold rows with
+  plaintext details, 1 has them sealed, 2 adds the tags table. Sealing and stamping (like any
+  migration) wait until this release is not on probation (`gateway.releases.formats`): a rollback
+  finds the file as the older release left it. The tags table itself is made at every open: a table
+  an older release does not know is one it never reads. A newer format is refused with what to do.
 - No face image is stored here. `generation` changes with every write: the running gateway
   polls it and reloads, so a CLI enrolment or deletion takes effect within a second.
 """
@@ -42,12 +45,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.lanes.faces.keys import create_key, load_key
+from gateway.releases.formats import MIGRATE, Format, FormatError, FormatGate
 
 RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_CHECK = b"lintel face gallery key check v1"
 PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
 SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
-FORMAT = 2  # 1: residents and templates; 2: + tags (the resident's BLE tag, sealed)
+# 2: + tags (the resident's BLE tag, sealed); 1: every resident's details sealed; 0: rows of older
+# versions may hold them in plaintext (read as they are; sealed by the migration).
+GALLERY_FORMAT = Format("gallery", 2, runs_on=0)
+FORMAT = GALLERY_FORMAT.current
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -114,7 +121,11 @@ def _column_aad(resident_id: str, column: str) -> bytes:
 
 
 class Gallery:
-    def __init__(self, path: Path, key_path: Path, create: bool = False) -> None:
+    def __init__(
+        self, path: Path, key_path: Path, create: bool = False, gate: FormatGate | None = None
+    ) -> None:
+        """`gate`: whether this release may migrate the file (not on probation); default: from the
+        update state beside the file."""
         self.path = path
         if not path.exists() and not create:
             raise GalleryError(f"no face gallery at {path}: enrol a resident with `lintel faces enroll`")
@@ -136,9 +147,23 @@ class Gallery:
             "foreign_keys=ON",
         ):
             self.db.execute(f"PRAGMA {pragma}")
-        self._migrate()
+        found = 0 if new else int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        gate = gate or FormatGate.at(path.parent)
+        try:
+            migrating = not new and gate.check(GALLERY_FORMAT, found, path) == MIGRATE
+        except FormatError as exc:
+            self.db.close()
+            raise GalleryError(str(exc)) from None
+        self.db.executescript(SCHEMA)  # every table, tags too: an older release never reads it
         self._check_key()
-        self._seal_plaintext_rows()
+        stamp = found  # current, or older and on probation: nothing is migrated or stamped
+        if new:
+            stamp = gate.writes(GALLERY_FORMAT)
+        elif gate.may_migrate:  # whatever the stamp says: no plaintext stays at rest
+            self._seal_plaintext_rows()
+            stamp = GALLERY_FORMAT.current if migrating else found
+        if stamp != found:
+            self.db.execute(f"PRAGMA user_version={stamp}")
 
     # -- sealing of the residents' details and pseudonyms ------------------------------------
 
@@ -182,18 +207,6 @@ class Gallery:
                     (*sealed, rid),
                 )
         self.purge()  # the plaintext is in free pages and the WAL until then
-
-    def _migrate(self) -> None:
-        (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version > FORMAT:
-            raise GalleryError(
-                f"the face gallery {self.path} has format {version}, newer than this version of Lintel "
-                f"reads ({FORMAT}): it was written by a newer release; run that release again (or "
-                "restore the gallery's backup from before the update)"
-            )
-        self.db.executescript(SCHEMA)  # format 0/1 → 2: only the tags table is new
-        if version < FORMAT:
-            self.db.execute(f"PRAGMA user_version = {FORMAT}")
 
     def seal_blob(self, data: bytes, aad: bytes) -> bytes:
         """nonce + AES-GCM of `data` under the gallery key, bound to `aad` (for tag_store)."""

@@ -30,8 +30,8 @@ class FaceAccessComponent:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.watch.poll_gallery(), name="face-gallery")
-            for entrance in self.watch.entrances:
-                group.create_task(self.watch.run_entrance(entrance), name=f"face-access:{entrance.id}")
+            for camera, entrances in self.watch.cameras().items():
+                group.create_task(self.watch.run_camera(camera, entrances), name=f"face-access:{camera}")
 
     async def stop(self) -> None:
         self.watch.close()
@@ -49,6 +49,7 @@ def build_lane(
     from gateway.inference.catalog import configured
     from gateway.lanes.faces.gallery import Gallery, GalleryError
     from gateway.lanes.faces.keys import GalleryKeyError
+    from gateway.releases.formats import FormatGate
 
     def unavailable(reason: str) -> list[Record]:
         now = deps.clock.time_ms()
@@ -92,7 +93,7 @@ def build_lane(
                 removed = watch.delete(resident_id)
             else:  # the lane is down (a model problem): deletion must still work
                 path, key = face_paths(faces, deps.state_dir)
-                gallery = Gallery(path, key)
+                gallery = Gallery(path, key, gate=FormatGate.at(deps.state_dir))
                 try:
                     pseudonym = gallery.pseudonym(resident_id)
                     removed = delete_resident(gallery, deps.store, resident_id)

@@ -3,7 +3,7 @@
 `model` (the default) fuses independent signals over the frames of one decision window; any one
 of them refuses the grant (`ModelLiveness`, numbers in docs/face-calibration.md):
 - the trained presentation-attack detector (`pad.py`, MiniFASNet): the median live probability of
-  the window's frames must reach `min_pad_score`. It sees the physical medium (paper, a screen);
+  the latest 5 frames must reach `min_pad_score`. It sees the physical medium (paper, a screen);
 - temporal consistency (`consistency.py`): the identity descriptor and the landmark geometry
   must change continuously (a slideshow jumps), and no straight-edged medium (a phone, a sheet of
   paper) may frame the face on three sides while moving with it;
@@ -34,10 +34,14 @@ whole decision is refused once and decided again on the next frames.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gateway.lanes.faces.pad import PadCrops, PresentationAttackDetector
 
 MIN_FRAMES = 5  # frames a liveness check looks at (10 pairs): 3 let a photo through ~2 % of the time
 
@@ -49,8 +53,9 @@ class LiveFrame:
     chip: np.ndarray  # the aligned face (micro-motion)
     vector: np.ndarray | None = None  # its identity descriptor (identity continuity)
     landmarks: np.ndarray | None = None  # 5 × 2, picture pixels (geometry continuity)
-    pad: float | None = None  # live probability of the presentation-attack detector
+    pad: float | None = None  # live probability of the presentation-attack detector, if known
     context: np.ndarray | None = None  # the face's surroundings (consistency.context_chip)
+    pad_crops: PadCrops | None = None  # what the detector scores when `pad` is not known yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,27 @@ def nonplanar_px(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((moved - predicted) ** 2).sum(axis=1).mean()))
 
 
+def median_reaches(values: Iterable[float], count: int, threshold: float) -> tuple[bool, float]:
+    """Whether the median of `count` values (np.median's) reaches `threshold`, taking values only
+    until the answer is certain: once more than half of them lie on one side of the threshold,
+    the rest cannot move the median across it (5 values: 3 settle it; 10: 6). Returns the answer
+    and the median of the values taken (what the log shows: not always the median of all)."""
+    taken: list[float] = []
+    settled = count // 2 + 1
+    for value in values:
+        taken.append(value)
+        reached = sum(v >= threshold for v in taken)
+        if reached >= settled or len(taken) - reached >= settled:
+            break
+    median = float(np.median(taken))
+    reached = sum(v >= threshold for v in taken)
+    if reached >= settled:
+        return True, median
+    if len(taken) - reached >= settled:
+        return False, median
+    return median >= threshold, median  # every value taken, split at the middle: the median decides
+
+
 class MicroMotion:
     name = "micro_motion"
     frames = MIN_FRAMES
@@ -102,11 +128,18 @@ class MicroMotion:
     def check(self, frames: list[LiveFrame]) -> LivenessResult:
         if len(frames) < MIN_FRAMES:
             return LivenessResult(False, f"needs {MIN_FRAMES} frames or more")
-        value = self.residual([f.chip for f in frames])
-        return LivenessResult(
-            value >= self.min_residual_px,
-            f"non-planar motion {value:.2f} px (need ≥ {self.min_residual_px})",
-        )
+        passed, value = self.judge([f.chip for f in frames])
+        return LivenessResult(passed, f"non-planar motion {value:.2f} px (need ≥ {self.min_residual_px})")
+
+    def judge(self, chips: list[np.ndarray]) -> tuple[bool, float]:
+        """Whether the latest MIN_FRAMES chips move like a face: the median over their 10 pairs of
+        the non-planar motion reaches `min_residual_px`, the same answer as `residual` from the
+        6-10 pairs that settle it (each pair is an optical flow: the bulk of this check's cost)."""
+        chips = chips[-MIN_FRAMES:]
+        scale = chips[0].shape[1] / 112
+        pairs = list(itertools.combinations(chips, 2))
+        values = (nonplanar_px(a, b) / scale for a, b in pairs)
+        return median_reaches(values, len(pairs), self.min_residual_px)
 
     @staticmethod
     def residual(chips: list[np.ndarray]) -> float:
@@ -116,7 +149,14 @@ class MicroMotion:
 
 
 class ModelLiveness:
-    """PAD model + temporal consistency + micro-motion over one window; any one vetoes."""
+    """PAD model + temporal consistency + micro-motion over one window; any one vetoes.
+
+    The window is the face's last 5-10 frames: identity, geometry and the medium's frame over
+    all of them; micro-motion and the detector over the latest MIN_FRAMES (what bench/pad.py
+    measures). Cheapest first, and the first veto refuses: a refusal by a consistency cue costs
+    ~1 ms, a grant pays for all of them. The detector runs here, on the frames it judges (their
+    `pad_crops`; a frame's known `pad` is used as is): its models run nowhere else at the door, so
+    the decision rule may call `check` from the event loop (~40 ms once per decision)."""
 
     name = "model"
     frames = MIN_FRAMES
@@ -128,8 +168,18 @@ class ModelLiveness:
     # landmark jitter reaches 0.17 eye distances on still photographs: only a gross jump counts
     max_geometry_jump = 0.3
 
-    def __init__(self) -> None:
+    def __init__(self, pad: PresentationAttackDetector | None = None) -> None:
         self.motion = MicroMotion()
+        self.pad = pad
+
+    def _scorer(self, frame: LiveFrame) -> Callable[[], float] | None:
+        if frame.pad is not None:
+            known = frame.pad
+            return lambda: known
+        if frame.pad_crops is not None and self.pad is not None:
+            crops, pad = frame.pad_crops, self.pad
+            return lambda: pad.score_crops(crops)
+        return None
 
     def check(self, frames: list[LiveFrame]) -> LivenessResult:
         from gateway.lanes.faces import consistency
@@ -137,37 +187,35 @@ class ModelLiveness:
         if len(frames) < MIN_FRAMES:
             return LivenessResult(False, f"needs {MIN_FRAMES} frames or more")
         frames = frames[-2 * MIN_FRAMES :]
-        scores = [f.pad for f in frames if f.pad is not None]
-        if len(scores) < len(frames):
+        judged = frames[-MIN_FRAMES:]
+        scorers = [self._scorer(f) for f in judged]
+        if any(s is None for s in scorers):
             return LivenessResult(False, "the presentation-attack detector did not run")
-        pad = float(np.median(scores))
         vectors = [f.vector for f in frames if f.vector is not None]
         landmarks = [f.landmarks for f in frames if f.landmarks is not None]
         contexts = [f.context for f in frames if f.context is not None]
         c = consistency.measure(vectors, landmarks, contexts)
-        motion = self.motion.residual([f.chip for f in frames])
-        vetoes = [
-            f"PAD live {pad:.2f} < {self.min_pad_score}" if pad < self.min_pad_score else "",
-            f"identity jump {c.identity_jump:.2f} > {self.max_identity_jump}"
-            if c.identity_jump > self.max_identity_jump
-            else "",
-            f"geometry jump {c.geometry_jump:.2f} > {self.max_geometry_jump}"
-            if c.geometry_jump > self.max_geometry_jump
-            else "",
-            f"framed by a medium ({c.medium_sides})" if consistency.framed(c.medium_sides) else "",
-            f"planar motion {motion:.2f} px < {self.motion.min_residual_px}"
-            if motion < self.motion.min_residual_px
-            else "",
-        ]
-        refused = [v for v in vetoes if v]
-        detail = "; ".join(refused) or (
+        if c.identity_jump > self.max_identity_jump:
+            return LivenessResult(False, f"identity jump {c.identity_jump:.2f} > {self.max_identity_jump}")
+        if c.geometry_jump > self.max_geometry_jump:
+            return LivenessResult(False, f"geometry jump {c.geometry_jump:.2f} > {self.max_geometry_jump}")
+        if consistency.framed(c.medium_sides):
+            return LivenessResult(False, f"framed by a medium ({c.medium_sides})")
+        moving, motion = self.motion.judge([f.chip for f in judged])
+        if not moving:
+            return LivenessResult(False, f"planar motion {motion:.2f} px < {self.motion.min_residual_px}")
+        live, pad = median_reaches((s() for s in scorers if s is not None), len(scorers), self.min_pad_score)
+        if not live:
+            return LivenessResult(False, f"PAD live {pad:.2f} < {self.min_pad_score}")
+        return LivenessResult(
+            True,
             f"PAD live {pad:.2f}, identity jump {c.identity_jump:.2f}, geometry jump "
-            f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px"
+            f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px",
         )
-        return LivenessResult(not refused, detail)
 
 
-def liveness_check(name: str) -> LivenessCheck:
+def liveness_check(name: str, pad: PresentationAttackDetector | None = None) -> LivenessCheck:
+    """The check `[faces] liveness` names; `model` scores `pad_crops` with `pad`."""
     if name == "off":
         return Off()
-    return MicroMotion() if name == "micro_motion" else ModelLiveness()
+    return MicroMotion() if name == "micro_motion" else ModelLiveness(pad)

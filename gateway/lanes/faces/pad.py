@@ -13,7 +13,11 @@ glare, the bezel. A picture composited digitally into a video (our synthetic doo
 of these and scores as live: the synthetic attack clips are refused by the temporal checks of
 `liveness.ModelLiveness`, not by this model (docs/face-calibration.md).
 
-Cost: two runs of a 0.44 M-parameter network on 80×80 inputs, ~2-4 ms per face on one core.
+Cost: two runs of a 0.44 M-parameter network on 80×80 inputs, ~8 ms of CPU per face on one
+core of the dev machine (bench/pad.py). So the door does not score every frame: `crops` (two
+resizes, ~0.05 ms) is taken from each usable frame, and `score_crops` runs only when a decision
+asks for it, on the frames it judges (`liveness.ModelLiveness`). The crops are 2 × 80×80×3
+bytes; the frame itself is not kept.
 """
 
 from __future__ import annotations
@@ -57,16 +61,22 @@ class PadModel:
         self.live_class = int(manifest.decode.get("real_class", 1))
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The model's input pixels (80×80, uint8, in the model's colour order)."""
         x1, y1, x2, y2 = widened_box(image.shape, face.box, self.scale)
-        return cv2.resize(image[y1 : y2 + 1, x1 : x2 + 1], self.size)
+        pixels = cv2.resize(image[y1 : y2 + 1, x1 : x2 + 1], self.size)
+        return pixels if self.bgr else np.ascontiguousarray(pixels[:, :, ::-1])
 
-    def live_probability(self, image: np.ndarray, face: Face) -> float:
-        pixels = self.crop(image, face)
-        if not self.bgr:
-            pixels = pixels[:, :, ::-1]
+    def live_probability_of(self, pixels: np.ndarray) -> float:
+        """Live probability of one crop made by `crop`."""
         blob = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
         (probabilities,) = self.model.run(blob)
         return float(probabilities.reshape(-1)[self.live_class])
+
+    def live_probability(self, image: np.ndarray, face: Face) -> float:
+        return self.live_probability_of(self.crop(image, face))
+
+
+PadCrops = tuple[np.ndarray, ...]  # one crop per model of the detector, in its order
 
 
 class PresentationAttackDetector:
@@ -78,6 +88,16 @@ class PresentationAttackDetector:
         self.models = [PadModel(m) for m in models]
         self.name = "+".join(m.name for m in self.models)
 
+    def crops(self, image: np.ndarray, face: Face) -> PadCrops:
+        """What the models will look at, cut from the frame now (cheap) to be scored later."""
+        return tuple(m.crop(image, face) for m in self.models)
+
+    def score_crops(self, crops: PadCrops) -> float:
+        """Live probability (0: an attack, 1: live) of crops made by `crops` (runs the models)."""
+        if len(crops) != len(self.models):
+            raise ValueError(f"{len(crops)} crops for {len(self.models)} models")
+        return float(np.mean([m.live_probability_of(c) for m, c in zip(self.models, crops, strict=True)]))
+
     def score(self, image: np.ndarray, face: Face) -> float:
         """Live probability of the face (0: an attack, 1: live)."""
-        return float(np.mean([m.live_probability(image, face) for m in self.models]))
+        return self.score_crops(self.crops(image, face))

@@ -14,7 +14,7 @@ import numpy as np
 from gateway.lanes.faces.consistency import context_chip
 from gateway.lanes.faces.detect import Face, FaceDetector
 from gateway.lanes.faces.embed import Embedder
-from gateway.lanes.faces.pad import PresentationAttackDetector
+from gateway.lanes.faces.pad import PadCrops, PresentationAttackDetector
 from gateway.lanes.faces.quality import Quality, QualityLimits, assess, assess_chip
 
 
@@ -27,9 +27,11 @@ class Probe:
     chip: np.ndarray | None
     detect_ms: float = 0.0
     embed_ms: float = 0.0
-    pad: float | None = None  # live probability of the presentation-attack detector, when run
+    # what the presentation-attack detector will judge if a decision asks (`pad.py`: scored
+    # lazily, only on the frames a decision looks at)
+    pad_crops: PadCrops | None = None
     context: np.ndarray | None = None  # the face and its surroundings, face-aligned (liveness)
-    pad_ms: float = 0.0
+    pad_ms: float = 0.0  # cutting the crops and the surroundings (not scoring them)
 
     @property
     def usable(self) -> bool:
@@ -53,11 +55,13 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.limits = limits
-        self.pad = pad  # run on every usable face when set (`liveness = "model"`)
+        self.pad = pad  # its crops cut from every usable face when set (`liveness = "model"`)
 
     def analyse(self, image: np.ndarray, pad: bool = True) -> Probe:
-        """The nearest face of a BGR picture, embedded if it passes the quality gates, and judged
-        by the presentation-attack detector if there is one and `pad`."""
+        """The nearest face of a BGR picture, embedded if it passes the quality gates, with what
+        the presentation-attack detector and the medium check will look at (`pad_crops`,
+        `context`) if there is a detector and `pad`. The detector itself does not run here:
+        `pad_score` or the liveness check runs it when a decision needs the score."""
         started = time.perf_counter()
         faces = self.detector.detect(image)
         detect_ms = (time.perf_counter() - started) * 1000
@@ -85,7 +89,13 @@ class FacePipeline:
         probe = Probe(face, count, quality, vector, chip, detect_ms, (time.perf_counter() - started) * 1000)
         if self.pad is not None and pad:
             started = time.perf_counter()
-            probe.pad = self.pad.score(image, face)
+            probe.pad_crops = self.pad.crops(image, face)
             probe.context = context_chip(image, face)
             probe.pad_ms = (time.perf_counter() - started) * 1000
         return probe
+
+    def pad_score(self, probe: Probe) -> float | None:
+        """The detector's live probability of a probe's face (None: no crops, or no detector)."""
+        if self.pad is None or probe.pad_crops is None:
+            return None
+        return self.pad.score_crops(probe.pad_crops)

@@ -31,12 +31,13 @@ from typing import Any
 
 from gateway.core import Klass, LintelError
 from gateway.core.files import replace_durably
+from gateway.releases.formats import FormatError, FormatGate
 from gateway.storage.outbox.checks import CorruptRows, register, unregister
 from gateway.storage.outbox.reader import OutboxReader
 from gateway.storage.outbox.recover import read_wal, reinsert, salvage_file, wal_damage
 from gateway.storage.outbox.reserve import DiskReserve
 from gateway.storage.outbox.salvage import SalvageReport
-from gateway.storage.outbox.schema import SCHEMA_VERSION, TABLES, PendingMessage, connect, migrate
+from gateway.storage.outbox.schema import FORMAT, TABLES, PendingMessage, connect, migrate
 
 log = logging.getLogger("lintel.outbox")
 
@@ -115,8 +116,11 @@ class OutboxStore:
     """Owns the database file. The writer thread uses `conn`; readers open their own connections
     (or, in the degraded exclusive mode, share `conn` under `lock`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, gate: FormatGate | None = None) -> None:
+        """`gate`: whether this release may migrate the file (not on probation); default: from the
+        update state beside the file (`gateway.releases.formats`)."""
         self.path = path
+        self.gate = gate or FormatGate.at(path.parent)
         self.seq_file = path.with_name(path.name + ".seq")
         self.reserve = DiskReserve(path.with_name(path.name + ".reserve"))
         self.report = OpenReport()
@@ -169,12 +173,12 @@ class OutboxStore:
             (version,) = self.conn.execute("PRAGMA user_version").fetchone()
         except sqlite3.OperationalError as exc:
             raise OutboxUnavailable(f"cannot open the outbox {path}: {exc}") from exc
-        if version > SCHEMA_VERSION:
-            self.conn.close()
-            raise OutboxUnavailable(
-                f"the outbox {path} was written by a newer Lintel (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}): upgrade Lintel again, or move the file aside to start empty"
-            )
+        if version:
+            try:
+                self.gate.check(FORMAT, version, f"the outbox {path}")
+            except FormatError as exc:
+                self.conn.close()
+                raise OutboxUnavailable(str(exc)) from exc
         if rows is not None and salvaged is not None:
             self.ensure_schema()
             try:
@@ -198,7 +202,7 @@ class OutboxStore:
         if self.schema_ready:
             return True
         try:
-            migrate(self.conn)
+            migrate(self.conn, self.gate, f"the outbox {self.path}")
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
