@@ -188,3 +188,17 @@ def test_a_face_tag_entrance_is_valid_config() -> None:
     entrance = parse_config(text.encode(), "t.toml").config.face_access[0]
     assert (entrance.require, entrance.tag_source, entrance.tag_window_s) == ("face+tag", "ble-lobby", 10)
     assert json.dumps(entrance.model_dump())  # plain data
+
+
+def test_a_tag_source_without_face_tag_is_a_warning() -> None:
+    from gateway.config import parse_config
+
+    text = FACE_BASE + BLE + ENTRANCE + 'tag_source = "ble-lobby"\n'
+    config = parse_config(text.encode(), "t.toml").config
+    assert config.faces.warnings(config.face_access) == [
+        'face_access[0].tag_source: set, but require is "face": f1 opens without the tag; '
+        'set require = "face+tag" (or remove tag_source)'
+    ]
+    text += 'require = "face+tag"\n'
+    config = parse_config(text.encode(), "t.toml").config
+    assert config.faces.warnings(config.face_access) == []

@@ -2,7 +2,8 @@
 BLE fob advertising through bleak over a mocked BlueZ (a private system D-Bus), the strike on a
 relay coil of a pymodbus server, events on mosquitto.
 
-The resident stands at the door the whole clip; a decision falls every `cooldown_s`. Before each,
+The resident (enrolled from two photos, neither the clip's; decisions on the approach, the
+default) stands at the door the whole clip; a decision falls every `cooldown_s`. Before each,
 the fob does one thing: advertises genuinely (granted: the coil pulses once), stays silent
 (`tag_not_heard`), sends a readable advert from its address (`tag_plaintext`), plays back
 recordings of its own earlier genuine adverts (`tag_replayed`), or another resident's fob is heard
@@ -158,10 +159,14 @@ def test_face_and_tag_open_the_door_and_nothing_less(
     modbus = ModbusThread([SimulatedMeter(1, "eastron_sdm120"), relay]).start()
     config = tmp_path / "lintel.toml"
     config.write_text(config_text(tmp_path, broker.port, modbus.port, clip))
-    for resident, picture in (("r-0412", "faces/obama.jpg"), ("r-0533", "faces/biden.jpg")):
+    # him from two photos (two templates; the door sees a third, obama2), her from one
+    for resident, pictures in (
+        ("r-0412", ["faces/obama.jpg", "faces/obama3.jpg"]),
+        ("r-0533", ["faces/biden.jpg"]),
+    ):
         enrolled = lintel_output(
             "faces", "enroll", "-c", str(config), "--resident", resident, "--unit", "3-1202",
-            "--consent", "signed form 118", str(photo(picture)),
+            "--consent", "signed form 118", *[str(photo(p)) for p in pictures],
         )  # fmt: skip
         assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
     for resident, address, key in (("r-0412", FOB, FOB_KEY), ("r-0533", OTHER_FOB, OTHER_KEY)):
@@ -173,7 +178,8 @@ def test_face_and_tag_open_the_door_and_nothing_less(
         assert tagged.returncode == 0, tagged.stdout + tagged.stderr
         key_file.unlink()  # the key now lives only sealed in the gallery
     listed = lintel_output("faces", "list", "--json", "-c", str(config))
-    assert [r["tag"] for r in json.loads(listed.stdout)["residents"]] == [True, True]
+    residents = json.loads(listed.stdout)["residents"]
+    assert [(r["templates"], r["tag"]) for r in residents] == [(2, True), (1, True)]
     gallery = Gallery(tmp_path / "state" / "faces.db", tmp_path / "state" / "faces.key")
     him = gallery.pseudonym("r-0412")
     gallery.close()

@@ -93,13 +93,20 @@ class FacesSection(StrictModel):
 
     def warnings(self, entrances: list[FaceAccessConfig]) -> list[str]:
         """Settings that are valid but weaken a door (shown by `lintel check-config`)."""
+        out = []
         off = [e.id for e in entrances if self.liveness_of(e) == "off"]
         if off:
-            return [
+            out.append(
                 f"faces.liveness: off at {', '.join(off)} — a printed photograph or a phone held to "
                 'the camera opens the door; use liveness = "model" (the default)'
-            ]
-        return []
+            )
+        for i, e in enumerate(entrances):
+            if e.tag_source is not None and e.require == "face":
+                out.append(
+                    f'face_access[{i}].tag_source: set, but require is "face": {e.id} opens without '
+                    'the tag; set require = "face+tag" (or remove tag_source)'
+                )
+        return out
 
     def liveness_of(self, entrance: FaceAccessConfig) -> str:
         """The liveness check of an entrance: its own `liveness`, or `[faces] liveness`."""
