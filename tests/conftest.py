@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:
 from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.collector import Collector  # noqa: E402
 from tests.support.configs import Table, config_toml  # noqa: E402
+from tests.support.fleet_procs import PersistentMosquitto  # noqa: E402
 
 # PostgreSQL fixtures for the fleet tests (pg_cluster, fleet_dsn)
 pytest_plugins = ["tests.support.fleet_db"]
@@ -44,6 +45,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     b = Mosquitto(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def fleet_broker(tmp_path: Path) -> Iterator[PersistentMosquitto]:
+    """A mosquitto that keeps sessions across its own restarts, as a fleet's broker is run."""
+    b = PersistentMosquitto(tmp_path).start()
     yield b
     b.stop()
 

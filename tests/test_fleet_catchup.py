@@ -9,13 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.support.fleet_db import scalar, wait_for
 from tests.support.fleet_procs import (
-    PersistentMosquitto,
     start_catchup,
     start_worker,
     stop_process,
@@ -23,13 +19,6 @@ from tests.support.fleet_procs import (
     wait_subscribed,
 )
 from tests.support.fleet_sim import ROOT, Sender, SimGateway
-
-
-@pytest.fixture
-def fleet_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    b = PersistentMosquitto(tmp_path).start()
-    yield b
-    b.stop()
 
 
 def now_ms() -> int:

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_procs import PersistentMosquitto, start_worker, stop_process, wait_subscribed
+from tests.support.fleet_procs import start_worker, stop_process, wait_subscribed
 from tests.support.fleet_sim import Sender, SimGateway
-
-
-@pytest.fixture
-def fleet_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    b = PersistentMosquitto(tmp_path).start()
-    yield b
-    b.stop()
 
 
 def now_ms() -> int:

@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support import fleet_failover
-from tests.support.fleet_procs import PersistentMosquitto
 
 GATEWAYS = 1000
-
-
-@pytest.fixture
-def fleet_broker(tmp_path):  # type: ignore[no-untyped-def]
-    b = PersistentMosquitto(tmp_path).start()
-    yield b
-    b.stop()
 
 
 @pytest.mark.timeout(420)  # 14,000 messages through PostgreSQL: minutes on a loaded 2-core machine

@@ -12,11 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,15 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.commands.canonical import SIG_FIELD, canonical_bytes
 from gateway.commands.signing import new_key, public_key_b64, write_private_key
 from tests.support.fleet_db import scalar, wait_for
-from tests.support.fleet_procs import PersistentMosquitto, start_worker, wait_subscribed
+from tests.support.fleet_procs import start_worker, wait_subscribed
 from tests.support.fleet_sim import ROOT, Sender, SimGateway
-
-
-@pytest.fixture
-def fleet_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    b = PersistentMosquitto(tmp_path).start()
-    yield b
-    b.stop()
 
 
 class Responder:
