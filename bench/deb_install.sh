@@ -23,7 +23,8 @@
 #             root (minbase has none; a real bookworm does). systemd does not run in a chroot, so
 #             this enables (the links) and its start fails with "not been booted with systemd",
 #             accepted here; what the start would run is checked by the guard step
-#   demo      lintel demo --seconds N --plain (exit 0, readings delivered)
+#   demo      lintel demo --seconds N --plain (exit 0, and its closing line "demo stopped: N records"
+#             with N > 0; under qemu on a loaded machine give it --seconds 60)
 #   guard     lintel-guard -c /etc/lintel/config.toml (the unit's ExecStartPre) says "running <v>"
 #   upgrade   (with --upgrade-deb) apt-get install of the next version: it is built beside the first,
 #             which stays untouched; current -> the new one on probation, committed stays; the guard
@@ -175,7 +176,12 @@ step enable in_root "
     test -L /etc/systemd/system/multi-user.target.wants/lintel.service
     test -L /etc/systemd/system/multi-user.target.wants/lintel-update.path
     systemctl is-enabled lintel.service"
-step demo in_root "cd /tmp && lintel demo --seconds $seconds --plain --state-dir /tmp/demo | tail -5"
+# the demo's closing line counts what it took: a demo that took nothing, or was cut short before
+# it could say so (a slow stop under qemu), is not a working lintel
+step demo in_root "
+    cd /tmp && lintel demo --seconds $seconds --plain --state-dir /tmp/demo >/tmp/demo.out
+    tail -5 /tmp/demo.out
+    grep -Eq '^demo stopped: [1-9][0-9]* records' /tmp/demo.out"
 step guard in_root "/opt/lintel/committed/bin/lintel-guard -c /etc/lintel/config.toml | grep 'running $version'"
 if [[ -n $upgrade ]]; then
     next=$(dpkg-deb -f "$upgrade" Version)
