@@ -167,13 +167,15 @@ def live_frame(p: Probe) -> LiveFrame:
     return LiveFrame(p.chip, p.vector, p.face.landmarks, None, p.context, p.pad_crops)
 
 
-def windows(probes: list[Probe]) -> list[list[LiveFrame]]:
-    out = []
+def windows(probes: list[Probe], with_step: bool = False) -> list[Any]:
+    """Every 5-frame window of usable frames (every 1st, 2nd, 3rd frame); with_step: (step, window)."""
+    out: list[Any] = []
     for step in STEPS:
         for start in range(len(probes) - 4 * step):
             window = [probes[start + i * step] for i in range(5)]
             if all(p.usable for p in window):
-                out.append([live_frame(p) for p in window])
+                frames = [live_frame(p) for p in window]
+                out.append((step, frames) if with_step else frames)
     return out
 
 
@@ -182,17 +184,33 @@ def apcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
     with tempfile.TemporaryDirectory() as tmp:
         for attack, scenes in corpus(Path(tmp), pipeline).items():
             judged = {name: [0, 0] for name in checks}
+            granted = Counter[str]()  # presentations (scenes) with at least one window judged live
             for scene in scenes:
                 probes = [pipeline.analyse(scene.frame(i / FPS + 0.03)) for i in range(int(SECONDS * FPS))]
+                passed = Counter[str]()
                 for window in windows(probes):
                     for name, check in checks.items():
-                        judged[name][0] += check.check(window).passed
+                        passed[name] += check.check(window).passed
                         judged[name][1] += 1
+                for name in checks:
+                    judged[name][0] += passed[name]
+                    granted[name] += passed[name] > 0
             cells = [
-                f"{a}/{n} = {100 * a / n:.1f} %" if n else "no usable window" for a, n in judged.values()
+                f"{a}/{n} = {100 * a / n:.1f} %; {granted[name]}/{len(scenes)} granted"
+                if n
+                else "no usable window"
+                for name, (a, n) in judged.items()
             ]
             rows.append((attack, *cells))
-            figures[attack] = {name: {"accepted": a, "windows": n} for name, (a, n) in judged.items()}
+            figures[attack] = {
+                name: {
+                    "accepted": a,
+                    "windows": n,
+                    "presentations_granted": granted[name],
+                    "presentations": len(scenes),
+                }
+                for name, (a, n) in judged.items()
+            }
     return rows, figures
 
 
@@ -216,24 +234,39 @@ def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
     rows: list[tuple[str, ...]] = []
     figures: dict[str, Any] = {}
     total = {name: [0, 0] for name in checks}
+    by_step = {name: {step: [0, 0] for step in STEPS} for name in checks}
+    refused_approaches: Counter[str] = Counter()  # clips of which no window is judged live
     why: Counter[str] = Counter()
     for clip, frames in genuine_clips().items():
         probes = [pipeline.analyse(f) for f in frames]
         judged = {name: [0, 0] for name in checks}
-        for window in windows(probes):
+        for step, window in windows(probes, with_step=True):
             for name, check in checks.items():
                 result = check.check(window)
                 judged[name][0] += not result.passed
                 judged[name][1] += 1
+                by_step[name][step][0] += not result.passed
+                by_step[name][step][1] += 1
                 if name == "model" and not result.passed:
                     why[result.detail.split(" ")[0] + " " + result.detail.split(" ")[1]] += 1
         for name, (refused, n) in judged.items():
             total[name][0] += refused
             total[name][1] += n
+            refused_approaches[name] += refused == n
         rows.append((clip, f"{sum(p.usable for p in probes)}/{len(probes)}", *_cells(judged)))
         figures[clip] = {name: {"refused": r, "windows": n} for name, (r, n) in judged.items()}
-    rows.append(("all", "", *_cells(total)))
+    rows.append(("all windows", "", *_cells(total)))
+    for step in STEPS:
+        rows.append((f"windows of every {step}. frame", "", *_cells({n: by_step[n][step] for n in checks})))
+    clips = len(figures)
+    rows.append(
+        ("approaches refused at every window", "", *(f"{refused_approaches[n]}/{clips}" for n in checks))
+    )
     figures["all"] = {name: {"refused": r, "windows": n} for name, (r, n) in total.items()}
+    figures["by_step"] = {name: {str(k): v for k, v in steps.items()} for name, steps in by_step.items()}
+    figures["approaches_refused"] = {
+        name: {"refused": refused_approaches[name], "approaches": clips} for name in checks
+    }
     figures["model_refused_by"] = dict(why)
     return rows, figures
 
