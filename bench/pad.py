@@ -5,7 +5,8 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
    physical medium's pixels in it: docs/face-calibration.md). Per attack type and photograph, a
    12 s approach at 5 fps; every 5-frame decision window (consecutive frames, and every 2nd and
    3rd frame, as a loaded gateway that drops frames sees it) is judged by each liveness check.
-   APCER = windows judged live / windows. Attack types:
+   APCER = windows judged live / windows, and presentations (scenes) with at least one window
+   judged live / presentations (what a door that judged every window would grant). Attack types:
    - print, hand-held (moved, leaned); print on a stand (does not move); bent print (a cylinder,
      moved); phone, still photo; phone, slideshow (other photos and mirrored copies, 0.6/0.8 s);
      phone, animated photo (local warp); the same warp on a pasted cut-out with no medium around
@@ -15,7 +16,9 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
 2. BPCER on genuine video: 11 real people filmed by phones, webcams and a studio camera
    (LivePortrait's driving videos, MIT: tests/data/pad/genuine/README.md), 5 fps, 3-6 s each,
    every 5-frame window as above judged by each check. BPCER = windows refused / windows, with
-   the signal that refused (the first veto of `model`). Close-up clips with exaggerated
+   the signal that refused (the first veto of `model`); per frame step, and the approaches (clips)
+   refused at every window. (The door judges an approach once, then waits `cooldown_s`: the
+   approach's first window is what a resident meets, tests/test_pad.py.) Close-up clips with exaggerated
    expressions: a hard genuine set, not residents walking to a door. The synthetic warp is an
    attack here, never a genuine presentation.
 3. Cost on one inference thread: the presentation-attack detector per face (both models), a door
