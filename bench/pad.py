@@ -5,7 +5,8 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
    physical medium's pixels in it: docs/face-calibration.md). Per attack type and photograph, a
    12 s approach at 5 fps; every 5-frame decision window (consecutive frames, and every 2nd and
    3rd frame, as a loaded gateway that drops frames sees it) is judged by each liveness check.
-   APCER = windows judged live / windows. Attack types:
+   APCER = windows judged live / windows, and presentations (scenes) with at least one window
+   judged live / presentations (what a door that judged every window would grant). Attack types:
    - print, hand-held (moved, leaned); print on a stand (does not move); bent print (a cylinder,
      moved); phone, still photo; phone, slideshow (other photos and mirrored copies, 0.6/0.8 s);
      phone, animated photo (local warp); the same warp on a pasted cut-out with no medium around
@@ -15,7 +16,9 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
 2. BPCER on genuine video: 11 real people filmed by phones, webcams and a studio camera
    (LivePortrait's driving videos, MIT: tests/data/pad/genuine/README.md), 5 fps, 3-6 s each,
    every 5-frame window as above judged by each check. BPCER = windows refused / windows, with
-   the signal that refused (the first veto of `model`). Close-up clips with exaggerated
+   the signal that refused (the first veto of `model`); per frame step, and the approaches (clips)
+   refused at every window. (The door judges an approach once, then waits `cooldown_s`: the
+   approach's first window is what a resident meets, tests/test_pad.py.) Close-up clips with exaggerated
    expressions: a hard genuine set, not residents walking to a door. The synthetic warp is an
    attack here, never a genuine presentation.
 3. Cost on one inference thread: the presentation-attack detector per face (both models), a door
@@ -167,13 +170,15 @@ def live_frame(p: Probe) -> LiveFrame:
     return LiveFrame(p.chip, p.vector, p.face.landmarks, None, p.context, p.pad_crops)
 
 
-def windows(probes: list[Probe]) -> list[list[LiveFrame]]:
-    out = []
+def windows(probes: list[Probe], with_step: bool = False) -> list[Any]:
+    """Every 5-frame window of usable frames (every 1st, 2nd, 3rd frame); with_step: (step, window)."""
+    out: list[Any] = []
     for step in STEPS:
         for start in range(len(probes) - 4 * step):
             window = [probes[start + i * step] for i in range(5)]
             if all(p.usable for p in window):
-                out.append([live_frame(p) for p in window])
+                frames = [live_frame(p) for p in window]
+                out.append((step, frames) if with_step else frames)
     return out
 
 
@@ -182,17 +187,33 @@ def apcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
     with tempfile.TemporaryDirectory() as tmp:
         for attack, scenes in corpus(Path(tmp), pipeline).items():
             judged = {name: [0, 0] for name in checks}
+            granted = Counter[str]()  # presentations (scenes) with at least one window judged live
             for scene in scenes:
                 probes = [pipeline.analyse(scene.frame(i / FPS + 0.03)) for i in range(int(SECONDS * FPS))]
+                passed = Counter[str]()
                 for window in windows(probes):
                     for name, check in checks.items():
-                        judged[name][0] += check.check(window).passed
+                        passed[name] += check.check(window).passed
                         judged[name][1] += 1
+                for name in checks:
+                    judged[name][0] += passed[name]
+                    granted[name] += passed[name] > 0
             cells = [
-                f"{a}/{n} = {100 * a / n:.1f} %" if n else "no usable window" for a, n in judged.values()
+                f"{a}/{n} = {100 * a / n:.1f} %; {granted[name]}/{len(scenes)} granted"
+                if n
+                else "no usable window"
+                for name, (a, n) in judged.items()
             ]
             rows.append((attack, *cells))
-            figures[attack] = {name: {"accepted": a, "windows": n} for name, (a, n) in judged.items()}
+            figures[attack] = {
+                name: {
+                    "accepted": a,
+                    "windows": n,
+                    "presentations_granted": granted[name],
+                    "presentations": len(scenes),
+                }
+                for name, (a, n) in judged.items()
+            }
     return rows, figures
 
 
@@ -216,24 +237,39 @@ def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
     rows: list[tuple[str, ...]] = []
     figures: dict[str, Any] = {}
     total = {name: [0, 0] for name in checks}
+    by_step = {name: {step: [0, 0] for step in STEPS} for name in checks}
+    refused_approaches: Counter[str] = Counter()  # clips of which no window is judged live
     why: Counter[str] = Counter()
     for clip, frames in genuine_clips().items():
         probes = [pipeline.analyse(f) for f in frames]
         judged = {name: [0, 0] for name in checks}
-        for window in windows(probes):
+        for step, window in windows(probes, with_step=True):
             for name, check in checks.items():
                 result = check.check(window)
                 judged[name][0] += not result.passed
                 judged[name][1] += 1
+                by_step[name][step][0] += not result.passed
+                by_step[name][step][1] += 1
                 if name == "model" and not result.passed:
                     why[result.detail.split(" ")[0] + " " + result.detail.split(" ")[1]] += 1
         for name, (refused, n) in judged.items():
             total[name][0] += refused
             total[name][1] += n
+            refused_approaches[name] += refused == n
         rows.append((clip, f"{sum(p.usable for p in probes)}/{len(probes)}", *_cells(judged)))
         figures[clip] = {name: {"refused": r, "windows": n} for name, (r, n) in judged.items()}
-    rows.append(("all", "", *_cells(total)))
+    rows.append(("all windows", "", *_cells(total)))
+    for step in STEPS:
+        rows.append((f"windows of every {step}. frame", "", *_cells({n: by_step[n][step] for n in checks})))
+    clips = len(figures)
+    rows.append(
+        ("approaches refused at every window", "", *(f"{refused_approaches[n]}/{clips}" for n in checks))
+    )
     figures["all"] = {name: {"refused": r, "windows": n} for name, (r, n) in total.items()}
+    figures["by_step"] = {name: {str(k): v for k, v in steps.items()} for name, steps in by_step.items()}
+    figures["approaches_refused"] = {
+        name: {"refused": refused_approaches[name], "approaches": clips} for name in checks
+    }
     figures["model_refused_by"] = dict(why)
     return rows, figures
 

@@ -127,9 +127,11 @@ def test_every_decision_window_of_an_attack_clip_is_refused(
                 refused.append(check.check([live_frame(p) for p in window]))
     assert len(refused) >= 20
     assert not any(r.passed for r in refused), [r.detail for r in refused if r.passed]
-    # which cue refuses: the slideshow jumps; the phone's bezel frames the animated photo
-    cue = "identity jump" if kind == "slideshow" else "framed by a medium"
-    assert sum(cue in r.detail for r in refused) >= 0.8 * len(refused), [r.detail for r in refused]
+    # which cue refuses: the slideshow swaps faces (a photo and its mirror copy correlate too well:
+    # the bezel refuses those windows); the phone's bezel frames the animated photo
+    assert all("face swapped" in r.detail or "framed by a medium" in r.detail for r in refused)
+    cue = "face swapped" if kind == "slideshow" else "framed by a medium"
+    assert sum(cue in r.detail for r in refused) >= 0.5 * len(refused), [r.detail for r in refused]
 
 
 def test_each_signal_can_refuse_alone(pipeline: FacePipeline) -> None:
@@ -160,11 +162,13 @@ def test_each_signal_can_refuse_alone(pipeline: FacePipeline) -> None:
     assert passing.passed, passing.detail
     assert "PAD live 0.20" in check.check(window(pad=0.2)).detail
     assert not check.check(window(pad=0.2)).passed
-    v = base[0].vector
-    assert v is not None
-    other = -v  # a different photo: the descriptor jumps
-    jumped = check.check(window(vector=[v, v, other, v, v]))
-    assert not jumped.passed and "identity jump" in jumped.detail
+    other = "faces/biden.jpg"  # a different photo in the middle of the window: the face is swapped
+    swap = frames_of(
+        pipeline, [DoorScene([Visit(photo(other), FACE_BOXES[other], 0, 1, "still")], 1).frame(0.1)]
+    )
+    chips = [f.chip for f in base]
+    swapped = check.check(window(chip=[*chips[:2], swap[0].chip, *chips[3:]]))
+    assert not swapped.passed and "face swapped" in swapped.detail
     frame = blank.copy()
     cv2.rectangle(frame, (10, 8), (118, 124), 30, 2)  # a phone's edge around the face
     framed = check.check(window(context=frame))
@@ -332,8 +336,9 @@ def test_real_people_on_video_score_live_and_move_like_faces(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 26, open: on real video of 11 people `model` refuses ~3 in 4 genuine windows "
-    "(identity jump, a medium's frame: cues tuned on synthetic clips); docs/face-calibration.md",
+    reason="issue 26, open: on real video of 11 people `model` refuses 18 of the 117 consecutive "
+    "windows of the first 3 s (15 %: a still straight edge beside the face, planar motion); "
+    "each approach's first decision passes 10 of 11 (test below); docs/face-calibration.md",
 )
 def test_model_refuses_at_most_one_genuine_window_in_ten(
     pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
@@ -342,3 +347,14 @@ def test_model_refuses_at_most_one_genuine_window_in_ten(
     refused = Counter(name for name, ws in genuine.items() for w in ws if not check.check(w).passed)
     windows = sum(len(w) for w in genuine.values())
     assert sum(refused.values()) <= 0.10 * windows, (sum(refused.values()), windows, refused)
+
+
+def test_model_refuses_at_most_one_genuine_approach_in_ten(
+    pipeline: FacePipeline, genuine: dict[str, list[list[LiveFrame]]]
+) -> None:
+    """Per approach, as the door decides: one decision on the approach's first 5 usable frames,
+    then none for `cooldown_s` (8 s: longer than these clips), so that decision is the
+    resident's. At most 1 of the 11 real people may be refused it."""
+    check = liveness_check("model", pipeline.pad)
+    refused = {name: r.detail for name, ws in genuine.items() if not (r := check.check(ws[0])).passed}
+    assert len(refused) <= 0.10 * len(genuine), refused

@@ -4,9 +4,10 @@
 of them refuses the grant (`ModelLiveness`, numbers in docs/face-calibration.md):
 - the trained presentation-attack detector (`pad.py`, MiniFASNet): the median live probability of
   the latest 5 frames must reach `min_pad_score`. It sees the physical medium (paper, a screen);
-- temporal consistency (`consistency.py`): the identity descriptor and the landmark geometry
-  must change continuously (a slideshow jumps), and no straight-edged medium (a phone, a sheet of
-  paper) may frame the face on three sides while moving with it;
+- temporal consistency (`consistency.py`): the face must not be swapped between frames (a
+  slideshow: the upper face stops correlating), the landmark geometry must change continuously,
+  and no straight-edged medium (a phone, a sheet of paper) may show an edge beside the face
+  that moves with it;
 - micro-motion (below): the face must not move like a plane.
 
 `micro_motion` looks for a face that moves like a face. A flat picture moved in
@@ -51,7 +52,7 @@ class LiveFrame:
     """What liveness may look at in one usable frame of the face."""
 
     chip: np.ndarray  # the aligned face (micro-motion)
-    vector: np.ndarray | None = None  # its identity descriptor (identity continuity)
+    vector: np.ndarray | None = None  # its identity descriptor (not judged by liveness)
     landmarks: np.ndarray | None = None  # 5 × 2, picture pixels (geometry continuity)
     pad: float | None = None  # live probability of the presentation-attack detector, if known
     context: np.ndarray | None = None  # the face's surroundings (consistency.context_chip)
@@ -151,7 +152,7 @@ class MicroMotion:
 class ModelLiveness:
     """PAD model + temporal consistency + micro-motion over one window; any one vetoes.
 
-    The window is the face's last 5-10 frames: identity, geometry and the medium's frame over
+    The window is the face's last 5-10 frames: swaps, geometry and the medium's frame over
     all of them; micro-motion and the detector over the latest MIN_FRAMES (what bench/pad.py
     measures). Cheapest first, and the first veto refuses: a refusal by a consistency cue costs
     ~1 ms, a grant pays for all of them. The detector runs here, on the frames it judges (their
@@ -161,10 +162,8 @@ class ModelLiveness:
     name = "model"
     frames = MIN_FRAMES
     min_pad_score = 0.5  # the authors' own cut: live is the most likely class
-    # one photograph, moved or warped, steps ≤ 0.44 between consecutive frames of the door clips
-    # (a live face: not measured); two photos of one person are 0.5-0.95 apart (0.72-0.76 in the
-    # slideshow clips)
-    max_identity_jump = 0.55
+    # consecutive chips of 11 real people: upper-face correlation ≥ 0.33; a slide change ≤ -0.01
+    min_face_correlation = 0.15
     # landmark jitter reaches 0.17 eye distances on still photographs: only a gross jump counts
     max_geometry_jump = 0.3
 
@@ -191,12 +190,14 @@ class ModelLiveness:
         scorers = [self._scorer(f) for f in judged]
         if any(s is None for s in scorers):
             return LivenessResult(False, "the presentation-attack detector did not run")
-        vectors = [f.vector for f in frames if f.vector is not None]
+        chips = [f.chip for f in frames]
         landmarks = [f.landmarks for f in frames if f.landmarks is not None]
         contexts = [f.context for f in frames if f.context is not None]
-        c = consistency.measure(vectors, landmarks, contexts)
-        if c.identity_jump > self.max_identity_jump:
-            return LivenessResult(False, f"identity jump {c.identity_jump:.2f} > {self.max_identity_jump}")
+        c = consistency.measure(chips, landmarks, contexts)
+        if c.face_correlation < self.min_face_correlation:
+            return LivenessResult(
+                False, f"face swapped: correlation {c.face_correlation:.2f} < {self.min_face_correlation}"
+            )
         if c.geometry_jump > self.max_geometry_jump:
             return LivenessResult(False, f"geometry jump {c.geometry_jump:.2f} > {self.max_geometry_jump}")
         if consistency.framed(c.medium_sides):
@@ -209,7 +210,7 @@ class ModelLiveness:
             return LivenessResult(False, f"PAD live {pad:.2f} < {self.min_pad_score}")
         return LivenessResult(
             True,
-            f"PAD live {pad:.2f}, identity jump {c.identity_jump:.2f}, geometry jump "
+            f"PAD live {pad:.2f}, face correlation {c.face_correlation:.2f}, geometry jump "
             f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px",
         )
 
