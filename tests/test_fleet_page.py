@@ -140,6 +140,19 @@ def check_lanes(browser, dsn: str, gateway_id: str, status: dict) -> None:  # ty
         assert ("LOCKED OUT" in rows["entrances"][entrance["id"]]) == entrance["locked"]
 
 
+def click_and_load(browser, element) -> None:  # type: ignore[no-untyped-def]
+    """Click a link or submit button and wait for the page it leads to: chromedriver's click returns
+    before a form's POST and redirect have loaded, and reading the page then finds the old one (a
+    full CI run read the sign-in page's empty buildings table)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp_path, fleet_dsn, browser):
     from selenium.webdriver.common.by import By
 
@@ -165,7 +178,7 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         browser.get(url + "/")
         assert "Sign in" in browser.title  # nothing without the token
         browser.find_element(By.ID, "token").send_keys(stack.token)
-        browser.find_element(By.ID, "signin").click()
+        click_and_load(browser, browser.find_element(By.ID, "signin"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#buildings tr[data-gateway]")
         assert {r.get_attribute("data-gateway") for r in rows} == {gid for _, gid in BUILDINGS}
         for r in rows:
@@ -176,7 +189,7 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
         ARTEFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTEFACTS / "fleet-buildings.png"))
 
-        browser.find_element(By.LINK_TEXT, "bldg-harbour").click()
+        click_and_load(browser, browser.find_element(By.LINK_TEXT, "bldg-harbour"))
         on_site = lintel_json("status", "-c", str(configs["bldg-harbour"]))["status"]
         check_building_page(browser, on_site)
         check_lanes(browser, fleet_dsn, "bldg-harbour", on_site)
@@ -191,7 +204,7 @@ def test_page_shows_three_buildings_and_acknowledges_an_alarm_on_the_gateway(tmp
             str(a["alarm_id"]) == alarm_id and not a.get("acked_ms")
             for a in gateway_alarms(configs["bldg-harbour"])
         )
-        row.find_element(By.CSS_SELECTOR, "button.ack").click()
+        click_and_load(browser, row.find_element(By.CSS_SELECTOR, "button.ack"))
         assert "signed command" in browser.find_element(By.ID, "flash").text
 
         # the gateway acknowledged it (its own state database says so) ...
