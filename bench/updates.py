@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -46,19 +45,12 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
+from tests.support.outbox_db import accepted_seq
 from tests.support.service import ServiceStandIn
 
 BASE = "lintel/site-a/gw-test"
 STEPS = ("install", "switched", "start", "probation", "outcome", "none")
 KINDS = ("good", "good", "no_broker", "crash")
-
-
-def last_seq(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
-    finally:
-        conn.close()
 
 
 class Gateway:
@@ -200,7 +192,7 @@ def main() -> None:
                     flush=True,
                 )
             gw.service.stop()
-            accepted = last_seq(gw.state / "outbox.db")
+            accepted = accepted_seq(gw.state / "outbox.db")
             # a last run of the committed release drains what the kills left in the outbox
             drain = gw.stand_in(work / "drain.log").start()
             gw.wait(lambda: set(range(1, accepted + 1)) <= gw.collector.seqs(), 60)

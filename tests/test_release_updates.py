@@ -34,6 +34,7 @@ from tests.support.collector import Collector, Received
 from tests.support.commander import Commander, envelope, operator_toml
 from tests.support.configs import meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
+from tests.support.outbox_db import accepted_seq
 from tests.support.schema import validate
 from tests.support.service import ServiceStandIn, UpdatePathStandIn
 
@@ -154,14 +155,6 @@ def outbox_format(db: Path) -> int:
         conn.close()
 
 
-def last_seq(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_a_release_that_dies_at_start_is_rolled_back_after_max_boots_and_says_why(site: Site) -> None:
     """A release that raises before READY: the boot guard counts its starts and switches back after
     max_boots (3); the births, `lintel status` and upstream say why, and nothing accepted is lost.
@@ -190,7 +183,7 @@ def test_a_release_that_dies_at_start_is_rolled_back_after_max_boots_and_says_wh
     # nothing accepted was lost on the way: every seq up to the last one reached the broker
     site.wait(lambda: len(site.collector.seqs()) > 20, 30, "more than 20 messages")
     site.service.stop()
-    accepted = last_seq(site.state / "outbox.db")
+    accepted = accepted_seq(site.state / "outbox.db")
     assert accepted > 20
     missing = set(range(1, accepted + 1)) - site.collector.seqs()
     assert not missing, f"{len(missing)} of {accepted} accepted messages never reached the broker"
@@ -255,7 +248,7 @@ def test_kill_9_at_start_and_in_probation_still_ends_on_a_release_that_runs(site
     assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "2.0.0", "2.0.0"]
     assert [r.rc for r in site.service.runs[1:3]] == [-9, -9]
     site.service.stop()
-    accepted = last_seq(site.state / "outbox.db")
+    accepted = accepted_seq(site.state / "outbox.db")
     drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
     try:
         site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")
@@ -323,7 +316,7 @@ def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_ol
         validate(message.topic, message.payload)
     # nothing accepted was lost across the three switches
     site.service.stop()
-    accepted = last_seq(db)
+    accepted = accepted_seq(db)
     drain = ServiceStandIn(site.root, site.config, site.tmp / "drain.log").start()
     try:
         site.wait(lambda: set(range(1, accepted + 1)) <= site.collector.seqs(), 30, "every accepted seq")

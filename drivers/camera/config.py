@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from gateway.core.config_base import SourceConfigBase, custom_error
+from gateway.core.config_base import SourceConfigBase, custom_error, one_password_source
 from gateway.core.errors import ConfigProblem
 from gateway.core.redact import mask_url
 
@@ -128,13 +128,7 @@ class CameraConfig(SourceConfigBase):
                 key="reconnect_max_s",
                 got=str(self.reconnect_max_s),
             )
-        if self.password_file is not None and self.password_secret is not None:
-            raise custom_error(
-                "password_file and password_secret both given",
-                "one of them: password_secret names a deployed secret, password_file a local file",
-                key="password_secret",
-                got=f'"{self.password_secret}"',
-            )
+        one_password_source(self.password_file, self.password_secret)
         if self.password_file is not None and not Path(self.password_file).is_absolute():
             raise custom_error(
                 "not an absolute path",

@@ -35,6 +35,18 @@ def custom_error(
     return PydanticCustomError("lintel", message, {"expected": expected, "key": key, "got": got})
 
 
+def one_password_source(password_file: str | None, password_secret: str | None) -> None:
+    """Model validator body: a device's password comes from a local file or a deployed secret,
+    never both (the error names the secret as the key to drop or keep)."""
+    if password_file is not None and password_secret is not None:
+        raise custom_error(
+            "password_file and password_secret both given",
+            "one of them: password_secret names a deployed secret, password_file a local file",
+            key="password_secret",
+            got=f'"{password_secret}"',
+        )
+
+
 def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:
     """Field validator body: `url` is scheme://host[:port] with one of `schemes`, no credentials
     (they belong in `credentials_in`, since URLs appear in logs), no path or query. `what` names

@@ -36,6 +36,17 @@ def last_seq(db: Path) -> int:
     return meta(db, "last_seq") if db.exists() else 0
 
 
+def accepted_seq(db: Path) -> int:
+    """`last_seq` for a test that then counts what must have arrived: an outbox without the
+    counter fails here, where `last_seq`'s 0 would make "every accepted seq arrived" vacuous."""
+    if not db.exists():
+        raise FileNotFoundError(db)
+    value = scalar(db, "SELECT value FROM meta WHERE key='last_seq'")
+    if value is None:
+        raise AssertionError(f"{db} has no last_seq")
+    return int(value)
+
+
 def assert_intact(db: Path) -> None:
     """SQLite's own integrity check passes (after a kill -9, say)."""
     assert scalar(db, "PRAGMA integrity_check") == "ok"

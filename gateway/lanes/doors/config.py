@@ -12,7 +12,13 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.config_base import Identifier, StrictModel, check_url, custom_error
+from gateway.core.config_base import (
+    Identifier,
+    StrictModel,
+    check_url,
+    custom_error,
+    one_password_source,
+)
 from gateway.core.references import MODBUS, SOURCE_KINDS, Named, Ref
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -84,13 +90,7 @@ class ShellyGen2Relay(StrictModel):
 
     @model_validator(mode="after")
     def _authenticated_and_pinned(self) -> ShellyGen2Relay:
-        if self.password_file is not None and self.password_secret is not None:
-            raise custom_error(
-                "password_file and password_secret both given",
-                "one of them: password_secret names a deployed secret, password_file a local file",
-                key="password_secret",
-                got=f'"{self.password_secret}"',
-            )
+        one_password_source(self.password_file, self.password_secret)
         if self.password_file is None and self.password_secret is None:
             raise custom_error(
                 "a Shelly relay without a password opens the door for anyone on its network",
