@@ -49,7 +49,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from drivers.camera import door_scene
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
@@ -57,7 +56,7 @@ from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, MicroMotion, ModelLiveness
 from gateway.lanes.faces.pipeline import FacePipeline, Probe
-from tests.support.attacks import AttackScene
+from tests.support.attacks import AttackScene, ReplayScene
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 GENUINE = Path(__file__).resolve().parents[1] / "tests" / "data" / "pad" / "genuine"
@@ -73,24 +72,6 @@ class Stand(DoorScene):
         return super().frame(0.0 if t < self.visits[0].end_s else t)
 
 
-class Replay(DoorScene):
-    """A genuine clip (tests/data/pad/genuine) replayed on a phone held to the camera: at time t
-    the clip's frame at t (looped), cut about its first frame's face, in the phone's bezel,
-    drifting as a hand does."""
-
-    def __init__(
-        self, frames: list[np.ndarray], face: tuple[float, float, float, float], folder: Path
-    ) -> None:
-        first = folder / f"replay-{id(frames)}.png"
-        cv2.imwrite(str(first), frames[0])
-        super().__init__([Visit(first, face, 0, SECONDS, "still", screen=True)], SECONDS)
-        self.frames, self.face = frames, face
-
-    def frame(self, t: float) -> np.ndarray:
-        self.cutouts = [door_scene._cutout(self.frames[int(t * FPS) % len(self.frames)], self.face)]
-        return super().frame(t)
-
-
 def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
     scenes: list[DoorScene] = []
     for frames in genuine_clips().values():
@@ -98,7 +79,7 @@ def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
         assert probe.face is not None
         h, w = frames[0].shape[:2]
         x1, y1, x2, y2 = probe.face.box
-        scenes.append(Replay(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder))
+        scenes.append(ReplayScene(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder, SECONDS, FPS))
     return scenes
 
 
