@@ -26,17 +26,10 @@ from gateway.cli.output import human_bytes
 from gateway.core.devices import DeviceReport, PointValue, unit_of
 from gateway.core.durations import for_people
 from gateway.runtime.report import GatewayReport
+from gateway.upstream.device_points import CAMERA_POINTS, METER_POINTS, SENSOR_POINTS
 
 TITLES = ("ALARMS", "METERS", "DOORS & SENSORS", "FIRE LANES", "FACE ENTRANCES", "CARE", "UPLINK/OUTBOX")
 LEFT_WIDTH = 42  # meters' lines are the longest; the right column gets the rest
-# The points a meter line shows, in this order, as many as fit: one from each group.
-METER_POINTS = (
-    ("power_w",),
-    ("energy_import_kwh", "energy_total_kwh"),
-    ("volume_m3",),
-    ("flow_m3h",),
-    ("voltage_v", "voltage_l1_v"),
-)
 
 
 @dataclass(slots=True)
@@ -103,13 +96,13 @@ def show(p: PointValue) -> str:
     return f"{text} {p.unit}" if p.unit else f"{p.name.replace('_', ' ')} {text}"
 
 
-SENSOR_POINTS = (("door_open",), ("temperature_c",), ("humidity_pct",), ("battery_pct",), ("rssi_dbm",))
-CAMERA_POINTS = (("fps",), ("decode_ms",))
+# On site a sensor line also shows the radio's signal: an installer places sensors by it.
+SITE_SENSOR_POINTS = (*SENSOR_POINTS, ("rssi_dbm",))
 
 
 def key_points(d: DeviceReport, limit: int = 3) -> list[str]:
     """The few points that say most about a device, shown (a meter: power, energy, volume...)."""
-    groups = {"meter": METER_POINTS, "sensor": SENSOR_POINTS, "camera": CAMERA_POINTS}[d.kind]
+    groups = {"meter": METER_POINTS, "sensor": SITE_SENSOR_POINTS, "camera": CAMERA_POINTS}[d.kind]
     by_name = {p.name: p for p in d.points}
     picked = [next((by_name[n] for n in group if n in by_name), None) for group in groups]
     return [show(p) for p in picked if p is not None][:limit]
