@@ -14,9 +14,11 @@ from typing import ClassVar
 
 import pytest
 
+from gateway.cli.run import EXIT_BUSY
 from gateway.releases import guard
 from gateway.releases.install import install
 from gateway.releases.package import download
+from gateway.releases.probation import EXIT_ROLLBACK
 from gateway.releases.state import (
     COMMITTED,
     FAILED,
@@ -238,7 +240,8 @@ def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_inst
     store: ReleaseStore, tmp_path: Path
 ) -> None:
     """Exit 78 stops systemd from restarting (RestartPreventExitStatus), so the guard would never run:
-    a release on probation exits 75 instead, having asked for the rollback."""
+    a release on probation exits EXIT_ROLLBACK (10) instead, having asked for the rollback; not 75,
+    which says "another daemon holds the state folder" or "may pass": a rollback reads as one."""
     state_dir = tmp_path / "var"
     state_dir.mkdir()
     install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
@@ -251,7 +254,7 @@ def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_inst
     stage(store, state_dir, "2.0.0", POLICY, Origin())
     assert guard.decide(store, state_dir).run == "2.0.0"
     done = subprocess.run(launcher, capture_output=True, text=True)
-    assert done.returncode == 75, done.stderr
+    assert done.returncode == EXIT_ROLLBACK != EXIT_BUSY, done.stderr
     state = read_state(state_dir)
     assert state is not None and state.phase == ROLLBACK_REQUESTED
     assert state.reason is not None and "refused the config" in state.reason and "unknown_key" in state.reason
