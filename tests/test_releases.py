@@ -115,6 +115,31 @@ def test_a_release_that_never_passes_probation_is_rolled_back_after_max_boots(
     assert run_version(store) == "1.0.0"
 
 
+def test_starts_refused_for_a_busy_state_folder_are_not_counted_against_a_release_on_probation(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    """Another daemon holding the state folder (a manual `lintel run`, a demo on /var/lib/lintel)
+    makes every start exit 75 through no fault of the release: those starts must not spend its
+    `max_boots`, or a good release is rolled back as one that "never passed probation"."""
+    from gateway.runtime.state_lock import lock_state_folder
+
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    stage(store, state_dir, "2.0.0", POLICY, Origin())
+    other = lock_state_folder(state_dir)  # held as another process's would be (flock per open file)
+    try:
+        for _ in range(5):
+            verdict = guard.decide(store, state_dir)
+            assert verdict.run == "2.0.0" and "state folder busy" in verdict.did, verdict
+    finally:
+        other.release()
+    state = read_state(state_dir)
+    assert state is not None and state.phase == PROBATION and state.boots == 0, state
+    assert [start(store, state_dir) for _ in range(3)] == ["2.0.0"] * 3  # its own starts still count
+    assert start(store, state_dir) == "1.0.0"
+
+
 def test_the_guard_finishes_whatever_a_power_cut_interrupted(store: ReleaseStore, tmp_path: Path) -> None:
     state_dir = tmp_path / "var"
     state_dir.mkdir()
