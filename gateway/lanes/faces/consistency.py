@@ -130,11 +130,21 @@ def held_sides(a: np.ndarray, b: np.ndarray) -> str:
 
 
 def medium_sides(contexts: list[np.ndarray]) -> str:
-    """The most sides of the face that a straight edge held still on between two consecutive
-    context chips (the first such step with the most sides; "" for fewer than 2 chips)."""
-    edges = [_inside_edges(c) for c in contexts]
-    steps = [held_sides(a, b) for a, b in itertools.pairwise(edges)]
-    return max(steps, key=len, default="")
+    """The sides of the face on which straight edges held still between two consecutive context
+    chips: those of the first step that shows MIN_MEDIUM_SIDES or more (the later steps cannot
+    change `framed`'s answer, so they are not looked at), else of the step showing the most ("" for
+    fewer than 2 chips)."""
+    most = ""
+    previous = None
+    for context in contexts:
+        edges = _inside_edges(context)
+        if previous is not None:
+            sides = held_sides(previous, edges)
+            if len(sides) >= MIN_MEDIUM_SIDES:
+                return sides
+            most = max(most, sides, key=len)
+        previous = edges
+    return most
 
 
 def framed(sides: str) -> bool:
