@@ -189,7 +189,8 @@ def test_demo_publishes_a_valid_building_to_a_broker(
     assert any(t.endswith("/event/cam-court/camera_online") for t in topics), topics
     # The lobby's face reader: its camera plays, the demo resident is enrolled (encrypted).
     assert any(t.endswith("/event/cam-lobby/camera_online") for t in topics), topics
-    assert (tmp_path / "demo" / "faces.db").is_file() and (tmp_path / "demo" / "faces.key").is_file()
+    assert (tmp_path / "demo" / "faces.db").is_file() and (tmp_path / "demo-keys" / "faces.key").is_file()
+    assert not (tmp_path / "demo" / "faces.key").exists()  # the key is not kept beside the gallery
     # The demo enables the Home Assistant bridge: every discovery config passes HA's rules, and every
     # meter point, door and fire lane of the building is announced with its class.
     configs = {t: ha_schema.check(t, p) for t, p, _r in collector.bridged if t.endswith("/config") and p}
@@ -233,12 +234,33 @@ def test_demo_publishes_a_valid_building_to_a_broker(
 
 
 def test_demo_without_a_broker_buffers_locally(tmp_path: Path) -> None:
-    out = lintel_output("demo", "--seconds", "3", "--plain", "--state-dir", str(tmp_path), timeout=60)
+    state = tmp_path / "demo"
+    out = lintel_output("demo", "--seconds", "3", "--plain", "--state-dir", str(state), timeout=60)
     assert out.returncode == 0, out.stderr
     assert "no broker (buffering locally)" in out.stdout.replace("\n", " ")
     last = out.stdout.strip().splitlines()[-1]
     backlog = int(last.rsplit("outbox backlog ", 1)[1].split()[0])
     assert backlog > 0
+    # The demo follows its own rules: no warning about a file it placed itself (its face gallery
+    # key was once kept in the state folder, beside the gallery, which the gateway warns about).
+    own = [line for line in out.stderr.splitlines() if " WARNING " in line and str(tmp_path) in line]
+    assert own == [], own
+    assert (tmp_path / "demo-keys" / "faces.key").is_file()
+
+
+def test_the_demo_adopts_the_key_an_older_demo_left_in_its_state_folder(tmp_path: Path) -> None:
+    from gateway.cli.demo_building import adopt_old_demo_key, demo_key_path
+
+    state = tmp_path / "demo"
+    state.mkdir()
+    (state / "faces.key").write_bytes(b"k" * 32)
+    key = demo_key_path(state)
+    assert key == tmp_path / "demo-keys" / "faces.key"
+    assert adopt_old_demo_key(state, key)
+    assert key.read_bytes() == b"k" * 32 and not (state / "faces.key").exists()
+    (state / "faces.key").write_bytes(b"n" * 32)  # a key is already there: never overwritten
+    assert not adopt_old_demo_key(state, key)
+    assert key.read_bytes() == b"k" * 32
 
 
 def test_every_command_and_action_reaches_a_handler() -> None:

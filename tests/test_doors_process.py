@@ -26,6 +26,7 @@ from tests.support.broker import Mosquitto
 from tests.support.collector import Collector
 from tests.support.configs import door_toml, meter_bus_toml, mqtt_toml
 from tests.support.modbus_thread import ModbusThread
+from tests.support.outbox_db import accepted_seq
 from tests.support.process import lintel, stop_and_show_log
 
 STATS_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schema" / "v1" / "stats.json"
@@ -36,12 +37,18 @@ COIL = 0
 
 
 def config_text(
-    tmp_path: Path, broker: int, modbus: int, interval_s: float = 1, pulse_s: float = PULSE_S, mqtt: str = ""
+    tmp_path: Path,
+    broker: int,
+    modbus: int,
+    interval_s: float = 1,
+    pulse_s: float = PULSE_S,
+    mqtt: str = "",
+    shutdown_timeout_s: float = 10,
 ) -> str:
     sources = meter_bus_toml(modbus, interval_s=interval_s) + door_toml(
         coil=COIL, pulse_s=pulse_s, timeout_ms=300
     )
-    runtime = {"status_interval_s": 0.2}
+    runtime = {"status_interval_s": 0.2, "shutdown_timeout_s": shutdown_timeout_s}
     return gateway_toml(tmp_path / "state", mqtt=mqtt_toml(broker, mqtt), sources=sources, runtime=runtime)
 
 
@@ -219,6 +226,28 @@ def test_fault_raised_during_shutdown_still_reaches_the_broker(rig: Rig, collect
     rig.proc.send_signal(signal.SIGTERM)  # before the fault's grace has passed
     assert rig.proc.wait(30) == 0, stop_and_show_log(rig.proc)
     assert collector.wait_for(lambda c: len(faults(c)) == 1, 10), "the fault was lost at shutdown"
+
+
+def test_a_relay_whose_bus_never_came_up_raises_no_stuck_relay_fault_at_stop(
+    rig: Rig, collector: Collector
+) -> None:
+    """A relay this gateway never switched on is not "stuck on" when its bus never came up: the
+    stop still tries to switch it off (and says the state is unknown), but raises no alarm."""
+    rig.modbus.pause()  # the relay module's TCP gateway is not on the network from the start
+    # a shutdown budget that lets the doors' stop use all of its own (3 s) rather than be cut short
+    rig.config.write_text(config_text(rig.tmp_path, rig.broker.port, rig.modbus.port, shutdown_timeout_s=20))
+    rig.proc = lintel("run", "-c", str(rig.config))
+    wait_for(lambda: rig.door_state() == "unknown", 30, "the door to report its relay state unknown")
+    rig.proc.send_signal(signal.SIGTERM)
+    _, err = rig.proc.communicate(timeout=30)
+    log = err.decode()
+    assert rig.proc.returncode == 0, log
+    accepted = accepted_seq(rig.tmp_path / "state" / "outbox.db")
+    assert collector.wait_for(lambda c: set(range(1, accepted + 1)) <= c.seqs(), 20), "records lost at stop"
+    assert faults(collector) == [], log
+    assert "stuck on" not in log, log
+    unknown = [line for line in log.splitlines() if "lobby" in line and "state unknown" in line]
+    assert unknown and " WARNING " in unknown[-1], log
 
 
 def test_stats_report_the_door_relay_as_the_gateway_drives_it(rig: Rig, collector: Collector) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.live import Live
 from rich.text import Text
 
-from gateway.cli.dashboard import Decision, outbox_oldest_ms, render
+from gateway.cli.dashboard import outbox_oldest_ms, render
+from gateway.cli.dashboard_panels import Decision
 from gateway.cli.demo_building import (
     demo_config,
     demo_config_path,

@@ -7,6 +7,7 @@ cameras) so `lintel demo` always shows the whole gateway working without hardwar
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -176,6 +177,25 @@ FACES = MEDIA.parent / "faces"
 DEMO_RESIDENT = "r-demo-0412"
 
 
+def demo_key_path(state_dir: Path) -> Path:
+    """The demo's face gallery key: in a folder beside its state folder (`var/demo-keys/` for
+    `var/demo`), never in it. A key in the folder that holds the gallery is what `lintel run`,
+    `check-config` and `doctor` warn about (whoever copies the folder has both); the demo keeps the
+    rule it teaches."""
+    return state_dir.parent / f"{state_dir.name}-keys" / "faces.key"
+
+
+def adopt_old_demo_key(state_dir: Path, key_path: Path) -> bool:
+    """Move the key an older demo left in its state folder to `key_path`, so the gallery it
+    encrypted stays readable; True when moved. Never overwrites a key already there."""
+    old = state_dir / "faces.key"
+    if key_path == old or not old.is_file() or key_path.exists():
+        return False
+    key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.replace(old, key_path)  # a sibling folder: the same file system, an atomic rename
+    return True
+
+
 def demo_face_text(state_dir: Path) -> str:
     """A simulated door camera at the lobby: the enrolled resident steps up (a different photograph
     of him than the one enrolled), leaves, then a stranger; looping. Runs the real face lane, which
@@ -195,6 +215,9 @@ def demo_face_text(state_dir: Path) -> str:
         ]
         DoorScene(visits, total_s=20).write(clip)
     return f"""
+[faces]
+key_file = "{demo_key_path(state_dir)}"
+
 [[sources]]
 id = "cam-lobby"
 type = "camera"
@@ -222,6 +245,7 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
     from gateway.lanes.faces.gallery import Gallery, Resident
 
     gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
+    adopt_old_demo_key(loaded.state_dir, key_path)
     gallery = Gallery(gallery_path, key_path, create=True)
     try:
         if gallery.resident(DEMO_RESIDENT) is not None:

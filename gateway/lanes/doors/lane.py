@@ -11,7 +11,8 @@ Fail-safe contract (README "Doors fail safe"; each clause has a test):
    If a relay is still not released `fault_after_s` after the first failed attempt (at start,
    when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
    `door_relay_fault` alarm is raised for the episode (emitted before the outbox closes, also during
-   shutdown); `door_relay_recovered` follows when a later attempt succeeds.
+   shutdown); `door_relay_recovered` follows when a later attempt succeeds. A stop or reload that
+   cannot reach a relay it never switched on (state still unknown) tries, warns, raises nothing.
 5. Where the relay times the pulse itself (`Relay.hardware_timed`), the pulse is started that way,
    so a killed gateway cannot hold a door open; the software switch-off still follows as a backstop.
 
@@ -193,8 +194,18 @@ class Doors:
             if not pending or self.clock.monotonic() >= deadline:
                 break
             await asyncio.sleep(self.timing.retry_s)
-        for door in pending:  # still not released: say so now, whatever fault_after_s says
-            self._raise_fault(door)
+        for door in pending:
+            if door.state == "unknown":
+                # Never switched on by this gateway (pulses wait for a first switch-off) and never
+                # reached: not stuck on. Its start-up alarm follows the run loop's start_grace_s.
+                log.warning(
+                    "door %s: relay state unknown at stop (not switched on since start; "
+                    "the switch-off did not reach it: %s)",
+                    door.config.id,
+                    door.last_error,
+                )
+            else:  # energised by us and still not released: say so now, whatever fault_after_s says
+                self._raise_fault(door)
 
     def report(self) -> DoorsReport:
         doors = tuple(
