@@ -30,6 +30,7 @@ from gateway.core.errors import ConfigProblem
 from gateway.inference.config import InferenceSection
 from gateway.lanes.care.config import CareSection
 from gateway.lanes.doors import DoorConfig
+from gateway.lanes.doors.config import DOOR_STOP_BUDGET_S
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.rules.config import Rule
@@ -285,4 +286,24 @@ class GatewayConfig(StrictModel):
                     )
                 seen[device_id] = path
         check_references(self, self.sources, self.commands)  # what the lanes and commands name
+        return self
+
+    @model_validator(mode="after")
+    def _doors_stop_fits(self) -> GatewayConfig:
+        """A door's switch-off at stop is never cut short (it takes up to DOOR_STOP_BUDGET_S, beside
+        the other lanes' stops): the whole stop must hold it and leave the stages after it (sources,
+        commit, in-flight messages, close) as much again."""
+        need = 2 * DOOR_STOP_BUDGET_S
+        if self.doors and self.runtime.shutdown_timeout_s < need:
+            raise PydanticCustomError(
+                "lintel_at",
+                "too short for the doors' switch-off at stop",
+                {
+                    "path": "runtime.shutdown_timeout_s",
+                    "got": f"{self.runtime.shutdown_timeout_s:g}",
+                    "expected": f"at least {need:g} where [[doors]] are configured (a relay gets up to "
+                    f"{DOOR_STOP_BUDGET_S:g} s to switch off, the rest of the stop as much again), "
+                    "e.g. the default 10",
+                },
+            )
         return self

@@ -21,6 +21,10 @@ from gateway.core.config_base import (
 )
 from gateway.core.references import MODBUS, SOURCE_KINDS, Named, Ref
 
+# At stop (and before a reload restarts a bus), the doors retry switching their relays off for up to
+# this long; the runtime never cuts it short, and `runtime.shutdown_timeout_s` must hold it twice.
+DOOR_STOP_BUDGET_S = 3.0
+
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 

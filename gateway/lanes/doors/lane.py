@@ -31,7 +31,7 @@ from typing import Any
 from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
-from gateway.lanes.doors.config import DoorConfig
+from gateway.lanes.doors.config import DOOR_STOP_BUDGET_S, DoorConfig
 from gateway.lanes.doors.relays import Relay, RelayDisagrees, RelayError
 from gateway.lanes.doors.wiring import build_relay
 
@@ -96,7 +96,7 @@ class Doors:
         retry_s: float = 0.25,
         fault_after_s: float = 1.0,
         start_grace_s: float = 15.0,
-        stop_budget_s: float = 3.0,
+        stop_budget_s: float = DOOR_STOP_BUDGET_S,
     ) -> None:
         self.clock = clock
         self.emit = emit
@@ -168,11 +168,16 @@ class Doors:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.timing.retry_s)
 
+    def refuse_pulses(self) -> None:
+        """From now on every pulse is refused ("the gateway is stopping"): the first step of a stop,
+        taken by the runtime before it stops the lanes that open doors."""
+        self._closing = True
+
     async def stop(self) -> None:
         """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
         still energised when the stop ends (or is cut short by the runtime's stage budget) raises
         its `door_relay_fault` now, while the outbox can still commit it."""
-        self._closing = True
+        self.refuse_pulses()
         try:
             await self.make_safe()
         finally:
@@ -181,19 +186,26 @@ class Doors:
                     self._raise_fault(door)
 
     async def make_safe(self) -> None:
-        """Cancel running pulses and switch every relay off (before a reload restarts a bus)."""
+        """Cancel running pulses and switch every relay off (before a reload restarts a bus).
+
+        Takes `stop_budget_s` at most, all of it if needed: the cancelled pulses' own switch-offs
+        and then a retry every `retry_s` until every relay is released; an attempt still in flight
+        at the deadline is abandoned (the relay's state is then said, below)."""
         for task in list(self._pulses):
             task.cancel()
-        if self._pulses:
-            await asyncio.wait(list(self._pulses), timeout=self.timing.stop_budget_s / 2)
         deadline = self.clock.monotonic() + self.timing.stop_budget_s
         pending = list(self._doors.values())
-        while pending:
-            await asyncio.gather(*(self._release(door) for door in pending))
-            pending = [d for d in pending if d.state != "released"]
-            if not pending or self.clock.monotonic() >= deadline:
-                break
-            await asyncio.sleep(self.timing.retry_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timing.stop_budget_s):
+                if self._pulses:
+                    await asyncio.wait(list(self._pulses))
+                while pending:
+                    await asyncio.gather(*(self._release(door) for door in pending))
+                    pending = [d for d in pending if d.state != "released"]
+                    if not pending or self.clock.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(self.timing.retry_s)
+        pending = [d for d in pending if d.state != "released"]
         for door in pending:
             if door.state == "unknown":
                 # Never switched on by this gateway (pulses wait for a first switch-off) and never
