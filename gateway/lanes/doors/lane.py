@@ -11,7 +11,8 @@ Fail-safe contract (README "Doors fail safe"; each clause has a test):
    If a relay is still not released `fault_after_s` after the first failed attempt (at start,
    when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
    `door_relay_fault` alarm is raised for the episode (emitted before the outbox closes, also during
-   shutdown); `door_relay_recovered` follows when a later attempt succeeds. A stop or reload that
+   shutdown), whose `relay_state` says `energised` (may be stuck on) or `unknown` (not reached since
+   start); `door_relay_recovered` follows when a later attempt succeeds. A stop or reload that
    cannot reach a relay it never switched on (state still unknown) tries, warns, raises nothing.
 5. Where the relay times the pulse itself (`Relay.hardware_timed`), the pulse is started that way,
    so a killed gateway cannot hold a door open; the software switch-off still follows as a backstop.
@@ -334,14 +335,31 @@ class Doors:
             log.info("door %s: relay released on retry", door.config.id)
 
     def _raise_fault(self, door: _Door) -> None:
+        """One `door_relay_fault` per episode, saying what is known: a relay this gateway energised
+        and could not release may be stuck on; one it has not reached since it started (clause 4's
+        start-up alarm) is in an unknown state, which after a kill -9 mid-pulse may really be on."""
         if door.fault_raised:
             return
         door.fault_raised = True
-        log.error(
-            "door %s: relay cannot be switched off, it may be stuck on: %s", door.config.id, door.last_error
-        )
-        attrs = {"door": door.config.id, **door.relay.wiring(), "error": door.last_error}
+        relay_state = "unknown" if door.state == "unknown" else "energised"
+        summary = FAULT_SUMMARY[relay_state]
+        log.error("door %s: relay %s; the switch-off failed: %s", door.config.id, summary, door.last_error)
+        attrs = {
+            "door": door.config.id,
+            **door.relay.wiring(),
+            "error": door.last_error,
+            "relay_state": relay_state,
+            "summary": summary,
+        }
         self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
+
+
+# What a `door_relay_fault` tells the technician, by the relay's state when it was raised.
+FAULT_SUMMARY = {
+    "energised": "energised by this gateway and not released: it may be stuck on",
+    "unknown": "not reached since the gateway started: state unknown (it may be on if the gateway "
+    "stopped mid-pulse)",
+}
 
 
 REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
