@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core import Clock, Event, Record
@@ -34,51 +33,11 @@ from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
 from gateway.lanes.doors.config import DOOR_STOP_BUDGET_S, DoorConfig
 from gateway.lanes.doors.relays import Relay, RelayDisagrees, RelayError
+from gateway.lanes.doors.report import DoorReport, DoorsReport, render
+from gateway.lanes.doors.switch_off import Door, DoorTimings, raise_fault, switch_off
 from gateway.lanes.doors.wiring import build_relay
 
 log = logging.getLogger("lintel.doors")
-
-
-@dataclass(frozen=True, slots=True)
-class DoorReport:
-    id: str
-    relay: str  # released, energised, releasing (a switch-off is being retried), unknown
-    pulses: int
-    failures: int
-    hardware_timed: bool
-    fault: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DoorsReport:
-    pulses: int
-    failures: int
-    doors: tuple[DoorReport, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DoorTimings:
-    """How the doors keep their fail-safe contract (module docstring, clauses 1-4)."""
-
-    margin_s: float  # a pulse's relay is released by pulse_s + margin_s at the latest
-    retry_s: float  # a failed switch-off is retried this often
-    fault_after_s: float  # a relay not released this long after the first failure is a fault
-    start_grace_s: float  # ... or this long at start, while its state is only unknown
-    stop_budget_s: float  # stop() / make_safe() releases every relay within this
-
-
-@dataclass(slots=True)
-class _Door:
-    config: DoorConfig
-    relay: Relay
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    state: str = "unknown"  # released, energised, releasing, unknown
-    energised_until: float | None = None  # monotonic deadline (pulse end + margin) while energised
-    failing_since: float | None = None  # first failed switch-off of this episode
-    fault_raised: bool = False
-    last_error: str | None = None
-    pulses: int = 0
-    failures: int = 0
 
 
 class Doors:
@@ -102,7 +61,7 @@ class Doors:
         self.clock = clock
         self.emit = emit
         self.timing = DoorTimings(margin_s, retry_s, fault_after_s, start_grace_s, stop_budget_s)
-        self._doors = {d.id: _Door(d, relays[d.id]) for d in doors}
+        self._doors = {d.id: Door(d, relays[d.id]) for d in doors}
         self._pulses: set[asyncio.Task[dict[str, Any]]] = set()
         self._closing = False
         self._wake = asyncio.Event()
@@ -184,7 +143,7 @@ class Doors:
         finally:
             for door in self._doors.values():
                 if door.state in ("energised", "releasing"):
-                    self._raise_fault(door)
+                    raise_fault(door, self.clock, self.emit)
 
     async def make_safe(self) -> None:
         """Cancel running pulses and switch every relay off (before a reload restarts a bus).
@@ -219,7 +178,7 @@ class Doors:
                     door.last_error,
                 )
             else:  # energised by us and still not released: say so now, whatever fault_after_s says
-                self._raise_fault(door)
+                raise_fault(door, self.clock, self.emit)
 
     def report(self) -> DoorsReport:
         doors = tuple(
@@ -249,11 +208,11 @@ class Doors:
         return {"door_pulse": door_pulse}
 
     # -- inside -----------------------------------------------------------------------------------
-    async def _locked_pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+    async def _locked_pulse(self, door: Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
         async with door.lock:
             return await self._pulse(door, seconds, attrs)
 
-    async def _pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+    async def _pulse(self, door: Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
         started = self.clock.monotonic()
         # The deadline is set before the write: if the write lands but its answer is lost, the run
         # loop still releases the relay in time.
@@ -289,80 +248,17 @@ class Doors:
         self.emit(Event(door.config.id, "door_pulsed", self.clock.time_ms(), body))
         return body
 
-    async def _release(self, door: _Door) -> bool:
-        """One switch-off attempt (two quick tries); True when the relay is known released."""
-        last = ""
-        for attempt in range(2):
-            try:
-                await door.relay.switch(False)
-            except RelayError as exc:
-                last = str(exc)
-                if attempt == 0:
-                    await asyncio.sleep(0.05)
-                continue
-            self._released(door)
+    async def _release(self, door: Door) -> bool:
+        """One switch-off attempt; a failure wakes the run loop to retry (clause 4)."""
+        if await switch_off(door, self.timing, self.clock, self.emit):
             return True
-        if door.state == "released":
-            return False  # known released already: a failed extra switch-off changes nothing
-        if door.state == "energised":
-            door.state = "releasing"
-        now = self.clock.monotonic()
-        door.last_error = last
-        # A relay known energised is a fault after fault_after_s. At start the state is only
-        # unknown (the bus may still be connecting): give it start_grace_s before alarming.
-        allowed = self.timing.fault_after_s if door.state == "releasing" else self.timing.start_grace_s
-        if door.failing_since is None:
-            door.failing_since = now
-            if door.state == "releasing":
-                log.warning("door %s: relay did not switch off (%s); retrying", door.config.id, last)
-        if now - door.failing_since >= allowed:
-            self._raise_fault(door)
-        self._wake.set()
+        if door.state != "released":
+            self._wake.set()
         return False
-
-    def _released(self, door: _Door) -> None:
-        was_failing = door.failing_since is not None
-        door.state = "released"
-        door.energised_until = None
-        door.failing_since = None
-        door.last_error = None
-        if door.fault_raised:
-            door.fault_raised = False
-            log.info("door %s: relay released again", door.config.id)
-            attrs = {"door": door.config.id, **door.relay.wiring()}
-            self.emit(Event(door.config.id, "door_relay_recovered", self.clock.time_ms(), attrs))
-        elif was_failing:
-            log.info("door %s: relay released on retry", door.config.id)
-
-    def _raise_fault(self, door: _Door) -> None:
-        """One `door_relay_fault` per episode, saying what is known: a relay this gateway energised
-        and could not release may be stuck on; one it has not reached since it started (clause 4's
-        start-up alarm) is in an unknown state, which after a kill -9 mid-pulse may really be on."""
-        if door.fault_raised:
-            return
-        door.fault_raised = True
-        relay_state = "unknown" if door.state == "unknown" else "energised"
-        summary = FAULT_SUMMARY[relay_state]
-        log.error("door %s: relay %s; the switch-off failed: %s", door.config.id, summary, door.last_error)
-        attrs = {
-            "door": door.config.id,
-            **door.relay.wiring(),
-            "error": door.last_error,
-            "relay_state": relay_state,
-            "summary": summary,
-        }
-        self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
-
-
-# What a `door_relay_fault` tells the technician, by the relay's state when it was raised.
-FAULT_SUMMARY = {
-    "energised": "energised by this gateway and not released: it may be stuck on",
-    "unknown": "not reached since the gateway started: state unknown (it may be on if the gateway "
-    "stopped mid-pulse)",
-}
 
 
 REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
+__all__ = ["REPORT", "DoorReport", "Doors", "DoorsReport", "build_doors", "lane_of", "render"]
 
 
 def build_doors(doors: list[DoorConfig], deps: LaneDeps) -> Doors:
@@ -380,15 +276,3 @@ def lane_of(doors: Doors) -> Lane:
 def _password(relay: Any, deps: LaneDeps) -> str | None:
     """A relay's password, read once at start (a changed password file needs a restart)."""
     return deps.secret(getattr(relay, "password_file", None), getattr(relay, "password_secret", None))
-
-
-def render(report: DoorsReport) -> list[str]:
-    """`lintel status` lines for the doors (rich markup)."""
-    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
-
-    lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
-    for d in report.doors:
-        colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
-        extra = f" ({esc(d.fault)})" if d.fault else ""
-        lines.append(f"  [{colour}]{esc(d.id)}: relay {esc(d.relay)}{extra}[/]")
-    return lines
