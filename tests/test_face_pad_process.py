@@ -9,7 +9,7 @@ guarded entrances of each kind have refused 20 presentations: one decision per p
 cooldown outlasts a 1.8 s approach and ends within the 2.3 s of empty hallway that follows,
 longer than the decision rule's reset), so 20 refusals are 20 approaches. Over that time each
 guarded door is granted 0 times, its relay coil never switched on; each control door is granted,
-its coil pulsed; and each guarded door decides every presentation its control decides.
+its coil pulsed; and each guarded door decides the presentations its control decides.
 
 A presentation is 1.8 s of wall time, and a guarded door decides on it only once it has
 analysed 5 usable frames of the face (what `model` liveness judges; the control needs k = 3):
@@ -39,7 +39,11 @@ from tests.support.process import lintel, lintel_output, stop_and_show_log, wait
 
 PRESENTATIONS = 20  # refused by the guarded entrances of each kind before the run ends
 CONTROL_GRANTS = 5  # granted at each control door by then (one per approach, as the guarded ones)
-SKIPPED_LIMIT = 1  # presentations a control decided and its guarded neighbour did not (one under way)
+# presentations a control decided and its guarded neighbour did not: one may be under way (the
+# control decides first) and one more is allowed for a passing stall. At most 1 in every own_cpu
+# run measured, loaded or not; without own_cpu 2-5 of 12-13 under `stress-ng --cpu 2`, and all of
+# them with the gateway's core shared by 3 stress-ng workers
+SKIPPED_LIMIT = 2
 PRESENT_S, GAP_S, COOLDOWN_S = 1.8, 2.3, 3.0
 KINDS = ("animated_photo", "slideshow")
 # (entrance/door, camera, liveness line): the control watches the second camera of its kind
