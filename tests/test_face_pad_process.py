@@ -17,7 +17,7 @@ the door must answer within the presentation, a latency bound on the gateway's o
 gateway runs as the one program on its Pi (`own_cpu`, README "Tests on a busy machine"). At the
 machine's weight under load 8-15 it analysed 2-4 frames per presentation: the guarded doors
 decided on none or few of them while the controls were granted on most, and the run waited out
-its 500 s (measured in the padproc notes, CHANGELOG issue 26).
+its 500 s (CHANGELOG, issue 26: traced per camera and frame).
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, brok
         for door in (f"{kind}-guarded1", f"{kind}-guarded2"):
             times = sorted(d["ts_ms"] for d in decisions(collector, door))
             assert all(b - a > PRESENT_S * 1000 for a, b in itertools.pairwise(times)), times
-        # the guarded door beside the control decided every presentation the control did
+        # the guarded door beside the control decided the presentations the control did
         assert skipped(collector, kind) <= SKIPPED_LIMIT, progress(collector, everything, nice)
         control = decisions(collector, f"{kind}-control")
         assert granted(collector, f"{kind}-control") >= CONTROL_GRANTS
