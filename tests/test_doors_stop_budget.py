@@ -136,6 +136,9 @@ def test_the_doors_switch_off_at_stop_is_not_starved_by_other_lanes(
     assert off and off[-1] >= board.silent_until, log  # by a retry after the bus answered again
     assert not [line for line in log.splitlines() if "did not stop" in line], log
     assert results and results[0]["outcome"] == "failed" and "stopping" in results[0]["reason"], results
+    # The cut pulse's answer says what was known then: its own switch-off had not reached the relay.
+    assert "relay not released yet (the switch-off is being retried)" in results[0]["reason"], results
+    assert "relay released" not in results[0]["reason"], results
 
 
 def test_a_shutdown_budget_too_short_for_the_doors_switch_off_is_refused(tmp_path: Path) -> None:

@@ -106,7 +106,14 @@ class Doors:
             caller = asyncio.current_task()
             if task.cancelled() and not (caller is not None and caller.cancelling()):
                 why = "the gateway is stopping" if self._closing else "a reload restarted its bus"
-                raise DoorError(f"door {door_id}: pulse cut short, relay released ({why})") from None
+                # Say what is known now: the cut pulse's own switch-off may not have reached the
+                # relay (the stop or reload keeps retrying it).
+                relay = (
+                    "relay released"
+                    if door.state == "released"
+                    else "relay not released yet (the switch-off is being retried)"
+                )
+                raise DoorError(f"door {door_id}: pulse cut short, {relay} ({why})") from None
             raise
 
     # -- lifecycle --------------------------------------------------------------------------------
