@@ -5,8 +5,10 @@ Fail-safe contract (README "Doors fail safe"; each clause has a test):
    switch-off that fails is retried every `retry_s` until it succeeds.
 2. On start, every configured relay is switched off before anything can pulse it; a door whose
    relay could not be switched off yet refuses pulses ("relay state unknown") and keeps retrying.
-3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off;
-   the runtime awaits them *before* any bus the relays sit on is stopped.
+3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off,
+   retrying for their whole `stop_budget_s`; the runtime awaits them *before* any bus the relays
+   sit on is stopped, and at stop runs them first (`refuse_pulses`) and beside the other lanes'
+   stops, never cutting them short for those.
 4. A switch-off is retried through whichever bus instance is current (the hub is asked each time).
    If a relay is still not released `fault_after_s` after the first failed attempt (at start,
    when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
@@ -142,7 +144,7 @@ class Doors:
 
     async def stop(self) -> None:
         """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
-        still energised when the stop ends (or is cut short by the runtime's stage budget) raises
+        still energised when the stop ends (or is cut short by the runtime's backstop) raises
         its `door_relay_fault` now, while the outbox can still commit it."""
         self.refuse_pulses()
         try:
