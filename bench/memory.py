@@ -21,7 +21,7 @@ too (onnxruntime's dynamic QInt8, as in bench/faces.py; the shipped default quan
 fully-connected layer, the convolutions quantised embed 3× slower), under a manifest of its own in
 a temporary `vision.manifest_dir`; nothing shipped changes. `--embedder sface-2021dec` measures
 the float32 SFace. `--breakdown` lists where the daemon's RSS is at the end (/proc/PID/smaps: anonymous
-memory, the heap, each library's pages).
+memory, the heap, each library's pages), between model runs and inside one.
 """
 
 from __future__ import annotations
@@ -116,7 +116,21 @@ def status_kb(pid: int, key: str) -> int:
     return 0
 
 
-async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tuple[str, float]]]:
+async def low_and_high(pid: int, looks: int = 40) -> list[tuple[str, float, float]]:
+    """(group, MB between model runs, MB during one) from `looks` readings of /proc/PID/smaps
+    0.1 s apart: the lowest total is a moment between runs, the highest one inside a run (the
+    inference thread's activations), so the difference shows what a run adds."""
+    seen = []
+    for _ in range(looks):
+        seen.append(dict(breakdown(pid)))
+        await asyncio.sleep(0.1)
+    low = min(seen, key=lambda parts: parts["total"])
+    high = max(seen, key=lambda parts: parts["total"])
+    groups = sorted(set(low) | set(high), key=lambda g: (g == "total", -high.get(g, 0.0)))
+    return [(g, low.get(g, 0.0), high.get(g, 0.0)) for g in groups]
+
+
+async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
     server = demo_meter_server()
     port = await server.start_tcp()
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +165,7 @@ async def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tupl
                 await asyncio.sleep(1.0)
             peak = status_kb(proc.pid, "VmHWM")
             cpu = (cpu_s(proc.pid) - cpu_from[1]) / (elapsed - cpu_from[0]) if cpu_from else 0.0
-            parts = breakdown(proc.pid) if args.breakdown else []
+            parts = await low_and_high(proc.pid) if args.breakdown else []
         finally:
             proc.terminate()
             try:
@@ -240,8 +254,12 @@ def main() -> None:
         + verdict(figures["median after warm-up"], figures["peak (VmHWM)"], bound),
     )
     if parts:
-        rows = [(k, f"{v:.1f} MB", "") for k, v in parts]
-        print_table("where the RSS is at the end (/proc/PID/smaps)", rows)
+        rows = [(k, f"{low:.1f} MB", f"{high:.1f} MB ({high - low:+.1f})") for k, low, high in parts]
+        print_table(
+            "where the RSS is at the end (/proc/PID/smaps; value: the lowest of 40 readings 0.1 s apart, "
+            "between model runs; target column: the highest, inside a run)",
+            rows,
+        )
 
 
 if __name__ == "__main__":
