@@ -53,10 +53,9 @@ from drivers.camera import door_scene
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, MicroMotion, ModelLiveness
-from gateway.lanes.faces.pipeline import FacePipeline, Probe
+from gateway.lanes.faces.pipeline import FacePipeline, Probe, build_pipeline
 from tests.support.attacks import AttackScene
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
