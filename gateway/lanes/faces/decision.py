@@ -125,6 +125,12 @@ class Pending:
         """The liveness check (reads only this object: safe on the inference thread)."""
         return self.liveness.check(self.frames)
 
+    def stages(self) -> list[Callable[[], LivenessResult | None]]:
+        """The check as jobs run one after another, the first answer wins (None: go on): a
+        check's own `stages` (`ModelLiveness`: signals, then the detector) or the whole check."""
+        staged = getattr(self.liveness, "stages", None)
+        return staged(self.frames) if staged is not None else [self.check]
+
 
 @dataclass(slots=True)
 class Passage:

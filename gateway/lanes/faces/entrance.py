@@ -93,12 +93,16 @@ class EntranceFlow:
         return got if isinstance(got, Pending) else None
 
     async def check(self, pending: Pending) -> LivenessResult:
-        """The pending decision's liveness check, as its own job on the inference thread (`off`
-        costs nothing: answered here). A check that raises refuses the face (fail safe)."""
+        """The pending decision's liveness check, as its own jobs on the inference thread (one
+        per stage: `Pending.stages`; `off` costs nothing: answered here). A check that raises
+        refuses the face (fail safe)."""
         if pending.liveness.name == "off":
             return pending.check()
         try:
-            return await self.engine.submit(pending.check)
+            for stage in pending.stages():
+                if (result := await self.engine.submit(stage)) is not None:
+                    return result
+            raise RuntimeError("no stage of the check answered")
         except Exception as exc:
             self.errors += 1
             log.exception("entrance %s: liveness check failed", self.entrance.id)
