@@ -72,29 +72,14 @@ fi
 [[ $(id -u) == 0 ]] || { echo "run as root (debootstrap, chroot, mounts)" >&2; exit 2; }
 arch=$(dpkg-deb -f "$deb" Architecture)
 version=$(dpkg-deb -f "$deb" Version)
-host_arch=$(dpkg --print-architecture)
 # the same cached root as bench/arm64.sh
 dir=${dir:-/var/tmp/lintel-fresh-$arch}
+# shellcheck source=bench/fresh_root.sh
+source bench/fresh_root.sh
+fresh_root_tools
+fresh_root_base
+[[ $debootstrap_s == "(cached)" ]] || echo "debootstrap: $debootstrap_s s"
 
-need=()
-command -v debootstrap >/dev/null || need+=(debootstrap)
-if [[ $arch != "$host_arch" ]]; then
-    command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
-    command -v update-binfmts >/dev/null || need+=(binfmt-support)
-fi
-if ((${#need[@]})); then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [[ $arch != "$host_arch" ]]; then
-    mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-    [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || update-binfmts --enable qemu-aarch64 ||
-        update-binfmts --import qemu-aarch64
-fi
-
-mkdir -p "$dir"
-base=$dir/base.tar
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 declare -A took=() result=()
 order=()
 step() {  # step NAME CMD...: run, time, record ok/FAILED
@@ -105,50 +90,11 @@ step() {  # step NAME CMD...: run, time, record ok/FAILED
     took[$name]=$(secs "$t0" "$(now)")
 }
 
-if [[ ! -f $base ]]; then
-    t0=$(now)
-    rm -rf "$dir/build"
-    debootstrap --variant=minbase --arch="$arch" bookworm "$dir/build" >"$dir/debootstrap.log" 2>&1
-    tar -C "$dir/build" -cf "$base" .
-    rm -rf "$dir/build"
-    echo "debootstrap: $(secs "$t0" "$(now)") s"
-fi
-
-root=$dir/install
-mounted=()
-cleanup() {
-    local p
-    for p in /proc/[0-9]*; do
-        [[ $(readlink "$p/root" 2>/dev/null) == "$root" ]] && kill -9 "${p#/proc/}" 2>/dev/null || true
-    done
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
-    mounted=()
-    ((keep)) || rm -rf "$root"
-}
-trap cleanup EXIT
-rm -rf "$root" && mkdir -p "$root" && tar -C "$root" -xf "$base"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mkdir -p "$root/usr/local/share/ca-certificates"
-cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
-for f in /etc/apt/apt.conf.d/99artifact-registry /etc/apt/sources.list.d/debian.sources; do
-    [[ -f $f ]] && install -D -m 644 "$f" "$root$f"
-done
-[[ -f $root/etc/apt/sources.list.d/debian.sources ]] && rm -f "$root/etc/apt/sources.list"
-for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m" && mounted+=("$root/$m"); done
-if [[ $arch == arm64 && $host_arch != arm64 ]]; then
-    # onnxruntime's ARM feature probe reads /proc/cpuinfo, which qemu-user leaves as the host's
-    for n in 0 1 2 3; do
-        printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$n"
-        printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
-    done >"$dir/cpuinfo"
-    mount --bind "$dir/cpuinfo" "$root/proc/cpuinfo" && mounted+=("$root/proc/cpuinfo")
-fi
+trap fresh_root_cleanup EXIT
+fresh_root install
 cp "$deb" "$root/tmp/"
 [[ -n $upgrade ]] && cp "$upgrade" "$root/tmp/"
-in_root() {
-    chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive /bin/bash -ec "set -o pipefail; $1"
-}
+in_root() { in_fresh_root "$1" DEBIAN_FRONTEND=noninteractive; }
 pkg=/tmp/$(basename "$deb")
 rm -f "$dir"/*.log
 

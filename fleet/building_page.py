@@ -17,18 +17,10 @@ import psycopg
 from fleet import lane_picture, lane_report, queries
 from fleet.pages import ago, e, now_ms, online, page, render_alarms
 from gateway.core.devices import unit_of
+from gateway.upstream.device_points import CAMERA_POINTS, METER_POINTS, SENSOR_POINTS
 
 DAY_MS = 86_400_000
 LANE_WINDOW_MS = 7 * DAY_MS  # lanes silent for longer than this do not show
-METER_POINTS = (
-    ("power_w",),
-    ("energy_import_kwh", "energy_total_kwh"),
-    ("volume_m3",),
-    ("flow_m3h",),
-    ("voltage_v", "voltage_l1_v"),
-)
-SENSOR_POINTS = (("door_open",), ("temperature_c",), ("humidity_pct",), ("battery_pct",))
-CAMERA_POINTS = (("fps",), ("decode_ms",))
 CLASSES = ("telemetry", "state", "event", "alarm")
 LANE_PANELS = (
     ("doors", "Door relays"),

@@ -44,6 +44,11 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
+MQTT_USER = BASE + "[mqtt]\nurl = 'mqtt://broker'\nusername = 'u'\n"
+BOTH_PASSWORDS = (
+    'mqtt.password_secret: password_file and password_secret both given (got "mqtt"); expected one of '
+    "them: password_secret names a deployed secret, password_file a local file"
+)
 CASES = [
     (
         "unknown top-level key",
@@ -162,6 +167,23 @@ CASES = [
     (
         "password without username",
         BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = 'pw'\n",
+        "mqtt: password_file needs a username; expected mqtt.username set as well",
+    ),
+    (
+        "password from a file and a secret",
+        BASE
+        + "[mqtt]\nurl = 'mqtt://broker'\nusername = 'u'\npassword_file = 'pw'\npassword_secret = 'mqtt'\n",
+        'mqtt.password_secret: password_file and password_secret both given (got "mqtt"); expected one of '
+        "them: password_secret names a deployed secret, password_file a local file",
+    ),
+    (  # a key present is given, even empty: the loader would read "" as the config's own folder
+        "empty password file beside a secret",
+        MQTT_USER + "password_file = ''\npassword_secret = 'mqtt'\n",
+        BOTH_PASSWORDS,
+    ),
+    (
+        "empty password file without username",
+        BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = ''\n",
         "mqtt: password_file needs a username; expected mqtt.username set as well",
     ),
     (

@@ -13,7 +13,8 @@ import pytest
 
 from gateway.core.clock import ManualClock
 from gateway.core.tags import TagHub, TagSighting, Verdict
-from gateway.lanes.faces.gallery import FORMAT, Gallery, GalleryError, Resident
+from gateway.lanes.faces.gallery import Gallery, GalleryError, Resident
+from gateway.lanes.faces.gallery_file import FORMAT
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag, remove_tag, set_tag, tags
 from tests.support.process import lintel_output

@@ -24,6 +24,7 @@ import pytest
 from drivers.modbus.simulator import SimulatedMeter
 from gateway.commands.signing import new_key, public_key_b64, sign
 from gateway.releases.install import install
+from gateway.releases.probation import EXIT_ROLLBACK
 from gateway.releases.state import COMMITTED, read_state
 from gateway.releases.store import ReleaseStore
 from gateway.releases.updater import REQUEST_FILE
@@ -281,7 +282,7 @@ def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_ol
     site.wait(lambda: site.service.running_version() == "1.0.0", 20, "1.0.0 running again")
     assert outbox_format(db) == 3, "the release on probation migrated the outbox in place"
     assert [r.version for r in site.service.runs] == ["1.0.0", "2.0.0", "1.0.0"]
-    assert site.service.runs[1].rc == 75  # asked for the rollback and exited for systemd to restart
+    assert site.service.runs[1].rc == EXIT_ROLLBACK  # asked for the rollback, exited for systemd to restart
 
     site.stage("3.0.0", "outbox_v4")
     site.wait(lambda: site.events("updated"), PROBATION_S + 30, "updated (3.0.0)")
@@ -309,7 +310,7 @@ def test_a_new_outbox_format_waits_for_probation_so_a_rollback_finds_data_the_ol
     refused = site.events("update_rolled_back")[1].payload["attrs"]
     assert refused["to_version"] == "1.0.0" and refused["from_version"] == "3.0.0"
     assert "outbox format 4, written by a newer Lintel" in refused["reason"], refused
-    assert [r.rc for r in site.service.runs if r.version == "1.0.0"][-1] == 75
+    assert [r.rc for r in site.service.runs if r.version == "1.0.0"][-1] == EXIT_ROLLBACK
     assert outbox_format(db) == 4
     site.wait(lambda: site.service.running_version() == "3.0.0", 20, "3.0.0 running again")
     for message in site.collector.snapshot():

@@ -14,9 +14,11 @@ from typing import ClassVar
 
 import pytest
 
+from gateway.cli.run import EXIT_BUSY
 from gateway.releases import guard
 from gateway.releases.install import install
 from gateway.releases.package import download
+from gateway.releases.probation import EXIT_ROLLBACK
 from gateway.releases.state import (
     COMMITTED,
     FAILED,
@@ -111,6 +113,31 @@ def test_a_release_that_never_passes_probation_is_rolled_back_after_max_boots(
     assert state.reason is not None and "started 3 times without passing probation" in state.reason
     assert start(store, state_dir) == "1.0.0"
     assert run_version(store) == "1.0.0"
+
+
+def test_starts_refused_for_a_busy_state_folder_are_not_counted_against_a_release_on_probation(
+    store: ReleaseStore, tmp_path: Path
+) -> None:
+    """Another daemon holding the state folder (a manual `lintel run`, a demo on /var/lib/lintel)
+    makes every start exit 75 through no fault of the release: those starts must not spend its
+    `max_boots`, or a good release is rolled back as one that "never passed probation"."""
+    from gateway.runtime.state_lock import lock_state_folder
+
+    state_dir = tmp_path / "var"
+    state_dir.mkdir()
+    install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
+    stage(store, state_dir, "2.0.0", POLICY, Origin())
+    other = lock_state_folder(state_dir)  # held as another process's would be (flock per open file)
+    try:
+        for _ in range(5):
+            verdict = guard.decide(store, state_dir)
+            assert verdict.run == "2.0.0" and "state folder busy" in verdict.did, verdict
+    finally:
+        other.release()
+    state = read_state(state_dir)
+    assert state is not None and state.phase == PROBATION and state.boots == 0, state
+    assert [start(store, state_dir) for _ in range(3)] == ["2.0.0"] * 3  # its own starts still count
+    assert start(store, state_dir) == "1.0.0"
 
 
 def test_the_guard_finishes_whatever_a_power_cut_interrupted(store: ReleaseStore, tmp_path: Path) -> None:
@@ -238,7 +265,8 @@ def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_inst
     store: ReleaseStore, tmp_path: Path
 ) -> None:
     """Exit 78 stops systemd from restarting (RestartPreventExitStatus), so the guard would never run:
-    a release on probation exits 75 instead, having asked for the rollback."""
+    a release on probation exits EXIT_ROLLBACK (10) instead, having asked for the rollback; not 75,
+    which says "another daemon holds the state folder" or "may pass": a rollback reads as one."""
     state_dir = tmp_path / "var"
     state_dir.mkdir()
     install(store, rel.payload(tmp_path, "2.0.0"), source="t", site_packages=rel.SITE_PACKAGES)
@@ -251,7 +279,7 @@ def test_a_release_on_probation_that_refuses_the_config_asks_for_a_rollback_inst
     stage(store, state_dir, "2.0.0", POLICY, Origin())
     assert guard.decide(store, state_dir).run == "2.0.0"
     done = subprocess.run(launcher, capture_output=True, text=True)
-    assert done.returncode == 75, done.stderr
+    assert done.returncode == EXIT_ROLLBACK != EXIT_BUSY, done.stderr
     state = read_state(state_dir)
     assert state is not None and state.phase == ROLLBACK_REQUESTED
     assert state.reason is not None and "refused the config" in state.reason and "unknown_key" in state.reason

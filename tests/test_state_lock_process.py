@@ -8,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from gateway.cli.run import EXIT_BUSY
 from tests.conftest import gateway_toml
 from tests.support.outbox_db import assert_intact, last_seq
 from tests.support.process import lintel, lintel_output, stop_and_show_log, wait_status
@@ -51,13 +52,13 @@ def test_a_second_daemon_on_the_same_state_folder_is_refused_and_the_first_keeps
             raise
         stderr = err.decode()
         folder = str((tmp_path / "state").resolve())
-        assert second.returncode == 75, stderr[-3000:]
+        assert second.returncode == EXIT_BUSY, stderr[-3000:]
         assert "Traceback" not in stderr, stderr[-3000:]
         assert f"pid {first.pid}" in stderr, stderr[-3000:]
         assert folder in stderr, stderr[-3000:]
         # `lintel demo` on that folder is refused before it writes its config there
         demo = lintel_output("demo", "--state-dir", folder, "--seconds", "1", "--plain", timeout=60)
-        assert demo.returncode == 75, demo.stderr[-3000:]
+        assert demo.returncode == EXIT_BUSY, demo.stderr[-3000:]
         assert f"pid {first.pid}" in " ".join(demo.stderr.split()), demo.stderr
         assert not (tmp_path / "state" / "config.toml").exists()
         # the first daemon is still running, still writing, and its status is its own

@@ -50,6 +50,24 @@ def test_unit_is_type_notify_with_watchdog_and_state_directory() -> None:
         assert line in text
 
 
+def test_the_unit_restarts_every_exit_but_a_config_error_and_each_exit_says_one_thing() -> None:
+    """README "Exit codes": systemd restarts the service after a rollback request (else the guard
+    never runs to switch back) and after a busy state folder or a passing trouble, never after a
+    config error; and a rollback reads as a rollback, not as "try again"."""
+    from gateway.cli.run import EXIT_BUSY, EXIT_TEMPFAIL
+    from gateway.releases.probation import EXIT_ROLLBACK
+
+    settings = [
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and line[0] != "#"
+    ]
+    values = {key: value for key, value in settings}
+    assert values["Restart"] == "on-failure"
+    prevented = {int(code) for code in values["RestartPreventExitStatus"].split()}
+    assert prevented == {78}
+    assert EXIT_ROLLBACK not in prevented and EXIT_TEMPFAIL not in prevented and EXIT_BUSY not in prevented
+    assert EXIT_ROLLBACK not in (0, 1, 2, EXIT_TEMPFAIL, 78)  # 1: a crash, 2: a usage error
+
+
 def test_update_units_verify(tmp_path: Path) -> None:
     """The path unit that hands a verified remote update request to the root runner, and the runner."""
     lintel = shutil.which("lintel") or str(ROOT / ".venv" / "bin" / "lintel")

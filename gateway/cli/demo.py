@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.live import Live
 from rich.text import Text
 
-from gateway.cli.dashboard import Decision, outbox_oldest_ms, render
+from gateway.cli.dashboard import outbox_oldest_ms, render
+from gateway.cli.dashboard_panels import Decision
 from gateway.cli.demo_building import (
     demo_config,
     demo_config_path,
@@ -24,6 +25,7 @@ from gateway.cli.demo_building import (
 )
 from gateway.cli.logs import setup_logging
 from gateway.cli.output import console, err_console, esc
+from gateway.cli.run import EXIT_BUSY
 from gateway.core import ConfigError, Event, Record
 
 
@@ -52,7 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lock = lock_state_folder(Path(args.state_dir))
     except StateFolderBusy as exc:
         err_console.print(f"[red]not starting[/]: {esc(exc)}", highlight=False)
-        return 75  # EX_TEMPFAIL, as `lintel run` (gateway.cli.run.EXIT_BUSY)
+        return EXIT_BUSY  # EX_TEMPFAIL, as `lintel run`
     except OSError as exc:
         err_console.print(f"[red]cannot use --state-dir[/] {esc(args.state_dir)}: {esc(exc)}")
         return 1

@@ -28,9 +28,12 @@ _FOLDER_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.
 # residents' data: owner-only, whether or not systemd's UMask= applies (a manual or container run).
 DAEMON_UMASK = 0o077
 
+# EX_TEMPFAIL: something that may pass (a full disk, files being replaced); systemd tries again.
+EXIT_TEMPFAIL = 75
 # Another daemon holds the state folder (gateway.runtime.state_lock). EX_TEMPFAIL, not EX_CONFIG:
 # the other one may stop (a manual run beside the service), and systemd then starts this one again.
-EXIT_BUSY = 75
+# (A release on probation asking for its rollback exits EXIT_ROLLBACK, 10: README "Exit codes".)
+EXIT_BUSY = EXIT_TEMPFAIL
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -72,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         start = _choose_config(loaded)
     except (OSError, SecretError) as exc:
         log.error("not starting: the deployment files under %s: %s", loaded.state_dir, exc)
-        return 75
+        return EXIT_TEMPFAIL
     loaded = start.loaded
     setup_logging(loaded.config.log.level)
     for warning in config_warnings(loaded):
@@ -128,7 +131,7 @@ def _not_started(exc: Exception, state_dir: Path) -> int:
 
     if not isinstance(exc, FormatError) and not isinstance(exc.__cause__, FormatError):
         log.error("not starting: %s (systemd will try again)", exc)
-        return 75  # EX_TEMPFAIL: a full disk or a permission problem may pass
+        return EXIT_TEMPFAIL  # a full disk or a permission problem may pass
     log.error("not starting: %s", exc)
     if abandon(state_dir, __version__, f"release {__version__} cannot use its data: {exc}"):
         log.error("this release is on probation: asking for a rollback to the previous one")

@@ -98,7 +98,7 @@ def _screen(loaded: LoadedConfig) -> RenderableType:
 
 def _devices(devices: Sequence[DeviceReport]) -> Table:
     """Per-device health: state (offline since when), last seen, the driver's counters, values."""
-    from gateway.cli.dashboard import clock, key_points
+    from gateway.cli.dashboard_panels import clock, key_points
 
     t = table("devices", ["device", "kind", "state", "last seen", "counters", "latest"])
     for d in devices:

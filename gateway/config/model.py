@@ -24,6 +24,7 @@ from gateway.core.config_base import (
     check_url,
     check_zone,
     custom_error,
+    one_password_source,
 )
 from gateway.core.errors import ConfigProblem
 from gateway.inference.config import InferenceSection
@@ -168,17 +169,13 @@ class MqttSection(StrictModel):
             raise custom_error(
                 "cert_file and key_file go together", "both mqtt.cert_file and mqtt.key_file, or neither"
             )
-        if self.password_file and not self.username:
+        # A key present is given, even as "" (the loader reads a password_file that is not None:
+        # "" would be the config's own folder), as one_password_source and the relays' configs say.
+        if self.password_file is not None and not self.username:
             raise custom_error("password_file needs a username", "mqtt.username set as well")
-        if self.password_secret and not self.username:
+        if self.password_secret is not None and not self.username:
             raise custom_error("password_secret needs a username", "mqtt.username set as well")
-        if self.password_file and self.password_secret:
-            raise custom_error(
-                "password_file and password_secret both given",
-                "one of them: password_secret names a deployed secret, password_file a local file",
-                key="password_secret",
-                got=f'"{self.password_secret}"',
-            )
+        one_password_source(self.password_file, self.password_secret)
         not_below(self.reconnect_max_s, "reconnect_max_s", self.reconnect_initial_s, "reconnect_initial_s")
         return self
 

@@ -6,7 +6,9 @@
 It makes the `current` link follow the update state (`state.py`), whatever step a power cut or a
 kill -9 interrupted:
   probation           count this start; past `max_boots` starts the new release never passed
-                      probation (it dies before it can report) -> roll back; else run it
+                      probation (it dies before it can report) -> roll back; else run it. A start
+                      while another daemon holds the state folder is not counted: it will exit 75
+                      (busy) through no fault of the release
   rollback_requested  the new release failed its probation and asked -> roll back
   rolled_back         run the previous release (finishes a rollback cut short)
   committed           run the new release and move `committed` to it
@@ -17,6 +19,8 @@ Standard library only (it must not depend on what it guards). Exits 0 unless no 
 
 from __future__ import annotations
 
+import fcntl
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,9 @@ from gateway.releases.store import ReleaseStore
 
 DEFAULT_CONFIG = Path("/etc/lintel/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lintel")
+# gateway.runtime.state_lock's lock file (the guard imports nothing of the daemon: standard library
+# only); tests/test_releases.py holds the daemon's real lock to prove the two agree.
+LOCK_NAME = "lintel.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,14 @@ def decide(store: ReleaseStore, state_dir: Path) -> Verdict:
     if state is not None and state.phase == PROBATION:
         if store.info(state.to_version) is None:
             state = state.but(phase=ROLLED_BACK, reason=f"release {state.to_version} is not installed")
+        elif _held_by_a_daemon(state_dir):
+            if current != state.to_version:
+                store.switch(state.to_version)
+            return Verdict(
+                state.to_version,
+                f"probation of {state.to_version}: start not counted (state folder busy: another lintel "
+                f"daemon holds {state_dir / LOCK_NAME})",
+            )
         else:
             boots = state.boots + 1
             if boots > state.max_boots:
@@ -91,6 +106,23 @@ def decide(store: ReleaseStore, state_dir: Path) -> Verdict:
     if committed is None:
         store.commit(current)
     return Verdict(current, f"running {current}")
+
+
+def _held_by_a_daemon(state_dir: Path) -> bool:
+    """True when a daemon holds the state folder's lock: the start that follows is refused."""
+    try:
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file: no daemon has run on this folder yet
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released at once, with the descriptor
+    except BlockingIOError:
+        return True
+    except OSError:  # no answer either way: count the start, as before
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def state_dir_of(config: Path) -> Path:

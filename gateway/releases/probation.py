@@ -45,7 +45,12 @@ log = logging.getLogger("lintel.release")
 
 CHECK_S = 1.0
 WATCH_S = 5.0  # how often a running release looks for an outcome to report (a failed remote update)
-EXIT_ROLLBACK = 75  # EX_TEMPFAIL: not in RestartPreventExitStatus, so systemd starts the service again
+# Not 78 (RestartPreventExitStatus: systemd would not start the service again, and the guard would
+# never roll back), and not 75 (EX_TEMPFAIL: "try again", what `lintel run` exits when another daemon
+# holds the state folder or a file may become usable): a rollback must read as what it is in the
+# journal and to whatever watches the exit, since nothing about the machine is wrong. Outside the
+# sysexits range (64-78) and Python's own 1 and 2.
+EXIT_ROLLBACK = 10
 GATEWAY_SOURCE = "gateway"
 
 

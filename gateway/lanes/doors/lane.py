@@ -199,9 +199,10 @@ class Doors:
                 # Never switched on by this gateway (pulses wait for a first switch-off) and never
                 # reached: not stuck on. Its start-up alarm follows the run loop's start_grace_s.
                 log.warning(
-                    "door %s: relay state unknown at stop (not switched on since start; "
+                    "door %s: relay state unknown %s (not switched on since start; "
                     "the switch-off did not reach it: %s)",
                     door.config.id,
+                    "at stop" if self._closing else "before the reload",
                     door.last_error,
                 )
             else:  # energised by us and still not released: say so now, whatever fault_after_s says

@@ -1,89 +1,36 @@
 """The face gallery: residents, their consent and their templates, in their own SQLite file.
 
-- Templates (descriptor vectors) are encrypted at rest with AES-GCM under the key file
-  (`faces.key_file`); the associated data binds each one to its resident and embedder, so a row
-  copied to another resident does not decrypt. Decrypted vectors exist only in memory.
-- The resident's unit number and consent text (who recorded it, how) are sealed the same way
-  (AES-GCM, bound to the resident and the column); rows of older versions that held them in
-  plaintext are sealed, and the file purged, when the gallery is opened.
+- Templates, a resident's unit number and consent text, and a tag's details are sealed at rest
+  under the key file (`faces.key_file`; what the key seals and how: sealing.py). Decrypted vectors
+  exist only in memory; older rows that held details in plaintext are sealed, and the file purged,
+  when the gallery is opened (off probation: gallery_file.py, with the file's tables and format).
 - Events, results and `state.db` never name a resident: they carry `pseudonym(resident_id)`, an
-  HMAC under the gallery key (`p-` and 16 hex digits), the same on this gateway for as long as its
-  key lives and unlinkable without it. The mapping is the key itself: `lintel faces list` shows it.
-- A known plaintext encrypted under the key (`meta.key_check`) tells a wrong key apart from a
-  corrupt row at open time, with a clear message.
-- Deleting a resident removes the rows with `secure_delete` on (freed pages are zeroed), then
-  checkpoints the WAL (TRUNCATE) and VACUUMs, so no template byte stays in the database file or
-  its WAL. (What the flash translation layer keeps of overwritten blocks is out of our reach;
-  the encryption is what protects those.)
-- A resident may have a BLE tag for doors with `require = "face+tag"` (`tag_store.py`): its address
-  and bindkey are sealed the same way (personal data: the key opens nothing, but links a device
-  to a person).
-- The file's format version is its `PRAGMA user_version` (`GALLERY_FORMAT`): 0 may hold rows with
-  plaintext details, 1 has them sealed, 2 adds the tags table. Sealing and stamping (like any
-  migration) wait until this release is not on probation (`gateway.releases.formats`): a rollback
-  finds the file as the older release left it. The tags table itself is made at every open: a table
-  an older release does not know is one it never reads. A newer format is refused with what to do.
+  HMAC under the gallery key (`p-` and 16 hex digits). The mapping is the key itself: `lintel faces
+  list` shows it.
+- A wrong key is told apart from a corrupt row at open time, with a clear message.
+- Deleting a resident removes the rows with `secure_delete` on, then checkpoints the WAL and
+  VACUUMs, so no template byte stays in the database file or its WAL.
+- A resident may have a BLE tag for doors with `require = "face+tag"` (`tag_store.py`).
 - No face image is stored here. `generation` changes with every write: the running gateway
   polls it and reloads, so a CLI enrolment or deletion takes effect within a second.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 import re
-import secrets
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.lanes.faces.gallery_file import GalleryFile, purge
 from gateway.lanes.faces.keys import create_key, load_key
-from gateway.releases.formats import MIGRATE, Format, FormatError, FormatGate
+from gateway.lanes.faces.sealing import Sealer, column_aad, template_aad
+from gateway.releases.formats import FormatError, FormatGate
 
 RESIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KEY_CHECK = b"lintel face gallery key check v1"
-PSEUDONYM_LABEL = b"lintel resident pseudonym v1\x00"
-SEALED_COLUMNS = ("unit", "consent_by", "consent_how")  # besides the templates
-# 2: + tags (the resident's BLE tag, sealed); 1: every resident's details sealed; 0: rows of older
-# versions may hold them in plaintext (read as they are; sealed by the migration).
-GALLERY_FORMAT = Format("gallery", 2, runs_on=0)
-FORMAT = GALLERY_FORMAT.current
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS residents (
-    id TEXT PRIMARY KEY,
-    unit TEXT NOT NULL,           -- sealed: nonce + AES-GCM (a BLOB; plaintext in older files)
-    consent_by TEXT NOT NULL,     -- sealed
-    consent_how TEXT NOT NULL,    -- sealed
-    consent_at_ms INTEGER NOT NULL,
-    doors TEXT NOT NULL,          -- JSON list of door ids; [] = every door
-    windows TEXT NOT NULL,        -- JSON list of {days, from, to}; [] = any time
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS templates (
-    id INTEGER PRIMARY KEY,
-    resident_id TEXT NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
-    model TEXT NOT NULL,
-    nonce BLOB NOT NULL,
-    sealed BLOB NOT NULL,
-    quality TEXT NOT NULL,        -- JSON of the quality metrics at enrolment (no image)
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS templates_by_resident ON templates(resident_id);
-CREATE TABLE IF NOT EXISTS tags (
-    resident_id TEXT PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
-    sealed BLOB NOT NULL,         -- nonce + AES-GCM of {"address", "key"} (tag_store.py)
-    created_ms INTEGER NOT NULL
-);
-"""
 
 
 class GalleryError(Exception):
@@ -112,14 +59,6 @@ class Templates:
     residents: list[Resident]
 
 
-def _aad(resident_id: str, model: str) -> bytes:
-    return f"{resident_id}\x00{model}".encode()
-
-
-def _column_aad(resident_id: str, column: str) -> bytes:
-    return f"{resident_id}\x00residents.{column}".encode()
-
-
 class Gallery:
     def __init__(
         self, path: Path, key_path: Path, create: bool = False, gate: FormatGate | None = None
@@ -131,94 +70,43 @@ class Gallery:
             raise GalleryError(f"no face gallery at {path}: enrol a resident with `lintel faces enroll`")
         if create:
             create_key(key_path)
-        key = load_key(key_path)
-        self._aead = AESGCM(key)
-        self._pseudonym_key = hmac.new(key, PSEUDONYM_LABEL, hashlib.sha256).digest()
+        self._sealer = Sealer(load_key(key_path))
         self.key_path = key_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        self.db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        if new:
-            os.chmod(path, 0o600)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "secure_delete=ON",
-            "foreign_keys=ON",
-        ):
-            self.db.execute(f"PRAGMA {pragma}")
-        found = 0 if new else int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        gate = gate or FormatGate.at(path.parent)
         try:
-            migrating = not new and gate.check(GALLERY_FORMAT, found, path) == MIGRATE
+            self._file = GalleryFile(path, gate)
         except FormatError as exc:
-            self.db.close()
             raise GalleryError(str(exc)) from None
-        self.db.executescript(SCHEMA)  # every table, tags too: an older release never reads it
+        self.db = self._file.db
         self._check_key()
-        stamp = found  # current, or older and on probation: nothing is migrated or stamped
-        if new:
-            stamp = gate.writes(GALLERY_FORMAT)
-        elif gate.may_migrate:  # whatever the stamp says: no plaintext stays at rest
-            self._seal_plaintext_rows()
-            stamp = GALLERY_FORMAT.current if migrating else found
-        if stamp != found:
-            self.db.execute(f"PRAGMA user_version={stamp}")
+        self._file.migrate(self._sealer)
 
     # -- sealing of the residents' details and pseudonyms ------------------------------------
 
     def pseudonym(self, resident_id: str) -> str:
         """What events, results and state.db carry instead of `resident_id` (see the module doc)."""
-        return "p-" + hmac.new(self._pseudonym_key, resident_id.encode(), hashlib.sha256).hexdigest()[:16]
+        return self._sealer.pseudonym(resident_id)
 
     def _seal(self, resident_id: str, column: str, text: str) -> bytes:
-        nonce = secrets.token_bytes(12)
-        return nonce + self._aead.encrypt(nonce, text.encode(), _column_aad(resident_id, column))
+        return self._sealer.seal(text.encode(), column_aad(resident_id, column))
 
     def _open(self, resident_id: str, column: str, value: Any) -> str:
         if isinstance(value, str):  # written by an older version; sealed at the next open
             return value
-        blob = bytes(value)
-        try:
-            return self._aead.decrypt(blob[:12], blob[12:], _column_aad(resident_id, column)).decode()
-        except InvalidTag:
+        plain = self._sealer.open(bytes(value), column_aad(resident_id, column))
+        if plain is None:
             raise GalleryError(
                 f"the {column} of {resident_id} does not decrypt: the gallery was altered; "
                 f"delete the resident (`lintel faces delete {resident_id}`) and enrol again"
-            ) from None
-
-    def _seal_plaintext_rows(self) -> None:
-        """Seal unit and consent of rows an older version stored in plaintext, then purge."""
-        rows = self.db.execute(
-            "SELECT id, unit, consent_by, consent_how FROM residents "
-            "WHERE typeof(unit) = 'text' OR typeof(consent_by) = 'text' OR typeof(consent_how) = 'text'"
-        ).fetchall()
-        if not rows:
-            return
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            for rid, *values in rows:
-                sealed = [
-                    self._seal(rid, column, value) if isinstance(value, str) else value
-                    for column, value in zip(SEALED_COLUMNS, values, strict=True)
-                ]
-                self.db.execute(
-                    "UPDATE residents SET unit = ?, consent_by = ?, consent_how = ? WHERE id = ?",
-                    (*sealed, rid),
-                )
-        self.purge()  # the plaintext is in free pages and the WAL until then
+            )
+        return plain.decode()
 
     def seal_blob(self, data: bytes, aad: bytes) -> bytes:
         """nonce + AES-GCM of `data` under the gallery key, bound to `aad` (for tag_store)."""
-        nonce = secrets.token_bytes(12)
-        return nonce + self._aead.encrypt(nonce, data, aad)
+        return self._sealer.seal(data, aad)
 
     def open_blob(self, blob: bytes, aad: bytes) -> bytes | None:
         """The inverse of `seal_blob`; None when it does not decrypt (altered, or moved)."""
-        try:
-            return self._aead.decrypt(blob[:12], blob[12:], aad)
-        except InvalidTag:
-            return None
+        return self._sealer.open(blob, aad)
 
     def bump(self) -> None:
         """A new generation (inside the caller's transaction): the running gateway reloads."""
@@ -227,22 +115,19 @@ class Gallery:
     def _check_key(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
         if row is None:
-            nonce = secrets.token_bytes(12)
-            sealed = self._aead.encrypt(nonce, KEY_CHECK, b"key_check")
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('key_check', ?)", (nonce + sealed,))
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('key_check', ?)", (self._sealer.key_check(),)
+                )
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', 0)")
             return
-        blob = bytes(row[0])
-        try:
-            self._aead.decrypt(blob[:12], blob[12:], b"key_check")
-        except InvalidTag:
+        if not self._sealer.opens_key_check(bytes(row[0])):
             raise GalleryError(
                 f"the key {self.key_path} does not open the face gallery {self.path}: wrong key file "
                 "(restore the key this gallery was created with; without it the templates are lost "
                 "and residents must be enrolled again)"
-            ) from None
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -300,13 +185,12 @@ class Gallery:
         index: dict[str, int] = {}
         vectors, owners = [], []
         for resident_id, nonce, sealed in rows:
-            try:
-                plain = self._aead.decrypt(bytes(nonce), bytes(sealed), _aad(resident_id, model))
-            except InvalidTag:
+            plain = self._sealer.open_parts(bytes(nonce), bytes(sealed), template_aad(resident_id, model))
+            if plain is None:
                 raise GalleryError(
                     f"a template of {resident_id} does not decrypt: the gallery was altered; "
                     f"delete the resident (`lintel faces delete {resident_id}`) and enrol again"
-                ) from None
+                )
             if resident_id not in index:
                 index[resident_id] = len(order)
                 order.append(residents[resident_id])
@@ -357,9 +241,8 @@ class Gallery:
                 ),
             )
             for vector, quality in zip(vectors, qualities, strict=True):
-                nonce = secrets.token_bytes(12)
-                sealed = self._aead.encrypt(
-                    nonce, np.asarray(vector, np.float32).tobytes(), _aad(resident.id, model)
+                nonce, sealed = self._sealer.seal_parts(
+                    np.asarray(vector, np.float32).tobytes(), template_aad(resident.id, model)
                 )
                 self.db.execute(
                     "INSERT INTO templates (resident_id, model, nonce, sealed, quality, created_ms) "
@@ -392,6 +275,4 @@ class Gallery:
 
     def purge(self) -> None:
         """Rewrite the file without free pages and empty the WAL (old page images live there)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.execute("VACUUM")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        purge(self.db)
