@@ -57,10 +57,11 @@ from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
-from gateway.lanes.faces.decision import Decider, Observation, Pending
+from gateway.lanes.faces.decision import Decider, Observation
 from gateway.lanes.faces.gallery import Resident
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, LivenessResult, MicroMotion, ModelLiveness
 from gateway.lanes.faces.match import Match
+from gateway.lanes.faces.outcome import Pending
 from gateway.lanes.faces.pipeline import FacePipeline, Probe, build_pipeline
 from tests.support.attacks import AttackScene
 

@@ -22,10 +22,11 @@ from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces.access import FaceAccessWatch
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
-from gateway.lanes.faces.decision import Decider, Observation, Pending
+from gateway.lanes.faces.decision import Decider, Observation
 from gateway.lanes.faces.gallery import Gallery, Resident
 from gateway.lanes.faces.liveness import LiveFrame, LivenessResult
 from gateway.lanes.faces.match import Match
+from gateway.lanes.faces.outcome import Pending
 from gateway.lanes.faces.pipeline import build_pipeline
 from gateway.storage.state import StateStore
 from tests.support.media import photo

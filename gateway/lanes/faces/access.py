@@ -32,12 +32,13 @@ from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
 from gateway.lanes import DoorOpener
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
-from gateway.lanes.faces.decision import Decider, Passage, Pending
+from gateway.lanes.faces.decision import Decider, Passage
 from gateway.lanes.faces.entrance import EntranceFlow, entrance_report
 from gateway.lanes.faces.gallery import Gallery
 from gateway.lanes.faces.keys import face_paths, key_beside_gallery
 from gateway.lanes.faces.liveness import liveness_check
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.outcome import Pending
 from gateway.lanes.faces.passages import delete_resident, load_passages
 from gateway.lanes.faces.pipeline import FacePipeline, build_pipeline, face_models
 from gateway.lanes.faces.report import FaceAccessReport

@@ -32,9 +32,10 @@ from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
 from gateway.lanes import DoorError, DoorOpener
 from gateway.lanes.faces.config import FaceAccessConfig
-from gateway.lanes.faces.decision import Decider, Decision, Observation, Pending
+from gateway.lanes.faces.decision import Decider, Observation
 from gateway.lanes.faces.liveness import LivenessResult
 from gateway.lanes.faces.match import Match
+from gateway.lanes.faces.outcome import Decision, Pending
 from gateway.lanes.faces.passages import NS
 from gateway.lanes.faces.pipeline import Probe
 from gateway.lanes.faces.report import EntranceReport
