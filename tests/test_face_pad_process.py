@@ -5,11 +5,19 @@ photo and a slideshow, looped on door cameras, two cameras per kind showing othe
 any moment. Each camera has an entrance with the default liveness ("model"); the second camera of
 each kind also has a control entrance with `liveness = "off"`, which sees the very frames its
 guarded neighbour sees and proves the presentations would open a door. The daemon runs until the
-guarded entrances of each kind have refused 20 presentations, however long a loaded machine takes:
-one decision per presentation (the cooldown outlasts a 1.8 s approach and ends within the 2.3 s
-of empty hallway that follows, longer than the decision rule's reset), so 20 refusals are 20
-approaches. Over that time each guarded door is granted 0 times, its relay coil never switched
-on; each control door is granted, its coil pulsed.
+guarded entrances of each kind have refused 20 presentations: one decision per presentation (the
+cooldown outlasts a 1.8 s approach and ends within the 2.3 s of empty hallway that follows,
+longer than the decision rule's reset), so 20 refusals are 20 approaches. Over that time each
+guarded door is granted 0 times, its relay coil never switched on; each control door is granted,
+its coil pulsed; and each guarded door decides every presentation its control decides.
+
+A presentation is 1.8 s of wall time, and a guarded door decides on it only once it has
+analysed 5 usable frames of the face (what `model` liveness judges; the control needs k = 3):
+the door must answer within the presentation, a latency bound on the gateway's own work. So the
+gateway runs as the one program on its Pi (`own_cpu`, README "Tests on a busy machine"). At the
+machine's weight under load 8-15 it analysed 2-4 frames per presentation: the guarded doors
+decided on none or few of them while the controls were granted on most, and the run waited out
+its 500 s (measured in the padproc notes, CHANGELOG issue 26).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from tests.support.process import lintel, lintel_output, stop_and_show_log, wait
 
 PRESENTATIONS = 20  # refused by the guarded entrances of each kind before the run ends
 CONTROL_GRANTS = 5  # granted at each control door by then (one per approach, as the guarded ones)
+SKIPPED_LIMIT = 1  # presentations a control decided and its guarded neighbour did not (one under way)
 PRESENT_S, GAP_S, COOLDOWN_S = 1.8, 2.3, 3.0
 KINDS = ("animated_photo", "slideshow")
 # (entrance/door, camera, liveness line): the control watches the second camera of its kind
@@ -114,6 +123,31 @@ def done(collector: Collector) -> bool:
     )
 
 
+def skipped(collector: Collector, kind: str) -> int:
+    """Presentations the control decided and the guarded door on the same camera did not (the
+    control decides first, after 3 frames: one presentation may be under way)."""
+    return len(decisions(collector, f"{kind}-control")) - len(decisions(collector, f"{kind}-guarded2"))
+
+
+def hopeless(collector: Collector) -> bool:
+    """The guarded doors are skipping presentations: waiting longer would not help."""
+    return any(skipped(collector, kind) > SKIPPED_LIMIT for kind in KINDS)
+
+
+def progress(collector: Collector, status: dict) -> dict:
+    """What a failed wait shows: per kind (refusals, control grants, presentations skipped), and
+    the frames each entrance analysed per second and their pipeline's wall time."""
+    shown = {
+        kind: (len(refused(collector, kind)), granted(collector, f"{kind}-control"), skipped(collector, kind))
+        for kind in KINDS
+    }
+    seconds = max(status.get("uptime_s", 0), 1e-3)  # from the start, model loading included
+    entrances = status.get("lanes", {}).get("face_access", {}).get("entrances", [])
+    shown["frames_per_s"] = {e["id"]: round(e["frames"] / seconds, 2) for e in entrances}
+    shown["pipeline_ms_avg"] = {e["id"]: e["pipeline_ms_avg"] for e in entrances}
+    return shown
+
+
 @pytest.mark.timeout(600)
 def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, broker: Mosquitto) -> None:
     clips = {
@@ -140,14 +174,21 @@ def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, brok
         check.stderr.split()
     ), check.stderr
     collector = Collector(broker.port, topic="lintel/site-a/gw-test/#").start()
-    proc = lintel("run", "-c", str(config))
+    # each presentation lasts 1.8 s of wall time: the door's answer within it is the gateway's
+    # work, so the gateway runs as the one program on its Pi would (module docstring)
+    proc = lintel("run", "-c", str(config), own_cpu=True)
     try:
         wait_status(config, lambda s: s["lanes"].get("face_access", {}).get("residents") == 1, timeout=60)
-        # condition, not time: a loaded machine analyses fewer frames and takes longer
-        assert collector.wait_for(done, 500), {
-            kind: (len(refused(collector, kind)), granted(collector, f"{kind}-control")) for kind in KINDS
-        }
-        status = wait_status(config, lambda s: True, 5)["lanes"]["face_access"]
+        # ~45 s; the wait ends early, failing, once a guarded door skips presentations
+        finished = collector.wait_for(lambda c: done(c) or hopeless(c), 500)
+        everything = wait_status(config, lambda s: True, 5)
+        assert finished and done(collector), (
+            "guarded doors did not refuse 20 presentations of each kind: (refused, control grants, "
+            "presentations skipped) and frames analysed per second: "
+            f"{progress(collector, everything)} (a guarded door decides after 5 usable frames of a "
+            "1.8 s presentation; fewer when the gateway is short of CPU)"
+        )
+        status = everything["lanes"]["face_access"]
     finally:
         stop_and_show_log(proc)
         collector.stop()
@@ -165,6 +206,8 @@ def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, brok
         for door in (f"{kind}-guarded1", f"{kind}-guarded2"):
             times = sorted(d["ts_ms"] for d in decisions(collector, door))
             assert all(b - a > PRESENT_S * 1000 for a, b in itertools.pairwise(times)), times
+        # the guarded door beside the control decided every presentation the control did
+        assert skipped(collector, kind) <= SKIPPED_LIMIT, progress(collector, everything)
         control = decisions(collector, f"{kind}-control")
         assert granted(collector, f"{kind}-control") >= CONTROL_GRANTS
         assert all(d["attrs"]["liveness_check"] == "off" for d in control)
