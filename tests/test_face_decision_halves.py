@@ -101,6 +101,9 @@ def test_another_face_during_the_check_refuses_the_grant_without_counting_a_deni
     decision, locked = d.finish(pending, LivenessResult(True, "live"), 1100)
     assert not decision.granted and decision.reason == "face_changed"
     assert not locked and not d.denials and "r-alice" not in d.passages  # not an attempt: no lockout
+    # nor a cooldown: when she is alone in front of the camera again, she is decided again
+    again = [d.observe(seen(2000 + i * 200, alice, ALICE_V), 2000 + i * 200)[0] for i in range(5)]
+    assert [x.granted for x in again if x is not None] == [True]
 
 
 def test_a_face_that_leaves_during_the_check_is_not_granted() -> None:

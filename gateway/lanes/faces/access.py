@@ -243,7 +243,7 @@ class FaceAccessWatch:
         if self.closed:
             return
         if self.generation != generation and not self._still_names(flow.decider, pending):
-            pending.changed = True  # deleted or re-enrolled during the check: decide again
+            pending.changed = True  # deleted or re-enrolled during the check
         flow.finish(pending, live, self.clock.time_ms())
 
     def _still_names(self, decider: Decider, pending: Pending) -> bool:

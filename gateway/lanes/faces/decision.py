@@ -176,10 +176,12 @@ class Decider:
 
     def finish(self, pending: Pending, live: LivenessResult, now_ms: int) -> tuple[Decision, bool]:
         """The second half of a resident's decision: `live` is `pending.check()`'s result.
-        Refused (`face_changed`, not counted toward the lockout) when another face was seen or
-        the face left in between."""
+        Refused (`face_changed`, not counted toward the lockout, no cooldown: the resident may be
+        decided again at once) when another face was seen or the face left in between."""
         if self.pending is pending:
             self.pending = None
+        if pending.changed:
+            self.cooldown_until.pop(pending.label, None)
         decision = self._decide(pending.label, pending.agreeing, now_ms, pending.match, live, pending.changed)
         return (decision, False) if pending.changed else self._counted(decision, now_ms)
 
