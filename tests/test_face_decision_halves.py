@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
+from gateway.core.cadence import Cadence
 from gateway.core.clock import ManualClock
 from gateway.core.frames import Frame, FrameHub
 from gateway.inference.catalog import catalog
@@ -23,11 +24,13 @@ from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces.access import FaceAccessWatch
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.decision import Decider, Observation
+from gateway.lanes.faces.detect import Face
+from gateway.lanes.faces.entrance import EntranceFlow
 from gateway.lanes.faces.gallery import Gallery, Resident
-from gateway.lanes.faces.liveness import LiveFrame, LivenessResult
+from gateway.lanes.faces.liveness import LiveFrame, LivenessResult, Off
 from gateway.lanes.faces.match import Match
 from gateway.lanes.faces.outcome import Pending
-from gateway.lanes.faces.pipeline import build_pipeline
+from gateway.lanes.faces.pipeline import Probe, build_pipeline
 from gateway.storage.state import StateStore
 from tests.support.media import photo
 
@@ -261,3 +264,37 @@ async def during_the_check(tmp_path: Path, engine: InferenceEngine, how: str) ->
     with pytest.raises(asyncio.CancelledError):
         await task
     watch.close()
+
+
+# -- the camera's cadence and the rule's clock ---------------------------------------------------
+
+
+def test_the_camera_is_analysed_on_a_fixed_cadence_whatever_the_work_takes() -> None:
+    cadence, now, ticks = Cadence(0.2, 0.0), 0.0, []
+    for work_s in [0.05] * 10 + [0.5] + [0.05] * 5:  # a frame's analysis; once a slow one
+        now += cadence.wait(now)
+        ticks.append(round(now, 3))
+        now += work_s
+    assert ticks[:10] == [round(0.2 * (i + 1), 3) for i in range(10)]  # 5 a second, not 4
+    # after the slow frame the next starts at once, then the cadence goes on: no burst to catch up
+    assert ticks[10:13] == [2.2, 2.7, 2.9]
+
+
+def test_a_frame_without_a_face_is_judged_by_its_capture_time_not_its_late_analysis(tmp_path: Path) -> None:
+    alice = resident("r-alice")
+    d = Decider(
+        FaceAccessConfig(id="e", camera="cam", door="lobby"), FacesSection(k=3, n=5), 0.5, Off(), dt.UTC, {}
+    )
+    flow = EntranceFlow(
+        d.entrance, d, InferenceEngine(1), Doors, StateStore(tmp_path / "state.db"), ManualClock(),
+        record([]), lambda rid: rid,
+    )  # fmt: skip
+    face = Probe(Face((0, 0, 100, 100), 0.9, LANDMARKS), 1, None, ALICE_V, CHIP)
+    nobody = Probe(None, 0, None, None, None)
+    lag = 2500  # a loaded gateway analyses each frame 2.5 s after it was captured
+    got = [
+        flow.observe(ts, probe, Match(alice, 0.3, 0.9) if probe.face else None, 50.0, ts + lag)
+        for ts, probe in ((0, face), (200, face), (400, nobody), (600, face))
+    ]
+    # 200 ms without a face, not 2.7 s: the window holds, her third frame decides
+    assert got[:3] == [None, None, None] and isinstance(got[3], Pending)

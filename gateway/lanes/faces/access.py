@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core import Clock, Record
+from gateway.core.cadence import Cadence
 from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
 from gateway.core.tags import TagHub
@@ -209,8 +210,10 @@ class FaceAccessWatch:
         assert self.pipeline is not None
         pipeline = self.pipeline
         last_seq = -1
+        loop = asyncio.get_running_loop()
+        cadence = Cadence(self.faces.interval_s, loop.time())  # every interval_s, whatever the work took
         while True:
-            await asyncio.sleep(self.faces.interval_s)
+            await asyncio.sleep(cadence.wait(loop.time()))
             frame = self.hub.latest(camera)
             if frame is None or frame.seq == last_seq or not self.hub.online(camera):
                 continue

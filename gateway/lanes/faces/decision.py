@@ -111,8 +111,10 @@ class Decider:
     def locked(self, now_ms: int) -> bool:
         return now_ms < self.locked_until_ms
 
-    def no_face(self, now_ms: int) -> None:
-        if now_ms - self.last_face_ms > RESET_S * 1000:
+    def no_face(self, ts_ms: int) -> None:
+        """A frame without a face, captured at `ts_ms` (the frames' capture clock, as
+        `Observation.ts_ms`: never the time it was analysed, which lags under load)."""
+        if ts_ms - self.last_face_ms > RESET_S * 1000:
             self.window.clear()
             self.recent.clear()
             if self.pending is not None:

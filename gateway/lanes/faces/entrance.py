@@ -75,8 +75,8 @@ class EntranceFlow:
         stats["frames"] += 1
         stats["pipeline_ms"] += elapsed_ms
         if match is None:
-            if probe.face is None:
-                self.decider.no_face(now_ms)
+            if probe.face is None:  # capture times, as the rule's last face: not the analysis's
+                self.decider.no_face(ts_ms)
             return None
         stats["usable"] += 1
         assert probe.face is not None
