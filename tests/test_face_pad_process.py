@@ -9,7 +9,7 @@ guarded entrances of each kind have refused 20 presentations: one decision per p
 cooldown outlasts a 1.8 s approach and ends within the 2.3 s of empty hallway that follows,
 longer than the decision rule's reset), so 20 refusals are 20 approaches. Over that time each
 guarded door is granted 0 times, its relay coil never switched on; each control door is granted,
-its coil pulsed; and each guarded door decides every presentation its control decides.
+its coil pulsed; and each guarded door decides the presentations its control decides.
 
 A presentation is 1.8 s of wall time, and a guarded door decides on it only once it has
 analysed 5 usable frames of the face (what `model` liveness judges; the control needs k = 3):
@@ -17,13 +17,15 @@ the door must answer within the presentation, a latency bound on the gateway's o
 gateway runs as the one program on its Pi (`own_cpu`, README "Tests on a busy machine"). At the
 machine's weight under load 8-15 it analysed 2-4 frames per presentation: the guarded doors
 decided on none or few of them while the controls were granted on most, and the run waited out
-its 500 s (measured in the padproc notes, CHANGELOG issue 26).
+its 500 s (CHANGELOG, issue 26: traced per camera and frame).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +41,11 @@ from tests.support.process import lintel, lintel_output, stop_and_show_log, wait
 
 PRESENTATIONS = 20  # refused by the guarded entrances of each kind before the run ends
 CONTROL_GRANTS = 5  # granted at each control door by then (one per approach, as the guarded ones)
-SKIPPED_LIMIT = 1  # presentations a control decided and its guarded neighbour did not (one under way)
+# presentations a control decided and its guarded neighbour did not: one may be under way (the
+# control decides first) and one more is allowed for a passing stall. At most 1 in every own_cpu
+# run measured, loaded or not; without own_cpu 2-5 of 12-13 under `stress-ng --cpu 2`, and all of
+# them with the gateway's core shared by 3 stress-ng workers
+SKIPPED_LIMIT = 2
 PRESENT_S, GAP_S, COOLDOWN_S = 1.8, 2.3, 3.0
 KINDS = ("animated_photo", "slideshow")
 # (entrance/door, camera, liveness line): the control watches the second camera of its kind
@@ -134,10 +140,11 @@ def hopeless(collector: Collector) -> bool:
     return any(skipped(collector, kind) > SKIPPED_LIMIT for kind in KINDS)
 
 
-def progress(collector: Collector, status: dict) -> dict:
-    """What a failed wait shows: per kind (refusals, control grants, presentations skipped), and
-    the frames each entrance analysed per second and their pipeline's wall time."""
-    shown = {
+def progress(collector: Collector, status: dict[str, Any], nice: int) -> dict[str, Any]:
+    """What a failed wait shows: per kind (refusals, control grants, presentations skipped), the
+    frames each entrance analysed per second, their pipeline's wall time, and the gateway's nice
+    value (-10 with own_cpu; 0 where the test may not raise it: not root)."""
+    shown: dict[str, Any] = {
         kind: (len(refused(collector, kind)), granted(collector, f"{kind}-control"), skipped(collector, kind))
         for kind in KINDS
     }
@@ -145,6 +152,7 @@ def progress(collector: Collector, status: dict) -> dict:
     entrances = status.get("lanes", {}).get("face_access", {}).get("entrances", [])
     shown["frames_per_s"] = {e["id"]: round(e["frames"] / seconds, 2) for e in entrances}
     shown["pipeline_ms_avg"] = {e["id"]: e["pipeline_ms_avg"] for e in entrances}
+    shown["gateway_nice"] = nice
     return shown
 
 
@@ -179,13 +187,14 @@ def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, brok
     proc = lintel("run", "-c", str(config), own_cpu=True)
     try:
         wait_status(config, lambda s: s["lanes"].get("face_access", {}).get("residents") == 1, timeout=60)
+        nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
         # ~45 s; the wait ends early, failing, once a guarded door skips presentations
         finished = collector.wait_for(lambda c: done(c) or hopeless(c), 500)
         everything = wait_status(config, lambda s: True, 5)
         assert finished and done(collector), (
             "guarded doors did not refuse 20 presentations of each kind: (refused, control grants, "
             "presentations skipped) and frames analysed per second: "
-            f"{progress(collector, everything)} (a guarded door decides after 5 usable frames of a "
+            f"{progress(collector, everything, nice)} (a guarded door decides after 5 usable frames of a "
             "1.8 s presentation; fewer when the gateway is short of CPU)"
         )
         status = everything["lanes"]["face_access"]
@@ -206,8 +215,8 @@ def test_animated_photos_and_slideshows_never_open_the_door(tmp_path: Path, brok
         for door in (f"{kind}-guarded1", f"{kind}-guarded2"):
             times = sorted(d["ts_ms"] for d in decisions(collector, door))
             assert all(b - a > PRESENT_S * 1000 for a, b in itertools.pairwise(times)), times
-        # the guarded door beside the control decided every presentation the control did
-        assert skipped(collector, kind) <= SKIPPED_LIMIT, progress(collector, everything)
+        # the guarded door beside the control decided the presentations the control did
+        assert skipped(collector, kind) <= SKIPPED_LIMIT, progress(collector, everything, nice)
         control = decisions(collector, f"{kind}-control")
         assert granted(collector, f"{kind}-control") >= CONTROL_GRANTS
         assert all(d["attrs"]["liveness_check"] == "off" for d in control)
