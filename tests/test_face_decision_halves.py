@@ -298,3 +298,58 @@ def test_a_frame_without_a_face_is_judged_by_its_capture_time_not_its_late_analy
     ]
     # 200 ms without a face, not 2.7 s: the window holds, her third frame decides
     assert got[:3] == [None, None, None] and isinstance(got[3], Pending)
+
+
+class Staged:
+    """A check in stages (as `ModelLiveness.stages`) that records where each stage ran."""
+
+    name, frames = "model", 0
+
+    def __init__(self, first: LivenessResult | None, raises: bool = False) -> None:
+        self.first, self.raises = first, raises
+        self.ran: list[str] = []
+
+    def stages(self, frames: list[LiveFrame]) -> list[Any]:
+        def stage(answer: LivenessResult | None) -> Any:
+            def run() -> LivenessResult | None:
+                self.ran.append(threading.current_thread().name)
+                if self.raises:
+                    raise RuntimeError("a model failed")
+                return answer
+
+            return run
+
+        return [stage(self.first), stage(LivenessResult(True, "detector"))]
+
+    def check(self, frames: list[LiveFrame]) -> LivenessResult:
+        raise AssertionError("the lane runs the stages, not the whole check")
+
+
+@pytest.mark.parametrize(
+    ("first", "raises", "ran", "passed"),
+    [(None, False, 2, True), (LivenessResult(False, "veto"), False, 1, False), (None, True, 1, False)],
+)
+def test_each_stage_of_the_check_is_its_own_job_on_the_inference_thread_and_a_failure_refuses(
+    tmp_path: Path,
+    engine: InferenceEngine,
+    first: LivenessResult | None,
+    raises: bool,
+    ran: int,
+    passed: bool,
+) -> None:
+    staged = Staged(first, raises)
+    d = decider(staged)
+    flow = EntranceFlow(
+        d.entrance,
+        d,
+        engine,
+        Doors,
+        StateStore(tmp_path / "state.db"),
+        ManualClock(),
+        record([]),
+        lambda r: r,
+    )
+    pending = until_pending(d, resident("r-alice"), ALICE_V)
+    result = asyncio.run(flow.check(pending))
+    assert result.passed is passed
+    assert len(staged.ran) == ran and all(name.startswith("lintel-infer") for name in staged.ran)
