@@ -31,7 +31,8 @@ from pathlib import Path
 
 from bench.common import print_table
 from bench.smaps import breakdown
-from gateway.cli.demo_building import demo_camera_text, demo_config_text, demo_meter_server
+from gateway.cli.demo_building import demo_camera_text, demo_config_text
+from gateway.cli.demo_devices import demo_meter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

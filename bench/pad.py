@@ -11,15 +11,17 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
      moved); phone, still photo; phone, slideshow (other photos and mirrored copies, 0.6/0.8 s);
      phone, animated photo (local warp); the same warp on a pasted cut-out with no medium around
      it (the clip the project once called "live": it stands for an injected stream).
-   - phone, replay of a genuine video: each clip of 2 looped on the phone (its bezel, brighter
-     bluish screen), moved as a hand does. Not in it: 3-D masks.
+   - phone, replay of a genuine video: each clip of 2. looped on the phone (its bezel, brighter
+     bluish screen), moved as a hand does, the person moving within the screen as filmed
+     (tests.support.attacks.ReplayScene). Not in it: 3-D masks.
 2. BPCER on genuine video: 11 real people filmed by phones, webcams and a studio camera
    (LivePortrait's driving videos, MIT: tests/data/pad/genuine/README.md), 5 fps, 3-6 s each,
    every 5-frame window as above judged by each check. BPCER = windows refused / windows, with
    the signal that refused (the first veto of `model`); per frame step, and the approaches (clips)
    refused at every window. (The door judges an approach once, then waits `cooldown_s`: the
-   approach's first window is what a resident meets, tests/test_pad.py.) Close-up clips with exaggerated
-   expressions: a hard genuine set, not residents walking to a door. The synthetic warp is an
+   approach's first window, consecutive frames, is what a resident meets: its own row.)
+   Close-up clips with exaggerated expressions: a hard genuine set, not residents walking to a
+   door. The synthetic warp is an
    attack here, never a genuine presentation.
 3. Cost on one inference thread: the presentation-attack detector per face (both models), a door
    frame (detection, embedding, the detector's crops, surroundings: the detector itself runs only
@@ -52,7 +54,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from drivers.camera import door_scene
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
@@ -63,7 +64,7 @@ from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, LivenessResul
 from gateway.lanes.faces.match import Match
 from gateway.lanes.faces.outcome import Pending
 from gateway.lanes.faces.pipeline import FacePipeline, Probe, build_pipeline
-from tests.support.attacks import AttackScene
+from tests.support.attacks import AttackScene, ReplayScene
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 GENUINE = Path(__file__).resolve().parents[1] / "tests" / "data" / "pad" / "genuine"
@@ -79,24 +80,6 @@ class Stand(DoorScene):
         return super().frame(0.0 if t < self.visits[0].end_s else t)
 
 
-class Replay(DoorScene):
-    """A genuine clip (tests/data/pad/genuine) replayed on a phone held to the camera: at time t
-    the clip's frame at t (looped), cut about its first frame's face, in the phone's bezel,
-    drifting as a hand does."""
-
-    def __init__(
-        self, frames: list[np.ndarray], face: tuple[float, float, float, float], folder: Path
-    ) -> None:
-        first = folder / f"replay-{id(frames)}.png"
-        cv2.imwrite(str(first), frames[0])
-        super().__init__([Visit(first, face, 0, SECONDS, "still", screen=True)], SECONDS)
-        self.frames, self.face = frames, face
-
-    def frame(self, t: float) -> np.ndarray:
-        self.cutouts = [door_scene._cutout(self.frames[int(t * FPS) % len(self.frames)], self.face)]
-        return super().frame(t)
-
-
 def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
     scenes: list[DoorScene] = []
     for frames in genuine_clips().values():
@@ -104,7 +87,7 @@ def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
         assert probe.face is not None
         h, w = frames[0].shape[:2]
         x1, y1, x2, y2 = probe.face.box
-        scenes.append(Replay(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder))
+        scenes.append(ReplayScene(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder, SECONDS, FPS))
     return scenes
 
 
@@ -245,6 +228,7 @@ def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
     total = {name: [0, 0] for name in checks}
     by_step = {name: {step: [0, 0] for step in STEPS} for name in checks}
     refused_approaches: Counter[str] = Counter()  # clips of which no window is judged live
+    refused_first: Counter[str] = Counter()  # clips whose first window (consecutive frames) is refused
     why: Counter[str] = Counter()
     for clip, frames in genuine_clips().items():
         probes = [pipeline.analyse(f) for f in frames]
@@ -252,6 +236,8 @@ def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
         for step, window in windows(probes, with_step=True):
             for name, check in checks.items():
                 result = check.check(window)
+                if step == 1 and judged[name][1] == 0:  # the approach's first decision
+                    refused_first[name] += not result.passed
                 judged[name][0] += not result.passed
                 judged[name][1] += 1
                 by_step[name][step][0] += not result.passed
@@ -269,12 +255,18 @@ def bpcer(pipeline: FacePipeline, checks: dict[str, LivenessCheck]) -> tuple[lis
         rows.append((f"windows of every {step}. frame", "", *_cells({n: by_step[n][step] for n in checks})))
     clips = len(figures)
     rows.append(
+        ("first decision of each approach refused", "", *(f"{refused_first[n]}/{clips}" for n in checks))
+    )
+    rows.append(
         ("approaches refused at every window", "", *(f"{refused_approaches[n]}/{clips}" for n in checks))
     )
     figures["all"] = {name: {"refused": r, "windows": n} for name, (r, n) in total.items()}
     figures["by_step"] = {name: {str(k): v for k, v in steps.items()} for name, steps in by_step.items()}
     figures["approaches_refused"] = {
         name: {"refused": refused_approaches[name], "approaches": clips} for name in checks
+    }
+    figures["first_decision_refused"] = {
+        name: {"refused": refused_first[name], "approaches": clips} for name in checks
     }
     figures["model_refused_by"] = dict(why)
     return rows, figures

@@ -49,6 +49,10 @@ BOTH_PASSWORDS = (
     'mqtt.password_secret: password_file and password_secret both given (got "mqtt"); expected one of '
     "them: password_secret names a deployed secret, password_file a local file"
 )
+EMPTY_PASSWORD_FILE = (
+    'mqtt.password_file: empty file name (got ""); expected the path of a readable file holding the '
+    "MQTT password (relative to the config file's folder), or no password_file key"
+)
 CASES = [
     (
         "unknown top-level key",
@@ -176,15 +180,15 @@ CASES = [
         'mqtt.password_secret: password_file and password_secret both given (got "mqtt"); expected one of '
         "them: password_secret names a deployed secret, password_file a local file",
     ),
-    (  # a key present is given, even empty: the loader would read "" as the config's own folder
+    (  # an empty name is refused first (the loader would read "" as the config's own folder)
         "empty password file beside a secret",
         MQTT_USER + "password_file = ''\npassword_secret = 'mqtt'\n",
-        BOTH_PASSWORDS,
+        EMPTY_PASSWORD_FILE,
     ),
     (
         "empty password file without username",
         BASE + "[mqtt]\nurl = 'mqtt://broker'\npassword_file = ''\n",
-        "mqtt: password_file needs a username; expected mqtt.username set as well",
+        EMPTY_PASSWORD_FILE,
     ),
     (
         "protocol version",

@@ -7,6 +7,8 @@ process-level twin is `test_a_relay_whose_bus_never_came_up_raises_no_stuck_rela
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,7 @@ from drivers.modbus.endpoint import parse_endpoint
 from drivers.modbus.simulator import SimulatedRelayModule
 from gateway.core import Event, Record, SystemClock
 from gateway.core.actuators import ActuatorHub, CoilPort
+from gateway.lanes import DoorError
 from gateway.lanes.doors import DoorConfig, Doors
 from gateway.lanes.doors.wiring import build_relay
 from tests.support.modbus_thread import ModbusThread
@@ -101,5 +104,56 @@ def test_stop_raises_no_fault_for_a_relay_it_never_reached(caplog: pytest.LogCap
         assert len(said) == 1 and "lobby" in said[0] and "state unknown at stop" in said[0], said
         assert "stuck" not in said[0]
         assert board.switches == []
+
+    with_board(body)
+
+
+def test_start_up_alarm_says_state_unknown_not_stuck_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A relay not reached since start past `start_grace_s` still raises `door_relay_fault` (after a
+    kill -9 mid-pulse it may really be on), but says what is known: never reached, state unknown,
+    not "energised and not released"; a relay this gateway energised and could not release says that."""
+
+    async def body(board: SimulatedRelayModule, port: int) -> None:
+        records: list[Record] = []
+        hub = CountingHub()  # the relay's bus is not up at start
+        door = DoorConfig.model_validate(DOOR)
+        doors = Doors([door], {"lobby": build_relay(door.relay, hub)}, SystemClock(), records.append)
+        doors.timing = dataclasses.replace(doors.timing, start_grace_s=0.3)
+        with caplog.at_level(logging.WARNING, logger="lintel.doors"):
+            await doors.start()
+            running = asyncio.create_task(doors.run())
+            await until(lambda: bool(faults(records)))
+            running.cancel()
+        [fault] = faults(records)
+        assert isinstance(fault, Event) and fault.severity == "alarm"
+        assert fault.attrs["relay_state"] == "unknown"
+        assert fault.attrs["summary"] == (
+            "not reached since the gateway started: state unknown (it may be on if the gateway "
+            "stopped mid-pulse)"
+        )
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(said) == 1 and "not reached since the gateway started: state unknown" in said[0], said
+        assert "stuck" not in said[0] and "cannot be switched off" not in said[0], said
+
+        # The bus comes up: released, recovered; then a pulse whose switch-off fails says "energised".
+        bus = Bus(parse_endpoint(f"tcp://127.0.0.1:{port}"))
+        await bus.open()
+        hub.attach("bus-1", bus)
+        try:
+            await doors.start()
+            assert doors.report().doors[0].relay == "released"
+            pulsing = asyncio.create_task(doors.pulse("lobby", 0.2))
+            await until(lambda: board.states()[0])
+            hub.detach("bus-1", bus)  # gone for good: the switch-off cannot succeed
+            running = asyncio.create_task(doors.run())
+            with contextlib.suppress(DoorError):
+                await pulsing
+            await until(lambda: len(faults(records)) == 2)
+            running.cancel()
+        finally:
+            bus.close()
+        stuck = faults(records)[1]
+        assert isinstance(stuck, Event) and stuck.attrs["relay_state"] == "energised"
+        assert stuck.attrs["summary"] == "energised by this gateway and not released: it may be stuck on"
 
     with_board(body)

@@ -215,6 +215,7 @@ def test_relay_that_cannot_be_switched_off_gives_exactly_one_fault(rig: Rig, col
     got = faults(collector)
     assert len(got) == 1, got
     assert got[0]["severity"] == "alarm" and got[0]["attrs"]["door"] == "lobby"
+    assert got[0]["attrs"]["relay_state"] == "energised", got  # switched on here, not released
     thread.join(10)
     assert results[0]["outcome"] == "failed"
 

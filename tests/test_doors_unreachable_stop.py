@@ -1,5 +1,6 @@
 """Stopping a gateway whose door relay cannot be reached (issue 28): one WARNING line that names the
-door and why, no traceback, exit 0. The relay's state is unknown, not a bug in the gateway."""
+door and why, no traceback, exit 0. The relay's state is unknown, not a bug in the gateway; the
+doors say so themselves after retrying the switch-off for their whole stop budget."""
 
 from __future__ import annotations
 
@@ -46,5 +47,9 @@ device_id = "shellyplus1-e4b063f0aa01"
     log = err.decode()
     assert proc.returncode == 0, log
     assert "Traceback" not in log, log
-    stopped = [line for line in log.splitlines() if "doors did not stop" in line]
-    assert len(stopped) == 1 and " WARNING " in stopped[0] and "lobby" in stopped[0], log
+    # The doors' stop is never cut short by the runtime (it used to end in "doors did not stop
+    # within N s"): it retries for its whole budget, then the doors say the relay's state themselves.
+    assert "did not stop" not in log, log
+    said = [line for line in log.splitlines() if "lintel.doors" in line or "lintel.lanes" in line]
+    assert len(said) == 1 and " WARNING " in said[0] and "lobby" in said[0], log
+    assert "state unknown at stop" in said[0] and "cannot connect" in said[0], log

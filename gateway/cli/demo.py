@@ -16,13 +16,8 @@ from rich.text import Text
 
 from gateway.cli.dashboard import outbox_oldest_ms, render
 from gateway.cli.dashboard_panels import Decision
-from gateway.cli.demo_building import (
-    demo_config,
-    demo_config_path,
-    demo_meter_server,
-    enrol_demo_resident,
-    free_tcp_port,
-)
+from gateway.cli.demo_building import demo_config, demo_config_path, enrol_demo_resident
+from gateway.cli.demo_devices import demo_meter_server, free_tcp_port
 from gateway.cli.logs import setup_logging
 from gateway.cli.output import console, err_console, esc
 from gateway.cli.run import EXIT_BUSY

@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from gateway.config.model import GatewayConfig
+from gateway.config.model import MQTT_FILES, GatewayConfig
 from gateway.config.problems import problems_from_validation, show
 from gateway.config.toml_errors import MAX_DEPTH, depth_problem, syntax_problem
 from gateway.core.errors import ConfigError, ConfigProblem
+from gateway.lanes.doors.config import RELAY_PASSWORD_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +166,6 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Lo
     return loaded
 
 
-_FILES = {
-    "password_file": "a readable file holding the MQTT password",
-    "ca_file": "a readable PEM file with the CA that signed the broker's certificate",
-    "cert_file": "a readable PEM file with this gateway's client certificate",
-    "key_file": "a readable PEM file with this gateway's private key",
-}
-
-
 def vision_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     """The models the fire lanes and face access need must be built and match their manifests
     (sha256 read once), and be of the right kind."""
@@ -215,7 +208,7 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     problems: list[ConfigProblem] = []
     mqtt = loaded.config.mqtt
     if mqtt is not None:
-        for key, expected in _FILES.items():
+        for key, expected in MQTT_FILES.items():
             name = getattr(mqtt, key)
             if name is None:
                 continue
@@ -225,7 +218,7 @@ def file_problems(loaded: LoadedConfig, *, try_state_dir: bool = False) -> list[
     for index, door in enumerate(loaded.config.doors):
         secret = getattr(door.relay, "password_file", None)
         if secret is not None:
-            expected = "a readable file holding the relay device's password"
+            expected = RELAY_PASSWORD_FILE
             problems.extend(
                 _file_problem(f"doors[{index}].relay.password_file", loaded.resolve(secret), expected, True)
             )

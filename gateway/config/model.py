@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.config import driver_registry as registry
@@ -21,6 +21,7 @@ from gateway.core.config_base import (
     Identifier,
     SourceConfigBase,
     StrictModel,
+    check_file_name,
     check_url,
     check_zone,
     custom_error,
@@ -30,6 +31,7 @@ from gateway.core.errors import ConfigProblem
 from gateway.inference.config import InferenceSection
 from gateway.lanes.care.config import CareSection
 from gateway.lanes.doors import DoorConfig
+from gateway.lanes.doors.config import DOOR_STOP_BUDGET_S
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.fire_lanes.config import FireLaneConfig, VisionSection
 from gateway.lanes.rules.config import Rule
@@ -120,6 +122,15 @@ class OutboxSection(StrictModel):
         return value
 
 
+# The files [mqtt] names, and what each must be (the validator and the loader's file check say it).
+MQTT_FILES = {
+    "password_file": "a readable file holding the MQTT password",
+    "ca_file": "a readable PEM file with the CA that signed the broker's certificate",
+    "cert_file": "a readable PEM file with this gateway's client certificate",
+    "key_file": "a readable PEM file with this gateway's private key",
+}
+
+
 class MqttSection(StrictModel):
     url: str = Field(description="mqtt://host[:port] or mqtts://host[:port] (TLS).")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
@@ -163,14 +174,20 @@ class MqttSection(StrictModel):
             "the URL without user:password@, and mqtt.username plus mqtt.password_file",
         )
 
+    @field_validator(*MQTT_FILES)
+    @classmethod
+    def _check_file_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        key = str(info.field_name)
+        return check_file_name(value, MQTT_FILES[key], key)
+
     @model_validator(mode="after")
     def _check_pairs(self) -> MqttSection:
         if (self.cert_file is None) != (self.key_file is None):
             raise custom_error(
                 "cert_file and key_file go together", "both mqtt.cert_file and mqtt.key_file, or neither"
             )
-        # A key present is given, even as "" (the loader reads a password_file that is not None:
-        # "" would be the config's own folder), as one_password_source and the relays' configs say.
+        # A key present is given (an empty file name never gets here: _check_file_name refuses it),
+        # as one_password_source and the relays' configs say.
         if self.password_file is not None and not self.username:
             raise custom_error("password_file needs a username", "mqtt.username set as well")
         if self.password_secret is not None and not self.username:
@@ -285,4 +302,24 @@ class GatewayConfig(StrictModel):
                     )
                 seen[device_id] = path
         check_references(self, self.sources, self.commands)  # what the lanes and commands name
+        return self
+
+    @model_validator(mode="after")
+    def _doors_stop_fits(self) -> GatewayConfig:
+        """A door's switch-off at stop is never cut short (it takes up to DOOR_STOP_BUDGET_S, beside
+        the other lanes' stops): the whole stop must hold it and leave the stages after it (sources,
+        commit, in-flight messages, close) as much again."""
+        need = 2 * DOOR_STOP_BUDGET_S
+        if self.doors and self.runtime.shutdown_timeout_s < need:
+            raise PydanticCustomError(
+                "lintel_at",
+                "too short for the doors' switch-off at stop",
+                {
+                    "path": "runtime.shutdown_timeout_s",
+                    "got": f"{self.runtime.shutdown_timeout_s:g}",
+                    "expected": f"at least {need:g} where [[doors]] are configured (a relay gets up to "
+                    f"{DOOR_STOP_BUDGET_S:g} s to switch off, the rest of the stop as much again), "
+                    "e.g. the default 10",
+                },
+            )
         return self

@@ -47,6 +47,19 @@ def one_password_source(password_file: str | None, password_secret: str | None) 
         )
 
 
+def check_file_name(value: str | None, what: str, key: str) -> str | None:
+    """Field validator body: a `*_file` key names a file. An empty or blank name would resolve to
+    the config file's own folder ("file not found (got /etc/lintel)", naming neither the value nor
+    the fix), so it is refused here. `what` is the file expected ("a readable file holding ...")."""
+    if value is not None and not value.strip():
+        raise custom_error(
+            "empty file name",
+            f"the path of {what} (relative to the config file's folder), or no {key} key",
+            got=f'"{value}"',
+        )
+    return value
+
+
 def check_url(url: str, what: str, schemes: tuple[str, ...], expected: str, credentials_in: str) -> str:
     """Field validator body: `url` is scheme://host[:port] with one of `schemes`, no credentials
     (they belong in `credentials_in`, since URLs appear in logs), no path or query. `what` names

@@ -4,8 +4,9 @@ A configured lane that cannot be built or started is *unavailable*: it says why 
 its lane's `unavailable` records, or a `<lane>_unavailable` event) and the rest of the gateway runs.
 A component's `run()` is supervised like a source: a crash restarts it with backoff, past the budget
 it is parked (`failed`); it never cancels a sibling. The doors are built first, as a core service
-handed to every lane as a value (`LaneDeps.doors`); lanes stop in reverse order, so the analytics
-stop opening doors before the doors release their relays.
+handed to every lane as a value (`LaneDeps.doors`). At stop the doors go first and on their own
+time: they refuse new pulses at once and switch their relays off for their whole stop budget while
+the other lanes stop, in reverse order, within the stage's time (`stop`).
 """
 
 from __future__ import annotations
@@ -124,19 +125,36 @@ class Lanes:
             await self._start_lane(name, lane, self._group)
 
     async def stop(self, timeout_s: float) -> None:
-        """Stop every started component, last started first, each within a share of `timeout_s`."""
+        """Stop every started component within `timeout_s`, the doors' switch-off beside the rest.
+
+        Fail safe first: the doors' stop starts at once (it refuses new pulses, cancels running ones
+        and retries the switch-off) and runs for its own whole budget (`stop_budget_s`), never a
+        share, while the other components stop one after another, last started first (the analytics
+        before what feeds them). Each of those gets what is left of `timeout_s` divided by the
+        number still to stop, so one that stops at once leaves its time to the next. The stage
+        ends when both are done; the doors' budget fits in it (`runtime.shutdown_timeout_s` is
+        checked against it where doors are configured)."""
         running, self._running = self._running, {}
-        share = max(1.5, timeout_s / max(1, len(running)))  # doors need a few switch-off tries
-        for component, task in reversed(running.items()):
-            task.cancel()  # its work ends first, then it is brought to its safe state
-            await asyncio.wait([task], timeout=share / 2)
-            try:
-                await asyncio.wait_for(component.stop(), share)
-            except TimeoutError:  # e.g. a door relay that cannot be reached: a state, not a bug
-                why = _why_unsafe(component)
-                log.warning("%s did not stop within %.1f s: %s", component.name, share, why)
-            except Exception:
-                log.exception("%s did not stop cleanly", component.name)
+        doors = self._stop_doors(running)
+        deadline = self.deps.clock.monotonic() + timeout_s
+        others = list(reversed(running.items()))
+        for index, (component, task) in enumerate(others):
+            share = max(0.0, deadline - self.deps.clock.monotonic()) / (len(others) - index)
+            await _stop_component(component, task, share)
+        if doors is not None:
+            await doors
+
+    def _stop_doors(self, running: dict[Component, asyncio.Task[None]]) -> asyncio.Task[None] | None:
+        """Take the doors out of `running` and start their stop now, as its own task."""
+        doors = self.doors
+        if doors is None or doors not in running:
+            return None
+        running.pop(doors).cancel()  # no more retry loop: the stop retries from here on
+        doors.refuse_pulses()  # now, before any other lane is told to stop
+        backstop = doors.timing.stop_budget_s + STOP_BACKSTOP_S
+        return asyncio.get_running_loop().create_task(
+            _stop_component(doors, None, backstop), name="lane:doors:stop"
+        )
 
     def reports(self) -> dict[str, Report]:
         return {
@@ -144,6 +162,24 @@ class Lanes:
             for lane in self.lanes.values()
             for component in lane.components
         }
+
+
+STOP_BACKSTOP_S = 1.0  # beyond its own budget, a door stop is cut only if a write hangs past it
+
+
+async def _stop_component(component: Component, task: asyncio.Task[None] | None, limit_s: float) -> None:
+    """End a component's run task, then bring it to its safe state within `limit_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    if task is not None:
+        task.cancel()  # its work ends first, then it is brought to its safe state
+        await asyncio.wait([task], timeout=limit_s / 2)
+    try:
+        await asyncio.wait_for(component.stop(), max(0.0, deadline - loop.time()))
+    except TimeoutError:  # e.g. a door relay that cannot be reached: a state, not a bug
+        log.warning("%s did not stop within %.1f s: %s", component.name, limit_s, _why_unsafe(component))
+    except Exception:
+        log.exception("%s did not stop cleanly", component.name)
 
 
 async def _quietly(stop: Awaitable[None]) -> None:

@@ -61,8 +61,14 @@ async def run_stages(
 def daemon_stages(
     core: Core, lanes: Lanes, sources: Sources, control: ControlServer, loops: list[asyncio.Task[None]]
 ) -> list[Stage]:
-    """The daemon's stop: lanes (analytics, then doors releasing their relays) -> sources -> commit
-    what they produced -> the links finish in-flight messages and say offline -> close the files."""
+    """The daemon's stop: lanes -> sources -> commit what they produced -> the links finish in-flight
+    messages and say offline -> close the files.
+
+    The lanes stage has 30 % of the whole budget for the lanes' components, stopped one after
+    another; beside them the doors switch their relays off for their own whole budget
+    (DOOR_STOP_BUDGET_S, 3 s), never a share: the stage lasts the longer of the two. Sources get
+    20 % of the whole; the later stages share what is left. With doors the config guarantees at
+    least twice the doors' budget in all (`GatewayConfig._doors_stop_fits`), so the total holds."""
 
     async def stop_sources(limit: float) -> None:
         await sources.stop(list(sources.tasks), limit)

@@ -4,6 +4,9 @@
   door scene's smooth local warp (the nose slides, the mouth opens) and shown on a phone screen.
 - **Slideshow**: photographs of the resident other than the enrolled one, and their mirror
   images, shown one after another on a phone, 0.6 or 0.8 s each.
+- **Replay of a genuine video** (`ReplayScene`): a clip of a real person (tests/data/pad/genuine)
+  looped on a phone held to the camera, the bezel drifting as a hand does while the person in the
+  clip moves within the screen.
 
 Both are synthetic: the pixels of the medium (a screen's grid, moiré, glare) are not in them, so
 the trained detector cannot see them; the temporal checks must (docs/face-calibration.md). A
@@ -46,6 +49,30 @@ class AttackScene(DoorScene):
             return super().frame(t)
         finally:
             self.cutouts, self.visits = saved, visits
+
+
+class ReplayScene(DoorScene):
+    """A genuine clip replayed on a phone held to the camera: at time t the clip's frame at t
+    (looped at `fps`), cut about the face of its first frame (`face`, fractions of the clip's
+    picture) as `DoorScene` cuts a photograph, in the phone's bezel, drifting as a hand does. The
+    bezel moves rigidly with the hand; the face moves within it as the person in the clip moved."""
+
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        face: tuple[float, float, float, float],
+        folder: Path,
+        seconds: float,
+        fps: float = SCENE_FPS,
+    ) -> None:
+        first = folder / f"replay-{id(frames)}.png"
+        cv2.imwrite(str(first), frames[0])
+        super().__init__([Visit(first, face, 0, seconds, "still", screen=True)], seconds, fps)
+        self.clip, self.face = frames, face
+
+    def frame(self, t: float) -> np.ndarray:
+        self.cutouts = [door_scene._cutout(self.clip[int(t * self.fps) % len(self.clip)], self.face)]
+        return super().frame(t)
 
 
 def _still(visit: Visit) -> Visit:

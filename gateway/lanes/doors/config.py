@@ -15,11 +15,18 @@ from pydantic import Field, field_validator, model_validator
 from gateway.core.config_base import (
     Identifier,
     StrictModel,
+    check_file_name,
     check_url,
     custom_error,
     one_password_source,
 )
 from gateway.core.references import MODBUS, SOURCE_KINDS, Named, Ref
+
+# At stop (and before a reload restarts a bus), the doors retry switching their relays off for up to
+# this long; the runtime never cuts it short, and `runtime.shutdown_timeout_s` must hold it twice.
+DOOR_STOP_BUDGET_S = 3.0
+
+RELAY_PASSWORD_FILE = "a readable file holding the relay device's password"
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -87,6 +94,11 @@ class ShellyGen2Relay(StrictModel):
     def _plain_http_url(cls, url: str) -> str:
         expected = "http://host or http://host:port, e.g. http://192.168.10.40"
         return check_url(url, "device URL", ("http",), expected, "the url without them, and password_file")
+
+    @field_validator("password_file")
+    @classmethod
+    def _named_file(cls, value: str | None) -> str | None:
+        return check_file_name(value, RELAY_PASSWORD_FILE, "password_file")
 
     @model_validator(mode="after")
     def _authenticated_and_pinned(self) -> ShellyGen2Relay:

@@ -5,13 +5,16 @@ Fail-safe contract (README "Doors fail safe"; each clause has a test):
    switch-off that fails is retried every `retry_s` until it succeeds.
 2. On start, every configured relay is switched off before anything can pulse it; a door whose
    relay could not be switched off yet refuses pulses ("relay state unknown") and keeps retrying.
-3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off;
-   the runtime awaits them *before* any bus the relays sit on is stopped.
+3. On stop and on reload, `stop()` / `make_safe()` cancel running pulses and switch every relay off,
+   retrying for their whole `stop_budget_s`; the runtime awaits them *before* any bus the relays
+   sit on is stopped, and at stop runs them first (`refuse_pulses`) and beside the other lanes'
+   stops, never cutting them short for those.
 4. A switch-off is retried through whichever bus instance is current (the hub is asked each time).
    If a relay is still not released `fault_after_s` after the first failed attempt (at start,
    when its state is only unknown, `start_grace_s`: the bus may still be connecting), one
    `door_relay_fault` alarm is raised for the episode (emitted before the outbox closes, also during
-   shutdown); `door_relay_recovered` follows when a later attempt succeeds. A stop or reload that
+   shutdown), whose `relay_state` says `energised` (may be stuck on) or `unknown` (not reached since
+   start); `door_relay_recovered` follows when a later attempt succeeds. A stop or reload that
    cannot reach a relay it never switched on (state still unknown) tries, warns, raises nothing.
 5. Where the relay times the pulse itself (`Relay.hardware_timed`), the pulse is started that way,
    so a killed gateway cannot hold a door open; the software switch-off still follows as a backstop.
@@ -25,59 +28,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core import Clock, Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.lanes import DoorError, Lane, LaneDeps
-from gateway.lanes.doors.config import DoorConfig
+from gateway.lanes.doors.config import DOOR_STOP_BUDGET_S, DoorConfig
 from gateway.lanes.doors.relays import Relay, RelayDisagrees, RelayError
+from gateway.lanes.doors.report import DoorReport, DoorsReport, render
+from gateway.lanes.doors.switch_off import Door, DoorTimings, raise_fault, switch_off
 from gateway.lanes.doors.wiring import build_relay
 
 log = logging.getLogger("lintel.doors")
-
-
-@dataclass(frozen=True, slots=True)
-class DoorReport:
-    id: str
-    relay: str  # released, energised, releasing (a switch-off is being retried), unknown
-    pulses: int
-    failures: int
-    hardware_timed: bool
-    fault: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DoorsReport:
-    pulses: int
-    failures: int
-    doors: tuple[DoorReport, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DoorTimings:
-    """How the doors keep their fail-safe contract (module docstring, clauses 1-4)."""
-
-    margin_s: float  # a pulse's relay is released by pulse_s + margin_s at the latest
-    retry_s: float  # a failed switch-off is retried this often
-    fault_after_s: float  # a relay not released this long after the first failure is a fault
-    start_grace_s: float  # ... or this long at start, while its state is only unknown
-    stop_budget_s: float  # stop() / make_safe() releases every relay within this
-
-
-@dataclass(slots=True)
-class _Door:
-    config: DoorConfig
-    relay: Relay
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    state: str = "unknown"  # released, energised, releasing, unknown
-    energised_until: float | None = None  # monotonic deadline (pulse end + margin) while energised
-    failing_since: float | None = None  # first failed switch-off of this episode
-    fault_raised: bool = False
-    last_error: str | None = None
-    pulses: int = 0
-    failures: int = 0
 
 
 class Doors:
@@ -96,12 +58,12 @@ class Doors:
         retry_s: float = 0.25,
         fault_after_s: float = 1.0,
         start_grace_s: float = 15.0,
-        stop_budget_s: float = 3.0,
+        stop_budget_s: float = DOOR_STOP_BUDGET_S,
     ) -> None:
         self.clock = clock
         self.emit = emit
         self.timing = DoorTimings(margin_s, retry_s, fault_after_s, start_grace_s, stop_budget_s)
-        self._doors = {d.id: _Door(d, relays[d.id]) for d in doors}
+        self._doors = {d.id: Door(d, relays[d.id]) for d in doors}
         self._pulses: set[asyncio.Task[dict[str, Any]]] = set()
         self._closing = False
         self._wake = asyncio.Event()
@@ -146,7 +108,14 @@ class Doors:
             caller = asyncio.current_task()
             if task.cancelled() and not (caller is not None and caller.cancelling()):
                 why = "the gateway is stopping" if self._closing else "a reload restarted its bus"
-                raise DoorError(f"door {door_id}: pulse cut short, relay released ({why})") from None
+                # Say what is known now: the cut pulse's own switch-off may not have reached the
+                # relay (the stop or reload keeps retrying it).
+                relay = (
+                    "relay released"
+                    if door.state == "released"
+                    else "relay not released yet (the switch-off is being retried)"
+                )
+                raise DoorError(f"door {door_id}: pulse cut short, {relay} ({why})") from None
             raise
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -168,32 +137,44 @@ class Doors:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.timing.retry_s)
 
+    def refuse_pulses(self) -> None:
+        """From now on every pulse is refused ("the gateway is stopping"): the first step of a stop,
+        taken by the runtime before it stops the lanes that open doors."""
+        self._closing = True
+
     async def stop(self) -> None:
         """Clause 3: end every pulse and release every relay, within `stop_budget_s`. A relay
-        still energised when the stop ends (or is cut short by the runtime's stage budget) raises
+        still energised when the stop ends (or is cut short by the runtime's backstop) raises
         its `door_relay_fault` now, while the outbox can still commit it."""
-        self._closing = True
+        self.refuse_pulses()
         try:
             await self.make_safe()
         finally:
             for door in self._doors.values():
                 if door.state in ("energised", "releasing"):
-                    self._raise_fault(door)
+                    raise_fault(door, self.clock, self.emit)
 
     async def make_safe(self) -> None:
-        """Cancel running pulses and switch every relay off (before a reload restarts a bus)."""
+        """Cancel running pulses and switch every relay off (before a reload restarts a bus).
+
+        Takes `stop_budget_s` at most, all of it if needed: the cancelled pulses' own switch-offs
+        and then a retry every `retry_s` until every relay is released; an attempt still in flight
+        at the deadline is abandoned (the relay's state is then said, below)."""
         for task in list(self._pulses):
             task.cancel()
-        if self._pulses:
-            await asyncio.wait(list(self._pulses), timeout=self.timing.stop_budget_s / 2)
         deadline = self.clock.monotonic() + self.timing.stop_budget_s
         pending = list(self._doors.values())
-        while pending:
-            await asyncio.gather(*(self._release(door) for door in pending))
-            pending = [d for d in pending if d.state != "released"]
-            if not pending or self.clock.monotonic() >= deadline:
-                break
-            await asyncio.sleep(self.timing.retry_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timing.stop_budget_s):
+                if self._pulses:
+                    await asyncio.wait(list(self._pulses))
+                while pending:
+                    await asyncio.gather(*(self._release(door) for door in pending))
+                    pending = [d for d in pending if d.state != "released"]
+                    if not pending or self.clock.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(self.timing.retry_s)
+        pending = [d for d in pending if d.state != "released"]
         for door in pending:
             if door.state == "unknown":
                 # Never switched on by this gateway (pulses wait for a first switch-off) and never
@@ -206,7 +187,7 @@ class Doors:
                     door.last_error,
                 )
             else:  # energised by us and still not released: say so now, whatever fault_after_s says
-                self._raise_fault(door)
+                raise_fault(door, self.clock, self.emit)
 
     def report(self) -> DoorsReport:
         doors = tuple(
@@ -236,11 +217,11 @@ class Doors:
         return {"door_pulse": door_pulse}
 
     # -- inside -----------------------------------------------------------------------------------
-    async def _locked_pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+    async def _locked_pulse(self, door: Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
         async with door.lock:
             return await self._pulse(door, seconds, attrs)
 
-    async def _pulse(self, door: _Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
+    async def _pulse(self, door: Door, seconds: float, attrs: dict[str, Any]) -> dict[str, Any]:
         started = self.clock.monotonic()
         # The deadline is set before the write: if the write lands but its answer is lost, the run
         # loop still releases the relay in time.
@@ -276,63 +257,17 @@ class Doors:
         self.emit(Event(door.config.id, "door_pulsed", self.clock.time_ms(), body))
         return body
 
-    async def _release(self, door: _Door) -> bool:
-        """One switch-off attempt (two quick tries); True when the relay is known released."""
-        last = ""
-        for attempt in range(2):
-            try:
-                await door.relay.switch(False)
-            except RelayError as exc:
-                last = str(exc)
-                if attempt == 0:
-                    await asyncio.sleep(0.05)
-                continue
-            self._released(door)
+    async def _release(self, door: Door) -> bool:
+        """One switch-off attempt; a failure wakes the run loop to retry (clause 4)."""
+        if await switch_off(door, self.timing, self.clock, self.emit):
             return True
-        if door.state == "released":
-            return False  # known released already: a failed extra switch-off changes nothing
-        if door.state == "energised":
-            door.state = "releasing"
-        now = self.clock.monotonic()
-        door.last_error = last
-        # A relay known energised is a fault after fault_after_s. At start the state is only
-        # unknown (the bus may still be connecting): give it start_grace_s before alarming.
-        allowed = self.timing.fault_after_s if door.state == "releasing" else self.timing.start_grace_s
-        if door.failing_since is None:
-            door.failing_since = now
-            if door.state == "releasing":
-                log.warning("door %s: relay did not switch off (%s); retrying", door.config.id, last)
-        if now - door.failing_since >= allowed:
-            self._raise_fault(door)
-        self._wake.set()
+        if door.state != "released":
+            self._wake.set()
         return False
-
-    def _released(self, door: _Door) -> None:
-        was_failing = door.failing_since is not None
-        door.state = "released"
-        door.energised_until = None
-        door.failing_since = None
-        door.last_error = None
-        if door.fault_raised:
-            door.fault_raised = False
-            log.info("door %s: relay released again", door.config.id)
-            attrs = {"door": door.config.id, **door.relay.wiring()}
-            self.emit(Event(door.config.id, "door_relay_recovered", self.clock.time_ms(), attrs))
-        elif was_failing:
-            log.info("door %s: relay released on retry", door.config.id)
-
-    def _raise_fault(self, door: _Door) -> None:
-        if door.fault_raised:
-            return
-        door.fault_raised = True
-        log.error(
-            "door %s: relay cannot be switched off, it may be stuck on: %s", door.config.id, door.last_error
-        )
-        attrs = {"door": door.config.id, **door.relay.wiring(), "error": door.last_error}
-        self.emit(Event(door.config.id, "door_relay_fault", self.clock.time_ms(), attrs, "alarm"))
 
 
 REPORT = DoorsReport  # the type of this lane's report (status.json is read back into it)
+__all__ = ["REPORT", "DoorReport", "Doors", "DoorsReport", "build_doors", "lane_of", "render"]
 
 
 def build_doors(doors: list[DoorConfig], deps: LaneDeps) -> Doors:
@@ -350,15 +285,3 @@ def lane_of(doors: Doors) -> Lane:
 def _password(relay: Any, deps: LaneDeps) -> str | None:
     """A relay's password, read once at start (a changed password file needs a restart)."""
     return deps.secret(getattr(relay, "password_file", None), getattr(relay, "password_secret", None))
-
-
-def render(report: DoorsReport) -> list[str]:
-    """`lintel status` lines for the doors (rich markup)."""
-    from rich.markup import escape as esc  # names, faults and reasons are data, never markup
-
-    lines = [f"doors: {report.pulses} pulses, {report.failures} failures"]
-    for d in report.doors:
-        colour = "green" if d.relay == "released" else ("yellow" if d.relay == "energised" else "red")
-        extra = f" ({esc(d.fault)})" if d.fault else ""
-        lines.append(f"  [{colour}]{esc(d.id)}: relay {esc(d.relay)}{extra}[/]")
-    return lines

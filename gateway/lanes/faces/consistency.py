@@ -15,13 +15,16 @@ each a cue that can veto a grant (`liveness.ModelLiveness`):
   opens over several frames; a new photograph changes them at once. YuNet's landmarks jitter by
   1-5 % of the eye distance: the largest consecutive change must stay under `max_geometry_jump`.
 - **A medium around the face.** A phone or a sheet of paper held to the camera has straight edges
-  that move with the face: in the face's surroundings (`context_chip`, 4 face widths square),
-  edges that persist over every frame of the window are the face's own, or those of what carries
-  it. A straight persistent edge outside the head, on any side, is the frame of a medium. A
-  background (a door frame) stays put while the head moves, so in the face's frame it moves and
-  does not persist; a person standing still before a straight background edge is the known cost
-  (refused once, decided again on the next frames: 45 of 644 genuine windows of 11 real people,
-  none of their approaches refused throughout: docs/face-calibration.md).
+  around the face: in the face's surroundings (`context_chip`, 4 face widths square), a straight
+  edge that holds still relative to the face from one frame to the next, on two sides of it or
+  more (a medium's corner, or both its sides), is the frame of what carries the face. Between
+  consecutive frames, not over the whole window: a replayed video's face moves within the screen
+  as the filmed person did, so its bezel stays put around the face for a step (0.2-0.6 s) but not
+  for a second (a whole-window rule let 52 of 1,716 replay windows through). Two sides, not one:
+  what holds still beside a real head on one side is its own hair, or a background edge beside a
+  still head (a one-side rule over the window refused 45 of 644 genuine windows; two sides in a
+  step refuse 13, all of one woman's long straight hair on both sides of a still head).
+  docs/face-calibration.md has the counts.
 
 None of these sees a 3-D mask or a replayed video without its screen's edges; the trained model
 (`pad.py`) is there for the screen's and paper's texture.
@@ -103,18 +106,15 @@ def largest_step(values: list[np.ndarray]) -> float:
     return max(steps, default=0.0)
 
 
-def medium_sides(contexts: list[np.ndarray]) -> str:
+MIN_MEDIUM_SIDES = 2  # a corner of the medium, or two of its sides: hair or one background edge is one
+
+
+def held_sides(a: np.ndarray, b: np.ndarray) -> str:
     """The sides of the face ("L"eft, "R"ight, "T"op, "B"ottom, sorted) with a straight edge that
-    persists, in the face's frame, over every context chip."""
-    if len(contexts) < 2:
-        return ""
-    kernel = np.ones((5, 5), np.uint8)
-    edges = [_inside_edges(c) for c in contexts]
-    persistent = edges[0].copy()
-    for other in edges[1:]:
-        persistent = cv2.bitwise_and(
-            persistent, cv2.dilate(other, kernel)
-        )  # two pixels of box jitter: the same edge
+    holds still, in the face's frame, between two edge maps of its surroundings (`_inside_edges`
+    of consecutive context chips)."""
+    # two pixels of box jitter: the same edge
+    persistent = cv2.bitwise_and(a, cv2.dilate(b, np.ones((5, 5), np.uint8)))
     # the head itself (hair, ears, chin) is not a medium's edge: 1.5 face widths across
     cv2.ellipse(persistent, (int(CENTRE), int(CENTRE)), (24, 34), 0, 0, 360, 0, -1)
     lines = cv2.HoughLinesP(persistent, 1, np.pi / 180, 16, minLineLength=24, maxLineGap=3)
@@ -129,13 +129,28 @@ def medium_sides(contexts: list[np.ndarray]) -> str:
     return "".join(sorted(sides))
 
 
+def medium_sides(contexts: list[np.ndarray]) -> str:
+    """The sides of the face on which straight edges held still between two consecutive context
+    chips: those of the first step that shows MIN_MEDIUM_SIDES or more (the later steps cannot
+    change `framed`'s answer, so they are not looked at), else of the step showing the most ("" for
+    fewer than 2 chips)."""
+    most = ""
+    previous = None
+    for context in contexts:
+        edges = _inside_edges(context)
+        if previous is not None:
+            sides = held_sides(previous, edges)
+            if len(sides) >= MIN_MEDIUM_SIDES:
+                return sides
+            most = max(most, sides, key=len)
+        previous = edges
+    return most
+
+
 def framed(sides: str) -> bool:
-    """A medium: a straight edge that persists with the face on any side of it, inside the
-    picture. Once the picture's replicated border no longer draws stripes, 599 of 644 genuine
-    windows show no such edge at all; a phone's bezel often shows on one side only (its other
-    edges blurred or off the picture), and requiring two or three sides let 7 of 624
-    animated-photo windows through (docs/face-calibration.md, issue 26)."""
-    return bool(sides)
+    """A medium: straight edges held still with the face, in one step, on MIN_MEDIUM_SIDES sides
+    or more (`medium_sides`)."""
+    return len(sides) >= MIN_MEDIUM_SIDES
 
 
 def upper_face(chip: np.ndarray) -> np.ndarray:
@@ -157,7 +172,7 @@ def lowest_correlation(chips: list[np.ndarray]) -> float:
 class Consistency:
     face_correlation: float  # lowest upper-face correlation between consecutive chips
     geometry_jump: float  # largest landmark change (eye distances, RMS per point)
-    medium_sides: str  # sides with a persistent straight edge around the face (consistency.framed)
+    medium_sides: str  # sides with a straight edge held still with the face in a step (`framed`)
 
 
 def measure(chips: list[np.ndarray], landmarks: list[np.ndarray], contexts: list[np.ndarray]) -> Consistency:

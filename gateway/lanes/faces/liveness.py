@@ -6,8 +6,8 @@ of them refuses the grant (`ModelLiveness`, numbers in docs/face-calibration.md)
   the latest 5 frames must reach `min_pad_score`. It sees the physical medium (paper, a screen);
 - temporal consistency (`consistency.py`): the face must not be swapped between frames (a
   slideshow: the upper face stops correlating), the landmark geometry must change continuously,
-  and no straight-edged medium (a phone, a sheet of paper) may show an edge beside the face
-  that moves with it;
+  and no straight-edged medium (a phone, a sheet of paper) may show edges on two sides of the
+  face that hold still with it from one frame to the next;
 - micro-motion (below): the face must not move like a plane.
 
 `micro_motion` looks for a face that moves like a face. A flat picture moved in
