@@ -33,11 +33,10 @@ from bench.common import print_table
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import Manifest, catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.calibration import wilson
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.liveness import LiveFrame, MicroMotion
-from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.pipeline import FacePipeline, build_pipeline
 from tests.support import faces as face_data
 
 ROOT = Path(__file__).resolve().parents[1]

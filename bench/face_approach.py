@@ -35,12 +35,12 @@ import numpy as np
 from bench.common import cpu_seconds, print_table
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.decision import classify
 from gateway.lanes.faces.fusion import fuse
 from gateway.lanes.faces.gallery import Resident, Templates
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pipeline import build_pipeline
 from tests.support import faces as face_data
 
 Row = tuple[str, str, str]

@@ -31,12 +31,12 @@ from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.core.tags import TagHub, TagSighting
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.decision import Decider, Observation
 from gateway.lanes.faces.gallery import Resident, Templates
 from gateway.lanes.faces.liveness import MicroMotion
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pipeline import build_pipeline
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag
 

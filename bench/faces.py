@@ -33,11 +33,11 @@ from bench.common import cpu_seconds, print_table, rss_mb
 from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit, hallway
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.gallery import Gallery, Resident, Templates
 from gateway.lanes.faces.liveness import LiveFrame, MicroMotion
 from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.pipeline import build_pipeline
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 

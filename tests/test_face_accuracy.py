@@ -14,9 +14,8 @@ import pytest
 
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
-from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.pipeline import FacePipeline, build_pipeline
 from tests.support import faces as face_data
 from tests.support.media import photo
 

@@ -19,14 +19,13 @@ from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces import calibration
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.decision import Decider, Observation, classify
 from gateway.lanes.faces.gallery import Gallery, GalleryError, Resident, Templates
 from gateway.lanes.faces.keys import GalleryKeyError, create_key
 from gateway.lanes.faces.liveness import LiveFrame, MicroMotion, Off
 from gateway.lanes.faces.match import Match, Matcher
-from gateway.lanes.faces.pipeline import FacePipeline
+from gateway.lanes.faces.pipeline import FacePipeline, build_pipeline
 from tests.support.media import model_wheel, photo
 from tests.support.process import lintel_output
 
@@ -578,9 +577,8 @@ def test_the_gallery_key_comes_from_credentials_or_etc_and_the_old_default_is_fl
 ) -> None:
     """Issue 27 point 7: never beside the gallery. systemd credentials win; a key_file elsewhere is
     used as is; the old default in the state folder still works but is flagged with the migration."""
-    from gateway.lanes.faces.access import face_paths, key_beside_gallery
     from gateway.lanes.faces.config import FacesSection
-    from gateway.lanes.faces.keys import CREDENTIAL, load_key
+    from gateway.lanes.faces.keys import CREDENTIAL, face_paths, key_beside_gallery, load_key
 
     state = tmp_path / "state"
     old = FacesSection()

@@ -17,11 +17,10 @@ from drivers.camera.door_scene import FACE_BOXES, DoorScene, Visit
 from gateway.inference.catalog import catalog
 from gateway.inference.engine import InferenceEngine
 from gateway.lanes.faces import consistency
-from gateway.lanes.faces.access import build_pipeline
 from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.liveness import LiveFrame, MicroMotion, ModelLiveness, liveness_check, median_reaches
 from gateway.lanes.faces.pad import widened_box
-from gateway.lanes.faces.pipeline import FacePipeline, Probe
+from gateway.lanes.faces.pipeline import FacePipeline, Probe, build_pipeline
 from tests.support.attacks import ReplayScene, attack_clip
 from tests.support.media import photo
 

@@ -31,7 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = loaded.config
     warnings = [str(w) for w in config_warnings(loaded)] + cfg.faces.warnings(cfg.face_access)
     if cfg.face_access:
-        from gateway.lanes.faces.access import key_beside_gallery
+        from gateway.lanes.faces.keys import key_beside_gallery
 
         if (beside := key_beside_gallery(cfg.faces, loaded.state_dir)) is not None:
             warnings.append(beside)

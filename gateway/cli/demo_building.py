@@ -123,8 +123,9 @@ def enrol_demo_resident(loaded: LoadedConfig) -> None:
         return
     from gateway.inference.catalog import ModelError, configured
     from gateway.inference.engine import InferenceEngine
-    from gateway.lanes.faces.access import build_pipeline, face_paths
     from gateway.lanes.faces.gallery import Gallery, Resident
+    from gateway.lanes.faces.keys import face_paths
+    from gateway.lanes.faces.pipeline import build_pipeline
 
     gallery_path, key_path = face_paths(loaded.config.faces, loaded.state_dir)
     adopt_old_demo_key(loaded.state_dir, key_path)

@@ -80,7 +80,7 @@ class Context:
     def pipeline(self) -> Any:
         from gateway.inference.catalog import configured
         from gateway.inference.engine import InferenceEngine
-        from gateway.lanes.faces.access import build_pipeline
+        from gateway.lanes.faces.pipeline import build_pipeline
 
         return build_pipeline(self.faces, InferenceEngine(1), configured(self.loaded.config.inference))
 
@@ -98,9 +98,8 @@ class Context:
 
 def cmd_faces(args: argparse.Namespace) -> int:
     from gateway.inference.catalog import ModelError
-    from gateway.lanes.faces.access import face_paths
     from gateway.lanes.faces.gallery import GalleryError
-    from gateway.lanes.faces.keys import GalleryKeyError
+    from gateway.lanes.faces.keys import GalleryKeyError, face_paths
 
     loaded = read_config(args.config)
     if loaded is None:
@@ -406,7 +405,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
-    from gateway.lanes.faces.access import delete_resident
+    from gateway.lanes.faces.passages import delete_resident
     from gateway.storage.state import StateStore, state_path
 
     gallery = ctx.gallery()

@@ -32,9 +32,9 @@ T = TypeVar("T")
 
 
 class Model:
-    """A loaded session and its manifest. `run` is called on the engine's thread only, but for
-    the face lane's presentation-attack models, which only its liveness check runs, on the event
-    loop once per decision (gateway/lanes/faces/liveness.py): no session runs on two threads."""
+    """A loaded session and its manifest. `run` is called on the engine's thread only (the face
+    lane's presentation-attack models too: its liveness check is a job there, never on the event
+    loop: gateway/lanes/faces/entrance.py), so no session runs on two threads."""
 
     def __init__(self, manifest: Manifest, session: Any) -> None:
         self.manifest = manifest

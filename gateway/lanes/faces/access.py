@@ -2,12 +2,11 @@
 
 One asyncio task per camera takes its latest frame from the `FrameHub` every `interval_s` (a
 frame is analysed once, whichever entrances watch that camera), runs the pipeline on the shared
-inference thread, matches in memory and feeds the `Decider` of each entrance on that camera. A
-grant pulses the door through `Doors` (Modbus coil on the bus's scheduler; never held open on
-failure) without waiting for it; every decision is an `access_granted` / `access_denied` event
-with ids and numbers only; the resident is named by the gallery's pseudonym
-(`Gallery.pseudonym`), never by the resident id, in events, door pulses and the anti-passback
-rows of `state.db`.
+inference thread, matches in memory and feeds each entrance on that camera (`entrance.py`: its
+decision rule, events and door pulses). A resident's decision waits for its liveness check, run
+as its own job on the inference thread; the camera's next frame is analysed after it. The
+decision is finished on the event loop only if the lane still runs and the gallery still names
+the same resident.
 
 The gallery's `generation` is polled every second: an enrolment or a `faces delete` (CLI or
 command) takes effect without a restart, and a deleted resident's templates leave memory. With a
@@ -20,32 +19,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-
-from gateway.core import Clock, Event, Record
+from gateway.core import Clock, Record
+from gateway.core.cadence import Cadence
 from gateway.core.clock import local_zone
 from gateway.core.frames import FrameHub
 from gateway.core.tags import TagHub
-from gateway.inference.catalog import Manifest, pick
+from gateway.inference.catalog import Manifest
 from gateway.inference.engine import InferenceEngine
 from gateway.inference.evidence import EvidenceStore
-from gateway.lanes import DoorError, DoorOpener
+from gateway.lanes import DoorOpener
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
-from gateway.lanes.faces.decision import Decider, Decision, Observation, Passage
-from gateway.lanes.faces.detect import FaceDetector
-from gateway.lanes.faces.embed import Embedder
+from gateway.lanes.faces.decision import Decider, Passage
+from gateway.lanes.faces.entrance import EntranceFlow, entrance_report
 from gateway.lanes.faces.gallery import Gallery
-from gateway.lanes.faces.keys import MIGRATION, key_location
+from gateway.lanes.faces.keys import face_paths, key_beside_gallery
 from gateway.lanes.faces.liveness import liveness_check
-from gateway.lanes.faces.match import Match, Matcher
-from gateway.lanes.faces.pad import PresentationAttackDetector
-from gateway.lanes.faces.pipeline import FacePipeline, Probe
-from gateway.lanes.faces.report import EntranceReport, FaceAccessReport
+from gateway.lanes.faces.match import Matcher
+from gateway.lanes.faces.outcome import Pending
+from gateway.lanes.faces.passages import delete_resident, load_passages
+from gateway.lanes.faces.pipeline import FacePipeline, build_pipeline, face_models
+from gateway.lanes.faces.report import FaceAccessReport
 from gateway.lanes.faces.second_factor import TagCheck
 from gateway.lanes.faces.tag_store import ResidentTag, tags
 from gateway.releases.formats import FormatGate
@@ -53,75 +50,7 @@ from gateway.storage.state import StateStore
 
 log = logging.getLogger("lintel.faces")
 
-NS = "face_access"
 GALLERY_POLL_S = 1.0
-
-
-def delete_resident(gallery: Gallery, store: StateStore, resident_id: str) -> int | None:
-    """Remove a resident from the gallery (purged) and their passages from the state database.
-    Returns the templates removed, or None for an unknown resident."""
-    pseudonym = gallery.pseudonym(resident_id)
-    removed = gallery.delete(resident_id)
-    if removed is not None:
-        store.save(NS, {}, deleted=[pseudonym, resident_id])  # (rows of older versions: by id)
-    return removed
-
-
-def passages_by_id(gallery: Gallery, saved: dict[str, Any]) -> dict[str, Passage]:
-    """Anti-passback rows of state.db (keyed by pseudonym; by resident id in older versions) as the
-    deciders hold them: by resident id. Rows of residents no longer in the gallery are dropped."""
-    ids = {r.id for r in gallery.residents()}
-    by_pseudonym = {gallery.pseudonym(rid): rid for rid in ids}
-    out: dict[str, Passage] = {}
-    for key, row in saved.items():
-        rid = by_pseudonym.get(key) or (key if key in ids else None)
-        if rid is not None and isinstance(row, dict) and {"direction", "ts_ms"} <= row.keys():
-            out[rid] = Passage(row["direction"], row["ts_ms"])
-    return out
-
-
-def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
-    """(gallery database, key file): the gallery where `[faces]` says or in the state folder; the
-    key from systemd credentials, `[faces] key_file` or the old default (gateway.lanes.faces.keys)."""
-    gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
-    key, _beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
-    return gallery, key
-
-
-def key_beside_gallery(faces: FacesSection, state_dir: Path) -> str | None:
-    """A warning when the gallery key lies in the state folder (beside the gallery), else None."""
-    key, beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
-    if not beside:
-        return None
-    return (
-        f"faces.key_file: the face gallery key {key} lies in the state folder beside the gallery: whoever "
-        f"copies that folder can read every template; {MIGRATION.format(old=key)}"
-    )
-
-
-def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
-    """The (detector, embedder) manifests `[faces]` names; ModelError naming the known ones."""
-    return pick(faces.detector, models), pick(faces.embedder, models)
-
-
-def build_pipeline(
-    faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest], with_pad: bool = False
-) -> FacePipeline:
-    """Load the models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
-    `manifest_dir` apply): detector and embedder, and with `with_pad` the presentation-attack
-    detector's models (`faces.pad_models`). Blocking: call on the engine thread or from the CLI."""
-    det, emb = face_models(faces, models)
-    pad = (
-        PresentationAttackDetector([engine.model(pick(name, models)) for name in faces.pad_models])
-        if with_pad
-        else None
-    )
-    return FacePipeline(
-        FaceDetector(engine.model(det), faces.min_face_score),
-        Embedder(engine.model(emb)),
-        faces.limits(),
-        pad,
-    )
 
 
 class FaceAccessWatch:
@@ -169,14 +98,9 @@ class FaceAccessWatch:
         self.passages: dict[str, Passage] = {}  # by resident id: filled from state.db in start()
         self.zone = local_zone(timezone)
         self.threshold = faces.max_distance  # None until the embedder is loaded
-        self.deciders: dict[str, Decider] = {}
-        self.stats: dict[str, dict[str, Any]] = {
-            e.id: {"frames": 0, "usable": 0, "granted": 0, "denied": 0, "pipeline_ms": 0.0, "last": None}
-            for e in entrances
-        }
-        for s in self.stats.values():
-            s["reasons"] = Counter()  # denials by reason (status: denied_reasons)
+        self.flows: dict[str, EntranceFlow] = {}  # by entrance id: filled in start()
         self.errors = 0
+        self.closed = False  # stopped: no pending decision is finished any more
 
     async def start(self) -> None:
         """Load the models on the inference thread and open the gallery (raises with the fix)."""
@@ -185,7 +109,7 @@ class FaceAccessWatch:
         )
         threshold = self.faces.max_distance or self.pipeline.embedder.threshold
         self.threshold = threshold
-        self.deciders = {}
+        self.flows = {}
         for e in self.entrances:
             check = liveness_check(self.faces.liveness_of(e), self.pipeline.pad)
             if check.name == "off":
@@ -203,22 +127,31 @@ class FaceAccessWatch:
                     self.clock.monotonic,
                     lambda: self.resident_tags,
                 )
-            self.deciders[e.id] = Decider(
+            decider = Decider(
                 e, self.faces, threshold, check, self.zone, self.passages, factor, self._fused_match()
+            )
+            self.flows[e.id] = EntranceFlow(
+                e,
+                decider,
+                self.engine,
+                self.doors,
+                self.store,
+                self.clock,
+                self.submit,
+                self._pseudonym,
+                self.crops,
             )
         self.gallery = Gallery(
             self.gallery_path, self.key_path, create=True, gate=FormatGate.at(self.state_dir)
         )
         if (beside := key_beside_gallery(self.faces, self.state_dir)) is not None:
             log.warning("%s", beside)
-        saved = self.store.load(NS)
-        self.passages.update(passages_by_id(self.gallery, saved))  # the deciders hold this dict
-        stale = [key for key in saved if not key.startswith("p-")]  # by resident id: older versions
-        if stale:
-            self.store.save(
-                NS, {self.gallery.pseudonym(r): self._passage_row(r) for r in self.passages}, stale
-            )
+        self.passages.update(load_passages(self.gallery, self.store))  # the deciders hold this dict
         self._reload_gallery()
+
+    def _pseudonym(self, resident_id: str) -> str:
+        assert self.gallery is not None
+        return self.gallery.pseudonym(resident_id)
 
     def _fused_match(self) -> Callable[[Any], Any] | None:
         """The deciders' matcher for an approach's fused descriptor (`[faces] decide_on`)."""
@@ -270,13 +203,17 @@ class FaceAccessWatch:
     async def run_camera(self, camera: str, entrances: list[FaceAccessConfig]) -> None:
         """Analyse the camera's latest frame every `interval_s` (each frame once, however many
         entrances watch it: a camera over two doors costs one analysis) and feed every entrance's
-        decision rule."""
-        needs_pad = any(self.deciders[e.id].liveness.name == "model" for e in entrances)  # crops only if used
+        decision rule; a resident's decision is checked and finished before the next frame."""
+        needs_pad = any(
+            self.flows[e.id].decider.liveness.name == "model" for e in entrances
+        )  # crops only if used
         assert self.pipeline is not None
         pipeline = self.pipeline
         last_seq = -1
+        loop = asyncio.get_running_loop()
+        cadence = Cadence(self.faces.interval_s, loop.time())  # every interval_s, whatever the work took
         while True:
-            await asyncio.sleep(self.faces.interval_s)
+            await asyncio.sleep(cadence.wait(loop.time()))
             frame = self.hub.latest(camera)
             if frame is None or frame.seq == last_seq or not self.hub.online(camera):
                 continue
@@ -295,95 +232,28 @@ class FaceAccessWatch:
                 assert self.matcher is not None and probe.vector is not None
                 match = self.matcher.match(probe.vector)
             for entrance in entrances:
-                self._observe(entrance, frame.ts_ms, probe, match, elapsed_ms, now_ms)
+                flow = self.flows[entrance.id]
+                pending = flow.observe(frame.ts_ms, probe, match, elapsed_ms, now_ms)
+                if pending is not None:
+                    await self.conclude(flow, pending)
 
-    def _observe(
-        self,
-        entrance: FaceAccessConfig,
-        ts_ms: int,
-        probe: Probe,
-        match: Match | None,
-        elapsed_ms: float,
-        now_ms: int,
-    ) -> None:
-        decider = self.deciders[entrance.id]
-        stats = self.stats[entrance.id]
-        stats["frames"] += 1
-        stats["pipeline_ms"] += elapsed_ms
-        if match is None:
-            if probe.face is None:
-                decider.no_face(now_ms)
+    async def conclude(self, flow: EntranceFlow, pending: Pending) -> None:
+        """Check a resident's pending decision on the inference thread, then finish it here. A stop
+        or reload cancels the await (and `close` marks the watch closed): nothing is finished,
+        nothing opens. A gallery reloaded meanwhile must still name the same resident."""
+        generation = self.generation
+        live = await flow.check(pending)
+        if self.closed:
             return
-        stats["usable"] += 1
-        assert probe.face is not None
-        # the aligned chip always goes along: liveness needs it; a crop is saved only when
-        # keep_unknown_crops is on (_decided)
-        obs = Observation(
-            ts_ms, match, decider.label(match), probe.face.landmarks, probe.chip, probe.vector, None,
-            probe.context, probe.pad_crops,
-        )  # fmt: skip
-        # on the event loop, as the decision rule reads loop-owned state (tags, passages): a
-        # `model` check there runs the detector on the 3-5 frames it judges (~25 ms) and the
-        # optical flow (~15 ms) once per decision, not per frame (bench/pad.py)
-        decision, locked = decider.observe(obs, now_ms)
-        if decision is not None:
-            self._decided(entrance, decision, now_ms)
-        if locked:
-            log.warning(
-                "entrance %s: too many denied faces, locked for %.0f s", entrance.id, entrance.lockout_s
-            )
-            body = {
-                "door": entrance.door,
-                "entrance": entrance.id,
-                "until_ms": decider.locked_until_ms,
-                "max_attempts_per_minute": entrance.max_attempts_per_minute,
-            }
-            self.submit(Event(entrance.id, "access_lockout", now_ms, body))
+        if self.generation != generation and not self._still_names(flow.decider, pending):
+            pending.changed = True  # deleted or re-enrolled during the check
+        flow.finish(pending, live, self.clock.time_ms())
 
-    def _decided(self, entrance: FaceAccessConfig, decision: Decision, now_ms: int) -> None:
-        stats = self.stats[entrance.id]
-        body = decision.body(entrance)
-        assert self.gallery is not None
-        if body.get("resident_id") is not None:  # upstream and on disk: the pseudonym only
-            body["resident_id"] = self.gallery.pseudonym(body["resident_id"])
-        stats["last"] = {"ts_ms": now_ms, "granted": decision.granted, "reason": decision.reason}
-        if decision.granted:
-            stats["granted"] += 1
-            self.store.save(NS, {body["resident_id"]: {"direction": entrance.direction, "ts_ms": now_ms}})
-            self.submit(Event(entrance.id, "access_granted", now_ms, body))
-            if self.doors().busy(entrance.door):
-                log.info("entrance %s: door %s is already open", entrance.id, entrance.door)
-            else:
-                asyncio.get_running_loop().create_task(self._open(entrance, body["resident_id"]))
-            return
-        stats["denied"] += 1
-        stats["reasons"][decision.reason] += 1
-        if decision.liveness_detail:
-            log.info("entrance %s: liveness refused a face: %s", entrance.id, decision.liveness_detail)
-        if decision.chip is not None and self.crops is not None:
-            ok, data = cv2.imencode(".jpg", decision.chip)
-            if ok:
-                body["crop_id"] = self.crops.save(entrance.id, data.tobytes(), now_ms)
-        self.submit(Event(entrance.id, "access_denied", now_ms, body))
-
-    def _passage_row(self, resident_id: str) -> dict[str, Any]:
-        p = self.passages[resident_id]
-        return {"direction": p.direction, "ts_ms": p.ts_ms}
-
-    async def _open(self, entrance: FaceAccessConfig, resident_id: str) -> None:
-        """`resident_id` here is the pseudonym (as in the events)."""
-        try:
-            await self.doors().pulse(entrance.door, via="face", entrance=entrance.id, resident_id=resident_id)
-        except DoorError as exc:
-            self.errors += 1
-            log.error("entrance %s: door did not open for a granted face: %s", entrance.id, exc)
-            body = {
-                "door": entrance.door,
-                "entrance": entrance.id,
-                "resident_id": resident_id,
-                "error": str(exc),
-            }
-            self.submit(Event(entrance.id, "access_door_failed", self.clock.time_ms(), body, "alarm"))
+    def _still_names(self, decider: Decider, pending: Pending) -> bool:
+        """Whether the current gallery still gives the pending decision's face the same label."""
+        if self.matcher is None or pending.vector is None:
+            return False
+        return decider.label(self.matcher.match(pending.vector)) == pending.label
 
     def delete(self, resident_id: str) -> int | None:
         """Remove a resident everywhere (gallery file, memory, anti-passback state)."""
@@ -396,34 +266,20 @@ class FaceAccessWatch:
     def report(self) -> FaceAccessReport:
         """The lane's report: gallery size, threshold, and per entrance its camera and decisions."""
         now = self.clock.time_ms()
-        entrances = []
-        for e in self.entrances:
-            s = self.stats[e.id]
-            decider = self.deciders.get(e.id)
-            last = s["last"] or {}
-            entrances.append(
-                EntranceReport(
-                    id=e.id,
-                    camera=e.camera,
-                    door=e.door,
-                    camera_online=self.hub.online(e.camera),
-                    locked=bool(decider and decider.locked(now)),
-                    frames=s["frames"],
-                    granted=s["granted"],
-                    denied=s["denied"],
-                    pipeline_ms_avg=round(s["pipeline_ms"] / s["frames"], 1) if s["frames"] else None,
-                    last_decision_ms=last.get("ts_ms"),
-                    last_granted=last.get("granted"),
-                    last_reason=last.get("reason"),
-                    denied_reasons=dict(s["reasons"]),
-                )
-            )
+        entrances = tuple(
+            entrance_report(e, self.flows.get(e.id), self.hub.online(e.camera), now) for e in self.entrances
+        )
         residents = len(self.matcher) if self.matcher else 0
         return FaceAccessReport(
-            residents, self.threshold, str(self.faces.liveness), self.errors, tuple(entrances)
+            residents,
+            self.threshold,
+            str(self.faces.liveness),
+            self.errors + sum(f.errors for f in self.flows.values()),
+            entrances,
         )
 
     def close(self) -> None:
+        self.closed = True  # a decision still pending (its check on the inference thread) never grants
         if self.uses_tags:
             self.tag_hub.watch({})  # the keys leave memory; the BLE sources stop listening
             self.resident_tags = {}

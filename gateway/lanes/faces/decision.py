@@ -14,6 +14,13 @@ The window is then emptied; the same resident gets no new decision for `cooldown
 open, they are walking through), and the same unknown face (its descriptor within the threshold
 of one just denied) is not reported again for `cooldown_s` — while a different stranger is.
 A face missing for `RESET_S` empties the window, so two people never add up to one decision.
+
+A resident's decision comes in two halves (issue 26: the check costs as much CPU as a frame):
+`step` returns a `Pending` with what liveness judges; its `check()` runs on the inference thread
+(no loop state); `finish` completes the decision on the caller's thread with the result (second
+factor, doors, hours, anti-passback). A different face seen in between, or the face gone for
+`RESET_S`, refuses it (`face_changed`): the check judged someone who is no longer there.
+`observe` does both halves at once (tests, benches, the CLI).
 Denials are rate limited: more than `max_attempts_per_minute` locks face decisions out for
 `lockout_s` (someone trying photo after photo); the card/PIN reader is unaffected.
 
@@ -26,16 +33,15 @@ import datetime as dt
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from gateway.core.windows import Window
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.fusion import fuse, unit
-from gateway.lanes.faces.gallery import Resident
-from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck
+from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, LivenessResult
 from gateway.lanes.faces.match import Match
+from gateway.lanes.faces.outcome import Decision, Pending
 
 RESET_S = 2.0
 UNKNOWN = ""
@@ -66,43 +72,6 @@ class Observation:
 
 
 @dataclass(slots=True)
-class Decision:
-    granted: bool
-    reason: str  # "match" for a grant; why not otherwise
-    resident: Resident | None
-    distance: float
-    margin: float
-    latency_ms: int
-    frames: int
-    liveness: str
-    liveness_check: str  # which check ran ("model", "micro_motion", "off")
-    chip: np.ndarray | None = None
-    liveness_detail: str = ""  # what the check measured (logged, never sent: numbers only)
-
-    def body(self, entrance: FaceAccessConfig) -> dict[str, Any]:
-        """The event body: ids and numbers, never a name or a picture."""
-        body: dict[str, Any] = {
-            "door": entrance.door,
-            "entrance": entrance.id,
-            "method": entrance.require,  # "face" or "face+tag"
-            "resident_id": self.resident.id if self.resident else None,
-            "distance": _num(self.distance),
-            "margin": _num(self.margin),
-            "latency_ms": self.latency_ms,
-            "frames": self.frames,
-            "liveness": self.liveness,
-            "liveness_check": self.liveness_check,
-        }
-        if not self.granted:
-            body["reason"] = self.reason
-        return body
-
-
-def _num(value: float) -> float | None:
-    return round(value, 3) if np.isfinite(value) else None
-
-
-@dataclass(slots=True)
 class Passage:
     direction: str
     ts_ms: int
@@ -130,6 +99,7 @@ class Decider:
     locked_until_ms: int = 0
     last_face_ms: int = 0
     suppressed: int = 0
+    pending: Pending | None = None  # between `step` and `finish`
 
     def __post_init__(self) -> None:
         self.window = deque(maxlen=self.faces.n)
@@ -141,15 +111,30 @@ class Decider:
     def locked(self, now_ms: int) -> bool:
         return now_ms < self.locked_until_ms
 
-    def no_face(self, now_ms: int) -> None:
-        if now_ms - self.last_face_ms > RESET_S * 1000:
+    def no_face(self, ts_ms: int) -> None:
+        """A frame without a face, captured at `ts_ms` (the frames' capture clock, as
+        `Observation.ts_ms`: never the time it was analysed, which lags under load)."""
+        if ts_ms - self.last_face_ms > RESET_S * 1000:
             self.window.clear()
             self.recent.clear()
+            if self.pending is not None:
+                self.pending.changed = True  # the face left while its check ran
 
     def observe(self, obs: Observation, now_ms: int) -> tuple[Decision | None, bool]:
-        """Add a usable frame. Returns (decision or None, whether a lockout started now)."""
+        """Add a usable frame. Returns (decision or None, whether a lockout started now): both
+        halves at once, the liveness check on this thread."""
+        got, locked = self.step(obs, now_ms)
+        if isinstance(got, Pending):
+            return self.finish(got, got.check(), now_ms)
+        return got, locked
+
+    def step(self, obs: Observation, now_ms: int) -> tuple[Decision | Pending | None, bool]:
+        """Add a usable frame. Returns (a decision, a resident's `Pending` decision, or None;
+        whether a lockout started now). A `Pending` must be `finish`ed with its check's result."""
         self.no_face(obs.ts_ms)
         self.last_face_ms = obs.ts_ms
+        if self.pending is not None and self._another_face(obs, self.pending):
+            self.pending.changed = True
         if obs.chip is not None:
             live = LiveFrame(obs.chip, obs.vector, obs.landmarks, obs.pad, obs.context, obs.pad_crops)
             self.recent.append((obs.label, live))
@@ -167,7 +152,7 @@ class Decider:
             return None, False
         agreeing = [o for o in self.window if o.label == label]
         fused = self._fused()
-        match = None
+        match, vector = None, None
         if fused is not None:
             label, agreeing, match, vector = fused  # the approach's identity decides
             if label not in (UNKNOWN, AMBIGUOUS) and self.cooldown_until.get(label, 0) > now_ms:
@@ -184,11 +169,37 @@ class Decider:
             self.strangers += [(o.vector, until) for o in agreeing if o.vector is not None]
         else:
             self.cooldown_until[label] = until
-        decision = self._decide(label, agreeing, now_ms, match, frames)
-        started_lockout = False
-        if not decision.granted:
-            started_lockout = self._count_denial(now_ms)
-        return decision, started_lockout
+        if label not in (UNKNOWN, AMBIGUOUS):
+            best = min(agreeing, key=lambda o: o.match.distance)
+            decided = vector if vector is not None else best.vector
+            self.pending = Pending(label, agreeing, match, frames, decided, self.liveness)
+            return self.pending, False
+        return self._counted(self._decide(label, agreeing, now_ms, match), now_ms)
+
+    def finish(self, pending: Pending, live: LivenessResult, now_ms: int) -> tuple[Decision, bool]:
+        """The second half of a resident's decision: `live` is `pending.check()`'s result.
+        Refused (`face_changed`, not counted toward the lockout, no cooldown: the resident may be
+        decided again at once) when another face was seen or the face left in between."""
+        if self.pending is pending:
+            self.pending = None
+        if pending.changed:
+            self.cooldown_until.pop(pending.label, None)
+        decision = self._decide(pending.label, pending.agreeing, now_ms, pending.match, live, pending.changed)
+        return (decision, False) if pending.changed else self._counted(decision, now_ms)
+
+    def _counted(self, decision: Decision, now_ms: int) -> tuple[Decision, bool]:
+        return decision, (not decision.granted and self._count_denial(now_ms))
+
+    def _another_face(self, obs: Observation, pending: Pending) -> bool:
+        """Whether a frame shows someone else than the pending decision's face: another label,
+        unless its descriptor is within the threshold of the one decided (fusion's frames are
+        often labelled unknown one by one)."""
+        if obs.label == pending.label:
+            return False
+        if obs.vector is None or pending.vector is None:
+            return True
+        gap = unit(np.asarray(obs.vector, np.float32)) - unit(np.asarray(pending.vector, np.float32))
+        return float(np.linalg.norm(gap)) > self.threshold
 
     def _frames(self, label: str) -> list[LiveFrame]:
         return [frame for lab, frame in self.recent if lab == label]
@@ -229,10 +240,11 @@ class Decider:
         agreeing: list[Observation],
         now_ms: int,
         fused: Match | None = None,
-        frames: list[LiveFrame] | None = None,
+        live: LivenessResult | None = None,
+        changed: bool = False,
     ) -> Decision:
-        """`fused`: the approach's match (else the closest agreeing frame's); `frames`: what
-        liveness judges (else the recent frames labelled `label`)."""
+        """`fused`: the approach's match (else the closest agreeing frame's); `live`: the
+        liveness check's result (a resident's decision); `changed`: `Pending.changed`."""
         best = min(agreeing, key=lambda o: o.match.distance)
         match = fused or best.match
         latency = now_ms - agreeing[0].ts_ms
@@ -249,8 +261,10 @@ class Decider:
             return decision(False, "unknown_face")
         if label == AMBIGUOUS:
             return decision(False, "ambiguous")
-        live = self.liveness.check(frames if frames is not None else self._frames(label))
+        assert live is not None  # a resident's decision is finished with its check's result
         live_label = "off" if self.liveness.name == "off" else ("passed" if live.passed else "failed")
+        if changed:
+            return decision(False, "face_changed", live_label)
         if not live.passed:
             refused = decision(False, "liveness_failed", live_label)
             refused.liveness_detail = live.detail

@@ -20,6 +20,10 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.lanes.faces.config import FacesSection
 
 KEY_BYTES = 32
 CREDENTIAL = "lintel-faces-key"
@@ -85,3 +89,22 @@ def load_key(path: Path) -> bytes:
             f"face gallery key {path} has {len(data)} bytes, expected {KEY_BYTES}: not a key file"
         )
     return data
+
+
+def face_paths(faces: FacesSection, state_dir: Path) -> tuple[Path, Path]:
+    """(gallery database, key file): the gallery where `[faces]` says or in the state folder; the
+    key from systemd credentials, `[faces] key_file` or the old default (gateway.lanes.faces.keys)."""
+    gallery = Path(faces.gallery) if faces.gallery else state_dir / "faces.db"
+    key, _beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
+    return gallery, key
+
+
+def key_beside_gallery(faces: FacesSection, state_dir: Path) -> str | None:
+    """A warning when the gallery key lies in the state folder (beside the gallery), else None."""
+    key, beside = key_location(Path(faces.key_file) if faces.key_file else None, state_dir)
+    if not beside:
+        return None
+    return (
+        f"faces.key_file: the face gallery key {key} lies in the state folder beside the gallery: whoever "
+        f"copies that folder can read every template; {MIGRATION.format(old=key)}"
+    )

@@ -13,8 +13,10 @@ from gateway.core import Event, Record
 from gateway.core.commands import Caller, Failed, Handler, Rejected
 from gateway.inference.catalog import ModelPlaces
 from gateway.lanes import DoorOpener, Lane, LaneDeps
-from gateway.lanes.faces.access import FaceAccessWatch, delete_resident, face_paths
+from gateway.lanes.faces.access import FaceAccessWatch
 from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
+from gateway.lanes.faces.keys import face_paths
+from gateway.lanes.faces.passages import delete_resident
 from gateway.lanes.faces.report import FaceAccessReport
 
 

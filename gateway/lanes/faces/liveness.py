@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -156,8 +156,8 @@ class ModelLiveness:
     all of them; micro-motion and the detector over the latest MIN_FRAMES (what bench/pad.py
     measures). Cheapest first, and the first veto refuses: a refusal by a consistency cue costs
     ~1 ms, a grant pays for all of them. The detector runs here, on the frames it judges (their
-    `pad_crops`; a frame's known `pad` is used as is): its models run nowhere else at the door, so
-    the decision rule may call `check` from the event loop (~40 ms once per decision)."""
+    `pad_crops`; a frame's known `pad` is used as is). At the door the check runs on the inference
+    thread as two jobs (`stages`), never on the event loop (`entrance.EntranceFlow.check`)."""
 
     name = "model"
     frames = MIN_FRAMES
@@ -181,6 +181,21 @@ class ModelLiveness:
         return None
 
     def check(self, frames: list[LiveFrame]) -> LivenessResult:
+        """Every stage in turn (`stages`), on this thread."""
+        for stage in self.stages(frames):
+            if (result := stage()) is not None:
+                return result
+        raise AssertionError("the last stage always answers")
+
+    def stages(self, frames: list[LiveFrame]) -> list[Callable[[], LivenessResult | None]]:
+        """The check as two jobs of about half its cost each, for the inference thread to run
+        one after the other with other work between them (a frame of another camera): the
+        signals (consistency, micro-motion; a veto or None) then the detector (the answer)."""
+        seen: dict[str, Any] = {}
+        return [lambda: self._signals(frames, seen), lambda: self._detector(seen)]
+
+    def _signals(self, frames: list[LiveFrame], seen: dict[str, Any]) -> LivenessResult | None:
+        """Every signal but the detector: a veto, or None (`seen` keeps what the detector needs)."""
         from gateway.lanes.faces import consistency
 
         if len(frames) < MIN_FRAMES:
@@ -205,14 +220,22 @@ class ModelLiveness:
         moving, motion = self.motion.judge([f.chip for f in judged])
         if not moving:
             return LivenessResult(False, f"planar motion {motion:.2f} px < {self.motion.min_residual_px}")
-        live, pad = median_reaches((s() for s in scorers if s is not None), len(scorers), self.min_pad_score)
+        seen.update(
+            scorers=scorers,
+            detail=f"face correlation {c.face_correlation:.2f}, geometry jump {c.geometry_jump:.2f}, "
+            f"straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px",
+        )
+        return None
+
+    def _detector(self, seen: dict[str, Any]) -> LivenessResult:
+        """The detector's median over the judged frames (after `_signals` let them through)."""
+        if "scorers" not in seen:  # a veto came first: this stage never runs after one
+            raise RuntimeError("the detector stage ran before the signals passed")
+        scorers = seen["scorers"]
+        live, pad = median_reaches((s() for s in scorers), len(scorers), self.min_pad_score)
         if not live:
             return LivenessResult(False, f"PAD live {pad:.2f} < {self.min_pad_score}")
-        return LivenessResult(
-            True,
-            f"PAD live {pad:.2f}, face correlation {c.face_correlation:.2f}, geometry jump "
-            f"{c.geometry_jump:.2f}, straight edges {c.medium_sides or 'none'}, motion {motion:.2f} px",
-        )
+        return LivenessResult(True, f"PAD live {pad:.2f}, {seen['detail']}")
 
 
 def liveness_check(name: str, pad: PresentationAttackDetector | None = None) -> LivenessCheck:

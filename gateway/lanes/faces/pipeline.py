@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.inference.catalog import Manifest, pick
+from gateway.inference.engine import InferenceEngine
+from gateway.lanes.faces.config import FacesSection
 from gateway.lanes.faces.consistency import context_chip
 from gateway.lanes.faces.detect import Face, FaceDetector
 from gateway.lanes.faces.embed import Embedder
@@ -99,3 +102,28 @@ class FacePipeline:
         if self.pad is None or probe.pad_crops is None:
             return None
         return self.pad.score_crops(probe.pad_crops)
+
+
+def face_models(faces: FacesSection, models: dict[str, Manifest]) -> tuple[Manifest, Manifest]:
+    """The (detector, embedder) manifests `[faces]` names; ModelError naming the known ones."""
+    return pick(faces.detector, models), pick(faces.embedder, models)
+
+
+def build_pipeline(
+    faces: FacesSection, engine: InferenceEngine, models: dict[str, Manifest], with_pad: bool = False
+) -> FacePipeline:
+    """Load the models from a catalog (`catalog.configured(config.vision)`, so `model_dir` and
+    `manifest_dir` apply): detector and embedder, and with `with_pad` the presentation-attack
+    detector's models (`faces.pad_models`). Blocking: call on the engine thread or from the CLI."""
+    det, emb = face_models(faces, models)
+    pad = (
+        PresentationAttackDetector([engine.model(pick(name, models)) for name in faces.pad_models])
+        if with_pad
+        else None
+    )
+    return FacePipeline(
+        FaceDetector(engine.model(det), faces.min_face_score),
+        Embedder(engine.model(emb)),
+        faces.limits(),
+        pad,
+    )
