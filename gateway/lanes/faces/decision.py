@@ -41,7 +41,7 @@ from gateway.lanes.faces.config import FaceAccessConfig, FacesSection
 from gateway.lanes.faces.fusion import fuse, unit
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, LivenessResult
 from gateway.lanes.faces.match import Match
-from gateway.lanes.faces.outcome import Decision, Pending
+from gateway.lanes.faces.outcome import Decision, Observation, Pending
 
 RESET_S = 2.0
 UNKNOWN = ""
@@ -56,19 +56,6 @@ def classify(match: Match, threshold: float, min_margin: float) -> str:
     if match.margin < min_margin:
         return AMBIGUOUS
     return match.resident.id
-
-
-@dataclass(slots=True)
-class Observation:
-    ts_ms: int  # capture time of the frame
-    match: Match
-    label: str  # resident id, UNKNOWN or AMBIGUOUS
-    landmarks: np.ndarray
-    chip: np.ndarray | None = None  # the aligned face: liveness, and unknown crops when kept
-    vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
-    pad: float | None = None  # presentation-attack detector's live probability (liveness "model")
-    context: np.ndarray | None = None  # the face's surroundings (liveness "model")
-    pad_crops: tuple[np.ndarray, ...] | None = None  # the PAD's input, scored when a decision asks
 
 
 @dataclass(slots=True)

@@ -1,5 +1,6 @@
-"""What one step of an entrance's decision rule gives (`decision.Decider`): a `Decision`, or a
-resident's `Pending` decision that waits for its liveness check.
+"""What one step of an entrance's decision rule (`decision.Decider`) takes and gives: an
+`Observation` (one usable frame) in; a `Decision`, or a resident's `Pending` decision that waits
+for its liveness check, out. Here, not in decision.py, so neither module imports the other.
 
 A `Pending` holds only what the check reads (its frames and the check), so the check can run on
 the inference thread while the event loop goes on; `Decider.finish` turns it into a `Decision`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,18 @@ from gateway.lanes.faces.gallery import Resident
 from gateway.lanes.faces.liveness import LiveFrame, LivenessCheck, LivenessResult
 from gateway.lanes.faces.match import Match
 
-if TYPE_CHECKING:
-    from gateway.lanes.faces.decision import Observation
+
+@dataclass(slots=True)
+class Observation:
+    ts_ms: int  # capture time of the frame
+    match: Match
+    label: str  # resident id, UNKNOWN or AMBIGUOUS
+    landmarks: np.ndarray
+    chip: np.ndarray | None = None  # the aligned face: liveness, and unknown crops when kept
+    vector: np.ndarray | None = None  # in memory only: tells one stranger from the next
+    pad: float | None = None  # presentation-attack detector's live probability (liveness "model")
+    context: np.ndarray | None = None  # the face's surroundings (liveness "model")
+    pad_crops: tuple[np.ndarray, ...] | None = None  # the PAD's input, scored when a decision asks
 
 
 @dataclass(slots=True)
