@@ -5,8 +5,10 @@
 RSS (VmRSS; anonymous and file-backed parts) after each step, in the order a building gateway
 gets them: the interpreter, the daemon's own imports, numpy, OpenCV, onnxruntime, then each
 model loaded and warmed up by the engine (as `lintel run` loads them) and run 20 times on a
-640×360 frame, with the highest RSS seen during those runs (a model's activations live only
-while it runs: the engine's arena is shrunk after each run), then five 640×360 MJPEG clips
+640×360 frame (the presentation-attack detector's two MiniFASNet models, which an entrance with
+`liveness = "model"` loads, on an 80×80 crop each), with the highest RSS seen during those runs
+(a model's activations live only while it runs: the engine's arena is shrunk after each run),
+then five 640×360 MJPEG clips
 decoded at once on their own threads (4 fire-lane cameras and the door camera) through the camera
 driver's `open_capture`; `--h264` adds the same clips as H.264 (what IP cameras send; transcoded
 by an installed ffmpeg) at `decode_threads` 1 and 0 (one per core). It explains
@@ -138,10 +140,13 @@ def main() -> None:
 
     models = catalog()
     embedder_name = args.embedder or FacesSection().embedder
+    from gateway.lanes.faces.pad import PadModel
+
     engine = InferenceEngine(1)
     frame = (np.random.default_rng(0).random((360, 640, 3)) * 255).astype(np.uint8)
     chip = np.ascontiguousarray(frame[:112, :112])
-    for name in ("yolov4-tiny-coco-int8", "yunet-2023mar", embedder_name):
+    section = FacesSection()
+    for name in ("yolov4-tiny-coco-int8", "yunet-2023mar", embedder_name, *section.pad_models):
         model = engine.model(models[name])
         steps.mark(f"{name} loaded and warmed up")
         task = model.manifest.task
@@ -149,6 +154,8 @@ def main() -> None:
             run: Callable[[], object] = partial(Detector(model).detect, frame)
         elif task == "face_detect":
             run = partial(FaceDetector(model).detect, frame)
+        elif task == "face_pad":
+            run = partial(PadModel(model).live_probability_of, np.ascontiguousarray(frame[:80, :80]))
         else:
             run = partial(Embedder(model).embed, chip)
         run()

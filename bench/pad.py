@@ -13,7 +13,8 @@ genuine presentations, and the cost of `liveness = "model"` per decision.
      it (the clip the project once called "live": it stands for an injected stream).
    - phone, replay of a genuine video: each clip of 2. looped on the phone (its bezel, brighter
      bluish screen), moved as a hand does, the person moving within the screen as filmed
-     (tests.support.attacks.ReplayScene). Not in it: 3-D masks.
+     (tests.support.attacks.ReplayScene); the same held tilted by 30° (every other clip -30°).
+     Not in it: 3-D masks.
 2. BPCER on genuine video: 11 real people filmed by phones, webcams and a studio camera
    (LivePortrait's driving videos, MIT: tests/data/pad/genuine/README.md), 5 fps, 3-6 s each,
    every 5-frame window as above judged by each check. BPCER = windows refused / windows, with
@@ -80,14 +81,31 @@ class Stand(DoorScene):
         return super().frame(0.0 if t < self.visits[0].end_s else t)
 
 
-def replays(pipeline: FacePipeline, folder: Path) -> list[DoorScene]:
+class TiltedReplay(ReplayScene):
+    """The replay with the phone held tilted by `degrees` (the picture turned about the phone's
+    middle: the face on it tilts as much)."""
+
+    degrees = 0.0
+
+    def frame(self, t: float) -> np.ndarray:
+        picture = super().frame(t)
+        turn = cv2.getRotationMatrix2D((260, 190), self.degrees, 1.0)  # the phone's middle
+        size = (picture.shape[1], picture.shape[0])
+        return cv2.warpAffine(picture, turn, size, borderMode=cv2.BORDER_REPLICATE)
+
+
+def replays(pipeline: FacePipeline, folder: Path, tilt: float = 0.0) -> list[DoorScene]:
+    """Each genuine clip replayed on the phone; with `tilt`, held tilted by ±tilt degrees (every
+    other clip the other way)."""
     scenes: list[DoorScene] = []
-    for frames in genuine_clips().values():
+    for i, frames in enumerate(genuine_clips().values()):
         probe = pipeline.analyse(frames[0])
         assert probe.face is not None
         h, w = frames[0].shape[:2]
         x1, y1, x2, y2 = probe.face.box
-        scenes.append(ReplayScene(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder, SECONDS, FPS))
+        scene = TiltedReplay(frames, (x1 / w, y1 / h, x2 / w, y2 / h), folder, SECONDS, FPS)
+        scene.degrees = tilt if i % 2 == 0 else -tilt
+        scenes.append(scene)
     return scenes
 
 
@@ -143,7 +161,14 @@ def corpus(folder: Path, pipeline: FacePipeline | None = None) -> dict[str, list
         # the warp on a pasted cut-out, no bezel: no physical medium could show it (a print cannot
         # move); it stands for a photo animated and injected into the stream, or a borderless screen
         "animated photo, no medium (the old 'live' clip)": each("live"),
-        **({"phone, replay of a genuine video": replays(pipeline, folder)} if pipeline is not None else {}),
+        **(
+            {
+                "phone, replay of a genuine video": replays(pipeline, folder),
+                "phone, replay of a genuine video, held tilted ±30°": replays(pipeline, folder, 30.0),
+            }
+            if pipeline is not None
+            else {}
+        ),
     }
 
 

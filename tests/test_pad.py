@@ -92,6 +92,25 @@ def test_landmarks_in_the_face_frame_ignore_position_size_and_tilt() -> None:
     )
 
 
+def test_a_medium_held_tilted_is_seen_in_the_levelled_face() -> None:
+    """A phone held tilted shows a tilted face: its edges lean as much as the eye line, and a
+    line leaning more than 20° is no side. Levelled by the window's eye line, they are sides."""
+    centre = (consistency.CENTRE, consistency.CENTRE)
+    level_eyes = np.array([[50, 56], [78, 56], [64, 70], [54, 84], [74, 84]], np.float32)
+    for angle in (-35.0, -20.0, 20.0, 35.0):
+        turn = cv2.getRotationMatrix2D(centre, angle, 1.0)  # the phone and its face, turned alike
+        context = np.full((consistency.CONTEXT_PX, consistency.CONTEXT_PX), 128, np.uint8)
+        cv2.rectangle(context, (22, 12), (106, 124), 30, 2)  # the phone's edge around the face
+        context = cv2.warpAffine(context, turn, context.shape[::-1], borderValue=128)
+        eyes = cv2.transform(level_eyes[None], turn)[0]
+        roll = consistency.roll_degrees([eyes] * 5)
+        assert abs(abs(roll) - abs(angle)) < 1, (angle, roll)
+        levelled = consistency.medium_sides([context] * 5, roll)
+        assert consistency.framed(levelled) and len(levelled) >= 3, (angle, levelled)
+        if abs(angle) > 20:  # as cut, the edges lean past the sides' 20°
+            assert not consistency.framed(consistency.medium_sides([context] * 5)), angle
+
+
 def frames_of(pipeline: FacePipeline, frames: list[np.ndarray]) -> list[Probe]:
     return [pipeline.analyse(f) for f in frames]
 

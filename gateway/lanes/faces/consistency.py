@@ -107,6 +107,9 @@ def largest_step(values: list[np.ndarray]) -> float:
 
 
 MIN_MEDIUM_SIDES = 2  # a corner of the medium, or two of its sides: hair or one background edge is one
+# below this tilt of the eye line the chips are judged as cut: a line within 20° of vertical or
+# horizontal counts as a side anyway (the genuine heads of docs/face-calibration.md roll ≤ 8.1°)
+ROLL_LEVEL_DEG = 10.0
 
 
 def held_sides(a: np.ndarray, b: np.ndarray) -> str:
@@ -129,15 +132,39 @@ def held_sides(a: np.ndarray, b: np.ndarray) -> str:
     return "".join(sorted(sides))
 
 
-def medium_sides(contexts: list[np.ndarray]) -> str:
+def roll_degrees(landmarks: list[np.ndarray]) -> float:
+    """The median tilt of the eye line over a window's landmarks (degrees, picture coordinates;
+    0: eyes level)."""
+    angles = [math.degrees(math.atan2(p[1][1] - p[0][1], p[1][0] - p[0][0])) for p in landmarks]
+    return float(np.median(angles)) if angles else 0.0
+
+
+def levelled(context: np.ndarray, roll: float) -> np.ndarray:
+    """A context chip turned about the face's centre by `roll` degrees (the eye line level), what
+    leaves the picture OUTSIDE as in `context_chip`."""
+    matrix = cv2.getRotationMatrix2D((CENTRE, CENTRE), roll, 1.0)
+    size = (CONTEXT_PX, CONTEXT_PX)
+    turned = cv2.warpAffine(context, matrix, size, flags=cv2.INTER_LINEAR, borderValue=OUTSIDE)
+    inside = cv2.warpAffine(
+        (context != OUTSIDE).astype(np.uint8), matrix, size, flags=cv2.INTER_NEAREST, borderValue=0
+    )
+    turned = np.maximum(turned, 1)
+    turned[inside == 0] = OUTSIDE
+    return turned
+
+
+def medium_sides(contexts: list[np.ndarray], roll: float = 0.0) -> str:
     """The sides of the face on which straight edges held still between two consecutive context
     chips: those of the first step that shows MIN_MEDIUM_SIDES or more (the later steps cannot
     change `framed`'s answer, so they are not looked at), else of the step showing the most ("" for
-    fewer than 2 chips)."""
+    fewer than 2 chips). With the window's eye line tilted by ROLL_LEVEL_DEG or more (`roll`), the
+    chips are levelled first: a phone held tilted shows a tilted face, and its edges, leaning as
+    much, would be neither vertical nor horizontal (a 30° tilt let 367 of 1,716 replay windows
+    through; docs/face-calibration.md)."""
     most = ""
     previous = None
     for context in contexts:
-        edges = _inside_edges(context)
+        edges = _inside_edges(levelled(context, roll) if abs(roll) >= ROLL_LEVEL_DEG else context)
         if previous is not None:
             sides = held_sides(previous, edges)
             if len(sides) >= MIN_MEDIUM_SIDES:
@@ -179,5 +206,5 @@ def measure(chips: list[np.ndarray], landmarks: list[np.ndarray], contexts: list
     return Consistency(
         lowest_correlation(chips),
         largest_step([normalised_landmarks(p) for p in landmarks]),
-        medium_sides(contexts),
+        medium_sides(contexts, roll_degrees(landmarks)),
     )

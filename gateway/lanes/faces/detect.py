@@ -71,11 +71,12 @@ class FaceDetector:
             step = max(self.strides)
             height = min(height, -(-resized.shape[0] // step) * step)
             width = min(width, -(-resized.shape[1] // step) * step)
-        canvas = np.zeros((height, width, 3), np.uint8)
-        canvas[: resized.shape[0], : resized.shape[1]] = resized
-        if not self.bgr:
-            canvas = canvas[:, :, ::-1]
-        return canvas.transpose(2, 0, 1)[None].astype(np.float32), scale
+        # Written once, C-contiguous: a transposed view cast with `astype` keeps the view's strides,
+        # and onnxruntime copied that non-contiguous 640×384 blob (2.9 MB more on every run's peak).
+        blob = np.zeros((1, 3, height, width), np.float32)
+        pixels = resized.transpose(2, 0, 1)
+        blob[0, :, : resized.shape[0], : resized.shape[1]] = pixels if self.bgr else pixels[::-1]
+        return blob, scale
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in a BGR picture, best first."""
