@@ -231,9 +231,11 @@ class FaceAccessWatch:
             if probe.usable:
                 assert self.matcher is not None and probe.vector is not None
                 match = self.matcher.match(probe.vector)
-            for entrance in entrances:
-                flow = self.flows[entrance.id]
-                pending = flow.observe(frame.ts_ms, probe, match, elapsed_ms, now_ms)
+            # every entrance sees the frame at once (their counters agree at any moment), then
+            # each resident's pending decision is checked and finished
+            flows = [self.flows[e.id] for e in entrances]
+            pendings = [(f, f.observe(frame.ts_ms, probe, match, elapsed_ms, now_ms)) for f in flows]
+            for flow, pending in pendings:
                 if pending is not None:
                     await self.conclude(flow, pending)
 
