@@ -75,9 +75,13 @@ def test_a_strangers_approach_stays_a_strangers() -> None:
 
 
 def test_a_passer_by_is_left_out_of_the_fused_descriptor() -> None:
-    frames = [around(ALICE, 0.9), around(BOB, 0.3), around(ALICE, 0.9), around(ALICE, 0.9)]
+    # A full window (n = 5): one passer-by among 4 of the resident's frames. With 1 of 4 frames
+    # (3 of the resident's at 0.7) the first mean leans so far toward the passer-by that his frame
+    # stays within max_distance of it in ~9 % of noise draws (seeds 1000-3999); with 1 of 5, in
+    # none of 3,000. The rule leaves out one face among a window's frames, not a quarter of them.
+    frames = [around(ALICE, 0.7), around(BOB, 0.3)] + [around(ALICE, 0.7) for _ in range(3)]
     vector, used = fuse(frames, THRESHOLD, 3)  # type: ignore[misc]
-    assert used == [0, 2, 3] and float(np.linalg.norm(vector - ALICE)) < 0.9
+    assert used == [0, 2, 3, 4] and float(np.linalg.norm(vector - ALICE)) < 0.7
     assert fuse(frames[:2], THRESHOLD, 3) is None  # too few frames
     # two residents taking turns: the fused descriptor lies between them, as close to one as to
     # the other: ambiguous (the margin), never either of them
