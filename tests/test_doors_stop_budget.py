@@ -14,7 +14,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tests.conftest import gateway_toml
 from tests.support.configs import door_toml, meter_bus_toml, threshold_rule_toml
 from tests.support.modbus_thread import ModbusThread
 from tests.support.process import lintel
+from tests.support.waiting import wait_for
 
 COIL = 0
 UNANSWERED_S = 2.0  # the relay's bus answers again this long after the stop began
@@ -53,15 +54,6 @@ class SilentRelayModule(SimulatedRelayModule):
         if function in (5, 15) and time.monotonic() < self.silent_until:
             return ExcCodes.GATEWAY_NO_RESPONSE
         return await super()._action(function, start, address, count, registers, set_values)
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
