@@ -144,12 +144,26 @@ def click_and_load(browser, element) -> None:  # type: ignore[no-untyped-def]
     """Click a link or submit button and wait for the page it leads to: chromedriver's click returns
     before a form's POST and redirect have loaded, and reading the page then finds the old one (a
     full CI run read the sign-in page's empty buildings table)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def old_page_gone(_: object) -> bool:
+        # selenium's staleness_of expects StaleElementReferenceException; Chromium 156 may answer
+        # "Node with given id does not belong to the document" instead (SeleniumHQ/selenium#15401;
+        # a fresh-clone CI run failed on it): both say the old page was replaced
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
 
     old = browser.find_element("tag name", "html")
     element.click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 30).until(old_page_gone)
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
