@@ -16,28 +16,15 @@ back, seconds to the last ledger row (median, worst). Target: 0 lost, 0 twice, i
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import tempfile
 from pathlib import Path
 
-import psycopg
-
 from bench.common import print_table
-from fleet import db
 from fleet.pg import LocalPostgres
 from tests.support import fleet_failover
+from tests.support.fleet_db import fresh_fleet_db
 from tests.support.fleet_procs import PersistentMosquitto
-
-
-def fresh_db(pg: LocalPostgres) -> str:
-    name = f"fleet_{secrets.token_hex(4)}"
-    with psycopg.connect(pg.dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}".encode())
-    dsn = pg.dsn.rsplit("/", 1)[0] + f"/{name}"
-    with db.connect(dsn) as c:
-        db.migrate(c)
-    return dsn
 
 
 def main() -> None:
@@ -62,7 +49,9 @@ def main() -> None:
                 broker.start()
                 try:
                     outcomes.append(
-                        fleet_failover.run(fresh_db(pg), broker, run_dir, scenario, gateways=args.gateways)
+                        fleet_failover.run(
+                            fresh_fleet_db(pg), broker, run_dir, scenario, gateways=args.gateways
+                        )
                     )
                 finally:
                     broker.stop()

@@ -4,7 +4,6 @@ test (fsync off: these tests are about our logic, the bench measures the real wr
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from fleet import db
 from fleet.pg import LocalPostgres
+from tests.support import waiting
 
 
 @pytest.fixture(scope="session")
@@ -24,26 +24,25 @@ def pg_cluster() -> Iterator[LocalPostgres]:
     cluster.remove()
 
 
-@pytest.fixture
-def fleet_dsn(pg_cluster: LocalPostgres) -> Iterator[str]:
+def fresh_fleet_db(pg: LocalPostgres) -> str:
+    """A new, migrated fleet database in the cluster; its DSN."""
     name = f"fleet_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_cluster.dsn, autocommit=True) as c:
+    with psycopg.connect(pg.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}".encode())
-    dsn = pg_cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = pg.dsn.rsplit("/", 1)[0] + f"/{name}"
     with db.connect(dsn) as c:
         db.migrate(c)
-    yield dsn
+    return dsn
+
+
+@pytest.fixture
+def fleet_dsn(pg_cluster: LocalPostgres) -> Iterator[str]:
+    yield fresh_fleet_db(pg_cluster)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.1)
+    """`waiting.wait_for`, polling every 0.1 s: each poll here is a database query."""
+    return waiting.wait_for(predicate, timeout_s, what, poll_s=0.1)
 
 
 def scalar(dsn: str, sql: str, *params: Any) -> Any:
