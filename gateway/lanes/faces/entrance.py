@@ -87,11 +87,11 @@ class EntranceFlow:
             probe.context, probe.pad_crops,
         )  # fmt: skip
         got, locked = self.decider.step(obs, now_ms)
-        if isinstance(got, Decision):
-            self._decided(got, now_ms)
-        if locked:
-            self._locked(now_ms)
-        return got if isinstance(got, Pending) else None
+        if isinstance(got, Pending):
+            return got
+        if got is not None:
+            self._act(got, locked, now_ms)
+        return None
 
     async def check(self, pending: Pending) -> LivenessResult:
         """The pending decision's liveness check, as its own jobs on the inference thread (one
@@ -112,10 +112,14 @@ class EntranceFlow:
     def finish(self, pending: Pending, live: LivenessResult, now_ms: int) -> Decision:
         """The second half, on the event loop: the rest of the rules, then events and the door."""
         decision, locked = self.decider.finish(pending, live, now_ms)
+        self._act(decision, locked, now_ms)
+        return decision
+
+    def _act(self, decision: Decision, locked: bool, now_ms: int) -> None:
+        """Events and the door for a decision; the lockout it started, if any."""
         self._decided(decision, now_ms)
         if locked:
             self._locked(now_ms)
-        return decision
 
     def _locked(self, now_ms: int) -> None:
         entrance = self.entrance
